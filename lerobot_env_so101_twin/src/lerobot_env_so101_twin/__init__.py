@@ -1,0 +1,33 @@
+"""SO-101 digital twin for LeRobot: an env (`so101_twin`), a robot (`so101_twin`) and a scripted expert
+teleoperator (`so101_twin_expert`), found by LeRobot's `register_third_party_plugins()`."""
+
+import os
+
+# MuJoCo picks its OpenGL backend when first imported: default to headless EGL before anything imports it.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from .config_so101_twin import SO101TwinConfig  # noqa: E402
+from .config_so101_twin_expert import SO101TwinExpertConfig  # noqa: E402
+from .constants import (  # noqa: E402
+    MOTOR_KEYS,
+    SEGMENTATION_CLASSES,
+    segmentation_from_code,
+    segmentation_to_code,
+)
+from .env_config import SO101TwinEnvConfig, register_gym_envs  # noqa: E402
+from .so101_twin import SO101Twin  # noqa: E402
+from .so101_twin_expert import SO101TwinExpert  # noqa: E402
+
+register_gym_envs()
+
+__all__ = [
+    "MOTOR_KEYS",
+    "SEGMENTATION_CLASSES",
+    "SO101Twin",
+    "SO101TwinConfig",
+    "SO101TwinEnvConfig",
+    "SO101TwinExpert",
+    "SO101TwinExpertConfig",
+    "segmentation_from_code",
+    "segmentation_to_code",
+]

@@ -1,0 +1,45 @@
+"""`--robot.type=so101_twin`: the twin as a LeRobot robot, a drop-in for `so101_follower`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.robots.config import RobotConfig
+
+from .constants import CAMERA_NAMES, TASKS
+
+
+@RobotConfig.register_subclass("so101_twin")
+@dataclass
+class SO101TwinConfig(RobotConfig):
+    task: str = "LiftCube"
+    cameras: list[str] = field(default_factory=lambda: list(CAMERA_NAMES))
+    camera_height: int = 480
+    camera_width: int = 640
+    # Ground truth recorded beside the RGB cameras, as <camera>_depth and <camera>_segmentation depth maps.
+    depth: bool = False
+    segmentation: bool = False
+    # Same meaning as so101_follower's: caps how far (deg, or 0-100 for the gripper) a target may be from the
+    # present position. Targets outside the joint limits are always clipped, and both are logged.
+    max_relative_target: float | None = None
+    fps: int = 30  # physics advances 1/fps s per send_action; match --dataset.fps / --fps
+    seed: int = 0  # episode k of a session starts from seed + k
+    # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
+    reset_on_new_episode: bool = True
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"--robot.task={self.task!r} is not a so101_twin task; choose one of {list(TASKS)}")
+        unknown = [c for c in self.cameras if c not in CAMERA_NAMES]
+        if unknown:
+            raise ValueError(f"--robot.cameras has unknown camera(s) {unknown}; the twin has {list(CAMERA_NAMES)}")
+        if self.camera_height <= 0 or self.camera_width <= 0:
+            raise ValueError(
+                f"--robot.camera_height/camera_width must be positive, got {self.camera_height}x{self.camera_width}"
+            )
+        if (self.depth or self.segmentation) and not self.cameras:
+            raise ValueError("--robot.depth/--robot.segmentation need at least one camera in --robot.cameras")
+        if self.max_relative_target is not None and self.max_relative_target <= 0:
+            raise ValueError(f"--robot.max_relative_target must be positive, got {self.max_relative_target}")
+        if self.fps <= 0:
+            raise ValueError(f"--robot.fps must be positive, got {self.fps}")

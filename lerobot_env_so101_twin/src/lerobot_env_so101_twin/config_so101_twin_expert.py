@@ -1,0 +1,23 @@
+"""`--teleop.type=so101_twin_expert`: the twin's scripted expert as a LeRobot teleoperator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lerobot.teleoperators.config import TeleoperatorConfig
+
+
+@TeleoperatorConfig.register_subclass("so101_twin_expert")
+@dataclass
+class SO101TwinExpertConfig(TeleoperatorConfig):
+    # id of the so101_twin robot to read (None: the only one connected in the process)
+    robot_id: str | None = None
+    hover_height: float = 0.06  # metres above the cube before descending
+    lift_height: float = 0.10  # metres the cube is raised to
+    speed: float = 1.0  # >1 plays the script faster
+
+    def __post_init__(self):
+        if self.speed <= 0:
+            raise ValueError(f"--teleop.speed must be positive, got {self.speed}")
+        if not 0.0 < self.lift_height < 0.3:
+            raise ValueError(f"--teleop.lift_height must be in (0, 0.3) m, got {self.lift_height}")

@@ -1,0 +1,84 @@
+"""`--env.type=so101_twin`: the twin as a LeRobot env plugin, evaluated with the stock `lerobot-eval`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.envs.configs import EnvConfig
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
+
+from .constants import CAMERA_NAMES, TASKS
+from .gym_env import EPISODE_STEPS, depth_key, segmentation_key
+
+ENV_TYPE = "so101_twin"
+GYM_NAMESPACE = f"gym_{ENV_TYPE}"
+
+
+def register_gym_envs() -> None:
+    for task in TASKS:
+        env_id = f"{GYM_NAMESPACE}/{task}"
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point="lerobot_env_so101_twin.gym_env:SO101TwinEnv",
+                kwargs={"task": task},
+                max_episode_steps=EPISODE_STEPS[task],
+            )
+
+
+@EnvConfig.register_subclass(ENV_TYPE)
+@dataclass
+class SO101TwinEnvConfig(EnvConfig):
+    task: str | None = "LiftCube"
+    fps: int = 30
+    episode_length: int | None = None  # steps; default 300 (LiftCube) or 150 (ReachCube) at 30 fps
+    cameras: list[str] = field(default_factory=lambda: list(CAMERA_NAMES))
+    observation_height: int = 480
+    observation_width: int = 640
+    depth: bool = False  # adds observation.images.<camera>_depth, as recorded datasets hold it
+    segmentation: bool = False  # adds observation.images.<camera>_segmentation (6-class ids, depth-coded)
+    reward_type: str = "dense"  # or "sparse" (1.0 on success)
+    features: dict[str, PolicyFeature] = field(default_factory=dict)
+    features_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"--env.task={self.task!r} is not a so101_twin task; choose one of {list(TASKS)}")
+        unknown = [c for c in self.cameras if c not in CAMERA_NAMES]
+        if unknown:
+            raise ValueError(f"--env.cameras has unknown camera(s) {unknown}; the twin has {list(CAMERA_NAMES)}")
+        if self.observation_height <= 0 or self.observation_width <= 0:
+            raise ValueError(
+                f"--env.observation_height/width must be positive, got {self.observation_height}x{self.observation_width}"
+            )
+        if self.fps <= 0:
+            raise ValueError(f"--env.fps must be positive, got {self.fps}")
+        h, w = self.observation_height, self.observation_width
+        self.features = {
+            ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(6,)),
+            "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(6,)),
+        }
+        self.features_map = {ACTION: ACTION, "agent_pos": OBS_STATE}
+        for cam in self.cameras:
+            self.features[f"pixels/{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=(h, w, 3))
+            self.features_map[f"pixels/{cam}"] = f"{OBS_IMAGES}.{cam}"
+            for wanted, key in ((self.depth, depth_key(cam)), (self.segmentation, segmentation_key(cam))):
+                if wanted:
+                    self.features[key] = PolicyFeature(type=FeatureType.VISUAL, shape=(h, w, 1))
+                    self.features_map[key] = f"observation.{key}"
+        register_gym_envs()
+
+    @property
+    def gym_kwargs(self) -> dict:
+        return {
+            "cameras": tuple(self.cameras),
+            "camera_height": self.observation_height,
+            "camera_width": self.observation_width,
+            "depth": self.depth,
+            "segmentation": self.segmentation,
+            "fps": self.fps,
+            "reward_type": self.reward_type,
+            "max_episode_steps": self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30,
+        }

@@ -1,0 +1,129 @@
+"""Gymnasium environment around the twin: what `lerobot-eval --env.type=so101_twin` steps.
+
+Observations use the keys LeRobot's `preprocess_observation` understands: `agent_pos` (the follower's six
+joint positions) and `pixels/<camera>` (uint8 HWC). The optional ground truth is laid out exactly as a
+dataset recorded with `lerobot-record --robot.type=so101_twin` returns it, so a policy sees the same tensors
+in training and in evaluation: `images.<camera>_depth` and `images.<camera>_segmentation`, float32 (1, H, W),
+depth in millimetres (LeRobot's default `depth_output_unit`) and segmentation as its depth code in mm
+(`constants.segmentation_from_code(x, unit="mm")` gives the class ids).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .constants import segmentation_to_code
+from .twin import SO101Twin, TwinConfig
+
+EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
+
+
+def depth_key(camera: str) -> str:
+    return f"images.{camera}_depth"
+
+
+def segmentation_key(camera: str) -> str:
+    return f"images.{camera}_segmentation"
+
+
+class SO101TwinEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        task: str = "LiftCube",
+        cameras: tuple[str, ...] = ("front", "wrist"),
+        camera_height: int = 480,
+        camera_width: int = 640,
+        depth: bool = False,
+        segmentation: bool = False,
+        fps: int = 30,
+        render_mode: str = "rgb_array",
+        reward_type: str = "dense",
+        max_episode_steps: int | None = None,
+    ):
+        if reward_type not in ("dense", "sparse"):
+            raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
+        sizes = {name: (int(camera_height), int(camera_width)) for name in cameras}
+        self.twin = SO101Twin(TwinConfig(task=task, fps=fps, cameras=sizes, depth=depth, segmentation=segmentation))
+        self.task = task
+        self.cameras = tuple(cameras)
+        self.render_mode = render_mode
+        self.reward_type = reward_type
+        self._max_episode_steps = max_episode_steps or EPISODE_STEPS[task] * fps // 30
+        self.metadata = {**self.metadata, "render_fps": fps}
+
+        limits = self.twin.joint_limits.astype(np.float32)
+        self.action_space = spaces.Box(low=limits[:, 0], high=limits[:, 1], dtype=np.float32)
+        obs: dict[str, spaces.Space] = {
+            "agent_pos": spaces.Box(low=limits[:, 0] - 10, high=limits[:, 1] + 10, dtype=np.float32),
+        }
+        h, w = int(camera_height), int(camera_width)
+        if self.cameras:
+            obs["pixels"] = spaces.Dict(
+                {name: spaces.Box(0, 255, (h, w, 3), dtype=np.uint8) for name in self.cameras}
+            )
+        for name in self.cameras:
+            if depth:
+                obs[depth_key(name)] = spaces.Box(0.0, np.inf, (1, h, w), dtype=np.float32)
+            if segmentation:
+                obs[segmentation_key(name)] = spaces.Box(0.0, np.inf, (1, h, w), dtype=np.float32)
+        self.observation_space = spaces.Dict(obs)
+        self._last_frames = None
+
+    # LeRobot's eval loop asks vector envs for these
+    @property
+    def task_description(self) -> str:
+        return {"LiftCube": "Pick up the red cube and lift it.", "ReachCube": "Reach the red cube."}[self.task]
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {"agent_pos": self.twin.joint_positions().astype(np.float32)}
+        if not self.cameras:
+            return obs
+        frames = self.twin.render()
+        self._last_frames = frames
+        obs["pixels"] = {name: frames[name].rgb for name in self.cameras}
+        for name in self.cameras:
+            frame = frames[name]
+            if frame.depth is not None:
+                obs[depth_key(name)] = (frame.depth * 1000.0)[None].astype(np.float32)
+            if frame.segmentation is not None:
+                obs[segmentation_key(name)] = (segmentation_to_code(frame.segmentation)[..., 0] * 1000.0)[None]
+        return obs
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "is_success": self.twin.is_success(),
+            "is_grasped": self.twin.is_grasped(),
+            "lift_height": self.twin.lift_height(),
+            "episode_seed": self.twin.episode_seed,
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        episode_seed = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+        self.twin.reset(episode_seed)
+        return self._observation(), self._info()
+
+    def step(self, action):
+        report = self.twin.apply_action(np.asarray(action, dtype=np.float64))
+        self.twin.step()
+        success = self.twin.is_success()
+        reward = float(success) if self.reward_type == "sparse" else self.twin.dense_reward()
+        info = self._info()
+        info["clipped_joints"] = sorted(report.clipped)
+        truncated = self.twin.steps >= self._max_episode_steps
+        return self._observation(), reward, success, truncated, info
+
+    def render(self):
+        frames = self._last_frames if self._last_frames is not None else self.twin.render()
+        return np.concatenate([frames[name].rgb for name in self.cameras], axis=1)
+
+    def close(self):
+        self.twin.close()
+
+

@@ -1,0 +1,189 @@
+"""The twin as a LeRobot `Robot`: same observation and action features as `so101_follower`.
+
+`lerobot-record`, `lerobot-rollout` and `lerobot-teleoperate` drive it exactly as they drive the real arm. Each
+`send_action` advances the physics by one control period (1/fps s); `get_observation` renders the cameras.
+
+Scene resets: a person resets the real scene between episodes. The twin does it when `lerobot-record` announces
+an episode ("Recording episode N", which it logs through `log_say`): the arm goes to rest and the cube to the
+pose drawn from `seed + N`, so episode N is reproducible and a re-recorded episode gets the same scene.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from functools import cached_property
+
+import numpy as np
+from lerobot.robots.robot import Robot
+
+from .config_so101_twin import SO101TwinConfig
+from .constants import MOTOR_KEYS, segmentation_to_code
+from .twin import SO101Twin as Twin
+from .twin import TwinConfig
+
+logger = logging.getLogger(__name__)
+
+_EPISODE_ANNOUNCEMENT = re.compile(r"^Recording episode (\d+)")
+_active: dict[str | None, SO101Twin] = {}
+_active_lock = threading.Lock()
+
+
+def active_twin(robot_id: str | None = None) -> SO101Twin:
+    """The connected twin robot with this id (or the only one), for teleoperators that read its state."""
+    with _active_lock:
+        if robot_id is not None:
+            if robot_id not in _active:
+                raise RuntimeError(
+                    f"no connected so101_twin robot with id {robot_id!r}; connected: {sorted(map(str, _active))}"
+                )
+            return _active[robot_id]
+        if len(_active) != 1:
+            raise RuntimeError(
+                f"the so101_twin expert needs exactly one connected so101_twin robot in this process, found "
+                f"{len(_active)}: use --robot.type=so101_twin (or pass --teleop.robot_id)"
+            )
+        return next(iter(_active.values()))
+
+
+class _EpisodeAnnouncementHandler(logging.Handler):
+    def __init__(self, robot: SO101Twin):
+        super().__init__(level=logging.INFO)
+        self.robot = robot
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _EPISODE_ANNOUNCEMENT.match(str(record.msg))
+        if match:
+            self.robot.reset_scene(self.robot.config.seed + int(match.group(1)))
+
+
+class SO101Twin(Robot):
+    config_class = SO101TwinConfig
+    name = "so101_twin"
+
+    def __init__(self, config: SO101TwinConfig):
+        super().__init__(config)
+        self.config = config
+        self.twin: Twin | None = None
+        self.scene_version = 0  # bumped at every scene reset, so teleoperators can restart their script
+        self._handler: _EpisodeAnnouncementHandler | None = None
+        self.last_clip_report = None
+
+    @cached_property
+    def cameras(self) -> dict[str, tuple[int, int]]:
+        return {name: (self.config.camera_height, self.config.camera_width) for name in self.config.cameras}
+
+    @property
+    def _motors_ft(self) -> dict[str, type]:
+        return dict.fromkeys(MOTOR_KEYS, float)
+
+    @property
+    def observation_features(self) -> dict:
+        features: dict = dict(self._motors_ft)
+        h, w = self.config.camera_height, self.config.camera_width
+        for cam in self.config.cameras:
+            features[cam] = (h, w, 3)
+        for cam in self.config.cameras:
+            if self.config.depth:
+                features[f"{cam}_depth"] = (h, w, 1)
+            if self.config.segmentation:
+                features[f"{cam}_segmentation"] = (h, w, 1)
+        return features
+
+    @property
+    def action_features(self) -> dict:
+        return self._motors_ft
+
+    @property
+    def is_connected(self) -> bool:
+        return self.twin is not None
+
+    @property
+    def is_calibrated(self) -> bool:
+        return True  # the twin's joints are calibrated by construction (so101_new_calib zero pose)
+
+    def calibrate(self) -> None:
+        pass
+
+    def configure(self) -> None:
+        pass
+
+    def connect(self, calibrate: bool = True) -> None:
+        if self.is_connected:
+            raise RuntimeError(f"{self} is already connected")
+        cfg = self.config
+        self.twin = Twin(
+            TwinConfig(
+                task=cfg.task,
+                fps=cfg.fps,
+                cameras=dict(self.cameras),
+                depth=cfg.depth,
+                segmentation=cfg.segmentation,
+            ),
+            seed=cfg.seed,
+        )
+        with _active_lock:
+            if cfg.id in _active:
+                self.twin.close()
+                self.twin = None
+                raise RuntimeError(f"an so101_twin robot with id {cfg.id!r} is already connected in this process")
+            _active[cfg.id] = self
+        if cfg.reset_on_new_episode:
+            self._handler = _EpisodeAnnouncementHandler(self)
+            logging.getLogger().addHandler(self._handler)
+        logger.info("%s connected (task %s, cameras %s)", self, cfg.task, dict(self.cameras))
+
+    def reset_scene(self, seed: int | None = None) -> None:
+        self._require_connected()
+        self.twin.reset(seed)
+        self.scene_version += 1
+        logger.info("%s: new scene, seed %s, cube at %s", self, seed, np.round(self.twin.cube_position, 3).tolist())
+
+    def _require_connected(self) -> None:
+        if self.twin is None:
+            raise RuntimeError(f"{self} is not connected: call connect() first")
+
+    def get_observation(self) -> dict:
+        self._require_connected()
+        obs: dict = self.twin.observation_state()
+        if not self.config.cameras:
+            return obs
+        frames = self.twin.render()
+        for cam in self.config.cameras:
+            obs[cam] = frames[cam].rgb
+        for cam in self.config.cameras:
+            if frames[cam].depth is not None:
+                obs[f"{cam}_depth"] = frames[cam].depth[..., None]
+            if frames[cam].segmentation is not None:
+                obs[f"{cam}_segmentation"] = segmentation_to_code(frames[cam].segmentation)
+        return obs
+
+    def send_action(self, action: dict) -> dict:
+        self._require_connected()
+        missing = [k for k in MOTOR_KEYS if k not in action]
+        if missing:
+            raise KeyError(f"action is missing {missing}; so101_twin expects {list(MOTOR_KEYS)}")
+        target = np.array([float(action[k]) for k in MOTOR_KEYS])
+        report = self.twin.apply_action(target, max_relative_target=self.config.max_relative_target)
+        if report.clipped:
+            logger.warning(
+                "%s: joint targets clipped to the joint limits / max_relative_target: %s",
+                self,
+                {k: {"requested": round(r, 2), "sent": round(s, 2)} for k, (r, s) in report.clipped.items()},
+            )
+        self.last_clip_report = report
+        self.twin.step()
+        return dict(zip(MOTOR_KEYS, report.sent.tolist(), strict=True))
+
+    def disconnect(self) -> None:
+        if self.twin is None:
+            return
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler = None
+        with _active_lock:
+            _active.pop(self.config.id, None)
+        self.twin.close()
+        self.twin = None
+        logger.info("%s disconnected", self)

@@ -1,0 +1,77 @@
+"""The scripted expert as a `Teleoperator`: `lerobot-record --robot.type=so101_twin --teleop.type=so101_twin_expert`.
+
+It is a privileged teleoperator: it reads the cube's pose from the so101_twin robot connected in the same process
+(lerobot-record builds both), so it only pairs with that robot. Its actions are the follower's absolute joint
+targets, as a leader arm's would be.
+"""
+
+from __future__ import annotations
+
+from lerobot.teleoperators.teleoperator import Teleoperator
+
+from .config_so101_twin_expert import SO101TwinExpertConfig
+from .constants import MOTOR_KEYS
+from .expert import ScriptedExpert
+from .so101_twin import active_twin
+
+
+class SO101TwinExpert(Teleoperator):
+    config_class = SO101TwinExpertConfig
+    name = "so101_twin_expert"
+
+    def __init__(self, config: SO101TwinExpertConfig):
+        super().__init__(config)
+        self.config = config
+        self._connected = False
+        self._robot = None
+        self._expert: ScriptedExpert | None = None
+        self._scene_version = -1
+
+    @property
+    def action_features(self) -> dict:
+        return dict.fromkeys(MOTOR_KEYS, float)
+
+    @property
+    def feedback_features(self) -> dict:
+        return {}
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    @property
+    def is_calibrated(self) -> bool:
+        return True
+
+    def calibrate(self) -> None:
+        pass
+
+    def configure(self) -> None:
+        pass
+
+    def connect(self, calibrate: bool = True) -> None:
+        # lerobot-record connects the teleoperator before the robot: the twin is looked up at the first action.
+        self._connected = True
+
+    def get_action(self) -> dict[str, float]:
+        if not self._connected:
+            raise RuntimeError(f"{self} is not connected")
+        robot = active_twin(self.config.robot_id)
+        if robot is not self._robot or robot.scene_version != self._scene_version:
+            self._robot = robot
+            self._scene_version = robot.scene_version
+            self._expert = ScriptedExpert(
+                robot.twin,
+                hover_height=self.config.hover_height,
+                lift_height=self.config.lift_height,
+                speed=self.config.speed,
+            )
+        return dict(zip(MOTOR_KEYS, self._expert.action().tolist(), strict=True))
+
+    def send_feedback(self, feedback: dict) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        self._connected = False
+        self._robot = None
+        self._expert = None

@@ -1,0 +1,251 @@
+"""The SO-101 digital twin: physics, the follower's units, tasks, rewards and rendering in one object.
+
+Everything the gym env, the robot plugin and the scripted expert share lives here, so that the three see
+the same arm. Units are the real `so101_follower`'s (use_degrees=True): degrees for the five body joints,
+0-100 for the gripper, where 0 and 100 are the two ends of the gripper joint's range (closed, open).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from .constants import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE, TASKS
+from .render import CameraFrame, MultiCameraRenderer
+from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
+
+logger = logging.getLogger(__name__)
+
+# Folded rest pose, in follower units; the pose an SO-101 is usually left in.
+REST_POSE = np.array([0.0, -98.0, 70.0, 90.0, 0.0, 20.0])
+
+LIFT_HEIGHT = 0.05  # metres the cube's bottom must rise above the table for LiftCube success
+REACH_TOLERANCE = 0.02  # metres between the grasp point and the cube centre for ReachCube success
+
+
+@dataclass
+class TwinConfig:
+    task: str = "LiftCube"
+    fps: int = 30
+    # camera name -> (height, width); an empty dict turns rendering off
+    cameras: dict[str, tuple[int, int]] = field(default_factory=lambda: dict.fromkeys(CAMERA_NAMES, NATIVE_CAMERA_SIZE))
+    depth: bool = False
+    segmentation: bool = False
+    # cube spawn region: distance from the base (m) and bearing (deg), yaw (deg)
+    cube_distance: tuple[float, float] = (0.17, 0.26)
+    cube_bearing_deg: tuple[float, float] = (-30.0, 30.0)
+    cube_yaw_deg: tuple[float, float] = (-45.0, 45.0)
+    physics_timestep: float = 0.002
+    mesh_cell: float = 0.004
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; the twin has {list(TASKS)}")
+        if not isinstance(self.fps, int) or self.fps <= 0:
+            raise ValueError(f"fps must be a positive integer, got {self.fps!r}")
+        for name, size in self.cameras.items():
+            if name not in CAMERA_NAMES:
+                raise ValueError(f"unknown camera {name!r}; the twin has {list(CAMERA_NAMES)}")
+            if len(size) != 2 or min(int(size[0]), int(size[1])) <= 0:
+                raise ValueError(f"camera {name!r} needs a positive (height, width), got {tuple(size)}")
+        if (self.depth or self.segmentation) and not self.cameras:
+            raise ValueError("depth and segmentation need at least one camera")
+
+
+@dataclass
+class ClipReport:
+    """What `apply_action` changed in a command before sending it to the actuators."""
+
+    requested: np.ndarray
+    sent: np.ndarray
+    clipped: dict[str, tuple[float, float]]  # motor key -> (requested, sent) where they differ
+
+
+class SO101Twin:
+    def __init__(self, config: TwinConfig | None = None, seed: int | None = None):
+        self.config = config or TwinConfig()
+        self.config.validate()
+        scene = build_scene(self.config.cameras or {}, mesh_cell=self.config.mesh_cell, timestep=self.config.physics_timestep)
+        self.model = scene.model
+        self.data = mujoco.MjData(self.model)
+        self.geom_class = scene.geom_class
+        self._renderer = (
+            MultiCameraRenderer(
+                self.model,
+                {name: scene.camera_ids[name] for name in self.config.cameras},
+                self.config.cameras,
+                scene.geom_class,
+                BACKGROUND,
+            )
+            if self.config.cameras
+            else None
+        )
+        control_period = 1.0 / self.config.fps
+        self.n_substeps = max(1, round(control_period / self.model.opt.timestep))
+        self.model.opt.timestep = control_period / self.n_substeps  # control period is an exact number of steps
+
+        self._joint_qpos = np.array([self.model.joint(n).qposadr[0] for n in JOINT_NAMES])
+        self._joint_dof = np.array([self.model.joint(n).dofadr[0] for n in JOINT_NAMES])
+        self._actuators = np.array([self.model.actuator(n).id for n in JOINT_NAMES])
+        self.joint_range_rad = self.model.jnt_range[[self.model.joint(n).id for n in JOINT_NAMES]].copy()
+        self.joint_limits = self.to_follower_units(self.joint_range_rad.T).T  # (6, 2) in follower units
+        cube_joint = self.model.joint("cube")
+        self._cube_qpos = cube_joint.qposadr[0]
+        self._cube_dof = cube_joint.dofadr[0]
+        self.cube_geom = self.model.geom("cube").id
+        self._static_pad = self.model.geom("static_finger_pad").id
+        self._moving_pad = self.model.geom("moving_finger_pad").id
+        gripper_body = self.model.body("gripper").id
+        jaw_body = self.model.body("moving_jaw_so101_v1").id
+        self._static_finger_geoms = {
+            g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] == gripper_body and self.model.geom_contype[g]
+        }
+        self._moving_finger_geoms = {
+            g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] == jaw_body and self.model.geom_contype[g]
+        }
+        self._table_geom = self.model.geom("table").id
+        self._rng = np.random.default_rng(seed)
+        self.episode_seed: int | None = seed
+        self.cube_start = np.zeros(3)
+        self.reset(seed)
+
+    # ----- units -------------------------------------------------------------------------------------
+    def to_follower_units(self, q_rad: np.ndarray) -> np.ndarray:
+        """Joint angles (..., 6) in radians -> degrees for body joints, 0-100 for the gripper."""
+        q = np.asarray(q_rad, dtype=np.float64)
+        out = np.rad2deg(q).astype(np.float64)
+        lo, hi = self.joint_range_rad[5]
+        out[..., 5] = (q[..., 5] - lo) / (hi - lo) * 100.0
+        return out
+
+    def to_radians(self, q_follower: np.ndarray) -> np.ndarray:
+        q = np.asarray(q_follower, dtype=np.float64)
+        out = np.deg2rad(q)
+        lo, hi = self.joint_range_rad[5]
+        out[..., 5] = lo + q[..., 5] / 100.0 * (hi - lo)
+        return out
+
+    # ----- state ---------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """New episode: arm at rest, cube at a random pose on the table (reproducible from `seed`)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            self.episode_seed = seed
+        cfg = self.config
+        mujoco.mj_resetData(self.model, self.data)
+        rest = self.to_radians(REST_POSE)
+        self.data.qpos[self._joint_qpos] = rest
+        self.data.ctrl[self._actuators] = rest
+        distance = self._rng.uniform(*cfg.cube_distance)
+        bearing = np.deg2rad(self._rng.uniform(*cfg.cube_bearing_deg))
+        yaw = np.deg2rad(self._rng.uniform(*cfg.cube_yaw_deg))
+        pos = np.array([distance * np.cos(bearing), distance * np.sin(bearing), TABLE_HEIGHT + CUBE_HALF_SIZE])
+        self.data.qpos[self._cube_qpos : self._cube_qpos + 3] = pos
+        self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        mujoco.mj_forward(self.model, self.data)
+        self.cube_start = pos.copy()
+        self.steps = 0
+
+    def joint_positions(self) -> np.ndarray:
+        """Present joint positions (6,) in follower units."""
+        return self.to_follower_units(self.data.qpos[self._joint_qpos])
+
+    def joint_targets(self) -> np.ndarray:
+        """The last commanded joint targets (6,) in follower units."""
+        return self.to_follower_units(self.data.ctrl[self._actuators])
+
+    def observation_state(self) -> dict[str, float]:
+        return dict(zip(MOTOR_KEYS, self.joint_positions().tolist(), strict=True))
+
+    @property
+    def cube_position(self) -> np.ndarray:
+        return self.data.qpos[self._cube_qpos : self._cube_qpos + 3].copy()
+
+    @property
+    def cube_quat(self) -> np.ndarray:
+        return self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7].copy()
+
+    @property
+    def cube_yaw(self) -> float:
+        w, x, y, z = self.cube_quat
+        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+    @property
+    def grasp_point(self) -> np.ndarray:
+        """Midpoint of the two fingertip pads: where a grasped cube's centre sits."""
+        return 0.5 * (self.data.geom_xpos[self._static_pad] + self.data.geom_xpos[self._moving_pad])
+
+    # ----- control -------------------------------------------------------------------------------------
+    def apply_action(self, target: np.ndarray, max_relative_target: float | None = None) -> ClipReport:
+        """Set absolute joint targets (6,) in follower units, clipped to the joint limits and, like the real
+        follower's `max_relative_target`, to a maximum distance from the present position."""
+        requested = np.asarray(target, dtype=np.float64).reshape(-1)
+        if requested.shape != (6,):
+            raise ValueError(f"action must hold 6 joint targets {list(MOTOR_KEYS)}, got shape {requested.shape}")
+        if not np.all(np.isfinite(requested)):
+            bad = [k for k, v in zip(MOTOR_KEYS, requested, strict=True) if not np.isfinite(v)]
+            raise ValueError(f"action has non-finite targets for {bad}")
+        sent = requested.copy()
+        if max_relative_target is not None:
+            present = self.joint_positions()
+            sent = np.clip(sent, present - max_relative_target, present + max_relative_target)
+        sent = np.clip(sent, self.joint_limits[:, 0], self.joint_limits[:, 1])
+        clipped = {
+            key: (float(r), float(s))
+            for key, r, s in zip(MOTOR_KEYS, requested, sent, strict=True)
+            if abs(r - s) > 1e-6
+        }
+        self.data.ctrl[self._actuators] = self.to_radians(sent)
+        return ClipReport(requested=requested, sent=sent, clipped=clipped)
+
+    def step(self) -> None:
+        """Advance one control period (1/fps s)."""
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        self.steps += 1
+
+    # ----- task --------------------------------------------------------------------------------------
+    def _touching(self, geoms: set[int]) -> bool:
+        contact = self.data.contact
+        for i in range(self.data.ncon):
+            g1, g2 = contact.geom1[i], contact.geom2[i]
+            if (g1 == self.cube_geom and g2 in geoms) or (g2 == self.cube_geom and g1 in geoms):
+                return True
+        return False
+
+    def is_grasped(self) -> bool:
+        return self._touching(self._static_finger_geoms) and self._touching(self._moving_finger_geoms)
+
+    def lift_height(self) -> float:
+        return float(self.cube_position[2] - CUBE_HALF_SIZE - TABLE_HEIGHT)
+
+    def is_success(self) -> bool:
+        if self.config.task == "ReachCube":
+            return bool(np.linalg.norm(self.grasp_point - self.cube_position) < REACH_TOLERANCE)
+        return self.lift_height() > LIFT_HEIGHT and self.is_grasped()
+
+    def dense_reward(self) -> float:
+        """Shaped reward in [0, 1] (ReachCube) or [0, 3] (LiftCube).
+
+        reach = 1 - tanh(10 * |grasp point - cube centre|); LiftCube adds grasp = 1 while both fingers touch the
+        cube and lift = clip(lift height / LIFT_HEIGHT, 0, 1) while grasped.
+        """
+        reach = 1.0 - np.tanh(10.0 * np.linalg.norm(self.grasp_point - self.cube_position))
+        if self.config.task == "ReachCube":
+            return float(reach)
+        grasped = self.is_grasped()
+        lift = np.clip(self.lift_height() / LIFT_HEIGHT, 0.0, 1.0) if grasped else 0.0
+        return float(reach + float(grasped) + lift)
+
+    # ----- cameras -----------------------------------------------------------------------------------
+    def render(self) -> dict[str, CameraFrame]:
+        if self._renderer is None:
+            raise RuntimeError("this twin was built with no cameras (TwinConfig.cameras is empty)")
+        return self._renderer.render(self.data, depth=self.config.depth, segmentation=self.config.segmentation)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
