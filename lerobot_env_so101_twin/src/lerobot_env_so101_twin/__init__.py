@@ -6,17 +6,17 @@ import os
 # MuJoCo picks its OpenGL backend when first imported: default to headless EGL before anything imports it.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from .config_so101_twin import SO101TwinConfig  # noqa: E402
-from .config_so101_twin_expert import SO101TwinExpertConfig  # noqa: E402
-from .constants import (  # noqa: E402
+from .config_so101_twin import SO101TwinConfig
+from .config_so101_twin_expert import SO101TwinExpertConfig
+from .constants import (
     MOTOR_KEYS,
     SEGMENTATION_CLASSES,
     segmentation_from_code,
     segmentation_to_code,
 )
-from .env_config import SO101TwinEnvConfig, register_gym_envs  # noqa: E402
-from .so101_twin import SO101Twin  # noqa: E402
-from .so101_twin_expert import SO101TwinExpert  # noqa: E402
+from .env_config import SO101TwinEnvConfig, register_gym_envs
+from .so101_twin import SO101Twin
+from .so101_twin_expert import SO101TwinExpert
 
 register_gym_envs()
 

@@ -12,6 +12,7 @@ from .constants import CAMERA_NAMES, TASKS
 @RobotConfig.register_subclass("so101_twin")
 @dataclass
 class SO101TwinConfig(RobotConfig):
+    id: str | None = "twin"
     task: str = "LiftCube"
     cameras: list[str] = field(default_factory=lambda: list(CAMERA_NAMES))
     camera_height: int = 480

@@ -59,7 +59,7 @@ def segmentation_from_code(code, unit: str = "m"):
         lo, hi = (int(ids.min()), int(ids.max())) if ids.numel() else (0, 0)
     if lo < 0 or hi >= NUM_SEGMENTATION_CLASSES:
         raise ValueError(
-            f"segmentation code decodes to ids in [{lo}, {hi}], outside the class map 0..{NUM_SEGMENTATION_CLASSES - 1}:"
-            f" is this a segmentation feature, and is unit={unit!r} right?"
+            f"segmentation code decodes to ids in [{lo}, {hi}], outside the class map"
+            f" 0..{NUM_SEGMENTATION_CLASSES - 1}: is this a segmentation feature, and is unit={unit!r} right?"
         )
     return ids

@@ -51,7 +51,8 @@ class SO101TwinEnvConfig(EnvConfig):
             raise ValueError(f"--env.cameras has unknown camera(s) {unknown}; the twin has {list(CAMERA_NAMES)}")
         if self.observation_height <= 0 or self.observation_width <= 0:
             raise ValueError(
-                f"--env.observation_height/width must be positive, got {self.observation_height}x{self.observation_width}"
+                "--env.observation_height/width must be positive, got "
+                f"{self.observation_height}x{self.observation_width}"
             )
         if self.fps <= 0:
             raise ValueError(f"--env.fps must be positive, got {self.fps}")

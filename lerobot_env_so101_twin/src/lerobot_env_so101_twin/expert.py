@@ -165,6 +165,3 @@ def rollout_expert(twin: SO101Twin, seed: int, max_steps: int | None = None) -> 
         twin.step()
         success = twin.is_success()
     return success, steps
-
-
-

@@ -10,7 +10,7 @@ depth in millimetres (LeRobot's default `depth_output_unit`) and segmentation as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -31,7 +31,7 @@ def segmentation_key(camera: str) -> str:
 
 
 class SO101TwinEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(
         self,
@@ -64,9 +64,7 @@ class SO101TwinEnv(gym.Env):
         }
         h, w = int(camera_height), int(camera_width)
         if self.cameras:
-            obs["pixels"] = spaces.Dict(
-                {name: spaces.Box(0, 255, (h, w, 3), dtype=np.uint8) for name in self.cameras}
-            )
+            obs["pixels"] = spaces.Dict({name: spaces.Box(0, 255, (h, w, 3), dtype=np.uint8) for name in self.cameras})
         for name in self.cameras:
             if depth:
                 obs[depth_key(name)] = spaces.Box(0.0, np.inf, (1, h, w), dtype=np.float32)
@@ -125,5 +123,3 @@ class SO101TwinEnv(gym.Env):
 
     def close(self):
         self.twin.close()
-
-

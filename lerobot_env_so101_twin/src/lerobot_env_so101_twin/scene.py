@@ -81,7 +81,7 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, cell: float) -> tuple[np.n
     return merged[used], remap[new_faces]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_stl(path: str) -> tuple[np.ndarray, np.ndarray]:
     import trimesh  # only needed while building the model
 
@@ -90,7 +90,7 @@ def _load_stl(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _low_poly(path: str, cell: float) -> tuple[np.ndarray, np.ndarray]:
     return decimate(*_load_stl(path), cell)
 
@@ -115,11 +115,14 @@ def _set_mesh(mesh: mujoco.MjsMesh, vertices: np.ndarray, faces: np.ndarray) -> 
     mesh.userface = faces.astype(np.int32).reshape(-1)
 
 
-def build_scene(camera_sizes: dict[str, tuple[int, int]], mesh_cell: float = 0.004, timestep: float = 0.002) -> SceneModel:
+def build_scene(
+    camera_sizes: dict[str, tuple[int, int]], mesh_cell: float | None = 0.004, timestep: float = 0.002
+) -> SceneModel:
     """Compile the twin's model.
 
     camera_sizes: camera name ("front"/"wrist") -> (height, width); sets the offscreen buffer size.
-    mesh_cell: vertex-clustering cell in metres (smaller: more detail, slower rendering).
+    mesh_cell: vertex-clustering cell in metres (smaller: more detail, slower rendering); None keeps the
+        full-detail meshes (for comparisons: ~10x slower to render).
     """
     unknown = set(camera_sizes) - set(CAMERA_NAMES)
     if unknown:
@@ -136,7 +139,7 @@ def build_scene(camera_sizes: dict[str, tuple[int, int]], mesh_cell: float = 0.0
     split = {}
     for mesh in list(spec.meshes):
         path = str(mesh_dir / mesh.file)
-        vertices, faces = _low_poly(path, mesh_cell)
+        vertices, faces = _low_poly(path, mesh_cell) if mesh_cell else _load_stl(path)
         if mesh.name == "wrist_roll_follower_so101_v1":
             split[mesh.name] = (vertices, faces)
         _set_mesh(mesh, vertices, faces)

@@ -39,7 +39,7 @@ class TwinConfig:
     cube_bearing_deg: tuple[float, float] = (-30.0, 30.0)
     cube_yaw_deg: tuple[float, float] = (-45.0, 45.0)
     physics_timestep: float = 0.002
-    mesh_cell: float = 0.004
+    mesh_cell: float | None = 0.004  # low-poly cell (m); None renders the full-detail CAD meshes
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -68,7 +68,9 @@ class SO101Twin:
     def __init__(self, config: TwinConfig | None = None, seed: int | None = None):
         self.config = config or TwinConfig()
         self.config.validate()
-        scene = build_scene(self.config.cameras or {}, mesh_cell=self.config.mesh_cell, timestep=self.config.physics_timestep)
+        scene = build_scene(
+            self.config.cameras or {}, mesh_cell=self.config.mesh_cell, timestep=self.config.physics_timestep
+        )
         self.model = scene.model
         self.data = mujoco.MjData(self.model)
         self.geom_class = scene.geom_class
@@ -98,14 +100,11 @@ class SO101Twin:
         self.cube_geom = self.model.geom("cube").id
         self._static_pad = self.model.geom("static_finger_pad").id
         self._moving_pad = self.model.geom("moving_finger_pad").id
-        gripper_body = self.model.body("gripper").id
+        # grasp contacts: the fixed jaw's hull and pad, and anything on the moving jaw
+        self._static_finger_geoms = {self.model.geom("static_finger_collision").id, self._static_pad}
         jaw_body = self.model.body("moving_jaw_so101_v1").id
-        self._static_finger_geoms = {
-            g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] == gripper_body and self.model.geom_contype[g]
-        }
-        self._moving_finger_geoms = {
-            g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] == jaw_body and self.model.geom_contype[g]
-        }
+        colliding_jaw = (self.model.geom_contype > 0) & (self.model.geom_bodyid == jaw_body)
+        self._moving_finger_geoms = set(np.flatnonzero(colliding_jaw).tolist())
         self._table_geom = self.model.geom("table").id
         self._rng = np.random.default_rng(seed)
         self.episode_seed: int | None = seed

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite, slow end-to-end tests included, then lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+.venv/bin/ruff check .
+.venv/bin/python -m pytest tests "$@"

@@ -1,0 +1,130 @@
+"""The twin's plugins as LeRobot sees them: discovery in a fresh process, and the follower's exact features."""
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from lerobot_env_so101_twin.config_so101_twin_expert import SO101TwinExpertConfig
+
+from lerobot_env_so101_twin import SO101Twin, SO101TwinConfig, SO101TwinEnvConfig, SO101TwinExpert
+
+
+def test_distribution_name_is_discoverable():
+    dist = importlib.metadata.distribution("lerobot_env_so101_twin")
+    # LeRobot matches the METADATA Name literally: hyphens would be silently ignored
+    assert dist.metadata["Name"] == "lerobot_env_so101_twin"
+
+
+def test_lerobot_discovers_env_robot_and_teleop_in_a_fresh_process():
+    code = """
+import json
+from lerobot.utils.import_utils import register_third_party_plugins
+register_third_party_plugins()
+from lerobot.envs.configs import EnvConfig
+from lerobot.robots import RobotConfig, make_robot_from_config
+from lerobot.teleoperators import TeleoperatorConfig, make_teleoperator_from_config
+robot = make_robot_from_config(RobotConfig.get_choice_class("so101_twin")())
+teleop = make_teleoperator_from_config(TeleoperatorConfig.get_choice_class("so101_twin_expert")())
+print(json.dumps({
+    "env": "so101_twin" in EnvConfig.get_known_choices(),
+    "robot": type(robot).__module__ + "." + type(robot).__name__,
+    "teleop": type(teleop).__module__ + "." + type(teleop).__name__,
+}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found == {
+        "env": True,
+        "robot": "lerobot_env_so101_twin.so101_twin.SO101Twin",
+        "teleop": "lerobot_env_so101_twin.so101_twin_expert.SO101TwinExpert",
+    }
+
+
+def test_features_match_the_real_so101_follower(tmp_path):
+    from lerobot.cameras.opencv import OpenCVCameraConfig
+    from lerobot.robots.so_follower import SO101Follower, SO101FollowerConfig
+
+    cams = {n: OpenCVCameraConfig(index_or_path=0, width=640, height=480, fps=30) for n in ("front", "wrist")}
+    real = SO101Follower(SO101FollowerConfig(port="/dev/null", id="t", cameras=cams, calibration_dir=tmp_path))
+    twin = SO101Twin(SO101TwinConfig(calibration_dir=tmp_path))
+    assert twin.action_features == real.action_features
+    assert twin.observation_features == real.observation_features  # same keys, order and (480, 640, 3)
+    # ground truth adds depth-map features beside each camera
+    gt = SO101Twin(SO101TwinConfig(depth=True, segmentation=True, calibration_dir=tmp_path)).observation_features
+    assert {k: v for k, v in gt.items() if k.endswith(("_depth", "_segmentation"))} == {
+        "front_depth": (480, 640, 1),
+        "front_segmentation": (480, 640, 1),
+        "wrist_depth": (480, 640, 1),
+        "wrist_segmentation": (480, 640, 1),
+    }
+
+
+def test_robot_steps_clips_and_resets(tmp_path):
+    robot = SO101Twin(
+        SO101TwinConfig(camera_height=48, camera_width=64, max_relative_target=10.0, calibration_dir=tmp_path)
+    )
+    with pytest.raises(RuntimeError, match="not connected"):
+        robot.get_observation()
+    robot.connect()
+    try:
+        obs = robot.get_observation()
+        assert obs["front"].shape == (48, 64, 3) and obs["front"].dtype == np.uint8
+        start = np.array([obs[k] for k in robot.action_features])
+        sent = robot.send_action({k: v + 50.0 for k, v in zip(robot.action_features, start, strict=True)})
+        # capped at 10 units from the present position, as so101_follower's max_relative_target does
+        np.testing.assert_allclose(
+            np.array(list(sent.values())), np.minimum(start + 10.0, robot.twin.joint_limits[:, 1])
+        )
+        assert robot.last_clip_report.clipped
+        with pytest.raises(KeyError, match=r"gripper\.pos"):
+            robot.send_action({"shoulder_pan.pos": 0.0})
+        version = robot.scene_version
+        robot.reset_scene(4)
+        assert robot.scene_version == version + 1
+    finally:
+        robot.disconnect()
+    assert not robot.is_connected
+
+
+def test_expert_teleop_drives_the_connected_twin(tmp_path):
+    robot = SO101Twin(SO101TwinConfig(cameras=[], calibration_dir=tmp_path))
+    teleop = SO101TwinExpert(SO101TwinExpertConfig(calibration_dir=tmp_path))
+    teleop.connect()
+    with pytest.raises(RuntimeError, match="exactly one connected so101_twin"):
+        teleop.get_action()
+    robot.connect()
+    try:
+        robot.reset_scene(2)
+        for _ in range(8 * 30):
+            robot.send_action(teleop.get_action())
+        assert robot.twin.is_success()
+    finally:
+        robot.disconnect()
+        teleop.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"task": "Nope"}, "not a so101_twin task"),
+        ({"observation_height": 0}, "must be positive"),
+        ({"cameras": ["top"]}, "unknown camera"),
+    ],
+)
+def test_env_config_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SO101TwinEnvConfig(**kwargs)
+
+
+def test_env_features_follow_the_dataset_layout():
+    from lerobot.envs.utils import env_to_policy_features
+
+    cfg = SO101TwinEnvConfig(observation_height=48, observation_width=64, depth=True, segmentation=True)
+    feats = env_to_policy_features(cfg)
+    assert feats["observation.images.front"].shape == (3, 48, 64)
+    assert feats["observation.images.wrist_segmentation"].shape == (1, 48, 64)
+    assert feats["observation.state"].shape == (6,)
+    assert feats["action"].shape == (6,)
