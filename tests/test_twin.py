@@ -3,6 +3,7 @@
 import mujoco
 import numpy as np
 import pytest
+
 from lerobot_env_so101_twin.constants import (
     BACKGROUND,
     CUBE,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from clitools import run_cli
+
 from lerobot_env_so101_twin.constants import CUBE, MOTOR_KEYS, segmentation_from_code
 from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
 

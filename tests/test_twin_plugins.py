@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from lerobot_env_so101_twin.config_so101_twin_expert import SO101TwinExpertConfig
 
 from lerobot_env_so101_twin import SO101Twin, SO101TwinConfig, SO101TwinEnvConfig, SO101TwinExpert
+from lerobot_env_so101_twin.config_so101_twin_expert import SO101TwinExpertConfig
 
 
 def test_distribution_name_is_discoverable():

@@ -9,7 +9,10 @@ with servo-identified STS3215 gains and a wrist camera). Its full-detail meshes 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +95,24 @@ def _load_stl(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def _low_poly(path: str, cell: float) -> tuple[np.ndarray, np.ndarray]:
-    return decimate(*_load_stl(path), cell)
+    """Decimated mesh, cached on disk: loading the STL alone costs ~2 s per model build."""
+    source = Path(path)
+    digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
+    cached = _cache_dir() / f"{source.stem}-{digest}-{cell:.5f}.npz"
+    if cached.is_file():
+        with np.load(cached) as arrays:
+            return arrays["vertices"], arrays["faces"]
+    vertices, faces = decimate(*_load_stl(path), cell)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".npz", delete=False) as tmp:
+        np.savez(tmp, vertices=vertices, faces=faces)
+    os.replace(tmp.name, cached)  # atomic: concurrent builds never read a half-written file
+    return vertices, faces
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SO101_TWIN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(root) / "lerobot_env_so101_twin" / "meshes"
 
 
 def _quat_rotate(quat: np.ndarray, points: np.ndarray) -> np.ndarray:
