@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: set up, record expert demonstrations in the SO-101 twin with the stock
 # `lerobot-record`, and write a video and a still of what was recorded (RGB, segmentation, depth).
-# Everything lands in outputs/demo/. EPISODES, SECONDS and SIZE override the defaults.
+# Everything lands in outputs/demo/. EPISODES, EPISODE_SECONDS, HEIGHT and WIDTH override the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,7 +9,7 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 export HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 OUT=outputs/demo
 EPISODES=${EPISODES:-4}
-SECONDS_PER_EPISODE=${SECONDS:-7}
+EPISODE_SECONDS=${EPISODE_SECONDS:-7}
 HEIGHT=${HEIGHT:-240}
 WIDTH=${WIDTH:-320}
 rm -rf "$OUT/dataset"
@@ -22,7 +22,7 @@ echo "[demo] recording $EPISODES LiftCube episodes with the scripted expert (ler
   --robot.depth=true --robot.segmentation=true \
   --teleop.type=so101_twin_expert \
   --dataset.repo_id=local/so101_twin_demo --dataset.root="$OUT/dataset" \
-  --dataset.num_episodes="$EPISODES" --dataset.episode_time_s="$SECONDS_PER_EPISODE" --dataset.reset_time_s=0 \
+  --dataset.num_episodes="$EPISODES" --dataset.episode_time_s="$EPISODE_SECONDS" --dataset.reset_time_s=0 \
   --dataset.single_task="Pick up the red cube and lift it." \
   --dataset.push_to_hub=false --play_sounds=false 2>&1 | grep -vE "torchcodec|libavutil|Could not load|^\s" || true
 test -f "$OUT/dataset/meta/info.json" || { echo "[demo] recording failed"; exit 1; }

@@ -19,6 +19,6 @@ fi
 # torch<2.12 is LeRobot 0.6.1's own bound; PyPI's build runs on the CPU here.
 .venv/bin/uv pip install --python .venv/bin/python -q \
   "torch>=2.7,<2.12" "lerobot[feetech,dataset,training]>=0.6.1,<0.7" \
-  -e ./lerobot_env_so101_twin \
+  -e ./lerobot_env_so101_twin -e ./processors -e ./lerobot_policy_segdepth \
   -r requirements-dev.txt
 echo "[setup] ready: $(.venv/bin/python -c 'import lerobot, torch, mujoco; print("lerobot", lerobot.__version__, "| torch", torch.__version__, "| mujoco", mujoco.__version__)')"

@@ -1,0 +1,224 @@
+"""Side-by-side renders of the twin: low-poly (default) vs full-detail meshes, and depth + segmentation.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/render_comparison.py
+
+Writes two images (320x240 tiles) and prints the render time per frame of both mesh variants:
+
+    docs/images/twin_lowpoly_vs_full.png       rows: low-poly meshes (mesh_cell=0.004, the default) and the
+                                               full-detail CAD meshes (mesh_cell=None); columns: front RGB,
+                                               wrist RGB, front segmentation, wrist segmentation
+    docs/images/twin_depth_segmentation.png    rows: front and wrist camera (low-poly); columns: RGB, depth
+                                               (normalised per image, metre range written on it), segmentation
+
+The arm is posed by the scripted expert: `--steps` (default 90) control steps of seed 3 on LiftCube, which
+leaves the open gripper around the cube as it starts to close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES
+from lerobot_env_so101_twin.expert import ScriptedExpert
+from lerobot_env_so101_twin.render import CameraFrame
+from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "docs" / "images"
+TILE = (240, 320)  # (height, width) of every camera, as TwinConfig.cameras wants it
+CAMERAS = ("front", "wrist")
+SEED = 3
+TIMED_RENDERS = 10
+
+# class id -> RGB: 0 unlabeled, 1 background, 2 table, 3 cube, 4 static_finger, 5 moving_finger
+PALETTE = np.array(
+    [(0, 0, 0), (128, 128, 128), (139, 94, 60), (220, 30, 30), (40, 90, 230), (40, 190, 60)], dtype=np.uint8
+)
+# A few stops of matplotlib's viridis, so the depth map needs no matplotlib; near is yellow, far is purple.
+VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
+
+LABEL_W, HEADER_H, LEGEND_H, PAD = 190, 28, 30, 4
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def colorize_segmentation(ids: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 with the fixed palette (ids beyond it show as unlabeled)."""
+    return PALETTE[np.where(ids < len(PALETTE), ids, 0)]
+
+
+def colorize_depth(depth: np.ndarray, far_clip: float) -> tuple[np.ndarray, float, float]:
+    """(H, W) metres -> (viridis image, nearest m, farthest m); pixels at the far clip (no geometry) are black.
+
+    Normalised over the pixels that hit geometry, so the far-clip value cannot flatten the whole range.
+    """
+    valid = depth < 0.999 * far_clip
+    if not valid.any():
+        return np.zeros((*depth.shape, 3), np.uint8), float("nan"), float("nan")
+    lo, hi = float(depth[valid].min()), float(depth[valid].max())
+    t = 1.0 - np.clip((depth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)  # near -> 1 -> yellow
+    x = t * (len(VIRIDIS) - 1)
+    i = np.minimum(x.astype(int), len(VIRIDIS) - 2)
+    frac = (x - i)[..., None]
+    rgb = (1.0 - frac) * VIRIDIS[i] + frac * VIRIDIS[i + 1]
+    rgb[~valid] = 0.0
+    return rgb.astype(np.uint8), lo, hi
+
+
+def pose_twins(twins: list[SO101Twin], steps: int) -> None:
+    """Drive the first twin with the expert, then copy its state into the others.
+
+    The variants' collision meshes differ too, so simulating each would give slightly different poses; copying
+    the state makes every row show exactly the same arm configuration.
+    """
+    lead = twins[0]
+    lead.reset(SEED)
+    expert = ScriptedExpert(lead)
+    for _ in range(steps):
+        lead.apply_action(expert.action())
+        lead.step()
+    for twin in twins[1:]:
+        twin.reset(SEED)
+        twin.data.qpos[:] = lead.data.qpos
+        twin.data.qvel[:] = lead.data.qvel
+        twin.data.ctrl[:] = lead.data.ctrl
+        mujoco.mj_forward(twin.model, twin.data)
+
+
+def time_render(twin: SO101Twin) -> dict[str, float]:
+    """Median ms per render() call (both cameras), with every output the twin was built for and RGB only."""
+    out = {}
+    with_extras = (twin.config.depth, twin.config.segmentation)
+    for label, flags in (("rgb+depth+seg", with_extras), ("rgb", (False, False))):
+        # render() reads these flags on every call, so toggling them times RGB alone on the same GL context.
+        twin.config.depth, twin.config.segmentation = flags
+        twin.render()  # not timed: the first call after a mode change can pay for a state change
+        samples = []
+        for _ in range(TIMED_RENDERS):
+            start = time.perf_counter()
+            twin.render()
+            samples.append(1000.0 * (time.perf_counter() - start))
+        out[label] = statistics.median(samples)
+    twin.config.depth, twin.config.segmentation = with_extras
+    return out
+
+
+def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int = 14, box: bool = False) -> None:
+    font = _font(size)
+    if box:  # a dark box keeps the text readable on any image
+        left, top, right, bottom = draw.multiline_textbbox(xy, text, font=font)
+        draw.rectangle((left - 3, top - 2, right + 3, bottom + 3), fill=(0, 0, 0))
+    draw.multiline_text(xy, text, fill=(255, 255, 255) if box else (20, 20, 20), font=font)
+
+
+def grid(
+    rows: list[tuple[str, list[np.ndarray]]], columns: list[str], legend: bool
+) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """Tiles in a labelled grid: a header of column names, a label column, an optional palette legend."""
+    h, w = TILE
+    n_cols = len(columns)
+    width = LABEL_W + n_cols * (w + PAD)
+    height = HEADER_H + len(rows) * (h + PAD) + (LEGEND_H if legend else 0)
+    canvas = Image.new("RGB", (width, height), (245, 245, 245))
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(columns):
+        _text(draw, (LABEL_W + c * (w + PAD) + 6, 6), name, size=16)
+    for r, (label, tiles) in enumerate(rows):
+        y = HEADER_H + r * (h + PAD)
+        _text(draw, (8, y + 8), label, size=14)
+        for c, tile in enumerate(tiles):
+            canvas.paste(Image.fromarray(tile), (LABEL_W + c * (w + PAD), y))
+    if legend:
+        x, y = 8, height - LEGEND_H + 6
+        for class_id, name in SEGMENTATION_CLASSES.items():
+            draw.rectangle((x, y, x + 16, y + 16), fill=tuple(int(v) for v in PALETTE[class_id]), outline=(0, 0, 0))
+            _text(draw, (x + 22, y), f"{class_id} {name}", size=14)
+            x += 30 + int(draw.textlength(f"{class_id} {name}", font=_font(14)))
+    return canvas, draw
+
+
+def lowpoly_vs_full(frames: dict[str, dict[str, CameraFrame]], labels: dict[str, str], path: Path) -> None:
+    rows = [
+        (
+            labels[variant],
+            [frames[variant][cam].rgb for cam in CAMERAS]
+            + [colorize_segmentation(frames[variant][cam].segmentation) for cam in CAMERAS],
+        )
+        for variant in frames
+    ]
+    columns = ["front RGB", "wrist RGB", "front segmentation", "wrist segmentation"]
+    canvas, _ = grid(rows, columns, legend=True)
+    canvas.save(path)
+
+
+def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Path) -> None:
+    rows, ranges = [], []
+    for cam in CAMERAS:
+        depth_rgb, lo, hi = colorize_depth(frames[cam].depth, far_clip)
+        ranges.append((lo, hi))
+        rows.append(
+            (
+                f"{cam} camera\n{TILE[1]}x{TILE[0]}",
+                [frames[cam].rgb, depth_rgb, colorize_segmentation(frames[cam].segmentation)],
+            )
+        )
+    canvas, draw = grid(rows, ["RGB", "depth (near yellow, far purple)", "segmentation"], legend=True)
+    h, w = TILE
+    for r, (lo, hi) in enumerate(ranges):
+        _text(draw, (LABEL_W + w + PAD + 6, HEADER_H + r * (h + PAD) + 6), f"{lo:.3f} m - {hi:.3f} m", box=True)
+    canvas.save(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=90, help="expert steps before the snapshot (default 90)")
+    args = parser.parse_args(argv)
+
+    cameras = dict.fromkeys(CAMERAS, TILE)
+    variants = {"low-poly": 0.004, "full-detail": None}
+    twins = {
+        name: SO101Twin(TwinConfig(cameras=cameras, depth=True, segmentation=True, mesh_cell=cell), seed=SEED)
+        for name, cell in variants.items()
+    }
+    try:
+        pose_twins(list(twins.values()), args.steps)
+        frames, labels = {}, {}
+        for name, twin in twins.items():
+            frames[name] = twin.render()
+            ms = time_render(twin)
+            cell = variants[name]
+            labels[name] = (
+                f"{name}\nmesh_cell={cell}\n{twin.model.nmeshface:,} mesh faces\n"
+                f"render, per camera frame:\n  RGB {ms['rgb'] / len(CAMERAS):.1f} ms\n"
+                f"  +depth+seg {ms['rgb+depth+seg'] / len(CAMERAS):.1f} ms"
+            )
+            print(
+                f"{name:12s} ({twin.model.nmeshface:>7,} mesh faces): render() of both {TILE[1]}x{TILE[0]} cameras "
+                f"{ms['rgb']:.1f} ms RGB ({ms['rgb'] / len(CAMERAS):.1f} ms per frame), "
+                f"{ms['rgb+depth+seg']:.1f} ms RGB+depth+seg ({ms['rgb+depth+seg'] / len(CAMERAS):.1f} ms per frame); "
+                f"median of {TIMED_RENDERS}"
+            )
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        lowpoly_vs_full(frames, labels, OUT_DIR / "twin_lowpoly_vs_full.png")
+        model = twins["low-poly"].model
+        far_clip = model.vis.map.zfar * model.stat.extent  # the renderer's far plane: depth of "no geometry"
+        depth_segmentation(frames["low-poly"], far_clip, OUT_DIR / "twin_depth_segmentation.png")
+    finally:
+        for twin in twins.values():
+            twin.close()
+    print(f"wrote {OUT_DIR / 'twin_lowpoly_vs_full.png'} and {OUT_DIR / 'twin_depth_segmentation.png'}")
+
+
+if __name__ == "__main__":
+    main()

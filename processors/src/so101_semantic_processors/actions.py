@@ -1,0 +1,107 @@
+"""Seed 002's action convention and the follower's: 6-D deltas in [-1, 1] <-> absolute joint targets.
+
+    delta = clip((target - present) / action_scale, -1, 1)        (preprocessor, for training targets)
+    target = present + clip(delta, -1, 1) * action_scale          (postprocessor, for the robot or env)
+
+`present` is `observation.state` (the follower's joint positions: degrees, gripper 0-100) and `action_scale`
+is the largest step per joint in those units. The preprocessor step caches the present state and the paired
+postprocessor step reads it. The pair is linked by `pair_id`, which both steps save, so the link survives
+`save_pretrained`/`from_pretrained` and needs no help from LeRobot's factory (whose re-wiring only knows its
+own relative-action steps, which the sync rollout engine refuses).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from lerobot.configs import PipelineFeatureType
+from lerobot.processor import EnvTransition, ProcessorStep, ProcessorStepRegistry, TransitionKey
+from lerobot.utils.constants import OBS_STATE
+
+_present_state: dict[str, torch.Tensor] = {}
+_lock = threading.Lock()
+
+
+def _scale(action_scale: list[float], like: torch.Tensor) -> torch.Tensor:
+    scale = torch.as_tensor(action_scale, dtype=like.dtype, device=like.device)
+    if scale.numel() != like.shape[-1]:
+        raise ValueError(f"action_scale has {scale.numel()} entries but actions have {like.shape[-1]} dims")
+    return scale
+
+
+def absolute_to_delta(target: torch.Tensor, present: torch.Tensor, action_scale: list[float]) -> torch.Tensor:
+    return ((target - present) / _scale(action_scale, target)).clamp(-1.0, 1.0)
+
+
+def delta_to_absolute(delta: torch.Tensor, present: torch.Tensor, action_scale: list[float]) -> torch.Tensor:
+    return present + delta.clamp(-1.0, 1.0) * _scale(action_scale, delta)
+
+
+def _present(observation: dict, state_key: str) -> torch.Tensor:
+    if state_key not in observation:
+        raise KeyError(f"joint-delta actions need '{state_key}' (the present joint positions) in the observation")
+    state = observation[state_key]
+    return state[..., -1, :] if state.ndim == 3 else state  # (B, T, D) in training: the newest frame
+
+
+@ProcessorStepRegistry.register("so101_joint_delta_from_absolute")
+@dataclass
+class JointDeltaFromAbsoluteStep(ProcessorStep):
+    """Preprocessor: caches the present joint state; turns absolute action targets (training) into deltas."""
+
+    action_scale: list[float] = field(default_factory=lambda: [6.0, 6.0, 6.0, 6.0, 6.0, 12.0])
+    state_key: str = OBS_STATE
+    pair_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __call__(self, transition: EnvTransition) -> EnvTransition:
+        transition = transition.copy()
+        present = _present(transition.get(TransitionKey.OBSERVATION) or {}, self.state_key)
+        with _lock:
+            _present_state[self.pair_id] = present.detach()
+        action = transition.get(TransitionKey.ACTION)
+        if action is not None:
+            if action.shape[-1] != present.shape[-1]:
+                raise ValueError(f"action has {action.shape[-1]} dims but '{self.state_key}' has {present.shape[-1]}")
+            reference = present if action.ndim == present.ndim else present.unsqueeze(-2)
+            transition[TransitionKey.ACTION] = absolute_to_delta(action, reference, self.action_scale)
+        return transition
+
+    def get_config(self) -> dict[str, Any]:
+        return {"action_scale": list(self.action_scale), "state_key": self.state_key, "pair_id": self.pair_id}
+
+    def transform_features(self, features):
+        return features
+
+
+@ProcessorStepRegistry.register("so101_joint_absolute_from_delta")
+@dataclass
+class JointAbsoluteFromDeltaStep(ProcessorStep):
+    """Postprocessor: deltas in [-1, 1] -> absolute joint targets around the state its pair last saw."""
+
+    action_scale: list[float] = field(default_factory=lambda: [6.0, 6.0, 6.0, 6.0, 6.0, 12.0])
+    pair_id: str = ""
+
+    def __call__(self, transition: EnvTransition) -> EnvTransition:
+        with _lock:
+            present = _present_state.get(self.pair_id)
+        if present is None:
+            raise RuntimeError(
+                "JointAbsoluteFromDeltaStep has no present joint state: run the policy's preprocessor (which holds "
+                f"the paired JointDeltaFromAbsoluteStep, pair_id={self.pair_id!r}) on the observation first"
+            )
+        transition = transition.copy()
+        delta = transition[TransitionKey.ACTION]
+        present = present.to(delta.device, delta.dtype)
+        reference = present if delta.ndim == present.ndim else present.unsqueeze(-2)  # chunks: (B, T, D)
+        transition[TransitionKey.ACTION] = delta_to_absolute(delta, reference, self.action_scale)
+        return transition
+
+    def get_config(self) -> dict[str, Any]:
+        return {"action_scale": list(self.action_scale), "pair_id": self.pair_id}
+
+    def transform_features(self, features: dict[PipelineFeatureType, dict]) -> dict[PipelineFeatureType, dict]:
+        return features
