@@ -10,7 +10,8 @@ Writes two images (320x240 tiles) and prints the render time per frame of both m
                                                full-detail CAD meshes (mesh_cell=None); columns: front RGB,
                                                wrist RGB, front segmentation, wrist segmentation
     docs/images/twin_depth_segmentation.png    rows: front and wrist camera (low-poly); columns: RGB, depth
-                                               (normalised per image, metre range written on it), segmentation
+                                               (normalised per image, linear or 1/z, the metre range and the
+                                               scale written on it), segmentation
 
 The arm is posed by the scripted expert: `--steps` (default 90) control steps of seed 3 on LiftCube, which
 leaves the open gripper around the cube as it starts to close.
@@ -37,7 +38,7 @@ OUT_DIR = ROOT / "docs" / "images"
 TILE = (240, 320)  # (height, width) of every camera, as TwinConfig.cameras wants it
 CAMERAS = ("front", "wrist")
 SEED = 3
-TIMED_RENDERS = 10
+TIMED_RENDERS = 20
 
 # class id -> RGB: 0 unlabeled, 1 background, 2 table, 3 cube, 4 static_finger, 5 moving_finger
 PALETTE = np.array(
@@ -47,6 +48,7 @@ PALETTE = np.array(
 VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
 
 LABEL_W, HEADER_H, LEGEND_H, PAD = 190, 28, 30, 4
+INVERSE_DEPTH_RATIO = 8.0
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -58,22 +60,29 @@ def colorize_segmentation(ids: np.ndarray) -> np.ndarray:
     return PALETTE[np.where(ids < len(PALETTE), ids, 0)]
 
 
-def colorize_depth(depth: np.ndarray, far_clip: float) -> tuple[np.ndarray, float, float]:
-    """(H, W) metres -> (viridis image, nearest m, farthest m); pixels at the far clip (no geometry) are black.
+def colorize_depth(depth: np.ndarray, far_clip: float) -> tuple[np.ndarray, str]:
+    """(H, W) metres -> (viridis image, caption with the metre range and scale); no-geometry pixels are black.
 
-    Normalised over the pixels that hit geometry, so the far-clip value cannot flatten the whole range.
+    Normalised over the pixels that hit geometry, so the far-clip value cannot flatten the whole range. A view
+    whose far end is over INVERSE_DEPTH_RATIO times its near end (the front camera sees the floor 3 m away) is
+    scaled in 1/z, which would otherwise squash the arm and table (0.3-0.9 m) into one colour; close views
+    (the wrist camera) stay linear, where 1/z would wash out the cube against the table.
     """
     valid = depth < 0.999 * far_clip
     if not valid.any():
-        return np.zeros((*depth.shape, 3), np.uint8), float("nan"), float("nan")
+        return np.zeros((*depth.shape, 3), np.uint8), "no geometry"
     lo, hi = float(depth[valid].min()), float(depth[valid].max())
-    t = 1.0 - np.clip((depth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)  # near -> 1 -> yellow
+    if hi > INVERSE_DEPTH_RATIO * lo:
+        scale, near, far, value = "1/z", 1.0 / lo, 1.0 / hi, 1.0 / np.maximum(depth, 1e-6)
+    else:
+        scale, near, far, value = "linear", lo, hi, depth
+    t = np.clip((value - far) / (near - far if near != far else 1.0), 0.0, 1.0)  # near -> 1 -> yellow
     x = t * (len(VIRIDIS) - 1)
     i = np.minimum(x.astype(int), len(VIRIDIS) - 2)
     frac = (x - i)[..., None]
     rgb = (1.0 - frac) * VIRIDIS[i] + frac * VIRIDIS[i + 1]
     rgb[~valid] = 0.0
-    return rgb.astype(np.uint8), lo, hi
+    return rgb.astype(np.uint8), f"{lo:.3f} m - {hi:.3f} m, {scale} scale"
 
 
 def pose_twins(twins: list[SO101Twin], steps: int) -> None:
@@ -163,10 +172,10 @@ def lowpoly_vs_full(frames: dict[str, dict[str, CameraFrame]], labels: dict[str,
 
 
 def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Path) -> None:
-    rows, ranges = [], []
+    rows, captions = [], []
     for cam in CAMERAS:
-        depth_rgb, lo, hi = colorize_depth(frames[cam].depth, far_clip)
-        ranges.append((lo, hi))
+        depth_rgb, caption = colorize_depth(frames[cam].depth, far_clip)
+        captions.append(caption)
         rows.append(
             (
                 f"{cam} camera\n{TILE[1]}x{TILE[0]}",
@@ -175,8 +184,8 @@ def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Pa
         )
     canvas, draw = grid(rows, ["RGB", "depth (near yellow, far purple)", "segmentation"], legend=True)
     h, w = TILE
-    for r, (lo, hi) in enumerate(ranges):
-        _text(draw, (LABEL_W + w + PAD + 6, HEADER_H + r * (h + PAD) + 6), f"{lo:.3f} m - {hi:.3f} m", box=True)
+    for r, caption in enumerate(captions):
+        _text(draw, (LABEL_W + w + PAD + 6, HEADER_H + r * (h + PAD) + 6), caption, box=True)
     canvas.save(path)
 
 

@@ -42,6 +42,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the twin is imported lazily: the parent process only orchestrates and never builds one
+    import numpy as np
+
+    from lerobot_env_so101_twin.twin import SO101Twin
 
 RESULT_MARKER = "TWIN_SPEED_RESULT "
 SMALL, LARGE = (128, 128), (480, 640)  # (height, width)
@@ -92,7 +98,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def _expert_actions(twin, seed: int, steps: int) -> list:
+def _expert_actions(twin: SO101Twin, seed: int, steps: int) -> list[np.ndarray]:
     """The scripted expert's first `steps` targets from `seed`'s start state; leaves the twin reset to it.
 
     The expert reads the twin only when it plans (its first action), then plays a fixed schedule, so its
@@ -169,8 +175,9 @@ def _gl_renderer() -> str | None:
 def physics_only(repeats: int) -> dict[str, float]:
     """Median ms per apply_action + step over full expert episodes, with no renderer and with one attached.
 
-    Both twins run in this one process, interleaved, on the same action sequences, so that the two numbers see
-    the same CPU state; the attached renderer is never asked to render.
+    Both twins run in this one process on the same action sequences, interleaved and in alternating order
+    (whichever runs second after a switch gets warmer caches), so that the two numbers see the same CPU state;
+    the attached renderer is never asked to render. Episodes are cheap, so this takes 4x `repeats` of them.
     """
     from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
@@ -182,14 +189,18 @@ def physics_only(repeats: int) -> dict[str, float]:
     }
     episode = 8 * twins["no renderer"].config.fps  # rollout_expert's default length: includes the grasp and lift
     times: dict[str, list[float]] = {name: [] for name in twins}
-    for repeat in range(repeats):
-        for name, twin in twins.items():
-            actions = _expert_actions(twin, repeat, episode)
+    for repeat in range(-1, 2 * repeats):  # repeat -1 only warms up
+        # same model, same start state: one twin's expert plan serves both
+        actions = _expert_actions(twins["no renderer"], max(repeat, 0), episode)
+        order = list(twins.items()) if repeat % 2 == 0 else list(twins.items())[::-1]
+        for name, twin in order:
+            twin.reset(max(repeat, 0))
             start = time.perf_counter()
             for action in actions:
                 twin.apply_action(action)
                 twin.step()
-            times[name].append(1000.0 * (time.perf_counter() - start) / episode)
+            if repeat >= 0:
+                times[name].append(1000.0 * (time.perf_counter() - start) / episode)
     for twin in twins.values():
         twin.close()
     result = {name: statistics.median(values) for name, values in times.items()}
@@ -262,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     attached = next(key for key in physics if key.startswith("renderer"))
     print(
         f"\nPhysics only (apply_action + step, {physics['episode_steps']:.0f}-step expert episodes incl. grasp and "
-        f"lift, median of {args.repeats}): {physics['no renderer']:.3f} ms/step with no renderer, "
+        f"lift, median of {2 * args.repeats}): {physics['no renderer']:.3f} ms/step with no renderer, "
         f"{physics[attached]:.3f} ms/step with a {attached}"
         f" (ratio {physics[attached] / physics['no renderer']:.2f})."
     )

@@ -1,6 +1,6 @@
 """Write a video and a still of a dataset recorded from the twin: RGB, segmentation and depth, side by side.
 
-    python examples/preview_twin_dataset.py --root outputs/demo/dataset --out outputs/demo --episode 0
+python examples/preview_twin_dataset.py --root outputs/demo/dataset --out outputs/demo --episode 0
 """
 
 from __future__ import annotations

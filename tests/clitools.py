@@ -17,3 +17,35 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, check: bool = True) 
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-6000:]}")
     return proc
+
+
+TASK = "Pick up the red cube and lift it."
+
+
+def record_twin_dataset(
+    root: Path, episodes: int, seconds: float, size: tuple[int, int], ground_truth: bool, cameras: str = "[front,wrist]"
+) -> Path:
+    """Record expert demonstrations of LiftCube in the twin with the stock lerobot-record."""
+    flag = str(ground_truth).lower()
+    run_cli(
+        [
+            "lerobot-record",
+            "--robot.type=so101_twin",
+            f"--robot.cameras={cameras}",
+            f"--robot.camera_height={size[0]}",
+            f"--robot.camera_width={size[1]}",
+            f"--robot.depth={flag}",
+            f"--robot.segmentation={flag}",
+            "--teleop.type=so101_twin_expert",
+            "--dataset.repo_id=local/twin_demo",
+            f"--dataset.root={root}",
+            f"--dataset.num_episodes={episodes}",
+            f"--dataset.episode_time_s={seconds}",
+            "--dataset.reset_time_s=0",
+            f"--dataset.single_task={TASK}",
+            "--dataset.push_to_hub=false",
+            "--play_sounds=false",
+        ],
+        cwd=root.parent,
+    )
+    return root

@@ -1,51 +1,19 @@
 """The stock LeRobot commands driving the twin end to end: record, load, train, evaluate, roll out, teleoperate."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from clitools import run_cli
+from clitools import TASK, record_twin_dataset, run_cli
+from conftest import GT_SIZE
 
 from lerobot_env_so101_twin.constants import CUBE, MOTOR_KEYS, segmentation_from_code
 from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
 
 pytestmark = pytest.mark.slow
 
-TASK = "Pick up the red cube and lift it."
-SIZE = (64, 80)  # (height, width): small, and not square, to catch transposed layouts
-
-
-def record(root: Path, episodes: int, seconds: float, ground_truth: bool, extra: tuple = ()) -> None:
-    run_cli(
-        [
-            "lerobot-record",
-            "--robot.type=so101_twin",
-            f"--robot.camera_height={SIZE[0]}",
-            f"--robot.camera_width={SIZE[1]}",
-            f"--robot.depth={str(ground_truth).lower()}",
-            f"--robot.segmentation={str(ground_truth).lower()}",
-            "--teleop.type=so101_twin_expert",
-            "--dataset.repo_id=local/twin_demo",
-            f"--dataset.root={root}",
-            f"--dataset.num_episodes={episodes}",
-            f"--dataset.episode_time_s={seconds}",
-            "--dataset.reset_time_s=0",
-            f"--dataset.single_task={TASK}",
-            "--dataset.push_to_hub=false",
-            "--play_sounds=false",
-            *extra,
-        ],
-        cwd=root.parent,
-    )
-
-
-@pytest.fixture(scope="module")
-def gt_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("record") / "gt"
-    record(root, episodes=2, seconds=4, ground_truth=True)
-    return root
+SIZE = GT_SIZE
 
 
 def test_recorded_dataset_looks_like_a_real_so101_dataset(gt_dataset):
@@ -144,7 +112,7 @@ def test_unknown_task_is_a_clear_cli_error(tmp_path):
 def act_checkpoint(tmp_path_factory):
     """Record a plain (RGB + state) dataset, then train LeRobot's ACT on it for two steps."""
     base = tmp_path_factory.mktemp("train")
-    record(base / "plain", episodes=1, seconds=2, ground_truth=False)
+    record_twin_dataset(base / "plain", 1, 2, SIZE, ground_truth=False)
     run_cli(
         [
             "lerobot-train",

@@ -35,6 +35,8 @@ class SO101TwinEnvConfig(EnvConfig):
     fps: int = 30
     episode_length: int | None = None  # steps; default 300 (LiftCube) or 150 (ReachCube) at 30 fps
     cameras: list[str] = field(default_factory=lambda: list(CAMERA_NAMES))
+    # cameras shown in lerobot-eval's videos (None: the observed cameras), e.g. [front, wrist] with cameras=[wrist]
+    render_cameras: list[str] | None = None
     observation_height: int = 480
     observation_width: int = 640
     depth: bool = False  # adds observation.images.<camera>_depth, as recorded datasets hold it
@@ -46,7 +48,7 @@ class SO101TwinEnvConfig(EnvConfig):
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"--env.task={self.task!r} is not a so101_twin task; choose one of {list(TASKS)}")
-        unknown = [c for c in self.cameras if c not in CAMERA_NAMES]
+        unknown = [c for c in [*self.cameras, *(self.render_cameras or [])] if c not in CAMERA_NAMES]
         if unknown:
             raise ValueError(f"--env.cameras has unknown camera(s) {unknown}; the twin has {list(CAMERA_NAMES)}")
         if self.observation_height <= 0 or self.observation_width <= 0:
@@ -75,6 +77,7 @@ class SO101TwinEnvConfig(EnvConfig):
     def gym_kwargs(self) -> dict:
         return {
             "cameras": tuple(self.cameras),
+            "render_cameras": tuple(self.render_cameras) if self.render_cameras else None,
             "camera_height": self.observation_height,
             "camera_width": self.observation_width,
             "depth": self.depth,

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .twin import SO101Twin
+from .twin import GRASP_POINT_IN_GRIPPER, SO101Twin
 
-# The point of the gripper body that should coincide with a grasped cube's centre: 1.5 cm (half a cube) in
-# front of the fixed fingertip pad, along the closing direction (the gripper body's +x axis).
-GRASP_POINT_IN_GRIPPER = np.array([0.0074, 0.0, -0.098])
 GRIPPER_OPEN = 45.0  # ~6.5 cm between the pads
 GRIPPER_CLOSED = 0.0  # the position servo squeezes the cube at its torque limit
 ARM_JOINTS = 5

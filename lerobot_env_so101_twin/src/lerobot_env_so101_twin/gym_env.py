@@ -45,11 +45,22 @@ class SO101TwinEnv(gym.Env):
         render_mode: str = "rgb_array",
         reward_type: str = "dense",
         max_episode_steps: int | None = None,
+        render_cameras: tuple[str, ...] | None = None,
     ):
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
-        sizes = {name: (int(camera_height), int(camera_width)) for name in cameras}
-        self.twin = SO101Twin(TwinConfig(task=task, fps=fps, cameras=sizes, depth=depth, segmentation=segmentation))
+        # render_cameras: what env.render() shows (lerobot-eval's videos); defaults to the observed cameras
+        self.render_cameras = tuple(render_cameras) if render_cameras else tuple(cameras)
+        sizes = {name: (int(camera_height), int(camera_width)) for name in (*cameras, *self.render_cameras)}
+        twin_config = TwinConfig(
+            task=task,
+            fps=fps,
+            cameras=sizes,
+            depth=depth,
+            segmentation=segmentation,
+            ground_truth_cameras=tuple(cameras),
+        )
+        self.twin = SO101Twin(twin_config)
         self.task = task
         self.cameras = tuple(cameras)
         self.render_mode = render_mode
@@ -80,11 +91,12 @@ class SO101TwinEnv(gym.Env):
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {"agent_pos": self.twin.joint_positions().astype(np.float32)}
-        if not self.cameras:
+        if not self.twin.config.cameras:
             return obs
         frames = self.twin.render()
         self._last_frames = frames
-        obs["pixels"] = {name: frames[name].rgb for name in self.cameras}
+        if self.cameras:
+            obs["pixels"] = {name: frames[name].rgb for name in self.cameras}
         for name in self.cameras:
             frame = frames[name]
             if frame.depth is not None:
@@ -119,7 +131,7 @@ class SO101TwinEnv(gym.Env):
 
     def render(self):
         frames = self._last_frames if self._last_frames is not None else self.twin.render()
-        return np.concatenate([frames[name].rgb for name in self.cameras], axis=1)
+        return np.concatenate([frames[name].rgb for name in self.render_cameras], axis=1)
 
     def close(self):
         self.twin.close()

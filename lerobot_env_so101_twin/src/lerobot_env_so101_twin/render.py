@@ -73,7 +73,14 @@ class MultiCameraRenderer:
     def sizes(self) -> dict[str, tuple[int, int]]:
         return dict(self._sizes)
 
-    def render(self, data: mujoco.MjData, depth: bool = False, segmentation: bool = False) -> dict[str, CameraFrame]:
+    def render(
+        self,
+        data: mujoco.MjData,
+        depth: bool = False,
+        segmentation: bool = False,
+        ground_truth_cameras: set[str] | None = None,
+    ) -> dict[str, CameraFrame]:
+        """RGB for every camera; depth/segmentation for `ground_truth_cameras` (default: all of them)."""
         self._gl.make_current()
         frames = {}
         for name, cam_id in self._camera_ids.items():
@@ -87,7 +94,7 @@ class MultiCameraRenderer:
             mujoco.mjr_render(rect, self._scene, self._context)
             mujoco.mjr_readPixels(rgb_buf, None, rect, self._context)
             frame = CameraFrame(rgb=np.flipud(rgb_buf).copy())
-            if depth or segmentation:
+            if (depth or segmentation) and (ground_truth_cameras is None or name in ground_truth_cameras):
                 self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = True
                 self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
                 try:

@@ -24,6 +24,10 @@ REST_POSE = np.array([0.0, -98.0, 70.0, 90.0, 0.0, 20.0])
 
 LIFT_HEIGHT = 0.05  # metres the cube's bottom must rise above the table for LiftCube success
 REACH_TOLERANCE = 0.02  # metres between the grasp point and the cube centre for ReachCube success
+# The point of the gripper body where a grasped cube's centre sits: half a cube (1.5 cm) in front of the fixed
+# fingertip pad, along the closing direction (the gripper body's +x axis). Fixed in the gripper, so it does not
+# move with the jaw's opening.
+GRASP_POINT_IN_GRIPPER = np.array([0.0074, 0.0, -0.098])
 
 
 @dataclass
@@ -34,6 +38,8 @@ class TwinConfig:
     cameras: dict[str, tuple[int, int]] = field(default_factory=lambda: dict.fromkeys(CAMERA_NAMES, NATIVE_CAMERA_SIZE))
     depth: bool = False
     segmentation: bool = False
+    # cameras that get depth/segmentation when those are on (None: every camera)
+    ground_truth_cameras: tuple[str, ...] | None = None
     # cube spawn region: distance from the base (m) and bearing (deg), yaw (deg)
     cube_distance: tuple[float, float] = (0.17, 0.26)
     cube_bearing_deg: tuple[float, float] = (-30.0, 30.0)
@@ -100,6 +106,7 @@ class SO101Twin:
         self.cube_geom = self.model.geom("cube").id
         self._static_pad = self.model.geom("static_finger_pad").id
         self._moving_pad = self.model.geom("moving_finger_pad").id
+        self._gripper_body = self.model.body("gripper").id
         # grasp contacts: the fixed jaw's hull and pad, and anything on the moving jaw
         self._static_finger_geoms = {self.model.geom("static_finger_collision").id, self._static_pad}
         jaw_body = self.model.body("moving_jaw_so101_v1").id
@@ -174,8 +181,9 @@ class SO101Twin:
 
     @property
     def grasp_point(self) -> np.ndarray:
-        """Midpoint of the two fingertip pads: where a grasped cube's centre sits."""
-        return 0.5 * (self.data.geom_xpos[self._static_pad] + self.data.geom_xpos[self._moving_pad])
+        """Where a grasped cube's centre sits (`GRASP_POINT_IN_GRIPPER`), in world coordinates."""
+        rot = self.data.xmat[self._gripper_body].reshape(3, 3)
+        return self.data.xpos[self._gripper_body] + rot @ GRASP_POINT_IN_GRIPPER
 
     # ----- control -------------------------------------------------------------------------------------
     def apply_action(self, target: np.ndarray, max_relative_target: float | None = None) -> ClipReport:
@@ -242,7 +250,9 @@ class SO101Twin:
     def render(self) -> dict[str, CameraFrame]:
         if self._renderer is None:
             raise RuntimeError("this twin was built with no cameras (TwinConfig.cameras is empty)")
-        return self._renderer.render(self.data, depth=self.config.depth, segmentation=self.config.segmentation)
+        cfg = self.config
+        gt = None if cfg.ground_truth_cameras is None else set(cfg.ground_truth_cameras)
+        return self._renderer.render(self.data, depth=cfg.depth, segmentation=cfg.segmentation, ground_truth_cameras=gt)
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -41,7 +41,7 @@ class SegDepthConfig(PreTrainedConfig):
     # --- actions -----------------------------------------------------------------------------------
     # The actor emits 6-D deltas in [-1, 1]: target = present + delta * action_scale (degrees for the body
     # joints, 0-100 units for the gripper), held for `action_repeat` control steps, as seed 002's policy.
-    action_scale: list[float] = field(default_factory=lambda: [6.0, 6.0, 6.0, 6.0, 6.0, 12.0])
+    action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     action_repeat: int = 1
 
     # --- training ----------------------------------------------------------------------------------

@@ -175,7 +175,10 @@ class SegDepthPolicy(PreTrainedPolicy):
         target = batch[ACTION]
         per_sample = F.mse_loss(predicted, target, reduction="none").mean(dim=-1)
         loss = per_sample if reduction == "none" else per_sample.mean()
-        return loss, {"mse": float(per_sample.mean().detach()), "abs_err": float((predicted - target).abs().mean())}
+        return loss, {
+            "mse": float(per_sample.mean().detach()),
+            "abs_err": float((predicted - target).detach().abs().mean()),
+        }
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:

@@ -53,7 +53,7 @@ def _present(observation: dict, state_key: str) -> torch.Tensor:
 class JointDeltaFromAbsoluteStep(ProcessorStep):
     """Preprocessor: caches the present joint state; turns absolute action targets (training) into deltas."""
 
-    action_scale: list[float] = field(default_factory=lambda: [6.0, 6.0, 6.0, 6.0, 6.0, 12.0])
+    action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     state_key: str = OBS_STATE
     pair_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -82,7 +82,7 @@ class JointDeltaFromAbsoluteStep(ProcessorStep):
 class JointAbsoluteFromDeltaStep(ProcessorStep):
     """Postprocessor: deltas in [-1, 1] -> absolute joint targets around the state its pair last saw."""
 
-    action_scale: list[float] = field(default_factory=lambda: [6.0, 6.0, 6.0, 6.0, 6.0, 12.0])
+    action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     pair_id: str = ""
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 DEPTH_UNITS = {"m": 1.0, "mm": 1e-3}
 
@@ -120,10 +121,7 @@ class CenterCropSquareStep(ObservationProcessorStep):
     def observation(self, observation: dict) -> dict:
         for key in self.keys:
             image = _require(observation, key, type(self).__name__)
-            h, w = image.shape[-2:]
-            side = min(h, w)
-            top, left = (h - side) // 2, (w - side) // 2
-            observation[key] = image[..., top : top + side, left : left + side]
+            observation[key] = TF.center_crop(image, [min(image.shape[-2:])])
         return observation
 
     def get_config(self) -> dict[str, Any]:
@@ -152,19 +150,15 @@ class ResizeStep(ObservationProcessorStep):
         if self.size <= 0:
             raise ValueError(f"size must be positive, got {self.size}")
 
-    def _resize(self, image: torch.Tensor, mode: str) -> torch.Tensor:
-        lead = image.shape[:-3]
-        flat = image.reshape(-1, *image.shape[-3:]).float()
-        if flat.shape[-2:] == (self.size, self.size):
-            return flat.reshape(*lead, *flat.shape[-3:])
-        kwargs = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
-        out = F.interpolate(flat, size=(self.size, self.size), mode=mode, **kwargs)
-        return out.reshape(*lead, *out.shape[-3:])
-
     def observation(self, observation: dict) -> dict:
-        for keys, mode in ((self.nearest_keys, "nearest-exact"), (self.linear_keys, "bilinear")):
+        size = [self.size, self.size]
+        for keys, mode in (
+            (self.nearest_keys, InterpolationMode.NEAREST_EXACT),
+            (self.linear_keys, InterpolationMode.BILINEAR),
+        ):
             for key in keys:
-                observation[key] = self._resize(_require(observation, key, type(self).__name__), mode)
+                image = _require(observation, key, type(self).__name__).float()
+                observation[key] = TF.resize(image, size, interpolation=mode, antialias=True)
         return observation
 
     def get_config(self) -> dict[str, Any]:
