@@ -21,7 +21,8 @@ EVAL_EPISODES=${EVAL_EPISODES:-20}
 RANDOM_EPISODES=${RANDOM_EPISODES:-10}
 H=120 W=160  # the real wrist camera's 4:3, scaled down; segdepth crops it square and resizes to 84x84
 TASK="Pick up the red cube and lift it."
-quiet() { grep --line-buffered -vE "torchcodec|libavutil|Could not load|^\s|x265 \[|^encoded|mp4 @|Starting second pass" || true; }
+# drop the video encoders' chatter; keep progress, results and errors
+quiet() { grep --line-buffered -vE "^(x265|Svt)\[|^encoded [0-9]+ frames|\[mp4 @|^\s*$" || true; }
 rm -rf "$OUT"
 mkdir -p "$OUT"
 

@@ -4,10 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Headless OpenGL for MuJoCo's CPU renderer (Mesa llvmpipe through EGL).
-if ! ldconfig -p | grep -q "libEGL_mesa.so.0"; then
-  echo "[setup] installing Mesa EGL (libegl1 libegl-mesa0 libgl1-mesa-dri)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+# System libraries: Mesa EGL for MuJoCo's headless CPU renderer (llvmpipe), and FFmpeg's shared libraries so
+# torchcodec (LeRobot's default video decoder, ~25% faster here than its PyAV fallback) can load.
+SYSTEM_LIBS="libEGL_mesa.so.0:libegl1 libegl-mesa0 libgl1-mesa-dri|libavutil.so.57:libavutil57 libavcodec59 libavformat59 libavdevice59 libavfilter8 libswscale6 libswresample4"
+MISSING=""
+IFS='|' read -ra CHECKS <<< "$SYSTEM_LIBS"
+for check in "${CHECKS[@]}"; do
+  ldconfig -p | grep -q "${check%%:*}" || MISSING="$MISSING ${check#*:}"
+done
+if [ -n "$MISSING" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing system libraries:$MISSING"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $MISSING >/dev/null
+  else
+    echo "[setup] warning: missing system libraries ($MISSING); install them with your package manager" >&2
+  fi
 fi
 
 PYTHON=${PYTHON:-python3.12}  # .python-version selects 3.12.1 through pyenv

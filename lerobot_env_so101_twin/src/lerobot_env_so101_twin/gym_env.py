@@ -5,7 +5,8 @@ joint positions) and `pixels/<camera>` (uint8 HWC). The optional ground truth is
 dataset recorded with `lerobot-record --robot.type=so101_twin` returns it, so a policy sees the same tensors
 in training and in evaluation: `images.<camera>_depth` and `images.<camera>_segmentation`, float32 (1, H, W),
 depth in millimetres (LeRobot's default `depth_output_unit`) and segmentation as its depth code in mm
-(`constants.segmentation_from_code(x, unit="mm")` gives the class ids).
+(`constants.segmentation_from_code(x, unit="mm")` gives the class ids). Both go through the same 12-bit depth
+quantisation a recording does (LeRobot's default `DepthEncoderConfig`), so they equal what the dataset returns.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from .constants import segmentation_to_code
 from .twin import SO101Twin, TwinConfig
 
 EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
+
+
+def as_stored(depth_m: np.ndarray) -> np.ndarray:
+    """(H, W) metres -> (1, H, W) float32 mm, through LeRobot's default depth-map quantisation and back."""
+    import torch
+    from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
+
+    codes = quantize_depth(depth_m.astype(np.float32), video_backend=None)
+    return dequantize_depth(torch.from_numpy(codes.astype(np.int32))[None], output_unit="mm").numpy()
 
 
 def depth_key(camera: str) -> str:
@@ -100,9 +110,9 @@ class SO101TwinEnv(gym.Env):
         for name in self.cameras:
             frame = frames[name]
             if frame.depth is not None:
-                obs[depth_key(name)] = (frame.depth * 1000.0)[None].astype(np.float32)
+                obs[depth_key(name)] = as_stored(frame.depth)
             if frame.segmentation is not None:
-                obs[segmentation_key(name)] = (segmentation_to_code(frame.segmentation)[..., 0] * 1000.0)[None]
+                obs[segmentation_key(name)] = as_stored(segmentation_to_code(frame.segmentation)[..., 0])
         return obs
 
     def _info(self) -> dict[str, Any]:

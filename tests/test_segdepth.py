@@ -1,0 +1,198 @@
+"""SegDepth beyond the shared contract: train/inference parity, sim/dataset parity, DrQ-v2 snapshots, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from clitools import run_cli
+from conftest import GT_SIZE
+from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+from lerobot.datasets.factory import resolve_delta_timestamps
+from lerobot.envs.utils import preprocess_observation
+from lerobot.policies import get_policy_class
+from lerobot.policies.factory import make_policy, make_pre_post_processors
+from lerobot.utils.import_utils import register_third_party_plugins
+from torch import nn
+
+from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
+
+register_third_party_plugins()
+
+TINY = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
+
+
+def build(root, **overrides):
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=root)
+    cfg = SegDepthConfig(device="cpu", push_to_hub=False, **{**TINY, **overrides})
+    policy = make_policy(cfg, ds_meta=meta)
+    pre, post = make_pre_post_processors(cfg, dataset_stats=meta.stats)
+    return cfg, meta, policy.eval(), pre, post
+
+
+def frame(ds: LeRobotDataset, index: int) -> dict:
+    item = ds[index]
+    out = {k: v for k, v in item.items() if k.startswith(("observation.", "action"))}
+    out["task"] = item["task"]
+    return out
+
+
+def test_training_and_inference_build_identical_tensors(gt_dataset):
+    """The frames (and actions) a training batch holds for step k equal what select_action sees at step k."""
+    cfg, meta, policy, pre, _ = build(gt_dataset)
+    history = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(cfg, meta))
+    single = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    start = int(meta.episodes["dataset_from_index"][1])  # episode 1, so padding must not reach into episode 0
+    policy.reset()
+    for k in range(6):
+        train = pre({k2: v[None] if hasattr(v, "ndim") else [v] for k2, v in frame(history, start + k).items()})
+        infer = pre(frame(single, start + k))
+        train_frames = policy.stacked_frames(train)
+        infer_frames = policy.stacked_frames(infer)
+        assert train_frames.shape == infer_frames.shape == (1, 6, 32, 32)
+        assert torch.equal(train_frames, infer_frames), f"step {k}"
+        torch.testing.assert_close(policy._mean_action(train_frames, train), policy._mean_action(infer_frames, infer))
+    # at an episode's first step the history is three copies of its first frame, on both paths
+    first = pre({k2: v[None] if hasattr(v, "ndim") else [v] for k2, v in frame(history, start).items()})
+    segdepth = first["observation.segdepth"][0]
+    assert torch.equal(segdepth[0], segdepth[2]) and torch.equal(segdepth[1], segdepth[2])
+
+
+def test_env_and_dataset_give_the_policy_the_same_observation(gt_dataset):
+    """lerobot-eval's env at seed 0 and the recorded episode 0 (robot seed 0) start from the same scene."""
+    _, _, _, pre, _ = build(gt_dataset)
+    env = SO101TwinEnv(
+        cameras=("front", "wrist"), camera_height=GT_SIZE[0], camera_width=GT_SIZE[1], depth=True, segmentation=True
+    )
+    obs, _ = env.reset(seed=0)
+    env.close()
+    from_env = pre({**preprocess_observation(obs), "task": [env.task_description]})["observation.segdepth"]
+    from_dataset = pre(frame(LeRobotDataset("local/twin_demo", root=gt_dataset), 0))["observation.segdepth"]
+    # the env applies the recording's depth quantisation, and HEVC stores it losslessly: identical tensors
+    assert torch.equal(from_env, from_dataset)
+
+
+def test_action_repeat_holds_each_action(gt_dataset):
+    _, _, policy, pre, _ = build(gt_dataset, action_repeat=2)
+    ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    policy.reset()
+    actions = [policy.select_action(pre(frame(ds, i))) for i in range(60, 64)]
+    assert torch.equal(actions[0], actions[1]) and torch.equal(actions[2], actions[3])
+    assert not torch.equal(actions[1], actions[2])
+
+
+def test_bad_observations_are_named(gt_dataset):
+    _, _, policy, _, _ = build(gt_dataset)
+    good = torch.zeros(1, 2, 32, 32)
+    with pytest.raises(ValueError, match=r"integers in \[0, 5\]"):
+        bad = good.clone()
+        bad[0, 0, 3, 3] = 7
+        policy.select_action({"observation.segdepth": bad, "observation.state": torch.zeros(1, 6)})
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2, 32, 32\)"):
+        policy.select_action(
+            {"observation.segdepth": torch.zeros(1, 2, 40, 40), "observation.state": torch.zeros(1, 6)}
+        )
+    with pytest.raises(ValueError, match="NaN"):
+        bad = good.clone()
+        bad[0, 1, 0, 0] = float("nan")
+        policy.select_action({"observation.segdepth": bad, "observation.state": torch.zeros(1, 6)})
+    with pytest.raises(KeyError, match="preprocessor"):
+        policy.select_action({"observation.state": torch.zeros(1, 6)})
+
+
+def test_a_dataset_without_ground_truth_is_refused_with_the_fix():
+    from lerobot.configs import FeatureType, PolicyFeature
+
+    cfg = SegDepthConfig(
+        device="cpu",
+        input_features={
+            "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 64, 80)),
+            "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
+        },
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+    )
+    with pytest.raises(ValueError, match=r"wrist_depth.*--robot\.depth=true"):
+        SegDepthPolicy(cfg)
+
+
+# ----- DrQ-v2 snapshots -----------------------------------------------------------------------------------
+def drqv2_reference(in_channels: int, feature_dim: int = 50, hidden_dim: int = 64):
+    """facebookresearch/drqv2's Encoder and Actor layouts, written out independently of the plugin."""
+    encoder = nn.Module()
+    encoder.convnet = nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=1),
+        nn.ReLU(),
+    )
+    actor = nn.Module()
+    actor.trunk = nn.Sequential(nn.Linear(32 * 35 * 35, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+    actor.policy = nn.Sequential(
+        nn.Linear(feature_dim, hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, 6),
+    )
+    return encoder, actor
+
+
+def test_drqv2_snapshot_converts_and_acts_like_drqv2(tmp_path):
+    torch.manual_seed(0)
+    encoder, actor = drqv2_reference(in_channels=6)
+    snapshot = tmp_path / "1200000_snapshot.pt"
+    torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict(), "_global_step": 1200000}, snapshot)
+    out = tmp_path / "segdepth_from_drqv2"
+    run_cli(["segdepth-convert-drqv2", f"--snapshot={snapshot}", f"--output-dir={out}"], cwd=tmp_path)
+
+    policy = get_policy_class("segdepth").from_pretrained(out)
+    assert policy.config.id_encoding == "scaled" and policy.config.action_repeat == 2
+    # seed 002's observation: 3 frames of (ids 0-5, disparity 0-255), oldest first
+    frames = torch.stack([torch.randint(0, 6, (3, 84, 84)).float(), torch.randint(0, 256, (3, 84, 84)).float()], 1)
+    with torch.no_grad():
+        seed_obs = frames.reshape(1, 6, 84, 84)  # [ids_0, disp_0, ids_1, disp_1, ids_2, disp_2]
+        h = encoder.convnet(seed_obs / 255.0 - 0.5).flatten(1)
+        reference = torch.tanh(actor.policy(actor.trunk(h)))
+        ours = policy.predict_action_chunk({"observation.segdepth": frames[None]})[:, 0]
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+    # the saved postprocessor turns the deltas into joint targets around the present state
+    cfg = policy.config
+    cfg.pretrained_path = out
+    pre, post = make_pre_post_processors(cfg, pretrained_path=str(out))
+    state = torch.tensor([[0.0, -90.0, 80.0, 70.0, 0.0, 30.0]])
+    code = torch.full((1, 1, 84, 84), 2000.0)  # class 1 everywhere, in mm
+    depth = torch.linspace(100, 400, 84 * 84).reshape(1, 1, 84, 84)
+    pre(
+        {
+            "observation.images.wrist_segmentation": code,
+            "observation.images.wrist_depth": depth,
+            "observation.state": state,
+        }
+    )
+    targets = post(reference)
+    torch.testing.assert_close(targets, state + reference * torch.tensor([4.0] * 5 + [15.0]))
+
+
+def test_converter_rejects_a_mismatched_snapshot(tmp_path):
+    encoder, actor = drqv2_reference(in_channels=9)
+    snapshot = tmp_path / "snap.pt"
+    torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict()}, snapshot)
+    proc = run_cli(
+        ["segdepth-convert-drqv2", f"--snapshot={snapshot}", f"--output-dir={tmp_path / 'out'}"],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0 and "takes 9 channels" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    torch.save({"encoder": encoder.state_dict()}, snapshot)
+    proc = run_cli(
+        ["segdepth-convert-drqv2", f"--snapshot={snapshot}", f"--output-dir={tmp_path / 'out'}"],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0 and "no 'actor' entry" in proc.stderr
