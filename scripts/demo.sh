@@ -17,6 +17,7 @@ EPISODES=${EPISODES:-16}
 EPISODE_SECONDS=${EPISODE_SECONDS:-7}
 STEPS=${STEPS:-1000}
 BATCH=${BATCH:-32}
+POLICY_ARGS=${POLICY_ARGS:-}  # extra --policy.* flags for lerobot-train, e.g. "--policy.augment_pad=0"
 EVAL_EPISODES=${EVAL_EPISODES:-20}
 RANDOM_EPISODES=${RANDOM_EPISODES:-10}
 H=120 W=160  # the real wrist camera's 4:3, scaled down; segdepth crops it square and resizes to 84x84
@@ -38,7 +39,7 @@ test -f "$OUT/dataset/meta/info.json" || { echo "[demo] recording failed"; exit 
 
 echo "[demo] 2/4 training segdepth for $STEPS steps (lerobot-train)"
 .venv/bin/lerobot-train \
-  --policy.type=segdepth --policy.device=cpu --policy.push_to_hub=false \
+  --policy.type=segdepth --policy.device=cpu --policy.push_to_hub=false $POLICY_ARGS \
   --dataset.repo_id=local/so101_twin_liftcube --dataset.root="$OUT/dataset" \
   --steps="$STEPS" --batch_size="$BATCH" --num_workers=2 --save_freq="$STEPS" --log_freq=100 \
   --output_dir="$OUT/train" --wandb.enable=false --seed=1 2>&1 | quiet

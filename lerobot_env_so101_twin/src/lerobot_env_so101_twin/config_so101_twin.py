@@ -23,6 +23,10 @@ class SO101TwinConfig(RobotConfig):
     # Same meaning as so101_follower's: caps how far (deg, or 0-100 for the gripper) a target may be from the
     # present position. Targets outside the joint limits are always clipped, and both are logged.
     max_relative_target: float | None = None
+    # Standard deviation (follower units) of Ornstein-Uhlenbeck noise added to the executed targets, not to the
+    # recorded actions: demonstrations then show the expert correcting drift (DART). 0 turns it off.
+    action_noise_std: float = 0.0
+    action_noise_tau_s: float = 0.3
     fps: int = 30  # physics advances 1/fps s per send_action; match --dataset.fps / --fps
     seed: int = 0  # episode k of a session starts from seed + k
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
@@ -42,5 +46,7 @@ class SO101TwinConfig(RobotConfig):
             raise ValueError("--robot.depth/--robot.segmentation need at least one camera in --robot.cameras")
         if self.max_relative_target is not None and self.max_relative_target <= 0:
             raise ValueError(f"--robot.max_relative_target must be positive, got {self.max_relative_target}")
+        if self.action_noise_std < 0 or self.action_noise_tau_s <= 0:
+            raise ValueError("--robot.action_noise_std must be >= 0 and --robot.action_noise_tau_s > 0")
         if self.fps <= 0:
             raise ValueError(f"--robot.fps must be positive, got {self.fps}")

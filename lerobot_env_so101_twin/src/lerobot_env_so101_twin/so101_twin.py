@@ -20,8 +20,8 @@ from lerobot.robots.robot import Robot
 
 from .config_so101_twin import SO101TwinConfig
 from .constants import MOTOR_KEYS, segmentation_to_code
+from .twin import ActuationNoise, TwinConfig
 from .twin import SO101Twin as Twin
-from .twin import TwinConfig
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class SO101Twin(Robot):
             ),
             seed=cfg.seed,
         )
+        self._noise = ActuationNoise(cfg.action_noise_std, cfg.action_noise_tau_s, cfg.fps, cfg.seed)
         with _active_lock:
             if cfg.id in _active:
                 self.twin.close()
@@ -137,6 +138,7 @@ class SO101Twin(Robot):
     def reset_scene(self, seed: int | None = None) -> None:
         self._require_connected()
         self.twin.reset(seed)
+        self._noise.reset(seed)
         self.scene_version += 1
         logger.info("%s: new scene, seed %s, cube at %s", self, seed, np.round(self.twin.cube_position, 3).tolist())
 
@@ -165,6 +167,8 @@ class SO101Twin(Robot):
         if missing:
             raise KeyError(f"action is missing {missing}; so101_twin expects {list(MOTOR_KEYS)}")
         target = np.array([float(action[k]) for k in MOTOR_KEYS])
+        if self.config.action_noise_std > 0:
+            target = target + self._noise.sample()
         report = self.twin.apply_action(target, max_relative_target=self.config.max_relative_target)
         if report.clipped:
             logger.warning(

@@ -70,6 +70,27 @@ class ClipReport:
     clipped: dict[str, tuple[float, float]]  # motor key -> (requested, sent) where they differ
 
 
+class ActuationNoise:
+    """Ornstein-Uhlenbeck noise added to executed joint targets (follower units).
+
+    Recording demonstrations with it (DART, Laskey et al. 2017) puts the arm off the expert's path while the
+    dataset keeps the expert's own commands as labels, so a cloned policy sees how to come back.
+    """
+
+    def __init__(self, std: float, tau_s: float, fps: int, seed: int | None = None):
+        self.std, self.decay = std, float(np.exp(-1.0 / (fps * tau_s)))
+        self._rng = np.random.default_rng(seed)
+        self.value = np.zeros(6)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+        self.value = self._rng.normal(0.0, self.std, 6)
+
+    def sample(self) -> np.ndarray:
+        self.value = self.decay * self.value + np.sqrt(1 - self.decay**2) * self._rng.normal(0.0, self.std, 6)
+        return self.value.copy()
+
+
 class SO101Twin:
     def __init__(self, config: TwinConfig | None = None, seed: int | None = None):
         self.config = config or TwinConfig()
