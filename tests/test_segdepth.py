@@ -196,3 +196,20 @@ def test_converter_rejects_a_mismatched_snapshot(tmp_path):
         check=False,
     )
     assert proc.returncode != 0 and "no 'actor' entry" in proc.stderr
+
+
+def test_absolute_action_mode_maps_the_actor_range_onto_the_recorded_targets(gt_dataset):
+    cfg, meta, policy, pre, post = build(gt_dataset, action_mode="absolute")
+    assert not any("JointDelta" in type(s).__name__ for s in pre.steps)
+    low = torch.as_tensor(meta.stats["action"]["min"]).float()
+    high = torch.as_tensor(meta.stats["action"]["max"]).float()
+    torch.testing.assert_close(post(torch.ones(1, 6)), high[None])
+    torch.testing.assert_close(post(-torch.ones(1, 6)), low[None])
+    # training targets are the recorded absolute actions, scaled into the actor's [-1, 1]
+    ds = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(cfg, meta))
+    item = frame(ds, 30)
+    batch = pre({k: v[None] if hasattr(v, "ndim") else [v] for k, v in item.items()})
+    torch.testing.assert_close(batch["action"][0], 2 * (item["action"] - low) / (high - low) - 1)
+    policy.reset()
+    action = post(policy.select_action(pre(frame(LeRobotDataset("local/twin_demo", root=gt_dataset), 30))))
+    assert ((action >= low - 1e-4) & (action <= high + 1e-4)).all()

@@ -43,6 +43,9 @@ class SegDepthConfig(PreTrainedConfig):
     # joints, 0-100 units for the gripper), held for `action_repeat` control steps, as seed 002's policy.
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     action_repeat: int = 1
+    # "delta" (seed 002, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
+    # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
+    action_mode: str = "delta"
 
     # --- training ----------------------------------------------------------------------------------
     optimizer_lr: float = 3e-4
@@ -65,6 +68,11 @@ class SegDepthConfig(PreTrainedConfig):
             raise ValueError(f"--policy.id_encoding={self.id_encoding!r}; choose one of {list(ID_ENCODINGS)}")
         if self.frame_stack < 1 or self.image_size < 16 or self.action_repeat < 1:
             raise ValueError("frame_stack and action_repeat must be >= 1 and image_size >= 16")
+        if self.action_mode not in ("delta", "absolute"):
+            raise ValueError(f"--policy.action_mode={self.action_mode!r}; choose 'delta' or 'absolute'")
+        if self.action_mode == "absolute" and self.normalization_mapping.get("ACTION") == NormalizationMode.IDENTITY:
+            # the actor's tanh range [-1, 1] is what MIN_MAX maps the recorded targets to
+            self.normalization_mapping = {**self.normalization_mapping, "ACTION": NormalizationMode.MIN_MAX}
         if len(self.action_scale) != 6 or min(self.action_scale) <= 0:
             raise ValueError(f"action_scale needs 6 positive entries (one per joint), got {self.action_scale}")
 

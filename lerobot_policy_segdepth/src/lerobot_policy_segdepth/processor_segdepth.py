@@ -34,16 +34,15 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
 
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
+    observation = [steps.rename_observations, steps.add_batch_dim, *segdepth_observation_steps(config)]
+    if config.action_mode == "absolute":
+        return make_policy_processor_pipelines(
+            input_steps=[*observation, steps.to_device, steps.normalize],
+            output_steps=[steps.unnormalize, steps.to_cpu],
+        )
     to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale))
     return make_policy_processor_pipelines(
-        input_steps=[
-            steps.rename_observations,
-            steps.add_batch_dim,
-            *segdepth_observation_steps(config),
-            to_delta,  # sees the raw state, before normalisation
-            steps.to_device,
-            steps.normalize,
-        ],
+        input_steps=[*observation, to_delta, steps.to_device, steps.normalize],  # to_delta sees the raw state
         output_steps=[
             steps.unnormalize,
             JointAbsoluteFromDeltaStep(action_scale=list(config.action_scale), pair_id=to_delta.pair_id),
