@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
 
 from .constants import segmentation_to_code
 from .twin import SO101Twin, TwinConfig
@@ -25,9 +27,6 @@ EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
 
 def as_stored(depth_m: np.ndarray) -> np.ndarray:
     """(H, W) metres -> (1, H, W) float32 mm, through LeRobot's default depth-map quantisation and back."""
-    import torch
-    from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
-
     codes = quantize_depth(depth_m.astype(np.float32), video_backend=None)
     return dequantize_depth(torch.from_numpy(codes.astype(np.int32))[None], output_unit="mm").numpy()
 

@@ -7,7 +7,6 @@ the same arm. Units are the real `so101_follower`'s (use_degrees=True): degrees 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import mujoco
@@ -16,8 +15,6 @@ import numpy as np
 from .constants import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE, TASKS
 from .render import CameraFrame, MultiCameraRenderer
 from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
-
-logger = logging.getLogger(__name__)
 
 # Folded rest pose, in follower units; the pose an SO-101 is usually left in.
 REST_POSE = np.array([0.0, -98.0, 70.0, 90.0, 0.0, 20.0])
@@ -123,10 +120,8 @@ class SO101Twin:
         self.joint_limits = self.to_follower_units(self.joint_range_rad.T).T  # (6, 2) in follower units
         cube_joint = self.model.joint("cube")
         self._cube_qpos = cube_joint.qposadr[0]
-        self._cube_dof = cube_joint.dofadr[0]
         self.cube_geom = self.model.geom("cube").id
         self._static_pad = self.model.geom("static_finger_pad").id
-        self._moving_pad = self.model.geom("moving_finger_pad").id
         self._gripper_body = self.model.body("gripper").id
         # grasp contacts: the fixed jaw's hull and pad, and anything on the moving jaw
         self._static_finger_geoms = {self.model.geom("static_finger_collision").id, self._static_pad}
