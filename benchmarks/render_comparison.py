@@ -32,6 +32,7 @@ from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES
 from lerobot_env_so101_twin.expert import ScriptedExpert
 from lerobot_env_so101_twin.render import CameraFrame
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from lerobot_env_so101_twin.visualize import SEGMENTATION_PALETTE, colorize_segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "docs" / "images"
@@ -40,10 +41,6 @@ CAMERAS = ("front", "wrist")
 SEED = 3
 TIMED_RENDERS = 20
 
-# class id -> RGB: 0 unlabeled, 1 background, 2 table, 3 cube, 4 static_finger, 5 moving_finger
-PALETTE = np.array(
-    [(0, 0, 0), (128, 128, 128), (139, 94, 60), (220, 30, 30), (40, 90, 230), (40, 190, 60)], dtype=np.uint8
-)
 # A few stops of matplotlib's viridis, so the depth map needs no matplotlib; near is yellow, far is purple.
 VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
 
@@ -53,11 +50,6 @@ INVERSE_DEPTH_RATIO = 8.0
 
 def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
-
-
-def colorize_segmentation(ids: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 with the fixed palette (ids beyond it show as unlabeled)."""
-    return PALETTE[np.where(ids < len(PALETTE), ids, 0)]
 
 
 def colorize_depth(depth: np.ndarray, far_clip: float) -> tuple[np.ndarray, str]:
@@ -151,7 +143,9 @@ def grid(
     if legend:
         x, y = 8, height - LEGEND_H + 6
         for class_id, name in SEGMENTATION_CLASSES.items():
-            draw.rectangle((x, y, x + 16, y + 16), fill=tuple(int(v) for v in PALETTE[class_id]), outline=(0, 0, 0))
+            draw.rectangle(
+                (x, y, x + 16, y + 16), fill=tuple(int(v) for v in SEGMENTATION_PALETTE[class_id]), outline=(0, 0, 0)
+            )
             _text(draw, (x + 22, y), f"{class_id} {name}", size=14)
             x += 30 + int(draw.textlength(f"{class_id} {name}", font=_font(14)))
     return canvas, draw
