@@ -27,9 +27,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "uv>=0.5" 2>/dev/null
-# torch<2.12 is LeRobot 0.6.1's own bound; PyPI's build runs on the CPU here.
+# torch<2.12 is LeRobot 0.6.1's own bound; PyPI's build runs on the CPU here. The smolvla and timm-dep extras pin
+# the transformers/timm versions LeRobot itself is tested with (SegVLA, the segmenter, Depth Anything V2).
 .venv/bin/uv pip install --python .venv/bin/python -q \
-  "torch>=2.7,<2.12" "lerobot[feetech,dataset,training]>=0.6.1,<0.7" \
+  "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep]>=0.6.1,<0.7" pycocotools \
   -e ./lerobot_env_so101_twin -e ./processors -e ./lerobot_policy_segdepth \
   -r requirements-dev.txt
 echo "[setup] ready: $(.venv/bin/python -c 'import lerobot, torch, mujoco; print("lerobot", lerobot.__version__, "| torch", torch.__version__, "| mujoco", mujoco.__version__)')"
