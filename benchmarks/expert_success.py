@@ -1,19 +1,22 @@
-"""Success rate of the twin's scripted expert over seeded episodes (physics only, cameras off).
+"""Success rate of the twin's experts over seeded episodes (physics only, cameras off), clean and under noise.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/expert_success.py                      # LiftCube, seeds 0..49
+    .venv/bin/python benchmarks/expert_success.py                        # LiftCube, seeds 0..49, both experts
+    .venv/bin/python benchmarks/expert_success.py --noise-std 0 0.5 1.0  # DART-style actuation noise, degrees
     .venv/bin/python benchmarks/expert_success.py --task ReachCube --episodes 20
 
-Episode i uses seed i, so a failing seed reproduces with `rollout_expert(twin, seed)`. Each episode is
-`rollout_expert`'s default length (8 s of simulated time at the twin's fps); success is read at the last step.
+Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
+`rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most 8 s of simulated time and, as in
+the gym env, ends at its first success.
 
 Columns of the table:
-    task               the twin's task
-    episodes           episodes run (seeds 0..episodes-1)
-    successes          episodes that ended in success
+    expert             "reactive" (closed loop, the teleoperator's default) or "scripted" (time-indexed plan)
+    noise std          Ornstein-Uhlenbeck actuation noise added to every command (follower units, tau 0.3 s)
+    successes          episodes that reached success / episodes run
     success rate %     successes / episodes
-    mean episode s     mean wall-clock time of one episode (reset + expert planning + physics)
+    median s to success  simulated seconds from reset to the first success, over the successful episodes
+    ms per episode     mean wall-clock time of one episode (reset + expert + physics)
     failing seeds      the seeds of the failed episodes
 """
 
@@ -22,53 +25,56 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.constants import TASKS
-from lerobot_env_so101_twin.expert import rollout_expert
+from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
 
-def evaluate(task: str, episodes: int) -> tuple[list[int], list[float]]:
-    """Run the expert on seeds 0..episodes-1; returns (failing seeds, wall seconds per episode)."""
-    twin = SO101Twin(TwinConfig(task=task, cameras={}), seed=0)
-    failures, durations = [], []
-    try:
-        progress = tqdm(range(episodes), desc=f"{task} expert", unit="ep")
-        for seed in progress:
-            start = time.perf_counter()
-            success, _ = rollout_expert(twin, seed)
-            durations.append(time.perf_counter() - start)
-            if not success:
-                failures.append(seed)
-            progress.set_postfix(failures=len(failures))
-    finally:
-        twin.close()
-    return failures, durations
-
-
-def format_table(task: str, episodes: int, failures: list[int], durations: list[float]) -> str:
-    successes = episodes - len(failures)
-    mean_s = sum(durations) / len(durations)
-    failing = ", ".join(map(str, failures)) or "none"
-    return "\n".join(
-        [
-            "| task | episodes | successes | success rate % | mean episode s | failing seeds |",
-            "|---|---|---|---|---|---|",
-            f"| {task} | {episodes} | {successes} | {100.0 * successes / episodes:.1f} | {mean_s:.3f} | {failing} |",
-        ]
-    )
+def evaluate(twin: SO101Twin, kind: str, noise_std: float, episodes: int) -> dict:
+    failures, seconds, durations = [], [], []
+    for seed in tqdm(range(episodes), desc=f"{kind} noise {noise_std}", unit="ep", leave=False):
+        start = time.perf_counter()
+        success, steps = rollout_expert(twin, seed, kind=kind, noise_std=noise_std)
+        durations.append(time.perf_counter() - start)
+        if success:
+            seconds.append(steps / twin.config.fps)
+        else:
+            failures.append(seed)
+    return {"failures": failures, "seconds": seconds, "durations": durations}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=50, help="episodes, seeds 0..N-1 (default 50)")
     parser.add_argument("--task", default="LiftCube", choices=TASKS, help="twin task (default LiftCube)")
+    parser.add_argument("--experts", nargs="+", default=list(EXPERTS), choices=list(EXPERTS))
+    parser.add_argument("--noise-std", nargs="+", type=float, default=[0.0, 1.0], help="actuation noise levels")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
-    failures, durations = evaluate(args.task, args.episodes)
-    print(format_table(args.task, args.episodes, failures, durations))
+    twin = SO101Twin(TwinConfig(task=args.task, cameras={}), seed=0)
+    rows = [
+        "| task | expert | noise std | successes | success rate % | median s to success | ms per episode "
+        "| failing seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    try:
+        for kind in args.experts:
+            for std in args.noise_std:
+                r = evaluate(twin, kind, std, args.episodes)
+                ok = args.episodes - len(r["failures"])
+                median_s = f"{np.median(r['seconds']):.2f}" if r["seconds"] else "-"
+                failing = ", ".join(map(str, r["failures"])) or "none"
+                rows.append(
+                    f"| {args.task} | {kind} | {std:g} | {ok}/{args.episodes} | {100.0 * ok / args.episodes:.1f} | "
+                    f"{median_s} | {1000 * np.mean(r['durations']):.0f} | {failing} |"
+                )
+    finally:
+        twin.close()
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ EPISODES=${EPISODES:-16}
 EPISODE_SECONDS=${EPISODE_SECONDS:-7}
 STEPS=${STEPS:-1000}
 BATCH=${BATCH:-32}
+RECORD_ARGS=${RECORD_ARGS:-}  # extra lerobot-record flags, e.g. "--robot.action_noise_std=1.0"
 POLICY_ARGS=${POLICY_ARGS:-}  # extra --policy.* flags for lerobot-train, e.g. "--policy.augment_pad=0"
 EVAL_EPISODES=${EVAL_EPISODES:-20}
 RANDOM_EPISODES=${RANDOM_EPISODES:-10}
@@ -31,7 +32,7 @@ echo "[demo] 1/4 recording $EPISODES expert episodes (lerobot-record, real time 
 .venv/bin/lerobot-record \
   --robot.type=so101_twin --robot.task=LiftCube --robot.cameras='[wrist]' \
   --robot.camera_height=$H --robot.camera_width=$W --robot.depth=true --robot.segmentation=true \
-  --teleop.type=so101_twin_expert \
+  --teleop.type=so101_twin_expert $RECORD_ARGS \
   --dataset.repo_id=local/so101_twin_liftcube --dataset.root="$OUT/dataset" \
   --dataset.num_episodes="$EPISODES" --dataset.episode_time_s="$EPISODE_SECONDS" --dataset.reset_time_s=0 \
   --dataset.single_task="$TASK" --dataset.push_to_hub=false --play_sounds=false 2>&1 | quiet

@@ -13,7 +13,7 @@ from lerobot_env_so101_twin.constants import (
     segmentation_from_code,
     segmentation_to_code,
 )
-from lerobot_env_so101_twin.expert import ScriptedExpert, TopDownIK, rollout_expert
+from lerobot_env_so101_twin.expert import ReactiveExpert, ScriptedExpert, TopDownIK, rollout_expert
 from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
 
 
@@ -183,12 +183,50 @@ def test_success_needs_a_grasp(blind_twin):
     assert 0.0 <= blind_twin.dense_reward() <= 1.0  # reach term only
 
 
+@pytest.mark.parametrize("kind", ["reactive", "scripted"])
 @pytest.mark.parametrize("task", ["LiftCube", "ReachCube"])
-def test_expert_solves_the_task(task):
+def test_expert_solves_the_task(task, kind):
     twin = SO101Twin(TwinConfig(task=task, cameras={}), seed=0)
-    results = [rollout_expert(twin, seed)[0] for seed in range(4)]
+    results = [rollout_expert(twin, seed, kind=kind)[0] for seed in range(4)]
     assert all(results), results
     twin.reset(0)
     expert = ScriptedExpert(twin)
     expert.action()
     assert expert.phase == "approach"
+
+
+def test_reactive_expert_recovers_from_a_missed_grasp():
+    """The cube is moved away while the jaws close: the expert must re-open, come back and still lift it."""
+    twin = SO101Twin(TwinConfig(task="LiftCube", cameras={}), seed=0)
+    twin.reset(3)
+    expert = ReactiveExpert(twin)
+    phases = []
+    qadr = twin.model.joint("cube").qposadr[0]
+    moved = False
+    for _ in range(300):
+        twin.apply_action(expert.action())
+        twin.step()
+        phases.append(expert.phase)
+        if expert.phase == "close" and not moved:
+            twin.data.qpos[qadr : qadr + 2] += [0.0, 0.05]  # 5 cm sideways: the grasp closes on nothing
+            twin.data.qvel[:] = 0.0
+            mujoco.mj_forward(twin.model, twin.data)
+            moved = True
+        if twin.is_success():
+            break
+    assert moved and "reopen" in phases, sorted(set(phases))
+    assert phases.index("reopen") < len(phases) - 1 - phases[::-1].index("approach")  # went back to approach
+    assert twin.is_success()
+
+
+def test_reactive_expert_commands_stay_within_its_step_limits():
+    twin = SO101Twin(TwinConfig(task="LiftCube", cameras={}), seed=0)
+    twin.reset(5)
+    expert = ReactiveExpert(twin, max_step_deg=2.5, max_gripper_step=12.0)
+    for _ in range(120):
+        present = twin.joint_positions()
+        target = expert.action()
+        assert np.abs(target[:5] - present[:5]).max() <= 2.5 + 1e-9
+        assert abs(target[5] - present[5]) <= 12.0 + 1e-9
+        twin.apply_action(target)
+        twin.step()

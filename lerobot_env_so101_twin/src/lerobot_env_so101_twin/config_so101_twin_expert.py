@@ -12,11 +12,17 @@ from lerobot.teleoperators.config import TeleoperatorConfig
 class SO101TwinExpertConfig(TeleoperatorConfig):
     # id of the so101_twin robot to read (None: the only one connected in the process)
     robot_id: str | None = None
+    # "reactive": closed loop, re-decides from the measured arm and cube every step and recovers from a missed
+    # grasp, so demonstrations recorded with --robot.action_noise_std show recoveries (DART).
+    # "scripted": a time-indexed plan made once per episode (open loop).
+    expert: str = "reactive"
     hover_height: float = 0.06  # metres above the cube before descending
     lift_height: float = 0.10  # metres the cube is raised to
     speed: float = 1.0  # >1 plays the script faster
 
     def __post_init__(self):
+        if self.expert not in ("reactive", "scripted"):
+            raise ValueError(f"--teleop.expert must be 'reactive' or 'scripted', got {self.expert!r}")
         if self.speed <= 0:
             raise ValueError(f"--teleop.speed must be positive, got {self.speed}")
         if not 0.0 < self.lift_height < 0.3:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .twin import GRASP_POINT_IN_GRIPPER, SO101Twin
+from .twin import GRASP_POINT_IN_GRIPPER, ActuationNoise, SO101Twin
 
 GRIPPER_OPEN = 45.0  # ~6.5 cm between the pads
 GRIPPER_CLOSED = 0.0  # the position servo squeezes the cube at its torque limit
@@ -30,6 +30,15 @@ class Segment:
 def _smoothstep(x: float) -> float:
     x = min(max(x, 0.0), 1.0)
     return x * x * (3.0 - 2.0 * x)
+
+
+def _grasp_yaw(twin: SO101Twin) -> float:
+    """Closing direction along a cube face normal, picking the one nearest the arm's bearing."""
+    cube = twin.cube_position
+    bearing = np.arctan2(cube[1], cube[0])
+    candidates = twin.cube_yaw + np.arange(-2, 3) * (np.pi / 2)
+    wrapped = (candidates - bearing + np.pi) % (2 * np.pi) - np.pi
+    return float(bearing + wrapped[np.argmin(np.abs(wrapped))])
 
 
 class TopDownIK:
@@ -96,15 +105,6 @@ class ScriptedExpert:
     def phase(self) -> str:
         return self._phase
 
-    def _grasp_yaw(self) -> float:
-        """Closing direction along a cube face normal, picking the one nearest the arm's bearing."""
-        cube = self.twin.cube_position
-        bearing = np.arctan2(cube[1], cube[0])
-        yaw = self.twin.cube_yaw
-        candidates = yaw + np.arange(-2, 3) * (np.pi / 2)
-        wrapped = (candidates - bearing + np.pi) % (2 * np.pi) - np.pi
-        return float(bearing + wrapped[np.argmin(np.abs(wrapped))])
-
     def _ik(self, point: np.ndarray, gripper: float, seed: np.ndarray) -> np.ndarray:
         q = self.ik.solve(point, self._yaw, self.twin.to_radians(seed))
         out = self.twin.to_follower_units(q)
@@ -113,7 +113,7 @@ class ScriptedExpert:
 
     def _plan(self) -> None:
         cube = self.twin.cube_position
-        self._yaw = self._grasp_yaw()
+        self._yaw = _grasp_yaw(self.twin)
         now = self.twin.joint_targets()
         # A seed already bent over the table keeps IK on the elbow-up branch.
         seed = np.array([np.rad2deg(np.arctan2(cube[1], cube[0])), -20.0, 40.0, 70.0, 0.0, GRIPPER_OPEN])
@@ -151,14 +151,137 @@ class ScriptedExpert:
         return self._segments[-1].goal.copy()
 
 
-def rollout_expert(twin: SO101Twin, seed: int, max_steps: int | None = None) -> tuple[bool, int]:
-    """Run one seeded episode with the expert; returns (success at the end, steps)."""
+class ReactiveExpert:
+    """A closed-loop pick: every step it re-reads the arm and the cube and decides from them alone.
+
+    `ScriptedExpert` replays a plan indexed by time, so once the arm is pushed off it (actuation noise, a nudged
+    cube) its commands no longer say how to come back, and a cloned policy never sees a recovery. Here the phase is
+    a function of the measured state (how far the grasp point is from the cube, whether the jaws hold it) and the
+    command is the measured position moved at most `max_step` towards the phase's IK goal, so the labels recorded
+    under perturbation (DART, `--robot.action_noise_std`) point back to the task. A missed grasp re-opens and
+    tries again.
+    """
+
+    def __init__(
+        self,
+        twin: SO101Twin,
+        hover_height: float = 0.06,
+        lift_height: float = 0.10,
+        speed: float = 1.0,
+        max_step_deg: float = 2.5,
+        max_gripper_step: float = 12.0,
+        integral_gain: float = 0.05,
+    ):
+        self.twin = twin
+        self.ik = TopDownIK(twin)
+        self.hover_height = hover_height
+        self.lift_height = lift_height
+        self.max_step = max_step_deg * speed
+        self.max_gripper_step = max_gripper_step * speed
+        self.integral_gain = integral_gain
+        self.reset()
+
+    def reset(self) -> None:
+        self._phase = "approach"
+        self._seed_rad: np.ndarray | None = None
+        self._lift_goal = np.zeros(ARM_JOINTS)
+        self._settle = 0
+        self._bias = np.zeros(3)
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    def _goal(self, point: np.ndarray) -> np.ndarray:
+        """Arm joint goal (5,) in degrees for the grasp point at `point`, warm-started from the last solution."""
+        if self._seed_rad is None:
+            cube = self.twin.cube_position
+            seed = np.array([np.rad2deg(np.arctan2(cube[1], cube[0])), -20.0, 40.0, 70.0, 0.0, GRIPPER_OPEN])
+            self._seed_rad = self.twin.to_radians(seed)
+        q = self.ik.solve(point, _grasp_yaw(self.twin), self._seed_rad, iterations=30)
+        self._seed_rad = q
+        return self.twin.to_follower_units(q)[:ARM_JOINTS]
+
+    def _next_phase(self, measured: np.ndarray) -> str:
+        twin, phase = self.twin, self._phase
+        offset = twin.grasp_point - twin.cube_position
+        xy_error, grip = float(np.linalg.norm(offset[:2])), measured[5]
+        above = offset[2] < self.hover_height + 0.02
+        if phase == "approach" and xy_error < 0.015 and grip > GRIPPER_OPEN - 5 and above:
+            return "descend"
+        if phase == "descend":
+            if xy_error > 0.025:
+                return "approach"
+            if np.linalg.norm(offset) < 0.01 and twin.config.task == "LiftCube":
+                return "close"
+        if phase == "close":
+            if grip < 3.0:  # closed on nothing
+                return "reopen"
+            self._settle = self._settle + 1 if twin.is_grasped() else 0
+            if self._settle >= 8:
+                # solved once, from the grasp posture: re-solving each step lets the wrist wander to another branch
+                lifted = twin.cube_position + [0.0, 0.0, self.lift_height]
+                self._lift_goal = self._goal(lifted)
+                return "lift"
+        if phase == "lift" and not twin.is_grasped():
+            return "reopen"
+        if phase == "reopen" and grip > GRIPPER_OPEN - 5:
+            return "approach"
+        return phase
+
+    def action(self) -> np.ndarray:
+        """The next absolute joint target (6,) in follower units."""
+        measured = self.twin.joint_positions()
+        phase = self._next_phase(measured)
+        if phase != self._phase:
+            self._bias[:] = 0.0
+        self._phase = phase
+        cube = self.twin.cube_position
+        point, gripper = {
+            "approach": (cube + [0.0, 0.0, self.hover_height], GRIPPER_OPEN),
+            "descend": (cube, GRIPPER_OPEN),
+            "close": (cube, GRIPPER_CLOSED),
+            "lift": (None, GRIPPER_CLOSED),
+            "reopen": (None, GRIPPER_OPEN),
+        }[phase]
+        if phase == "lift":
+            arm = self._lift_goal
+        elif point is None:
+            arm = measured[:ARM_JOINTS]
+        else:
+            # integral action in task space: a slowly drifting disturbance (servo sag, OU actuation noise) would
+            # otherwise leave a steady offset that the millimetre tolerances of a grasp never forgive
+            error = point - self.twin.grasp_point
+            if np.linalg.norm(error) < 0.02 and phase != "lift":
+                self._bias = np.clip(self._bias + self.integral_gain * error, -0.02, 0.02)
+            arm = self._goal(point + self._bias)
+        move = arm - measured[:ARM_JOINTS]
+        # one scale for all joints keeps the path straight in joint space
+        move *= min(1.0, self.max_step / max(float(np.abs(move).max()), 1e-9))
+        target = measured.copy()
+        target[:ARM_JOINTS] += move
+        target[5] += np.clip(gripper - measured[5], -self.max_gripper_step, self.max_gripper_step)
+        return target
+
+
+EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert}
+
+
+def rollout_expert(
+    twin: SO101Twin, seed: int, max_steps: int | None = None, kind: str = "reactive", noise_std: float = 0.0
+) -> tuple[bool, int]:
+    """Run one seeded episode with an expert (`EXPERTS` key), optionally under OU actuation noise of `noise_std`
+    (follower units, as `--robot.action_noise_std`). Like the gym env, the episode ends at the first success.
+    Returns (success, steps run)."""
     twin.reset(seed)
-    expert = ScriptedExpert(twin)
+    expert = EXPERTS[kind](twin)
+    noise = ActuationNoise(noise_std, tau_s=0.3, fps=twin.config.fps, seed=seed)
+    noise.reset(seed)
     steps = max_steps or int(8 * twin.config.fps)
-    success = False
-    for _ in range(steps):
-        twin.apply_action(expert.action())
+    for step in range(1, steps + 1):
+        target = expert.action()
+        twin.apply_action(target + noise.sample() if noise_std > 0 else target)
         twin.step()
-        success = twin.is_success()
-    return success, steps
+        if twin.is_success():
+            return True, step
+    return False, steps

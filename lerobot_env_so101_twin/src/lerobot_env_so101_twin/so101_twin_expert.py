@@ -11,7 +11,7 @@ from lerobot.teleoperators.teleoperator import Teleoperator
 
 from .config_so101_twin_expert import SO101TwinExpertConfig
 from .constants import MOTOR_KEYS
-from .expert import ScriptedExpert
+from .expert import EXPERTS, ReactiveExpert, ScriptedExpert
 from .so101_twin import active_twin
 
 
@@ -24,7 +24,7 @@ class SO101TwinExpert(Teleoperator):
         self.config = config
         self._connected = False
         self._robot = None
-        self._expert: ScriptedExpert | None = None
+        self._expert: ReactiveExpert | ScriptedExpert | None = None
         self._scene_version = -1
 
     @property
@@ -60,7 +60,7 @@ class SO101TwinExpert(Teleoperator):
         if robot is not self._robot or robot.scene_version != self._scene_version:
             self._robot = robot
             self._scene_version = robot.scene_version
-            self._expert = ScriptedExpert(
+            self._expert = EXPERTS[self.config.expert](
                 robot.twin,
                 hover_height=self.config.hover_height,
                 lift_height=self.config.lift_height,
