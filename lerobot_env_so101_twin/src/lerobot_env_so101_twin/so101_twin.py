@@ -168,7 +168,11 @@ class SO101Twin(Robot):
             raise KeyError(f"action is missing {missing}; so101_twin expects {list(MOTOR_KEYS)}")
         target = np.array([float(action[k]) for k in MOTOR_KEYS])
         if self.config.action_noise_std > 0:
-            target = target + self._noise.sample()
+            # the injected noise is ours, not the caller's: keep it inside the joint range so it never reads as a
+            # clipped command in the log
+            limits = self.twin.joint_limits
+            noisy = np.clip(target + self._noise.sample(), limits[:, 0], limits[:, 1])
+            target = np.where((target >= limits[:, 0]) & (target <= limits[:, 1]), noisy, target)
         report = self.twin.apply_action(target, max_relative_target=self.config.max_relative_target)
         if report.clipped:
             logger.warning(
