@@ -261,7 +261,7 @@ class ReactiveExpert:
         target = measured.copy()
         target[:ARM_JOINTS] += move
         target[5] += np.clip(gripper - measured[5], -self.max_gripper_step, self.max_gripper_step)
-        return target
+        return np.clip(target, self.twin.joint_limits[:, 0], self.twin.joint_limits[:, 1])
 
 
 EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert}
