@@ -1,0 +1,206 @@
+"""Class-id masks from COCO annotations (CVAT/SALT export), as seed 001's `generate_seg_masks`.
+
+    so101-seg-masks --dataset-path data/dataset_v0 --output-dir data/dataset_v0/masks \
+        --selections data/dataset_v0/selections.json --excluded data/dataset_v0/excluded.json
+
+Annotations are painted class by class, later classes over earlier ones. Default frames use
+bg, table, cube, fingers (the fingers occlude the cube); frames listed in the selections file are grasps and use
+bg, table, fingers, cube (the held cube is in front). Pixels no annotation covers stay 0 (unlabeled).
+Categories are matched to the 6-class map by name, never by COCO id; a name outside the map is an error.
+Writes <output-dir>/<stem>.png and <dataset-path>/index.json (the layout `so101-seg-train` reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .classes import BACKGROUND, CLASS_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
+from .dataset_index import DatasetIndex, FrameRecord, atomic_save_png
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ORDER = (BACKGROUND, TABLE, CUBE, STATIC_FINGER, MOVING_FINGER)
+GRASP_ORDER = (BACKGROUND, TABLE, STATIC_FINGER, MOVING_FINGER, CUBE)
+ANNOTATION_NAME = "instances_default.json"  # CVAT's COCO export name, as upstream reads it
+
+
+def _read_json(path: Path, what: str) -> object:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} file {path} is not valid JSON: {e}") from e
+
+
+def read_marks(path: str | Path | None, what: str, status: str | None = None) -> set[str]:
+    """File stems marked in a SALT-style {"marks": {"<file name>": "<status>"}} file (all, or those with `status`)."""
+    if path is None:
+        return set()
+    path = Path(path)
+    data = _read_json(path, what)
+    if not isinstance(data, dict) or not isinstance(data.get("marks", {}), dict):
+        raise ValueError(f"{what} file {path}: expected {{'marks': {{file name: status}}}}")
+    # Marks name .png while COCO names .jpg (or the reverse): match on the stem.
+    return {Path(name).stem for name, mark in data.get("marks", {}).items() if status is None or mark == status}
+
+
+def _class_of(name: str) -> int | None:
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    return CLASS_NAMES.index(key) if key in CLASS_NAMES else None
+
+
+def decode_segmentation(segmentation: object, height: int, width: int, where: str) -> np.ndarray:
+    """Polygons, uncompressed RLE or compressed RLE -> (H, W) bool, decoded with pycocotools."""
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if len(p) >= 6]  # fewer than 3 points encloses nothing
+        if not polygons:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        if list(segmentation["size"]) != [height, width]:
+            raise ValueError(f"{where}: RLE size {segmentation['size']} differs from the image's {[height, width]}")
+        counts = segmentation["counts"]
+        if isinstance(counts, list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
+    else:
+        raise ValueError(f"{where}: segmentation is neither a polygon list nor an RLE dict")
+    return mask_utils.decode(rle).astype(bool)
+
+
+def find_image(dataset: Path, file_name: str) -> Path | None:
+    for candidate in (dataset / "images" / "default" / file_name, dataset / "images" / file_name, dataset / file_name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def generate_masks(
+    dataset_path: str | Path,
+    output_dir: str | Path | None = None,
+    selections: str | Path | None = None,
+    excluded: str | Path | None = None,
+    annotations: str | Path | None = None,
+    require_class: str | None = "static_finger",
+) -> DatasetIndex:
+    """Write one mask per annotated, non-excluded image and the dataset's index.json; returns the index.
+
+    `require_class`: frames without an annotation of this class are skipped (upstream keeps only frames where the
+    static finger, always in view of the wrist camera, was labelled: the others were never annotated).
+    """
+    dataset = Path(dataset_path)
+    out = Path(output_dir) if output_dir else dataset / "masks"
+    ann_path = Path(annotations) if annotations else dataset / ANNOTATION_NAME
+    coco = _read_json(ann_path, "COCO annotation")
+    if not isinstance(coco, dict) or any(
+        not isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise ValueError(f"COCO annotation file {ann_path}: needs 'images', 'annotations' and 'categories' lists")
+    grasp = read_marks(selections, "selections")
+    skip = read_marks(excluded, "exclusions", status="Excluded")
+
+    category_class: dict[int, int] = {}
+    for cat in coco["categories"]:
+        cls = _class_of(str(cat.get("name", "")))
+        if cls is None or cls == 0:
+            raise ValueError(
+                f"COCO annotation file {ann_path}: category {cat.get('name')!r} (id {cat.get('id')}) is not a class "
+                f"of the segmenter; expected one of {list(CLASS_NAMES[1:])}"
+            )
+        category_class[cat["id"]] = cls
+    images = {img["id"]: img for img in coco["images"]}
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for ann in coco["annotations"]:
+        if ann.get("category_id") not in category_class:
+            raise ValueError(
+                f"COCO annotation file {ann_path}: annotation {ann.get('id')} names category id "
+                f"{ann.get('category_id')}, which 'categories' does not list"
+            )
+        if ann.get("image_id") not in images:
+            raise ValueError(
+                f"COCO annotation file {ann_path}: annotation {ann.get('id')} names unknown image id "
+                f"{ann.get('image_id')}"
+            )
+        by_image[ann["image_id"]].append(ann)
+
+    required = _class_of(require_class) if require_class else None
+    if require_class and required is None:
+        raise ValueError(f"require_class {require_class!r} is not one of {list(CLASS_NAMES)}")
+    index = DatasetIndex(dataset)
+    skipped = defaultdict(int)
+    for image_id, anns in sorted(by_image.items()):
+        info = images[image_id]
+        file_name, height, width = info["file_name"], int(info["height"]), int(info["width"])
+        stem = Path(file_name).stem
+        if stem in skip:
+            skipped["excluded"] += 1
+            continue
+        if required is not None and not any(category_class[a["category_id"]] == required for a in anns):
+            skipped[f"no {require_class}"] += 1
+            continue
+        image = find_image(dataset, file_name)
+        if image is None:
+            raise FileNotFoundError(
+                f"image {file_name!r} of {ann_path} is in none of {dataset}/images/default, {dataset}/images, {dataset}"
+            )
+        is_grasp = stem in grasp
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for cls in GRASP_ORDER if is_grasp else DEFAULT_ORDER:
+            for ann in anns:
+                if category_class[ann["category_id"]] == cls:
+                    where = f"{ann_path} annotation {ann.get('id')} ({file_name})"
+                    mask[decode_segmentation(ann["segmentation"], height, width, where)] = cls
+        mask_path = out / f"{stem}.png"
+        atomic_save_png(mask_path, mask)
+        index.add(
+            [
+                FrameRecord(
+                    image=os.path.relpath(image, dataset), mask=os.path.relpath(mask_path, dataset), grasp=is_grasp
+                )
+            ]
+        )
+    if not index.records:
+        raise ValueError(f"{ann_path}: no frame left to write (skipped: {dict(skipped)})")
+    index.save()
+    n_grasp = sum(r.grasp for r in index.records)
+    log.info(
+        "wrote %d masks to %s: %d default order, %d grasp order; skipped %s; index %s",
+        len(index.records),
+        out,
+        len(index.records) - n_grasp,
+        n_grasp,
+        dict(skipped) or "none",
+        index.path,
+    )
+    return index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset-path", required=True, help=f"folder with {ANNOTATION_NAME} and images/")
+    parser.add_argument("--output-dir", help="mask folder (default: <dataset-path>/masks)")
+    parser.add_argument("--selections", help="SALT marks file listing the grasping frames")
+    parser.add_argument("--excluded", help="SALT marks file; frames marked 'Excluded' are skipped")
+    parser.add_argument("--annotations", help=f"COCO file (default: <dataset-path>/{ANNOTATION_NAME})")
+    parser.add_argument(
+        "--require-class", default="static_finger", help="skip frames without this class ('' = keep all)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    generate_masks(
+        args.dataset_path, args.output_dir, args.selections, args.excluded, args.annotations, args.require_class or None
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The on-disk layout every segmentation dataset here shares, whoever wrote it (COCO masks or the simulator).
+
+<root>/index.json        {"version": 1, "frames": [{"image", "mask", "grasp", "episode", "camera"}, ...]}
+<root>/images/...        RGB images (any format PIL reads); paths in index.json are relative to <root>
+<root>/masks/<name>.png  single-channel uint8 class ids (0 unlabeled .. 5 moving_finger)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .classes import NUM_CLASSES
+
+INDEX_NAME = "index.json"
+INDEX_VERSION = 1
+
+
+@dataclass
+class FrameRecord:
+    image: str
+    mask: str
+    grasp: bool = False
+    episode: int | None = None  # simulator seed; frames of one episode must land in the same split
+    camera: str | None = None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_png(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class DatasetIndex:
+    def __init__(self, root: str | os.PathLike, records: list[FrameRecord] | None = None) -> None:
+        self.root = Path(root)
+        self.records: list[FrameRecord] = list(records or [])
+
+    @property
+    def path(self) -> Path:
+        return self.root / INDEX_NAME
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> DatasetIndex:
+        root = Path(root)
+        path = root / INDEX_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} does not exist: a segmentation dataset needs an index.json "
+                "(write one with so101-seg-masks or so101-seg-render)"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
+            raise ValueError(f"{path}: expected an object with a 'frames' list")
+        records = []
+        for i, item in enumerate(data["frames"]):
+            if not isinstance(item, dict) or "image" not in item or "mask" not in item:
+                raise ValueError(f"{path}: frame {i} needs 'image' and 'mask' paths, got {item!r}")
+            records.append(FrameRecord(**{k: item[k] for k in FrameRecord.__dataclass_fields__ if k in item}))
+        return cls(root, records)
+
+    @classmethod
+    def open_or_create(cls, root: str | os.PathLike) -> DatasetIndex:
+        root = Path(root)
+        return cls.load(root) if (root / INDEX_NAME).is_file() else cls(root)
+
+    def add(self, records: list[FrameRecord]) -> None:
+        self.records.extend(records)
+
+    def save(self) -> Path:
+        payload = {"version": INDEX_VERSION, "frames": [asdict(r) for r in self.records]}
+        atomic_write_bytes(self.path, (json.dumps(payload, indent=1) + "\n").encode())
+        return self.path
+
+    def write_png(self, relative: str, array: np.ndarray) -> None:
+        atomic_save_png(self.root / relative, array)
+
+    def class_pixel_counts(self) -> np.ndarray:
+        counts = np.zeros(256, dtype=np.int64)
+        for r in self.records:
+            counts += np.bincount(np.asarray(Image.open(self.root / r.mask)).reshape(-1), minlength=256)[:256]
+        return counts[: max(NUM_CLASSES, int(np.flatnonzero(counts).max(initial=0)) + 1)]

@@ -1,0 +1,281 @@
+"""Render RGB frames and ground-truth class masks from the SO-101 twin, with domain randomisation.
+
+Each episode resets the twin from its own seed, plays the scripted expert (approach, descend, close, lift) with a
+perturbed speed and joint offsets, and keeps a few frames at random steps. Before each kept frame the model's
+lights, headlight, geom and material colours, and camera poses/fields of view are redrawn; after rendering, the
+RGB image gets per-class procedural texture, sensor noise and blur, so a model trained on it cannot key on the
+twin's flat colours. The masks come from MuJoCo's segmentation pass, so they are exact whatever the colours.
+
+Output is the dataset layout `coco_masks` writes (`images/`, `masks/`, `index.json`); rendering resumes from
+the episodes `index.json` already lists.
+
+    so101-seg-render --output-dir data/sim_train --episodes 400 --frames-per-episode 6 --height 84 --width 84
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+from tqdm import tqdm
+
+from .classes import NUM_CLASSES
+from .dataset_index import DatasetIndex, FrameRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RandomizationConfig:
+    light_intensity: tuple[float, float] = (0.15, 0.9)
+    ambient: tuple[float, float] = (0.05, 0.5)
+    light_xy: float = 1.0  # metres the key light moves around the arm
+    colour_jitter: float = 0.35  # how far an object's colour may move from its default (per channel, 0-1 scale)
+    random_colour_prob: float = 0.3  # chance an object gets an entirely random colour instead
+    camera_pos_std: float = 0.01  # metres
+    camera_rot_std_deg: float = 3.0
+    fovy_std_deg: float = 3.0
+    texture_prob: float = 0.6  # chance each class region gets a procedural texture
+    noise_std: tuple[float, float] = (0.0, 8.0)  # sensor noise, in 0-255 units
+    blur_prob: float = 0.3
+
+
+def _random_quat_small(rng: np.random.Generator, std_rad: float) -> np.ndarray:
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = rng.normal(0.0, std_rad)
+    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
+    return np.array(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ]
+    )
+
+
+class DomainRandomizer:
+    """Redraws the appearance parameters of a compiled MuJoCo model in place; `restore()` undoes it."""
+
+    def __init__(self, model, config: RandomizationConfig | None = None) -> None:
+        self.model = model
+        self.config = config or RandomizationConfig()
+        self._defaults = {
+            name: getattr(model, name).copy()
+            for name in (
+                "geom_rgba",
+                "mat_rgba",
+                "mat_specular",
+                "mat_shininess",
+                "light_diffuse",
+                "light_ambient",
+                "light_pos",
+                "light_dir",
+                "cam_pos",
+                "cam_quat",
+                "cam_fovy",
+            )
+        }
+        self._headlight = (model.vis.headlight.ambient.copy(), model.vis.headlight.diffuse.copy())
+
+    def restore(self) -> None:
+        for name, value in self._defaults.items():
+            getattr(self.model, name)[:] = value
+        self.model.vis.headlight.ambient[:], self.model.vis.headlight.diffuse[:] = self._headlight
+
+    def _colour(self, rng: np.random.Generator, default: np.ndarray) -> np.ndarray:
+        c = self.config
+        rgb = (
+            rng.uniform(0.0, 1.0, 3)
+            if rng.random() < c.random_colour_prob
+            else default[:3] + rng.uniform(-c.colour_jitter, c.colour_jitter, 3)
+        )
+        return np.clip(rgb, 0.0, 1.0)
+
+    def apply(self, rng: np.random.Generator) -> None:
+        m, c, d = self.model, self.config, self._defaults
+        self.restore()
+        # The arm's links carry materials: one shared draw keeps the arm one plastic, as a printed arm is, with a
+        # small per-part shift (the servos are often another colour).
+        arm_rgb = self._colour(rng, d["mat_rgba"].mean(axis=0) if m.nmat else np.full(4, 0.5))
+        for i in range(m.nmat):
+            m.mat_rgba[i, :3] = np.clip(arm_rgb + rng.normal(0.0, 0.05, 3), 0.0, 1.0)
+            m.mat_specular[i] = rng.uniform(0.0, 0.6)
+            m.mat_shininess[i] = rng.uniform(0.0, 1.0)
+        for i in range(m.ngeom):
+            if m.geom_matid[i] >= 0:  # a geom rgba other than the default would override its material's
+                m.geom_rgba[i, :3] = m.mat_rgba[m.geom_matid[i], :3]
+            else:
+                m.geom_rgba[i, :3] = self._colour(rng, d["geom_rgba"][i])
+        for i in range(m.nlight):
+            tint = rng.uniform(0.8, 1.0, 3)
+            m.light_diffuse[i] = rng.uniform(*c.light_intensity) * tint
+            m.light_ambient[i] = rng.uniform(0.0, 0.2) * tint
+            m.light_pos[i, :2] = d["light_pos"][i, :2] + rng.uniform(-c.light_xy, c.light_xy, 2)
+            direction = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), -1.0])
+            m.light_dir[i] = direction / np.linalg.norm(direction)
+        m.vis.headlight.ambient[:] = rng.uniform(*c.ambient)
+        m.vis.headlight.diffuse[:] = rng.uniform(0.1, 0.6)
+        for i in range(m.ncam):
+            m.cam_pos[i] = d["cam_pos"][i] + rng.normal(0.0, c.camera_pos_std, 3)
+            m.cam_quat[i] = _quat_mul(d["cam_quat"][i], _random_quat_small(rng, np.deg2rad(c.camera_rot_std_deg)))
+            m.cam_fovy[i] = d["cam_fovy"][i] + rng.normal(0.0, c.fovy_std_deg)
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1]: a small random grid upsampled bicubically."""
+    cells = int(rng.integers(2, 9))
+    grid = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8))
+    return np.asarray(grid.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+
+
+def _pattern(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A texture-like multiplicative field around 1: blotches, stripes or a checkerboard."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    kind = rng.integers(3)
+    if kind == 0:
+        field = _smooth_noise(rng, height, width)
+    elif kind == 1:
+        angle, period = rng.uniform(0, np.pi), rng.uniform(3, max(4.0, width / 4))
+        field = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+    else:
+        period = rng.uniform(3, max(4.0, width / 4))
+        field = ((np.floor(xx / period) + np.floor(yy / period)) % 2).astype(np.float32)
+    strength = rng.uniform(0.1, 0.45)
+    return 1.0 + strength * (field - 0.5) * 2
+
+
+def postprocess_rgb(
+    rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, config: RandomizationConfig
+) -> np.ndarray:
+    """Image-space randomisation the renderer cannot do: per-class textures, sensor noise, blur."""
+    height, width = mask.shape
+    img = rgb.astype(np.float32)
+    for cls in np.unique(mask):
+        if rng.random() < config.texture_prob:
+            region = mask == cls
+            img[region] *= _pattern(rng, height, width)[region][:, None]
+    img += rng.normal(0.0, rng.uniform(*config.noise_std), img.shape)
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    if rng.random() < config.blur_prob:
+        out = out.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.0)) * max(1.0, width / 160)))
+    return np.asarray(out)
+
+
+def render_episode(
+    twin, seed: int, frames: int, cameras: list[str], randomizer: DomainRandomizer, dr: RandomizationConfig
+):
+    """Yield (camera, rgb, mask, grasp, step) for `frames` random steps of one expert episode."""
+    from lerobot_env_so101_twin.expert import ScriptedExpert
+
+    rng = np.random.default_rng(seed)
+    twin.reset(seed)
+    expert = ScriptedExpert(twin, hover_height=rng.uniform(0.03, 0.09), speed=rng.uniform(0.7, 1.4))
+    # Steady per-episode joint offsets: poses the exact plan never visits (near misses, tilted grasps).
+    offset = np.concatenate([rng.normal(0.0, 2.5, 5), [0.0]])
+    total = int(5.5 / expert.speed * twin.config.fps)
+    keep = set(rng.choice(total, size=min(frames, total), replace=False).tolist())
+    for step in range(total):
+        twin.apply_action(expert.action() + offset)
+        twin.step()
+        if step not in keep:
+            continue
+        randomizer.apply(rng)
+        rendered = twin.render()
+        grasp = twin.is_grasped()
+        for cam in cameras:
+            frame = rendered[cam]
+            yield cam, postprocess_rgb(frame.rgb, frame.segmentation, rng, dr), frame.segmentation, grasp, step
+
+
+def render_dataset(
+    output_dir: str | os.PathLike,
+    episodes: int,
+    frames_per_episode: int,
+    height: int = 84,
+    width: int = 84,
+    cameras: tuple[str, ...] = ("wrist", "front"),
+    seed: int = 0,
+    randomization: RandomizationConfig | None = None,
+) -> DatasetIndex:
+    """Render `episodes` episodes (episode i uses seed `seed + i`) into `output_dir`; resumes a partial run."""
+    from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+
+    if episodes < 1 or frames_per_episode < 1:
+        raise ValueError(f"episodes and frames_per_episode must be >= 1, got {episodes}, {frames_per_episode}")
+    dr = randomization or RandomizationConfig()
+    index = DatasetIndex.open_or_create(output_dir)
+    done = {r.episode for r in index.records if r.episode is not None}
+    todo = [seed + i for i in range(episodes) if seed + i not in done]
+    if done:
+        log.info("resuming %s: %d episodes already rendered, %d to go", output_dir, len(done), len(todo))
+    config = TwinConfig(
+        cameras=dict.fromkeys(cameras, (height, width)),
+        segmentation=True,
+        # wider than the task's spawn region: the segmenter must also see cubes the expert would not start from
+        cube_distance=(0.14, 0.30),
+        cube_bearing_deg=(-40.0, 40.0),
+        cube_yaw_deg=(-90.0, 90.0),
+    )
+    twin = SO101Twin(config, seed=seed)
+    randomizer = DomainRandomizer(twin.model, dr)
+    try:
+        for ep in tqdm(todo, desc="render episodes", unit="ep"):
+            records = []
+            for cam, rgb, mask, grasp, step in render_episode(
+                twin, ep, frames_per_episode, list(cameras), randomizer, dr
+            ):
+                name = f"ep{ep:06d}_{step:04d}_{cam}"
+                image_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
+                index.write_png(image_rel, rgb)
+                index.write_png(mask_rel, mask)
+                records.append(FrameRecord(image=image_rel, mask=mask_rel, grasp=bool(grasp), episode=ep, camera=cam))
+            # The index names an episode only once all its files exist, so an interrupted run redoes it whole.
+            index.add(records)
+            index.save()
+    finally:
+        randomizer.restore()
+        twin.close()
+    return index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output-dir", required=True, help="dataset folder (images/, masks/, index.json)")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--frames-per-episode", type=int, default=6, help="random steps kept per episode and camera")
+    parser.add_argument("--height", type=int, default=84)
+    parser.add_argument("--width", type=int, default=84)
+    parser.add_argument("--cameras", default="wrist,front", help="comma-separated twin cameras")
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed; use disjoint ranges for train/test")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    index = render_dataset(
+        args.output_dir, args.episodes, args.frames_per_episode, args.height, args.width, cameras, args.seed
+    )
+    counts = index.class_pixel_counts()
+    share = {i: f"{c / max(counts.sum(), 1):.3f}" for i, c in enumerate(counts[:NUM_CLASSES])}
+    log.info(
+        "%s: %d frames (%d grasp); class pixel shares %s",
+        args.output_dir,
+        len(index.records),
+        sum(r.grasp for r in index.records),
+        share,
+    )
+
+
+if __name__ == "__main__":
+    main()

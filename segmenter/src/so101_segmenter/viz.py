@@ -1,0 +1,53 @@
+"""Class colours, overlays and image grids (same palette as the twin's `visualize.py`, without importing LeRobot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .dataset_index import atomic_save_png
+
+# unlabeled black, background grey, table brown, cube red, static finger blue, moving finger green
+PALETTE = np.array(
+    [[0, 0, 0], [110, 110, 110], [160, 120, 80], [230, 40, 30], [40, 100, 235], [40, 210, 80]], dtype=np.uint8
+)
+
+
+def colorize(ids: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8; ids outside the palette show as magenta."""
+    ids = np.asarray(ids)
+    out = np.full((*ids.shape, 3), (255, 0, 255), dtype=np.uint8)
+    valid = (ids >= 0) & (ids < len(PALETTE))
+    out[valid] = PALETTE[ids[valid].astype(np.int64)]
+    return out
+
+
+def overlay(rgb: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the class colours over an (H, W, 3) uint8 image; background (1) and unlabeled (0) stay unblended."""
+    out = rgb.astype(np.float32)
+    colour = colorize(ids).astype(np.float32)
+    blend = np.asarray(ids) >= 2
+    out[blend] = (1 - alpha) * out[blend] + alpha * colour[blend]
+    return out.astype(np.uint8)
+
+
+def image_grid(rows: list[list[np.ndarray]], scale: int = 1, pad: int = 2) -> np.ndarray:
+    """Tile equally sized (H, W, 3) uint8 images into rows, with white padding; optional integer upscaling."""
+    h, w = rows[0][0].shape[:2]
+    cols = max(len(r) for r in rows)
+    grid = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y : y + h, x : x + w] = img
+    if scale > 1:
+        grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST))
+    return grid
+
+
+def save_grid(path: str | Path, rows: list[list[np.ndarray]], scale: int = 1) -> Path:
+    path = Path(path)
+    atomic_save_png(path, image_grid(rows, scale=scale))
+    return path
