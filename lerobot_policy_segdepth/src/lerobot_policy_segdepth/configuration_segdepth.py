@@ -8,9 +8,11 @@ from lerobot.configs import NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig
 from lerobot.utils.constants import OBS_STATE
 
+from so101_semantic_processors.perception import DEPTH_ANYTHING_V2_SMALL
+
 OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
-SOURCES = ("ground_truth",)
+SOURCES = ("ground_truth", "models")
 
 
 @PreTrainedConfig.register_subclass("segdepth")
@@ -20,8 +22,18 @@ class SegDepthConfig(PreTrainedConfig):
     # The camera whose segmentation and depth the policy sees (seed 002 uses the wrist camera).
     camera: str = "wrist"
     # Where ids and depth come from. "ground_truth": the twin's `observation.images.<camera>_segmentation` and
-    # `_depth` keys, recorded by lerobot-record or rendered by the env.
+    # `_depth` keys, recorded by lerobot-record or rendered by the env. "models": the RGB key
+    # `observation.images.<camera>` through the EfficientViT segmenter and Depth Anything V2 (seeds 001/002),
+    # the only choice on the real arm. The policy's weights are the same for both: only the preprocessor differs.
     source: str = "ground_truth"
+    # --- source="models" ---------------------------------------------------------------------------
+    segmenter_path: str | None = None  # a folder written by so101_segmenter's save_segmenter
+    depth_model: str = DEPTH_ANYTHING_V2_SMALL  # Hub id or local folder of a DepthAnythingForDepthEstimation
+    # Both models see only the centre square, resized to these sides (Depth Anything: a multiple of 14), rather
+    # than seed 002's full 640x480 frame; their outputs are resized to image_size.
+    segmenter_input_size: int = 168
+    depth_input_size: int = 196
+    perception_device: str | None = None  # where the two models run; None: CUDA when present, else CPU
     image_size: int = 84
     frame_stack: int = 3
     # How class ids enter the encoder. "onehot" (default): one 0/1 channel per class. "embedding": a learned
@@ -46,6 +58,19 @@ class SegDepthConfig(PreTrainedConfig):
     # "delta" (seed 002, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
     # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
     action_mode: str = "delta"
+    # (low, high) per joint in follower units; the postprocessor clips every target into them, so neither a
+    # delta near a limit nor an absolute target outside the recorded range reaches the motors. Defaults: the
+    # SO-101 twin's MJCF joint ranges (`SO101Twin().joint_limits`, rounded); None turns the clip off.
+    joint_limits: list[list[float]] | None = field(
+        default_factory=lambda: [
+            [-110.0, 110.0],
+            [-100.0, 100.0],
+            [-96.83, 96.83],
+            [-95.0, 95.0],
+            [-157.21, 162.79],
+            [0.0, 100.0],
+        ]
+    )
 
     # --- training ----------------------------------------------------------------------------------
     optimizer_lr: float = 3e-4
@@ -64,6 +89,16 @@ class SegDepthConfig(PreTrainedConfig):
         super().__post_init__()
         if self.source not in SOURCES:
             raise ValueError(f"--policy.source={self.source!r}; choose one of {list(SOURCES)}")
+        if self.source == "models" and not self.segmenter_path:
+            raise ValueError(
+                "--policy.source=models needs --policy.segmenter_path=<folder written by so101_segmenter> "
+                "(and --policy.depth_model if not the Hub's Depth-Anything-V2-Small-hf)"
+            )
+        if self.segmenter_input_size < 16 or self.depth_input_size < 14 or self.depth_input_size % 14:
+            raise ValueError(
+                f"segmenter_input_size ({self.segmenter_input_size}) must be >= 16 and depth_input_size "
+                f"({self.depth_input_size}) a positive multiple of Depth Anything's patch size 14"
+            )
         if self.id_encoding not in ID_ENCODINGS:
             raise ValueError(f"--policy.id_encoding={self.id_encoding!r}; choose one of {list(ID_ENCODINGS)}")
         if self.frame_stack < 1 or self.image_size < 16 or self.action_repeat < 1:
@@ -73,6 +108,10 @@ class SegDepthConfig(PreTrainedConfig):
         if self.action_mode == "absolute" and self.normalization_mapping.get("ACTION") == NormalizationMode.IDENTITY:
             # the actor's tanh range [-1, 1] is what MIN_MAX maps the recorded targets to
             self.normalization_mapping = {**self.normalization_mapping, "ACTION": NormalizationMode.MIN_MAX}
+        if self.joint_limits is not None and (
+            len(self.joint_limits) != 6 or any(len(pair) != 2 or pair[0] >= pair[1] for pair in self.joint_limits)
+        ):
+            raise ValueError(f"joint_limits needs 6 (low, high) pairs with low < high, got {self.joint_limits}")
         if len(self.action_scale) != 6 or min(self.action_scale) <= 0:
             raise ValueError(f"action_scale needs 6 positive entries (one per joint), got {self.action_scale}")
 
@@ -85,24 +124,35 @@ class SegDepthConfig(PreTrainedConfig):
         return f"observation.images.{self.camera}_segmentation"
 
     @property
+    def rgb_key(self) -> str:
+        return f"observation.images.{self.camera}"
+
+    @property
     def id_channels(self) -> int:
         return {"onehot": self.num_classes, "embedding": self.id_embedding_dim, "scaled": 1}[self.id_encoding]
 
     def validate_features(self) -> None:
         inputs = self.input_features or {}
-        needed = [self.depth_key, self.segmentation_key] + ([OBS_STATE] if self.use_state else [])
+        images = [self.rgb_key] if self.source == "models" else [self.depth_key, self.segmentation_key]
+        needed = images + ([OBS_STATE] if self.use_state else [])
         missing = [key for key in needed if key not in inputs]
         if missing:
+            fix = (
+                f"add the camera '{self.camera}' (RGB) to the robot, dataset or env"
+                if self.source == "models"
+                else "Record with --robot.depth=true --robot.segmentation=true, evaluate with --env.depth=true "
+                "--env.segmentation=true"
+            )
             raise ValueError(
                 f"segdepth (source={self.source}, camera={self.camera}) needs input features {missing}; "
-                f"the dataset or env provides {sorted(inputs)}. Record with --robot.depth=true "
-                f"--robot.segmentation=true, evaluate with --env.depth=true --env.segmentation=true, "
+                f"the dataset or env provides {sorted(inputs)}. {fix}, "
                 f"or set --policy.camera / --policy.use_state=false."
             )
-        for key in needed[:2]:
+        channels = 3 if self.source == "models" else 1
+        for key in images:
             shape = tuple(inputs[key].shape)
-            if len(shape) != 3 or shape[0] != 1:
-                raise ValueError(f"'{key}' must be a single-channel image (1, H, W), got shape {shape}")
+            if len(shape) != 3 or shape[0] != channels:
+                raise ValueError(f"'{key}' must be an image ({channels}, H, W) for source={self.source}, got {shape}")
 
     @property
     def observation_delta_indices(self) -> list[int]:

@@ -1,44 +1,133 @@
 """SegDepth's processors: the seed 002 observation steps and the joint-delta action mapping around LeRobot's
 standard steps (rename, batch, device, normalise), so --policy.path fine-tuning, eval and rollout can override them.
+
+The observation steps depend on `config.source`; the policy's weights do not. `with_source` swaps them in a
+loaded preprocessor, so one checkpoint runs on the simulator's ground truth and on the two perception models.
 """
 
 from __future__ import annotations
 
-from lerobot.processor import make_default_policy_processor_steps, make_policy_processor_pipelines
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from lerobot.processor import (
+    ActionProcessorStep,
+    PolicyProcessorPipeline,
+    ProcessorStepRegistry,
+    make_default_policy_processor_steps,
+    make_policy_processor_pipelines,
+)
 
 from so101_semantic_processors import (
     CenterCropSquareStep,
+    DepthAnythingStep,
     DepthToDisparityStep,
     JointAbsoluteFromDeltaStep,
     JointDeltaFromAbsoluteStep,
     ResizeStep,
     SegmentationFromCodeStep,
+    SegmenterStep,
     StackChannelsStep,
 )
 
-from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
+from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig
+
+OBSERVATION_STEP_TYPES = (
+    SegmentationFromCodeStep,
+    DepthToDisparityStep,
+    CenterCropSquareStep,
+    ResizeStep,
+    SegmenterStep,
+    DepthAnythingStep,
+    StackChannelsStep,
+)
+
+
+@ProcessorStepRegistry.register("segdepth_clip_joint_targets")
+@dataclass
+class ClipJointTargetsStep(ActionProcessorStep):
+    """Postprocessor: clip absolute joint targets (..., 6) into `limits`, one (low, high) pair per joint."""
+
+    limits: list[list[float]] = field(default_factory=list)
+
+    def action(self, action: torch.Tensor) -> torch.Tensor:
+        limits = torch.as_tensor(self.limits, dtype=action.dtype, device=action.device)
+        if limits.shape != (action.shape[-1], 2):
+            raise ValueError(f"joint limits {tuple(limits.shape)} do not fit actions with {action.shape[-1]} joints")
+        return torch.maximum(torch.minimum(action, limits[:, 1]), limits[:, 0])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"limits": [list(pair) for pair in self.limits]}
+
+    def transform_features(self, features):
+        return features
 
 
 def segdepth_observation_steps(config: SegDepthConfig) -> list:
-    """Ground-truth ids + depth of `config.camera` -> (..., 2, S, S) under observation.segdepth."""
+    """Ids + disparity of `config.camera` -> (..., 2, S, S) under observation.segdepth."""
     ids_key = f"observation.{config.camera}_segmentation_ids"
     disparity_key = f"observation.{config.camera}_disparity"
+    stack = StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH)
+    if config.source == "models":
+        # The models crop the centre square themselves and run on it at a small size (see perception.py).
+        common = {
+            "image_keys": [config.rgb_key],
+            "output_size": config.image_size,
+            "device": config.perception_device,
+        }
+        return [
+            SegmenterStep(
+                **common,
+                output_keys=[ids_key],
+                input_size=config.segmenter_input_size,
+                checkpoint=str(config.segmenter_path),
+            ),
+            DepthAnythingStep(
+                **common,
+                output_keys=[disparity_key],
+                input_size=config.depth_input_size,
+                model_name_or_path=config.depth_model,
+            ),
+            stack,
+        ]
     return [
         SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key),
         DepthToDisparityStep(depth_key=config.depth_key, disparity_key=disparity_key),
         CenterCropSquareStep(keys=[ids_key, disparity_key]),
         ResizeStep(size=config.image_size, nearest_keys=[ids_key], linear_keys=[disparity_key]),
-        StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH),
+        stack,
     ]
+
+
+def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, **fields) -> SegDepthConfig:
+    """Replace, in place, the observation steps of a (loaded) SegDepth preprocessor with those for `config`
+    updated by `fields` (e.g. source="models", segmenter_path=...). Normaliser stats and the action pair are kept.
+
+    Returns the updated config.
+    """
+    if fields.get("source", config.source) not in SOURCES:
+        raise ValueError(f"source={fields['source']!r}; choose one of {list(SOURCES)}")
+    config = dataclasses.replace(config, **fields)
+    at = [i for i, step in enumerate(preprocessor.steps) if isinstance(step, OBSERVATION_STEP_TYPES)]
+    if not at or at != list(range(at[0], at[-1] + 1)):
+        raise ValueError(
+            "with_source: the preprocessor has no contiguous block of SegDepth observation steps; it holds "
+            f"{[type(s).__name__ for s in preprocessor.steps]}"
+        )
+    preprocessor.steps[at[0] : at[-1] + 1] = segdepth_observation_steps(config)
+    return config
 
 
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
     observation = [steps.rename_observations, steps.add_batch_dim, *segdepth_observation_steps(config)]
+    clip = [ClipJointTargetsStep(limits=config.joint_limits)] if config.joint_limits is not None else []
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(
             input_steps=[*observation, steps.to_device, steps.normalize],
-            output_steps=[steps.unnormalize, steps.to_cpu],
+            output_steps=[steps.unnormalize, *clip, steps.to_cpu],
         )
     to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale))
     return make_policy_processor_pipelines(
@@ -46,6 +135,7 @@ def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None
         output_steps=[
             steps.unnormalize,
             JointAbsoluteFromDeltaStep(action_scale=list(config.action_scale), pair_id=to_delta.pair_id),
+            *clip,
             steps.to_cpu,
         ],
     )

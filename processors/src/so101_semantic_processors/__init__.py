@@ -1,6 +1,8 @@
 """ProcessorSteps shared by the suite's policies; importing this package registers them with LeRobot."""
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep, absolute_to_delta, delta_to_absolute
+from .mask2former import SegVLAAddSegmentationStep, SegVLATaskClassesStep
+from .perception import DepthAnythingStep, SegmenterStep, normalize_disparity
 from .segdepth import (
     CenterCropSquareStep,
     DepthToDisparityStep,
@@ -12,13 +14,18 @@ from .segdepth import (
 
 __all__ = [
     "CenterCropSquareStep",
+    "DepthAnythingStep",
     "DepthToDisparityStep",
     "JointAbsoluteFromDeltaStep",
     "JointDeltaFromAbsoluteStep",
     "ResizeStep",
+    "SegVLAAddSegmentationStep",
+    "SegVLATaskClassesStep",
     "SegmentationFromCodeStep",
+    "SegmenterStep",
     "StackChannelsStep",
     "absolute_to_delta",
     "delta_to_absolute",
     "disparity_from_depth",
+    "normalize_disparity",
 ]

@@ -1,0 +1,206 @@
+"""Latency of SegVLAAddSegmentationStep per camera, and frames per second of so101-precompute-segmentation.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/mask2former_step.py                      # Swin-Large ADE and Swin-Tiny, 3 repeats
+    .venv/bin/python benchmarks/mask2former_step.py --models swin-tiny --repeats 5 --cameras 1 2 --device cuda
+    .venv/bin/python benchmarks/mask2former_step.py --offline-models swin-tiny swin-large --offline-frames 16
+
+No weights can be downloaded here, so both checkpoints are written by hand with random weights: the
+architecture of `facebook/mask2former-swin-large-ade-semantic` (Swin-L, window 12, 100 queries, 150 ADE classes)
+and the same head on a Swin-Tiny backbone, saved to a temp folder and loaded back through the step, as a real
+checkpoint would be. Random weights cost what trained ones do.
+
+Step table (both checkpoints in this process, one after the other):
+    checkpoint      backbone and parameter count
+    cameras         images in one forward pass (batch 1 per camera)
+    ms/camera       median wall time of step.observation() over --repeats, divided by the camera count; a
+                    480x640 RGB frame resize-with-padded to --input-size (512, SmolVLA's) as the model input
+    min-max         fastest and slowest repeat, ms per camera
+
+Offline rows: so101-precompute-segmentation (the library function the command calls) on a synthetic 2-camera
+LeRobotDataset of --offline-frames 480x640 video frames; frames/s counts dataset frames (each = 2 camera images)
+over the compute loop (decode + model + shard writes), not the start-up or the final dataset copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from so101_semantic_processors.ade20k import ADE20K_150
+
+BACKBONES = {
+    # the Swin-L of mask2former-swin-large-ade-semantic (ImageNet-22k, 384 pre-training, window 12)
+    "swin-large": dict(embed_dim=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48], window_size=12, image_size=384),
+    "swin-tiny": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, image_size=224),
+}
+CAMERA_HW = (480, 640)
+
+
+def save_random_checkpoint(folder: Path, backbone: str) -> int:
+    """Mask2Former with the ADE semantic head (transformers' defaults: 100 queries, 256-d, 10 decoder layers)."""
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
+
+    swin = SwinConfig(**BACKBONES[backbone], drop_path_rate=0.3, out_features=["stage1", "stage2", "stage3", "stage4"])
+    id2label = dict(enumerate(ADE20K_150))
+    config = Mask2FormerConfig(
+        backbone_config=swin,
+        num_labels=150,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        num_queries=100,
+        use_pretrained_backbone=False,
+    )
+    model = Mask2FormerForUniversalSegmentation(config)
+    model.save_pretrained(folder)
+    Mask2FormerImageProcessor().save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+def time_step(folder: Path, cameras: int, repeats: int, input_size: int, device: str, dtype: str) -> list[float]:
+    from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
+
+    names = ["front", "wrist", "top", "side"][:cameras]
+    step = SegVLAAddSegmentationStep(
+        model_name=str(folder),
+        feature_map={f"observation.images.{n}": f"observation.segmentation.{n}" for n in names},
+        input_size=input_size,
+        device=device,
+        dtype=dtype,
+    )
+    g = torch.Generator().manual_seed(0)
+    obs = {f"observation.images.{n}": torch.rand(1, 3, *CAMERA_HW, generator=g).to(device) for n in names}
+    step.observation(dict(obs))  # load + warm-up
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step.observation(dict(obs))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000 / cameras)
+    return times
+
+
+def make_dataset(root: Path, frames: int) -> None:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    camera = {"dtype": "video", "shape": (*CAMERA_HW, 3), "names": ["height", "width", "channels"]}
+    features = {
+        "observation.images.front": camera,
+        "observation.images.wrist": camera,
+        "observation.state": {"dtype": "float32", "shape": (6,), "names": None},
+        "action": {"dtype": "float32", "shape": (6,), "names": None},
+    }
+    ds = LeRobotDataset.create("local/m2f_bench", fps=30, features=features, root=root, use_videos=True)
+    yy, xx = np.mgrid[0 : CAMERA_HW[0], 0 : CAMERA_HW[1]]
+    for t in range(frames):
+        image = np.stack([(xx + 8 * t) % 256, (yy + 4 * t) % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
+        ds.add_frame(
+            {
+                "observation.images.front": image,
+                "observation.images.wrist": image[::-1].copy(),
+                "observation.state": np.zeros(6, np.float32),
+                "action": np.zeros(6, np.float32),
+                "task": "pick up the cube",
+            }
+        )
+    ds.save_episode()
+    ds.finalize()
+
+
+def offline_fps(folder: Path, dataset: Path, out: Path, batch_size: int, input_size: int, device: str, dtype: str):
+    from so101_semantic_processors.precompute_segmentation import precompute_segmentation
+
+    summary = precompute_segmentation(
+        repo_id="local/m2f_bench",
+        root=dataset,
+        feature_map={
+            "observation.images.front": "observation.segmentation.front",
+            "observation.images.wrist": "observation.segmentation.wrist",
+        },
+        output_root=out,
+        model=str(folder),
+        input_size=input_size,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+    )
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1], help="camera counts per forward pass")
+    parser.add_argument("--input-size", type=int, default=512)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--offline-frames", type=int, default=4, help="0 skips the offline rows")
+    parser.add_argument("--offline-batch-size", type=int, default=2)
+    parser.add_argument(
+        "--offline-models",
+        nargs="*",
+        default=["swin-tiny"],
+        choices=list(BACKBONES),
+        help="checkpoints for the offline rows",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    rows, offline = [], []
+    with tempfile.TemporaryDirectory(prefix="m2f_bench_") as tmp:
+        tmp = Path(tmp)
+        if args.offline_frames:
+            make_dataset(tmp / "dataset", args.offline_frames)
+        for name in args.models:
+            folder = tmp / name
+            params = save_random_checkpoint(folder, name)
+            label = f"{name} ({params / 1e6:.1f}M)"
+            for cameras in args.cameras:
+                times = time_step(folder, cameras, args.repeats, args.input_size, args.device, args.dtype)
+                rows.append((label, cameras, statistics.median(times), min(times), max(times)))
+                print(f"  {label}: {cameras} camera(s): {statistics.median(times):.0f} ms/camera", flush=True)
+            if args.offline_frames and name in args.offline_models:
+                s = offline_fps(folder, tmp / "dataset", tmp / f"out_{name}", args.offline_batch_size,
+                                args.input_size, args.device, args.dtype)  # fmt: skip
+                offline.append((label, s))
+
+    torch_threads = torch.get_num_threads()
+    print(
+        f"\nSegVLAAddSegmentationStep, {CAMERA_HW[0]}x{CAMERA_HW[1]} frames -> {args.input_size}^2 input, batch 1 per "
+        f"camera, device {args.device} ({platform.processor() or platform.machine()}, {torch_threads} torch threads), "
+        f"{args.dtype}, median of {args.repeats}"
+    )
+    print(f"{'checkpoint':<22} {'cameras':>7} {'ms/camera':>10} {'min-max':>16}")
+    for label, cameras, med, lo, hi in rows:
+        print(f"{label:<22} {cameras:>7} {med:>10.0f} {f'{lo:.0f}-{hi:.0f}':>16}")
+    if offline:
+        frames, batch = args.offline_frames, args.offline_batch_size
+        print(f"\nso101-precompute-segmentation, {frames} frames x 2 cameras, batch {batch}")
+        print(f"{'checkpoint':<22} {'frames/s':>9} {'stored B/frame':>15} {'full map B/camera-frame':>24}")
+        for label, s in offline:
+            print(
+                f"{label:<22} {s['frames_per_second']:>9.3f} {s['stored_bytes_per_frame']:>15,} "
+                f"{s['full_map_bytes_per_camera_frame']:>24,}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""`segdepth-sim2real-check`: how far do the policy's actions move when perception comes from the models?
+
+One SegDepth checkpoint, the same recorded twin frames, two preprocessors: the simulator's ground truth
+(`source=ground_truth`) and the EfficientViT segmenter + Depth Anything V2 on the RGB camera (`source=models`).
+Both paths see the same joint state, so any difference in the joint targets is due to perception alone.
+
+    segdepth-sim2real-check --policy-path outputs/segdepth/checkpoints/last/pretrained_model \
+        --dataset-root data/twin_gt --segmenter-path outputs/segmenter/best --output-dir outputs/sim2real
+
+Prints per-joint action differences (follower units: degrees, gripper 0-100), the segmentation agreement and
+the disparity error on the policy's SxS observation, writes them to `<output-dir>/sim2real_report.json` and a
+side-by-side picture of the first frame (ground truth | models, ids and disparity) to `first_frame.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lerobot_env_so101_twin.constants import JOINT_NAMES
+from lerobot_env_so101_twin.visualize import colorize_segmentation
+
+from .configuration_segdepth import OBS_SEGDEPTH, SOURCES
+
+logger = logging.getLogger(__name__)
+
+
+def _load(policy_path: Path, device: str, source: str, overrides: dict):
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.policies import get_policy_class, make_pre_post_processors
+
+    from .processor_segdepth import with_source
+
+    config = PreTrainedConfig.from_pretrained(policy_path)
+    config.pretrained_path = policy_path
+    config.device = device
+    policy = get_policy_class("segdepth").from_pretrained(policy_path, config=config).eval()
+    pre, post = make_pre_post_processors(config, pretrained_path=str(policy_path))
+    with_source(pre, config, source=source, **(overrides if source == "models" else {}))
+    return policy, pre, post
+
+
+def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overrides) -> Path:
+    """Copy a SegDepth checkpoint to `output_dir` with source="models": same weights, normaliser and action
+    pair, the preprocessor's observation steps swapped for the two models, config.json updated to match.
+    The result is what `lerobot-rollout --policy.path=<output_dir>` on the real arm needs. Written to a
+    temporary sibling folder first and moved into place, so an interrupted export leaves nothing half-made.
+    """
+    import shutil
+
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.policies import make_pre_post_processors
+
+    from .processor_segdepth import with_source
+
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        raise FileExistsError(f"--export-dir {output_dir} exists; choose a new folder")
+    config = PreTrainedConfig.from_pretrained(policy_path)
+    config.pretrained_path = policy_path
+    pre, _ = make_pre_post_processors(config, pretrained_path=str(policy_path))
+    overrides = {k: v for k, v in model_overrides.items() if v is not None}
+    models_config = with_source(pre, config, source="models", **overrides)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        shutil.copytree(policy_path, tmp, dirs_exist_ok=True)
+        models_config.pretrained_path = None
+        models_config._save_pretrained(tmp)
+        pre.save_pretrained(tmp)
+        os.replace(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def _frame(dataset, index: int) -> dict:
+    item = dataset[index]
+    out = {k: v for k, v in item.items() if k.startswith("observation.")}
+    out["task"] = item["task"]
+    return out
+
+
+def compare(
+    policy_path: Path,
+    dataset_root: Path,
+    repo_id: str = "local/twin_demo",
+    episodes: list[int] | None = None,
+    max_frames: int | None = None,
+    device: str = "cpu",
+    **model_overrides,
+) -> tuple[dict, dict]:
+    """Run both sources over the dataset's frames; returns (report, first-frame observations per source)."""
+    from lerobot.datasets import LeRobotDataset
+
+    overrides = {k: v for k, v in model_overrides.items() if v is not None}
+    runs = {source: _load(policy_path, device, source, overrides) for source in SOURCES}
+    dataset = LeRobotDataset(repo_id, root=dataset_root)
+    bounds = dataset.meta.episodes
+    chosen = episodes if episodes is not None else list(range(dataset.meta.total_episodes))
+    indices: list[tuple[bool, int]] = []
+    for ep in chosen:
+        start, stop = int(bounds["dataset_from_index"][ep]), int(bounds["dataset_to_index"][ep])
+        indices += [(i == start, i) for i in range(start, stop)]
+    indices = indices[:max_frames] if max_frames else indices
+    if not indices:
+        raise ValueError(f"{dataset_root}: no frames selected (episodes={episodes}, max_frames={max_frames})")
+
+    diffs, agreement, disparity_error = [], [], []
+    first: dict[str, torch.Tensor] = {}
+    for episode_start, index in tqdm(indices, desc="sim2real frames", unit="frame"):
+        frame = _frame(dataset, index)
+        actions, observations = {}, {}
+        for source, (policy, pre, post) in runs.items():
+            if episode_start:
+                policy.reset()
+            with torch.inference_mode():
+                obs = pre(dict(frame))
+                actions[source] = post(policy.select_action(obs))[0].double()
+            observations[source] = obs[OBS_SEGDEPTH][0].cpu()
+        diffs.append((actions["models"] - actions["ground_truth"]).numpy())
+        gt, mo = observations["ground_truth"], observations["models"]
+        agreement.append(float((gt[0] == mo[0]).float().mean()))
+        disparity_error.append(float((gt[1] - mo[1]).abs().mean()))
+        first = first or observations
+
+    diffs = np.abs(np.stack(diffs))  # (N, 6)
+    names = list(JOINT_NAMES)
+    report = {
+        "policy_path": str(policy_path),
+        "dataset_root": str(dataset_root),
+        "frames": len(indices),
+        "action_abs_diff_mean": dict(zip(names, diffs.mean(0).round(4).tolist(), strict=True)),
+        "action_abs_diff_max": dict(zip(names, diffs.max(0).round(4).tolist(), strict=True)),
+        "action_abs_diff_mean_all": round(float(diffs.mean()), 4),
+        "segmentation_pixel_agreement": round(float(np.mean(agreement)), 4),
+        "disparity_mae_0_255": round(float(np.mean(disparity_error)), 3),
+        "models": {k: str(v) for k, v in overrides.items()},
+    }
+    return report, first
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def first_frame_picture(first: dict[str, torch.Tensor], scale: int = 4) -> np.ndarray:
+    """ids | disparity, ground truth on top and models below, each scaled up `scale` times (nearest)."""
+    rows = []
+    for source in SOURCES:
+        ids = colorize_segmentation(first[source][0].round().long().numpy())
+        disparity = np.repeat(first[source][1].clamp(0, 255).round().byte().numpy()[..., None], 3, axis=-1)
+        rows.append(np.concatenate([ids, disparity], axis=1))
+    picture = np.concatenate(rows, axis=0)
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="segdepth-sim2real-check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy-path", type=Path, required=True, help="a segdepth pretrained_model folder")
+    parser.add_argument("--dataset-root", type=Path, required=True, help="a twin dataset with RGB + ground truth")
+    parser.add_argument("--dataset-repo-id", default="local/twin_demo")
+    parser.add_argument("--episodes", type=int, nargs="*", default=None)
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--segmenter-path", default=None, help="default: the checkpoint's own, if it has one")
+    parser.add_argument("--depth-model", default=None, help="Hub id or folder; default: the checkpoint's own")
+    parser.add_argument("--segmenter-input-size", type=int, default=None)
+    parser.add_argument("--depth-input-size", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        default=None,
+        help="also write a copy of the checkpoint with source=models here, for lerobot-rollout on the real arm",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    for path, what in ((args.policy_path, "--policy-path"), (args.dataset_root, "--dataset-root")):
+        if not path.is_dir():
+            parser.error(f"{what} {path} is not a folder")
+    models = {
+        "segmenter_path": args.segmenter_path,
+        "depth_model": args.depth_model,
+        "segmenter_input_size": args.segmenter_input_size,
+        "depth_input_size": args.depth_input_size,
+    }
+    report, first = compare(
+        args.policy_path,
+        args.dataset_root,
+        repo_id=args.dataset_repo_id,
+        episodes=args.episodes,
+        max_frames=args.max_frames,
+        device=args.device,
+        **models,
+    )
+    print(f"sim2real check: {report['frames']} frames, same state, ground truth vs models perception")
+    print(f"{'joint':<14} {'mean |da|':>10} {'max |da|':>10}")
+    for joint, mean in report["action_abs_diff_mean"].items():
+        print(f"{joint:<14} {mean:>10.3f} {report['action_abs_diff_max'][joint]:>10.3f}")
+    print(f"segmentation pixel agreement {report['segmentation_pixel_agreement']:.3f}")
+    print(f"disparity MAE (0-255)         {report['disparity_mae_0_255']:.2f}")
+    if args.output_dir is not None:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(report, indent=2) + "\n"
+        _write_atomic(args.output_dir / "sim2real_report.json", lambda p: Path(p).write_text(text))
+        from PIL import Image
+
+        picture = Image.fromarray(first_frame_picture(first))
+        _write_atomic(args.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
+        print(f"wrote {args.output_dir / 'sim2real_report.json'} and first_frame.png")
+    if args.export_dir is not None:
+        export_models_checkpoint(args.policy_path, args.export_dir, **models)
+        print(f"wrote {args.export_dir}: the checkpoint with source=models, for lerobot-rollout --policy.path")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""`lerobot-rollout --robot.type=so101_follower --policy.path=<segdepth, source=models>` on a fake arm.
+
+LeRobot's own SO101Follower is built by the stock rollout entry point; only its Feetech bus is replaced by an
+in-process fake (records every write, returns the positions it was sent) and its camera by a registered
+playback camera that serves frames rendered by the twin. The policy is a tiny SegDepth checkpoint whose
+preprocessor runs tiny random segmenter and Depth Anything models saved to tmp_path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from lerobot.cameras import Camera, CameraConfig
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.motors import Motor
+from test_perception import save_tiny_depth_anything, save_tiny_segmenter
+
+from lerobot_env_so101_twin.constants import JOINT_NAMES
+from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
+
+HEIGHT, WIDTH = 60, 80
+START = {"shoulder_pan": 0.0, "shoulder_lift": -20.0, "elbow_flex": 30.0, "wrist_flex": 40.0, "wrist_roll": 0.0}
+START_GRIPPER = 97.0  # 3 units below the gripper's limit: the policy below pushes it open
+MAX_RELATIVE_TARGET = 5.0
+
+
+# ----- fakes ------------------------------------------------------------------------------------------------------
+class FakeFeetechBus:
+    """Stands in for FeetechMotorsBus in normalised units (degrees, gripper 0-100): no serial port, no packets."""
+
+    instances: ClassVar[list[FakeFeetechBus]] = []
+
+    def __init__(self, port: str, motors: dict[str, Motor], calibration=None, **_):
+        self.port, self.motors, self.calibration = port, motors, calibration or {}
+        self.present = {**START, "gripper": START_GRIPPER}
+        self.torque = dict.fromkeys(motors, False)
+        self.connected = False
+        self.goal_writes: list[tuple[dict, dict, dict]] = []  # (present before, goal, torque at the time)
+        self.writes: list[tuple[str, str, float]] = []
+        FakeFeetechBus.instances.append(self)
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected
+
+    @property
+    def is_calibrated(self) -> bool:
+        return True
+
+    def connect(self, handshake: bool = True) -> None:
+        self.connected = True
+
+    def disconnect(self, disable_torque: bool = True) -> None:
+        if disable_torque:
+            self.disable_torque()
+        self.connected = False
+
+    def configure_motors(self, *_, **__) -> None:
+        pass
+
+    def enable_torque(self, motors=None, num_retry: int = 0) -> None:
+        for motor in [motors] if isinstance(motors, str) else motors or self.motors:
+            self.torque[motor] = True
+
+    def disable_torque(self, motors=None, num_retry: int = 0) -> None:
+        for motor in [motors] if isinstance(motors, str) else motors or self.motors:
+            self.torque[motor] = False
+
+    @contextlib.contextmanager
+    def torque_disabled(self, motors=None):
+        self.disable_torque(motors)
+        try:
+            yield
+        finally:
+            self.enable_torque(motors)
+
+    def write(self, data_name: str, motor: str, value, **_) -> None:
+        self.writes.append((data_name, motor, value))
+        if data_name == "Torque_Enable":
+            self.torque[motor] = bool(value)
+
+    def sync_read(self, data_name: str, motors=None, **_) -> dict[str, float]:
+        assert self.connected, "read from a disconnected bus"
+        assert data_name == "Present_Position", data_name
+        return dict(self.present)
+
+    def sync_write(self, data_name: str, values: dict[str, float], **_) -> None:
+        assert self.connected, "write to a disconnected bus"
+        assert data_name == "Goal_Position", data_name
+        self.goal_writes.append((dict(self.present), dict(values), dict(self.torque)))
+        self.present.update({k: float(v) for k, v in values.items()})  # a stiff servo reaches its goal
+
+
+@CameraConfig.register_subclass("so101_playback")
+@dataclass
+class PlaybackCameraConfig(CameraConfig):
+    frames: str = ""  # .npy file of (N, H, W, 3) uint8 RGB frames
+    fail_after: int = -1  # raise RuntimeError on the read after this many frames; -1: never
+    stop_after: int = -1  # then raise KeyboardInterrupt, as an operator's Ctrl-C would; -1: never
+
+
+class PlaybackCamera(Camera):
+    """An OpenCV-style camera that loops over recorded frames (found by LeRobot from PlaybackCameraConfig)."""
+
+    def __init__(self, config: PlaybackCameraConfig):
+        super().__init__(config)
+        self.config = config
+        self.frames = np.load(config.frames)
+        self.reads = 0
+        self.connected = False
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected
+
+    @staticmethod
+    def find_cameras() -> list[dict]:
+        return []
+
+    def connect(self, warmup: bool = True) -> None:
+        self.connected = True
+
+    def read(self) -> np.ndarray:
+        if 0 <= self.config.fail_after <= self.reads:
+            raise RuntimeError("playback camera unplugged mid-rollout")
+        if 0 <= self.config.stop_after <= self.reads:
+            raise KeyboardInterrupt  # lerobot-rollout's own way out: tear down, then return
+        frame = self.frames[self.reads % len(self.frames)]
+        self.reads += 1
+        return frame.copy()
+
+    def async_read(self, timeout_ms: float = 200) -> np.ndarray:
+        return self.read()
+
+    def read_latest(self, max_age_ms: int = 500) -> np.ndarray:
+        return self.read()
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+
+# ----- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim_frames(tmp_path_factory) -> Path:
+    """Wrist-camera RGB frames of the twin while the arm moves, as the real camera would deliver them."""
+    from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+
+    env = SO101TwinEnv(cameras=("wrist",), camera_height=HEIGHT, camera_width=WIDTH)
+    obs, _ = env.reset(seed=0)
+    frames = [obs["pixels"]["wrist"]]
+    for t in range(5):
+        target = obs["agent_pos"] + np.array([3.0, -3.0, 3.0, 0.0, 0.0, -5.0]) * (t % 2 * 2 - 1)
+        obs, *_ = env.step(target.astype(np.float32))
+        frames.append(obs["pixels"]["wrist"])
+    env.close()
+    path = tmp_path_factory.mktemp("playback") / "wrist.npy"
+    np.save(path, np.stack(frames))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny segdepth checkpoint with source=models whose actor always opens the gripper (delta +1)."""
+    root = tmp_path_factory.mktemp("segdepth_models")
+    cfg = SegDepthConfig(
+        device="cpu",
+        push_to_hub=False,
+        source="models",
+        segmenter_path=str(save_tiny_segmenter(root / "segmenter")),
+        depth_model=str(save_tiny_depth_anything(root / "depth_anything")),
+        segmenter_input_size=32,
+        depth_input_size=28,
+        image_size=32,
+        feature_dim=8,
+        hidden_dim=16,
+        encoder_channels=8,
+        input_features={
+            "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, HEIGHT, WIDTH)),
+            "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
+        },
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+    )
+    torch.manual_seed(0)
+    policy = SegDepthPolicy(cfg)
+    with torch.no_grad():
+        policy.actor.policy[-1].bias[5] = 50.0  # tanh -> +1 on the gripper: the clip at its limit must act
+    stats = {"observation.state": {"mean": torch.zeros(6), "std": torch.full((6,), 50.0)}}
+    pre, post = make_segdepth_pre_post_processors(cfg, dataset_stats=stats)
+    out = root / "pretrained_model"
+    policy.save_pretrained(out)
+    pre.save_pretrained(out)
+    post.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def fake_hardware(monkeypatch):
+    import lerobot.robots.so_follower.so_follower as so_follower
+
+    FakeFeetechBus.instances.clear()
+    monkeypatch.setattr(so_follower, "FeetechMotorsBus", FakeFeetechBus)
+    return FakeFeetechBus.instances
+
+
+def run_rollout(monkeypatch, checkpoint: Path, frames: Path, fail_after: int = -1, stop_after: int = -1) -> None:
+    """The stock entry point, in-process so the fakes apply; it runs until the camera raises (no time limit,
+    so the number of control steps does not depend on how busy the machine is)."""
+    from lerobot.scripts import lerobot_rollout
+
+    camera = f"{{wrist: {{type: so101_playback, frames: '{frames}', width: {WIDTH}, height: {HEIGHT}, fps: 30"
+    camera += f", fail_after: {fail_after}, stop_after: {stop_after}}}}}"
+    argv = [
+        "lerobot-rollout",
+        "--robot.type=so101_follower",
+        "--robot.port=/dev/fake-follower",
+        "--robot.id=test_follower",
+        f"--robot.max_relative_target={MAX_RELATIVE_TARGET}",
+        f"--robot.cameras={camera}",
+        f"--policy.path={checkpoint}",
+        "--strategy.type=base",
+        "--fps=30",
+        "--duration=0",
+        "--device=cpu",
+        "--task=Pick up the red cube and lift it.",
+        "--return_to_initial_position=false",
+        "--play_sounds=false",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    lerobot_rollout.main()
+
+
+def test_rollout_on_the_fake_follower_respects_the_safety_limits(monkeypatch, checkpoint, sim_frames, fake_hardware):
+    run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=9)
+    (bus,) = fake_hardware
+    assert len(bus.goal_writes) == 8, "one read at connect, then one action per camera frame"
+    limits = dict(zip(JOINT_NAMES, SegDepthConfig().joint_limits, strict=True))
+    for step, (present, goal, torque) in enumerate(bus.goal_writes):
+        assert set(goal) == set(JOINT_NAMES)
+        assert all(torque.values()), f"step {step}: goal written with torque off"
+        for joint, value in goal.items():
+            assert abs(value - present[joint]) <= MAX_RELATIVE_TARGET + 1e-6, (step, joint, present[joint], value)
+            low, high = limits[joint]
+            assert low - 1e-6 <= value <= high + 1e-6, (step, joint, value, (low, high))
+    grippers = [goal["gripper"] for _, goal, _ in bus.goal_writes]
+    # the policy asks for +15 every step: 97 -> 100 (clipped to the limit, not 102) and held there
+    assert grippers[0] == pytest.approx(100.0) and all(g == pytest.approx(100.0) for g in grippers)
+    body_moves = [abs(goal[j] - present[j]) for present, goal, _ in bus.goal_writes for j in JOINT_NAMES[:5]]
+    assert max(body_moves) > 0.1, "the policy never moved a body joint"
+    assert not bus.is_connected and not any(bus.torque.values()), "rollout ended with torque on"
+
+
+def test_an_exception_mid_rollout_leaves_torque_disabled(monkeypatch, checkpoint, sim_frames, fake_hardware):
+    with pytest.raises(RuntimeError, match="unplugged"):
+        run_rollout(monkeypatch, checkpoint, sim_frames, fail_after=4)
+    (bus,) = fake_hardware
+    assert bus.goal_writes, "the failure should come after the arm was moving"
+    assert all(bus.goal_writes[-1][2].values()), "torque was on while the policy drove the arm"
+    assert not any(bus.torque.values()), f"torque left enabled after the exception: {bus.torque}"
+    assert not bus.is_connected
+
+
+def test_default_joint_limits_are_the_twins():
+    from lerobot_env_so101_twin.twin import SO101Twin
+
+    np.testing.assert_allclose(np.array(SegDepthConfig().joint_limits), SO101Twin().joint_limits, atol=0.006)
