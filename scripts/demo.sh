@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone, with the stock LeRobot commands throughout:
 #   1. set up (.venv, LeRobot 0.6.1, the suite's plugins);
-#   2. lerobot-record: expert demonstrations of LiftCube in the SO-101 twin, with ground-truth segmentation + depth;
+#   2. lerobot-record: closed-loop expert demonstrations of LiftCube in the SO-101 twin (DART noise), with
+#      ground-truth segmentation + depth;
 #   3. lerobot-train --policy.type=segdepth on them;
 #   4. lerobot-eval of the trained policy and of a random-weight one, on cube poses never seen in training;
 #   5. a rollout video and an image of the segmentation/disparity channels the policy saw.
-# Everything lands in outputs/demo/. Override the sizes with EPISODES, STEPS, EVAL_EPISODES, RANDOM_EPISODES.
+# Everything lands in outputs/demo/. Override the sizes with EPISODES, EPISODE_SECONDS, STEPS, EVAL_EPISODES,
+# RANDOM_EPISODES, and add flags with RECORD_ARGS / POLICY_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -13,11 +15,13 @@ bash scripts/setup.sh
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 export HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 OUT=${OUT:-outputs/demo}
-EPISODES=${EPISODES:-16}
-EPISODE_SECONDS=${EPISODE_SECONDS:-7}
+EPISODES=${EPISODES:-24}
+EPISODE_SECONDS=${EPISODE_SECONDS:-5}
 STEPS=${STEPS:-1000}
 BATCH=${BATCH:-32}
-RECORD_ARGS=${RECORD_ARGS:-}  # extra lerobot-record flags, e.g. "--robot.action_noise_std=1.0"
+# DART: the twin perturbs every executed command by 1 deg of OU noise while the dataset keeps the closed-loop
+# expert's clean commands, so the demonstrations show the way back from the states a cloned policy drifts into.
+RECORD_ARGS=${RECORD_ARGS:---robot.action_noise_std=1.0}
 POLICY_ARGS=${POLICY_ARGS:-}  # extra --policy.* flags for lerobot-train, e.g. "--policy.augment_pad=0"
 EVAL_EPISODES=${EVAL_EPISODES:-20}
 RANDOM_EPISODES=${RANDOM_EPISODES:-10}
