@@ -68,8 +68,9 @@ def render_frames(n_poses: int) -> dict[str, torch.Tensor]:
 
 
 def save_models(folder: Path, frames: torch.Tensor) -> tuple[Path, Path]:
-    from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, save_segmenter
     from transformers import DepthAnythingForDepthEstimation
+
+    from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, save_segmenter
 
     torch.manual_seed(0)
     depth = DepthAnythingForDepthEstimation(depth_anything_v2_small_config())
