@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from lerobot_env_so101_twin.constants import JOINT_NAMES
 from lerobot_env_so101_twin.visualize import colorize_segmentation
+from so101_segmenter.model import atomic_write
 
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES
 
@@ -149,17 +150,6 @@ def compare(
     return report, first
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def first_frame_picture(first: dict[str, torch.Tensor], scale: int = 4) -> np.ndarray:
     """ids | disparity, ground truth on top and models below, each scaled up `scale` times (nearest)."""
     rows = []
@@ -220,11 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(report, indent=2) + "\n"
-        _write_atomic(args.output_dir / "sim2real_report.json", lambda p: Path(p).write_text(text))
+        atomic_write(args.output_dir / "sim2real_report.json", lambda p: Path(p).write_text(text))
         from PIL import Image
 
         picture = Image.fromarray(first_frame_picture(first))
-        _write_atomic(args.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
+        atomic_write(args.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
         print(f"wrote {args.output_dir / 'sim2real_report.json'} and first_frame.png")
     if args.export_dir is not None:
         export_models_checkpoint(args.policy_path, args.export_dir, **models)

@@ -124,7 +124,8 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call `write(tmp_path)` beside `path`, then rename over it: readers never see a half-written file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -145,9 +146,9 @@ def save_segmenter(model: EfficientViTFPN, directory: str | Path, metadata: dict
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     # Weights first: a reader that sees a new config.json must also see its weights.
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata=meta or None))
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata=meta or None))
     text = json.dumps(model.config.to_dict(), indent=2) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(text))
     return directory
 
 
