@@ -22,6 +22,7 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
+from tiny_models import tiny_smolvlm_dir
 
 register_third_party_plugins()
 
@@ -44,6 +45,31 @@ CASES = [
         type="segdepth",
         tiny={"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8, "augment_pad": 2},
         env_flags=("--env.depth=true", "--env.segmentation=true"),
+    ),
+    PolicyCase(
+        type="segvla",
+        tiny={
+            "vlm_model_name": str(tiny_smolvlm_dir()),
+            "num_vlm_layers": 2,
+            "resize_imgs_with_padding": [32, 32],
+            "max_state_dim": 8,
+            "max_action_dim": 8,
+            "chunk_size": 4,
+            "n_action_steps": 4,
+            "num_steps": 2,
+            "segmentation_feature_map": {
+                "observation.images.front": "observation.segmentation.front",
+                "observation.images.wrist": "observation.segmentation.wrist",
+            },
+            "segmentation_source": "ground_truth",
+            "segmentation_num_classes": 6,
+            "segmentation_task_class_ids": [3],
+            "segmentation_geometry_class_ids": [3, 5],
+            "segmentation_top_k_classes": 2,
+            "inference_noise_seed": 0,  # flow matching samples noise; a fixed seed makes reloads comparable
+        },
+        env_flags=("--env.segmentation=true",),
+        chunk=4,
     ),
 ]
 

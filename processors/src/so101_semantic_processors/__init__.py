@@ -11,6 +11,7 @@ from .segdepth import (
     StackChannelsStep,
     disparity_from_depth,
 )
+from .segmentation_scores import SegmentationScoresFromCodeStep
 
 __all__ = [
     "CenterCropSquareStep",
@@ -22,6 +23,7 @@ __all__ = [
     "SegVLAAddSegmentationStep",
     "SegVLATaskClassesStep",
     "SegmentationFromCodeStep",
+    "SegmentationScoresFromCodeStep",
     "SegmenterStep",
     "StackChannelsStep",
     "absolute_to_delta",

@@ -1,0 +1,119 @@
+"""SegVLA's configuration: every SmolVLA field plus seed 000's segmentation knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs import FeatureType, PreTrainedConfig
+from lerobot.policies.smolvla import SmolVLAConfig
+
+SEGMENTATION_SOURCES = ("none", "ground_truth", "mask2former")
+
+# (x0, x1, y0, y1) as fractions of the un-padded image: four quadrants and the centre, as upstream segvla.
+DEFAULT_REGIONS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 0.5, 0.0, 0.5),
+    (0.5, 1.0, 0.0, 0.5),
+    (0.0, 0.5, 0.5, 1.0),
+    (0.5, 1.0, 0.5, 1.0),
+    (0.25, 0.75, 0.25, 0.75),
+)
+
+
+@PreTrainedConfig.register_subclass("segvla")
+@dataclass
+class SegVLAConfig(SmolVLAConfig):
+    # Camera key -> batch key holding that camera's semantic scores (B, C, g, g) in [0, 1]. Cameras left out
+    # run exactly as in SmolVLA; an empty map switches the cues off (SegVLA == SmolVLA).
+    segmentation_feature_map: dict[str, str] = field(default_factory=dict)
+    # Where the preprocessor gets the scores: "none" (the dataset already holds them, or cues are off),
+    # "ground_truth" (the twin's depth-coded segmentation, one-hot and pooled), "mask2former" (online model).
+    segmentation_source: str = "none"
+    segmentation_num_classes: int = 150  # ADE20K; 6 for the twin's ground truth
+    segmentation_grid_size: int = 8  # g: scores are pooled to g x g over the un-padded image
+    # Classes that always get a class token (e.g. ADE20K 142 "plate"; pitfall R1: not 47/58).
+    segmentation_task_class_ids: list[int] = field(default_factory=list)
+    # Classes whose presence / centroid / area fill the geometry hint (the first two also give their offset).
+    segmentation_geometry_class_ids: list[int] = field(default_factory=list)
+    segmentation_top_k_classes: int = 10
+    segmentation_max_tokens: int = 16  # per camera: 1 global + regions + class slots
+    segmentation_region_specs: list[tuple[float, float, float, float]] = field(
+        default_factory=lambda: list(DEFAULT_REGIONS)
+    )
+    segmentation_geometry_state_dim: int = 32
+    segmentation_dropout_prob: float = 0.1  # per sample and camera, training only
+    # Inference draws its flow-matching noise from this seed (same observation -> same actions: reproducible
+    # rollouts, and a reloaded checkpoint can be checked bit for bit). None keeps SmolVLA's global-RNG draw.
+    inference_noise_seed: int | None = None
+    # For segmentation_source="mask2former": the checkpoint (a Hub id or a local folder).
+    segmentation_model_name: str = "facebook/mask2former-swin-large-ade-semantic"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.segmentation_source not in SEGMENTATION_SOURCES:
+            raise ValueError(
+                f"segmentation_source must be one of {SEGMENTATION_SOURCES}, got {self.segmentation_source!r}"
+            )
+        for camera, key in self.segmentation_feature_map.items():
+            if not key.startswith("observation."):
+                raise ValueError(
+                    f"segmentation_feature_map[{camera!r}] = {key!r}: the batch key must start with 'observation.'"
+                    " (LeRobot's batch_to_transition drops other keys)"
+                )
+        classes = self.segmentation_num_classes
+        if classes < 1:
+            raise ValueError(f"segmentation_num_classes must be >= 1, got {classes}")
+        for name in ("segmentation_task_class_ids", "segmentation_geometry_class_ids"):
+            bad = [c for c in getattr(self, name) if not 0 <= c < classes]
+            if bad:
+                raise ValueError(f"{name} {bad} are outside 0..{classes - 1} (segmentation_num_classes={classes})")
+        g = self.segmentation_grid_size
+        for spec in self.segmentation_region_specs:
+            if len(spec) != 4:
+                raise ValueError(f"a region spec is (x0, x1, y0, y1), got {spec}")
+            x0, x1, y0, y1 = spec
+            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+                raise ValueError(f"region {spec} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+            if any(abs(v * g - round(v * g)) > 1e-6 for v in spec):
+                raise ValueError(
+                    f"region {spec} does not fall on cell borders of the {g}x{g} score grid: choose"
+                    " segmentation_grid_size so that every region bound times it is an integer (4, 8, 16 for the"
+                    " default quadrants + centre)"
+                )
+        if self.num_class_slots < len(self.segmentation_task_class_ids):
+            raise ValueError(
+                f"segmentation_max_tokens={self.segmentation_max_tokens} leaves {self.num_class_slots} class slots"
+                f" after 1 global + {len(self.segmentation_region_specs)} region tokens, fewer than the"
+                f" {len(self.segmentation_task_class_ids)} segmentation_task_class_ids"
+            )
+        if self.segmentation_geometry_state_dim < 4 * min(1, len(self.segmentation_geometry_class_ids)):
+            raise ValueError("segmentation_geometry_state_dim must hold at least 4 values per geometry class")
+        if not 0.0 <= self.segmentation_dropout_prob < 1.0:
+            raise ValueError(f"segmentation_dropout_prob must be in [0, 1), got {self.segmentation_dropout_prob}")
+
+    @property
+    def num_class_slots(self) -> int:
+        return self.segmentation_max_tokens - 1 - len(self.segmentation_region_specs)
+
+    @property
+    def image_features(self) -> dict:
+        # Cameras are the 3-channel visual features; single-channel maps (the twin's depth and depth-coded
+        # segmentation) are raw inputs of the segmentation step, never images for SigLIP.
+        return {
+            key: ft
+            for key, ft in (self.input_features or {}).items()
+            if ft.type is FeatureType.VISUAL and len(ft.shape) == 3 and 3 in (ft.shape[0], ft.shape[-1])
+        }
+
+    def validate_features(self) -> None:
+        super().validate_features()
+        cameras = self.image_features
+        unknown = [camera for camera in self.segmentation_feature_map if camera not in cameras]
+        if unknown:
+            raise ValueError(
+                f"segmentation_feature_map names cameras {unknown} the policy does not have; its cameras are"
+                f" {sorted(cameras)}"
+            )
+        # Precomputed scores in a dataset arrive typed STATE; they are probabilities, so keep them out of the
+        # MEAN_STD normaliser and out of the state vector.
+        for key in self.segmentation_feature_map.values():
+            self.input_features.pop(key, None)

@@ -1,0 +1,66 @@
+"""SegVLA's processors: SmolVLA's steps, plus the step that writes the semantic scores the config names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lerobot.processor import (
+    NewLineTaskProcessorStep,
+    PolicyAction,
+    PolicyProcessorPipeline,
+    ProcessorStep,
+    TokenizerProcessorStep,
+    make_default_policy_processor_steps,
+    make_policy_processor_pipelines,
+)
+
+from so101_semantic_processors.segmentation_scores import SegmentationScoresFromCodeStep
+
+from .configuration_segvla import SegVLAConfig
+
+
+def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
+    """The step that fills the batch keys of `segmentation_feature_map`, chosen by `segmentation_source`."""
+    if not config.segmentation_feature_map or config.segmentation_source == "none":
+        return None  # cues off, or the dataset / caller already provides the scores
+    if config.segmentation_source == "ground_truth":
+        return SegmentationScoresFromCodeStep(
+            key_map={f"{camera}_segmentation": key for camera, key in config.segmentation_feature_map.items()},
+            num_classes=config.segmentation_num_classes,
+            grid_size=config.segmentation_grid_size,
+        )
+    # Online Mask2Former, owned by the processors package (see outputs/segvla_interface.md for the contract).
+    from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
+
+    return SegVLAAddSegmentationStep(
+        feature_map=dict(config.segmentation_feature_map),
+        model_name=config.segmentation_model_name,
+        grid_size=config.segmentation_grid_size,
+    )
+
+
+def make_segvla_pre_post_processors(
+    config: SegVLAConfig,
+    dataset_stats: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> tuple[
+    PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
+    PolicyProcessorPipeline[PolicyAction, PolicyAction],
+]:
+    steps = make_default_policy_processor_steps(config, dataset_stats)
+    segmentation = segmentation_step(config)
+    input_steps = [
+        steps.rename_observations,
+        steps.add_batch_dim,
+        *([segmentation] if segmentation is not None else []),  # on the raw images, before the device move
+        NewLineTaskProcessorStep(),
+        TokenizerProcessorStep(
+            tokenizer_name=config.vlm_model_name,
+            padding=config.pad_language_to,
+            padding_side="right",
+            max_length=config.tokenizer_max_length,
+        ),
+        steps.to_device,
+        steps.normalize,
+    ]
+    return make_policy_processor_pipelines(input_steps=input_steps, output_steps=[steps.unnormalize, steps.to_cpu])

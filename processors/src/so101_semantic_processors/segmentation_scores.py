@@ -1,0 +1,91 @@
+"""The twin's ground-truth segmentation as SegVLA semantic scores, so simulated cues carry real signal.
+
+Mask2Former's scores (softmax(class)[..., :-1] x sigmoid(masks), summed over queries) pooled to a g x g grid are
+what SegVLA reads; for the twin the same form comes from one-hot class ids: each cell of the grid holds the
+fraction of its pixels that belong to each class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
+from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
+
+
+def scores_from_ids(ids: torch.Tensor, num_classes: int, grid_size: int) -> torch.Tensor:
+    """Class ids (..., H, W) -> per-cell class fractions (..., num_classes, g, g), float32 in [0, 1].
+
+    Cells follow adaptive average pooling, so H and W need not be multiples of g.
+    """
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
+        raise ValueError(f"class ids span [{int(ids.min())}, {int(ids.max())}], outside 0..{num_classes - 1}")
+    one_hot = F.one_hot(ids.long(), num_classes).movedim(-1, -3).float()  # (..., C, H, W)
+    lead = one_hot.shape[:-3]
+    pooled = F.adaptive_avg_pool2d(one_hot.reshape(-1, *one_hot.shape[-3:]), grid_size)
+    return pooled.reshape(*lead, num_classes, grid_size, grid_size)
+
+
+@ProcessorStepRegistry.register("so101_segmentation_scores_from_code")
+@dataclass
+class SegmentationScoresFromCodeStep(ObservationProcessorStep):
+    """Depth-coded ground-truth segmentation keys -> one-hot scores pooled to (..., C, g, g).
+
+    `key_map` maps each code key (`observation.images.<cam>_segmentation`) to its scores key
+    (e.g. `observation.segmentation.<cam>`). Codes decode with `lerobot_env_so101_twin.constants`.
+    """
+
+    key_map: dict[str, str] = field(default_factory=dict)
+    num_classes: int = 6
+    grid_size: int = 8
+    code_unit: str = "mm"  # LeRobot's dataset decoder returns depth maps in millimetres
+
+    def __post_init__(self):
+        if self.grid_size < 1:
+            raise ValueError(f"grid_size must be >= 1, got {self.grid_size}")
+        from lerobot_env_so101_twin.constants import NUM_SEGMENTATION_CLASSES
+
+        if self.num_classes != NUM_SEGMENTATION_CLASSES:
+            raise ValueError(
+                f"the twin's ground truth has {NUM_SEGMENTATION_CLASSES} classes; num_classes is {self.num_classes}"
+            )
+
+    def observation(self, observation: dict) -> dict:
+        from lerobot_env_so101_twin.constants import segmentation_from_code
+
+        observation = dict(observation)
+        for code_key, scores_key in self.key_map.items():
+            if code_key not in observation:
+                present = sorted(k for k in observation if k.startswith("observation."))
+                raise KeyError(
+                    f"SegmentationScoresFromCodeStep needs '{code_key}' (record with --robot.segmentation=true,"
+                    f" evaluate with --env.segmentation=true); the observation has {present}"
+                )
+            code = observation[code_key]
+            if code.ndim < 3 or code.shape[-3] != 1:
+                raise ValueError(f"'{code_key}' must be shaped (..., 1, H, W), got {tuple(code.shape)}")
+            try:
+                ids = segmentation_from_code(code[..., 0, :, :], unit=self.code_unit)
+            except ValueError as err:
+                raise ValueError(f"'{code_key}': {err}") from err
+            observation[scores_key] = scores_from_ids(ids, self.num_classes, self.grid_size).to(code.device)
+        return observation
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "key_map": dict(self.key_map),
+            "num_classes": self.num_classes,
+            "grid_size": self.grid_size,
+            "code_unit": self.code_unit,
+        }
+
+    def transform_features(self, features):
+        obs = features.get(PipelineFeatureType.OBSERVATION, {})
+        for code_key, scores_key in self.key_map.items():
+            if code_key in obs:
+                shape = (self.num_classes, self.grid_size, self.grid_size)
+                obs[scores_key] = PolicyFeature(type=FeatureType.STATE, shape=shape)
+        return features

@@ -1,0 +1,367 @@
+"""SegVLA: its cue builder against hand computations, exactness against LeRobot's SmolVLA, and bad input."""
+
+from __future__ import annotations
+
+import draccus
+import pytest
+import torch
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
+from tiny_models import save_smolvlm
+from transformers import AutoTokenizer
+
+from lerobot_policy_segvla import SegmentationCueBuilder, SegVLAConfig, SegVLAPolicy
+from lerobot_policy_segvla.modeling_segvla import content_canvas
+from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
+from so101_semantic_processors.segmentation_scores import SegmentationScoresFromCodeStep, scores_from_ids
+
+FRONT, WRIST = "observation.images.front", "observation.images.wrist"
+FRONT_SCORES, WRIST_SCORES = "observation.segmentation.front", "observation.segmentation.wrist"
+IMAGE_SHAPE = (3, 48, 64)  # not square: SmolVLA pads left and top, and the cues must follow
+CLASSES, GRID = 6, 8
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory):
+    return save_smolvlm(tmp_path_factory.mktemp("smolvlm"))
+
+
+def features() -> dict:
+    return {
+        FRONT: PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE_SHAPE),
+        WRIST: PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE_SHAPE),
+        "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(6,)),
+    }
+
+
+def common(vlm_dir) -> dict:
+    return {
+        "vlm_model_name": str(vlm_dir),
+        "num_vlm_layers": 2,
+        "resize_imgs_with_padding": (32, 32),
+        "max_state_dim": 8,
+        "max_action_dim": 8,
+        "chunk_size": 4,
+        "n_action_steps": 4,
+        "num_steps": 3,
+        "device": "cpu",
+        "push_to_hub": False,
+        "input_features": features(),
+        "output_features": {"action": PolicyFeature(type=FeatureType.ACTION, shape=(6,))},
+    }
+
+
+def seg_config(vlm_dir, **overrides) -> SegVLAConfig:
+    knobs = {
+        "segmentation_feature_map": {FRONT: FRONT_SCORES},  # the wrist camera has no semantics
+        "segmentation_num_classes": CLASSES,
+        "segmentation_grid_size": GRID,
+        "segmentation_task_class_ids": [3],
+        "segmentation_geometry_class_ids": [3, 5],
+        "segmentation_top_k_classes": 2,
+        "segmentation_dropout_prob": 0.0,
+        **overrides,
+    }
+    return SegVLAConfig(**common(vlm_dir), **knobs)
+
+
+def scene_ids(batch: int, shift: int = 0) -> torch.Tensor:
+    """Class-id images: table below, background above, a cube whose column moves with `shift`."""
+    ids = torch.ones(batch, *IMAGE_SHAPE[1:], dtype=torch.long)
+    ids[:, 24:] = 2
+    ids[:, 18:30, 10 + shift : 22 + shift] = 3
+    ids[:, :10, 40:] = 5
+    return ids
+
+
+def make_batch(vlm_dir, batch: int = 2, shift: int = 0, seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(vlm_dir))(["pick up the red cube\n"] * batch, return_tensors="pt")
+    return {
+        FRONT: torch.rand(batch, *IMAGE_SHAPE, generator=gen),
+        WRIST: torch.rand(batch, *IMAGE_SHAPE, generator=gen),
+        "observation.state": torch.randn(batch, 6, generator=gen),
+        FRONT_SCORES: scores_from_ids(scene_ids(batch, shift), CLASSES, GRID),
+        "observation.language.tokens": tok["input_ids"],
+        "observation.language.attention_mask": tok["attention_mask"].bool(),
+        "action": torch.randn(batch, 4, 6, generator=gen),
+    }
+
+
+def noise(batch: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, 4, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def chunk(policy, batch: dict, seed: int = 1) -> torch.Tensor:
+    policy.reset()
+    return policy.predict_action_chunk(dict(batch), noise=noise(batch["observation.state"].shape[0], seed))
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+def test_config_round_trips_through_draccus_and_cli(tmp_path, vlm_dir):
+    cfg = seg_config(vlm_dir, segmentation_region_specs=[(0.0, 0.5, 0.0, 1.0), (0.5, 1.0, 0.0, 1.0)])
+    cfg._save_pretrained(tmp_path)
+    loaded = PreTrainedConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, SegVLAConfig) and loaded.type == "segvla"
+    assert loaded.segmentation_feature_map == {FRONT: FRONT_SCORES}
+    assert [tuple(r) for r in loaded.segmentation_region_specs] == [(0.0, 0.5, 0.0, 1.0), (0.5, 1.0, 0.0, 1.0)]
+    assert loaded.segmentation_task_class_ids == [3] and loaded.segmentation_geometry_class_ids == [3, 5]
+    parsed = draccus.parse(
+        SegVLAConfig,
+        args=[
+            '--segmentation_feature_map={"observation.images.front": "observation.segmentation.front"}',
+            "--segmentation_task_class_ids=[142]",
+            "--segmentation_grid_size=16",
+            "--segmentation_source=ground_truth",
+        ],
+    )
+    assert parsed.segmentation_feature_map == {FRONT: FRONT_SCORES}
+    assert parsed.segmentation_task_class_ids == [142] and parsed.segmentation_grid_size == 16
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"segmentation_feature_map": {FRONT: "segmentation.front"}}, "must start with 'observation.'"),
+        ({"segmentation_task_class_ids": [6]}, r"segmentation_task_class_ids \[6\] are outside 0..5"),
+        ({"segmentation_grid_size": 6}, "cell borders of the 6x6 score grid"),
+        ({"segmentation_max_tokens": 6}, "leaves 0 class slots"),
+        ({"segmentation_source": "sam"}, "segmentation_source must be one of"),
+    ],
+)
+def test_bad_config_is_refused_with_the_reason(vlm_dir, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        seg_config(vlm_dir, **overrides)
+
+
+def test_a_camera_the_policy_lacks_is_named(vlm_dir):
+    cfg = seg_config(vlm_dir, segmentation_feature_map={"observation.images.top": FRONT_SCORES})
+    with pytest.raises(ValueError, match=r"cameras \['observation.images.top'\] the policy does not have"):
+        SegVLAPolicy(cfg)
+
+
+def test_single_channel_maps_are_not_cameras(vlm_dir):
+    cfg = seg_config(vlm_dir)
+    cfg.input_features[f"{FRONT}_segmentation"] = PolicyFeature(type=FeatureType.VISUAL, shape=(1, 48, 64))
+    assert sorted(cfg.image_features) == [FRONT, WRIST]
+
+
+# ---------------------------------------------------------------------------------------------- cue builder
+
+
+def test_cue_builder_matches_a_float64_reference():
+    """Patch grid == score grid, no padding: every token is a plain weighted mean we can recompute."""
+    torch.manual_seed(0)
+    g, dim, bsize = 8, 5, 2
+    builder = SegmentationCueBuilder(
+        hidden_dim=dim,
+        num_classes=CLASSES,
+        grid_size=g,
+        max_tokens=16,
+        region_specs=[(0.0, 0.5, 0.0, 0.5), (0.25, 0.75, 0.25, 0.75)],
+        top_k=2,
+        task_class_ids=[4],
+        geometry_class_ids=[3, 5],
+        geometry_dim=32,
+    ).double()
+    patches = torch.randn(bsize, g * g, dim, dtype=torch.float64)
+    scores = torch.rand(bsize, CLASSES, g, g, dtype=torch.float64)
+    scores[:, 4] = 0.0  # a task class with no pixels still gets its slot
+    scores[:, 1] += 1.0  # the two largest means are classes 1 and then one of the others
+    out = builder(patches, scores, (1.0, 1.0))
+
+    assert out.tokens.shape == (bsize, 16, dim)
+    torch.testing.assert_close(out.tokens[:, 0], patches.mean(1))
+    grid = patches.view(bsize, g, g, dim)
+    torch.testing.assert_close(out.tokens[:, 1], grid[:, :4, :4].mean((1, 2)))
+    torch.testing.assert_close(out.tokens[:, 2], grid[:, 2:6, 2:6].mean((1, 2)))
+    means = scores.flatten(2).mean(-1)
+    means[:, 4] = -1
+    for b in range(bsize):
+        expected_ids = [4, *means[b].topk(2).indices.tolist()]
+        assert out.class_ids[b].tolist() == expected_ids + [-1] * 10
+        assert expected_ids[1] == 1
+        for slot, cid in enumerate(expected_ids[1:], start=4):
+            w = scores[b, cid].flatten()
+            torch.testing.assert_close(out.tokens[b, slot], (w[:, None] * patches[b]).sum(0) / w.sum())
+    # empty slots are the (zero-initialised, learnable) null tokens
+    assert torch.equal(out.tokens[:, 6:], torch.zeros(bsize, 10, dim, dtype=torch.float64))
+
+
+def test_geometry_hint_of_a_hand_placed_blob():
+    g = 8
+    builder = SegmentationCueBuilder(4, CLASSES, g, 16, [], 0, [], [3, 5], 32)
+    scores = torch.zeros(1, CLASSES, g, g)
+    scores[0, 3, 2, 6] = 1.0  # cube in row 2, column 6
+    scores[0, 5, 6, 1] = 0.5  # moving finger in row 6, column 1, half covered
+    geom = builder.geometry(scores)[0]
+    cube = [1.0, 6.5 / g, 2.5 / g, 1 / 64]
+    finger = [0.5, 1.5 / g, 6.5 / g, 0.5 / 64]
+    dx, dy = finger[1] - cube[1], finger[2] - cube[2]
+    dist = (dx**2 + dy**2) ** 0.5
+    expected = [*cube, *finger, dx, dy, dist, dy / dist, dx / dist] + [0.0] * 19
+    torch.testing.assert_close(geom, torch.tensor(expected))
+
+
+def test_content_canvas_follows_smolvla_top_left_padding():
+    maps = torch.ones(1, 1, 4, 4)
+    canvas = content_canvas(maps, 8, (0.75, 1.0))  # a 3:4 image fills the bottom 6 of 8 rows
+    assert canvas[0, 0, :2].sum() == 0 and torch.equal(canvas[0, 0, 2:], torch.ones(6, 8))
+
+
+def test_projections_follow_the_backbone_config(vlm_dir):
+    policy = SegVLAPolicy(seg_config(vlm_dir))
+    vlm = policy.model.vlm_with_expert
+    vision, text = vlm.config.vision_config.hidden_size, vlm.config.text_config.hidden_size
+    assert (policy.model.segmentation_token_proj.in_features, policy.model.segmentation_token_proj.out_features) == (
+        vision,
+        text,
+    )
+    assert policy.model.segmentation_state_proj.in_features == 32
+    assert policy.model.segmentation_context_proj.out_features == vlm.expert_hidden_size != text
+
+
+# ---------------------------------------------------------------------------------------------- exactness
+
+
+def test_segmentation_off_acts_exactly_like_smolvla(vlm_dir):
+    torch.manual_seed(0)
+    smol = SmolVLAPolicy(SmolVLAConfig(**common(vlm_dir)))
+    seg = SegVLAPolicy(SegVLAConfig(**common(vlm_dir)))
+    seg.load_state_dict(smol.state_dict(), strict=True)  # no extra parameters when the cues are off
+    batch = make_batch(vlm_dir)
+    assert torch.equal(chunk(smol, batch), chunk(seg, batch))
+    smol.train(), seg.train()
+    time = torch.tensor([0.3, 0.8])
+    loss_smol, _ = smol.forward(dict(batch), noise=noise(), time=time)
+    loss_seg, _ = seg.forward(dict(batch), noise=noise(), time=time)
+    assert torch.equal(loss_smol, loss_seg)
+
+
+def test_init_from_a_smolvla_checkpoint_starts_exact_then_learns_the_cues(vlm_dir, tmp_path):
+    torch.manual_seed(0)
+    smol = SmolVLAPolicy(SmolVLAConfig(**common(vlm_dir)))
+    smol.save_pretrained(tmp_path)
+    seg = SegVLAPolicy.from_pretrained(tmp_path, config=seg_config(vlm_dir))
+    batch, moved = make_batch(vlm_dir), make_batch(vlm_dir, shift=30)
+    assert not torch.equal(batch[FRONT_SCORES], moved[FRONT_SCORES])
+
+    # step 0: the cues are on, read and pooled, but every new projection is zero
+    for name in ("segmentation_token_proj", "segmentation_state_proj", "segmentation_context_proj"):
+        assert getattr(seg.model, name).weight.abs().sum() == 0
+    reference = chunk(smol, batch)
+    assert torch.equal(chunk(seg, batch), reference)
+    assert torch.equal(chunk(seg, moved), reference)
+
+    seg.train()
+    optimizer = torch.optim.AdamW([p for p in seg.parameters() if p.requires_grad], lr=1e-3)
+    for step in range(4):
+        loss, _ = seg.forward(dict(batch), noise=noise(seed=10 + step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for name in ("segmentation_token_proj", "segmentation_state_proj", "segmentation_context_proj"):
+        assert getattr(seg.model, name).weight.abs().sum() > 0, name
+    # the policy now reads the scores: moving the cube in the segmentation alone changes the actions
+    assert not torch.allclose(chunk(seg, batch), chunk(seg, moved))
+
+
+def test_cameras_without_semantics_keep_working(vlm_dir):
+    """Only the front camera has scores; a wrist-only batch (front missing) runs as plain SmolVLA."""
+    policy = SegVLAPolicy(seg_config(vlm_dir, empty_cameras=0))
+    batch = make_batch(vlm_dir)
+    assert chunk(policy, batch).shape == (2, 4, 6)
+    wrist_only = {k: v for k, v in batch.items() if k not in (FRONT, FRONT_SCORES)}
+    assert chunk(policy, wrist_only).shape == (2, 4, 6)
+
+
+def test_cue_dropout_is_per_sample_and_training_only(vlm_dir):
+    policy = SegVLAPolicy(seg_config(vlm_dir, segmentation_dropout_prob=0.5))
+    policy.train()
+    torch.manual_seed(3)
+    keep = policy.model._keep_mask(4096, "cpu", torch.float32)
+    assert set(keep.unique().tolist()) == {0.0, 1.0} and abs(float(keep.mean()) - 0.5) < 0.05
+    policy.eval()
+    assert torch.equal(policy.model._keep_mask(8, "cpu", torch.float32), torch.ones(8))
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "match"),
+    [
+        (lambda b: b.pop(FRONT_SCORES), KeyError, "maps camera 'observation.images.front' to "),
+        (lambda b: b.update({FRONT_SCORES: b[FRONT_SCORES][:, :5]}), ValueError, r"\(B, 6, 8, 8\).*\(2, 5, 8, 8\)"),
+        (lambda b: b.update({FRONT_SCORES: b[FRONT_SCORES][..., :4, :4]}), ValueError, r"got \(2, 6, 4, 4\)"),
+        (lambda b: b[FRONT_SCORES].__setitem__((0, 1, 2, 3), float("nan")), ValueError, "holds NaN scores"),
+        (lambda b: b[FRONT_SCORES].__isub__(0.5), ValueError, "not logits"),
+    ],
+)
+def test_bad_scores_name_the_key_and_what_was_expected(vlm_dir, edit, error, match):
+    policy = SegVLAPolicy(seg_config(vlm_dir))
+    batch = make_batch(vlm_dir)
+    edit(batch)
+    with pytest.raises(error, match=match) as info:
+        chunk(policy, batch)
+    assert FRONT_SCORES in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- ground truth
+
+
+def test_scores_from_ids_are_cell_fractions():
+    ids = torch.zeros(1, 4, 6, dtype=torch.long)
+    ids[0, :2, :3] = 3
+    ids[0, 0, 0] = 5
+    scores = scores_from_ids(ids, CLASSES, 2)
+    assert scores.shape == (1, CLASSES, 2, 2)
+    torch.testing.assert_close(scores.sum(1), torch.ones(1, 2, 2))
+    assert scores[0, 3, 0, 0] == pytest.approx(5 / 6) and scores[0, 5, 0, 0] == pytest.approx(1 / 6)
+    assert scores[0, 0, 1, 1] == 1.0
+
+
+def test_ground_truth_step_decodes_the_twin_code(vlm_dir):
+    from lerobot_env_so101_twin.constants import segmentation_to_code
+
+    ids = scene_ids(1)[0].numpy().astype("uint8")
+    code_mm = torch.from_numpy(segmentation_to_code(ids)).permute(2, 0, 1)[None] * 1000.0
+    step = SegmentationScoresFromCodeStep(key_map={f"{FRONT}_segmentation": FRONT_SCORES})
+    out = step.observation({f"{FRONT}_segmentation": code_mm})
+    torch.testing.assert_close(out[FRONT_SCORES], scores_from_ids(scene_ids(1), CLASSES, GRID))
+    with pytest.raises(KeyError, match=r"observation\.images\.front_segmentation"):
+        step.observation({})
+    pre, _ = make_segvla_pre_post_processors(seg_config(vlm_dir, segmentation_source="ground_truth"))
+    assert any(isinstance(s, SegmentationScoresFromCodeStep) for s in pre.steps)
+
+
+def test_online_mask2former_scores_drive_the_policy_end_to_end(vlm_dir, tmp_path):
+    """Raw frame -> SegVLA's preprocessor (a tiny ADE20K Mask2Former saved locally) -> select_action."""
+    from test_mask2former import save_tiny_mask2former
+
+    m2f = save_tiny_mask2former(tmp_path / "m2f")
+    cfg = seg_config(
+        vlm_dir,
+        segmentation_source="mask2former",
+        segmentation_model_name=str(m2f),
+        segmentation_num_classes=150,
+        segmentation_task_class_ids=[142],  # ADE20K "plate" (pitfall R1)
+        segmentation_geometry_class_ids=[142, 15],
+    )
+    policy = SegVLAPolicy(cfg)
+    pre, post = make_segvla_pre_post_processors(cfg)
+    gen = torch.Generator().manual_seed(0)
+    frame = {
+        FRONT: torch.rand(*IMAGE_SHAPE, generator=gen),
+        WRIST: torch.rand(*IMAGE_SHAPE, generator=gen),
+        "observation.state": torch.randn(6, generator=gen),
+        "task": "pick up the red cube",
+    }
+    batch = pre(dict(frame))
+    assert batch[FRONT_SCORES].shape == (1, 150, GRID, GRID) and (batch[FRONT_SCORES] >= 0).all()
+    policy.reset()
+    action = post(policy.select_action(batch, noise=noise(1)))
+    assert action.shape == (1, 6) and torch.isfinite(action).all()
