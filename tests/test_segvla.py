@@ -9,7 +9,7 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
 from tiny_models import save_smolvlm
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, Mask2FormerConfig
 
 from lerobot_policy_segvla import SegmentationCueBuilder, SegVLAConfig, SegVLAPolicy
 from lerobot_policy_segvla.modeling_segvla import content_canvas
@@ -135,6 +135,32 @@ def test_config_round_trips_through_draccus_and_cli(tmp_path, vlm_dir):
 def test_bad_config_is_refused_with_the_reason(vlm_dir, overrides, match):
     with pytest.raises(ValueError, match=match):
         seg_config(vlm_dir, **overrides)
+
+
+def test_class_names_resolve_through_the_checkpoint_id2label(vlm_dir, tmp_path):
+    # an ADE20K-like label map saved as a Mask2Former config: names are looked up there, not in the seed's table
+    id2label = {i: f"thing{i}" for i in range(150)} | {47: "sink", 58: "screen door, screen", 142: "plate", 135: "vase"}
+    Mask2FormerConfig(num_labels=150, id2label=id2label).save_pretrained(tmp_path / "m2f")
+    cfg = seg_config(
+        vlm_dir,
+        segmentation_source="mask2former",
+        segmentation_num_classes=150,
+        segmentation_model_name=str(tmp_path / "m2f"),
+        segmentation_task_class_ids=[135],
+        segmentation_task_classes=["plate", "vase"],
+        segmentation_geometry_classes=["screen door"],
+    )
+    cfg.resolve_class_names()
+    assert cfg.segmentation_task_class_ids == [135, 142] and cfg.segmentation_geometry_class_ids == [3, 5, 58]
+    assert cfg.segmentation_task_classes == [] and cfg.segmentation_geometry_classes == []
+
+    twin = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_task_classes=["cube", "moving finger"])
+    twin.resolve_class_names()
+    assert twin.segmentation_task_class_ids == [3, 5]
+
+    unknown = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_task_classes=["cubes"])
+    with pytest.raises(KeyError, match=r"'cubes' is not in the checkpoint's id2label .*closest names: \['cube'"):
+        unknown.resolve_class_names()
 
 
 def test_a_camera_the_policy_lacks_is_named(vlm_dir):

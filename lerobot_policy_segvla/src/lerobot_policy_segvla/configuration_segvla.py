@@ -34,6 +34,11 @@ class SegVLAConfig(SmolVLAConfig):
     segmentation_task_class_ids: list[int] = field(default_factory=list)
     # Classes whose presence / centroid / area fill the geometry hint (the first two also give their offset).
     segmentation_geometry_class_ids: list[int] = field(default_factory=list)
+    # The same by name (e.g. ["plate", "vase"]), resolved through the segmentation checkpoint's id2label (the twin's
+    # class map for segmentation_source="ground_truth") when the policy is built, and added to the ids above.
+    # An unknown name is an error listing the closest names.
+    segmentation_task_classes: list[str] = field(default_factory=list)
+    segmentation_geometry_classes: list[str] = field(default_factory=list)
     segmentation_top_k_classes: int = 10
     segmentation_max_tokens: int = 16  # per camera: 1 global + regions + class slots
     segmentation_region_specs: list[tuple[float, float, float, float]] = field(
@@ -46,6 +51,31 @@ class SegVLAConfig(SmolVLAConfig):
     inference_noise_seed: int | None = None
     # For segmentation_source="mask2former": the checkpoint (a Hub id or a local folder).
     segmentation_model_name: str = "facebook/mask2former-swin-large-ade-semantic"
+
+    def resolve_class_names(self) -> None:
+        """Turn `segmentation_task_classes` / `segmentation_geometry_classes` into ids (kept in the *_ids lists, so
+        a saved config needs no model to reload)."""
+        if not (self.segmentation_task_classes or self.segmentation_geometry_classes):
+            return
+        from so101_semantic_processors.ade20k import class_ids
+
+        if self.segmentation_source == "ground_truth":
+            from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES as id2label
+        else:
+            from transformers import AutoConfig
+
+            id2label = AutoConfig.from_pretrained(self.segmentation_model_name).id2label
+        for names, ids_field in (
+            ("segmentation_task_classes", "segmentation_task_class_ids"),
+            ("segmentation_geometry_classes", "segmentation_geometry_class_ids"),
+        ):
+            ids = list(getattr(self, ids_field))
+            for class_ in class_ids(getattr(self, names), id2label):
+                if class_ not in ids:
+                    ids.append(class_)
+            setattr(self, ids_field, ids)
+            setattr(self, names, [])
+        self.__post_init__()  # re-check slots and ranges with the resolved ids
 
     def __post_init__(self):
         super().__post_init__()

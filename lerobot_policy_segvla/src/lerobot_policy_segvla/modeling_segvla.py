@@ -265,6 +265,7 @@ class SegVLAPolicy(SmolVLAPolicy):
     def __init__(self, config: SegVLAConfig, **kwargs):
         # SmolVLAPolicy.__init__ minus its VLAFlowMatching: building the backbone twice costs seconds at 500M.
         PreTrainedPolicy.__init__(self, config)
+        config.resolve_class_names()
         config.validate_features()
         self.config = config
         self.init_rtc_processor()
