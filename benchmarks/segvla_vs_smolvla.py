@@ -23,6 +23,9 @@ the runs interleaved in a rotating order so that load from other processes hits 
     select_action ms   policy.reset(); policy.select_action(batch) under inference_mode: one full chunk
                        (prefix + 10 denoising steps), batch 1
     train step ms      forward + backward + AdamW step (SmolVLA's preset; expert-only training), batch --batch
+
+Last line: the cue path alone (the per-camera cue builder on SigLIP-sized patch tokens + the three projections),
+median of >= 20 runs, as a share of SmolVLA's select_action: the cost of the cues without the run-to-run noise.
 """
 
 from __future__ import annotations
@@ -164,6 +167,24 @@ def main() -> None:
                 training[name].append(ms)
         print(f"repeat {i}/{args.repeats} done", file=sys.stderr, flush=True)
 
+    # The cue path on its own, at the real widths: whole-model differences of a few percent are within the noise
+    # of two 5-second runs, this is the work the cues add (per-camera builder + the three projections).
+    model = seg.model
+    vision = model.vlm_with_expert.config.vision_config
+    side = seg_cfg.resize_imgs_with_padding[0] // vision.patch_size
+    patches = torch.randn(1, side * side, vision.hidden_size, device=device)
+    scores = [infer[key] for key in seg_cfg.segmentation_feature_map.values()]
+
+    def cue_path():
+        with torch.inference_mode():
+            results = [model.segmentation_builder(patches, s, (0.75, 1.0)) for s in scores]
+            tokens = torch.stack([model.segmentation_token_proj(r.tokens) for r in results])
+            context = model.segmentation_context_proj(torch.stack([r.tokens.mean(1) for r in results]).mean(0))
+            hint = model.segmentation_state_proj(torch.stack([r.geometry for r in results]).mean(0))
+            return tokens, context, hint
+
+    cue_ms = statistics.median(timed(cue_path, device) for _ in range(max(20, args.repeats)))
+
     params = {"smolvla": sum(p.numel() for p in smol.parameters()), "segvla": sum(p.numel() for p in seg.parameters())}
     params["segvla, cues off"] = params["segvla"]
     threads = torch.get_num_threads()
@@ -176,6 +197,8 @@ def main() -> None:
     for base in ("smolvla", "segvla, cues off"):
         lat, trn = (med["segvla"][k] / med[base][k] - 1 for k in (0, 1))
         print(f"segvla vs {base}: select_action {lat:+.1%}, train step {trn:+.1%} (budget < 5%)")
+    share = cue_ms / med["smolvla"][0]
+    print(f"cue path alone, {len(scores)} cameras: {cue_ms:.2f} ms = {share:.3%} of smolvla's select_action")
     print(f"cue parameters: +{params['segvla'] - params['smolvla']:,}")
 
 

@@ -14,6 +14,7 @@ from lerobot.policies.common.vla_utils import resize_with_pad
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.processor.converters import batch_to_transition, transition_to_batch
 
+from lerobot_env_so101_twin.constants import CUBE, SEGMENTATION_CLASSES, TABLE
 from so101_semantic_processors import ade20k
 from so101_semantic_processors.ade20k import ADE20K_150, PromptClassParser, class_id
 from so101_semantic_processors.mask2former import (
@@ -421,3 +422,20 @@ def test_task_classes_step_marks_the_prompt_nouns_per_sample(tiny_model, tmp_pat
     assert loaded.steps[0].get_config() == step.get_config()
     with pytest.raises(KeyError, match="task prompt"):
         step(create_transition(observation={"observation.state": torch.zeros(1, 6)}))
+
+    # the twin's ground-truth classes: its own map, only the given synonyms (the ADE table names other classes)
+    twin_classes = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
+    twin = SegVLATaskClassesStep(id2label=twin_classes, synonyms={"block": "cube"})
+    transition = create_transition(
+        observation={"observation.state": torch.zeros(3, 6)},
+        complementary_data={"task": ["Pick up the red cube.", "Put the block on the table", "wave"]},
+    )
+    mask = twin(transition)[TransitionKey.OBSERVATION]["observation.segmentation.task_classes"]
+    assert mask.shape == (3, len(SEGMENTATION_CLASSES))
+    assert [row.nonzero().flatten().tolist() for row in mask] == [[CUBE], [TABLE, CUBE], []]
+    pipeline = PolicyProcessorPipeline(steps=[twin], name="policy_preprocessor")
+    pipeline.save_pretrained(tmp_path / "twin")
+    loaded = PolicyProcessorPipeline.from_pretrained(tmp_path / "twin", config_filename="policy_preprocessor.json")
+    assert torch.equal(
+        loaded.steps[0](transition)[TransitionKey.OBSERVATION]["observation.segmentation.task_classes"], mask
+    )

@@ -63,7 +63,7 @@ CASES = [
             },
             "segmentation_source": "ground_truth",
             "segmentation_num_classes": 6,
-            "segmentation_task_class_ids": [3],
+            "segmentation_classes_from_task": True,  # the prompt's "cube" gets the class token
             "segmentation_geometry_class_ids": [3, 5],
             "segmentation_top_k_classes": 2,
             "inference_noise_seed": 0,  # flow matching samples noise; a fixed seed makes reloads comparable

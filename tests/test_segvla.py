@@ -217,6 +217,39 @@ def test_cue_builder_matches_a_float64_reference():
     assert torch.equal(out.tokens[:, 6:], torch.zeros(bsize, 10, dim, dtype=torch.float64))
 
 
+def test_prompt_classes_take_slots_per_sample_ahead_of_the_top_k():
+    g, dim = 8, 3
+    builder = SegmentationCueBuilder(dim, CLASSES, g, 10, [(0.0, 0.5, 0.0, 0.5)], 1, [3], [], 32)
+    with torch.no_grad():
+        builder.null_tokens.copy_(torch.arange(8 * dim, dtype=torch.float32).view(8, dim))
+    patches = torch.randn(3, g * g, dim)
+    scores = torch.zeros(3, CLASSES, g, g)
+    scores[:, 1] = 0.6  # by mass: background, then table, then the rest
+    scores[:, 2, 4:] = 0.8
+    scores[:, 5, 0, :2] = 1.0  # a tiny moving finger
+    scores[:, 4, 7, 7] = 0.5  # a tinier static finger
+    prompt = torch.zeros(3, CLASSES)
+    prompt[0, 5] = 1  # "... with the moving finger"
+    prompt[1, [4, 5, 3]] = 1  # both fingers, and the cube, which already has its configured slot
+    out = builder(patches, scores, (1.0, 1.0), prompt_classes=prompt)
+    # slots: configured task class 3, the sample's prompt classes by mass, then the top-1 by mass; -1 empty
+    assert out.class_ids.tolist() == [
+        [3, 5, 1, -1, -1, -1, -1, -1],
+        [3, 5, 4, 1, -1, -1, -1, -1],
+        [3, 1, -1, -1, -1, -1, -1, -1],
+    ]
+    w = scores[0, 5].flatten()
+    torch.testing.assert_close(out.tokens[0, 3], (w[:, None] * patches[0]).sum(0) / w.sum())
+    # an empty slot pools nothing and is that slot's null token
+    assert torch.equal(out.patch_weights[0, 5:], torch.zeros(5, g * g))
+    torch.testing.assert_close(out.tokens[0, 5:], builder.null_tokens[3:])
+    torch.testing.assert_close(out.tokens[2, 4:], builder.null_tokens[2:])
+    # no prompt classes: exactly the configured + top-k selection
+    plain = builder(patches, scores, (1.0, 1.0))
+    assert plain.class_ids.tolist() == [[3, 1, -1, -1, -1, -1, -1, -1]] * 3
+    torch.testing.assert_close(plain.tokens[2], out.tokens[2])
+
+
 def test_geometry_hint_of_a_hand_placed_blob():
     g = 8
     builder = SegmentationCueBuilder(4, CLASSES, g, 16, [], 0, [], [3, 5], 32)
@@ -364,6 +397,42 @@ def test_ground_truth_step_decodes_the_twin_code(vlm_dir):
     assert any(isinstance(s, SegmentationScoresFromCodeStep) for s in pre.steps)
 
 
+def test_prompt_nouns_become_class_tokens_through_the_preprocessor(vlm_dir):
+    """Seed 000's per-sample parser on the twin's classes: 'cube' in one prompt, 'finger' nowhere."""
+    from lerobot_env_so101_twin.constants import segmentation_to_code
+    from so101_semantic_processors.mask2former import TASK_CLASSES_KEY, SegVLATaskClassesStep
+
+    cfg = seg_config(
+        vlm_dir,
+        segmentation_source="ground_truth",
+        segmentation_task_class_ids=[],
+        segmentation_classes_from_task=True,
+        segmentation_task_synonyms={"block": "cube"},
+    )
+    pre, _ = make_segvla_pre_post_processors(cfg)
+    assert any(isinstance(s, SegVLATaskClassesStep) for s in pre.steps)
+    code = torch.from_numpy(segmentation_to_code(scene_ids(1)[0].numpy().astype("uint8"))).permute(2, 0, 1) * 1000.0
+    frames = {
+        FRONT: torch.rand(2, *IMAGE_SHAPE),
+        WRIST: torch.rand(2, *IMAGE_SHAPE),
+        f"{FRONT}_segmentation": code.expand(2, -1, -1, -1).clone(),
+        "observation.state": torch.randn(2, 6),
+        "task": ["Pick up the red block.", "Wave at the camera."],
+    }
+    batch = pre(frames)
+    assert batch[TASK_CLASSES_KEY].tolist() == [[0, 0, 0, 1, 0, 0], [0] * 6]
+
+    policy = SegVLAPolicy(cfg)
+    policy.eval()
+    captured = []
+    policy.model.segmentation_builder.register_forward_hook(lambda m, a, out: captured.append(out.class_ids))
+    chunk(policy, batch)
+    # top_k=2 by mass is table (1464 px) then background (1224); the cube comes first only where the prompt names it
+    assert captured[0][:, :3].tolist() == [[3, 2, 1], [2, 1, -1]]
+    with pytest.raises(KeyError, match=TASK_CLASSES_KEY):
+        chunk(policy, {k: v for k, v in batch.items() if k != TASK_CLASSES_KEY})
+
+
 def test_online_mask2former_scores_drive_the_policy_end_to_end(vlm_dir, tmp_path):
     """Raw frame -> SegVLA's preprocessor (a tiny ADE20K Mask2Former saved locally) -> select_action."""
     from test_mask2former import save_tiny_mask2former
@@ -391,3 +460,108 @@ def test_online_mask2former_scores_drive_the_policy_end_to_end(vlm_dir, tmp_path
     policy.reset()
     action = post(policy.select_action(batch, noise=noise(1)))
     assert action.shape == (1, 6) and torch.isfinite(action).all()
+
+
+# ---------------------------------------------------------------------------------------------- from SmolVLA
+
+
+def test_conversion_keeps_every_smolvla_field_and_refuses_what_is_not_smolvla(vlm_dir, tmp_path):
+    import dataclasses
+
+    from lerobot_policy_segvla.from_smolvla import convert, segvla_config
+
+    smol = SmolVLAConfig(**common(vlm_dir), optimizer_eps=1e-8)
+    seg = segvla_config(smol, [f'--policy.segmentation_feature_map={{"{FRONT}": "{FRONT_SCORES}"}}', "--num_steps=5"])
+    changed = {f.name for f in dataclasses.fields(SmolVLAConfig) if getattr(smol, f.name) != getattr(seg, f.name)}
+    assert changed == {"num_steps"} and seg.num_steps == 5 and seg.segmentation_feature_map == {FRONT: FRONT_SCORES}
+
+    SmolVLAPolicy(smol).save_pretrained(tmp_path / "smol")
+    with pytest.raises(ValueError, match="segmentation_feature_map"):
+        convert(str(tmp_path / "smol"), tmp_path / "out", [])
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "seg").mkdir()
+    seg_config(vlm_dir)._save_pretrained(tmp_path / "seg")
+    with pytest.raises(ValueError, match="holds a 'segvla' checkpoint; expected a 'smolvla' one"):
+        convert(str(tmp_path / "seg"), tmp_path / "out", [])
+
+
+@pytest.mark.slow
+def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vlm_dir, gt_dataset, tmp_path):
+    """`segvla-from-smolvla` then `lerobot-train --policy.path`: SegVLA's processors, SmolVLA's actions at step 0."""
+    import json
+
+    from clitools import run_cli
+    from conftest import GT_SIZE
+    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
+    tiny = {k: v for k, v in common(vlm_dir).items() if k not in ("input_features", "output_features")}
+    # the cameras only: plain SmolVLA would also take the twin's 1-channel depth/segmentation maps as cameras
+    smol_cfg = SmolVLAConfig(
+        **tiny,
+        input_features={key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, *GT_SIZE)) for key in (FRONT, WRIST)}
+        | {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(6,))},
+    )
+    smol = make_policy(smol_cfg, ds_meta=meta)
+    smol_pre, smol_post = make_pre_post_processors(smol_cfg, dataset_stats=meta.stats)
+    smol_dir = tmp_path / "smolvla"
+    for part in (smol, smol_pre, smol_post):
+        part.save_pretrained(smol_dir)
+
+    converted = tmp_path / "segvla_init"
+    feature_map = {
+        "observation.images.front": "observation.segmentation.front",
+        "observation.images.wrist": "observation.segmentation.wrist",
+    }
+    convert = [
+        "segvla-from-smolvla",
+        f"--smolvla-path={smol_dir}",
+        f"--output-dir={converted}",
+        f"--policy.segmentation_feature_map={json.dumps(feature_map)}",
+        "--policy.segmentation_source=ground_truth",
+        "--policy.segmentation_num_classes=6",
+        "--policy.segmentation_task_classes=[cube]",
+    ]
+    run_cli(convert, cwd=tmp_path)
+    saved = json.loads((converted / "config.json").read_text())
+    assert saved["type"] == "segvla" and saved["segmentation_task_class_ids"] == [3]
+    steps = [s["registry_name"] for s in json.loads((converted / "policy_preprocessor.json").read_text())["steps"]]
+    assert "so101_segmentation_scores_from_code" in steps
+    with pytest.raises(AssertionError, match="not empty"):
+        run_cli(convert, cwd=tmp_path)
+
+    # step 0: the converted checkpoint acts exactly like the SmolVLA it came from
+    cfg = PreTrainedConfig.from_pretrained(converted)
+    seg = SegVLAPolicy.from_pretrained(converted, config=cfg)
+    seg_pre, seg_post = make_pre_post_processors(cfg, pretrained_path=str(converted))
+    item = LeRobotDataset("local/twin_demo", root=gt_dataset)[7]
+    frame = {**{k: v for k, v in item.items() if k.startswith("observation.")}, "task": item["task"]}
+    smol.eval(), seg.eval()
+    seg_batch = seg_pre(dict(frame))
+    assert seg_batch["observation.segmentation.front"].shape == (1, 6, 8, 8)
+    a = smol_post(chunk(smol, smol_pre(dict(frame))))
+    b = seg_post(chunk(seg, seg_batch))
+    assert torch.equal(a, b)
+
+    # and LeRobot fine-tunes it with the segmentation step in place
+    run_cli(
+        [
+            "lerobot-train",
+            f"--policy.path={converted}",
+            f"--dataset.root={gt_dataset}",
+            "--dataset.repo_id=local/twin_demo",
+            "--batch_size=2",
+            "--num_workers=0",
+            "--steps=2",
+            "--save_freq=2",
+            "--wandb.enable=false",
+            "--policy.device=cpu",
+            "--policy.push_to_hub=false",
+            f"--output_dir={tmp_path / 'train'}",
+        ],
+        cwd=tmp_path,
+    )
+    trained = tmp_path / "train/checkpoints/last/pretrained_model"
+    steps = [s["registry_name"] for s in json.loads((trained / "policy_preprocessor.json").read_text())["steps"]]
+    assert "so101_segmentation_scores_from_code" in steps

@@ -39,6 +39,12 @@ class SegVLAConfig(SmolVLAConfig):
     # An unknown name is an error listing the closest names.
     segmentation_task_classes: list[str] = field(default_factory=list)
     segmentation_geometry_classes: list[str] = field(default_factory=list)
+    # Seed 000's optional per-sample classes: the nouns of each sample's task prompt ("pick up the red cube")
+    # become that sample's task classes, given class tokens after segmentation_task_class_ids and before the top-k.
+    # Nouns resolve through the same class map as the names above, with ADE20K's synonym table for Mask2Former
+    # checkpoints ("bowl" -> plate, "cube" -> box) plus these entries (word -> class name).
+    segmentation_classes_from_task: bool = False
+    segmentation_task_synonyms: dict[str, str] = field(default_factory=dict)
     segmentation_top_k_classes: int = 10
     segmentation_max_tokens: int = 16  # per camera: 1 global + regions + class slots
     segmentation_region_specs: list[tuple[float, float, float, float]] = field(

@@ -26,6 +26,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
+from so101_semantic_processors.mask2former import TASK_CLASSES_KEY
+
 from .configuration_segvla import SegVLAConfig
 
 
@@ -84,15 +86,30 @@ class SegmentationCueBuilder(nn.Module):
         # Stand-ins for class slots no class fills; they only reach the context vector.
         self.null_tokens = nn.Parameter(torch.zeros(self.num_slots, hidden_dim))
 
-    def select_classes(self, scores: Tensor) -> Tensor:
-        """(B, C, g, g) -> (B, n) class ids: the task classes, then the top-k others by mean score."""
+    def select_classes(self, scores: Tensor, prompt_classes: Tensor | None = None) -> Tensor:
+        """(B, C, g, g) -> (B, slots) class ids, -1 for an empty slot: the configured task classes, then the
+        sample's prompt classes (`prompt_classes`, a (B, C) multi-hot), then the top-k others by mean score."""
         bsize = scores.shape[0]
         mean = scores.flatten(2).mean(-1)
         forced = torch.tensor(self.task_class_ids, dtype=torch.long, device=scores.device).expand(bsize, -1)
-        if self.top_k == 0:
-            return forced
-        mean = mean.index_fill(1, forced[0], float("-inf")) if self.task_class_ids else mean
-        return torch.cat([forced, mean.topk(self.top_k, dim=1).indices], dim=1)
+        if prompt_classes is None:
+            if self.top_k:
+                mean = mean.index_fill(1, forced[0], float("-inf")) if self.task_class_ids else mean
+                forced = torch.cat([forced, mean.topk(self.top_k, dim=1).indices], dim=1)
+            return F.pad(forced, (0, self.num_slots - forced.shape[1]), value=-1)
+        prompt = prompt_classes > 0
+        if self.task_class_ids:
+            prompt = prompt.index_fill(1, forced[0], False)
+        # Prompt classes outrank every other class, and among themselves keep the mean-score order.
+        rank = torch.where(prompt, mean + mean.amax() + 1, mean)
+        if self.task_class_ids:
+            rank = rank.index_fill(1, forced[0], float("-inf"))
+        free = min(self.num_slots, self.num_classes) - len(self.task_class_ids)
+        picked = rank.topk(free, dim=1).indices
+        used = (prompt.sum(1, keepdim=True) + self.top_k).clamp(max=free)
+        picked = torch.where(torch.arange(free, device=scores.device) < used, picked, -1)
+        selected = torch.cat([forced, picked], dim=1)
+        return F.pad(selected, (0, self.num_slots - selected.shape[1]), value=-1)
 
     def geometry(self, scores: Tensor) -> Tensor:
         """Presence (peak), centroid x/y and area (mean) per geometry class, then the first two's offset."""
@@ -114,24 +131,30 @@ class SegmentationCueBuilder(nn.Module):
         out[:, : values.shape[1]] = values
         return out
 
-    def forward(self, patch_tokens: Tensor, scores: Tensor, content_hw: tuple[float, float]) -> CueResult:
+    def forward(
+        self,
+        patch_tokens: Tensor,
+        scores: Tensor,
+        content_hw: tuple[float, float],
+        prompt_classes: Tensor | None = None,
+    ) -> CueResult:
         bsize, num_patches, _ = patch_tokens.shape
         side = math.isqrt(num_patches)
         if side * side != num_patches:
             raise ValueError(f"SigLIP gave {num_patches} patch tokens; SegVLA needs a square patch grid")
         scores = scores.to(patch_tokens.dtype)
-        class_ids = self.select_classes(scores)
-        class_maps = scores.gather(1, class_ids[:, :, None, None].expand(-1, -1, *scores.shape[-2:]))
+        class_ids = self.select_classes(scores, prompt_classes)  # (B, slots)
+        filled = class_ids >= 0
+        class_maps = scores.gather(1, class_ids.clamp_min(0)[:, :, None, None].expand(-1, -1, *scores.shape[-2:]))
+        class_maps = class_maps * filled[:, :, None, None]
         content = torch.ones_like(scores[:, :1])
         regions = self.region_masks.to(scores.dtype).expand(bsize, -1, -1, -1)
-        maps = torch.cat([content, regions, class_maps], dim=1)  # (B, T_used, g, g)
-        weights = content_canvas(maps, side, content_hw).flatten(2)  # (B, T_used, P*P)
+        maps = torch.cat([content, regions, class_maps], dim=1)  # (B, T, g, g)
+        weights = content_canvas(maps, side, content_hw).flatten(2)  # (B, T, P*P)
         pooled = weights @ patch_tokens / weights.sum(-1, keepdim=True).clamp_min(1e-6)
-        empty = self.num_slots - class_ids.shape[1]
-        if empty:
-            pooled = torch.cat([pooled, self.null_tokens[-empty:].to(pooled.dtype).expand(bsize, -1, -1)], dim=1)
-            weights = torch.cat([weights, weights.new_zeros(bsize, empty, weights.shape[-1])], dim=1)
-            class_ids = torch.cat([class_ids, class_ids.new_full((bsize, empty), -1)], dim=1)
+        fixed = 1 + self.region_masks.shape[0]
+        null = self.null_tokens.to(pooled.dtype).expand(bsize, -1, -1)
+        pooled = torch.cat([pooled[:, :fixed], torch.where(filled[..., None], pooled[:, fixed:], null)], dim=1)
         return CueResult(tokens=pooled, patch_weights=weights, geometry=self.geometry(scores), class_ids=class_ids)
 
 
@@ -141,6 +164,7 @@ class CameraCues:
 
     scores: Tensor | None
     content_hw: tuple[float, float]
+    prompt_classes: Tensor | None = None  # (B, C) multi-hot of the sample's prompt nouns
 
 
 class SegVLAFlowMatching(VLAFlowMatching):
@@ -217,7 +241,7 @@ class SegVLAFlowMatching(VLAFlowMatching):
         for i, (camera, patches) in enumerate(zip(cues, self._patch_tokens, strict=True)):
             if camera.scores is None:
                 continue
-            result = self.segmentation_builder(patches, camera.scores, camera.content_hw)
+            result = self.segmentation_builder(patches, camera.scores, camera.content_hw, camera.prompt_classes)
             keep = self._keep_mask(bsize, embs.device, embs.dtype)
             # The connector's pixel shuffle merges shuffle x shuffle patches into one image token (row-major)
             side = math.isqrt(patches.shape[1])
@@ -313,4 +337,21 @@ class SegVLAPolicy(SmolVLAPolicy):
                 f"'{key}' holds negative values (min {float(scores.min()):.4g}): expected semantic scores in [0, 1]"
                 " (softmax x sigmoid), not logits"
             )
-        return CameraCues(scores, content_hw)
+        return CameraCues(scores, content_hw, self._prompt_classes(batch, scores.shape[0]))
+
+    def _prompt_classes(self, batch: dict, bsize: int) -> Tensor | None:
+        if not self.config.segmentation_classes_from_task:
+            return None
+        if TASK_CLASSES_KEY not in batch:
+            raise KeyError(
+                f"segmentation_classes_from_task needs '{TASK_CLASSES_KEY}' (the prompt's classes, written by the"
+                " segvla_task_classes step of this policy's preprocessor); the batch lacks it"
+            )
+        mask = batch[TASK_CLASSES_KEY]
+        classes = self.config.segmentation_num_classes
+        if mask.shape != (bsize, classes):
+            raise ValueError(
+                f"'{TASK_CLASSES_KEY}' must be a (B, {classes}) multi-hot (segmentation_num_classes), got"
+                f" {tuple(mask.shape)}"
+            )
+        return mask

@@ -30,13 +30,30 @@ def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
             num_classes=config.segmentation_num_classes,
             grid_size=config.segmentation_grid_size,
         )
-    # Online Mask2Former, owned by the processors package (see outputs/segvla_interface.md for the contract).
     from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
 
     return SegVLAAddSegmentationStep(
         feature_map=dict(config.segmentation_feature_map),
         model_name=config.segmentation_model_name,
         grid_size=config.segmentation_grid_size,
+    )
+
+
+def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
+    """The step that marks each sample's prompt nouns as its task classes (`segmentation_classes_from_task`)."""
+    if not (config.segmentation_feature_map and config.segmentation_classes_from_task):
+        return None
+    from so101_semantic_processors.mask2former import SegVLATaskClassesStep
+
+    id2label = None
+    if config.segmentation_source == "ground_truth":
+        from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES
+
+        id2label = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
+    return SegVLATaskClassesStep(
+        model_name=config.segmentation_model_name,
+        synonyms=dict(config.segmentation_task_synonyms),
+        id2label=id2label,
     )
 
 
@@ -48,11 +65,12 @@ def make_segvla_pre_post_processors(
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
     steps = make_default_policy_processor_steps(config, dataset_stats)
-    segmentation = segmentation_step(config)
+    # Both on the raw inputs, before the device move; the prompt's nouns before the newline the tokenizer needs.
+    semantic = [step for step in (segmentation_step(config), task_classes_step(config)) if step is not None]
     input_steps = [
         steps.rename_observations,
         steps.add_batch_dim,
-        *([segmentation] if segmentation is not None else []),  # on the raw images, before the device move
+        *semantic,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(
             tokenizer_name=config.vlm_model_name,

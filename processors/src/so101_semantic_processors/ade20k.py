@@ -154,7 +154,8 @@ class PromptClassParser:
         stopwords: Iterable[str] = PROMPT_STOPWORDS,
     ):
         self.index = label_index(id2label)
-        self.synonyms = {normalise_label(k): class_id(v, id2label) for k, v in (synonyms or DEFAULT_SYNONYMS).items()}
+        synonyms = DEFAULT_SYNONYMS if synonyms is None else synonyms  # {}: no synonyms at all
+        self.synonyms = {normalise_label(k): class_id(v, id2label) for k, v in synonyms.items()}
         self.stopwords = {normalise_label(w) for w in stopwords}
         self.max_words = max(len(name.split()) for name in [*self.index, *self.synonyms])
 

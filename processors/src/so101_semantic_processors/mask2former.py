@@ -35,6 +35,8 @@ DEFAULT_FEATURE_MAP = {
     "observation.images.front": "observation.segmentation.front",
     "observation.images.wrist": "observation.segmentation.wrist",
 }
+# Where SegVLATaskClassesStep writes each sample's prompt classes and SegVLA reads them.
+TASK_CLASSES_KEY = "observation.segmentation.task_classes"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Mask2Former's mask logits are at 1/4 of the input resolution (the pixel decoder's stride-4 features).
 MASK_STRIDE = 4
@@ -343,29 +345,38 @@ class SegVLAAddSegmentationStep(ObservationProcessorStep):
 class SegVLATaskClassesStep(ObservationProcessorStep):
     """Seed 000's optional per-sample classes: the nouns of each task prompt -> a multi-hot (B, C) class mask.
 
-    Names resolve through the checkpoint's own id2label (`ade20k.PromptClassParser`, with its synonym table plus
-    `synonyms`), so the ids are the ones that checkpoint's scores use. The mask goes under `output_key`, an
-    `observation.*` key so LeRobot's batch converter keeps it.
+    Names resolve through the class map of whatever produced the scores: the Mask2Former checkpoint's own
+    id2label (with the ADE synonym table, `ade20k.DEFAULT_SYNONYMS`, plus `synonyms`), or `id2label` when given
+    (the twin's ground-truth classes; then only `synonyms` apply, the ADE table naming classes such a map lacks).
+    The mask goes under `output_key`, an `observation.*` key so LeRobot's batch converter keeps it; SegVLA gives
+    the marked classes class tokens ahead of the top-k.
     """
 
     model_name: str = DEFAULT_MODEL
-    output_key: str = "observation.segmentation.task_classes"
+    output_key: str = TASK_CLASSES_KEY
     synonyms: dict[str, str] = field(default_factory=dict)
+    id2label: dict[str, str] | None = None
 
     def __post_init__(self):
         if not self.output_key.startswith("observation."):
             raise ValueError(f"output_key must start with 'observation.', got {self.output_key!r}")
         self._parser = None
 
+    def class_map(self) -> dict:
+        if self.id2label is not None:
+            return dict(self.id2label)
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(self.model_name).id2label
+
     def parser(self):
         if self._parser is None:
-            from transformers import AutoConfig
-
             from .ade20k import DEFAULT_SYNONYMS, PromptClassParser
 
-            config = AutoConfig.from_pretrained(self.model_name)
-            self._parser = PromptClassParser(config.id2label, {**DEFAULT_SYNONYMS, **self.synonyms})
-            self._num_classes = config.num_labels
+            id2label = self.class_map()
+            synonyms = dict(self.synonyms) if self.id2label is not None else {**DEFAULT_SYNONYMS, **self.synonyms}
+            self._parser = PromptClassParser(id2label, synonyms)
+            self._num_classes = len(id2label)
         return self._parser
 
     def observation(self, observation: dict) -> dict:
@@ -383,12 +394,14 @@ class SegVLATaskClassesStep(ObservationProcessorStep):
         return observation
 
     def get_config(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "output_key": self.output_key, "synonyms": dict(self.synonyms)}
+        return {
+            "model_name": self.model_name,
+            "output_key": self.output_key,
+            "synonyms": dict(self.synonyms),
+            "id2label": None if self.id2label is None else dict(self.id2label),
+        }
 
     def transform_features(self, features):
-        from transformers import AutoConfig
-
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
-        num_classes = AutoConfig.from_pretrained(self.model_name).num_labels
-        obs[self.output_key] = PolicyFeature(type=FeatureType.STATE, shape=(num_classes,))
+        obs[self.output_key] = PolicyFeature(type=FeatureType.STATE, shape=(len(self.class_map()),))
         return features

@@ -1,0 +1,103 @@
+"""`segvla-from-smolvla`: a SmolVLA checkpoint -> a SegVLA checkpoint that acts exactly like it, with SegVLA's
+processors, ready for `lerobot-train --policy.path=<it>`.
+
+Why a command: `lerobot-train --policy.type=segvla --policy.pretrained_path=<smolvla>` loads the SmolVLA weights
+into SegVLA, but LeRobot then loads the *processors* saved beside those weights, which are SmolVLA's: they lack
+the step that computes the segmentation scores (ground truth or online Mask2Former), so that route only works
+when the dataset already holds the scores (`so101-precompute-segmentation`). The checkpoint written here carries
+SmolVLA's config and weights, the segmentation knobs given on the command line, zero-initialised cue projections
+and SegVLA's own processors (with SmolVLA's normalisation stats, which lerobot-train replaces by the dataset's).
+
+    segvla-from-smolvla --smolvla-path lerobot/smolvla_base --output-dir outputs/segvla_init \\
+        --policy.segmentation_source=mask2former \\
+        --policy.segmentation_feature_map='{"observation.images.camera1": "observation.segmentation.camera1"}' \\
+        --policy.segmentation_task_classes='[plate]'
+    lerobot-train --policy.path=outputs/segvla_init --dataset.repo_id=... --rename_map=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import draccus
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.smolvla import SmolVLAConfig
+from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
+
+from .configuration_segvla import SegVLAConfig
+from .modeling_segvla import SegVLAPolicy
+from .processor_segvla import make_segvla_pre_post_processors
+
+PREPROCESSOR = "policy_preprocessor.json"
+
+
+def segvla_config(smolvla: SmolVLAConfig, overrides: list[str]) -> SegVLAConfig:
+    """SmolVLA's saved fields, then the overrides (`--policy.x=v` or `--x=v`), parsed as lerobot-train would."""
+    fields = draccus.encode(smolvla)
+    fields.pop("type", None)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(fields, f)
+    args = [arg.replace("--policy.", "--", 1) if arg.startswith("--policy.") else arg for arg in overrides]
+    try:
+        # draccus' default (YAML) reads the JSON file and parses the flags as lerobot-train does ("[plate]" works)
+        return draccus.parse(SegVLAConfig, f.name, args=args)
+    finally:
+        Path(f.name).unlink()
+
+
+def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise FileExistsError(f"{output_dir} exists and is not empty; choose a new --output-dir")
+    smolvla = PreTrainedConfig.from_pretrained(smolvla_path)
+    if not isinstance(smolvla, SmolVLAConfig) or isinstance(smolvla, SegVLAConfig):
+        raise ValueError(f"{smolvla_path} holds a '{smolvla.type}' checkpoint; expected a 'smolvla' one")
+    config = segvla_config(smolvla, overrides)
+    if not config.segmentation_feature_map:
+        raise ValueError(
+            "give --policy.segmentation_feature_map (camera key -> scores key); without it SegVLA is SmolVLA"
+        )
+    config.pretrained_path = None  # the converted folder is the pretrained path from now on
+    policy = SegVLAPolicy.from_pretrained(smolvla_path, config=config)
+
+    try:
+        saved = PolicyProcessorPipeline.from_pretrained(smolvla_path, config_filename=PREPROCESSOR)
+    except (FileNotFoundError, OSError) as err:
+        raise FileNotFoundError(f"{smolvla_path} has no {PREPROCESSOR} (a SmolVLA checkpoint saves one)") from err
+    stats = next((s.stats for s in saved.steps if isinstance(s, NormalizerProcessorStep)), None)
+    preprocessor, postprocessor = make_segvla_pre_post_processors(config, dataset_stats=stats)
+
+    # Written beside the target and renamed into place: an interrupted run leaves no half checkpoint.
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        policy.save_pretrained(staging)
+        preprocessor.save_pretrained(staging)
+        postprocessor.save_pretrained(staging)
+        if output_dir.exists():
+            output_dir.rmdir()
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Other flags are SegVLA config fields, as lerobot-train takes them: --policy.segmentation_source=...",
+    )
+    parser.add_argument("--smolvla-path", required=True, help="SmolVLA checkpoint: a Hub id or a local folder")
+    parser.add_argument("--output-dir", required=True, type=Path, help="new folder for the SegVLA checkpoint")
+    args, overrides = parser.parse_known_args(argv)
+    out = convert(args.smolvla_path, args.output_dir, overrides)
+    print(f"SegVLA checkpoint written to {out}; train it with lerobot-train --policy.path={out}")
+
+
+if __name__ == "__main__":
+    main()
