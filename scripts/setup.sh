@@ -31,6 +31,6 @@ fi
 # the transformers/timm versions LeRobot itself is tested with (SegVLA, the segmenter, Depth Anything V2).
 .venv/bin/uv pip install --python .venv/bin/python -q \
   "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep]>=0.6.1,<0.7" pycocotools \
-  -e ./lerobot_env_so101_twin -e ./processors -e ./segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla \
+  -e ./core -e ./lerobot_env_so101_twin -e ./processors -e ./segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla \
   -r requirements-dev.txt
 echo "[setup] ready: $(.venv/bin/python -c 'import lerobot, torch, mujoco; print("lerobot", lerobot.__version__, "| torch", torch.__version__, "| mujoco", mujoco.__version__)')"

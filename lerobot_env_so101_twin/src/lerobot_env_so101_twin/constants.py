@@ -1,65 +1,50 @@
-"""Names, units and class ids shared by the twin, its plugins and the policies that read its data."""
+"""Names, units and class ids shared by the twin, its plugins and the policies that read its data.
 
-import numpy as np
+They live in `so101_core` (numpy only), so the policies, processors and segmenter use them without depending on
+this MuJoCo package; re-exported here so `from lerobot_env_so101_twin.constants import ...` keeps working."""
 
-# Same motor names and order as LeRobot's `so101_follower` (robots/so_follower/so_follower.py).
-JOINT_NAMES: tuple[str, ...] = (
-    "shoulder_pan",
-    "shoulder_lift",
-    "elbow_flex",
-    "wrist_flex",
-    "wrist_roll",
-    "gripper",
+from so101_core.robot import (
+    BODY_JOINTS,
+    CAMERA_NAMES,
+    GRIPPER_JOINT,
+    JOINT_NAMES,
+    MOTOR_KEYS,
+    NATIVE_CAMERA_SIZE,
+    TASK_DESCRIPTIONS,
+    TASKS,
 )
-MOTOR_KEYS: tuple[str, ...] = tuple(f"{name}.pos" for name in JOINT_NAMES)
-BODY_JOINTS: tuple[str, ...] = JOINT_NAMES[:5]  # degrees on the real follower (use_degrees=True)
-GRIPPER_JOINT = "gripper"  # 0-100 on the real follower (MotorNormMode.RANGE_0_100)
+from so101_core.segmentation import (
+    BACKGROUND,
+    CUBE,
+    MOVING_FINGER,
+    NUM_SEGMENTATION_CLASSES,
+    SEGMENTATION_CLASSES,
+    SEGMENTATION_CODE_OFFSET_M,
+    STATIC_FINGER,
+    TABLE,
+    UNLABELED,
+    segmentation_from_code,
+    segmentation_to_code,
+)
 
-# The 6-class map of seeds 001/002, which the real EfficientViT segmenter also emits (pitfall R3).
-SEGMENTATION_CLASSES: dict[int, str] = {
-    0: "unlabeled",
-    1: "background",
-    2: "table",
-    3: "cube",
-    4: "static_finger",
-    5: "moving_finger",
-}
-NUM_SEGMENTATION_CLASSES = len(SEGMENTATION_CLASSES)
-UNLABELED, BACKGROUND, TABLE, CUBE, STATIC_FINGER, MOVING_FINGER = range(NUM_SEGMENTATION_CLASSES)
-
-CAMERA_NAMES: tuple[str, ...] = ("front", "wrist")
-NATIVE_CAMERA_SIZE = (480, 640)  # (height, width), as the real follower's UVC cameras
-
-TASKS: tuple[str, ...] = ("LiftCube", "ReachCube")
-
-# LeRobot 0.6 stores per-pixel single-channel camera features only as depth maps (lossless 12-bit HEVC,
-# log-quantised metres). Segmentation ids ride that path as "class id + 1 metres": every class lands on
-# a code hundreds of quanta away from its neighbours, so rounding the decoded value recovers it exactly.
-SEGMENTATION_CODE_OFFSET_M = 1.0
-
-
-def segmentation_to_code(ids: np.ndarray) -> np.ndarray:
-    """Class ids (H, W) uint8 -> the (H, W, 1) float32 metres a LeRobot depth-map feature stores."""
-    return (ids.astype(np.float32) + SEGMENTATION_CODE_OFFSET_M)[..., None]
-
-
-def segmentation_from_code(code, unit: str = "m"):
-    """Inverse of `segmentation_to_code` for numpy arrays or torch tensors decoded from a dataset.
-
-    `unit` is the unit the decoder returned ("m" or "mm"); the result has the input's layout and int64 dtype.
-    """
-    scale = {"m": 1.0, "mm": 1e-3}.get(unit)
-    if scale is None:
-        raise ValueError(f"unit must be 'm' or 'mm', got {unit!r}")
-    if isinstance(code, np.ndarray):
-        ids = np.rint(code.astype(np.float64) * scale - SEGMENTATION_CODE_OFFSET_M).astype(np.int64)
-        lo, hi = int(ids.min(initial=0)), int(ids.max(initial=0))
-    else:  # torch.Tensor; imported lazily so the twin itself does not need torch
-        ids = (code.double() * scale - SEGMENTATION_CODE_OFFSET_M).round().long()
-        lo, hi = (int(ids.min()), int(ids.max())) if ids.numel() else (0, 0)
-    if lo < 0 or hi >= NUM_SEGMENTATION_CLASSES:
-        raise ValueError(
-            f"segmentation code decodes to ids in [{lo}, {hi}], outside the class map"
-            f" 0..{NUM_SEGMENTATION_CLASSES - 1}: is this a segmentation feature, and is unit={unit!r} right?"
-        )
-    return ids
+__all__ = [
+    "BACKGROUND",
+    "BODY_JOINTS",
+    "CAMERA_NAMES",
+    "CUBE",
+    "GRIPPER_JOINT",
+    "JOINT_NAMES",
+    "MOTOR_KEYS",
+    "MOVING_FINGER",
+    "NATIVE_CAMERA_SIZE",
+    "NUM_SEGMENTATION_CLASSES",
+    "SEGMENTATION_CLASSES",
+    "SEGMENTATION_CODE_OFFSET_M",
+    "STATIC_FINGER",
+    "TABLE",
+    "TASKS",
+    "TASK_DESCRIPTIONS",
+    "UNLABELED",
+    "segmentation_from_code",
+    "segmentation_to_code",
+]

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
 
-from .constants import segmentation_to_code
+from .constants import TASK_DESCRIPTIONS, segmentation_to_code
 from .twin import SO101Twin, TwinConfig
 
 EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
@@ -96,7 +96,7 @@ class SO101TwinEnv(gym.Env):
     # LeRobot's eval loop asks vector envs for these
     @property
     def task_description(self) -> str:
-        return {"LiftCube": "Pick up the red cube and lift it.", "ReachCube": "Reach the red cube."}[self.task]
+        return TASK_DESCRIPTIONS[self.task]
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {"agent_pos": self.twin.joint_positions().astype(np.float32)}

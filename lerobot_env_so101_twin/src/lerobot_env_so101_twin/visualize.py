@@ -9,19 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-# unlabeled black, background grey, table brown, cube red, static finger blue, moving finger green
-SEGMENTATION_PALETTE = np.array(
-    [[0, 0, 0], [110, 110, 110], [160, 120, 80], [230, 40, 30], [40, 100, 235], [40, 210, 80]], dtype=np.uint8
-)
-
-
-def colorize_segmentation(ids: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8; ids outside the 6-class map show as magenta."""
-    ids = np.asarray(ids)
-    out = np.full((*ids.shape, 3), (255, 0, 255), dtype=np.uint8)
-    valid = (ids >= 0) & (ids < len(SEGMENTATION_PALETTE))
-    out[valid] = SEGMENTATION_PALETTE[ids[valid].astype(np.int64)]
-    return out
+# The class colours are shared with the segmenter and the policies through so101_core; re-exported here.
+from so101_core.palette import SEGMENTATION_PALETTE as SEGMENTATION_PALETTE
+from so101_core.palette import colorize_segmentation as colorize_segmentation
 
 
 def colorize_depth(values: np.ndarray, near_is_bright: bool = True) -> np.ndarray:

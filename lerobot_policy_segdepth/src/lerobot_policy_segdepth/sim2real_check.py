@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lerobot_env_so101_twin.constants import JOINT_NAMES
-from lerobot_env_so101_twin.visualize import colorize_segmentation
+from so101_core import JOINT_NAMES, colorize_segmentation
 from so101_segmenter.model import atomic_write
 
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES

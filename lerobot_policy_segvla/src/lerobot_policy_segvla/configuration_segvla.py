@@ -66,7 +66,7 @@ class SegVLAConfig(SmolVLAConfig):
         from so101_semantic_processors.ade20k import class_ids
 
         if self.segmentation_source == "ground_truth":
-            from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES as id2label
+            from so101_core.segmentation import SEGMENTATION_CLASSES as id2label
         else:
             from transformers import AutoConfig
 

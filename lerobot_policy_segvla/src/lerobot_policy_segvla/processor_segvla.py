@@ -47,7 +47,7 @@ def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
 
     id2label = None
     if config.segmentation_source == "ground_truth":
-        from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES
+        from so101_core.segmentation import SEGMENTATION_CLASSES
 
         id2label = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
     return SegVLATaskClassesStep(

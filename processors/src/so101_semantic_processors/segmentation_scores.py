@@ -35,7 +35,7 @@ class SegmentationScoresFromCodeStep(ObservationProcessorStep):
     """Depth-coded ground-truth segmentation keys -> one-hot scores pooled to (..., C, g, g).
 
     `key_map` maps each code key (`observation.images.<cam>_segmentation`) to its scores key
-    (e.g. `observation.segmentation.<cam>`). Codes decode with `lerobot_env_so101_twin.constants`.
+    (e.g. `observation.segmentation.<cam>`). Codes decode with `so101_core.segmentation`.
     """
 
     key_map: dict[str, str] = field(default_factory=dict)
@@ -46,7 +46,7 @@ class SegmentationScoresFromCodeStep(ObservationProcessorStep):
     def __post_init__(self):
         if self.grid_size < 1:
             raise ValueError(f"grid_size must be >= 1, got {self.grid_size}")
-        from lerobot_env_so101_twin.constants import NUM_SEGMENTATION_CLASSES
+        from so101_core.segmentation import NUM_SEGMENTATION_CLASSES
 
         if self.num_classes != NUM_SEGMENTATION_CLASSES:
             raise ValueError(
@@ -54,7 +54,7 @@ class SegmentationScoresFromCodeStep(ObservationProcessorStep):
             )
 
     def observation(self, observation: dict) -> dict:
-        from lerobot_env_so101_twin.constants import segmentation_from_code
+        from so101_core.segmentation import segmentation_from_code
 
         observation = dict(observation)
         for code_key, scores_key in self.key_map.items():

@@ -1,4 +1,4 @@
-"""Class colours, overlays and image grids (same palette as the twin's `visualize.py`, without importing LeRobot)."""
+"""Class colours, overlays and image grids (the palette is `so101_core`'s, shared with the twin and the policies)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from so101_core.palette import SEGMENTATION_PALETTE as PALETTE
+from so101_core.palette import colorize_segmentation as colorize
+
 from .dataset_index import atomic_save_png
 
-# unlabeled black, background grey, table brown, cube red, static finger blue, moving finger green
-PALETTE = np.array(
-    [[0, 0, 0], [110, 110, 110], [160, 120, 80], [230, 40, 30], [40, 100, 235], [40, 210, 80]], dtype=np.uint8
-)
-
-
-def colorize(ids: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8; ids outside the palette show as magenta."""
-    ids = np.asarray(ids)
-    out = np.full((*ids.shape, 3), (255, 0, 255), dtype=np.uint8)
-    valid = (ids >= 0) & (ids < len(PALETTE))
-    out[valid] = PALETTE[ids[valid].astype(np.int64)]
-    return out
+__all__ = ["PALETTE", "colorize", "image_grid", "overlay", "save_grid"]
 
 
 def overlay(rgb: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:

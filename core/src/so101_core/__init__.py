@@ -1,0 +1,54 @@
+"""Shared SO-101 vocabulary: joint, motor and camera names, the tasks and their prompts, the 6-class segmentation
+map, the code that stores class ids in LeRobot depth-map features, and the class colours.
+
+Numpy only, so the policies, processors and segmenter can use these on a real arm without the MuJoCo twin
+(`lerobot_env_so101_twin` depends on this package and re-exports the same names from its `constants`)."""
+
+from .palette import SEGMENTATION_PALETTE, colorize_segmentation
+from .robot import (
+    BODY_JOINTS,
+    CAMERA_NAMES,
+    GRIPPER_JOINT,
+    JOINT_NAMES,
+    MOTOR_KEYS,
+    NATIVE_CAMERA_SIZE,
+    TASK_DESCRIPTIONS,
+    TASKS,
+)
+from .segmentation import (
+    BACKGROUND,
+    CUBE,
+    MOVING_FINGER,
+    NUM_SEGMENTATION_CLASSES,
+    SEGMENTATION_CLASSES,
+    SEGMENTATION_CODE_OFFSET_M,
+    STATIC_FINGER,
+    TABLE,
+    UNLABELED,
+    segmentation_from_code,
+    segmentation_to_code,
+)
+
+__all__ = [
+    "BACKGROUND",
+    "BODY_JOINTS",
+    "CAMERA_NAMES",
+    "CUBE",
+    "GRIPPER_JOINT",
+    "JOINT_NAMES",
+    "MOTOR_KEYS",
+    "MOVING_FINGER",
+    "NATIVE_CAMERA_SIZE",
+    "NUM_SEGMENTATION_CLASSES",
+    "SEGMENTATION_CLASSES",
+    "SEGMENTATION_CODE_OFFSET_M",
+    "SEGMENTATION_PALETTE",
+    "STATIC_FINGER",
+    "TABLE",
+    "TASKS",
+    "TASK_DESCRIPTIONS",
+    "UNLABELED",
+    "colorize_segmentation",
+    "segmentation_from_code",
+    "segmentation_to_code",
+]

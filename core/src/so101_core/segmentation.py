@@ -1,0 +1,47 @@
+"""The 6-class segmentation map and the code that carries class ids through LeRobot's depth-map features."""
+
+import numpy as np
+
+# The 6-class map of seeds 001/002, which the real EfficientViT segmenter also emits (pitfall R3).
+SEGMENTATION_CLASSES: dict[int, str] = {
+    0: "unlabeled",
+    1: "background",
+    2: "table",
+    3: "cube",
+    4: "static_finger",
+    5: "moving_finger",
+}
+NUM_SEGMENTATION_CLASSES = len(SEGMENTATION_CLASSES)
+UNLABELED, BACKGROUND, TABLE, CUBE, STATIC_FINGER, MOVING_FINGER = range(NUM_SEGMENTATION_CLASSES)
+
+# LeRobot 0.6 stores per-pixel single-channel camera features only as depth maps (lossless 12-bit HEVC,
+# log-quantised metres). Segmentation ids ride that path as "class id + 1 metres": every class lands on
+# a code hundreds of quanta away from its neighbours, so rounding the decoded value recovers it exactly.
+SEGMENTATION_CODE_OFFSET_M = 1.0
+
+
+def segmentation_to_code(ids: np.ndarray) -> np.ndarray:
+    """Class ids (H, W) uint8 -> the (H, W, 1) float32 metres a LeRobot depth-map feature stores."""
+    return (ids.astype(np.float32) + SEGMENTATION_CODE_OFFSET_M)[..., None]
+
+
+def segmentation_from_code(code, unit: str = "m"):
+    """Inverse of `segmentation_to_code` for numpy arrays or torch tensors decoded from a dataset.
+
+    `unit` is the unit the decoder returned ("m" or "mm"); the result has the input's layout and int64 dtype.
+    """
+    scale = {"m": 1.0, "mm": 1e-3}.get(unit)
+    if scale is None:
+        raise ValueError(f"unit must be 'm' or 'mm', got {unit!r}")
+    if isinstance(code, np.ndarray):
+        ids = np.rint(code.astype(np.float64) * scale - SEGMENTATION_CODE_OFFSET_M).astype(np.int64)
+        lo, hi = int(ids.min(initial=0)), int(ids.max(initial=0))
+    else:  # torch.Tensor, used only through its methods: so101_core itself does not need torch
+        ids = (code.double() * scale - SEGMENTATION_CODE_OFFSET_M).round().long()
+        lo, hi = (int(ids.min()), int(ids.max())) if ids.numel() else (0, 0)
+    if lo < 0 or hi >= NUM_SEGMENTATION_CLASSES:
+        raise ValueError(
+            f"segmentation code decodes to ids in [{lo}, {hi}], outside the class map"
+            f" 0..{NUM_SEGMENTATION_CLASSES - 1}: is this a segmentation feature, and is unit={unit!r} right?"
+        )
+    return ids

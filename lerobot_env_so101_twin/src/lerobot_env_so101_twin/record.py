@@ -1,0 +1,436 @@
+"""`so101-twin-record`: record the twin with its expert in simulated time, in several worker processes.
+
+`lerobot-record --robot.type=so101_twin --teleop.type=so101_twin_expert` paces every step by the wall clock, so the
+twin, which renders the demo's cameras several times faster than 30 fps, waits most of the time, and a loaded
+machine records fewer simulated steps per episode. This command runs the same robot and teleoperator plugins
+through the same LeRobot calls (`make_default_processors`, `aggregate_pipeline_dataset_features`,
+`build_dataset_frame`, `LeRobotDataset.create/add_frame/save_episode`), so the dataset has the features, names,
+units and encodings `lerobot-record` writes, but it steps as fast as the machine allows and counts frames, not
+seconds: an episode is exactly `episode_time_s * fps` frames, and episode k starts from the scene and DART noise
+drawn from `robot.seed + k` (as `lerobot-record` numbers them), whatever the load and the number of workers.
+
+Episodes are split into shards of `episodes_per_shard`; each worker records a shard into a dataset of its own under
+`.<root>.partial/`, which is renamed into place only once the shard is finalised, so a crash or an interrupt never
+lets a partial episode through. Running the same command again resumes: finished shards are kept, the others are
+recorded again. When every shard is there, LeRobot's `aggregate_datasets` merges them (after the existing episodes
+with `--append=true`) into `.<root>.tmp`, which then replaces `root`.
+
+    so101-twin-record --robot.cameras='[wrist]' --robot.camera_height=120 --robot.camera_width=160 \\
+        --robot.depth=true --robot.segmentation=true --robot.action_noise_std=1.0 \\
+        --dataset.repo_id=local/liftcube --dataset.root=data/liftcube --dataset.num_episodes=100 \\
+        --dataset.episode_time_s=5 --num_workers=2
+"""
+
+
+import json
+import logging
+import os
+import queue
+import shutil
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from lerobot.configs import parser
+from lerobot.configs.dataset import DatasetRecordConfig
+from lerobot.utils.utils import init_logging
+
+from .config_so101_twin import SO101TwinConfig
+from .config_so101_twin_expert import SO101TwinExpertConfig
+from .constants import TASK_DESCRIPTIONS
+from .twin import LIFT_HEIGHT
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class TwinDatasetConfig(DatasetRecordConfig):
+    """lerobot-record's `--dataset.*` options, with defaults for a simulator: nothing to push, no reset time, the
+    repo id kept as given, and frames streamed to the encoders rather than written as PNG first (same codecs)."""
+
+    push_to_hub: bool = False
+    reset_time_s: int | float = 0
+    no_stamp: bool = True
+    streaming_encoding: bool = True
+
+
+@dataclass
+class TwinRecordConfig:
+    robot: SO101TwinConfig = field(default_factory=SO101TwinConfig)
+    teleop: SO101TwinExpertConfig = field(default_factory=SO101TwinExpertConfig)
+    dataset: TwinDatasetConfig = field(default_factory=TwinDatasetConfig)
+    # Worker processes, each recording whole shards; 1 records in this process.
+    num_workers: int = 2
+    # Episodes per shard: the unit of work a crash or an interrupt can lose.
+    episodes_per_shard: int = 4
+    # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one).
+    append: bool = False
+    # Stop when the first this-many episodes of a shard all fail: the expert cannot solve this task as configured
+    # (0 turns the check off).
+    fail_fast_episodes: int = 4
+    # Threads per worker for Mesa's software renderer (LP_NUM_THREADS) and torch; None: leave them be.
+    worker_threads: int | None = 1
+    # Drop the partial work of an interrupted run with other settings instead of refusing to start.
+    restart: bool = False
+
+    def __post_init__(self):
+        ds = self.dataset
+        if not ds.repo_id:
+            raise ValueError("--dataset.repo_id is required (e.g. local/so101_twin_liftcube)")
+        if ds.num_episodes < 1:
+            raise ValueError(f"--dataset.num_episodes must be >= 1, got {ds.num_episodes}")
+        if ds.episode_time_s <= 0:
+            raise ValueError(f"--dataset.episode_time_s must be positive, got {ds.episode_time_s}")
+        if ds.fps != self.robot.fps:
+            raise ValueError(
+                f"--dataset.fps={ds.fps} and --robot.fps={self.robot.fps} differ: the twin advances 1/robot.fps s "
+                "per frame, so the dataset's timestamps would be wrong; set both to the same value"
+            )
+        if ds.push_to_hub:
+            raise ValueError("--dataset.push_to_hub=true is not supported here: push with lerobot's tools afterwards")
+        if self.num_workers < 1 or self.episodes_per_shard < 1 or self.fail_fast_episodes < 0:
+            raise ValueError("--num_workers and --episodes_per_shard must be >= 1, --fail_fast_episodes >= 0")
+        if self.robot.task == "LiftCube" and self.teleop.lift_height <= LIFT_HEIGHT:
+            raise ValueError(
+                f"--teleop.lift_height={self.teleop.lift_height} m cannot solve LiftCube, whose success needs the "
+                f"cube {LIFT_HEIGHT} m above the table: use a lift height above {LIFT_HEIGHT} (default 0.10)"
+            )
+        if not ds.single_task:
+            ds.single_task = TASK_DESCRIPTIONS[self.robot.task]
+
+    @property
+    def frames_per_episode(self) -> int:
+        return max(1, round(self.dataset.episode_time_s * self.dataset.fps))
+
+    @property
+    def root(self) -> Path:
+        from lerobot.utils.constants import HF_LEROBOT_HOME
+
+        return Path(self.dataset.root) if self.dataset.root else HF_LEROBOT_HOME / self.dataset.repo_id
+
+
+class ExpertCannotSolveError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Shard:
+    episodes: tuple[int, ...]  # global episode indices; the scene of episode k comes from robot.seed + k
+
+    @property
+    def name(self) -> str:
+        return f"shard_{self.episodes[0]:06d}_{self.episodes[-1]:06d}"
+
+
+def shards_for(first_episode: int, num_episodes: int, episodes_per_shard: int) -> list[Shard]:
+    indices = list(range(first_episode, first_episode + num_episodes))
+    return [Shard(tuple(indices[i : i + episodes_per_shard])) for i in range(0, num_episodes, episodes_per_shard)]
+
+
+def _dataset_features(robot, use_videos: bool) -> tuple[dict, tuple]:
+    """The features lerobot-record derives for `robot` with its default (identity) processors."""
+    from lerobot.datasets import aggregate_pipeline_dataset_features, create_initial_features
+    from lerobot.processor import make_default_processors
+    from lerobot.utils.feature_utils import combine_feature_dicts
+
+    teleop_proc, robot_proc, obs_proc = make_default_processors()
+    features = combine_feature_dicts(
+        aggregate_pipeline_dataset_features(
+            pipeline=teleop_proc,
+            initial_features=create_initial_features(action=robot.action_features),
+            use_videos=use_videos,
+        ),
+        aggregate_pipeline_dataset_features(
+            pipeline=obs_proc,
+            initial_features=create_initial_features(observation=robot.observation_features),
+            use_videos=use_videos,
+        ),
+    )
+    return features, (teleop_proc, robot_proc, obs_proc)
+
+
+# ----- worker side ---------------------------------------------------------------------------------------------
+_progress = None
+
+
+def _init_worker(progress_queue, threads: int | None) -> None:
+    global _progress
+    _progress = progress_queue
+    if threads:
+        # before any GL context or torch op exists in this fresh (spawned) process
+        os.environ["LP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _report(*message) -> None:
+    if _progress is not None:
+        _progress.put(message)
+
+
+def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
+    """Record `shard`'s episodes into `stage/<shard.name>` (written under a temporary name, renamed when done)."""
+    from lerobot.datasets import LeRobotDataset
+    from lerobot.utils.constants import ACTION, OBS_STR
+    from lerobot.utils.feature_utils import build_dataset_frame
+
+    from .so101_twin import SO101Twin
+    from .so101_twin_expert import SO101TwinExpert
+
+    final, tmp = stage / shard.name, stage / f".tmp_{shard.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    # Scenes are reset here, per episode index, rather than from lerobot-record's "Recording episode N" log line.
+    robot = SO101Twin(SO101TwinConfig(**{**asdict(cfg.robot), "reset_on_new_episode": False}))
+    teleop = SO101TwinExpert(cfg.teleop)
+    ds_cfg = cfg.dataset
+    features, (teleop_proc, robot_proc, obs_proc) = _dataset_features(robot, ds_cfg.video)
+    dataset = LeRobotDataset.create(
+        f"{ds_cfg.repo_id}_{shard.name}",
+        ds_cfg.fps,
+        root=tmp,
+        robot_type=robot.name,
+        features=features,
+        use_videos=ds_cfg.video,
+        image_writer_processes=ds_cfg.num_image_writer_processes,
+        image_writer_threads=ds_cfg.num_image_writer_threads_per_camera * len(robot.cameras),
+        batch_encoding_size=ds_cfg.video_encoding_batch_size,
+        rgb_encoder=ds_cfg.rgb_encoder,
+        depth_encoder=ds_cfg.depth_encoder,
+        encoder_threads=ds_cfg.encoder_threads,
+        streaming_encoding=ds_cfg.streaming_encoding,
+        encoder_queue_maxsize=ds_cfg.encoder_queue_maxsize,
+    )
+    successes: list[bool] = []
+    teleop.connect()
+    robot.connect()
+    try:
+        for episode in shard.episodes:
+            robot.reset_scene(cfg.robot.seed + episode)
+            success = False
+            for _ in range(cfg.frames_per_episode):
+                # the calls and their order are lerobot-record's record_loop's
+                obs = robot.get_observation()
+                obs_processed = obs_proc(obs)
+                observation_frame = build_dataset_frame(dataset.features, obs_processed, prefix=OBS_STR)
+                action = teleop_proc((teleop.get_action(), obs))
+                robot.send_action(robot_proc((action, obs)))
+                action_frame = build_dataset_frame(dataset.features, action, prefix=ACTION)
+                dataset.add_frame({**observation_frame, **action_frame, "task": ds_cfg.single_task})
+                success = success or robot.twin.is_success()
+            dataset.save_episode()
+            successes.append(success)
+            _report("episode", episode, success, cfg.frames_per_episode)
+            n = cfg.fail_fast_episodes
+            if n and len(successes) == n and not any(successes):
+                raise ExpertCannotSolveError(
+                    f"the {cfg.teleop.expert} expert failed all of the first {n} episodes of {shard.name} "
+                    f"(task {cfg.robot.task}, episodes {list(shard.episodes[:n])}): it cannot solve this task as "
+                    "configured; check --robot.* / --teleop.* (or --fail_fast_episodes=0 to record anyway)"
+                )
+        dataset.finalize()
+    finally:
+        if robot.is_connected:
+            robot.disconnect()
+        teleop.disconnect()
+    os.replace(tmp, final)
+    return {"shard": shard.name, "successes": successes}
+
+
+# ----- driver side -----------------------------------------------------------------------------------------------
+def _manifest(cfg: TwinRecordConfig, first_episode: int) -> dict:
+    settings = asdict(cfg)
+    for key in ("num_workers", "worker_threads", "restart"):  # do not change what is recorded
+        settings.pop(key)
+    settings["first_episode"] = first_episode
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _check_appendable(cfg: TwinRecordConfig, root: Path) -> int:
+    """Episodes already in the dataset at `root`, after checking that new ones would have the same features."""
+    from lerobot.datasets import LeRobotDatasetMetadata
+    from lerobot.utils.constants import DEFAULT_FEATURES
+
+    from .so101_twin import SO101Twin
+
+    if not (root / "meta" / "info.json").exists():
+        raise FileNotFoundError(f"--append=true needs an existing dataset at {root}; found no meta/info.json there")
+    meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=root)
+    features, _ = _dataset_features(SO101Twin(cfg.robot), cfg.dataset.video)
+    expected = {**features, **DEFAULT_FEATURES}
+
+    def strip(feats: dict) -> dict:
+        return {k: {f: v for f, v in ft.items() if f != "info"} for k, ft in feats.items()}
+
+    problems = []
+    if meta.fps != cfg.dataset.fps:
+        problems.append(f"fps {meta.fps} vs {cfg.dataset.fps}")
+    if meta.robot_type != "so101_twin":
+        problems.append(f"robot_type {meta.robot_type!r} vs 'so101_twin'")
+    have, want = strip(meta.features), strip(json.loads(json.dumps(expected, default=list)))
+    for key in sorted(set(have) | set(want)):
+        if key not in have or key not in want:
+            problems.append(f"feature '{key}' only in the {'new recording' if key in want else 'dataset'}")
+        elif json.dumps(have[key], default=list) != json.dumps(want[key], default=list):
+            problems.append(f"feature '{key}': dataset {have[key]} vs new {want[key]}")
+    if problems:
+        raise ValueError(f"cannot append to {root}: " + "; ".join(problems))
+    return meta.total_episodes
+
+
+def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress) -> list[dict]:
+    if cfg.num_workers == 1:
+        results = []
+        _init_worker(None, None)
+        for shard in todo:
+            results.append(record_shard(cfg, shard, stage))
+            for ok in results[-1]["successes"]:
+                progress.update(cfg.frames_per_episode)
+                progress.set_postfix(expert_success=ok)
+        return results
+    ctx = get_context("spawn")  # MuJoCo's GL contexts and torch do not survive fork
+    messages = ctx.Queue()
+    results, succeeded = [], []
+    with ProcessPoolExecutor(
+        max_workers=min(cfg.num_workers, len(todo)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(messages, cfg.worker_threads),
+    ) as pool:
+        pending = {pool.submit(record_shard, cfg, shard, stage): shard for shard in todo}
+        while pending:
+            done, _ = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            while True:
+                try:
+                    kind, _episode, ok, frames = messages.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "episode":
+                    succeeded.append(ok)
+                    progress.update(frames)
+                    progress.set_postfix(expert_success=f"{sum(succeeded)}/{len(succeeded)}")
+            for future in done:
+                shard = pending.pop(future)
+                try:
+                    results.append(future.result())
+                except BrokenProcessPool as err:
+                    for other in pending:
+                        other.cancel()
+                    raise RuntimeError(
+                        f"a worker process died while recording {shard.name} (crash or out of memory); its "
+                        f"episodes were discarded, finished shards are kept in {stage}: run the same command "
+                        "again to resume"
+                    ) from err
+                except BaseException:
+                    for other in pending:
+                        other.cancel()
+                    raise
+    return results
+
+
+def record(cfg: TwinRecordConfig) -> dict:
+    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.append`); return a summary."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+    from tqdm import tqdm
+
+    root = cfg.root
+    if cfg.append:
+        first_episode = _check_appendable(cfg, root)
+    elif root.exists():
+        raise FileExistsError(
+            f"{root} exists: pass --append=true to add episodes to it, or choose another --dataset.root"
+        )
+    else:
+        first_episode = 0
+    stage = root.with_name(f".{root.name}.partial")
+    manifest = _manifest(cfg, first_episode)
+    if (stage / MANIFEST).exists():
+        previous = json.loads((stage / MANIFEST).read_text())
+        if previous != manifest and not cfg.restart:
+            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+            raise ValueError(
+                f"{stage} holds an interrupted recording made with other settings (differs in {changed}); run the "
+                "same command as before to resume it, or pass --restart=true to discard it"
+            )
+        if previous != manifest:
+            shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    tmp_manifest = stage / f"{MANIFEST}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp_manifest, stage / MANIFEST)
+
+    shards = shards_for(first_episode, cfg.dataset.num_episodes, cfg.episodes_per_shard)
+    todo = [s for s in shards if not (stage / s.name / "meta" / "info.json").exists()]
+    frames = cfg.frames_per_episode
+    start = time.perf_counter()
+    with tqdm(
+        total=cfg.dataset.num_episodes * frames,
+        initial=(len(shards) - len(todo)) * cfg.episodes_per_shard * frames,
+        desc=f"recording {cfg.dataset.num_episodes} episodes",
+        unit="frame",
+    ) as progress:
+        if len(todo) < len(shards):
+            logger.info("resuming: %d of %d shards already recorded in %s", len(shards) - len(todo), len(shards), stage)
+        results = _run_shards(cfg, todo, stage, progress) if todo else []
+    record_seconds = time.perf_counter() - start
+
+    roots = ([root] if cfg.append else []) + [stage / s.name for s in shards]
+    out_tmp = root.with_name(f".{root.name}.tmp")
+    if out_tmp.exists():
+        shutil.rmtree(out_tmp)
+    aggregate_datasets(
+        repo_ids=[cfg.dataset.repo_id] * int(cfg.append) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
+        aggr_repo_id=cfg.dataset.repo_id,
+        roots=roots,
+        aggr_root=out_tmp,
+    )
+    info = json.loads((out_tmp / "meta" / "info.json").read_text())
+    expected = first_episode + cfg.dataset.num_episodes
+    if info["total_episodes"] != expected:
+        raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
+    if cfg.append:
+        old = root.with_name(f".{root.name}.old")
+        os.replace(root, old)
+        os.replace(out_tmp, root)
+        shutil.rmtree(old)
+    else:
+        os.replace(out_tmp, root)
+    shutil.rmtree(stage)
+
+    successes = [ok for r in sorted(results, key=lambda r: r["shard"]) for ok in r["successes"]]
+    recorded = cfg.dataset.num_episodes * frames
+    summary = {
+        "root": str(root),
+        "episodes": info["total_episodes"],
+        "frames": info["total_frames"],
+        "episodes_this_run": len(successes),
+        "expert_success": f"{sum(successes)}/{len(successes)}",
+        "record_seconds": round(record_seconds, 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "simulated_frames_per_second": round(recorded / record_seconds, 1) if todo else None,
+        "real_time_factor": round(recorded / record_seconds / cfg.dataset.fps, 2) if todo else None,
+    }
+    logger.info("recorded %s", json.dumps(summary))
+    return summary
+
+
+@parser.wrap()
+def record_cli(cfg: TwinRecordConfig) -> dict:
+    summary = record(cfg)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    init_logging()
+    record_cli()
+
+
+if __name__ == "__main__":
+    main()
