@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -31,6 +33,7 @@ from so101_segmenter.model import (
 from so101_segmenter.viz import PALETTE
 
 BACKBONE = "efficientvit_b0.r224_in1k"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -353,30 +356,20 @@ def test_train_resume_and_infer_end_to_end(tmp_path):
 
     write_toy_dataset(tmp_path / "data", 24, episodes=False)
     write_toy_dataset(tmp_path / "test", 6, seed=1)
+    # part of the run in a config file, the rest (and an override of the file's lr) as dotted flags
+    config = tmp_path / "toy.yaml"
+    config.write_text(
+        f"data:\n  path: {tmp_path / 'data'}\n  img_height: 36\n  img_width: 44\n  augment: flips\n"
+        f"model:\n  pretrained: false\noptim:\n  lr: 0.5\nbatch_size: 6\nthreads: 1\n"
+    )
     args = [
-        "--dataset-path",
-        str(tmp_path / "data"),
-        "--img-height",
-        "36",
-        "--img-width",
-        "44",
-        "--batch-size",
-        "6",
-        "--lr",
-        "3e-3",
-        "--no-pretrained",
-        "--output-dir",
-        str(tmp_path / "run"),
-        "--augment",
-        "flips",
-        "--test-dataset-path",
-        str(tmp_path / "test"),
-        "--threads",
-        "1",
-        "--grid-size",
-        "3",
+        f"--config_path={config}",
+        "--optim.lr=3e-3",
+        f"--output.dir={tmp_path / 'run'}",
+        f"--data.test_path={tmp_path / 'test'}",
+        "--output.grid_size=3",
     ]
-    train.main([*args, "--epochs", "3"])
+    train.main([*args, "--epochs=3"])
     run = tmp_path / "run"
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [0, 1, 2]
@@ -392,7 +385,9 @@ def test_train_resume_and_infer_end_to_end(tmp_path):
     assert grid.ndim == 3 and grid.shape[0] > grid.shape[1] / 3  # 3 rows of image | truth | prediction
     # resume: the run continues at epoch 4 with its optimizer state instead of starting over, and the cosine
     # schedule stretches to the new epoch count (it decays instead of restarting)
-    train.main([*args, "--epochs", "10"])
+    train.main([*args, "--epochs=10"])
+    saved = yaml.safe_load((run / "train_config.yaml").read_text())
+    assert saved["epochs"] == 10 and saved["optim"]["lr"] == 3e-3 and saved["data"]["img_width"] == 44
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == list(range(10))
     assert [x["lr"] for x in lines] == pytest.approx(
@@ -403,6 +398,10 @@ def test_train_resume_and_infer_end_to_end(tmp_path):
     assert max(x["val_miou"] for x in lines) > 0.6, lines[-1]
     test = json.loads((run / "test_metrics.json").read_text())
     assert test["frames"] == 6 and 0.0 <= test["miou"] <= 1.0
+    # so101-seg-eval on the same checkpoint, frames and size reproduces the test figure
+    eval_args = [f"--checkpoint={run / 'best'}", f"--data.path={tmp_path / 'test'}", "--data.img_height=36"]
+    train.eval_main([*eval_args, "--data.img_width=44", f"--output={tmp_path / 'eval.json'}"])
+    assert json.loads((tmp_path / "eval.json").read_text())["miou"] == pytest.approx(test["miou"])
 
     # inference on an image, a folder and a video
     src = tmp_path / "data" / "images"
@@ -428,6 +427,50 @@ def test_train_resume_and_infer_end_to_end(tmp_path):
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match=r"broken\.mp4"):
         infer.run(run / "best", broken, tmp_path / "inf_bad")
+
+
+def test_train_config_file_flag_overrides_and_clear_errors(capsys):
+    """configs/segmenter_train.yaml is the segmenter README's run; dotted flags win over it; bad values are named."""
+    from so101_segmenter.configs import DataConfig, TrainConfig, parse_config
+    from so101_segmenter.train import eval_main, main
+
+    config = REPO / "configs" / "segmenter_train.yaml"
+    cfg = parse_config(TrainConfig, [f"--config_path={config}"], "so101-seg-train", "")
+    # the run of the quality table: so101-seg-render's 84x84 sim frames, no flips, random backbone, 20 epochs
+    assert (cfg.data.path, cfg.data.test_path) == (
+        Path("outputs/seg_quality/sim_train"),
+        Path("outputs/seg_quality/sim_test"),
+    )
+    assert (cfg.data.img_height, cfg.data.img_width, cfg.data.augment, cfg.data.val_fraction) == (84, 84, "none", 0.15)
+    assert (cfg.batch_size, cfg.epochs, cfg.loss, cfg.patience, cfg.seed) == (16, 20, "iou", 20, 0)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.min_lr) == (1e-3, 1e-4, 1e-6)
+    assert cfg.model.pretrained is False and (cfg.threads, cfg.time_limit_min) == (1, 32)
+    assert cfg.output.dir == Path("outputs/seg_quality/run_noflip")
+
+    flags = [f"--config_path={config}", "--optim.lr=3e-4", "--data.augment=flips", "--time_limit_min=null"]
+    override = parse_config(TrainConfig, flags, "so101-seg-train", "")
+    assert (override.optim.lr, override.data.augment, override.time_limit_min) == (3e-4, "flips", None)
+    assert (override.batch_size, override.optim.min_lr, override.data.img_height) == (16, 1e-6, 84)  # from the file
+
+    for flag, message in [
+        ("--data.augment=flip", "--data.augment must be one of full, flips, none, got 'flip'"),
+        ("--optim.lr=fast", "--optim.lr: Couldn't parse 'fast' into a float"),
+        ("--epochs=0", "--epochs must be > 0, got 0"),
+        ("--data.val_fraction=1.5", "--data.val_fraction must be in (0, 1), got 1.5"),
+        ("--config_path=missing.yaml", "--config_path: cannot read missing.yaml"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([f"--config_path={config}", flag])
+        assert exit_info.value.code == 2
+        assert f"so101-seg-train: error: {message}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--epochs=3"])
+    assert "so101-seg-train: error: --data.path is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_main(["--data.path=data"])
+    assert "so101-seg-eval: error: --checkpoint is required" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--loss must be one of iou, ce, got 'dice'"):
+        TrainConfig(data=DataConfig(path=Path("data")), loss="dice")  # also when built in Python
 
 
 # ----- simulator frames ----------------------------------------------------------------------------------------

@@ -1,17 +1,19 @@
 """Train the EfficientViT-B0 + FPN segmenter (seed 001's options), with early stopping on val mIoU.
 
-    so101-seg-train --dataset-path data/dataset_v0                                  # 640x480
-    so101-seg-train --dataset-path data/sim_train --img-height 84 --img-width 84 --batch-size 16
+    so101-seg-train --config_path=configs/segmenter_train.yaml                     # the segmenter README's run
+    so101-seg-train --data.path=data/dataset_v0                                     # 640x480
+    so101-seg-train --data.path=data/sim_train --data.img_height=84 --data.img_width=84 --batch_size=16
 
-Writes to --output-dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
+Options are the draccus `TrainConfig` (`configs.py`): a YAML file (--config_path) and dotted flags overriding it.
+Writes to --output.dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
 `load_segmenter`), last/ (the latest model plus train_state.pt, from which an interrupted run resumes),
 metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image | ground truth | prediction for
-validation frames, from the best model) and, with --test-dataset-path, test_metrics.json.
+validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
+--data.test_path, test_metrics.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -20,12 +22,14 @@ import random
 import time
 from pathlib import Path
 
+import draccus
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .data import AUGMENTATIONS, SegmentationDataset, build_transforms, load_index, stratified_split
+from .configs import EvalConfig, TrainConfig, parse_config
+from .data import SegmentationDataset, build_transforms, load_index, stratified_split
 from .dataset_index import DatasetIndex
 from .metrics import confusion_matrix, make_loss, summarize
 from .model import EfficientViTFPN, SegmenterConfig, load_segmenter, save_segmenter
@@ -33,38 +37,6 @@ from .viz import colorize, save_grid
 
 log = logging.getLogger(__name__)
 STATE_NAME = "train_state.pt"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset-path", required=True, help="dataset folder with index.json (so101-seg-masks/-render)")
-    p.add_argument("--img-height", type=int, default=480)
-    p.add_argument("--img-width", type=int, default=640)
-    p.add_argument("--loss", choices=("iou", "ce"), default="iou")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--min-lr", type=float, default=1e-6, help="cosine schedule floor (eta_min)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--output-dir", default="outputs/efficientvit_seg")
-    p.add_argument("--patience", type=int, default=20, help="epochs without a val mIoU gain before stopping")
-    p.add_argument("--val-fraction", type=float, default=0.15)
-    p.add_argument(
-        "--augment",
-        choices=AUGMENTATIONS,
-        default="full",
-        help="seed 001: full at 640x480, flips at 84x84; flips swap the fingers' sides (see README)",
-    )
-    p.add_argument("--no-pretrained", action="store_true", help="random backbone init (no ImageNet download)")
-    p.add_argument("--test-dataset-path", help="held-out dataset evaluated with the best model at the end")
-    p.add_argument("--time-limit-min", type=float, help="stop after this many minutes of training (then evaluate)")
-    p.add_argument("--num-workers", type=int, default=0)
-    # On a CPU shared with other jobs, torch's default of one thread per core can be >10x slower than 1 thread
-    # (measured here: 1.55 s vs 0.10 s per 16x84x84 step), because its worker threads spin waiting for each other.
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grid-size", type=int, default=8, help="validation frames in val_grid.png")
-    return p
 
 
 @torch.no_grad()
@@ -118,37 +90,40 @@ def _save_state(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(args: argparse.Namespace) -> dict:
-    out = Path(args.output_dir)
+def train(cfg: TrainConfig) -> dict:
+    out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    _seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    index = load_index(args.dataset_path)
-    train_records, val_records = stratified_split(index.records, args.val_fraction, args.seed)
-    size = (args.img_height, args.img_width)
-    train_ds = SegmentationDataset(index, train_records, build_transforms(*size, args.augment))
+    with open(out / "train_config.yaml", "w") as f:
+        draccus.dump(cfg, f)
+    _seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = cfg.data
+    index = load_index(data.path)
+    train_records, val_records = stratified_split(index.records, data.val_fraction, cfg.seed)
+    size = (data.img_height, data.img_width)
+    train_ds = SegmentationDataset(index, train_records, build_transforms(*size, data.augment))
     val_ds = SegmentationDataset(index, val_records, build_transforms(*size, "none"))
     log.info(
         "%s: %d train frames (%d grasp), %d val frames (%d grasp), %dx%d, augment=%s",
-        args.dataset_path,
+        data.path,
         len(train_ds),
         sum(r.grasp for r in train_records),
         len(val_ds),
         sum(r.grasp for r in val_records),
         *size,
-        args.augment,
+        data.augment,
     )
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(
         train_ds,
-        batch_size=args.batch_size,
+        batch_size=cfg.batch_size,
         shuffle=True,
-        drop_last=len(train_ds) > args.batch_size,
-        num_workers=args.num_workers,
+        drop_last=len(train_ds) > cfg.batch_size,
+        num_workers=data.num_workers,
         generator=generator,
     )
-    val_loader = DataLoader(val_ds, batch_size=max(args.batch_size, 16), num_workers=args.num_workers)
+    val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size, 16), num_workers=data.num_workers)
 
     state_path = out / "last" / STATE_NAME
     resume = state_path.is_file()
@@ -156,12 +131,14 @@ def train(args: argparse.Namespace) -> dict:
         model = load_segmenter(out / "last")
     else:
         try:
-            model = EfficientViTFPN(SegmenterConfig(pretrained=not args.no_pretrained))
+            model = EfficientViTFPN(SegmenterConfig(pretrained=cfg.model.pretrained))
         except Exception as e:  # the Hub is unreachable or the cache holds no weights
-            raise RuntimeError(f"cannot load ImageNet weights for the backbone ({e}); pass --no-pretrained") from e
+            raise RuntimeError(
+                f"cannot load ImageNet weights for the backbone ({e}); pass --model.pretrained=false"
+            ) from e
     model.train()
-    criterion = make_loss(args.loss, model.num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    criterion = make_loss(cfg.loss, model.num_classes)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, best_miou, stale, elapsed_before = 0, -math.inf, 0, 0.0
     if resume:
         state = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -174,13 +151,13 @@ def train(args: argparse.Namespace) -> dict:
 
     started = time.monotonic()
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, args.epochs):
-        lr = cosine_lr(epoch, args.epochs, args.lr, args.min_lr)
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = cosine_lr(epoch, cfg.epochs, cfg.optim.lr, cfg.optim.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
         total, batches = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, unit="batch")
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for images, masks in bar:
             loss = criterion(model(images), masks)
             optimizer.zero_grad(set_to_none=True)
@@ -209,7 +186,7 @@ def train(args: argparse.Namespace) -> dict:
         log.info(
             "epoch %d/%d loss %.4f val mIoU %.4f%s | %s | %.0fs",
             epoch + 1,
-            args.epochs,
+            cfg.epochs,
             record["train_loss"],
             val["miou"],
             " (best)" if improved else "",
@@ -227,20 +204,20 @@ def train(args: argparse.Namespace) -> dict:
                 "elapsed_s": elapsed,
                 "torch_rng": torch.get_rng_state(),
                 "loader_rng": generator.get_state(),
-                "args": vars(args),
+                "config": draccus.encode(cfg),
             },
         )
-        if stale >= args.patience:
+        if stale >= cfg.patience:
             log.info("early stop: val mIoU has not improved for %d epochs", stale)
             break
-        if args.time_limit_min is not None and elapsed >= 60 * args.time_limit_min:
-            log.info("time limit of %.1f min reached", args.time_limit_min)
+        if cfg.time_limit_min is not None and elapsed >= 60 * cfg.time_limit_min:
+            log.info("time limit of %.1f min reached", cfg.time_limit_min)
             break
 
     if not (out / "best").is_dir():
         raise RuntimeError(f"no epoch finished, so {out / 'best'} was never written")
     best = load_segmenter(out / "best")
-    grid = write_val_grid(best, val_ds, out / "val_grid.png", args.grid_size)
+    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.output.grid_size)
     result = {
         "best_val_miou": best_miou,
         "epochs_run": epoch + 1,
@@ -248,15 +225,15 @@ def train(args: argparse.Namespace) -> dict:
         "val_grid": str(grid),
         "checkpoint": str(out / "best"),
     }
-    if args.test_dataset_path:
-        test_index = load_index(args.test_dataset_path)
+    if data.test_path is not None:
+        test_index = load_index(data.test_path)
         test_ds = SegmentationDataset(test_index, test_index.records, build_transforms(*size, "none"), cache=False)
         test = evaluate(best, DataLoader(test_ds, batch_size=32), desc="test")
-        test.update(dataset=str(args.test_dataset_path), frames=len(test_ds), checkpoint=str(out / "best"))
+        test.update(dataset=str(data.test_path), frames=len(test_ds), checkpoint=str(out / "best"))
         (out / "test_metrics.json").write_text(json.dumps(test, indent=2) + "\n")
         log.info(
             "test %s (%d frames): mIoU over classes 1-5 %.4f | %s",
-            args.test_dataset_path,
+            data.test_path,
             len(test_ds),
             test["miou"],
             _format_iou(test),
@@ -274,26 +251,22 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: DatasetIndex, size: tup
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
+    cfg = parse_config(TrainConfig, argv, "so101-seg-train", __doc__.split("\n\n")[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    train(args)
+    train(cfg)
 
 
 def eval_main(argv: list[str] | None = None) -> None:
     """so101-seg-eval: per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder."""
-    p = argparse.ArgumentParser(description=eval_main.__doc__)
-    p.add_argument("--checkpoint", required=True, help="a save_segmenter folder (e.g. outputs/.../best)")
-    p.add_argument("--dataset-path", required=True)
-    p.add_argument("--img-height", type=int, default=480)
-    p.add_argument("--img-width", type=int, default=640)
-    p.add_argument("--output", help="write the metrics JSON here")
-    args = p.parse_args(argv)
+    cfg = parse_config(EvalConfig, argv, "so101-seg-eval", eval_main.__doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = evaluate_checkpoint(args.checkpoint, load_index(args.dataset_path), (args.img_height, args.img_width))
+    data = cfg.data
+    result = evaluate_checkpoint(cfg.checkpoint, load_index(data.path), (data.img_height, data.img_width))
     result.pop("confusion")
     print(json.dumps(result, indent=2))
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    if cfg.output is not None:
+        Path(cfg.output).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""draccus configs of `so101-seg-train` and `so101-seg-eval`, parsed the way LeRobot's commands parse theirs.
+
+A run is a YAML file plus dotted flags that override it:
+
+    so101-seg-train --config_path=configs/segmenter_train.yaml --optim.lr=3e-4 --output.dir=outputs/seg_lr3e-4
+    so101-seg-train --data.path=data/dataset_v0                        # no file: every other field at its default
+
+Every field is validated when its dataclass is built (from the command line, a file or Python), and errors name the
+flag and what it expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from draccus.argparsing import ArgumentParser
+from draccus.utils import DecodingError, ParsingError
+
+from .data import AUGMENTATIONS
+
+LOSSES = ("iou", "ce")
+
+
+def _positive(flag: str, value: float | None, *, allow_none: bool = False, allow_zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        expected = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"--{flag} must be {expected}{' (or null)' if allow_none else ''}, got {value}")
+
+
+def _choice(flag: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass
+class ImageDataConfig:
+    # dataset folder with index.json (written by so101-seg-masks or so101-seg-render); required
+    path: Path | None = None
+    # frames and masks are resized to img_height x img_width (nearest for masks)
+    img_height: int = 480
+    # see img_height
+    img_width: int = 640
+
+    def __post_init__(self) -> None:
+        _positive("data.img_height", self.img_height)
+        _positive("data.img_width", self.img_width)
+
+    def require_path(self) -> None:
+        if self.path is None:
+            raise ValueError("--data.path is required: a dataset folder with index.json")
+
+
+@dataclass
+class DataConfig(ImageDataConfig):
+    # held-out dataset folder, evaluated with the best model at the end (test_metrics.json)
+    test_path: Path | None = None
+    # seed 001: full at 640x480, flips at 84x84; flips swap the fingers' sides (see the segmenter README)
+    augment: str = "full"
+    # share of the frames (whole episodes, grasp/default ratio kept) held out for validation and early stopping
+    val_fraction: float = 0.15
+    # DataLoader worker processes (0: load in the main process)
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("data.augment", self.augment, AUGMENTATIONS)
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"--data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        _positive("data.num_workers", self.num_workers, allow_zero=True)
+
+
+@dataclass
+class ModelConfig:
+    # ImageNet backbone weights from the Hub; false: random backbone init (no download)
+    pretrained: bool = True
+
+
+@dataclass
+class OptimConfig:
+    # AdamW's peak learning rate; a cosine schedule takes it to min_lr over the epochs
+    lr: float = 1e-4
+    # AdamW's decoupled weight decay
+    weight_decay: float = 1e-4
+    # cosine schedule floor (eta_min)
+    min_lr: float = 1e-6
+
+    def __post_init__(self) -> None:
+        _positive("optim.lr", self.lr)
+        _positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("optim.min_lr", self.min_lr, allow_zero=True)
+        if self.min_lr > self.lr:
+            raise ValueError(f"--optim.min_lr ({self.min_lr}) must not exceed --optim.lr ({self.lr})")
+
+
+@dataclass
+class OutputConfig:
+    # best/, last/ (resume), metrics.jsonl, val_grid.png, test_metrics.json, train_config.yaml
+    dir: Path = Path("outputs/efficientvit_seg")
+    # validation frames in val_grid.png
+    grid_size: int = 8
+
+    def __post_init__(self) -> None:
+        _positive("output.grid_size", self.grid_size)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    # iou (soft IoU over classes 1-5) or ce (cross-entropy); both ignore class 0
+    loss: str = "iou"
+    # the cosine schedule's length; a resumed run may be given more
+    epochs: int = 100
+    # training frames per step (validation uses max(batch_size, 16))
+    batch_size: int = 4
+    # epochs without a val mIoU gain before stopping
+    patience: int = 20
+    # stop after this many minutes of training (then evaluate); null: no limit
+    time_limit_min: float | None = None
+    # torch intra-op threads; null: torch's choice (one per core, >10x slower per step on a CPU shared with other
+    # jobs here: 1.55 s vs 0.10 s per 16x84x84 step, its threads spin waiting for each other)
+    threads: int | None = None
+    # seeds python, numpy, torch, the train/val split and the loader's shuffling
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.data.require_path()
+        _choice("loss", self.loss, LOSSES)
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("patience", self.patience)
+        _positive("time_limit_min", self.time_limit_min, allow_none=True)
+        _positive("threads", self.threads, allow_none=True)
+
+
+@dataclass
+class EvalConfig:
+    # a save_segmenter folder (e.g. outputs/.../best); required
+    checkpoint: Path | None = None
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
+    # write the metrics JSON here
+    output: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is None:
+            raise ValueError("--checkpoint is required: a save_segmenter folder (e.g. outputs/.../best)")
+        self.data.require_path()
+
+
+def _error_message(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"--config_path: cannot read {error.filename}: {error.strerror}"
+    if isinstance(error, yaml.YAMLError):
+        return f"--config_path: not valid YAML: {error}"
+    if isinstance(error, DecodingError):
+        where = ".".join(error.key_path)
+        return f"--{where}: {error.message}" if where else error.message
+    # a __post_init__ check: draccus wraps its ValueError in "Couldn't instantiate class ..."
+    cause = error
+    while isinstance(cause, ParsingError) and not isinstance(cause, DecodingError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause)
+
+
+def parse_config[T](config_class: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
+    """draccus.parse with argparse's error style: `prog: error: <message naming the flag>` and exit status 2."""
+    parser = ArgumentParser(config_class=config_class, prog=prog, description=description)
+    try:
+        return parser.parse_args(argv)
+    except (ParsingError, ValueError, OSError, yaml.YAMLError) as e:  # OSError: --config_path missing or unreadable
+        parser.parser.error(_error_message(e))  # prints the usage and the message, exits with status 2
