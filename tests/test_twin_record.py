@@ -149,9 +149,7 @@ def test_interrupted_recording_resumes_and_never_keeps_a_partial_episode(tmp_pat
 
 def test_an_expert_that_cannot_solve_the_task_is_refused(tmp_path):
     with pytest.raises(ValueError, match="lift_height"):
-        TwinRecordConfig(
-            teleop=SO101TwinExpertConfig(lift_height=0.03), dataset=TwinDatasetConfig(repo_id="local/x")
-        )
+        TwinRecordConfig(teleop=SO101TwinExpertConfig(lift_height=0.03), dataset=TwinDatasetConfig(repo_id="local/x"))
     # 0.3 s episodes are too short for any grasp: the first two episodes fail and the run stops, writing nothing
     with pytest.raises(ExpertCannotSolveError, match="failed all of the first 2 episodes"):
         record(config(tmp_path / "ds", 4, seconds=0.3, fail_fast_episodes=2, episodes_per_shard=4))

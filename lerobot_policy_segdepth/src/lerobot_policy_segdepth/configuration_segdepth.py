@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from lerobot.configs import NormalizationMode, PreTrainedConfig
+from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
 from lerobot.optim import AdamWConfig
 from lerobot.utils.constants import OBS_STATE
 
 from so101_semantic_processors.perception import DEPTH_ANYTHING_V2_SMALL
+from so101_semantic_processors.segdepth import packed_length
 
 OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
+# What `segdepth-precompute` records in the stored feature's info and the policy must match.
+PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
 SOURCES = ("ground_truth", "models")
+
+logger = logging.getLogger(__name__)
 
 
 @PreTrainedConfig.register_subclass("segdepth")
@@ -131,9 +137,74 @@ class SegDepthConfig(PreTrainedConfig):
     def id_channels(self) -> int:
         return {"onehot": self.num_classes, "embedding": self.id_embedding_dim, "scaled": 1}[self.id_encoding]
 
+    @property
+    def precomputed_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Shapes a stored observation.segdepth may have for this config: uint8 (2, S, S), or packed int64 words."""
+        s = self.image_size
+        return (2, s, s), (packed_length(2, s),)
+
+    def set_dataset_feature_metadata(self, features: dict) -> None:
+        """Called by LeRobot's make_policy with the dataset's features, before the policy is built: a dataset
+        that already holds observation.segdepth (segdepth-precompute) must have been made for this config."""
+        feature = features.get(OBS_SEGDEPTH)
+        if feature is None:
+            return
+        info = dict(feature.get("info") or {})
+        self._precomputed = {"dtype": feature.get("dtype"), "shape": tuple(feature["shape"]), "info": info}
+        expected = {"camera": self.camera, "image_size": self.image_size, "num_classes": self.num_classes}
+        wrong = {k: info[k] for k in PRECOMPUTED_MUST_MATCH if k in info and info[k] != expected[k]}
+        s = self.image_size
+        if tuple(feature["shape"]) not in self.precomputed_shapes:
+            wrong.setdefault("image_size", info.get("image_size", f"? (shape {list(feature['shape'])})"))
+        if wrong:
+            raise ValueError(
+                f"'{OBS_SEGDEPTH}' in the dataset is {self._describe_precomputed()}; this policy expects "
+                f"(2, {s}, {s}) (stored {list(self.precomputed_shapes[0])} or packed "
+                f"{list(self.precomputed_shapes[1])}) with {', '.join(f'{k}={expected[k]}' for k in wrong)}. "
+                "Re-run segdepth-precompute "
+                f"on the raw dataset with {' '.join(f'--policy.{k}={expected[k]}' for k in wrong)}, or train with "
+                f"{' '.join(f'--policy.{k}={v}' for k, v in wrong.items())}."
+            )
+        if "source" in info and info["source"] != self.source:
+            logger.warning(
+                "'%s' was precomputed from source=%s; this policy's preprocessor uses source=%s at inference",
+                OBS_SEGDEPTH,
+                info["source"],
+                self.source,
+            )
+
+    def _describe_precomputed(self) -> str:
+        made = getattr(self, "_precomputed", None)
+        if made is None:
+            return "precomputed"
+        keys = ("camera", "source", "image_size", "num_classes")
+        info = ", ".join(f"{k}={made['info'][k]}" for k in keys if k in made["info"]) or "no info"
+        return f"stored as {made['dtype']} {list(made['shape'])} (precomputed with {info})"
+
     def validate_features(self) -> None:
         inputs = self.input_features or {}
         images = [self.rgb_key] if self.source == "models" else [self.depth_key, self.segmentation_key]
+        channels = 3 if self.source == "models" else 1
+        if OBS_SEGDEPTH in inputs:  # a dataset precomputed by segdepth-precompute: no raw keys needed
+            s, shape = self.image_size, tuple(inputs[OBS_SEGDEPTH].shape)
+            if shape not in self.precomputed_shapes:
+                raise ValueError(
+                    f"'{OBS_SEGDEPTH}' is {list(shape)} ({self._describe_precomputed()}), but --policy.image_size={s} "
+                    f"expects (2, {s}, {s}) (or {list(self.precomputed_shapes[1])} packed): re-run "
+                    f"segdepth-precompute with --policy.image_size={s}, or train with the image_size it was made for"
+                )
+            # The policy's input features are what its preprocessor runs on at inference, the raw keys; the stored
+            # column only spares training the decoding. Left in, LeRobot would type the (2, S, S) uint8 column
+            # STATE (mean/std normalised) and refuse the twin's cameras at lerobot-eval (its visual features must
+            # match the policy's). So it is swapped for the raw keys (shapes as recorded by segdepth-precompute),
+            # and a checkpoint trained on the copy has the features of one trained on the raw dataset.
+            del inputs[OBS_SEGDEPTH]
+            recorded = (getattr(self, "_precomputed", None) or {}).get("info", {}).get("raw_features", {})
+            for key in images:
+                if key not in inputs:
+                    inputs[key] = PolicyFeature(
+                        type=FeatureType.VISUAL, shape=tuple(recorded.get(key, (channels, s, s)))
+                    )
         needed = images + ([OBS_STATE] if self.use_state else [])
         missing = [key for key in needed if key not in inputs]
         if missing:
@@ -146,9 +217,9 @@ class SegDepthConfig(PreTrainedConfig):
             raise ValueError(
                 f"segdepth (source={self.source}, camera={self.camera}) needs input features {missing}; "
                 f"the dataset or env provides {sorted(inputs)}. {fix}, "
-                f"or set --policy.camera / --policy.use_state=false."
+                f"or set --policy.camera / --policy.use_state=false (or train on a copy made by "
+                f"segdepth-precompute, which holds '{OBS_SEGDEPTH}')."
             )
-        channels = 3 if self.source == "models" else 1
         for key in images:
             shape = tuple(inputs[key].shape)
             if len(shape) != 3 or shape[0] != channels:

@@ -124,8 +124,10 @@ class SegDepthPolicy(PreTrainedPolicy):
             raise ValueError(f"'{OBS_SEGDEPTH}' holds NaN values")
         if ids.min() < 0 or ids.max() >= self.config.num_classes or (ids != ids.round()).any():
             raise ValueError(
-                f"segmentation ids in '{OBS_SEGDEPTH}' must be integers in [0, {self.config.num_classes - 1}], "
-                f"got range [{float(ids.min())}, {float(ids.max())}]"
+                f"segmentation ids in '{OBS_SEGDEPTH}' must be integers in [0, {self.config.num_classes - 1}] "
+                f"(--policy.num_classes={self.config.num_classes}), got range [{float(ids.min())}, "
+                f"{float(ids.max())}]; a dataset precomputed by segdepth-precompute must be made with the same "
+                "num_classes"
             )
 
     def stacked_frames(self, batch: dict[str, Tensor]) -> Tensor:

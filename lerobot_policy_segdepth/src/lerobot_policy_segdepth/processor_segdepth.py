@@ -3,6 +3,11 @@ standard steps (rename, batch, device, normalise), so --policy.path fine-tuning,
 
 The observation steps depend on `config.source`; the policy's weights do not. `with_source` swaps them in a
 loaded preprocessor, so one checkpoint runs on the simulator's ground truth and on the two perception models.
+
+Every observation step skips its work when `observation.segdepth` is already in the observation, so the same
+saved preprocessor serves raw keys (lerobot-eval in the twin, the real arm) and a dataset precomputed by
+`segdepth-precompute` (which runs these very steps). The last step rounds the observation to the uint8 grid the
+precomputed copy stores, so both give identical tensors.
 """
 
 from __future__ import annotations
@@ -66,16 +71,21 @@ class ClipJointTargetsStep(ActionProcessorStep):
 
 
 def segdepth_observation_steps(config: SegDepthConfig) -> list:
-    """Ids + disparity of `config.camera` -> (..., 2, S, S) under observation.segdepth."""
+    """Ids + disparity of `config.camera` -> (..., 2, S, S) under observation.segdepth, on the uint8 grid.
+
+    Each step does nothing when observation.segdepth is already there (a precomputed dataset).
+    """
     ids_key = f"observation.{config.camera}_segmentation_ids"
     disparity_key = f"observation.{config.camera}_disparity"
-    stack = StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH)
+    skip = {"skip_if_present": OBS_SEGDEPTH}
+    stack = StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH, quantize=True, **skip)
     if config.source == "models":
         # The models crop the centre square themselves and run on it at a small size (see perception.py).
         common = {
             "image_keys": [config.rgb_key],
             "output_size": config.image_size,
             "device": config.perception_device,
+            **skip,
         }
         return [
             SegmenterStep(
@@ -93,10 +103,10 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
             stack,
         ]
     return [
-        SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key),
-        DepthToDisparityStep(depth_key=config.depth_key, disparity_key=disparity_key),
-        CenterCropSquareStep(keys=[ids_key, disparity_key]),
-        ResizeStep(size=config.image_size, nearest_keys=[ids_key], linear_keys=[disparity_key]),
+        SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key, **skip),
+        DepthToDisparityStep(depth_key=config.depth_key, disparity_key=disparity_key, **skip),
+        CenterCropSquareStep(keys=[ids_key, disparity_key], **skip),
+        ResizeStep(size=config.image_size, nearest_keys=[ids_key], linear_keys=[disparity_key], **skip),
         stack,
     ]
 

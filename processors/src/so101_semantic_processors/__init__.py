@@ -10,6 +10,9 @@ from .segdepth import (
     SegmentationFromCodeStep,
     StackChannelsStep,
     disparity_from_depth,
+    pack_uint8,
+    packed_length,
+    unpack_uint8,
 )
 from .segmentation_scores import SegmentationScoresFromCodeStep
 
@@ -30,4 +33,7 @@ __all__ = [
     "delta_to_absolute",
     "disparity_from_depth",
     "normalize_disparity",
+    "pack_uint8",
+    "packed_length",
+    "unpack_uint8",
 ]

@@ -110,6 +110,7 @@ class _BatchedModelStep(ObservationProcessorStep):
     input_size: int | None = None  # square side the model sees; None keeps the (cropped) frame size
     output_size: int | None = None  # square side written; None keeps the (cropped) frame size
     device: str | None = None  # None: CUDA when present, else CPU (a checkpoint trained on a GPU runs on a laptop)
+    skip_if_present: str | None = None  # do nothing when this key is already there (see segdepth.py)
 
     def __post_init__(self):
         if len(self.image_keys) != len(self.output_keys) or not self.image_keys:
@@ -155,6 +156,8 @@ class _BatchedModelStep(ObservationProcessorStep):
         return self._model_size(*model_in), out
 
     def observation(self, observation: dict) -> dict:
+        if self.skip_if_present is not None and self.skip_if_present in observation:
+            return observation  # a precomputed dataset: the model is never loaded
         name = type(self).__name__
         model = self.model  # loaded first: the input size may depend on it (patch size)
         images = [rgb_as_float(_require(observation, key, name), key) for key in self.image_keys]
@@ -187,6 +190,7 @@ class _BatchedModelStep(ObservationProcessorStep):
             "input_size": self.input_size,
             "output_size": self.output_size,
             "device": self.device,
+            "skip_if_present": self.skip_if_present,
         }
 
     def transform_features(self, features):

@@ -5,9 +5,10 @@ writes, float32 (C, g, g) per frame, computed by the same `Mask2FormerSegmenter`
 columns gets the cues the online step gives on the same frames. The full score map (C x S/4 x S/4) is never
 stored: 9.8 MB per camera-frame for 150 classes at 512^2, against 38.4 kB pooled on an 8 x 8 grid.
 
-Work is checkpointed: each batch of scores goes to `.<output>.partial/shards/` (atomic write), so an interrupted
-run started again with the same arguments skips what is done. The new dataset is written by LeRobot's
-`dataset_tools.modify_features` to `.<output>.tmp`, checked, then renamed into place; the source is not touched.
+A front end on `so101_semantic_processors.precompute` (shared with `segdepth-precompute`): each batch of scores
+goes to `.<output>.partial/shards/` (atomic write), so an interrupted run started again with the same arguments
+skips what is done. The new dataset is written by LeRobot's `dataset_tools.modify_features` to `.<output>.tmp`,
+read back, then renamed into place; the source is not touched.
 
     so101-precompute-segmentation --repo-id local/twin_demo --root data/twin_demo \\
         --feature-map observation.images.front=observation.segmentation.front \\
@@ -20,15 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from .mask2former import (
     DEFAULT_FEATURE_MAP,
@@ -39,10 +35,9 @@ from .mask2former import (
     check_feature_map,
     check_segmentation_scores,
 )
+from .precompute import check_output_root, open_result, precompute_features
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
 
 
 def parse_feature_map(items: list[str] | None) -> dict[str, str]:
@@ -62,12 +57,6 @@ def parse_feature_map(items: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def _bytes_report(num_classes: int, grid_size: int, input_size: int, cameras: int) -> dict[str, int]:
     side = input_size // MASK_STRIDE
     return {
@@ -75,13 +64,6 @@ def _bytes_report(num_classes: int, grid_size: int, input_size: int, cameras: in
         "stored_bytes_per_frame": cameras * num_classes * grid_size * grid_size * 4,
         "full_map_bytes_per_camera_frame": num_classes * side * side * 4,
     }
-
-
-def _done_positions(shard_dir: Path) -> set[int]:
-    done: set[int] = set()
-    for shard in sorted(shard_dir.glob("shard_*.safetensors")):
-        done.update(load_file(shard)["positions"].tolist())
-    return done
 
 
 def _check_dataset(dataset, feature_map: dict[str, str]) -> None:
@@ -100,7 +82,7 @@ def _check_dataset(dataset, feature_map: dict[str, str]) -> None:
 
 def write_previews(
     dataset,
-    values: dict[str, np.ndarray],
+    values,
     feature_map: dict[str, str],
     class_names: list[str],
     folder: Path,
@@ -108,7 +90,8 @@ def write_previews(
 ) -> list[Path]:
     """PNGs of `count` frames per camera: the frame | its grid's top class per cell, blended, one colour per class.
 
-    The grid covers the image (never the padding), so it is stretched over the frame as stored.
+    The grid covers the image (never the padding), so it is stretched over the frame as stored. `values[key]`
+    is indexed by dataset position (an array, or the stored column of the new dataset).
     """
     from torchvision.io import write_png
 
@@ -119,7 +102,7 @@ def write_previews(
         frame = dataset[int(position)]
         for camera, key in feature_map.items():
             image = (frame[camera].clamp(0, 1) * 255).round().to(torch.uint8)  # (3, H, W)
-            top = torch.from_numpy(values[key][position]).argmax(0)  # (g, g)
+            top = torch.as_tensor(np.asarray(values[key][position])).argmax(0)  # (g, g)
             cells = palette[top].permute(2, 0, 1)[None].float()
             overlay = torch.nn.functional.interpolate(cells, size=image.shape[-2:], mode="nearest")[0]
             blend = (0.5 * image.float() + 0.5 * overlay).round().to(torch.uint8)
@@ -148,7 +131,6 @@ def precompute_segmentation(
     previews: int = 3,
 ) -> dict:
     """Write a copy of the dataset with pooled Mask2Former scores under `feature_map`'s keys; return a summary."""
-    from lerobot.datasets.dataset_tools import modify_features
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     check_feature_map(feature_map)
@@ -159,111 +141,58 @@ def precompute_segmentation(
     source_root = Path(dataset.root)
     output_root = Path(output_root) if output_root else source_root.with_name(source_root.name + "_segmentation")
     output_repo_id = output_repo_id or f"{repo_id}_segmentation"
-    if output_root.exists():
-        raise FileExistsError(f"{output_root} exists; remove it or pass another --output-root")
-
-    stage = output_root.with_name(f".{output_root.name}.partial")
-    shard_dir = stage / "shards"
-    if restart and stage.exists():
-        shutil.rmtree(stage)
-    manifest = {
-        "source_repo_id": repo_id,
-        "source_root": str(source_root.resolve()),
-        "source_frames": len(dataset),
-        "model": model,
-        "grid_size": grid_size,
-        "input_size": input_size,
-        "dtype": dtype,
-        "feature_map": feature_map,
-    }
-    if (stage / MANIFEST).exists():
-        previous = json.loads((stage / MANIFEST).read_text())
-        if previous != manifest:
-            changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
-            raise ValueError(
-                f"{stage} holds partial work made with other settings ({changed}); pass --restart to discard it"
-            )
-        logger.info("resuming from %s", stage)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_json(stage / MANIFEST, manifest)
+    check_output_root(output_root)
 
     segmenter = Mask2FormerSegmenter(model, grid_size, input_size, device, dtype)
-    done = _done_positions(shard_dir)
-    todo = [i for i in range(len(dataset)) if i not in done]
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
-    next_shard = len(list(shard_dir.glob("shard_*.safetensors")))
-    start, computed = time.perf_counter(), 0
-    with tqdm(total=len(dataset), initial=len(done), desc="Mask2Former", unit="frame") as progress:
-        for b, batch in enumerate(loader):
-            positions = todo[b * batch_size : b * batch_size + len(batch["index"])]
-            pooled = segmenter([batch[camera] for camera in feature_map])
-            tensors = {key: s.float().cpu().contiguous() for key, s in zip(feature_map.values(), pooled, strict=True)}
-            for key, scores in tensors.items():
-                check_segmentation_scores(scores, key, segmenter.num_classes, grid_size)
-            tensors["positions"] = torch.tensor(positions, dtype=torch.int64)
-            tensors["index"] = batch["index"].to(torch.int64)
-            shard = shard_dir / f"shard_{next_shard:06d}.safetensors"
-            save_file(tensors, str(shard.with_suffix(".tmp")))
-            os.replace(shard.with_suffix(".tmp"), shard)
-            next_shard += 1
-            computed += len(positions)
-            progress.update(len(positions))
-    elapsed = time.perf_counter() - start
-
-    # Gather the shards by dataset position, then key the new column on each row's global `index`.
     num_classes = segmenter.num_classes
-    values = {
-        key: np.full((len(dataset), num_classes, grid_size, grid_size), np.nan, np.float32)
-        for key in feature_map.values()
-    }
-    row_of_index: dict[int, int] = {}
-    for shard in sorted(shard_dir.glob("shard_*.safetensors")):
-        data = load_file(shard)
-        pos = data["positions"].numpy()
-        for key in values:
-            values[key][pos] = data[key].numpy()
-        row_of_index.update(zip(data["index"].tolist(), pos.tolist(), strict=True))
-    for key, array in values.items():
-        check_segmentation_scores(torch.from_numpy(array), key, num_classes, grid_size)  # a lost shard shows as NaN
+
+    def compute(batch: dict) -> dict[str, torch.Tensor]:
+        pooled = segmenter([batch[camera] for camera in feature_map])
+        scores = {key: s.float().cpu().contiguous() for key, s in zip(feature_map.values(), pooled, strict=True)}
+        for key, value in scores.items():
+            check_segmentation_scores(value, key, num_classes, grid_size)
+        return scores
 
     class_names = [segmenter.id2label[i] for i in range(num_classes)]
     info = {"model": model, "grid_size": grid_size, "input_size": input_size, "class_names": class_names}
-    add = {
-        key: (
-            lambda row, _ep, _frame, array=array: array[row_of_index[int(row["index"])]],
-            {"dtype": "float32", "shape": [num_classes, grid_size, grid_size], "names": None, "info": info},
-        )
-        for key, array in values.items()
-    }
-    tmp = output_root.with_name(f".{output_root.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    new = modify_features(dataset, add_features=add, output_dir=tmp, repo_id=output_repo_id)
-    first = new[0]
-    for key in values:
-        if not np.allclose(first[key].numpy(), values[key][row_of_index[int(first["index"])]]):
-            raise RuntimeError(f"'{key}' read back from {tmp} differs from what was computed")
-    os.replace(tmp, output_root)
-    shutil.rmtree(stage)
+    spec = {"dtype": "float32", "shape": [num_classes, grid_size, grid_size], "names": None, "info": info}
+    settings = {"model": model, "grid_size": grid_size, "input_size": input_size, "dtype": dtype}
+    summary = precompute_features(
+        dataset,
+        compute,
+        {key: spec for key in feature_map.values()},
+        output_root,
+        output_repo_id,
+        {**settings, "feature_map": feature_map},
+        batch_size=batch_size,
+        num_workers=num_workers,
+        restart=restart,
+        desc="Mask2Former",
+    )
     preview_dir = output_root.with_name(output_root.name + "_previews")
     if previews:
-        write_previews(dataset, values, feature_map, class_names, preview_dir, previews)
+        stored = open_result(summary).hf_dataset
+        columns = {key: _StoredColumn(stored, key) for key in feature_map.values()}
+        write_previews(dataset, columns, feature_map, class_names, preview_dir, previews)
 
     summary = {
-        "output_root": str(output_root),
-        "output_repo_id": output_repo_id,
-        "frames": len(dataset),
-        "frames_computed_this_run": computed,
-        "compute_seconds": round(elapsed, 3),
-        "frames_per_second": round(computed / elapsed, 3) if computed and elapsed > 0 else None,
+        **summary,
         "num_classes": num_classes,
         "previews": str(preview_dir) if previews else None,
         **_bytes_report(num_classes, grid_size, input_size, len(feature_map)),
     }
     logger.info("wrote %s", json.dumps(summary))
     return summary
+
+
+class _StoredColumn:
+    """A column of a dataset's parquet data, indexed by position (for previews)."""
+
+    def __init__(self, hf_dataset, key: str):
+        self.hf_dataset, self.key = hf_dataset, key
+
+    def __getitem__(self, position: int):
+        return self.hf_dataset[int(position)][self.key]
 
 
 def main(argv: list[str] | None = None) -> None:

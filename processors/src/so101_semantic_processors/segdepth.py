@@ -3,10 +3,16 @@
 Every step works on tensors shaped (..., C, H, W): (B, C, H, W) at inference and (B, T, C, H, W) in training,
 where LeRobot's dataset returns T past frames (`observation_delta_indices`), so training and inference run the
 same code on the same values.
+
+`skip_if_present` (every step): when that key is already in the observation, the step leaves the observation
+as it is. SegDepth sets it to `observation.segdepth`, so one saved preprocessor runs on raw keys (the twin, the
+real arm) and on a dataset that already holds the policy-ready observation (`segdepth-precompute`). Checkpoints
+saved before the field existed load with None: the step always runs, as before.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +34,44 @@ def _require(observation: dict, key: str, step: str) -> torch.Tensor:
         shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
         raise ValueError(f"{step}: '{key}' must be a tensor shaped (..., C, H, W), got {shape}")
     return value
+
+
+def _skip(step, observation: dict) -> bool:
+    """True when `step.skip_if_present` names a key the observation already holds (a precomputed dataset)."""
+    return step.skip_if_present is not None and step.skip_if_present in observation
+
+
+def packed_length(channels: int, side: int) -> int:
+    """int64 words that hold a uint8 (channels, side, side) image (zero-padded to whole words)."""
+    return -(-channels * side * side // 8)
+
+
+def pack_uint8(image: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., C, S, S) -> int64 (..., packed_length(C, S)): the same bytes as 8x fewer elements.
+
+    LeRobot 0.6.1 returns a dataset's array columns as Python lists turned into tensors element by element, for
+    every row it reads; a stored observation packed this way converts 8x fewer Python ints per frame.
+    """
+    if image.dtype != torch.uint8 or image.ndim < 3 or image.shape[-1] != image.shape[-2]:
+        raise ValueError(f"pack_uint8 takes uint8 (..., C, S, S), got {image.dtype} {tuple(image.shape)}")
+    flat = image.contiguous().reshape(*image.shape[:-3], -1)
+    pad = packed_length(image.shape[-3], image.shape[-1]) * 8 - flat.shape[-1]
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(*flat.shape[:-1], pad)], dim=-1)
+    return flat.view(torch.int64)  # little-endian hosts (x86, ARM): the words parquet stores
+
+
+def unpack_uint8(packed: torch.Tensor, channels: int) -> torch.Tensor:
+    """int64 (..., L) from `pack_uint8` -> uint8 (..., channels, S, S), S read from L."""
+    nbytes = packed.shape[-1] * 8
+    side = math.isqrt(nbytes // channels)
+    if packed.dtype != torch.int64 or packed_length(channels, side) != packed.shape[-1]:
+        raise ValueError(
+            f"cannot unpack {packed.dtype} {tuple(packed.shape)} into uint8 ({channels}, S, S): expected int64 words "
+            "written by pack_uint8"
+        )
+    flat = packed.contiguous().view(torch.uint8)[..., : channels * side * side]
+    return flat.reshape(*packed.shape[:-1], channels, side, side)
 
 
 def disparity_from_depth(depth: torch.Tensor, key: str = "depth") -> torch.Tensor:
@@ -57,18 +101,26 @@ class DepthToDisparityStep(ObservationProcessorStep):
     depth_key: str = "observation.images.wrist_depth"
     disparity_key: str = "observation.wrist_disparity"
     depth_unit: str = "mm"  # LeRobot datasets decode depth maps to millimetres by default
+    skip_if_present: str | None = None
 
     def __post_init__(self):
         if self.depth_unit not in DEPTH_UNITS:
             raise ValueError(f"depth_unit must be one of {list(DEPTH_UNITS)}, got {self.depth_unit!r}")
 
     def observation(self, observation: dict) -> dict:
+        if _skip(self, observation):
+            return observation
         depth = _require(observation, self.depth_key, type(self).__name__)
         observation[self.disparity_key] = disparity_from_depth(depth * DEPTH_UNITS[self.depth_unit], self.depth_key)
         return observation
 
     def get_config(self) -> dict[str, Any]:
-        return {"depth_key": self.depth_key, "disparity_key": self.disparity_key, "depth_unit": self.depth_unit}
+        return {
+            "depth_key": self.depth_key,
+            "disparity_key": self.disparity_key,
+            "depth_unit": self.depth_unit,
+            "skip_if_present": self.skip_if_present,
+        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
@@ -83,15 +135,18 @@ class SegmentationFromCodeStep(ObservationProcessorStep):
     """The twin's depth-coded segmentation feature -> class ids (integer-valued float32, same shape).
 
     LeRobot 0.6 stores single-channel per-pixel features only as depth maps; the twin writes class c as
-    c + 1 metres (see `lerobot_env_so101_twin.constants`). Ids outside the 6-class map are an error.
+    c + 1 metres (see `so101_core.segmentation`). Ids outside the 6-class map are an error.
     """
 
     code_key: str = "observation.images.wrist_segmentation"
     ids_key: str = "observation.wrist_segmentation_ids"
     code_unit: str = "mm"
+    skip_if_present: str | None = None
 
     def observation(self, observation: dict) -> dict:
-        from lerobot_env_so101_twin.constants import segmentation_from_code
+        if _skip(self, observation):
+            return observation
+        from so101_core.segmentation import segmentation_from_code
 
         code = _require(observation, self.code_key, type(self).__name__)
         try:
@@ -102,7 +157,12 @@ class SegmentationFromCodeStep(ObservationProcessorStep):
         return observation
 
     def get_config(self) -> dict[str, Any]:
-        return {"code_key": self.code_key, "ids_key": self.ids_key, "code_unit": self.code_unit}
+        return {
+            "code_key": self.code_key,
+            "ids_key": self.ids_key,
+            "code_unit": self.code_unit,
+            "skip_if_present": self.skip_if_present,
+        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
@@ -117,15 +177,18 @@ class CenterCropSquareStep(ObservationProcessorStep):
     """Crop each of `keys` to the centred square of side min(H, W): 640x480 -> 480x480, as seed 002 does."""
 
     keys: list[str] = field(default_factory=list)
+    skip_if_present: str | None = None
 
     def observation(self, observation: dict) -> dict:
+        if _skip(self, observation):
+            return observation
         for key in self.keys:
             image = _require(observation, key, type(self).__name__)
             observation[key] = TF.center_crop(image, [min(image.shape[-2:])])
         return observation
 
     def get_config(self) -> dict[str, Any]:
-        return {"keys": list(self.keys)}
+        return {"keys": list(self.keys), "skip_if_present": self.skip_if_present}
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
@@ -145,12 +208,15 @@ class ResizeStep(ObservationProcessorStep):
     size: int = 84
     nearest_keys: list[str] = field(default_factory=list)
     linear_keys: list[str] = field(default_factory=list)
+    skip_if_present: str | None = None
 
     def __post_init__(self):
         if self.size <= 0:
             raise ValueError(f"size must be positive, got {self.size}")
 
     def observation(self, observation: dict) -> dict:
+        if _skip(self, observation):
+            return observation
         size = [self.size, self.size]
         for keys, mode in (
             (self.nearest_keys, InterpolationMode.NEAREST_EXACT),
@@ -162,7 +228,12 @@ class ResizeStep(ObservationProcessorStep):
         return observation
 
     def get_config(self) -> dict[str, Any]:
-        return {"size": self.size, "nearest_keys": list(self.nearest_keys), "linear_keys": list(self.linear_keys)}
+        return {
+            "size": self.size,
+            "nearest_keys": list(self.nearest_keys),
+            "linear_keys": list(self.linear_keys),
+            "skip_if_present": self.skip_if_present,
+        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
@@ -179,13 +250,25 @@ class StackChannelsStep(ObservationProcessorStep):
     """Concatenate `keys` along the channel axis into `output_key`, e.g. ids + disparity -> (..., 2, 84, 84).
 
     With `drop_inputs` the inputs are removed, so intermediate images are not moved to the policy's device.
+    With `quantize` the result is rounded to the uint8 grid (round, then clamp to 0-255): the values a dataset
+    precomputed as uint8 holds, so the live and the stored observation are identical. When `skip_if_present` is
+    in the observation, that stored tensor is only cast to float32, the live path's dtype (int64 words written by
+    `pack_uint8` are unpacked to (..., len(keys), S, S) first).
     """
 
     keys: list[str] = field(default_factory=list)
     output_key: str = "observation.segdepth"
     drop_inputs: bool = True
+    quantize: bool = False
+    skip_if_present: str | None = None
 
     def observation(self, observation: dict) -> dict:
+        if _skip(self, observation):
+            stored = observation[self.skip_if_present]
+            if stored.dtype == torch.int64:
+                stored = unpack_uint8(stored, channels=len(self.keys))
+            observation[self.skip_if_present] = stored.float()
+            return observation
         parts = [_require(observation, key, type(self).__name__) for key in self.keys]
         shapes = {tuple(p.shape[:-3]) + tuple(p.shape[-2:]) for p in parts}
         if len(shapes) != 1:
@@ -193,14 +276,21 @@ class StackChannelsStep(ObservationProcessorStep):
                 f"StackChannelsStep: {self.keys} must share leading and spatial dims, got "
                 f"{[tuple(p.shape) for p in parts]}"
             )
-        observation[self.output_key] = torch.cat([p.float() for p in parts], dim=-3)
+        stacked = torch.cat([p.float() for p in parts], dim=-3)
+        observation[self.output_key] = stacked.round().clamp(0, 255) if self.quantize else stacked
         if self.drop_inputs:
             for key in self.keys:
                 observation.pop(key, None)
         return observation
 
     def get_config(self) -> dict[str, Any]:
-        return {"keys": list(self.keys), "output_key": self.output_key, "drop_inputs": self.drop_inputs}
+        return {
+            "keys": list(self.keys),
+            "output_key": self.output_key,
+            "drop_inputs": self.drop_inputs,
+            "quantize": self.quantize,
+            "skip_if_present": self.skip_if_present,
+        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})

@@ -1,0 +1,115 @@
+"""Twin recording speed: simulated frames per wall second, video encoding and dataset writing included.
+
+Rows: `so101-twin-record` with 1 and 2 worker processes, for the demo's settings (wrist camera 160x120 with
+ground-truth depth and segmentation) and for two 640x480 RGB cameras; the peer is the stock `lerobot-record` on the
+same settings, which paces the twin at the real arm's 30 fps. The rate is episodes x frames over the wall time of
+the whole command (worker start-up and merging included; the recorder's steady rate is higher) and the median of
+`--repeats` runs.
+
+    MUJOCO_GL=egl python benchmarks/record_speed.py --episodes 8 --repeats 3
+"""
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
+from lerobot_env_so101_twin.record import TwinDatasetConfig, TwinRecordConfig, record
+
+SETTINGS = {
+    "demo: wrist 160x120 + depth + segmentation": {
+        "cameras": ["wrist"],
+        "camera_height": 120,
+        "camera_width": 160,
+        "depth": True,
+        "segmentation": True,
+    },
+    "front + wrist 640x480 RGB": {"cameras": ["front", "wrist"], "camera_height": 480, "camera_width": 640},
+}
+SECONDS = 5.0
+FPS = 30
+
+
+def fast(robot: dict, root: Path, episodes: int, workers: int) -> float:
+    cfg = TwinRecordConfig(
+        robot=SO101TwinConfig(**robot, action_noise_std=1.0),
+        dataset=TwinDatasetConfig(repo_id="local/bench", root=str(root), num_episodes=episodes, episode_time_s=SECONDS),
+        num_workers=workers,
+        episodes_per_shard=max(1, episodes // (2 * workers)),
+        fail_fast_episodes=0,
+    )
+    start = time.perf_counter()
+    record(cfg)
+    return episodes * SECONDS * FPS / (time.perf_counter() - start)
+
+
+def stock(robot: dict, root: Path, episodes: int) -> float:
+    bool_flag = {True: "true", False: "false"}
+    args = [
+        str(Path(sys.executable).parent / "lerobot-record"),
+        "--robot.type=so101_twin",
+        f"--robot.cameras=[{','.join(robot['cameras'])}]",
+        f"--robot.camera_height={robot['camera_height']}",
+        f"--robot.camera_width={robot['camera_width']}",
+        f"--robot.depth={bool_flag[robot.get('depth', False)]}",
+        f"--robot.segmentation={bool_flag[robot.get('segmentation', False)]}",
+        "--robot.action_noise_std=1.0",
+        "--teleop.type=so101_twin_expert",
+        "--dataset.repo_id=local/bench",
+        f"--dataset.root={root}",
+        f"--dataset.num_episodes={episodes}",
+        f"--dataset.episode_time_s={SECONDS}",
+        "--dataset.reset_time_s=0",
+        "--dataset.single_task=Pick up the red cube and lift it.",
+        "--dataset.push_to_hub=false",
+        "--play_sounds=false",
+    ]
+    start = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    info = (root / "meta" / "info.json").read_text()
+    frames = int(info.split('"total_frames":')[1].split(",")[0])
+    return frames / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=8, help="episodes of 5 s per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stock-episodes", type=int, default=2, help="episodes for the lerobot-record peer")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, robot in SETTINGS.items():
+            runs = [
+                ("lerobot-record (peer, paced at 30 fps)", lambda root, r=robot: stock(r, root, args.stock_episodes))
+            ]
+            runs += [
+                (
+                    f"so101-twin-record, {w} worker{'s' * (w > 1)}",
+                    lambda root, r=robot, w=w: fast(r, root, args.episodes, w),
+                )
+                for w in (1, 2)
+            ]
+            for label, fn in runs:
+                rates = []
+                for i in range(args.repeats if "twin-record" in label else 1):
+                    root = Path(tmp) / f"run{i}"
+                    rates.append(fn(root))
+                    shutil.rmtree(root)
+                    shutil.rmtree(root.with_name(f".{root.name}.partial"), ignore_errors=True)
+                rate = statistics.median(rates)
+                rows.append((name, label, rate, rate / FPS, len(rates)))
+                print(f"{name} | {label}: {rate:.1f} frames/s", file=sys.stderr, flush=True)
+    print("\n| settings | recorder | simulated frames/s | x real time (30 fps) | runs |\n|---|---|---:|---:|---:|")
+    for name, label, rate, factor, n in rows:
+        print(f"| {name} | {label} | {rate:.1f} | {factor:.2f} | {n} |")
+
+
+if __name__ == "__main__":
+    main()

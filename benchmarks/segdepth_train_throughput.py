@@ -1,0 +1,209 @@
+"""End-to-end `lerobot-train --policy.type=segdepth` throughput: a raw twin dataset against its precomputed copy.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/segdepth_train_throughput.py                              # records a dataset first
+    .venv/bin/python benchmarks/segdepth_train_throughput.py --dataset-root outputs/demo/dataset
+    .venv/bin/python benchmarks/segdepth_train_throughput.py --steps 300 --repeats 5
+
+The dataset (`--dataset-root`) is one recorded with the twin as `scripts/demo.sh` records it: wrist camera, 160x120,
+RGB + ground-truth depth + segmentation videos. Without it the script records `--episodes` expert episodes of
+`--episode-seconds` s with the stock `lerobot-record` (same flags as the demo, no DART noise) into a temporary
+folder. It then makes the policy-ready copy with `segdepth-precompute` (default settings: image_size 84, the
+camera columns dropped, the observation packed) and runs the stock `lerobot-train --policy.type=segdepth` on each,
+`--repeats` times, alternating raw and copy so that load from other processes falls on both alike: `--steps`
+steps, batch 32, 2 DataLoader workers, seed 1, checkpoints off, everything else LeRobot's and the plugin's
+defaults (84x84, frame stack 3).
+
+Rate: taken from LeRobot's own logged step timings, not from wall time. lerobot-train logs every `--log-freq` steps
+the mean `updt_s` (forward, backward, optimizer step) and `data_s` (waiting for the next batch, plus the
+preprocessor) over those steps, and derives its `smp/s` = batch / (updt_s + data_s), rounded to an integer. The
+script recomputes that rate from the 3-decimal timings over all windows but the first (which holds the DataLoader
+workers' start and the first batches), i.e. the steady-state samples/s of the training loop, without the
+start-up (imports, dataset and policy construction, worker spawn) that the wall time column shows.
+
+Columns: samples/s end to end (median over repeats, min-max), the mean step split into update and data ms, and
+the whole command's wall time (median; start-up included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+REPO_ID = "local/twin_demo"
+TASK = "Pick up the red cube and lift it."
+WINDOW = re.compile(r"updt_s:([\d.]+) data_s:([\d.]+)")  # one lerobot-train log line per --log_freq steps
+
+
+def run(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return proc.stdout + proc.stderr, wall
+
+
+def record(root: Path, episodes: int, seconds: float, env: dict) -> None:
+    """The demo's recording (scripts/demo.sh) without DART noise: wrist 160x120, ground-truth depth + seg."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            str(BIN / "lerobot-record"),
+            "--robot.type=so101_twin",
+            "--robot.task=LiftCube",
+            "--robot.cameras=[wrist]",
+            "--robot.camera_height=120",
+            "--robot.camera_width=160",
+            "--robot.depth=true",
+            "--robot.segmentation=true",
+            "--teleop.type=so101_twin_expert",
+            f"--dataset.repo_id={REPO_ID}",
+            f"--dataset.root={root}",
+            f"--dataset.num_episodes={episodes}",
+            f"--dataset.episode_time_s={seconds}",
+            "--dataset.reset_time_s=0",
+            f"--dataset.single_task={TASK}",
+            "--dataset.push_to_hub=false",
+            "--play_sounds=false",
+        ],
+        cwd=root.parent,
+        env=env,
+    )
+
+
+def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict) -> dict:
+    log, wall = run(
+        [
+            str(BIN / "lerobot-train"),
+            "--policy.type=segdepth",
+            f"--policy.device={a.device}",
+            "--policy.push_to_hub=false",
+            f"--dataset.repo_id={repo_id}",
+            f"--dataset.root={root}",
+            f"--steps={a.steps}",
+            f"--batch_size={a.batch_size}",
+            f"--num_workers={a.num_workers}",
+            f"--log_freq={a.log_freq}",
+            "--save_checkpoint=false",
+            "--wandb.enable=false",
+            f"--seed={a.seed}",
+            f"--output_dir={out}",
+        ],
+        cwd=out.parent,
+        env=env,
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    steady = [(float(u), float(d)) for u, d in WINDOW.findall(log)][1:]  # all windows but the first
+    if not steady:
+        raise SystemExit(f"no step timings after step {a.log_freq} in lerobot-train's log:\n{log[-3000:]}")
+    update = statistics.fmean(u for u, _ in steady)
+    data = statistics.fmean(d for _, d in steady)
+    return {"rate": a.batch_size / (update + data), "update_ms": 1e3 * update, "data_ms": 1e3 * data, "wall": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset-root", type=Path, default=None, help="a twin recording (default: record one)")
+    parser.add_argument("--repo-id", default=REPO_ID, help="its repo id (any name works with a local root)")
+    parser.add_argument("--episodes", type=int, default=6, help="episodes to record without --dataset-root")
+    parser.add_argument("--episode-seconds", type=float, default=5.0)
+    parser.add_argument("--steps", type=int, default=200, help="training steps per run")
+    parser.add_argument("--log-freq", type=int, default=20, help="LeRobot's logging window (steps)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the recording and the copy in this folder")
+    a = parser.parse_args()
+    if a.steps < 2 * a.log_freq:
+        parser.error("--steps must cover at least two --log-freq windows (the first one is left out)")
+
+    work = a.keep or Path(tempfile.mkdtemp(prefix="segdepth_train_throughput_"))
+    work.mkdir(parents=True, exist_ok=True)
+    if a.keep is None:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+    # calibration files and caches stay out of the user's home; there is no network to ask the Hub
+    env = {**os.environ, "HF_LEROBOT_HOME": str(work / "lerobot_home"), "HF_HUB_OFFLINE": "1"}
+    env.setdefault("MUJOCO_GL", "egl")
+
+    raw = a.dataset_root
+    if raw is None:
+        raw = work / "raw"
+        if not (raw / "meta" / "info.json").exists():
+            print(f"recording {a.episodes} episodes of {a.episode_seconds} s with lerobot-record ...", flush=True)
+            record(raw, a.episodes, a.episode_seconds, env)
+    raw = raw.resolve()
+    copy = work / "precomputed"
+    precompute_s = None
+    if not (copy / "meta" / "info.json").exists():
+        print("precomputing observation.segdepth with segdepth-precompute ...", flush=True)
+        _, precompute_s = run(
+            [
+                str(BIN / "segdepth-precompute"),
+                f"--dataset.repo_id={a.repo_id}",
+                f"--dataset.root={raw}",
+                f"--output_root={copy}",
+                f"--output_repo_id={a.repo_id}_segdepth",
+                f"--num_workers={a.num_workers}",
+            ],
+            cwd=work,
+            env=env,
+        )
+
+    variants = {
+        "raw (decodes RGB + depth + segmentation videos)": (raw, a.repo_id),
+        "precomputed copy (segdepth-precompute)": (copy, f"{a.repo_id}_segdepth"),
+    }
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    for r in range(a.repeats):
+        for name, (root, repo_id) in variants.items():
+            result = train(root, repo_id, work / "train", a, env)
+            results[name].append(result)
+            print(f"repeat {r + 1}/{a.repeats} {name}: {result['rate']:.1f} samples/s", flush=True)
+
+    from lerobot.datasets import LeRobotDatasetMetadata
+
+    frames = LeRobotDatasetMetadata(a.repo_id, root=raw).total_frames
+    cores = len(os.sched_getaffinity(0))
+    print(
+        f"\nlerobot-train --policy.type=segdepth, {a.steps} steps, batch {a.batch_size}, {a.num_workers} workers, "
+        f"seed {a.seed}, device {a.device}; {frames} frames ({raw}); {cores} cores, {platform.processor() or '?'}, "
+        f"load average {os.getloadavg()[0]:.1f}; median of {a.repeats}"
+    )
+    if precompute_s is not None:
+        print(f"segdepth-precompute (one-time): {precompute_s:.1f} s wall for {frames} frames, start-up included")
+    print("\n| dataset | samples/s end to end | min-max | update ms/step | data ms/step | wall s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    medians = {}
+    for name, runs in results.items():
+        rates = [x["rate"] for x in runs]
+        medians[name] = statistics.median(rates)
+        print(
+            f"| {name} | {medians[name]:.1f} | {min(rates):.1f}-{max(rates):.1f} "
+            f"| {statistics.median(x['update_ms'] for x in runs):.1f} "
+            f"| {statistics.median(x['data_ms'] for x in runs):.1f} "
+            f"| {statistics.median(x['wall'] for x in runs):.1f} |"
+        )
+    raw_rate, copy_rate = medians.values()
+    print(
+        f"\nspeed-up {copy_rate / raw_rate:.2f}x. samples/s = batch / (updt_s + data_s), LeRobot's logged step "
+        f"timings over all {a.log_freq}-step windows but the first (start-up excluded; the wall column includes it)."
+    )
+
+
+if __name__ == "__main__":
+    main()

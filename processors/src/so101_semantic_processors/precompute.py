@@ -1,0 +1,217 @@
+"""Add computed per-frame columns to a copy of a LeRobotDataset: resumable, atomic, read back.
+
+The one machinery behind the suite's offline precompute commands (`so101-precompute-segmentation`: SegVLA's
+pooled Mask2Former scores; `segdepth-precompute`: SegDepth's policy-ready observation). A front end gives the
+source dataset, a function that maps a batch of frames (as a DataLoader over the dataset yields them) to named
+arrays, LeRobot feature specs for those arrays and the settings that determine them; `precompute_features`:
+
+- refuses an output root that exists: nothing is overwritten, and the source dataset is only read;
+- writes each computed batch to `.<output>.partial/shards/shard_NNNNNN.safetensors` (temporary file, then
+  `os.replace`) beside `manifest.json` (source and settings). A run started again with the same settings skips
+  the frames already done (the batch size may differ); one with other settings is refused unless `restart`
+  discards the partial work;
+- gathers the shards by dataset position into memory-mapped arrays in the stage folder (so a column need not fit
+  in memory) and checks that every frame was computed;
+- has LeRobot's `dataset_tools.modify_features` write the new dataset (the added columns; optionally without some
+  source columns) to `.<output>.tmp`, reads rows back and compares them with what was computed, stores the manifest
+  as the new dataset's `meta/precompute.json`, renames the folder into place and deletes the stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+DATASET_MANIFEST = "meta/precompute.json"  # the manifest, kept in the new dataset: what made its columns
+
+
+def atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def stage_dir(output_root: Path) -> Path:
+    """Where partial work for `output_root` lives: `.<name>.partial/` beside it."""
+    return output_root.with_name(f".{output_root.name}.partial")
+
+
+def check_output_root(output_root: str | Path) -> Path:
+    output_root = Path(output_root)
+    if output_root.exists():
+        raise FileExistsError(f"{output_root} exists; remove it or pass another output root")
+    return output_root
+
+
+def _done_positions(shard_dir: Path) -> set[int]:
+    done: set[int] = set()
+    for shard in sorted(shard_dir.glob("shard_*.safetensors")):
+        done.update(load_file(shard)["positions"].tolist())
+    return done
+
+
+def _as_array(name: str, value, spec: dict, rows: int) -> torch.Tensor:
+    tensor = torch.as_tensor(value).detach().cpu().contiguous()
+    expected = (rows, *spec["shape"])
+    if tuple(tensor.shape) != expected:
+        raise ValueError(f"the compute function returned '{name}' shaped {tuple(tensor.shape)}, expected {expected}")
+    if tensor.numpy().dtype != np.dtype(spec["dtype"]):
+        raise TypeError(f"the compute function returned '{name}' as {tensor.dtype}, the feature is {spec['dtype']}")
+    return tensor
+
+
+def precompute_features(
+    dataset,
+    compute: Callable[[dict[str, Any]], Mapping[str, torch.Tensor | np.ndarray]],
+    features: dict[str, dict],
+    output_root: str | Path,
+    output_repo_id: str,
+    settings: dict[str, Any],
+    *,
+    remove_features: list[str] | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    restart: bool = False,
+    desc: str = "precompute",
+) -> dict[str, Any]:
+    """Write a copy of `dataset` (a LeRobotDataset without delta timestamps) with the columns `compute` gives.
+
+    `compute(batch)` gets a DataLoader batch of consecutive frames and returns {feature name: (B, *shape)} in
+    each feature's dtype; `features` are LeRobot feature specs ({"dtype", "shape", "names", "info"}) keyed by the
+    same names. `settings` (JSON-serialisable) is everything else that determines the values: partial work made
+    with other settings is refused unless `restart`. Returns a summary of the run.
+    """
+    from lerobot.datasets.dataset_tools import modify_features
+
+    output_root = check_output_root(output_root)
+    clash = [name for name in features if name in dataset.meta.features]
+    if clash:
+        raise ValueError(f"dataset {dataset.repo_id} already has {clash}; pick other keys or drop those columns")
+    remove_features = list(remove_features or [])
+    unknown = [name for name in remove_features if name not in dataset.meta.features]
+    if unknown:
+        raise ValueError(f"cannot remove {unknown}: dataset {dataset.repo_id} has no such features")
+
+    stage = stage_dir(output_root)
+    shard_dir = stage / "shards"
+    if restart and stage.exists():
+        shutil.rmtree(stage)
+    manifest = {
+        "source_repo_id": dataset.repo_id,
+        "source_root": str(Path(dataset.root).resolve()),
+        "source_frames": len(dataset),
+        "removed_features": remove_features,
+        **settings,
+    }
+    manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as the file reads back
+    if (stage / MANIFEST).exists():
+        previous = json.loads((stage / MANIFEST).read_text())
+        if previous != manifest:
+            changed = sorted(k for k in {*manifest, *previous} if previous.get(k) != manifest.get(k))
+            raise ValueError(
+                f"{stage} holds partial work made with other settings ({changed}); pass --restart to discard it"
+            )
+        logger.info("resuming from %s", stage)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    atomic_json(stage / MANIFEST, manifest)
+
+    done = _done_positions(shard_dir)
+    todo = [i for i in range(len(dataset)) if i not in done]
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    next_shard = len(list(shard_dir.glob("shard_*.safetensors")))
+    start, computed = time.perf_counter(), 0
+    with tqdm(total=len(dataset), initial=len(done), desc=desc, unit="frame") as progress:
+        for b, batch in enumerate(loader):
+            positions = todo[b * batch_size : b * batch_size + len(batch["index"])]
+            values = compute(batch)
+            if set(values) != set(features):
+                raise KeyError(f"the compute function returned {sorted(values)}, expected {sorted(features)}")
+            tensors = {name: _as_array(name, values[name], features[name], len(positions)) for name in features}
+            tensors["positions"] = torch.tensor(positions, dtype=torch.int64)
+            tensors["index"] = batch["index"].to(torch.int64)
+            shard = shard_dir / f"shard_{next_shard:06d}.safetensors"
+            save_file(tensors, str(shard.with_suffix(".tmp")))
+            os.replace(shard.with_suffix(".tmp"), shard)
+            next_shard += 1
+            computed += len(positions)
+            progress.update(len(positions))
+    elapsed = time.perf_counter() - start
+
+    # Gather the shards by dataset position, then key the new columns on each row's global `index`.
+    column_dir = stage / "columns"
+    column_dir.mkdir(exist_ok=True)
+    columns = {
+        name: np.lib.format.open_memmap(
+            column_dir / f"{i}.npy", mode="w+", dtype=np.dtype(spec["dtype"]), shape=(len(dataset), *spec["shape"])
+        )
+        for i, (name, spec) in enumerate(features.items())
+    }
+    filled = np.zeros(len(dataset), dtype=bool)
+    row_of_index: dict[int, int] = {}
+    for shard in sorted(shard_dir.glob("shard_*.safetensors")):
+        data = load_file(shard)
+        pos = data["positions"].numpy()
+        for name, column in columns.items():
+            column[pos] = data[name].numpy()
+        filled[pos] = True
+        row_of_index.update(zip(data["index"].tolist(), pos.tolist(), strict=True))
+    if not filled.all():
+        missing = np.flatnonzero(~filled)
+        raise RuntimeError(f"{len(missing)} frames have no shard in {shard_dir} (first {missing[:5].tolist()})")
+
+    add = {
+        name: (
+            lambda row, _ep, _frame, column=column: np.asarray(column[row_of_index[int(row["index"])]]),
+            features[name],
+        )
+        for name, column in columns.items()
+    }
+    tmp = output_root.with_name(f".{output_root.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    new = modify_features(
+        dataset, add_features=add, remove_features=remove_features or None, output_dir=tmp, repo_id=output_repo_id
+    )
+    rows = sorted({0, len(new) // 2, len(new) - 1})
+    for position in rows:
+        row = new.hf_dataset[position]
+        for name, column in columns.items():
+            if not np.array_equal(np.asarray(row[name]), column[row_of_index[int(row["index"])]]):
+                raise RuntimeError(f"'{name}' read back from {tmp} (row {position}) differs from what was computed")
+    atomic_json(tmp / DATASET_MANIFEST, manifest)
+    del new, add, columns
+    os.replace(tmp, output_root)
+    shutil.rmtree(stage)
+
+    return {
+        "output_root": str(output_root),
+        "output_repo_id": output_repo_id,
+        "frames": len(dataset),
+        "frames_computed_this_run": computed,
+        "compute_seconds": round(elapsed, 3),
+        "frames_per_second": round(computed / elapsed, 3) if computed and elapsed > 0 else None,
+        "removed_features": remove_features,
+    }
+
+
+def open_result(summary: dict[str, Any]):
+    """The dataset a `precompute_features` summary describes."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset(summary["output_repo_id"], root=summary["output_root"])

@@ -1,0 +1,256 @@
+"""The demo, stage by stage: record expert demonstrations in the twin, precompute SegDepth's observation, train
+segdepth with `lerobot-train`, evaluate it with `lerobot-eval` on cube poses never seen in training, and draw what
+the policy saw. Run through `bash scripts/demo.sh` (which sets up the environment first):
+
+    bash scripts/demo.sh                                   # configs/demo.yaml
+    bash scripts/demo.sh --config_path=configs/demo_long.yaml
+    bash scripts/demo.sh --train.steps=500 --eval.n_episodes=10   # dotted flags override the file
+
+The console shows the stages, their progress and the result table; every command's full output (LeRobot's
+per-episode dumps, the video encoders' chatter) goes to `<output_dir>/logs/`. Each stage's result lands in
+`<output_dir>/`, and `<output_dir>/summary.json` holds the figures the table shows.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+from tqdm import tqdm
+
+from lerobot_env_so101_twin.record import TwinRecordConfig, record
+
+VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TrainStage:
+    steps: int = 3000
+    batch_size: int = 32
+    num_workers: int = 2
+    seed: int = 1
+    log_freq: int = 100
+    # extra --policy.* flags for lerobot-train, e.g. ["--policy.augment_pad=0"]
+    policy_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalStage:
+    n_episodes: int = 20
+    # episode k of the evaluation starts from the scene of seed + k: far from the recording's seeds 0..N
+    seed: int = 1000
+    batch_size: int = 10
+    # episodes of a random-weight segdepth as a floor (0: skip; it runs every episode to the time limit)
+    random_episodes: int = 0
+
+
+@dataclass
+class DemoConfig:
+    record: TwinRecordConfig
+    output_dir: Path = Path("outputs/demo")
+    train: TrainStage = field(default_factory=TrainStage)
+    eval: EvalStage = field(default_factory=EvalStage)
+    policy_view: bool = True
+
+
+def run_logged(args: list[str], log: Path, desc: str, total: int | None = None, pattern: str | None = None) -> float:
+    """Run a command with its output in `log`; a progress bar advances on lines matching `pattern` (its first
+    group is the position). Returns the wall seconds; a failure shows the log's tail."""
+    start = time.perf_counter()
+    with open(log, "w") as out, tqdm(total=total, desc=desc, unit="step" if total else "line", leave=True) as bar:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        for line in proc.stdout:
+            out.write(line)
+            match = re.search(pattern, line) if pattern else None
+            if match and total:
+                bar.update(max(0, int(float(match.group(1).replace("K", "e3"))) - bar.n))
+                loss = re.search(r"loss:([0-9.]+)", line)
+                if loss:
+                    bar.set_postfix(loss=loss.group(1))
+        code = proc.wait()
+        if total and code == 0:
+            bar.update(total - bar.n)
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
+        raise SystemExit(f"[demo] {desc} failed (exit {code}); last lines of {log}:\n{tail}")
+    return time.perf_counter() - start
+
+
+def eval_args(cfg: DemoConfig, n_episodes: int, output: Path) -> list[str]:
+    robot = cfg.record.robot
+    return [
+        "--env.type=so101_twin",
+        f"--env.task={robot.task}",
+        f"--env.cameras=[{','.join(robot.cameras)}]",
+        "--env.render_cameras=[front,wrist]",
+        f"--env.observation_height={robot.camera_height}",
+        f"--env.observation_width={robot.camera_width}",
+        f"--env.depth={str(robot.depth).lower()}",
+        f"--env.segmentation={str(robot.segmentation).lower()}",
+        f"--eval.n_episodes={n_episodes}",
+        f"--eval.batch_size={min(cfg.eval.batch_size, n_episodes)}",
+        "--eval.use_async_envs=false",
+        "--policy.device=cpu",
+        f"--seed={cfg.eval.seed}",
+        f"--output_dir={output}",
+    ]
+
+
+def demo(cfg: DemoConfig) -> dict:
+    start = time.perf_counter()
+    out = cfg.output_dir
+    if out.exists():
+        shutil.rmtree(out)
+    logs = out / "logs"
+    logs.mkdir(parents=True)
+    cfg.record.dataset.root = str(out / "dataset")
+    cfg.record.log_dir = logs / "record"
+    cfg.record.log_dir.mkdir()
+    seconds: dict[str, float] = {}
+    repo = cfg.record.dataset.repo_id
+
+    n, t = cfg.record.dataset.num_episodes, cfg.record.dataset.episode_time_s
+    print(f"[demo] 1/5 recording {n} expert episodes of {t} s in the twin (so101-twin-record, simulated time)")
+    recorded = record(cfg.record)
+    seconds["record"] = recorded["total_seconds"]
+    print(
+        f"[demo]     {recorded['frames']} frames in {recorded['record_seconds']} s "
+        f"({recorded['real_time_factor']}x real time), expert success {recorded['expert_success']}"
+    )
+
+    print("[demo] 2/5 adding the policy-ready observation (segdepth-precompute)")
+    segdepth_root = out / "dataset_segdepth"
+    seconds["precompute"] = run_logged(
+        [
+            str(VENV_BIN / "segdepth-precompute"),
+            f"--dataset.repo_id={repo}",
+            f"--dataset.root={cfg.record.dataset.root}",
+            f"--output_root={segdepth_root}",
+            f"--output_repo_id={repo}_segdepth",
+            f"--policy.camera={cfg.record.robot.cameras[-1]}",
+            "--num_workers=2",
+        ],
+        logs / "precompute.log",
+        "precompute",
+    )
+
+    steps = cfg.train.steps
+    print(f"[demo] 3/5 training segdepth for {steps} steps, batch {cfg.train.batch_size} (lerobot-train)")
+    train_dir = out / "train"
+    seconds["train"] = run_logged(
+        [
+            str(VENV_BIN / "lerobot-train"),
+            "--policy.type=segdepth",
+            f"--policy.camera={cfg.record.robot.cameras[-1]}",
+            "--policy.device=cpu",
+            "--policy.push_to_hub=false",
+            *cfg.train.policy_args,
+            f"--dataset.repo_id={repo}_segdepth",
+            f"--dataset.root={segdepth_root}",
+            f"--steps={steps}",
+            f"--batch_size={cfg.train.batch_size}",
+            f"--num_workers={cfg.train.num_workers}",
+            f"--save_freq={steps}",
+            f"--log_freq={cfg.train.log_freq}",
+            f"--output_dir={train_dir}",
+            "--wandb.enable=false",
+            f"--seed={cfg.train.seed}",
+        ],
+        logs / "train.log",
+        "train",
+        total=steps,
+        pattern=r"step:([0-9.K]+)",
+    )
+    ckpt = train_dir / "checkpoints" / "last" / "pretrained_model"
+
+    print(f"[demo] 4/5 evaluating on {cfg.eval.n_episodes} new cube poses (lerobot-eval, seed {cfg.eval.seed}+)")
+    runs = [("trained", ["--policy.path", str(ckpt)], cfg.eval.n_episodes)]
+    if cfg.eval.random_episodes:
+        runs.append(("random", ["--policy.type=segdepth"], cfg.eval.random_episodes))
+    results = {}
+    for name, policy, episodes in runs:
+        seconds[f"eval_{name}"] = run_logged(
+            [str(VENV_BIN / "lerobot-eval"), *policy, *eval_args(cfg, episodes, out / f"eval_{name}")],
+            logs / f"eval_{name}.log",
+            f"eval {name}",
+        )
+        results[name] = json.loads((out / f"eval_{name}" / "eval_info.json").read_text())["overall"]
+
+    if cfg.policy_view:
+        print("[demo] 5/5 rollout video and the channels the policy saw")
+        robot = cfg.record.robot
+        seconds["policy_view"] = run_logged(
+            [
+                sys.executable,
+                str(ROOT / "examples" / "segdepth_policy_view.py"),
+                f"--policy={ckpt}",
+                f"--out={out}",
+                f"--seed={cfg.eval.seed}",
+                f"--height={robot.camera_height}",
+                f"--width={robot.camera_width}",
+            ],
+            logs / "policy_view.log",
+            "policy view",
+        )
+
+    train_samples = steps * cfg.train.batch_size
+    summary = {
+        "episodes_recorded": recorded["episodes"],
+        "expert_success": recorded["expert_success"],
+        "record_real_time_factor": recorded["real_time_factor"],
+        "train_samples_per_second": round(train_samples / seconds["train"], 1),
+        "results": {
+            name: {"episodes": r["n_episodes"], "pc_success": r["pc_success"], "avg_sum_reward": r["avg_sum_reward"]}
+            for name, r in results.items()
+        },
+        "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "wall_minutes": round((time.perf_counter() - start) / 60, 2),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"\n| segdepth | {robot_task(cfg)} episodes | success | mean return |\n|---|---:|---:|---:|")
+    for name, r in summary["results"].items():
+        successes = round(r["pc_success"] * r["episodes"] / 100)
+        rate = f"{successes}/{r['episodes']} ({r['pc_success']:.0f}%)"
+        print(f"| {name} | {r['episodes']} | {rate} | {r['avg_sum_reward']:.1f} |")
+    stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in summary["stage_seconds"].items())
+    print(
+        f"\nstage minutes: {stages}; training {summary['train_samples_per_second']} samples/s (wall, start-up included)"
+    )
+    print(
+        f"videos: {out}/eval_trained/videos, {out}/policy_view.mp4; channels: {out}/policy_channels.png; logs: {logs}"
+    )
+    print(f"demo wall time (after set-up): {summary['wall_minutes']:.1f} min")
+    return summary
+
+
+def robot_task(cfg: DemoConfig) -> str:
+    return cfg.record.robot.task
+
+
+def parse_config(args: list[str]) -> DemoConfig:
+    """`--config_path=FILE` (default configs/demo.yaml) and dotted flags; a bad value exits with its own message
+    rather than draccus' "Couldn't instantiate" wrapper."""
+    config_path = next((a.split("=", 1)[1] for a in args if a.startswith("--config_path=")), None)
+    args = [a for a in args if not a.startswith("--config_path=")]
+    try:
+        return draccus.parse(DemoConfig, config_path=config_path or ROOT / "configs" / "demo.yaml", args=args)
+    except draccus.utils.ParsingError as err:
+        cause: BaseException = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        print(f"demo: error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+def main() -> None:
+    demo(parse_config(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
