@@ -188,6 +188,16 @@ def _report(*message) -> None:
         _progress.put(message)
 
 
+def _check_no_dropped_frames(dataset, shard: Shard, episode: int) -> None:
+    encoder = getattr(getattr(dataset, "writer", None), "_streaming_encoder", None)
+    dropped = {k: n for k, n in (getattr(encoder, "_dropped_frames", None) or {}).items() if n}
+    if dropped:
+        raise RuntimeError(
+            f"the video encoders dropped frames in episode {episode} of {shard.name} ({dropped}): the episode was "
+            "not saved; raise --dataset.encoder_queue_maxsize or use fewer --num_workers"
+        )
+
+
 def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     """Record `shard`'s episodes into `stage/<shard.name>` (written under a temporary name, renamed when done)."""
     from lerobot.datasets import LeRobotDataset
@@ -219,7 +229,9 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
         depth_encoder=ds_cfg.depth_encoder,
         encoder_threads=ds_cfg.encoder_threads,
         streaming_encoding=ds_cfg.streaming_encoding,
-        encoder_queue_maxsize=ds_cfg.encoder_queue_maxsize,
+        # LeRobot's streaming encoder drops a frame (with a warning) when its queue stays full for 0.1 s, which a
+        # recorder stepping faster than the encoders would hit: a queue that holds a whole episode never fills.
+        encoder_queue_maxsize=max(ds_cfg.encoder_queue_maxsize, cfg.frames_per_episode + 1),
     )
     successes: list[bool] = []
     teleop.connect()
@@ -238,6 +250,7 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
                 action_frame = build_dataset_frame(dataset.features, action, prefix=ACTION)
                 dataset.add_frame({**observation_frame, **action_frame, "task": ds_cfg.single_task})
                 success = success or robot.twin.is_success()
+            _check_no_dropped_frames(dataset, shard, episode)
             dataset.save_episode()
             successes.append(success)
             _report("episode", episode, success, cfg.frames_per_episode)
