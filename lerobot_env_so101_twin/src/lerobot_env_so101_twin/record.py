@@ -26,9 +26,11 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -270,6 +272,21 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     return {"shard": shard.name, "successes": successes}
 
 
+@contextmanager
+def _stderr_to(path: Path):
+    """Send this process's C-level and Python stderr to `path` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "a") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 # ----- driver side -----------------------------------------------------------------------------------------------
 def _manifest(cfg: TwinRecordConfig, first_episode: int) -> dict:
     settings = asdict(cfg)
@@ -394,6 +411,8 @@ def record(cfg: TwinRecordConfig) -> dict:
     shards = shards_for(first_episode, cfg.dataset.num_episodes, cfg.episodes_per_shard)
     todo = [s for s in shards if not (stage / s.name / "meta" / "info.json").exists()]
     frames = cfg.frames_per_episode
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else stage / "logs"  # removed with the stage once merged
+    log_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with tqdm(
         total=cfg.dataset.num_episodes * frames,
@@ -403,8 +422,6 @@ def record(cfg: TwinRecordConfig) -> dict:
     ) as progress:
         if len(todo) < len(shards):
             logger.info("resuming: %d of %d shards already recorded in %s", len(shards) - len(todo), len(shards), stage)
-        log_dir = Path(cfg.log_dir) if cfg.log_dir else stage / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
         results = _run_shards(cfg, todo, stage, progress, log_dir) if todo else []
     record_seconds = time.perf_counter() - start
 
@@ -412,12 +429,15 @@ def record(cfg: TwinRecordConfig) -> dict:
     out_tmp = root.with_name(f".{root.name}.tmp")
     if out_tmp.exists():
         shutil.rmtree(out_tmp)
-    aggregate_datasets(
-        repo_ids=[cfg.dataset.repo_id] * int(cfg.append) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
-        aggr_repo_id=cfg.dataset.repo_id,
-        roots=roots,
-        aggr_root=out_tmp,
-    )
+    merge_log = log_dir / "merge.log"
+    logger.info("merging %d shards into %s (LeRobot's aggregate_datasets; its output: %s)", len(roots), root, merge_log)
+    with _stderr_to(merge_log):  # LeRobot's progress bars and FFmpeg's muxer chatter, per file
+        aggregate_datasets(
+            repo_ids=[cfg.dataset.repo_id] * int(cfg.append) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
+            aggr_repo_id=cfg.dataset.repo_id,
+            roots=roots,
+            aggr_root=out_tmp,
+        )
     info = json.loads((out_tmp / "meta" / "info.json").read_text())
     expected = first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:

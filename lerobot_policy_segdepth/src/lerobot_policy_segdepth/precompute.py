@@ -202,6 +202,7 @@ def precompute_segdepth(cfg: SegDepthPrecomputeConfig) -> dict:
         num_workers=cfg.num_workers,
         restart=cfg.restart,
         desc="segdepth",
+        read_keys=[config.rgb_key] if config.source == "models" else [config.depth_key, config.segmentation_key],
     )
     summary["stored_bytes_per_frame"] = 2 * s * s
     logger.info("wrote %s", json.dumps(summary))
