@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class TrainStage:
-    steps: int = 1500
+    steps: int = 1300
     batch_size: int = 32
     num_workers: int = 2
     seed: int = 1
