@@ -1,0 +1,226 @@
+"""DrQ-v2 (Yarats et al., 2021; facebookresearch/drqv2) on the `segdepth` policy's own encoder and actor.
+
+The policy's modules are used as they are, so the trained actor is exported with `save_pretrained`, not
+converted. Only the critic (and its target copy) lives here.
+
+Shapes, with B = batch, T = frame stack, S = image size, D = state dim (6 with use_state, else 0), A = 6:
+    frames        (B, T*2, S, S)  ids and disparity on the uint8 grid, oldest frame first
+    state         (B, D)          normalised by the policy's preprocessor (empty when use_state=false)
+    action        (B, A)          joint deltas in [-1, 1], what the policy's actor emits
+    features      (B, R)          encoder(encoder_input(aug(frames))), R = the encoder's repr_dim
+    q1, q2        (B, 1)
+    reward        (B, 1)          n-step discounted sum
+    discount      (B, 1)          gamma**n, 0 after a terminal state
+
+As upstream: the encoder learns through the critic loss only; the actor is trained on detached features to
+maximise min(Q1, Q2) of an action sampled from a clipped normal around its mean; the target critic follows
+with Polyak averaging; exploration std follows a schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lerobot_policy_segdepth.modeling_segdepth import SegDepthPolicy
+
+
+@dataclass
+class DrQV2Config:
+    lr: float = 1e-4
+    critic_hidden_dim: int = 256  # seed 002's [256, 256] critic; upstream DMC uses 1024
+    discount: float = 0.99
+    nstep: int = 3
+    batch_size: int = 256
+    critic_target_tau: float = 0.01
+    update_every_steps: int = 2  # one update per this many decision steps of one env
+    # exploration std: a constant ("0.2") or "linear(init, final, steps)" over decision steps
+    stddev_schedule: str = "linear(1.0,0.1,500000)"
+    stddev_clip: float = 0.3
+
+    def __post_init__(self):
+        stddev(self.stddev_schedule, 0)  # a malformed schedule fails here, not after the seed frames
+        if self.nstep < 1 or self.batch_size < 1 or self.update_every_steps < 1:
+            raise ValueError("agent.nstep, agent.batch_size and agent.update_every_steps must be >= 1")
+        if not 0 < self.discount <= 1 or not 0 < self.critic_target_tau <= 1:
+            raise ValueError("agent.discount and agent.critic_target_tau must be in (0, 1]")
+
+
+def stddev(schedule: str, step: int) -> float:
+    """The exploration std at decision step `step`: "0.2" or "linear(1.0,0.1,500000)" as in drqv2's utils."""
+    try:
+        return float(schedule)
+    except ValueError:
+        pass
+    match = re.fullmatch(r"\s*linear\(([^,]+),([^,]+),([^,]+)\)\s*", schedule)
+    if not match:
+        raise ValueError(f"agent.stddev_schedule={schedule!r}: use a number or 'linear(init,final,steps)'")
+    init, final, duration = (float(g) for g in match.groups())
+    mix = min(max(step / duration, 0.0), 1.0)
+    return (1.0 - mix) * init + mix * final
+
+
+def sample_clipped(mean: Tensor, std: float, clip: float | None) -> Tensor:
+    """A sample of N(mean, std) with the noise clipped to [-clip, clip] and the result kept inside (-1, 1).
+
+    drqv2's TruncatedNormal.sample: the clamp to the action range passes gradients straight through, so the
+    actor loss still moves the mean when a sample lands on the bound.
+    """
+    noise = torch.randn_like(mean) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    action = mean + noise
+    bound = 1.0 - 1e-6
+    return action - action.detach() + action.detach().clamp(-bound, bound)
+
+
+class Critic(nn.Module):
+    """drqv2.Critic: a trunk (Linear, LayerNorm, Tanh) and two Q heads on (trunk features, state, action)."""
+
+    def __init__(self, repr_dim: int, state_dim: int, action_dim: int, feature_dim: int, hidden_dim: int):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+        inputs = feature_dim + state_dim + action_dim
+
+        def q_head() -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(inputs, hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden_dim, hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden_dim, 1),
+            )
+
+        self.q1, self.q2 = q_head(), q_head()
+        self.apply(orthogonal_init)
+
+    def forward(self, features: Tensor, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.cat([self.trunk(features), state, action], dim=-1)
+        return self.q1(h), self.q2(h)
+
+
+def orthogonal_init(module: nn.Module) -> None:
+    """drqv2.utils.weight_init: orthogonal weights (ReLU gain for convolutions), zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight.data)
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.orthogonal_(module.weight.data, nn.init.calculate_gain("relu"))
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+
+
+class DrQV2Agent:
+    """The learner: the policy's encoder and actor, a twin-Q critic and its target, three Adam optimisers."""
+
+    def __init__(self, policy: SegDepthPolicy, config: DrQV2Config, init_policy_weights: bool = True):
+        self.policy = policy
+        self.config = config
+        cfg = policy.config
+        self.state_dim = 6 if cfg.use_state else 0
+        if init_policy_weights:  # from scratch: upstream's initialisation; a cloned checkpoint keeps its weights
+            policy.encoder.apply(orthogonal_init)
+            policy.actor.apply(orthogonal_init)
+        self.critic = Critic(policy.encoder.repr_dim, self.state_dim, 6, cfg.feature_dim, config.critic_hidden_dim)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        encoder_params = list(policy.encoder.parameters())
+        if cfg.id_encoding == "embedding":
+            encoder_params += list(policy.id_embedding.parameters())
+        self.encoder_opt = torch.optim.Adam(encoder_params, lr=config.lr)
+        self.actor_opt = torch.optim.Adam(policy.actor.parameters(), lr=config.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
+        self.train(True)
+
+    def train(self, training: bool) -> None:
+        self.policy.train(training)
+        self.critic.train(training)
+
+    def features(self, frames: Tensor, augment: bool) -> Tensor:
+        """(B, T*2, S, S) -> (B, R); augment: the random shift DrQ-v2 applies to every batch it learns from."""
+        if augment:
+            frames = self.policy.aug(frames)
+        return self.policy.encoder(self.policy.encoder_input(frames))
+
+    def _state(self, state: Tensor) -> Tensor | None:
+        """The actor's state input: None when the policy does not read the state."""
+        return state if self.state_dim else None
+
+    def _critic_state(self, state: Tensor) -> Tensor:
+        return state if self.state_dim else state[:, :0]
+
+    @torch.no_grad()
+    def act(self, frames: Tensor, state: Tensor, step: int, explore: bool) -> Tensor:
+        """(B, T*2, S, S), (B, D) -> (B, 6): the actor's mean, plus (unclipped) exploration noise when exploring."""
+        mean = self.policy.actor(self.features(frames, augment=False), self._state(state))
+        if not explore:
+            return mean
+        noise = torch.randn_like(mean) * stddev(self.config.stddev_schedule, step)
+        return (mean + noise).clamp(-1.0, 1.0)
+
+    def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+        """One critic and one actor update on a replay batch (keys: frames, state, action, reward, discount,
+        next_frames, next_state); returns the losses and Q statistics for the log."""
+        cfg = self.config
+        std = stddev(cfg.stddev_schedule, step)
+        features = self.features(batch["frames"], augment=True)
+        with torch.no_grad():
+            next_features = self.features(batch["next_frames"], augment=True)
+            next_mean = self.policy.actor(next_features, self._state(batch["next_state"]))
+            next_action = sample_clipped(next_mean, std, cfg.stddev_clip)
+            target_q1, target_q2 = self.critic_target(
+                next_features, self._critic_state(batch["next_state"]), next_action
+            )
+            target_q = batch["reward"] + batch["discount"] * torch.min(target_q1, target_q2)
+        q1, q2 = self.critic(features, self._critic_state(batch["state"]), batch["action"])
+        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        self.encoder_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.encoder_opt.step()
+
+        # the actor learns on detached features: the encoder is shaped by the critic alone
+        features = features.detach()
+        mean = self.policy.actor(features, self._state(batch["state"]))
+        action = sample_clipped(mean, std, cfg.stddev_clip)
+        actor_q1, actor_q2 = self.critic(features, self._critic_state(batch["state"]), action)
+        actor_loss = -torch.min(actor_q1, actor_q2).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        with torch.no_grad():
+            tau = cfg.critic_target_tau
+            for target, online in zip(self.critic_target.parameters(), self.critic.parameters(), strict=True):
+                target.lerp_(online, tau)
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "q": float(q1.detach().mean()),
+            "target_q": float(target_q.mean()),
+            "reward": float(batch["reward"].mean()),
+            "stddev": std,
+        }
+
+    def state_dict(self) -> dict:
+        """Everything but the policy's weights (saved by save_pretrained as the exported checkpoint)."""
+        return {
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "encoder_opt": self.encoder_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.encoder_opt.load_state_dict(state["encoder_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])

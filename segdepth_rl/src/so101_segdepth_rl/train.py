@@ -1,0 +1,475 @@
+"""segdepth-rl-train: DrQ-v2 in the SO-101 twin; every checkpoint is an ordinary `segdepth` policy folder.
+
+    segdepth-rl-train --config_path=configs/rl_reach.yaml [--seed=2 --output_dir=...]
+    segdepth-rl-train --config_path=... --resume=true           # continues from output_dir/checkpoints/last
+    lerobot-eval --policy.path=<output_dir>/checkpoints/last/pretrained_model --env.type=so101_twin ...
+
+The loop is drqv2's train.py: `seed_frames` of uniform random actions, then one update per
+`agent.update_every_steps` decision steps of each env. The envs step in worker processes while the learner
+updates (step_async, updates, step_wait), so simulation and learning overlap.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+import numpy as np
+import torch
+from lerobot.configs import FeatureType, parser
+from lerobot.envs.utils import env_to_policy_features
+from lerobot.policies.factory import make_pre_post_processors
+from lerobot.utils.constants import ACTION, OBS_STATE
+from tqdm import tqdm
+
+from lerobot_env_so101_twin import SO101TwinEnvConfig
+from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
+from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
+
+from .drqv2 import DrQV2Agent, DrQV2Config
+from .envs import make_vector_env, step_async, step_wait
+from .replay import ReplayBuffer
+
+logger = logging.getLogger("segdepth-rl")
+PRETRAINED = "pretrained_model"
+
+
+@dataclass
+class TwinSettings:
+    """The twin the agent learns in: `--env.type=so101_twin` with the policy's camera, depth and segmentation.
+
+    (A plain dataclass rather than SO101TwinEnvConfig itself: draccus rebuilds a registered config from its class
+    defaults as soon as one of its fields is given on the command line, which would drop these defaults.)
+    """
+
+    task: str = "ReachCube"
+    # the rendered size; the policy's preprocessor centre-crops the square and resizes it to policy.image_size
+    observation_height: int = 48
+    observation_width: int = 64
+    fps: int = 30
+    episode_length: int | None = None  # env steps; None: the task's default (ReachCube 150, LiftCube 300)
+    reward_type: str = "dense"
+    render_cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])  # eval videos
+
+    def env_config(self, camera: str) -> SO101TwinEnvConfig:
+        return SO101TwinEnvConfig(
+            task=self.task,
+            fps=self.fps,
+            episode_length=self.episode_length,
+            cameras=[camera],
+            render_cameras=self.render_cameras,
+            observation_height=self.observation_height,
+            observation_width=self.observation_width,
+            depth=True,
+            segmentation=True,
+            reward_type=self.reward_type,
+        )
+
+
+@dataclass
+class EvalSettings:
+    every_frames: int = 20_000  # env frames between evaluations (and checkpoints); 0: only at the end
+    episodes: int = 20
+    seed: int = 1000  # episode i of an evaluation uses cube pose seed + i, the same poses every time
+    num_envs: int = 2
+    videos: int = 1  # episodes per evaluation written as mp4 (front + wrist RGB)
+
+
+@dataclass
+class WandbSettings:
+    enable: bool = False
+    project: str = "so101-segdepth-rl"
+    mode: str | None = None  # "offline" on machines without network
+
+
+@dataclass
+class RLTrainConfig:
+    env: TwinSettings = field(default_factory=TwinSettings)
+    # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
+    policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(image_size=48, action_repeat=2))
+    # Start from this segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
+    policy_path: Path | None = None
+    agent: DrQV2Config = field(default_factory=DrQV2Config)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    wandb: WandbSettings = field(default_factory=WandbSettings)
+    num_envs: int = 2
+    workers: bool = True  # one process per env; false: all in this process (tests, debugging)
+    frames: int = 100_000  # env frames to train for, summed over envs
+    seed_frames: int = 4000  # uniform random actions first, as upstream
+    replay_capacity: int = 100_000  # decision steps kept
+    seed: int = 1
+    output_dir: Path = Path("outputs/rl/reach")
+    resume: bool = False
+    log_every_frames: int = 2000
+    torch_threads: int | None = 1  # the learner's intra-op threads; the env workers take the other cores
+
+    def __post_init__(self):
+        if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
+            raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
+
+
+# ----- set-up ---------------------------------------------------------------------------------------------------
+def state_stats_from_limits(limits: list[list[float]]) -> dict[str, dict[str, torch.Tensor]]:
+    """Normalisation stats for a policy with no dataset: a uniform spread over the joint ranges."""
+    limits = torch.tensor(limits, dtype=torch.float32)
+    low, high = limits[:, 0], limits[:, 1]
+    return {OBS_STATE: {"mean": (low + high) / 2, "std": (high - low) / math.sqrt(12), "min": low, "max": high}}
+
+
+def policy_from_scratch(cfg: RLTrainConfig) -> tuple[SegDepthPolicy, object, object]:
+    policy_cfg = dataclasses.replace(cfg.policy, device="cpu")
+    features = env_to_policy_features(cfg.env.env_config(policy_cfg.camera))
+    policy_cfg.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
+    policy_cfg.input_features = {k: f for k, f in features.items() if k not in policy_cfg.output_features}
+    if policy_cfg.joint_limits is None:
+        raise ValueError("--policy.joint_limits is needed to normalise the state without a dataset")
+    policy = SegDepthPolicy(policy_cfg)
+    pre, post = make_segdepth_pre_post_processors(policy_cfg, state_stats_from_limits(policy_cfg.joint_limits))
+    return policy, pre, post
+
+
+def policy_from_checkpoint(path: Path) -> tuple[SegDepthPolicy, object, object]:
+    policy = SegDepthPolicy.from_pretrained(str(path))
+    policy.config.device = "cpu"
+    pre, post = make_pre_post_processors(
+        policy.config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": "cpu"}}
+    )
+    return policy, pre, post
+
+
+def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -> None:
+    """Fail before any worker starts when the env cannot feed the policy or take its actions."""
+    features = env_to_policy_features(env_cfg)
+    provided = {key for key, f in features.items() if f.type is not FeatureType.ACTION}
+    pc = policy.config
+    needed = [pc.depth_key, pc.segmentation_key] + ([OBS_STATE] if pc.use_state else [])
+    missing = [key for key in needed if key not in provided]
+    if missing:
+        raise ValueError(
+            f"the policy reads {missing}, which the env ({env_cfg.task}, cameras={env_cfg.cameras}) does not provide; "
+            f"it provides {sorted(provided)}. Set --env.cameras to include '{pc.camera}' (with depth and segmentation)"
+        )
+    env_action = tuple(features[ACTION].shape)
+    policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
+    if env_action != policy_action:
+        raise ValueError(f"the env takes actions of shape {env_action}, the policy emits {policy_action}")
+    if pc.source != "ground_truth":
+        raise ValueError("segdepth-rl-train learns from the twin's ground truth: the policy needs source=ground_truth")
+
+
+def save_pretrained(folder: Path, policy: SegDepthPolicy, pre, post) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(folder)
+    pre.save_pretrained(folder)
+    post.save_pretrained(folder)
+
+
+def comparable(cfg: RLTrainConfig) -> dict:
+    """The parts of a config a resumed run must share with the run it continues."""
+    data = json.loads(json.dumps(draccus.encode(cfg), default=str))
+    for key in ("resume", "frames", "output_dir", "log_every_frames", "wandb", "eval", "torch_threads", "workers"):
+        data.pop(key, None)
+    return data
+
+
+# ----- evaluation -------------------------------------------------------------------------------------------
+def evaluate(agent: DrQV2Agent, venv, cfg: RLTrainConfig, video_dir: Path | None) -> dict[str, float]:
+    """`eval.episodes` episodes with the actor's mean action on fixed cube poses; videos of the first ones."""
+    n, pc = venv.num_envs, agent.policy.config
+    returns, successes, videos = [], [], []
+    agent.train(False)
+    for start in range(0, cfg.eval.episodes, n):
+        history = ReplayBuffer(4 * n, n, pc.image_size, pc.frame_stack, pc.action_repeat, 6, nstep=1)
+        obs, _ = venv.reset(seed=[cfg.eval.seed + start + i for i in range(n)])
+        history.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
+        done, ret, success = np.zeros(n, bool), np.zeros(n), np.zeros(n, bool)
+        recording = [start + i < cfg.eval.videos for i in range(n)]
+        frames = [[venv.call("render")[i]] if recording[i] else [] for i in range(n)] if any(recording) else None
+        while not done.all():
+            stack, state = history.latest()
+            action = agent.act(torch.from_numpy(stack).float(), torch.from_numpy(state), 0, explore=False).numpy()
+            obs, reward, terminated, truncated, _ = venv.step(action)
+            ret += np.where(done, 0.0, reward)
+            success |= ~done & terminated
+            if frames is not None:
+                rendered = venv.call("render")
+                for i in np.flatnonzero(~done & np.array(recording)):
+                    frames[i].append(rendered[i])
+            done |= terminated | truncated
+            history.add_observation(obs["frames"], obs["state"], np.zeros(n, bool))
+        keep = min(n, cfg.eval.episodes - start)
+        returns += ret[:keep].tolist()
+        successes += success[:keep].tolist()
+        if frames is not None:
+            videos += [f for f in frames[:keep] if f]
+    agent.train(True)
+    if video_dir is not None and videos:
+        from lerobot.utils.io_utils import write_video
+
+        video_dir.mkdir(parents=True, exist_ok=True)
+        fps = max(cfg.env.fps // pc.action_repeat, 1)
+        for i, episode in enumerate(videos):
+            write_video(str(video_dir / f"eval_episode_{i}.mp4"), np.stack(episode), fps)
+    return {"success_rate": float(np.mean(successes)), "return": float(np.mean(returns)), "episodes": len(returns)}
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    frames = [h["frames"] for h in history]
+    ax1.plot(frames, [100 * h["success_rate"] for h in history], marker="o")
+    ax1.set(xlabel="env frames", ylabel="eval success (%)", ylim=(-5, 105))
+    ax2.plot([h["wall_min"] for h in history], [h["return"] for h in history], marker="o")
+    ax2.set(xlabel="wall minutes", ylabel="eval return")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----- checkpoints ------------------------------------------------------------------------------------------
+def save_checkpoint(cfg: RLTrainConfig, agent: DrQV2Agent, pre, post, replay: ReplayBuffer, counters: dict) -> Path:
+    """checkpoints/<frames>/{pretrained_model, training_state.pt, replay/}, written under a temporary name and
+    renamed, then `last` pointed at it; an interrupted save leaves the previous checkpoint as it was."""
+    root = cfg.output_dir / "checkpoints"
+    final = root / f"{counters['frames']:010d}"
+    tmp = root / f".tmp-{counters['frames']:010d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_pretrained(tmp / PRETRAINED, agent.policy, pre, post)
+    state = {"agent": agent.state_dict(), "counters": counters, "torch_rng": torch.get_rng_state()}
+    torch.save(state, tmp / "training_state.pt")
+    replay.save(tmp / "replay")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    link = root / ".last-tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(final.name)
+    os.replace(link, root / "last")
+    for old in sorted(p for p in root.iterdir() if p.name.isdigit() and p != final)[:-1]:
+        shutil.rmtree(old)  # keep this checkpoint and the one before
+    return final
+
+
+# ----- the loop ---------------------------------------------------------------------------------------------
+def train(cfg: RLTrainConfig, on_update=None) -> dict:
+    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    out = cfg.output_dir
+    last = out / "checkpoints" / "last"
+    if cfg.resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume=true but {last} does not exist: nothing to resume")
+        saved = json.loads((out / "train_config.json").read_text())
+        if comparable(cfg) != saved:
+            diff = sorted(k for k in set(saved) | set(comparable(cfg)) if saved.get(k) != comparable(cfg).get(k))
+            raise ValueError(f"--resume=true with a config that differs from the run in {out} in {diff}")
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or a new --output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    if cfg.resume:
+        policy, pre, post = policy_from_checkpoint(last / PRETRAINED)
+    elif cfg.policy_path is not None:
+        policy, pre, post = policy_from_checkpoint(cfg.policy_path)
+    else:
+        policy, pre, post = policy_from_scratch(cfg)
+    pc = policy.config
+    env_cfg = cfg.env.env_config(pc.camera)
+    check_policy_fits_env(policy, env_cfg)
+    agent = DrQV2Agent(policy, cfg.agent, init_policy_weights=cfg.policy_path is None and not cfg.resume)
+    replay = ReplayBuffer(
+        cfg.replay_capacity,
+        cfg.num_envs,
+        pc.image_size,
+        pc.frame_stack,
+        pc.action_repeat,
+        6,
+        nstep=cfg.agent.nstep,
+        discount=cfg.agent.discount,
+        seed=cfg.seed,
+    )
+    counters = {"frames": 0, "decisions": 0, "updates": 0, "episodes": 0, "wall_s": 0.0, "update_debt": 0.0}
+    history: list[dict] = []
+    if cfg.resume:
+        state = torch.load(last / "training_state.pt", weights_only=False)
+        agent.load_state_dict(state["agent"])
+        counters = state["counters"]
+        torch.set_rng_state(state["torch_rng"])
+        replay.load(last / "replay")
+        replay.truncate_open_episodes()  # the episodes in flight at the save are lost with the old workers
+        history = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if line]
+        logger.info("resumed from %s at %d frames", last.resolve().name, counters["frames"])
+    else:
+        (out / "train_config.json").write_text(json.dumps(comparable(cfg), indent=2))
+        with open(out / "config.yaml", "w") as f:
+            draccus.dump(cfg, f)
+    # the workers load the policy's processors from a folder: the ones this run saves in its checkpoints
+    init_dir = out / "processors"
+    shutil.rmtree(init_dir, ignore_errors=True)
+    save_pretrained(init_dir, policy, pre, post)
+    logger.info(
+        "replay: %d bytes per transition (%.2f GB per 100k; %.2f GB with stacked observations)",
+        replay.nbytes_per_transition,
+        replay.nbytes_per_transition * 1e5 / 1e9,
+        replay.stacked_nbytes_per_transition() * 1e5 / 1e9,
+    )
+
+    wandb_run = None
+    if cfg.wandb.enable:
+        import wandb
+
+        wandb_run = wandb.init(
+            project=cfg.wandb.project,
+            dir=str(out),
+            mode=cfg.wandb.mode,
+            config=json.loads(json.dumps(draccus.encode(cfg), default=str)),
+        )
+
+    venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.num_envs, cfg.workers)
+    eval_venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.eval.num_envs, cfg.workers)
+    n, repeat = cfg.num_envs, pc.action_repeat
+    rng = np.random.default_rng(cfg.seed + 7919 * counters["episodes"])
+    obs, _ = venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
+    # The reset observations enter the replay after the first iteration's updates, so a resumed run draws its
+    # first batch from exactly the replay it saved. Their stacks need no history: every episode starts here.
+    opening = ReplayBuffer(n, n, pc.image_size, pc.frame_stack, repeat, 6)
+    opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
+    pending = obs
+    was_done = np.zeros(n, bool)
+    episode_return, episode_frames = np.zeros(n), np.zeros(n, np.int64)
+    recent: list[tuple[float, bool]] = []
+    losses: list[dict] = []
+    eval_every = cfg.eval.every_frames or cfg.frames
+    next_eval = (counters["frames"] // eval_every + 1) * eval_every
+    next_log = counters["frames"] + cfg.log_every_frames
+    started = time.perf_counter() - counters["wall_s"]
+    window = {"t": time.perf_counter(), "frames": counters["frames"], "updates": counters["updates"]}
+    progress = tqdm(
+        total=cfg.frames, initial=min(counters["frames"], cfg.frames), unit="frame", desc="drqv2", dynamic_ncols=True
+    )
+    try:
+        while counters["frames"] < cfg.frames:
+            if counters["frames"] < cfg.seed_frames:
+                action = rng.uniform(-1.0, 1.0, (n, 6)).astype(np.float32)
+            else:
+                stack, state = opening.latest() if pending is not None else replay.latest()
+                action = agent.act(
+                    torch.from_numpy(stack).float(), torch.from_numpy(state), counters["decisions"], explore=True
+                ).numpy()
+            step_async(venv, action)
+            if counters["frames"] >= cfg.seed_frames and replay.can_sample():
+                counters["update_debt"] += n / cfg.agent.update_every_steps
+                while counters["update_debt"] >= 1:
+                    batch = replay.sample(cfg.agent.batch_size)
+                    if on_update is not None:
+                        on_update(dict(counters), batch)
+                    losses.append(agent.update(batch, counters["decisions"]))
+                    counters["updates"] += 1
+                    counters["update_debt"] -= 1
+            if pending is not None:
+                replay.add_observation(pending["frames"], pending["state"], np.ones(n, bool))
+                pending = None
+            obs, reward, terminated, truncated, _ = step_wait(venv)
+            acted = ~was_done
+            replay.add_outcome(action, reward, terminated, truncated, acted)
+            replay.add_observation(obs["frames"], obs["state"], was_done)
+            episode_return += np.where(acted, reward, 0.0)
+            episode_frames += acted * repeat
+            done = acted & (terminated | truncated)
+            for i in np.flatnonzero(done):
+                recent.append((float(episode_return[i]), bool(terminated[i])))
+                counters["episodes"] += 1
+                episode_return[i], episode_frames[i] = 0.0, 0
+            was_done = done
+            new_frames = int(acted.sum()) * repeat
+            counters["frames"] += new_frames
+            counters["decisions"] += int(acted.sum())
+            progress.update(new_frames)
+
+            if counters["frames"] >= next_log:
+                now = time.perf_counter()
+                metrics = {
+                    "frames": counters["frames"],
+                    "fps": (counters["frames"] - window["frames"]) / (now - window["t"]),
+                    "updates_per_s": (counters["updates"] - window["updates"]) / (now - window["t"]),
+                    "episodes": counters["episodes"],
+                }
+                if recent:
+                    metrics["train_return"] = float(np.mean([r for r, _ in recent]))
+                    metrics["train_success"] = float(np.mean([s for _, s in recent]))
+                if losses:
+                    for key in losses[0]:
+                        metrics[key] = float(np.mean([m[key] for m in losses]))
+                progress.set_postfix(
+                    {
+                        k: f"{v:.3g}"
+                        for k, v in metrics.items()
+                        if k in ("train_return", "train_success", "critic_loss", "q", "updates_per_s")
+                    }
+                )
+                with open(out / "train.jsonl", "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                if wandb_run is not None:
+                    wandb_run.log({f"train/{k}": v for k, v in metrics.items()}, step=counters["frames"])
+                recent, losses = [], []
+                window = {"t": now, "frames": counters["frames"], "updates": counters["updates"]}
+                next_log += cfg.log_every_frames
+
+            if counters["frames"] >= next_eval or counters["frames"] >= cfg.frames:
+                next_eval += eval_every
+                counters["wall_s"] = time.perf_counter() - started
+                result = evaluate(agent, eval_venv, cfg, out / "videos" / f"{counters['frames']:010d}")
+                result.update(frames=counters["frames"], updates=counters["updates"], wall_min=counters["wall_s"] / 60)
+                history.append(result)
+                with open(out / "eval.jsonl", "a") as f:
+                    f.write(json.dumps(result) + "\n")
+                plot_learning_curve(history, out / "learning_curve.png")
+                if wandb_run is not None:
+                    wandb_run.log({f"eval/{k}": v for k, v in result.items()}, step=counters["frames"])
+                tqdm.write(
+                    f"[eval] {counters['frames']} frames, {counters['wall_s'] / 60:.1f} min: success "
+                    f"{result['success_rate']:.0%} over {result['episodes']} episodes, return {result['return']:.1f}"
+                )
+                final = save_checkpoint(cfg, agent, pre, post, replay, dict(counters))
+                tqdm.write(f"[checkpoint] {final}")
+    finally:
+        progress.close()
+        venv.close()
+        eval_venv.close()
+        if wandb_run is not None:
+            wandb_run.finish()
+    return {"history": history, "counters": counters, "checkpoint": str(last / PRETRAINED)}
+
+
+@parser.wrap()
+def run(cfg: RLTrainConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    result = train(cfg)
+    last = result["history"][-1] if result["history"] else {}
+    print(json.dumps({"final_eval": last, "checkpoint": result["checkpoint"]}, indent=2))
+
+
+def main() -> None:
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""segdepth-rl-train (DrQ-v2 in the twin): the replay buffer against the policy's own frame stacking and a
+float64 n-step reference, the learner, the loop end to end (finite losses, lerobot-eval on its checkpoint,
+resume), bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from clitools import run_cli
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.utils.constants import ACTION, OBS_STATE
+from safetensors.torch import load_file
+
+from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
+from lerobot_policy_segdepth.configuration_segdepth import OBS_SEGDEPTH
+from so101_segdepth_rl.drqv2 import DrQV2Agent, DrQV2Config, stddev
+from so101_segdepth_rl.replay import ReplayBuffer
+from so101_segdepth_rl.train import RLTrainConfig, TwinSettings, check_policy_fits_env, train
+
+TINY_POLICY = {"feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
+
+
+def tiny_policy(size: int = 16, frame_stack: int = 3, action_repeat: int = 2, **overrides) -> SegDepthPolicy:
+    cfg = SegDepthConfig(
+        device="cpu", image_size=size, frame_stack=frame_stack, action_repeat=action_repeat, **TINY_POLICY, **overrides
+    )
+    cfg.input_features = {
+        cfg.depth_key: PolicyFeature(type=FeatureType.VISUAL, shape=(1, size, size)),
+        cfg.segmentation_key: PolicyFeature(type=FeatureType.VISUAL, shape=(1, size, size)),
+        OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(6,)),
+    }
+    cfg.output_features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(6,))}
+    return SegDepthPolicy(cfg)
+
+
+def env_frame(env: int, episode: int, t: int, size: int) -> np.ndarray:
+    """A (2, S, S) uint8 frame that names its env, episode and step: ids t % 6, disparity a code of all three."""
+    frame = np.empty((2, size, size), np.uint8)
+    frame[0] = t % 6
+    frame[1] = (61 * env + 17 * episode + t) % 256
+    return frame
+
+
+# ----- replay buffer --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("frame_stack", "repeat"), [(3, 2), (3, 1), (4, 3)])
+def test_replay_stacks_equal_the_policys_frame_buffer_at_every_decision(frame_stack, repeat):
+    """Every decision's stack rebuilt from the buffer equals what SegDepthPolicy.stacked_frames holds at inference,
+    through episode starts, episodes ending mid-repeat and the ring wrapping around (capacity < data)."""
+    size = 16
+    policy = tiny_policy(size, frame_stack, repeat)
+    buffer = ReplayBuffer(9, 1, size, frame_stack, repeat, state_dim=6, nstep=2)
+    checked = 0
+    lengths = [7, 11, 4, 9, 10, 3]
+    for episode, steps in enumerate(lengths):  # env steps per episode, not all multiples of repeat
+        policy.reset()
+        frames = [env_frame(0, episode, t, size) for t in range(steps + 1)]
+        decisions = [*range(0, steps, repeat), steps]  # decision times, and the final observation
+        for i, t in enumerate(decisions):
+            group = [frames[0]] * repeat if i == 0 else frames[decisions[i - 1] + 1 : t + 1]
+            group = group + [group[-1]] * (repeat - len(group))  # an episode ending mid-repeat pads
+            buffer.add_observation(np.stack(group)[None], np.zeros((1, 6), np.float32), np.array([i == 0]))
+            for step in range(decisions[i - 1] + 1 if i else 0, t + 1):
+                reference = policy.stacked_frames({OBS_SEGDEPTH: torch.from_numpy(frames[step][None]).float()})
+            if t == steps and steps % repeat:
+                continue  # the final frame after a partial repeat: the policy never decides there
+            stack, _ = buffer.latest()
+            np.testing.assert_array_equal(stack[0], reference[0].numpy().astype(np.uint8))
+            checked += 1
+    assert checked == sum(-(-n // repeat) + (n % repeat == 0) for n in lengths)
+    assert buffer.count.max() > buffer.ring  # the ring wrapped
+
+
+def fill(buffer: ReplayBuffer, episodes: list[tuple[int, bool]], rng: np.random.Generator) -> list[dict]:
+    """Write episodes of (decisions, terminated) into a one-env buffer; return each slot's record for reference."""
+    records = []
+    size = buffer.frames.shape[-1]
+    for episode, (decisions, terminated) in enumerate(episodes):
+        for t in range(decisions + 1):
+            frames = np.stack([env_frame(0, episode, t, size)] * buffer.frames_per_step)[None]
+            state = rng.normal(size=(1, 6)).astype(np.float32)
+            buffer.add_observation(frames, state, np.array([t == 0]))
+            record = {"episode": episode, "t": t, "state": state[0], "acted": t < decisions}
+            if t < decisions:
+                action = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
+                reward = rng.normal(size=1).astype(np.float32)
+                end = t == decisions - 1
+                buffer.add_outcome(
+                    action, reward, np.array([end and terminated]), np.array([end and not terminated]), np.array([True])
+                )
+                record.update(action=action[0], reward=float(reward[0]), done=end, terminal=end and terminated)
+            records.append(record)
+    return records
+
+
+def test_replay_nstep_returns_match_a_float64_reference():
+    """Sampled rewards, discounts and next observations against a walk over the recorded episodes in float64,
+    including episodes that end terminal (no bootstrap) and truncated (bootstrap) within n steps."""
+    nstep, gamma = 3, 0.9
+    buffer = ReplayBuffer(1000, 1, 4, 3, 2, state_dim=6, nstep=nstep, discount=gamma, seed=3)
+    records = fill(buffer, [(5, True), (4, False), (2, True), (6, False)], np.random.default_rng(0))
+    batch = buffer.sample(512)
+    seen = set()
+    for i, (_, k) in enumerate(batch["slot"].tolist()):
+        seen.add(k)
+        record = records[k]
+        assert record["acted"]
+        ret, discount, j = 0.0, 1.0, k
+        while True:
+            ret += discount * records[j]["reward"]
+            discount *= gamma
+            j += 1
+            if records[j - 1]["done"] or j - k == nstep:
+                break
+        if records[j - 1]["terminal"]:
+            discount = 0.0
+        assert math.isclose(float(batch["reward"][i, 0]), ret, rel_tol=1e-5, abs_tol=1e-6)
+        assert math.isclose(float(batch["discount"][i, 0]), discount, rel_tol=1e-6)
+        np.testing.assert_array_equal(batch["state"][i].numpy(), record["state"])
+        np.testing.assert_array_equal(batch["action"][i].numpy(), record["action"])
+        np.testing.assert_array_equal(batch["next_state"][i].numpy(), records[j]["state"])
+        expected_next = buffer.stack(np.array([0]), np.array([j]))[0]
+        np.testing.assert_array_equal(batch["next_frames"][i].numpy(), expected_next)
+    newest = len(records) - 1
+    acted = {k for k, r in enumerate(records) if r["acted"] and k <= newest - nstep}
+    assert seen == acted  # every complete transition is drawn, nothing else
+
+
+def test_replay_save_load_gives_the_same_next_batch(tmp_path):
+    make = lambda: ReplayBuffer(40, 1, 4, 3, 2, state_dim=6, nstep=3, seed=5)  # noqa: E731
+    buffer = make()
+    fill(buffer, [(9, True), (12, False), (30, False)], np.random.default_rng(1))  # wraps the 40-slot ring
+    buffer.sample(8)  # advance the sampler's RNG
+    buffer.save(tmp_path / "replay")
+    loaded = make()
+    loaded.load(tmp_path / "replay")
+    a, b = buffer.sample(64), loaded.sample(64)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    other = ReplayBuffer(40, 1, 8, 3, 2, state_dim=6)
+    with pytest.raises(ValueError, match="image_size"):
+        other.load(tmp_path / "replay")
+
+
+def test_replay_stores_each_frame_once():
+    buffer = ReplayBuffer(10, 1, 84, 3, 2, state_dim=6)
+    frames = 2 * 2 * 84 * 84  # R frames of (ids, disparity) per decision
+    rest = 6 * 4 + 6 * 4 + 4 + 1 + 1 + 1 + 1 + 8
+    assert buffer.nbytes_per_transition == frames + rest
+    assert buffer.stacked_nbytes_per_transition() == 2 * 3 * 2 * 84 * 84 + rest
+
+
+# ----- learner --------------------------------------------------------------------------------------------------
+def test_stddev_schedule_follows_drqv2():
+    assert stddev("0.2", 10) == 0.2
+    assert stddev("linear(1.0,0.1,100)", 0) == 1.0
+    assert math.isclose(stddev("linear(1.0,0.1,100)", 50), 0.55)
+    assert math.isclose(stddev("linear(1.0,0.1,100)", 1000), 0.1)
+    with pytest.raises(ValueError, match="stddev_schedule"):
+        DrQV2Config(stddev_schedule="cosine(1,0)")
+
+
+@pytest.mark.parametrize("use_state", [True, False])
+def test_agent_update_learns_and_moves_the_target_by_tau(use_state):
+    torch.manual_seed(0)
+    policy = tiny_policy(16, use_state=use_state)
+    agent = DrQV2Agent(policy, DrQV2Config(batch_size=8, critic_hidden_dim=16, critic_target_tau=0.5))
+    b = 8
+    batch = {
+        "frames": torch.randint(0, 6, (b, 6, 16, 16)).float(),
+        "next_frames": torch.randint(0, 6, (b, 6, 16, 16)).float(),
+        "state": torch.randn(b, 6),
+        "next_state": torch.randn(b, 6),
+        "action": torch.rand(b, 6) * 2 - 1,
+        "reward": torch.randn(b, 1),
+        "discount": torch.full((b, 1), 0.99**3),
+    }
+    encoder_before = [p.clone() for p in policy.encoder.parameters()]
+    target_before = [p.clone() for p in agent.critic_target.parameters()]
+    metrics = agent.update(batch, step=0)
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert any(not torch.equal(a, b) for a, b in zip(encoder_before, policy.encoder.parameters(), strict=True))
+    for old, target, online in zip(
+        target_before, agent.critic_target.parameters(), agent.critic.parameters(), strict=True
+    ):
+        torch.testing.assert_close(target, 0.5 * old + 0.5 * online)
+    action = agent.act(batch["frames"], batch["state"], step=0, explore=False)
+    policy.eval()
+    torch.testing.assert_close(
+        action,
+        policy.actor(policy.encoder(policy.encoder_input(batch["frames"])), batch["state"] if use_state else None),
+    )
+
+
+# ----- the command end to end -----------------------------------------------------------------------------------
+def tiny_run(out: Path, frames: int, **overrides) -> RLTrainConfig:
+    policy = SegDepthConfig(image_size=32, action_repeat=2, **TINY_POLICY)
+    cfg = RLTrainConfig(
+        env=TwinSettings(observation_height=32, observation_width=43, episode_length=40),
+        policy=policy,
+        agent=DrQV2Config(batch_size=16, critic_hidden_dim=32),
+        num_envs=2,
+        workers=False,
+        frames=frames,
+        seed_frames=80,
+        replay_capacity=4000,
+        output_dir=out,
+        log_every_frames=80,
+    )
+    cfg.eval.every_frames, cfg.eval.episodes, cfg.eval.num_envs = 160, 2, 2
+    return dataclasses.replace(cfg, **overrides)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """320 frames in one go, keeping every replay batch it learned from."""
+    out = tmp_path_factory.mktemp("rl") / "a"
+    batches = []
+    result = train(tiny_run(out, 320), on_update=lambda counters, batch: batches.append((counters, batch)))
+    return out, result, batches
+
+
+@pytest.mark.slow
+def test_a_few_hundred_steps_learn_with_finite_losses(uninterrupted):
+    out, result, batches = uninterrupted
+    logs = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    learned = [log for log in logs if "critic_loss" in log]
+    assert learned and all(math.isfinite(log[k]) for log in learned for k in ("critic_loss", "actor_loss", "q"))
+    assert result["counters"]["updates"] == len(batches) > 50  # one per vector step after the seed frames
+    assert len(result["history"]) == 2 and result["history"][0]["frames"] >= 160
+    assert (out / "learning_curve.png").stat().st_size > 0
+    assert list((out / "videos").glob("*/eval_episode_0.mp4"))
+    start = load_file(out / "processors" / "model.safetensors")
+    final = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
+    assert start.keys() == final.keys()
+    assert any(not torch.equal(start[k], final[k]) for k in start if k.startswith("actor."))
+
+
+@pytest.mark.slow
+def test_the_checkpoint_is_an_ordinary_segdepth_policy_for_lerobot_eval(uninterrupted, tmp_path):
+    out, _, _ = uninterrupted
+    checkpoint = out / "checkpoints" / "last" / "pretrained_model"
+    run_cli(
+        [
+            "lerobot-eval",
+            f"--policy.path={checkpoint}",
+            "--env.type=so101_twin",
+            "--env.task=ReachCube",
+            "--env.cameras=[wrist]",
+            "--env.observation_height=32",
+            "--env.observation_width=43",
+            "--env.depth=true",
+            "--env.segmentation=true",
+            "--env.episode_length=40",
+            "--eval.n_episodes=2",
+            "--eval.batch_size=2",
+            "--eval.use_async_envs=false",
+            "--policy.device=cpu",
+            "--seed=1000",
+            f"--output_dir={tmp_path / 'eval'}",
+        ],
+        cwd=tmp_path,
+    )
+    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    assert info["overall"]["n_episodes"] == 2 and 0.0 <= info["overall"]["pc_success"] <= 100.0
+
+
+@pytest.mark.slow
+def test_resume_continues_with_the_batch_an_uninterrupted_run_would_draw(uninterrupted, tmp_path):
+    _, a_result, a_batches = uninterrupted
+    out = tmp_path / "b"
+    train(tiny_run(out, 160))  # stops after its checkpoint at 160 frames
+    resumed = []
+    result = train(tiny_run(out, 320, resume=True), on_update=lambda counters, batch: resumed.append((counters, batch)))
+    checkpoint_frames = a_result["history"][0]["frames"]
+    expected = next(batch for counters, batch in a_batches if counters["frames"] >= checkpoint_frames)
+    counters, first = resumed[0]
+    assert counters["frames"] == checkpoint_frames
+    for key in expected:
+        torch.testing.assert_close(first[key], expected[key], rtol=0, atol=0, msg=f"resumed batch differs in {key}")
+    assert result["counters"]["frames"] >= 320
+    assert [h["frames"] for h in result["history"]] == [h["frames"] for h in a_result["history"]]
+
+
+def test_bad_runs_fail_before_training_and_overwrite_nothing(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="--resume=true"):
+        train(tiny_run(out, 160))
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(tiny_run(out, 160, resume=True))
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+    policy = tiny_policy(32)
+    env_cfg = TwinSettings(observation_height=32, observation_width=43).env_config("wrist")
+    policy.config.output_features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(7,))}
+    with pytest.raises(ValueError, match=r"actions of shape \(6,\).*emits \(7,\)"):
+        check_policy_fits_env(policy, env_cfg)
+
+
+@pytest.mark.slow
+def test_resuming_with_another_config_is_refused_and_keeps_the_checkpoint(uninterrupted):
+    out, _, _ = uninterrupted
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    changed = tiny_run(out, 480, resume=True, agent=DrQV2Config(batch_size=32, critic_hidden_dim=32))
+    with pytest.raises(ValueError, match=r"differs.*agent"):
+        train(changed)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
