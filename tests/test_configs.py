@@ -6,13 +6,20 @@ from pathlib import Path
 import draccus
 import pytest
 
+from so101_segdepth_rl.train import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from demo import DemoConfig  # noqa: E402
 
-CONFIGS = {"demo.yaml": DemoConfig, "demo_long.yaml": DemoConfig, "segmenter_train.yaml": TrainConfig}
+CONFIGS = {
+    "demo.yaml": DemoConfig,
+    "demo_long.yaml": DemoConfig,
+    "segmenter_train.yaml": TrainConfig,
+    "rl_reach.yaml": RLTrainConfig,
+    "rl_lift_gpu.yaml": RLTrainConfig,
+}
 
 
 def test_every_config_file_has_a_command():
@@ -28,6 +35,11 @@ def test_config_parses_and_flags_override_it(name):
         assert cfg.record.dataset.repo_id and cfg.record.robot.depth and cfg.record.robot.segmentation
         override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--train.steps=7"])
         assert override.train.steps == 7 and override.record.dataset.num_episodes == cfg.record.dataset.num_episodes
+    if cls is RLTrainConfig:
+        # one env flag must not reset the others to so101_twin's defaults (LiftCube, 640x480)
+        override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--env.observation_height=40"])
+        assert override.env.observation_height == 40 and override.env.task == cfg.env.task
+        assert override.policy.image_size == cfg.policy.image_size
 
 
 def test_demo_config_with_a_bad_value_is_a_clear_error(capsys):

@@ -312,3 +312,58 @@ def test_resuming_with_another_config_is_refused_and_keeps_the_checkpoint(uninte
     with pytest.raises(ValueError, match=r"differs.*agent"):
         train(changed)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
+# ----- demonstrations -------------------------------------------------------------------------------------------
+def demo_policy(root: Path):
+    from lerobot.datasets import LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=root)
+    cfg = SegDepthConfig(device="cpu", push_to_hub=False, image_size=32, action_repeat=1, **TINY_POLICY)
+    policy = make_policy(cfg, ds_meta=meta)
+    pre, _ = make_pre_post_processors(cfg, dataset_stats=meta.stats)
+    return policy, pre
+
+
+@pytest.mark.slow
+def test_demonstrations_replay_in_the_twin_and_fill_a_buffer(gt_dataset):
+    from so101_segdepth_rl.demos import DemoSettings, demo_buffer, mixed_batch
+
+    policy, pre = demo_policy(gt_dataset)
+    settings = DemoSettings(repo_id="local/twin_demo", root=gt_dataset, share=0.25)
+    buffer, summary = demo_buffer(settings, policy.config, pre, "LiftCube", nstep=3, discount=0.99, seed=0)
+    frames = int(buffer.count[0])
+    assert summary["episodes"] == 2 and summary["transitions"] == frames - 2
+    assert buffer.acted[0, :frames].sum() == frames - 2  # each episode's last frame is its final observation
+    rewards = buffer.reward[0, :frames][buffer.acted[0, :frames]]
+    assert np.isfinite(rewards).all() and rewards.min() >= 0.0 and rewards.max() <= 3.0
+    assert rewards.max() > 0.5  # the expert gets its grasp point to the cube
+    deltas = buffer.action[0, :frames][buffer.acted[0, :frames]]
+    assert np.abs(deltas).max() <= 1.0 and np.abs(deltas).max() > 0.05
+
+    online = ReplayBuffer(100, 1, 32, 3, 1, 6)
+    fill(online, [(20, False)], np.random.default_rng(0))
+    batch = mixed_batch(online, buffer, 8, 0.25)
+    assert batch["frames"].shape == (8, 6, 32, 32) and batch["reward"].shape == (8, 1)
+
+    wrong = DemoSettings(repo_id="local/twin_demo", root=gt_dataset, scene_seed=7)
+    with pytest.raises(ValueError, match="does not replay in the twin"):
+        demo_buffer(wrong, policy.config, pre, "LiftCube", nstep=3, discount=0.99, seed=0)
+
+
+@pytest.mark.slow
+def test_demonstrations_without_the_policys_inputs_are_refused(gt_dataset):
+    from lerobot.datasets import LeRobotDataset
+
+    from so101_segdepth_rl.demos import check_demo_features
+
+    policy, _ = demo_policy(gt_dataset)
+    dataset = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    check_demo_features(dataset, policy.config)
+    front = dataclasses.replace(policy.config, camera="left")
+    with pytest.raises(ValueError, match=r"observation\.images\.left_depth"):
+        check_demo_features(dataset, front)
+    repeat = dataclasses.replace(policy.config, action_repeat=2)
+    with pytest.raises(ValueError, match="action_repeat=1"):
+        check_demo_features(dataset, repeat)

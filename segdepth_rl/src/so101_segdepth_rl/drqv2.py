@@ -127,7 +127,9 @@ class DrQV2Agent:
         if init_policy_weights:  # from scratch: upstream's initialisation; a cloned checkpoint keeps its weights
             policy.encoder.apply(orthogonal_init)
             policy.actor.apply(orthogonal_init)
-        self.critic = Critic(policy.encoder.repr_dim, self.state_dim, 6, cfg.feature_dim, config.critic_hidden_dim)
+        self.device = next(policy.parameters()).device
+        critic = Critic(policy.encoder.repr_dim, self.state_dim, 6, cfg.feature_dim, config.critic_hidden_dim)
+        self.critic = critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         encoder_params = list(policy.encoder.parameters())
         if cfg.id_encoding == "embedding":
@@ -157,16 +159,17 @@ class DrQV2Agent:
     @torch.no_grad()
     def act(self, frames: Tensor, state: Tensor, step: int, explore: bool) -> Tensor:
         """(B, T*2, S, S), (B, D) -> (B, 6): the actor's mean, plus (unclipped) exploration noise when exploring."""
+        frames, state = frames.to(self.device), state.to(self.device)
         mean = self.policy.actor(self.features(frames, augment=False), self._state(state))
-        if not explore:
-            return mean
-        noise = torch.randn_like(mean) * stddev(self.config.stddev_schedule, step)
-        return (mean + noise).clamp(-1.0, 1.0)
+        if explore:
+            mean = (mean + torch.randn_like(mean) * stddev(self.config.stddev_schedule, step)).clamp(-1.0, 1.0)
+        return mean.cpu()
 
     def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
         """One critic and one actor update on a replay batch (keys: frames, state, action, reward, discount,
         next_frames, next_state); returns the losses and Q statistics for the log."""
         cfg = self.config
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         std = stddev(cfg.stddev_schedule, step)
         features = self.features(batch["frames"], augment=True)
         with torch.no_grad():

@@ -8,7 +8,13 @@ saved postprocessor (delta -> clipped absolute joint targets) and the env postpr
 `action_repeat` env steps and re-applied around each step's present state, as `select_action` holds it.
 
 Observation of a decision step: {"frames": uint8 (R, 2, S, S), the R env frames since the previous decision
-(R copies of the first frame after a reset), "state": float32 (6,) normalised}.
+(R copies of the first frame after a reset), "state": float32 (6,) normalised}; info["is_success"] is True
+when the task was solved during any of the R steps.
+
+By default reaching the goal does not end the episode (`lerobot-eval` does end it): with the twin's dense reward,
+ending early would forgo the reward of staying at the goal, so an agent would learn to hover just outside it.
+Episodes end at the time limit and are bootstrapped there, as in drqv2 on the DeepMind Control Suite.
+`success_bonus` adds that much reward for every env step spent in the solved state (0: the twin's reward as is).
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ OBS_SEGDEPTH = "observation.segdepth"
 class SegDepthTwinEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012
 
-    def __init__(self, env_config, policy_dir: str, action_repeat: int):
+    def __init__(
+        self,
+        env_config,
+        policy_dir: str,
+        action_repeat: int,
+        terminate_on_success: bool = False,
+        success_bonus: float = 0.0,
+    ):
         torch.set_num_threads(1)  # one worker per core: torch's own threads would only contend
         from lerobot.envs.factory import make_env_pre_post_processors
         from lerobot.envs.utils import preprocess_observation
@@ -45,6 +58,8 @@ class SegDepthTwinEnv(gym.Env):
         )
         self.env_pre, self.env_post = make_env_pre_post_processors(env_config, policy_config)
         self.action_repeat = action_repeat
+        self.terminate_on_success = terminate_on_success
+        self.success_bonus = success_bonus
         s = policy_config.image_size
         self.observation_space = spaces.Dict(
             {
@@ -76,16 +91,20 @@ class SegDepthTwinEnv(gym.Env):
 
     def step(self, action: np.ndarray):
         delta = torch.as_tensor(np.asarray(action, np.float32)).reshape(1, 6)
-        frames, total = [], 0.0
+        frames, total, success = [], 0.0, False
         for _ in range(self.action_repeat):
             target = self.env_post({"action": self.post(delta)})["action"]
             observation, reward, terminated, truncated, info = self.env.step(target[0].numpy())
             frame, state = self._process(observation)
             frames.append(frame)
-            total += reward
+            total += reward + self.success_bonus * bool(info["is_success"])
+            success |= bool(info["is_success"])
+            if not self.terminate_on_success:
+                terminated = False
             if terminated or truncated:
                 break
         frames += [frames[-1]] * (self.action_repeat - len(frames))
+        info = {**info, "is_success": success}  # reached during any of the repeated steps
         return {"frames": np.stack(frames), "state": state}, total, terminated, truncated, info
 
     def render(self):
@@ -95,16 +114,25 @@ class SegDepthTwinEnv(gym.Env):
         self.env.close()
 
 
-def _make(env_config, policy_dir: str, action_repeat: int) -> SegDepthTwinEnv:
-    return SegDepthTwinEnv(env_config, policy_dir, action_repeat)
+def _make(env_config, policy_dir: str, action_repeat: int, terminate_on_success: bool, bonus: float) -> SegDepthTwinEnv:
+    return SegDepthTwinEnv(env_config, policy_dir, action_repeat, terminate_on_success, bonus)
 
 
-def make_vector_env(env_config, policy_dir: str | Path, action_repeat: int, num_envs: int, workers: bool = True):
+def make_vector_env(
+    env_config,
+    policy_dir: str | Path,
+    action_repeat: int,
+    num_envs: int,
+    workers: bool = True,
+    terminate_on_success: bool = False,
+    success_bonus: float = 0.0,
+):
     """`num_envs` twins, each in its own process when `workers` (spawned: MuJoCo's EGL context and torch's threads
     do not survive a fork). Autoreset on the next step: a finished env's next step() returns its reset observation.
     """
     os.environ.setdefault("MUJOCO_GL", "egl")
-    fns = [partial(_make, env_config, str(policy_dir), action_repeat) for _ in range(num_envs)]
+    make = partial(_make, env_config, str(policy_dir), action_repeat, terminate_on_success, success_bonus)
+    fns = [make for _ in range(num_envs)]
     if workers:
         return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)

@@ -32,6 +32,7 @@ from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
 
+from .demos import DemoSettings, demo_buffer, mixed_batch
 from .drqv2 import DrQV2Agent, DrQV2Config
 from .envs import make_vector_env, step_async, step_wait
 from .replay import ReplayBuffer
@@ -55,6 +56,11 @@ class TwinSettings:
     fps: int = 30
     episode_length: int | None = None  # env steps; None: the task's default (ReachCube 150, LiftCube 300)
     reward_type: str = "dense"
+    # end an episode when the task is solved (as lerobot-eval does); off: run to the time limit (see envs.py)
+    terminate_on_success: bool = False
+    # extra reward per env step spent solved: the dense reward barely separates 2.5 cm (a miss) from 1.5 cm (a
+    # ReachCube success); evaluation still reports the task's success and the twin's return
+    success_bonus: float = 0.0
     render_cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])  # eval videos
 
     def env_config(self, camera: str) -> SO101TwinEnvConfig:
@@ -96,11 +102,14 @@ class RLTrainConfig:
     # Start from this segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
     policy_path: Path | None = None
     agent: DrQV2Config = field(default_factory=DrQV2Config)
+    # demonstrations mixed into every batch (RLPD-style), e.g. the demo's recording; none by default
+    demos: DemoSettings = field(default_factory=DemoSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     wandb: WandbSettings = field(default_factory=WandbSettings)
     num_envs: int = 2
     workers: bool = True  # one process per env; false: all in this process (tests, debugging)
     frames: int = 100_000  # env frames to train for, summed over envs
+    max_minutes: float | None = None  # or stop (evaluate, save) once this much wall time has passed
     seed_frames: int = 4000  # uniform random actions first, as upstream
     replay_capacity: int = 100_000  # decision steps kept
     seed: int = 1
@@ -108,6 +117,7 @@ class RLTrainConfig:
     resume: bool = False
     log_every_frames: int = 2000
     torch_threads: int | None = 1  # the learner's intra-op threads; the env workers take the other cores
+    device: str = "cpu"  # the learner's device ("cuda" on a GPU); the env workers and their processors stay on CPU
 
     def __post_init__(self):
         if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
@@ -173,7 +183,17 @@ def save_pretrained(folder: Path, policy: SegDepthPolicy, pre, post) -> None:
 def comparable(cfg: RLTrainConfig) -> dict:
     """The parts of a config a resumed run must share with the run it continues."""
     data = json.loads(json.dumps(draccus.encode(cfg), default=str))
-    for key in ("resume", "frames", "output_dir", "log_every_frames", "wandb", "eval", "torch_threads", "workers"):
+    for key in (
+        "resume",
+        "frames",
+        "output_dir",
+        "log_every_frames",
+        "wandb",
+        "eval",
+        "torch_threads",
+        "workers",
+        "device",
+    ):
         data.pop(key, None)
     return data
 
@@ -194,9 +214,9 @@ def evaluate(agent: DrQV2Agent, venv, cfg: RLTrainConfig, video_dir: Path | None
         while not done.all():
             stack, state = history.latest()
             action = agent.act(torch.from_numpy(stack).float(), torch.from_numpy(state), 0, explore=False).numpy()
-            obs, reward, terminated, truncated, _ = venv.step(action)
+            obs, reward, terminated, truncated, info = venv.step(action)
             ret += np.where(done, 0.0, reward)
-            success |= ~done & terminated
+            success |= ~done & np.asarray(info["is_success"], bool)
             if frames is not None:
                 rendered = venv.call("render")
                 for i in np.flatnonzero(~done & np.array(recording)):
@@ -291,6 +311,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
     pc = policy.config
     env_cfg = cfg.env.env_config(pc.camera)
     check_policy_fits_env(policy, env_cfg)
+    policy.to(cfg.device)
     agent = DrQV2Agent(policy, cfg.agent, init_policy_weights=cfg.policy_path is None and not cfg.resume)
     replay = ReplayBuffer(
         cfg.replay_capacity,
@@ -303,13 +324,19 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
         discount=cfg.agent.discount,
         seed=cfg.seed,
     )
+    demos = None
+    if cfg.demos.repo_id:
+        demos, demo_summary = demo_buffer(
+            cfg.demos, pc, pre, env_cfg.task, cfg.agent.nstep, cfg.agent.discount, cfg.seed + 1
+        )
+        tqdm.write(f"[demos] {demo_summary}")
     counters = {"frames": 0, "decisions": 0, "updates": 0, "episodes": 0, "wall_s": 0.0, "update_debt": 0.0}
     history: list[dict] = []
     if cfg.resume:
-        state = torch.load(last / "training_state.pt", weights_only=False)
+        state = torch.load(last / "training_state.pt", weights_only=False, map_location=cfg.device)
         agent.load_state_dict(state["agent"])
         counters = state["counters"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         replay.load(last / "replay")
         replay.truncate_open_episodes()  # the episodes in flight at the save are lost with the old workers
         history = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if line]
@@ -340,8 +367,11 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
             config=json.loads(json.dumps(draccus.encode(cfg), default=str)),
         )
 
-    venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.num_envs, cfg.workers)
-    eval_venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.eval.num_envs, cfg.workers)
+    term, bonus = cfg.env.terminate_on_success, cfg.env.success_bonus
+    # training envs render only the policy's camera; the evaluation envs add the video cameras
+    train_env_cfg = dataclasses.replace(env_cfg, render_cameras=None)
+    venv = make_vector_env(train_env_cfg, init_dir, pc.action_repeat, cfg.num_envs, cfg.workers, term, bonus)
+    eval_venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.eval.num_envs, cfg.workers, term, 0.0)
     n, repeat = cfg.num_envs, pc.action_repeat
     rng = np.random.default_rng(cfg.seed + 7919 * counters["episodes"])
     obs, _ = venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
@@ -351,19 +381,23 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
     opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
     pending = obs
     was_done = np.zeros(n, bool)
-    episode_return, episode_frames = np.zeros(n), np.zeros(n, np.int64)
+    episode_return, episode_success = np.zeros(n), np.zeros(n, bool)
     recent: list[tuple[float, bool]] = []
     losses: list[dict] = []
     eval_every = cfg.eval.every_frames or cfg.frames
     next_eval = (counters["frames"] // eval_every + 1) * eval_every
     next_log = counters["frames"] + cfg.log_every_frames
     started = time.perf_counter() - counters["wall_s"]
+
+    def out_of_time() -> bool:
+        return cfg.max_minutes is not None and time.perf_counter() - started > 60 * cfg.max_minutes
+
     window = {"t": time.perf_counter(), "frames": counters["frames"], "updates": counters["updates"]}
     progress = tqdm(
         total=cfg.frames, initial=min(counters["frames"], cfg.frames), unit="frame", desc="drqv2", dynamic_ncols=True
     )
     try:
-        while counters["frames"] < cfg.frames:
+        while counters["frames"] < cfg.frames and not out_of_time():
             if counters["frames"] < cfg.seed_frames:
                 action = rng.uniform(-1.0, 1.0, (n, 6)).astype(np.float32)
             else:
@@ -375,7 +409,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
             if counters["frames"] >= cfg.seed_frames and replay.can_sample():
                 counters["update_debt"] += n / cfg.agent.update_every_steps
                 while counters["update_debt"] >= 1:
-                    batch = replay.sample(cfg.agent.batch_size)
+                    batch = mixed_batch(replay, demos, cfg.agent.batch_size, cfg.demos.share)
                     if on_update is not None:
                         on_update(dict(counters), batch)
                     losses.append(agent.update(batch, counters["decisions"]))
@@ -384,17 +418,17 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
             if pending is not None:
                 replay.add_observation(pending["frames"], pending["state"], np.ones(n, bool))
                 pending = None
-            obs, reward, terminated, truncated, _ = step_wait(venv)
+            obs, reward, terminated, truncated, info = step_wait(venv)
             acted = ~was_done
             replay.add_outcome(action, reward, terminated, truncated, acted)
             replay.add_observation(obs["frames"], obs["state"], was_done)
             episode_return += np.where(acted, reward, 0.0)
-            episode_frames += acted * repeat
+            episode_success |= acted & np.asarray(info["is_success"], bool)
             done = acted & (terminated | truncated)
             for i in np.flatnonzero(done):
-                recent.append((float(episode_return[i]), bool(terminated[i])))
+                recent.append((float(episode_return[i]), bool(episode_success[i])))
                 counters["episodes"] += 1
-                episode_return[i], episode_frames[i] = 0.0, 0
+                episode_return[i], episode_success[i] = 0.0, False
             was_done = done
             new_frames = int(acted.sum()) * repeat
             counters["frames"] += new_frames
@@ -430,7 +464,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
                 window = {"t": now, "frames": counters["frames"], "updates": counters["updates"]}
                 next_log += cfg.log_every_frames
 
-            if counters["frames"] >= next_eval or counters["frames"] >= cfg.frames:
+            if counters["frames"] >= next_eval or counters["frames"] >= cfg.frames or out_of_time():
                 next_eval += eval_every
                 counters["wall_s"] = time.perf_counter() - started
                 result = evaluate(agent, eval_venv, cfg, out / "videos" / f"{counters['frames']:010d}")
