@@ -261,7 +261,9 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
 
 
 # ----- checkpoints ------------------------------------------------------------------------------------------
-def save_checkpoint(cfg: RLTrainConfig, agent: DrQV2Agent, pre, post, replay: ReplayBuffer, counters: dict) -> Path:
+def save_checkpoint(
+    cfg: RLTrainConfig, agent: DrQV2Agent, pre, post, replay: ReplayBuffer, counters: dict, demos=None
+) -> Path:
     """checkpoints/<frames>/{pretrained_model, training_state.pt, replay/}, written under a temporary name and
     renamed, then `last` pointed at it; an interrupted save leaves the previous checkpoint as it was."""
     root = cfg.output_dir / "checkpoints"
@@ -270,6 +272,8 @@ def save_checkpoint(cfg: RLTrainConfig, agent: DrQV2Agent, pre, post, replay: Re
     shutil.rmtree(tmp, ignore_errors=True)
     save_pretrained(tmp / PRETRAINED, agent.policy, pre, post)
     state = {"agent": agent.state_dict(), "counters": counters, "torch_rng": torch.get_rng_state()}
+    if demos is not None:  # the demonstrations are rebuilt from the recording; only their sampler's state is kept
+        state["demo_rng"] = demos.rng.bit_generator.state
     torch.save(state, tmp / "training_state.pt")
     replay.save(tmp / "replay")
     shutil.rmtree(final, ignore_errors=True)
@@ -337,6 +341,8 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
         agent.load_state_dict(state["agent"])
         counters = state["counters"]
         torch.set_rng_state(state["torch_rng"].cpu())
+        if demos is not None and "demo_rng" in state:
+            demos.rng.bit_generator.state = state["demo_rng"]
         replay.load(last / "replay")
         replay.truncate_open_episodes()  # the episodes in flight at the save are lost with the old workers
         history = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if line]
@@ -479,7 +485,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
                     f"[eval] {counters['frames']} frames, {counters['wall_s'] / 60:.1f} min: success "
                     f"{result['success_rate']:.0%} over {result['episodes']} episodes, return {result['return']:.1f}"
                 )
-                final = save_checkpoint(cfg, agent, pre, post, replay, dict(counters))
+                final = save_checkpoint(cfg, agent, pre, post, replay, dict(counters), demos)
                 tqdm.write(f"[checkpoint] {final}")
     finally:
         progress.close()
