@@ -5,9 +5,14 @@ from pathlib import Path
 
 import draccus
 import pytest
+from lerobot.configs.train import TrainPipelineConfig
+from lerobot.utils.import_utils import register_third_party_plugins
 
+from lerobot_env_so101_twin.record import TwinRecordConfig
 from so101_segdepth_rl.train import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
+
+register_third_party_plugins()  # --policy.type=imf in the lerobot-train configs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -19,6 +24,11 @@ CONFIGS = {
     "segmenter_train.yaml": TrainConfig,
     "rl_reach.yaml": RLTrainConfig,
     "rl_lift_gpu.yaml": RLTrainConfig,
+    "twin_liftcube_rgb.yaml": TwinRecordConfig,
+    "imf_twin_cnn.yaml": TrainPipelineConfig,
+    "diffusion_twin.yaml": TrainPipelineConfig,
+    "imf_siglip2_pv96.yaml": TrainPipelineConfig,
+    "imf_siglip2_pv192.yaml": TrainPipelineConfig,
 }
 
 
@@ -40,6 +50,13 @@ def test_config_parses_and_flags_override_it(name):
         override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--env.observation_height=40"])
         assert override.env.observation_height == 40 and override.env.task == cfg.env.task
         assert override.policy.image_size == cfg.policy.image_size
+    if cls is TrainPipelineConfig:  # lerobot-train --config_path=...
+        assert cfg.policy.type in ("imf", "diffusion") and cfg.dataset.repo_id
+        override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--policy.horizon=8"])
+        assert override.policy.horizon == 8 and override.policy.n_obs_steps == cfg.policy.n_obs_steps
+    if name.startswith("imf_siglip2"):  # seed 003's two experiments differ only in the per-view size
+        assert cfg.policy.siglip_model == "google/siglip2-base-patch16-256" and cfg.steps == 50_000
+        assert cfg.policy.per_view_dim in (96, 192) and cfg.policy.condition_dim == 384 == cfg.policy.n_emb
 
 
 def test_demo_config_with_a_bad_value_is_a_clear_error(capsys):

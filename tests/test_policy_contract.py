@@ -22,7 +22,7 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
-from tiny_models import tiny_smolvlm_dir
+from tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
 
 register_third_party_plugins()
 
@@ -69,6 +69,22 @@ CASES = [
             "inference_noise_seed": 0,  # flow matching samples noise; a fixed seed makes reloads comparable
         },
         env_flags=("--env.segmentation=true",),
+        chunk=4,
+    ),
+    PolicyCase(
+        type="imf",
+        tiny={
+            "siglip_model": str(tiny_siglip_dir()),
+            "encoder_image_size": 32,
+            "per_view_dim": 8,
+            "condition_dim": 16,
+            "n_layer": 1,
+            "n_emb": 32,
+            "n_head": 2,
+            "horizon": 4,
+            "n_action_steps": 2,
+            "inference_noise_seed": 0,  # a fixed seed makes reloads comparable
+        },
         chunk=4,
     ),
 ]

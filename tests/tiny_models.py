@@ -152,3 +152,34 @@ def tiny_smolvlm_dir() -> Path:
     except OSError:  # another process won the race; its folder is identical
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def save_siglip_vision(folder: Path, image_size: int = 32, seed: int = 0, **sizes) -> Path:
+    """A SigLIP vision tower (the class google/siglip2-base-patch16-256 loads as), random weights, saved like a
+    Hub checkpoint. Default: tiny (32x32 input, 8x8 patches, width 32); pass the real sizes for benchmarks."""
+    import torch
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(seed)
+    tiny = {"patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = SiglipVisionConfig(image_size=image_size, **({"intermediate_size": 64} | tiny | sizes))
+    SiglipVisionModel(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_siglip_dir() -> Path:
+    """A tiny SigLIP vision tower shared by every test process (cases list its path at collection time)."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "so101_tiny_siglip_v1"
+    if (folder / "config.json").is_file():
+        return folder
+    staging = Path(tempfile.mkdtemp(prefix="so101_tiny_siglip_"))
+    save_siglip_vision(staging)
+    try:
+        os.replace(staging, folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

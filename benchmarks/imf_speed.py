@@ -1,0 +1,209 @@
+"""`imf` speed: action-chunk latency against LeRobot's `diffusion`, and training with cached view embeddings
+against encoding every step at the real SigLIP2 size. One process, random weights, no data loading.
+
+    .venv/bin/python benchmarks/imf_speed.py                  # both tables, on the CPU
+    .venv/bin/python benchmarks/imf_speed.py --device cuda --train-batch 64
+
+Table 1, chunk latency (batch 1, 2 cameras 3x96x96, state 6, action 6, 2 observation steps, horizon 16, under
+torch.inference_mode, median and p90 of --repeats calls after 3 warm-ups; `policy.reset()` before each call so
+every call encodes its frames and samples a new chunk):
+    imf 1 step          the plugin's head (384 wide, 12 layers, AttnRes) with its CNN encoder, 1 sampling step
+    imf 4 steps         the same model, 4 sampling steps
+    diffusion DDIM 10   LeRobot 0.6.1 `diffusion` with `noise_scheduler_type=DDIM`, `num_inference_steps=10`
+                        (its fast setting; the default 100 DDPM steps are ~10x slower still), U-Net down_dims
+                        (256, 512, 1024) so that its head is the imf head's size class, ResNet-18 (no
+                        pretrained weights: none can be downloaded here; the cost is the same)
+  `head ms` times the action head alone on a fixed condition: imf `sample_chunk` vs diffusion
+  `conditional_sample`; `params` counts each part.
+
+Table 2, training samples/s at the real SigLIP2-B/16 @256 size (92.9M-parameter vision tower with random
+weights, saved to a temporary folder and loaded from there, as a Hub checkpoint would be), 2 cameras at
+256x256, 2 observation steps, seed 003's head: forward + backward + AdamW step on a fixed batch, median of
+--repeats steps after 1 warm-up:
+    encode every step   frames (B, 2, 2, 3, 256, 256) through the frozen tower in every step
+    cached embeddings   `observation.view_embeddings` (B, 2, 2, 768), as imf-cache-embeddings stores them
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_LEROBOT_HOME", tempfile.mkdtemp(prefix="imf_speed_"))
+
+import torch
+from lerobot.configs import FeatureType, PolicyFeature
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def features(side: int, cameras=("front", "wrist")):
+    inputs = {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, side, side)) for c in cameras}
+    inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
+    return inputs, {"action": PolicyFeature(FeatureType.ACTION, (6,))}
+
+
+def params(module) -> str:
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.1f}M"
+
+
+def timed(fn, repeats: int, warmup: int = 3, device: str = "cpu") -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+
+
+def latency_table(device: str, repeats: int) -> None:
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    from lerobot_policy_imf import IMFConfig, IMFPolicy
+    from lerobot_policy_imf.modeling_imf import sample_chunk
+
+    torch.manual_seed(0)
+    inputs, outputs = features(96)
+    frame = {k: torch.rand(1, 3, 96, 96, device=device) for k in inputs if "images" in k}
+    frame["observation.state"] = torch.randn(1, 6, device=device)
+    rows = []
+
+    imf_cfg = IMFConfig(
+        device=device, vision_encoder="cnn", encoder_image_size=96, input_features=inputs, output_features=outputs
+    )
+    imf = IMFPolicy(imf_cfg).to(device).eval()
+    condition = torch.randn(1, imf_cfg.n_obs_steps, imf.condition_dim, device=device)
+    noise = torch.randn(1, imf_cfg.horizon, 6, device=device)
+    for steps in (1, 4):
+        imf.config.num_inference_steps = steps
+
+        def chunk(policy=imf):
+            policy.reset()
+            policy.predict_action_chunk(dict(frame))
+
+        with torch.inference_mode():
+            total = timed(chunk, repeats, device=device)
+            head = timed(lambda s=steps: sample_chunk(imf.head, noise, condition, s), repeats, device=device)
+        rows.append((f"imf {steps} step{'s' * (steps > 1)}", params(imf.backbone), params(imf.head), total, head))
+
+    diff_cfg = DiffusionConfig(
+        device=device,
+        input_features=inputs,
+        output_features=outputs,
+        horizon=16,
+        n_action_steps=8,
+        noise_scheduler_type="DDIM",
+        num_inference_steps=10,
+        down_dims=(256, 512, 1024),
+        pretrained_backbone_weights=None,
+        crop_shape=None,
+    )
+    diffusion = DiffusionPolicy(diff_cfg).to(device).eval()
+
+    def diff_chunk():
+        diffusion.reset()
+        diffusion.select_action(dict(frame))
+
+    images = torch.stack([frame[k] for k in diff_cfg.image_features], dim=1)  # (1, V, 3, H, W)
+    history = {
+        "observation.state": frame["observation.state"][:, None].expand(1, diff_cfg.n_obs_steps, 6),
+        "observation.images": images[:, None].expand(1, diff_cfg.n_obs_steps, *images.shape[1:]),
+    }
+    with torch.inference_mode():
+        total = timed(diff_chunk, repeats, device=device)
+        global_cond = diffusion.diffusion._prepare_global_conditioning(history)
+        head = timed(lambda: diffusion.diffusion.conditional_sample(1, global_cond=global_cond), repeats, device=device)
+    encoders = diffusion.diffusion.rgb_encoder
+    rows.append(("diffusion DDIM 10", params(encoders), params(diffusion.diffusion.unet), total, head))
+
+    print(f"\n### Action-chunk latency, {device}, {torch.get_num_threads()} threads, batch 1, median / p90 ms")
+    print("| policy | encoder params | head params | chunk ms | head ms |")
+    print("|---|---|---|---|---|")
+    for name, enc, hd, (tm, tp), (hm, hp) in rows:
+        print(f"| {name} | {enc} | {hd} | {tm * 1e3:.1f} / {tp * 1e3:.1f} | {hm * 1e3:.1f} / {hp * 1e3:.1f} |")
+    speedup = rows[2][3][0] / rows[0][3][0]
+    print(
+        f"\nimf 1 step is {speedup:.1f}x faster per chunk than diffusion DDIM 10 "
+        f"({rows[2][4][0] / rows[0][4][0]:.1f}x for the heads alone)"
+    )
+
+
+def training_table(device: str, batch: int, repeats: int) -> None:
+    from tiny_models import save_siglip_vision
+
+    from lerobot_policy_imf import IMFConfig, IMFPolicy
+    from lerobot_policy_imf.configuration_imf import OBS_VIEW_EMBEDDINGS
+
+    folder = Path(tempfile.mkdtemp(prefix="siglip2_base_random_"))
+    real = {
+        "patch_size": 16,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    }
+    save_siglip_vision(folder, image_size=256, **real)
+    inputs, outputs = features(256)
+    cfg = IMFConfig(device=device, siglip_model=str(folder), input_features=inputs, output_features=outputs)
+    policy = IMFPolicy(cfg).to(device).train()
+    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4)
+    t = cfg.n_obs_steps
+    raw = {k: torch.rand(batch, t, 3, 256, 256, device=device) for k in inputs if "images" in k}
+    common = {
+        "observation.state": torch.randn(batch, t, 6, device=device),
+        "action": torch.randn(batch, cfg.horizon, 6, device=device),
+    }
+    with torch.no_grad():
+        cached = {OBS_VIEW_EMBEDDINGS: policy.backbone.embed(torch.stack(list(raw.values()), dim=2))}
+
+    def step(batch_dict):
+        loss, _ = policy.forward(batch_dict)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    rows = []
+    for name, extra in (("encode every step", raw), ("cached embeddings", cached)):
+        median, _p90 = timed(lambda e=extra: step(common | e), repeats, warmup=1, device=device)
+        rows.append((name, batch / median, median))
+    print(
+        f"\n### Training at the real SigLIP2-B/16@256 size (tower {params(policy.backbone.encoder)}, frozen; "
+        f"trainable {sum(p.numel() for p in policy.get_optim_params()) / 1e6:.1f}M), {device}, batch {batch}"
+    )
+    print("| inputs | samples/s | ms/step |")
+    print("|---|---|---|")
+    for name, rate, median in rows:
+        print(f"| {name} | {rate:.1f} | {median * 1e3:.0f} |")
+    print(f"\ncached embeddings train {rows[1][1] / rows[0][1]:.1f}x faster")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--train-batch", type=int, default=4)
+    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument("--skip", choices=["latency", "training"], default=None)
+    args = parser.parse_args()
+    if args.skip != "latency":
+        latency_table(args.device, args.repeats)
+    if args.skip != "training":
+        training_table(args.device, args.train_batch, args.train_repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The `imf` policy's configuration (seed 003): a frozen SigLIP2 encoder shared by every camera, a projection per
+view, the robot state, an optional projection of the whole condition to 384, and a one-step improved-MeanFlow
+action head on an Attention-Residuals transformer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
+from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
+from lerobot.utils.constants import OBS_STATE
+
+SIGLIP2_BASE_256 = "google/siglip2-base-patch16-256"  # model_type "siglip": loads as SiglipVisionModel (R6)
+OBS_VIEW_EMBEDDINGS = "observation.view_embeddings"  # (V, D) per frame, written by imf-cache-embeddings
+# What imf-cache-embeddings records in the cached feature's info and the policy must match (else the cache is stale)
+CACHE_MUST_MATCH = ("encoder", "encoder_fingerprint", "encoder_image_size", "cameras")
+ENCODERS = ("siglip", "cnn")
+RESIDUALS = ("attnres", "plain")
+NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; this policy sees RGB only
+
+
+@PreTrainedConfig.register_subclass("imf")
+@dataclass
+class IMFConfig(PreTrainedConfig):
+    # --- observation ---------------------------------------------------------------------------------
+    n_obs_steps: int = 2  # frames of history (the condition is (B, T, views * per_view_dim + state_dim))
+    # Camera names (observation.images.<name>), in the order their features are concatenated; None: every RGB
+    # camera of the dataset, sorted. The twin's *_depth / *_segmentation maps are never views.
+    cameras: list[str] | None = None
+    use_state: bool = True
+
+    # --- vision ----------------------------------------------------------------------------------------
+    # "siglip": the frozen SigLIP2 vision tower, shared by all views (seed 003). "cnn": a small trainable CNN,
+    # shared by all views, for runs where no pretrained weights exist (the twin here).
+    vision_encoder: str = "siglip"
+    siglip_model: str = SIGLIP2_BASE_256  # Hub id or local folder of a SigLIP vision tower
+    # False: build the tower from its config with random weights (benchmarks at the real size, tests).
+    load_encoder_weights: bool = True
+    # Filled when the tower is first built: its transformers config, so a checkpoint rebuilds it offline (the
+    # weights are in the checkpoint's model.safetensors).
+    siglip_config: dict | None = None
+    # The encoder's input side. Frames already this size go in as they are (seed 003's raw-256 datasets); others
+    # are resized to it, as the seed does at evaluation. SigLIP: must equal the tower's image_size.
+    encoder_image_size: int = 256
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    cnn_keypoints: int = 32  # spatial-softmax keypoints: the CNN's output is 2 * cnn_keypoints wide
+    random_shift_pad: int = 4  # CNN only: DrQ-style random shift in training (pixels at encoder_image_size)
+    per_view_dim: int = 96  # each view's pooled feature is projected to this (seed 003: 96 and 192)
+    # Optional linear projection of the whole per-step condition to this size (seed 003: 384, the head's
+    # interface); None: the head embeds the raw condition.
+    condition_dim: int | None = 384
+
+    # --- head --------------------------------------------------------------------------------------------
+    horizon: int = 16  # actions predicted per chunk, from the current step
+    n_action_steps: int = 8  # of which this many are executed before the next chunk
+    n_emb: int = 384
+    n_layer: int = 12
+    n_head: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    # "attnres": each sublayer reads a learned softmax mix over depth of the embedding and all earlier sublayer
+    # outputs (Attention Residuals); "plain": the usual pre-norm residual sum, to ablate.
+    residual: str = "attnres"
+
+    # --- improved MeanFlow --------------------------------------------------------------------------------
+    num_inference_steps: int = 1
+    # Seed of the sampling noise, reset with the policy at every episode; None: torch's global generator.
+    inference_noise_seed: int | None = None
+    time_mu: float = -0.4  # logit-normal time sampler
+    time_sigma: float = 1.0
+    equal_time_share: float = 0.5  # share of training samples with r = t (plain flow matching)
+    # Adaptive loss weight: each sample's squared error is divided by sg((error + eps)^p), as the iMF code does
+    # (p = 1, eps = 0.01); p = 0 gives plain MSE.
+    loss_power: float = 1.0
+    loss_eps: float = 0.01
+
+    # --- training -------------------------------------------------------------------------------------------
+    optimizer_lr: float = 1e-4
+    optimizer_betas: tuple[float, float] = (0.9, 0.95)
+    optimizer_weight_decay: float = 1e-4
+    optimizer_grad_clip_norm: float = 1.0
+    scheduler_warmup_steps: int = 500
+    scheduler_decay_steps: int = 50_000
+    scheduler_decay_lr: float = 1e-5
+
+    normalization_mapping: dict[str, NormalizationMode] = field(
+        default_factory=lambda: {
+            "VISUAL": NormalizationMode.IDENTITY,  # the encoder normalises [0, 1] pixels itself
+            "STATE": NormalizationMode.MEAN_STD,
+            "ACTION": NormalizationMode.MEAN_STD,
+        }
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.vision_encoder not in ENCODERS:
+            raise ValueError(f"--policy.vision_encoder={self.vision_encoder!r}; choose one of {list(ENCODERS)}")
+        if self.residual not in RESIDUALS:
+            raise ValueError(f"--policy.residual={self.residual!r}; choose one of {list(RESIDUALS)}")
+        if self.n_action_steps > self.horizon:
+            raise ValueError(f"n_action_steps ({self.n_action_steps}) cannot exceed horizon ({self.horizon})")
+        if self.n_emb % self.n_head:
+            raise ValueError(f"n_emb ({self.n_emb}) must be a multiple of n_head ({self.n_head})")
+        if self.num_inference_steps < 1 or self.n_obs_steps < 1:
+            raise ValueError("num_inference_steps and n_obs_steps must be >= 1")
+        if not 0.0 <= self.equal_time_share <= 1.0:
+            raise ValueError(f"equal_time_share must be in [0, 1], got {self.equal_time_share}")
+
+    # ----- features ---------------------------------------------------------------------------------------------
+    @property
+    def camera_keys(self) -> list[str]:
+        return [f"observation.images.{name}" for name in self.cameras or []]
+
+    def set_dataset_feature_metadata(self, features: dict) -> None:
+        """Called by LeRobot's make_policy with the dataset's features before the policy is built: remembers a
+        cache made by imf-cache-embeddings, whose recorded encoder the policy checks once it is built."""
+        feature = features.get(OBS_VIEW_EMBEDDINGS)
+        self._cache = None if feature is None else {"shape": tuple(feature["shape"]), **(feature.get("info") or {})}
+
+    def validate_features(self) -> None:
+        inputs = self.input_features or {}
+        cache = getattr(self, "_cache", None)
+        if OBS_VIEW_EMBEDDINGS in inputs:
+            # A copy made by imf-cache-embeddings: its camera columns are gone. The policy declares the raw
+            # cameras it was cached from (what its preprocessor sees at inference); the column only spares the
+            # encoder during training, and must not be normalised as a state.
+            del inputs[OBS_VIEW_EMBEDDINGS]
+            if cache is None or "raw_features" not in cache:
+                raise ValueError(
+                    f"'{OBS_VIEW_EMBEDDINGS}' has no record of the cameras it was made from: rebuild the cache "
+                    "with imf-cache-embeddings"
+                )
+            if self.vision_encoder != "siglip":
+                raise ValueError(
+                    f"the dataset holds cached '{OBS_VIEW_EMBEDDINGS}' of a frozen encoder; --policy.vision_encoder="
+                    f"{self.vision_encoder} trains its encoder and needs the raw camera frames"
+                )
+            for key, shape in cache["raw_features"].items():
+                inputs.setdefault(key, PolicyFeature(type=FeatureType.VISUAL, shape=tuple(shape)))
+        rgb = sorted(
+            key
+            for key, ft in inputs.items()
+            if ft.type is FeatureType.VISUAL and not key.endswith(NON_RGB_SUFFIXES) and ft.shape[0] == 3
+        )
+        if self.cameras is None:
+            self.cameras = [key.removeprefix("observation.images.") for key in rgb]
+        missing = [key for key in self.camera_keys if key not in inputs]
+        if missing or not self.cameras:
+            raise ValueError(
+                f"imf needs the RGB cameras {missing or '(none given)'}; the dataset or env provides {rgb}. "
+                "Pass --policy.cameras=[...] with names among them."
+            )
+        for key in self.camera_keys:
+            shape = tuple(inputs[key].shape)
+            if len(shape) != 3 or shape[0] != 3:
+                raise ValueError(f"camera '{key}' must be an RGB image (3, H, W), got {shape}")
+        # The policy declares exactly what it reads, so lerobot-eval asks the env for nothing else.
+        for key in [k for k, ft in inputs.items() if ft.type is FeatureType.VISUAL and k not in self.camera_keys]:
+            del inputs[key]
+        if self.use_state and OBS_STATE not in inputs:
+            raise ValueError(f"imf with use_state=true needs '{OBS_STATE}'; inputs are {sorted(inputs)}")
+
+    @property
+    def state_dim(self) -> int:
+        return self.input_features[OBS_STATE].shape[0] if self.use_state else 0
+
+    @property
+    def action_dim(self) -> int:
+        return self.action_feature.shape[0]
+
+    @property
+    def observation_delta_indices(self) -> list[int]:
+        return list(range(1 - self.n_obs_steps, 1))
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.horizon))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        return AdamWConfig(
+            lr=self.optimizer_lr,
+            betas=self.optimizer_betas,
+            weight_decay=self.optimizer_weight_decay,
+            grad_clip_norm=self.optimizer_grad_clip_norm,
+        )
+
+    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
+        return CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=self.optimizer_lr,
+            decay_lr=self.scheduler_decay_lr,
+            num_warmup_steps=self.scheduler_warmup_steps,
+            num_decay_steps=self.scheduler_decay_steps,
+        )

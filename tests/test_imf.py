@@ -1,0 +1,357 @@
+"""The `imf` policy (seed 003): multiview frozen SigLIP backbone, the improved-MeanFlow objective, AttnRes, the
+embedding cache. The LeRobot contract (discovery, train/eval CLIs, save/reload) is in test_policy_contract.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from clitools import run_cli
+from lerobot.configs import FeatureType, PolicyFeature
+from safetensors.torch import load_file
+from tiny_models import save_siglip_vision, tiny_siglip_dir
+from torch import nn
+
+from lerobot_policy_imf import IMFConfig, IMFPolicy
+from lerobot_policy_imf.configuration_imf import OBS_VIEW_EMBEDDINGS
+from lerobot_policy_imf.modeling_imf import (
+    DepthMix,
+    IMFTransformer,
+    imf_loss,
+    imf_loss_terms,
+    resized,
+    sample_chunk,
+    sample_times,
+)
+
+CAMERAS = ("left", "top", "wrist")  # three views, as seed 003's backbone test
+
+
+def features(views=CAMERAS, side=32, state=6):
+    inputs = {f"observation.images.{v}": PolicyFeature(FeatureType.VISUAL, (3, side, side)) for v in views}
+    inputs["observation.images.wrist_depth"] = PolicyFeature(FeatureType.VISUAL, (1, side, side))
+    inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (state,))
+    return inputs, {"action": PolicyFeature(FeatureType.ACTION, (6,))}
+
+
+TINY_HEAD = {"n_layer": 2, "n_emb": 32, "n_head": 2, "horizon": 4, "n_action_steps": 2}
+
+
+def tiny_policy(**overrides) -> IMFPolicy:
+    inputs, outputs = features(**overrides.pop("features", {}))
+    args = {"siglip_model": str(tiny_siglip_dir()), "encoder_image_size": 32, **TINY_HEAD} | overrides
+    cfg = IMFConfig(device="cpu", push_to_hub=False, input_features=inputs, output_features=outputs, **args)
+    return IMFPolicy(cfg)
+
+
+# ----- seed 003's backbone tests --------------------------------------------------------------------------------
+def test_backbone_loads_the_local_siglip_and_encodes_views_independently():
+    torch.manual_seed(0)
+    policy = tiny_policy(per_view_dim=96, condition_dim=384)
+    tower = policy.backbone.encoder.tower
+    assert type(tower).__name__ == "SiglipVisionModel"  # what google/siglip2-base-patch16-256 loads as
+    saved = load_file(tiny_siglip_dir() / "model.safetensors")
+    for name, tensor in saved.items():
+        torch.testing.assert_close(tower.state_dict()[name.removeprefix("model.")], tensor, rtol=0, atol=0)
+
+    frames = torch.rand(2, 2, 3, 3, 32, 32)  # (B, T, V, 3, H, W), already the encoder's side: no resize
+    first = frames[0, 0]
+    assert resized(first, 32) is first
+    out = policy.backbone(frames)
+    assert out.shape == (2, 2, 3 * 96)
+
+    # each view alone through the tower and its own projection gives its slice
+    pixels = (frames[:, :, 1].reshape(-1, 3, 32, 32) - 0.5) / 0.5
+    alone = policy.backbone.projections[1](tower(pixel_values=pixels).pooler_output).view(2, 2, 96)
+    torch.testing.assert_close(out[..., 96:192], alone, rtol=1e-5, atol=1e-6)
+    other = frames.clone()
+    other[:, :, 2] = torch.rand_like(other[:, :, 2])
+    changed = policy.backbone(other)
+    torch.testing.assert_close(changed[..., :192], out[..., :192], rtol=0, atol=0)
+    assert not torch.allclose(changed[..., 192:], out[..., 192:])
+
+    # raw condition = views * per_view_dim + state; projected to the head's 384
+    assert policy.raw_condition_dim == 3 * 96 + 6 and policy.condition_dim == 384
+    assert policy.head.condition_in.in_features == 384
+
+
+def test_frames_of_another_size_are_resized_to_the_encoders_side():
+    policy = tiny_policy(features={"side": 48})
+    frames = torch.rand(1, 1, 3, 3, 48, 48)
+    expected = torch.nn.functional.interpolate(frames[0, 0], size=(32, 32), mode="bilinear", antialias=True)
+    assert policy.backbone.embed(frames).shape == (1, 1, 3, 32)
+    torch.testing.assert_close(resized(frames[0, 0], 32), expected)
+
+
+def test_no_gradient_reaches_the_frozen_encoder():
+    policy = tiny_policy()
+    policy.train()
+    assert not policy.backbone.encoder.training  # frozen tower stays in eval mode (no dropout)
+    batch = {f"observation.images.{v}": torch.rand(3, 2, 3, 32, 32) for v in CAMERAS}
+    batch |= {"observation.state": torch.randn(3, 2, 6), "action": torch.randn(3, 4, 6)}
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in policy.backbone.encoder.parameters())
+    assert all(p.grad is not None for p in policy.backbone.projections.parameters())
+    assert all(p.requires_grad for p in policy.get_optim_params())
+    assert len(policy.get_optim_params()) < len(list(policy.parameters()))
+
+
+def test_the_cnn_encoder_trains_end_to_end():
+    policy = tiny_policy(vision_encoder="cnn", cnn_channels=[8, 8, 8, 8], cnn_keypoints=4)
+    batch = {f"observation.images.{v}": torch.rand(2, 2, 3, 32, 32) for v in CAMERAS}
+    batch |= {"observation.state": torch.randn(2, 2, 6), "action": torch.randn(2, 4, 6)}
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert all(p.grad is not None for p in policy.backbone.encoder.parameters())
+
+
+# ----- improved MeanFlow ----------------------------------------------------------------------------------------
+def tiny_head(residual="attnres") -> IMFTransformer:
+    torch.manual_seed(0)
+    cfg = IMFConfig(n_obs_steps=2, residual=residual, **TINY_HEAD)
+    return IMFTransformer(cfg, condition_dim=5, action_dim=3).double()
+
+
+@pytest.mark.parametrize("residual", ["attnres", "plain"])
+def test_imf_jvp_matches_a_finite_difference(residual):
+    """du/dt from torch.func.jvp against a central difference along (dz/dt = v, dr/dt = 0, dt/dt = 1)."""
+    net = tiny_head(residual)
+    for p in net.parameters():  # non-zero AttnRes queries, so the depth softmax is exercised too
+        p.data += 0.05 * torch.randn_like(p)
+    x, e = torch.randn(4, 4, 3, dtype=torch.float64), torch.randn(4, 4, 3, dtype=torch.float64)
+    condition = torch.randn(4, 2, 5, dtype=torch.float64)
+    t = torch.tensor([0.9, 0.5, 0.3, 0.7], dtype=torch.float64)
+    r = torch.tensor([0.1, 0.5, 0.0, 0.65], dtype=torch.float64)
+    compound, target, u, dudt = imf_loss_terms(net, x, e, r, t, condition)
+
+    z = (1 - t.view(-1, 1, 1)) * x + t.view(-1, 1, 1) * e
+    with torch.no_grad():
+        v = net(z, t, t, condition)  # the tangent is the network's own instantaneous velocity
+        h = 1e-6
+        numeric = (net(z + h * v, r, t + h, condition) - net(z - h * v, r, t - h, condition)) / (2 * h)
+        torch.testing.assert_close(u, net(z, r, t, condition), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dudt, numeric, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(compound, u + (t - r).view(-1, 1, 1) * dudt, rtol=0, atol=0)
+    torch.testing.assert_close(target, e - x, rtol=0, atol=0)
+    torch.testing.assert_close(compound[1], u[1], rtol=0, atol=0)  # r = t: plain flow matching
+
+
+def test_the_compound_target_carries_no_gradient_through_the_jvp():
+    net = tiny_head()
+    x, e, condition = torch.randn(2, 4, 3).double(), torch.randn(2, 4, 3).double(), torch.randn(2, 2, 5).double()
+    r, t = torch.tensor([0.2, 0.1]).double(), torch.tensor([0.8, 0.6]).double()
+    compound, _, u, dudt = imf_loss_terms(net, x, e, r, t, condition)
+    assert not dudt.requires_grad and u.requires_grad
+    grads = torch.autograd.grad(compound.sum(), list(net.parameters()), allow_unused=True, retain_graph=True)
+    reference = torch.autograd.grad(u.sum(), list(net.parameters()), allow_unused=True)
+    for a, b in zip(grads, reference, strict=True):
+        if b is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_time_sampler_orders_r_and_t_and_shares_r_equal_t():
+    cfg = IMFConfig(equal_time_share=0.25)
+    r, t = sample_times(20_000, cfg, "cpu", torch.Generator().manual_seed(0))
+    assert (r <= t).all() and (r >= 0).all() and (t <= 1).all()
+    assert abs(float((r == t).float().mean()) - 0.25) < 0.02
+    # logit-normal: the median of a single draw is sigmoid(mu); t is the larger of two draws
+    median_t = float(t.median())
+    assert abs(median_t - 1 / (1 + math.exp(-(cfg.time_mu + cfg.time_sigma * 0.5449)))) < 0.02
+
+
+class AffineVelocity(nn.Module):
+    """u(z, r, t) = a(r, t) z + b(r, t): exact for a Gaussian, whose average velocity is affine in z."""
+
+    def __init__(self):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(3, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 2))
+
+    def forward(self, z, r, t, condition):
+        ab = self.mlp(torch.stack([r, t, t - r], dim=-1)).view(-1, 1, 2)
+        return ab[..., :1] * z + ab[..., 1:]
+
+
+def gaussian_average_velocity(z, r, t, mean, std):
+    """The exact u for data N(mean, std^2): the flow maps z_t to z_r affinely between the two marginals."""
+    m = lambda s: (1 - s) * mean  # noqa: E731
+    sd = lambda s: math.sqrt((1 - s) ** 2 * std**2 + s**2)  # noqa: E731
+    z_r = m(r) + sd(r) / sd(t) * (z - m(t))
+    return (z - z_r) / (t - r)
+
+
+def train_toy(equal_time_share: float, steps: int) -> AffineVelocity:
+    """Fit u to data N(2, 0.5^2) with the iMF loss (plain MSE: a single noisy dimension per sample is no place for
+    the per-sample adaptive weight). A broad time sampler (logit-normal 0, 2) covers (r, t) near (0, 1), which
+    the default (-0.4, 1) seldom draws, so the one-step jump itself is trained, not extrapolated."""
+    torch.manual_seed(0)
+    net = AffineVelocity()
+    cfg = IMFConfig(equal_time_share=equal_time_share, time_mu=0.0, time_sigma=2.0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(steps):
+        x = 2.0 + 0.5 * torch.randn(2048, 1, 1)
+        r, t = sample_times(2048, cfg, "cpu")
+        loss = imf_loss(net, x, torch.randn_like(x), r, t, None, power=0.0, eps=0.01)[0].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return net
+
+
+def test_one_step_sampling_matches_the_many_step_limit_on_a_gaussian():
+    mean, std = 2.0, 0.5
+    noise = torch.randn(20_000, 1, 1, generator=torch.Generator().manual_seed(1))
+    net = train_toy(0.5, 2000)
+    one, many = sample_chunk(net, noise, None, 1), sample_chunk(net, noise, None, 64)
+    # the same noise lands in the same place whether the jump is made at once or in 64 steps
+    assert float((one - many).abs().mean()) < 0.05
+    for samples in (one, many):
+        assert abs(float(samples.mean()) - mean) < 0.05 and abs(float(samples.std()) - std) < 0.05
+    z = torch.linspace(-2, 2, 9)  # noise at t = 1 is N(0, 1): the grid covers it
+    exact = gaussian_average_velocity(z, 0.0, 1.0, mean, std)
+    learned = net(z.view(-1, 1, 1), torch.zeros(9), torch.ones(9), None).flatten()
+    torch.testing.assert_close(learned, exact, rtol=0, atol=0.08)
+
+    # control: trained on r = t only (plain flow matching), u(z, 0, 1) is only the velocity at t = 1, and one
+    # step lands far from the many-step samples
+    flow = train_toy(1.0, 1000)
+    assert float((sample_chunk(flow, noise, None, 1) - sample_chunk(flow, noise, None, 64)).abs().mean()) > 0.3
+
+
+# ----- AttnRes --------------------------------------------------------------------------------------------------
+def test_depth_mix_starts_as_the_average_and_follows_its_query():
+    torch.manual_seed(0)
+    mix = DepthMix(4)
+    sources = [torch.randn(2, 3, 4) for _ in range(3)]
+    torch.testing.assert_close(mix(sources), sum(sources) / 3)
+    with torch.no_grad():
+        mix.query.copy_(torch.tensor([1e4, 0, 0, 0]))  # a near-hard choice over depth
+    keys = torch.stack([torch.nn.functional.rms_norm(s, (4,)) for s in sources])
+    winner = keys[..., 0].argmax(dim=0)  # the source whose normed first channel is largest, per token
+    expected = torch.stack(sources)[winner, torch.arange(2)[:, None], torch.arange(3)[None]]
+    torch.testing.assert_close(mix(sources), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_plain_residuals_switch_off_the_depth_mixes():
+    attnres, plain = tiny_head("attnres"), tiny_head("plain")
+    assert hasattr(attnres, "mixes") and len(attnres.mixes) == 2 * 2 + 1 and not hasattr(plain, "mixes")
+    args = (
+        torch.randn(2, 4, 3).double(),
+        torch.rand(2).double(),
+        torch.ones(2).double(),
+        torch.randn(2, 2, 5).double(),
+    )
+    assert attnres(*args).shape == plain(*args).shape == (2, 4, 3)
+
+
+# ----- bad input --------------------------------------------------------------------------------------------------
+def test_camera_count_resolution_and_state_mismatches_are_named():
+    policy = tiny_policy()
+    policy.eval()
+    frame = {f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS}
+    frame["observation.state"] = torch.randn(1, 6)
+    assert policy.select_action(dict(frame)).shape == (1, 6)
+    missing = {k: v for k, v in frame.items() if "top" not in k}
+    with pytest.raises(KeyError, match=r"observation\.images\.top"):
+        policy.select_action(missing)
+    policy.reset()
+    bigger = frame | {"observation.images.left": torch.rand(1, 3, 48, 48)}
+    with pytest.raises(ValueError, match=r"observation\.images\.left.*trained on \(3, 32, 32\)"):
+        policy.select_action(bigger)
+    policy.reset()
+    with pytest.raises(ValueError, match=r"observation\.state.*6 values"):
+        policy.select_action(frame | {"observation.state": torch.randn(1, 7)})
+    with pytest.raises(ValueError, match="RGB cameras"):
+        tiny_policy(cameras=["left", "front"])
+
+
+# ----- the embedding cache --------------------------------------------------------------------------------------
+CACHE_POLICY = [
+    "--policy.cameras=[front,wrist]",
+    "--policy.encoder_image_size=32",
+    "--policy.n_layer=1",
+    "--policy.n_emb=32",
+    "--policy.n_head=2",
+    "--policy.horizon=4",
+    "--policy.n_action_steps=2",
+    "--policy.device=cpu",
+]
+
+
+@pytest.mark.slow
+def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(gt_dataset, tmp_path):
+    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_policy
+
+    siglip = str(tiny_siglip_dir())
+    out = tmp_path / "cached"
+    run_cli(
+        [
+            "imf-cache-embeddings",
+            "--dataset.repo_id=local/twin_demo",
+            f"--dataset.root={gt_dataset}",
+            f"--policy.siglip_model={siglip}",
+            *CACHE_POLICY,
+            f"--output_root={out}",
+            "--batch_size=16",
+        ],
+        cwd=tmp_path,
+    )
+    raw, cached = LeRobotDataset("local/twin_demo", root=gt_dataset), LeRobotDataset("x", root=out)
+    assert not cached.meta.camera_keys and OBS_VIEW_EMBEDDINGS in cached.meta.features
+    info = cached.meta.features[OBS_VIEW_EMBEDDINGS]["info"]
+    assert info["cameras"] == ["front", "wrist"] and info["encoder"] == siglip
+
+    def policy_for(root, **overrides):
+        cfg = IMFConfig(device="cpu", push_to_hub=False, siglip_model=siglip, encoder_image_size=32)
+        cfg.cameras, cfg.n_layer, cfg.n_emb, cfg.n_head, cfg.horizon, cfg.n_action_steps = (
+            ["front", "wrist"],
+            1,
+            32,
+            2,
+            4,
+            2,
+        )
+        for k, v in overrides.items():
+            setattr(cfg, k, v)
+        return make_policy(cfg, ds_meta=LeRobotDatasetMetadata("x", root=root))
+
+    policy = policy_for(out)
+    assert sorted(policy.config.input_features) == [
+        "observation.images.front",
+        "observation.images.wrist",
+        "observation.state",
+    ]
+    for index in (0, 7, len(raw) - 1):
+        frames = torch.stack([raw[index][f"observation.images.{v}"] for v in ("front", "wrist")])
+        live = policy.backbone.embed(frames[None])[0]
+        torch.testing.assert_close(cached[index][OBS_VIEW_EMBEDDINGS], live, rtol=0, atol=0)
+
+    other = save_siglip_vision(tmp_path / "other_siglip", seed=1)
+    with pytest.raises(ValueError, match=r"stale.*encoder_fingerprint"):
+        policy_for(out, siglip_model=str(other))
+    with pytest.raises(ValueError, match=r"stale.*cameras"):
+        policy_for(out, cameras=["wrist", "front"])
+
+    info_json = gt_dataset / "meta" / "info.json"  # the source dataset changes after the cache was made
+    backup = tmp_path / "info.json"
+    shutil.copy(info_json, backup)
+    try:
+        info_json.write_text(json.dumps(json.loads(info_json.read_text()) | {"note": "re-recorded"}))
+        with pytest.raises(ValueError, match="source dataset"):
+            policy_for(out)
+    finally:
+        shutil.copy(backup, info_json)
+
+    with pytest.raises(FileExistsError):  # never overwrites
+        from lerobot_policy_imf.cache_embeddings import CacheEmbeddingsConfig, SourceDatasetConfig, cache_embeddings
+
+        cfg = IMFConfig(device="cpu", siglip_model=siglip, encoder_image_size=32, cameras=["front", "wrist"])
+        cache_embeddings(
+            CacheEmbeddingsConfig(SourceDatasetConfig("local/twin_demo", str(gt_dataset)), cfg, output_root=str(out))
+        )
