@@ -11,8 +11,8 @@ every call encodes its frames and samples a new chunk):
     imf 4 steps         the same model, 4 sampling steps
     diffusion DDIM 10   LeRobot 0.6.1 `diffusion` with `noise_scheduler_type=DDIM`, `num_inference_steps=10`
                         (its fast setting; the default 100 DDPM steps are ~10x slower still), U-Net down_dims
-                        (256, 512, 1024) so that its head is the imf head's size class, ResNet-18 (no
-                        pretrained weights: none can be downloaded here; the cost is the same)
+                        (128, 256, 512): 17M parameters against the imf head's 22M (its default 256-512-1024
+                        is 67M), ResNet-18 (no pretrained weights: none can be downloaded here; same cost)
   `head ms` times the action head alone on a fixed condition: imf `sample_chunk` vs diffusion
   `conditional_sample`; `params` counts each part.
 
@@ -108,7 +108,7 @@ def latency_table(device: str, repeats: int) -> None:
         n_action_steps=8,
         noise_scheduler_type="DDIM",
         num_inference_steps=10,
-        down_dims=(256, 512, 1024),
+        down_dims=(128, 256, 512),
         pretrained_backbone_weights=None,
         crop_shape=None,
     )

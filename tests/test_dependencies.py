@@ -41,6 +41,7 @@ REAL_ARM = [
     "so101_segmenter",
     "lerobot_policy_segdepth",
     "lerobot_policy_segvla",
+    "lerobot_policy_imf",
 ]
 
 

@@ -249,6 +249,26 @@ def test_plain_residuals_switch_off_the_depth_mixes():
     assert attnres(*args).shape == plain(*args).shape == (2, 4, 3)
 
 
+def test_select_action_encodes_each_frame_once_and_replans_every_n_action_steps():
+    policy = tiny_policy(inference_noise_seed=0)  # 2 observation steps, horizon 4, 2 executed steps
+    policy.eval()
+    encoded, chunks = [], []
+    encode, sample = policy.backbone.encoder.forward, policy._sample
+    policy.backbone.encoder.forward = lambda images: encoded.append(images.clone()) or encode(images)
+    policy._sample = lambda condition: chunks.append(sample(condition)) or chunks[-1]
+    frames = [{f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS} for _ in range(5)]
+    for frame in frames:
+        frame["observation.state"] = torch.randn(1, 6)
+    actions = [policy.select_action(dict(frame)) for frame in frames]
+    assert len(chunks) == 3  # steps 0, 2 and 4
+    for step, action in enumerate(actions):
+        torch.testing.assert_close(action, chunks[step // 2][:, step % 2], rtol=0, atol=0)
+    # every frame through the encoder exactly once (the first one stands for the history before it)
+    assert len(encoded) == 5
+    for frame, images in zip(frames, encoded, strict=True):
+        torch.testing.assert_close(images, torch.cat([frame[f"observation.images.{v}"] for v in CAMERAS]))
+
+
 # ----- bad input --------------------------------------------------------------------------------------------------
 def test_camera_count_resolution_and_state_mismatches_are_named():
     policy = tiny_policy()

@@ -434,7 +434,10 @@ class IMFPolicy(PreTrainedPolicy):
 
     def _push(self, batch: dict[str, Tensor]) -> None:
         """This step's frames and state enter the history; they are encoded only if a chunk needs them."""
-        entry = {"frames": self.frames(batch), "state": batch.get(OBS_STATE), "embedding": None}
+        state = batch.get(OBS_STATE)
+        if self.config.use_state and state is None:
+            raise KeyError(f"imf (use_state=true) needs '{OBS_STATE}'; the batch has {sorted(batch)}")
+        entry = {"frames": self.frames(batch), "state": state, "embedding": None}
         if not self._history:  # a new episode: the history starts as copies of its first frame
             self._history.extend([entry] * self.config.n_obs_steps)
         else:
