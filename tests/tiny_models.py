@@ -132,26 +132,30 @@ def save_smolvlm2_500m_config(folder: Path) -> Path:
     return save_smolvlm(folder, text=SMOLVLM2_500M_TEXT, vision=SMOLVLM2_500M_VISION, scale_factor=4, image_size=512)
 
 
-def tiny_smolvlm_dir() -> Path:
-    """A tiny SmolVLM folder shared by every test process, written once (atomically) under the temp dir.
+def shared_model_dir(name: str, save) -> Path:
+    """A model folder shared by every test process, written once (atomically) under the temp dir.
 
-    Test cases list `vlm_model_name` at collection time and pass it to lerobot-* subprocesses, so the folder
-    must exist before any fixture runs and outlive the test's tmp_path.
+    Test cases list model paths at collection time and pass them to lerobot-* subprocesses, so the folder must
+    exist before any fixture runs and outlive the test's tmp_path.
     """
     import os
     import shutil
     import tempfile
 
-    folder = Path(tempfile.gettempdir()) / "so101_tiny_smolvlm_v1"
+    folder = Path(tempfile.gettempdir()) / name
     if (folder / "config.json").is_file():
         return folder
-    staging = Path(tempfile.mkdtemp(prefix="so101_tiny_smolvlm_"))
-    save_smolvlm(staging)
+    staging = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    save(staging)
     try:
         os.replace(staging, folder)
     except OSError:  # another process won the race; its folder is identical
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def tiny_smolvlm_dir() -> Path:
+    return shared_model_dir("so101_tiny_smolvlm_v1", save_smolvlm)
 
 
 def save_siglip_vision(folder: Path, image_size: int = 32, seed: int = 0, **sizes) -> Path:
@@ -168,18 +172,4 @@ def save_siglip_vision(folder: Path, image_size: int = 32, seed: int = 0, **size
 
 
 def tiny_siglip_dir() -> Path:
-    """A tiny SigLIP vision tower shared by every test process (cases list its path at collection time)."""
-    import os
-    import shutil
-    import tempfile
-
-    folder = Path(tempfile.gettempdir()) / "so101_tiny_siglip_v1"
-    if (folder / "config.json").is_file():
-        return folder
-    staging = Path(tempfile.mkdtemp(prefix="so101_tiny_siglip_"))
-    save_siglip_vision(staging)
-    try:
-        os.replace(staging, folder)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return shared_model_dir("so101_tiny_siglip_v1", save_siglip_vision)

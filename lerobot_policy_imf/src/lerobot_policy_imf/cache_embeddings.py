@@ -28,7 +28,7 @@ import torch
 from lerobot.configs import PreTrainedConfig, parser
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
-from so101_semantic_processors.precompute import check_output_root, precompute_features
+from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
 
 from .configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
 from .modeling_imf import dataset_fingerprint
@@ -36,12 +36,6 @@ from .modeling_imf import dataset_fingerprint
 logger = logging.getLogger(__name__)
 
 MADE_BY = "imf-cache-embeddings"
-
-
-@dataclass
-class SourceDatasetConfig:
-    repo_id: str
-    root: str | None = None  # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
 
 
 @dataclass

@@ -50,7 +50,7 @@ from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
 from so101_semantic_processors import pack_uint8, packed_length
-from so101_semantic_processors.precompute import check_output_root, precompute_features
+from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
 
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 from .processor_segdepth import segdepth_observation_steps
@@ -58,13 +58,6 @@ from .processor_segdepth import segdepth_observation_steps
 logger = logging.getLogger(__name__)
 
 MADE_BY = "segdepth-precompute"
-
-
-@dataclass
-class SourceDatasetConfig:
-    repo_id: str
-    # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
-    root: str | None = None
 
 
 @dataclass

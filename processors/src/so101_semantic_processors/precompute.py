@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 DATASET_MANIFEST = "meta/precompute.json"  # the manifest, kept in the new dataset: what made its columns
+
+
+@dataclass
+class SourceDatasetConfig:
+    """The dataset a precompute command reads (`--dataset.repo_id`, `--dataset.root`)."""
+
+    repo_id: str
+    root: str | None = None  # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
 
 
 def atomic_json(path: Path, data: dict) -> None:
