@@ -350,7 +350,8 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
     for index in (0, 7, len(raw) - 1):
         frames = torch.stack([raw[index][f"observation.images.{v}"] for v in ("front", "wrist")])
         live = policy.backbone.embed(frames[None])[0]
-        torch.testing.assert_close(cached[index][OBS_VIEW_EMBEDDINGS], live, rtol=0, atol=0)
+        # the cache ran 16 frames per batch, this one: float32 matmuls round differently, nothing more
+        torch.testing.assert_close(cached[index][OBS_VIEW_EMBEDDINGS], live, rtol=1e-5, atol=1e-5)
 
     other = save_siglip_vision(tmp_path / "other_siglip", seed=1)
     with pytest.raises(ValueError, match=r"stale.*encoder_fingerprint"):
