@@ -6,6 +6,7 @@ must provide for it in lerobot-eval.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -87,6 +88,24 @@ CASES = [
         },
         chunk=4,
     ),
+    PolicyCase(
+        type="hlrp",
+        tiny={
+            "core.vlm_model_name": str(tiny_smolvlm_dir()),
+            "core.num_vlm_layers": 2,
+            "core.head_hidden": 32,
+            "core.head_depth": 2,
+            "core.latent_dim": 8,
+            "core.codebook_size": 16,
+            "core.action_dim": 8,
+            "core.chunk_size": 4,
+            "core.tokenizer_max_length": 16,
+            "load_vlm_weights": False,  # the tiny folder holds no weights: SmolVLM's architecture, random
+            "n_action_steps": 2,
+            "cameras": ["front"],
+        },
+        chunk=4,
+    ),
 ]
 
 
@@ -96,8 +115,17 @@ def case(request) -> PolicyCase:
 
 
 def tiny_config(case: PolicyCase) -> PreTrainedConfig:
-    cfg = PreTrainedConfig.get_choice_class(case.type)(device="cpu", push_to_hub=False, **case.tiny)
-    return cfg
+    """The case's config; a dotted key ("core.chunk_size") sets a field of a nested config, as on the command line."""
+    cls = PreTrainedConfig.get_choice_class(case.type)
+    kwargs = {k: v for k, v in case.tiny.items() if "." not in k}
+    nested: dict[str, dict] = {}
+    for key, value in case.tiny.items():
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            nested.setdefault(outer, {})[inner] = value
+    for outer, fields in nested.items():
+        kwargs[outer] = dataclasses.replace(cls.__dataclass_fields__[outer].default_factory(), **fields)
+    return cls(device="cpu", push_to_hub=False, **kwargs)
 
 
 def policy_and_processors(case: PolicyCase, root: Path):

@@ -1,0 +1,135 @@
+"""The `hlrp` policy: HLRP's shared core (SmolVLM2 trunk + action head + latent-flow head) fine-tuned on SO-101.
+
+frames [B, 3, H, W] per camera + instruction tokens -> core.pooled [B, hidden] (+ state projection)
+-> action head: chunk [B, chunk_size, core.action_dim]; the dataset's A <= action_dim dims are the first A
+optional: frozen LAQ labels of (frame t, frame t + gap) -> core.latent_loss, weighted by latent_loss_weight
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+from torch import Tensor, nn
+
+from so101_hlrp.artifact import check_laq, check_matches, load_core_weights, read_manifest
+from so101_hlrp.core import SharedCore, load_vlm
+
+from .configuration_hlrp import HLRPConfig
+
+
+class HLRPPolicy(PreTrainedPolicy):
+    config_class = HLRPConfig
+    name = "hlrp"
+
+    def __init__(self, config: HLRPConfig, dataset_stats=None, dataset_meta=None, **kwargs):
+        super().__init__(config)
+        config.validate_features()
+        self.config = config
+        # A checkpoint being loaded (pretrained_path set) or a config that already records SmolVLM's architecture
+        # builds it offline; its weights come from the checkpoint or the artifact next.
+        fresh = config.pretrained_path is None
+        from_artifact = fresh and config.init_mode == "artifact"
+        load_weights = fresh and not from_artifact and config.load_vlm_weights and config.vlm_config is None
+        vlm = load_vlm(config.core.vlm_model_name, load_weights, config.vlm_config)
+        config.vlm_config = vlm.config.to_dict()
+        self.core = SharedCore(config.core, vlm)
+        self.core.use_heads(latent=config.latent_loss_weight > 0, codes=False, actions=True)
+        hidden = self.core.hidden_size
+        self.state_dim = config.input_features[OBS_STATE].shape[0] if config.use_state else 0
+        self.action_dim = config.action_feature.shape[0]
+        # zero-initialised: an artifact's core starts out predicting exactly what it did in stage 2
+        self.state_proj = nn.Linear(self.state_dim, hidden) if config.use_state else None
+        if self.state_proj is not None:
+            nn.init.zeros_(self.state_proj.weight)
+            nn.init.zeros_(self.state_proj.bias)
+        manifest = None
+        if from_artifact:
+            manifest = read_manifest(config.stage2_artifact)
+            check_matches(manifest, config.core, config.stage2_artifact)
+            load_core_weights(self.core, config.stage2_artifact)
+        # The LAQ only labels training batches: kept out of the state dict (a plain list), loaded for training only
+        self._laq: list[nn.Module] = []
+        if fresh and config.latent_loss_weight > 0:
+            from so101_hlrp.laq import LAQ
+
+            if manifest is not None:
+                check_laq(manifest, config.laq_path, config.stage2_artifact)
+            laq = LAQ.from_pretrained(config.laq_path).eval().requires_grad_(False)
+            c = laq.config
+            if c.code_seq_len * c.quant_dim != config.core.latent_dim:
+                raise ValueError(
+                    f"LAQ {config.laq_path} gives {c.code_seq_len} x {c.quant_dim} latents; the core's latent head "
+                    f"predicts {config.core.latent_dim}"
+                )
+            self._laq.append(laq)
+        self.reset()
+
+    def get_optim_params(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def reset(self) -> None:
+        self._actions: deque[Tensor] = deque()
+
+    # ----- observation --------------------------------------------------------------------------------------
+    @staticmethod
+    def _now(x: Tensor, ndim: int) -> Tensor:
+        """Frame t of a key that carries the LAQ pair (an extra time axis in training), else the key itself."""
+        return x[:, 0] if x.ndim == ndim + 1 else x
+
+    def condition(self, batch: dict[str, Tensor]) -> Tensor:
+        for key in (*self.config.camera_keys, OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK):
+            if key not in batch:
+                raise KeyError(f"hlrp needs '{key}' (cameras {self.config.cameras}); the batch has {sorted(batch)}")
+        images = [self._now(batch[key], 4) for key in self.config.camera_keys]
+        cond = self.core.pooled(images, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK])
+        if self.state_proj is not None:
+            if OBS_STATE not in batch:
+                raise KeyError(f"hlrp (use_state=true) needs '{OBS_STATE}'; the batch has {sorted(batch)}")
+            state = self._now(batch[OBS_STATE], 2)
+            if state.shape[-1] != self.state_dim:
+                raise ValueError(f"'{OBS_STATE}' must have {self.state_dim} values, got {tuple(state.shape)}")
+            cond = cond + self.state_proj(state)
+        return cond
+
+    # ----- LeRobot API --------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
+        c = self.config.core
+        actions = batch[ACTION]  # [B, chunk, A], normalised
+        if actions.ndim != 3 or actions.shape[1:] != (c.chunk_size, self.action_dim):
+            raise ValueError(f"'{ACTION}' must be (B, {c.chunk_size}, {self.action_dim}), got {tuple(actions.shape)}")
+        cond = self.condition(batch)
+        padded = torch.zeros(*actions.shape[:2], c.action_dim, device=actions.device, dtype=actions.dtype)
+        padded[..., : self.action_dim] = actions
+        mask = torch.zeros_like(padded, dtype=torch.bool)
+        mask[..., : self.action_dim] = True
+        if "action_is_pad" in batch:  # steps past the episode's end
+            mask &= ~batch["action_is_pad"][..., None]
+        per_sample = self.core.action_loss(cond, padded, mask)
+        info = {"action_loss": float(per_sample.mean().detach())}
+        if self._laq and self.training:
+            laq = self._laq[0].to(actions.device)
+            pair = batch[self.config.laq_key]
+            if pair.ndim != 5 or pair.shape[1] != 2:
+                raise ValueError(
+                    f"'{self.config.laq_key}' must be frames (t, t + gap), [B, 2, 3, H, W], not {tuple(pair.shape)}"
+                )
+            _, vectors = laq.codes_and_vectors(pair[:, 0], pair[:, 1])
+            latent = self.core.latent_loss(cond, vectors)
+            info["latent_loss"] = float(latent.mean().detach())
+            per_sample = per_sample + self.config.latent_loss_weight * latent
+        loss = per_sample if reduction == "none" else per_sample.mean()
+        return loss, info
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
+        return self.core.sample_actions(self.condition(batch))[..., : self.action_dim]
+
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
+        if not self._actions:
+            chunk = self.predict_action_chunk(batch)
+            self._actions.extend(chunk[:, : self.config.n_action_steps].transpose(0, 1))
+        return self._actions.popleft()

@@ -1,0 +1,95 @@
+"""The stage-2 artifact: what `hlrp-train-trunk` hands to the `hlrp` policy, checked strictly on the way in.
+
+    <artifact>/manifest.json      format, the CoreConfig, SmolVLM's config dict, the LAQ it was supervised by
+                                  (folder, sha256 of its weights, its config), the training mode and step
+    <artifact>/core.safetensors   SharedCore's state dict (trunk + heads), loaded with strict=True
+
+Stage 3 rebuilds the core from the manifest (no Hub access needed) and refuses an artifact whose format, head sizes
+or LAQ hash differ from what it is asked to use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from .core import CoreConfig, SharedCore
+
+FORMAT = "so101_hlrp.stage2.v1"
+MANIFEST = "manifest.json"
+WEIGHTS = "core.safetensors"
+
+
+def save_artifact(folder: str | Path, core: SharedCore, *, mode: str, laq: dict, step: int) -> Path:
+    """Write atomically: a sibling temp folder, then os.replace (an interrupted save leaves the old artifact)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}_", dir=folder.parent))
+    manifest = {
+        "format": FORMAT,
+        "core": dataclasses.asdict(core.config),
+        "vlm_config": core.vlm.config.to_dict(),
+        "laq": laq,
+        "mode": mode,
+        "step": step,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    state = {k: v.detach().contiguous().cpu() for k, v in core.state_dict().items()}
+    save_file(state, staging / WEIGHTS)
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}_old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, folder)
+    return folder
+
+
+def read_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    for name in (MANIFEST, WEIGHTS):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"stage-2 artifact '{folder}' has no {name}: not an hlrp-train-trunk output")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"stage-2 artifact '{folder}' has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def core_config(manifest: dict) -> CoreConfig:
+    return CoreConfig(**manifest["core"])
+
+
+def check_matches(manifest: dict, expected: CoreConfig, folder: str | Path) -> None:
+    """Every field of the core the policy would build must equal the artifact's (name them all if not)."""
+    stored = manifest["core"]
+    wanted = dataclasses.asdict(expected)
+    diff = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
+    if diff:
+        lines = ", ".join(f"{k}: artifact {a!r} vs policy {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"stage-2 artifact '{folder}' does not match the policy's core ({lines})")
+
+
+def check_laq(manifest: dict, laq_folder: str | Path, folder: str | Path) -> None:
+    """The LAQ a stage uses must be the one the artifact was supervised with (same weights, by hash)."""
+    from .laq import laq_checkpoint_hash
+
+    want = manifest["laq"].get("sha256")
+    have = laq_checkpoint_hash(laq_folder)
+    if want != have:
+        raise ValueError(
+            f"LAQ checkpoint '{laq_folder}' (sha256 {have[:12]}...) is not the one stage-2 artifact '{folder}' was "
+            f"trained with (sha256 {str(want)[:12]}..., from {manifest['laq'].get('folder')})"
+        )
+
+
+def load_core_weights(core: SharedCore, folder: str | Path) -> None:
+    core.load_state_dict(load_file(Path(folder) / WEIGHTS), strict=True)

@@ -1,0 +1,275 @@
+"""hlrp-train-trunk: HLRP stage 2, the SmolVLM2 shared trunk with its latent-flow and action heads.
+
+    hlrp-train-trunk --config_path=configs/hlrp_trunk_twin.yaml [--steps=... --output_dir=...]
+    hlrp-train-trunk --config_path=... --resume=true                # continues from output_dir/checkpoints/last
+    accelerate launch --num_processes=4 -m so101_hlrp.train_trunk --config_path=...   # several GPUs
+
+Supervision is online: every batch's LAQ frame pair goes through the frozen stage-1 LAQ as it is trained on, so
+there is no relabelled copy of the data. Modes: `codes` (cross-entropy on the LAQ code indices), `actions` (the
+action head only), `multitask` (flow matching on the LAQ codebook vectors + the action head; the default).
+The result, output_dir/artifact, is what `--policy.stage2_artifact` of the `hlrp` policy reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+import numpy as np
+import torch
+from lerobot.configs import parser
+from tqdm import tqdm
+
+from .action_adapter import ActionAdapter, ActionAdapterConfig
+from .artifact import save_artifact
+from .core import MODES, CoreConfig, SharedCore, load_vlm
+from .trunk_data import TrunkDatasetConfig, trunk_dataset
+
+logger = logging.getLogger("hlrp-train-trunk")
+
+
+@dataclass
+class TrunkTrainConfig:
+    datasets: list[TrunkDatasetConfig] = field(default_factory=list)
+    adapter: ActionAdapterConfig = field(default_factory=ActionAdapterConfig)
+    laq_path: str | None = None  # stage 1's output (hlrp-train-laq's output_dir/laq); needed unless mode=actions
+    core: CoreConfig = field(default_factory=CoreConfig)
+    load_vlm_weights: bool = True  # False: SmolVLM's architecture with random weights (tests, benchmarks)
+    mode: str = "multitask"
+    latent_weight: float = 1.0
+    action_weight: float = 1.0
+    steps: int = 10_000
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    num_workers: int = 4
+    seed: int = 1000
+    log_every: int = 50
+    save_every: int = 1000
+    output_dir: Path = Path("outputs/hlrp/trunk")
+    resume: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"--mode={self.mode!r}; choose one of {list(MODES)}")
+        if self.mode != "actions" and not self.laq_path:
+            raise ValueError(f"--mode={self.mode} learns from LAQ labels: give --laq_path (stage 1's output)")
+        if self.adapter.target_dim != self.core.action_dim:
+            raise ValueError(
+                f"the adapter's target_dim ({self.adapter.target_dim}) must equal core.action_dim "
+                f"({self.core.action_dim})"
+            )
+
+
+def model_fields(cfg: TrunkTrainConfig) -> dict:
+    """What a resumed run must share with the checkpoint it continues."""
+    return {"core": dataclasses.asdict(cfg.core), "mode": cfg.mode, "laq_path": cfg.laq_path}
+
+
+def load_laq(cfg: TrunkTrainConfig, device) -> tuple[torch.nn.Module | None, dict]:
+    if cfg.mode == "actions":
+        return None, {}
+    from .laq import LAQ, laq_checkpoint_hash
+
+    laq = LAQ.from_pretrained(cfg.laq_path).to(device).eval().requires_grad_(False)
+    c = laq.config
+    if cfg.mode == "multitask" and c.code_seq_len * c.quant_dim != cfg.core.latent_dim:
+        raise ValueError(
+            f"core.latent_dim ({cfg.core.latent_dim}) must be the LAQ's code_seq_len x quant_dim "
+            f"({c.code_seq_len} x {c.quant_dim}) from {cfg.laq_path}"
+        )
+    if cfg.mode == "codes" and (c.code_seq_len, c.codebook_size) != (cfg.core.code_seq_len, cfg.core.codebook_size):
+        raise ValueError(
+            f"core code_seq_len/codebook_size ({cfg.core.code_seq_len}, {cfg.core.codebook_size}) must be the LAQ's "
+            f"({c.code_seq_len}, {c.codebook_size}) from {cfg.laq_path}"
+        )
+    info = {"folder": str(cfg.laq_path), "sha256": laq_checkpoint_hash(cfg.laq_path), "config": dataclasses.asdict(c)}
+    return laq, info
+
+
+def tokenize(tokenizer, tasks: list[str], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(
+        [t if t.endswith("\n") else t + "\n" for t in tasks],
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def losses(core: SharedCore, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) -> tuple[torch.Tensor, dict]:
+    """One batch: online LAQ labels, the trunk's pooled state, each head's loss. Returns (total, log dict)."""
+    t0 = time.perf_counter()
+    stats: dict[str, float] = {}
+    if laq is not None:
+        indices, vectors = laq.codes_and_vectors(batch["laq_first"].to(device), batch["laq_last"].to(device))
+    stats["label_s"] = time.perf_counter() - t0
+    images = [batch["images"][:, i].to(device) for i in range(batch["images"].shape[1])]
+    tokens, token_mask = tokenize(tokenizer, list(batch["task"]), cfg.core.tokenizer_max_length, device)
+    cond = core.pooled(images, tokens, token_mask)
+    total = torch.zeros((), device=device)
+    if cfg.mode == "codes":
+        loss = core.code_loss(cond, indices).mean()
+        stats["code_ce"] = loss.item()
+        total = total + cfg.latent_weight * loss
+    if cfg.mode == "multitask":
+        loss = core.latent_loss(cond, vectors).mean()
+        stats["latent_flow"] = loss.item()
+        total = total + cfg.latent_weight * loss
+    if cfg.mode in ("actions", "multitask"):
+        loss = core.action_loss(cond, batch["actions"].to(device), batch["action_mask"].to(device)).mean()
+        stats[f"action_{cfg.core.action_head}"] = loss.item()
+        total = total + cfg.action_weight * loss
+    stats["loss"] = total.item()
+    return total, stats
+
+
+def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) -> Path:
+    """checkpoints/<step>/{artifact, training_state.pt}, written under a temp name and renamed; then `last`."""
+    root = cfg.output_dir / "checkpoints"
+    final, tmp = root / f"{step:08d}", root / f".tmp-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_artifact(tmp / "artifact", core, mode=cfg.mode, laq=laq_info, step=step)
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+    }
+    torch.save(state, tmp / "training_state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    link = root / ".last-tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(final.name)
+    os.replace(link, root / "last")
+    for old in sorted(p for p in root.iterdir() if p.name.isdigit() and p != final)[:-1]:
+        shutil.rmtree(old)  # keep this checkpoint and the one before
+    return final
+
+
+def train(cfg: TrunkTrainConfig) -> dict:
+    from accelerate import Accelerator
+    from transformers import AutoTokenizer
+
+    from .artifact import load_core_weights
+
+    out = cfg.output_dir
+    last = out / "checkpoints" / "last"
+    if cfg.resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume=true but {last} does not exist: nothing to resume")
+        saved = json.loads((out / "train_config.json").read_text())
+        if saved["model"] != model_fields(cfg):
+            raise ValueError(f"--resume=true with a different core/mode/LAQ than {out}: {saved['model']}")
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or another --output_dir")
+
+    accelerator = Accelerator()
+    device = accelerator.device
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    laq, laq_info = load_laq(cfg, device)
+    adapter = ActionAdapter(cfg.adapter)
+    data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter)  # every metadata check happens here
+    tokenizer = AutoTokenizer.from_pretrained(cfg.core.vlm_model_name)
+    core = SharedCore(cfg.core, load_vlm(cfg.core.vlm_model_name, cfg.load_vlm_weights))
+    m = cfg.mode
+    core.use_heads(latent=m == "multitask", codes=m == "codes", actions=m in ("actions", "multitask"))
+    params = [p for p in core.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    step = 0
+    if cfg.resume:
+        load_core_weights(core, last / "artifact")
+        state = torch.load(last / "training_state.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        logger.info("resuming %s at step %d", out, step)
+    elif accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"model": model_fields(cfg), "config": json.loads(json.dumps(draccus.encode(cfg), default=str))}
+        (out / "train_config.json").write_text(json.dumps(record, indent=2))
+
+    core, optimizer = accelerator.prepare(core, optimizer)
+    n_params = sum(p.numel() for p in params)
+    logger.info("stage 2: %d samples from %d dataset(s), %.1fM trainable parameters, mode %s",
+                len(data), len(cfg.datasets), n_params / 1e6, cfg.mode)  # fmt: skip
+    per_epoch = len(data) // cfg.batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data)} samples of the datasets")
+    history: list[dict] = []
+    window: list[dict] = []
+    bar = tqdm(total=cfg.steps, initial=step, desc="stage 2", disable=not accelerator.is_main_process)
+    core.train()
+    t_window = time.perf_counter()
+    while step < cfg.steps:
+        # Each epoch's order is fixed by (seed, epoch), and a resumed run skips the batches already used
+        # (without loading them), so it sees the same batches as an uninterrupted one.
+        epoch, done = divmod(step, per_epoch)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, drop_last=True,
+            generator=torch.Generator().manual_seed(cfg.seed + epoch),
+        )  # fmt: skip
+        loader = accelerator.skip_first_batches(accelerator.prepare(loader), done)
+        for batch in loader:
+            total, stats = losses(accelerator.unwrap_model(core), laq, batch, cfg, tokenizer, device)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(total)
+            if cfg.grad_clip:
+                accelerator.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            window.append(stats)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                wall = time.perf_counter() - t_window
+                row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                row.update(step=step, samples_per_s=len(window) * cfg.batch_size / wall,
+                           label_share=sum(w["label_s"] for w in window) / wall)  # fmt: skip
+                history.append(row)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "label_s")})
+                logger.info("step %d %s", step, json.dumps({k: round(v, 5) for k, v in row.items()}))
+                window, t_window = [], time.perf_counter()
+            if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps):
+                save_checkpoint(cfg, accelerator.unwrap_model(core), optimizer, scheduler, step, laq_info)
+            if step >= cfg.steps:
+                break
+    bar.close()
+    if accelerator.is_main_process:
+        save_artifact(out / "artifact", accelerator.unwrap_model(core), mode=cfg.mode, laq=laq_info, step=step)
+        metrics = out / "metrics.jsonl"
+        with metrics.open("a") as f:
+            for row in history:
+                f.write(json.dumps(row) + "\n")
+    return {"history": history, "artifact": str(out / "artifact")}
+
+
+@parser.wrap()
+def run(cfg: TrunkTrainConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    result = train(cfg)
+    print(json.dumps({"final": result["history"][-1] if result["history"] else {}, "artifact": result["artifact"]}))
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Stage-2 samples from any LeRobotDatasets: the trunk's frames at t, the LAQ camera's pair (t, t + gap), the action
+chunk from t through the OXE adapter, and the instruction. Everything is checked against each dataset's metadata
+before a step runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from .action_adapter import ActionAdapter
+
+
+@dataclass
+class TrunkDatasetConfig:
+    repo_id: str
+    root: str | None = None
+    # Cameras the trunk sees at t (observation.images.<name>), in order; every dataset gives the same number.
+    cameras: list[str] = field(default_factory=lambda: ["front"])
+    laq_camera: str = "front"  # the camera LAQ labels (t, t + gap) on
+    gap_s: float = 0.3  # LAQ's frame gap in seconds, turned into frames with this dataset's fps
+    episodes: list[int] | None = None
+
+
+def gap_frames(fps: float, gap_s: float) -> int:
+    if gap_s <= 0:
+        raise ValueError(f"the frame gap must be positive, got gap_s={gap_s}")
+    return max(1, round(gap_s * fps))
+
+
+def pair_starts(meta, gap: int, episodes: list[int] | None, name: str) -> np.ndarray:
+    """Dataset indices t whose t + gap lies in the same episode; errors name the episode that cannot give a pair."""
+    eps = meta.episodes
+    chosen = range(meta.total_episodes) if episodes is None else episodes
+    starts = []
+    for ep in chosen:
+        lo, hi = int(eps["dataset_from_index"][ep]), int(eps["dataset_to_index"][ep])
+        length = hi - lo
+        if length < 2:
+            raise ValueError(f"dataset '{name}' episode {ep} has {length} frame(s): a frame pair needs at least 2")
+        if gap >= length:
+            raise ValueError(
+                f"dataset '{name}' episode {ep} has {length} frames, shorter than the frame gap + 1 ({gap + 1} "
+                f"frames at {meta.fps} fps); lower gap_s"
+            )
+        starts.append(np.arange(lo, hi - gap))
+    return np.concatenate(starts)
+
+
+class TrunkSamples(Dataset):
+    def __init__(self, cfg: TrunkDatasetConfig, chunk_size: int, adapter: ActionAdapter):
+        from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+
+        meta = LeRobotDatasetMetadata(cfg.repo_id, root=cfg.root)
+        self.name = cfg.repo_id
+        keys = [f"observation.images.{c}" for c in cfg.cameras]
+        self.laq_key = f"observation.images.{cfg.laq_camera}"
+        cams = [k for k, ft in meta.features.items() if ft["dtype"] in ("video", "image")]
+        missing = [k for k in [*keys, self.laq_key] if k not in cams]
+        if missing:
+            raise ValueError(f"dataset '{cfg.repo_id}' has no camera {missing}; its cameras are {cams}")
+        if "action" not in meta.features:
+            raise ValueError(f"dataset '{cfg.repo_id}' has no 'action' feature")
+        adapter.check(cfg.repo_id, tuple(meta.features["action"]["shape"]))
+        self.keys, self.adapter = keys, adapter
+        self.frame_shapes = {k: tuple(meta.features[k]["shape"]) for k in [*keys, self.laq_key]}
+        self.gap = gap_frames(meta.fps, cfg.gap_s)
+        self.starts = pair_starts(meta, self.gap, cfg.episodes, cfg.repo_id)
+        delta = {k: [0.0, self.gap / meta.fps] for k in {*keys, self.laq_key}}
+        delta["action"] = [i / meta.fps for i in range(chunk_size)]
+        # the dataset's own index is global; LeRobotDataset takes positions in its (possibly episode-filtered) rows
+        self.ds = LeRobotDataset(cfg.repo_id, root=cfg.root, episodes=cfg.episodes, delta_timestamps=delta)
+        self.offset = {int(i): pos for pos, i in enumerate(self.ds.hf_dataset["index"])} if cfg.episodes else None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict:
+        t = int(self.starts[i])
+        item = self.ds[self.offset[t] if self.offset else t]
+        actions, mask = self.adapter(self.name, item["action"])
+        mask = mask[None, :] & ~item["action_is_pad"][:, None]
+        return {
+            "images": torch.stack([item[k][0] for k in self.keys]),  # [n_cam, 3, H, W]
+            "laq_first": item[self.laq_key][0],
+            "laq_last": item[self.laq_key][1],
+            "actions": actions,  # [chunk, target_dim]
+            "action_mask": mask,  # [chunk, target_dim]
+            "task": item["task"],
+        }
+
+
+def trunk_dataset(configs: list[TrunkDatasetConfig], chunk_size: int, adapter: ActionAdapter) -> Dataset:
+    if not configs:
+        raise ValueError("stage 2 needs at least one dataset (--datasets)")
+    n_cams = {len(c.cameras) for c in configs}
+    if len(n_cams) > 1:
+        raise ValueError(f"every dataset must give the trunk the same number of cameras, got {sorted(n_cams)}")
+    parts = [TrunkSamples(c, chunk_size, adapter) for c in configs]
+    # Batches stack frames, so every dataset must give the same frame sizes (convert OXE subsets to one size)
+    shapes = {p.name: [p.frame_shapes[k] for k in p.keys] + [p.frame_shapes[p.laq_key]] for p in parts}
+    if len({tuple(v) for v in shapes.values()}) > 1:
+        raise ValueError(f"datasets give different frame shapes (trunk cameras, then the LAQ camera): {shapes}")
+    return ConcatDataset(parts)
