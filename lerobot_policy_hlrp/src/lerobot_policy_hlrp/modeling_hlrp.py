@@ -8,6 +8,7 @@ optional: frozen LAQ labels of (frame t, frame t + gap) -> core.latent_loss, wei
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import torch
 from lerobot.policies.pretrained import PreTrainedPolicy
@@ -66,6 +67,15 @@ class HLRPPolicy(PreTrainedPolicy):
                 )
             self._laq.append(laq)
         self.reset()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_name_or_path, *, config: HLRPConfig | None = None, **kwargs):
+        """A checkpoint holds every weight: mark the config so that neither the stage-2 artifact nor SmolVLM's
+        weights are read (an evaluation or robot machine may have neither)."""
+        if config is None:
+            config = HLRPConfig.from_pretrained(pretrained_name_or_path)
+        config.pretrained_path = config.pretrained_path or Path(pretrained_name_or_path)
+        return super().from_pretrained(pretrained_name_or_path, config=config, **kwargs)
 
     def get_optim_params(self):
         return [p for p in self.parameters() if p.requires_grad]

@@ -10,7 +10,6 @@ action head only), `multitask` (flow matching on the LAQ codebook vectors + the 
 The result, output_dir/artifact, is what `--policy.stage2_artifact` of the `hlrp` policy reads.
 """
 
-from __future__ import annotations
 
 import dataclasses
 import json
