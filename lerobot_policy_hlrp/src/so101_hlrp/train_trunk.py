@@ -51,6 +51,7 @@ class TrunkTrainConfig:
     warmup_steps: int = 500
     grad_clip: float = 1.0
     num_workers: int = 4
+    torch_threads: int | None = None  # None: torch's default
     seed: int = 1000
     log_every: int = 50
     save_every: int = 1000
@@ -175,6 +176,8 @@ def train(cfg: TrunkTrainConfig) -> dict:
     elif out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or another --output_dir")
 
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     accelerator = Accelerator()
     device = accelerator.device
     torch.manual_seed(cfg.seed)

@@ -65,6 +65,13 @@ class TrunkSamples(Dataset):
             raise ValueError(f"dataset '{cfg.repo_id}' has no 'action' feature")
         adapter.check(cfg.repo_id, tuple(meta.features["action"]["shape"]))
         self.keys, self.adapter = keys, adapter
+        # Actions are standardised per dataset (OXE datasets range from metres to degrees) with its own stats,
+        # as LeRobot's MEAN_STD normaliser does in stage 3
+        stats = (meta.stats or {}).get("action")
+        if not stats or "mean" not in stats or "std" not in stats:
+            raise ValueError(f"dataset '{cfg.repo_id}' has no action mean/std in its stats: recompute its stats")
+        self.action_mean = torch.as_tensor(stats["mean"], dtype=torch.float32)
+        self.action_std = torch.as_tensor(stats["std"], dtype=torch.float32)
         self.frame_shapes = {k: tuple(meta.features[k]["shape"]) for k in [*keys, self.laq_key]}
         self.gap = gap_frames(meta.fps, cfg.gap_s)
         self.starts = pair_starts(meta, self.gap, cfg.episodes, cfg.repo_id)
@@ -80,7 +87,8 @@ class TrunkSamples(Dataset):
     def __getitem__(self, i: int) -> dict:
         t = int(self.starts[i])
         item = self.ds[self.offset[t] if self.offset else t]
-        actions, mask = self.adapter(self.name, item["action"])
+        normalised = (item["action"] - self.action_mean) / (self.action_std + 1e-8)
+        actions, mask = self.adapter(self.name, normalised)
         mask = mask[None, :] & ~item["action_is_pad"][:, None]
         return {
             "images": torch.stack([item[k][0] for k in self.keys]),  # [n_cam, 3, H, W]
