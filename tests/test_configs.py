@@ -9,10 +9,13 @@ from lerobot.configs.train import TrainPipelineConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
 from lerobot_env_so101_twin.record import TwinRecordConfig
+from so101_hlrp.cluster import SubmitConfig
+from so101_hlrp.train_laq import LAQTrainConfig
+from so101_hlrp.train_trunk import TrunkTrainConfig
 from so101_segdepth_rl.train import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
 
-register_third_party_plugins()  # --policy.type=imf in the lerobot-train configs
+register_third_party_plugins()  # --policy.type=imf / hlrp in the lerobot-train configs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -29,6 +32,18 @@ CONFIGS = {
     "diffusion_twin.yaml": TrainPipelineConfig,
     "imf_siglip2_pv96.yaml": TrainPipelineConfig,
     "imf_siglip2_pv192.yaml": TrainPipelineConfig,
+    "hlrp_twin_pretrain_data.yaml": TwinRecordConfig,
+    "hlrp_twin_finetune_data.yaml": TwinRecordConfig,
+    "hlrp_laq_twin.yaml": LAQTrainConfig,
+    "hlrp_laq_oxe.yaml": LAQTrainConfig,
+    "hlrp_trunk_twin.yaml": TrunkTrainConfig,
+    "hlrp_trunk_oxe.yaml": TrunkTrainConfig,
+    "hlrp_finetune_twin.yaml": TrainPipelineConfig,
+    "hlrp_scratch_twin.yaml": TrainPipelineConfig,
+    "hlrp_finetune_so101.yaml": TrainPipelineConfig,
+    "cluster_lrz_x100.yaml": SubmitConfig,
+    "cluster_mcml_x100.yaml": SubmitConfig,
+    "cluster_local.yaml": SubmitConfig,
 }
 
 
@@ -50,10 +65,19 @@ def test_config_parses_and_flags_override_it(name):
         override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--env.observation_height=40"])
         assert override.env.observation_height == 40 and override.env.task == cfg.env.task
         assert override.policy.image_size == cfg.policy.image_size
-    if cls is TrainPipelineConfig:  # lerobot-train --config_path=...
-        assert cfg.policy.type in ("imf", "diffusion") and cfg.dataset.repo_id
+    if cls is TrainPipelineConfig and cfg.policy.type in ("imf", "diffusion"):  # lerobot-train --config_path=...
+        assert cfg.dataset.repo_id
         override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--policy.horizon=8"])
         assert override.policy.horizon == 8 and override.policy.n_obs_steps == cfg.policy.n_obs_steps
+    if cls is TrainPipelineConfig and cfg.policy.type == "hlrp":
+        override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--policy.n_action_steps=4"])
+        assert override.policy.n_action_steps == 4 and override.policy.core == cfg.policy.core
+    if cls is TrunkTrainConfig:  # the adapter covers every dataset, at the core's action size
+        assert {d.repo_id for d in cfg.datasets} == {e.dataset for e in cfg.adapter.entries}
+        assert cfg.adapter.target_dim == cfg.core.action_dim
+    if name.startswith("hlrp_") and name.endswith("_oxe.yaml"):  # the seed's real sizes
+        sizes = cfg.model if cls is LAQTrainConfig else cfg.core
+        assert (sizes.codebook_size, sizes.code_seq_len) == (2048, 1)
     if name.startswith("imf_siglip2"):  # seed 003's two experiments differ only in the per-view size
         assert cfg.policy.siglip_model == "google/siglip2-base-patch16-256" and cfg.steps == 50_000
         assert cfg.policy.per_view_dim in (96, 192) and cfg.policy.condition_dim == 384 == cfg.policy.n_emb

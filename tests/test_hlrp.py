@@ -25,8 +25,9 @@ from so101_hlrp.artifact import (
     save_artifact,
 )
 from so101_hlrp.core import CoreConfig, FlowHead, SharedCore, load_vlm
+from so101_hlrp.frame_pairs import pair_starts
 from so101_hlrp.laq import LAQ, LAQConfig, laq_checkpoint_hash
-from so101_hlrp.trunk_data import TrunkDatasetConfig, pair_starts
+from so101_hlrp.trunk_data import TrunkDatasetConfig, episode_bounds
 
 TINY_LAQ = LAQConfig(
     image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, heads=2, dim_head=16,
@@ -178,15 +179,13 @@ def test_pairs_stay_inside_episodes_and_a_long_gap_is_refused(gt_dataset):
     from lerobot.datasets import LeRobotDatasetMetadata
 
     meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
-    starts = pair_starts(meta, 9, None, "twin")
+    starts = pair_starts(episode_bounds(meta, None), 9)
     ends = [int(e) for e in meta.episodes["dataset_to_index"]]
     for end in ends:
         assert not any(end - 9 <= s < end for s in starts)  # t + 9 would leave the episode
     assert len(starts) == meta.total_frames - 9 * meta.total_episodes
-    with pytest.raises(
-        ValueError, match=r"episode 0 has \d+ frames, shorter than the frame gap \+ 1 \(201 frames at 30 fps\)"
-    ):
-        pair_starts(meta, 200, None, "twin")
+    with pytest.raises(ValueError, match=r"episode 0 has \d+ frames, the frame gap is 200 frames"):
+        pair_starts(episode_bounds(meta, None), 200)
 
 
 def trunk_args(gt_dataset: Path, laq: Path, out: Path, steps: int, extra: tuple[str, ...] = ()) -> list[str]:
@@ -251,7 +250,7 @@ def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, ti
     assert not (tmp_path / "out" / "checkpoints").exists()
     cfg.adapter = ActionAdapterConfig(target_dim=8, entries=[AdapterEntry("local/twin_demo", 6)])
     cfg.datasets[0].gap_s = 10.0
-    with pytest.raises(ValueError, match="shorter than the frame gap"):
+    with pytest.raises(ValueError, match=r"'local/twin_demo': episode 0 has \d+ frames, the frame gap is 300 frames"):
         train(cfg)
 
 

@@ -10,7 +10,6 @@ action head only), `multitask` (flow matching on the LAQ codebook vectors + the 
 The result, output_dir/artifact, is what `--policy.stage2_artifact` of the `hlrp` policy reads.
 """
 
-
 import dataclasses
 import json
 import logging
@@ -38,6 +37,8 @@ logger = logging.getLogger("hlrp-train-trunk")
 class TrunkTrainConfig:
     datasets: list[TrunkDatasetConfig] = field(default_factory=list)
     adapter: ActionAdapterConfig = field(default_factory=ActionAdapterConfig)
+    # (H, W) every camera is resized to, so datasets of different frame sizes share batches; None: as recorded
+    frame_size: list[int] | None = None
     laq_path: str | None = None  # stage 1's output (hlrp-train-laq's output_dir/laq); needed unless mode=actions
     core: CoreConfig = field(default_factory=CoreConfig)
     load_vlm_weights: bool = True  # False: SmolVLM's architecture with random weights (tests, benchmarks)
@@ -184,7 +185,8 @@ def train(cfg: TrunkTrainConfig) -> dict:
     np.random.seed(cfg.seed)
     laq, laq_info = load_laq(cfg, device)
     adapter = ActionAdapter(cfg.adapter)
-    data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter)  # every metadata check happens here
+    # every metadata check (cameras, adapter, gaps, stats, frame sizes) happens here, before any step
+    data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter, cfg.frame_size)
     tokenizer = AutoTokenizer.from_pretrained(cfg.core.vlm_model_name)
     core = SharedCore(cfg.core, load_vlm(cfg.core.vlm_model_name, cfg.load_vlm_weights))
     m = cfg.mode
@@ -265,6 +267,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
 @parser.wrap()
 def run(cfg: TrunkTrainConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logger.setLevel(logging.INFO)  # importing lerobot leaves the root logger at WARNING
     result = train(cfg)
     print(json.dumps({"final": result["history"][-1] if result["history"] else {}, "artifact": result["artifact"]}))
 

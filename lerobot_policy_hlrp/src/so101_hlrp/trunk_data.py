@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from .action_adapter import ActionAdapter
+from .frame_pairs import episode_bounds, gap_frames, pair_starts
 
 
 @dataclass
@@ -24,33 +24,10 @@ class TrunkDatasetConfig:
     episodes: list[int] | None = None
 
 
-def gap_frames(fps: float, gap_s: float) -> int:
-    if gap_s <= 0:
-        raise ValueError(f"the frame gap must be positive, got gap_s={gap_s}")
-    return max(1, round(gap_s * fps))
-
-
-def pair_starts(meta, gap: int, episodes: list[int] | None, name: str) -> np.ndarray:
-    """Dataset indices t whose t + gap lies in the same episode; errors name the episode that cannot give a pair."""
-    eps = meta.episodes
-    chosen = range(meta.total_episodes) if episodes is None else episodes
-    starts = []
-    for ep in chosen:
-        lo, hi = int(eps["dataset_from_index"][ep]), int(eps["dataset_to_index"][ep])
-        length = hi - lo
-        if length < 2:
-            raise ValueError(f"dataset '{name}' episode {ep} has {length} frame(s): a frame pair needs at least 2")
-        if gap >= length:
-            raise ValueError(
-                f"dataset '{name}' episode {ep} has {length} frames, shorter than the frame gap + 1 ({gap + 1} "
-                f"frames at {meta.fps} fps); lower gap_s"
-            )
-        starts.append(np.arange(lo, hi - gap))
-    return np.concatenate(starts)
-
-
 class TrunkSamples(Dataset):
-    def __init__(self, cfg: TrunkDatasetConfig, chunk_size: int, adapter: ActionAdapter):
+    def __init__(
+        self, cfg: TrunkDatasetConfig, chunk_size: int, adapter: ActionAdapter, frame_size: tuple[int, int] | None
+    ):
         from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
         meta = LeRobotDatasetMetadata(cfg.repo_id, root=cfg.root)
@@ -72,9 +49,13 @@ class TrunkSamples(Dataset):
             raise ValueError(f"dataset '{cfg.repo_id}' has no action mean/std in its stats: recompute its stats")
         self.action_mean = torch.as_tensor(stats["mean"], dtype=torch.float32)
         self.action_std = torch.as_tensor(stats["std"], dtype=torch.float32)
-        self.frame_shapes = {k: tuple(meta.features[k]["shape"]) for k in [*keys, self.laq_key]}
+        self.frame_size = tuple(frame_size) if frame_size else None
+        self.frame_shapes = {k: self.frame_size or tuple(meta.features[k]["shape"]) for k in [*keys, self.laq_key]}
         self.gap = gap_frames(meta.fps, cfg.gap_s)
-        self.starts = pair_starts(meta, self.gap, cfg.episodes, cfg.repo_id)
+        try:
+            self.starts = pair_starts(episode_bounds(meta, cfg.episodes), self.gap, meta.fps)
+        except ValueError as err:
+            raise ValueError(f"dataset '{cfg.repo_id}': {err}") from None
         delta = {k: [0.0, self.gap / meta.fps] for k in {*keys, self.laq_key}}
         delta["action"] = [i / meta.fps for i in range(chunk_size)]
         # the dataset's own index is global; LeRobotDataset takes positions in its (possibly episode-filtered) rows
@@ -90,25 +71,39 @@ class TrunkSamples(Dataset):
         normalised = (item["action"] - self.action_mean) / (self.action_std + 1e-8)
         actions, mask = self.adapter(self.name, normalised)
         mask = mask[None, :] & ~item["action_is_pad"][:, None]
+        frames = {k: self.resized(item[k]) for k in {*self.keys, self.laq_key}}  # [2, 3, H, W] each: t, t + gap
         return {
-            "images": torch.stack([item[k][0] for k in self.keys]),  # [n_cam, 3, H, W]
-            "laq_first": item[self.laq_key][0],
-            "laq_last": item[self.laq_key][1],
+            "images": torch.stack([frames[k][0] for k in self.keys]),  # [n_cam, 3, H, W]
+            "laq_first": frames[self.laq_key][0],
+            "laq_last": frames[self.laq_key][1],
             "actions": actions,  # [chunk, target_dim]
             "action_mask": mask,  # [chunk, target_dim]
             "task": item["task"],
         }
 
+    def resized(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.frame_size is None or tuple(frames.shape[-2:]) == self.frame_size:
+            return frames
+        return torch.nn.functional.interpolate(frames, size=self.frame_size, mode="bilinear", antialias=True)
 
-def trunk_dataset(configs: list[TrunkDatasetConfig], chunk_size: int, adapter: ActionAdapter) -> Dataset:
+
+def trunk_dataset(
+    configs: list[TrunkDatasetConfig],
+    chunk_size: int,
+    adapter: ActionAdapter,
+    frame_size: tuple[int, int] | None = None,
+) -> Dataset:
+    """All datasets as one; `frame_size` (H, W) resizes every camera so that datasets of different sizes batch."""
     if not configs:
         raise ValueError("stage 2 needs at least one dataset (--datasets)")
     n_cams = {len(c.cameras) for c in configs}
     if len(n_cams) > 1:
         raise ValueError(f"every dataset must give the trunk the same number of cameras, got {sorted(n_cams)}")
-    parts = [TrunkSamples(c, chunk_size, adapter) for c in configs]
+    parts = [TrunkSamples(c, chunk_size, adapter, frame_size) for c in configs]
     # Batches stack frames, so every dataset must give the same frame sizes (convert OXE subsets to one size)
     shapes = {p.name: [p.frame_shapes[k] for k in p.keys] + [p.frame_shapes[p.laq_key]] for p in parts}
     if len({tuple(v) for v in shapes.values()}) > 1:
-        raise ValueError(f"datasets give different frame shapes (trunk cameras, then the LAQ camera): {shapes}")
+        raise ValueError(
+            f"datasets give different frame shapes (trunk cameras, then the LAQ camera): {shapes}; set --frame_size"
+        )
     return ConcatDataset(parts)

@@ -1,0 +1,435 @@
+"""hlrp-train-laq: HLRP stage 1, LAQ latent actions learned from frame pairs (t, t+k) of a LeRobotDataset camera.
+
+    hlrp-train-laq --config_path=configs/hlrp_laq_twin.yaml [--steps=... --output_dir=... --model.codebook_size=...]
+    hlrp-train-laq --config_path=... --resume=true            # continues from output_dir/checkpoints/last
+    accelerate launch --num_processes=8 -m so101_hlrp.train_laq --config_path=configs/hlrp_laq_oxe.yaml
+
+A share of the episodes is held out; the result is output_dir/laq (LAQ.save_pretrained, what stage 2's --laq_path
+takes) and output_dir/metrics.json (held-out reconstruction MSE against the copy-frame-t baseline, perplexity,
+codes used). Reconstructions (frame t | frame t+k | reconstruction, one pair a row) go to output_dir/images/.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+import numpy as np
+import torch
+from lerobot.configs import parser
+from tqdm import tqdm
+
+from .frame_pairs import FramePairs
+from .laq import LAQ, LAQConfig, laq_checkpoint_hash
+
+logger = logging.getLogger("hlrp-train-laq")
+LAQ_DIR = "laq"
+STATE_FILE = "training_state.pt"
+CONFIG_FILE = "train_config.json"
+
+
+@dataclass
+class PairDataConfig:
+    repo_id: str = "local/twin_data"
+    root: str | None = None  # a local dataset folder; None: the Hub (or LeRobot's cache) by repo_id
+    camera_key: str = "observation.images.front"
+    gap_s: float = 0.3  # t -> t+k in seconds; k = round(gap_s * fps), at least 1
+    episodes: list[int] | None = None  # use only these episodes (None: all)
+    holdout_share: float = 0.1  # share of the episodes held out for metrics.json (at least 1 when > 0)
+    video_backend: str | None = None  # LeRobot's decoder (None: its default, torchcodec where available)
+    cache_frames: bool = False  # decode the camera once into memory (uint8): for small datasets such as the twin's
+
+
+@dataclass
+class LAQTrainConfig:
+    dataset: PairDataConfig = field(default_factory=PairDataConfig)
+    model: LAQConfig = field(default_factory=LAQConfig)
+    steps: int = 100_000
+    batch_size: int = 32  # per process
+    lr: float = 1e-4
+    weight_decay: float = 0.01  # not on the codebook, norms, biases and position embeddings
+    warmup_steps: int = 1000  # linear warm-up, then cosine decay to min_lr_ratio * lr at `steps`
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # 0: off
+    num_workers: int = 4
+    seed: int = 1000
+    log_every: int = 50
+    save_every: int = 5000
+    image_every: int = 1000  # 0: only at the end
+    image_pairs: int = 8  # rows of each reconstruction grid
+    keep_checkpoints: int = 2  # numbered checkpoints kept (the newest ones)
+    eval_max_pairs: int | None = 2048  # held-out pairs in metrics.json, evenly spread (None: all)
+    mixed_precision: str = "no"  # accelerate's: "no", "bf16", "fp16"
+    torch_threads: int | None = None
+    output_dir: Path = Path("outputs/hlrp/laq")
+    resume: bool = False
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.save_every < 1:
+            raise ValueError("steps, batch_size, log_every and save_every must be >= 1")
+        if not 0 <= self.dataset.holdout_share < 1:
+            raise ValueError(f"--dataset.holdout_share must be in [0, 1), got {self.dataset.holdout_share}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+
+
+# ----- data -----------------------------------------------------------------------------------------------------
+def split_episodes(episodes: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, held out): round(share * n) episodes drawn with `seed`, at least one when share > 0, never all."""
+    n = len(episodes)
+    n_out = 0 if share <= 0 or n < 2 else min(n - 1, max(1, round(share * n)))
+    perm = np.random.default_rng(seed).permutation(np.asarray(episodes))
+    return sorted(int(e) for e in perm[n_out:]), sorted(int(e) for e in perm[:n_out])
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch indices for steps [start, stop): each epoch is a permutation fixed by (seed, epoch) and cut into global
+    batches of batch_size x world; this rank takes its slice. A resumed run thus draws exactly the batches an
+    uninterrupted one would, with one long-lived DataLoader (no worker restarts at epoch ends)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, world: int = 1, rank: int = 0):
+        self.n, self.bs, self.seed, self.start, self.stop, self.world, self.rank = (
+            n, batch_size, seed, start, stop, world, rank,
+        )  # fmt: skip
+        self.per_epoch = n // (batch_size * world)
+        if self.per_epoch == 0:
+            raise ValueError(f"{n} training pairs are fewer than one global batch ({batch_size} x {world} processes)")
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        perm, perm_epoch = None, -1
+        for step in range(self.start, self.stop):
+            epoch, b = divmod(step, self.per_epoch)
+            if epoch != perm_epoch:
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+                perm_epoch = epoch
+            lo = (b * self.world + self.rank) * self.bs
+            yield perm[lo : lo + self.bs]
+
+
+# ----- checkpoints ----------------------------------------------------------------------------------------------
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def config_record(cfg: LAQTrainConfig, split: dict) -> dict:
+    return {
+        "model": dataclasses.asdict(cfg.model),
+        "split": split,
+        "config": json.loads(json.dumps(draccus.encode(cfg), default=str)),
+    }
+
+
+def save_checkpoint(cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, scheduler, step: int, split: dict) -> Path:
+    """checkpoints/<step>/{laq/, training_state.pt, rng_<rank>.pt, train_config.json} under a temp name, renamed,
+    then `last` re-pointed at it: an interrupted save leaves the previous checkpoint as it was."""
+    root = cfg.output_dir / "checkpoints"
+    final, tmp = root / f"{step:06d}", root / f".tmp-{step:06d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save_pretrained(tmp / LAQ_DIR)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
+                   tmp / STATE_FILE)  # fmt: skip
+        (tmp / CONFIG_FILE).write_text(json.dumps(config_record(cfg, split), indent=2))
+    accelerator.wait_for_everyone()
+    torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")  # every rank draws its own NSVQ noise
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        link = root / ".last-tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(final.name)
+        os.replace(link, root / "last")
+        numbered = sorted(p for p in root.iterdir() if p.name.isdigit() and p != final)
+        for old in numbered[: max(0, len(numbered) - (cfg.keep_checkpoints - 1))]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def check_resume(cfg: LAQTrainConfig) -> dict:
+    """The saved record of the checkpoint to continue; refuses one trained with other model fields."""
+    last = cfg.output_dir / "checkpoints" / "last"
+    if not (last / STATE_FILE).is_file():
+        raise FileNotFoundError(f"--resume=true but {last} holds no checkpoint ({STATE_FILE}): nothing to resume")
+    saved = json.loads((last / CONFIG_FILE).read_text())
+    now = dataclasses.asdict(cfg.model)
+    diff = {k: (saved["model"].get(k), now.get(k)) for k in sorted(set(now) | set(saved["model"]))
+            if saved["model"].get(k) != now.get(k)}  # fmt: skip
+    if diff:
+        detail = ", ".join(f"model.{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"--resume=true with a model config that differs from {last.resolve()}: {detail}")
+    return saved
+
+
+# ----- evaluation and images ------------------------------------------------------------------------------------
+def spread(n: int, k: int | None) -> list[int]:
+    """k indices evenly over range(n) (all of them when k is None or >= n)."""
+    if k is None or k >= n:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n - 1, k)})
+
+
+@torch.no_grad()
+def evaluate(model: LAQ, pairs: FramePairs, indices: list[int], batch_size: int, device) -> dict:
+    """Eval-mode (nearest code) reconstruction MSE and the copy-frame-t baseline over the given pairs, the
+    perplexity of their codes and how many distinct codes they use."""
+    was_training = model.training
+    model.eval()
+    sq, base, n, codes = 0.0, 0.0, 0, []
+    for lo in range(0, len(indices), batch_size):
+        items = [pairs[i] for i in indices[lo : lo + batch_size]]
+        first = torch.stack([it["first"] for it in items]).to(device)
+        last = torch.stack([it["last"] for it in items]).to(device)
+        out = model(first, last)
+        f, target = model.prepare(first, last)
+        b = first.shape[0]
+        sq += out.recon_loss.item() * b
+        base += torch.nn.functional.mse_loss(f, target).item() * b
+        n += b
+        codes.append(out.indices.reshape(-1).cpu())
+    model.train(was_training)
+    codes = torch.cat(codes)
+    probs = torch.bincount(codes, minlength=model.config.codebook_size).float() / len(codes)
+    perplexity = float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum()))
+    return {
+        "recon_mse": sq / n,
+        "copy_baseline_mse": base / n,
+        "perplexity": perplexity,
+        "used_codes": int(codes.unique().numel()),
+        "pairs": n,
+    }
+
+
+@torch.no_grad()
+def write_grid(model: LAQ, pairs: FramePairs, indices: list[int], path: Path, device) -> None:
+    """PNG: a row per pair, columns frame t | frame t+k | eval-mode reconstruction, all at the model's size."""
+    from PIL import Image
+
+    was_training = model.training
+    model.eval()
+    items = [pairs[i] for i in indices]
+    first = torch.stack([it["first"] for it in items]).to(device)
+    last = torch.stack([it["last"] for it in items]).to(device)
+    recon = model(first, last).recon
+    f, target = model.prepare(first, last)
+    model.train(was_training)
+    rows = torch.cat([f, target, recon.float()], dim=3).clamp(0, 1)  # [B, C, S, 3S]
+    grid = torch.cat(list(rows), dim=1)  # [C, B*S, 3S]
+    array = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array if array.shape[2] == 3 else array[..., 0]).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+# ----- the loop -------------------------------------------------------------------------------------------------
+def param_groups(model: LAQ, weight_decay: float) -> list[dict]:
+    # decay only the weight matrices: decaying the codebook would pull unused codes to 0, and norms/positions/biases
+    # have no scale to control
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_matrix = p.ndim >= 2 and not name.startswith("vq.") and not name.endswith(("_pos", "_emb", "_queries"))
+        (decay if is_matrix else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(cfg: LAQTrainConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def train(cfg: LAQTrainConfig) -> dict:
+    from accelerate import Accelerator
+    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+
+    out = cfg.output_dir
+    saved = None
+    if cfg.resume:
+        saved = check_resume(cfg)
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or another --output_dir")
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    device = accelerator.device
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    # every rank its own stream (NSVQ noise, replacement noise); batches come from StepBatches' own generators
+    seed = cfg.seed + accelerator.process_index
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+    # every data check (camera, gap vs episode lengths, split) happens here, before the model is built
+    d = cfg.dataset
+    meta = LeRobotDatasetMetadata(d.repo_id, root=d.root)
+    episodes = list(range(meta.total_episodes)) if d.episodes is None else list(d.episodes)
+    if saved is not None:
+        split = saved["split"]  # the held-out episodes stay held out across resumes
+    else:
+        train_eps, heldout_eps = split_episodes(episodes, d.holdout_share, cfg.seed)
+        split = {"train": train_eps, "heldout": heldout_eps}
+    source = LeRobotDataset(d.repo_id, root=d.root, episodes=d.episodes, video_backend=d.video_backend)
+    pair_args = dict(video_backend=d.video_backend, cache_frames=d.cache_frames)
+    train_pairs = FramePairs(source, d.camera_key, d.gap_s, episodes=split["train"], **pair_args)
+    eval_pairs = FramePairs(source, d.camera_key, d.gap_s, episodes=split["heldout"] or split["train"], **pair_args)
+    logger.info(
+        "stage 1: %s %s, gap %.3g s = %d frames at %g fps; %d training pairs (episodes %s), %d held-out pairs (%s)",
+        d.repo_id, train_pairs.camera_key, d.gap_s, train_pairs.gap, train_pairs.fps, len(train_pairs),
+        _short(split["train"]), len(eval_pairs) if split["heldout"] else 0, _short(split["heldout"]),
+    )  # fmt: skip
+
+    model = LAQ(cfg.model)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    step = 0
+    last = out / "checkpoints" / "last"
+    if cfg.resume:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(last / LAQ_DIR / "model.safetensors")), strict=True)
+        state = torch.load(last / STATE_FILE, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        rng_file = last / f"rng_{accelerator.process_index}.pt"
+        if rng_file.is_file():
+            set_rng_state(torch.load(rng_file, weights_only=False))
+        logger.info("resuming %s at step %d", out, step)
+    elif accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(json.dumps(config_record(cfg, split), indent=2))
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("LAQ: %.2fM parameters, codebook %d x %d, %d code(s) per pair, image %d, patch %d",
+                n_params / 1e6, cfg.model.codebook_size, cfg.model.quant_dim, cfg.model.code_seq_len,
+                cfg.model.image_size, cfg.model.patch_size)  # fmt: skip
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    plain = accelerator.unwrap_model(model)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    sampler = StepBatches(len(train_pairs), cfg.batch_size, cfg.seed, step, cfg.steps, world, rank)
+    loader = torch.utils.data.DataLoader(
+        train_pairs, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )  # fmt: skip
+    image_ids = spread(len(eval_pairs), cfg.image_pairs)
+
+    history: list[dict] = []
+    window: list[dict] = []
+    bar = tqdm(total=cfg.steps, initial=step, desc="LAQ", disable=not accelerator.is_main_process)
+    model.train()
+    t_window = time.perf_counter()
+    for batch in loader:
+        first = batch["first"].to(device, non_blocking=True)
+        last_frames = batch["last"].to(device, non_blocking=True)
+        with accelerator.autocast():
+            result = model(first, last_frames)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(result.loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        window.append({
+            "loss": result.loss.item(), "recon_mse": result.recon_loss.item(),
+            "perplexity": result.perplexity.item(), "used_codes": result.used_codes,
+            "replaced": plain.vq.last_replaced,
+        })  # fmt: skip
+        plain.vq.last_replaced = 0
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            wall = time.perf_counter() - t_window
+            row = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "recon_mse", "perplexity", "used_codes")}
+            row.update(
+                step=step, replaced=int(sum(w["replaced"] for w in window)),
+                codes_since_replacement=plain.codes_used_since_replacement(),
+                lr=scheduler.get_last_lr()[0], pairs_per_s=len(window) * cfg.batch_size * world / wall,
+            )  # fmt: skip
+            history.append(row)
+            bar.set_postfix(
+                mse=f"{row['recon_mse']:.4g}", ppl=f"{row['perplexity']:.3g}",
+                codes=row["codes_since_replacement"], pairs_s=f"{row['pairs_per_s']:.3g}",
+            )  # fmt: skip
+            logger.info("step %d %s", step, json.dumps({k: round(v, 6) for k, v in row.items() if k != "step"}))
+            if accelerator.is_main_process:
+                with (out / "history.jsonl").open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+            window, t_window = [], time.perf_counter()
+        if accelerator.is_main_process and cfg.image_every and step % cfg.image_every == 0:
+            write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_checkpoint(cfg, accelerator, plain, optimizer, scheduler, step, split)
+    bar.close()
+
+    result = {"step": step, "history": history}
+    if accelerator.is_main_process:
+        if not (out / "images" / f"step_{step:06d}.png").exists():
+            write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
+        plain.save_pretrained(out / LAQ_DIR)
+        metrics = evaluate(plain, eval_pairs, spread(len(eval_pairs), cfg.eval_max_pairs), cfg.batch_size, device)
+        metrics.update(
+            split="heldout" if split["heldout"] else "train (no episode held out)",
+            heldout_episodes=split["heldout"], train_episodes=split["train"], step=step,
+            gap_frames=train_pairs.gap, laq_sha256=laq_checkpoint_hash(out / LAQ_DIR),
+            last_train_window=history[-1] if history else None,
+        )  # fmt: skip
+        tmp = out / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2))
+        os.replace(tmp, out / "metrics.json")
+        shown = ("recon_mse", "copy_baseline_mse", "perplexity", "used_codes", "pairs")
+        logger.info("held-out: %s", json.dumps({k: metrics[k] for k in shown}))
+        result["metrics"] = metrics
+    accelerator.wait_for_everyone()
+    result["laq"] = str(out / LAQ_DIR)
+    return result
+
+
+def _short(episodes: list[int]) -> str:
+    return str(episodes) if len(episodes) <= 8 else f"{episodes[:8]}... ({len(episodes)})"
+
+
+@parser.wrap()
+def run(cfg: LAQTrainConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # importing lerobot already put a WARNING-level handler on the root logger, which makes basicConfig a no-op
+    logger.setLevel(logging.INFO)
+    result = train(cfg)
+    print(json.dumps({"metrics": result.get("metrics"), "laq": result["laq"]}, indent=2, default=str))
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()
