@@ -195,6 +195,28 @@ class SharedCore(nn.Module):
         w = mask[..., None].to(out.dtype)
         return self.norm((out * w).sum(1) / w.sum(1))
 
+    def forward(
+        self,
+        images: list[Tensor],
+        tokens: Tensor,
+        token_mask: Tensor,
+        *,
+        indices: Tensor | None = None,
+        vectors: Tensor | None = None,
+        actions: Tensor | None = None,
+        action_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Stage 2's step in one call (so DDP sees a forward): the batch-mean loss of each head given a target."""
+        cond = self.pooled(images, tokens, token_mask)
+        out = {}
+        if indices is not None:
+            out["code_ce"] = self.code_loss(cond, indices).mean()
+        if vectors is not None:
+            out["latent_flow"] = self.latent_loss(cond, vectors).mean()
+        if actions is not None:
+            out[f"action_{self.config.action_head}"] = self.action_loss(cond, actions, action_mask).mean()
+        return out
+
     # ----- heads ---------------------------------------------------------------------------------------------
     def latent_loss(self, cond: Tensor, vectors: Tensor) -> Tensor:
         """Flow matching on the LAQ codebook vectors [B, S, D] -> per-sample loss [B]."""

@@ -108,30 +108,22 @@ def tokenize(tokenizer, tasks: list[str], max_length: int, device) -> tuple[torc
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
-def losses(core: SharedCore, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) -> tuple[torch.Tensor, dict]:
-    """One batch: online LAQ labels, the trunk's pooled state, each head's loss. Returns (total, log dict)."""
+def losses(model, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) -> tuple[torch.Tensor, dict]:
+    """One batch: online LAQ labels, then the core (as prepared by accelerate, so DDP syncs its gradients) on the
+    targets of the mode. Returns (weighted total, log dict)."""
     t0 = time.perf_counter()
-    stats: dict[str, float] = {}
+    targets: dict[str, torch.Tensor] = {}
     if laq is not None:
         indices, vectors = laq.codes_and_vectors(batch["laq_first"].to(device), batch["laq_last"].to(device))
-    stats["label_s"] = time.perf_counter() - t0
+        targets["indices" if cfg.mode == "codes" else "vectors"] = indices if cfg.mode == "codes" else vectors
+    stats: dict[str, float] = {"label_s": time.perf_counter() - t0}
+    if cfg.mode in ("actions", "multitask"):
+        targets.update(actions=batch["actions"].to(device), action_mask=batch["action_mask"].to(device))
     images = [batch["images"][:, i].to(device) for i in range(batch["images"].shape[1])]
     tokens, token_mask = tokenize(tokenizer, list(batch["task"]), cfg.core.tokenizer_max_length, device)
-    cond = core.pooled(images, tokens, token_mask)
-    total = torch.zeros((), device=device)
-    if cfg.mode == "codes":
-        loss = core.code_loss(cond, indices).mean()
-        stats["code_ce"] = loss.item()
-        total = total + cfg.latent_weight * loss
-    if cfg.mode == "multitask":
-        loss = core.latent_loss(cond, vectors).mean()
-        stats["latent_flow"] = loss.item()
-        total = total + cfg.latent_weight * loss
-    if cfg.mode in ("actions", "multitask"):
-        loss = core.action_loss(cond, batch["actions"].to(device), batch["action_mask"].to(device)).mean()
-        stats[f"action_{cfg.core.action_head}"] = loss.item()
-        total = total + cfg.action_weight * loss
-    stats["loss"] = total.item()
+    out = model(images, tokens, token_mask, **targets)
+    total = sum((cfg.action_weight if k.startswith("action") else cfg.latent_weight) * v for k, v in out.items())
+    stats.update({k: v.item() for k, v in out.items()}, loss=total.item())
     return total, stats
 
 
@@ -231,7 +223,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
         )  # fmt: skip
         loader = accelerator.skip_first_batches(accelerator.prepare(loader), done)
         for batch in loader:
-            total, stats = losses(accelerator.unwrap_model(core), laq, batch, cfg, tokenizer, device)
+            total, stats = losses(core, laq, batch, cfg, tokenizer, device)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(total)
             if cfg.grad_clip:
