@@ -37,6 +37,8 @@ CONFIGS = {
     "hlrp_laq_twin.yaml": LAQTrainConfig,
     "hlrp_laq_oxe.yaml": LAQTrainConfig,
     "hlrp_trunk_twin.yaml": TrunkTrainConfig,
+    "hlrp_trunk_twin_flow.yaml": TrunkTrainConfig,
+    "hlrp_finetune_twin_flow.yaml": TrainPipelineConfig,
     "hlrp_trunk_oxe.yaml": TrunkTrainConfig,
     "hlrp_finetune_twin.yaml": TrainPipelineConfig,
     "hlrp_scratch_twin.yaml": TrainPipelineConfig,

@@ -232,6 +232,15 @@ def test_train_trunk_learns_online_and_resumes_exactly(gt_dataset, tiny_laq_dir,
     assert bad.returncode != 0 and "different core" in bad.stderr
     again = run_cli(trunk_args(gt_dataset, tiny_laq_dir, tmp_path / "split", 8), cwd=tmp_path, check=False)
     assert again.returncode != 0 and "is not empty" in again.stderr
+    # the other two modes: token cross-entropy on the LAQ codes, and actions alone (flow head) without a LAQ
+    run_cli(trunk_args(gt_dataset, tiny_laq_dir, tmp_path / "codes", 2, ("--mode=codes",)), cwd=tmp_path)
+    row = json.loads((tmp_path / "codes" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 < row["code_ce"] < 10 and "latent_flow" not in row and "action_regression" not in row
+    flow = ("--mode=actions", "--laq_path=null", "--core.action_head=flow")
+    run_cli(trunk_args(gt_dataset, tiny_laq_dir, tmp_path / "actions", 2, flow), cwd=tmp_path)
+    row = json.loads((tmp_path / "actions" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["action_flow"] > 0 and "latent_flow" not in row and row["label_share"] < 0.01
+    assert read_manifest(tmp_path / "actions" / "artifact")["laq"] == {}
 
 
 def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, tiny_laq_dir, tmp_path):

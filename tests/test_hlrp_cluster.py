@@ -390,9 +390,13 @@ def test_local_job_is_signalled_requeued_and_resumes(fake_stage):
 
 def test_dual_queue_on_local_jobs_cancels_the_one_held_back(fake_stage):
     job = stage_job(fake_stage, claim_token="t2")
-    # held back like a PENDING job: its setup never ends (exec: the cancel signal reaches that process)
+    # held back like a PENDING job: its setup never ends (exec: the cancel signal reaches that process). The local
+    # executor cancels with SIGINT, which a shell started in the background (nohup, CI runners) inherits as ignored
+    # and cannot un-ignore, so the waiting process restores it itself.
     params = {"timeout_min": 2, "signal_delay_s": 30}
-    held = local_executor(fake_stage / "held" / "%j", setup=["exec sleep 60"], **params).submit(job)
+    code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
+    wait = f"exec {sys.executable} -c '{code}'"
+    held = local_executor(fake_stage / "held" / "%j", setup=[wait], **params).submit(job)
     ready = local_executor(fake_stage / "ready" / "%j", **params).submit(job)
     try:
         winner = keep_first_started([held, ready], poll_s=0.2, timeout_s=30, labels=["held", "ready"])
