@@ -324,7 +324,7 @@ def test_policy_refuses_a_conflicting_core_or_another_laq(gt_dataset, artifact_d
             gt_dataset,
             init_mode="artifact",
             stage2_artifact=str(artifact_dir),
-            core=dataclasses.replace(CoreConfig(chunk_size=50, action_dim=32), chunk_size=8),
+            core=dataclasses.replace(CoreConfig(), chunk_size=8),
         )
     torch.manual_seed(123)
     LAQ(TINY_LAQ).save_pretrained(tmp_path / "other_laq")
@@ -344,7 +344,7 @@ def test_policy_refuses_a_conflicting_core_or_another_laq(gt_dataset, artifact_d
 @pytest.mark.slow
 def test_lerobot_train_from_the_artifact_with_the_latent_loss(gt_dataset, artifact_dir, tiny_laq_dir, tmp_path):
     out = tmp_path / "stage3"
-    run_cli(
+    first = run_cli(
         [
             "lerobot-train",
             "--dataset.repo_id=local/twin_demo",
@@ -369,6 +369,20 @@ def test_lerobot_train_from_the_artifact_with_the_latent_loss(gt_dataset, artifa
         cwd=tmp_path,
     )
     saved = out / "checkpoints" / "last" / "pretrained_model"
+    assert "latent_loss:" in first.stdout + first.stderr  # LeRobot logs the policy's loss terms
+    # resuming reloads the checkpoint (the artifact is not read again) and keeps the latent loss on
+    resumed = run_cli(
+        [
+            "lerobot-train",
+            f"--config_path={saved / 'train_config.json'}",
+            "--resume=true",
+            "--steps=3",
+            "--log_freq=1",
+        ],
+        cwd=tmp_path,
+    )
+    log = resumed.stdout + resumed.stderr
+    assert "step:3 " in log and "latent_loss:" in log.split("step:3 ")[1].splitlines()[0]
     cfg = json.loads((saved / "config.json").read_text())
     assert cfg["core"]["chunk_size"] == 4 and cfg["vlm_config"] is not None
     # the checkpoint loads without the artifact or the LAQ (evaluation and rollout machines need neither)

@@ -23,7 +23,7 @@ class HLRPConfig(PreTrainedConfig):
     # "scratch": the core is built from --policy.core.* (SmolVLM2's pretrained weights unless load_vlm_weights=false)
     init_mode: str = "scratch"
     stage2_artifact: str | None = None
-    core: CoreConfig = field(default_factory=lambda: CoreConfig(chunk_size=50, action_dim=32))
+    core: CoreConfig = field(default_factory=CoreConfig)
     load_vlm_weights: bool = True
     # Filled when the core is first built: SmolVLM's config, so a checkpoint rebuilds it offline (weights follow)
     vlm_config: dict | None = None
@@ -80,7 +80,7 @@ class HLRPConfig(PreTrainedConfig):
 
         manifest = read_manifest(self.stage2_artifact)
         stored = core_config(manifest)
-        default = CoreConfig(chunk_size=50, action_dim=32)
+        default = CoreConfig()
         clash = {
             f.name: (getattr(self.core, f.name), getattr(stored, f.name))
             for f in dataclasses.fields(CoreConfig)

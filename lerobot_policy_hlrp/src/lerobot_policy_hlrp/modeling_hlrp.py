@@ -51,21 +51,14 @@ class HLRPPolicy(PreTrainedPolicy):
             manifest = read_manifest(config.stage2_artifact)
             check_matches(manifest, config.core, config.stage2_artifact)
             load_core_weights(self.core, config.stage2_artifact)
-        # The LAQ only labels training batches: kept out of the state dict (a plain list), loaded for training only
+        # The LAQ only labels training batches: kept out of the state dict (a plain list) and loaded when training
+        # needs it: now for a fresh policy (errors before any step), at the first training batch when a checkpoint
+        # is fine-tuned or resumed (evaluation and rollout never load it)
         self._laq: list[nn.Module] = []
         if fresh and config.latent_loss_weight > 0:
-            from so101_hlrp.laq import LAQ
-
             if manifest is not None:
                 check_laq(manifest, config.laq_path, config.stage2_artifact)
-            laq = LAQ.from_pretrained(config.laq_path).eval().requires_grad_(False)
-            c = laq.config
-            if c.code_seq_len * c.quant_dim != config.core.latent_dim:
-                raise ValueError(
-                    f"LAQ {config.laq_path} gives {c.code_seq_len} x {c.quant_dim} latents; the core's latent head "
-                    f"predicts {config.core.latent_dim}"
-                )
-            self._laq.append(laq)
+            self._laq_model()
         self.reset()
 
     @classmethod
@@ -76,6 +69,20 @@ class HLRPPolicy(PreTrainedPolicy):
             config = HLRPConfig.from_pretrained(pretrained_name_or_path)
         config.pretrained_path = config.pretrained_path or Path(pretrained_name_or_path)
         return super().from_pretrained(pretrained_name_or_path, config=config, **kwargs)
+
+    def _laq_model(self) -> nn.Module:
+        if not self._laq:
+            from so101_hlrp.laq import LAQ
+
+            laq = LAQ.from_pretrained(self.config.laq_path).eval().requires_grad_(False)
+            c = laq.config
+            if c.code_seq_len * c.quant_dim != self.config.core.latent_dim:
+                raise ValueError(
+                    f"LAQ {self.config.laq_path} gives {c.code_seq_len} x {c.quant_dim} latents; the core's latent "
+                    f"head predicts {self.config.core.latent_dim}"
+                )
+            self._laq.append(laq)
+        return self._laq[0]
 
     def get_optim_params(self):
         return [p for p in self.parameters() if p.requires_grad]
@@ -119,8 +126,8 @@ class HLRPPolicy(PreTrainedPolicy):
             mask &= ~batch["action_is_pad"][..., None]
         per_sample = self.core.action_loss(cond, padded, mask)
         info = {"action_loss": float(per_sample.mean().detach())}
-        if self._laq and self.training:
-            laq = self._laq[0].to(actions.device)
+        if self.config.latent_loss_weight > 0 and self.training:
+            laq = self._laq_model().to(actions.device)
             pair = batch[self.config.laq_key]
             if pair.ndim != 5 or pair.shape[1] != 2:
                 raise ValueError(
