@@ -26,6 +26,7 @@ import torch
 from lerobot.configs import parser
 from tqdm import tqdm
 
+from .checkpoints import publish_checkpoint
 from .frame_pairs import FramePairs
 from .laq import LAQ, LAQConfig, laq_checkpoint_hash
 
@@ -156,15 +157,7 @@ def save_checkpoint(cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, sch
     torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")  # every rank draws its own NSVQ noise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        link = root / ".last-tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(final.name)
-        os.replace(link, root / "last")
-        numbered = sorted(p for p in root.iterdir() if p.name.isdigit() and p != final)
-        for old in numbered[: max(0, len(numbered) - (cfg.keep_checkpoints - 1))]:
-            shutil.rmtree(old)
+        publish_checkpoint(tmp, final, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()
     return final
 

@@ -13,7 +13,6 @@ The result, output_dir/artifact, is what `--policy.stage2_artifact` of the `hlrp
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from .action_adapter import ActionAdapter, ActionAdapterConfig
 from .artifact import save_artifact
+from .checkpoints import publish_checkpoint
 from .core import MODES, CoreConfig, SharedCore, load_vlm
 from .trunk_data import TrunkDatasetConfig, trunk_dataset
 
@@ -141,15 +141,7 @@ def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) 
         "numpy_rng": np.random.get_state(),
     }
     torch.save(state, tmp / "training_state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    link = root / ".last-tmp"
-    link.unlink(missing_ok=True)
-    link.symlink_to(final.name)
-    os.replace(link, root / "last")
-    for old in sorted(p for p in root.iterdir() if p.name.isdigit() and p != final)[:-1]:
-        shutil.rmtree(old)  # keep this checkpoint and the one before
-    return final
+    return publish_checkpoint(tmp, final)  # keeps this checkpoint and the one before
 
 
 def train(cfg: TrunkTrainConfig) -> dict:
