@@ -27,6 +27,7 @@ CONFIGS = {
     "segmenter_train.yaml": TrainConfig,
     "rl_reach.yaml": RLTrainConfig,
     "rl_lift_gpu.yaml": RLTrainConfig,
+    "rl_lift_finetune.yaml": RLTrainConfig,
     "twin_liftcube_rgb.yaml": TwinRecordConfig,
     "imf_twin_cnn.yaml": TrainPipelineConfig,
     "diffusion_twin.yaml": TrainPipelineConfig,

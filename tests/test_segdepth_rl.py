@@ -197,6 +197,58 @@ def test_agent_update_learns_and_moves_the_target_by_tau(use_state):
     )
 
 
+def fixed_batch(b: int, size: int = 16) -> dict[str, torch.Tensor]:
+    return {
+        "frames": torch.randint(0, 6, (b, 6, size, size)).float(),
+        "next_frames": torch.randint(0, 6, (b, 6, size, size)).float(),
+        "state": torch.randn(b, 6),
+        "next_state": torch.randn(b, 6),
+        "action": torch.rand(b, 6) * 1.6 - 0.8,
+        "reward": torch.randn(b, 1),
+        "discount": torch.full((b, 1), 0.99**3),
+        "demo": torch.tensor([False, True] * (b // 2)),
+    }
+
+
+def test_actor_warmup_keeps_the_cloned_actor_while_the_critic_learns():
+    torch.manual_seed(0)
+    policy = tiny_policy(16, use_state=True)
+    agent = DrQV2Agent(policy, DrQV2Config(actor_warmup_updates=3), init_policy_weights=False)
+    actor_before = [p.clone() for p in policy.actor.parameters()]
+    critic_before = [p.clone() for p in agent.critic.parameters()]
+    batch = fixed_batch(8)
+    for update in range(3):
+        agent.update(batch, step=0, update=update)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, policy.actor.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters(), strict=True))
+    agent.update(batch, step=0, update=3)
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, policy.actor.parameters(), strict=True))
+
+
+def test_bc_term_pulls_the_actor_to_the_demonstrated_actions_only():
+    torch.manual_seed(0)
+    policy = tiny_policy(16, use_state=True)
+    agent = DrQV2Agent(policy, DrQV2Config(bc_weight=100.0, lr=3e-3))
+    batch = fixed_batch(8)
+    demo = batch["demo"]
+
+    def errors() -> tuple[float, float]:
+        policy.eval()
+        with torch.no_grad():
+            mean = policy.actor(policy.encoder(policy.encoder_input(batch["frames"])), batch["state"])
+        policy.train()
+        err = (mean - batch["action"]).pow(2).mean(dim=1)
+        return float(err[demo].mean()), float(err[~demo].mean())
+
+    demo_before, other_before = errors()
+    metrics = [agent.update(batch, step=0, update=i) for i in range(150)]
+    demo_after, other_after = errors()
+    assert all(math.isfinite(m["bc_loss"]) for m in metrics)
+    # the BC term sees only the demonstration rows: their error falls far below the other rows'
+    assert demo_after < 0.2 * demo_before
+    assert demo_after < 0.2 * other_after
+
+
 # ----- the command end to end -----------------------------------------------------------------------------------
 def tiny_run(out: Path, frames: int, **overrides) -> RLTrainConfig:
     policy = SegDepthConfig(image_size=32, action_repeat=2, **TINY_POLICY)
@@ -346,6 +398,7 @@ def test_demonstrations_replay_in_the_twin_and_fill_a_buffer(gt_dataset):
     fill(online, [(20, False)], np.random.default_rng(0))
     batch = mixed_batch(online, buffer, 8, 0.25)
     assert batch["frames"].shape == (8, 6, 32, 32) and batch["reward"].shape == (8, 1)
+    assert batch["demo"].tolist() == [False] * 6 + [True] * 2
 
     wrong = DemoSettings(repo_id="local/twin_demo", root=gt_dataset, scene_seed=7)
     with pytest.raises(ValueError, match="does not replay in the twin"):

@@ -166,7 +166,9 @@ class SO101Twin(Robot):
         missing = [k for k in MOTOR_KEYS if k not in action]
         if missing:
             raise KeyError(f"action is missing {missing}; so101_twin expects {list(MOTOR_KEYS)}")
-        target = np.array([float(action[k]) for k in MOTOR_KEYS])
+        # execute the float32 value a dataset stores: replaying a recording's actions then reproduces its episodes
+        # exactly, where a 1e-7 difference grows to degrees within a second once the jaws touch the cube
+        target = np.array([action[k] for k in MOTOR_KEYS], dtype=np.float32).astype(np.float64)
         if self.config.action_noise_std > 0:
             # the injected noise is ours, not the caller's: keep it inside the joint range so it never reads as a
             # clipped command in the log

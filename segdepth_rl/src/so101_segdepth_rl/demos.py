@@ -139,9 +139,14 @@ def demo_buffer(
 
 
 def mixed_batch(online: ReplayBuffer, demos: ReplayBuffer | None, batch_size: int, share: float) -> dict:
-    """`share` of the batch from the demonstrations, the rest from the agent's own replay."""
+    """`share` of the batch from the demonstrations, the rest from the agent's own replay; `demo` (B,) marks
+    the demonstration rows."""
     if demos is None or share == 0:
-        return online.sample(batch_size)
+        batch = online.sample(batch_size)
+        batch["demo"] = torch.zeros(batch_size, dtype=torch.bool)
+        return batch
     n_demo = round(share * batch_size)
     a, b = online.sample(batch_size - n_demo), demos.sample(n_demo)
-    return {key: torch.cat([a[key], b[key]]) for key in a}
+    batch = {key: torch.cat([a[key], b[key]]) for key in a}
+    batch["demo"] = torch.cat([torch.zeros(batch_size - n_demo, dtype=torch.bool), torch.ones(n_demo, dtype=torch.bool)])
+    return batch

@@ -42,11 +42,22 @@ class DrQV2Config:
     # exploration std: a constant ("0.2") or "linear(init, final, steps)" over decision steps
     stddev_schedule: str = "linear(1.0,0.1,500000)"
     stddev_clip: float = 0.3
+    # Fine-tuning a cloned policy (both off by default, i.e. upstream DrQ-v2). A fresh critic's Q is noise, and
+    # an actor that climbs it from the first update forgets the clone before the critic knows anything:
+    # - actor_warmup_updates: the actor stays as it is for this many updates while the critic (and the
+    #   encoder, through it) learns from the clone's own experience and the demonstrations;
+    # - bc_weight: TD3+BC (Fujimoto & Gu, 2021): the actor loss becomes -Q / mean|Q| + bc_weight * the mean
+    #   squared error to the demonstrated action on the batch's demonstration rows, so the clone's behaviour is
+    #   kept where the critic has nothing better to say.
+    actor_warmup_updates: int = 0
+    bc_weight: float = 0.0
 
     def __post_init__(self):
         stddev(self.stddev_schedule, 0)  # a malformed schedule fails here, not after the seed frames
         if self.nstep < 1 or self.batch_size < 1 or self.update_every_steps < 1:
             raise ValueError("agent.nstep, agent.batch_size and agent.update_every_steps must be >= 1")
+        if self.actor_warmup_updates < 0 or self.bc_weight < 0:
+            raise ValueError("agent.actor_warmup_updates and agent.bc_weight must be >= 0")
         if not 0 < self.discount <= 1 or not 0 < self.critic_target_tau <= 1:
             raise ValueError("agent.discount and agent.critic_target_tau must be in (0, 1]")
 
@@ -165,9 +176,10 @@ class DrQV2Agent:
             mean = (mean + torch.randn_like(mean) * stddev(self.config.stddev_schedule, step)).clamp(-1.0, 1.0)
         return mean.cpu()
 
-    def update(self, batch: dict[str, Tensor], step: int) -> dict[str, float]:
+    def update(self, batch: dict[str, Tensor], step: int, update: int | None = None) -> dict[str, float]:
         """One critic and one actor update on a replay batch (keys: frames, state, action, reward, discount,
-        next_frames, next_state); returns the losses and Q statistics for the log."""
+        next_frames, next_state; optional demo (B,) bool marking demonstration rows); `update` counts the
+        updates before this one (for actor_warmup_updates); returns the losses and Q statistics for the log."""
         cfg = self.config
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         std = stddev(cfg.stddev_schedule, step)
@@ -193,10 +205,20 @@ class DrQV2Agent:
         mean = self.policy.actor(features, self._state(batch["state"]))
         action = sample_clipped(mean, std, cfg.stddev_clip)
         actor_q1, actor_q2 = self.critic(features, self._critic_state(batch["state"]), action)
-        actor_loss = -torch.min(actor_q1, actor_q2).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+        actor_q = torch.min(actor_q1, actor_q2)
+        extra = {}
+        if cfg.bc_weight > 0:
+            demo = batch.get("demo")
+            demo = demo.bool() if demo is not None else torch.zeros(len(mean), dtype=torch.bool, device=mean.device)
+            bc = F.mse_loss(mean[demo], batch["action"][demo]) if demo.any() else mean.sum() * 0.0
+            actor_loss = -actor_q.mean() / actor_q.abs().mean().detach().clamp_min(1e-6) + cfg.bc_weight * bc
+            extra["bc_loss"] = float(bc.detach())
+        else:
+            actor_loss = -actor_q.mean()
+        if update is None or update >= cfg.actor_warmup_updates:
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
 
         with torch.no_grad():
             tau = cfg.critic_target_tau
@@ -209,6 +231,7 @@ class DrQV2Agent:
             "target_q": float(target_q.mean()),
             "reward": float(batch["reward"].mean()),
             "stddev": std,
+            **extra,
         }
 
     def state_dict(self) -> dict:

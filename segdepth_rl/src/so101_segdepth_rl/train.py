@@ -418,7 +418,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
                     batch = mixed_batch(replay, demos, cfg.agent.batch_size, cfg.demos.share)
                     if on_update is not None:
                         on_update(dict(counters), batch)
-                    losses.append(agent.update(batch, counters["decisions"]))
+                    losses.append(agent.update(batch, counters["decisions"], counters["updates"]))
                     counters["updates"] += 1
                     counters["update_debt"] -= 1
             if pending is not None:
