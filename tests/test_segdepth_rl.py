@@ -240,7 +240,7 @@ def test_bc_term_pulls_the_actor_to_the_demonstrated_actions_only():
         err = (mean - batch["action"]).pow(2).mean(dim=1)
         return float(err[demo].mean()), float(err[~demo].mean())
 
-    demo_before, other_before = errors()
+    demo_before, _ = errors()
     metrics = [agent.update(batch, step=0, update=i) for i in range(150)]
     demo_after, other_after = errors()
     assert all(math.isfinite(m["bc_loss"]) for m in metrics)

@@ -148,5 +148,5 @@ def mixed_batch(online: ReplayBuffer, demos: ReplayBuffer | None, batch_size: in
     n_demo = round(share * batch_size)
     a, b = online.sample(batch_size - n_demo), demos.sample(n_demo)
     batch = {key: torch.cat([a[key], b[key]]) for key in a}
-    batch["demo"] = torch.cat([torch.zeros(batch_size - n_demo, dtype=torch.bool), torch.ones(n_demo, dtype=torch.bool)])
+    batch["demo"] = torch.arange(batch_size) >= batch_size - n_demo
     return batch
