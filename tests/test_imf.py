@@ -25,6 +25,7 @@ from lerobot_policy_imf.modeling_imf import (
     resized,
     sample_chunk,
     sample_times,
+    time_features,
 )
 
 CAMERAS = ("left", "top", "wrist")  # three views, as seed 003's backbone test
@@ -228,13 +229,38 @@ def test_depth_mix_starts_as_the_average_and_follows_its_query():
     torch.manual_seed(0)
     mix = DepthMix(4)
     sources = [torch.randn(2, 3, 4) for _ in range(3)]
-    torch.testing.assert_close(mix(sources), sum(sources) / 3)
+    torch.testing.assert_close(mix(torch.stack(sources, dim=2)), sum(sources) / 3)
     with torch.no_grad():
         mix.query.copy_(torch.tensor([1e4, 0, 0, 0]))  # a near-hard choice over depth
     keys = torch.stack([torch.nn.functional.rms_norm(s, (4,)) for s in sources])
     winner = keys[..., 0].argmax(dim=0)  # the source whose normed first channel is largest, per token
     expected = torch.stack(sources)[winner, torch.arange(2)[:, None], torch.arange(3)[None]]
-    torch.testing.assert_close(mix(sources), expected, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(mix(torch.stack(sources, dim=2)), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_attnres_head_equals_the_definition_written_out():
+    """The head scores each source against every query once; the definition re-norms and re-scores the whole stack
+    in every mix. Same output, float64."""
+    net = tiny_head("attnres")
+    with torch.no_grad():
+        for mix in net.mixes:
+            mix.query.normal_()
+    z, r, t, cond = torch.randn(2, 4, 3).double(), torch.rand(2).double(), torch.ones(2).double(), torch.randn(2, 2, 5)
+    cond = cond.double()
+
+    def mix_by_definition(query, sources):
+        values = torch.stack(sources)
+        weights = torch.softmax(torch.nn.functional.rms_norm(values, (values.shape[-1],)) @ query, dim=0)
+        return (weights.unsqueeze(-1) * values).sum(dim=0)
+
+    d = net.position.shape[-1]
+    times = [mlp(time_features(x, d)).unsqueeze(1) for mlp, x in zip(net.time_in, (t, t - r), strict=True)]
+    sources = [torch.cat([*times, net.condition_in(cond), net.action_in(z)], dim=1) + net.position]
+    for sublayer, mix in zip(net.sublayers, net.mixes, strict=False):
+        sources.append(sublayer(mix_by_definition(mix.query, sources)))
+    h = mix_by_definition(net.mixes[-1].query, sources)
+    expected = net.action_out(net.norm_out(h[:, -net.horizon :]))
+    torch.testing.assert_close(net(z, r, t, cond), expected)
 
 
 def test_plain_residuals_switch_off_the_depth_mixes():

@@ -188,11 +188,14 @@ class DepthMix(nn.Module):
         super().__init__()
         self.query = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, sources: list[Tensor]) -> Tensor:
-        values = torch.stack(sources)  # (L, B, N, D)
-        keys = F.rms_norm(values, (values.shape[-1],))
-        weights = torch.softmax(keys @ self.query, dim=0)  # (L, B, N): over depth, per token
-        return (weights.unsqueeze(-1) * values).sum(dim=0)
+    def forward(self, values: Tensor, logits: Tensor | None = None) -> Tensor:
+        """values (B, N, L, D): each token's sources over depth, oldest first; logits (B, N, L):
+        rms_norm(values) @ query when the caller has them already (IMFTransformer scores each source against
+        every mix's query once) -> (B, N, D)."""
+        if logits is None:
+            logits = F.rms_norm(values, (values.shape[-1],)) @ self.query
+        weights = torch.softmax(logits, dim=-1)  # over depth, per token
+        return (weights.unsqueeze(-2) @ values).squeeze(-2)
 
 
 class IMFTransformer(nn.Module):
@@ -220,10 +223,17 @@ class IMFTransformer(nn.Module):
         times = [mlp(time_features(x, d)).unsqueeze(1) for mlp, x in zip(self.time_in, (t, t - r), strict=True)]
         h = torch.cat([*times, self.condition_in(condition), self.action_in(z)], dim=1) + self.position
         if self.attnres:
-            sources = [h]
-            for sublayer, mix in zip(self.sublayers, self.mixes, strict=False):
-                sources.append(sublayer(mix(sources)))
-            h = self.mixes[-1](sources)
+            # Each source is normed and scored against every mix's query once, when it is made, and kept depth-last
+            # so a mix is one batched (1 x L) @ (L x D) product per token: at batch 1 the mixes are bound by the
+            # number of ops, and re-scoring the whole stack in every mix cost twice the time.
+            queries = torch.stack([mix.query for mix in self.mixes], dim=-1)  # (D, M)
+            values = h.unsqueeze(2)  # (B, N, 1, D)
+            logits = (F.rms_norm(h, (d,)) @ queries).unsqueeze(2)  # (B, N, 1, M)
+            for index, (sublayer, mix) in enumerate(zip(self.sublayers, self.mixes, strict=False)):
+                out = sublayer(mix(values, logits[..., index]))
+                values = torch.cat([values, out.unsqueeze(2)], dim=2)
+                logits = torch.cat([logits, (F.rms_norm(out, (d,)) @ queries).unsqueeze(2)], dim=2)
+            h = self.mixes[-1](values, logits[..., -1])
         else:
             for sublayer in self.sublayers:
                 h = h + sublayer(h)
