@@ -9,6 +9,7 @@ torch.inference_mode, median and p90 of --repeats calls after 3 warm-ups; `polic
 every call encodes its frames and samples a new chunk):
     imf 1 step          the plugin's head (384 wide, 12 layers, AttnRes) with its CNN encoder, 1 sampling step
     imf 4 steps         the same model, 4 sampling steps
+    imf 1 step, plain   the same head with plain residuals instead of AttnRes (the ablation), 1 step
     diffusion DDIM 10   LeRobot 0.6.1 `diffusion` with `noise_scheduler_type=DDIM`, `num_inference_steps=10`
                         (its fast setting; the default 100 DDPM steps are ~10x slower still), U-Net down_dims
                         (128, 256, 512): 17M parameters against the imf head's 22M (its default 256-512-1024
@@ -82,23 +83,34 @@ def latency_table(device: str, repeats: int) -> None:
     frame["observation.state"] = torch.randn(1, 6, device=device)
     rows = []
 
-    imf_cfg = IMFConfig(
-        device=device, vision_encoder="cnn", encoder_image_size=96, input_features=inputs, output_features=outputs
-    )
-    imf = IMFPolicy(imf_cfg).to(device).eval()
-    condition = torch.randn(1, imf_cfg.n_obs_steps, imf.condition_dim, device=device)
-    noise = torch.randn(1, imf_cfg.horizon, 6, device=device)
-    for steps in (1, 4):
-        imf.config.num_inference_steps = steps
+    # the plugin's head (AttnRes) at 1 and 4 steps, and the same head with plain residuals (the ablation) at 1
+    for residual, steps_list in (("attnres", (1, 4)), ("plain", (1,))):
+        torch.manual_seed(0)
+        imf_cfg = IMFConfig(
+            device=device,
+            vision_encoder="cnn",
+            encoder_image_size=96,
+            residual=residual,
+            input_features=inputs,
+            output_features=outputs,
+        )
+        imf = IMFPolicy(imf_cfg).to(device).eval()
+        condition = torch.randn(1, imf_cfg.n_obs_steps, imf.condition_dim, device=device)
+        noise = torch.randn(1, imf_cfg.horizon, 6, device=device)
+        for steps in steps_list:
+            imf.config.num_inference_steps = steps
 
-        def chunk(policy=imf):
-            policy.reset()
-            policy.predict_action_chunk(dict(frame))
+            def chunk(policy=imf):
+                policy.reset()
+                policy.predict_action_chunk(dict(frame))
 
-        with torch.inference_mode():
-            total = timed(chunk, repeats, device=device)
-            head = timed(lambda s=steps: sample_chunk(imf.head, noise, condition, s), repeats, device=device)
-        rows.append((f"imf {steps} step{'s' * (steps > 1)}", params(imf.backbone), params(imf.head), total, head))
+            with torch.inference_mode():
+                total = timed(chunk, repeats, device=device)
+                head = timed(
+                    lambda s=steps, m=imf, c=condition, n=noise: sample_chunk(m.head, n, c, s), repeats, device=device
+                )
+            name = f"imf {steps} step{'s' * (steps > 1)}" + (", plain residuals" if residual == "plain" else "")
+            rows.append((name, params(imf.backbone), params(imf.head), total, head))
 
     diff_cfg = DiffusionConfig(
         device=device,
@@ -135,10 +147,11 @@ def latency_table(device: str, repeats: int) -> None:
     print("|---|---|---|---|---|")
     for name, enc, hd, (tm, tp), (hm, hp) in rows:
         print(f"| {name} | {enc} | {hd} | {tm * 1e3:.1f} / {tp * 1e3:.1f} | {hm * 1e3:.1f} / {hp * 1e3:.1f} |")
-    speedup = rows[2][3][0] / rows[0][3][0]
+    speedup = rows[3][3][0] / rows[0][3][0]
     print(
         f"\nimf 1 step is {speedup:.1f}x faster per chunk than diffusion DDIM 10 "
-        f"({rows[2][4][0] / rows[0][4][0]:.1f}x for the heads alone)"
+        f"({rows[3][4][0] / rows[0][4][0]:.1f}x for the heads alone; with plain residuals "
+        f"{rows[3][3][0] / rows[2][3][0]:.1f}x)"
     )
 
 

@@ -420,3 +420,41 @@ def test_demonstrations_without_the_policys_inputs_are_refused(gt_dataset):
     repeat = dataclasses.replace(policy.config, action_repeat=2)
     with pytest.raises(ValueError, match="action_repeat=1"):
         check_demo_features(dataset, repeat)
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_clone_from_demonstrations_end_to_end(gt_dataset, tmp_path):
+    """--policy_path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
+    alone for the warm-up, the actor's TD3+BC term is logged, and the result is a segdepth checkpoint again."""
+    from lerobot.datasets import LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from so101_segdepth_rl.demos import DemoSettings
+    from so101_segdepth_rl.train import save_pretrained
+
+    policy, _ = demo_policy(gt_dataset)
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=meta.stats)
+    clone = tmp_path / "clone"
+    save_pretrained(clone, policy, pre, post)
+    out = tmp_path / "ft"
+    cfg = tiny_run(
+        out,
+        160,
+        policy_path=clone,
+        seed_frames=0,
+        env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
+        demos=DemoSettings(repo_id="local/twin_demo", root=gt_dataset, share=0.5),
+        agent=DrQV2Config(batch_size=16, critic_hidden_dim=32, actor_warmup_updates=20, bc_weight=1.0),
+    )
+    result = train(cfg)
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert evals[0]["frames"] == 0 and evals[0]["updates"] == 0 and evals[-1]["frames"] >= 160
+    logs = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert any("bc_loss" in log for log in logs)
+    assert all(math.isfinite(log["bc_loss"]) for log in logs if "bc_loss" in log)
+    assert result["counters"]["updates"] > 20
+    start = load_file(clone / "model.safetensors")
+    final = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
+    assert start.keys() == final.keys()
+    assert any(not torch.equal(start[k], final[k]) for k in start if k.startswith("actor."))

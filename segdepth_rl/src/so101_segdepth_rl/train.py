@@ -85,6 +85,8 @@ class EvalSettings:
     seed: int = 1000  # episode i of an evaluation uses cube pose seed + i, the same poses every time
     num_envs: int = 2
     videos: int = 1  # episodes per evaluation written as mp4 (front + wrist RGB)
+    # with --policy_path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
+    at_start: bool = True
 
 
 @dataclass
@@ -393,6 +395,13 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
     eval_every = cfg.eval.every_frames or cfg.frames
     next_eval = (counters["frames"] // eval_every + 1) * eval_every
     next_log = counters["frames"] + cfg.log_every_frames
+    if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
+        result = evaluate(agent, eval_venv, cfg, out / "videos" / f"{0:010d}")
+        result.update(frames=0, updates=0, wall_min=0.0)
+        history.append(result)
+        with open(out / "eval.jsonl", "a") as f:
+            f.write(json.dumps(result) + "\n")
+        tqdm.write(f"[eval] start: success {result['success_rate']:.0%}, return {result['return']:.1f}")
     started = time.perf_counter() - counters["wall_s"]
 
     def out_of_time() -> bool:
