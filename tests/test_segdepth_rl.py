@@ -249,6 +249,25 @@ def test_bc_term_pulls_the_actor_to_the_demonstrated_actions_only():
     assert demo_after < 0.2 * other_after
 
 
+def test_a_frozen_encoder_keeps_the_clones_features_while_critic_and_actor_learn():
+    torch.manual_seed(0)
+    policy = tiny_policy(16, use_state=True)
+    agent = DrQV2Agent(policy, DrQV2Config(encoder_lr=0.0, bc_weight=1.0), init_policy_weights=False)
+    encoder_before = {k: v.clone() for k, v in policy.encoder.state_dict().items()}
+    actor_before = [p.clone() for p in policy.actor.parameters()]
+    critic_before = [p.clone() for p in agent.critic.parameters()]
+    for update in range(3):
+        metrics = agent.update(fixed_batch(8), step=0, update=update)
+    assert all(math.isfinite(v) for v in metrics.values())
+    for key, value in policy.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key]), key
+    assert all(p.grad is None for p in policy.encoder.parameters())  # no backward pass through it at all
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, policy.actor.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters(), strict=True))
+    with pytest.raises(ValueError, match="encoder_lr"):
+        DrQV2Config(encoder_lr=-1.0)
+
+
 # ----- the command end to end -----------------------------------------------------------------------------------
 def tiny_run(out: Path, frames: int, **overrides) -> RLTrainConfig:
     policy = SegDepthConfig(image_size=32, action_repeat=2, **TINY_POLICY)
@@ -285,6 +304,11 @@ def test_a_few_hundred_steps_learn_with_finite_losses(uninterrupted):
     assert learned and all(math.isfinite(log[k]) for log in learned for k in ("critic_loss", "actor_loss", "q"))
     assert result["counters"]["updates"] == len(batches) > 50  # one per vector step after the seed frames
     assert len(result["history"]) == 2 and result["history"][0]["frames"] >= 160
+    # `best` points at the checkpoint with the higher evaluation success (ties: return), `last` at the newest
+    checkpoints = out / "checkpoints"
+    best = max(result["history"], key=lambda h: (h["success_rate"], h["return"]))
+    assert (checkpoints / "best").resolve().name == f"{best['frames']:010d}"
+    assert (checkpoints / "last").resolve().name == f"{result['history'][-1]['frames']:010d}"
     assert (out / "learning_curve.png").stat().st_size > 0
     assert list((out / "videos").glob("*/eval_episode_0.mp4"))
     start = load_file(out / "processors" / "model.safetensors")

@@ -26,7 +26,8 @@ import torch
 from lerobot.configs import parser
 from tqdm import tqdm
 
-from .checkpoints import publish_checkpoint
+from so101_core.checkpoints import publish_checkpoint
+
 from .frame_pairs import FramePairs
 from .laq import LAQ, LAQConfig, laq_checkpoint_hash
 

@@ -24,9 +24,10 @@ import torch
 from lerobot.configs import parser
 from tqdm import tqdm
 
+from so101_core.checkpoints import publish_checkpoint
+
 from .action_adapter import ActionAdapter, ActionAdapterConfig
 from .artifact import save_artifact
-from .checkpoints import publish_checkpoint
 from .core import MODES, CoreConfig, SharedCore, load_vlm
 from .trunk_data import TrunkDatasetConfig, trunk_dataset
 

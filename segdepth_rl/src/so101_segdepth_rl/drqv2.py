@@ -49,15 +49,19 @@ class DrQV2Config:
     # - bc_weight: TD3+BC (Fujimoto & Gu, 2021): the actor loss becomes -Q / mean|Q| + bc_weight * the mean
     #   squared error to the demonstrated action on the batch's demonstration rows, so the clone's behaviour is
     #   kept where the critic has nothing better to say.
+    # - encoder_lr: the encoder's learning rate (None: lr, as upstream). 0 freezes the clone's encoder: the critic
+    #   then learns on the features the clone's actor was trained on, instead of reshaping them under it with its
+    #   early, large TD errors (a frozen encoder also skips its backward pass: faster updates).
     actor_warmup_updates: int = 0
     bc_weight: float = 0.0
+    encoder_lr: float | None = None
 
     def __post_init__(self):
         stddev(self.stddev_schedule, 0)  # a malformed schedule fails here, not after the seed frames
         if self.nstep < 1 or self.batch_size < 1 or self.update_every_steps < 1:
             raise ValueError("agent.nstep, agent.batch_size and agent.update_every_steps must be >= 1")
-        if self.actor_warmup_updates < 0 or self.bc_weight < 0:
-            raise ValueError("agent.actor_warmup_updates and agent.bc_weight must be >= 0")
+        if self.actor_warmup_updates < 0 or self.bc_weight < 0 or (self.encoder_lr or 0) < 0:
+            raise ValueError("agent.actor_warmup_updates, agent.bc_weight and agent.encoder_lr must be >= 0")
         if not 0 < self.discount <= 1 or not 0 < self.critic_target_tau <= 1:
             raise ValueError("agent.discount and agent.critic_target_tau must be in (0, 1]")
 
@@ -145,7 +149,10 @@ class DrQV2Agent:
         encoder_params = list(policy.encoder.parameters())
         if cfg.id_encoding == "embedding":
             encoder_params += list(policy.id_embedding.parameters())
-        self.encoder_opt = torch.optim.Adam(encoder_params, lr=config.lr)
+        encoder_lr = config.lr if config.encoder_lr is None else config.encoder_lr
+        self.encoder_frozen = encoder_lr == 0
+        # a frozen encoder keeps an (unused) optimiser so checkpoints have the same keys whatever the setting
+        self.encoder_opt = torch.optim.Adam(encoder_params, lr=encoder_lr)
         self.actor_opt = torch.optim.Adam(policy.actor.parameters(), lr=config.lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
         self.train(True)
@@ -183,7 +190,8 @@ class DrQV2Agent:
         cfg = self.config
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         std = stddev(cfg.stddev_schedule, step)
-        features = self.features(batch["frames"], augment=True)
+        with torch.set_grad_enabled(not self.encoder_frozen):
+            features = self.features(batch["frames"], augment=True)
         with torch.no_grad():
             next_features = self.features(batch["next_frames"], augment=True)
             next_mean = self.policy.actor(next_features, self._state(batch["next_state"]))
@@ -198,7 +206,8 @@ class DrQV2Agent:
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
-        self.encoder_opt.step()
+        if not self.encoder_frozen:
+            self.encoder_opt.step()
 
         # the actor learns on detached features: the encoder is shaped by the critic alone
         features = features.detach()

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
+from so101_core.checkpoints import publish_checkpoint
 
 from .demos import DemoSettings, demo_buffer, mixed_batch
 from .drqv2 import DrQV2Agent, DrQV2Config
@@ -264,10 +265,19 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
 
 # ----- checkpoints ------------------------------------------------------------------------------------------
 def save_checkpoint(
-    cfg: RLTrainConfig, agent: DrQV2Agent, pre, post, replay: ReplayBuffer, counters: dict, demos=None
+    cfg: RLTrainConfig,
+    agent: DrQV2Agent,
+    pre,
+    post,
+    replay: ReplayBuffer,
+    counters: dict,
+    demos=None,
+    best: bool = False,
 ) -> Path:
     """checkpoints/<frames>/{pretrained_model, training_state.pt, replay/}, written under a temporary name and
-    renamed, then `last` pointed at it; an interrupted save leaves the previous checkpoint as it was."""
+    renamed, then `last` (and `best`, when this checkpoint's evaluation is the best so far) pointed at it; an
+    interrupted save leaves the previous checkpoint and both links as they were. Keeps this checkpoint, the one
+    before, and the best."""
     root = cfg.output_dir / "checkpoints"
     final = root / f"{counters['frames']:010d}"
     tmp = root / f".tmp-{counters['frames']:010d}"
@@ -278,15 +288,7 @@ def save_checkpoint(
         state["demo_rng"] = demos.rng.bit_generator.state
     torch.save(state, tmp / "training_state.pt")
     replay.save(tmp / "replay")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    link = root / ".last-tmp"
-    link.unlink(missing_ok=True)
-    link.symlink_to(final.name)
-    os.replace(link, root / "last")
-    for old in sorted(p for p in root.iterdir() if p.name.isdigit() and p != final)[:-1]:
-        shutil.rmtree(old)  # keep this checkpoint and the one before
-    return final
+    return publish_checkpoint(tmp, final, keep=2, links=("last", "best") if best else ("last",))
 
 
 # ----- the loop ---------------------------------------------------------------------------------------------
@@ -494,7 +496,11 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
                     f"[eval] {counters['frames']} frames, {counters['wall_s'] / 60:.1f} min: success "
                     f"{result['success_rate']:.0%} over {result['episodes']} episodes, return {result['return']:.1f}"
                 )
-                final = save_checkpoint(cfg, agent, pre, post, replay, dict(counters), demos)
+                # `best`: the highest success among this run's checkpoints (ties: the higher return), judged on the
+                # evaluation poses (eval.seed), which should differ from the poses a final comparison uses
+                saved = [h for h in history if h["frames"] > 0]
+                best = max(saved, key=lambda h: (h["success_rate"], h["return"])) is result
+                final = save_checkpoint(cfg, agent, pre, post, replay, dict(counters), demos, best=best)
                 tqdm.write(f"[checkpoint] {final}")
     finally:
         progress.close()
