@@ -22,6 +22,11 @@ script recomputes that rate from the 3-decimal timings over all windows but the 
 workers' start and the first batches), i.e. the steady-state samples/s of the training loop, without the
 start-up (imports, dataset and policy construction, worker spawn) that the wall time column shows.
 
+`--threads` adds the copy with one torch thread (the demo's setting: the update on one core, the two loader
+workers on the other) and with one thread plus `--policy.use_amp=true` (LeRobot's flag: bf16 autocast through
+Accelerate, which on CPUs with AMX runs the convolutions on oneDNN's bf16 kernels); `--skip-raw` leaves out the
+raw row.
+
 Columns: samples/s end to end (median over repeats, min-max), the mean step split into update and data ms, and
 the whole command's wall time (median; start-up included).
 """
@@ -84,7 +89,7 @@ def record(root: Path, episodes: int, seconds: float, env: dict) -> None:
     )
 
 
-def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict) -> dict:
+def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict, extra: tuple = ()) -> dict:
     log, wall = run(
         [
             str(BIN / "lerobot-train"),
@@ -101,6 +106,7 @@ def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict)
             "--wandb.enable=false",
             f"--seed={a.seed}",
             f"--output_dir={out}",
+            *extra,
         ],
         cwd=out.parent,
         env=env,
@@ -128,6 +134,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", type=Path, default=None, help="keep the recording and the copy in this folder")
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="also the copy with one torch thread (OMP_NUM_THREADS=1, as the demo trains) and with one thread plus "
+        "--policy.use_amp=true (bf16 autocast: oneDNN's AMX kernels on CPUs that have them)",
+    )
+    parser.add_argument("--skip-raw", action="store_true", help="leave out the raw-recording row")
     a = parser.parse_args()
     if a.steps < 2 * a.log_freq:
         parser.error("--steps must cover at least two --log-freq windows (the first one is left out)")
@@ -164,14 +177,22 @@ def main() -> None:
             env=env,
         )
 
+    one_thread = {**env, "OMP_NUM_THREADS": "1"}
+    copy_id = f"{a.repo_id}_segdepth"
     variants = {
-        "raw (decodes RGB + depth + segmentation videos)": (raw, a.repo_id),
-        "precomputed copy (segdepth-precompute)": (copy, f"{a.repo_id}_segdepth"),
+        "raw (decodes RGB + depth + segmentation videos)": (raw, a.repo_id, env, ()),
+        "precomputed copy (segdepth-precompute)": (copy, copy_id, env, ()),
     }
+    if a.skip_raw:
+        del variants["raw (decodes RGB + depth + segmentation videos)"]
+    if a.threads:
+        variants["copy, OMP_NUM_THREADS=1"] = (copy, copy_id, one_thread, ())
+        amp = ("--policy.use_amp=true",)
+        variants["copy, OMP_NUM_THREADS=1, --policy.use_amp=true"] = (copy, copy_id, one_thread, amp)
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(a.repeats):
-        for name, (root, repo_id) in variants.items():
-            result = train(root, repo_id, work / "train", a, env)
+        for name, (root, repo_id, run_env, extra) in variants.items():
+            result = train(root, repo_id, work / "train", a, run_env, extra)
             results[name].append(result)
             print(f"repeat {r + 1}/{a.repeats} {name}: {result['rate']:.1f} samples/s", flush=True)
 
@@ -198,10 +219,11 @@ def main() -> None:
             f"| {statistics.median(x['data_ms'] for x in runs):.1f} "
             f"| {statistics.median(x['wall'] for x in runs):.1f} |"
         )
-    raw_rate, copy_rate = medians.values()
+    rates = list(medians.values())
+    speedup = f"copy against raw {rates[1] / rates[0]:.2f}x. " if not a.skip_raw else ""
     print(
-        f"\nspeed-up {copy_rate / raw_rate:.2f}x. samples/s = batch / (updt_s + data_s), LeRobot's logged step "
-        f"timings over all {a.log_freq}-step windows but the first (start-up excluded; the wall column includes it)."
+        f"\n{speedup}samples/s = batch / (updt_s + data_s), LeRobot's logged step timings over all {a.log_freq}-step "
+        "windows but the first (start-up excluded; the wall column includes it)."
     )
 
 

@@ -28,6 +28,7 @@ CONFIGS = {
     "rl_reach.yaml": RLTrainConfig,
     "rl_lift_gpu.yaml": RLTrainConfig,
     "rl_lift_finetune.yaml": RLTrainConfig,
+    "rl_lift_finetune_awr.yaml": RLTrainConfig,
     "twin_liftcube_rgb.yaml": TwinRecordConfig,
     "imf_twin_cnn.yaml": TrainPipelineConfig,
     "diffusion_twin.yaml": TrainPipelineConfig,

@@ -52,9 +52,17 @@ class DrQV2Config:
     # - encoder_lr: the encoder's learning rate (None: lr, as upstream). 0 freezes the clone's encoder: the critic
     #   then learns on the features the clone's actor was trained on, instead of reshaping them under it with its
     #   early, large TD errors (a frozen encoder also skips its backward pass: faster updates).
+    # - actor_objective: "ddpg" (upstream: the actor climbs the critic through its action) or "awr", advantage-weighted
+    #   regression as AWAC (Nair et al., 2020) fine-tunes from demonstrations: the actor regresses onto the batch's
+    #   own actions (recorded or explored), each weighted by exp(A / (awr_temperature * std A)) with
+    #   A = Q(s, a) - Q(s, actor(s)), capped at awr_max_weight. It only moves towards actions the critic has seen
+    #   do better, so it cannot chase the critic's errors off the data the way the DDPG step does.
     actor_warmup_updates: int = 0
     bc_weight: float = 0.0
     encoder_lr: float | None = None
+    actor_objective: str = "ddpg"
+    awr_temperature: float = 1.0
+    awr_max_weight: float = 20.0
 
     def __post_init__(self):
         stddev(self.stddev_schedule, 0)  # a malformed schedule fails here, not after the seed frames
@@ -62,6 +70,10 @@ class DrQV2Config:
             raise ValueError("agent.nstep, agent.batch_size and agent.update_every_steps must be >= 1")
         if self.actor_warmup_updates < 0 or self.bc_weight < 0 or (self.encoder_lr or 0) < 0:
             raise ValueError("agent.actor_warmup_updates, agent.bc_weight and agent.encoder_lr must be >= 0")
+        if self.actor_objective not in ("ddpg", "awr"):
+            raise ValueError(f"agent.actor_objective={self.actor_objective!r}: use 'ddpg' or 'awr'")
+        if self.awr_temperature <= 0 or self.awr_max_weight <= 0:
+            raise ValueError("agent.awr_temperature and agent.awr_max_weight must be > 0")
         if not 0 < self.discount <= 1 or not 0 < self.critic_target_tau <= 1:
             raise ValueError("agent.discount and agent.critic_target_tau must be in (0, 1]")
 
@@ -212,18 +224,25 @@ class DrQV2Agent:
         # the actor learns on detached features: the encoder is shaped by the critic alone
         features = features.detach()
         mean = self.policy.actor(features, self._state(batch["state"]))
-        action = sample_clipped(mean, std, cfg.stddev_clip)
-        actor_q1, actor_q2 = self.critic(features, self._critic_state(batch["state"]), action)
-        actor_q = torch.min(actor_q1, actor_q2)
         extra = {}
+        if cfg.actor_objective == "awr":
+            weights = self.awr_weights(features, batch["state"], batch["action"], mean.detach())
+            actor_loss = (weights * (mean - batch["action"]).pow(2).mean(dim=1)).mean()
+            extra["awr_weight_max"] = float(weights.max())
+        else:
+            action = sample_clipped(mean, std, cfg.stddev_clip)
+            actor_q1, actor_q2 = self.critic(features, self._critic_state(batch["state"]), action)
+            actor_q = torch.min(actor_q1, actor_q2)
+            if cfg.bc_weight > 0:  # TD3+BC scales the critic's term by mean|Q|: bc_weight means the same at any Q scale
+                actor_loss = -actor_q.mean() / actor_q.abs().mean().detach().clamp_min(1e-6)
+            else:
+                actor_loss = -actor_q.mean()
         if cfg.bc_weight > 0:
             demo = batch.get("demo")
             demo = demo.bool() if demo is not None else torch.zeros(len(mean), dtype=torch.bool, device=mean.device)
             bc = F.mse_loss(mean[demo], batch["action"][demo]) if demo.any() else mean.sum() * 0.0
-            actor_loss = -actor_q.mean() / actor_q.abs().mean().detach().clamp_min(1e-6) + cfg.bc_weight * bc
+            actor_loss = actor_loss + cfg.bc_weight * bc
             extra["bc_loss"] = float(bc.detach())
-        else:
-            actor_loss = -actor_q.mean()
         if update is None or update >= cfg.actor_warmup_updates:
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
@@ -242,6 +261,17 @@ class DrQV2Agent:
             "stddev": std,
             **extra,
         }
+
+    @torch.no_grad()
+    def awr_weights(self, features: Tensor, state: Tensor, action: Tensor, mean: Tensor) -> Tensor:
+        """(B,) exp(A / (awr_temperature * std A)), capped, with A = min Q(s, action) - min Q(s, mean): how much
+        better the batch's action did than the actor's own, in units of the batch's spread of advantages."""
+        cfg = self.config
+        state = self._critic_state(state)
+        advantage = torch.min(*self.critic(features, state, action)) - torch.min(*self.critic(features, state, mean))
+        advantage = advantage.squeeze(-1)
+        scale = advantage.std().clamp_min(1e-6) if len(advantage) > 1 else advantage.new_tensor(1.0)
+        return torch.exp(advantage / (cfg.awr_temperature * scale)).clamp(max=cfg.awr_max_weight)
 
     def state_dict(self) -> dict:
         """Everything but the policy's weights (saved by save_pretrained as the exported checkpoint)."""
