@@ -268,6 +268,20 @@ def test_a_frozen_encoder_keeps_the_clones_features_while_critic_and_actor_learn
         DrQV2Config(encoder_lr=-1.0)
 
 
+def test_each_part_learns_at_its_own_rate():
+    config = DrQV2Config(lr=1e-4, actor_lr=1e-5, encoder_lr=3e-5)
+    agent = DrQV2Agent(tiny_policy(16, use_state=True), config, init_policy_weights=False)
+    rates = {
+        name: opt.param_groups[0]["lr"]
+        for name, opt in (("actor", agent.actor_opt), ("encoder", agent.encoder_opt), ("critic", agent.critic_opt))
+    }
+    assert rates == {"actor": 1e-5, "encoder": 3e-5, "critic": 1e-4}
+    default = DrQV2Agent(tiny_policy(16, use_state=True), DrQV2Config(lr=2e-4))
+    assert {opt.param_groups[0]["lr"] for opt in (default.actor_opt, default.encoder_opt, default.critic_opt)} == {2e-4}
+    with pytest.raises(ValueError, match="actor_lr"):
+        DrQV2Config(actor_lr=-1.0)
+
+
 class QuadraticCritic(torch.nn.Module):
     """Q(s, a) = -|a - best|^2 for both heads: the advantage of every action is known in closed form."""
 

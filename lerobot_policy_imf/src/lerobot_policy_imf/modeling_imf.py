@@ -145,8 +145,7 @@ def time_features(t: Tensor, dim: int) -> Tensor:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention written out: forward-mode AD (the iMF JVP) runs through it on any backend.
-    Inference mode, where no derivative is taken, uses the fused kernel instead."""
+    """Multi-head self-attention written out: forward-mode AD (the iMF JVP) runs through it on any backend."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -158,8 +157,6 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, N, D)
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        if torch.is_inference_mode_enabled() and not self.training:  # sampling: the fused kernel
-            return self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
         weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // self.heads), dim=-1)
         return self.dropout(self.out((self.dropout(weights) @ v).transpose(1, 2).reshape(b, n, d)))
 
@@ -226,47 +223,21 @@ class IMFTransformer(nn.Module):
         times = [mlp(time_features(x, d)).unsqueeze(1) for mlp, x in zip(self.time_in, (t, t - r), strict=True)]
         h = torch.cat([*times, self.condition_in(condition), self.action_in(z)], dim=1) + self.position
         if self.attnres:
-            h = self._attnres_inference(h) if torch.is_inference_mode_enabled() else self._attnres(h)
+            # Each source is normed and scored against every mix's query once, when it is made, and kept depth-last
+            # so a mix is one batched (1 x L) @ (L x D) product per token: at batch 1 the mixes are bound by the
+            # number of ops, and re-scoring the whole stack in every mix cost twice the time.
+            queries = torch.stack([mix.query for mix in self.mixes], dim=-1)  # (D, M)
+            values = h.unsqueeze(2)  # (B, N, 1, D)
+            logits = (F.rms_norm(h, (d,)) @ queries).unsqueeze(2)  # (B, N, 1, M)
+            for index, (sublayer, mix) in enumerate(zip(self.sublayers, self.mixes, strict=False)):
+                out = sublayer(mix(values, logits[..., index]))
+                values = torch.cat([values, out.unsqueeze(2)], dim=2)
+                logits = torch.cat([logits, (F.rms_norm(out, (d,)) @ queries).unsqueeze(2)], dim=2)
+            h = self.mixes[-1](values, logits[..., -1])
         else:
             for sublayer in self.sublayers:
                 h = h + sublayer(h)
         return self.action_out(self.norm_out(h[:, -self.horizon :]))
-
-    def _attnres(self, h: Tensor) -> Tensor:
-        """(B, N, D) embedding -> (B, N, D) output mix, differentiable (training and the iMF JVP).
-
-        Each source is normed and scored against every mix's query once, when it is made, and kept depth-last so
-        a mix is one batched (1 x L) @ (L x D) product per token: at batch 1 the mixes are bound by the number of
-        ops, and re-scoring the whole stack in every mix cost twice the time."""
-        d = h.shape[-1]
-        queries = torch.stack([mix.query for mix in self.mixes], dim=-1)  # (D, M)
-        values = h.unsqueeze(2)  # (B, N, 1, D)
-        logits = (F.rms_norm(h, (d,)) @ queries).unsqueeze(2)  # (B, N, 1, M)
-        for index, (sublayer, mix) in enumerate(zip(self.sublayers, self.mixes, strict=False)):
-            out = sublayer(mix(values, logits[..., index]))
-            values = torch.cat([values, out.unsqueeze(2)], dim=2)
-            logits = torch.cat([logits, (F.rms_norm(out, (d,)) @ queries).unsqueeze(2)], dim=2)
-        return self.mixes[-1](values, logits[..., -1])
-
-    def _attnres_inference(self, h: Tensor) -> Tensor:
-        """The same mixes as `_attnres`, for inference mode only: sources and scores are written into buffers
-        allocated once, where the differentiable path concatenates a new stack per sublayer (autograd forbids
-        writing into a tensor it has saved; inference has nothing saved). One sampling step at batch 1 is bound by
-        the number of ops, and the concatenations were 50 of them."""
-        b, n, d = h.shape
-        queries = torch.stack([mix.query for mix in self.mixes], dim=-1)  # (D, M)
-        m = queries.shape[-1]  # mixes = sources: the embedding and every sublayer's output
-        values = h.new_empty(b, n, m, d)
-        logits = h.new_empty(b, n, m, m)  # [..., source, mix]
-        values[:, :, 0] = h
-        logits[:, :, 0] = F.rms_norm(h, (d,)) @ queries
-        for index, sublayer in enumerate(self.sublayers):
-            weights = torch.softmax(logits[:, :, : index + 1, index], dim=-1)  # (B, N, L) over depth
-            out = sublayer((weights.unsqueeze(-2) @ values[:, :, : index + 1]).squeeze(-2))
-            values[:, :, index + 1] = out
-            logits[:, :, index + 1] = F.rms_norm(out, (d,)) @ queries
-        weights = torch.softmax(logits[..., -1], dim=-1)
-        return (weights.unsqueeze(-2) @ values).squeeze(-2)
 
 
 # ----- improved MeanFlow ---------------------------------------------------------------------------------------
@@ -310,12 +281,9 @@ def imf_loss(net, x, e, r, t, condition, power: float, eps: float, valid: Tensor
     return per_sample, error
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def sample_chunk(net, noise: Tensor, condition: Tensor, steps: int) -> Tensor:
-    """Walk t = 1 -> 0 in `steps` jumps of the average velocity: z_r = z_t - (t - r) u(z_t, r, t).
-
-    Under inference mode (the transformer's AttnRes mixes take their buffered path there): the chunk it returns
-    is an action, never a training input."""
+    """Walk t = 1 -> 0 in `steps` jumps of the average velocity: z_r = z_t - (t - r) u(z_t, r, t)."""
     z = noise
     times = torch.linspace(1.0, 0.0, steps + 1, device=noise.device, dtype=noise.dtype)
     for t, r in itertools.pairwise(times):
