@@ -155,6 +155,43 @@ def test_replay_stores_each_frame_once():
     assert buffer.stacked_nbytes_per_transition() == 2 * 3 * 2 * 84 * 84 + rest
 
 
+def test_feature_cache_encodes_each_stored_stack_once_and_returns_its_features():
+    """With the cache, a batch carries encode(stack) for its observation and its n-step next observation, equal
+    to what encoding the uncached batch's frames gives, each slot encoded once, and a slot written again (the
+    ring wrapping) is encoded again from its new frames."""
+    import copy
+
+    encoded_rows = []
+
+    def encode(frames: torch.Tensor) -> torch.Tensor:  # (N, T*2, S, S) -> (N, T): each frame's disparity code
+        encoded_rows.append(len(frames))
+        return frames[:, 1::2, 0, 0] + 0.5  # codes < 256 and halves: exact in float16
+
+    buffer = ReplayBuffer(40, 1, 4, 3, 2, state_dim=6, nstep=3, seed=5)
+    fill(buffer, [(9, True), (12, False)], np.random.default_rng(1))
+    plain = copy.deepcopy(buffer)
+    buffer.enable_feature_cache(3)
+
+    def same_batch(size: int) -> None:
+        cached, reference = buffer.sample(size, encode), plain.sample(size)
+        assert "frames" not in cached and cached["features"].shape == (size, 3)
+        torch.testing.assert_close(cached["features"], encode(reference["frames"]), rtol=0, atol=0)
+        torch.testing.assert_close(cached["next_features"], encode(reference["next_frames"]), rtol=0, atol=0)
+        for key in ("state", "action", "reward", "discount", "next_state", "slot"):
+            torch.testing.assert_close(cached[key], reference[key], rtol=0, atol=0)
+
+    same_batch(32)
+    same_batch(32)
+    encoded = sum(encoded_rows) - 2 * 2 * 32  # less the reference encodings
+    assert encoded == buffer.has_features.sum() <= 23  # every encoded slot once, at most every slot written
+
+    # wrapping the 40-slot ring overwrites slots: they lose their features and are encoded from their new frames
+    for buf in (buffer, plain):
+        fill(buf, [(1, False), (1, False), (30, False)], np.random.default_rng(3))  # new codes: episode 2
+    assert buffer.has_features.sum() < encoded
+    same_batch(64)
+
+
 # ----- learner --------------------------------------------------------------------------------------------------
 def test_stddev_schedule_follows_drqv2():
     assert stddev("0.2", 10) == 0.2
@@ -266,6 +303,50 @@ def test_a_frozen_encoder_keeps_the_clones_features_while_critic_and_actor_learn
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters(), strict=True))
     with pytest.raises(ValueError, match="encoder_lr"):
         DrQV2Config(encoder_lr=-1.0)
+
+
+def test_an_update_on_cached_features_equals_one_on_the_frames_they_encode():
+    """feature_cache drops the random shift and the encoder's forward pass, nothing else: the same update on
+    encode(frames) moves critic, target and actor exactly as on the unshifted frames; actor=False moves the critic
+    alone (the critic pre-training on demonstrations)."""
+    import copy
+
+    torch.manual_seed(0)
+    config = DrQV2Config(encoder_lr=0.0, feature_cache=True, actor_objective="awr", lr=1e-3)
+    on_frames = DrQV2Agent(tiny_policy(16, use_state=True), config, init_policy_weights=False)
+    on_frames.policy.aug = torch.nn.Identity()  # the cache stores unshifted stacks
+    on_features = copy.deepcopy(on_frames)
+    batch = fixed_batch(8)
+    cached = {k: v for k, v in batch.items() if not k.endswith("frames")}
+    cached["features"] = on_features.encode(batch["frames"])
+    cached["next_features"] = on_features.encode(batch["next_frames"])
+    for update in range(3):
+        torch.manual_seed(update)
+        a = on_frames.update(batch, step=0, update=update)
+        torch.manual_seed(update)
+        b = on_features.update(cached, step=0, update=update)
+        assert a == pytest.approx(b, rel=1e-5)
+    for module in ("critic", "critic_target"):
+        for x, y in zip(
+            getattr(on_frames, module).parameters(), getattr(on_features, module).parameters(), strict=True
+        ):
+            torch.testing.assert_close(x, y)
+    for x, y in zip(on_frames.policy.parameters(), on_features.policy.parameters(), strict=True):
+        torch.testing.assert_close(x, y)
+
+    actor_before = [p.clone() for p in on_features.policy.actor.parameters()]
+    critic_before = [p.clone() for p in on_features.critic.parameters()]
+    on_features.update(cached, step=0, update=10, actor=False)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, on_features.policy.actor.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, on_features.critic.parameters(), strict=True))
+
+    learning_encoder = DrQV2Agent(tiny_policy(16, use_state=True), DrQV2Config(), init_policy_weights=False)
+    with pytest.raises(ValueError, match="frozen encoder"):
+        learning_encoder.update(cached, step=0)
+    with pytest.raises(ValueError, match=r"feature_cache=true needs agent\.encoder_lr=0"):
+        DrQV2Config(feature_cache=True)
+    with pytest.raises(ValueError, match="critic_pretrain_updates"):
+        DrQV2Config(critic_pretrain_updates=-1)
 
 
 def test_each_part_learns_at_its_own_rate():
@@ -544,4 +625,52 @@ def test_fine_tuning_a_clone_from_demonstrations_end_to_end(gt_dataset, tmp_path
     start = load_file(clone / "model.safetensors")
     final = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
     assert start.keys() == final.keys()
+    assert any(not torch.equal(start[k], final[k]) for k in start if k.startswith("actor."))
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_first(gt_dataset, tmp_path):
+    """rl_lift_finetune_critic.yaml's path: the critic's pre-training on the demonstrations is logged and leaves
+    the clone as it was (the curve's first point is the clone), the frozen encoder is saved unchanged, and the
+    actor still learns online from cached features."""
+    from lerobot.datasets import LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from so101_segdepth_rl.demos import DemoSettings
+    from so101_segdepth_rl.train import save_pretrained
+
+    policy, _ = demo_policy(gt_dataset)
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=meta.stats)
+    clone = tmp_path / "clone"
+    save_pretrained(clone, policy, pre, post)
+    out = tmp_path / "ft"
+    agent = DrQV2Config(
+        batch_size=16,
+        critic_hidden_dim=32,
+        encoder_lr=0.0,
+        feature_cache=True,
+        critic_pretrain_updates=30,
+        actor_objective="awr",
+        actor_warmup_updates=5,
+    )
+    cfg = tiny_run(
+        out,
+        80,
+        policy_path=clone,
+        seed_frames=0,
+        env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
+        demos=DemoSettings(repo_id="local/twin_demo", root=gt_dataset, share=0.5),
+        agent=agent,
+    )
+    result = train(cfg)
+    pretrain = [json.loads(line) for line in (out / "critic_pretrain.jsonl").read_text().splitlines()]
+    assert pretrain[-1]["update"] == 30 and all(math.isfinite(log["critic_loss"]) for log in pretrain)
+    assert pretrain[-1]["q"] > pretrain[0]["q"] + 0.1  # the recordings' (positive) rewards propagate into Q
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert evals[0]["frames"] == 0 and evals[0]["updates"] == 0
+    assert result["counters"]["updates"] > 5
+    start = load_file(clone / "model.safetensors")
+    final = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
+    assert all(torch.equal(start[k], final[k]) for k in start if k.startswith("encoder."))
     assert any(not torch.equal(start[k], final[k]) for k in start if k.startswith("actor."))

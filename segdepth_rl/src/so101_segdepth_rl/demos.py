@@ -138,15 +138,19 @@ def demo_buffer(
     return buffer, summary
 
 
-def mixed_batch(online: ReplayBuffer, demos: ReplayBuffer | None, batch_size: int, share: float) -> dict:
+def mixed_batch(online: ReplayBuffer, demos: ReplayBuffer | None, batch_size: int, share: float, encode=None) -> dict:
     """`share` of the batch from the demonstrations, the rest from the agent's own replay; `demo` (B,) marks
-    the demonstration rows."""
+    the demonstration rows. `encode`: see ReplayBuffer.sample (features from the buffers' caches)."""
     if demos is None or share == 0:
-        batch = online.sample(batch_size)
+        batch = online.sample(batch_size, encode)
         batch["demo"] = torch.zeros(batch_size, dtype=torch.bool)
         return batch
     n_demo = round(share * batch_size)
-    a, b = online.sample(batch_size - n_demo), demos.sample(n_demo)
+    if n_demo == batch_size:
+        batch = demos.sample(batch_size, encode)
+        batch["demo"] = torch.ones(batch_size, dtype=torch.bool)
+        return batch
+    a, b = online.sample(batch_size - n_demo, encode), demos.sample(n_demo, encode)
     batch = {key: torch.cat([a[key], b[key]]) for key in a}
     batch["demo"] = torch.arange(batch_size) >= batch_size - n_demo
     return batch

@@ -292,6 +292,26 @@ def save_checkpoint(
 
 
 # ----- the loop ---------------------------------------------------------------------------------------------
+def pretrain_critic(agent: DrQV2Agent, demos: ReplayBuffer | None, cfg: RLTrainConfig, encode) -> None:
+    """agent.critic_pretrain_updates critic-only updates on batches of demonstrations, logged to
+    critic_pretrain.jsonl; the online update counter is untouched (actor_warmup_updates counts from the first
+    env step)."""
+    if demos is None:
+        raise ValueError("agent.critic_pretrain_updates > 0 needs demonstrations (demos.repo_id)")
+    n = cfg.agent.critic_pretrain_updates
+    log_every = max(n // 20, 1)
+    losses: list[dict] = []
+    with open(cfg.output_dir / "critic_pretrain.jsonl", "a") as f:
+        for i in tqdm(range(n), desc="critic on demos", unit="update", dynamic_ncols=True):
+            losses.append(agent.update(demos.sample(cfg.agent.batch_size, encode), 0, actor=False))
+            if (i + 1) % log_every == 0 or i + 1 == n:
+                metrics = {"update": i + 1, **{k: float(np.mean([m[k] for m in losses])) for k in losses[0]}}
+                f.write(json.dumps(metrics) + "\n")
+                f.flush()
+                tqdm.write(f"[critic pretrain] {i + 1}/{n}: loss {metrics['critic_loss']:.3g}, q {metrics['q']:.3g}")
+                losses = []
+
+
 def train(cfg: RLTrainConfig, on_update=None) -> dict:
     """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
     if cfg.torch_threads:
@@ -338,6 +358,12 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
             cfg.demos, pc, pre, env_cfg.task, cfg.agent.nstep, cfg.agent.discount, cfg.seed + 1
         )
         tqdm.write(f"[demos] {demo_summary}")
+    encode = None
+    if cfg.agent.feature_cache:
+        encode = agent.encode
+        for buffer in (replay, demos):
+            if buffer is not None:
+                buffer.enable_feature_cache(policy.encoder.repr_dim)
     counters = {"frames": 0, "decisions": 0, "updates": 0, "episodes": 0, "wall_s": 0.0, "update_debt": 0.0}
     history: list[dict] = []
     if cfg.resume:
@@ -355,6 +381,8 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
         (out / "train_config.json").write_text(json.dumps(comparable(cfg), indent=2))
         with open(out / "config.yaml", "w") as f:
             draccus.dump(cfg, f)
+    if cfg.agent.critic_pretrain_updates and not cfg.resume:
+        pretrain_critic(agent, demos, cfg, encode)
     # the workers load the policy's processors from a folder: the ones this run saves in its checkpoints
     init_dir = out / "processors"
     shutil.rmtree(init_dir, ignore_errors=True)
@@ -426,7 +454,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
             if counters["frames"] >= cfg.seed_frames and replay.can_sample():
                 counters["update_debt"] += n / cfg.agent.update_every_steps
                 while counters["update_debt"] >= 1:
-                    batch = mixed_batch(replay, demos, cfg.agent.batch_size, cfg.demos.share)
+                    batch = mixed_batch(replay, demos, cfg.agent.batch_size, cfg.demos.share, encode)
                     if on_update is not None:
                         on_update(dict(counters), batch)
                     losses.append(agent.update(batch, counters["decisions"], counters["updates"]))
