@@ -29,6 +29,7 @@ CONFIGS = {
     "rl_lift_gpu.yaml": RLTrainConfig,
     "rl_lift_finetune.yaml": RLTrainConfig,
     "rl_lift_finetune_awr.yaml": RLTrainConfig,
+    "rl_lift_finetune_critic.yaml": RLTrainConfig,
     "twin_liftcube_rgb.yaml": TwinRecordConfig,
     "imf_twin_cnn.yaml": TrainPipelineConfig,
     "diffusion_twin.yaml": TrainPipelineConfig,
