@@ -191,6 +191,11 @@ def test_feature_cache_encodes_each_stored_stack_once_and_returns_its_features()
     assert buffer.has_features.sum() < encoded
     same_batch(64)
 
+    plain.enable_feature_cache(3)
+    with pytest.raises(ValueError, match="float16 feature cache"):
+        plain.sample(8, lambda frames: encode(frames) * 1e6)
+    assert not plain.has_features.any()  # nothing half-written
+
 
 # ----- learner --------------------------------------------------------------------------------------------------
 def test_stddev_schedule_follows_drqv2():
