@@ -595,29 +595,39 @@ def test_demonstrations_without_the_policys_inputs_are_refused(gt_dataset):
         check_demo_features(dataset, repeat)
 
 
+def saved_clone(dataset_root: Path, tmp_path: Path) -> Path:
+    """A tiny segdepth 'clone' of the recording, saved with its processors as the demo saves one."""
+    from lerobot.datasets import LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from so101_segdepth_rl.train import save_pretrained
+
+    policy, _ = demo_policy(dataset_root)
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=dataset_root)
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=meta.stats)
+    clone = tmp_path / "clone"
+    save_pretrained(clone, policy, pre, post)
+    return clone
+
+
+def demo_settings(dataset_root: Path):
+    from so101_segdepth_rl.demos import DemoSettings
+
+    return DemoSettings(repo_id="local/twin_demo", root=dataset_root, share=0.5)
+
+
 @pytest.mark.slow
 def test_fine_tuning_a_clone_from_demonstrations_end_to_end(gt_dataset, tmp_path):
     """--policy_path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
     alone for the warm-up, the actor's TD3+BC term is logged, and the result is a segdepth checkpoint again."""
-    from lerobot.datasets import LeRobotDatasetMetadata
-    from lerobot.policies.factory import make_pre_post_processors
-
-    from so101_segdepth_rl.demos import DemoSettings
-    from so101_segdepth_rl.train import save_pretrained
-
-    policy, _ = demo_policy(gt_dataset)
-    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
-    pre, post = make_pre_post_processors(policy.config, dataset_stats=meta.stats)
-    clone = tmp_path / "clone"
-    save_pretrained(clone, policy, pre, post)
-    out = tmp_path / "ft"
+    clone, out = saved_clone(gt_dataset, tmp_path), tmp_path / "ft"
     cfg = tiny_run(
         out,
         160,
         policy_path=clone,
         seed_frames=0,
         env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
-        demos=DemoSettings(repo_id="local/twin_demo", root=gt_dataset, share=0.5),
+        demos=demo_settings(gt_dataset),
         agent=DrQV2Config(batch_size=16, critic_hidden_dim=32, actor_warmup_updates=20, bc_weight=1.0),
     )
     result = train(cfg)
@@ -638,18 +648,7 @@ def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_fi
     """rl_lift_finetune_critic.yaml's path: the critic's pre-training on the demonstrations is logged and leaves
     the clone as it was (the curve's first point is the clone), the frozen encoder is saved unchanged, and the
     actor still learns online from cached features."""
-    from lerobot.datasets import LeRobotDatasetMetadata
-    from lerobot.policies.factory import make_pre_post_processors
-
-    from so101_segdepth_rl.demos import DemoSettings
-    from so101_segdepth_rl.train import save_pretrained
-
-    policy, _ = demo_policy(gt_dataset)
-    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
-    pre, post = make_pre_post_processors(policy.config, dataset_stats=meta.stats)
-    clone = tmp_path / "clone"
-    save_pretrained(clone, policy, pre, post)
-    out = tmp_path / "ft"
+    clone, out = saved_clone(gt_dataset, tmp_path), tmp_path / "ft"
     agent = DrQV2Config(
         batch_size=16,
         critic_hidden_dim=32,
@@ -665,7 +664,7 @@ def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_fi
         policy_path=clone,
         seed_frames=0,
         env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
-        demos=DemoSettings(repo_id="local/twin_demo", root=gt_dataset, share=0.5),
+        demos=demo_settings(gt_dataset),
         agent=agent,
     )
     result = train(cfg)
