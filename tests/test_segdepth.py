@@ -81,6 +81,20 @@ def test_action_repeat_holds_each_action(gt_dataset):
     assert not torch.equal(actions[1], actions[2])
 
 
+def test_actions_under_bf16_autocast_are_float32_and_close(gt_dataset):
+    """lerobot-eval runs a --policy.use_amp=true checkpoint under bf16 autocast and turns the action into numpy."""
+    _, _, policy, pre, _ = build(gt_dataset)
+    ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    policy.reset()
+    reference = policy.select_action(pre(frame(ds, 60)))
+    policy.reset()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        action = policy.select_action(pre(frame(ds, 60)))
+    assert action.dtype == torch.float32
+    action.numpy()
+    torch.testing.assert_close(action, reference, atol=0.05, rtol=0.05)
+
+
 def test_bad_observations_are_named(gt_dataset):
     _, _, policy, _, _ = build(gt_dataset)
     good = torch.zeros(1, 2, 32, 32)

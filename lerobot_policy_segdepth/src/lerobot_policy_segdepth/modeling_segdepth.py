@@ -190,7 +190,9 @@ class SegDepthPolicy(PreTrainedPolicy):
     def select_action(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
         frames = self.stacked_frames(batch)  # every step, so the buffer never skips a frame
         if self._held_action is None or self._held_steps >= self.config.action_repeat:
-            self._held_action = self._mean_action(frames, batch)
+            # float32 whatever autocast computed it in: lerobot-eval runs a use_amp policy under bf16 autocast and
+            # then calls .numpy() on the action, which has no bfloat16
+            self._held_action = self._mean_action(frames, batch).float()
             self._held_steps = 0
         self._held_steps += 1
         return self._held_action
