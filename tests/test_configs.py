@@ -94,3 +94,21 @@ def test_demo_config_with_a_bad_value_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         parse_config(["--config_path=configs/demo.yaml", "--record.teleop.lift_height=0.02"])
     assert "--teleop.lift_height=0.02 m cannot solve LiftCube" in capsys.readouterr().err
+
+
+def test_demo_amp_follows_the_cpus_amx_flag(tmp_path, capsys):
+    from demo import TrainStage, cpu_has_amx, parse_config, uses_amp
+
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n\nprocessor\t: 1\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_tile\n")  # AMX tiles without bf16 do not count
+    assert cpu_has_amx(amx) and not cpu_has_amx(plain) and not cpu_has_amx(tmp_path / "missing")
+    assert uses_amp(TrainStage(amp="true")) and not uses_amp(TrainStage(amp="false"))
+    assert uses_amp(TrainStage(amp="auto")) == cpu_has_amx()
+
+    with pytest.raises(SystemExit):
+        parse_config(["--config_path=configs/demo.yaml", "--train.amp=bf16"])
+    assert "train.amp must be auto, true or false, got 'bf16'" in capsys.readouterr().err
+    assert parse_config(["--train.amp=true"]).train.amp == "true"
+    assert parse_config(["--train.amp=false"]).train.amp == "false"
