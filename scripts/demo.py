@@ -41,7 +41,7 @@ class TrainStage:
     torch_threads: int | None = 1
     # bf16 autocast in lerobot-train (--policy.use_amp): "auto" turns it on where the CPU has AMX, whose bf16
     # convolution kernels train segdepth ~1.4x faster (README); elsewhere bf16 is emulated and slower
-    amp: str = "auto"
+    amp: str = "false"
     # extra --policy.* flags for lerobot-train, e.g. ["--policy.augment_pad=0"]
     policy_args: list[str] = field(default_factory=list)
 
