@@ -16,6 +16,10 @@ every call encodes its frames and samples a new chunk):
                         is 67M), ResNet-18 (no pretrained weights: none can be downloaded here; same cost)
   `head ms` times the action head alone on a fixed condition: imf `sample_chunk` vs diffusion
   `conditional_sample`; `params` counts each part.
+  --compile         both heads through torch.compile (imf's transformer, diffusion's U-Net; needs a C++
+                    compiler on the CPU; the first call of each pays the compilation)
+  --bf16            imf cast to bf16; diffusion under bf16 autocast instead (LeRobot's diffusion cast to bf16
+                    fails: its timestep embedding stays float32)
 
 Table 2, training samples/s at the real SigLIP2-B/16 @256 size (92.9M-parameter vision tower with random
 weights, saved to a temporary folder and loaded from there, as a Hub checkpoint would be), 2 cameras at
@@ -70,7 +74,7 @@ def timed(fn, repeats: int, warmup: int = 3, device: str = "cpu") -> tuple[float
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
-def latency_table(device: str, repeats: int) -> None:
+def latency_table(device: str, repeats: int, compile_heads: bool = False, bf16: bool = False) -> None:
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
@@ -81,6 +85,8 @@ def latency_table(device: str, repeats: int) -> None:
     inputs, outputs = features(96)
     frame = {k: torch.rand(1, 3, 96, 96, device=device) for k in inputs if "images" in k}
     frame["observation.state"] = torch.randn(1, 6, device=device)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    imf_frame = {k: v.to(dtype) for k, v in frame.items()}
     rows = []
 
     # the plugin's head (AttnRes) at 1 and 4 steps, and the same head with plain residuals (the ablation) at 1
@@ -94,15 +100,17 @@ def latency_table(device: str, repeats: int) -> None:
             input_features=inputs,
             output_features=outputs,
         )
-        imf = IMFPolicy(imf_cfg).to(device).eval()
-        condition = torch.randn(1, imf_cfg.n_obs_steps, imf.condition_dim, device=device)
-        noise = torch.randn(1, imf_cfg.horizon, 6, device=device)
+        imf = IMFPolicy(imf_cfg).to(device, dtype).eval()
+        if compile_heads:
+            imf.head = torch.compile(imf.head, dynamic=False)
+        condition = torch.randn(1, imf_cfg.n_obs_steps, imf.condition_dim, device=device, dtype=dtype)
+        noise = torch.randn(1, imf_cfg.horizon, 6, device=device, dtype=dtype)
         for steps in steps_list:
             imf.config.num_inference_steps = steps
 
             def chunk(policy=imf):
                 policy.reset()
-                policy.predict_action_chunk(dict(frame))
+                policy.predict_action_chunk(dict(imf_frame))
 
             with torch.inference_mode():
                 total = timed(chunk, repeats, device=device)
@@ -125,10 +133,14 @@ def latency_table(device: str, repeats: int) -> None:
         crop_shape=None,
     )
     diffusion = DiffusionPolicy(diff_cfg).to(device).eval()
+    if compile_heads:
+        diffusion.diffusion.unet = torch.compile(diffusion.diffusion.unet, dynamic=False)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
 
     def diff_chunk():
         diffusion.reset()
-        diffusion.select_action(dict(frame))
+        with autocast:
+            diffusion.select_action(dict(frame))
 
     images = torch.stack([frame[k] for k in diff_cfg.image_features], dim=1)  # (1, V, 3, H, W)
     history = {
@@ -138,11 +150,16 @@ def latency_table(device: str, repeats: int) -> None:
     with torch.inference_mode():
         total = timed(diff_chunk, repeats, device=device)
         global_cond = diffusion.diffusion._prepare_global_conditioning(history)
-        head = timed(lambda: diffusion.diffusion.conditional_sample(1, global_cond=global_cond), repeats, device=device)
+        with autocast:
+            head = timed(
+                lambda: diffusion.diffusion.conditional_sample(1, global_cond=global_cond), repeats, device=device
+            )
     encoders = diffusion.diffusion.rgb_encoder
     rows.append(("diffusion DDIM 10", params(encoders), params(diffusion.diffusion.unet), total, head))
 
-    print(f"\n### Action-chunk latency, {device}, {torch.get_num_threads()} threads, batch 1, median / p90 ms")
+    variant = ", ".join(["torch.compile"] * compile_heads + ["bf16"] * bf16) or "eager float32"
+    threads = torch.get_num_threads()
+    print(f"\n### Action-chunk latency, {device}, {threads} threads, batch 1, {variant}, median / p90 ms")
     print("| policy | encoder params | head params | chunk ms | head ms |")
     print("|---|---|---|---|---|")
     for name, enc, hd, (tm, tp), (hm, hp) in rows:
@@ -211,9 +228,11 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=4)
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--skip", choices=["latency", "training"], default=None)
+    parser.add_argument("--compile", action="store_true", help="latency table: both heads through torch.compile")
+    parser.add_argument("--bf16", action="store_true", help="latency table: imf in bf16, diffusion under autocast")
     args = parser.parse_args()
     if args.skip != "latency":
-        latency_table(args.device, args.repeats)
+        latency_table(args.device, args.repeats, args.compile, args.bf16)
     if args.skip != "training":
         training_table(args.device, args.train_batch, args.train_repeats)
 

@@ -295,6 +295,18 @@ def test_select_action_encodes_each_frame_once_and_replans_every_n_action_steps(
         torch.testing.assert_close(images, torch.cat([frame[f"observation.images.{v}"] for v in CAMERAS]))
 
 
+def test_a_policy_cast_to_bf16_samples_in_bf16():
+    policy = tiny_policy(inference_noise_seed=0).eval()
+    frame = {f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS}
+    frame["observation.state"] = torch.randn(1, 6)
+    reference = policy.predict_action_chunk(dict(frame))
+    half = policy.to(torch.bfloat16)
+    half.reset()
+    chunk = half.predict_action_chunk({k: v.bfloat16() for k, v in frame.items()})
+    assert chunk.dtype == torch.bfloat16  # the sampling noise follows the condition's dtype
+    torch.testing.assert_close(chunk.float(), reference, atol=0.05, rtol=0.05)
+
+
 # ----- bad input --------------------------------------------------------------------------------------------------
 def test_camera_count_resolution_and_state_mismatches_are_named():
     policy = tiny_policy()

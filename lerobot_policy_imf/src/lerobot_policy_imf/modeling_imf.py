@@ -464,7 +464,7 @@ class IMFPolicy(PreTrainedPolicy):
 
     def _sample(self, condition: Tensor) -> Tensor:
         shape = (condition.shape[0], self.config.horizon, self.config.action_dim)
-        noise = torch.randn(shape, generator=self._generator).to(condition.device)
+        noise = torch.randn(shape, generator=self._generator).to(condition)  # device and dtype (a bf16 policy)
         return sample_chunk(self.head, noise, condition, self.config.num_inference_steps)
 
     @torch.no_grad()
