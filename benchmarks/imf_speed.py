@@ -16,10 +16,15 @@ every call encodes its frames and samples a new chunk):
                         is 67M), ResNet-18 (no pretrained weights: none can be downloaded here; same cost)
   `head ms` times the action head alone on a fixed condition: imf `sample_chunk` vs diffusion
   `conditional_sample`; `params` counts each part.
-  --compile         both heads through torch.compile (imf's transformer, diffusion's U-Net; needs a C++
-                    compiler on the CPU; the first call of each pays the compilation)
-  --bf16            imf cast to bf16; diffusion under bf16 autocast instead (LeRobot's diffusion cast to bf16
-                    fails: its timestep embedding stays float32)
+  --compile         both policies' heads and image encoders through torch.compile (imf's transformer and CNN,
+                    diffusion's U-Net and ResNet-18; needs a C++ compiler on the CPU; the first call of each
+                    pays the compilation)
+  --freeze          with --compile: inductor's freezing, which folds the weights in as constants and prepacks
+                    them for oneDNN (inference only; longer compilation); imf acts through its own
+                    `--policy.compile_inference=true` path, diffusion's modules are compiled with it by hand
+  --bf16            imf cast to bf16; diffusion timed twice, in float32 and under bf16 autocast (LeRobot's
+                    diffusion cast to bf16 fails: its timestep embedding stays float32), and imf is compared
+                    with the faster of the two
 
 Table 2, training samples/s at the real SigLIP2-B/16 @256 size (92.9M-parameter vision tower with random
 weights, saved to a temporary folder and loaded from there, as a Hub checkpoint would be), 2 cameras at
@@ -74,7 +79,9 @@ def timed(fn, repeats: int, warmup: int = 3, device: str = "cpu") -> tuple[float
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 
-def latency_table(device: str, repeats: int, compile_heads: bool = False, bf16: bool = False) -> None:
+def latency_table(
+    device: str, repeats: int, compile_heads: bool = False, bf16: bool = False, freeze: bool = False
+) -> None:
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
@@ -99,10 +106,12 @@ def latency_table(device: str, repeats: int, compile_heads: bool = False, bf16: 
             residual=residual,
             input_features=inputs,
             output_features=outputs,
+            compile_inference=compile_heads and freeze,  # the policy's own frozen compiled path
         )
         imf = IMFPolicy(imf_cfg).to(device, dtype).eval()
-        if compile_heads:
+        if compile_heads and not freeze:
             imf.head = torch.compile(imf.head, dynamic=False)
+            imf.backbone.encoder = torch.compile(imf.backbone.encoder, dynamic=False)
         condition = torch.randn(1, imf_cfg.n_obs_steps, imf.condition_dim, device=device, dtype=dtype)
         noise = torch.randn(1, imf_cfg.horizon, 6, device=device, dtype=dtype)
         for steps in steps_list:
@@ -114,8 +123,11 @@ def latency_table(device: str, repeats: int, compile_heads: bool = False, bf16: 
 
             with torch.inference_mode():
                 total = timed(chunk, repeats, device=device)
+                acting_head = imf.acting_modules()[1]
                 head = timed(
-                    lambda s=steps, m=imf, c=condition, n=noise: sample_chunk(m.head, n, c, s), repeats, device=device
+                    lambda s=steps, h=acting_head, c=condition, n=noise: sample_chunk(h, n, c, s),
+                    repeats,
+                    device=device,
                 )
             name = f"imf {steps} step{'s' * (steps > 1)}" + (", plain residuals" if residual == "plain" else "")
             rows.append((name, params(imf.backbone), params(imf.head), total, head))
@@ -135,40 +147,50 @@ def latency_table(device: str, repeats: int, compile_heads: bool = False, bf16: 
     diffusion = DiffusionPolicy(diff_cfg).to(device).eval()
     if compile_heads:
         diffusion.diffusion.unet = torch.compile(diffusion.diffusion.unet, dynamic=False)
-    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
-
-    def diff_chunk():
-        diffusion.reset()
-        with autocast:
-            diffusion.select_action(dict(frame))
-
+        encoders = diffusion.diffusion.rgb_encoder  # one ResNet per camera, a ModuleList
+        for i, encoder in enumerate(encoders):
+            encoders[i] = torch.compile(encoder, dynamic=False)
     images = torch.stack([frame[k] for k in diff_cfg.image_features], dim=1)  # (1, V, 3, H, W)
     history = {
         "observation.state": frame["observation.state"][:, None].expand(1, diff_cfg.n_obs_steps, 6),
         "observation.images": images[:, None].expand(1, diff_cfg.n_obs_steps, *images.shape[1:]),
     }
-    with torch.inference_mode():
-        total = timed(diff_chunk, repeats, device=device)
-        global_cond = diffusion.diffusion._prepare_global_conditioning(history)
-        with autocast:
-            head = timed(
-                lambda: diffusion.diffusion.conditional_sample(1, global_cond=global_cond), repeats, device=device
-            )
-    encoders = diffusion.diffusion.rgb_encoder
-    rows.append(("diffusion DDIM 10", params(encoders), params(diffusion.diffusion.unet), total, head))
+    for autocast_bf16 in (False, True) if bf16 else (False,):
+        autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast_bf16)
 
-    variant = ", ".join(["torch.compile"] * compile_heads + ["bf16"] * bf16) or "eager float32"
+        def diff_chunk(autocast=autocast):
+            diffusion.reset()
+            with autocast:
+                diffusion.select_action(dict(frame))
+
+        with torch.inference_mode():
+            total = timed(diff_chunk, repeats, device=device)
+            global_cond = diffusion.diffusion._prepare_global_conditioning(history)
+            with autocast:
+                head = timed(
+                    lambda g=global_cond: diffusion.diffusion.conditional_sample(1, global_cond=g),
+                    repeats,
+                    device=device,
+                )
+        name = "diffusion DDIM 10" + (", bf16 autocast" if autocast_bf16 else "")
+        rows.append((name, params(diffusion.diffusion.rgb_encoder), params(diffusion.diffusion.unet), total, head))
+
+    variant = (
+        ", ".join(["torch.compile"] * compile_heads + ["freezing"] * (compile_heads and freeze) + ["bf16"] * bf16)
+        or "eager float32"
+    )
     threads = torch.get_num_threads()
     print(f"\n### Action-chunk latency, {device}, {threads} threads, batch 1, {variant}, median / p90 ms")
     print("| policy | encoder params | head params | chunk ms | head ms |")
     print("|---|---|---|---|---|")
     for name, enc, hd, (tm, tp), (hm, hp) in rows:
         print(f"| {name} | {enc} | {hd} | {tm * 1e3:.1f} / {tp * 1e3:.1f} | {hm * 1e3:.1f} / {hp * 1e3:.1f} |")
-    speedup = rows[3][3][0] / rows[0][3][0]
+    imf_row, plain_row = rows[0], rows[2]
+    diff_row = min(rows[3:], key=lambda row: row[3][0])  # diffusion at its faster precision
     print(
-        f"\nimf 1 step is {speedup:.1f}x faster per chunk than diffusion DDIM 10 "
-        f"({rows[3][4][0] / rows[0][4][0]:.1f}x for the heads alone; with plain residuals "
-        f"{rows[3][3][0] / rows[2][3][0]:.1f}x)"
+        f"\nimf 1 step is {diff_row[3][0] / imf_row[3][0]:.1f}x faster per chunk than {diff_row[0]} "
+        f"({diff_row[4][0] / imf_row[4][0]:.1f}x for the heads alone; with plain residuals "
+        f"{diff_row[3][0] / plain_row[3][0]:.1f}x)"
     )
 
 
@@ -229,10 +251,17 @@ def main() -> None:
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--skip", choices=["latency", "training"], default=None)
     parser.add_argument("--compile", action="store_true", help="latency table: both heads through torch.compile")
-    parser.add_argument("--bf16", action="store_true", help="latency table: imf in bf16, diffusion under autocast")
+    parser.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing (prepacked weights)")
+    parser.add_argument("--bf16", action="store_true", help="latency table: imf in bf16, diffusion also under autocast")
     args = parser.parse_args()
+    if args.freeze and not args.compile:
+        parser.error("--freeze applies to compiled graphs: add --compile")
+    if args.freeze:
+        import torch._inductor.config
+
+        torch._inductor.config.freezing = True
     if args.skip != "latency":
-        latency_table(args.device, args.repeats, args.compile, args.bf16)
+        latency_table(args.device, args.repeats, args.compile, args.bf16, args.freeze)
     if args.skip != "training":
         training_table(args.device, args.train_batch, args.train_repeats)
 

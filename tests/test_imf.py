@@ -307,6 +307,53 @@ def test_a_policy_cast_to_bf16_samples_in_bf16():
     torch.testing.assert_close(chunk.float(), reference, atol=0.05, rtol=0.05)
 
 
+def has_cxx_compiler() -> bool:
+    return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
+
+
+@pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_inference_acts_like_eager_and_follows_new_weights(tmp_path):
+    policy = tiny_policy(vision_encoder="cnn", inference_noise_seed=0, cnn_channels=[8, 8, 8, 8], cnn_keypoints=4)
+    frame = {f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS}
+    frame["observation.state"] = torch.randn(1, 6)
+
+    def chunk(p: IMFPolicy) -> torch.Tensor:
+        p.eval()
+        p.reset()
+        return p.predict_action_chunk(dict(frame))
+
+    eager = chunk(policy)
+    policy.config.compile_inference = True
+    compiled = chunk(policy)
+    assert policy._compiled is not None  # the compiled copies acted, not the modules
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    # the frozen copies are dropped at the next train(): new weights act after eval()
+    policy.train()
+    with torch.no_grad():
+        policy.head.action_out.bias.add_(1.0)
+    policy.config.compile_inference = False
+    moved = chunk(policy)
+    policy.config.compile_inference = True
+    torch.testing.assert_close(chunk(policy), moved, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(moved, eager)
+    # nothing compiled leaks into the checkpoint
+    policy.save_pretrained(tmp_path)
+    assert set(load_file(tmp_path / "model.safetensors")) == set(policy.state_dict())
+
+
+def test_actions_under_bf16_autocast_are_float32():
+    policy = tiny_policy(inference_noise_seed=0).eval()
+    frame = {f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS}
+    frame["observation.state"] = torch.randn(1, 6)
+    reference = policy.select_action(dict(frame))
+    policy.reset()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what lerobot-eval does for a use_amp policy
+        action = policy.select_action(dict(frame))
+    assert action.dtype == torch.float32
+    action.numpy()  # lerobot-eval's next step; bfloat16 has no numpy dtype
+    torch.testing.assert_close(action, reference, atol=0.05, rtol=0.05)
+
+
 # ----- bad input --------------------------------------------------------------------------------------------------
 def test_camera_count_resolution_and_state_mismatches_are_named():
     policy = tiny_policy()

@@ -66,6 +66,12 @@ class IMFConfig(PreTrainedConfig):
     num_inference_steps: int = 1
     # Seed of the sampling noise, reset with the policy at every episode; None: torch's global generator.
     inference_noise_seed: int | None = None
+    # Act through torch.compile'd copies of the encoder and head with inductor's freezing (weights folded in as
+    # constants, prepacked for oneDNN on CPUs): benchmarks/imf_speed.py's `--compile --freeze`. Compiled at the
+    # first chunk after the policy enters eval mode (about a minute on 2 CPU cores at the seed's size; needs a C++
+    # compiler on CPUs) and again after any train()/eval() switch or a move to another device or dtype, since the
+    # frozen copies no longer follow the weights. Training is unaffected.
+    compile_inference: bool = False
     time_mu: float = -0.4  # logit-normal time sampler
     time_sigma: float = 1.0
     equal_time_share: float = 0.5  # share of training samples with r = t (plain flow matching)

@@ -20,6 +20,7 @@ and one step of sampling is x = e - u(e, 0, 1); k steps walk t = 1 -> 0 with z_r
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import math
@@ -121,10 +122,12 @@ class MultiviewBackbone(nn.Module):
         self.projections = nn.ModuleList(nn.Linear(self.encoder.width, config.per_view_dim) for _ in config.cameras)
         self.output_dim = self.views * config.per_view_dim
 
-    def embed(self, frames: Tensor) -> Tensor:
-        """(..., V, 3, h, w) -> (..., V, W): every frame of every view through the shared encoder."""
+    def embed(self, frames: Tensor, encoder=None) -> Tensor:
+        """(..., V, 3, h, w) -> (..., V, W): every frame of every view through the shared encoder (or a compiled
+        copy of it)."""
         lead = frames.shape[:-3]
-        return self.encoder(frames.reshape(-1, *frames.shape[-3:])).view(*lead, self.encoder.width)
+        encoder = self.encoder if encoder is None else encoder
+        return encoder(frames.reshape(-1, *frames.shape[-3:])).view(*lead, self.encoder.width)
 
     def project(self, embeddings: Tensor) -> Tensor:
         """(..., V, W) -> (..., V * P)."""
@@ -292,6 +295,22 @@ def sample_chunk(net, noise: Tensor, condition: Tensor, steps: int) -> Tensor:
     return z
 
 
+def frozen_compiled(module: nn.Module):
+    """A copy of `module` through torch.compile with inductor's freezing, for inference: its weights become
+    constants of the compiled code. A copy, because dynamo would hand a later compile of the same module the
+    frozen code of the first (its guards check which tensors, not their values). The config is patched around every
+    call: compilation is lazy, and `torch.compile(options={"freezing": True})` does not reach the freezing pass."""
+    import torch._inductor.config
+
+    compiled = torch.compile(copy.deepcopy(module), dynamic=False)
+
+    def call(*args: Tensor) -> Tensor:
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args)
+
+    return call
+
+
 # ----- the policy ----------------------------------------------------------------------------------------------
 def dataset_fingerprint(root: str | Path) -> str:
     """A hash of a dataset's meta/info.json (frame and episode counts, features): it changes when episodes are
@@ -323,6 +342,7 @@ class IMFPolicy(PreTrainedPolicy):
         self.condition_dim = config.condition_dim or raw
         self.head = IMFTransformer(config, self.condition_dim, config.action_dim)
         self._fingerprint: str | None = None
+        self._compiled: tuple | None = None  # (key, encoder, head) for compile_inference; not a submodule
         # A cache is checked against the encoder's weights: now for fresh weights, at the first forward (before
         # the first update) when a checkpoint's weights are still to be loaded into this module.
         self._unchecked_cache = getattr(config, "_cache", None)
@@ -370,6 +390,21 @@ class IMFPolicy(PreTrainedPolicy):
                 "imf-cache-embeddings for this policy (same --policy.siglip_model, weights, encoder_image_size and "
                 "cameras), or train on the raw dataset."
             )
+
+    def train(self, mode: bool = True) -> IMFPolicy:
+        self._compiled = None  # frozen compiled copies would no longer follow the weights
+        return super().train(mode)
+
+    def acting_modules(self) -> tuple:
+        """The encoder and head that act: the modules themselves, or with compile_inference their compiled copies
+        with the weights frozen in, made once per device and dtype."""
+        if not self.config.compile_inference or self.training:
+            return self.backbone.encoder, self.head
+        weight = next(self.head.parameters())
+        key = (weight.device, weight.dtype)
+        if self._compiled is None or self._compiled[0] != key:
+            self._compiled = (key, frozen_compiled(self.backbone.encoder), frozen_compiled(self.head))
+        return self._compiled[1], self._compiled[2]
 
     def get_optim_params(self):
         return [p for p in self.parameters() if p.requires_grad]
@@ -455,17 +490,22 @@ class IMFPolicy(PreTrainedPolicy):
 
     def _history_condition(self) -> Tensor:
         """(B, T, C) from the history, encoding each frame once."""
+        encoder, _ = self.acting_modules()
         for entry in self._history:
             if entry["embedding"] is None:
-                entry["embedding"] = self.backbone.embed(entry["frames"])  # (B, V, W)
+                entry["embedding"] = self.backbone.embed(entry["frames"], encoder)  # (B, V, W)
         embeddings = torch.stack([entry["embedding"] for entry in self._history], dim=1)
         states = torch.stack([entry["state"] for entry in self._history], dim=1) if self.config.use_state else None
         return self.condition(embeddings, states)
 
     def _sample(self, condition: Tensor) -> Tensor:
         shape = (condition.shape[0], self.config.horizon, self.config.action_dim)
-        noise = torch.randn(shape, generator=self._generator).to(condition)  # device and dtype (a bf16 policy)
-        return sample_chunk(self.head, noise, condition, self.config.num_inference_steps)
+        # The weights' dtype, not the condition's: a policy cast to bf16 samples in bf16, one under bf16 autocast
+        # (lerobot-eval with use_amp) in float32, as lerobot-eval's .numpy() of the action needs
+        dtype = next(self.head.parameters()).dtype
+        noise = torch.randn(shape, generator=self._generator).to(device=condition.device, dtype=dtype)
+        _, head = self.acting_modules()
+        return sample_chunk(head, noise, condition, self.config.num_inference_steps).to(dtype)
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
