@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=4)
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--skip", choices=["latency", "training"], default=None)
-    parser.add_argument("--compile", action="store_true", help="latency table: both heads through torch.compile")
+    parser.add_argument("--compile", action="store_true", help="latency table: heads and encoders compiled")
     parser.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing (prepacked weights)")
     parser.add_argument("--bf16", action="store_true", help="latency table: imf in bf16, diffusion also under autocast")
     args = parser.parse_args()
