@@ -38,7 +38,13 @@ class TrainStage:
     seed: int = 1
     log_freq: int = 100
     # OMP_NUM_THREADS for lerobot-train (None: torch's default, one thread per core)
-    torch_threads: int | None = 1
+    torch_threads: int | None = 2
+    # OMP_WAIT_POLICY for lerobot-train: PASSIVE makes torch's idle threads sleep instead of spinning, so the two
+    # loader workers get the cores between the update's parallel regions (None: leave the environment's)
+    omp_wait_policy: str | None = "PASSIVE"
+    # precompute with --stack_frames and train with --policy.stacked_frames: one row read per sample instead of a
+    # delta window of three (README, "Training at compute speed")
+    stacked_frames: bool = True
     # bf16 autocast in lerobot-train (--policy.use_amp): "auto" turns it on where the CPU has AMX, whose bf16
     # convolution kernels train segdepth ~1.4x faster (README); elsewhere bf16 is emulated and slower
     amp: str = "false"
@@ -49,6 +55,18 @@ class TrainStage:
         self.amp = str(self.amp).lower()  # YAML reads --train.amp=true as a bool
         if self.amp not in ("auto", "true", "false"):
             raise ValueError(f"train.amp must be auto, true or false, got {self.amp!r}")
+
+
+def train_env(train: TrainStage) -> dict[str, str]:
+    """lerobot-train's thread settings. Measured on 2 cores (README, "Training at compute speed"): on a per-frame
+    copy two spinning torch threads fight the loader workers (89 samples/s against 150 with one thread); on a
+    stacked copy the workers need a quarter of the CPU and two passive threads train at ~210."""
+    env = {}
+    if train.torch_threads:
+        env["OMP_NUM_THREADS"] = str(train.torch_threads)
+    if train.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = train.omp_wait_policy
+    return env
 
 
 def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -69,7 +87,9 @@ class EvalStage:
     n_episodes: int = 20
     # episode k of the evaluation starts from the scene of seed + k: far from the recording's seeds 0..N
     seed: int = 1000
-    batch_size: int = 10
+    # envs per batch: LeRobot steps every env of a batch until the slowest is done, so one failure makes nine
+    # finished episodes run to the time limit beside it (20 poses: 93 s at 10, 42 s at 1, the same successes)
+    batch_size: int = 1
     # episodes of a random-weight segdepth as a floor (0: skip; it runs every episode to the time limit)
     random_episodes: int = 0
 
@@ -168,6 +188,7 @@ def demo(cfg: DemoConfig) -> dict:
             f"--output_repo_id={repo}_segdepth",
             f"--policy.camera={cfg.record.robot.cameras[-1]}",
             "--num_workers=2",
+            f"--stack_frames={str(cfg.train.stacked_frames).lower()}",
         ],
         logs / "precompute.log",
         "precompute",
@@ -188,6 +209,7 @@ def demo(cfg: DemoConfig) -> dict:
             "--policy.device=cpu",
             "--policy.push_to_hub=false",
             f"--policy.use_amp={str(amp).lower()}",
+            f"--policy.stacked_frames={str(cfg.train.stacked_frames).lower()}",
             *cfg.train.policy_args,
             f"--dataset.repo_id={repo}_segdepth",
             f"--dataset.root={segdepth_root}",
@@ -204,9 +226,7 @@ def demo(cfg: DemoConfig) -> dict:
         "train",
         total=steps,
         pattern=r"step:([0-9.K]+)",
-        # one torch thread in the training process: its two DataLoader workers take the other core, and two
-        # threads there fight them (measured on 2 cores: 150 samples/s against 89)
-        env={"OMP_NUM_THREADS": str(cfg.train.torch_threads)} if cfg.train.torch_threads else None,
+        env=train_env(cfg.train),
     )
     ckpt = train_dir / "checkpoints" / "last" / "pretrained_model"
 

@@ -51,6 +51,14 @@ def precomputed(gt_dataset, tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def stacked(gt_dataset, tmp_path_factory):
+    """The copy with each row holding its frame stack (segdepth-precompute --stack_frames=true)."""
+    root = tmp_path_factory.mktemp("stacked") / "segdepth"
+    precompute(gt_dataset, root, batch_size=16, stack_frames=True)  # batches smaller than episodes: windows span them
+    return root
+
+
 def stacked_batch(ds: LeRobotDataset, indices: list[int]) -> dict:
     items = [ds[i] for i in indices]
     batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}
@@ -126,6 +134,70 @@ def test_raw_and_precomputed_datasets_give_identical_training_tensors(gt_dataset
     frame = {k: v for k, v in single.items() if k.startswith("observation.")} | {"task": single["task"]}
     stored = LeRobotDataset("local/twin_demo_segdepth", root=precomputed)[40][SEGDEPTH]
     assert torch.equal(pre(frame)[SEGDEPTH][0], unpack_uint8(stored, 2).float())
+
+
+def test_a_stacked_copy_gives_the_delta_window_in_one_row(gt_dataset, precomputed, stacked):
+    """--stack_frames: row t holds frames t-2..t (episode starts padded like LeRobot's delta window), and a policy
+    with stacked_frames asks LeRobot for no window yet gets the same training tensors as on the per-frame copy."""
+    meta = LeRobotDatasetMetadata("local/twin_demo_segdepth", root=stacked)
+    feature = meta.features[SEGDEPTH]
+    assert feature["dtype"] == "int64" and tuple(feature["shape"]) == (3, 256)
+    assert feature["info"]["frame_stack"] == 3 and feature["info"]["layout"].startswith("3 frames, oldest first")
+    cfg = config(stacked_frames=True)
+    make_policy(cfg, ds_meta=meta)
+    assert resolve_delta_timestamps(cfg, meta) is None  # one row per sample
+    pre, _ = make_pre_post_processors(cfg, dataset_stats=meta.stats)
+
+    per_frame_cfg = config()
+    per_frame_meta = LeRobotDatasetMetadata("local/twin_demo_segdepth", root=precomputed)
+    make_policy(per_frame_cfg, ds_meta=per_frame_meta)
+    assert cfg.input_features == per_frame_cfg.input_features  # the checkpoints declare the same raw keys
+    per_frame_pre, _ = make_pre_post_processors(per_frame_cfg, dataset_stats=per_frame_meta.stats)
+    windows = LeRobotDataset(
+        "local/twin_demo_segdepth",
+        root=precomputed,
+        delta_timestamps=resolve_delta_timestamps(per_frame_cfg, per_frame_meta),
+    )
+    rows = LeRobotDataset("local/twin_demo_segdepth", root=stacked)
+    start = int(meta.episodes["dataset_from_index"][1])
+    indices = [0, 1, 2, 17, 40, start - 1, start, start + 1, len(rows) - 1]
+    expected = per_frame_pre(stacked_batch(windows, indices))
+    got = pre(stacked_batch(rows, indices))
+    assert got[SEGDEPTH].shape == (len(indices), 3, 2, 32, 32)
+    assert torch.equal(got[SEGDEPTH], expected[SEGDEPTH])
+    assert torch.equal(got["observation.state"], expected["observation.state"][:, -1])  # the policy's newest state
+    assert torch.equal(got["action"], expected["action"])
+    assert torch.equal(got[SEGDEPTH][0, 0], got[SEGDEPTH][0, 2]) and not torch.equal(
+        got[SEGDEPTH][3, 0], got[SEGDEPTH][3, 2]
+    )
+    policy = SegDepthPolicy(cfg)
+    loss, _ = policy.forward(got)
+    loss.backward()
+
+
+def test_the_frame_layout_of_a_copy_must_match_the_policy(gt_dataset, precomputed, stacked):
+    stacked_meta = LeRobotDatasetMetadata("local/twin_demo_segdepth", root=stacked)
+    with pytest.raises(ValueError, match=r"holds 3 frames per row.*--policy\.stacked_frames=true"):
+        make_policy(config(), ds_meta=stacked_meta)
+    with pytest.raises(ValueError, match=r"stacks of 3 frames.*--policy\.frame_stack=2.*--policy\.frame_stack=3"):
+        make_policy(config(stacked_frames=True, frame_stack=2), ds_meta=stacked_meta)
+    per_frame_meta = LeRobotDatasetMetadata("local/twin_demo_segdepth", root=precomputed)
+    with pytest.raises(ValueError, match=r"one frame per row.*--stack_frames=true.*--policy\.stacked_frames=false"):
+        make_policy(config(stacked_frames=True), ds_meta=per_frame_meta)
+    with pytest.raises(ValueError, match=r"stacked_frames=true trains on a copy.*no 'observation\.segdepth'"):
+        make_policy(config(stacked_frames=True), ds_meta=LeRobotDatasetMetadata(REPO, root=gt_dataset))
+
+
+def test_a_stacked_copy_can_hold_plain_uint8_frames(gt_dataset, stacked, tmp_path):
+    root = tmp_path / "plain"
+    precompute(gt_dataset, root, batch_size=64, stack_frames=True, pack=False)
+    meta = LeRobotDatasetMetadata("local/twin_demo_segdepth", root=root)
+    assert meta.features[SEGDEPTH]["dtype"] == "uint8" and tuple(meta.features[SEGDEPTH]["shape"]) == (3, 2, 32, 32)
+    make_policy(config(stacked_frames=True), ds_meta=meta)
+    plain = LeRobotDataset("local/twin_demo_segdepth", root=root)
+    packed = LeRobotDataset("local/twin_demo_segdepth", root=stacked)
+    for i in (0, 1, 30):
+        assert torch.equal(plain[i][SEGDEPTH].to(torch.uint8), unpack_uint8(packed[i][SEGDEPTH], 2))
 
 
 def test_a_copy_made_for_another_config_is_refused_before_training(precomputed):
@@ -234,9 +306,10 @@ def test_a_preprocessor_saved_before_skip_and_quantize_still_loads(gt_dataset, t
 
 
 @pytest.mark.slow
-def test_lerobot_train_on_the_precomputed_copy_and_eval_in_the_twin(gt_dataset, tmp_path):
+@pytest.mark.parametrize("stacked", [False, True], ids=["per_frame", "stacked"])
+def test_lerobot_train_on_the_precomputed_copy_and_eval_in_the_twin(gt_dataset, tmp_path, stacked):
     copy = tmp_path / "copy"
-    tiny = [f"--policy.{k}={v}" for k, v in TINY.items()]
+    tiny = [f"--policy.{k}={v}" for k, v in TINY.items()] + [f"--policy.stacked_frames={str(stacked).lower()}"]
     run_cli(
         [
             "segdepth-precompute",
@@ -245,6 +318,7 @@ def test_lerobot_train_on_the_precomputed_copy_and_eval_in_the_twin(gt_dataset, 
             f"--output_root={copy}",
             "--output_repo_id=local/twin_demo_segdepth",
             "--policy.image_size=32",
+            f"--stack_frames={str(stacked).lower()}",
         ],
         cwd=tmp_path,
     )
