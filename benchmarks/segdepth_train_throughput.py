@@ -22,10 +22,13 @@ script recomputes that rate from the 3-decimal timings over all windows but the 
 workers' start and the first batches), i.e. the steady-state samples/s of the training loop, without the
 start-up (imports, dataset and policy construction, worker spawn) that the wall time column shows.
 
-`--threads` adds the copy with one torch thread (the demo's setting: the update on one core, the two loader
-workers on the other) and with one thread plus `--policy.use_amp=true` (LeRobot's flag: bf16 autocast through
-Accelerate, which on CPUs with AMX runs the convolutions on oneDNN's bf16 kernels); `--skip-raw` leaves out the
-raw row.
+`--threads` adds the thread settings, each on the per-frame copy and on a stacked copy (`segdepth-precompute
+--stack_frames=true`, trained with `--policy.stacked_frames=true`: one row read per sample instead of a delta window
+of three): one torch thread (the update on one core, the two loader workers on the other), and two threads with
+`OMP_WAIT_POLICY=PASSIVE` (idle torch threads sleep instead of spinning, so the workers get the cores between the
+update's parallel regions; the demo's setting, on the stacked copy). `--amp` adds `--policy.use_amp=true` rows
+(LeRobot's flag: bf16 autocast through Accelerate, which on CPUs with AMX runs the convolutions on oneDNN's bf16
+kernels; elsewhere bf16 is emulated and slower). `--skip-raw` leaves out the raw row.
 
 Columns: samples/s end to end (median over repeats, min-max), the mean step split into update and data ms, and
 the whole command's wall time (median; start-up included).
@@ -120,6 +123,64 @@ def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict,
     return {"rate": a.batch_size / (update + data), "update_ms": 1e3 * update, "data_ms": 1e3 * data, "wall": wall}
 
 
+def loader_ms_per_sample(root: Path, repo_id: str, stacked: bool, samples: int = 300, repeats: int = 3) -> list[float]:
+    """LeRobot's row reader alone, in this process: ms per `dataset[i]` at random positions, as lerobot-train's
+    workers call it (the per-frame copy with the policy's delta window of 3 frames, the stacked copy without)."""
+    import random
+
+    from lerobot.datasets import LeRobotDataset
+
+    window = [-2 / 30, -1 / 30, 0.0]
+    delta = None if stacked else {"observation.segdepth": window, "observation.state": window}
+    ds = LeRobotDataset(repo_id, root=root, delta_timestamps=delta)
+    rng = random.Random(0)
+    ds[0]
+    out = []
+    for _ in range(repeats):
+        picks = [rng.randrange(len(ds)) for _ in range(samples)]
+        start = time.perf_counter()
+        for i in picks:
+            ds[i]
+        out.append(1e3 * (time.perf_counter() - start) / samples)
+    return out
+
+
+def update_ms(root: Path, repo_id: str, batch_size: int, threads: int, steps: int = 20) -> list[float]:
+    """The update alone, in this process with nothing beside it: ms per forward + backward + clip + AdamW step on a
+    batch from the stacked copy (through the policy's preprocessor), as lerobot-train's update_policy runs it."""
+    import random
+
+    import torch
+    from lerobot.datasets import LeRobotDataset
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    from lerobot_policy_segdepth import SegDepthConfig
+
+    torch.set_num_threads(threads)
+    ds = LeRobotDataset(repo_id, root=root)
+    cfg = SegDepthConfig(device="cpu", push_to_hub=False, stacked_frames=True)
+    torch.manual_seed(0)
+    policy = make_policy(cfg, ds_meta=ds.meta)
+    pre, _ = make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)
+    items = [ds[i] for i in random.Random(0).sample(range(len(ds)), batch_size)]
+    batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}
+    batch = pre(batch | {"task": [it["task"] for it in items]})
+    preset = cfg.get_optimizer_preset()
+    optimizer = preset.build(policy.get_optim_params())
+    policy.train()
+    out = []
+    for i in range(3 + steps):
+        start = time.perf_counter()
+        loss, _ = policy.forward(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), preset.grad_clip_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        if i >= 3:
+            out.append(1e3 * (time.perf_counter() - start))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset-root", type=Path, default=None, help="a twin recording (default: record one)")
@@ -137,9 +198,10 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         action="store_true",
-        help="also the copy with one torch thread (OMP_NUM_THREADS=1, as the demo trains) and with one thread plus "
-        "--policy.use_amp=true (bf16 autocast: oneDNN's AMX kernels on CPUs that have them)",
+        help="also one torch thread and two passive ones (OMP_WAIT_POLICY=PASSIVE), each on the per-frame copy and "
+        "on a stacked copy (--stack_frames=true; the demo: stacked, two passive threads)",
     )
+    parser.add_argument("--amp", action="store_true", help="also --policy.use_amp=true (bf16 autocast) rows")
     parser.add_argument("--skip-raw", action="store_true", help="leave out the raw-recording row")
     a = parser.parse_args()
     if a.steps < 2 * a.log_freq:
@@ -177,7 +239,27 @@ def main() -> None:
             env=env,
         )
 
+    stacked = work / "stacked"
+    if a.threads and not (stacked / "meta" / "info.json").exists():
+        print("precomputing a stacked copy with segdepth-precompute --stack_frames=true ...", flush=True)
+        run(
+            [
+                str(BIN / "segdepth-precompute"),
+                f"--dataset.repo_id={a.repo_id}",
+                f"--dataset.root={raw}",
+                f"--output_root={stacked}",
+                f"--output_repo_id={a.repo_id}_segdepth",
+                f"--num_workers={a.num_workers}",
+                "--stack_frames=true",
+            ],
+            cwd=work,
+            env=env,
+        )
+
     one_thread = {**env, "OMP_NUM_THREADS": "1"}
+    two_passive = {**env, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+    rows = ("--policy.stacked_frames=true",)
+    amp = ("--policy.use_amp=true",)
     copy_id = f"{a.repo_id}_segdepth"
     variants = {
         "raw (decodes RGB + depth + segmentation videos)": (raw, a.repo_id, env, ()),
@@ -187,8 +269,33 @@ def main() -> None:
         del variants["raw (decodes RGB + depth + segmentation videos)"]
     if a.threads:
         variants["copy, OMP_NUM_THREADS=1"] = (copy, copy_id, one_thread, ())
-        amp = ("--policy.use_amp=true",)
+        variants["copy, 2 passive threads"] = (copy, copy_id, two_passive, ())
+        variants["stacked copy, OMP_NUM_THREADS=1"] = (stacked, copy_id, one_thread, rows)
+        variants["stacked copy, 2 passive threads (the demo)"] = (stacked, copy_id, two_passive, rows)
+    if a.amp:
         variants["copy, OMP_NUM_THREADS=1, --policy.use_amp=true"] = (copy, copy_id, one_thread, amp)
+        if a.threads:
+            variants["stacked copy, 2 passive threads, --policy.use_amp=true"] = (
+                stacked,
+                copy_id,
+                two_passive,
+                rows + amp,
+            )
+    if a.threads:
+        print("\nLeRobot's row reader, ms per sample (median of 3 x 300 random positions, this process, one thread):")
+        for name, root, is_stacked in (
+            ("per-frame copy, delta window of 3", copy, False),
+            ("stacked copy", stacked, True),
+        ):
+            ms = loader_ms_per_sample(root, copy_id, is_stacked)
+            print(f"  {name}: {statistics.median(ms):.2f} ({min(ms):.2f}-{max(ms):.2f})", flush=True)
+        print(f"The update alone, batch {a.batch_size}, nothing beside it (median of 20 steps, this process):")
+        for threads in (1, 2):
+            ms = statistics.median(update_ms(stacked, copy_id, a.batch_size, threads))
+            print(
+                f"  {threads} thread(s): {ms:.1f} ms = {1e3 * a.batch_size / ms:.0f} samples/s with free data",
+                flush=True,
+            )
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(a.repeats):
         for name, (root, repo_id, run_env, extra) in variants.items():
