@@ -109,7 +109,9 @@ def run_logged(
     """Run a command with its output in `log`; a progress bar advances on lines matching `pattern` (its first
     group is the position). Returns the wall seconds; a failure shows the log's tail."""
     start = time.perf_counter()
-    with open(log, "w") as out, tqdm(total=total, desc=desc, unit="" if total else "line", leave=True) as bar:
+    # Without a total there is nothing to count: the bar shows the elapsed time only.
+    bar_format = None if total else "{desc}: {elapsed}"
+    with open(log, "w") as out, tqdm(total=total, desc=desc, unit="", bar_format=bar_format, leave=True) as bar:
         proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
@@ -236,10 +238,13 @@ def demo(cfg: DemoConfig) -> dict:
         runs.append(("random", ["--policy.type=segdepth"], cfg.eval.random_episodes))
     results = {}
     for name, policy, episodes in runs:
+        batch = min(cfg.eval.batch_size, episodes)
         seconds[f"eval_{name}"] = run_logged(
             [str(VENV_BIN / "lerobot-eval"), *policy, *eval_args(cfg, episodes, out / f"eval_{name}")],
             logs / f"eval_{name}.log",
-            f"eval {name}",
+            f"eval {name} ({batch} env{'s' if batch > 1 else ''} per batch)",
+            total=-(-episodes // batch),
+            pattern=r"Stepping through eval batches: .*?\| *(\d+)/\d+",
         )
         results[name] = json.loads((out / f"eval_{name}" / "eval_info.json").read_text())["overall"]
 
