@@ -181,6 +181,18 @@ def update_ms(root: Path, repo_id: str, batch_size: int, threads: int, steps: in
     return out
 
 
+def cpu_name() -> str:
+    """The CPU's model name and the vector units that decide the update's speed (the machine kinds here differ)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line for line in info.splitlines() if line.startswith("flags")), "").split())
+    units = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if name in flags]
+    return f"{model} ({', '.join(units) or 'no AVX2'})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset-root", type=Path, default=None, help="a twin recording (default: record one)")
@@ -207,12 +219,14 @@ def main() -> None:
     if a.steps < 2 * a.log_freq:
         parser.error("--steps must cover at least two --log-freq windows (the first one is left out)")
 
-    work = a.keep or Path(tempfile.mkdtemp(prefix="segdepth_train_throughput_"))
+    # absolute: the commands below run with the work folder as their working directory
+    work = (a.keep or Path(tempfile.mkdtemp(prefix="segdepth_train_throughput_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if a.keep is None:
         atexit.register(shutil.rmtree, work, ignore_errors=True)
     # calibration files and caches stay out of the user's home; there is no network to ask the Hub
     env = {**os.environ, "HF_LEROBOT_HOME": str(work / "lerobot_home"), "HF_HUB_OFFLINE": "1"}
+    os.environ.update(HF_LEROBOT_HOME=env["HF_LEROBOT_HOME"], HF_HUB_OFFLINE="1")  # the in-process reader and update
     env.setdefault("MUJOCO_GL", "egl")
 
     raw = a.dataset_root
@@ -309,7 +323,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(
         f"\nlerobot-train --policy.type=segdepth, {a.steps} steps, batch {a.batch_size}, {a.num_workers} workers, "
-        f"seed {a.seed}, device {a.device}; {frames} frames ({raw}); {cores} cores, {platform.processor() or '?'}, "
+        f"seed {a.seed}, device {a.device}; {frames} frames ({raw}); {cores} cores, {cpu_name()}, "
         f"load average {os.getloadavg()[0]:.1f}; median of {a.repeats}"
     )
     if precompute_s is not None:
