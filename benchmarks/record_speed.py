@@ -52,7 +52,8 @@ def fast(settings: tuple, root: Path, episodes: int, workers: int) -> tuple[floa
     return episodes * SECONDS * FPS / (time.perf_counter() - start), summary["simulated_frames_per_second"]
 
 
-def stock(settings: tuple, root: Path, episodes: int) -> tuple[float, float]:
+def stock(settings: tuple, root: Path, episodes: int) -> tuple[float, None]:
+    """(rate over the whole call, None: the paced loop has no separate recording rate, it is 30 frames/s)."""
     robot, _ = settings
     bool_flag = {True: "true", False: "false"}
     args = [
@@ -79,7 +80,7 @@ def stock(settings: tuple, root: Path, episodes: int) -> tuple[float, float]:
     wall = time.perf_counter() - start
     info = (root / "meta" / "info.json").read_text()
     frames = int(info.split('"total_frames":')[1].split(",")[0])
-    return frames / wall, float("nan")
+    return frames / wall, None
 
 
 def main() -> None:
@@ -109,11 +110,9 @@ def main() -> None:
                     shutil.rmtree(root)
                     shutil.rmtree(root.with_name(f".{root.name}.partial"), ignore_errors=True)
                 whole = statistics.median(r[0] for r in rates)
-                recording = statistics.median(r[1] for r in rates)
+                recording = None if rates[0][1] is None else statistics.median(r[1] for r in rates)
                 rows.append((name, label, whole, recording, len(rates)))
-                print(
-                    f"{name} | {label}: {whole:.1f} frames/s (recording {recording:.1f})", file=sys.stderr, flush=True
-                )
+                print(f"{name} | {label}: {whole:.1f} frames/s (recording {recording})", file=sys.stderr, flush=True)
     print(
         f"\n{args.episodes} episodes of {SECONDS:.0f} s per so101-twin-record run, "
         f"{args.stock_episodes} for lerobot-record"
@@ -121,7 +120,10 @@ def main() -> None:
     print("| settings | recorder | frames/s, whole command | x real time | frames/s recording | x real time | runs |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, label, whole, recording, n in rows:
-        print(f"| {name} | {label} | {whole:.1f} | {whole / FPS:.2f} | {recording:.1f} | {recording / FPS:.2f} | {n} |")
+        paced = recording is None
+        rec = "paced" if paced else f"{recording:.1f}"
+        rec_x = "-" if paced else f"{recording / FPS:.2f}"
+        print(f"| {name} | {label} | {whole:.1f} | {whole / FPS:.2f} | {rec} | {rec_x} | {n} |")
 
 
 if __name__ == "__main__":

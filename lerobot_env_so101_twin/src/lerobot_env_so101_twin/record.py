@@ -328,15 +328,28 @@ def _check_appendable(cfg: TwinRecordConfig, root: Path) -> int:
     return meta.total_episodes
 
 
+class _EpisodeBar:
+    """The workers' progress queue for a run without workers: the bar moves as each episode is saved."""
+
+    def __init__(self, progress) -> None:
+        self.progress, self.succeeded = progress, []
+
+    def put(self, message: tuple) -> None:
+        kind, _episode, ok, frames = message
+        if kind == "episode":
+            self.succeeded.append(ok)
+            self.progress.update(frames)
+            self.progress.set_postfix(expert_success=f"{sum(self.succeeded)}/{len(self.succeeded)}")
+
+
 def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress, log_dir: Path) -> list[dict]:
+    global _progress
     if cfg.num_workers == 1:
-        results = []
-        for shard in todo:
-            results.append(record_shard(cfg, shard, stage))
-            for ok in results[-1]["successes"]:
-                progress.update(cfg.frames_per_episode)
-                progress.set_postfix(expert_success=ok)
-        return results
+        _progress = _EpisodeBar(progress)
+        try:
+            return [record_shard(cfg, shard, stage) for shard in todo]
+        finally:
+            _progress = None
     ctx = get_context("spawn")  # MuJoCo's GL contexts and torch do not survive fork
     messages = ctx.Queue()
     results, succeeded = [], []
