@@ -478,7 +478,7 @@ def test_train_config_file_flag_overrides_and_clear_errors(capsys):
 
 @pytest.mark.slow
 def test_sim_frames_render_randomised_exact_masks_and_resume(tmp_path):
-    from so101_segmenter.sim_frames import DomainRandomizer, render_dataset
+    from so101_segmenter.sim_frames import RandomizationConfig, render_dataset
 
     index = render_dataset(tmp_path / "sim", episodes=2, frames_per_episode=3, height=32, width=40, seed=5)
     assert len(index.records) == 2 * 3 * 2  # episodes x frames x cameras
@@ -502,10 +502,13 @@ def test_sim_frames_render_randomised_exact_masks_and_resume(tmp_path):
 
     from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
-    twin = SO101Twin(TwinConfig(cameras={}), seed=0)
-    randomizer = DomainRandomizer(twin.model)
+    twin = SO101Twin(
+        TwinConfig(cameras={}, appearance="shifted", appearance_ranges=RandomizationConfig().scene_ranges())
+    )
+    randomizer = twin.appearance
+    randomizer.restore()
     rgba, cam = twin.model.geom_rgba.copy(), twin.model.cam_pos.copy()
-    randomizer.apply(np.random.default_rng(0))
+    twin.redraw_appearance(np.random.default_rng(0))
     assert not np.array_equal(twin.model.geom_rgba, rgba)
     randomizer.restore()
     assert np.array_equal(twin.model.geom_rgba, rgba) and np.array_equal(twin.model.cam_pos, cam)

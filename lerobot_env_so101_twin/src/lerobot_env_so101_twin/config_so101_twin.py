@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from lerobot.robots.config import RobotConfig
 
+from .appearance import AppearanceRanges, check_level
 from .constants import CAMERA_NAMES, TASKS
 
 
@@ -29,6 +30,10 @@ class SO101TwinConfig(RobotConfig):
     action_noise_tau_s: float = 0.3
     fps: int = 30  # physics advances 1/fps s per send_action; match --dataset.fps / --fps
     seed: int = 0  # episode k of a session starts from seed + k
+    # "none" (the plain twin) or "shifted": colours, textures, light, distractors and camera jitter drawn from each
+    # episode's seed over appearance_ranges; the cube poses and physics are the same in both (appearance.py)
+    appearance: str = "none"
+    appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
     reset_on_new_episode: bool = True
 
@@ -50,3 +55,5 @@ class SO101TwinConfig(RobotConfig):
             raise ValueError("--robot.action_noise_std must be >= 0 and --robot.action_noise_tau_s > 0")
         if self.fps <= 0:
             raise ValueError(f"--robot.fps must be positive, got {self.fps}")
+        check_level(self.appearance, "robot.appearance")
+        self.appearance_ranges.validate()

@@ -9,6 +9,7 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from .appearance import AppearanceRanges, check_level
 from .constants import CAMERA_NAMES, TASKS
 from .gym_env import EPISODE_STEPS, depth_key, segmentation_key
 
@@ -42,6 +43,11 @@ class SO101TwinEnvConfig(EnvConfig):
     depth: bool = False  # adds observation.images.<camera>_depth, as recorded datasets hold it
     segmentation: bool = False  # adds observation.images.<camera>_segmentation (6-class ids, depth-coded)
     reward_type: str = "dense"  # or "sparse" (1.0 on success)
+    # "none" (the plain twin) or "shifted": colours, textures, light, distractors and camera jitter drawn from each
+    # episode's seed over appearance_ranges; the cube poses are the same in both, so one --seed evaluates one set
+    # of poses in either look (appearance.py)
+    appearance: str = "none"
+    appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
@@ -58,6 +64,8 @@ class SO101TwinEnvConfig(EnvConfig):
             )
         if self.fps <= 0:
             raise ValueError(f"--env.fps must be positive, got {self.fps}")
+        check_level(self.appearance, "env.appearance")
+        self.appearance_ranges.validate()
         h, w = self.observation_height, self.observation_width
         self.features = {
             ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(6,)),
@@ -84,5 +92,7 @@ class SO101TwinEnvConfig(EnvConfig):
             "segmentation": self.segmentation,
             "fps": self.fps,
             "reward_type": self.reward_type,
+            "appearance": self.appearance,
+            "appearance_ranges": self.appearance_ranges,
             "max_episode_steps": self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30,
         }

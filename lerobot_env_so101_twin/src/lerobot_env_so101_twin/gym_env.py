@@ -19,6 +19,7 @@ import torch
 from gymnasium import spaces
 from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
 
+from .appearance import AppearanceRanges
 from .constants import TASK_DESCRIPTIONS, segmentation_to_code
 from .twin import SO101Twin, TwinConfig
 
@@ -55,6 +56,8 @@ class SO101TwinEnv(gym.Env):
         reward_type: str = "dense",
         max_episode_steps: int | None = None,
         render_cameras: tuple[str, ...] | None = None,
+        appearance: str = "none",
+        appearance_ranges: AppearanceRanges | None = None,
     ):
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
@@ -68,6 +71,8 @@ class SO101TwinEnv(gym.Env):
             depth=depth,
             segmentation=segmentation,
             ground_truth_cameras=tuple(cameras),
+            appearance=appearance,
+            appearance_ranges=appearance_ranges or AppearanceRanges(),
         )
         self.twin = SO101Twin(twin_config)
         self.task = task

@@ -38,6 +38,7 @@ class MultiCameraRenderer:
         sizes: dict[str, tuple[int, int]],
         geom_class: np.ndarray,
         background_class: int,
+        visible_groups: tuple[int, ...] = (),
     ):
         self._model = model
         self._camera_ids = dict(camera_ids)
@@ -55,6 +56,8 @@ class MultiCameraRenderer:
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         self._option = mujoco.MjvOption()
+        for group in visible_groups:  # beyond MuJoCo's default 0-2 (the twin's appearance geoms)
+            self._option.geomgroup[group] = 1
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         # segmentation lookup: scene objects that are not geoms (or nothing at all) are background

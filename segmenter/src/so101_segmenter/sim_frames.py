@@ -1,8 +1,9 @@
 """Render RGB frames and ground-truth class masks from the SO-101 twin, with domain randomisation.
 
 Each episode resets the twin from its own seed, plays the scripted expert (approach, descend, close, lift) with a
-perturbed speed and joint offsets, and keeps a few frames at random steps. Before each kept frame the model's
-lights, headlight, geom and material colours, and camera poses/fields of view are redrawn; after rendering, the
+perturbed speed and joint offsets, and keeps a few frames at random steps. Before each kept frame the twin's
+appearance (`lerobot_env_so101_twin.appearance`: lights, colours, table texture, distractors, camera poses and fields
+of view) is redrawn over `RandomizationConfig`'s ranges, wider than `--env.appearance=shifted`; after rendering, the
 RGB image gets per-class procedural texture, sensor noise and blur, so a model trained on it cannot key on the
 twin's flat colours. The masks come from MuJoCo's segmentation pass, so they are exact whatever the colours.
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RandomizationConfig:
+    """The segmenter's randomisation: the twin's scene appearance (`lerobot_env_so101_twin.appearance`, the same
+    code as `--env.appearance=shifted`, over wider ranges and redrawn per frame), then image-space noise."""
+
     light_intensity: tuple[float, float] = (0.15, 0.9)
     ambient: tuple[float, float] = (0.05, 0.5)
     light_xy: float = 1.0  # metres the key light moves around the arm
@@ -39,97 +43,28 @@ class RandomizationConfig:
     camera_pos_std: float = 0.01  # metres
     camera_rot_std_deg: float = 3.0
     fovy_std_deg: float = 3.0
-    texture_prob: float = 0.6  # chance each class region gets a procedural texture
+    distractors: tuple[int, int] = (0, 4)  # objects of other shapes and colours on the table (class background)
+    table_texture_prob: float = 0.5  # the table top textured in the renderer
+    texture_prob: float = 0.6  # chance each class region gets a procedural texture in image space
     noise_std: tuple[float, float] = (0.0, 8.0)  # sensor noise, in 0-255 units
     blur_prob: float = 0.3
 
+    def scene_ranges(self):
+        from lerobot_env_so101_twin.appearance import AppearanceRanges
 
-def _random_quat_small(rng: np.random.Generator, std_rad: float) -> np.ndarray:
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = rng.normal(0.0, std_rad)
-    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
-
-
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ]
-    )
-
-
-class DomainRandomizer:
-    """Redraws the appearance parameters of a compiled MuJoCo model in place; `restore()` undoes it."""
-
-    def __init__(self, model, config: RandomizationConfig | None = None) -> None:
-        self.model = model
-        self.config = config or RandomizationConfig()
-        self._defaults = {
-            name: getattr(model, name).copy()
-            for name in (
-                "geom_rgba",
-                "mat_rgba",
-                "mat_specular",
-                "mat_shininess",
-                "light_diffuse",
-                "light_ambient",
-                "light_pos",
-                "light_dir",
-                "cam_pos",
-                "cam_quat",
-                "cam_fovy",
-            )
-        }
-        self._headlight = (model.vis.headlight.ambient.copy(), model.vis.headlight.diffuse.copy())
-
-    def restore(self) -> None:
-        for name, value in self._defaults.items():
-            getattr(self.model, name)[:] = value
-        self.model.vis.headlight.ambient[:], self.model.vis.headlight.diffuse[:] = self._headlight
-
-    def _colour(self, rng: np.random.Generator, default: np.ndarray) -> np.ndarray:
-        c = self.config
-        rgb = (
-            rng.uniform(0.0, 1.0, 3)
-            if rng.random() < c.random_colour_prob
-            else default[:3] + rng.uniform(-c.colour_jitter, c.colour_jitter, 3)
+        return AppearanceRanges(
+            colour_jitter=self.colour_jitter,
+            random_colour_prob=self.random_colour_prob,
+            table_texture_prob=self.table_texture_prob,
+            light_intensity=self.light_intensity,
+            light_xy=self.light_xy,
+            headlight_ambient=self.ambient,
+            headlight_diffuse=(0.1, 0.6),
+            distractors=self.distractors,
+            camera_pos_std=self.camera_pos_std,
+            camera_rot_std_deg=self.camera_rot_std_deg,
+            fovy_std_deg=self.fovy_std_deg,
         )
-        return np.clip(rgb, 0.0, 1.0)
-
-    def apply(self, rng: np.random.Generator) -> None:
-        m, c, d = self.model, self.config, self._defaults
-        self.restore()
-        # The arm's links carry materials: one shared draw keeps the arm one plastic, as a printed arm is, with a
-        # small per-part shift (the servos are often another colour).
-        arm_rgb = self._colour(rng, d["mat_rgba"].mean(axis=0) if m.nmat else np.full(4, 0.5))
-        for i in range(m.nmat):
-            m.mat_rgba[i, :3] = np.clip(arm_rgb + rng.normal(0.0, 0.05, 3), 0.0, 1.0)
-            m.mat_specular[i] = rng.uniform(0.0, 0.6)
-            m.mat_shininess[i] = rng.uniform(0.0, 1.0)
-        for i in range(m.ngeom):
-            if m.geom_matid[i] >= 0:  # a geom rgba other than the default would override its material's
-                m.geom_rgba[i, :3] = m.mat_rgba[m.geom_matid[i], :3]
-            else:
-                m.geom_rgba[i, :3] = self._colour(rng, d["geom_rgba"][i])
-        for i in range(m.nlight):
-            tint = rng.uniform(0.8, 1.0, 3)
-            m.light_diffuse[i] = rng.uniform(*c.light_intensity) * tint
-            m.light_ambient[i] = rng.uniform(0.0, 0.2) * tint
-            m.light_pos[i, :2] = d["light_pos"][i, :2] + rng.uniform(-c.light_xy, c.light_xy, 2)
-            direction = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), -1.0])
-            m.light_dir[i] = direction / np.linalg.norm(direction)
-        m.vis.headlight.ambient[:] = rng.uniform(*c.ambient)
-        m.vis.headlight.diffuse[:] = rng.uniform(0.1, 0.6)
-        for i in range(m.ncam):
-            m.cam_pos[i] = d["cam_pos"][i] + rng.normal(0.0, c.camera_pos_std, 3)
-            m.cam_quat[i] = _quat_mul(d["cam_quat"][i], _random_quat_small(rng, np.deg2rad(c.camera_rot_std_deg)))
-            m.cam_fovy[i] = d["cam_fovy"][i] + rng.normal(0.0, c.fovy_std_deg)
 
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -172,9 +107,7 @@ def postprocess_rgb(
     return np.asarray(out)
 
 
-def render_episode(
-    twin, seed: int, frames: int, cameras: list[str], randomizer: DomainRandomizer, dr: RandomizationConfig
-):
+def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: RandomizationConfig):
     """Yield (camera, rgb, mask, grasp, step) for `frames` random steps of one expert episode."""
     from lerobot_env_so101_twin.expert import ScriptedExpert
 
@@ -190,7 +123,7 @@ def render_episode(
         twin.step()
         if step not in keep:
             continue
-        randomizer.apply(rng)
+        twin.redraw_appearance(rng)
         rendered = twin.render()
         grasp = twin.is_grasped()
         for cam in cameras:
@@ -226,15 +159,14 @@ def render_dataset(
         cube_distance=(0.14, 0.30),
         cube_bearing_deg=(-40.0, 40.0),
         cube_yaw_deg=(-90.0, 90.0),
+        appearance="shifted",
+        appearance_ranges=dr.scene_ranges(),
     )
     twin = SO101Twin(config, seed=seed)
-    randomizer = DomainRandomizer(twin.model, dr)
     try:
         for ep in tqdm(todo, desc="render episodes", unit="ep"):
             records = []
-            for cam, rgb, mask, grasp, step in render_episode(
-                twin, ep, frames_per_episode, list(cameras), randomizer, dr
-            ):
+            for cam, rgb, mask, grasp, step in render_episode(twin, ep, frames_per_episode, list(cameras), dr):
                 name = f"ep{ep:06d}_{step:04d}_{cam}"
                 image_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
                 index.write_png(image_rel, rgb)
@@ -244,7 +176,6 @@ def render_dataset(
             index.add(records)
             index.save()
     finally:
-        randomizer.restore()
         twin.close()
     return index
 
