@@ -115,7 +115,7 @@ def test_config_round_trips_through_draccus_and_cli(tmp_path, vlm_dir):
             '--segmentation_feature_map={"observation.images.front": "observation.segmentation.front"}',
             "--segmentation_task_class_ids=[142]",
             "--segmentation_grid_size=16",
-            "--segmentation_source=ground_truth",
+            "--segmentation_source=mask2former",
         ],
     )
     assert parsed.segmentation_feature_map == {FRONT: FRONT_SCORES}
@@ -409,6 +409,7 @@ def test_prompt_nouns_become_class_tokens_through_the_preprocessor(vlm_dir):
         segmentation_classes_from_task=True,
         segmentation_task_synonyms={"block": "cube"},
     )
+    cfg.input_features[f"{FRONT}_segmentation"] = PolicyFeature(type=FeatureType.VISUAL, shape=(1, *IMAGE_SHAPE[1:]))
     pre, _ = make_segvla_pre_post_processors(cfg)
     assert any(isinstance(s, SegVLATaskClassesStep) for s in pre.steps)
     code = torch.from_numpy(segmentation_to_code(scene_ids(1)[0].numpy().astype("uint8"))).permute(2, 0, 1) * 1000.0
@@ -565,3 +566,76 @@ def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vl
     trained = tmp_path / "train/checkpoints/last/pretrained_model"
     steps = [s["registry_name"] for s in json.loads((trained / "policy_preprocessor.json").read_text())["steps"]]
     assert "so101_segmentation_scores_from_code" in steps
+
+
+# ---------------------------------------------------------------------------------------------- segmenter cues
+
+
+def save_segmenter_checkpoint(folder, num_classes: int = CLASSES, seed: int = 0):
+    from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, save_segmenter
+
+    torch.manual_seed(seed)
+    model = EfficientViTFPN(SegmenterConfig(num_classes=num_classes, pretrained=False, fpn_channels=16)).eval()
+    save_segmenter(model, folder, metadata={"img_size": "[48, 64]"})
+    return model
+
+
+def test_segmenter_cues_are_pooled_probabilities_and_travel_inside_the_checkpoint(vlm_dir, tmp_path):
+    import shutil
+
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+
+    model = save_segmenter_checkpoint(tmp_path / "segmenter")
+    cfg = seg_config(
+        vlm_dir,
+        segmentation_source="segmenter",
+        segmentation_segmenter_path=str(tmp_path / "segmenter"),
+        segmentation_feature_map={FRONT: FRONT_SCORES, WRIST: WRIST_SCORES},
+    )
+    pre, post = make_pre_post_processors(cfg, dataset_stats=None)
+    (step,) = [s for s in pre.steps if isinstance(s, SegmenterScoresStep)]
+    assert step.image_size == [48, 64]  # the size the segmenter was trained at, from its metadata
+    gen = torch.Generator().manual_seed(0)
+    frame = {
+        FRONT: torch.rand(*IMAGE_SHAPE, generator=gen),
+        WRIST: torch.rand(*IMAGE_SHAPE, generator=gen),
+        "observation.state": torch.randn(6, generator=gen),
+        "task": "pick up the red cube",
+    }
+    batch = pre(dict(frame))
+    with torch.no_grad():  # the reference: the segmenter's softmax, averaged over each 6 x 8 pixel cell by hand
+        probs = model(frame[FRONT][None].double().float()).softmax(1).double()
+    expected = probs.unflatten(2, (GRID, 6)).unflatten(4, (GRID, 8)).mean(dim=(3, 5))
+    torch.testing.assert_close(batch[FRONT_SCORES].double(), expected, atol=1e-6, rtol=1e-5)
+    assert batch[WRIST_SCORES].shape == (1, CLASSES, GRID, GRID)
+    torch.testing.assert_close(batch[FRONT_SCORES].sum(1), torch.ones(1, GRID, GRID))
+
+    policy = SegVLAPolicy(cfg)
+    saved = tmp_path / "checkpoint"
+    for part in (policy, pre, post):
+        part.save_pretrained(saved)
+    shutil.rmtree(tmp_path / "segmenter")  # the checkpoint must not need the folder it was trained from
+    moved = shutil.copytree(saved, tmp_path / "elsewhere")
+    shutil.rmtree(saved)
+    loaded_cfg = PreTrainedConfig.from_pretrained(moved)
+    pre2, _ = make_pre_post_processors(loaded_cfg, pretrained_path=str(moved))
+    torch.testing.assert_close(pre2(dict(frame))[FRONT_SCORES], batch[FRONT_SCORES])
+
+
+def test_segmenter_source_bad_input_names_both_values(vlm_dir, tmp_path):
+    save_segmenter_checkpoint(tmp_path / "five", num_classes=5)
+    cfg = seg_config(vlm_dir, segmentation_source="segmenter", segmentation_segmenter_path=str(tmp_path / "five"))
+    with pytest.raises(ValueError, match=r"checkpoint has num_classes=5, expected 6"):
+        make_segvla_pre_post_processors(cfg)
+    with pytest.raises(ValueError, match="needs --policy.segmentation_segmenter_path"):
+        make_segvla_pre_post_processors(seg_config(vlm_dir, segmentation_source="segmenter"))
+    with pytest.raises(ValueError, match=r"gives the twin's 6 classes; segmentation_num_classes is 150"):
+        seg_config(vlm_dir, segmentation_source="segmenter", segmentation_num_classes=150)
+
+
+def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
+    cfg = seg_config(vlm_dir, segmentation_source="ground_truth")
+    with pytest.raises(ValueError, match=r"reads \['observation\.images\.front_segmentation'\], which the policy"):
+        SegVLAPolicy(cfg)

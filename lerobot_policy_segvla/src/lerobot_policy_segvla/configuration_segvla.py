@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from lerobot.configs import FeatureType, PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 
-SEGMENTATION_SOURCES = ("none", "ground_truth", "mask2former")
+SEGMENTATION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
 
 # (x0, x1, y0, y1) as fractions of the un-padded image: four quadrants and the centre, as upstream segvla.
 DEFAULT_REGIONS: tuple[tuple[float, float, float, float], ...] = (
@@ -26,8 +26,12 @@ class SegVLAConfig(SmolVLAConfig):
     # run exactly as in SmolVLA; an empty map switches the cues off (SegVLA == SmolVLA).
     segmentation_feature_map: dict[str, str] = field(default_factory=dict)
     # Where the preprocessor gets the scores: "none" (the dataset already holds them, or cues are off),
-    # "ground_truth" (the twin's depth-coded segmentation, one-hot and pooled), "mask2former" (online model).
+    # "ground_truth" (the twin's depth-coded segmentation, one-hot and pooled: twin only), "segmenter" (the suite's
+    # 6-class EfficientViT-B0 + FPN, ~10 ms a frame on a CPU: the real arm's source), "mask2former" (online, slow).
     segmentation_source: str = "none"
+    # For segmentation_source="segmenter": a so101-seg-train checkpoint folder. Read once, when training builds the
+    # preprocessor; the weights are then saved inside the checkpoint, which runs wherever it is copied.
+    segmentation_segmenter_path: str | None = None
     segmentation_num_classes: int = 150  # ADE20K; 6 for the twin's ground truth
     segmentation_grid_size: int = 8  # g: scores are pooled to g x g over the un-padded image
     # Classes that always get a class token (e.g. ADE20K 142 "plate"; pitfall R1: not 47/58).
@@ -65,7 +69,7 @@ class SegVLAConfig(SmolVLAConfig):
             return
         from so101_semantic_processors.ade20k import class_ids
 
-        if self.segmentation_source == "ground_truth":
+        if self.segmentation_source in ("ground_truth", "segmenter"):
             from so101_core.segmentation import SEGMENTATION_CLASSES as id2label
         else:
             from transformers import AutoConfig
@@ -94,6 +98,14 @@ class SegVLAConfig(SmolVLAConfig):
                 raise ValueError(
                     f"segmentation_feature_map[{camera!r}] = {key!r}: the batch key must start with 'observation.'"
                     " (LeRobot's batch_to_transition drops other keys)"
+                )
+        if self.segmentation_source in ("ground_truth", "segmenter") and self.segmentation_feature_map:
+            from so101_core.segmentation import NUM_SEGMENTATION_CLASSES
+
+            if self.segmentation_num_classes != NUM_SEGMENTATION_CLASSES:
+                raise ValueError(
+                    f"segmentation_source={self.segmentation_source!r} gives the twin's {NUM_SEGMENTATION_CLASSES}"
+                    f" classes; segmentation_num_classes is {self.segmentation_num_classes}"
                 )
         classes = self.segmentation_num_classes
         if classes < 1:
@@ -149,6 +161,20 @@ class SegVLAConfig(SmolVLAConfig):
                 f"segmentation_feature_map names cameras {unknown} the policy does not have; its cameras are"
                 f" {sorted(cameras)}"
             )
+        if self.segmentation_source == "ground_truth":
+            # The twin's depth-coded segmentation must reach the preprocessor: recorded beside each camera
+            # (--robot.segmentation=true) and produced by the env (--env.segmentation=true); a real robot has none.
+            missing = [
+                f"{c}_segmentation"
+                for c in self.segmentation_feature_map
+                if f"{c}_segmentation" not in self.input_features
+            ]
+            if missing:
+                raise ValueError(
+                    f"segmentation_source=ground_truth reads {missing}, which the policy's inputs lack (it has"
+                    f" {sorted(self.input_features)}): record with --robot.segmentation=true, or use"
+                    " segmentation_source=segmenter on a robot without ground truth"
+                )
         # Precomputed scores in a dataset arrive typed STATE; they are probabilities, so keep them out of the
         # MEAN_STD normaliser and out of the state vector.
         for key in self.segmentation_feature_map.values():

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import (
     NewLineTaskProcessorStep,
+    ObservationProcessorStep,
     PolicyAction,
     PolicyProcessorPipeline,
     ProcessorStep,
+    ProcessorStepRegistry,
     TokenizerProcessorStep,
     make_default_policy_processor_steps,
     make_policy_processor_pipelines,
@@ -18,6 +23,102 @@ from lerobot.processor import (
 from so101_semantic_processors.segmentation_scores import SegmentationScoresFromCodeStep
 
 from .configuration_segvla import SegVLAConfig
+
+
+@ProcessorStepRegistry.register("segvla_segmenter_scores")
+@dataclass
+class SegmenterScoresStep(ObservationProcessorStep):
+    """Camera images -> the suite's EfficientViT-B0 + FPN segmenter's class probabilities pooled to (C, g, g).
+
+    The fast cue source for the real arm (~10 ms a frame on a CPU, against seconds for Mask2Former): the same form
+    as the ground-truth scores (per-cell class fractions over the whole image), with softmax probabilities in place
+    of one-hot labels. The weights travel with the saved pipeline (`state_dict`), so a checkpoint runs wherever it
+    is copied; `segmenter_path` is read once, when a training run builds the step.
+    """
+
+    feature_map: dict[str, str] = field(default_factory=dict)  # camera key -> scores key
+    num_classes: int = 6
+    grid_size: int = 8
+    segmenter_path: str | None = None
+    segmenter_config: dict | None = None  # the segmenter's config.json, kept in the saved pipeline
+    image_size: list[int] | None = None  # (height, width) the segmenter runs at; None: each camera's own size
+
+    def __post_init__(self):
+        self._model = None
+        if self.segmenter_config is None:
+            if self.segmenter_path is None:
+                raise ValueError(
+                    "segmentation_source=segmenter needs --policy.segmentation_segmenter_path (a so101-seg-train"
+                    " checkpoint folder, e.g. outputs/segmenter/best)"
+                )
+            from so101_segmenter.infer import trained_size
+            from so101_segmenter.model import load_segmenter
+
+            self._model = load_segmenter(self.segmenter_path, num_classes=self.num_classes)
+            self.segmenter_config = self._model.config.to_dict()
+            size = trained_size(self.segmenter_path)
+            self.image_size = list(size) if self.image_size is None and size else self.image_size
+        elif self.segmenter_config.get("num_classes") != self.num_classes:
+            raise ValueError(
+                f"the saved segmenter has num_classes={self.segmenter_config.get('num_classes')}, the policy's"
+                f" segmentation_num_classes is {self.num_classes}"
+            )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self._model is None:
+            return {}
+        return {k: v.detach().cpu().contiguous() for k, v in self._model.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        from so101_segmenter.model import EfficientViTFPN, SegmenterConfig
+
+        config = SegmenterConfig.from_dict({**self.segmenter_config, "pretrained": False}, source="saved pipeline")
+        model = EfficientViTFPN(config)
+        model.load_state_dict(state)
+        self._model = model.eval()
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, C, g, g) class probabilities averaged over each grid cell."""
+        if self._model is None:
+            raise RuntimeError(
+                "segvla_segmenter_scores has no segmenter weights: the saved pipeline lacks its state file"
+            )
+        x = images.float().cpu()
+        if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
+            x = F.interpolate(x, size=tuple(self.image_size), mode="bilinear", align_corners=False, antialias=True)
+        with torch.inference_mode():
+            probs = self._model(x).softmax(dim=1)
+        return F.adaptive_avg_pool2d(probs, self.grid_size)
+
+    def observation(self, observation: dict) -> dict:
+        observation = dict(observation)
+        for camera, key in self.feature_map.items():
+            if camera not in observation:
+                present = sorted(k for k in observation if k.startswith("observation.images."))
+                raise KeyError(f"the segmenter cue step needs camera '{camera}'; the observation has {present}")
+            image = observation[camera]
+            batched = image if image.ndim == 4 else image[None]
+            if batched.shape[-3] != 3:
+                raise ValueError(f"'{camera}' must be RGB (..., 3, H, W) in [0, 1], got {tuple(image.shape)}")
+            scores = self.scores(batched).to(image.device)
+            observation[key] = scores if image.ndim == 4 else scores[0]
+        return observation
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "feature_map": dict(self.feature_map),
+            "num_classes": self.num_classes,
+            "grid_size": self.grid_size,
+            "segmenter_path": self.segmenter_path,
+            "segmenter_config": self.segmenter_config,
+            "image_size": self.image_size,
+        }
+
+    def transform_features(self, features):
+        obs = features.get(PipelineFeatureType.OBSERVATION, {})
+        for key in self.feature_map.values():
+            obs[key] = PolicyFeature(type=FeatureType.STATE, shape=(self.num_classes, self.grid_size, self.grid_size))
+        return features
 
 
 def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
@@ -29,6 +130,13 @@ def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
             key_map={f"{camera}_segmentation": key for camera, key in config.segmentation_feature_map.items()},
             num_classes=config.segmentation_num_classes,
             grid_size=config.segmentation_grid_size,
+        )
+    if config.segmentation_source == "segmenter":
+        return SegmenterScoresStep(
+            feature_map=dict(config.segmentation_feature_map),
+            num_classes=config.segmentation_num_classes,
+            grid_size=config.segmentation_grid_size,
+            segmenter_path=config.segmentation_segmenter_path,
         )
     from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
 
@@ -46,7 +154,7 @@ def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
     from so101_semantic_processors.mask2former import SegVLATaskClassesStep
 
     id2label = None
-    if config.segmentation_source == "ground_truth":
+    if config.segmentation_source in ("ground_truth", "segmenter"):
         from so101_core.segmentation import SEGMENTATION_CLASSES
 
         id2label = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
