@@ -629,7 +629,7 @@ def test_segmenter_source_bad_input_names_both_values(vlm_dir, tmp_path):
     cfg = seg_config(vlm_dir, segmentation_source="segmenter", segmentation_segmenter_path=str(tmp_path / "five"))
     with pytest.raises(ValueError, match=r"checkpoint has num_classes=5, expected 6"):
         make_segvla_pre_post_processors(cfg)
-    with pytest.raises(ValueError, match="needs --policy.segmentation_segmenter_path"):
+    with pytest.raises(ValueError, match=r"needs --policy\.segmentation_segmenter_path"):
         make_segvla_pre_post_processors(seg_config(vlm_dir, segmentation_source="segmenter"))
     with pytest.raises(ValueError, match=r"gives the twin's 6 classes; segmentation_num_classes is 150"):
         seg_config(vlm_dir, segmentation_source="segmenter", segmentation_num_classes=150)
