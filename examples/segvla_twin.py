@@ -1,0 +1,237 @@
+"""SegVLA's cue experiment in the twin, stage by stage, resuming where it stopped:
+
+1. record the demonstrations (`so101-twin-record --config_path=configs/segvla_twin_record.yaml`)
+2. make the twin-size random SmolVLM2-shaped backbone (`hlrp-make-random-vlm --size=twin`)
+3. render randomised twin frames and train the 6-class segmenter (`so101-seg-render`, `so101-seg-train
+   --config_path=configs/segmenter_twin.yaml`), only if an arm uses segmenter cues
+4. for every arm and seed, `lerobot-train` (same recording, steps and seeds; the arms differ only in the cues)
+5. every checkpoint through `lerobot-eval` on the same unseen cube poses (`--seed=1000`), in each appearance
+6. the table: success per seed and appearance, each arm's pooled rate with its Wilson 95% interval, and each cue
+   arm's difference from the no-cue arm with Newcombe's 95% interval
+
+    .venv/bin/python examples/segvla_twin.py                        # three arms x three seeds, both appearances
+    .venv/bin/python examples/segvla_twin.py --seeds='[1]' --arms='[cues_gt,no_cues]'
+
+A finished stage is skipped when run again (its output is there); an interrupted lerobot-train resumes from its last
+checkpoint. Every command's output goes to `<output_dir>/logs/`; `<output_dir>/results.json` holds the table's figures.
+"""
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lerobot.configs import parser
+
+from so101_core.stats import newcombe, wilson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
+
+VENV_BIN = Path(sys.executable).parent
+SEGMENTER_RENDERS = {  # so101-seg-render's train and test sets for configs/segmenter_twin.yaml
+    "sim_train": ["--episodes=400", "--frames-per-episode=4", "--seed=0"],
+    "sim_test": ["--episodes=60", "--frames-per-episode=4", "--seed=100000"],
+}
+
+
+@dataclass
+class SegVLATwinConfig:
+    output_dir: Path = Path("outputs/segvla_twin")
+    record_config: Path = Path("configs/segvla_twin_record.yaml")
+    segvla_config: Path = Path("configs/segvla_twin.yaml")
+    no_cue_config: Path = Path("configs/smolvla_twin.yaml")
+    segmenter_config: Path = Path("configs/segmenter_twin.yaml")
+    vlm_dir: Path = Path("outputs/models/smolvlm_twin")
+    # cues_gt: the twin's exact segmentation; cues_segmenter: the suite's segmenter on the RGB frames; no_cues: SmolVLA
+    arms: list[str] = field(default_factory=lambda: ["cues_gt", "cues_segmenter", "no_cues"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    steps: int = 2000
+    appearances: list[str] = field(default_factory=lambda: ["none", "shifted"])
+    eval_episodes: int = 20
+    eval_seed: int = 1000
+    # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
+    torch_threads: int = 2
+    omp_wait_policy: str = "PASSIVE"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.arms) - {"cues_gt", "cues_segmenter", "no_cues"})
+        if unknown:
+            raise ValueError(f"--arms has unknown arm(s) {unknown}; the arms are cues_gt, cues_segmenter, no_cues")
+        from lerobot_env_so101_twin.appearance import check_level
+
+        for level in self.appearances:
+            check_level(level, "appearances")
+
+
+def segmenter_checkpoint(cfg: SegVLATwinConfig) -> Path:
+    return cfg.output_dir / "segmenter" / "run" / "best"
+
+
+def arm_args(cfg: SegVLATwinConfig, arm: str) -> list[str]:
+    if arm == "no_cues":
+        return [f"--config_path={cfg.no_cue_config}"]
+    args = [f"--config_path={cfg.segvla_config}"]
+    if arm == "cues_segmenter":
+        args += [
+            "--policy.segmentation_source=segmenter",
+            f"--policy.segmentation_segmenter_path={segmenter_checkpoint(cfg)}",
+        ]
+    return args
+
+
+def record_stage(cfg: SegVLATwinConfig) -> Path:
+    import draccus
+
+    from lerobot_env_so101_twin.record import TwinRecordConfig
+
+    with open(cfg.record_config) as f:
+        record = draccus.load(TwinRecordConfig, f)
+    root = Path(record.dataset.root)
+    if not (root / "meta" / "info.json").is_file():
+        run_logged(
+            [str(VENV_BIN / "so101-twin-record"), f"--config_path={cfg.record_config}"],
+            cfg.output_dir / "logs" / "record.log",
+            "record",
+        )
+    return root
+
+
+def segmenter_stage(cfg: SegVLATwinConfig) -> Path:
+    best = segmenter_checkpoint(cfg)
+    if (best / "model.safetensors").is_file():
+        return best
+    data = cfg.output_dir / "segmenter"
+    for name, args in SEGMENTER_RENDERS.items():
+        height, width = 96, 128  # the recording's camera size (configs/segvla_twin_record.yaml)
+        render = [str(VENV_BIN / "so101-seg-render"), f"--output-dir={data / name}", *args]
+        render += [f"--height={height}", f"--width={width}"]
+        run_logged(render, cfg.output_dir / "logs" / f"segmenter_{name}.log", f"segmenter frames ({name})")
+    train = [
+        str(VENV_BIN / "so101-seg-train"),
+        f"--config_path={cfg.segmenter_config}",
+        f"--data.path={data / 'sim_train'}",
+        f"--data.test_path={data / 'sim_test'}",
+        f"--output.dir={data / 'run'}",
+    ]
+    run_logged(train, cfg.output_dir / "logs" / "segmenter_train.log", "segmenter training")
+    return best
+
+
+def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int) -> Path:
+    """lerobot-train for one arm and seed; returns the final checkpoint. Resumes from the last saved checkpoint."""
+    run = cfg.output_dir / f"{arm}_s{seed}"
+    final = run / "checkpoints" / f"{cfg.steps:06d}" / "pretrained_model"
+    if (final / "model.safetensors").is_file():
+        return final
+    last = run / "checkpoints" / "last" / "pretrained_model"
+    if (last / "train_config.json").is_file():
+        args = [f"--config_path={last / 'train_config.json'}", "--resume=true"]
+    else:
+        if run.exists():  # started but never saved: nothing to keep (the folder is this script's own)
+            shutil.rmtree(run)
+        args = [
+            *arm_args(cfg, arm),
+            f"--steps={cfg.steps}",
+            f"--save_freq={max(1, cfg.steps // 4)}",
+            f"--seed={seed}",
+            f"--output_dir={run}",
+            f"--policy.vlm_model_name={cfg.vlm_dir}",
+        ]
+    env = {"OMP_NUM_THREADS": str(cfg.torch_threads), "OMP_WAIT_POLICY": cfg.omp_wait_policy}
+    log = cfg.output_dir / "logs" / f"train_{arm}_s{seed}.log"
+    seconds = run_logged(
+        [str(VENV_BIN / "lerobot-train"), *args], log, f"train {arm} seed {seed}", cfg.steps, r"step:(\S+) ", env
+    )
+    timing = run / "train_wall_s.json"
+    previous = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
+    timing.write_text(json.dumps({"seconds": previous + seconds}))  # summed over resumed parts
+    return final
+
+
+def eval_stage(cfg: SegVLATwinConfig, checkpoint: Path, name: str, appearance: str, episodes: int) -> dict:
+    out = cfg.output_dir / "eval" / f"{name}_{appearance}_{episodes}"
+    info = out / "eval_info.json"
+    if not info.is_file():
+        if out.exists():
+            shutil.rmtree(out)
+        args = [
+            str(VENV_BIN / "lerobot-eval"),
+            f"--policy.path={checkpoint}",
+            "--env.type=so101_twin",
+            "--env.task=LiftCube",
+            "--env.cameras=[front,wrist]",
+            "--env.observation_height=96",
+            "--env.observation_width=128",
+            "--env.segmentation=true",
+            f"--env.appearance={appearance}",
+            f"--eval.n_episodes={episodes}",
+            "--eval.batch_size=1",
+            "--eval.use_async_envs=false",
+            "--policy.device=cpu",
+            f"--seed={cfg.eval_seed}",
+            f"--output_dir={out}",
+        ]
+        log = cfg.output_dir / "logs" / f"eval_{name}_{appearance}_{episodes}.log"
+        run_logged(
+            args, log, f"eval {name} ({appearance})", episodes, r"Stepping through eval batches: .*?\| *(\d+)/\d+"
+        )
+    overall = json.loads(info.read_text())["overall"]
+    successes = round(overall["pc_success"] * overall["n_episodes"] / 100)
+    return {"successes": successes, "episodes": overall["n_episodes"], "mean_return": overall["avg_sum_reward"]}
+
+
+def table(cfg: SegVLATwinConfig, results: dict) -> str:
+    lines = [
+        "| arm | appearance | "
+        + " | ".join(f"seed {s}" for s in cfg.seeds)
+        + " | pooled, Wilson 95% | vs no_cues, Newcombe 95% |"
+    ]
+    lines.append("|---" * (4 + len(cfg.seeds)) + "|")
+    for appearance in cfg.appearances:
+        pooled = {}
+        for arm in cfg.arms:
+            runs = [results[arm][str(s)][appearance] for s in cfg.seeds]
+            pooled[arm] = wilson(sum(r["successes"] for r in runs), sum(r["episodes"] for r in runs))
+        for arm in cfg.arms:
+            runs = [results[arm][str(s)][appearance] for s in cfg.seeds]
+            cells = [f"{r['successes']}/{r['episodes']}" for r in runs]
+            diff = str(newcombe(pooled[arm], pooled["no_cues"])) if arm != "no_cues" and "no_cues" in pooled else ""
+            lines.append(f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {pooled[arm]} | {diff} |")
+    return "\n".join(lines)
+
+
+@parser.wrap()
+def main(cfg: SegVLATwinConfig) -> dict:
+    os.chdir(ROOT)
+    (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
+    record_stage(cfg)
+    if not (cfg.vlm_dir / "config.json").is_file():
+        run_logged(
+            [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
+            cfg.output_dir / "logs" / "vlm.log",
+            "backbone",
+        )
+    if "cues_segmenter" in cfg.arms:
+        segmenter_stage(cfg)
+    results: dict = {}
+    for seed in cfg.seeds:
+        for arm in cfg.arms:
+            checkpoint = train_stage(cfg, arm, seed)
+            wall = json.loads((cfg.output_dir / f"{arm}_s{seed}" / "train_wall_s.json").read_text())["seconds"]
+            entry = results.setdefault(arm, {}).setdefault(str(seed), {"train_wall_s": wall})
+            for appearance in cfg.appearances:
+                entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance, cfg.eval_episodes)
+    out = cfg.output_dir / "results.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, out)
+    print(table(cfg, results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
