@@ -270,3 +270,75 @@ def test_default_joint_limits_are_the_twins():
     from lerobot_env_so101_twin.twin import SO101Twin
 
     np.testing.assert_allclose(np.array(SegDepthConfig().joint_limits), SO101Twin().joint_limits, atol=0.006)
+
+
+# ----- SegVLA with segmenter cues ---------------------------------------------------------------------------------
+def segvla_checkpoint(root: Path, cameras: tuple[str, ...]) -> Path:
+    """A tiny SegVLA whose cues come from a tiny 6-class segmenter (weights inside the checkpoint) on `cameras`."""
+    import shutil
+
+    from test_segvla import save_segmenter_checkpoint
+    from tiny_models import save_smolvlm
+
+    from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy, make_segvla_pre_post_processors
+
+    keys = {camera: f"observation.images.{camera}" for camera in cameras}
+    save_segmenter_checkpoint(root / "segmenter")
+    cfg = SegVLAConfig(
+        vlm_model_name=str(save_smolvlm(root / "smolvlm")),
+        num_vlm_layers=2,
+        resize_imgs_with_padding=(32, 32),
+        chunk_size=4,
+        n_action_steps=4,
+        num_steps=2,
+        device="cpu",
+        push_to_hub=False,
+        segmentation_feature_map={key: f"observation.segmentation.{camera}" for camera, key in keys.items()},
+        segmentation_source="segmenter",
+        segmentation_segmenter_path=str(root / "segmenter"),
+        segmentation_num_classes=6,
+        segmentation_geometry_classes=["cube", "moving_finger"],
+        input_features={key: PolicyFeature(FeatureType.VISUAL, (3, HEIGHT, WIDTH)) for key in keys.values()}
+        | {"observation.state": PolicyFeature(FeatureType.STATE, (6,))},
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+    )
+    torch.manual_seed(0)
+    policy = SegVLAPolicy(cfg)
+    stats = {
+        "observation.state": {"mean": torch.zeros(6), "std": torch.full((6,), 50.0)},
+        "action": {"mean": torch.tensor([*START.values(), START_GRIPPER]), "std": torch.full((6,), 2.0)},
+    }
+    pre, post = make_segvla_pre_post_processors(cfg, dataset_stats=stats)
+    out = root / "pretrained_model"
+    for part in (policy, pre, post):
+        part.save_pretrained(out)
+    shutil.rmtree(root / "segmenter")  # the checkpoint carries the segmenter's weights
+    return out
+
+
+def test_segvla_with_segmenter_cues_drives_the_fake_follower(monkeypatch, tmp_path, sim_frames, fake_hardware):
+    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+
+    checkpoint = segvla_checkpoint(tmp_path, ("wrist",))
+    calls = []
+    original = SegmenterScoresStep.scores
+    monkeypatch.setattr(
+        SegmenterScoresStep, "scores", lambda self, images: calls.append(images.shape) or original(self, images)
+    )
+    run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=6)
+    (bus,) = fake_hardware
+    assert len(bus.goal_writes) == 5 and all(set(goal) == set(JOINT_NAMES) for _, goal, _ in bus.goal_writes)
+    for present, goal, torque in bus.goal_writes:
+        assert all(torque.values())
+        assert all(abs(goal[j] - present[j]) <= MAX_RELATIVE_TARGET + 1e-6 for j in JOINT_NAMES)
+    assert calls and calls[0] == (1, 3, HEIGHT, WIDTH)  # the segmenter saw the camera's frames
+    assert not bus.is_connected and not any(bus.torque.values())
+
+
+def test_segvla_wanting_a_camera_the_robot_lacks_never_moves_the_arm(monkeypatch, tmp_path, sim_frames, fake_hardware):
+    checkpoint = segvla_checkpoint(tmp_path, ("front", "wrist"))
+    with pytest.raises(KeyError, match=r"needs camera 'observation\.images\.front'; the observation has \['obs"):
+        run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=6)
+    (bus,) = fake_hardware
+    assert bus.goal_writes == [], "a goal was written although the checkpoint's camera is missing"
+    assert not any(bus.torque.values())
