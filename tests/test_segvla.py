@@ -130,6 +130,17 @@ def test_config_round_trips_through_draccus_and_cli(tmp_path, vlm_dir):
         ({"segmentation_grid_size": 6}, "cell borders of the 6x6 score grid"),
         ({"segmentation_max_tokens": 6}, "leaves 0 class slots"),
         ({"segmentation_source": "sam"}, "segmentation_source must be one of"),
+        (
+            {
+                "segmentation_feature_map": {
+                    FRONT: FRONT_SCORES,
+                    WRIST: WRIST_SCORES,
+                    "observation.images.side": "observation.s",
+                }
+            },
+            r"3 cameras x 13 geometry values \(2 segmentation_geometry_class_ids\) need"
+            r" segmentation_geometry_state_dim >= 39",
+        ),
     ],
 )
 def test_bad_config_is_refused_with_the_reason(vlm_dir, overrides, match):
@@ -263,6 +274,20 @@ def test_geometry_hint_of_a_hand_placed_blob():
     dist = (dx**2 + dy**2) ** 0.5
     expected = [*cube, *finger, dx, dy, dist, dy / dist, dx / dist] + [0.0] * 19
     torch.testing.assert_close(geom, torch.tensor(expected))
+
+
+def test_each_camera_geometry_has_its_own_slots(vlm_dir):
+    cfg = seg_config(vlm_dir, segmentation_feature_map={FRONT: FRONT_SCORES, WRIST: WRIST_SCORES})
+    policy = SegVLAPolicy(cfg).eval()
+    batch = make_batch(vlm_dir, batch=1)
+    batch[WRIST_SCORES] = scores_from_ids(scene_ids(1, shift=20), CLASSES, GRID)  # the cube elsewhere in the wrist view
+    seen = []
+    policy.model.segmentation_state_proj.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    chunk(policy, batch)
+    builder = policy.model.segmentation_builder
+    front, wrist = builder.geometry(batch[FRONT_SCORES])[0, :13], builder.geometry(batch[WRIST_SCORES])[0, :13]
+    assert builder.geometry_values == 13 and not torch.equal(front, wrist)
+    torch.testing.assert_close(seen[0][0], torch.cat([front, wrist, torch.zeros(6)]))
 
 
 def test_content_canvas_follows_smolvla_top_left_padding():

@@ -135,6 +135,15 @@ class SegVLAConfig(SmolVLAConfig):
             )
         if self.segmentation_geometry_state_dim < 4 * min(1, len(self.segmentation_geometry_class_ids)):
             raise ValueError("segmentation_geometry_state_dim must hold at least 4 values per geometry class")
+        geometry = len(self.segmentation_geometry_class_ids)
+        per_camera = min(self.segmentation_geometry_state_dim, 4 * geometry + (5 if geometry >= 2 else 0))
+        needed = per_camera * len(self.segmentation_feature_map)
+        if len(self.segmentation_feature_map) > 1 and needed > self.segmentation_geometry_state_dim:
+            raise ValueError(
+                f"{len(self.segmentation_feature_map)} cameras x {per_camera} geometry values"
+                f" ({geometry} segmentation_geometry_class_ids) need segmentation_geometry_state_dim >= {needed},"
+                f" got {self.segmentation_geometry_state_dim}"
+            )
         if not 0.0 <= self.segmentation_dropout_prob < 1.0:
             raise ValueError(f"segmentation_dropout_prob must be in [0, 1), got {self.segmentation_dropout_prob}")
 

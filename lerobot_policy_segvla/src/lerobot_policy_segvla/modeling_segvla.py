@@ -9,7 +9,8 @@ training moves them:
   (global everywhere, regions on their cells, classes by their scores). Upstream appends the tokens to the
   prefix instead; extra tokens change every softmax in the VLM even when they are zero, so they could not start
   out exact.
-* `segmentation_state_proj` (32-d geometry hint -> text hidden), added to `state_proj`'s token.
+* `segmentation_state_proj` (32-d geometry hint -> text hidden), added to `state_proj`'s token; with several cameras
+  their hints sit side by side in the 32 slots.
 * `segmentation_context_proj` (vision -> expert hidden): the mean cue token, added to the timestep embedding
   where `action_time_mlp_in` fuses it with the noisy actions (a forward pre-hook on that layer, so SmolVLA's
   `embed_suffix` runs unchanged).
@@ -110,6 +111,12 @@ class SegmentationCueBuilder(nn.Module):
         picked = torch.where(torch.arange(free, device=scores.device) < used, picked, -1)
         selected = torch.cat([forced, picked], dim=1)
         return F.pad(selected, (0, self.num_slots - selected.shape[1]), value=-1)
+
+    @property
+    def geometry_values(self) -> int:
+        """How many of the `geometry_dim` slots one camera fills: 4 per geometry class, 5 for the first two's offset."""
+        count = len(self.geometry_class_ids)
+        return min(self.geometry_dim, 4 * count + (5 if count >= 2 else 0))
 
     def geometry(self, scores: Tensor) -> Tensor:
         """Presence (peak), centroid x/y and area (mean) per geometry class, then the first two's offset."""
@@ -254,7 +261,11 @@ class SegVLAFlowMatching(VLAFlowMatching):
             geometries.append(result.geometry * keep[:, None])
         if contexts:
             state_index = self._state_index(images, lang_tokens)
-            geometry = torch.stack(geometries).mean(0)
+            # Each camera's values side by side (a mean would mix the front camera's cube centroid with the
+            # wrist camera's); the first camera's sit where a one-camera SegVLA has them.
+            width = self.segmentation_builder.geometry_values
+            geometry = torch.cat([g[:, :width] for g in geometries], dim=1)
+            geometry = F.pad(geometry, (0, self.config.segmentation_geometry_state_dim - geometry.shape[1]))
             delta[:, state_index] = self._project(self.segmentation_state_proj, geometry)
             self._context = self._project(self.segmentation_context_proj, torch.stack(contexts).mean(0))
         return embs + delta, pad_masks, att_masks
