@@ -1,6 +1,6 @@
 """Per-frame latency of SegVLA's cue sources, one process, the same frames: the suite's segmenter against Mask2Former.
 
-    .venv/bin/python benchmarks/segvla_cue_sources.py                       # both sources, 2 cameras, 96x128 and 480x640
+    .venv/bin/python benchmarks/segvla_cue_sources.py        # both sources, 2 cameras, 96x128 and 480x640
     .venv/bin/python benchmarks/segvla_cue_sources.py --sizes 480x640 --repeats 5 --mask2former swin-tiny
 
 Rows: each source's preprocessor step (`--policy.segmentation_source=...`) on one observation of --cameras RGB frames
