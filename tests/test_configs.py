@@ -49,6 +49,10 @@ CONFIGS = {
     "cluster_lrz_x100.yaml": SubmitConfig,
     "cluster_mcml_x100.yaml": SubmitConfig,
     "cluster_local.yaml": SubmitConfig,
+    "segvla_twin_record.yaml": TwinRecordConfig,
+    "segvla_twin.yaml": TrainPipelineConfig,
+    "smolvla_twin.yaml": TrainPipelineConfig,
+    "segmenter_twin.yaml": TrainConfig,
 }
 
 
@@ -112,3 +116,21 @@ def test_demo_amp_follows_the_cpus_amx_flag(tmp_path, capsys):
     assert "train.amp must be auto, true or false, got 'bf16'" in capsys.readouterr().err
     assert parse_config(["--train.amp=true"]).train.amp == "true"
     assert parse_config(["--train.amp=false"]).train.amp == "false"
+
+
+def test_segvla_twin_arms_differ_only_in_the_cues():
+    import dataclasses
+
+    cues = draccus.parse(TrainPipelineConfig, config_path=ROOT / "configs" / "segvla_twin.yaml", args=[])
+    plain = draccus.parse(TrainPipelineConfig, config_path=ROOT / "configs" / "smolvla_twin.yaml", args=[])
+    assert cues.policy.segmentation_feature_map and not plain.policy.segmentation_feature_map
+    differ = {
+        f.name for f in dataclasses.fields(cues.policy) if getattr(cues.policy, f.name) != getattr(plain.policy, f.name)
+    }
+    assert differ and all(name.startswith("segmentation_") for name in differ), differ
+    assert {f.name for f in dataclasses.fields(cues) if getattr(cues, f.name) != getattr(plain, f.name)} == {
+        "policy",
+        "output_dir",
+    }
+    record = draccus.parse(TwinRecordConfig, config_path=ROOT / "configs" / "segvla_twin_record.yaml", args=[])
+    assert str(record.dataset.root) == cues.dataset.root and record.robot.segmentation
