@@ -49,7 +49,7 @@ class SegVLATwinConfig:
     # cues_gt: the twin's exact segmentation; cues_segmenter: the suite's segmenter on the RGB frames; no_cues: SmolVLA
     arms: list[str] = field(default_factory=lambda: ["cues_gt", "cues_segmenter", "no_cues"])
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    steps: int = 2000
+    steps: int = 2600
     appearances: list[str] = field(default_factory=lambda: ["none", "shifted"])
     eval_episodes: int = 20
     eval_seed: int = 1000
@@ -136,7 +136,7 @@ def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int) -> Path:
         args = [
             *arm_args(cfg, arm),
             f"--steps={cfg.steps}",
-            f"--save_freq={max(1, cfg.steps // 4)}",
+            f"--save_freq={max(1, cfg.steps // 4)}",  # checkpoints a resumed run restarts from
             f"--seed={seed}",
             f"--output_dir={run}",
             f"--policy.vlm_model_name={cfg.vlm_dir}",

@@ -31,7 +31,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -213,7 +213,7 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     if tmp.exists():
         shutil.rmtree(tmp)
     # Scenes are reset here, per episode index, rather than from lerobot-record's "Recording episode N" log line.
-    robot = SO101Twin(SO101TwinConfig(**{**asdict(cfg.robot), "reset_on_new_episode": False}))
+    robot = SO101Twin(replace(cfg.robot, reset_on_new_episode=False))
     teleop = SO101TwinExpert(cfg.teleop)
     ds_cfg = cfg.dataset
     features, (teleop_proc, robot_proc, obs_proc) = _dataset_features(robot, ds_cfg.video)
