@@ -159,3 +159,17 @@ def test_an_expert_that_cannot_solve_the_task_is_refused(tmp_path):
 def test_fps_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match=r"--dataset\.fps=15 and --robot\.fps=30"):
         TwinRecordConfig(dataset=TwinDatasetConfig(repo_id="local/x", fps=15))
+
+
+def test_appearance_shift_is_recorded_per_episode_with_the_same_physics(tmp_path):
+    plain = record(config(tmp_path / "plain", 2, seconds=0.2, robot={"depth": False}))
+    shifted = record(config(tmp_path / "shifted", 2, seconds=0.2, robot={"depth": False, "appearance": "shifted"}))
+    assert plain["frames"] == shifted["frames"] == 12
+    a, b = columns(tmp_path / "plain"), columns(tmp_path / "shifted")
+    for key in a:  # the same scenes, noise and expert: only the pixels change
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    image = "observation.images.wrist"
+    first = frames(tmp_path / "plain", [image], [0, 6])[image]
+    second = frames(tmp_path / "shifted", [image], [0, 6])[image]
+    assert (first - second).abs().mean() > 0.05
+    assert (second[0] - second[1]).abs().mean() > 0.05  # each episode its own look
