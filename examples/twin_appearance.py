@@ -6,6 +6,7 @@ shifted side by side (the same cube poses in both).
 
 import numpy as np
 from PIL import Image, ImageDraw
+
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
 cams = {"front": (96, 128), "wrist": (96, 128)}
