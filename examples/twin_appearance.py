@@ -14,7 +14,7 @@ twins = {level: SO101Twin(TwinConfig(cameras=dict(cams), appearance=level)) for 
 rows = []
 for seed in range(1000, 1004):
     tiles = []
-    for level, twin in twins.items():
+    for twin in twins.values():
         twin.reset(seed)
         frames = twin.render()
         tiles += [frames["front"].rgb, frames["wrist"].rgb]
