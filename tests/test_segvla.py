@@ -638,6 +638,10 @@ def test_segmenter_cues_are_pooled_probabilities_and_travel_inside_the_checkpoin
     torch.testing.assert_close(batch[FRONT_SCORES].sum(1), torch.ones(1, GRID, GRID))
 
     policy = SegVLAPolicy(cfg)
+    policy.train()  # training reads the same scores: they must not be inference tensors
+    loss, _ = policy.forward({**batch, "action": torch.randn(1, 4, 6, generator=gen)})
+    loss.backward()
+    assert policy.model.segmentation_token_proj.weight.grad is not None
     saved = tmp_path / "checkpoint"
     for part in (policy, pre, post):
         part.save_pretrained(saved)

@@ -86,7 +86,7 @@ class SegmenterScoresStep(ObservationProcessorStep):
         x = images.float().cpu()
         if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
             x = F.interpolate(x, size=tuple(self.image_size), mode="bilinear", align_corners=False, antialias=True)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: in training the scores meet tensors that need their grad
             probs = self._model(x).softmax(dim=1)
         return F.adaptive_avg_pool2d(probs, self.grid_size)
 
