@@ -20,7 +20,8 @@ episodes (the same poses for all: a seed fixes the cube poses in both appearance
     train min          the training wall time, from `train_wall_s.json` beside the run's `checkpoints/` (written by
                        examples/segvla_twin.py), else blank
 
-The evaluations land in --output_dir (one folder per policy and appearance; a finished one is reused).
+The evaluations land in --output_dir as `<name>_<appearance>_<n_episodes>/` (a finished one is reused: pointing
+--output_dir at `outputs/segvla_twin/eval` with the names `<arm>_s<seed>` reuses examples/segvla_twin.py's runs).
 """
 
 import json
@@ -87,7 +88,7 @@ def env_flags(checkpoint: Path) -> list[str]:
 
 
 def evaluate(cfg: TwinPoliciesConfig, name: str, checkpoint: Path, flags: list[str], appearance: str) -> dict:
-    out = cfg.output_dir / f"{name}_{appearance}"
+    out = cfg.output_dir / f"{name}_{appearance}_{cfg.n_episodes}"  # examples/segvla_twin.py's layout: reusable
     info = out / "eval_info.json"
     if not info.is_file():
         args = [
@@ -105,7 +106,7 @@ def evaluate(cfg: TwinPoliciesConfig, name: str, checkpoint: Path, flags: list[s
             f"--output_dir={out}",
         ]
         print(f"[twin_policies] {name} ({appearance}): lerobot-eval on {cfg.n_episodes} episodes", flush=True)
-        log = cfg.output_dir / f"{name}_{appearance}.log"
+        log = cfg.output_dir / f"{name}_{appearance}_{cfg.n_episodes}.log"
         with open(log, "w") as f:
             code = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
         if code:
@@ -120,14 +121,14 @@ def chunk_ms(checkpoint: Path, flags: list[str], seed: int, repeats: int) -> flo
     import draccus
     import torch
     from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.envs.configs import EnvConfig
     from lerobot.envs.factory import make_env, make_env_pre_post_processors
-    from lerobot.envs.utils import add_envs_task, preprocess_observation
+    from lerobot.envs.utils import preprocess_observation
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    env_cfg = draccus.parse(
-        EnvConfig, args=["--type=so101_twin", "--task=LiftCube", *[f.replace("--env.", "--") for f in flags]]
-    )
+    from lerobot_env_so101_twin.env_config import SO101TwinEnvConfig
+
+    env_args = ["--task=LiftCube", *[f.replace("--env.", "--") for f in flags]]
+    env_cfg = draccus.parse(SO101TwinEnvConfig, args=env_args)
     policy_cfg = PreTrainedConfig.from_pretrained(checkpoint)
     policy_cfg.pretrained_path = checkpoint
     policy_cfg.device = "cpu"
@@ -138,7 +139,9 @@ def chunk_ms(checkpoint: Path, flags: list[str], seed: int, repeats: int) -> flo
     vec = next(iter(next(iter(envs.values())).values()))
     try:
         obs, _ = vec.reset(seed=[seed])
-        batch = pre(env_pre(add_envs_task(vec, preprocess_observation(obs))))
+        observation = preprocess_observation(obs)
+        observation["task"] = list(vec.call("task_description"))  # as lerobot-eval's rollout does
+        batch = pre(env_pre(observation))
         times = []
         with torch.inference_mode():
             for _ in range(repeats + 1):
@@ -161,6 +164,9 @@ def train_minutes(checkpoint: Path) -> float | None:
 
 @parser.wrap()
 def main(cfg: TwinPoliciesConfig) -> None:
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()  # the suite's policy types, as every lerobot-* command does
     os.environ.setdefault("MUJOCO_GL", "egl")
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     header = ["policy", "type"]
