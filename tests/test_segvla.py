@@ -666,5 +666,9 @@ def test_segmenter_source_bad_input_names_both_values(vlm_dir, tmp_path):
 
 def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
     cfg = seg_config(vlm_dir, segmentation_source="ground_truth")
-    with pytest.raises(ValueError, match=r"reads \['observation\.images\.front_segmentation'\], which the policy"):
-        SegVLAPolicy(cfg)
+    SegVLAPolicy(cfg)  # the input the preprocessor reads is listed, as a checkpoint converted from SmolVLA lacks it
+    assert cfg.input_features[f"{FRONT}_segmentation"].shape == (1, *IMAGE_SHAPE[1:])
+    pre, _ = make_segvla_pre_post_processors(cfg)
+    frame = {FRONT: torch.rand(*IMAGE_SHAPE), WRIST: torch.rand(*IMAGE_SHAPE), "observation.state": torch.zeros(6)}
+    with pytest.raises(KeyError, match=r"needs 'observation\.images\.front_segmentation' \(record with"):
+        pre({**frame, "task": "pick up the red cube"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lerobot.configs import FeatureType, PreTrainedConfig
+from lerobot.configs import FeatureType, PolicyFeature, PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 
 SEGMENTATION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
@@ -171,19 +171,14 @@ class SegVLAConfig(SmolVLAConfig):
                 f" {sorted(cameras)}"
             )
         if self.segmentation_source == "ground_truth":
-            # The twin's depth-coded segmentation must reach the preprocessor: recorded beside each camera
-            # (--robot.segmentation=true) and produced by the env (--env.segmentation=true); a real robot has none.
-            missing = [
-                f"{c}_segmentation"
-                for c in self.segmentation_feature_map
-                if f"{c}_segmentation" not in self.input_features
-            ]
-            if missing:
-                raise ValueError(
-                    f"segmentation_source=ground_truth reads {missing}, which the policy's inputs lack (it has"
-                    f" {sorted(self.input_features)}): record with --robot.segmentation=true, or use"
-                    " segmentation_source=segmenter on a robot without ground truth"
-                )
+            # The twin's depth-coded segmentation beside each camera is an input of the preprocessor: listed here
+            # (a checkpoint converted from SmolVLA lacks it), so the saved config says what an env or robot must give.
+            for camera in self.segmentation_feature_map:
+                if f"{camera}_segmentation" not in self.input_features:
+                    _, height, width = cameras[camera].shape
+                    self.input_features[f"{camera}_segmentation"] = PolicyFeature(
+                        type=FeatureType.VISUAL, shape=(1, height, width)
+                    )
         # Precomputed scores in a dataset arrive typed STATE; they are probabilities, so keep them out of the
         # MEAN_STD normaliser and out of the state vector.
         for key in self.segmentation_feature_map.values():
