@@ -89,6 +89,17 @@ def make_batch(vlm_dir, batch: int = 2, shift: int = 0, seed: int = 0) -> dict:
     }
 
 
+def raw_frame(seed: int = 0) -> dict:
+    """One unbatched observation as a robot or env gives it to the preprocessor."""
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        FRONT: torch.rand(*IMAGE_SHAPE, generator=gen),
+        WRIST: torch.rand(*IMAGE_SHAPE, generator=gen),
+        "observation.state": torch.randn(6, generator=gen),
+        "task": "pick up the red cube",
+    }
+
+
 def noise(batch: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randn(batch, 4, 8, generator=torch.Generator().manual_seed(seed))
 
@@ -474,13 +485,7 @@ def test_online_mask2former_scores_drive_the_policy_end_to_end(vlm_dir, tmp_path
     )
     policy = SegVLAPolicy(cfg)
     pre, post = make_segvla_pre_post_processors(cfg)
-    gen = torch.Generator().manual_seed(0)
-    frame = {
-        FRONT: torch.rand(*IMAGE_SHAPE, generator=gen),
-        WRIST: torch.rand(*IMAGE_SHAPE, generator=gen),
-        "observation.state": torch.randn(6, generator=gen),
-        "task": "pick up the red cube",
-    }
+    frame = raw_frame()
     batch = pre(dict(frame))
     assert batch[FRONT_SCORES].shape == (1, 150, GRID, GRID) and (batch[FRONT_SCORES] >= 0).all()
     policy.reset()
@@ -622,16 +627,10 @@ def test_segmenter_cues_are_pooled_probabilities_and_travel_inside_the_checkpoin
     pre, post = make_pre_post_processors(cfg, dataset_stats=None)
     (step,) = [s for s in pre.steps if isinstance(s, SegmenterScoresStep)]
     assert step.image_size == [48, 64]  # the size the segmenter was trained at, from its metadata
-    gen = torch.Generator().manual_seed(0)
-    frame = {
-        FRONT: torch.rand(*IMAGE_SHAPE, generator=gen),
-        WRIST: torch.rand(*IMAGE_SHAPE, generator=gen),
-        "observation.state": torch.randn(6, generator=gen),
-        "task": "pick up the red cube",
-    }
+    frame = raw_frame()
     batch = pre(dict(frame))
     with torch.no_grad():  # the reference: the segmenter's softmax, averaged over each 6 x 8 pixel cell by hand
-        probs = model(frame[FRONT][None].double().float()).softmax(1).double()
+        probs = model(frame[FRONT][None]).softmax(1).double()
     expected = probs.unflatten(2, (GRID, 6)).unflatten(4, (GRID, 8)).mean(dim=(3, 5))
     torch.testing.assert_close(batch[FRONT_SCORES].double(), expected, atol=1e-6, rtol=1e-5)
     assert batch[WRIST_SCORES].shape == (1, CLASSES, GRID, GRID)
@@ -639,7 +638,7 @@ def test_segmenter_cues_are_pooled_probabilities_and_travel_inside_the_checkpoin
 
     policy = SegVLAPolicy(cfg)
     policy.train()  # training reads the same scores: they must not be inference tensors
-    loss, _ = policy.forward({**batch, "action": torch.randn(1, 4, 6, generator=gen)})
+    loss, _ = policy.forward({**batch, "action": torch.randn(1, 4, 6)})
     loss.backward()
     assert policy.model.segmentation_token_proj.weight.grad is not None
     saved = tmp_path / "checkpoint"
