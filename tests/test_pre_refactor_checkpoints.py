@@ -1,0 +1,62 @@
+"""Checkpoints saved before issue 29 moved the processor steps into the policy plugins still load and act the same.
+
+`tests/fixtures/pre_refactor/` was written by `make_fixtures.py` on main at b1e03a8, when every step lived in
+`so101_semantic_processors`; a saved pipeline names its steps by registry name, so the moved steps must keep them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lerobot.configs import PreTrainedConfig
+from lerobot.policies.factory import make_policy
+from lerobot.processor import PolicyProcessorPipeline
+from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+from lerobot.utils.import_utils import register_third_party_plugins
+from safetensors.torch import load_file
+from tiny_models import tiny_smolvlm_dir
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pre_refactor"
+PLACEHOLDER = "TINY_SMOLVLM"
+
+
+def _checkpoint(name: str, tmp_path: Path) -> Path:
+    """A copy of the fixture with the tiny SmolVLM's folder on this machine in place of the placeholder."""
+    folder = shutil.copytree(FIXTURES / name, tmp_path / name)
+    for path in folder.glob("*.json"):
+        path.write_text(path.read_text().replace(PLACEHOLDER, str(tiny_smolvlm_dir())))
+    return folder
+
+
+def _dataset_meta(cfg) -> SimpleNamespace:
+    """What `make_policy` reads from a dataset's metadata, taken from the checkpoint's own features."""
+    features = {k: {"dtype": "float32", "shape": list(f.shape), "names": None} for k, f in cfg.input_features.items()}
+    features["action"] = {"dtype": "float32", "shape": list(cfg.output_features["action"].shape), "names": None}
+    return SimpleNamespace(features=features, stats={})
+
+
+@pytest.mark.parametrize("name", ["segvla", "segdepth"])
+def test_a_checkpoint_saved_before_the_move_loads_and_acts_the_same(name, tmp_path):
+    register_third_party_plugins()
+    folder = _checkpoint(name, tmp_path)
+    cfg = PreTrainedConfig.from_pretrained(folder)
+    cfg.pretrained_path = folder
+    policy = make_policy(cfg, ds_meta=_dataset_meta(cfg)).eval()
+    pre = PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_preprocessor.json")
+    post = PolicyProcessorPipeline.from_pretrained(
+        folder,
+        config_filename="policy_postprocessor.json",
+        to_transition=policy_action_to_transition,
+        to_output=transition_to_policy_action,
+    )
+    expected = load_file(folder / "expected.safetensors")
+    action, noise = expected.pop("action"), expected.pop("noise", None)
+    batch = pre(expected | {"task": "pick up the red cube"})
+    with torch.no_grad():
+        got = post(policy.select_action(batch) if noise is None else policy.select_action(batch, noise=noise))
+    # same machine, same code path: equal to the last bit is expected, a tolerance only covers kernel choice
+    torch.testing.assert_close(got, action, rtol=1e-5, atol=1e-6)
