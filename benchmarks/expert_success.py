@@ -28,9 +28,9 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from lerobot_env_so101_twin.constants import TASKS
 from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from so101_core import TASKS
 
 
 def evaluate(twin: SO101Twin, kind: str, noise_std: float, episodes: int) -> dict:

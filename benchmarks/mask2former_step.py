@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from so101_semantic_processors.ade20k import ADE20K_150
+from lerobot_policy_segvla.ade20k import ADE20K_150
 
 BACKBONES = {
     # the Swin-L of mask2former-swin-large-ade-semantic (ImageNet-22k, 384 pre-training, window 12)
@@ -72,7 +72,7 @@ def save_random_checkpoint(folder: Path, backbone: str) -> int:
 
 
 def time_step(folder: Path, cameras: int, repeats: int, input_size: int, device: str, dtype: str) -> list[float]:
-    from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
+    from lerobot_policy_segvla.mask2former import SegVLAAddSegmentationStep
 
     names = ["front", "wrist", "top", "side"][:cameras]
     step = SegVLAAddSegmentationStep(
@@ -125,7 +125,7 @@ def make_dataset(root: Path, frames: int) -> None:
 
 
 def offline_fps(folder: Path, dataset: Path, out: Path, batch_size: int, input_size: int, device: str, dtype: str):
-    from so101_semantic_processors.precompute_segmentation import precompute_segmentation
+    from lerobot_policy_segvla.precompute_segmentation import precompute_segmentation
 
     summary = precompute_segmentation(
         repo_id="local/m2f_bench",

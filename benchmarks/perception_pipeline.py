@@ -38,14 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from so101_semantic_processors import (
-    CenterCropSquareStep,
+from lerobot_policy_segdepth.observation_steps import CenterCropSquareStep, ResizeStep, StackChannelsStep
+from lerobot_policy_segdepth.perception import (
     DepthAnythingStep,
-    ResizeStep,
     SegmenterStep,
-    StackChannelsStep,
+    depth_anything_v2_small_config,
 )
-from so101_semantic_processors.perception import depth_anything_v2_small_config
 
 CAMERAS = ("wrist", "front")
 OUT = 84

@@ -28,11 +28,11 @@ import mujoco
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lerobot_env_so101_twin.constants import SEGMENTATION_CLASSES
 from lerobot_env_so101_twin.expert import ScriptedExpert
 from lerobot_env_so101_twin.render import CameraFrame
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 from lerobot_env_so101_twin.visualize import SEGMENTATION_PALETTE, colorize_segmentation
+from so101_core import SEGMENTATION_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "docs" / "images"

@@ -31,9 +31,9 @@ from mask2former_step import save_random_checkpoint
 
 
 def steps(folder: Path, cameras: list[str], mask2former: Path):
+    from lerobot_policy_segvla.mask2former import SegVLAAddSegmentationStep
     from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
     from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, save_segmenter
-    from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
 
     save_segmenter(EfficientViTFPN(SegmenterConfig(pretrained=False)).eval(), folder / "segmenter")
     feature_map = {f"observation.images.{c}": f"observation.segmentation.{c}" for c in cameras}

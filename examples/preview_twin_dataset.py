@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from lerobot_env_so101_twin.constants import segmentation_from_code
 from lerobot_env_so101_twin.visualize import colorize_depth, colorize_segmentation, write_video
+from so101_core import segmentation_from_code
 
 
 def frame_panel(item: dict, cameras: list[str]) -> np.ndarray:

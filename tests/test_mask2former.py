@@ -14,10 +14,9 @@ from lerobot.policies.common.vla_utils import resize_with_pad
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.processor.converters import batch_to_transition, transition_to_batch
 
-from lerobot_env_so101_twin.constants import CUBE, SEGMENTATION_CLASSES, TABLE
-from so101_semantic_processors import ade20k
-from so101_semantic_processors.ade20k import ADE20K_150, PromptClassParser, class_id
-from so101_semantic_processors.mask2former import (
+from lerobot_policy_segvla import ade20k
+from lerobot_policy_segvla.ade20k import ADE20K_150, PromptClassParser, class_id
+from lerobot_policy_segvla.mask2former import (
     Mask2FormerSegmenter,
     SegVLAAddSegmentationStep,
     check_segmentation_scores,
@@ -25,6 +24,7 @@ from so101_semantic_processors.mask2former import (
     pool_scores,
     semantic_scores,
 )
+from so101_core import CUBE, SEGMENTATION_CLASSES, TABLE
 
 ADE_ID2LABEL = dict(enumerate(ADE20K_150))
 # HF's own ADE id2label spells one class with a trailing space and some checkpoints use WordNet synonym lists.
@@ -327,7 +327,7 @@ def test_default_synonyms_all_resolve_in_ade20k():
 def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, tiny_model, tmp_path, monkeypatch):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from so101_semantic_processors import precompute_segmentation as pre
+    from lerobot_policy_segvla import precompute_segmentation as pre
 
     feature_map = {
         "observation.images.front": "observation.segmentation.front",
@@ -388,7 +388,7 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
 
 
 def test_feature_map_parsing():
-    from so101_semantic_processors.precompute_segmentation import parse_feature_map
+    from lerobot_policy_segvla.precompute_segmentation import parse_feature_map
 
     assert parse_feature_map(["observation.images.front=observation.segmentation.front"]) == {
         "observation.images.front": "observation.segmentation.front"
@@ -404,7 +404,7 @@ def test_feature_map_parsing():
 def test_task_classes_step_marks_the_prompt_nouns_per_sample(tiny_model, tmp_path):
     from lerobot.processor import TransitionKey, create_transition
 
-    from so101_semantic_processors.mask2former import SegVLATaskClassesStep
+    from lerobot_policy_segvla.mask2former import SegVLATaskClassesStep
 
     step = SegVLATaskClassesStep(model_name=tiny_model, synonyms={"puck": "ball"})
     transition = create_transition(

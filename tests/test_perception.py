@@ -12,9 +12,13 @@ from lerobot.processor import DataProcessorPipeline, IdentityProcessorStep
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lerobot_env_so101_twin.constants import JOINT_NAMES
-from so101_semantic_processors import DepthAnythingStep, SegmenterStep, normalize_disparity
-from so101_semantic_processors.perception import depth_anything_v2_small_config
+from lerobot_policy_segdepth.perception import (
+    DepthAnythingStep,
+    SegmenterStep,
+    depth_anything_v2_small_config,
+    normalize_disparity,
+)
+from so101_core import JOINT_NAMES
 
 KEYS = ["observation.images.wrist", "observation.images.front"]
 IDS = ["observation.wrist_segmentation_ids", "observation.front_segmentation_ids"]

@@ -10,16 +10,18 @@ from lerobot.processor.converters import (
     transition_to_policy_action,
 )
 
-from so101_semantic_processors import (
-    CenterCropSquareStep,
-    DepthToDisparityStep,
+from lerobot_policy_segdepth.actions import (
     JointAbsoluteFromDeltaStep,
     JointDeltaFromAbsoluteStep,
+    absolute_to_delta,
+    delta_to_absolute,
+)
+from lerobot_policy_segdepth.observation_steps import (
+    CenterCropSquareStep,
+    DepthToDisparityStep,
     ResizeStep,
     SegmentationFromCodeStep,
     StackChannelsStep,
-    absolute_to_delta,
-    delta_to_absolute,
     disparity_from_depth,
 )
 

@@ -22,8 +22,8 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.motors import Motor
 from test_perception import save_tiny_depth_anything, save_tiny_segmenter
 
-from lerobot_env_so101_twin.constants import JOINT_NAMES
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
+from so101_core import JOINT_NAMES
 
 HEIGHT, WIDTH = 60, 80
 START = {"shoulder_pan": 0.0, "shoulder_lift": -20.0, "elbow_flex": 30.0, "wrist_flex": 40.0, "wrist_roll": 0.0}

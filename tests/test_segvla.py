@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, Mask2FormerConfig
 from lerobot_policy_segvla import SegmentationCueBuilder, SegVLAConfig, SegVLAPolicy
 from lerobot_policy_segvla.modeling_segvla import content_canvas
 from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
-from so101_semantic_processors.segmentation_scores import SegmentationScoresFromCodeStep, scores_from_ids
+from lerobot_policy_segvla.segmentation_scores import SegmentationScoresFromCodeStep, scores_from_ids
 
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 FRONT_SCORES, WRIST_SCORES = "observation.segmentation.front", "observation.segmentation.wrist"
@@ -420,7 +420,7 @@ def test_scores_from_ids_are_cell_fractions():
 
 
 def test_ground_truth_step_decodes_the_twin_code(vlm_dir):
-    from lerobot_env_so101_twin.constants import segmentation_to_code
+    from so101_core import segmentation_to_code
 
     ids = scene_ids(1)[0].numpy().astype("uint8")
     code_mm = torch.from_numpy(segmentation_to_code(ids)).permute(2, 0, 1)[None] * 1000.0
@@ -435,8 +435,8 @@ def test_ground_truth_step_decodes_the_twin_code(vlm_dir):
 
 def test_prompt_nouns_become_class_tokens_through_the_preprocessor(vlm_dir):
     """Seed 000's per-sample parser on the twin's classes: 'cube' in one prompt, 'finger' nowhere."""
-    from lerobot_env_so101_twin.constants import segmentation_to_code
-    from so101_semantic_processors.mask2former import TASK_CLASSES_KEY, SegVLATaskClassesStep
+    from lerobot_policy_segvla.mask2former import TASK_CLASSES_KEY, SegVLATaskClassesStep
+    from so101_core import segmentation_to_code
 
     cfg = seg_config(
         vlm_dir,

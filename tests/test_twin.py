@@ -4,7 +4,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from lerobot_env_so101_twin.constants import (
+from lerobot_env_so101_twin.expert import ReactiveExpert, ScriptedExpert, TopDownIK, rollout_expert
+from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from so101_core import (
     BACKGROUND,
     CUBE,
     MOVING_FINGER,
@@ -13,8 +15,6 @@ from lerobot_env_so101_twin.constants import (
     segmentation_from_code,
     segmentation_to_code,
 )
-from lerobot_env_so101_twin.expert import ReactiveExpert, ScriptedExpert, TopDownIK, rollout_expert
-from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from lerobot_env_so101_twin.appearance import AppearanceRanges
-from lerobot_env_so101_twin.constants import BACKGROUND, CUBE
 from lerobot_env_so101_twin.expert import ScriptedExpert
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from so101_core import BACKGROUND, CUBE
 
 SIZE = {"front": (48, 64), "wrist": (48, 64)}
 
@@ -59,7 +59,7 @@ def test_shifted_is_reproducible_per_episode_seed():
 def test_segmentation_stays_exact_under_the_shift():
     # Without camera jitter: the table cover (0.2 mm above the table top) moves a pixel or two of the table's and the
     # cube's silhouettes, labelled table as they show the cover; distractors add background only.
-    from lerobot_env_so101_twin.constants import TABLE
+    from so101_core import TABLE
 
     plain = make_twin("none")
     still = make_twin("shifted", camera_pos_std=0.0, camera_rot_std_deg=0.0, fovy_std_deg=0.0, distractors=(0, 0))

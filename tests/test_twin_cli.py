@@ -8,8 +8,8 @@ import torch
 from clitools import TASK, record_twin_dataset, run_cli
 from conftest import GT_SIZE
 
-from lerobot_env_so101_twin.constants import CUBE, MOTOR_KEYS, segmentation_from_code
 from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from so101_core import CUBE, MOTOR_KEYS, segmentation_from_code
 
 pytestmark = pytest.mark.slow
 

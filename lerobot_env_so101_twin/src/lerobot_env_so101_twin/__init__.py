@@ -6,14 +6,15 @@ import os
 # MuJoCo picks its OpenGL backend when first imported: default to headless EGL before anything imports it.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from .config_so101_twin import SO101TwinConfig
-from .config_so101_twin_expert import SO101TwinExpertConfig
-from .constants import (
+from so101_core import (
     MOTOR_KEYS,
     SEGMENTATION_CLASSES,
     segmentation_from_code,
     segmentation_to_code,
 )
+
+from .config_so101_twin import SO101TwinConfig
+from .config_so101_twin_expert import SO101TwinExpertConfig
 from .env_config import SO101TwinEnvConfig, register_gym_envs
 from .so101_twin import SO101Twin
 from .so101_twin_expert import SO101TwinExpert

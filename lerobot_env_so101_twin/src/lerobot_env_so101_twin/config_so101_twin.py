@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from lerobot.robots.config import RobotConfig
 
+from so101_core import CAMERA_NAMES, TASKS
+
 from .appearance import AppearanceRanges, check_level
-from .constants import CAMERA_NAMES, TASKS
 
 
 @RobotConfig.register_subclass("so101_twin")

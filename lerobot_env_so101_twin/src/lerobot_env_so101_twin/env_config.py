@@ -9,8 +9,9 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from so101_core import CAMERA_NAMES, TASKS
+
 from .appearance import AppearanceRanges, check_level
-from .constants import CAMERA_NAMES, TASKS
 from .gym_env import EPISODE_STEPS, depth_key, segmentation_key
 
 ENV_TYPE = "so101_twin"

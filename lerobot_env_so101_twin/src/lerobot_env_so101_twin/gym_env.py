@@ -19,8 +19,9 @@ import torch
 from gymnasium import spaces
 from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
 
+from so101_core import TASK_DESCRIPTIONS, segmentation_to_code
+
 from .appearance import AppearanceRanges
-from .constants import TASK_DESCRIPTIONS, segmentation_to_code
 from .twin import SO101Twin, TwinConfig
 
 EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps

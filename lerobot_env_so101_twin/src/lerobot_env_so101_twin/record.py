@@ -39,9 +39,10 @@ from lerobot.configs import parser
 from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
+from so101_core import TASK_DESCRIPTIONS
+
 from .config_so101_twin import SO101TwinConfig
 from .config_so101_twin_expert import SO101TwinExpertConfig
-from .constants import TASK_DESCRIPTIONS
 from .twin import LIFT_HEIGHT
 
 logger = logging.getLogger(__name__)

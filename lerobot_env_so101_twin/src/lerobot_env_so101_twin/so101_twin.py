@@ -18,8 +18,9 @@ from functools import cached_property
 import numpy as np
 from lerobot.robots.robot import Robot
 
+from so101_core import MOTOR_KEYS, segmentation_to_code
+
 from .config_so101_twin import SO101TwinConfig
-from .constants import MOTOR_KEYS, segmentation_to_code
 from .twin import ActuationNoise, TwinConfig
 from .twin import SO101Twin as Twin
 

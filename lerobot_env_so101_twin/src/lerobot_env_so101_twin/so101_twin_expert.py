@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from lerobot.teleoperators.teleoperator import Teleoperator
 
+from so101_core import MOTOR_KEYS
+
 from .config_so101_twin_expert import SO101TwinExpertConfig
-from .constants import MOTOR_KEYS
 from .expert import EXPERTS, ReactiveExpert, ScriptedExpert
 from .so101_twin import active_twin
 

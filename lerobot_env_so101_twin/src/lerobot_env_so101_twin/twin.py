@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
+from so101_core import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE, TASKS
+
 from .appearance import (
     APPEARANCE_GROUP,
     APPEARANCE_STREAM,
@@ -20,7 +22,6 @@ from .appearance import (
     appearance_rng,
     check_level,
 )
-from .constants import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE, TASKS
 from .render import CameraFrame, MultiCameraRenderer
 from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
 

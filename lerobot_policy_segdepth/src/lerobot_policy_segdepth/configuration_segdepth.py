@@ -9,10 +9,9 @@ from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTr
 from lerobot.optim import AdamWConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.perception import DEPTH_ANYTHING_V2_SMALL
-from so101_semantic_processors.segdepth import packed_length
+from .observation_steps import OBS_SEGDEPTH, packed_length
+from .perception import DEPTH_ANYTHING_V2_SMALL
 
-OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")

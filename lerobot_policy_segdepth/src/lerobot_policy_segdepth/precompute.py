@@ -56,10 +56,10 @@ from lerobot.configs import PreTrainedConfig, parser
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
-from so101_semantic_processors import pack_uint8, packed_length
 from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
 
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
+from .observation_steps import pack_uint8, packed_length
 from .processor_segdepth import segdepth_observation_steps
 
 logger = logging.getLogger(__name__)

@@ -25,19 +25,16 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from so101_semantic_processors import (
+from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
+from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig
+from .observation_steps import (
     CenterCropSquareStep,
-    DepthAnythingStep,
     DepthToDisparityStep,
-    JointAbsoluteFromDeltaStep,
-    JointDeltaFromAbsoluteStep,
     ResizeStep,
     SegmentationFromCodeStep,
-    SegmenterStep,
     StackChannelsStep,
 )
-
-from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig
+from .perception import DepthAnythingStep, SegmenterStep
 
 OBSERVATION_STEP_TYPES = (
     SegmentationFromCodeStep,

@@ -67,7 +67,7 @@ class SegVLAConfig(SmolVLAConfig):
         a saved config needs no model to reload)."""
         if not (self.segmentation_task_classes or self.segmentation_geometry_classes):
             return
-        from so101_semantic_processors.ade20k import class_ids
+        from .ade20k import class_ids
 
         if self.segmentation_source in ("ground_truth", "segmenter"):
             from so101_core.segmentation import SEGMENTATION_CLASSES as id2label

@@ -27,9 +27,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
-from so101_semantic_processors.mask2former import TASK_CLASSES_KEY
-
 from .configuration_segvla import SegVLAConfig
+from .mask2former import TASK_CLASSES_KEY
 
 
 @dataclass

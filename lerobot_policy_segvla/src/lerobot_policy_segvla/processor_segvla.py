@@ -20,9 +20,8 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from so101_semantic_processors.segmentation_scores import SegmentationScoresFromCodeStep
-
 from .configuration_segvla import SegVLAConfig
+from .segmentation_scores import SegmentationScoresFromCodeStep
 
 
 @ProcessorStepRegistry.register("segvla_segmenter_scores")
@@ -138,7 +137,7 @@ def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
             grid_size=config.segmentation_grid_size,
             segmenter_path=config.segmentation_segmenter_path,
         )
-    from so101_semantic_processors.mask2former import SegVLAAddSegmentationStep
+    from .mask2former import SegVLAAddSegmentationStep
 
     return SegVLAAddSegmentationStep(
         feature_map=dict(config.segmentation_feature_map),
@@ -151,7 +150,7 @@ def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
     """The step that marks each sample's prompt nouns as its task classes (`segmentation_classes_from_task`)."""
     if not (config.segmentation_feature_map and config.segmentation_classes_from_task):
         return None
-    from so101_semantic_processors.mask2former import SegVLATaskClassesStep
+    from .mask2former import SegVLATaskClassesStep
 
     id2label = None
     if config.segmentation_source in ("ground_truth", "segmenter"):

@@ -1,39 +1,5 @@
-"""ProcessorSteps shared by the suite's policies; importing this package registers them with LeRobot."""
+"""What two or more of the suite's policies share: the dataset precompute engine (`precompute`) behind
+`so101-precompute-segmentation` (segvla), `segdepth-precompute` and `imf-cache-embeddings`.
 
-from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep, absolute_to_delta, delta_to_absolute
-from .mask2former import SegVLAAddSegmentationStep, SegVLATaskClassesStep
-from .perception import DepthAnythingStep, SegmenterStep, normalize_disparity
-from .segdepth import (
-    CenterCropSquareStep,
-    DepthToDisparityStep,
-    ResizeStep,
-    SegmentationFromCodeStep,
-    StackChannelsStep,
-    disparity_from_depth,
-    pack_uint8,
-    packed_length,
-    unpack_uint8,
-)
-from .segmentation_scores import SegmentationScoresFromCodeStep
-
-__all__ = [
-    "CenterCropSquareStep",
-    "DepthAnythingStep",
-    "DepthToDisparityStep",
-    "JointAbsoluteFromDeltaStep",
-    "JointDeltaFromAbsoluteStep",
-    "ResizeStep",
-    "SegVLAAddSegmentationStep",
-    "SegVLATaskClassesStep",
-    "SegmentationFromCodeStep",
-    "SegmentationScoresFromCodeStep",
-    "SegmenterStep",
-    "StackChannelsStep",
-    "absolute_to_delta",
-    "delta_to_absolute",
-    "disparity_from_depth",
-    "normalize_disparity",
-    "pack_uint8",
-    "packed_length",
-    "unpack_uint8",
-]
+Each policy's own processor steps live in its plugin (`lerobot_policy_segvla`, `lerobot_policy_segdepth`) and keep
+their registry names, so pipelines saved when they lived here still load."""

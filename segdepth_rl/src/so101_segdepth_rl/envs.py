@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-OBS_SEGDEPTH = "observation.segdepth"
+from lerobot_policy_segdepth.configuration_segdepth import OBS_SEGDEPTH
 
 
 class SegDepthTwinEnv(gym.Env):

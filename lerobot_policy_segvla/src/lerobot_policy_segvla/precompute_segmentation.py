@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from so101_semantic_processors.precompute import check_output_root, open_result, precompute_features
+
 from .mask2former import (
     DEFAULT_FEATURE_MAP,
     DEFAULT_MODEL,
@@ -35,7 +37,6 @@ from .mask2former import (
     check_feature_map,
     check_segmentation_scores,
 )
-from .precompute import check_output_root, open_result, precompute_features
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 DEPTH_UNITS = {"m": 1.0, "mm": 1e-3}
+OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
 
 
 def _require(observation: dict, key: str, step: str) -> torch.Tensor:
@@ -257,7 +258,7 @@ class StackChannelsStep(ObservationProcessorStep):
     """
 
     keys: list[str] = field(default_factory=list)
-    output_key: str = "observation.segdepth"
+    output_key: str = OBS_SEGDEPTH
     drop_inputs: bool = True
     quantize: bool = False
     skip_if_present: str | None = None

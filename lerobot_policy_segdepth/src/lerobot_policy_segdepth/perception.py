@@ -24,7 +24,7 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .segdepth import _require, disparity_from_depth
+from .observation_steps import _require, disparity_from_depth
 
 DEPTH_ANYTHING_V2_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
 # Depth Anything's image processor normalises with the ImageNet statistics (transformers.image_utils).
