@@ -19,6 +19,7 @@ checks hold for the whole install, not only for the suite's own requirements.
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 import shutil
@@ -44,7 +45,6 @@ REAL_ARM = [
     "lerobot_policy_imf",
     "lerobot_policy_hlrp",
 ]
-REAL_ARM_MODULES = [*REAL_ARM, "so101_hlrp"]  # lerobot_policy_hlrp's distribution also holds HLRP's stages 1-2
 
 
 def _norm(name: str) -> str:
@@ -57,6 +57,32 @@ def _local_distributions() -> dict[str, Path]:
     for pyproject in REPO.glob("*/pyproject.toml"):
         local[_norm(tomllib.loads(pyproject.read_text())["project"]["name"])] = pyproject.parent
     return local
+
+
+def _import_packages(folder: Path) -> list[str]:
+    """The top-level import packages a distribution's folder builds: `src/<name>/` holding Python files (a namespace
+    package, as `so101_segmenter`, has no `__init__.py`)."""
+    return sorted({path.parent.name for path in folder.glob("src/*/*.py")})
+
+
+def _declared(pyproject: dict) -> set[str]:
+    """Normalised names of every distribution a pyproject.toml requires, its optional extras included."""
+    project = pyproject["project"]
+    lines = list(project.get("dependencies", []))
+    for extra in project.get("optional-dependencies", {}).values():
+        lines += extra
+    return {_norm(Requirement(line).name) for line in lines}
+
+
+def _absolute_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level name) of every absolute import in a module, function-level ones included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
 
 
 def _installed_closure(requirement: str) -> set[str]:
@@ -112,11 +138,36 @@ def closure(tmp_path_factory):
     return resolve
 
 
+def test_every_first_party_import_is_declared():
+    """A module that imports another of the suite's distributions needs it in its own pyproject.toml: an editable
+    install of everything hides the omission, a fresh `pip install ./<folder>` does not."""
+    local = _local_distributions()
+    owner = {package: name for name, folder in local.items() for package in _import_packages(folder)}
+    assert {"so101_core", "so101_segmenter", "lerobot_policy_segvla"} <= owner.keys(), f"package discovery looks wrong: {owner}"
+    missing = []
+    for name, folder in sorted(local.items()):
+        declared = _declared(tomllib.loads((folder / "pyproject.toml").read_text())) | {name}
+        for path in sorted(folder.glob("src/**/*.py")):
+            for line, module in _absolute_imports(path):
+                if module in owner and owner[module] not in declared:
+                    missing.append(f"{path.relative_to(REPO)}:{line} imports {module} ({owner[module]})")
+    assert not missing, "undeclared first-party dependencies (add them to the pyproject.toml):\n" + "\n".join(missing)
+
+
+def test_the_declaration_check_sees_an_undeclared_import(tmp_path):
+    """Negative control for the check above: a lazy import inside a function counts, a relative one does not."""
+    module = tmp_path / "m.py"
+    module.write_text("from . import x\ndef f():\n    from so101_segmenter.model import m\n    import so101_core.io\n")
+    assert _absolute_imports(module) == [(3, "so101_segmenter"), (4, "so101_core")]
+    pyproject = {"project": {"dependencies": ["so101_core"], "optional-dependencies": {"sim": ["mujoco>=3"]}}}
+    assert _declared(pyproject) == {"so101-core", "mujoco"}
+
+
 @pytest.mark.parametrize("dist", REAL_ARM)
 def test_real_arm_packages_do_not_pull_in_the_simulator(closure, dist):
     names = closure(dist)
-    # every package holding the SO-101's vocabulary gets it from the core (HLRP's stages are robot-agnostic)
-    expected = {_norm(dist)} | ({"so101-core"} if dist != "lerobot_policy_hlrp" else set())
+    declared = _declared(tomllib.loads((_local_distributions()[_norm(dist)] / "pyproject.toml").read_text()))
+    expected = {_norm(dist)} | ({"so101-core"} & declared)  # the SO-101's vocabulary comes from the core
     assert expected <= names, f"resolution of {dist} looks wrong: {sorted(names)}"
     assert not names & SIMULATOR, f"{dist} pulls in {sorted(names & SIMULATOR)}"
 
@@ -134,12 +185,16 @@ def test_simulator_packages_do_pull_it_in(closure, requirement):
 
 @pytest.mark.slow  # ~25 s: importing LeRobot and transformers in a fresh interpreter
 def test_importing_real_arm_packages_does_not_import_the_simulator():
-    """Every module of the real-arm packages imports without MuJoCo or the twin (`so101_segmenter.sim_frames`, which
-    drives the simulator behind the `sim` extra, excepted). Plain imports, not a `lerobot-*` command: LeRobot's
+    """Every module of every import package the real-arm distributions build (found from their folders, so a module
+    added or moved is covered) imports without MuJoCo or the twin (`so101_segmenter.sim_frames`, which drives the
+    simulator behind the `sim` extra, excepted). Plain imports, not a `lerobot-*` command: LeRobot's
     `register_third_party_plugins()` imports every installed plugin, the twin included."""
+    local = _local_distributions()
+    packages = [package for dist in REAL_ARM for package in _import_packages(local[_norm(dist)])]
+    assert len(packages) >= len(REAL_ARM), packages
     code = f"""
 import importlib, pkgutil, sys
-for pkg in {REAL_ARM_MODULES!r}:
+for pkg in {packages!r}:
     module = importlib.import_module(pkg)
     for info in pkgutil.walk_packages(module.__path__, pkg + "."):
         if info.name != "so101_segmenter.sim_frames":
