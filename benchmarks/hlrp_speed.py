@@ -38,8 +38,8 @@ from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
 from transformers import AutoTokenizer
 
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy
-from so101_hlrp.core import CoreConfig, SharedCore, load_vlm
-from so101_hlrp.laq import LAQ, LAQConfig
+from lerobot_policy_hlrp.laq import LAQ, LAQConfig
+from lerobot_policy_hlrp.trunk import CoreConfig, SharedCore, load_vlm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tiny_models import save_smolvlm, save_smolvlm2_500m_config

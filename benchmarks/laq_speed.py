@@ -20,8 +20,8 @@ from pathlib import Path
 import draccus
 import torch
 
-from so101_hlrp.laq import LAQ, LAQConfig
-from so101_hlrp.train_laq import LAQTrainConfig
+from lerobot_policy_hlrp.laq import LAQ, LAQConfig
+from lerobot_policy_hlrp.train_laq import LAQTrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,9 @@ from lerobot.configs.train import TrainPipelineConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
 from lerobot_env_so101_twin.record import TwinRecordConfig
-from so101_hlrp.cluster import SubmitConfig
-from so101_hlrp.train_laq import LAQTrainConfig
-from so101_hlrp.train_trunk import TrunkTrainConfig
+from lerobot_policy_hlrp.train_laq import LAQTrainConfig
+from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig
+from so101_core.cluster import SubmitConfig
 from so101_segdepth_rl.train import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
 

@@ -143,7 +143,9 @@ def test_every_first_party_import_is_declared():
     install of everything hides the omission, a fresh `pip install ./<folder>` does not."""
     local = _local_distributions()
     owner = {package: name for name, folder in local.items() for package in _import_packages(folder)}
-    assert {"so101_core", "so101_segmenter", "lerobot_policy_segvla"} <= owner.keys(), f"package discovery looks wrong: {owner}"
+    assert {"so101_core", "so101_segmenter", "lerobot_policy_segvla"} <= owner.keys(), (
+        f"package discovery looks wrong: {owner}"
+    )
     missing = []
     for name, folder in sorted(local.items()):
         declared = _declared(tomllib.loads((folder / "pyproject.toml").read_text())) | {name}

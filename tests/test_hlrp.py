@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from tiny_models import tiny_smolvlm_dir
 
 import lerobot_policy_hlrp  # noqa: F401  (registers --policy.type=hlrp)
-from so101_hlrp.action_adapter import ActionAdapter, ActionAdapterConfig, AdapterEntry
-from so101_hlrp.artifact import (
+from lerobot_policy_hlrp.action_adapter import ActionAdapter, ActionAdapterConfig, AdapterEntry
+from lerobot_policy_hlrp.artifact import (
     WEIGHTS,
     check_laq,
     check_matches,
@@ -24,10 +24,10 @@ from so101_hlrp.artifact import (
     read_manifest,
     save_artifact,
 )
-from so101_hlrp.core import CoreConfig, FlowHead, SharedCore, load_vlm
-from so101_hlrp.frame_pairs import pair_starts
-from so101_hlrp.laq import LAQ, LAQConfig, laq_checkpoint_hash
-from so101_hlrp.trunk_data import TrunkDatasetConfig, episode_bounds
+from lerobot_policy_hlrp.frame_pairs import pair_starts
+from lerobot_policy_hlrp.laq import LAQ, LAQConfig, laq_checkpoint_hash
+from lerobot_policy_hlrp.trunk import CoreConfig, FlowHead, SharedCore, load_vlm
+from lerobot_policy_hlrp.trunk_data import TrunkDatasetConfig, episode_bounds
 
 TINY_LAQ = LAQConfig(
     image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, heads=2, dim_head=16,
@@ -244,7 +244,7 @@ def test_train_trunk_learns_online_and_resumes_exactly(gt_dataset, tiny_laq_dir,
 
 
 def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, tiny_laq_dir, tmp_path):
-    from so101_hlrp.train_trunk import TrunkTrainConfig, train
+    from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig, train
 
     cfg = TrunkTrainConfig(
         datasets=[TrunkDatasetConfig(repo_id="local/twin_demo", root=str(gt_dataset))],

@@ -1,4 +1,4 @@
-"""hlrp-submit (so101_hlrp.cluster): SLURM submission scripts without SLURM, local jobs end to end, requeue with
+"""hlrp-submit (so101_core.cluster): SLURM submission scripts without SLURM, local jobs end to end, requeue with
 resume, the dual queue, and the errors raised before anything is submitted."""
 
 import copy
@@ -14,7 +14,7 @@ import draccus
 import pytest
 import submitit
 
-from so101_hlrp.cluster import (
+from so101_core.cluster import (
     ClusterConfig,
     StageJob,
     SubmitConfig,
@@ -176,7 +176,12 @@ def test_slurm_script_has_resources_setup_requeue_and_the_stage_command(tmp_path
     cmd = first.command()
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--num_processes=4" in cmd and "--num_machines=1" in cmd and "--multi_gpu" in cmd
-    assert cmd[cmd.index("-m", 3) :] == ["-m", "so101_hlrp.train_laq", "--config_path=hlrp_laq.yaml", "--steps=100"]
+    assert cmd[cmd.index("-m", 3) :] == [
+        "-m",
+        "lerobot_policy_hlrp.train_laq",
+        "--config_path=hlrp_laq.yaml",
+        "--steps=100",
+    ]
     assert first.output_dir == tmp_path / "outputs" / "laq_run"  # from the stage's config file
     assert first.workdir == tmp_path and first.max_requeues == 5
 
@@ -284,7 +289,7 @@ def test_shipped_configs_need_their_placeholders_replaced(tmp_path):
 
 def test_command_line_reports_bad_input(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "so101_hlrp.cluster", f"--config_path={ROOT}/configs/cluster_local.yaml"]
+        [sys.executable, "-m", "so101_core.cluster", f"--config_path={ROOT}/configs/cluster_local.yaml"]
         + ["--stage=trunk", "--args=[--config_path=missing.yaml]"],
         cwd=tmp_path,
         capture_output=True,

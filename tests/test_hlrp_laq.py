@@ -12,9 +12,9 @@ import pytest
 import torch
 from clitools import VENV_BIN, run_cli
 
-from so101_hlrp.frame_pairs import FramePairs, gap_frames, pair_starts
-from so101_hlrp.laq import LAQ, LAQConfig, LAQOutput, laq_checkpoint_hash
-from so101_hlrp.train_laq import LAQTrainConfig, split_episodes, train
+from lerobot_policy_hlrp.frame_pairs import FramePairs, gap_frames, pair_starts
+from lerobot_policy_hlrp.laq import LAQ, LAQConfig, LAQOutput, laq_checkpoint_hash
+from lerobot_policy_hlrp.train_laq import LAQTrainConfig, split_episodes, train
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONT = "observation.images.front"
@@ -306,7 +306,7 @@ def test_config_files_parse(name):
 
 def command() -> list[str]:
     script = VENV_BIN / "hlrp-train-laq"
-    return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "so101_hlrp.train_laq"]
+    return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "lerobot_policy_hlrp.train_laq"]
 
 
 def twin_args(dataset: Path, out: Path, steps: int) -> list[str]:

@@ -10,7 +10,7 @@ from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_hlrp.core import CoreConfig
+from .trunk import CoreConfig
 
 INIT_MODES = ("artifact", "scratch")
 NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; the trunk sees RGB only
@@ -76,7 +76,7 @@ class HLRPConfig(PreTrainedConfig):
         """The artifact fixes the core; a core field set on the command line must agree with it."""
         import dataclasses
 
-        from so101_hlrp.artifact import core_config, read_manifest
+        from .artifact import core_config, read_manifest
 
         manifest = read_manifest(self.stage2_artifact)
         stored = core_config(manifest)

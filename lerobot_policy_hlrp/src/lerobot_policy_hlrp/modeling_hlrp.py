@@ -15,10 +15,9 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import Tensor, nn
 
-from so101_hlrp.artifact import check_laq, check_matches, load_core_weights, read_manifest
-from so101_hlrp.core import SharedCore, load_vlm
-
+from .artifact import check_laq, check_matches, load_core_weights, read_manifest
 from .configuration_hlrp import HLRPConfig
+from .trunk import SharedCore, load_vlm
 
 
 class HLRPPolicy(PreTrainedPolicy):
@@ -72,16 +71,9 @@ class HLRPPolicy(PreTrainedPolicy):
 
     def _laq_model(self) -> nn.Module:
         if not self._laq:
-            from so101_hlrp.laq import LAQ
+            from .laq import load_laq
 
-            laq = LAQ.from_pretrained(self.config.laq_path).eval().requires_grad_(False)
-            c = laq.config
-            if c.code_seq_len * c.quant_dim != self.config.core.latent_dim:
-                raise ValueError(
-                    f"LAQ {self.config.laq_path} gives {c.code_seq_len} x {c.quant_dim} latents; the core's latent "
-                    f"head predicts {self.config.core.latent_dim}"
-                )
-            self._laq.append(laq)
+            self._laq.append(load_laq(self.config.laq_path, latent_dim=self.config.core.latent_dim))
         return self._laq[0]
 
     def get_optim_params(self):

@@ -2,7 +2,7 @@
 
     hlrp-train-laq --config_path=configs/hlrp_laq_twin.yaml [--steps=... --output_dir=... --model.codebook_size=...]
     hlrp-train-laq --config_path=... --resume=true            # continues from output_dir/checkpoints/last
-    accelerate launch --num_processes=8 -m so101_hlrp.train_laq --config_path=configs/hlrp_laq_oxe.yaml
+    accelerate launch --num_processes=8 -m lerobot_policy_hlrp.train_laq --config_path=configs/hlrp_laq_oxe.yaml
 
 A share of the episodes is held out; the result is output_dir/laq (LAQ.save_pretrained, what stage 2's --laq_path
 takes) and output_dir/metrics.json (held-out reconstruction MSE against the copy-frame-t baseline, perplexity,

@@ -436,3 +436,22 @@ def laq_checkpoint_hash(folder: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def load_laq(folder: str | Path, *, latent_dim: int | None = None, codes: tuple[int, int] | None = None) -> LAQ:
+    """A frozen LAQ (eval mode, no gradients) from `folder`, checked against what its consumer was built for:
+    `latent_dim`, the latent head's width (= code_seq_len x quant_dim), and `codes`, the code head's
+    (code_seq_len, codebook_size). Stage 2's trainer and the hlrp policy both load it here."""
+    laq = LAQ.from_pretrained(folder).eval().requires_grad_(False)
+    c = laq.config
+    if latent_dim is not None and c.code_seq_len * c.quant_dim != latent_dim:
+        raise ValueError(
+            f"core.latent_dim ({latent_dim}) must be the LAQ's code_seq_len x quant_dim "
+            f"({c.code_seq_len} x {c.quant_dim}) from {folder}"
+        )
+    if codes is not None and (c.code_seq_len, c.codebook_size) != tuple(codes):
+        raise ValueError(
+            f"core code_seq_len/codebook_size {tuple(codes)} must be the LAQ's "
+            f"({c.code_seq_len}, {c.codebook_size}) from {folder}"
+        )
+    return laq

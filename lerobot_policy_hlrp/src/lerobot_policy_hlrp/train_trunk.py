@@ -2,7 +2,7 @@
 
     hlrp-train-trunk --config_path=configs/hlrp_trunk_twin.yaml [--steps=... --output_dir=...]
     hlrp-train-trunk --config_path=... --resume=true                # continues from output_dir/checkpoints/last
-    accelerate launch --num_processes=4 -m so101_hlrp.train_trunk --config_path=...   # several GPUs
+    accelerate launch --num_processes=4 -m lerobot_policy_hlrp.train_trunk --config_path=...   # several GPUs
 
 Supervision is online: every batch's LAQ frame pair goes through the frozen stage-1 LAQ as it is trained on, so
 there is no relabelled copy of the data. Modes: `codes` (cross-entropy on the LAQ code indices), `actions` (the
@@ -28,7 +28,7 @@ from so101_core.checkpoints import publish_checkpoint
 
 from .action_adapter import ActionAdapter, ActionAdapterConfig
 from .artifact import save_artifact
-from .core import MODES, CoreConfig, SharedCore, load_vlm
+from .trunk import MODES, CoreConfig, SharedCore, load_vlm
 from .trunk_data import TrunkDatasetConfig, trunk_dataset
 
 logger = logging.getLogger("hlrp-train-trunk")
@@ -77,24 +77,22 @@ def model_fields(cfg: TrunkTrainConfig) -> dict:
     return {"core": dataclasses.asdict(cfg.core), "mode": cfg.mode, "laq_path": cfg.laq_path}
 
 
-def load_laq(cfg: TrunkTrainConfig, device) -> tuple[torch.nn.Module | None, dict]:
+def stage_laq(cfg: TrunkTrainConfig, device) -> tuple[torch.nn.Module | None, dict]:
+    """The LAQ that labels this mode's batches (None for mode=actions) and what the artifact records of it."""
     if cfg.mode == "actions":
         return None, {}
-    from .laq import LAQ, laq_checkpoint_hash
+    from .laq import laq_checkpoint_hash, load_laq
 
-    laq = LAQ.from_pretrained(cfg.laq_path).to(device).eval().requires_grad_(False)
-    c = laq.config
-    if cfg.mode == "multitask" and c.code_seq_len * c.quant_dim != cfg.core.latent_dim:
-        raise ValueError(
-            f"core.latent_dim ({cfg.core.latent_dim}) must be the LAQ's code_seq_len x quant_dim "
-            f"({c.code_seq_len} x {c.quant_dim}) from {cfg.laq_path}"
-        )
-    if cfg.mode == "codes" and (c.code_seq_len, c.codebook_size) != (cfg.core.code_seq_len, cfg.core.codebook_size):
-        raise ValueError(
-            f"core code_seq_len/codebook_size ({cfg.core.code_seq_len}, {cfg.core.codebook_size}) must be the LAQ's "
-            f"({c.code_seq_len}, {c.codebook_size}) from {cfg.laq_path}"
-        )
-    info = {"folder": str(cfg.laq_path), "sha256": laq_checkpoint_hash(cfg.laq_path), "config": dataclasses.asdict(c)}
+    if cfg.mode == "codes":
+        laq = load_laq(cfg.laq_path, codes=(cfg.core.code_seq_len, cfg.core.codebook_size))
+    else:
+        laq = load_laq(cfg.laq_path, latent_dim=cfg.core.latent_dim)
+    laq = laq.to(device)
+    info = {
+        "folder": str(cfg.laq_path),
+        "sha256": laq_checkpoint_hash(cfg.laq_path),
+        "config": dataclasses.asdict(laq.config),
+    }
     return laq, info
 
 
@@ -168,7 +166,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
     device = accelerator.device
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    laq, laq_info = load_laq(cfg, device)
+    laq, laq_info = stage_laq(cfg, device)
     adapter = ActionAdapter(cfg.adapter)
     # every metadata check (cameras, adapter, gaps, stats, frame sizes) happens here, before any step
     data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter, cfg.frame_size)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from .core import CoreConfig, SharedCore
+from .trunk import CoreConfig, SharedCore
 
 FORMAT = "so101_hlrp.stage2.v1"
 MANIFEST = "manifest.json"

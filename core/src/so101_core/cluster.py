@@ -5,7 +5,8 @@ r"""hlrp-submit: run an HLRP stage on SLURM (or on this machine) through submiti
     hlrp-submit --config_path=configs/cluster_mcml_x100.yaml --stage=trunk --args='[--config_path=...]' --wait=true
     hlrp-submit --config_path=configs/cluster_local.yaml --stage=lerobot --args='[--policy.type=hlrp, ...]'
 
-Stages: `laq` (so101_hlrp.train_laq), `trunk` (so101_hlrp.train_trunk), `lerobot` (lerobot.scripts.lerobot_train).
+Stages: `laq` (lerobot_policy_hlrp.train_laq), `trunk` (lerobot_policy_hlrp.train_trunk), `lerobot`
+(lerobot.scripts.lerobot_train).
 The job is a `StageJob` (a submitit Checkpointable): on every node it starts `accelerate launch` over the node's GPUs
 (a plain `python -m <module>` for one process). When SLURM announces the end of the job (timeout or preemption,
 submitit's `--signal=USR2@<signal_delay_s>`), submitit calls `StageJob.checkpoint`, which stops the stage and
@@ -50,8 +51,8 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "laq": Stage("so101_hlrp.train_laq", needs_config=True),
-    "trunk": Stage("so101_hlrp.train_trunk", needs_config=True),
+    "laq": Stage("lerobot_policy_hlrp.train_laq", needs_config=True),
+    "trunk": Stage("lerobot_policy_hlrp.train_trunk", needs_config=True),
     "lerobot": Stage("lerobot.scripts.lerobot_train", needs_config=False),
 }
 EXECUTORS = ("slurm", "local")
