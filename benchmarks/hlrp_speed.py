@@ -93,7 +93,8 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     b = args.batch
-    frame_t, frame_k = (torch.rand(b, 3, 256, 320, generator=gen).to(device) for _ in range(2))
+    pair = torch.rand(b, 2, 3, 256, 320, generator=gen).to(device)  # the LAQ camera's frames t and t+k
+    frame_t = pair[:, 0]
     enc = AutoTokenizer.from_pretrained(str(vlm))([TASK] * b, padding="max_length", max_length=48, return_tensors="pt")
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     actions = torch.randn(b, chunk, 32, generator=gen).to(device)
@@ -104,7 +105,7 @@ def main() -> None:
         holder = {}
 
         def label():
-            holder["v"] = laq.codes_and_vectors(frame_t, frame_k)[1]
+            holder["v"] = laq.codes_and_vectors(pair)[1]
 
         label_ms.append(timed(label, device))
         cond = core.pooled([frame_t], ids, mask)

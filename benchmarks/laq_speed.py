@@ -56,8 +56,7 @@ def bench(cfg: LAQConfig, batch: int, mode: str, args, device: torch.device) -> 
     """Frame pairs per second."""
     torch.manual_seed(0)
     model = LAQ(cfg).to(device)
-    first = torch.rand(batch, cfg.channels, 240, 320, device=device)
-    last = torch.rand(batch, cfg.channels, 240, 320, device=device)
+    pair = torch.rand(batch, 2, cfg.channels, 240, 320, device=device)  # frames t and t+k
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     if mode == "train":
@@ -66,7 +65,7 @@ def bench(cfg: LAQConfig, batch: int, mode: str, args, device: torch.device) -> 
 
         def step():
             with autocast():
-                out = model(first, last)
+                out = model(pair)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
@@ -76,7 +75,7 @@ def bench(cfg: LAQConfig, batch: int, mode: str, args, device: torch.device) -> 
 
         def step():
             with autocast():
-                model.codes_and_vectors(first, last)
+                model.codes_and_vectors(pair)
 
     seconds = timed(step, device, args.warmup, args.iters, args.repeats)
     return batch / seconds

@@ -28,9 +28,10 @@ def tiny(**overrides) -> LAQConfig:
     return LAQConfig(**{**settings, **overrides})
 
 
-def random_pair(b: int = 3, h: int = 20, w: int = 28, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_pair(b: int = 3, h: int = 20, w: int = 28, seed: int = 0) -> torch.Tensor:
+    """[b, 2, 3, h, w]: frames t and t+k."""
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
+    return torch.stack([torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)], dim=1)
 
 
 # ----- model ----------------------------------------------------------------------------------------------------
@@ -38,30 +39,30 @@ def random_pair(b: int = 3, h: int = 20, w: int = 28, seed: int = 0) -> tuple[to
 def test_forward_and_labels_have_the_documented_shapes(code_seq_len):
     torch.manual_seed(0)
     model = LAQ(tiny(code_seq_len=code_seq_len)).train()
-    first, last = random_pair()  # 20x28: not the model's size, not square
-    out = model(first, last)
+    pair = random_pair()  # 20x28: not the model's size, not square
+    out = model(pair)
     assert isinstance(out, LAQOutput)
     assert out.recon.shape == (3, 3, 16, 16)
     assert out.indices.shape == (3, code_seq_len) and out.indices.dtype == torch.long
     assert out.loss.requires_grad and out.loss.ndim == 0 and out.recon_loss.ndim == 0
     assert isinstance(out.perplexity, torch.Tensor) and 1.0 <= out.perplexity.item() <= 3 * code_seq_len + 1e-4
     assert isinstance(out.used_codes, int) and out.used_codes == len(out.indices.unique())
-    indices, vectors = model.codes_and_vectors(first, last)
+    indices, vectors = model.codes_and_vectors(pair)
     assert indices.shape == (3, code_seq_len) and indices.dtype == torch.long
     assert vectors.shape == (3, code_seq_len, 8) and vectors.dtype == torch.float32
 
 
 def test_bad_frames_are_refused_naming_the_expected_shape():
     model = LAQ(tiny())
-    first, last = random_pair()
-    with pytest.raises(ValueError, match=r"\[B, 3, H, W\].*got \(3, 20, 28\)"):
-        model(first[0], last[0])
-    with pytest.raises(ValueError, match=r"\[B, 3, H, W\].*got \(3, 4, 20, 28\)"):
-        model(torch.rand(3, 4, 20, 28), torch.rand(3, 4, 20, 28))
-    with pytest.raises(ValueError, match=r"same .*first \(3, 3, 20, 28\) and last \(3, 3, 20, 24\)"):
-        model(first, last[..., :24])
+    pair = random_pair()
+    with pytest.raises(ValueError, match=r"\[B, 2, 3, H, W\].*got \(2, 3, 20, 28\)"):
+        model(pair[0])
+    with pytest.raises(ValueError, match=r"\[B, 2, 3, H, W\].*got \(3, 2, 4, 20, 28\)"):
+        model(torch.rand(3, 2, 4, 20, 28))
+    with pytest.raises(ValueError, match=r"\[B, 2, 3, H, W\].*got \(3, 3, 3, 20, 28\)"):
+        model(torch.rand(3, 3, 3, 20, 28))  # three frames, not a pair
     with pytest.raises(ValueError, match="float"):
-        model.codes_and_vectors((first * 255).to(torch.uint8), (last * 255).to(torch.uint8))
+        model.codes_and_vectors((pair * 255).to(torch.uint8))
     with pytest.raises(ValueError, match="multiple of patch_size"):
         tiny(image_size=18)
 
@@ -83,7 +84,7 @@ def test_nsvq_gradient_reaches_the_encoder_and_the_chosen_codes():
     torch.manual_seed(0)
     # predict_residual's zero-initialised output layer passes no gradient upstream at the very first step
     model = LAQ(tiny(predict_residual=False)).train()
-    out = model(*random_pair(b=4))
+    out = model(random_pair(b=4))
     out.loss.backward()
     for name in ("patch_embed.net.1.weight", "spatial.0.attn.to_q.weight", "temporal.0.mlp.0.weight",
                  "pool.cross_attn.to_kv.weight", "to_quant.1.weight"):  # fmt: skip
@@ -100,15 +101,15 @@ def test_nsvq_gradient_reaches_the_encoder_and_the_chosen_codes():
 def test_labels_are_exactly_the_codebook_rows_of_the_nearest_codes():
     torch.manual_seed(0)
     model = LAQ(tiny(codebook_size=16, code_seq_len=2)).train()
-    first, last = random_pair(b=6)
-    indices, vectors = model.codes_and_vectors(first, last)
+    pair = random_pair(b=6)
+    indices, vectors = model.codes_and_vectors(pair)
     assert model.training  # the mode is restored
     assert torch.equal(vectors, model.vq.codebook.detach()[indices])
     with torch.no_grad():
-        z = model.encode(*model.prepare(first, last))
+        z = model.encode(model.prepare(pair))
     nearest = torch.cdist(z.reshape(-1, 8), model.vq.codebook.detach()).argmin(dim=1).view(6, 2)
     assert torch.equal(indices, nearest)
-    again = model.codes_and_vectors(first, last)
+    again = model.codes_and_vectors(pair)
     assert torch.equal(again[0], indices) and torch.equal(again[1], vectors)  # no noise
     assert model.vq.usage.sum() == 0 and model.vq.train_steps == 0  # labelling does not count as training
 
@@ -117,7 +118,7 @@ def test_labels_are_exactly_the_codebook_rows_of_the_nearest_codes():
 def test_dead_code_replacement_reinitialises_unused_codes_only(source):
     torch.manual_seed(0)
     model = LAQ(tiny(dead_code_source=source)).train()
-    model(*random_pair(b=4))  # fills the recent encoder outputs
+    model(random_pair(b=4))  # fills the recent encoder outputs
     vq = model.vq
     vq.usage.zero_()
     vq.usage[[1, 5]] = torch.tensor([3, 1])
@@ -139,13 +140,13 @@ def test_dead_codes_are_replaced_on_schedule_in_training_only():
     model = LAQ(tiny(codebook_size=64, dead_code_every=3)).train()
     pair = random_pair(b=2)
     for _ in range(3):
-        model(*pair)
+        model(pair)
     assert model.vq.last_replaced == 0 and model.vq.usage.sum() == 3 * 2
-    model(*pair)  # the 4th training forward starts with a replacement of the codes unused in the first 3
+    model(pair)  # the 4th training forward starts with a replacement of the codes unused in the first 3
     assert model.vq.last_replaced >= 64 - 6 and model.vq.usage.sum() == 2
     model.eval()
     with torch.no_grad():
-        model(*pair)
+        model(pair)
     assert model.vq.usage.sum() == 2 and model.vq.train_steps == 4
 
 
@@ -153,10 +154,10 @@ def test_save_and_load_round_trip_and_the_checkpoint_hash(tmp_path):
     torch.manual_seed(0)
     model = LAQ(tiny(code_seq_len=2, dead_code_every=2)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    first, last = random_pair()
+    pair = random_pair()
     for _ in range(3):
         optimizer.zero_grad()
-        model(first, last).loss.backward()
+        model(pair).loss.backward()
         optimizer.step()
     folder = tmp_path / "laq"
     model.save_pretrained(folder)
@@ -166,9 +167,9 @@ def test_save_and_load_round_trip_and_the_checkpoint_hash(tmp_path):
     assert not loaded.training
     model.eval()
     with torch.no_grad():
-        a, b = model(first, last), loaded(first, last)
+        a, b = model(pair), loaded(pair)
     assert torch.equal(a.recon, b.recon) and torch.equal(a.indices, b.indices)
-    for x, y in zip(model.codes_and_vectors(first, last), loaded.codes_and_vectors(first, last), strict=True):
+    for x, y in zip(model.codes_and_vectors(pair), loaded.codes_and_vectors(pair), strict=True):
         assert torch.equal(x, y)
     assert torch.equal(loaded.vq.usage, model.vq.usage) and loaded.vq.train_steps == 3  # the schedule survives
 
@@ -218,16 +219,17 @@ def test_a_tiny_laq_learns_the_motion_through_its_codes():
     torch.manual_seed(0)
     model = LAQ(tiny(dim=64, heads=4, dead_code_every=20)).train()
     first, last = moving_squares(16)
+    pair = torch.stack([first, last], dim=1)
     copy_baseline = torch.nn.functional.mse_loss(first, last).item()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     for _ in range(250):
         optimizer.zero_grad()
-        model(first, last).loss.backward()
+        model(pair).loss.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        mse = model(first, last).recon_loss.item()
-        _, vectors = model.codes_and_vectors(first, last)
+        mse = model(pair).recon_loss.item()
+        _, vectors = model.codes_and_vectors(pair)
         # the codes of pair i+1 (another offset) with frame t of pair i
         swapped = torch.nn.functional.mse_loss(model.decode_codes(first, vectors.roll(1, dims=0)), last).item()
     assert mse < 0.2 * copy_baseline, (mse, copy_baseline)
@@ -281,16 +283,16 @@ def test_frame_pairs_from_a_twin_recording(gt_dataset):
     last_of_0 = int(lengths[0]) - 1
     assert pairs.pair(last_of_0 - 9) == (last_of_0 - 9, last_of_0) and pairs.pair(last_of_0 - 8)[0] == last_of_0 + 1
     item = pairs[last_of_0 - 9]
-    assert item["first"].shape == (3, 64, 80) and item["first"].dtype == torch.float32
-    assert item["first"].min() >= 0 and item["last"].max() <= 1 and item["episode_index"] == 0
+    assert item["pair"].shape == (2, 3, 64, 80) and item["pair"].dtype == torch.float32
+    assert item["pair"].min() >= 0 and item["pair"].max() <= 1 and item["episode_index"] == 0
     reference = LeRobotDataset("local/twin_demo", root=gt_dataset)
-    assert torch.equal(item["last"], reference[last_of_0][FRONT])
-    assert torch.equal(item["first"], reference[last_of_0 - 9][FRONT])
+    assert torch.equal(item["pair"][1], reference[last_of_0][FRONT])
+    assert torch.equal(item["pair"][0], reference[last_of_0 - 9][FRONT])
     cached = FramePairs(reference, FRONT, 0.3, episodes=[1], cache_frames=True)
     assert len(cached) == int(lengths[1]) - 9 and cached.pair(0)[0] == int(lengths[0])
     direct = FramePairs(reference, FRONT, 0.3, episodes=[1])
     for i in (0, len(cached) - 1):
-        assert torch.equal(cached[i]["first"], direct[i]["first"]) and torch.equal(cached[i]["last"], direct[i]["last"])
+        assert torch.equal(cached[i]["pair"], direct[i]["pair"])
 
 
 # ----- the command ----------------------------------------------------------------------------------------------

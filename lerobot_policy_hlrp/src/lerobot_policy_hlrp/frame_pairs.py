@@ -60,7 +60,7 @@ def pair_starts(bounds: list[tuple[int, int, int]], gap: int, fps: float | None 
 
 
 class FramePairs(Dataset):
-    """{"first": [3, H, W] float [0, 1] (frame t), "last": frame t+k, "index": t (the dataset's absolute frame
+    """{"pair": [2, 3, H, W] float [0, 1] (frames t and t+k), "index": t (the dataset's absolute frame
     index), "episode_index": its episode}.
 
     dataset: a LeRobotDataset, or a repo id / local dataset folder (with `root`, `episodes`, `video_backend` passed
@@ -186,4 +186,4 @@ class FramePairs(Dataset):
             frames = self._cache[[self._cache_pos[r] for r in rows]].float() / 255
         else:
             frames = self._frames(rows)
-        return {"first": frames[0], "last": frames[1], "index": t, "episode_index": int(self._episode[self._row[t]])}
+        return {"pair": frames, "index": t, "episode_index": int(self._episode[self._row[t]])}

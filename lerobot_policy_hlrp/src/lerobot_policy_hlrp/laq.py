@@ -293,31 +293,26 @@ class LAQ(nn.Module):
             nn.init.zeros_(self.to_pixels.weight)
 
     # ----- inputs ------------------------------------------------------------------------------------------------
-    def prepare(self, first: Tensor, last: Tensor) -> tuple[Tensor, Tensor]:
-        """Check a frame pair and resize it to [B, C, S, S] (S = config.image_size)."""
+    def prepare(self, pair: Tensor) -> Tensor:
+        """Check a frame pair [B, 2, C, H, W] (frames t and t+k: the layout LeRobot gives a key with two delta
+        timestamps, and the one every caller uses) and resize it to [B, 2, C, S, S] (S = config.image_size)."""
         c, s = self.config.channels, self.config.image_size
-        for name, x in (("first", first), ("last", last)):
-            if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != c:
-                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(f"LAQ expects '{name}' as a [B, {c}, H, W] float tensor in [0, 1], got {shape}")
-            if not x.is_floating_point():
-                raise ValueError(f"LAQ expects '{name}' as float images in [0, 1], got dtype {x.dtype}")
-        if first.shape != last.shape:
-            raise ValueError(
-                f"LAQ expects both frames with the same [B, {c}, H, W] shape, got first {tuple(first.shape)} "
-                f"and last {tuple(last.shape)}"
-            )
-        if first.shape[-2:] != (s, s):
+        if not isinstance(pair, Tensor) or pair.ndim != 5 or pair.shape[1] != 2 or pair.shape[2] != c:
+            shape = tuple(pair.shape) if isinstance(pair, Tensor) else type(pair).__name__
+            raise ValueError(f"LAQ expects a frame pair as a [B, 2, {c}, H, W] float tensor in [0, 1], got {shape}")
+        if not pair.is_floating_point():
+            raise ValueError(f"LAQ expects float images in [0, 1], got dtype {pair.dtype}")
+        if pair.shape[-2:] != (s, s):
             # both frames get the same resize, so the motion between them is kept (stretched, if not square)
-            pair = F.interpolate(torch.cat([first, last]), size=(s, s), mode="bilinear", antialias=True)
-            first, last = pair.chunk(2)
-        return first, last
+            frames = F.interpolate(pair.flatten(0, 1), size=(s, s), mode="bilinear", antialias=True)
+            pair = frames.unflatten(0, pair.shape[:2])
+        return pair
 
     # ----- encoder / decoder -------------------------------------------------------------------------------------
-    def encode(self, first: Tensor, last: Tensor) -> Tensor:
-        """Resized frames [B, C, S, S] -> latent actions before quantisation [B, code_seq_len, quant_dim]."""
-        c, b = self.config, first.shape[0]
-        x = torch.stack([first, last], dim=1).flatten(0, 1)  # [2B, C, S, S], frames of a pair adjacent
+    def encode(self, pair: Tensor) -> Tensor:
+        """Resized pairs [B, 2, C, S, S] -> latent actions before quantisation [B, code_seq_len, quant_dim]."""
+        c, b = self.config, pair.shape[0]
+        x = pair.flatten(0, 1)  # [2B, C, S, S], frames of a pair adjacent
         tokens = self.patch_embed(patchify(x, c.patch_size)) + self.enc_pos
         for blk in self.spatial:
             tokens = blk(tokens)
@@ -343,12 +338,13 @@ class LAQ(nn.Module):
         return first + out if c.predict_residual else out
 
     # ----- public API --------------------------------------------------------------------------------------------
-    def forward(self, first: Tensor, last: Tensor) -> LAQOutput:
-        """Frames t and t+k, float [B, C, H, W] in [0, 1] -> reconstruction of t+k and its loss. In training mode
-        the codes go through NSVQ's noise substitution (and count towards dead-code replacement); in eval mode the
-        decoder gets the nearest codes."""
-        first, last = self.prepare(first, last)
-        z = self.encode(first, last)
+    def forward(self, pair: Tensor) -> LAQOutput:
+        """Frames t and t+k, float [B, 2, C, H, W] in [0, 1] -> reconstruction of t+k and its loss. In training
+        mode the codes go through NSVQ's noise substitution (and count towards dead-code replacement); in eval mode
+        the decoder gets the nearest codes."""
+        pair = self.prepare(pair)
+        first, last = pair.unbind(1)
+        z = self.encode(pair)
         quantised, indices, perplexity = self.vq(z, stochastic=self.training)
         recon = self.decode_codes(first, quantised)
         recon_loss = F.mse_loss(recon.float(), last.float())
@@ -362,14 +358,13 @@ class LAQ(nn.Module):
         )
 
     @torch.no_grad()
-    def codes_and_vectors(self, first: Tensor, last: Tensor) -> tuple[Tensor, Tensor]:
-        """The latent action labels of frame pairs: indices [B, code_seq_len] long and their codebook rows
-        [B, code_seq_len, quant_dim] float (nearest codes, no noise, no usage counting, whatever the mode)."""
+    def codes_and_vectors(self, pair: Tensor) -> tuple[Tensor, Tensor]:
+        """The latent action labels of frame pairs [B, 2, C, H, W]: indices [B, code_seq_len] long and their codebook
+        rows [B, code_seq_len, quant_dim] float (nearest codes, no noise, no usage counting, whatever the mode)."""
         was_training = self.training
         self.eval()
         try:
-            first, last = self.prepare(first, last)
-            z = self.encode(first, last)
+            z = self.encode(self.prepare(pair))
             indices = self.vq.nearest(z.reshape(-1, self.config.quant_dim).float()).view(z.shape[0], -1)
             return indices, self.vq.codebook.detach()[indices].float()
         finally:

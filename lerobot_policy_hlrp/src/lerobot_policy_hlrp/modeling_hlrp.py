@@ -125,7 +125,7 @@ class HLRPPolicy(PreTrainedPolicy):
                 raise ValueError(
                     f"'{self.config.laq_key}' must be frames (t, t + gap), [B, 2, 3, H, W], not {tuple(pair.shape)}"
                 )
-            _, vectors = laq.codes_and_vectors(pair[:, 0], pair[:, 1])
+            _, vectors = laq.codes_and_vectors(pair)
             latent = self.core.latent_loss(cond, vectors)
             info["latent_loss"] = float(latent.mean().detach())
             per_sample = per_sample + self.config.latent_loss_weight * latent

@@ -195,11 +195,10 @@ def evaluate(model: LAQ, pairs: FramePairs, indices: list[int], batch_size: int,
     sq, base, n, codes = 0.0, 0.0, 0, []
     for lo in range(0, len(indices), batch_size):
         items = [pairs[i] for i in indices[lo : lo + batch_size]]
-        first = torch.stack([it["first"] for it in items]).to(device)
-        last = torch.stack([it["last"] for it in items]).to(device)
-        out = model(first, last)
-        f, target = model.prepare(first, last)
-        b = first.shape[0]
+        pair = torch.stack([it["pair"] for it in items]).to(device)
+        out = model(pair)
+        f, target = model.prepare(pair).unbind(1)
+        b = pair.shape[0]
         sq += out.recon_loss.item() * b
         base += torch.nn.functional.mse_loss(f, target).item() * b
         n += b
@@ -225,10 +224,9 @@ def write_grid(model: LAQ, pairs: FramePairs, indices: list[int], path: Path, de
     was_training = model.training
     model.eval()
     items = [pairs[i] for i in indices]
-    first = torch.stack([it["first"] for it in items]).to(device)
-    last = torch.stack([it["last"] for it in items]).to(device)
-    recon = model(first, last).recon
-    f, target = model.prepare(first, last)
+    pair = torch.stack([it["pair"] for it in items]).to(device)
+    recon = model(pair).recon
+    f, target = model.prepare(pair).unbind(1)
     model.train(was_training)
     rows = torch.cat([f, target, recon.float()], dim=3).clamp(0, 1)  # [B, C, S, 3S]
     grid = torch.cat(list(rows), dim=1)  # [C, B*S, 3S]
@@ -343,10 +341,9 @@ def train(cfg: LAQTrainConfig) -> dict:
     model.train()
     t_window = time.perf_counter()
     for batch in loader:
-        first = batch["first"].to(device, non_blocking=True)
-        last_frames = batch["last"].to(device, non_blocking=True)
+        pair = batch["pair"].to(device, non_blocking=True)
         with accelerator.autocast():
-            result = model(first, last_frames)
+            result = model(pair)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(result.loss)
         if cfg.grad_clip:

@@ -113,7 +113,7 @@ def losses(model, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) ->
     t0 = time.perf_counter()
     targets: dict[str, torch.Tensor] = {}
     if laq is not None:
-        indices, vectors = laq.codes_and_vectors(batch["laq_first"].to(device), batch["laq_last"].to(device))
+        indices, vectors = laq.codes_and_vectors(batch["laq_pair"].to(device))
         targets["indices" if cfg.mode == "codes" else "vectors"] = indices if cfg.mode == "codes" else vectors
     stats: dict[str, float] = {"label_s": time.perf_counter() - t0}
     if cfg.mode in ("actions", "multitask"):

@@ -74,8 +74,7 @@ class TrunkSamples(Dataset):
         frames = {k: self.resized(item[k]) for k in {*self.keys, self.laq_key}}  # [2, 3, H, W] each: t, t + gap
         return {
             "images": torch.stack([frames[k][0] for k in self.keys]),  # [n_cam, 3, H, W]
-            "laq_first": frames[self.laq_key][0],
-            "laq_last": frames[self.laq_key][1],
+            "laq_pair": frames[self.laq_key],
             "actions": actions,  # [chunk, target_dim]
             "action_mask": mask,  # [chunk, target_dim]
             "task": item["task"],
