@@ -13,7 +13,7 @@ Episodes are split into shards of `episodes_per_shard`; each worker records a sh
 `.<root>.partial/`, which is renamed into place only once the shard is finalised, so a crash or an interrupt never
 lets a partial episode through. Running the same command again resumes: finished shards are kept, the others are
 recorded again. When every shard is there, LeRobot's `aggregate_datasets` merges them (after the existing episodes
-with `--append=true`) into `.<root>.tmp`, which then replaces `root`.
+with `--resume=true`) into `.<root>.tmp`, which then replaces `root`.
 
     so101-twin-record --robot.cameras='[wrist]' --robot.camera_height=120 --robot.camera_width=160 \\
         --robot.depth=true --robot.segmentation=true --robot.action_noise_std=1.0 \\
@@ -38,6 +38,7 @@ from pathlib import Path
 from lerobot.configs import parser
 from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
+from so101_core.cli import prepare_command_line
 
 from .config_so101_twin import SO101TwinConfig
 from .config_so101_twin_expert import SO101TwinExpertConfig
@@ -71,8 +72,9 @@ class TwinRecordConfig:
     num_workers: int = 2
     # Episodes per shard: the unit of work a crash or an interrupt can lose.
     episodes_per_shard: int = 4
-    # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one).
-    append: bool = False
+    # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one), as
+    # lerobot-record's --resume does. (--append, the old spelling, works for one more release.)
+    resume: bool = False
     # Stop when the first this-many episodes of a shard all fail: the expert cannot solve this task as configured
     # (0 turns the check off).
     fail_fast_episodes: int = 4
@@ -292,6 +294,7 @@ def _manifest(cfg: TwinRecordConfig, first_episode: int) -> dict:
     settings = asdict(cfg)
     for key in ("num_workers", "worker_threads", "restart", "log_dir"):  # do not change what is recorded
         settings.pop(key)
+    settings["append"] = settings.pop("resume")  # the key a partial recording made before the rename has
     settings["first_episode"] = first_episode
     return json.loads(json.dumps(settings, default=str))
 
@@ -304,7 +307,7 @@ def _check_appendable(cfg: TwinRecordConfig, root: Path) -> int:
     from .so101_twin import SO101Twin
 
     if not (root / "meta" / "info.json").exists():
-        raise FileNotFoundError(f"--append=true needs an existing dataset at {root}; found no meta/info.json there")
+        raise FileNotFoundError(f"--resume=true needs an existing dataset at {root}; found no meta/info.json there")
     meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=root)
     features, _ = _dataset_features(SO101Twin(cfg.robot), cfg.dataset.video)
     expected = {**features, **DEFAULT_FEATURES}
@@ -391,16 +394,16 @@ def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress,
 
 
 def record(cfg: TwinRecordConfig) -> dict:
-    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.append`); return a summary."""
+    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.resume`); return a summary."""
     from lerobot.datasets.aggregate import aggregate_datasets
     from tqdm import tqdm
 
     root = cfg.root
-    if cfg.append:
+    if cfg.resume:
         first_episode = _check_appendable(cfg, root)
     elif root.exists():
         raise FileExistsError(
-            f"{root} exists: pass --append=true to add episodes to it, or choose another --dataset.root"
+            f"{root} exists: pass --resume=true to add episodes to it, or choose another --dataset.root"
         )
     else:
         first_episode = 0
@@ -438,7 +441,7 @@ def record(cfg: TwinRecordConfig) -> dict:
         results = _run_shards(cfg, todo, stage, progress, log_dir) if todo else []
     record_seconds = time.perf_counter() - start
 
-    roots = ([root] if cfg.append else []) + [stage / s.name for s in shards]
+    roots = ([root] if cfg.resume else []) + [stage / s.name for s in shards]
     out_tmp = root.with_name(f".{root.name}.tmp")
     if out_tmp.exists():
         shutil.rmtree(out_tmp)
@@ -446,7 +449,7 @@ def record(cfg: TwinRecordConfig) -> dict:
     logger.info("merging %d shards into %s (LeRobot's aggregate_datasets; its output: %s)", len(roots), root, merge_log)
     with _stderr_to(merge_log):  # LeRobot's progress bars and FFmpeg's muxer chatter, per file
         aggregate_datasets(
-            repo_ids=[cfg.dataset.repo_id] * int(cfg.append) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
+            repo_ids=[cfg.dataset.repo_id] * int(cfg.resume) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
             aggr_repo_id=cfg.dataset.repo_id,
             roots=roots,
             aggr_root=out_tmp,
@@ -455,7 +458,7 @@ def record(cfg: TwinRecordConfig) -> dict:
     expected = first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
-    if cfg.append:
+    if cfg.resume:
         old = root.with_name(f".{root.name}.old")
         os.replace(root, old)
         os.replace(out_tmp, root)
@@ -489,6 +492,7 @@ def record_cli(cfg: TwinRecordConfig) -> dict:
 
 
 def main() -> None:
+    prepare_command_line({"--append": "--resume"})
     init_logging()
     record_cli()
 
