@@ -186,7 +186,7 @@ def demo(cfg: DemoConfig) -> dict:
             str(VENV_BIN / "segdepth-precompute"),
             f"--dataset.repo_id={repo}",
             f"--dataset.root={cfg.record.dataset.root}",
-            f"--output_root={segdepth_root}",
+            f"--output_dir={segdepth_root}",
             f"--output_repo_id={repo}_segdepth",
             f"--policy.camera={cfg.record.robot.cameras[-1]}",
             "--num_workers=2",

@@ -57,9 +57,7 @@ def _words(text: str) -> str:
 @pytest.fixture(scope="module")
 def helps() -> dict[str, subprocess.CompletedProcess]:
     def run(script: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(VENV_BIN / script), "--help"], capture_output=True, text=True, timeout=600, cwd=REPO
-        )
+        return subprocess.run([str(VENV_BIN / script), "--help"], capture_output=True, text=True, timeout=600, cwd=REPO)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         return dict(zip(SCRIPTS, pool.map(run, SCRIPTS), strict=True))

@@ -201,8 +201,8 @@ def trunk_args(gt_dataset: Path, laq: Path, out: Path, steps: int, extra: tuple[
         f"--steps={steps}",
         "--batch_size=4",
         "--num_workers=0",
-        "--log_every=2",
-        "--save_every=2",
+        "--log_freq=2",
+        "--save_freq=2",
         f"--output_dir={out}",
         *extra,
     ]

@@ -430,7 +430,7 @@ def tiny_run(out: Path, frames: int, **overrides) -> RLTrainConfig:
         seed_frames=80,
         replay_capacity=4000,
         output_dir=out,
-        log_every_frames=80,
+        log_freq=80,
     )
     cfg.eval.every_frames, cfg.eval.episodes, cfg.eval.num_envs = 160, 2, 2
     return dataclasses.replace(cfg, **overrides)
@@ -618,7 +618,7 @@ def demo_settings(dataset_root: Path):
 
 @pytest.mark.slow
 def test_fine_tuning_a_clone_from_demonstrations_end_to_end(gt_dataset, tmp_path):
-    """--policy_path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
+    """--policy.path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
     alone for the warm-up, the actor's TD3+BC term is logged, and the result is a segdepth checkpoint again."""
     clone, out = saved_clone(gt_dataset, tmp_path), tmp_path / "ft"
     cfg = tiny_run(

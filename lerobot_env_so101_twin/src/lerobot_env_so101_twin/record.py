@@ -38,6 +38,7 @@ from pathlib import Path
 from lerobot.configs import parser
 from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
+
 from so101_core.cli import prepare_command_line
 
 from .config_so101_twin import SO101TwinConfig

@@ -27,6 +27,7 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from so101_core.checkpoints import publish_checkpoint
+from so101_core.cli import prepare_command_line
 
 from .frame_pairs import FramePairs
 from .laq import LAQ, LAQConfig, laq_checkpoint_hash
@@ -62,9 +63,9 @@ class LAQTrainConfig:
     grad_clip: float = 1.0  # 0: off
     num_workers: int = 4
     seed: int = 1000
-    log_every: int = 50
-    save_every: int = 5000
-    image_every: int = 1000  # 0: only at the end
+    log_freq: int = 50
+    save_freq: int = 5000
+    image_freq: int = 1000  # 0: only at the end
     image_pairs: int = 8  # rows of each reconstruction grid
     keep_checkpoints: int = 2  # numbered checkpoints kept (the newest ones)
     eval_max_pairs: int | None = 2048  # held-out pairs in metrics.json, evenly spread (None: all)
@@ -74,8 +75,8 @@ class LAQTrainConfig:
     resume: bool = False
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.save_every < 1:
-            raise ValueError("steps, batch_size, log_every and save_every must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.log_freq < 1 or self.save_freq < 1:
+            raise ValueError("steps, batch_size, log_freq and save_freq must be >= 1")
         if not 0 <= self.dataset.holdout_share < 1:
             raise ValueError(f"--dataset.holdout_share must be in [0, 1), got {self.dataset.holdout_share}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -361,7 +362,7 @@ def train(cfg: LAQTrainConfig) -> dict:
             "replaced": plain.vq.last_replaced,
         })  # fmt: skip
         plain.vq.last_replaced = 0
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_freq == 0 or step == cfg.steps:
             wall = time.perf_counter() - t_window
             row = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "recon_mse", "perplexity", "used_codes")}
             row.update(
@@ -379,9 +380,9 @@ def train(cfg: LAQTrainConfig) -> dict:
                 with (out / "history.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
             window, t_window = [], time.perf_counter()
-        if accelerator.is_main_process and cfg.image_every and step % cfg.image_every == 0:
+        if accelerator.is_main_process and cfg.image_freq and step % cfg.image_freq == 0:
             write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_freq == 0 or step == cfg.steps:
             save_checkpoint(cfg, accelerator, plain, optimizer, scheduler, step, split)
     bar.close()
 
@@ -422,6 +423,7 @@ def run(cfg: LAQTrainConfig) -> None:
 
 
 def main() -> None:
+    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq", "--image_every": "--image_freq"})
     run()
 
 

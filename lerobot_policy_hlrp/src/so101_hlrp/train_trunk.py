@@ -25,6 +25,7 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from so101_core.checkpoints import publish_checkpoint
+from so101_core.cli import prepare_command_line
 
 from .action_adapter import ActionAdapter, ActionAdapterConfig
 from .artifact import save_artifact
@@ -55,8 +56,8 @@ class TrunkTrainConfig:
     num_workers: int = 4
     torch_threads: int | None = None  # None: torch's default
     seed: int = 1000
-    log_every: int = 50
-    save_every: int = 1000
+    log_freq: int = 50
+    save_freq: int = 1000
     output_dir: Path = Path("outputs/hlrp/trunk")
     resume: bool = False
 
@@ -226,7 +227,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
             step += 1
             bar.update(1)
             window.append(stats)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_freq == 0 or step == cfg.steps:
                 wall = time.perf_counter() - t_window
                 row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 row.update(step=step, samples_per_s=len(window) * cfg.batch_size / wall,
@@ -235,7 +236,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "label_s")})
                 logger.info("step %d %s", step, json.dumps({k: round(v, 5) for k, v in row.items()}))
                 window, t_window = [], time.perf_counter()
-            if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps):
+            if accelerator.is_main_process and (step % cfg.save_freq == 0 or step == cfg.steps):
                 save_checkpoint(cfg, accelerator.unwrap_model(core), optimizer, scheduler, step, laq_info)
             if step >= cfg.steps:
                 break
@@ -258,6 +259,7 @@ def run(cfg: TrunkTrainConfig) -> None:
 
 
 def main() -> None:
+    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq"})
     run()
 
 

@@ -32,6 +32,7 @@ from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
 from so101_core.checkpoints import publish_checkpoint
+from so101_core.cli import prepare_command_line
 
 from .demos import DemoSettings, demo_buffer, mixed_batch
 from .drqv2 import DrQV2Agent, DrQV2Config
@@ -86,7 +87,7 @@ class EvalSettings:
     seed: int = 1000  # episode i of an evaluation uses cube pose seed + i, the same poses every time
     num_envs: int = 2
     videos: int = 1  # episodes per evaluation written as mp4 (front + wrist RGB)
-    # with --policy_path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
+    # with --policy.path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
     at_start: bool = True
 
 
@@ -102,7 +103,8 @@ class RLTrainConfig:
     env: TwinSettings = field(default_factory=TwinSettings)
     # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(image_size=48, action_repeat=2))
-    # Start from this segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
+    # Start from a segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
+    # Given as --policy.path=CKPT (or `policy: {path: CKPT}` in the config file), which sets this field.
     policy_path: Path | None = None
     agent: DrQV2Config = field(default_factory=DrQV2Config)
     # demonstrations mixed into every batch (RLPD-style), e.g. the demo's recording; none by default
@@ -118,11 +120,17 @@ class RLTrainConfig:
     seed: int = 1
     output_dir: Path = Path("outputs/rl/reach")
     resume: bool = False
-    log_every_frames: int = 2000
+    log_freq: int = 2000  # env frames between two progress lines
     torch_threads: int | None = 1  # the learner's intra-op threads; the env workers take the other cores
     device: str = "cpu"  # the learner's device ("cuda" on a GPU); the env workers and their processors stay on CPU
 
+    @classmethod
+    def __get_path_fields__(cls) -> list[str]:
+        return ["policy"]
+
     def __post_init__(self):
+        if policy_path := parser.get_path_arg("policy"):
+            self.policy_path = Path(policy_path)
         if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
             raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
 
@@ -190,7 +198,7 @@ def comparable(cfg: RLTrainConfig) -> dict:
         "resume",
         "frames",
         "output_dir",
-        "log_every_frames",
+        "log_freq",
         "wandb",
         "eval",
         "torch_threads",
@@ -424,7 +432,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
     losses: list[dict] = []
     eval_every = cfg.eval.every_frames or cfg.frames
     next_eval = (counters["frames"] // eval_every + 1) * eval_every
-    next_log = counters["frames"] + cfg.log_every_frames
+    next_log = counters["frames"] + cfg.log_freq
     if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
         result = evaluate(agent, eval_venv, cfg, out / "videos" / f"{0:010d}")
         result.update(frames=0, updates=0, wall_min=0.0)
@@ -507,7 +515,7 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
                     wandb_run.log({f"train/{k}": v for k, v in metrics.items()}, step=counters["frames"])
                 recent, losses = [], []
                 window = {"t": now, "frames": counters["frames"], "updates": counters["updates"]}
-                next_log += cfg.log_every_frames
+                next_log += cfg.log_freq
 
             if counters["frames"] >= next_eval or counters["frames"] >= cfg.frames or out_of_time():
                 next_eval += eval_every
@@ -550,6 +558,7 @@ def run(cfg: RLTrainConfig) -> None:
 def main() -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    prepare_command_line({"--policy_path": "--policy.path", "--log_every_frames": "--log_freq"})
     register_third_party_plugins()
     run()
 
