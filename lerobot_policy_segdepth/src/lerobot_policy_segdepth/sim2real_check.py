@@ -63,7 +63,7 @@ def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overri
 
     output_dir = Path(output_dir)
     if output_dir.exists():
-        raise FileExistsError(f"--export-dir {output_dir} exists; choose a new folder")
+        raise FileExistsError(f"--export_dir {output_dir} exists; choose a new folder")
     config = PreTrainedConfig.from_pretrained(policy_path)
     config.pretrained_path = policy_path
     pre, _ = make_pre_post_processors(config, pretrained_path=str(policy_path))

@@ -4,15 +4,14 @@
     so101-seg-train --data.path=data/dataset_v0                                     # 640x480
     so101-seg-train --data.path=data/sim_train --data.img_height=84 --data.img_width=84 --batch_size=16
 
-Options are the draccus `TrainConfig` (`configs.py`): a YAML file (--config_path) and dotted flags overriding it.
-Writes to --output.dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
+Options are the `TrainConfig` (`configs.py`), parsed by LeRobot's `parser.wrap`: a YAML file (--config_path) and
+dotted flags overriding it.
+Writes to --output_dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
 `load_segmenter`), last/ (the latest model plus train_state.pt, from which an interrupted run resumes),
 metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image | ground truth | prediction for
 validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
 --data.test_path, test_metrics.json.
 """
-
-from __future__ import annotations
 
 import json
 import logging
@@ -25,10 +24,13 @@ from pathlib import Path
 import draccus
 import numpy as np
 import torch
+from lerobot.configs import parser
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .configs import EvalConfig, TrainConfig, parse_config
+from so101_core.cli import prepare_command_line
+
+from .configs import EvalConfig, TrainConfig
 from .data import SegmentationDataset, build_transforms, load_index, stratified_split
 from .dataset_index import DatasetIndex
 from .metrics import confusion_matrix, make_loss, summarize
@@ -91,7 +93,7 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
-    out = Path(cfg.output.dir)
+    out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train_config.yaml", "w") as f:
         draccus.dump(cfg, f)
@@ -217,7 +219,7 @@ def train(cfg: TrainConfig) -> dict:
     if not (out / "best").is_dir():
         raise RuntimeError(f"no epoch finished, so {out / 'best'} was never written")
     best = load_segmenter(out / "best")
-    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.output.grid_size)
+    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.grid_size)
     result = {
         "best_val_miou": best_miou,
         "epochs_run": epoch + 1,
@@ -250,23 +252,35 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: DatasetIndex, size: tup
     return evaluate(model, DataLoader(ds, batch_size=batch_size), desc="eval")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
-    cfg = parse_config(TrainConfig, argv, "so101-seg-train", __doc__.split("\n\n")[0])
+@parser.wrap()
+def train_cli(cfg: TrainConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    train(cfg)
+    return train(cfg)
 
 
-def eval_main(argv: list[str] | None = None) -> None:
-    """so101-seg-eval: per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder."""
-    cfg = parse_config(EvalConfig, argv, "so101-seg-eval", eval_main.__doc__)
+@parser.wrap()
+def eval_cli(cfg: EvalConfig) -> dict:
+    """Per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder; printed, and written to --output."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     data = cfg.data
-    result = evaluate_checkpoint(cfg.checkpoint, load_index(data.path), (data.img_height, data.img_width))
+    result = evaluate_checkpoint(cfg.segmenter_path, load_index(data.path), (data.img_height, data.img_width))
     result.pop("confusion")
     print(json.dumps(result, indent=2))
     if cfg.output is not None:
         Path(cfg.output).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
+    prepare_command_line({"--output.dir": "--output_dir", "--output.grid_size": "--grid_size"})
+    train_cli()
+
+
+def eval_main() -> None:
+    """so101-seg-eval: per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder."""
+    prepare_command_line({"--checkpoint": "--segmenter_path"})
+    eval_cli()
 
 
 if __name__ == "__main__":
