@@ -104,7 +104,7 @@ class RLTrainConfig:
     # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(image_size=48, action_repeat=2))
     # Start from a segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
-    # Given as --policy.path=CKPT (or `policy: {path: CKPT}` in the config file), which sets this field.
+    # On the command line --policy.path=CKPT, which sets this field; in a config file `policy_path: CKPT`.
     policy_path: Path | None = None
     agent: DrQV2Config = field(default_factory=DrQV2Config)
     # demonstrations mixed into every batch (RLPD-style), e.g. the demo's recording; none by default
