@@ -6,8 +6,8 @@ source dataset, a function that maps a batch of frames (as a DataLoader over the
 arrays, LeRobot feature specs for those arrays and the settings that determine them; `precompute_features`:
 
 - refuses an output root that exists: nothing is overwritten, and the source dataset is only read;
-- writes each computed batch to `.<output>.partial/shards/shard_NNNNNN.safetensors` (temporary file, then
-  `os.replace`) beside `manifest.json` (source and settings). A run started again with the same settings skips
+- writes each computed batch to `.<output>.partial/shards/shard_NNNNNN.safetensors` (each written atomically)
+  beside `manifest.json` (source and settings). A run started again with the same settings skips
   the frames already done (the batch size may differ); one with other settings is refused unless `restart`
   discards the partial work;
 - gathers the shards by dataset position into memory-mapped arrays in the stage folder (so a column need not fit
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -37,8 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
+
+from so101_core.atomic import replace_folder, save_safetensors, staging_folder, write_json
+from so101_core.runs import config_differences
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +54,6 @@ class SourceDatasetConfig:
 
     repo_id: str
     root: str | None = None  # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
-
-
-def atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def stage_dir(output_root: Path) -> Path:
@@ -206,12 +202,14 @@ def precompute_features(
         previous = json.loads((stage / MANIFEST).read_text())
         if previous != manifest:
             changed = sorted(k for k in {*manifest, *previous} if previous.get(k) != manifest.get(k))
+            detail = "; ".join(config_differences(previous, manifest))
             raise ValueError(
-                f"{stage} holds partial work made with other settings ({changed}); pass --restart to discard it"
+                f"{stage} holds partial work made with other settings ({changed}: {detail}); pass --restart to "
+                "discard it"
             )
         logger.info("resuming from %s", stage)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    atomic_json(stage / MANIFEST, manifest)
+    write_json(stage / MANIFEST, manifest, sort_keys=True)
 
     done = _done_positions(shard_dir)
     todo = [i for i in range(len(dataset)) if i not in done]
@@ -237,8 +235,7 @@ def precompute_features(
             tensors["positions"] = torch.tensor(positions, dtype=torch.int64)
             tensors["index"] = batch["index"].to(torch.int64)
             shard = shard_dir / f"shard_{next_shard:06d}.safetensors"
-            save_file(tensors, str(shard.with_suffix(".tmp")))
-            os.replace(shard.with_suffix(".tmp"), shard)
+            save_safetensors(tensors, shard)
             next_shard += 1
             computed += len(positions)
             progress.update(len(positions))
@@ -277,9 +274,7 @@ def precompute_features(
         name: (lambda row, _ep, frame, name=name: stored(name, int(row["index"]), int(frame)), features[name])
         for name in columns
     }
-    tmp = output_root.with_name(f".{output_root.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_folder(output_root, create=False)  # modify_features makes the folder itself
     new = modify_features(
         dataset, add_features=add, remove_features=remove_features or None, output_dir=tmp, repo_id=output_repo_id
     )
@@ -289,10 +284,10 @@ def precompute_features(
         for name in columns:
             if not np.array_equal(np.asarray(row[name]), stored(name, int(row["index"]), int(row["frame_index"]))):
                 raise RuntimeError(f"'{name}' read back from {tmp} (row {position}) differs from what was computed")
-    atomic_json(tmp / DATASET_MANIFEST, manifest)
+    write_json(tmp / DATASET_MANIFEST, manifest, sort_keys=True)
     del new, add
     columns.clear()  # the memmaps, before their folder goes
-    os.replace(tmp, output_root)
+    replace_folder(tmp, output_root)
     shutil.rmtree(stage)
 
     return {
