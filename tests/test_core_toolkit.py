@@ -99,13 +99,15 @@ def test_replace_folder_cleans_up_after_a_crash_between_its_renames(tmp_path):
 
 # ----- run folders and resume checks ----------------------------------------------------------------------------
 def test_the_resume_check_names_every_differing_field_with_both_values(tmp_path):
-    saved = {"policy": {"lr": 0.0003, "dim": 64}, "seed": 1, "gone": True}
-    now = {"policy": {"lr": 0.001, "dim": 64}, "seed": 1, "new": [1]}
+    saved = {"policy": {"lr": 0.0003, "dim": 64}, "seed": 1, "gone": True, "steps": [{"size": 32}, {"k": 1}]}
+    now = {"policy": {"lr": 0.001, "dim": 64}, "seed": 1, "new": [1], "steps": [{"size": 24}, {"k": 1}]}
     assert config_differences(saved, now) == [
         "gone: saved True, now (absent)",
         "new: saved (absent), now [1]",
         "policy.lr: saved 0.0003, now 0.001",
+        "steps[0].size: saved 32, now 24",
     ]
+    assert config_differences({"cams": ["a"]}, {"cams": ["a", "b"]}) == ["cams: saved ['a'], now ['a', 'b']"]
     with pytest.raises(ValueError) as err:
         check_resume_config(saved, now, tmp_path)
     message = str(err.value)

@@ -13,14 +13,17 @@ _MISSING = object()
 
 
 def config_differences(saved: Any, now: Any, prefix: str = "") -> list[str]:
-    """One line per differing leaf of two JSON-like configs, dotted names, as `a.b: saved X, now Y` (a field only
-    one of them has reads `(absent)` on the other side)."""
+    """One line per differing leaf of two JSON-like configs, dotted names, as `a.b: saved X, now Y` (lists of the
+    same length are compared item by item, `steps[3].size`; a field only one of them has reads `(absent)`)."""
     if isinstance(saved, Mapping) and isinstance(now, Mapping):
         lines = []
         for key in sorted(set(saved) | set(now), key=str):
             name = f"{prefix}.{key}" if prefix else str(key)
             lines += config_differences(saved.get(key, _MISSING), now.get(key, _MISSING), name)
         return lines
+    if isinstance(saved, list | tuple) and isinstance(now, list | tuple) and len(saved) == len(now):
+        return [line for i, (a, b) in enumerate(zip(saved, now, strict=True)) for line in
+                config_differences(a, b, f"{prefix}[{i}]")]  # fmt: skip
     if saved == now:
         return []
 

@@ -414,7 +414,7 @@ def record(cfg: TwinRecordConfig) -> dict:
             changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
             detail = "; ".join(config_differences(previous, manifest))
             raise ValueError(
-                f"{stage} holds an interrupted recording made with other settings (differs in {changed}: {detail}); "
+                f"{stage} holds an interrupted recording made with other settings (differs in {changed}): {detail}; "
                 "run the same command as before to resume it, or pass --restart=true to discard it"
             )
         if previous != manifest:

@@ -248,7 +248,7 @@ def _open_stage(dataset, stage: Path, remove_features, history, settings, restar
             changed = sorted(k for k in {*manifest, *previous} if previous.get(k) != manifest.get(k))
             detail = "; ".join(config_differences(previous, manifest))
             raise ValueError(
-                f"{stage} holds partial work made with other settings ({changed}: {detail}); pass --restart to "
+                f"{stage} holds partial work made with other settings ({changed}): {detail}; pass --restart to "
                 "discard it"
             )
         logger.info("resuming from %s", stage)
