@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
+from so101_core.atomic import write_json
 from so101_core.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,9 +227,7 @@ def main(cfg: SegVLATwinConfig) -> dict:
             for appearance in cfg.appearances:
                 entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance, cfg.eval_episodes)
     out = cfg.output_dir / "results.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out)
+    write_json(out, results)
     print(table(cfg, results))
     return results
 

@@ -344,7 +344,7 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     args = twin_args(gt_dataset, out, 30)
     with pytest.raises(FileExistsError, match="not empty: pass --resume=true"):
         train(draccus.parse(LAQTrainConfig, args=args))
-    with pytest.raises(ValueError, match=r"model\.dim: checkpoint 128 vs now 96"):
+    with pytest.raises(ValueError, match=r"model\.dim: saved 128, now 96"):
         train(draccus.parse(LAQTrainConfig, args=[*args, "--resume=true", "--model.dim=96"]))
 
     run_cli([*command(), *args, "--resume=true"], cwd=tmp_path)

@@ -39,7 +39,9 @@ from lerobot.configs import parser
 from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
+from so101_core.atomic import replace_folder, staging_folder, write_json
 from so101_core.cli import prepare_command_line
+from so101_core.runs import config_differences
 
 from .config_so101_twin import SO101TwinConfig
 from .config_so101_twin_expert import SO101TwinExpertConfig
@@ -212,9 +214,8 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     from .so101_twin import SO101Twin
     from .so101_twin_expert import SO101TwinExpert
 
-    final, tmp = stage / shard.name, stage / f".tmp_{shard.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    final = stage / shard.name
+    tmp = staging_folder(final, create=False)  # LeRobotDataset.create makes the folder itself
     # Scenes are reset here, per episode index, rather than from lerobot-record's "Recording episode N" log line.
     robot = SO101Twin(replace(cfg.robot, reset_on_new_episode=False))
     teleop = SO101TwinExpert(cfg.teleop)
@@ -271,7 +272,7 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
         if robot.is_connected:
             robot.disconnect()
         teleop.disconnect()
-    os.replace(tmp, final)
+    replace_folder(tmp, final)
     return {"shard": shard.name, "successes": successes}
 
 
@@ -414,16 +415,15 @@ def record(cfg: TwinRecordConfig) -> dict:
         previous = json.loads((stage / MANIFEST).read_text())
         if previous != manifest and not cfg.restart:
             changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+            detail = "; ".join(config_differences(previous, manifest))
             raise ValueError(
-                f"{stage} holds an interrupted recording made with other settings (differs in {changed}); run the "
-                "same command as before to resume it, or pass --restart=true to discard it"
+                f"{stage} holds an interrupted recording made with other settings (differs in {changed}): {detail}; "
+                "run the same command as before to resume it, or pass --restart=true to discard it"
             )
         if previous != manifest:
             shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
-    tmp_manifest = stage / f"{MANIFEST}.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp_manifest, stage / MANIFEST)
+    write_json(stage / MANIFEST, manifest)
 
     shards = shards_for(first_episode, cfg.dataset.num_episodes, cfg.episodes_per_shard)
     todo = [s for s in shards if not (stage / s.name / "meta" / "info.json").exists()]
@@ -443,9 +443,7 @@ def record(cfg: TwinRecordConfig) -> dict:
     record_seconds = time.perf_counter() - start
 
     roots = ([root] if cfg.resume else []) + [stage / s.name for s in shards]
-    out_tmp = root.with_name(f".{root.name}.tmp")
-    if out_tmp.exists():
-        shutil.rmtree(out_tmp)
+    out_tmp = staging_folder(root, create=False)  # aggregate_datasets makes the folder itself
     merge_log = log_dir / "merge.log"
     logger.info("merging %d shards into %s (LeRobot's aggregate_datasets; its output: %s)", len(roots), root, merge_log)
     with _stderr_to(merge_log):  # LeRobot's progress bars and FFmpeg's muxer chatter, per file
@@ -459,13 +457,7 @@ def record(cfg: TwinRecordConfig) -> dict:
     expected = first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
-    if cfg.resume:
-        old = root.with_name(f".{root.name}.old")
-        os.replace(root, old)
-        os.replace(out_tmp, root)
-        shutil.rmtree(old)
-    else:
-        os.replace(out_tmp, root)
+    replace_folder(out_tmp, root)  # with --resume=true, the old dataset is moved aside, then deleted
     shutil.rmtree(stage)
 
     successes = [ok for r in sorted(results, key=lambda r: r["shard"]) for ok in r["successes"]]

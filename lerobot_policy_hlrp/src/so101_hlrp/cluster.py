@@ -43,6 +43,7 @@ import submitit
 import yaml
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from so101_core.atomic import move_aside
 from so101_core.cli import prepare_command_line
 
 logger = logging.getLogger("hlrp-submit")
@@ -223,7 +224,7 @@ class StageJob(Checkpointable):
         logger.warning(
             "nothing to resume (%s is missing): moved %s to %s, starting over", checkpoint, self.output_dir, aside
         )
-        self.output_dir.rename(aside)
+        move_aside(self.output_dir, aside)
 
     def command(self, env: submitit.JobEnvironment | None = None) -> list[str]:
         rank, host, port = 0, None, 29500

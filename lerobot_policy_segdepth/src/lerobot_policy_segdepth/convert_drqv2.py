@@ -8,8 +8,6 @@ Network sizes come from the snapshot's tensors. What a snapshot does not record 
 and the joint-delta scale and action repeat it was trained with.
 """
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.utils.constants import ACTION, OBS_STATE
 
+from so101_core.atomic import atomic_folder
 from so101_core.cli import prepare_command_line
 
 from .configuration_segdepth import SegDepthConfig
@@ -98,17 +97,10 @@ def convert(snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = 
     policy.encoder.load_state_dict(encoder, strict=True)
     policy.actor.load_state_dict({k: v for k, v in actor.items() if k.startswith(("trunk.", "policy."))}, strict=True)
     pre, post = make_segdepth_pre_post_processors(config, dataset_stats=dataset_stats)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
-    try:
+    with atomic_folder(output_dir) as staging:  # the checkpoint appears whole or not at all
         policy.save_pretrained(staging)
         pre.save_pretrained(staging)
         post.save_pretrained(staging)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)  # the checkpoint appears whole or not at all
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return policy
 
 

@@ -14,8 +14,6 @@ side-by-side picture of the first frame (ground truth | models, ids and disparit
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from so101_core import JOINT_NAMES, colorize_segmentation
+from so101_core.atomic import atomic_folder, write_text, write_with
 from so101_core.cli import prepare_command_line
-from so101_segmenter.model import atomic_write
 
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES
 
@@ -69,17 +67,11 @@ def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overri
     pre, _ = make_pre_post_processors(config, pretrained_path=str(policy_path))
     overrides = {k: v for k, v in model_overrides.items() if v is not None}
     models_config = with_source(pre, config, source="models", **overrides)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        shutil.copytree(policy_path, tmp, dirs_exist_ok=True)
+    with atomic_folder(output_dir, create=False) as tmp:
+        shutil.copytree(policy_path, tmp)
         models_config.pretrained_path = None
         models_config._save_pretrained(tmp)
         pre.save_pretrained(tmp)
-        os.replace(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output_dir
 
 
@@ -224,11 +216,11 @@ def check_cli(cfg: Sim2RealCheckConfig) -> None:
     if cfg.output_dir is not None:
         cfg.output_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(report, indent=2) + "\n"
-        atomic_write(cfg.output_dir / "sim2real_report.json", lambda p: Path(p).write_text(text))
+        write_text(cfg.output_dir / "sim2real_report.json", text)
         from PIL import Image
 
         picture = Image.fromarray(first_frame_picture(first))
-        atomic_write(cfg.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
+        write_with(cfg.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
         print(f"wrote {cfg.output_dir / 'sim2real_report.json'} and first_frame.png")
     if cfg.export_dir is not None:
         export_models_checkpoint(cfg.policy.path, cfg.export_dir, **models)

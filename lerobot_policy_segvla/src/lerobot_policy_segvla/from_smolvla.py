@@ -16,7 +16,6 @@ and SegVLA's own processors (with SmolVLA's normalisation stats, which lerobot-t
 """
 
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
 
+from so101_core.atomic import atomic_folder
 from so101_core.cli import prepare_command_line
 
 from .configuration_segvla import SegVLAConfig
@@ -72,19 +72,11 @@ def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
     stats = next((s.stats for s in saved.steps if isinstance(s, NormalizerProcessorStep)), None)
     preprocessor, postprocessor = make_segvla_pre_post_processors(config, dataset_stats=stats)
 
-    # Written beside the target and renamed into place: an interrupted run leaves no half checkpoint.
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    # Written beside the target and swapped into place: an interrupted run leaves no half checkpoint.
+    with atomic_folder(output_dir) as staging:
         policy.save_pretrained(staging)
         preprocessor.save_pretrained(staging)
         postprocessor.save_pretrained(staging)
-        if output_dir.exists():
-            output_dir.rmdir()
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -10,8 +10,6 @@ read from its metadata, else 480x640) and its prediction is resized back to each
 """
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch.nn.functional as F
 from lerobot.configs import parser
 from tqdm import tqdm
 
+from so101_core.atomic import atomic_path
 from so101_core.cli import prepare_command_line
 
 from .data import read_image
@@ -94,27 +93,21 @@ def segment_video(model: EfficientViTFPN, path: Path, out: Path, size: tuple[int
     import av
 
     target = out / f"{path.stem}_overlay.mp4"
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".mp4")
-    os.close(fd)
     frames = 0
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = None
-            for rgb in tqdm(video_frames(path), desc=path.name, unit="frame"):
-                blended = overlay(rgb, segment(model, rgb, size))
-                blended = np.ascontiguousarray(blended[: blended.shape[0] // 2 * 2, : blended.shape[1] // 2 * 2])
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=round(video_fps(path)))
-                    stream.height, stream.width = blended.shape[:2]
-                    stream.pix_fmt = "yuv420p"
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")))
-                frames += 1
+    with atomic_path(target) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = None
+        for rgb in tqdm(video_frames(path), desc=path.name, unit="frame"):
+            blended = overlay(rgb, segment(model, rgb, size))
+            blended = np.ascontiguousarray(blended[: blended.shape[0] // 2 * 2, : blended.shape[1] // 2 * 2])
             if stream is None:
-                raise ValueError(f"video {path} holds no frames")
-            container.mux(stream.encode())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+                stream = container.add_stream("libx264", rate=round(video_fps(path)))
+                stream.height, stream.width = blended.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")))
+            frames += 1
+        if stream is None:
+            raise ValueError(f"video {path} holds no frames")
+        container.mux(stream.encode())
     log.info("%s: %d frames -> %s", path, frames, target)
     return target
 
