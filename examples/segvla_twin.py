@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
+from so101_core.atomic import write_json
 from so101_core.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +34,8 @@ from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress 
 
 VENV_BIN = Path(sys.executable).parent
 SEGMENTER_RENDERS = {  # so101-seg-render's train and test sets for configs/segmenter_twin.yaml
-    "sim_train": ["--episodes=400", "--frames-per-episode=4", "--seed=0"],
-    "sim_test": ["--episodes=60", "--frames-per-episode=4", "--seed=100000"],
+    "sim_train": ["--episodes=400", "--frames_per_episode=4", "--seed=0"],
+    "sim_test": ["--episodes=60", "--frames_per_episode=4", "--seed=100000"],
 }
 
 
@@ -107,7 +108,7 @@ def segmenter_stage(cfg: SegVLATwinConfig) -> Path:
     data = cfg.output_dir / "segmenter"
     for name, args in SEGMENTER_RENDERS.items():
         height, width = 96, 128  # the recording's camera size (configs/segvla_twin_record.yaml)
-        render = [str(VENV_BIN / "so101-seg-render"), f"--output-dir={data / name}", *args]
+        render = [str(VENV_BIN / "so101-seg-render"), f"--output_dir={data / name}", *args]
         render += [f"--height={height}", f"--width={width}"]
         run_logged(render, cfg.output_dir / "logs" / f"segmenter_{name}.log", f"segmenter frames ({name})")
     train = [
@@ -115,7 +116,7 @@ def segmenter_stage(cfg: SegVLATwinConfig) -> Path:
         f"--config_path={cfg.segmenter_config}",
         f"--data.path={data / 'sim_train'}",
         f"--data.test_path={data / 'sim_test'}",
-        f"--output.dir={data / 'run'}",
+        f"--output_dir={data / 'run'}",
     ]
     run_logged(train, cfg.output_dir / "logs" / "segmenter_train.log", "segmenter training")
     return best
@@ -226,9 +227,7 @@ def main(cfg: SegVLATwinConfig) -> dict:
             for appearance in cfg.appearances:
                 entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance, cfg.eval_episodes)
     out = cfg.output_dir / "results.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out)
+    write_json(out, results)
     print(table(cfg, results))
     return results
 

@@ -25,6 +25,7 @@ import draccus
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.record import TwinRecordConfig, record
+from so101_core.atomic import write_json
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,8 +158,8 @@ def eval_args(cfg: DemoConfig, n_episodes: int, output: Path) -> list[str]:
     ]
 
 
-def demo(cfg: DemoConfig) -> dict:
-    start = time.perf_counter()
+def prepare_output(cfg: DemoConfig) -> Path:
+    """A fresh output folder, with the recording pointed into it; the logs folder."""
     out = cfg.output_dir
     if out.exists():
         shutil.rmtree(out)
@@ -167,17 +168,28 @@ def demo(cfg: DemoConfig) -> dict:
     cfg.record.dataset.root = str(out / "dataset")
     cfg.record.log_dir = logs / "record"
     cfg.record.log_dir.mkdir()
-    seconds: dict[str, float] = {}
-    repo = cfg.record.dataset.repo_id
+    return logs
 
+
+def record_stage(cfg: DemoConfig) -> dict:
     n, t = cfg.record.dataset.num_episodes, cfg.record.dataset.episode_time_s
     print(f"[demo] 1/5 recording {n} expert episodes of {t} s in the twin (so101-twin-record, simulated time)")
     recorded = record(cfg.record)
-    seconds["record"] = recorded["total_seconds"]
     print(
         f"[demo]     {recorded['frames']} frames in {recorded['record_seconds']} s "
         f"({recorded['real_time_factor']}x real time), expert success {recorded['expert_success']}"
     )
+    return recorded
+
+
+def demo(cfg: DemoConfig) -> dict:
+    start = time.perf_counter()
+    out = cfg.output_dir
+    logs = prepare_output(cfg)
+    seconds: dict[str, float] = {}
+    repo = cfg.record.dataset.repo_id
+    recorded = record_stage(cfg)
+    seconds["record"] = recorded["total_seconds"]
 
     print("[demo] 2/5 adding the policy-ready observation (segdepth-precompute)")
     segdepth_root = out / "dataset_segdepth"
@@ -186,7 +198,7 @@ def demo(cfg: DemoConfig) -> dict:
             str(VENV_BIN / "segdepth-precompute"),
             f"--dataset.repo_id={repo}",
             f"--dataset.root={cfg.record.dataset.root}",
-            f"--output_root={segdepth_root}",
+            f"--output_dir={segdepth_root}",
             f"--output_repo_id={repo}_segdepth",
             f"--policy.camera={cfg.record.robot.cameras[-1]}",
             "--num_workers=2",
@@ -265,6 +277,14 @@ def demo(cfg: DemoConfig) -> dict:
             "policy view",
         )
 
+    summary = summarize(cfg, recorded, results, seconds, precision, start)
+    print_summary(cfg, summary, precision, logs)
+    return summary
+
+
+def summarize(cfg: DemoConfig, recorded: dict, results: dict, seconds: dict, precision: str, start: float) -> dict:
+    """The figures of the run, also written to summary.json."""
+    steps = cfg.train.steps
     train_samples = steps * cfg.train.batch_size
     summary = {
         "episodes_recorded": recorded["episodes"],
@@ -279,7 +299,12 @@ def demo(cfg: DemoConfig) -> dict:
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "wall_minutes": round((time.perf_counter() - start) / 60, 2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(cfg.output_dir / "summary.json", summary)
+    return summary
+
+
+def print_summary(cfg: DemoConfig, summary: dict, precision: str, logs: Path) -> None:
+    out = cfg.output_dir
     print(f"\n| segdepth | {robot_task(cfg)} episodes | success | mean return |\n|---|---:|---:|---:|")
     for name, r in summary["results"].items():
         successes = round(r["pc_success"] * r["episodes"] / 100)
@@ -294,7 +319,6 @@ def demo(cfg: DemoConfig) -> dict:
         f"videos: {out}/eval_trained/videos, {out}/policy_view.mp4; channels: {out}/policy_channels.png; logs: {logs}"
     )
     print(f"demo wall time (after set-up): {summary['wall_minutes']:.1f} min")
-    return summary
 
 
 def robot_task(cfg: DemoConfig) -> str:

@@ -201,8 +201,8 @@ def trunk_args(gt_dataset: Path, laq: Path, out: Path, steps: int, extra: tuple[
         f"--steps={steps}",
         "--batch_size=4",
         "--num_workers=0",
-        "--log_every=2",
-        "--save_every=2",
+        "--log_freq=2",
+        "--save_freq=2",
         f"--output_dir={out}",
         *extra,
     ]
@@ -229,7 +229,7 @@ def test_train_trunk_learns_online_and_resumes_exactly(gt_dataset, tiny_laq_dir,
         cwd=tmp_path,
         check=False,
     )
-    assert bad.returncode != 0 and "different core" in bad.stderr
+    assert bad.returncode != 0 and "core.head_hidden: saved" in bad.stderr
     again = run_cli(trunk_args(gt_dataset, tiny_laq_dir, tmp_path / "split", 8), cwd=tmp_path, check=False)
     assert again.returncode != 0 and "is not empty" in again.stderr
     # the other two modes: token cross-entropy on the LAQ codes, and actions alone (flow head) without a LAQ

@@ -287,10 +287,16 @@ def test_shipped_configs_need_their_placeholders_replaced(tmp_path):
     assert prepare(local, tmp_path) == ([f"--config_path={stage_cfg}"], tmp_path / "out", False)
 
 
-def test_command_line_reports_bad_input(tmp_path):
+@pytest.mark.parametrize(
+    "stage_flags",
+    [["--args=[--config_path=missing.yaml]"], ["--", "--config_path=missing.yaml"]],
+    ids=["args", "dashes"],
+)
+def test_command_line_reports_bad_input(tmp_path, stage_flags):
+    # the stage's flags as a list field or after `--`: either way the stage's --config_path, not hlrp-submit's
     result = subprocess.run(
         [sys.executable, "-m", "so101_core.cluster", f"--config_path={ROOT}/configs/cluster_local.yaml"]
-        + ["--stage=trunk", "--args=[--config_path=missing.yaml]"],
+        + ["--stage=trunk", *stage_flags],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -315,8 +315,8 @@ def twin_args(dataset: Path, out: Path, steps: int) -> list[str]:
     return [
         f"--config_path={ROOT / 'configs' / 'hlrp_laq_twin.yaml'}",
         "--dataset.repo_id=local/twin_demo", f"--dataset.root={dataset}", "--dataset.holdout_share=0.5",
-        f"--steps={steps}", "--batch_size=8", "--warmup_steps=5", "--log_every=5", "--save_every=10",
-        "--image_every=10", "--image_pairs=3", "--model.dead_code_every=5", "--eval_max_pairs=32",
+        f"--steps={steps}", "--batch_size=8", "--warmup_steps=5", "--log_freq=5", "--save_freq=10",
+        "--image_freq=10", "--image_pairs=3", "--model.dead_code_every=5", "--eval_max_pairs=32",
         "--torch_threads=1", f"--output_dir={out}",
     ]  # fmt: skip
 
@@ -346,7 +346,7 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     args = twin_args(gt_dataset, out, 30)
     with pytest.raises(FileExistsError, match="not empty: pass --resume=true"):
         train(draccus.parse(LAQTrainConfig, args=args))
-    with pytest.raises(ValueError, match=r"model\.dim: checkpoint 128 vs now 96"):
+    with pytest.raises(ValueError, match=r"model\.dim: saved 128, now 96"):
         train(draccus.parse(LAQTrainConfig, args=[*args, "--resume=true", "--model.dim=96"]))
 
     run_cli([*command(), *args, "--resume=true"], cwd=tmp_path)

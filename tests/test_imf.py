@@ -402,7 +402,7 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
             f"--dataset.root={gt_dataset}",
             f"--policy.siglip_model={siglip}",
             *CACHE_POLICY,
-            f"--output_root={out}",
+            f"--output_dir={out}",
             "--batch_size=16",
         ],
         cwd=tmp_path,
@@ -459,5 +459,5 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
 
         cfg = IMFConfig(device="cpu", siglip_model=siglip, encoder_image_size=32, cameras=["front", "wrist"])
         cache_embeddings(
-            CacheEmbeddingsConfig(SourceDatasetConfig("local/twin_demo", str(gt_dataset)), cfg, output_root=str(out))
+            CacheEmbeddingsConfig(SourceDatasetConfig("local/twin_demo", str(gt_dataset)), cfg, output_dir=str(out))
         )

@@ -5,7 +5,6 @@ Every model here is a tiny random Mask2Former saved to tmp_path and loaded back 
 """
 
 import json
-import math
 
 import pytest
 import torch
@@ -387,18 +386,23 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
             torch.testing.assert_close(stored[key], online[key], rtol=1e-4, atol=1e-6, msg=f"batch {i} {key}")
 
 
-def test_feature_map_parsing():
-    from lerobot_policy_segvla.precompute_segmentation import parse_feature_map
+def test_feature_map_on_the_command_line():
+    import draccus
 
-    assert parse_feature_map(["observation.images.front=observation.segmentation.front"]) == {
-        "observation.images.front": "observation.segmentation.front"
-    }
-    assert parse_feature_map(['{"observation.images.wrist": "observation.seg.w"}']) == {
+    from lerobot_policy_segvla.precompute_segmentation import PrecomputeSegmentationConfig
+
+    def parse(*flags: str) -> PrecomputeSegmentationConfig:
+        return draccus.parse(PrecomputeSegmentationConfig, args=["--dataset.repo_id=local/x", *flags])
+
+    assert parse('--feature_map={"observation.images.wrist": "observation.seg.w"}').feature_map == {
         "observation.images.wrist": "observation.seg.w"
     }
-    with pytest.raises(ValueError, match="CAMERA_KEY=SEGMENTATION_KEY"):
-        parse_feature_map(["observation.images.front"])
-    assert math.isclose(len(parse_feature_map(None)), 2)
+    assert parse().feature_map == {
+        "observation.images.front": "observation.segmentation.front",
+        "observation.images.wrist": "observation.segmentation.wrist",
+    }
+    with pytest.raises(draccus.utils.ParsingError):
+        parse("--feature_map={}")
 
 
 def test_task_classes_step_marks_the_prompt_nouns_per_sample(tiny_model, tmp_path):

@@ -161,7 +161,7 @@ def test_drqv2_snapshot_converts_and_acts_like_drqv2(tmp_path):
     snapshot = tmp_path / "1200000_snapshot.pt"
     torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict(), "_global_step": 1200000}, snapshot)
     out = tmp_path / "segdepth_from_drqv2"
-    run_cli(["segdepth-convert-drqv2", f"--snapshot={snapshot}", f"--output-dir={out}"], cwd=tmp_path)
+    run_cli(["segdepth-convert-drqv2", f"--snapshot_path={snapshot}", f"--output_dir={out}"], cwd=tmp_path)
 
     policy = get_policy_class("segdepth").from_pretrained(out)
     assert policy.config.id_encoding == "scaled" and policy.config.action_repeat == 2
@@ -197,7 +197,7 @@ def test_converter_rejects_a_mismatched_snapshot(tmp_path):
     snapshot = tmp_path / "snap.pt"
     torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict()}, snapshot)
     proc = run_cli(
-        ["segdepth-convert-drqv2", f"--snapshot={snapshot}", f"--output-dir={tmp_path / 'out'}"],
+        ["segdepth-convert-drqv2", f"--snapshot_path={snapshot}", f"--output_dir={tmp_path / 'out'}"],
         cwd=tmp_path,
         check=False,
     )
@@ -205,7 +205,7 @@ def test_converter_rejects_a_mismatched_snapshot(tmp_path):
     assert not (tmp_path / "out").exists()
     torch.save({"encoder": encoder.state_dict()}, snapshot)
     proc = run_cli(
-        ["segdepth-convert-drqv2", f"--snapshot={snapshot}", f"--output-dir={tmp_path / 'out'}"],
+        ["segdepth-convert-drqv2", f"--snapshot_path={snapshot}", f"--output_dir={tmp_path / 'out'}"],
         cwd=tmp_path,
         check=False,
     )

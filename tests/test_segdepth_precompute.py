@@ -37,7 +37,7 @@ def precompute(gt_dataset, output_root, **fields) -> dict:
     cfg = SegDepthPrecomputeConfig(
         dataset=SourceDatasetConfig(repo_id=REPO, root=str(gt_dataset)),
         policy=policy,
-        output_root=str(output_root),
+        output_dir=str(output_root),
         output_repo_id="local/twin_demo_segdepth",
         **fields,
     )
@@ -315,7 +315,7 @@ def test_lerobot_train_on_the_precomputed_copy_and_eval_in_the_twin(gt_dataset, 
             "segdepth-precompute",
             f"--dataset.repo_id={REPO}",
             f"--dataset.root={gt_dataset}",
-            f"--output_root={copy}",
+            f"--output_dir={copy}",
             "--output_repo_id=local/twin_demo_segdepth",
             "--policy.image_size=32",
             f"--stack_frames={str(stacked).lower()}",

@@ -430,7 +430,7 @@ def tiny_run(out: Path, frames: int, **overrides) -> RLTrainConfig:
         seed_frames=80,
         replay_capacity=4000,
         output_dir=out,
-        log_every_frames=80,
+        log_freq=60,  # not a divisor of the 160 frames a resumed run starts from
     )
     cfg.eval.every_frames, cfg.eval.episodes, cfg.eval.num_envs = 160, 2, 2
     return dataclasses.replace(cfg, **overrides)
@@ -497,7 +497,7 @@ def test_the_checkpoint_is_an_ordinary_segdepth_policy_for_lerobot_eval(uninterr
 
 @pytest.mark.slow
 def test_resume_continues_with_the_batch_an_uninterrupted_run_would_draw(uninterrupted, tmp_path):
-    _, a_result, a_batches = uninterrupted
+    a_out, a_result, a_batches = uninterrupted
     out = tmp_path / "b"
     train(tiny_run(out, 160))  # stops after its checkpoint at 160 frames
     resumed = []
@@ -510,6 +510,13 @@ def test_resume_continues_with_the_batch_an_uninterrupted_run_would_draw(uninter
         torch.testing.assert_close(first[key], expected[key], rtol=0, atol=0, msg=f"resumed batch differs in {key}")
     assert result["counters"]["frames"] >= 320
     assert [h["frames"] for h in result["history"]] == [h["frames"] for h in a_result["history"]]
+    # logs fall on the same multiples of log_freq (60) as the uninterrupted run's, and the last frame is
+    # logged: a cadence counted from the resume (160 + 60k) would log at 220 and 280 instead of 180, 240 and 300
+    logs = [json.loads(line)["frames"] for line in (out / "train.jsonl").read_text().splitlines()]
+    straight = [json.loads(line)["frames"] for line in (a_out / "train.jsonl").read_text().splitlines()]
+    resumed_logs = [f for f in logs if f > checkpoint_frames]
+    assert [f // 60 for f in resumed_logs[:-1]] == [f // 60 for f in straight if 180 <= f < 320] == [3, 4, 5]
+    assert resumed_logs[-1] == result["counters"]["frames"] and straight[-1] == a_result["counters"]["frames"]
 
 
 def test_bad_runs_fail_before_training_and_overwrite_nothing(tmp_path):
@@ -618,7 +625,7 @@ def demo_settings(dataset_root: Path):
 
 @pytest.mark.slow
 def test_fine_tuning_a_clone_from_demonstrations_end_to_end(gt_dataset, tmp_path):
-    """--policy_path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
+    """--policy.path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
     alone for the warm-up, the actor's TD3+BC term is logged, and the result is a segdepth checkpoint again."""
     clone, out = saved_clone(gt_dataset, tmp_path), tmp_path / "ft"
     cfg = tiny_run(

@@ -547,8 +547,8 @@ def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vl
     }
     convert = [
         "segvla-from-smolvla",
-        f"--smolvla-path={smol_dir}",
-        f"--output-dir={converted}",
+        f"--policy.path={smol_dir}",
+        f"--output_dir={converted}",
         f"--policy.segmentation_feature_map={json.dumps(feature_map)}",
         "--policy.segmentation_source=ground_truth",
         "--policy.segmentation_num_classes=6",

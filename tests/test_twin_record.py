@@ -97,22 +97,22 @@ def test_same_seed_same_episodes_whatever_the_sharding(tmp_path):
     assert not np.array_equal(starts[0], starts[1])
 
 
-def test_append_continues_the_episode_numbering_and_seeds(tmp_path):
+def test_resume_continues_the_episode_numbering_and_seeds(tmp_path):
     record(config(tmp_path / "whole", 3))
     record(config(tmp_path / "parts", 2))
-    with pytest.raises(FileExistsError, match="--append=true"):
+    with pytest.raises(FileExistsError, match="--resume=true"):
         record(config(tmp_path / "parts", 1))
-    summary = record(config(tmp_path / "parts", 1, append=True))
+    summary = record(config(tmp_path / "parts", 1, resume=True))
     assert summary["episodes"] == 3 and summary["episodes_this_run"] == 1
     a, b = columns(tmp_path / "whole"), columns(tmp_path / "parts")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_append_refuses_a_dataset_with_other_features(tmp_path):
+def test_resume_refuses_a_dataset_with_other_features(tmp_path):
     record(config(tmp_path / "ds", 1))
     with pytest.raises(ValueError, match=r"feature .observation\.images\.wrist"):
-        record(config(tmp_path / "ds", 1, robot={"camera_height": 32}, append=True))
+        record(config(tmp_path / "ds", 1, robot={"camera_height": 32}, resume=True))
     assert columns(tmp_path / "ds")["episode_index"].max() == 0
 
 

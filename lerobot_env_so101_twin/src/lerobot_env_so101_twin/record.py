@@ -13,7 +13,7 @@ Episodes are split into shards of `episodes_per_shard`; each worker records a sh
 `.<root>.partial/`, which is renamed into place only once the shard is finalised, so a crash or an interrupt never
 lets a partial episode through. Running the same command again resumes: finished shards are kept, the others are
 recorded again. When every shard is there, LeRobot's `aggregate_datasets` merges them (after the existing episodes
-with `--append=true`) into `.<root>.tmp`, which then replaces `root`.
+with `--resume=true`) into `.<root>.tmp`, which then replaces `root`.
 
     so101-twin-record --robot.cameras='[wrist]' --robot.camera_height=120 --robot.camera_width=160 \\
         --robot.depth=true --robot.segmentation=true --robot.action_noise_std=1.0 \\
@@ -40,6 +40,9 @@ from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
 from so101_core import TASK_DESCRIPTIONS
+from so101_core.atomic import replace_folder, staging_folder, write_json
+from so101_core.cli import prepare_command_line
+from so101_core.runs import config_differences
 
 from .config_so101_twin import SO101TwinConfig
 from .config_so101_twin_expert import SO101TwinExpertConfig
@@ -72,8 +75,9 @@ class TwinRecordConfig:
     num_workers: int = 2
     # Episodes per shard: the unit of work a crash or an interrupt can lose.
     episodes_per_shard: int = 4
-    # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one).
-    append: bool = False
+    # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one), as
+    # lerobot-record's --resume does. (--append, the old spelling, works for one more release.)
+    resume: bool = False
     # Stop when the first this-many episodes of a shard all fail: the expert cannot solve this task as configured
     # (0 turns the check off).
     fail_fast_episodes: int = 4
@@ -210,9 +214,8 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     from .so101_twin import SO101Twin
     from .so101_twin_expert import SO101TwinExpert
 
-    final, tmp = stage / shard.name, stage / f".tmp_{shard.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    final = stage / shard.name
+    tmp = staging_folder(final, create=False)  # LeRobotDataset.create makes the folder itself
     # Scenes are reset here, per episode index, rather than from lerobot-record's "Recording episode N" log line.
     robot = SO101Twin(replace(cfg.robot, reset_on_new_episode=False))
     teleop = SO101TwinExpert(cfg.teleop)
@@ -269,7 +272,7 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
         if robot.is_connected:
             robot.disconnect()
         teleop.disconnect()
-    os.replace(tmp, final)
+    replace_folder(tmp, final)
     return {"shard": shard.name, "successes": successes}
 
 
@@ -293,6 +296,7 @@ def _manifest(cfg: TwinRecordConfig, first_episode: int) -> dict:
     settings = asdict(cfg)
     for key in ("num_workers", "worker_threads", "restart", "log_dir"):  # do not change what is recorded
         settings.pop(key)
+    settings["append"] = settings.pop("resume")  # the key a partial recording made before the rename has
     settings["first_episode"] = first_episode
     return json.loads(json.dumps(settings, default=str))
 
@@ -305,7 +309,7 @@ def _check_appendable(cfg: TwinRecordConfig, root: Path) -> int:
     from .so101_twin import SO101Twin
 
     if not (root / "meta" / "info.json").exists():
-        raise FileNotFoundError(f"--append=true needs an existing dataset at {root}; found no meta/info.json there")
+        raise FileNotFoundError(f"--resume=true needs an existing dataset at {root}; found no meta/info.json there")
     meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=root)
     features, _ = _dataset_features(SO101Twin(cfg.robot), cfg.dataset.video)
     expected = {**features, **DEFAULT_FEATURES}
@@ -392,16 +396,16 @@ def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress,
 
 
 def record(cfg: TwinRecordConfig) -> dict:
-    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.append`); return a summary."""
+    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.resume`); return a summary."""
     from lerobot.datasets.aggregate import aggregate_datasets
     from tqdm import tqdm
 
     root = cfg.root
-    if cfg.append:
+    if cfg.resume:
         first_episode = _check_appendable(cfg, root)
     elif root.exists():
         raise FileExistsError(
-            f"{root} exists: pass --append=true to add episodes to it, or choose another --dataset.root"
+            f"{root} exists: pass --resume=true to add episodes to it, or choose another --dataset.root"
         )
     else:
         first_episode = 0
@@ -411,16 +415,15 @@ def record(cfg: TwinRecordConfig) -> dict:
         previous = json.loads((stage / MANIFEST).read_text())
         if previous != manifest and not cfg.restart:
             changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
+            detail = "; ".join(config_differences(previous, manifest))
             raise ValueError(
-                f"{stage} holds an interrupted recording made with other settings (differs in {changed}); run the "
-                "same command as before to resume it, or pass --restart=true to discard it"
+                f"{stage} holds an interrupted recording made with other settings (differs in {changed}): {detail}; "
+                "run the same command as before to resume it, or pass --restart=true to discard it"
             )
         if previous != manifest:
             shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
-    tmp_manifest = stage / f"{MANIFEST}.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp_manifest, stage / MANIFEST)
+    write_json(stage / MANIFEST, manifest)
 
     shards = shards_for(first_episode, cfg.dataset.num_episodes, cfg.episodes_per_shard)
     todo = [s for s in shards if not (stage / s.name / "meta" / "info.json").exists()]
@@ -439,15 +442,13 @@ def record(cfg: TwinRecordConfig) -> dict:
         results = _run_shards(cfg, todo, stage, progress, log_dir) if todo else []
     record_seconds = time.perf_counter() - start
 
-    roots = ([root] if cfg.append else []) + [stage / s.name for s in shards]
-    out_tmp = root.with_name(f".{root.name}.tmp")
-    if out_tmp.exists():
-        shutil.rmtree(out_tmp)
+    roots = ([root] if cfg.resume else []) + [stage / s.name for s in shards]
+    out_tmp = staging_folder(root, create=False)  # aggregate_datasets makes the folder itself
     merge_log = log_dir / "merge.log"
     logger.info("merging %d shards into %s (LeRobot's aggregate_datasets; its output: %s)", len(roots), root, merge_log)
     with _stderr_to(merge_log):  # LeRobot's progress bars and FFmpeg's muxer chatter, per file
         aggregate_datasets(
-            repo_ids=[cfg.dataset.repo_id] * int(cfg.append) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
+            repo_ids=[cfg.dataset.repo_id] * int(cfg.resume) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
             aggr_repo_id=cfg.dataset.repo_id,
             roots=roots,
             aggr_root=out_tmp,
@@ -456,13 +457,7 @@ def record(cfg: TwinRecordConfig) -> dict:
     expected = first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
-    if cfg.append:
-        old = root.with_name(f".{root.name}.old")
-        os.replace(root, old)
-        os.replace(out_tmp, root)
-        shutil.rmtree(old)
-    else:
-        os.replace(out_tmp, root)
+    replace_folder(out_tmp, root)  # with --resume=true, the old dataset is moved aside, then deleted
     shutil.rmtree(stage)
 
     successes = [ok for r in sorted(results, key=lambda r: r["shard"]) for ok in r["successes"]]
@@ -490,6 +485,7 @@ def record_cli(cfg: TwinRecordConfig) -> dict:
 
 
 def main() -> None:
+    prepare_command_line({"--append": "--resume"})
     init_logging()
     record_cli()
 

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import mujoco
 import numpy as np
 
 from so101_core import BACKGROUND, CAMERA_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
+from so101_core.atomic import write_with
 
 from .appearance import TABLE_COVER, add_appearance_geoms
 
@@ -105,10 +105,8 @@ def _low_poly(path: str, cell: float) -> tuple[np.ndarray, np.ndarray]:
         with np.load(cached) as arrays:
             return arrays["vertices"], arrays["faces"]
     vertices, faces = decimate(*_load_stl(path), cell)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, vertices=vertices, faces=faces)
-    os.replace(tmp.name, cached)  # atomic: concurrent builds never read a half-written file
+    # atomic: concurrent builds never read a half-written file
+    write_with(cached, lambda tmp: np.savez(tmp, vertices=vertices, faces=faces))
     return vertices, faces
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from so101_core.atomic import atomic_path
 
 # The class colours are shared with the segmenter and the policies through so101_core; re-exported here.
 from so101_core.palette import SEGMENTATION_PALETTE as SEGMENTATION_PALETTE
@@ -31,24 +31,16 @@ def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: int = 30) -
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".mp4")
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = None
-            for frame in frames:
-                frame = np.ascontiguousarray(frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2])
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=fps)
-                    stream.height, stream.width = frame.shape[:2]
-                    stream.pix_fmt = "yuv420p"
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = None
+        for frame in frames:
+            frame = np.ascontiguousarray(frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2])
             if stream is None:
-                raise ValueError(f"no frames to write to {path}")
-            container.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                stream = container.add_stream("libx264", rate=fps)
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        if stream is None:
+            raise ValueError(f"no frames to write to {path}")
+        container.mux(stream.encode())
     return path

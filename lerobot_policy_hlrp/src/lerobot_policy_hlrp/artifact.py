@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+
+from so101_core.atomic import atomic_folder
 
 from .trunk import CoreConfig, SharedCore
 
@@ -27,10 +26,8 @@ WEIGHTS = "core.safetensors"
 
 
 def save_artifact(folder: str | Path, core: SharedCore, *, mode: str, laq: dict, step: int) -> Path:
-    """Write atomically: a sibling temp folder, then os.replace (an interrupted save leaves the old artifact)."""
+    """Write atomically: a sibling staging folder, then swapped in (an interrupted save leaves the old artifact)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}_", dir=folder.parent))
     manifest = {
         "format": FORMAT,
         "core": dataclasses.asdict(core.config),
@@ -39,17 +36,10 @@ def save_artifact(folder: str | Path, core: SharedCore, *, mode: str, laq: dict,
         "mode": mode,
         "step": step,
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     state = {k: v.detach().contiguous().cpu() for k, v in core.state_dict().items()}
-    save_file(state, staging / WEIGHTS)
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}_old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(staging, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, folder)
+    with atomic_folder(folder) as staging:
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        save_file(state, staging / WEIGHTS)
     return folder
 
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from so101_core.atomic import atomic_folder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -374,26 +374,13 @@ class LAQ(nn.Module):
         return int((self.vq.usage > 0).sum())
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """folder/config.json + folder/model.safetensors, written in a temp folder that then replaces `folder`."""
+        """folder/config.json + folder/model.safetensors, written in a staging folder that then replaces `folder`."""
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        (tmp / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        if folder.exists():
-            # a folder cannot be os.replace'd onto a non-empty one: move the old one aside, swap, then delete it
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            (tmp / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> LAQ:

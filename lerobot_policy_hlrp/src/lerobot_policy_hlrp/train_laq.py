@@ -12,10 +12,7 @@ codes used). Reconstructions (frame t | frame t+k | reconstruction, one pair a r
 import dataclasses
 import json
 import logging
-import math
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +23,11 @@ import torch
 from lerobot.configs import parser
 from tqdm import tqdm
 
-from so101_core.checkpoints import publish_checkpoint
+from so101_core.atomic import staging_path, write_json, write_with
+from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_core.cli import prepare_command_line
+from so101_core.rng import capture_rng, restore_rng
+from so101_core.runs import check_resume_config, claim_run_dir
 
 from .frame_pairs import FramePairs
 from .laq import LAQ, LAQConfig, laq_checkpoint_hash
@@ -62,9 +63,9 @@ class LAQTrainConfig:
     grad_clip: float = 1.0  # 0: off
     num_workers: int = 4
     seed: int = 1000
-    log_every: int = 50
-    save_every: int = 5000
-    image_every: int = 1000  # 0: only at the end
+    log_freq: int = 50
+    save_freq: int = 5000
+    image_freq: int = 1000  # 0: only at the end
     image_pairs: int = 8  # rows of each reconstruction grid
     keep_checkpoints: int = 2  # numbered checkpoints kept (the newest ones)
     eval_max_pairs: int | None = 2048  # held-out pairs in metrics.json, evenly spread (None: all)
@@ -74,8 +75,8 @@ class LAQTrainConfig:
     resume: bool = False
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.save_every < 1:
-            raise ValueError("steps, batch_size, log_every and save_every must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.log_freq < 1 or self.save_freq < 1:
+            raise ValueError("steps, batch_size, log_freq and save_freq must be >= 1")
         if not 0 <= self.dataset.holdout_share < 1:
             raise ValueError(f"--dataset.holdout_share must be in [0, 1), got {self.dataset.holdout_share}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -119,21 +120,6 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 # ----- checkpoints ----------------------------------------------------------------------------------------------
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def config_record(cfg: LAQTrainConfig, split: dict) -> dict:
     return {
         "model": dataclasses.asdict(cfg.model),
@@ -143,19 +129,18 @@ def config_record(cfg: LAQTrainConfig, split: dict) -> dict:
 
 
 def save_checkpoint(cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, scheduler, step: int, split: dict) -> Path:
-    """checkpoints/<step>/{laq/, training_state.pt, rng_<rank>.pt, train_config.json} under a temp name, renamed,
-    then `last` re-pointed at it: an interrupted save leaves the previous checkpoint as it was."""
-    root = cfg.output_dir / "checkpoints"
-    final, tmp = root / f"{step:06d}", root / f".tmp-{step:06d}"
+    """checkpoints/<step>/{laq/, training_state.pt, rng_<rank>.pt, train_config.json} in a staging folder, swapped
+    in, then `last` re-pointed at it: an interrupted save leaves the previous checkpoint as it was."""
+    final = cfg.output_dir / "checkpoints" / f"{step:06d}"
+    tmp = staging_path(final)
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        checkpoint_staging(final)
         model.save_pretrained(tmp / LAQ_DIR)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
                    tmp / STATE_FILE)  # fmt: skip
         (tmp / CONFIG_FILE).write_text(json.dumps(config_record(cfg, split), indent=2))
     accelerator.wait_for_everyone()
-    torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")  # every rank draws its own NSVQ noise
+    torch.save(capture_rng(), tmp / f"rng_{accelerator.process_index}.pt")  # every rank draws its own NSVQ noise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         publish_checkpoint(tmp, final, cfg.keep_checkpoints)
@@ -166,15 +151,9 @@ def save_checkpoint(cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, sch
 def check_resume(cfg: LAQTrainConfig) -> dict:
     """The saved record of the checkpoint to continue; refuses one trained with other model fields."""
     last = cfg.output_dir / "checkpoints" / "last"
-    if not (last / STATE_FILE).is_file():
-        raise FileNotFoundError(f"--resume=true but {last} holds no checkpoint ({STATE_FILE}): nothing to resume")
+    claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_FILE)
     saved = json.loads((last / CONFIG_FILE).read_text())
-    now = dataclasses.asdict(cfg.model)
-    diff = {k: (saved["model"].get(k), now.get(k)) for k in sorted(set(now) | set(saved["model"]))
-            if saved["model"].get(k) != now.get(k)}  # fmt: skip
-    if diff:
-        detail = ", ".join(f"model.{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"--resume=true with a model config that differs from {last.resolve()}: {detail}")
+    check_resume_config({"model": saved["model"]}, {"model": dataclasses.asdict(cfg.model)}, last.resolve(), "model")
     return saved
 
 
@@ -231,10 +210,8 @@ def write_grid(model: LAQ, pairs: FramePairs, indices: list[int], path: Path, de
     rows = torch.cat([f, target, recon.float()], dim=3).clamp(0, 1)  # [B, C, S, 3S]
     grid = torch.cat(list(rows), dim=1)  # [C, B*S, 3S]
     array = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array if array.shape[2] == 3 else array[..., 0]).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    picture = Image.fromarray(array if array.shape[2] == 3 else array[..., 0])
+    write_with(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
 # ----- the loop -------------------------------------------------------------------------------------------------
@@ -250,43 +227,38 @@ def param_groups(model: LAQ, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_lambda(cfg: LAQTrainConfig):
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def make_scheduler(cfg: LAQTrainConfig, optimizer: torch.optim.Optimizer):
+    """Linear warm-up from lr / warmup_steps, then cosine decay to min_lr_ratio * lr at `steps` (transformers'
+    cosine_warmup_with_min_lr)."""
+    from transformers import get_scheduler
 
-    return factor
+    return get_scheduler(
+        "cosine_warmup_with_min_lr",
+        optimizer,
+        num_warmup_steps=cfg.warmup_steps,
+        num_training_steps=cfg.steps,
+        scheduler_specific_kwargs={"min_lr_rate": cfg.min_lr_ratio},
+    )
 
 
-def train(cfg: LAQTrainConfig) -> dict:
-    from accelerate import Accelerator
-    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
-
-    out = cfg.output_dir
-    saved = None
-    if cfg.resume:
-        saved = check_resume(cfg)
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or another --output_dir")
-
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-    device = accelerator.device
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+def seed_rank(cfg: LAQTrainConfig, rank: int) -> None:
     # every rank its own stream (NSVQ noise, replacement noise); batches come from StepBatches' own generators
-    seed = cfg.seed + accelerator.process_index
+    seed = cfg.seed + rank
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
-    # every data check (camera, gap vs episode lengths, split) happens here, before the model is built
+
+def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[dict, FramePairs, FramePairs]:
+    """The episode split (the saved one when resuming: held-out episodes stay held out), and the training and
+    held-out frame pairs. Every data check (camera, gap vs episode lengths, split) happens here."""
+    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+
     d = cfg.dataset
     meta = LeRobotDatasetMetadata(d.repo_id, root=d.root)
     episodes = list(range(meta.total_episodes)) if d.episodes is None else list(d.episodes)
     if saved is not None:
-        split = saved["split"]  # the held-out episodes stay held out across resumes
+        split = saved["split"]
     else:
         train_eps, heldout_eps = split_episodes(episodes, d.holdout_share, cfg.seed)
         split = {"train": train_eps, "heldout": heldout_eps}
@@ -299,27 +271,93 @@ def train(cfg: LAQTrainConfig) -> dict:
         d.repo_id, train_pairs.camera_key, d.gap_s, train_pairs.gap, train_pairs.fps, len(train_pairs),
         _short(split["train"]), len(eval_pairs) if split["heldout"] else 0, _short(split["heldout"]),
     )  # fmt: skip
+    return split, train_pairs, eval_pairs
+
+
+def restore_checkpoint(cfg: LAQTrainConfig, model: LAQ, optimizer, scheduler, rank: int) -> int:
+    """Load checkpoints/last into the model, optimizer, scheduler and this rank's generators; the step it was at."""
+    from safetensors.torch import load_file
+
+    last = cfg.output_dir / "checkpoints" / "last"
+    model.load_state_dict(load_file(str(last / LAQ_DIR / "model.safetensors")), strict=True)
+    state = torch.load(last / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng_file = last / f"rng_{rank}.pt"
+    if rng_file.is_file():
+        restore_rng(torch.load(rng_file, weights_only=False))
+    logger.info("resuming %s at step %d", cfg.output_dir, int(state["step"]))
+    return int(state["step"])
+
+
+def window_row(cfg: LAQTrainConfig, window: list[dict], step: int, plain: LAQ, scheduler, wall: float, world: int):
+    """The mean training figures of the steps since the last row."""
+    row = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "recon_mse", "perplexity", "used_codes")}
+    row.update(
+        step=step, replaced=int(sum(w["replaced"] for w in window)),
+        codes_since_replacement=plain.codes_used_since_replacement(),
+        lr=scheduler.get_last_lr()[0], pairs_per_s=len(window) * cfg.batch_size * world / wall,
+    )  # fmt: skip
+    return row
+
+
+def train_step(model, accelerator, optimizer, scheduler, batch: dict, grad_clip: float):
+    """One optimisation step on a batch of pairs; the model's output."""
+    device = accelerator.device
+    pair = batch["pair"].to(device, non_blocking=True)
+    with accelerator.autocast():
+        result = model(pair)
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(result.loss)
+    if grad_clip:
+        accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return result
+
+
+def finish(cfg: LAQTrainConfig, plain: LAQ, eval_pairs: FramePairs, image_ids, split, step, gap, history) -> dict:
+    """The last reconstruction grid, output_dir/laq and the held-out metrics.json (main process only)."""
+    out, device = cfg.output_dir, next(plain.parameters()).device
+    if not (out / "images" / f"step_{step:06d}.png").exists():
+        write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
+    plain.save_pretrained(out / LAQ_DIR)
+    metrics = evaluate(plain, eval_pairs, spread(len(eval_pairs), cfg.eval_max_pairs), cfg.batch_size, device)
+    metrics.update(
+        split="heldout" if split["heldout"] else "train (no episode held out)",
+        heldout_episodes=split["heldout"], train_episodes=split["train"], step=step,
+        gap_frames=gap, laq_sha256=laq_checkpoint_hash(out / LAQ_DIR),
+        last_train_window=history[-1] if history else None,
+    )  # fmt: skip
+    write_json(out / "metrics.json", metrics)
+    shown = ("recon_mse", "copy_baseline_mse", "perplexity", "used_codes", "pairs")
+    logger.info("held-out: %s", json.dumps({k: metrics[k] for k in shown}))
+    return metrics
+
+
+def train(cfg: LAQTrainConfig) -> dict:
+    from accelerate import Accelerator
+
+    out = cfg.output_dir
+    saved = check_resume(cfg) if cfg.resume else None
+    if not cfg.resume:
+        claim_run_dir(out, resume=False, checkpoint=out / "checkpoints" / "last")
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    device = accelerator.device
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    seed_rank(cfg, accelerator.process_index)
+    split, train_pairs, eval_pairs = load_pairs(cfg, saved)
 
     model = LAQ(cfg.model)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    scheduler = make_scheduler(cfg, optimizer)
     step = 0
-    last = out / "checkpoints" / "last"
     if cfg.resume:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(last / LAQ_DIR / "model.safetensors")), strict=True)
-        state = torch.load(last / STATE_FILE, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        rng_file = last / f"rng_{accelerator.process_index}.pt"
-        if rng_file.is_file():
-            set_rng_state(torch.load(rng_file, weights_only=False))
-        logger.info("resuming %s at step %d", out, step)
+        step = restore_checkpoint(cfg, model, optimizer, scheduler, accelerator.process_index)
     elif accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(json.dumps(config_record(cfg, split), indent=2))
+        write_json(out / CONFIG_FILE, config_record(cfg, split))
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("LAQ: %.2fM parameters, codebook %d x %d, %d code(s) per pair, image %d, patch %d",
                 n_params / 1e6, cfg.model.codebook_size, cfg.model.quant_dim, cfg.model.code_seq_len,
@@ -341,15 +379,7 @@ def train(cfg: LAQTrainConfig) -> dict:
     model.train()
     t_window = time.perf_counter()
     for batch in loader:
-        pair = batch["pair"].to(device, non_blocking=True)
-        with accelerator.autocast():
-            result = model(pair)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(result.loss)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        result = train_step(model, accelerator, optimizer, scheduler, batch, cfg.grad_clip)
         step += 1
         bar.update(1)
         window.append({
@@ -358,14 +388,8 @@ def train(cfg: LAQTrainConfig) -> dict:
             "replaced": plain.vq.last_replaced,
         })  # fmt: skip
         plain.vq.last_replaced = 0
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            wall = time.perf_counter() - t_window
-            row = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "recon_mse", "perplexity", "used_codes")}
-            row.update(
-                step=step, replaced=int(sum(w["replaced"] for w in window)),
-                codes_since_replacement=plain.codes_used_since_replacement(),
-                lr=scheduler.get_last_lr()[0], pairs_per_s=len(window) * cfg.batch_size * world / wall,
-            )  # fmt: skip
+        if step % cfg.log_freq == 0 or step == cfg.steps:
+            row = window_row(cfg, window, step, plain, scheduler, time.perf_counter() - t_window, world)
             history.append(row)
             bar.set_postfix(
                 mse=f"{row['recon_mse']:.4g}", ppl=f"{row['perplexity']:.3g}",
@@ -376,30 +400,15 @@ def train(cfg: LAQTrainConfig) -> dict:
                 with (out / "history.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
             window, t_window = [], time.perf_counter()
-        if accelerator.is_main_process and cfg.image_every and step % cfg.image_every == 0:
+        if accelerator.is_main_process and cfg.image_freq and step % cfg.image_freq == 0:
             write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_freq == 0 or step == cfg.steps:
             save_checkpoint(cfg, accelerator, plain, optimizer, scheduler, step, split)
     bar.close()
 
     result = {"step": step, "history": history}
     if accelerator.is_main_process:
-        if not (out / "images" / f"step_{step:06d}.png").exists():
-            write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
-        plain.save_pretrained(out / LAQ_DIR)
-        metrics = evaluate(plain, eval_pairs, spread(len(eval_pairs), cfg.eval_max_pairs), cfg.batch_size, device)
-        metrics.update(
-            split="heldout" if split["heldout"] else "train (no episode held out)",
-            heldout_episodes=split["heldout"], train_episodes=split["train"], step=step,
-            gap_frames=train_pairs.gap, laq_sha256=laq_checkpoint_hash(out / LAQ_DIR),
-            last_train_window=history[-1] if history else None,
-        )  # fmt: skip
-        tmp = out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, out / "metrics.json")
-        shown = ("recon_mse", "copy_baseline_mse", "perplexity", "used_codes", "pairs")
-        logger.info("held-out: %s", json.dumps({k: metrics[k] for k in shown}))
-        result["metrics"] = metrics
+        result["metrics"] = finish(cfg, plain, eval_pairs, image_ids, split, step, train_pairs.gap, history)
     accelerator.wait_for_everyone()
     result["laq"] = str(out / LAQ_DIR)
     return result
@@ -419,6 +428,7 @@ def run(cfg: LAQTrainConfig) -> None:
 
 
 def main() -> None:
+    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq", "--image_every": "--image_freq"})
     run()
 
 

@@ -13,7 +13,6 @@ The result, output_dir/artifact, is what `--policy.stage2_artifact` of the `hlrp
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,11 @@ import torch
 from lerobot.configs import parser
 from tqdm import tqdm
 
-from so101_core.checkpoints import publish_checkpoint
+from so101_core.atomic import write_json
+from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_core.cli import prepare_command_line
+from so101_core.rng import capture_rng, restore_rng
+from so101_core.runs import check_resume_config, claim_run_dir
 
 from .action_adapter import ActionAdapter, ActionAdapterConfig
 from .artifact import save_artifact
@@ -55,8 +58,8 @@ class TrunkTrainConfig:
     num_workers: int = 4
     torch_threads: int | None = None  # None: torch's default
     seed: int = 1000
-    log_every: int = 50
-    save_every: int = 1000
+    log_freq: int = 50
+    save_freq: int = 1000
     output_dir: Path = Path("outputs/hlrp/trunk")
     resume: bool = False
 
@@ -127,39 +130,71 @@ def losses(model, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) ->
 
 
 def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) -> Path:
-    """checkpoints/<step>/{artifact, training_state.pt}, written under a temp name and renamed; then `last`."""
-    root = cfg.output_dir / "checkpoints"
-    final, tmp = root / f"{step:08d}", root / f".tmp-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """checkpoints/<step>/{artifact, training_state.pt}, written into a staging folder and swapped in; then `last`."""
+    final = cfg.output_dir / "checkpoints" / f"{step:08d}"
+    tmp = checkpoint_staging(final)
     save_artifact(tmp / "artifact", core, mode=cfg.mode, laq=laq_info, step=step)
-    state = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state(),
-    }
-    torch.save(state, tmp / "training_state.pt")
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+    torch.save({**state, "rng": capture_rng()}, tmp / "training_state.pt")
     return publish_checkpoint(tmp, final)  # keeps this checkpoint and the one before
+
+
+def claim_output_dir(cfg: TrunkTrainConfig) -> Path:
+    """The checkpoint to resume from, after checking that the output folder may be used (see so101_core.runs)."""
+    last = cfg.output_dir / "checkpoints" / "last"
+    if cfg.resume and last.exists():
+        saved = json.loads((cfg.output_dir / "train_config.json").read_text())
+        check_resume_config(saved["model"], model_fields(cfg), cfg.output_dir, "core/mode/LAQ")
+    claim_run_dir(cfg.output_dir, cfg.resume, last)
+    return last
+
+
+def make_scheduler(cfg: TrunkTrainConfig, optimizer: torch.optim.Optimizer):
+    """Linear warm-up from lr / warmup_steps, then constant: transformers' cosine_warmup_with_min_lr with a floor
+    of 1 (its constant_with_warmup starts the warm-up at 0 instead, one step behind this trainer's schedule)."""
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        "cosine_warmup_with_min_lr",
+        optimizer,
+        num_warmup_steps=cfg.warmup_steps,
+        num_training_steps=cfg.steps,
+        scheduler_specific_kwargs={"min_lr_rate": 1.0},
+    )
+
+
+def restore_checkpoint(last: Path, core, optimizer, scheduler) -> int:
+    """Load `last` into the core, optimizer, scheduler and the generators; the step it was saved at."""
+    from .artifact import load_core_weights
+
+    load_core_weights(core, last / "artifact")
+    state = torch.load(last / "training_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if "rng" in state:
+        restore_rng(state["rng"])
+    else:  # written before so101_core.rng
+        restore_rng({"torch": state["torch_rng"], "numpy": state["numpy_rng"]})
+    return state["step"]
+
+
+def epoch_batches(cfg: TrunkTrainConfig, data, accelerator, step: int, per_epoch: int):
+    """The batches left in the epoch of `step`. Each epoch's order is fixed by (seed, epoch), and a resumed run
+    skips the batches already used (without loading them), so it sees the same batches as an uninterrupted one."""
+    epoch, done = divmod(step, per_epoch)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed + epoch),
+    )  # fmt: skip
+    return accelerator.skip_first_batches(accelerator.prepare(loader), done)
 
 
 def train(cfg: TrunkTrainConfig) -> dict:
     from accelerate import Accelerator
     from transformers import AutoTokenizer
 
-    from .artifact import load_core_weights
-
     out = cfg.output_dir
-    last = out / "checkpoints" / "last"
-    if cfg.resume:
-        if not last.exists():
-            raise FileNotFoundError(f"--resume=true but {last} does not exist: nothing to resume")
-        saved = json.loads((out / "train_config.json").read_text())
-        if saved["model"] != model_fields(cfg):
-            raise ValueError(f"--resume=true with a different core/mode/LAQ than {out}: {saved['model']}")
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or another --output_dir")
-
+    last = claim_output_dir(cfg)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     accelerator = Accelerator()
@@ -176,21 +211,14 @@ def train(cfg: TrunkTrainConfig) -> dict:
     core.use_heads(latent=m == "multitask", codes=m == "codes", actions=m in ("actions", "multitask"))
     params = [p for p in core.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    scheduler = make_scheduler(cfg, optimizer)
     step = 0
     if cfg.resume:
-        load_core_weights(core, last / "artifact")
-        state = torch.load(last / "training_state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        step = restore_checkpoint(last, core, optimizer, scheduler)
         logger.info("resuming %s at step %d", out, step)
     elif accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
         record = {"model": model_fields(cfg), "config": json.loads(json.dumps(draccus.encode(cfg), default=str))}
-        (out / "train_config.json").write_text(json.dumps(record, indent=2))
+        write_json(out / "train_config.json", record)
 
     core, optimizer = accelerator.prepare(core, optimizer)
     n_params = sum(p.numel() for p in params)
@@ -205,15 +233,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
     core.train()
     t_window = time.perf_counter()
     while step < cfg.steps:
-        # Each epoch's order is fixed by (seed, epoch), and a resumed run skips the batches already used
-        # (without loading them), so it sees the same batches as an uninterrupted one.
-        epoch, done = divmod(step, per_epoch)
-        loader = torch.utils.data.DataLoader(
-            data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, drop_last=True,
-            generator=torch.Generator().manual_seed(cfg.seed + epoch),
-        )  # fmt: skip
-        loader = accelerator.skip_first_batches(accelerator.prepare(loader), done)
-        for batch in loader:
+        for batch in epoch_batches(cfg, data, accelerator, step, per_epoch):
             total, stats = losses(core, laq, batch, cfg, tokenizer, device)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(total)
@@ -224,7 +244,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
             step += 1
             bar.update(1)
             window.append(stats)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_freq == 0 or step == cfg.steps:
                 wall = time.perf_counter() - t_window
                 row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 row.update(step=step, samples_per_s=len(window) * cfg.batch_size / wall,
@@ -233,7 +253,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "label_s")})
                 logger.info("step %d %s", step, json.dumps({k: round(v, 5) for k, v in row.items()}))
                 window, t_window = [], time.perf_counter()
-            if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps):
+            if accelerator.is_main_process and (step % cfg.save_freq == 0 or step == cfg.steps):
                 save_checkpoint(cfg, accelerator.unwrap_model(core), optimizer, scheduler, step, laq_info)
             if step >= cfg.steps:
                 break
@@ -256,6 +276,7 @@ def run(cfg: TrunkTrainConfig) -> None:
 
 
 def main() -> None:
+    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq"})
     run()
 
 

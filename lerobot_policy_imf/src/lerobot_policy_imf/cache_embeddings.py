@@ -14,7 +14,7 @@ source dataset has changed since (e.g. episodes appended); the policy then decla
 checkpoint runs in lerobot-eval and on the arm like one trained on the raw frames.
 
     imf-cache-embeddings --dataset.repo_id=local/liftcube --dataset.root=data/liftcube \\
-        --policy.cameras='[front,wrist]' --output_root=data/liftcube_siglip
+        --policy.cameras='[front,wrist]' --output_dir=data/liftcube_siglip
     lerobot-train --policy.type=imf --dataset.repo_id=local/liftcube_siglip --dataset.root=data/liftcube_siglip ...
     imf-cache-embeddings --policy.path=CKPT ...    # the encoder of a trained checkpoint
 """
@@ -28,6 +28,7 @@ import torch
 from lerobot.configs import PreTrainedConfig, parser
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
+from so101_core.cli import prepare_command_line
 from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
 
 from .configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
@@ -44,7 +45,7 @@ class CacheEmbeddingsConfig:
     # The fields that shape the embeddings: --policy.siglip_model, --policy.encoder_image_size, --policy.cameras.
     # `--policy.path=CKPT` takes them (and the encoder's weights) from a trained checkpoint instead.
     policy: IMFConfig = field(default_factory=lambda: IMFConfig(device="cpu", push_to_hub=False))
-    output_root: str | None = None  # default: <source root>_embeddings
+    output_dir: str | None = None  # the new dataset's folder; default: <source root>_embeddings
     output_repo_id: str | None = None  # default: <repo_id>_embeddings
     keep_videos: bool = False
     batch_size: int = 32
@@ -89,7 +90,7 @@ def cache_embeddings(cfg: CacheEmbeddingsConfig) -> dict:
     if OBS_VIEW_EMBEDDINGS in dataset.meta.features:
         raise ValueError(f"dataset {dataset.repo_id} already holds '{OBS_VIEW_EMBEDDINGS}': train on it directly")
     source_root = Path(dataset.root)
-    output_root = Path(cfg.output_root) if cfg.output_root else source_root.with_name(source_root.name + "_embeddings")
+    output_root = Path(cfg.output_dir) if cfg.output_dir else source_root.with_name(source_root.name + "_embeddings")
     check_output_root(output_root)
     policy = make_policy(cfg.policy, ds_meta=dataset.meta)  # validates the cameras against the dataset
     policy.eval()
@@ -137,6 +138,7 @@ def cache_main(cfg: CacheEmbeddingsConfig) -> dict:
 def main() -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"})
     register_third_party_plugins()
     cache_main()
 

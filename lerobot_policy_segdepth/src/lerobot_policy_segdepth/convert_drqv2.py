@@ -1,23 +1,22 @@
 """Convert a DrQ-v2 snapshot ({"encoder": ..., "actor": ...}, seed 002 "Loading the policy") into a segdepth
 checkpoint that `lerobot-eval --policy.path=...` and `lerobot-rollout --policy.path=...` load.
 
-    segdepth-convert-drqv2 --snapshot 1200000_snapshot.pt --output-dir outputs/segdepth_from_drqv2
+    segdepth-convert-drqv2 --snapshot_path=1200000_snapshot.pt --output_dir=outputs/segdepth_from_drqv2
 
 Network sizes come from the snapshot's tensors. What a snapshot does not record is asked for: how its
-6 input channels were laid out (seed 002: 3 frames of [ids/255, disparity/255], i.e. --id-encoding scaled),
+6 input channels were laid out (seed 002: 3 frames of [ids/255, disparity/255], i.e. --id_encoding=scaled),
 and the joint-delta scale and action repeat it was trained with.
 """
 
-from __future__ import annotations
-
-import argparse
-import shutil
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.utils.constants import ACTION, OBS_STATE
+
+from so101_core.atomic import atomic_folder
+from so101_core.cli import prepare_command_line
 
 from .configuration_segdepth import SegDepthConfig
 from .modeling_segdepth import SegDepthPolicy
@@ -88,7 +87,7 @@ def convert(snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = 
     encoder, actor = _state_dict(snapshot, "encoder", snapshot_path), _state_dict(snapshot, "actor", snapshot_path)
     config = config_from_snapshot(encoder, actor, **options)
     if config.use_state and not dataset_stats:
-        raise ValueError("this actor reads observation.state: pass --dataset-root to take its normalisation stats")
+        raise ValueError("this actor reads observation.state: pass --dataset.root to take its normalisation stats")
     policy = SegDepthPolicy(config)
     if policy.encoder.repr_dim != actor["trunk.0.weight"].shape[1]:
         raise ValueError(
@@ -98,51 +97,86 @@ def convert(snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = 
     policy.encoder.load_state_dict(encoder, strict=True)
     policy.actor.load_state_dict({k: v for k, v in actor.items() if k.startswith(("trunk.", "policy."))}, strict=True)
     pre, post = make_segdepth_pre_post_processors(config, dataset_stats=dataset_stats)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
-    try:
+    with atomic_folder(output_dir) as staging:  # the checkpoint appears whole or not at all
         policy.save_pretrained(staging)
         pre.save_pretrained(staging)
         post.save_pretrained(staging)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)  # the checkpoint appears whole or not at all
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return policy
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshot", type=Path, required=True, help="a torch file with 'encoder' and 'actor'")
-    parser.add_argument("--output-dir", type=Path, required=True, help="where the segdepth checkpoint goes")
-    parser.add_argument("--frame-stack", type=int, default=3)
-    parser.add_argument("--id-encoding", choices=["scaled", "onehot", "embedding"], default="scaled")
-    parser.add_argument("--camera", default="wrist")
-    parser.add_argument("--image-size", type=int, default=84)
-    parser.add_argument("--action-scale", type=float, nargs=6, default=[4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
-    parser.add_argument("--action-repeat", type=int, default=2, help="seed 002 trained with action_repeat=2")
-    parser.add_argument("--dataset-root", type=Path, help="a LeRobot dataset whose stats normalise the state")
-    args = parser.parse_args(argv)
-    if not args.snapshot.is_file():
-        parser.error(f"--snapshot {args.snapshot} does not exist")
+@dataclass
+class StatsDatasetConfig:
+    # a LeRobot dataset whose stats normalise the state (needed when the actor reads observation.state)
+    root: Path | None = None
+    repo_id: str = "local/stats"
+
+
+@dataclass
+class ConvertDrQV2Config:
+    # a DrQ-v2 snapshot: a torch file with 'encoder' and 'actor'; required
+    snapshot_path: Path | None = None
+    # where the segdepth checkpoint goes (replaced whole if it exists); required
+    output_dir: Path | None = None
+    dataset: StatsDatasetConfig = field(default_factory=StatsDatasetConfig)
+    # frames stacked in the snapshot's input (seed 002: 3)
+    frame_stack: int = 3
+    # how the class ids were fed: scaled (ids/255, seed 002), onehot or embedding
+    id_encoding: str = "scaled"
+    camera: str = "wrist"
+    # the square side the snapshot was trained at
+    image_size: int = 84
+    # joint-delta scale per joint, gripper last
+    action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
+    # seed 002 trained with action_repeat=2
+    action_repeat: int = 2
+
+    def __post_init__(self):
+        if self.snapshot_path is None or self.output_dir is None:
+            raise ValueError("--snapshot_path and --output_dir are required")
+        if self.id_encoding not in ("scaled", "onehot", "embedding"):
+            raise ValueError(f"--id_encoding must be scaled, onehot or embedding, got {self.id_encoding!r}")
+        if len(self.action_scale) != 6:
+            raise ValueError(f"--action_scale takes 6 values ('[a,b,c,d,e,f]'), got {self.action_scale}")
+
+
+@parser.wrap()
+def convert_cli(cfg: ConvertDrQV2Config) -> None:
+    if not cfg.snapshot_path.is_file():
+        raise FileNotFoundError(f"--snapshot_path {cfg.snapshot_path} does not exist")
     stats = None
-    if args.dataset_root:
+    if cfg.dataset.root:
         from lerobot.datasets import LeRobotDatasetMetadata
 
-        stats = LeRobotDatasetMetadata("local/stats", root=args.dataset_root).stats
+        stats = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root).stats
     convert(
-        args.snapshot,
-        args.output_dir,
+        cfg.snapshot_path,
+        cfg.output_dir,
         dataset_stats=stats,
-        frame_stack=args.frame_stack,
-        id_encoding=args.id_encoding,
-        camera=args.camera,
-        image_size=args.image_size,
-        action_scale=args.action_scale,
-        action_repeat=args.action_repeat,
+        frame_stack=cfg.frame_stack,
+        id_encoding=cfg.id_encoding,
+        camera=cfg.camera,
+        image_size=cfg.image_size,
+        action_scale=cfg.action_scale,
+        action_repeat=cfg.action_repeat,
     )
-    print(f"wrote a segdepth checkpoint to {args.output_dir}")
+    print(f"wrote a segdepth checkpoint to {cfg.output_dir}")
+
+
+RENAMED_FLAGS = {
+    "--snapshot": "--snapshot_path",
+    "--output-dir": "--output_dir",
+    "--frame-stack": "--frame_stack",
+    "--id-encoding": "--id_encoding",
+    "--image-size": "--image_size",
+    "--action-scale": "--action_scale",
+    "--action-repeat": "--action_repeat",
+    "--dataset-root": "--dataset.root",
+}
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    convert_cli()
 
 
 if __name__ == "__main__":

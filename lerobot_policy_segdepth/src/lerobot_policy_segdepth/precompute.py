@@ -40,7 +40,7 @@ precompute`, shared with `so101-precompute-segmentation`. An existing output roo
 started again with the same settings resumes (other settings are refused unless `--restart=true`).
 
     segdepth-precompute --dataset.repo_id=local/liftcube --dataset.root=data/liftcube \\
-        --output_root=data/liftcube_segdepth --policy.image_size=84
+        --output_dir=data/liftcube_segdepth --policy.image_size=84
     lerobot-train --policy.type=segdepth --dataset.repo_id=local/liftcube_segdepth \\
         --dataset.root=data/liftcube_segdepth ...
     segdepth-precompute --policy.path=CKPT --dataset.repo_id=... # the observation a trained checkpoint expects
@@ -56,6 +56,7 @@ from lerobot.configs import PreTrainedConfig, parser
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
+from so101_core.cli import prepare_command_line
 from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
 
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
@@ -74,7 +75,7 @@ class SegDepthPrecomputeConfig:
     # --policy.num_classes (and, for source=models, --policy.segmenter_path, --policy.depth_model, ...).
     # `--policy.path=CKPT` takes them from a trained checkpoint instead.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(device="cpu", push_to_hub=False))
-    output_root: str | None = None  # default: <source root>_segdepth
+    output_dir: str | None = None  # the new dataset's folder; default: <source root>_segdepth
     output_repo_id: str | None = None  # default: <repo_id>_segdepth
     keep_videos: bool = False  # keep the camera columns (LeRobot then decodes them for every training sample)
     pack: bool = True  # store the uint8 (2, S, S) bytes as int64 words (see the module docstring); false: plain uint8
@@ -165,7 +166,7 @@ def precompute_segdepth(cfg: SegDepthPrecomputeConfig) -> dict:
     dataset = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
     _check_source(dataset, config)
     source_root = Path(dataset.root)
-    output_root = Path(cfg.output_root) if cfg.output_root else source_root.with_name(source_root.name + "_segdepth")
+    output_root = Path(cfg.output_dir) if cfg.output_dir else source_root.with_name(source_root.name + "_segdepth")
     output_repo_id = cfg.output_repo_id or f"{cfg.dataset.repo_id}_segdepth"
     check_output_root(output_root)
 
@@ -238,6 +239,7 @@ def precompute_main(cfg: SegDepthPrecomputeConfig) -> dict:
 def main() -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"})
     register_third_party_plugins()
     precompute_main()
 

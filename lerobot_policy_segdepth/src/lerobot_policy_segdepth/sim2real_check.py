@@ -4,29 +4,27 @@ One SegDepth checkpoint, the same recorded twin frames, two preprocessors: the s
 (`source=ground_truth`) and the EfficientViT segmenter + Depth Anything V2 on the RGB camera (`source=models`).
 Both paths see the same joint state, so any difference in the joint targets is due to perception alone.
 
-    segdepth-sim2real-check --policy-path outputs/segdepth/checkpoints/last/pretrained_model \
-        --dataset-root data/twin_gt --segmenter-path outputs/segmenter/best --output-dir outputs/sim2real
+    segdepth-sim2real-check --policy.path=outputs/segdepth/checkpoints/last/pretrained_model \
+        --dataset.root=data/twin_gt --segmenter_path=outputs/segmenter/best --output_dir=outputs/sim2real
 
 Prints per-joint action differences (follower units: degrees, gripper 0-100), the segmentation agreement and
-the disparity error on the policy's SxS observation, writes them to `<output-dir>/sim2real_report.json` and a
+the disparity error on the policy's SxS observation, writes them to `<output_dir>/sim2real_report.json` and a
 side-by-side picture of the first frame (ground truth | models, ids and disparity) to `first_frame.png`.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import logging
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from lerobot.configs import parser
 from tqdm import tqdm
 
 from so101_core import JOINT_NAMES, colorize_segmentation
-from so101_segmenter.model import atomic_write
+from so101_core.atomic import atomic_folder, write_text, write_with
+from so101_core.cli import prepare_command_line
 
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES
 
@@ -63,23 +61,17 @@ def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overri
 
     output_dir = Path(output_dir)
     if output_dir.exists():
-        raise FileExistsError(f"--export-dir {output_dir} exists; choose a new folder")
+        raise FileExistsError(f"--export_dir {output_dir} exists; choose a new folder")
     config = PreTrainedConfig.from_pretrained(policy_path)
     config.pretrained_path = policy_path
     pre, _ = make_pre_post_processors(config, pretrained_path=str(policy_path))
     overrides = {k: v for k, v in model_overrides.items() if v is not None}
     models_config = with_source(pre, config, source="models", **overrides)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        shutil.copytree(policy_path, tmp, dirs_exist_ok=True)
+    with atomic_folder(output_dir, create=False) as tmp:
+        shutil.copytree(policy_path, tmp)
         models_config.pretrained_path = None
         models_config._save_pretrained(tmp)
         pre.save_pretrained(tmp)
-        os.replace(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output_dir
 
 
@@ -160,44 +152,59 @@ def first_frame_picture(first: dict[str, torch.Tensor], scale: int = 4) -> np.nd
     return picture.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="segdepth-sim2real-check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy-path", type=Path, required=True, help="a segdepth pretrained_model folder")
-    parser.add_argument("--dataset-root", type=Path, required=True, help="a twin dataset with RGB + ground truth")
-    parser.add_argument("--dataset-repo-id", default="local/twin_demo")
-    parser.add_argument("--episodes", type=int, nargs="*", default=None)
-    parser.add_argument("--max-frames", type=int, default=None)
-    parser.add_argument("--segmenter-path", default=None, help="default: the checkpoint's own, if it has one")
-    parser.add_argument("--depth-model", default=None, help="Hub id or folder; default: the checkpoint's own")
-    parser.add_argument("--segmenter-input-size", type=int, default=None)
-    parser.add_argument("--depth-input-size", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output-dir", type=Path, default=None)
-    parser.add_argument(
-        "--export-dir",
-        type=Path,
-        default=None,
-        help="also write a copy of the checkpoint with source=models here, for lerobot-rollout on the real arm",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+@dataclass
+class PolicyCheckpointConfig:
+    # a segdepth pretrained_model folder; required
+    path: Path | None = None
 
-    for path, what in ((args.policy_path, "--policy-path"), (args.dataset_root, "--dataset-root")):
-        if not path.is_dir():
-            parser.error(f"{what} {path} is not a folder")
+
+@dataclass
+class TwinDatasetConfig:
+    # a twin dataset with RGB + ground truth; required
+    root: Path | None = None
+    repo_id: str = "local/twin_demo"
+    # only these episodes, e.g. '[0,3]'; None: all
+    episodes: list[int] | None = None
+
+
+@dataclass
+class Sim2RealCheckConfig:
+    policy: PolicyCheckpointConfig = field(default_factory=PolicyCheckpointConfig)
+    dataset: TwinDatasetConfig = field(default_factory=TwinDatasetConfig)
+    # compare at most this many frames; None: all of the chosen episodes
+    max_frames: int | None = None
+    # the segmenter (a save_segmenter folder); None: the checkpoint's own, if it has one
+    segmenter_path: str | None = None
+    # Depth Anything V2: Hub id or folder; None: the checkpoint's own
+    depth_model: str | None = None
+    segmenter_input_size: int | None = None
+    depth_input_size: int | None = None
+    device: str = "cpu"
+    # where sim2real_report.json and first_frame.png go; None: print only
+    output_dir: Path | None = None
+    # also write a copy of the checkpoint with source=models here, for lerobot-rollout on the real arm
+    export_dir: Path | None = None
+
+
+@parser.wrap()
+def check_cli(cfg: Sim2RealCheckConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for path, what in ((cfg.policy.path, "--policy.path"), (cfg.dataset.root, "--dataset.root")):
+        if path is None or not Path(path).is_dir():
+            raise NotADirectoryError(f"{what} {path} is not a folder")
     models = {
-        "segmenter_path": args.segmenter_path,
-        "depth_model": args.depth_model,
-        "segmenter_input_size": args.segmenter_input_size,
-        "depth_input_size": args.depth_input_size,
+        "segmenter_path": cfg.segmenter_path,
+        "depth_model": cfg.depth_model,
+        "segmenter_input_size": cfg.segmenter_input_size,
+        "depth_input_size": cfg.depth_input_size,
     }
     report, first = compare(
-        args.policy_path,
-        args.dataset_root,
-        repo_id=args.dataset_repo_id,
-        episodes=args.episodes,
-        max_frames=args.max_frames,
-        device=args.device,
+        cfg.policy.path,
+        cfg.dataset.root,
+        repo_id=cfg.dataset.repo_id,
+        episodes=cfg.dataset.episodes,
+        max_frames=cfg.max_frames,
+        device=cfg.device,
         **models,
     )
     print(f"sim2real check: {report['frames']} frames, same state, ground truth vs models perception")
@@ -206,18 +213,38 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{joint:<14} {mean:>10.3f} {report['action_abs_diff_max'][joint]:>10.3f}")
     print(f"segmentation pixel agreement {report['segmentation_pixel_agreement']:.3f}")
     print(f"disparity MAE (0-255)         {report['disparity_mae_0_255']:.2f}")
-    if args.output_dir is not None:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.output_dir is not None:
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(report, indent=2) + "\n"
-        atomic_write(args.output_dir / "sim2real_report.json", lambda p: Path(p).write_text(text))
+        write_text(cfg.output_dir / "sim2real_report.json", text)
         from PIL import Image
 
         picture = Image.fromarray(first_frame_picture(first))
-        atomic_write(args.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
-        print(f"wrote {args.output_dir / 'sim2real_report.json'} and first_frame.png")
-    if args.export_dir is not None:
-        export_models_checkpoint(args.policy_path, args.export_dir, **models)
-        print(f"wrote {args.export_dir}: the checkpoint with source=models, for lerobot-rollout --policy.path")
+        write_with(cfg.output_dir / "first_frame.png", lambda p: picture.save(p, format="PNG"))
+        print(f"wrote {cfg.output_dir / 'sim2real_report.json'} and first_frame.png")
+    if cfg.export_dir is not None:
+        export_models_checkpoint(cfg.policy.path, cfg.export_dir, **models)
+        print(f"wrote {cfg.export_dir}: the checkpoint with source=models, for lerobot-rollout --policy.path")
+
+
+RENAMED_FLAGS = {
+    "--policy-path": "--policy.path",
+    "--dataset-root": "--dataset.root",
+    "--dataset-repo-id": "--dataset.repo_id",
+    "--episodes": "--dataset.episodes",
+    "--max-frames": "--max_frames",
+    "--segmenter-path": "--segmenter_path",
+    "--depth-model": "--depth_model",
+    "--segmenter-input-size": "--segmenter_input_size",
+    "--depth-input-size": "--depth_input_size",
+    "--output-dir": "--output_dir",
+    "--export-dir": "--export_dir",
+}
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    check_cli()
 
 
 if __name__ == "__main__":

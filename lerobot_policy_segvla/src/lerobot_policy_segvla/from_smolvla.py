@@ -8,25 +8,26 @@ when the dataset already holds the scores (`so101-precompute-segmentation`). The
 SmolVLA's config and weights, the segmentation knobs given on the command line, zero-initialised cue projections
 and SegVLA's own processors (with SmolVLA's normalisation stats, which lerobot-train replaces by the dataset's).
 
-    segvla-from-smolvla --smolvla-path lerobot/smolvla_base --output-dir outputs/segvla_init \\
+    segvla-from-smolvla --policy.path=lerobot/smolvla_base --output_dir=outputs/segvla_init \\
         --policy.segmentation_source=mask2former \\
         --policy.segmentation_feature_map='{"observation.images.camera1": "observation.segmentation.camera1"}' \\
         --policy.segmentation_task_classes='[plate]'
     lerobot-train --policy.path=outputs/segvla_init --dataset.repo_id=... --rename_map=...
 """
 
-from __future__ import annotations
-
-import argparse
 import json
-import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import draccus
+from lerobot.configs import parser
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
+
+from so101_core.atomic import atomic_folder
+from so101_core.cli import prepare_command_line
 
 from .configuration_segvla import SegVLAConfig
 from .modeling_segvla import SegVLAPolicy
@@ -52,7 +53,7 @@ def segvla_config(smolvla: SmolVLAConfig, overrides: list[str]) -> SegVLAConfig:
 def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
-        raise FileExistsError(f"{output_dir} exists and is not empty; choose a new --output-dir")
+        raise FileExistsError(f"{output_dir} exists and is not empty; choose a new --output_dir")
     smolvla = PreTrainedConfig.from_pretrained(smolvla_path)
     if not isinstance(smolvla, SmolVLAConfig) or isinstance(smolvla, SegVLAConfig):
         raise ValueError(f"{smolvla_path} holds a '{smolvla.type}' checkpoint; expected a 'smolvla' one")
@@ -71,32 +72,41 @@ def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
     stats = next((s.stats for s in saved.steps if isinstance(s, NormalizerProcessorStep)), None)
     preprocessor, postprocessor = make_segvla_pre_post_processors(config, dataset_stats=stats)
 
-    # Written beside the target and renamed into place: an interrupted run leaves no half checkpoint.
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    # Written beside the target and swapped into place: an interrupted run leaves no half checkpoint.
+    with atomic_folder(output_dir) as staging:
         policy.save_pretrained(staging)
         preprocessor.save_pretrained(staging)
         postprocessor.save_pretrained(staging)
-        if output_dir.exists():
-            output_dir.rmdir()
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog="Other flags are SegVLA config fields, as lerobot-train takes them: --policy.segmentation_source=...",
-    )
-    parser.add_argument("--smolvla-path", required=True, help="SmolVLA checkpoint: a Hub id or a local folder")
-    parser.add_argument("--output-dir", required=True, type=Path, help="new folder for the SegVLA checkpoint")
-    args, overrides = parser.parse_known_args(argv)
-    out = convert(args.smolvla_path, args.output_dir, overrides)
+@dataclass
+class FromSmolVLAConfig:
+    # --policy.path: the SmolVLA checkpoint, a Hub id or a local folder (required). Every other --policy.* flag is a
+    # SegVLA config field set on top of SmolVLA's saved ones, as lerobot-train takes them, e.g.
+    # --policy.segmentation_source=mask2former --policy.segmentation_task_classes='[plate]'
+    policy: SegVLAConfig | None = None
+    # new folder for the SegVLA checkpoint; required
+    output_dir: Path | None = None
+
+    @classmethod
+    def __get_path_fields__(cls) -> list[str]:
+        return ["policy"]
+
+
+@parser.wrap()
+def from_smolvla_cli(cfg: FromSmolVLAConfig) -> None:
+    smolvla_path = parser.get_path_arg("policy")
+    if not smolvla_path or cfg.output_dir is None:
+        raise ValueError("give --policy.path (the SmolVLA checkpoint: a Hub id or a local folder) and --output_dir")
+    overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy") or [])
+    out = convert(smolvla_path, cfg.output_dir, overrides)
     print(f"SegVLA checkpoint written to {out}; train it with lerobot-train --policy.path={out}")
+
+
+def main() -> None:
+    prepare_command_line({"--smolvla-path": "--policy.path", "--output-dir": "--output_dir"})
+    from_smolvla_cli()
 
 
 if __name__ == "__main__":

@@ -10,23 +10,28 @@ goes to `.<output>.partial/shards/` (atomic write), so an interrupted run starte
 skips what is done. The new dataset is written by LeRobot's `dataset_tools.modify_features` to `.<output>.tmp`,
 read back, then renamed into place; the source is not touched.
 
-    so101-precompute-segmentation --repo-id local/twin_demo --root data/twin_demo \\
-        --feature-map observation.images.front=observation.segmentation.front \\
-        --feature-map observation.images.wrist=observation.segmentation.wrist \\
-        --model facebook/mask2former-swin-large-ade-semantic --device cuda --batch-size 16
+    so101-precompute-segmentation --dataset.repo_id=local/twin_demo --dataset.root=data/twin_demo \\
+        --feature_map='{"observation.images.front": "observation.segmentation.front",
+                        "observation.images.wrist": "observation.segmentation.wrist"}' \\
+        --model_path=facebook/mask2former-swin-large-ade-semantic --device=cuda --batch_size=16
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from lerobot.configs import parser
 
-from so101_semantic_processors.precompute import check_output_root, open_result, precompute_features
+from so101_core.cli import prepare_command_line
+from so101_semantic_processors.precompute import (
+    SourceDatasetConfig,
+    check_output_root,
+    open_result,
+    precompute_features,
+)
 
 from .mask2former import (
     DEFAULT_FEATURE_MAP,
@@ -39,23 +44,6 @@ from .mask2former import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def parse_feature_map(items: list[str] | None) -> dict[str, str]:
-    """`camera=key` pairs (or one JSON object) -> {camera: key}; none given -> the front/wrist default."""
-    if not items:
-        return dict(DEFAULT_FEATURE_MAP)
-    if len(items) == 1 and items[0].lstrip().startswith("{"):
-        mapping = json.loads(items[0])
-    else:
-        mapping = {}
-        for item in items:
-            camera, sep, key = item.partition("=")
-            if not sep or not camera or not key:
-                raise ValueError(f"--feature-map expects CAMERA_KEY=SEGMENTATION_KEY, got {item!r}")
-            mapping[camera.strip()] = key.strip()
-    check_feature_map(mapping)
-    return mapping
 
 
 def _bytes_report(num_classes: int, grid_size: int, input_size: int, cameras: int) -> dict[str, int]:
@@ -196,45 +184,71 @@ class _StoredColumn:
         return self.hf_dataset[int(position)][self.key]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="so101-precompute-segmentation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repo-id", required=True, help="source LeRobotDataset repo id")
-    parser.add_argument("--root", default=None, help="source dataset folder (default: $HF_LEROBOT_HOME/repo_id)")
-    parser.add_argument("--output-root", default=None, help="new dataset folder (default: <root>_segmentation)")
-    parser.add_argument("--output-repo-id", default=None, help="new dataset repo id (default: <repo-id>_segmentation)")
-    parser.add_argument(
-        "--feature-map",
-        action="append",
-        help="CAMERA_KEY=SEGMENTATION_KEY, repeatable, or one JSON object (default: front and wrist)",
-    )
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Mask2Former checkpoint id or local folder")
-    parser.add_argument("--grid-size", type=int, default=8)
-    parser.add_argument("--input-size", type=int, default=512, help="SmolVLA's resize-with-pad side")
-    parser.add_argument("--batch-size", type=int, default=8, help="frames per forward pass (x cameras)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding frames")
-    parser.add_argument("--restart", action="store_true", help="discard partial work from an earlier run")
-    parser.add_argument("--previews", type=int, default=3, help="frames to draw per camera in <output>_previews/")
-    args = parser.parse_args(argv)
+@dataclass
+class PrecomputeSegmentationConfig:
+    dataset: SourceDatasetConfig
+    # camera key -> scores key, as JSON: '{"observation.images.front": "observation.segmentation.front"}';
+    # None: the front and wrist cameras
+    feature_map: dict[str, str] | None = None
+    output_dir: str | None = None  # the new dataset's folder; default: <source root>_segmentation
+    output_repo_id: str | None = None  # default: <repo_id>_segmentation
+    model_path: str = DEFAULT_MODEL  # Mask2Former checkpoint: a Hub id or a local folder
+    grid_size: int = 8
+    input_size: int = 512  # SmolVLA's resize-with-pad side
+    batch_size: int = 8  # frames per forward pass (x cameras)
+    device: str | None = None  # None: cuda if available, else cpu
+    dtype: str = "float32"
+    num_workers: int = 0  # DataLoader workers decoding frames
+    restart: bool = False  # discard partial work from an earlier run
+    previews: int = 3  # frames to draw per camera in <output>_previews/
+
+    def __post_init__(self):
+        if self.feature_map is None:
+            self.feature_map = dict(DEFAULT_FEATURE_MAP)
+        check_feature_map(self.feature_map)
+
+
+@parser.wrap()
+def precompute_segmentation_cli(cfg: PrecomputeSegmentationConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = precompute_segmentation(
-        repo_id=args.repo_id,
-        root=args.root,
-        feature_map=parse_feature_map(args.feature_map),
-        output_root=args.output_root,
-        output_repo_id=args.output_repo_id,
-        model=args.model,
-        grid_size=args.grid_size,
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        device=args.device,
-        dtype=args.dtype,
-        num_workers=args.num_workers,
-        restart=args.restart,
-        previews=args.previews,
+        repo_id=cfg.dataset.repo_id,
+        root=cfg.dataset.root,
+        feature_map=cfg.feature_map,
+        output_root=cfg.output_dir,
+        output_repo_id=cfg.output_repo_id,
+        model=cfg.model_path,
+        grid_size=cfg.grid_size,
+        input_size=cfg.input_size,
+        batch_size=cfg.batch_size,
+        device=cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        dtype=cfg.dtype,
+        num_workers=cfg.num_workers,
+        restart=cfg.restart,
+        previews=cfg.previews,
     )
     print(json.dumps(summary, indent=2))
+    return summary
+
+
+RENAMED_FLAGS = {
+    "--repo-id": "--dataset.repo_id",
+    "--root": "--dataset.root",
+    "--output-root": "--output_dir",
+    "--output-repo-id": "--output_repo_id",
+    "--feature-map": "--feature_map",
+    "--model": "--model_path",
+    "--grid-size": "--grid_size",
+    "--input-size": "--input_size",
+    "--batch-size": "--batch_size",
+    "--num-workers": "--num_workers",
+    "--restart": "--restart=true",
+}
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    precompute_segmentation_cli()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ source dataset, a function that maps a batch of frames (as a DataLoader over the
 arrays, LeRobot feature specs for those arrays and the settings that determine them; `precompute_features`:
 
 - refuses an output root that exists: nothing is overwritten, and the source dataset is only read;
-- writes each computed batch to `.<output>.partial/shards/shard_NNNNNN.safetensors` (temporary file, then
-  `os.replace`) beside `manifest.json` (source and settings). A run started again with the same settings skips
+- writes each computed batch to `.<output>.partial/shards/shard_NNNNNN.safetensors` (each written atomically)
+  beside `manifest.json` (source and settings). A run started again with the same settings skips
   the frames already done (the batch size may differ); one with other settings is refused unless `restart`
   discards the partial work;
 - gathers the shards by dataset position into memory-mapped arrays in the stage folder (so a column need not fit
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -37,8 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
+
+from so101_core.atomic import replace_folder, save_safetensors, staging_folder, write_json
+from so101_core.runs import config_differences
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +54,6 @@ class SourceDatasetConfig:
 
     repo_id: str
     root: str | None = None  # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
-
-
-def atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def stage_dir(output_root: Path) -> Path:
@@ -173,24 +169,68 @@ def precompute_features(
     from lerobot.datasets.dataset_tools import modify_features
 
     output_root = check_output_root(output_root)
+    remove_features = list(remove_features or [])
+    history = dict(history or {})
+    per_frame = _per_frame_specs(dataset, features, remove_features, history)
+    stage = stage_dir(output_root)
+    manifest = _open_stage(dataset, stage, remove_features, history, settings, restart)
+    start = time.perf_counter()
+    computed = _compute_shards(dataset, compute, features, per_frame, stage / "shards", batch_size, num_workers,
+                               desc, read_keys)  # fmt: skip
+    elapsed = time.perf_counter() - start
+
+    columns = _StoredColumns(stage, per_frame, history, len(dataset))
+    add = {
+        name: (lambda row, _ep, frame, name=name: columns.value(name, int(row["index"]), int(frame)), features[name])
+        for name in per_frame
+    }
+    tmp = staging_folder(output_root, create=False)  # modify_features makes the folder itself
+    new = modify_features(
+        dataset, add_features=add, remove_features=remove_features or None, output_dir=tmp, repo_id=output_repo_id
+    )
+    rows = sorted({0, min(1, len(new) - 1), len(new) // 2, len(new) - 1})  # row 1: a history's partial padding
+    for position in rows:
+        row = new.hf_dataset[position]
+        for name in per_frame:
+            expected = columns.value(name, int(row["index"]), int(row["frame_index"]))
+            if not np.array_equal(np.asarray(row[name]), expected):
+                raise RuntimeError(f"'{name}' read back from {tmp} (row {position}) differs from what was computed")
+    write_json(tmp / DATASET_MANIFEST, manifest, sort_keys=True)
+    del new, add
+    columns.close()  # the memmaps, before their folder goes
+    replace_folder(tmp, output_root)
+    shutil.rmtree(stage)
+
+    return {
+        "output_root": str(output_root),
+        "output_repo_id": output_repo_id,
+        "frames": len(dataset),
+        "frames_computed_this_run": computed,
+        "compute_seconds": round(elapsed, 3),
+        "frames_per_second": round(computed / elapsed, 3) if computed and elapsed > 0 else None,
+        "removed_features": remove_features,
+    }
+
+
+def _per_frame_specs(dataset, features: dict, remove_features: list[str], history: dict[str, int]) -> dict:
+    """Each new feature's spec for one frame (a history feature's without its leading k); checks the request."""
     clash = [name for name in features if name in dataset.meta.features]
     if clash:
         raise ValueError(f"dataset {dataset.repo_id} already has {clash}; pick other keys or drop those columns")
-    remove_features = list(remove_features or [])
-    history = dict(history or {})
     for name, k in history.items():
         shape = list(features.get(name, {}).get("shape", []))
         if k < 1 or len(shape) < 2 or shape[0] != k:
             raise ValueError(f"history {{{name!r}: {k}}} needs a feature '{name}' of shape ({k}, ...), got {shape}")
-    per_frame = {
-        name: {**spec, "shape": list(spec["shape"])[1:]} if name in history else spec for name, spec in features.items()
-    }
     unknown = [name for name in remove_features if name not in dataset.meta.features]
     if unknown:
         raise ValueError(f"cannot remove {unknown}: dataset {dataset.repo_id} has no such features")
+    return {
+        name: {**spec, "shape": list(spec["shape"])[1:]} if name in history else spec for name, spec in features.items()
+    }
 
-    stage = stage_dir(output_root)
-    shard_dir = stage / "shards"
+
+def _open_stage(dataset, stage: Path, remove_features, history, settings, restart: bool) -> dict:
+    """The stage folder with its manifest: a new one, or the partial work of a run with the same settings."""
     if restart and stage.exists():
         shutil.rmtree(stage)
     manifest = {
@@ -206,20 +246,28 @@ def precompute_features(
         previous = json.loads((stage / MANIFEST).read_text())
         if previous != manifest:
             changed = sorted(k for k in {*manifest, *previous} if previous.get(k) != manifest.get(k))
+            detail = "; ".join(config_differences(previous, manifest))
             raise ValueError(
-                f"{stage} holds partial work made with other settings ({changed}); pass --restart to discard it"
+                f"{stage} holds partial work made with other settings ({changed}): {detail}; pass --restart to "
+                "discard it"
             )
         logger.info("resuming from %s", stage)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    atomic_json(stage / MANIFEST, manifest)
+    (stage / "shards").mkdir(parents=True, exist_ok=True)
+    write_json(stage / MANIFEST, manifest, sort_keys=True)
+    return manifest
 
+
+def _compute_shards(
+    dataset, compute, features, per_frame, shard_dir: Path, batch_size, num_workers, desc, read_keys
+) -> int:
+    """Compute the frames no shard holds yet, a shard per batch; the number of frames computed."""
     done = _done_positions(shard_dir)
     todo = [i for i in range(len(dataset)) if i not in done]
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
     next_shard = len(list(shard_dir.glob("shard_*.safetensors")))
-    start, computed = time.perf_counter(), 0
+    computed = 0
     if read_keys is not None and getattr(dataset, "episodes", None) is None and todo:
         # runs of an episode's consecutive frames, only `read_keys` decoded (see _EpisodeWindows)
         windows = _EpisodeWindows(dataset, read_keys, _episode_runs(dataset, todo, batch_size))
@@ -236,74 +284,50 @@ def precompute_features(
             tensors = {name: _as_array(name, values[name], per_frame[name], len(positions)) for name in features}
             tensors["positions"] = torch.tensor(positions, dtype=torch.int64)
             tensors["index"] = batch["index"].to(torch.int64)
-            shard = shard_dir / f"shard_{next_shard:06d}.safetensors"
-            save_file(tensors, str(shard.with_suffix(".tmp")))
-            os.replace(shard.with_suffix(".tmp"), shard)
+            save_safetensors(tensors, shard_dir / f"shard_{next_shard:06d}.safetensors")
             next_shard += 1
             computed += len(positions)
             progress.update(len(positions))
-    elapsed = time.perf_counter() - start
+    return computed
 
-    # Gather the shards by dataset position, then key the new columns on each row's global `index`.
-    column_dir = stage / "columns"
-    column_dir.mkdir(exist_ok=True)
-    columns = {
-        name: np.lib.format.open_memmap(
-            column_dir / f"{i}.npy", mode="w+", dtype=np.dtype(spec["dtype"]), shape=(len(dataset), *spec["shape"])
-        )
-        for i, (name, spec) in enumerate(per_frame.items())
-    }
-    filled = np.zeros(len(dataset), dtype=bool)
-    row_of_index: dict[int, int] = {}
-    for shard in sorted(shard_dir.glob("shard_*.safetensors")):
-        data = load_file(shard)
-        pos = data["positions"].numpy()
-        for name, column in columns.items():
-            column[pos] = data[name].numpy()
-        filled[pos] = True
-        row_of_index.update(zip(data["index"].tolist(), pos.tolist(), strict=True))
-    if not filled.all():
-        missing = np.flatnonzero(~filled)
-        raise RuntimeError(f"{len(missing)} frames have no shard in {shard_dir} (first {missing[:5].tolist()})")
 
-    def stored(name: str, index: int, frame: int) -> np.ndarray:
+class _StoredColumns:
+    """The shards gathered by dataset position into memory-mapped columns (a column need not fit in memory),
+    keyed on each row's global `index`."""
+
+    def __init__(self, stage: Path, per_frame: dict, history: dict[str, int], frames: int):
+        column_dir = stage / "columns"
+        column_dir.mkdir(exist_ok=True)
+        self.history = history
+        self.columns = {
+            name: np.lib.format.open_memmap(
+                column_dir / f"{i}.npy", mode="w+", dtype=np.dtype(spec["dtype"]), shape=(frames, *spec["shape"])
+            )
+            for i, (name, spec) in enumerate(per_frame.items())
+        }
+        filled = np.zeros(frames, dtype=bool)
+        self.row_of_index: dict[int, int] = {}
+        shard_dir = stage / "shards"
+        for shard in sorted(shard_dir.glob("shard_*.safetensors")):
+            data = load_file(shard)
+            pos = data["positions"].numpy()
+            for name, column in self.columns.items():
+                column[pos] = data[name].numpy()
+            filled[pos] = True
+            self.row_of_index.update(zip(data["index"].tolist(), pos.tolist(), strict=True))
+        if not filled.all():
+            missing = np.flatnonzero(~filled)
+            raise RuntimeError(f"{len(missing)} frames have no shard in {shard_dir} (first {missing[:5].tolist()})")
+
+    def value(self, name: str, index: int, frame: int) -> np.ndarray:
         """Row `index`'s value of `name`: its frame's, or frames index-k+1..index clamped to the episode's first."""
-        column = columns[name]
-        if name not in history:
-            return np.asarray(column[row_of_index[index]])
-        return np.stack([column[row_of_index[index - min(d, frame)]] for d in range(history[name] - 1, -1, -1)])
+        column, rows = self.columns[name], self.row_of_index
+        if name not in self.history:
+            return np.asarray(column[rows[index]])
+        return np.stack([column[rows[index - min(d, frame)]] for d in range(self.history[name] - 1, -1, -1)])
 
-    add = {
-        name: (lambda row, _ep, frame, name=name: stored(name, int(row["index"]), int(frame)), features[name])
-        for name in columns
-    }
-    tmp = output_root.with_name(f".{output_root.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    new = modify_features(
-        dataset, add_features=add, remove_features=remove_features or None, output_dir=tmp, repo_id=output_repo_id
-    )
-    rows = sorted({0, min(1, len(new) - 1), len(new) // 2, len(new) - 1})  # row 1: a history's partial padding
-    for position in rows:
-        row = new.hf_dataset[position]
-        for name in columns:
-            if not np.array_equal(np.asarray(row[name]), stored(name, int(row["index"]), int(row["frame_index"]))):
-                raise RuntimeError(f"'{name}' read back from {tmp} (row {position}) differs from what was computed")
-    atomic_json(tmp / DATASET_MANIFEST, manifest)
-    del new, add
-    columns.clear()  # the memmaps, before their folder goes
-    os.replace(tmp, output_root)
-    shutil.rmtree(stage)
-
-    return {
-        "output_root": str(output_root),
-        "output_repo_id": output_repo_id,
-        "frames": len(dataset),
-        "frames_computed_this_run": computed,
-        "compute_seconds": round(elapsed, 3),
-        "frames_per_second": round(computed / elapsed, 3) if computed and elapsed > 0 else None,
-        "removed_features": remove_features,
-    }
+    def close(self) -> None:
+        self.columns.clear()
 
 
 def open_result(summary: dict[str, Any]):

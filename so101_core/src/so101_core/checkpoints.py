@@ -9,13 +9,17 @@ import os
 import shutil
 from pathlib import Path
 
+from .atomic import point_symlink, replace_folder, staging_folder
+
 
 def point_link(root: Path, name: str, target: Path) -> None:
     """Atomically make `root/name` a relative symlink to `target` (a folder inside `root`)."""
-    tmp = root / f".{name}-tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target.name)
-    os.replace(tmp, root / name)
+    point_symlink(root / name, target.name)
+
+
+def checkpoint_staging(final: Path) -> Path:
+    """The empty folder a checkpoint is written into before `publish_checkpoint` swaps it in as `final`."""
+    return staging_folder(final)
 
 
 def linked_checkpoints(root: Path) -> set[str]:
@@ -29,8 +33,7 @@ def publish_checkpoint(tmp: Path, final: Path, keep: int = 2, links: tuple[str, 
     if keep < 1:
         raise ValueError(f"keep={keep}: at least the checkpoint just written must be kept")
     root = final.parent
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_folder(tmp, final)
     for name in links:
         point_link(root, name, final)
     protected = linked_checkpoints(root) | {final.name}

@@ -1,9 +1,13 @@
-r"""hlrp-submit: run an HLRP stage on SLURM (or on this machine) through submitit, requeued and resumed on preemption.
+r"""so101-submit (was hlrp-submit): a stage on SLURM (or on this machine) through submitit, requeued and resumed.
 
-    hlrp-submit --config_path=configs/cluster_lrz_x100.yaml --stage=laq \
+    so101-submit --config_path=configs/cluster_lrz_x100.yaml --stage=laq \
         --args='[--config_path=configs/hlrp_laq_oxe.yaml]'
-    hlrp-submit --config_path=configs/cluster_mcml_x100.yaml --stage=trunk --args='[--config_path=...]' --wait=true
-    hlrp-submit --config_path=configs/cluster_local.yaml --stage=lerobot --args='[--policy.type=hlrp, ...]'
+    so101-submit --config_path=configs/cluster_mcml_x100.yaml --stage=trunk --args='[--config_path=...]' --wait=true
+    so101-submit --config_path=configs/cluster_local.yaml --stage=lerobot --args='[--policy.type=hlrp, ...]'
+    so101-submit --config_path=configs/cluster_local.yaml --stage=laq -- --config_path=configs/hlrp_laq_twin.yaml
+
+The stage command's own flags go in `--args='[...]'` or after `--` (everything after it, unparsed: values with
+commas or brackets need no quoting there); both together: `--args` first.
 
 Stages: `laq` (lerobot_policy_hlrp.train_laq), `trunk` (lerobot_policy_hlrp.train_trunk), `lerobot`
 (lerobot.scripts.lerobot_train).
@@ -16,8 +20,8 @@ Dual queue (`cluster.second_partition`): the same job goes to two partitions; `k
 that starts later. The two twins also claim the output directory at start, so if hlrp-submit is stopped before a
 winner is known, the later twin exits at once instead of training into the same directory.
 
-Parsed with plain `draccus.wrap`, not `lerobot.configs.parser.wrap`: nothing here needs LeRobot's plugin or `.path`
-handling, and importing it pulls in torch (4 s), which every job start (it unpickles this module) would pay too.
+Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in `main` only: importing LeRobot
+pulls in torch (4 s), which every job start (it unpickles this module) would pay too.
 """
 
 import codecs
@@ -36,10 +40,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import draccus
 import submitit
 import yaml
 from submitit.helpers import Checkpointable, DelayedSubmission
+
+from so101_core.atomic import move_aside
+from so101_core.cli import prepare_command_line
 
 logger = logging.getLogger("hlrp-submit")
 
@@ -91,7 +97,8 @@ class ClusterConfig:
 class SubmitConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     stage: str = ""  # "laq" | "trunk" | "lerobot"
-    args: list[str] = field(default_factory=list)  # the stage command's own flags, e.g. [--config_path=x.yaml]
+    # The stage command's own flags, e.g. '[--config_path=x.yaml]'; or give them after `--` on the command line
+    args: list[str] = field(default_factory=list)
     # The stage's output_dir: taken from --output_dir in args, else from the stage's config file; set here, it
     # is passed on as --output_dir (it must agree with args). Needed to resume after a requeue.
     output_dir: Path | None = None
@@ -218,7 +225,7 @@ class StageJob(Checkpointable):
         logger.warning(
             "nothing to resume (%s is missing): moved %s to %s, starting over", checkpoint, self.output_dir, aside
         )
-        self.output_dir.rename(aside)
+        move_aside(self.output_dir, aside)
 
     def command(self, env: submitit.JobEnvironment | None = None) -> list[str]:
         rank, host, port = 0, None, 29500
@@ -535,8 +542,10 @@ def keep_first_started(
 # ------------------------------------------------------------------------------------------------ command
 
 
-@draccus.wrap()
-def run(cfg: SubmitConfig) -> None:
+def submit_cli(cfg: SubmitConfig, trailing: Sequence[str] = ()) -> None:
+    """Submit, wait for the dual queue's winner and, with --wait=true, for the job; `trailing`: flags after `--`."""
+    if trailing:
+        cfg = replace(cfg, args=[*cfg.args, *trailing])
     jobs = submit(cfg)
     cluster = cfg.cluster
     if len(jobs) > 1:
@@ -561,8 +570,15 @@ def run(cfg: SubmitConfig) -> None:
 
 
 def main() -> None:
+    from lerobot.configs import parser
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run()
+    prepare_command_line()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    # the stage's flags must not reach this command's parser (its own --config_path would be taken for ours)
+    sys.argv[1:], trailing = argv[:cut], argv[cut + 1 :]
+    parser.wrap()(submit_cli)(trailing=trailing)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ the tests use a tiny one, the twin-scale HLRP run a small one, the benchmarks Sm
     hlrp-make-random-vlm --size=twin --output_dir=outputs/hlrp/smolvlm_twin
 """
 
-from __future__ import annotations
-
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
+
+from lerobot.configs import parser
+
+from so101_core.cli import prepare_command_line
 
 # The words the twin's task and the tests use; everything else maps to <unk>.
 _WORDS = ["pick", "up", "the", "red", "cube", "and", "lift", "it", ".", "reach", "move", "to", "a", "grasp", "place"]
@@ -159,18 +161,35 @@ SIZES = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="twin")
-    parser.add_argument("--output_dir", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.output_dir.exists() and any(args.output_dir.iterdir()):
-        raise SystemExit(f"{args.output_dir} is not empty; choose another --output_dir")
+@dataclass
+class RandomVLMConfig:
+    # new (or empty) folder for the SmolVLM config, tokenizer, processor and weights; required
+    output_dir: Path | None = None
+    # tiny (the tests), twin (the twin-scale HLRP run), smolvlm2-500m (SmolVLM2-500M's real sizes, config only)
+    size: str = "twin"
+    # torch's seed for the random weights
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            raise ValueError("--output_dir is required: a new folder for the random SmolVLM")
+        if self.size not in SIZES:
+            raise ValueError(f"--size must be one of {', '.join(sorted(SIZES))}, got {self.size!r}")
+
+
+@parser.wrap()
+def make_random_vlm(cfg: RandomVLMConfig) -> None:
+    if cfg.output_dir.exists() and any(cfg.output_dir.iterdir()):
+        raise SystemExit(f"{cfg.output_dir} is not empty; choose another --output_dir")
     import torch
 
-    torch.manual_seed(args.seed)
-    print(SIZES[args.size](args.output_dir))
+    torch.manual_seed(cfg.seed)
+    print(SIZES[cfg.size](cfg.output_dir))
+
+
+def main() -> None:
+    prepare_command_line()
+    make_random_vlm()
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from so101_core.atomic import atomic_folder
 
 ARRAYS = ("frames", "state", "action", "reward", "first", "acted", "done", "terminal", "episode_start")
 
@@ -243,24 +243,18 @@ class ReplayBuffer:
 
     # ----- persistence ------------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        """Write the filled part of every array and the sampler's RNG state; atomic (a temp folder renamed)."""
-        folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        """Write the filled part of every array and the sampler's RNG state; atomic (a staging folder swapped in)."""
         filled = int(min(self.count.max(), self.ring))
-        for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", getattr(self, name)[:, :filled])
-        meta = {
-            "count": self.count.tolist(),
-            "ring": self.ring,
-            "shape": list(self.frames.shape),
-            "rng": self.rng.bit_generator.state,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            for name in ARRAYS:
+                np.save(tmp / f"{name}.npy", getattr(self, name)[:, :filled])
+            meta = {
+                "count": self.count.tolist(),
+                "ring": self.ring,
+                "shape": list(self.frames.shape),
+                "rng": self.rng.bit_generator.state,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta))
 
     def load(self, folder: Path) -> None:
         folder = Path(folder)

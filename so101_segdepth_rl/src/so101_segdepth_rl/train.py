@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,11 @@ from tqdm import tqdm
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
-from so101_core.checkpoints import publish_checkpoint
+from so101_core.atomic import write_json, write_with
+from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_core.cli import prepare_command_line
+from so101_core.rng import capture_rng, restore_rng
+from so101_core.runs import check_resume_config, claim_run_dir
 
 from .demos import DemoSettings, demo_buffer, mixed_batch
 from .drqv2 import DrQV2Agent, DrQV2Config
@@ -86,7 +89,7 @@ class EvalSettings:
     seed: int = 1000  # episode i of an evaluation uses cube pose seed + i, the same poses every time
     num_envs: int = 2
     videos: int = 1  # episodes per evaluation written as mp4 (front + wrist RGB)
-    # with --policy_path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
+    # with --policy.path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
     at_start: bool = True
 
 
@@ -102,7 +105,8 @@ class RLTrainConfig:
     env: TwinSettings = field(default_factory=TwinSettings)
     # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(image_size=48, action_repeat=2))
-    # Start from this segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
+    # Start from a segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
+    # On the command line --policy.path=CKPT, which sets this field; in a config file `policy_path: CKPT`.
     policy_path: Path | None = None
     agent: DrQV2Config = field(default_factory=DrQV2Config)
     # demonstrations mixed into every batch (RLPD-style), e.g. the demo's recording; none by default
@@ -118,11 +122,17 @@ class RLTrainConfig:
     seed: int = 1
     output_dir: Path = Path("outputs/rl/reach")
     resume: bool = False
-    log_every_frames: int = 2000
+    log_freq: int = 2000  # env frames between two progress lines
     torch_threads: int | None = 1  # the learner's intra-op threads; the env workers take the other cores
     device: str = "cpu"  # the learner's device ("cuda" on a GPU); the env workers and their processors stay on CPU
 
+    @classmethod
+    def __get_path_fields__(cls) -> list[str]:
+        return ["policy"]
+
     def __post_init__(self):
+        if policy_path := parser.get_path_arg("policy"):
+            self.policy_path = Path(policy_path)
         if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
             raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
 
@@ -190,7 +200,7 @@ def comparable(cfg: RLTrainConfig) -> dict:
         "resume",
         "frames",
         "output_dir",
-        "log_every_frames",
+        "log_freq",
         "wandb",
         "eval",
         "torch_threads",
@@ -257,10 +267,8 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ----- checkpoints ------------------------------------------------------------------------------------------
@@ -274,24 +282,36 @@ def save_checkpoint(
     demos=None,
     best: bool = False,
 ) -> Path:
-    """checkpoints/<frames>/{pretrained_model, training_state.pt, replay/}, written under a temporary name and
-    renamed, then `last` (and `best`, when this checkpoint's evaluation is the best so far) pointed at it; an
+    """checkpoints/<frames>/{pretrained_model, training_state.pt, replay/}, written into a staging folder and
+    swapped in, then `last` (and `best`, when this checkpoint's evaluation is the best so far) pointed at it; an
     interrupted save leaves the previous checkpoint and both links as they were. Keeps this checkpoint, the one
     before, and the best."""
-    root = cfg.output_dir / "checkpoints"
-    final = root / f"{counters['frames']:010d}"
-    tmp = root / f".tmp-{counters['frames']:010d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(tmp / PRETRAINED, agent.policy, pre, post)
-    state = {"agent": agent.state_dict(), "counters": counters, "torch_rng": torch.get_rng_state()}
-    if demos is not None:  # the demonstrations are rebuilt from the recording; only their sampler's state is kept
-        state["demo_rng"] = demos.rng.bit_generator.state
-    torch.save(state, tmp / "training_state.pt")
-    replay.save(tmp / "replay")
-    return publish_checkpoint(tmp, final, keep=2, links=("last", "best") if best else ("last",))
+    final = cfg.output_dir / "checkpoints" / f"{counters['frames']:010d}"
+    staging = checkpoint_staging(final)
+    save_pretrained(staging / PRETRAINED, agent.policy, pre, post)
+    # the demonstrations are rebuilt from the recording; only their sampler's state is kept
+    state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
+    torch.save(state, staging / "training_state.pt")
+    replay.save(staging / "replay")
+    return publish_checkpoint(staging, final, keep=2, links=("last", "best") if best else ("last",))
 
 
-# ----- the loop ---------------------------------------------------------------------------------------------
+def rng_generators(demos: ReplayBuffer | None) -> dict:
+    return {"demos": demos.rng} if demos is not None else {}
+
+
+def restore_rng_state(state: dict, demos: ReplayBuffer | None) -> None:
+    """The generators of a checkpoint, in its format: `rng` (capture_rng), or the torch and demo states that
+    checkpoints written before it held."""
+    if "rng" in state:
+        restore_rng(state["rng"], rng_generators(demos))
+        return
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if demos is not None and "demo_rng" in state:
+        demos.rng.bit_generator.state = state["demo_rng"]
+
+
+# ----- set-up of a run --------------------------------------------------------------------------------------
 def pretrain_critic(agent: DrQV2Agent, demos: ReplayBuffer | None, cfg: RLTrainConfig, encode) -> None:
     """agent.critic_pretrain_updates critic-only updates on batches of demonstrations, logged to
     critic_pretrain.jsonl; the online update counter is untouched (actor_warmup_updates counts from the first
@@ -312,36 +332,26 @@ def pretrain_critic(agent: DrQV2Agent, demos: ReplayBuffer | None, cfg: RLTrainC
                 losses = []
 
 
-def train(cfg: RLTrainConfig, on_update=None) -> dict:
-    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    out = cfg.output_dir
-    last = out / "checkpoints" / "last"
-    if cfg.resume:
-        if not last.exists():
-            raise FileNotFoundError(f"--resume=true but {last} does not exist: nothing to resume")
-        saved = json.loads((out / "train_config.json").read_text())
-        if comparable(cfg) != saved:
-            diff = sorted(k for k in set(saved) | set(comparable(cfg)) if saved.get(k) != comparable(cfg).get(k))
-            raise ValueError(f"--resume=true with a config that differs from the run in {out} in {diff}")
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty: pass --resume=true to continue it, or a new --output_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+def claim_output_dir(cfg: RLTrainConfig) -> Path:
+    """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
+    last = cfg.output_dir / "checkpoints" / "last"
+    if cfg.resume and last.exists():
+        saved = json.loads((cfg.output_dir / "train_config.json").read_text())
+        check_resume_config(saved, comparable(cfg), cfg.output_dir)
+    claim_run_dir(cfg.output_dir, cfg.resume, last)
+    return last
 
+
+def starting_policy(cfg: RLTrainConfig, last: Path) -> tuple[SegDepthPolicy, object, object]:
     if cfg.resume:
-        policy, pre, post = policy_from_checkpoint(last / PRETRAINED)
-    elif cfg.policy_path is not None:
-        policy, pre, post = policy_from_checkpoint(cfg.policy_path)
-    else:
-        policy, pre, post = policy_from_scratch(cfg)
-    pc = policy.config
-    env_cfg = cfg.env.env_config(pc.camera)
-    check_policy_fits_env(policy, env_cfg)
-    policy.to(cfg.device)
-    agent = DrQV2Agent(policy, cfg.agent, init_policy_weights=cfg.policy_path is None and not cfg.resume)
-    replay = ReplayBuffer(
+        return policy_from_checkpoint(last / PRETRAINED)
+    if cfg.policy_path is not None:
+        return policy_from_checkpoint(cfg.policy_path)
+    return policy_from_scratch(cfg)
+
+
+def make_replay(cfg: RLTrainConfig, pc: SegDepthConfig) -> ReplayBuffer:
+    return ReplayBuffer(
         cfg.replay_capacity,
         cfg.num_envs,
         pc.image_size,
@@ -352,11 +362,67 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
         discount=cfg.agent.discount,
         seed=cfg.seed,
     )
+
+
+def start_wandb(cfg: RLTrainConfig):
+    if not cfg.wandb.enable:
+        return None
+    import wandb
+
+    config = json.loads(json.dumps(draccus.encode(cfg), default=str))
+    return wandb.init(project=cfg.wandb.project, dir=str(cfg.output_dir), mode=cfg.wandb.mode, config=config)
+
+
+@dataclass
+class Workspace:
+    """What the loop reads and writes (drqv2's Workspace): the learner, its buffers, the envs and the counters."""
+
+    cfg: RLTrainConfig
+    agent: DrQV2Agent
+    pre: object
+    post: object
+    replay: ReplayBuffer
+    demos: ReplayBuffer | None
+    encode: object
+    counters: dict
+    history: list[dict]
+    venv: object = None
+    eval_venv: object = None
+    wandb_run: object = None
+    progress: object = None
+    started: float = 0.0
+    rng: np.random.Generator | None = None  # the seed frames' uniform actions
+    opening: ReplayBuffer | None = None  # the reset observations, until the first updates have drawn their batch
+    pending: dict | None = None
+    was_done: np.ndarray | None = None
+    episode_return: np.ndarray | None = None
+    episode_success: np.ndarray | None = None
+    recent: list[tuple[float, bool]] = field(default_factory=list)
+    losses: list[dict] = field(default_factory=list)
+    window: dict = field(default_factory=dict)
+    next_log: int = 0
+    next_eval: int = 0
+
+    def out_of_time(self) -> bool:
+        return self.cfg.max_minutes is not None and time.perf_counter() - self.started > 60 * self.cfg.max_minutes
+
+    def finished(self) -> bool:
+        return self.counters["frames"] >= self.cfg.frames or self.out_of_time()
+
+
+def build_learner(cfg: RLTrainConfig, last: Path) -> Workspace:
+    """The policy (from scratch, a checkpoint, or the run resumed), its agent, the replay and the demonstrations,
+    with the state of a resumed run loaded into them."""
+    policy, pre, post = starting_policy(cfg, last)
+    pc = policy.config
+    check_policy_fits_env(policy, cfg.env.env_config(pc.camera))
+    policy.to(cfg.device)
+    agent = DrQV2Agent(policy, cfg.agent, init_policy_weights=cfg.policy_path is None and not cfg.resume)
+    replay = make_replay(cfg, pc)
     demos = None
     if cfg.demos.repo_id:
-        demos, demo_summary = demo_buffer(
-            cfg.demos, pc, pre, env_cfg.task, cfg.agent.nstep, cfg.agent.discount, cfg.seed + 1
-        )
+        nstep, discount = cfg.agent.nstep, cfg.agent.discount
+        demos, demo_summary = demo_buffer(cfg.demos, pc, pre, cfg.env.task, nstep, discount, cfg.seed + 1)
         tqdm.write(f"[demos] {demo_summary}")
     encode = None
     if cfg.agent.feature_cache:
@@ -365,178 +431,221 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
             if buffer is not None:
                 buffer.enable_feature_cache(policy.encoder.repr_dim)
     counters = {"frames": 0, "decisions": 0, "updates": 0, "episodes": 0, "wall_s": 0.0, "update_debt": 0.0}
-    history: list[dict] = []
+    ws = Workspace(cfg, agent, pre, post, replay, demos, encode, counters, history=[])
     if cfg.resume:
         state = torch.load(last / "training_state.pt", weights_only=False, map_location=cfg.device)
         agent.load_state_dict(state["agent"])
-        counters = state["counters"]
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if demos is not None and "demo_rng" in state:
-            demos.rng.bit_generator.state = state["demo_rng"]
+        ws.counters = state["counters"]
+        restore_rng_state(state, demos)
         replay.load(last / "replay")
         replay.truncate_open_episodes()  # the episodes in flight at the save are lost with the old workers
-        history = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines() if line]
-        logger.info("resumed from %s at %d frames", last.resolve().name, counters["frames"])
-    else:
-        (out / "train_config.json").write_text(json.dumps(comparable(cfg), indent=2))
-        with open(out / "config.yaml", "w") as f:
-            draccus.dump(cfg, f)
-    if cfg.agent.critic_pretrain_updates and not cfg.resume:
-        pretrain_critic(agent, demos, cfg, encode)
+        ws.history = [json.loads(line) for line in (cfg.output_dir / "eval.jsonl").read_text().splitlines() if line]
+        logger.info("resumed from %s at %d frames", last.resolve().name, ws.counters["frames"])
+    return ws
+
+
+def start_envs(ws: Workspace) -> None:
+    """The training and evaluation envs (in workers that load the processors this run saves), their first
+    observations, and the loop's cadences."""
+    cfg, pc, counters = ws.cfg, ws.agent.policy.config, ws.counters
     # the workers load the policy's processors from a folder: the ones this run saves in its checkpoints
-    init_dir = out / "processors"
+    init_dir = cfg.output_dir / "processors"
     shutil.rmtree(init_dir, ignore_errors=True)
-    save_pretrained(init_dir, policy, pre, post)
-    logger.info(
-        "replay: %d bytes per transition (%.2f GB per 100k; %.2f GB with stacked observations)",
-        replay.nbytes_per_transition,
-        replay.nbytes_per_transition * 1e5 / 1e9,
-        replay.stacked_nbytes_per_transition() * 1e5 / 1e9,
-    )
-
-    wandb_run = None
-    if cfg.wandb.enable:
-        import wandb
-
-        wandb_run = wandb.init(
-            project=cfg.wandb.project,
-            dir=str(out),
-            mode=cfg.wandb.mode,
-            config=json.loads(json.dumps(draccus.encode(cfg), default=str)),
-        )
-
+    save_pretrained(init_dir, ws.agent.policy, ws.pre, ws.post)
+    env_cfg = cfg.env.env_config(pc.camera)
     term, bonus = cfg.env.terminate_on_success, cfg.env.success_bonus
     # training envs render only the policy's camera; the evaluation envs add the video cameras
     train_env_cfg = dataclasses.replace(env_cfg, render_cameras=None)
-    venv = make_vector_env(train_env_cfg, init_dir, pc.action_repeat, cfg.num_envs, cfg.workers, term, bonus)
-    eval_venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.eval.num_envs, cfg.workers, term, 0.0)
-    n, repeat = cfg.num_envs, pc.action_repeat
-    rng = np.random.default_rng(cfg.seed + 7919 * counters["episodes"])
-    obs, _ = venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
+    ws.venv = make_vector_env(train_env_cfg, init_dir, pc.action_repeat, cfg.num_envs, cfg.workers, term, bonus)
+    ws.eval_venv = make_vector_env(env_cfg, init_dir, pc.action_repeat, cfg.eval.num_envs, cfg.workers, term, 0.0)
+    n = cfg.num_envs
+    ws.rng = np.random.default_rng(cfg.seed + 7919 * counters["episodes"])
+    obs, _ = ws.venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
     # The reset observations enter the replay after the first iteration's updates, so a resumed run draws its
     # first batch from exactly the replay it saved. Their stacks need no history: every episode starts here.
-    opening = ReplayBuffer(n, n, pc.image_size, pc.frame_stack, repeat, 6)
-    opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
-    pending = obs
-    was_done = np.zeros(n, bool)
-    episode_return, episode_success = np.zeros(n), np.zeros(n, bool)
-    recent: list[tuple[float, bool]] = []
-    losses: list[dict] = []
-    eval_every = cfg.eval.every_frames or cfg.frames
-    next_eval = (counters["frames"] // eval_every + 1) * eval_every
-    next_log = counters["frames"] + cfg.log_every_frames
-    if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
-        result = evaluate(agent, eval_venv, cfg, out / "videos" / f"{0:010d}")
-        result.update(frames=0, updates=0, wall_min=0.0)
-        history.append(result)
-        with open(out / "eval.jsonl", "a") as f:
-            f.write(json.dumps(result) + "\n")
-        tqdm.write(f"[eval] start: success {result['success_rate']:.0%}, return {result['return']:.1f}")
-    started = time.perf_counter() - counters["wall_s"]
+    ws.opening = ReplayBuffer(n, n, pc.image_size, pc.frame_stack, pc.action_repeat, 6)
+    ws.opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
+    ws.pending = obs
+    ws.was_done = np.zeros(n, bool)
+    ws.episode_return, ws.episode_success = np.zeros(n), np.zeros(n, bool)
+    # logs and evaluations fall on multiples of their cadence, whether the run was resumed or not
+    ws.next_log = next_multiple(counters["frames"], cfg.log_freq)
+    ws.next_eval = next_multiple(counters["frames"], cfg.eval.every_frames or cfg.frames)
 
-    def out_of_time() -> bool:
-        return cfg.max_minutes is not None and time.perf_counter() - started > 60 * cfg.max_minutes
 
-    window = {"t": time.perf_counter(), "frames": counters["frames"], "updates": counters["updates"]}
-    progress = tqdm(
-        total=cfg.frames, initial=min(counters["frames"], cfg.frames), unit="frame", desc="drqv2", dynamic_ncols=True
+def next_multiple(value: int, every: int) -> int:
+    """The smallest multiple of `every` above `value`."""
+    return (value // every + 1) * every
+
+
+def start_run(cfg: RLTrainConfig) -> Workspace:
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    last = claim_output_dir(cfg)
+    torch.manual_seed(cfg.seed)
+    ws = build_learner(cfg, last)
+    if not cfg.resume:
+        write_json(cfg.output_dir / "train_config.json", comparable(cfg))
+        with open(cfg.output_dir / "config.yaml", "w") as f:
+            draccus.dump(cfg, f)
+    if cfg.agent.critic_pretrain_updates and not cfg.resume:
+        pretrain_critic(ws.agent, ws.demos, cfg, ws.encode)
+    start_envs(ws)
+    logger.info(
+        "replay: %d bytes per transition (%.2f GB per 100k; %.2f GB with stacked observations)",
+        ws.replay.nbytes_per_transition,
+        ws.replay.nbytes_per_transition * 1e5 / 1e9,
+        ws.replay.stacked_nbytes_per_transition() * 1e5 / 1e9,
     )
+    ws.wandb_run = start_wandb(cfg)
+    return ws
+
+
+# ----- the loop: collect, update, log, evaluate and save ---------------------------------------------------------
+def choose_action(ws: Workspace) -> np.ndarray:
+    """Uniform random actions for the seed frames, then the actor's exploring ones."""
+    if ws.counters["frames"] < ws.cfg.seed_frames:
+        return ws.rng.uniform(-1.0, 1.0, (ws.cfg.num_envs, 6)).astype(np.float32)
+    stack, state = ws.opening.latest() if ws.pending is not None else ws.replay.latest()
+    step = ws.counters["decisions"]
+    return ws.agent.act(torch.from_numpy(stack).float(), torch.from_numpy(state), step, explore=True).numpy()
+
+
+def update(ws: Workspace, on_update=None) -> None:
+    """One update per `agent.update_every_steps` decision steps (fractions carried over), once past the seed frames."""
+    cfg, counters = ws.cfg, ws.counters
+    if counters["frames"] < cfg.seed_frames or not ws.replay.can_sample():
+        return
+    counters["update_debt"] += cfg.num_envs / cfg.agent.update_every_steps
+    while counters["update_debt"] >= 1:
+        batch = mixed_batch(ws.replay, ws.demos, cfg.agent.batch_size, cfg.demos.share, ws.encode)
+        if on_update is not None:
+            on_update(dict(counters), batch)
+        ws.losses.append(ws.agent.update(batch, counters["decisions"], counters["updates"]))
+        counters["updates"] += 1
+        counters["update_debt"] -= 1
+
+
+def collect(ws: Workspace, action: np.ndarray) -> None:
+    """Wait for the envs' step with `action` and store it (the opening observations first, after the updates)."""
+    replay, counters, n = ws.replay, ws.counters, ws.cfg.num_envs
+    if ws.pending is not None:
+        replay.add_observation(ws.pending["frames"], ws.pending["state"], np.ones(n, bool))
+        ws.pending = None
+    obs, reward, terminated, truncated, info = step_wait(ws.venv)
+    acted = ~ws.was_done
+    replay.add_outcome(action, reward, terminated, truncated, acted)
+    replay.add_observation(obs["frames"], obs["state"], ws.was_done)
+    ws.episode_return += np.where(acted, reward, 0.0)
+    ws.episode_success |= acted & np.asarray(info["is_success"], bool)
+    done = acted & (terminated | truncated)
+    for i in np.flatnonzero(done):
+        ws.recent.append((float(ws.episode_return[i]), bool(ws.episode_success[i])))
+        counters["episodes"] += 1
+        ws.episode_return[i], ws.episode_success[i] = 0.0, False
+    ws.was_done = done
+    new_frames = int(acted.sum()) * ws.agent.policy.config.action_repeat
+    counters["frames"] += new_frames
+    counters["decisions"] += int(acted.sum())
+    ws.progress.update(new_frames)
+
+
+def log_training(ws: Workspace) -> None:
+    """One train.jsonl line: speed, the episodes finished and the mean losses since the last line."""
+    counters, window, now = ws.counters, ws.window, time.perf_counter()
+    metrics = {
+        "frames": counters["frames"],
+        "fps": (counters["frames"] - window["frames"]) / (now - window["t"]),
+        "updates_per_s": (counters["updates"] - window["updates"]) / (now - window["t"]),
+        "episodes": counters["episodes"],
+    }
+    if ws.recent:
+        metrics["train_return"] = float(np.mean([r for r, _ in ws.recent]))
+        metrics["train_success"] = float(np.mean([s for _, s in ws.recent]))
+    for key in ws.losses[0] if ws.losses else ():
+        metrics[key] = float(np.mean([m[key] for m in ws.losses]))
+    shown = ("train_return", "train_success", "critic_loss", "q", "updates_per_s")
+    ws.progress.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in shown})
+    with open(ws.cfg.output_dir / "train.jsonl", "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    if ws.wandb_run is not None:
+        ws.wandb_run.log({f"train/{k}": v for k, v in metrics.items()}, step=counters["frames"])
+    ws.recent, ws.losses = [], []
+    ws.window = {"t": now, "frames": counters["frames"], "updates": counters["updates"]}
+    ws.next_log = next_multiple(counters["frames"], ws.cfg.log_freq)
+
+
+def record_evaluation(ws: Workspace, frames: int) -> dict:
+    """Evaluate the actor, append the result to eval.jsonl and the history, and return it."""
+    cfg, counters = ws.cfg, ws.counters
+    result = evaluate(ws.agent, ws.eval_venv, cfg, cfg.output_dir / "videos" / f"{frames:010d}")
+    result.update(frames=frames, updates=counters["updates"] if frames else 0, wall_min=counters["wall_s"] / 60)
+    ws.history.append(result)
+    with open(cfg.output_dir / "eval.jsonl", "a") as f:
+        f.write(json.dumps(result) + "\n")
+    return result
+
+
+def evaluate_and_save(ws: Workspace) -> None:
+    """Evaluate, plot the learning curve and save a checkpoint (`best` too when its evaluation is the best)."""
+    cfg, counters = ws.cfg, ws.counters
+    ws.next_eval += cfg.eval.every_frames or cfg.frames
+    counters["wall_s"] = time.perf_counter() - ws.started
+    result = record_evaluation(ws, counters["frames"])
+    plot_learning_curve(ws.history, cfg.output_dir / "learning_curve.png")
+    if ws.wandb_run is not None:
+        ws.wandb_run.log({f"eval/{k}": v for k, v in result.items()}, step=counters["frames"])
+    tqdm.write(
+        f"[eval] {counters['frames']} frames, {counters['wall_s'] / 60:.1f} min: success "
+        f"{result['success_rate']:.0%} over {result['episodes']} episodes, return {result['return']:.1f}"
+    )
+    # `best`: the highest success among this run's checkpoints (ties: the higher return), judged on the
+    # evaluation poses (eval.seed), which should differ from the poses a final comparison uses
+    saved = [h for h in ws.history if h["frames"] > 0]
+    best = max(saved, key=lambda h: (h["success_rate"], h["return"])) is result
+    final = save_checkpoint(cfg, ws.agent, ws.pre, ws.post, ws.replay, dict(counters), ws.demos, best=best)
+    tqdm.write(f"[checkpoint] {final}")
+
+
+def close(ws: Workspace) -> None:
+    for part in (ws.progress, ws.venv, ws.eval_venv):
+        if part is not None:
+            part.close()
+    if ws.wandb_run is not None:
+        ws.wandb_run.finish()
+
+
+def train(cfg: RLTrainConfig, on_update=None) -> dict:
+    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
+    ws = start_run(cfg)
     try:
-        while counters["frames"] < cfg.frames and not out_of_time():
-            if counters["frames"] < cfg.seed_frames:
-                action = rng.uniform(-1.0, 1.0, (n, 6)).astype(np.float32)
-            else:
-                stack, state = opening.latest() if pending is not None else replay.latest()
-                action = agent.act(
-                    torch.from_numpy(stack).float(), torch.from_numpy(state), counters["decisions"], explore=True
-                ).numpy()
-            step_async(venv, action)
-            if counters["frames"] >= cfg.seed_frames and replay.can_sample():
-                counters["update_debt"] += n / cfg.agent.update_every_steps
-                while counters["update_debt"] >= 1:
-                    batch = mixed_batch(replay, demos, cfg.agent.batch_size, cfg.demos.share, encode)
-                    if on_update is not None:
-                        on_update(dict(counters), batch)
-                    losses.append(agent.update(batch, counters["decisions"], counters["updates"]))
-                    counters["updates"] += 1
-                    counters["update_debt"] -= 1
-            if pending is not None:
-                replay.add_observation(pending["frames"], pending["state"], np.ones(n, bool))
-                pending = None
-            obs, reward, terminated, truncated, info = step_wait(venv)
-            acted = ~was_done
-            replay.add_outcome(action, reward, terminated, truncated, acted)
-            replay.add_observation(obs["frames"], obs["state"], was_done)
-            episode_return += np.where(acted, reward, 0.0)
-            episode_success |= acted & np.asarray(info["is_success"], bool)
-            done = acted & (terminated | truncated)
-            for i in np.flatnonzero(done):
-                recent.append((float(episode_return[i]), bool(episode_success[i])))
-                counters["episodes"] += 1
-                episode_return[i], episode_success[i] = 0.0, False
-            was_done = done
-            new_frames = int(acted.sum()) * repeat
-            counters["frames"] += new_frames
-            counters["decisions"] += int(acted.sum())
-            progress.update(new_frames)
-
-            if counters["frames"] >= next_log:
-                now = time.perf_counter()
-                metrics = {
-                    "frames": counters["frames"],
-                    "fps": (counters["frames"] - window["frames"]) / (now - window["t"]),
-                    "updates_per_s": (counters["updates"] - window["updates"]) / (now - window["t"]),
-                    "episodes": counters["episodes"],
-                }
-                if recent:
-                    metrics["train_return"] = float(np.mean([r for r, _ in recent]))
-                    metrics["train_success"] = float(np.mean([s for _, s in recent]))
-                if losses:
-                    for key in losses[0]:
-                        metrics[key] = float(np.mean([m[key] for m in losses]))
-                progress.set_postfix(
-                    {
-                        k: f"{v:.3g}"
-                        for k, v in metrics.items()
-                        if k in ("train_return", "train_success", "critic_loss", "q", "updates_per_s")
-                    }
-                )
-                with open(out / "train.jsonl", "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-                if wandb_run is not None:
-                    wandb_run.log({f"train/{k}": v for k, v in metrics.items()}, step=counters["frames"])
-                recent, losses = [], []
-                window = {"t": now, "frames": counters["frames"], "updates": counters["updates"]}
-                next_log += cfg.log_every_frames
-
-            if counters["frames"] >= next_eval or counters["frames"] >= cfg.frames or out_of_time():
-                next_eval += eval_every
-                counters["wall_s"] = time.perf_counter() - started
-                result = evaluate(agent, eval_venv, cfg, out / "videos" / f"{counters['frames']:010d}")
-                result.update(frames=counters["frames"], updates=counters["updates"], wall_min=counters["wall_s"] / 60)
-                history.append(result)
-                with open(out / "eval.jsonl", "a") as f:
-                    f.write(json.dumps(result) + "\n")
-                plot_learning_curve(history, out / "learning_curve.png")
-                if wandb_run is not None:
-                    wandb_run.log({f"eval/{k}": v for k, v in result.items()}, step=counters["frames"])
-                tqdm.write(
-                    f"[eval] {counters['frames']} frames, {counters['wall_s'] / 60:.1f} min: success "
-                    f"{result['success_rate']:.0%} over {result['episodes']} episodes, return {result['return']:.1f}"
-                )
-                # `best`: the highest success among this run's checkpoints (ties: the higher return), judged on the
-                # evaluation poses (eval.seed), which should differ from the poses a final comparison uses
-                saved = [h for h in history if h["frames"] > 0]
-                best = max(saved, key=lambda h: (h["success_rate"], h["return"])) is result
-                final = save_checkpoint(cfg, agent, pre, post, replay, dict(counters), demos, best=best)
-                tqdm.write(f"[checkpoint] {final}")
+        if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
+            result = record_evaluation(ws, 0)  # the learning curve's point at 0 frames
+            tqdm.write(f"[eval] start: success {result['success_rate']:.0%}, return {result['return']:.1f}")
+        ws.started = time.perf_counter() - ws.counters["wall_s"]
+        frames = ws.counters["frames"]
+        ws.window = {"t": time.perf_counter(), "frames": frames, "updates": ws.counters["updates"]}
+        ws.progress = tqdm(
+            total=cfg.frames, initial=min(frames, cfg.frames), unit="frame", desc="drqv2", dynamic_ncols=True
+        )
+        finished = ws.finished()
+        while not finished:
+            action = choose_action(ws)
+            step_async(ws.venv, action)  # the envs step in their workers while the learner updates
+            update(ws, on_update)
+            collect(ws, action)
+            finished = ws.finished()  # once, so that a run that stops is always logged, evaluated and saved
+            if ws.counters["frames"] >= ws.next_log or finished:
+                log_training(ws)
+            if ws.counters["frames"] >= ws.next_eval or finished:
+                evaluate_and_save(ws)
     finally:
-        progress.close()
-        venv.close()
-        eval_venv.close()
-        if wandb_run is not None:
-            wandb_run.finish()
-    return {"history": history, "counters": counters, "checkpoint": str(last / PRETRAINED)}
+        close(ws)
+    return {
+        "history": ws.history,
+        "counters": ws.counters,
+        "checkpoint": str(cfg.output_dir / "checkpoints" / "last" / PRETRAINED),
+    }
 
 
 @parser.wrap()
@@ -550,6 +659,7 @@ def run(cfg: RLTrainConfig) -> None:
 def main() -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    prepare_command_line({"--policy_path": "--policy.path", "--log_every_frames": "--log_freq"})
     register_third_party_plugins()
     run()
 

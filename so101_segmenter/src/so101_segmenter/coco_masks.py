@@ -1,26 +1,27 @@
 """Class-id masks from COCO annotations (CVAT/SALT export), as seed 001's `generate_seg_masks`.
 
-    so101-seg-masks --dataset-path data/dataset_v0 --output-dir data/dataset_v0/masks \
-        --selections data/dataset_v0/selections.json --excluded data/dataset_v0/excluded.json
+    so101-seg-masks --dataset_path=data/dataset_v0 --output_dir=data/dataset_v0/masks \
+        --selections=data/dataset_v0/selections.json --excluded=data/dataset_v0/excluded.json
 
 Annotations are painted class by class, later classes over earlier ones. Default frames use
 bg, table, cube, fingers (the fingers occlude the cube); frames listed in the selections file are grasps and use
 bg, table, fingers, cube (the held cube is in front). Pixels no annotation covers stay 0 (unlabeled).
 Categories are matched to the 6-class map by name, never by COCO id; a name outside the map is an error.
-Writes <output-dir>/<stem>.png and <dataset-path>/index.json (the layout `so101-seg-train` reads).
+Writes <output_dir>/<stem>.png and <dataset_path>/index.json (the layout `so101-seg-train` reads).
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import logging
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lerobot.configs import parser
 from pycocotools import mask as mask_utils
+
+from so101_core.cli import prepare_command_line
 
 from .classes import BACKGROUND, CLASS_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 from .dataset_index import DatasetIndex, FrameRecord, atomic_save_png
@@ -185,21 +186,39 @@ def generate_masks(
     return index
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset-path", required=True, help=f"folder with {ANNOTATION_NAME} and images/")
-    parser.add_argument("--output-dir", help="mask folder (default: <dataset-path>/masks)")
-    parser.add_argument("--selections", help="SALT marks file listing the grasping frames")
-    parser.add_argument("--excluded", help="SALT marks file; frames marked 'Excluded' are skipped")
-    parser.add_argument("--annotations", help=f"COCO file (default: <dataset-path>/{ANNOTATION_NAME})")
-    parser.add_argument(
-        "--require-class", default="static_finger", help="skip frames without this class ('' = keep all)"
-    )
-    args = parser.parse_args(argv)
+@dataclass
+class CocoMasksConfig:
+    # folder with instances_default.json (CVAT's COCO export) and images/; required
+    dataset_path: Path | None = None
+    # mask folder; None: <dataset_path>/masks
+    output_dir: Path | None = None
+    # SALT marks file listing the grasping frames
+    selections: Path | None = None
+    # SALT marks file; frames marked 'Excluded' are skipped
+    excluded: Path | None = None
+    # COCO file; None: <dataset_path>/instances_default.json
+    annotations: Path | None = None
+    # skip frames without this class ('' keeps all)
+    require_class: str = "static_finger"
+
+    def __post_init__(self):
+        if self.dataset_path is None:
+            raise ValueError("--dataset_path is required: a folder with instances_default.json and images/")
+
+
+@parser.wrap()
+def masks_cli(cfg: CocoMasksConfig) -> DatasetIndex:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    generate_masks(
-        args.dataset_path, args.output_dir, args.selections, args.excluded, args.annotations, args.require_class or None
+    return generate_masks(
+        cfg.dataset_path, cfg.output_dir, cfg.selections, cfg.excluded, cfg.annotations, cfg.require_class or None
     )
+
+
+def main() -> None:
+    prepare_command_line(
+        {"--dataset-path": "--dataset_path", "--output-dir": "--output_dir", "--require-class": "--require_class"}
+    )
+    masks_cli()
 
 
 if __name__ == "__main__":

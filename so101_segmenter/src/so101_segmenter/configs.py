@@ -1,8 +1,8 @@
-"""draccus configs of `so101-seg-train` and `so101-seg-eval`, parsed the way LeRobot's commands parse theirs.
+"""Configs of `so101-seg-train` and `so101-seg-eval`, parsed by LeRobot's `parser.wrap` as its commands parse theirs.
 
 A run is a YAML file plus dotted flags that override it:
 
-    so101-seg-train --config_path=configs/segmenter_train.yaml --optim.lr=3e-4 --output.dir=outputs/seg_lr3e-4
+    so101-seg-train --config_path=configs/segmenter_train.yaml --optim.lr=3e-4 --output_dir=outputs/seg_lr3e-4
     so101-seg-train --data.path=data/dataset_v0                        # no file: every other field at its default
 
 Every field is validated when its dataclass is built (from the command line, a file or Python), and errors name the
@@ -14,10 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
-from draccus.argparsing import ArgumentParser
-from draccus.utils import DecodingError, ParsingError
 
 from .data import AUGMENTATIONS
 
@@ -98,22 +94,14 @@ class OptimConfig:
 
 
 @dataclass
-class OutputConfig:
-    # best/, last/ (resume), metrics.jsonl, val_grid.png, test_metrics.json, train_config.yaml
-    dir: Path = Path("outputs/efficientvit_seg")
-    # validation frames in val_grid.png
-    grid_size: int = 8
-
-    def __post_init__(self) -> None:
-        _positive("output.grid_size", self.grid_size)
-
-
-@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    # best/, last/ (resume), metrics.jsonl, val_grid.png, test_metrics.json, train_config.yaml
+    output_dir: Path = Path("outputs/efficientvit_seg")
+    # validation frames in val_grid.png
+    grid_size: int = 8
     # iou (soft IoU over classes 1-5) or ce (cross-entropy); both ignore class 0
     loss: str = "iou"
     # the cosine schedule's length; a resumed run may be given more
@@ -138,41 +126,18 @@ class TrainConfig:
         _positive("patience", self.patience)
         _positive("time_limit_min", self.time_limit_min, allow_none=True)
         _positive("threads", self.threads, allow_none=True)
+        _positive("grid_size", self.grid_size)
 
 
 @dataclass
 class EvalConfig:
     # a save_segmenter folder (e.g. outputs/.../best); required
-    checkpoint: Path | None = None
+    segmenter_path: Path | None = None
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     # write the metrics JSON here
     output: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.checkpoint is None:
-            raise ValueError("--checkpoint is required: a save_segmenter folder (e.g. outputs/.../best)")
+        if self.segmenter_path is None:
+            raise ValueError("--segmenter_path is required: a save_segmenter folder (e.g. outputs/.../best)")
         self.data.require_path()
-
-
-def _error_message(error: Exception) -> str:
-    if isinstance(error, OSError):
-        return f"--config_path: cannot read {error.filename}: {error.strerror}"
-    if isinstance(error, yaml.YAMLError):
-        return f"--config_path: not valid YAML: {error}"
-    if isinstance(error, DecodingError):
-        where = ".".join(error.key_path)
-        return f"--{where}: {error.message}" if where else error.message
-    # a __post_init__ check: draccus wraps its ValueError in "Couldn't instantiate class ..."
-    cause = error
-    while isinstance(cause, ParsingError) and not isinstance(cause, DecodingError) and cause.__cause__ is not None:
-        cause = cause.__cause__
-    return str(cause)
-
-
-def parse_config[T](config_class: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
-    """draccus.parse with argparse's error style: `prog: error: <message naming the flag>` and exit status 2."""
-    parser = ArgumentParser(config_class=config_class, prog=prog, description=description)
-    try:
-        return parser.parse_args(argv)
-    except (ParsingError, ValueError, OSError, yaml.YAMLError) as e:  # OSError: --config_path missing or unreadable
-        parser.parser.error(_error_message(e))  # prints the usage and the message, exits with status 2

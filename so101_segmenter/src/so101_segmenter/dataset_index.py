@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from so101_core.atomic import write_bytes, write_text
 
 from .classes import NUM_CLASSES
 
@@ -31,24 +32,12 @@ class FrameRecord:
     camera: str | None = None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_save_png(path: Path, array: np.ndarray) -> None:
     import io
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 class DatasetIndex:
@@ -92,7 +81,7 @@ class DatasetIndex:
 
     def save(self) -> Path:
         payload = {"version": INDEX_VERSION, "frames": [asdict(r) for r in self.records]}
-        atomic_write_bytes(self.path, (json.dumps(payload, indent=1) + "\n").encode())
+        write_text(self.path, json.dumps(payload, indent=1) + "\n")
         return self.path
 
     def write_png(self, relative: str, array: np.ndarray) -> None:

@@ -1,27 +1,27 @@
 """Segment an image, a video or a folder of images with a trained segmenter and write colour overlays.
 
-    so101-seg-infer --checkpoint outputs/efficientvit_seg/best --input frame.png
-    so101-seg-infer --checkpoint outputs/efficientvit_seg/best --input episode.mp4 --output-dir outputs/seg_infer
-    so101-seg-infer --checkpoint outputs/efficientvit_seg/best --input data/dataset_v0/images
+    so101-seg-infer --segmenter_path=outputs/efficientvit_seg/best --input=frame.png
+    so101-seg-infer --segmenter_path=outputs/efficientvit_seg/best --input=episode.mp4 --output_dir=outputs/seg_infer
+    so101-seg-infer --segmenter_path=outputs/efficientvit_seg/best --input=data/dataset_v0/images
 
 Images give <stem>_overlay.png and <stem>_mask.png (class ids, at the input's size); videos give
-<stem>_overlay.mp4. The model runs at --img-height x --img-width (default: the size the checkpoint was trained at,
+<stem>_overlay.mp4. The model runs at --img_height x --img_width (default: the size the checkpoint was trained at,
 read from its metadata, else 480x640) and its prediction is resized back to each input's size.
 """
 
-from __future__ import annotations
-
-import argparse
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lerobot.configs import parser
 from tqdm import tqdm
+
+from so101_core.atomic import atomic_path
+from so101_core.cli import prepare_command_line
 
 from .data import read_image
 from .dataset_index import atomic_save_png
@@ -93,27 +93,21 @@ def segment_video(model: EfficientViTFPN, path: Path, out: Path, size: tuple[int
     import av
 
     target = out / f"{path.stem}_overlay.mp4"
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".mp4")
-    os.close(fd)
     frames = 0
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = None
-            for rgb in tqdm(video_frames(path), desc=path.name, unit="frame"):
-                blended = overlay(rgb, segment(model, rgb, size))
-                blended = np.ascontiguousarray(blended[: blended.shape[0] // 2 * 2, : blended.shape[1] // 2 * 2])
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=round(video_fps(path)))
-                    stream.height, stream.width = blended.shape[:2]
-                    stream.pix_fmt = "yuv420p"
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")))
-                frames += 1
+    with atomic_path(target) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = None
+        for rgb in tqdm(video_frames(path), desc=path.name, unit="frame"):
+            blended = overlay(rgb, segment(model, rgb, size))
+            blended = np.ascontiguousarray(blended[: blended.shape[0] // 2 * 2, : blended.shape[1] // 2 * 2])
             if stream is None:
-                raise ValueError(f"video {path} holds no frames")
-            container.mux(stream.encode())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+                stream = container.add_stream("libx264", rate=round(video_fps(path)))
+                stream.height, stream.width = blended.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")))
+            frames += 1
+        if stream is None:
+            raise ValueError(f"video {path} holds no frames")
+        container.mux(stream.encode())
     log.info("%s: %d frames -> %s", path, frames, target)
     return target
 
@@ -162,21 +156,44 @@ def run(
     return written
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="a save_segmenter folder (so101-seg-train's best/)")
-    parser.add_argument("--input", required=True, help="image, video or folder")
-    parser.add_argument("--output-dir", default="outputs/seg_infer")
-    parser.add_argument("--img-height", type=int)
-    parser.add_argument("--img-width", type=int)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+@dataclass
+class InferConfig:
+    # a save_segmenter folder (so101-seg-train's best/); required
+    segmenter_path: Path | None = None
+    # an image, a video or a folder of images; required
+    input: Path | None = None
+    output_dir: Path = Path("outputs/seg_infer")
+    # the model's input size (give both, or neither: the size the checkpoint was trained at, else 480x640)
+    img_height: int | None = None
+    img_width: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.segmenter_path is None or self.input is None:
+            raise ValueError("--segmenter_path and --input are required")
+        if (self.img_height is None) != (self.img_width is None):
+            raise ValueError("give both --img_height and --img_width, or neither")
+
+
+@parser.wrap()
+def infer_cli(cfg: InferConfig) -> list[Path]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if (args.img_height is None) != (args.img_width is None):
-        parser.error("give both --img-height and --img-width, or neither")
-    size = (args.img_height, args.img_width) if args.img_height else None
-    written = run(args.checkpoint, args.input, args.output_dir, size, args.device)
-    log.info("wrote %d files to %s", len(written), args.output_dir)
+    size = (cfg.img_height, cfg.img_width) if cfg.img_height else None
+    written = run(cfg.segmenter_path, cfg.input, cfg.output_dir, size, cfg.device)
+    log.info("wrote %d files to %s", len(written), cfg.output_dir)
+    return written
+
+
+def main() -> None:
+    prepare_command_line(
+        {
+            "--checkpoint": "--segmenter_path",
+            "--output-dir": "--output_dir",
+            "--img-height": "--img_height",
+            "--img-width": "--img_width",
+        }
+    )
+    infer_cli()
 
 
 if __name__ == "__main__":

@@ -11,16 +11,16 @@ Checkpoints are a folder with `config.json` (the `SegmenterConfig`) and `model.s
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from so101_core.atomic import save_safetensors, write_text
 
 ARCHITECTURE = "EfficientViTFPN"
 CONFIG_NAME = "config.json"
@@ -124,20 +124,8 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)` beside `path`, then rename over it: readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_segmenter(model: EfficientViTFPN, directory: str | Path, metadata: dict | None = None) -> Path:
-    """Write `config.json` + `model.safetensors` into `directory`, each atomically (tmp file then os.replace).
+    """Write `config.json` + `model.safetensors` into `directory`, each atomically (so101_core.atomic).
 
     `metadata` (e.g. training epoch, val mIoU, image size) is stored as string metadata in the safetensors header.
     """
@@ -146,9 +134,8 @@ def save_segmenter(model: EfficientViTFPN, directory: str | Path, metadata: dict
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     # Weights first: a reader that sees a new config.json must also see its weights.
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata=meta or None))
-    text = json.dumps(model.config.to_dict(), indent=2) + "\n"
-    atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    save_safetensors(state, directory / WEIGHTS_NAME, metadata=meta or None)
+    write_text(directory / CONFIG_NAME, json.dumps(model.config.to_dict(), indent=2) + "\n")
     return directory
 
 

@@ -10,19 +10,20 @@ twin's flat colours. The masks come from MuJoCo's segmentation pass, so they are
 Output is the dataset layout `coco_masks` writes (`images/`, `masks/`, `index.json`); rendering resumes from
 the episodes `index.json` already lists.
 
-    so101-seg-render --output-dir data/sim_train --episodes 400 --frames-per-episode 6 --height 84 --width 84
+    so101-seg-render --output_dir=data/sim_train --episodes=400 --frames_per_episode=6 --height=84 --width=84
 """
 
-from __future__ import annotations
-
-import argparse
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from lerobot.configs import parser
 from PIL import Image, ImageFilter
 from tqdm import tqdm
+
+from so101_core.cli import prepare_command_line
 
 from .classes import NUM_CLASSES
 from .dataset_index import DatasetIndex, FrameRecord
@@ -180,32 +181,46 @@ def render_dataset(
     return index
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--output-dir", required=True, help="dataset folder (images/, masks/, index.json)")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--frames-per-episode", type=int, default=6, help="random steps kept per episode and camera")
-    parser.add_argument("--height", type=int, default=84)
-    parser.add_argument("--width", type=int, default=84)
-    parser.add_argument("--cameras", default="wrist,front", help="comma-separated twin cameras")
-    parser.add_argument("--seed", type=int, default=0, help="first episode seed; use disjoint ranges for train/test")
-    args = parser.parse_args(argv)
+@dataclass
+class SimFramesConfig:
+    # dataset folder (images/, masks/, index.json); required
+    output_dir: Path | None = None
+    episodes: int = 100
+    # random steps kept per episode and camera
+    frames_per_episode: int = 6
+    height: int = 84
+    width: int = 84
+    # twin cameras, e.g. '[wrist,front]'
+    cameras: list[str] = field(default_factory=lambda: ["wrist", "front"])
+    # first episode seed; use disjoint ranges for train/test
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.output_dir is None:
+            raise ValueError("--output_dir is required: the dataset folder to render into")
+
+
+@parser.wrap()
+def render_cli(cfg: SimFramesConfig) -> DatasetIndex:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     index = render_dataset(
-        args.output_dir, args.episodes, args.frames_per_episode, args.height, args.width, cameras, args.seed
+        cfg.output_dir, cfg.episodes, cfg.frames_per_episode, cfg.height, cfg.width, tuple(cfg.cameras), cfg.seed
     )
     counts = index.class_pixel_counts()
     share = {i: f"{c / max(counts.sum(), 1):.3f}" for i, c in enumerate(counts[:NUM_CLASSES])}
     log.info(
         "%s: %d frames (%d grasp); class pixel shares %s",
-        args.output_dir,
+        cfg.output_dir,
         len(index.records),
         sum(r.grasp for r in index.records),
         share,
     )
+    return index
+
+
+def main() -> None:
+    prepare_command_line({"--output-dir": "--output_dir", "--frames-per-episode": "--frames_per_episode"})
+    render_cli()
 
 
 if __name__ == "__main__":

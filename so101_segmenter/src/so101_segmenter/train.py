@@ -4,20 +4,18 @@
     so101-seg-train --data.path=data/dataset_v0                                     # 640x480
     so101-seg-train --data.path=data/sim_train --data.img_height=84 --data.img_width=84 --batch_size=16
 
-Options are the draccus `TrainConfig` (`configs.py`): a YAML file (--config_path) and dotted flags overriding it.
-Writes to --output.dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
+Options are the `TrainConfig` (`configs.py`), parsed by LeRobot's `parser.wrap`: a YAML file (--config_path) and
+dotted flags overriding it.
+Writes to --output_dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
 `load_segmenter`), last/ (the latest model plus train_state.pt, from which an interrupted run resumes),
 metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image | ground truth | prediction for
 validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
 --data.test_path, test_metrics.json.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -25,10 +23,15 @@ from pathlib import Path
 import draccus
 import numpy as np
 import torch
+from lerobot.configs import parser
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .configs import EvalConfig, TrainConfig, parse_config
+from so101_core.atomic import torch_save, write_text
+from so101_core.cli import prepare_command_line
+from so101_core.rng import capture_rng, restore_rng
+
+from .configs import EvalConfig, TrainConfig
 from .data import SegmentationDataset, build_transforms, load_index, stratified_split
 from .dataset_index import DatasetIndex
 from .metrics import confusion_matrix, make_loss, summarize
@@ -68,10 +71,21 @@ def write_val_grid(model: EfficientViTFPN, dataset: SegmentationDataset, path: P
     return save_grid(path, rows, scale=scale)
 
 
-def cosine_lr(epoch: int, epochs: int, lr: float, min_lr: float) -> float:
-    """CosineAnnealingLR's closed form (T_max = epochs), computed from the epoch alone so that a resumed run,
-    even one given a new --epochs, follows the schedule of its epoch count instead of a stale scheduler state."""
-    return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
+def epoch_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, start_epoch: int):
+    """transformers' cosine_with_min_lr over the epochs (CosineAnnealingLR's curve, T_max = epochs, no warm-up),
+    placed at `start_epoch` from the epoch alone: a resumed run, even one given a new --epochs, follows the
+    schedule of its epoch count instead of a stale scheduler state."""
+    from transformers import get_scheduler
+
+    for group in optimizer.param_groups:  # LambdaLR starts mid-schedule from each group's initial_lr
+        group["initial_lr"] = cfg.optim.lr
+    return get_scheduler(
+        "cosine_with_min_lr",
+        optimizer,
+        num_warmup_steps=0,
+        num_training_steps=cfg.epochs,
+        scheduler_specific_kwargs={"min_lr_rate": cfg.optim.min_lr / cfg.optim.lr, "last_epoch": start_epoch - 1},
+    )
 
 
 def _seed_everything(seed: int) -> None:
@@ -84,20 +98,8 @@ def _format_iou(summary: dict) -> str:
     return " ".join(f"{k}={v:.3f}" if v is not None else f"{k}=n/a" for k, v in summary["per_class_iou"].items())
 
 
-def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def train(cfg: TrainConfig) -> dict:
-    out = Path(cfg.output.dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "train_config.yaml", "w") as f:
-        draccus.dump(cfg, f)
-    _seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+def _datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset]:
+    """The training and validation frames, split by episode."""
     data = cfg.data
     index = load_index(data.path)
     train_records, val_records = stratified_split(index.records, data.val_fraction, cfg.seed)
@@ -114,28 +116,82 @@ def train(cfg: TrainConfig) -> dict:
         *size,
         data.augment,
     )
+    return train_ds, val_ds
+
+
+def _starting_model(cfg: TrainConfig, out: Path, resume: bool) -> EfficientViTFPN:
+    if resume:
+        return load_segmenter(out / "last")
+    try:
+        return EfficientViTFPN(SegmenterConfig(pretrained=cfg.model.pretrained))
+    except Exception as e:  # the Hub is unreachable or the cache holds no weights
+        raise RuntimeError(f"cannot load ImageNet weights for the backbone ({e}); pass --model.pretrained=false") from e
+
+
+def _restore_rng(state: dict, generator: torch.Generator) -> None:
+    """The generators of a train_state.pt: `rng` (capture_rng), or the two states older ones held."""
+    if "rng" in state:
+        restore_rng(state["rng"], {"loader": generator})
+    else:
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["loader_rng"])
+
+
+def _train_epoch(model: EfficientViTFPN, loader: DataLoader, criterion, optimizer, desc: str) -> float:
+    """One pass over the training frames; the mean loss."""
+    model.train()
+    total, batches = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, unit="batch")
+    for images, masks in bar:
+        loss = criterion(model(images), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, batches = total + loss.item(), batches + 1
+        bar.set_postfix(loss=f"{total / batches:.4f}")
+    return total / max(batches, 1)
+
+
+def _test(cfg: TrainConfig, best: EfficientViTFPN, out: Path) -> dict:
+    """mIoU and per-class IoU of the best model on --data.test_path, also written to test_metrics.json."""
+    data = cfg.data
+    test_index = load_index(data.test_path)
+    transforms = build_transforms(data.img_height, data.img_width, "none")
+    test_ds = SegmentationDataset(test_index, test_index.records, transforms, cache=False)
+    test = evaluate(best, DataLoader(test_ds, batch_size=32), desc="test")
+    test.update(dataset=str(data.test_path), frames=len(test_ds), checkpoint=str(out / "best"))
+    write_text(out / "test_metrics.json", json.dumps(test, indent=2) + "\n")
+    log.info(
+        "test %s (%d frames): mIoU over classes 1-5 %.4f | %s", data.test_path, len(test_ds), test["miou"],
+        _format_iou(test),
+    )  # fmt: skip
+    return test
+
+
+def train(cfg: TrainConfig) -> dict:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train_config.yaml", "w") as f:
+        draccus.dump(cfg, f)
+    _seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_ds, val_ds = _datasets(cfg)
+    size = (cfg.data.img_height, cfg.data.img_width)
     generator = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(
         train_ds,
         batch_size=cfg.batch_size,
         shuffle=True,
         drop_last=len(train_ds) > cfg.batch_size,
-        num_workers=data.num_workers,
+        num_workers=cfg.data.num_workers,
         generator=generator,
     )
-    val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size, 16), num_workers=data.num_workers)
+    val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size, 16), num_workers=cfg.data.num_workers)
 
     state_path = out / "last" / STATE_NAME
     resume = state_path.is_file()
-    if resume:
-        model = load_segmenter(out / "last")
-    else:
-        try:
-            model = EfficientViTFPN(SegmenterConfig(pretrained=cfg.model.pretrained))
-        except Exception as e:  # the Hub is unreachable or the cache holds no weights
-            raise RuntimeError(
-                f"cannot load ImageNet weights for the backbone ({e}); pass --model.pretrained=false"
-            ) from e
+    model = _starting_model(cfg, out, resume)
     model.train()
     criterion = make_loss(cfg.loss, model.num_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -145,26 +201,16 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_miou, stale = state["epoch"] + 1, state["best_miou"], state["stale"]
         elapsed_before = state.get("elapsed_s", 0.0)
-        torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["loader_rng"])
+        _restore_rng(state, generator)
         log.info("resuming from %s at epoch %d (best val mIoU %.4f)", state_path, start_epoch, best_miou)
+    scheduler = epoch_scheduler(optimizer, cfg, start_epoch)
 
     started = time.monotonic()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
-        lr = cosine_lr(epoch, cfg.epochs, cfg.optim.lr, cfg.optim.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        total, batches = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
-        for images, masks in bar:
-            loss = criterion(model(images), masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, batches = total + loss.item(), batches + 1
-            bar.set_postfix(loss=f"{total / batches:.4f}")
+        lr = scheduler.get_last_lr()[0]
+        train_loss = _train_epoch(model, train_loader, criterion, optimizer, f"epoch {epoch + 1}/{cfg.epochs}")
+        scheduler.step()
         val = evaluate(model, val_loader)
         elapsed = elapsed_before + time.monotonic() - started
         improved = val["miou"] > best_miou
@@ -175,7 +221,7 @@ def train(cfg: TrainConfig) -> dict:
             stale += 1
         record = {
             "epoch": epoch,
-            "train_loss": total / max(batches, 1),
+            "train_loss": train_loss,
             "lr": lr,
             "val_miou": val["miou"],
             "val_per_class_iou": val["per_class_iou"],
@@ -184,29 +230,14 @@ def train(cfg: TrainConfig) -> dict:
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         log.info(
-            "epoch %d/%d loss %.4f val mIoU %.4f%s | %s | %.0fs",
-            epoch + 1,
-            cfg.epochs,
-            record["train_loss"],
-            val["miou"],
-            " (best)" if improved else "",
-            _format_iou(val),
-            elapsed,
-        )
+            "epoch %d/%d loss %.4f val mIoU %.4f%s | %s | %.0fs", epoch + 1, cfg.epochs, train_loss, val["miou"],
+            " (best)" if improved else "", _format_iou(val), elapsed,
+        )  # fmt: skip
         save_segmenter(model, out / "last")
-        _save_state(
-            state_path,
-            {
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "best_miou": best_miou,
-                "stale": stale,
-                "elapsed_s": elapsed,
-                "torch_rng": torch.get_rng_state(),
-                "loader_rng": generator.get_state(),
-                "config": draccus.encode(cfg),
-            },
-        )
+        progress = {"epoch": epoch, "best_miou": best_miou, "stale": stale, "elapsed_s": elapsed}
+        rng = capture_rng({"loader": generator})
+        state = {"optimizer": optimizer.state_dict(), **progress, "rng": rng, "config": draccus.encode(cfg)}
+        torch_save(state, state_path)
         if stale >= cfg.patience:
             log.info("early stop: val mIoU has not improved for %d epochs", stale)
             break
@@ -217,7 +248,7 @@ def train(cfg: TrainConfig) -> dict:
     if not (out / "best").is_dir():
         raise RuntimeError(f"no epoch finished, so {out / 'best'} was never written")
     best = load_segmenter(out / "best")
-    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.output.grid_size)
+    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.grid_size)
     result = {
         "best_val_miou": best_miou,
         "epochs_run": epoch + 1,
@@ -225,19 +256,8 @@ def train(cfg: TrainConfig) -> dict:
         "val_grid": str(grid),
         "checkpoint": str(out / "best"),
     }
-    if data.test_path is not None:
-        test_index = load_index(data.test_path)
-        test_ds = SegmentationDataset(test_index, test_index.records, build_transforms(*size, "none"), cache=False)
-        test = evaluate(best, DataLoader(test_ds, batch_size=32), desc="test")
-        test.update(dataset=str(data.test_path), frames=len(test_ds), checkpoint=str(out / "best"))
-        (out / "test_metrics.json").write_text(json.dumps(test, indent=2) + "\n")
-        log.info(
-            "test %s (%d frames): mIoU over classes 1-5 %.4f | %s",
-            data.test_path,
-            len(test_ds),
-            test["miou"],
-            _format_iou(test),
-        )
+    if cfg.data.test_path is not None:
+        test = _test(cfg, best, out)
         result["test_miou"] = test["miou"]
         result["test_per_class_iou"] = test["per_class_iou"]
     log.info("done: %s", json.dumps(result))
@@ -250,23 +270,35 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: DatasetIndex, size: tup
     return evaluate(model, DataLoader(ds, batch_size=batch_size), desc="eval")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
-    cfg = parse_config(TrainConfig, argv, "so101-seg-train", __doc__.split("\n\n")[0])
+@parser.wrap()
+def train_cli(cfg: TrainConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    train(cfg)
+    return train(cfg)
 
 
-def eval_main(argv: list[str] | None = None) -> None:
-    """so101-seg-eval: per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder."""
-    cfg = parse_config(EvalConfig, argv, "so101-seg-eval", eval_main.__doc__)
+@parser.wrap()
+def eval_cli(cfg: EvalConfig) -> dict:
+    """Per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder; printed, and written to --output."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     data = cfg.data
-    result = evaluate_checkpoint(cfg.checkpoint, load_index(data.path), (data.img_height, data.img_width))
+    result = evaluate_checkpoint(cfg.segmenter_path, load_index(data.path), (data.img_height, data.img_width))
     result.pop("confusion")
     print(json.dumps(result, indent=2))
     if cfg.output is not None:
         Path(cfg.output).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
+    prepare_command_line({"--output.dir": "--output_dir", "--output.grid_size": "--grid_size"})
+    train_cli()
+
+
+def eval_main() -> None:
+    """so101-seg-eval: per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder."""
+    prepare_command_line({"--checkpoint": "--segmenter_path"})
+    eval_cli()
 
 
 if __name__ == "__main__":

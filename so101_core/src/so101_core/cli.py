@@ -1,0 +1,86 @@
+"""What every suite command does before `lerobot.configs.parser.wrap` parses its command line.
+
+The commands parse with LeRobot's own parser (a config dataclass, `--config_path`, dotted flags, `--help` from the
+field comments). Two things it does not do:
+
+- **Old spellings for one release.** A renamed flag keeps working: `renamed_flags` rewrites it to the new spelling
+  and prints one line naming the new one, so scripts written against the last release run unchanged.
+- **Help that no comment can crash.** argparse %-formats every help string (for `%(default)s`), so a field comment
+  with a `%` in it ("20% faster") made `--help` die with a traceback. The help formatter LeRobot's parser uses is
+  swapped for one that escapes the comment before argparse formats it.
+
+Usage, in a command's `main`:
+
+    prepare_command_line({"--append": "--resume"})
+    record_cli()  # the @parser.wrap() function
+
+Stdlib only at import time (so101_core stays numpy-only); LeRobot is imported by `prepare_command_line`, which only
+the commands call, and every command's distribution depends on LeRobot.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+
+
+def renamed_flags(argv: Sequence[str], renamed: Mapping[str, str]) -> list[str]:
+    """`argv` with each old flag spelling replaced by its new one (`--old`, `--old=value`, `--old.sub=value`).
+
+    Each old spelling used prints one deprecation line on stderr naming the new spelling. A value follows as given:
+    `--old value` becomes `--new value`. An old store-true flag, which argparse took bare, maps to a value
+    (`{"--restart": "--restart=true"}`): then only the bare flag is rewritten, `--restart=false` is left alone.
+    """
+    out = []
+    warned = set()
+    for i, arg in enumerate(argv):
+        name, sep, value = arg.partition("=")
+        bare = i + 1 == len(argv) or argv[i + 1].startswith("-")  # `--restart false` is the new spelling
+        new = None
+        for old, replacement in renamed.items():
+            if "=" in replacement:  # a bare flag that now takes a value: only `--old` itself is the old spelling
+                new = replacement if arg == old and bare else None
+            elif name == old:
+                new = replacement + sep + value
+            elif name.startswith(old + "."):  # a dotted sub-flag of a renamed group: --smolvla.x -> --policy.x
+                new = replacement + name[len(old) :] + sep + value
+            if new is not None:
+                if old not in warned:
+                    warned.add(old)
+                    print(
+                        f"warning: {old} is deprecated and will be removed in the next release; use {replacement}",
+                        file=sys.stderr,
+                    )
+                break
+        out.append(arg if new is None else new)
+    return out
+
+
+def _use_percent_safe_help() -> None:
+    """Make LeRobot's `--help` (print_scoped_help) escape `%` in field comments before argparse formats them."""
+    from draccus.help_formatter import SimpleHelpFormatter
+    from lerobot.configs import parser
+
+    if issubclass(parser.SimpleHelpFormatter, _PercentSafe):
+        return
+
+    class PercentSafeHelpFormatter(_PercentSafe, SimpleHelpFormatter):
+        pass
+
+    parser.SimpleHelpFormatter = PercentSafeHelpFormatter
+
+
+class _PercentSafe:
+    """Mixin for an argparse help formatter: a literal `%` in a help string is shown, not interpreted."""
+
+    def _get_help_string(self, action):  # argparse's hook that appends " (default: %(default)s)"
+        text = action.help or ""
+        formatted = super()._get_help_string(action)  # the text, plus the default placeholder if one was added
+        return text.replace("%", "%%") + formatted[len(text) :]
+
+
+def prepare_command_line(renamed: Mapping[str, str] | None = None) -> None:
+    """Ready this process for a `@parser.wrap()` command: old flag spellings rewritten in sys.argv, `%`-safe help."""
+    _use_percent_safe_help()
+    if renamed:
+        sys.argv[1:] = renamed_flags(sys.argv[1:], renamed)
