@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,3 +61,23 @@ def test_a_checkpoint_saved_before_the_move_loads_and_acts_the_same(name, tmp_pa
         got = post(policy.select_action(batch) if noise is None else policy.select_action(batch, noise=noise))
     # same machine, same code path: equal to the last bit is expected, a tolerance only covers kernel choice
     torch.testing.assert_close(got, action, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "pipeline"),
+    [("segvla", "policy_preprocessor"), ("segdepth", "policy_preprocessor"), ("segdepth", "policy_postprocessor")],
+)
+def test_the_suite_steps_save_the_config_they_saved_before(name, pipeline, tmp_path):
+    """Each of the suite's steps, loaded from a pre-refactor pipeline, saves the same config again (keys in order)."""
+    register_third_party_plugins()
+    folder = _checkpoint(name, tmp_path)
+    saved = json.loads((folder / f"{pipeline}.json").read_text())["steps"]
+    loaded = PolicyProcessorPipeline.from_pretrained(folder, config_filename=f"{pipeline}.json")
+    ours = [
+        (entry, step)
+        for entry, step in zip(saved, loaded.steps, strict=True)
+        if entry.get("registry_name", "").startswith(("so101_", "segvla_", "segdepth_"))
+    ]
+    assert ours, f"{name}/{pipeline} holds none of the suite's steps"
+    for entry, step in ours:
+        assert json.dumps(step.get_config()) == json.dumps(entry["config"]), entry["registry_name"]

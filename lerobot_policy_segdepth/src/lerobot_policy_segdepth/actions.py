@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from lerobot.configs import PipelineFeatureType
 from lerobot.processor import EnvTransition, ProcessorStep, ProcessorStepRegistry, TransitionKey
 from lerobot.utils.constants import OBS_STATE
+
+from so101_semantic_processors.steps import ConfigFromFields
 
 _present_state: dict[str, torch.Tensor] = {}
 _lock = threading.Lock()
@@ -50,7 +51,7 @@ def _present(observation: dict, state_key: str) -> torch.Tensor:
 
 @ProcessorStepRegistry.register("so101_joint_delta_from_absolute")
 @dataclass
-class JointDeltaFromAbsoluteStep(ProcessorStep):
+class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
     """Preprocessor: caches the present joint state; turns absolute action targets (training) into deltas."""
 
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
@@ -70,16 +71,13 @@ class JointDeltaFromAbsoluteStep(ProcessorStep):
             transition[TransitionKey.ACTION] = absolute_to_delta(action, reference, self.action_scale)
         return transition
 
-    def get_config(self) -> dict[str, Any]:
-        return {"action_scale": list(self.action_scale), "state_key": self.state_key, "pair_id": self.pair_id}
-
     def transform_features(self, features):
         return features
 
 
 @ProcessorStepRegistry.register("so101_joint_absolute_from_delta")
 @dataclass
-class JointAbsoluteFromDeltaStep(ProcessorStep):
+class JointAbsoluteFromDeltaStep(ConfigFromFields, ProcessorStep):
     """Postprocessor: deltas in [-1, 1] -> absolute joint targets around the state its pair last saw."""
 
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
@@ -99,9 +97,6 @@ class JointAbsoluteFromDeltaStep(ProcessorStep):
         reference = present if delta.ndim == present.ndim else present.unsqueeze(-2)  # chunks: (B, T, D)
         transition[TransitionKey.ACTION] = delta_to_absolute(delta, reference, self.action_scale)
         return transition
-
-    def get_config(self) -> dict[str, Any]:
-        return {"action_scale": list(self.action_scale), "pair_id": self.pair_id}
 
     def transform_features(self, features: dict[PipelineFeatureType, dict]) -> dict[PipelineFeatureType, dict]:
         return features

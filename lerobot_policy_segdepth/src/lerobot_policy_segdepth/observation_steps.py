@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+from so101_semantic_processors.steps import ConfigFromFields
 
 DEPTH_UNITS = {"m": 1.0, "mm": 1e-3}
 OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
@@ -94,9 +95,34 @@ def disparity_from_depth(depth: torch.Tensor, key: str = "depth") -> torch.Tenso
     return (scaled * 255.0).float()
 
 
+class _ImageToImageStep(ConfigFromFields, ObservationProcessorStep):
+    """One image key in, one of the same shape out; each subclass names the two keys in its own (saved) fields."""
+
+    def _keys(self) -> tuple[str, str]:
+        """(the key read, the key written)"""
+        raise NotImplementedError
+
+    def _convert(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observation(self, observation: dict) -> dict:
+        if _skip(self, observation):
+            return observation
+        source, target = self._keys()
+        observation[target] = self._convert(_require(observation, source, type(self).__name__))
+        return observation
+
+    def transform_features(self, features):
+        source, target = self._keys()
+        obs = features.get(PipelineFeatureType.OBSERVATION, {})
+        if source in obs:
+            obs[target] = PolicyFeature(type=FeatureType.VISUAL, shape=obs[source].shape)
+        return features
+
+
 @ProcessorStepRegistry.register("so101_depth_to_disparity")
 @dataclass
-class DepthToDisparityStep(ObservationProcessorStep):
+class DepthToDisparityStep(_ImageToImageStep):
     """`depth_key` (metric depth in `depth_unit`) -> `disparity_key`, per-frame min-max to 0-255, near = 255."""
 
     depth_key: str = "observation.images.wrist_depth"
@@ -108,31 +134,16 @@ class DepthToDisparityStep(ObservationProcessorStep):
         if self.depth_unit not in DEPTH_UNITS:
             raise ValueError(f"depth_unit must be one of {list(DEPTH_UNITS)}, got {self.depth_unit!r}")
 
-    def observation(self, observation: dict) -> dict:
-        if _skip(self, observation):
-            return observation
-        depth = _require(observation, self.depth_key, type(self).__name__)
-        observation[self.disparity_key] = disparity_from_depth(depth * DEPTH_UNITS[self.depth_unit], self.depth_key)
-        return observation
+    def _keys(self) -> tuple[str, str]:
+        return self.depth_key, self.disparity_key
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "depth_key": self.depth_key,
-            "disparity_key": self.disparity_key,
-            "depth_unit": self.depth_unit,
-            "skip_if_present": self.skip_if_present,
-        }
-
-    def transform_features(self, features):
-        obs = features.get(PipelineFeatureType.OBSERVATION, {})
-        if self.depth_key in obs:
-            obs[self.disparity_key] = PolicyFeature(type=FeatureType.VISUAL, shape=obs[self.depth_key].shape)
-        return features
+    def _convert(self, depth: torch.Tensor) -> torch.Tensor:
+        return disparity_from_depth(depth * DEPTH_UNITS[self.depth_unit], self.depth_key)
 
 
 @ProcessorStepRegistry.register("so101_segmentation_from_code")
 @dataclass
-class SegmentationFromCodeStep(ObservationProcessorStep):
+class SegmentationFromCodeStep(_ImageToImageStep):
     """The twin's depth-coded segmentation feature -> class ids (integer-valued float32, same shape).
 
     LeRobot 0.6 stores single-channel per-pixel features only as depth maps; the twin writes class c as
@@ -144,37 +155,21 @@ class SegmentationFromCodeStep(ObservationProcessorStep):
     code_unit: str = "mm"
     skip_if_present: str | None = None
 
-    def observation(self, observation: dict) -> dict:
-        if _skip(self, observation):
-            return observation
+    def _keys(self) -> tuple[str, str]:
+        return self.code_key, self.ids_key
+
+    def _convert(self, code: torch.Tensor) -> torch.Tensor:
         from so101_core.segmentation import segmentation_from_code
 
-        code = _require(observation, self.code_key, type(self).__name__)
         try:
-            ids = segmentation_from_code(code, unit=self.code_unit)
+            return segmentation_from_code(code, unit=self.code_unit).float()
         except ValueError as err:
             raise ValueError(f"'{self.code_key}': {err}") from err
-        observation[self.ids_key] = ids.float()
-        return observation
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "code_key": self.code_key,
-            "ids_key": self.ids_key,
-            "code_unit": self.code_unit,
-            "skip_if_present": self.skip_if_present,
-        }
-
-    def transform_features(self, features):
-        obs = features.get(PipelineFeatureType.OBSERVATION, {})
-        if self.code_key in obs:
-            obs[self.ids_key] = PolicyFeature(type=FeatureType.VISUAL, shape=obs[self.code_key].shape)
-        return features
 
 
 @ProcessorStepRegistry.register("so101_center_crop_square")
 @dataclass
-class CenterCropSquareStep(ObservationProcessorStep):
+class CenterCropSquareStep(ConfigFromFields, ObservationProcessorStep):
     """Crop each of `keys` to the centred square of side min(H, W): 640x480 -> 480x480, as seed 002 does."""
 
     keys: list[str] = field(default_factory=list)
@@ -188,9 +183,6 @@ class CenterCropSquareStep(ObservationProcessorStep):
             observation[key] = TF.center_crop(image, [min(image.shape[-2:])])
         return observation
 
-    def get_config(self) -> dict[str, Any]:
-        return {"keys": list(self.keys), "skip_if_present": self.skip_if_present}
-
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
         for key in self.keys:
@@ -203,7 +195,7 @@ class CenterCropSquareStep(ObservationProcessorStep):
 
 @ProcessorStepRegistry.register("so101_resize")
 @dataclass
-class ResizeStep(ObservationProcessorStep):
+class ResizeStep(ConfigFromFields, ObservationProcessorStep):
     """Resize `nearest_keys` (class ids: never blend two classes) and `linear_keys` to `size` x `size`."""
 
     size: int = 84
@@ -228,14 +220,6 @@ class ResizeStep(ObservationProcessorStep):
                 observation[key] = TF.resize(image, size, interpolation=mode, antialias=True)
         return observation
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "nearest_keys": list(self.nearest_keys),
-            "linear_keys": list(self.linear_keys),
-            "skip_if_present": self.skip_if_present,
-        }
-
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
         for key in [*self.nearest_keys, *self.linear_keys]:
@@ -247,7 +231,7 @@ class ResizeStep(ObservationProcessorStep):
 
 @ProcessorStepRegistry.register("so101_stack_channels")
 @dataclass
-class StackChannelsStep(ObservationProcessorStep):
+class StackChannelsStep(ConfigFromFields, ObservationProcessorStep):
     """Concatenate `keys` along the channel axis into `output_key`, e.g. ids + disparity -> (..., 2, 84, 84).
 
     With `drop_inputs` the inputs are removed, so intermediate images are not moved to the policy's device.
@@ -283,15 +267,6 @@ class StackChannelsStep(ObservationProcessorStep):
             for key in self.keys:
                 observation.pop(key, None)
         return observation
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "keys": list(self.keys),
-            "output_key": self.output_key,
-            "drop_inputs": self.drop_inputs,
-            "quantize": self.quantize,
-            "skip_if_present": self.skip_if_present,
-        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})

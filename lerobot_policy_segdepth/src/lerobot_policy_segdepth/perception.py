@@ -24,6 +24,8 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from so101_semantic_processors.steps import ConfigFromFields
+
 from .observation_steps import _require, disparity_from_depth
 
 DEPTH_ANYTHING_V2_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -101,7 +103,7 @@ def _centre_square(image: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class _BatchedModelStep(ObservationProcessorStep):
+class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
     """Shared plumbing: crop, resize, one forward pass over every key and frame, resize the result back."""
 
     image_keys: list[str] = field(default_factory=list)
@@ -182,17 +184,6 @@ class _BatchedModelStep(ObservationProcessorStep):
                 observation[self.output_keys[i]] = part.reshape(*images[i].shape[:-3], 1, *out_size)
         return observation
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "image_keys": list(self.image_keys),
-            "output_keys": list(self.output_keys),
-            "crop_square": self.crop_square,
-            "input_size": self.input_size,
-            "output_size": self.output_size,
-            "device": self.device,
-            "skip_if_present": self.skip_if_present,
-        }
-
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
         for image_key, output_key in zip(self.image_keys, self.output_keys, strict=True):
@@ -229,9 +220,6 @@ class SegmenterStep(_BatchedModelStep):
         if tuple(logits.shape[-2:]) != size:
             logits = torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits.argmax(dim=1, keepdim=True).float()
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "checkpoint": self.checkpoint}
 
 
 @ProcessorStepRegistry.register("so101_depth_anything")
@@ -270,6 +258,3 @@ class DepthAnythingStep(_BatchedModelStep):
         if tuple(scaled.shape[-2:]) != size:
             scaled = TF.resize(scaled, list(size), InterpolationMode.BILINEAR, antialias=True)
         return scaled
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "model_name_or_path": self.model_name_or_path}

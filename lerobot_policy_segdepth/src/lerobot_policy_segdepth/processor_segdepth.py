@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from lerobot.processor import (
@@ -24,6 +23,8 @@ from lerobot.processor import (
     make_default_policy_processor_steps,
     make_policy_processor_pipelines,
 )
+
+from so101_semantic_processors.steps import ConfigFromFields
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig
@@ -49,7 +50,7 @@ OBSERVATION_STEP_TYPES = (
 
 @ProcessorStepRegistry.register("segdepth_clip_joint_targets")
 @dataclass
-class ClipJointTargetsStep(ActionProcessorStep):
+class ClipJointTargetsStep(ConfigFromFields, ActionProcessorStep):
     """Postprocessor: clip absolute joint targets (..., 6) into `limits`, one (low, high) pair per joint."""
 
     limits: list[list[float]] = field(default_factory=list)
@@ -59,9 +60,6 @@ class ClipJointTargetsStep(ActionProcessorStep):
         if limits.shape != (action.shape[-1], 2):
             raise ValueError(f"joint limits {tuple(limits.shape)} do not fit actions with {action.shape[-1]} joints")
         return torch.maximum(torch.minimum(action, limits[:, 1]), limits[:, 0])
-
-    def get_config(self) -> dict[str, Any]:
-        return {"limits": [list(pair) for pair in self.limits]}
 
     def transform_features(self, features):
         return features

@@ -28,6 +28,8 @@ import torch
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
+from so101_semantic_processors.steps import ConfigFromFields
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/mask2former-swin-large-ade-semantic"
@@ -253,7 +255,7 @@ def check_feature_map(feature_map: dict[str, str]) -> None:
 
 @ProcessorStepRegistry.register("segvla_add_segmentation")
 @dataclass
-class SegVLAAddSegmentationStep(ObservationProcessorStep):
+class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
     """Runs Mask2Former on every camera in `feature_map` (one batch) and writes pooled scores under its keys.
 
     Seed 000's option B. Place it before normalisation. The model loads on first use, so building or loading a
@@ -318,16 +320,6 @@ class SegVLAAddSegmentationStep(ObservationProcessorStep):
             observation[key] = check_segmentation_scores(scores, key, segmenter.num_classes, self.grid_size)
         return observation
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "feature_map": dict(self.feature_map),
-            "grid_size": self.grid_size,
-            "input_size": self.input_size,
-            "device": self.device,
-            "dtype": self.dtype,
-        }
-
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
         for camera, key in self.feature_map.items():
@@ -342,7 +334,7 @@ class SegVLAAddSegmentationStep(ObservationProcessorStep):
 
 @ProcessorStepRegistry.register("segvla_task_classes")
 @dataclass
-class SegVLATaskClassesStep(ObservationProcessorStep):
+class SegVLATaskClassesStep(ConfigFromFields, ObservationProcessorStep):
     """Seed 000's optional per-sample classes: the nouns of each task prompt -> a multi-hot (B, C) class mask.
 
     Names resolve through the class map of whatever produced the scores: the Mask2Former checkpoint's own
@@ -392,14 +384,6 @@ class SegVLATaskClassesStep(ObservationProcessorStep):
             mask[row, ids] = 1.0
         observation[self.output_key] = mask
         return observation
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "output_key": self.output_key,
-            "synonyms": dict(self.synonyms),
-            "id2label": None if self.id2label is None else dict(self.id2label),
-        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})

@@ -20,13 +20,15 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
+from so101_semantic_processors.steps import ConfigFromFields
+
 from .configuration_segvla import SegVLAConfig
 from .segmentation_scores import SegmentationScoresFromCodeStep
 
 
 @ProcessorStepRegistry.register("segvla_segmenter_scores")
 @dataclass
-class SegmenterScoresStep(ObservationProcessorStep):
+class SegmenterScoresStep(ConfigFromFields, ObservationProcessorStep):
     """Camera images -> the suite's EfficientViT-B0 + FPN segmenter's class probabilities pooled to (C, g, g).
 
     The fast cue source for the real arm (~10 ms a frame on a CPU, against seconds for Mask2Former): the same form
@@ -102,16 +104,6 @@ class SegmenterScoresStep(ObservationProcessorStep):
             scores = self.scores(batched).to(image.device)
             observation[key] = scores if image.ndim == 4 else scores[0]
         return observation
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "feature_map": dict(self.feature_map),
-            "num_classes": self.num_classes,
-            "grid_size": self.grid_size,
-            "segmenter_path": self.segmenter_path,
-            "segmenter_config": self.segmenter_config,
-            "image_size": self.image_size,
-        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})

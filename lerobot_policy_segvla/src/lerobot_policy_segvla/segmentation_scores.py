@@ -8,12 +8,13 @@ fraction of its pixels that belong to each class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
+
+from so101_semantic_processors.steps import ConfigFromFields
 
 
 def scores_from_ids(ids: torch.Tensor, num_classes: int, grid_size: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ def scores_from_ids(ids: torch.Tensor, num_classes: int, grid_size: int) -> torc
 
 @ProcessorStepRegistry.register("so101_segmentation_scores_from_code")
 @dataclass
-class SegmentationScoresFromCodeStep(ObservationProcessorStep):
+class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep):
     """Depth-coded ground-truth segmentation keys -> one-hot scores pooled to (..., C, g, g).
 
     `key_map` maps each code key (`observation.images.<cam>_segmentation`) to its scores key
@@ -73,14 +74,6 @@ class SegmentationScoresFromCodeStep(ObservationProcessorStep):
                 raise ValueError(f"'{code_key}': {err}") from err
             observation[scores_key] = scores_from_ids(ids, self.num_classes, self.grid_size).to(code.device)
         return observation
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "key_map": dict(self.key_map),
-            "num_classes": self.num_classes,
-            "grid_size": self.grid_size,
-            "code_unit": self.code_unit,
-        }
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
