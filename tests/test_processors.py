@@ -143,3 +143,25 @@ def test_absolute_step_without_its_pair_is_a_clear_error():
     step = JointAbsoluteFromDeltaStep(pair_id="never-seen")
     with pytest.raises(RuntimeError, match="no present joint state"):
         step({TransitionKey.ACTION: torch.zeros(1, 6)})
+
+
+@pytest.mark.parametrize("policy", ["hlrp", "imf"])
+def test_optimizer_and_scheduler_presets_carry_the_config_fields(policy):
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    cfg = PreTrainedConfig.get_choice_class(policy)(
+        optimizer_lr=3e-4,
+        optimizer_betas=(0.8, 0.9),
+        optimizer_weight_decay=0.5,
+        optimizer_grad_clip_norm=2.0,
+        scheduler_warmup_steps=7,
+        scheduler_decay_steps=70,
+        scheduler_decay_lr=1e-6,
+    )
+    assert cfg.get_optimizer_preset() == AdamWConfig(lr=3e-4, betas=(0.8, 0.9), weight_decay=0.5, grad_clip_norm=2.0)
+    assert cfg.get_scheduler_preset() == CosineDecayWithWarmupSchedulerConfig(
+        peak_lr=3e-4, decay_lr=1e-6, num_warmup_steps=7, num_decay_steps=70
+    )

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
-from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 from lerobot.utils.constants import OBS_STATE
+
+from so101_semantic_processors.policy_config import AdamWCosinePresets
 
 from .trunk import CoreConfig
 
@@ -18,7 +19,7 @@ NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; 
 
 @PreTrainedConfig.register_subclass("hlrp")
 @dataclass
-class HLRPConfig(PreTrainedConfig):
+class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
     # "artifact": the core (trunk + heads) and its sizes come from --policy.stage2_artifact, loaded strictly;
     # "scratch": the core is built from --policy.core.* (SmolVLM2's pretrained weights unless load_vlm_weights=false)
     init_mode: str = "scratch"
@@ -140,19 +141,3 @@ class HLRPConfig(PreTrainedConfig):
     @property
     def reward_delta_indices(self) -> None:
         return None
-
-    def get_optimizer_preset(self) -> AdamWConfig:
-        return AdamWConfig(
-            lr=self.optimizer_lr,
-            betas=self.optimizer_betas,
-            weight_decay=self.optimizer_weight_decay,
-            grad_clip_norm=self.optimizer_grad_clip_norm,
-        )
-
-    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
-        return CosineDecayWithWarmupSchedulerConfig(
-            peak_lr=self.optimizer_lr,
-            decay_lr=self.scheduler_decay_lr,
-            num_warmup_steps=self.scheduler_warmup_steps,
-            num_decay_steps=self.scheduler_decay_steps,
-        )

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
-from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 from lerobot.utils.constants import OBS_STATE
+
+from so101_semantic_processors.policy_config import AdamWCosinePresets
 
 SIGLIP2_BASE_256 = "google/siglip2-base-patch16-256"  # model_type "siglip": loads as SiglipVisionModel (R6)
 OBS_VIEW_EMBEDDINGS = "observation.view_embeddings"  # (V, D) per frame, written by imf-cache-embeddings
@@ -21,7 +22,7 @@ NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; 
 
 @PreTrainedConfig.register_subclass("imf")
 @dataclass
-class IMFConfig(PreTrainedConfig):
+class IMFConfig(AdamWCosinePresets, PreTrainedConfig):
     # --- observation ---------------------------------------------------------------------------------
     n_obs_steps: int = 2  # frames of history (the condition is (B, T, views * per_view_dim + state_dim))
     # Camera names (observation.images.<name>), in the order their features are concatenated; None: every RGB
@@ -185,19 +186,3 @@ class IMFConfig(PreTrainedConfig):
     @property
     def reward_delta_indices(self) -> None:
         return None
-
-    def get_optimizer_preset(self) -> AdamWConfig:
-        return AdamWConfig(
-            lr=self.optimizer_lr,
-            betas=self.optimizer_betas,
-            weight_decay=self.optimizer_weight_decay,
-            grad_clip_norm=self.optimizer_grad_clip_norm,
-        )
-
-    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
-        return CosineDecayWithWarmupSchedulerConfig(
-            peak_lr=self.optimizer_lr,
-            decay_lr=self.scheduler_decay_lr,
-            num_warmup_steps=self.scheduler_warmup_steps,
-            num_decay_steps=self.scheduler_decay_steps,
-        )
