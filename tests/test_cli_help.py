@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 
-from so101_core.cli import renamed_flags
+from so101_core.cli import dashed_spellings, renamed_flags
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -102,6 +102,13 @@ def test_renamed_flags_rewrite_old_spellings_and_say_the_new_one(capsys):
     ]
     assert renamed_flags(["--resume=true", "--restart", "false"], renamed) == ["--resume=true", "--restart", "false"]
     assert capsys.readouterr().err == ""  # the new spellings pass silently
+
+
+def test_dashed_spellings_map_argparse_flags_to_the_fields():
+    assert dashed_spellings("output_dir", "max_frames", "grid") == {
+        "--output-dir": "--output_dir",
+        "--max-frames": "--max_frames",
+    }
 
 
 def test_old_spelling_reaches_the_new_field(tmp_path):

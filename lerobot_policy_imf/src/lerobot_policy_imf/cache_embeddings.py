@@ -136,10 +136,7 @@ def cache_main(cfg: CacheEmbeddingsConfig) -> dict:
 
 
 def main() -> None:
-    from lerobot.utils.import_utils import register_third_party_plugins
-
-    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"})
-    register_third_party_plugins()
+    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"}, plugins=True)
     cache_main()
 
 

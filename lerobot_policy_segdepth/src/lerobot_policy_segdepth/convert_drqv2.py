@@ -16,7 +16,7 @@ from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.utils.constants import ACTION, OBS_STATE
 
 from so101_core.atomic import atomic_folder
-from so101_core.cli import prepare_command_line
+from so101_core.cli import dashed_spellings, prepare_command_line
 
 from .configuration_segdepth import SegDepthConfig
 from .modeling_segdepth import SegDepthPolicy
@@ -111,6 +111,14 @@ class StatsDatasetConfig:
     repo_id: str = "local/stats"
 
 
+# The spellings of the last release, one more release (each prints the new one).
+RENAMED_FLAGS = {
+    "--snapshot": "--snapshot_path",
+    "--dataset-root": "--dataset.root",
+    **dashed_spellings("output_dir", "frame_stack", "id_encoding", "image_size", "action_scale", "action_repeat"),
+}
+
+
 @dataclass
 class ConvertDrQV2Config:
     # a DrQ-v2 snapshot: a torch file with 'encoder' and 'actor'; required
@@ -160,18 +168,6 @@ def convert_cli(cfg: ConvertDrQV2Config) -> None:
         action_repeat=cfg.action_repeat,
     )
     print(f"wrote a segdepth checkpoint to {cfg.output_dir}")
-
-
-RENAMED_FLAGS = {
-    "--snapshot": "--snapshot_path",
-    "--output-dir": "--output_dir",
-    "--frame-stack": "--frame_stack",
-    "--id-encoding": "--id_encoding",
-    "--image-size": "--image_size",
-    "--action-scale": "--action_scale",
-    "--action-repeat": "--action_repeat",
-    "--dataset-root": "--dataset.root",
-}
 
 
 def main() -> None:

@@ -237,10 +237,7 @@ def precompute_main(cfg: SegDepthPrecomputeConfig) -> dict:
 
 
 def main() -> None:
-    from lerobot.utils.import_utils import register_third_party_plugins
-
-    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"})
-    register_third_party_plugins()
+    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"}, plugins=True)
     precompute_main()
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from so101_core import JOINT_NAMES, colorize_segmentation
 from so101_core.atomic import atomic_folder, write_text, write_with
-from so101_core.cli import prepare_command_line
+from so101_core.cli import dashed_spellings, prepare_command_line
 
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES
 
@@ -167,6 +167,24 @@ class TwinDatasetConfig:
     episodes: list[int] | None = None
 
 
+# The spellings of the last release, one more release (each prints the new one).
+RENAMED_FLAGS = {
+    "--policy-path": "--policy.path",
+    "--dataset-root": "--dataset.root",
+    "--dataset-repo-id": "--dataset.repo_id",
+    "--episodes": "--dataset.episodes",
+    **dashed_spellings(
+        "max_frames",
+        "segmenter_path",
+        "depth_model",
+        "segmenter_input_size",
+        "depth_input_size",
+        "output_dir",
+        "export_dir",
+    ),
+}
+
+
 @dataclass
 class Sim2RealCheckConfig:
     policy: PolicyCheckpointConfig = field(default_factory=PolicyCheckpointConfig)
@@ -225,21 +243,6 @@ def check_cli(cfg: Sim2RealCheckConfig) -> None:
     if cfg.export_dir is not None:
         export_models_checkpoint(cfg.policy.path, cfg.export_dir, **models)
         print(f"wrote {cfg.export_dir}: the checkpoint with source=models, for lerobot-rollout --policy.path")
-
-
-RENAMED_FLAGS = {
-    "--policy-path": "--policy.path",
-    "--dataset-root": "--dataset.root",
-    "--dataset-repo-id": "--dataset.repo_id",
-    "--episodes": "--dataset.episodes",
-    "--max-frames": "--max_frames",
-    "--segmenter-path": "--segmenter_path",
-    "--depth-model": "--depth_model",
-    "--segmenter-input-size": "--segmenter_input_size",
-    "--depth-input-size": "--depth_input_size",
-    "--output-dir": "--output_dir",
-    "--export-dir": "--export_dir",
-}
 
 
 def main() -> None:

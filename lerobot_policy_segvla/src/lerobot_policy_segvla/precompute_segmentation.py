@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_core.cli import dashed_spellings, prepare_command_line
 from so101_semantic_processors.precompute import (
     SourceDatasetConfig,
     check_output_root,
@@ -184,6 +184,17 @@ class _StoredColumn:
         return self.hf_dataset[int(position)][self.key]
 
 
+# The spellings of the last release, one more release (each prints the new one).
+RENAMED_FLAGS = {
+    "--repo-id": "--dataset.repo_id",
+    "--root": "--dataset.root",
+    "--output-root": "--output_dir",
+    "--model": "--model_path",
+    "--restart": "--restart=true",
+    **dashed_spellings("output_repo_id", "feature_map", "grid_size", "input_size", "batch_size", "num_workers"),
+}
+
+
 @dataclass
 class PrecomputeSegmentationConfig:
     dataset: SourceDatasetConfig
@@ -229,21 +240,6 @@ def precompute_segmentation_cli(cfg: PrecomputeSegmentationConfig) -> dict:
     )
     print(json.dumps(summary, indent=2))
     return summary
-
-
-RENAMED_FLAGS = {
-    "--repo-id": "--dataset.repo_id",
-    "--root": "--dataset.root",
-    "--output-root": "--output_dir",
-    "--output-repo-id": "--output_repo_id",
-    "--feature-map": "--feature_map",
-    "--model": "--model_path",
-    "--grid-size": "--grid_size",
-    "--input-size": "--input_size",
-    "--batch-size": "--batch_size",
-    "--num-workers": "--num_workers",
-    "--restart": "--restart=true",
-}
 
 
 def main() -> None:

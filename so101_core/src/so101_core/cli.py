@@ -56,6 +56,13 @@ def renamed_flags(argv: Sequence[str], renamed: Mapping[str, str]) -> list[str]:
     return out
 
 
+def dashed_spellings(*fields: str) -> dict[str, str]:
+    """`{"--frame-stack": "--frame_stack", ...}` for `renamed_flags`: the argparse spellings of the given fields.
+
+    A name without `_` is spelled the same both ways and is left out (its flag is not an old spelling)."""
+    return {"--" + name.replace("_", "-"): "--" + name for name in fields if "_" in name}
+
+
 def _use_percent_safe_help() -> None:
     """Make LeRobot's `--help` (print_scoped_help) escape `%` in field comments before argparse formats them."""
     from draccus.help_formatter import SimpleHelpFormatter
@@ -79,8 +86,16 @@ class _PercentSafe:
         return text.replace("%", "%%") + formatted[len(text) :]
 
 
-def prepare_command_line(renamed: Mapping[str, str] | None = None) -> None:
-    """Ready this process for a `@parser.wrap()` command: old flag spellings rewritten in sys.argv, `%`-safe help."""
+def prepare_command_line(renamed: Mapping[str, str] | None = None, *, plugins: bool = False) -> None:
+    """Ready this process for a `@parser.wrap()` command: old flag spellings rewritten in sys.argv, `%`-safe help.
+
+    `plugins=True` also registers LeRobot's third-party plugins (the `lerobot_policy_*` and env packages), for a
+    command whose config names a policy or env type (`--policy.type=segdepth`, `--policy.path=CKPT`).
+    """
     _use_percent_safe_help()
     if renamed:
         sys.argv[1:] = renamed_flags(sys.argv[1:], renamed)
+    if plugins:
+        from lerobot.utils.import_utils import register_third_party_plugins
+
+        register_third_party_plugins()

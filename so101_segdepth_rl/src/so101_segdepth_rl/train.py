@@ -657,10 +657,7 @@ def run(cfg: RLTrainConfig) -> None:
 
 
 def main() -> None:
-    from lerobot.utils.import_utils import register_third_party_plugins
-
-    prepare_command_line({"--policy_path": "--policy.path", "--log_every_frames": "--log_freq"})
-    register_third_party_plugins()
+    prepare_command_line({"--policy_path": "--policy.path", "--log_every_frames": "--log_freq"}, plugins=True)
     run()
 
 
