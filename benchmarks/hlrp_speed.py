@@ -22,40 +22,24 @@ Medians over --repeats after one warm-up; the policies run interleaved so that l
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
+from timing import smolvlm_folder, timed_ms, vlm_benchmark_args
 from transformers import AutoTokenizer
 
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.trunk import CoreConfig, SharedCore, load_vlm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_models import save_smolvlm, save_smolvlm2_500m_config
-
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 TASK = "pick up the red cube and lift it\n"
-
-
-def timed(fn, device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
 
 
 def features() -> tuple[dict, dict]:
@@ -65,16 +49,11 @@ def features() -> tuple[dict, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=2, help="stage-2 batch size")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--tiny", action="store_true", help="tiny models: checks the script, measures nothing")
-    args = parser.parse_args()
+    args = vlm_benchmark_args(
+        __doc__.split("\n")[0], 2, "stage-2 batch size", "tiny models: checks the script, measures nothing"
+    )
     device = args.device
-
-    folder = Path(tempfile.mkdtemp(prefix="smolvlm_"))
-    vlm = save_smolvlm(folder) if args.tiny else save_smolvlm2_500m_config(folder)
+    vlm = smolvlm_folder(args.tiny)
     layers = 2 if args.tiny else 16
     chunk = 4 if args.tiny else 50
     laq_cfg = LAQConfig(image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1,
@@ -107,7 +86,7 @@ def main() -> None:
         def label():
             holder["v"] = laq.codes_and_vectors(pair)[1]
 
-        label_ms.append(timed(label, device))
+        label_ms.append(timed_ms(label, device))
         cond = core.pooled([frame_t], ids, mask)
         loss = core.latent_loss(cond, holder["v"]).mean() + core.action_loss(cond, actions, amask).mean()
         opt.zero_grad(set_to_none=True)
@@ -115,7 +94,7 @@ def main() -> None:
         opt.step()
 
     core.train()
-    step_ms = [timed(stage2_step, device) for _ in range(args.repeats + 1)][1:]
+    step_ms = [timed_ms(stage2_step, device) for _ in range(args.repeats + 1)][1:]
     label_ms = label_ms[1:]
 
     # ----- stage 3 --------------------------------------------------------------------------------------------
@@ -149,7 +128,7 @@ def main() -> None:
                 with torch.inference_mode():
                     policy.select_action(dict(obs))
 
-            ms = timed(act, device)
+            ms = timed_ms(act, device)
             if i:
                 latency[name].append(ms)
         print(f"repeat {i}/{args.repeats} done", file=sys.stderr, flush=True)

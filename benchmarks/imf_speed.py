@@ -39,9 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -49,8 +47,7 @@ os.environ.setdefault("HF_LEROBOT_HOME", tempfile.mkdtemp(prefix="imf_speed_"))
 
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from timing import timed_ms  # also puts tests/ on sys.path (tiny_models)
 
 
 def features(side: int, cameras=("front", "wrist")):
@@ -66,16 +63,7 @@ def params(module) -> str:
 def timed(fn, repeats: int, warmup: int = 3, device: str = "cpu") -> tuple[float, float]:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    times.sort()
+    times = sorted(timed_ms(fn, device) / 1e3 for _ in range(repeats))
     return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
 
 

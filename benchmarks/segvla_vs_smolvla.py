@@ -30,12 +30,9 @@ median of >= 20 runs, as a share of SmolVLA's select_action: the cost of the cue
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -43,12 +40,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
+from timing import smolvlm_folder, timed_ms, vlm_benchmark_args
 from transformers import AutoTokenizer
 
 from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_models import save_smolvlm, save_smolvlm2_500m_config
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 CLASSES, GRID = 150, 8
@@ -91,27 +86,12 @@ def inputs(vlm: Path, seg: SegVLAConfig, batch: int, device: str) -> dict:
     return {k: v.to(device) for k, v in data.items()}
 
 
-def timed(fn, device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=1, help="training batch size")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--tiny", action="store_true", help="a tiny backbone: checks the script, measures nothing")
-    args = parser.parse_args()
+    args = vlm_benchmark_args(
+        __doc__.split("\n")[0], 1, "training batch size", "a tiny backbone: checks the script, measures nothing"
+    )
     device = args.device
-
-    folder = Path(tempfile.mkdtemp(prefix="smolvlm_"))
-    vlm = save_smolvlm(folder) if args.tiny else save_smolvlm2_500m_config(folder)
+    vlm = smolvlm_folder(args.tiny)
     smol_cfg, seg_cfg = configs(vlm, device, args.tiny)
     torch.manual_seed(0)
     smol = SmolVLAPolicy(smol_cfg).to(device)
@@ -158,11 +138,11 @@ def main() -> None:
     for i in range(args.repeats + 1):
         order = names[i % len(names) :] + names[: i % len(names)]  # rotate, so no run always goes first
         for name in order:
-            ms = timed(lambda name=name: act(name), device)
+            ms = timed_ms(lambda name=name: act(name), device)
             if i:
                 latency[name].append(ms)
         for name in order:
-            ms = timed(lambda name=name: step(name), device)
+            ms = timed_ms(lambda name=name: step(name), device)
             if i:
                 training[name].append(ms)
         print(f"repeat {i}/{args.repeats} done", file=sys.stderr, flush=True)
@@ -183,7 +163,7 @@ def main() -> None:
             hint = model.segmentation_state_proj(torch.stack([r.geometry for r in results]).mean(0))
             return tokens, context, hint
 
-    cue_ms = statistics.median(timed(cue_path, device) for _ in range(max(20, args.repeats)))
+    cue_ms = statistics.median(timed_ms(cue_path, device) for _ in range(max(20, args.repeats)))
 
     params = {"smolvla": sum(p.numel() for p in smol.parameters()), "segvla": sum(p.numel() for p in seg.parameters())}
     params["segvla, cues off"] = params["segvla"]
