@@ -1,5 +1,6 @@
 """Running the stock lerobot-* commands from tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,58 @@ def record_twin_dataset(
         cwd=root.parent,
     )
     return root
+
+
+def eval_in_twin(
+    policy_path: Path,
+    out: Path,
+    size: tuple[int, int],
+    cwd: Path,
+    flags: tuple[str, ...] = (),
+    task: str = "LiftCube",
+    episode_length: int = 15,
+    episodes: int = 1,
+) -> dict:
+    """The stock lerobot-eval of a checkpoint in the twin (`flags` added); the `overall` entry of its eval_info.json."""
+    run_cli(
+        [
+            "lerobot-eval",
+            f"--policy.path={policy_path}",
+            "--env.type=so101_twin",
+            f"--env.task={task}",
+            f"--env.observation_height={size[0]}",
+            f"--env.observation_width={size[1]}",
+            *flags,
+            f"--env.episode_length={episode_length}",
+            f"--eval.n_episodes={episodes}",
+            f"--eval.batch_size={episodes}",
+            "--policy.device=cpu",
+            f"--output_dir={out}",
+        ],
+        cwd=cwd,
+    )
+    return json.loads((out / "eval_info.json").read_text())["overall"]
+
+
+def rollout_in_twin(policy_path: Path, size: tuple[int, int], cwd: Path, flags: tuple[str, ...] = ()) -> None:
+    """One second of the stock lerobot-rollout of a checkpoint on the twin robot, which must finish and disconnect."""
+    proc = run_cli(
+        [
+            "lerobot-rollout",
+            "--strategy.type=base",
+            f"--policy.path={policy_path}",
+            "--robot.type=so101_twin",
+            *flags,
+            f"--robot.camera_height={size[0]}",
+            f"--robot.camera_width={size[1]}",
+            "--robot.max_relative_target=20",
+            f"--task={TASK}",
+            "--duration=1",
+            "--fps=30",
+            "--device=cpu",
+            "--return_to_initial_position=false",
+        ],
+        cwd=cwd,
+    )
+    log = proc.stdout + proc.stderr
+    assert "Rollout finished" in log and "twin SO101Twin disconnected" in log

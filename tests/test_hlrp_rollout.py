@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import TASK, run_cli
+from clitools import rollout_in_twin
 from lerobot.configs import FeatureType, PolicyFeature
 from test_real_arm_rollout import (  # noqa: F401  (fixtures)
     HEIGHT,
@@ -82,23 +82,4 @@ def test_lerobot_rollout_drives_the_fake_follower_within_its_limits(
 
 @pytest.mark.slow
 def test_lerobot_rollout_drives_the_twin(hlrp_checkpoint, tmp_path):
-    proc = run_cli(
-        [
-            "lerobot-rollout",
-            "--strategy.type=base",
-            f"--policy.path={hlrp_checkpoint}",
-            "--robot.type=so101_twin",
-            "--robot.cameras=[wrist]",
-            f"--robot.camera_height={HEIGHT}",
-            f"--robot.camera_width={WIDTH}",
-            "--robot.max_relative_target=20",
-            f"--task={TASK}",
-            "--duration=1",
-            "--fps=30",
-            "--device=cpu",
-            "--return_to_initial_position=false",
-        ],
-        cwd=tmp_path,
-    )
-    log = proc.stdout + proc.stderr
-    assert "Rollout finished" in log and "twin SO101Twin disconnected" in log
+    rollout_in_twin(hlrp_checkpoint, (HEIGHT, WIDTH), tmp_path, flags=("--robot.cameras=[wrist]",))

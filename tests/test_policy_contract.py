@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import run_cli
+from clitools import eval_in_twin, run_cli
 from conftest import GT_SIZE
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
@@ -259,23 +259,5 @@ def test_lerobot_train_finetune_resume_and_eval(case, gt_dataset, tmp_path):
     state = json.loads((tmp_path / "scratch/checkpoints/last/training_state/training_step.json").read_text())
     assert state["step"] == 4
 
-    out = tmp_path / "eval"
-    run_cli(
-        [
-            "lerobot-eval",
-            f"--policy.path={ckpt}",
-            "--env.type=so101_twin",
-            "--env.task=LiftCube",
-            f"--env.observation_height={GT_SIZE[0]}",
-            f"--env.observation_width={GT_SIZE[1]}",
-            *case.env_flags,
-            "--env.episode_length=15",
-            "--eval.n_episodes=1",
-            "--eval.batch_size=1",
-            "--policy.device=cpu",
-            f"--output_dir={out}",
-        ],
-        cwd=tmp_path,
-    )
-    overall = json.loads((out / "eval_info.json").read_text())["overall"]
+    overall = eval_in_twin(ckpt, tmp_path / "eval", GT_SIZE, tmp_path, flags=case.env_flags)
     assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0

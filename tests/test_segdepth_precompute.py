@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from clitools import run_cli
+from clitools import eval_in_twin, run_cli
 from conftest import GT_SIZE
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
@@ -344,25 +344,6 @@ def test_lerobot_train_on_the_precomputed_copy_and_eval_in_the_twin(gt_dataset, 
     ckpt = tmp_path / "train" / "checkpoints" / "last" / "pretrained_model"
     saved = json.loads((ckpt / "config.json").read_text())
     assert SEGDEPTH not in saved["input_features"] and "observation.images.wrist_depth" in saved["input_features"]
-    out = tmp_path / "eval"
-    run_cli(
-        [
-            "lerobot-eval",
-            f"--policy.path={ckpt}",
-            "--env.type=so101_twin",
-            "--env.task=LiftCube",
-            f"--env.observation_height={GT_SIZE[0]}",
-            f"--env.observation_width={GT_SIZE[1]}",
-            "--env.depth=true",
-            "--env.segmentation=true",
-            "--env.episode_length=15",
-            "--eval.n_episodes=1",
-            "--eval.batch_size=1",
-            "--eval.use_async_envs=false",
-            "--policy.device=cpu",
-            f"--output_dir={out}",
-        ],
-        cwd=tmp_path,
-    )
-    overall = json.loads((out / "eval_info.json").read_text())["overall"]
+    flags = ("--env.depth=true", "--env.segmentation=true", "--eval.use_async_envs=false")
+    overall = eval_in_twin(ckpt, tmp_path / "eval", GT_SIZE, tmp_path, flags=flags)
     assert overall["n_episodes"] == 1 and np.isfinite(overall["avg_sum_reward"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clitools import run_cli
+from clitools import eval_in_twin
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.utils.constants import ACTION, OBS_STATE
 from safetensors.torch import load_file
@@ -470,29 +470,18 @@ def test_a_few_hundred_steps_learn_with_finite_losses(uninterrupted):
 def test_the_checkpoint_is_an_ordinary_segdepth_policy_for_lerobot_eval(uninterrupted, tmp_path):
     out, _, _ = uninterrupted
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"
-    run_cli(
-        [
-            "lerobot-eval",
-            f"--policy.path={checkpoint}",
-            "--env.type=so101_twin",
-            "--env.task=ReachCube",
-            "--env.cameras=[wrist]",
-            "--env.observation_height=32",
-            "--env.observation_width=43",
-            "--env.depth=true",
-            "--env.segmentation=true",
-            "--env.episode_length=40",
-            "--eval.n_episodes=2",
-            "--eval.batch_size=2",
-            "--eval.use_async_envs=false",
-            "--policy.device=cpu",
-            "--seed=1000",
-            f"--output_dir={tmp_path / 'eval'}",
-        ],
-        cwd=tmp_path,
+    flags = ("--env.cameras=[wrist]", "--env.depth=true", "--env.segmentation=true", "--eval.use_async_envs=false")
+    overall = eval_in_twin(
+        checkpoint,
+        tmp_path / "eval",
+        (32, 43),
+        tmp_path,
+        flags=(*flags, "--seed=1000"),
+        task="ReachCube",
+        episode_length=40,
+        episodes=2,
     )
-    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
-    assert info["overall"]["n_episodes"] == 2 and 0.0 <= info["overall"]["pc_success"] <= 100.0
+    assert overall["n_episodes"] == 2 and 0.0 <= overall["pc_success"] <= 100.0
 
 
 @pytest.mark.slow

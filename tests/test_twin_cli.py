@@ -1,11 +1,9 @@
 """The stock LeRobot commands driving the twin end to end: record, load, train, evaluate, roll out, teleoperate."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from clitools import TASK, record_twin_dataset, run_cli
+from clitools import TASK, eval_in_twin, record_twin_dataset, rollout_in_twin, run_cli
 from conftest import GT_SIZE
 
 from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
@@ -142,49 +140,14 @@ def act_checkpoint(tmp_path_factory):
 
 def test_lerobot_eval_in_the_twin(act_checkpoint, tmp_path):
     out = tmp_path / "eval"
-    run_cli(
-        [
-            "lerobot-eval",
-            f"--policy.path={act_checkpoint}",
-            "--env.type=so101_twin",
-            "--env.task=LiftCube",
-            f"--env.observation_height={SIZE[0]}",
-            f"--env.observation_width={SIZE[1]}",
-            "--env.episode_length=20",
-            "--eval.n_episodes=2",
-            "--eval.batch_size=2",
-            "--policy.device=cpu",
-            f"--output_dir={out}",
-        ],
-        cwd=tmp_path,
-    )
-    info = json.loads((out / "eval_info.json").read_text())
-    overall = info["overall"]
+    overall = eval_in_twin(act_checkpoint, out, SIZE, tmp_path, episode_length=20, episodes=2)
     assert overall["n_episodes"] == 2
     assert 0.0 <= overall["pc_success"] <= 100.0
     assert len(list(out.rglob("*.mp4"))) == 2
 
 
 def test_lerobot_rollout_drives_the_twin_like_the_follower(act_checkpoint, tmp_path):
-    proc = run_cli(
-        [
-            "lerobot-rollout",
-            "--strategy.type=base",
-            f"--policy.path={act_checkpoint}",
-            "--robot.type=so101_twin",
-            f"--robot.camera_height={SIZE[0]}",
-            f"--robot.camera_width={SIZE[1]}",
-            "--robot.max_relative_target=20",
-            f"--task={TASK}",
-            "--duration=1",
-            "--fps=30",
-            "--device=cpu",
-            "--return_to_initial_position=false",
-        ],
-        cwd=tmp_path,
-    )
-    log = proc.stdout + proc.stderr
-    assert "Rollout finished" in log and "twin SO101Twin disconnected" in log
+    rollout_in_twin(act_checkpoint, SIZE, tmp_path)
 
 
 def test_lerobot_teleoperate_with_the_expert(tmp_path):
