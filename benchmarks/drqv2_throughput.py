@@ -101,8 +101,9 @@ def drqv2_update_rate(cfg, updates: int, warmup: int = 3) -> float:
 def main() -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    from so101_core.checkpoints import save_policy
     from so101_segdepth_rl.replay import ReplayBuffer
-    from so101_segdepth_rl.train import RLTrainConfig, policy_from_scratch, save_pretrained
+    from so101_segdepth_rl.train import RLTrainConfig, policy_from_scratch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config_path", type=Path, default=Path("configs/rl_reach.yaml"))
@@ -116,7 +117,7 @@ def main() -> None:
     cfg = draccus.parse(RLTrainConfig, config_path=args.config_path, args=[])
     policy, pre, post = policy_from_scratch(cfg)
     policy_dir = args.out / "policy"
-    save_pretrained(policy_dir, policy, pre, post)
+    save_policy(policy_dir, policy, pre, post)
 
     runs = [frame_breakdown(cfg, policy_dir, args.steps) for _ in range(args.repeats)]
     print(

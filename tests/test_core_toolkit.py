@@ -277,3 +277,20 @@ def test_no_function_is_over_100_lines():
     assert not found, "split these (collect / update / evaluate / save, each readable on one screen):\n" + "\n".join(
         found
     )
+
+
+def test_save_policy_writes_the_policy_then_each_pipeline_into_the_folder(tmp_path):
+    from so101_core.checkpoints import save_policy
+
+    class Part:
+        def __init__(self, name):
+            self.name = name
+
+        def save_pretrained(self, folder):
+            (folder / f"{self.name}.json").write_text(self.name)
+            order.append(self.name)
+
+    order = []
+    folder = save_policy(tmp_path / "new" / "pretrained_model", Part("policy"), Part("pre"), Part("post"))
+    assert order == ["policy", "pre", "post"]
+    assert sorted(p.name for p in folder.iterdir()) == ["policy.json", "post.json", "pre.json"]

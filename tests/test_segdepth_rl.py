@@ -596,13 +596,13 @@ def saved_clone(dataset_root: Path, tmp_path: Path) -> Path:
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_pre_post_processors
 
-    from so101_segdepth_rl.train import save_pretrained
+    from so101_core.checkpoints import save_policy
 
     policy, _ = demo_policy(dataset_root)
     meta = LeRobotDatasetMetadata("local/twin_demo", root=dataset_root)
     pre, post = make_pre_post_processors(policy.config, dataset_stats=meta.stats)
     clone = tmp_path / "clone"
-    save_pretrained(clone, policy, pre, post)
+    save_policy(clone, policy, pre, post)
     return clone
 
 

@@ -16,6 +16,7 @@ from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.utils.constants import ACTION, OBS_STATE
 
 from so101_core.atomic import atomic_folder
+from so101_core.checkpoints import save_policy
 from so101_core.cli import dashed_spellings, prepare_command_line
 
 from .configuration_segdepth import SegDepthConfig
@@ -98,9 +99,7 @@ def convert(snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = 
     policy.actor.load_state_dict({k: v for k, v in actor.items() if k.startswith(("trunk.", "policy."))}, strict=True)
     pre, post = make_segdepth_pre_post_processors(config, dataset_stats=dataset_stats)
     with atomic_folder(output_dir) as staging:  # the checkpoint appears whole or not at all
-        policy.save_pretrained(staging)
-        pre.save_pretrained(staging)
-        post.save_pretrained(staging)
+        save_policy(staging, policy, pre, post)
     return policy
 
 

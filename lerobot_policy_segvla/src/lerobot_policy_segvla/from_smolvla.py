@@ -27,6 +27,7 @@ from lerobot.policies.smolvla import SmolVLAConfig
 from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
 
 from so101_core.atomic import atomic_folder
+from so101_core.checkpoints import save_policy
 from so101_core.cli import prepare_command_line
 
 from .configuration_segvla import SegVLAConfig
@@ -74,9 +75,7 @@ def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
 
     # Written beside the target and swapped into place: an interrupted run leaves no half checkpoint.
     with atomic_folder(output_dir) as staging:
-        policy.save_pretrained(staging)
-        preprocessor.save_pretrained(staging)
-        postprocessor.save_pretrained(staging)
+        save_policy(staging, policy, preprocessor, postprocessor)
     return output_dir
 
 

@@ -12,6 +12,19 @@ from pathlib import Path
 from .atomic import point_symlink, replace_folder, staging_folder
 
 
+def save_policy(folder: Path, policy, *pipelines) -> Path:
+    """A LeRobot pretrained-model folder: `policy.save_pretrained(folder)`, then each processor pipeline's.
+
+    Duck-typed (anything with `save_pretrained(folder)`), so the core stays numpy-only. Write into a staging folder
+    (`atomic.atomic_folder`, `checkpoint_staging`) for a checkpoint that appears whole or not at all.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in (policy, *pipelines):
+        part.save_pretrained(folder)
+    return folder
+
+
 def point_link(root: Path, name: str, target: Path) -> None:
     """Atomically make `root/name` a relative symlink to `target` (a folder inside `root`)."""
     point_symlink(root / name, target.name)

@@ -31,7 +31,7 @@ from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
 from so101_core.atomic import write_json, write_with
-from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_core.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
 from so101_core.cli import prepare_command_line
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
@@ -186,13 +186,6 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
         raise ValueError("segdepth-rl-train learns from the twin's ground truth: the policy needs source=ground_truth")
 
 
-def save_pretrained(folder: Path, policy: SegDepthPolicy, pre, post) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(folder)
-    pre.save_pretrained(folder)
-    post.save_pretrained(folder)
-
-
 def comparable(cfg: RLTrainConfig) -> dict:
     """The parts of a config a resumed run must share with the run it continues."""
     data = json.loads(json.dumps(draccus.encode(cfg), default=str))
@@ -288,7 +281,7 @@ def save_checkpoint(
     before, and the best."""
     final = cfg.output_dir / "checkpoints" / f"{counters['frames']:010d}"
     staging = checkpoint_staging(final)
-    save_pretrained(staging / PRETRAINED, agent.policy, pre, post)
+    save_policy(staging / PRETRAINED, agent.policy, pre, post)
     # the demonstrations are rebuilt from the recording; only their sampler's state is kept
     state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
     torch.save(state, staging / "training_state.pt")
@@ -451,7 +444,7 @@ def start_envs(ws: Workspace) -> None:
     # the workers load the policy's processors from a folder: the ones this run saves in its checkpoints
     init_dir = cfg.output_dir / "processors"
     shutil.rmtree(init_dir, ignore_errors=True)
-    save_pretrained(init_dir, ws.agent.policy, ws.pre, ws.post)
+    save_policy(init_dir, ws.agent.policy, ws.pre, ws.post)
     env_cfg = cfg.env.env_config(pc.camera)
     term, bonus = cfg.env.terminate_on_success, cfg.env.success_bonus
     # training envs render only the policy's camera; the evaluation envs add the video cameras
