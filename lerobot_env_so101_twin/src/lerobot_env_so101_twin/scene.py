@@ -213,6 +213,18 @@ def build_scene(
     return SceneModel(model=model, geom_class=geom_class, camera_ids=camera_ids)
 
 
+def _add_world_geom(world, name: str, geom_type, size: list[float], pos: list[float], rgba: list[float]):
+    """A fixed geom of the scene (floor, table) that the cube and the arm collide with."""
+    geom = world.add_geom()
+    geom.name = name
+    geom.contype, geom.conaffinity = WORLD_CONTYPE, WORLD_CONTYPE | ARM_CONTYPE
+    geom.type = geom_type
+    geom.size = size
+    geom.pos = pos
+    geom.rgba = rgba
+    return geom
+
+
 def _add_environment(spec: mujoco.MjSpec, camera_sizes: dict[str, tuple[int, int]]) -> None:
     height = max([h for h, _ in camera_sizes.values()] + [64])
     width = max([w for _, w in camera_sizes.values()] + [64])
@@ -234,21 +246,11 @@ def _add_environment(spec: mujoco.MjSpec, camera_sizes: dict[str, tuple[int, int
     light.type = mujoco.mjtLightType.mjLIGHT_DIRECTIONAL
     light.diffuse = [0.55, 0.55, 0.55]
 
-    floor = world.add_geom()
-    floor.name = "floor"
-    floor.contype, floor.conaffinity = WORLD_CONTYPE, WORLD_CONTYPE | ARM_CONTYPE
-    floor.type = mujoco.mjtGeom.mjGEOM_PLANE
-    floor.size = [3.0, 3.0, 0.05]
-    floor.pos = [0.0, 0.0, TABLE_HEIGHT - 0.75]
-    floor.rgba = [0.32, 0.30, 0.28, 1.0]
-
-    table = world.add_geom()
-    table.name = "table"
-    table.contype, table.conaffinity = WORLD_CONTYPE, WORLD_CONTYPE | ARM_CONTYPE
-    table.type = mujoco.mjtGeom.mjGEOM_BOX
-    table.size = [0.45, 0.4, 0.02]
-    table.pos = [0.2, 0.0, TABLE_HEIGHT - 0.02]
-    table.rgba = [0.55, 0.42, 0.30, 1.0]
+    # name, type, size, position, colour
+    _add_world_geom(world, "floor", mujoco.mjtGeom.mjGEOM_PLANE,
+                    [3.0, 3.0, 0.05], [0.0, 0.0, TABLE_HEIGHT - 0.75], [0.32, 0.30, 0.28, 1.0])  # fmt: skip
+    table = _add_world_geom(world, "table", mujoco.mjtGeom.mjGEOM_BOX,
+                            [0.45, 0.4, 0.02], [0.2, 0.0, TABLE_HEIGHT - 0.02], [0.55, 0.42, 0.30, 1.0])  # fmt: skip
     table.friction = [1.0, 0.005, 0.0001]
 
     cube = world.add_body()
