@@ -21,7 +21,7 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from so101_semantic_processors.steps import ConfigFromFields
+from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 DEPTH_UNITS = {"m": 1.0, "mm": 1e-3}
 OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
@@ -29,8 +29,7 @@ OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-
 
 def _require(observation: dict, key: str, step: str) -> torch.Tensor:
     if key not in observation:
-        present = sorted(k for k in observation if k.startswith("observation."))
-        raise KeyError(f"{step} needs '{key}' in the observation; it has {present}")
+        raise KeyError(f"{step} needs '{key}' in the observation; it has {present_keys(observation)}")
     value = observation[key]
     if not isinstance(value, torch.Tensor) or value.ndim < 3:
         shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__

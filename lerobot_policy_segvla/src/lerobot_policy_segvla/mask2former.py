@@ -28,7 +28,7 @@ import torch
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
-from so101_semantic_processors.steps import ConfigFromFields
+from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 logger = logging.getLogger(__name__)
 
@@ -309,8 +309,10 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
         images = []
         for camera in self.feature_map:
             if camera not in observation:
-                present = sorted(k for k in observation if k.startswith("observation.images"))
-                raise KeyError(f"SegVLAAddSegmentationStep needs camera '{camera}'; the observation has {present}")
+                raise KeyError(
+                    f"SegVLAAddSegmentationStep needs camera '{camera}'; the observation has "
+                    f"{present_keys(observation, 'observation.images')}"
+                )
             images.append(_check_image(observation[camera], camera))
         segmenter = self.segmenter(images[0].device)
         flat = [img.reshape(-1, *img.shape[-3:]) for img in images]

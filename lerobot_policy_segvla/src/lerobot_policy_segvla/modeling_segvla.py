@@ -27,6 +27,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
+from so101_semantic_processors.steps import present_keys
+
 from .configuration_segvla import SegVLAConfig
 from .mask2former import TASK_CLASSES_KEY
 
@@ -325,10 +327,10 @@ class SegVLAPolicy(SmolVLAPolicy):
         if key is None:
             return CameraCues(None, content_hw)
         if key not in batch:
-            present = sorted(k for k in batch if k.startswith("observation."))
             raise KeyError(
                 f"segmentation_feature_map maps camera '{camera}' to '{key}', which the batch lacks; it has"
-                f" {present}. Add the scores with segmentation_source=ground_truth/mask2former or precompute them."
+                f" {present_keys(batch)}. Add the scores with segmentation_source=ground_truth/mask2former or"
+                " precompute them."
             )
         scores = batch[key]
         scores = scores[:, -1] if scores.ndim == 5 else scores

@@ -20,7 +20,7 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from so101_semantic_processors.steps import ConfigFromFields
+from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 from .configuration_segvla import SegVLAConfig
 from .segmentation_scores import SegmentationScoresFromCodeStep
@@ -95,8 +95,10 @@ class SegmenterScoresStep(ConfigFromFields, ObservationProcessorStep):
         observation = dict(observation)
         for camera, key in self.feature_map.items():
             if camera not in observation:
-                present = sorted(k for k in observation if k.startswith("observation.images."))
-                raise KeyError(f"the segmenter cue step needs camera '{camera}'; the observation has {present}")
+                raise KeyError(
+                    f"the segmenter cue step needs camera '{camera}'; the observation has "
+                    f"{present_keys(observation, 'observation.images.')}"
+                )
             image = observation[camera]
             batched = image if image.ndim == 4 else image[None]
             if batched.shape[-3] != 3:

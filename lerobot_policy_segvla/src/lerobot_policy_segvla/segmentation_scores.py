@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
-from so101_semantic_processors.steps import ConfigFromFields
+from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 
 def scores_from_ids(ids: torch.Tensor, num_classes: int, grid_size: int) -> torch.Tensor:
@@ -60,10 +60,9 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
         observation = dict(observation)
         for code_key, scores_key in self.key_map.items():
             if code_key not in observation:
-                present = sorted(k for k in observation if k.startswith("observation."))
                 raise KeyError(
                     f"SegmentationScoresFromCodeStep needs '{code_key}' (record with --robot.segmentation=true,"
-                    f" evaluate with --env.segmentation=true); the observation has {present}"
+                    f" evaluate with --env.segmentation=true); the observation has {present_keys(observation)}"
                 )
             code = observation[code_key]
             if code.ndim < 3 or code.shape[-3] != 1:

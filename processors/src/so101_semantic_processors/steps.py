@@ -1,7 +1,9 @@
-"""What the suite's processor steps share: a saved pipeline's step config taken from the step's dataclass fields."""
+"""What the suite's processor steps share: a saved pipeline's step config taken from the step's dataclass fields, and
+the keys an error about a missing one lists."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -25,3 +27,8 @@ class ConfigFromFields:
 
     def get_config(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def present_keys(observation: Mapping, prefix: str = "observation.") -> list[str]:
+    """The sorted keys of `observation` that start with `prefix`: what an error about a missing key lists."""
+    return sorted(key for key in observation if key.startswith(prefix))
