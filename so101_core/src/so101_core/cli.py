@@ -23,6 +23,7 @@ the commands call, and every command's distribution depends on LeRobot.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -66,8 +67,8 @@ def bracketed_lists(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
 
     The argparse forms: space-separated values (`--sizes twin real`), a bare value (`--sizes=twin`), a repeated flag
     (`--row a --row b`, whose values add up). `--sizes='[twin,real]'` and `--sizes '[twin,real]'` are the new
-    spelling and pass unchanged. The joined flag takes the place of the flag's first use; each flag rewritten
-    prints one deprecation line on stderr with its new spelling.
+    spelling and pass unchanged. The joined flag takes the place of the flag's first use; a value with a comma or a
+    quote is quoted. Each flag rewritten prints one deprecation line on stderr with its new spelling.
     """
     values: dict[str, list[str]] = {}  # old-form flag -> its values, in order
     out: list[str | None] = []  # None: the slot its joined flag fills
@@ -90,13 +91,18 @@ def bracketed_lists(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
         values.setdefault(name, []).extend(given)
         i += 1
     for name, slot in slots.items():
-        out[slot] = f"{name}=[{','.join(values[name])}]"
+        out[slot] = f"{name}=[{','.join(map(_list_item, values[name]))}]"
         print(
             f"warning: a list as separate values is deprecated and will be removed in the next release; "
             f"use '{out[slot]}'",
             file=sys.stderr,
         )
     return [arg for arg in out if arg is not None]
+
+
+def _list_item(value: str) -> str:
+    """`value` as an item of a '[a,b]' list, which draccus reads as YAML: quoted where YAML would split or retype it."""
+    return json.dumps(value) if any(c in value for c in ",[]{}#'\"") or ": " in value else value
 
 
 def _use_percent_safe_help() -> None:
