@@ -99,7 +99,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def _expert_actions(twin: SO101Twin, seed: int, steps: int) -> list[np.ndarray]:
+def _expert_actions(twin: "SO101Twin", seed: int, steps: int) -> "list[np.ndarray]":
     """The scripted expert's first `steps` targets from `seed`'s start state; leaves the twin reset to it.
 
     The expert reads the twin only when it plans (its first action), then plays a fixed schedule, so its
