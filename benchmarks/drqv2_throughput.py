@@ -1,6 +1,6 @@
 """segdepth-rl-train's throughput: where an env frame's time goes, update rates against LeRobot's SAC, replay memory.
 
-    python benchmarks/drqv2_throughput.py --config_path=configs/rl_reach.yaml [--steps 300 --repeats 3]
+    python benchmarks/drqv2_throughput.py --train_config_path=configs/rl_reach.yaml [--steps=300 --repeats=3]
 
 Prints three tables:
 1. one env in this process, per env frame (median of `--repeats` runs of `--steps` decisions): simulation
@@ -14,20 +14,38 @@ Prints three tables:
 End to end rates (frames/s, updates/s with the env workers) are in a run's train.jsonl and its console.
 """
 
-from __future__ import annotations
-
-import argparse
 import dataclasses
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import draccus
 import numpy as np
 import torch
+from lerobot.configs import parser
+
+from so101_core.cli import prepare_command_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# the argparse spellings, kept one release; then --config_path is LeRobot's: a config file for this benchmark itself
+RENAMED_FLAGS = {"--config_path": "--train_config_path", "--out": "--output_dir"}
+
+
+@dataclass
+class DrQV2ThroughputConfig:
+    # the segdepth-rl-train config whose env, policy and learner are measured
+    train_config_path: Path = Path("configs/rl_reach.yaml")
+    # decisions per frame-breakdown run
+    steps: int = 300
+    # runs of the breakdown and of each update-rate measurement (the tables show their median)
+    repeats: int = 3
+    # gradient updates per update-rate measurement
+    updates: int = 20
+    # where the from-scratch policy is saved for the env workers to load
+    output_dir: Path = Path("outputs/bench/drqv2")
 
 
 def timed(fn, bucket: list[float]):
@@ -98,31 +116,25 @@ def drqv2_update_rate(cfg, updates: int, warmup: int = 3) -> float:
     return 1.0 / statistics.median(times)
 
 
-def main() -> None:
+@parser.wrap()
+def benchmark(bench: DrQV2ThroughputConfig) -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
     from so101_core.checkpoints import save_policy
     from so101_segdepth_rl.replay import ReplayBuffer
     from so101_segdepth_rl.train import RLTrainConfig, policy_from_scratch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config_path", type=Path, default=Path("configs/rl_reach.yaml"))
-    parser.add_argument("--steps", type=int, default=300, help="decisions per breakdown run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--updates", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench/drqv2"))
-    args = parser.parse_args()
     register_third_party_plugins()
     torch.set_num_threads(1)
-    cfg = draccus.parse(RLTrainConfig, config_path=args.config_path, args=[])
+    cfg = draccus.parse(RLTrainConfig, config_path=bench.train_config_path, args=[])
     policy, pre, post = policy_from_scratch(cfg)
-    policy_dir = args.out / "policy"
+    policy_dir = bench.output_dir / "policy"
     save_policy(policy_dir, policy, pre, post)
 
-    runs = [frame_breakdown(cfg, policy_dir, args.steps) for _ in range(args.repeats)]
+    runs = [frame_breakdown(cfg, policy_dir, bench.steps) for _ in range(bench.repeats)]
     print(
         f"\n1. one env frame ({cfg.env.task}, {cfg.env.observation_width}x{cfg.env.observation_height} render, "
-        f"policy image {cfg.policy.image_size}, action_repeat {cfg.policy.action_repeat}), median of {args.repeats}"
+        f"policy image {cfg.policy.image_size}, action_repeat {cfg.policy.action_repeat}), median of {bench.repeats}"
     )
     print("| part | ms per frame | share |\n|---|---:|---:|")
     total = statistics.median(r["total"] for r in runs)
@@ -138,8 +150,8 @@ def main() -> None:
     from lerobot_sac_update import sac_update_rate
 
     b, s, c = cfg.agent.batch_size, cfg.policy.image_size, cfg.policy.frame_stack * (cfg.policy.num_classes + 1)
-    ours = statistics.median(drqv2_update_rate(cfg, args.updates) for _ in range(args.repeats))
-    sac = sac_update_rate(batch_size=b, image_size=s, image_channels=c, updates=args.updates)
+    ours = statistics.median(drqv2_update_rate(cfg, bench.updates) for _ in range(bench.repeats))
+    sac = sac_update_rate(batch_size=b, image_size=s, image_channels=c, updates=bench.updates)
     print(f"\n2. gradient updates/s, batch {b}, input ({c}, {s}, {s}) + state, 1 torch thread")
     print("| learner | updates/s |\n|---|---:|")
     print(
@@ -157,6 +169,11 @@ def main() -> None:
             f"| {name} | {buf.nbytes_per_transition * 1e5 / 1e9:.2f} GB | "
             f"{buf.stacked_nbytes_per_transition() * 1e5 / 1e9:.2f} GB |"
         )
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    benchmark()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """DrQ-v2 gradient updates per second for the segdepth RL configs, on any device, without the simulator.
 
     .venv/bin/python benchmarks/drqv2_update_device.py                   # CPU, this machine's threads
-    python benchmarks/drqv2_update_device.py --device cuda              # e.g. on a lent GPU machine
+    python benchmarks/drqv2_update_device.py --device=cuda              # e.g. on a lent GPU machine
 
 For each config in configs/ (rl_reach.yaml, rl_lift_gpu.yaml) it builds the segdepth policy those configs train
 (camera, image size, frame stack, encoder width, feature and hidden sizes) from explicit input features, the
@@ -11,18 +11,17 @@ Median of --updates updates after 5 warm-ups. `benchmarks/drqv2_throughput.py` m
 replay, updates) on this machine; this script isolates the learner, which is what a GPU changes.
 """
 
-from __future__ import annotations
-
-import argparse
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
-from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.configs import FeatureType, PolicyFeature, parser
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
+from so101_core.cli import prepare_command_line
 from so101_segdepth_rl.drqv2 import DrQV2Agent, DrQV2Config
 
 CONFIGS = ("configs/rl_reach.yaml", "configs/rl_lift_gpu.yaml")
@@ -66,14 +65,19 @@ def agent_for(path: str, device: str) -> tuple[DrQV2Agent, dict]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--updates", type=int, default=30)
-    args = parser.parse_args()
+@dataclass
+class DrQV2UpdateDeviceConfig:
+    # the torch device the learner runs on (cpu, cuda, cuda:1, ...)
+    device: str = "cpu"
+    # timed updates per config (after 5 warm-ups); the table shows their median
+    updates: int = 30
+
+
+@parser.wrap()
+def benchmark(cfg: DrQV2UpdateDeviceConfig) -> None:
     rows = []
     for path in CONFIGS:
-        agent, shape = agent_for(path, args.device)
+        agent, shape = agent_for(path, cfg.device)
         b, s, c = shape["batch"], shape["image"], 2 * shape["stack"]
         batch = {
             "frames": torch.randint(0, shape["classes"], (b, c, s, s)).float(),
@@ -84,20 +88,20 @@ def main() -> None:
             "reward": torch.rand(b, 1),
             "discount": torch.full((b, 1), 0.97),
         }
-        batch = {k: v.to(args.device) for k, v in batch.items()}
+        batch = {k: v.to(cfg.device) for k, v in batch.items()}
         times = []
-        for i in range(5 + args.updates):
-            if args.device.startswith("cuda"):
+        for i in range(5 + cfg.updates):
+            if cfg.device.startswith("cuda"):
                 torch.cuda.synchronize()
             start = time.perf_counter()
             agent.update(batch, step=i)
-            if args.device.startswith("cuda"):
+            if cfg.device.startswith("cuda"):
                 torch.cuda.synchronize()
             if i >= 5:
                 times.append(time.perf_counter() - start)
         median = statistics.median(times)
         rows.append((path, shape, median))
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
     print(f"\n### DrQ-v2 updates/s ({name})")
     print("| config | batch | image | frame stack | encoder channels | ms/update | updates/s |")
     print("|---|---|---|---|---|---|---|")
@@ -106,6 +110,11 @@ def main() -> None:
             f"| {path} | {shape['batch']} | {shape['image']} | {shape['stack']} | {shape['channels']} | "
             f"{median * 1e3:.1f} | {1 / median:.1f} |"
         )
+
+
+def main() -> None:
+    prepare_command_line()
+    benchmark()
 
 
 if __name__ == "__main__":

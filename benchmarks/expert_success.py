@@ -3,8 +3,8 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/expert_success.py                        # LiftCube, seeds 0..49, both experts
-    .venv/bin/python benchmarks/expert_success.py --noise-std 0 0.5 1.0  # DART-style actuation noise, degrees
-    .venv/bin/python benchmarks/expert_success.py --task ReachCube --episodes 20
+    .venv/bin/python benchmarks/expert_success.py --noise_std='[0,0.5,1.0]'  # DART-style actuation noise, degrees
+    .venv/bin/python benchmarks/expert_success.py --task=ReachCube --episodes=20
 
 Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
 `rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most 8 s of simulated time and, as in
@@ -20,17 +20,38 @@ Columns of the table:
     failing seeds      the seeds of the failed episodes
 """
 
-from __future__ import annotations
-
-import argparse
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
+from lerobot.configs import parser
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 from so101_core import TASKS
+from so101_core.cli import prepare_command_line
+
+
+@dataclass
+class ExpertSuccessConfig:
+    # episodes per expert and noise level, seeds 0..N-1
+    episodes: int = 50
+    # the twin task
+    task: str = "LiftCube"
+    # the experts to run: reactive (closed loop) and/or scripted (time-indexed plan)
+    experts: list[str] = field(default_factory=lambda: list(EXPERTS))
+    # Ornstein-Uhlenbeck actuation noise levels, degrees (follower units)
+    noise_std: list[float] = field(default_factory=lambda: [0.0, 1.0])
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be at least 1, got {self.episodes}")
+        if self.task not in TASKS:
+            raise ValueError(f"--task must be one of {list(TASKS)}, got {self.task!r}")
+        unknown = sorted(set(self.experts) - set(EXPERTS))
+        if unknown:
+            raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
 
 
 def evaluate(twin: SO101Twin, kind: str, noise_std: float, episodes: int) -> dict:
@@ -46,35 +67,33 @@ def evaluate(twin: SO101Twin, kind: str, noise_std: float, episodes: int) -> dic
     return {"failures": failures, "seconds": seconds, "durations": durations}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=50, help="episodes, seeds 0..N-1 (default 50)")
-    parser.add_argument("--task", default="LiftCube", choices=TASKS, help="twin task (default LiftCube)")
-    parser.add_argument("--experts", nargs="+", default=list(EXPERTS), choices=list(EXPERTS))
-    parser.add_argument("--noise-std", nargs="+", type=float, default=[0.0, 1.0], help="actuation noise levels")
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error("--episodes must be at least 1")
-    twin = SO101Twin(TwinConfig(task=args.task, cameras={}), seed=0)
+@parser.wrap()
+def benchmark(cfg: ExpertSuccessConfig) -> None:
+    twin = SO101Twin(TwinConfig(task=cfg.task, cameras={}), seed=0)
     rows = [
         "| task | expert | noise std | successes | success rate % | median s to success | ms per episode "
         "| failing seeds |",
         "|---|---|---|---|---|---|---|---|",
     ]
     try:
-        for kind in args.experts:
-            for std in args.noise_std:
-                r = evaluate(twin, kind, std, args.episodes)
-                ok = args.episodes - len(r["failures"])
+        for kind in cfg.experts:
+            for std in cfg.noise_std:
+                r = evaluate(twin, kind, std, cfg.episodes)
+                ok = cfg.episodes - len(r["failures"])
                 median_s = f"{np.median(r['seconds']):.2f}" if r["seconds"] else "-"
                 failing = ", ".join(map(str, r["failures"])) or "none"
                 rows.append(
-                    f"| {args.task} | {kind} | {std:g} | {ok}/{args.episodes} | {100.0 * ok / args.episodes:.1f} | "
+                    f"| {cfg.task} | {kind} | {std:g} | {ok}/{cfg.episodes} | {100.0 * ok / cfg.episodes:.1f} | "
                     f"{median_s} | {1000 * np.mean(r['durations']):.0f} | {failing} |"
                 )
     finally:
         twin.close()
     print("\n".join(rows))
+
+
+def main() -> None:
+    prepare_command_line({"--noise-std": "--noise_std"}, lists=["--experts", "--noise_std"])
+    benchmark()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 and stage-3 `select_action` latency against LeRobot's `smolvla` on the same SmolVLM2 backbone, one process.
 
     .venv/bin/python benchmarks/hlrp_speed.py                       # CPU, batch 2 (minutes on 2 cores)
-    .venv/bin/python benchmarks/hlrp_speed.py --device cuda --batch 32 --repeats 10
-    .venv/bin/python benchmarks/hlrp_speed.py --tiny                # checks the script, measures nothing
+    .venv/bin/python benchmarks/hlrp_speed.py --device=cuda --batch=32 --repeats=10
+    .venv/bin/python benchmarks/hlrp_speed.py --tiny=true           # checks the script, measures nothing
 
 Backbone: SmolVLM2-500M-Video-Instruct's published architecture (tests/tiny_models.py), 16 of its 32 text layers
 for both policies (HLRP's stage-2 trunk and SmolVLA's default), frames padded to 512x512. LAQ: HLRP's stage-1 sizes
@@ -20,23 +20,23 @@ for both policies (HLRP's stage-2 trunk and SmolVLA's default), frames padded to
 Medians over --repeats after one warm-up; the policies run interleaved so that load from other processes hits all.
 """
 
-from __future__ import annotations
-
 import os
 import statistics
 import sys
+from dataclasses import dataclass, field
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
-from lerobot.configs import FeatureType, PolicyFeature
+from _timing import smolvlm_folder, timed_ms
+from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
-from timing import smolvlm_folder, timed_ms, vlm_benchmark_args
 from transformers import AutoTokenizer
 
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.trunk import CoreConfig, SharedCore, load_vlm
+from so101_core.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 TASK = "pick up the red cube and lift it\n"
@@ -48,16 +48,27 @@ def features() -> tuple[dict, dict]:
     return inputs, {"action": PolicyFeature(type=FeatureType.ACTION, shape=(6,))}
 
 
-def main() -> None:
-    args = vlm_benchmark_args(
-        __doc__.split("\n")[0], 2, "stage-2 batch size", "tiny models: checks the script, measures nothing"
-    )
-    device = args.device
-    vlm = smolvlm_folder(args.tiny)
-    layers = 2 if args.tiny else 16
-    chunk = 4 if args.tiny else 50
+@dataclass
+class HLRPSpeedConfig:
+    # timed runs of each measurement (after one warm-up); the tables show their median
+    repeats: int = 5
+    # the stage-2 step's batch size
+    batch: int = 2
+    # the torch device (default: cuda where there is one, else cpu)
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    # tiny models: checks the script, measures nothing
+    tiny: bool = False
+
+
+@parser.wrap()
+def benchmark(bench: HLRPSpeedConfig) -> None:
+    device = bench.device
+
+    vlm = smolvlm_folder(bench.tiny)
+    layers = 2 if bench.tiny else 16
+    chunk = 4 if bench.tiny else 50
     laq_cfg = LAQConfig(image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1,
-                        heads=2, dim_head=16) if args.tiny else LAQConfig()  # fmt: skip
+                        heads=2, dim_head=16) if bench.tiny else LAQConfig()  # fmt: skip
     torch.manual_seed(0)
     laq = LAQ(laq_cfg).to(device).eval().requires_grad_(False)
     latent_dim = laq_cfg.code_seq_len * laq_cfg.quant_dim
@@ -71,7 +82,7 @@ def main() -> None:
     params = [p for p in core.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     gen = torch.Generator().manual_seed(0)
-    b = args.batch
+    b = bench.batch
     pair = torch.rand(b, 2, 3, 256, 320, generator=gen).to(device)  # the LAQ camera's frames t and t+k
     frame_t = pair[:, 0]
     enc = AutoTokenizer.from_pretrained(str(vlm))([TASK] * b, padding="max_length", max_length=48, return_tensors="pt")
@@ -94,7 +105,7 @@ def main() -> None:
         opt.step()
 
     core.train()
-    step_ms = [timed_ms(stage2_step, device) for _ in range(args.repeats + 1)][1:]
+    step_ms = [timed_ms(stage2_step, device) for _ in range(bench.repeats + 1)][1:]
     label_ms = label_ms[1:]
 
     # ----- stage 3 --------------------------------------------------------------------------------------------
@@ -107,7 +118,7 @@ def main() -> None:
                                          action_dim=32, action_head=head))  # fmt: skip
         torch.manual_seed(0)
         policies[f"hlrp ({head} head)"] = HLRPPolicy(cfg).to(device).eval()
-    smol_kwargs = {"num_vlm_layers": 2, "resize_imgs_with_padding": (32, 32)} if args.tiny else {}
+    smol_kwargs = {"num_vlm_layers": 2, "resize_imgs_with_padding": (32, 32)} if bench.tiny else {}
     smol_cfg = SmolVLAConfig(**common, vlm_model_name=str(vlm), chunk_size=chunk, n_action_steps=chunk, **smol_kwargs)
     torch.manual_seed(0)
     policies["smolvla"] = SmolVLAPolicy(smol_cfg).to(device).eval()
@@ -119,7 +130,7 @@ def main() -> None:
     obs = {k: v.to(device) for k, v in obs.items()}
     latency: dict[str, list[float]] = {name: [] for name in policies}
     names = list(policies)
-    for i in range(args.repeats + 1):
+    for i in range(bench.repeats + 1):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             policy = policies[name]
 
@@ -131,16 +142,21 @@ def main() -> None:
             ms = timed_ms(act, device)
             if i:
                 latency[name].append(ms)
-        print(f"repeat {i}/{args.repeats} done", file=sys.stderr, flush=True)
+        print(f"repeat {i}/{bench.repeats} done", file=sys.stderr, flush=True)
 
     med_step, med_label = statistics.median(step_ms), statistics.median(label_ms)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats}")
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={bench.repeats}")
     print(f"stage 2 (batch {b}): step {med_step:.1f} ms, of which online LAQ labelling {med_label:.1f} ms "
           f"= {med_label / med_step:.1%} (target < 15%), {b / med_step * 1e3:.2f} samples/s")  # fmt: skip
     print(f"{'stage 3 policy':<24} {'params':>12} {'select_action ms':>17}")
     for name, policy in policies.items():
         n = sum(p.numel() for p in policy.parameters())
         print(f"{name:<24} {n:>12,} {statistics.median(latency[name]):>17.1f}")
+
+
+def main() -> None:
+    prepare_command_line({"--tiny": "--tiny=true"})
+    benchmark()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 against encoding every step at the real SigLIP2 size. One process, random weights, no data loading.
 
     .venv/bin/python benchmarks/imf_speed.py                  # both tables, on the CPU
-    .venv/bin/python benchmarks/imf_speed.py --device cuda --train-batch 64
+    .venv/bin/python benchmarks/imf_speed.py --device=cuda --train_batch=64
 
 Table 1, chunk latency (batch 1, 2 cameras 3x96x96, state 6, action 6, 2 observation steps, horizon 16, under
 torch.inference_mode, median and p90 of --repeats calls after 3 warm-ups; `policy.reset()` before each call so
@@ -16,38 +16,38 @@ every call encodes its frames and samples a new chunk):
                         is 67M), ResNet-18 (no pretrained weights: none can be downloaded here; same cost)
   `head ms` times the action head alone on a fixed condition: imf `sample_chunk` vs diffusion
   `conditional_sample`; `params` counts each part.
-  --compile         both policies' heads and image encoders through torch.compile (imf's transformer and CNN,
+  --compile=true    both policies' heads and image encoders through torch.compile (imf's transformer and CNN,
                     diffusion's U-Net and ResNet-18; needs a C++ compiler on the CPU; the first call of each
                     pays the compilation)
-  --freeze          with --compile: inductor's freezing, which folds the weights in as constants and prepacks
+  --freeze=true     with --compile=true: inductor's freezing, which folds the weights in as constants and prepacks
                     them for oneDNN (inference only; longer compilation); imf acts through its own
                     `--policy.compile_inference=true` path, diffusion's modules are compiled with it by hand
-  --bf16            imf cast to bf16; diffusion timed twice, in float32 and under bf16 autocast (LeRobot's
+  --bf16=true       imf cast to bf16; diffusion timed twice, in float32 and under bf16 autocast (LeRobot's
                     diffusion cast to bf16 fails: its timestep embedding stays float32), and imf is compared
                     with the faster of the two
 
 Table 2, training samples/s at the real SigLIP2-B/16 @256 size (92.9M-parameter vision tower with random
 weights, saved to a temporary folder and loaded from there, as a Hub checkpoint would be), 2 cameras at
-256x256, 2 observation steps, seed 003's head: forward + backward + AdamW step on a fixed batch, median of
---repeats steps after 1 warm-up:
+256x256, 2 observation steps, seed 003's head: forward + backward + AdamW step on a fixed batch of --train_batch,
+median of --train_repeats steps after 1 warm-up:
     encode every step   frames (B, 2, 2, 3, 256, 256) through the frozen tower in every step
     cached embeddings   `observation.view_embeddings` (B, 2, 2, 768), as imf-cache-embeddings stores them
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_LEROBOT_HOME", tempfile.mkdtemp(prefix="imf_speed_"))
 
 import torch
-from lerobot.configs import FeatureType, PolicyFeature
-from timing import timed_ms  # also puts tests/ on sys.path (tiny_models)
+from _timing import timed_ms  # also puts tests/ on sys.path (tiny_models)
+from lerobot.configs import FeatureType, PolicyFeature, parser
+
+from so101_core.cli import prepare_command_line
 
 
 def features(side: int, cameras=("front", "wrist")):
@@ -231,27 +231,57 @@ def training_table(device: str, batch: int, repeats: int) -> None:
     print(f"\ncached embeddings train {rows[1][1] / rows[0][1]:.1f}x faster")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--train-batch", type=int, default=4)
-    parser.add_argument("--train-repeats", type=int, default=3)
-    parser.add_argument("--skip", choices=["latency", "training"], default=None)
-    parser.add_argument("--compile", action="store_true", help="latency table: heads and encoders compiled")
-    parser.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing (prepacked weights)")
-    parser.add_argument("--bf16", action="store_true", help="latency table: imf in bf16, diffusion also under autocast")
-    args = parser.parse_args()
-    if args.freeze and not args.compile:
-        parser.error("--freeze applies to compiled graphs: add --compile")
-    if args.freeze:
+# the argparse spellings, kept one release
+RENAMED_FLAGS = {
+    "--train-batch": "--train_batch",
+    "--train-repeats": "--train_repeats",
+    "--compile": "--compile=true",
+    "--freeze": "--freeze=true",
+    "--bf16": "--bf16=true",
+}
+
+
+@dataclass
+class IMFSpeedConfig:
+    # the torch device both policies run on
+    device: str = "cpu"
+    # latency calls per policy (after 3 warm-ups); table 1 shows their median and p90
+    repeats: int = 20
+    # table 2's training batch size
+    train_batch: int = 4
+    # table 2's timed training steps (after 1 warm-up); it shows their median
+    train_repeats: int = 3
+    # a table to leave out: latency or training (None: both)
+    skip: str | None = None
+    # table 1: both policies' heads and image encoders through torch.compile
+    compile: bool = False
+    # with compile: inductor's freezing (weights folded in as constants, prepacked for oneDNN)
+    freeze: bool = False
+    # table 1: imf in bf16, diffusion also under bf16 autocast
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.skip not in (None, "latency", "training"):
+            raise ValueError(f"--skip must be latency or training, got {self.skip!r}")
+        if self.freeze and not self.compile:
+            raise ValueError("--freeze=true applies to compiled graphs: add --compile=true")
+
+
+@parser.wrap()
+def benchmark(cfg: IMFSpeedConfig) -> None:
+    if cfg.freeze:
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
-    if args.skip != "latency":
-        latency_table(args.device, args.repeats, args.compile, args.bf16, args.freeze)
-    if args.skip != "training":
-        training_table(args.device, args.train_batch, args.train_repeats)
+    if cfg.skip != "latency":
+        latency_table(cfg.device, cfg.repeats, cfg.compile, cfg.bf16, cfg.freeze)
+    if cfg.skip != "training":
+        training_table(cfg.device, cfg.train_batch, cfg.train_repeats)
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    benchmark()
 
 
 if __name__ == "__main__":

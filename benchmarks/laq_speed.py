@@ -2,8 +2,8 @@
 at the twin config's size and at HLRP's real size, with random weights.
 
     python benchmarks/laq_speed.py                                  # CPU, both sizes
-    python benchmarks/laq_speed.py --device cuda --train-batch 8 64 128 --label-batch 256 1024 --amp bf16
-    python benchmarks/laq_speed.py --sizes twin --repeats 7
+    python benchmarks/laq_speed.py --device=cuda --train_batch='[8,64,128]' --label_batch='[256,1024]' --amp=bf16
+    python benchmarks/laq_speed.py --sizes='[twin]' --repeats=7
 
 A training step is forward + backward + AdamW step (NSVQ's noisy path, dead-code bookkeeping included); labelling
 is stage 2's online call, nearest codes under no_grad. Each figure is the median over `--repeats` timed runs of
@@ -11,19 +11,51 @@ is stage 2's online call, nearest codes under no_grad. Each figure is the median
 timed too, as stage 2 feeds camera frames.
 """
 
-import argparse
 import contextlib
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import draccus
 import torch
+from lerobot.configs import parser
 
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.train_laq import LAQTrainConfig
+from so101_core.cli import prepare_command_line
 
 ROOT = Path(__file__).resolve().parent.parent
+SIZES = ("twin", "real")
+
+
+@dataclass
+class LAQSpeedConfig:
+    # the torch device
+    device: str = "cpu"
+    # the model sizes: twin (configs/hlrp_laq_twin.yaml) and/or real (HLRP's defaults, configs/hlrp_laq_oxe.yaml)
+    sizes: list[str] = field(default_factory=lambda: list(SIZES))
+    # batch sizes of a training step
+    train_batch: list[int] = field(default_factory=lambda: [8, 32])
+    # batch sizes of labelling
+    label_batch: list[int] = field(default_factory=lambda: [32, 128])
+    # timed runs per figure; each figure is their median
+    repeats: int = 5
+    # calls per timed run
+    iters: int = 2
+    # untimed calls before the timed runs
+    warmup: int = 1
+    # autocast dtype: no, bf16 or fp16
+    amp: str = "no"
+    # torch intra-op threads on the CPU (None: torch's choice)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.sizes) - set(SIZES))
+        if unknown:
+            raise ValueError(f"--sizes has unknown size(s) {unknown}; the sizes are {list(SIZES)}")
+        if self.amp not in ("no", "bf16", "fp16"):
+            raise ValueError(f"--amp must be no, bf16 or fp16, got {self.amp!r}")
 
 
 def size_configs() -> dict[str, LAQConfig]:
@@ -52,12 +84,12 @@ def timed(fn, device: torch.device, warmup: int, iters: int, repeats: int) -> fl
     return statistics.median(runs)
 
 
-def bench(cfg: LAQConfig, batch: int, mode: str, args, device: torch.device) -> float:
+def pairs_per_second(cfg: LAQConfig, batch: int, mode: str, bench: LAQSpeedConfig, device: torch.device) -> float:
     """Frame pairs per second."""
     torch.manual_seed(0)
     model = LAQ(cfg).to(device)
     pair = torch.rand(batch, 2, cfg.channels, 240, 320, device=device)  # frames t and t+k
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(bench.amp)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     if mode == "train":
         model.train()
@@ -77,39 +109,35 @@ def bench(cfg: LAQConfig, batch: int, mode: str, args, device: torch.device) -> 
             with autocast():
                 model.codes_and_vectors(pair)
 
-    seconds = timed(step, device, args.warmup, args.iters, args.repeats)
+    seconds = timed(step, device, bench.warmup, bench.iters, bench.repeats)
     return batch / seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sizes", nargs="+", default=["twin", "real"], choices=["twin", "real"])
-    parser.add_argument("--train-batch", nargs="+", type=int, default=[8, 32], help="batch sizes of a training step")
-    parser.add_argument("--label-batch", nargs="+", type=int, default=[32, 128], help="batch sizes of labelling")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--amp", choices=["no", "bf16", "fp16"], default="no")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads on the CPU")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+@parser.wrap()
+def benchmark(bench: LAQSpeedConfig) -> None:
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
+    device = torch.device(bench.device)
     configs = size_configs()
 
-    print(f"device {device}, amp {args.amp}, median of {args.repeats} x {args.iters} calls, frames 3x240x320")
+    print(f"device {device}, amp {bench.amp}, median of {bench.repeats} x {bench.iters} calls, frames 3x240x320")
     print("| size | params | image/patch | codebook x dim x codes | mode | batch | pairs/s |")
     print("|---|---:|---|---|---|---:|---:|")
-    for name in args.sizes:
+    for name in bench.sizes:
         cfg = configs[name]
         params = sum(p.numel() for p in LAQ(cfg).parameters()) / 1e6
         shape = f"{cfg.image_size}/{cfg.patch_size}"
         codes = f"{cfg.codebook_size} x {cfg.quant_dim} x {cfg.code_seq_len}"
-        for mode, batches in (("train step", args.train_batch), ("label", args.label_batch)):
+        for mode, batches in (("train step", bench.train_batch), ("label", bench.label_batch)):
             for batch in batches:
-                rate = bench(cfg, batch, "train" if mode == "train step" else "label", args, device)
+                rate = pairs_per_second(cfg, batch, "train" if mode == "train step" else "label", bench, device)
                 print(f"| {name} | {params:.1f}M | {shape} | {codes} | {mode} | {batch} | {rate:.1f} |", flush=True)
+
+
+def main() -> None:
+    renamed = {"--train-batch": "--train_batch", "--label-batch": "--label_batch"}
+    prepare_command_line(renamed, lists=["--sizes", "--train_batch", "--label_batch"])
+    benchmark()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Gradient-update rate of LeRobot 0.6.1's own SAC learner on an image batch (for comparison with our DrQ-v2).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lerobot_sac_update.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lerobot_sac_update.py --batch_sizes='[256]' --image_sizes='[84]'
 
 SAC is built exactly as `lerobot.rl.learner` builds it: a `GaussianActorPolicy` (policy type `gaussian_actor`, its
 default `GaussianActorConfig`) and `make_algorithm(SACAlgorithmConfig.from_policy_config(...), policy)`, optimizers
@@ -16,14 +17,26 @@ stride 2) has an empty output below 39x39 px, so a smaller `image_size` is fed t
 (as LeRobot's image resize processor would do before the replay buffer); "notes" says so.
 """
 
-from __future__ import annotations
-
 import itertools
 import statistics
 import time
+from dataclasses import dataclass, field
 
 import torch
+from lerobot.configs import parser
 from torch import nn
+
+from so101_core.cli import prepare_command_line
+
+
+@dataclass
+class SACUpdateConfig:
+    # batch sizes, one row each per image size
+    batch_sizes: list[int] = field(default_factory=lambda: [256, 128])
+    # square image sides fed to the encoder (below 39 resized up to it, see "notes")
+    image_sizes: list[int] = field(default_factory=lambda: [84, 32])
+    # image channels (segdepth's 3 stacked frames of 6 one-hot classes + disparity: 21)
+    image_channels: int = 21
 
 
 def _min_image_size(encoder: nn.Module) -> int:
@@ -134,12 +147,24 @@ def sac_update_rate(
     return {"updates_per_s": 1.0 / median, "ms_per_update_median": 1000 * median, "params": params, "notes": notes}
 
 
-if __name__ == "__main__":
-    print(f"LeRobot SAC updates/s, {torch.get_num_threads()} torch thread(s), 21 channels + 6-d state")
+@parser.wrap()
+def benchmark(cfg: SACUpdateConfig) -> None:
+    print(
+        f"LeRobot SAC updates/s, {torch.get_num_threads()} torch thread(s), {cfg.image_channels} channels + 6-d state"
+    )
     print("| batch | image | updates/s | ms/update | trainable params | notes |\n|---:|---:|---:|---:|---:|---|")
-    for batch_size, image_size in itertools.product((256, 128), (84, 32)):
-        r = sac_update_rate(batch_size=batch_size, image_size=image_size, image_channels=21)
+    for batch_size, image_size in itertools.product(cfg.batch_sizes, cfg.image_sizes):
+        r = sac_update_rate(batch_size=batch_size, image_size=image_size, image_channels=cfg.image_channels)
         print(
             f"| {batch_size} | {image_size} | {r['updates_per_s']:.2f} | {r['ms_per_update_median']:.1f} "
             f"| {r['params']:,} | {r['notes']} |"
         )
+
+
+def main() -> None:
+    prepare_command_line()
+    benchmark()
+
+
+if __name__ == "__main__":
+    main()

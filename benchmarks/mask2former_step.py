@@ -3,8 +3,8 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/mask2former_step.py                      # Swin-Large ADE and Swin-Tiny, 3 repeats
-    .venv/bin/python benchmarks/mask2former_step.py --models swin-tiny --repeats 5 --cameras 1 2 --device cuda
-    .venv/bin/python benchmarks/mask2former_step.py --offline-models swin-tiny swin-large --offline-frames 16
+    .venv/bin/python benchmarks/mask2former_step.py --models='[swin-tiny]' --repeats=5 --cameras='[1,2]' --device=cuda
+    .venv/bin/python benchmarks/mask2former_step.py --offline_models='[swin-tiny,swin-large]' --offline_frames=16
 
 No weights can be downloaded here, so both checkpoints are written by hand with random weights: the
 architecture of `facebook/mask2former-swin-large-ade-semantic` (Swin-L, window 12, 100 queries, 150 ADE classes)
@@ -15,28 +15,28 @@ Step table (both checkpoints in this process, one after the other):
     checkpoint      backbone and parameter count
     cameras         images in one forward pass (batch 1 per camera)
     ms/camera       median wall time of step.observation() over --repeats, divided by the camera count; a
-                    480x640 RGB frame resize-with-padded to --input-size (512, SmolVLA's) as the model input
+                    480x640 RGB frame resize-with-padded to --input_size (512, SmolVLA's) as the model input
     min-max         fastest and slowest repeat, ms per camera
 
 Offline rows: so101-precompute-segmentation (the library function the command calls) on a synthetic 2-camera
-LeRobotDataset of --offline-frames 480x640 video frames; frames/s counts dataset frames (each = 2 camera images)
+LeRobotDataset of --offline_frames 480x640 video frames; frames/s counts dataset frames (each = 2 camera images)
 over the compute loop (decode + model + shard writes), not the start-up or the final dataset copy.
 """
 
-from __future__ import annotations
-
-import argparse
 import logging
 import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from lerobot.configs import parser
 
 from lerobot_policy_segvla.ade20k import ADE20K_150
+from so101_core.cli import prepare_command_line
 
 BACKBONES = {
     # the Swin-L of mask2former-swin-large-ade-semantic (ImageNet-22k, 384 pre-training, window 12)
@@ -144,55 +144,68 @@ def offline_fps(folder: Path, dataset: Path, out: Path, batch_size: int, input_s
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cameras", type=int, nargs="+", default=[1], help="camera counts per forward pass")
-    parser.add_argument("--input-size", type=int, default=512)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--offline-frames", type=int, default=4, help="0 skips the offline rows")
-    parser.add_argument("--offline-batch-size", type=int, default=2)
-    parser.add_argument(
-        "--offline-models",
-        nargs="*",
-        default=["swin-tiny"],
-        choices=list(BACKBONES),
-        help="checkpoints for the offline rows",
-    )
-    args = parser.parse_args()
+@dataclass
+class Mask2FormerStepConfig:
+    # the checkpoints of the step table (swin-large: facebook/mask2former-swin-large-ade-semantic's architecture)
+    models: list[str] = field(default_factory=lambda: list(BACKBONES))
+    # timed calls per row; the table shows their median
+    repeats: int = 3
+    # camera counts per forward pass, one row each
+    cameras: list[int] = field(default_factory=lambda: [1])
+    # the model's square input side (SmolVLA's 512)
+    input_size: int = 512
+    # the torch device (default: cuda where there is one, else cpu)
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    # the model's dtype (a torch dtype name)
+    dtype: str = "float32"
+    # frames of the offline rows' synthetic dataset (0 skips the offline rows)
+    offline_frames: int = 4
+    # batch size of the offline rows
+    offline_batch_size: int = 2
+    # checkpoints for the offline rows
+    offline_models: list[str] = field(default_factory=lambda: ["swin-tiny"])
+
+    def __post_init__(self) -> None:
+        unknown = sorted((set(self.models) | set(self.offline_models)) - set(BACKBONES))
+        if unknown:
+            raise ValueError(
+                f"--models/--offline_models name unknown checkpoint(s) {unknown}; known: {list(BACKBONES)}"
+            )
+
+
+@parser.wrap()
+def benchmark(cfg: Mask2FormerStepConfig) -> None:
     logging.basicConfig(level=logging.WARNING)
 
     rows, offline = [], []
     with tempfile.TemporaryDirectory(prefix="m2f_bench_") as tmp:
         tmp = Path(tmp)
-        if args.offline_frames:
-            make_dataset(tmp / "dataset", args.offline_frames)
-        for name in args.models:
+        if cfg.offline_frames:
+            make_dataset(tmp / "dataset", cfg.offline_frames)
+        for name in cfg.models:
             folder = tmp / name
             params = save_random_checkpoint(folder, name)
             label = f"{name} ({params / 1e6:.1f}M)"
-            for cameras in args.cameras:
-                times = time_step(folder, cameras, args.repeats, args.input_size, args.device, args.dtype)
+            for cameras in cfg.cameras:
+                times = time_step(folder, cameras, cfg.repeats, cfg.input_size, cfg.device, cfg.dtype)
                 rows.append((label, cameras, statistics.median(times), min(times), max(times)))
                 print(f"  {label}: {cameras} camera(s): {statistics.median(times):.0f} ms/camera", flush=True)
-            if args.offline_frames and name in args.offline_models:
-                s = offline_fps(folder, tmp / "dataset", tmp / f"out_{name}", args.offline_batch_size,
-                                args.input_size, args.device, args.dtype)  # fmt: skip
+            if cfg.offline_frames and name in cfg.offline_models:
+                s = offline_fps(folder, tmp / "dataset", tmp / f"out_{name}", cfg.offline_batch_size,
+                                cfg.input_size, cfg.device, cfg.dtype)  # fmt: skip
                 offline.append((label, s))
 
     torch_threads = torch.get_num_threads()
     print(
-        f"\nSegVLAAddSegmentationStep, {CAMERA_HW[0]}x{CAMERA_HW[1]} frames -> {args.input_size}^2 input, batch 1 per "
-        f"camera, device {args.device} ({platform.processor() or platform.machine()}, {torch_threads} torch threads), "
-        f"{args.dtype}, median of {args.repeats}"
+        f"\nSegVLAAddSegmentationStep, {CAMERA_HW[0]}x{CAMERA_HW[1]} frames -> {cfg.input_size}^2 input, batch 1 per "
+        f"camera, device {cfg.device} ({platform.processor() or platform.machine()}, {torch_threads} torch threads), "
+        f"{cfg.dtype}, median of {cfg.repeats}"
     )
     print(f"{'checkpoint':<22} {'cameras':>7} {'ms/camera':>10} {'min-max':>16}")
     for label, cameras, med, lo, hi in rows:
         print(f"{label:<22} {cameras:>7} {med:>10.0f} {f'{lo:.0f}-{hi:.0f}':>16}")
     if offline:
-        frames, batch = args.offline_frames, args.offline_batch_size
+        frames, batch = cfg.offline_frames, cfg.offline_batch_size
         print(f"\nso101-precompute-segmentation, {frames} frames x 2 cameras, batch {batch}")
         print(f"{'checkpoint':<22} {'frames/s':>9} {'stored B/frame':>15} {'full map B/camera-frame':>24}")
         for label, s in offline:
@@ -200,6 +213,20 @@ def main() -> None:
                 f"{label:<22} {s['frames_per_second']:>9.3f} {s['stored_bytes_per_frame']:>15,} "
                 f"{s['full_map_bytes_per_camera_frame']:>24,}"
             )
+
+
+# the argparse spellings, kept one release
+RENAMED_FLAGS = {
+    "--input-size": "--input_size",
+    "--offline-frames": "--offline_frames",
+    "--offline-batch-size": "--offline_batch_size",
+    "--offline-models": "--offline_models",
+}
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS, lists=["--models", "--cameras", "--offline_models"])
+    benchmark()
 
 
 if __name__ == "__main__":

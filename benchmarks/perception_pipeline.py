@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/perception_pipeline.py                   # 5 timed repeats, 640x480 frames
-    .venv/bin/python benchmarks/perception_pipeline.py --repeats 3 --depth-input-size 252
+    .venv/bin/python benchmarks/perception_pipeline.py --repeats=3 --depth_input_size=252
 
 Both models have their real architecture with random weights (no download): Depth-Anything-V2-Small-hf's
 config written from its model card (DINOv2-S/14, neck [48, 96, 192, 384], fusion 64, relative head; 24.8M
@@ -18,7 +18,7 @@ Rows (median over --repeats, after one untimed warm-up call; "per frame" = one c
                                  at the nearest multiple of 14, 476x644), normalise, then centre-crop 480x480
                                  and resize to 84x84 (ids NEAREST, disparity bilinear)
     suite (crop first)           the suite's SegDepth source=models steps: centre crop, segmenter at
-                                 --segmenter-input-size, Depth Anything at --depth-input-size, both resized
+                                 --segmenter_input_size, Depth Anything at --depth_input_size, both resized
                                  to 84x84; the same (2, 84, 84) observation per camera
 
 The last lines compare the suite's and the literal pipeline's (2, 84, 84) outputs on the same frames. With
@@ -26,17 +26,16 @@ random weights these numbers only show that both produce the same kind of observ
 with the trained models is what `segdepth-sim2real-check` measures.
 """
 
-from __future__ import annotations
-
-import argparse
 import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from lerobot.configs import parser
 
 from lerobot_policy_segdepth.observation_steps import CenterCropSquareStep, ResizeStep, StackChannelsStep
 from lerobot_policy_segdepth.perception import (
@@ -44,6 +43,7 @@ from lerobot_policy_segdepth.perception import (
     SegmenterStep,
     depth_anything_v2_small_config,
 )
+from so101_core.cli import prepare_command_line
 
 CAMERAS = ("wrist", "front")
 OUT = 84
@@ -137,22 +137,28 @@ def time_steps(steps: list, frames, cameras, repeats: int) -> list[float]:
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--segmenter-input-size", type=int, default=168)
-    parser.add_argument("--depth-input-size", type=int, default=196)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads; default: torch's")
-    # On a shared, oversubscribed machine --threads 1 gives steadier numbers than torch's default.
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+@dataclass
+class PerceptionPipelineConfig:
+    # timed calls per row (after one untimed warm-up); the table shows their median
+    repeats: int = 5
+    # the suite rows' segmenter input side
+    segmenter_input_size: int = 168
+    # the suite rows' Depth Anything input side (a multiple of 14)
+    depth_input_size: int = 196
+    # torch.set_num_threads (None: torch's default); on a shared, oversubscribed machine 1 gives steadier numbers
+    threads: int | None = None
 
-    frames = render_frames(max(args.repeats, 2))
+
+@parser.wrap()
+def benchmark(cfg: PerceptionPipelineConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    frames = render_frames(max(cfg.repeats, 2))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         depth_dir, seg_dir = save_models(Path(tmp), torch.cat(list(frames.values())))
-        for size in (args.depth_input_size, None):
+        for size in (cfg.depth_input_size, None):
             label = f"Depth Anything V2-S @ {size}x{size}" if size else "Depth Anything V2-S @ 476x644 (full)"
             for cams in (CAMERAS[:1], CAMERAS):
                 rgb, _, disp = keys(cams)
@@ -164,23 +170,23 @@ def main() -> None:
                     output_size=OUT if size else None,
                     model_name_or_path=str(depth_dir),
                 )
-                rows.append((label, len(cams), time_steps([step], frames, cams, args.repeats)))
+                rows.append((label, len(cams), time_steps([step], frames, cams, cfg.repeats)))
         configs = {
             "seed literal (full frame)": lambda cams: literal_steps(cams, seg_dir, depth_dir),
-            f"suite (crop, seg {args.segmenter_input_size}, depth {args.depth_input_size})": lambda cams: suite_steps(
-                cams, seg_dir, depth_dir, args.segmenter_input_size, args.depth_input_size
+            f"suite (crop, seg {cfg.segmenter_input_size}, depth {cfg.depth_input_size})": lambda cams: suite_steps(
+                cams, seg_dir, depth_dir, cfg.segmenter_input_size, cfg.depth_input_size
             ),
         }
         outputs = {}
         for name, build in configs.items():
             for cams in (CAMERAS[:1], CAMERAS):
                 steps = build(cams)
-                rows.append((name, len(cams), time_steps(steps, frames, cams, args.repeats)))
+                rows.append((name, len(cams), time_steps(steps, frames, cams, cfg.repeats)))
             outputs[name] = [run(steps, frames, CAMERAS, p) for p in range(frames["wrist"].shape[0])]
 
     print(
         f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; frames 640x480 RGB; {args.repeats} timed repeats (median)"
+        f"{torch.get_num_threads()} threads; frames 640x480 RGB; {cfg.repeats} timed repeats (median)"
     )
     print(f"{'pipeline':<48} {'cams':>4} {'ms/call':>9} {'ms/frame':>9} {'frames/s':>9} {'min-max ms':>15}")
     medians = {}
@@ -206,6 +212,12 @@ def main() -> None:
         f"suite vs literal on the same frames (random weights): ids agree on {np.mean(agreement):.1%} of pixels, "
         f"disparity MAE {np.mean(mae):.1f} / 255"
     )
+
+
+def main() -> None:
+    renamed = {"--segmenter-input-size": "--segmenter_input_size", "--depth-input-size": "--depth_input_size"}
+    prepare_command_line(renamed)
+    benchmark()
 
 
 if __name__ == "__main__":

@@ -6,30 +6,41 @@ same settings, which paces the twin at the real arm's 30 fps. The rate is episod
 the whole command (worker start-up and merging included), and while recording (start-up in, the final merge out);
 medians of `--repeats` runs. The demo-camera rows differ only in the x265 preset of the lossless depth streams.
 
-    MUJOCO_GL=egl python benchmarks/record_speed.py --episodes 8 --repeats 3
+    MUJOCO_GL=egl python benchmarks/record_speed.py --episodes=8 --repeats=3
+    MUJOCO_GL=egl python benchmarks/record_speed.py --settings='[demo_ultrafast,rgb_640x480]'
 """
 
-import argparse
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lerobot.configs import parser
 from lerobot.configs.video import DepthEncoderConfig
 
 from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
 from lerobot_env_so101_twin.record import TwinDatasetConfig, TwinRecordConfig, record
+from so101_core.cli import prepare_command_line
 
 DEMO_ROBOT = {"cameras": ["wrist"], "camera_height": 120, "camera_width": 160, "depth": True, "segmentation": True}
-# (robot settings, dataset encoder settings): LeRobot's default encoders, and configs/demo.yaml's (x265's fastest
-# preset for the lossless depth streams: the same decoded values)
+# --settings name: (the table's label, robot settings, dataset encoder settings). LeRobot's default encoders, and
+# configs/demo.yaml's (x265's fastest preset for the lossless depth streams: the same decoded values)
 SETTINGS = {
-    "demo camera, LeRobot's default encoders": (DEMO_ROBOT, {}),
-    "demo camera, configs/demo.yaml encoders": (DEMO_ROBOT, {"depth_encoder": DepthEncoderConfig(preset="ultrafast")}),
-    "front + wrist 640x480 RGB": ({"cameras": ["front", "wrist"], "camera_height": 480, "camera_width": 640}, {}),
+    "demo_default": ("demo camera, LeRobot's default encoders", DEMO_ROBOT, {}),
+    "demo_ultrafast": (
+        "demo camera, configs/demo.yaml encoders",
+        DEMO_ROBOT,
+        {"depth_encoder": DepthEncoderConfig(preset="ultrafast")},
+    ),
+    "rgb_640x480": (
+        "front + wrist 640x480 RGB",
+        {"cameras": ["front", "wrist"], "camera_height": 480, "camera_width": 640},
+        {},
+    ),
 }
 SECONDS = 5.0
 FPS = 30
@@ -83,28 +94,43 @@ def stock(settings: tuple, root: Path, episodes: int) -> tuple[float, None]:
     return frames / wall, None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--episodes", type=int, default=8, help="episodes of 5 s per run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--stock-episodes", type=int, default=2, help="episodes for the lerobot-record peer")
-    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), help="rows to run (default: all)")
-    args = parser.parse_args()
+@dataclass
+class RecordSpeedConfig:
+    # episodes of 5 s per so101-twin-record run
+    episodes: int = 8
+    # so101-twin-record runs per row (the table shows their median); lerobot-record runs once
+    repeats: int = 3
+    # episodes for the lerobot-record peer
+    stock_episodes: int = 2
+    # the rows to run: demo_default (the demo camera, LeRobot's default encoders), demo_ultrafast (configs/demo.yaml's
+    # encoders), rgb_640x480 (front + wrist 640x480 RGB)
+    settings: list[str] = field(default_factory=lambda: list(SETTINGS))
+
+    def __post_init__(self) -> None:
+        by_label = {label: key for key, (label, *_) in SETTINGS.items()}  # the argparse release took the labels
+        self.settings = [by_label.get(name, name) for name in self.settings]
+        unknown = [name for name in self.settings if name not in SETTINGS]
+        if unknown:
+            raise ValueError(f"--settings has unknown row(s) {unknown}; the rows are {list(SETTINGS)}")
+
+
+@parser.wrap()
+def benchmark(cfg: RecordSpeedConfig) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.settings:
-            settings = SETTINGS[name]
-            runs = [("lerobot-record (paced at 30 fps)", lambda root, s=settings: stock(s, root, args.stock_episodes))]
+        for key in cfg.settings:
+            name, settings = SETTINGS[key][0], SETTINGS[key][1:]
+            runs = [("lerobot-record (paced at 30 fps)", lambda root, s=settings: stock(s, root, cfg.stock_episodes))]
             runs += [
                 (
                     f"so101-twin-record, {w} worker{'s' * (w > 1)}",
-                    lambda root, s=settings, w=w: fast(s, root, args.episodes, w),
+                    lambda root, s=settings, w=w: fast(s, root, cfg.episodes, w),
                 )
                 for w in (1, 2)
             ]
             for label, fn in runs:
                 rates = []
-                for i in range(args.repeats if "twin-record" in label else 1):
+                for i in range(cfg.repeats if "twin-record" in label else 1):
                     root = Path(tmp) / f"run{i}"
                     rates.append(fn(root))
                     shutil.rmtree(root)
@@ -114,8 +140,8 @@ def main() -> None:
                 rows.append((name, label, whole, recording, len(rates)))
                 print(f"{name} | {label}: {whole:.1f} frames/s (recording {recording})", file=sys.stderr, flush=True)
     print(
-        f"\n{args.episodes} episodes of {SECONDS:.0f} s per so101-twin-record run, "
-        f"{args.stock_episodes} for lerobot-record"
+        f"\n{cfg.episodes} episodes of {SECONDS:.0f} s per so101-twin-record run, "
+        f"{cfg.stock_episodes} for lerobot-record"
     )
     print("| settings | recorder | frames/s, whole command | x real time | frames/s recording | x real time | runs |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -124,6 +150,11 @@ def main() -> None:
         rec = "paced" if paced else f"{recording:.1f}"
         rec_x = "-" if paced else f"{recording / FPS:.2f}"
         print(f"| {name} | {label} | {whole:.1f} | {whole / FPS:.2f} | {rec} | {rec_x} | {n} |")
+
+
+def main() -> None:
+    prepare_command_line({"--stock-episodes": "--stock_episodes"}, lists=["--settings"])
+    benchmark()
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ The arm is posed by the scripted expert: `--steps` (default 90) control steps of
 leaves the open gripper around the cube as it starts to close.
 """
 
-from __future__ import annotations
-
-import argparse
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mujoco
 import numpy as np
+from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont
 
 from lerobot_env_so101_twin.expert import ScriptedExpert
@@ -33,6 +32,7 @@ from lerobot_env_so101_twin.render import CameraFrame
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 from lerobot_env_so101_twin.visualize import SEGMENTATION_PALETTE, colorize_segmentation
 from so101_core import SEGMENTATION_CLASSES
+from so101_core.cli import prepare_command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "docs" / "images"
@@ -183,10 +183,14 @@ def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Pa
     canvas.save(path)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=90, help="expert steps before the snapshot (default 90)")
-    args = parser.parse_args(argv)
+@dataclass
+class RenderComparisonConfig:
+    # scripted-expert control steps (seed 3, LiftCube) before the snapshot: 90 leaves the open gripper at the cube
+    steps: int = 90
+
+
+@parser.wrap()
+def render_comparison(cfg: RenderComparisonConfig) -> None:
 
     cameras = dict.fromkeys(CAMERAS, TILE)
     variants = {"low-poly": 0.004, "full-detail": None}
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, cell in variants.items()
     }
     try:
-        pose_twins(list(twins.values()), args.steps)
+        pose_twins(list(twins.values()), cfg.steps)
         frames, labels = {}, {}
         for name, twin in twins.items():
             frames[name] = twin.render()
@@ -221,6 +225,11 @@ def main(argv: list[str] | None = None) -> None:
         for twin in twins.values():
             twin.close()
     print(f"wrote {OUT_DIR / 'twin_lowpoly_vs_full.png'} and {OUT_DIR / 'twin_depth_segmentation.png'}")
+
+
+def main() -> None:
+    prepare_command_line()
+    render_comparison()
 
 
 if __name__ == "__main__":

@@ -3,40 +3,37 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/segdepth_train_throughput.py                              # records a dataset first
-    .venv/bin/python benchmarks/segdepth_train_throughput.py --dataset-root outputs/demo/dataset
-    .venv/bin/python benchmarks/segdepth_train_throughput.py --steps 300 --repeats 5
+    .venv/bin/python benchmarks/segdepth_train_throughput.py --dataset.root=outputs/demo/dataset
+    .venv/bin/python benchmarks/segdepth_train_throughput.py --steps=300 --repeats=5
 
-The dataset (`--dataset-root`) is one recorded with the twin as `scripts/demo.sh` records it: wrist camera, 160x120,
+The dataset (`--dataset.root`) is one recorded with the twin as `scripts/demo.sh` records it: wrist camera, 160x120,
 RGB + ground-truth depth + segmentation videos. Without it the script records `--episodes` expert episodes of
-`--episode-seconds` s with the stock `lerobot-record` (same flags as the demo, no DART noise) into a temporary
+`--episode_seconds` s with the stock `lerobot-record` (same flags as the demo, no DART noise) into a temporary
 folder. It then makes the policy-ready copy with `segdepth-precompute` (default settings: image_size 84, the
 camera columns dropped, the observation packed) and runs the stock `lerobot-train --policy.type=segdepth` on each,
 `--repeats` times, alternating raw and copy so that load from other processes falls on both alike: `--steps`
 steps, batch 32, 2 DataLoader workers, seed 1, checkpoints off, everything else LeRobot's and the plugin's
 defaults (84x84, frame stack 3).
 
-Rate: taken from LeRobot's own logged step timings, not from wall time. lerobot-train logs every `--log-freq` steps
+Rate: taken from LeRobot's own logged step timings, not from wall time. lerobot-train logs every `--log_freq` steps
 the mean `updt_s` (forward, backward, optimizer step) and `data_s` (waiting for the next batch, plus the
 preprocessor) over those steps, and derives its `smp/s` = batch / (updt_s + data_s), rounded to an integer. The
 script recomputes that rate from the 3-decimal timings over all windows but the first (which holds the DataLoader
 workers' start and the first batches), i.e. the steady-state samples/s of the training loop, without the
 start-up (imports, dataset and policy construction, worker spawn) that the wall time column shows.
 
-`--threads` adds the thread settings, each on the per-frame copy and on a stacked copy (`segdepth-precompute
+`--threads=true` adds the thread settings, each on the per-frame copy and on a stacked copy (`segdepth-precompute
 --stack_frames=true`, trained with `--policy.stacked_frames=true`: one row read per sample instead of a delta window
 of three): one torch thread (the update on one core, the two loader workers on the other), and two threads with
 `OMP_WAIT_POLICY=PASSIVE` (idle torch threads sleep instead of spinning, so the workers get the cores between the
-update's parallel regions; the demo's setting, on the stacked copy). `--amp` adds `--policy.use_amp=true` rows
+update's parallel regions; the demo's setting, on the stacked copy). `--amp=true` adds `--policy.use_amp=true` rows
 (LeRobot's flag: bf16 autocast through Accelerate, which on CPUs with AMX runs the convolutions on oneDNN's bf16
-kernels; elsewhere bf16 is emulated and slower). `--skip-raw` leaves out the raw row.
+kernels; elsewhere bf16 is emulated and slower). `--skip_raw=true` leaves out the raw row.
 
 Columns: samples/s end to end (median over repeats, min-max), the mean step split into update and data ms, and
 the whole command's wall time (median; start-up included).
 """
 
-from __future__ import annotations
-
-import argparse
 import atexit
 import os
 import platform
@@ -47,12 +44,64 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from lerobot.configs import parser
+
+from so101_core.cli import prepare_command_line
 
 BIN = Path(sys.executable).parent
 REPO_ID = "local/twin_demo"
 TASK = "Pick up the red cube and lift it."
 WINDOW = re.compile(r"updt_s:([\d.]+) data_s:([\d.]+)")  # one lerobot-train log line per --log_freq steps
+
+
+@dataclass
+class RecordingConfig:
+    # the recording's repo id (any name works with a local root)
+    repo_id: str = REPO_ID
+    # a twin recording as scripts/demo.sh makes it (None: record one with lerobot-record)
+    root: Path | None = None
+
+
+@dataclass
+class ThroughputConfig:
+    dataset: RecordingConfig = field(default_factory=RecordingConfig)
+    # episodes to record when no --dataset.root is given
+    episodes: int = 6
+    # seconds per recorded episode
+    episode_seconds: float = 5.0
+    # training steps per run
+    steps: int = 200
+    # LeRobot's logging window (steps); the first window is left out of the rate
+    log_freq: int = 20
+    # runs of every row, alternating; the table shows their median
+    repeats: int = 3
+    # lerobot-train's batch size
+    batch_size: int = 32
+    # lerobot-train's and segdepth-precompute's workers
+    num_workers: int = 2
+    # lerobot-train's seed
+    seed: int = 1
+    # lerobot-train's policy device
+    device: str = "cpu"
+    # keep the recording and the copies in this folder (None: a temporary folder, removed at exit)
+    output_dir: Path | None = None
+    # also one torch thread and two passive ones (OMP_WAIT_POLICY=PASSIVE), each on the per-frame copy and on a
+    # stacked copy (--stack_frames=true; the demo: stacked, two passive threads)
+    threads: bool = False
+    # also --policy.use_amp=true (bf16 autocast) rows
+    amp: bool = False
+    # leave out the raw-recording row
+    skip_raw: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 2 * self.log_freq:
+            raise ValueError(
+                f"--steps={self.steps} must cover at least two --log_freq={self.log_freq} windows "
+                "(the first one is left out)"
+            )
 
 
 def run(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
@@ -92,22 +141,22 @@ def record(root: Path, episodes: int, seconds: float, env: dict) -> None:
     )
 
 
-def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict, extra: tuple = ()) -> dict:
+def train(root: Path, repo_id: str, out: Path, cfg: ThroughputConfig, env: dict, extra: tuple = ()) -> dict:
     log, wall = run(
         [
             str(BIN / "lerobot-train"),
             "--policy.type=segdepth",
-            f"--policy.device={a.device}",
+            f"--policy.device={cfg.device}",
             "--policy.push_to_hub=false",
             f"--dataset.repo_id={repo_id}",
             f"--dataset.root={root}",
-            f"--steps={a.steps}",
-            f"--batch_size={a.batch_size}",
-            f"--num_workers={a.num_workers}",
-            f"--log_freq={a.log_freq}",
+            f"--steps={cfg.steps}",
+            f"--batch_size={cfg.batch_size}",
+            f"--num_workers={cfg.num_workers}",
+            f"--log_freq={cfg.log_freq}",
             "--save_checkpoint=false",
             "--wandb.enable=false",
-            f"--seed={a.seed}",
+            f"--seed={cfg.seed}",
             f"--output_dir={out}",
             *extra,
         ],
@@ -117,10 +166,10 @@ def train(root: Path, repo_id: str, out: Path, a: argparse.Namespace, env: dict,
     shutil.rmtree(out, ignore_errors=True)
     steady = [(float(u), float(d)) for u, d in WINDOW.findall(log)][1:]  # all windows but the first
     if not steady:
-        raise SystemExit(f"no step timings after step {a.log_freq} in lerobot-train's log:\n{log[-3000:]}")
+        raise SystemExit(f"no step timings after step {cfg.log_freq} in lerobot-train's log:\n{log[-3000:]}")
     update = statistics.fmean(u for u, _ in steady)
     data = statistics.fmean(d for _, d in steady)
-    return {"rate": a.batch_size / (update + data), "update_ms": 1e3 * update, "data_ms": 1e3 * data, "wall": wall}
+    return {"rate": cfg.batch_size / (update + data), "update_ms": 1e3 * update, "data_ms": 1e3 * data, "wall": wall}
 
 
 def loader_ms_per_sample(root: Path, repo_id: str, stacked: bool, samples: int = 300, repeats: int = 3) -> list[float]:
@@ -193,48 +242,24 @@ def cpu_name() -> str:
     return f"{model} ({', '.join(units) or 'no AVX2'})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset-root", type=Path, default=None, help="a twin recording (default: record one)")
-    parser.add_argument("--repo-id", default=REPO_ID, help="its repo id (any name works with a local root)")
-    parser.add_argument("--episodes", type=int, default=6, help="episodes to record without --dataset-root")
-    parser.add_argument("--episode-seconds", type=float, default=5.0)
-    parser.add_argument("--steps", type=int, default=200, help="training steps per run")
-    parser.add_argument("--log-freq", type=int, default=20, help="LeRobot's logging window (steps)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the recording and the copy in this folder")
-    parser.add_argument(
-        "--threads",
-        action="store_true",
-        help="also one torch thread and two passive ones (OMP_WAIT_POLICY=PASSIVE), each on the per-frame copy and "
-        "on a stacked copy (--stack_frames=true; the demo: stacked, two passive threads)",
-    )
-    parser.add_argument("--amp", action="store_true", help="also --policy.use_amp=true (bf16 autocast) rows")
-    parser.add_argument("--skip-raw", action="store_true", help="leave out the raw-recording row")
-    a = parser.parse_args()
-    if a.steps < 2 * a.log_freq:
-        parser.error("--steps must cover at least two --log-freq windows (the first one is left out)")
-
+@parser.wrap()
+def benchmark(cfg: ThroughputConfig) -> None:
     # absolute: the commands below run with the work folder as their working directory
-    work = (a.keep or Path(tempfile.mkdtemp(prefix="segdepth_train_throughput_"))).resolve()
+    work = (cfg.output_dir or Path(tempfile.mkdtemp(prefix="segdepth_train_throughput_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    if a.keep is None:
+    if cfg.output_dir is None:
         atexit.register(shutil.rmtree, work, ignore_errors=True)
     # calibration files and caches stay out of the user's home; there is no network to ask the Hub
     env = {**os.environ, "HF_LEROBOT_HOME": str(work / "lerobot_home"), "HF_HUB_OFFLINE": "1"}
     os.environ.update(HF_LEROBOT_HOME=env["HF_LEROBOT_HOME"], HF_HUB_OFFLINE="1")  # the in-process reader and update
     env.setdefault("MUJOCO_GL", "egl")
 
-    raw = a.dataset_root
+    raw = cfg.dataset.root
     if raw is None:
         raw = work / "raw"
         if not (raw / "meta" / "info.json").exists():
-            print(f"recording {a.episodes} episodes of {a.episode_seconds} s with lerobot-record ...", flush=True)
-            record(raw, a.episodes, a.episode_seconds, env)
+            print(f"recording {cfg.episodes} episodes of {cfg.episode_seconds} s with lerobot-record ...", flush=True)
+            record(raw, cfg.episodes, cfg.episode_seconds, env)
     raw = raw.resolve()
     copy = work / "precomputed"
     precompute_s = None
@@ -243,27 +268,27 @@ def main() -> None:
         _, precompute_s = run(
             [
                 str(BIN / "segdepth-precompute"),
-                f"--dataset.repo_id={a.repo_id}",
+                f"--dataset.repo_id={cfg.dataset.repo_id}",
                 f"--dataset.root={raw}",
                 f"--output_dir={copy}",
-                f"--output_repo_id={a.repo_id}_segdepth",
-                f"--num_workers={a.num_workers}",
+                f"--output_repo_id={cfg.dataset.repo_id}_segdepth",
+                f"--num_workers={cfg.num_workers}",
             ],
             cwd=work,
             env=env,
         )
 
     stacked = work / "stacked"
-    if a.threads and not (stacked / "meta" / "info.json").exists():
+    if cfg.threads and not (stacked / "meta" / "info.json").exists():
         print("precomputing a stacked copy with segdepth-precompute --stack_frames=true ...", flush=True)
         run(
             [
                 str(BIN / "segdepth-precompute"),
-                f"--dataset.repo_id={a.repo_id}",
+                f"--dataset.repo_id={cfg.dataset.repo_id}",
                 f"--dataset.root={raw}",
                 f"--output_dir={stacked}",
-                f"--output_repo_id={a.repo_id}_segdepth",
-                f"--num_workers={a.num_workers}",
+                f"--output_repo_id={cfg.dataset.repo_id}_segdepth",
+                f"--num_workers={cfg.num_workers}",
                 "--stack_frames=true",
             ],
             cwd=work,
@@ -274,28 +299,28 @@ def main() -> None:
     two_passive = {**env, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
     rows = ("--policy.stacked_frames=true",)
     amp = ("--policy.use_amp=true",)
-    copy_id = f"{a.repo_id}_segdepth"
+    copy_id = f"{cfg.dataset.repo_id}_segdepth"
     variants = {
-        "raw (decodes RGB + depth + segmentation videos)": (raw, a.repo_id, env, ()),
+        "raw (decodes RGB + depth + segmentation videos)": (raw, cfg.dataset.repo_id, env, ()),
         "precomputed copy (segdepth-precompute)": (copy, copy_id, env, ()),
     }
-    if a.skip_raw:
+    if cfg.skip_raw:
         del variants["raw (decodes RGB + depth + segmentation videos)"]
-    if a.threads:
+    if cfg.threads:
         variants["copy, OMP_NUM_THREADS=1"] = (copy, copy_id, one_thread, ())
         variants["copy, 2 passive threads"] = (copy, copy_id, two_passive, ())
         variants["stacked copy, OMP_NUM_THREADS=1"] = (stacked, copy_id, one_thread, rows)
         variants["stacked copy, 2 passive threads (the demo)"] = (stacked, copy_id, two_passive, rows)
-    if a.amp:
+    if cfg.amp:
         variants["copy, OMP_NUM_THREADS=1, --policy.use_amp=true"] = (copy, copy_id, one_thread, amp)
-        if a.threads:
+        if cfg.threads:
             variants["stacked copy, 2 passive threads, --policy.use_amp=true"] = (
                 stacked,
                 copy_id,
                 two_passive,
                 rows + amp,
             )
-    if a.threads:
+    if cfg.threads:
         print("\nLeRobot's row reader, ms per sample (median of 3 x 300 random positions, this process, one thread):")
         for name, root, is_stacked in (
             ("per-frame copy, delta window of 3", copy, False),
@@ -303,28 +328,28 @@ def main() -> None:
         ):
             ms = loader_ms_per_sample(root, copy_id, is_stacked)
             print(f"  {name}: {statistics.median(ms):.2f} ({min(ms):.2f}-{max(ms):.2f})", flush=True)
-        print(f"The update alone, batch {a.batch_size}, nothing beside it (median of 20 steps, this process):")
+        print(f"The update alone, batch {cfg.batch_size}, nothing beside it (median of 20 steps, this process):")
         for threads in (1, 2):
-            ms = statistics.median(update_ms(stacked, copy_id, a.batch_size, threads))
+            ms = statistics.median(update_ms(stacked, copy_id, cfg.batch_size, threads))
             print(
-                f"  {threads} thread(s): {ms:.1f} ms = {1e3 * a.batch_size / ms:.0f} samples/s with free data",
+                f"  {threads} thread(s): {ms:.1f} ms = {1e3 * cfg.batch_size / ms:.0f} samples/s with free data",
                 flush=True,
             )
     results: dict[str, list[dict]] = {name: [] for name in variants}
-    for r in range(a.repeats):
+    for r in range(cfg.repeats):
         for name, (root, repo_id, run_env, extra) in variants.items():
-            result = train(root, repo_id, work / "train", a, run_env, extra)
+            result = train(root, repo_id, work / "train", cfg, run_env, extra)
             results[name].append(result)
-            print(f"repeat {r + 1}/{a.repeats} {name}: {result['rate']:.1f} samples/s", flush=True)
+            print(f"repeat {r + 1}/{cfg.repeats} {name}: {result['rate']:.1f} samples/s", flush=True)
 
     from lerobot.datasets import LeRobotDatasetMetadata
 
-    frames = LeRobotDatasetMetadata(a.repo_id, root=raw).total_frames
+    frames = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=raw).total_frames
     cores = len(os.sched_getaffinity(0))
     print(
-        f"\nlerobot-train --policy.type=segdepth, {a.steps} steps, batch {a.batch_size}, {a.num_workers} workers, "
-        f"seed {a.seed}, device {a.device}; {frames} frames ({raw}); {cores} cores, {cpu_name()}, "
-        f"load average {os.getloadavg()[0]:.1f}; median of {a.repeats}"
+        f"\nlerobot-train --policy.type=segdepth, {cfg.steps} steps, batch {cfg.batch_size}, "
+        f"{cfg.num_workers} workers, seed {cfg.seed}, device {cfg.device}; {frames} frames ({raw}); {cores} cores, "
+        f"{cpu_name()}, load average {os.getloadavg()[0]:.1f}; median of {cfg.repeats}"
     )
     if precompute_s is not None:
         print(f"segdepth-precompute (one-time): {precompute_s:.1f} s wall for {frames} frames, start-up included")
@@ -341,11 +366,31 @@ def main() -> None:
             f"| {statistics.median(x['wall'] for x in runs):.1f} |"
         )
     rates = list(medians.values())
-    speedup = f"copy against raw {rates[1] / rates[0]:.2f}x. " if not a.skip_raw else ""
+    speedup = f"copy against raw {rates[1] / rates[0]:.2f}x. " if not cfg.skip_raw else ""
     print(
-        f"\n{speedup}samples/s = batch / (updt_s + data_s), LeRobot's logged step timings over all {a.log_freq}-step "
+        f"\n{speedup}samples/s = batch / (updt_s + data_s), LeRobot's logged step timings over all {cfg.log_freq}-step "
         "windows but the first (start-up excluded; the wall column includes it)."
     )
+
+
+# the argparse spellings, kept one release
+RENAMED_FLAGS = {
+    "--dataset-root": "--dataset.root",
+    "--repo-id": "--dataset.repo_id",
+    "--episode-seconds": "--episode_seconds",
+    "--log-freq": "--log_freq",
+    "--batch-size": "--batch_size",
+    "--num-workers": "--num_workers",
+    "--keep": "--output_dir",
+    "--threads": "--threads=true",
+    "--amp": "--amp=true",
+    "--skip-raw": "--skip_raw=true",
+}
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    benchmark()
 
 
 if __name__ == "__main__":

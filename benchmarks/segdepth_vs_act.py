@@ -3,12 +3,12 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/segdepth_vs_act.py                         # records a fresh dataset (~30 s)
-    .venv/bin/python benchmarks/segdepth_vs_act.py --dataset-root /tmp/gt  # reuses a lerobot-record dataset
-    .venv/bin/python benchmarks/segdepth_vs_act.py --repeats 20            # quicker, noisier
+    .venv/bin/python benchmarks/segdepth_vs_act.py --dataset.root=/tmp/gt  # reuses a lerobot-record dataset
+    .venv/bin/python benchmarks/segdepth_vs_act.py --repeats=20            # quicker, noisier
 
-Without `--dataset-root` the script records 2 expert episodes of 4 s of LiftCube in the twin with the stock
+Without `--dataset.root` the script records 2 expert episodes of 4 s of LiftCube in the twin with the stock
 `lerobot-record` (wrist camera only, 120x160, RGB + ground-truth depth + segmentation) into a temporary
-directory. A dataset given with `--dataset-root` must have the same keys (repo id `local/twin_demo`).
+directory. A dataset given with `--dataset.root` must have the same keys (repo id `local/twin_demo`).
 
 Both policies are built from that dataset's metadata and stats with `make_policy` / `make_pre_post_processors`,
 from scratch (random weights), on the CPU with torch using every core this process may run on:
@@ -35,9 +35,6 @@ Columns of the table:
                            shuffled indices
 """
 
-from __future__ import annotations
-
-import argparse
 import atexit
 import os
 import platform
@@ -48,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # lerobot reads these when it is imported: calibration files and caches must not land in the user's home,
@@ -61,6 +58,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # the twin renders headless when reco
 
 import lerobot  # noqa: E402
 import torch  # noqa: E402
+from lerobot.configs import parser  # noqa: E402
 from lerobot.configs.policies import PreTrainedConfig  # noqa: E402
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata  # noqa: E402
 from lerobot.datasets.factory import resolve_delta_timestamps  # noqa: E402
@@ -68,6 +66,8 @@ from lerobot.policies.factory import make_policy, make_pre_post_processors  # no
 from lerobot.utils.constants import OBS_STATE  # noqa: E402
 from lerobot.utils.feature_utils import dataset_to_policy_features  # noqa: E402
 from lerobot.utils.import_utils import register_third_party_plugins  # noqa: E402
+
+from so101_core.cli import prepare_command_line  # noqa: E402
 
 register_third_party_plugins()
 
@@ -221,24 +221,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset-root", type=Path, help="a recorded twin dataset to reuse instead of recording")
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=50,
-        help="timed select_action calls and dataset items; a fifth of it training steps, a tenth ACT chunks",
-    )
-    args = parser.parse_args()
-    if args.repeats < 10:
-        parser.error("--repeats must be >= 10 (p90 and the derived step counts need a few samples)")
-    train_steps, chunks = max(3, args.repeats // 5), max(3, args.repeats // 10)
+@dataclass
+class RecordedDataset:
+    # a recorded twin dataset (repo id local/twin_demo) to reuse instead of recording (None: record one)
+    root: Path | None = None
+
+
+@dataclass
+class SegDepthVsACTConfig:
+    dataset: RecordedDataset = field(default_factory=RecordedDataset)
+    # timed select_action calls and dataset items; a fifth of it training steps, a tenth ACT chunks
+    repeats: int = 50
+
+    def __post_init__(self) -> None:
+        if self.repeats < 10:
+            raise ValueError(
+                f"--repeats must be >= 10 (p90 and the derived step counts need a few samples), got {self.repeats}"
+            )
+
+
+@parser.wrap()
+def benchmark(cfg: SegDepthVsACTConfig) -> None:
+    train_steps, chunks = max(3, cfg.repeats // 5), max(3, cfg.repeats // 10)
 
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
 
-    root = args.dataset_root
+    root = cfg.dataset.root
     if root is None:
         print("recording 2 x 4 s of expert demos with lerobot-record ...", file=sys.stderr)
         root = record_dataset(_TMP / "record" / "gt")
@@ -251,12 +260,12 @@ def main() -> None:
         bench = build(name, meta)
         params = sum(p.numel() for p in bench.policy.parameters())
         ds = history_dataset(bench, meta, root)
-        data_ms = statistics.median(time_dataset(ds, args.repeats))
+        data_ms = statistics.median(time_dataset(ds, cfg.repeats))
         batch = training_batch(bench, ds)
         step_s = statistics.median(time_training(bench, batch, train_steps))
         del batch  # ACT's activations for 32 samples are large; free them before the next policy
         throughput = BATCH_SIZE / step_s
-        latency = time_select_action(bench, frame, args.repeats, reset_each=name == "act")
+        latency = time_select_action(bench, frame, cfg.repeats, reset_each=name == "act")
         label = "act (new chunk)" if name == "act" else name
         rows.append((label, params, statistics.median(latency), p90(latency), throughput, data_ms))
         if name == "act":
@@ -268,7 +277,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, lerobot {lerobot.__version__}, {torch.get_num_threads()} threads, "
         f"CPU: {cpu_name()} ({os.cpu_count()} logical cores); dataset {meta.total_episodes} episodes / "
-        f"{meta.total_frames} frames at {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]}; {args.repeats} latency calls, "
+        f"{meta.total_frames} frames at {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]}; {cfg.repeats} latency calls, "
         f"{train_steps} train steps (batch {BATCH_SIZE}), {chunks} ACT chunks"
     )
     print()
@@ -285,6 +294,11 @@ def main() -> None:
         "DataLoader workers, which share the same cores, so the slower of the two bounds samples/s "
         "(roughly min(train samples/s, 1000 / dataset ms/sample) with one worker)."
     )
+
+
+def main() -> None:
+    prepare_command_line({"--dataset-root": "--dataset.root"})
+    benchmark()
 
 
 if __name__ == "__main__":

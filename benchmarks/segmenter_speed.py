@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/segmenter_speed.py                       # 7 repeats, torch's default threads
-    .venv/bin/python benchmarks/segmenter_speed.py --repeats 5 --threads 1
+    .venv/bin/python benchmarks/segmenter_speed.py --repeats=5 --threads=1
 
 The model is built with pretrained=False (speed does not depend on the weights) and run in eval mode under
 torch.inference_mode(), on float RGB in [0, 1] as `EfficientViTFPN.forward` takes it. One repeat times --iters
@@ -21,16 +21,16 @@ Columns:
     vs upstream         the upstream order's median ms/frame divided by ours (>1: ours is faster)
 """
 
-from __future__ import annotations
-
-import argparse
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from lerobot.configs import parser
 
+from so101_core.cli import prepare_command_line
 from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, count_parameters
 
 SIZES = {"84x84": (84, 84), "640x480": (480, 640)}
@@ -56,21 +56,29 @@ def time_forward(fn, images: torch.Tensor, warmup: int, iters: int, repeats: int
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--batch-84", type=int, default=32, help="throughput batch at 84x84")
-    parser.add_argument("--batch-640", type=int, default=4, help="throughput batch at 640x480")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+@dataclass
+class SegmenterSpeedConfig:
+    # timed repeats per row; the table shows their median, fastest and slowest
+    repeats: int = 7
+    # untimed forward passes before each row's repeats
+    warmup: int = 3
+    # torch intra-op threads (None: torch's choice)
+    threads: int | None = None
+    # throughput batch at 84x84
+    batch_84: int = 32
+    # throughput batch at 640x480
+    batch_640: int = 4
+
+
+@parser.wrap()
+def benchmark(cfg: SegmenterSpeedConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(0)
     model = EfficientViTFPN(SegmenterConfig(pretrained=False)).eval()
     print(
         f"EfficientViT-B0 + FPN, {count_parameters(model):,} parameters | torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads | {platform.processor() or platform.machine()} | repeats {args.repeats}"
+        f"{torch.get_num_threads()} threads | {platform.processor() or platform.machine()} | repeats {cfg.repeats}"
     )
     header = (
         f"{'input':>8} {'batch':>5} {'head order':>11} {'ms/frame (median)':>18} {'min-max':>15} "
@@ -79,16 +87,14 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, (h, w) in SIZES.items():
-        big = args.batch_84 if h <= 84 else args.batch_640
+        big = cfg.batch_84 if h <= 84 else cfg.batch_640
         for batch in (1, big):
             images = torch.rand(batch, 3, h, w)
             # frames per repeat: fewer where a frame is long, so a repeat stays around a second
             iters = max(1, round((100 if h <= 84 else 8) / batch))
             results = {
-                "ours": time_forward(model, images, args.warmup, iters, args.repeats),
-                "upstream": time_forward(
-                    lambda x: upstream_forward(model, x), images, args.warmup, iters, args.repeats
-                ),
+                "ours": time_forward(model, images, cfg.warmup, iters, cfg.repeats),
+                "upstream": time_forward(lambda x: upstream_forward(model, x), images, cfg.warmup, iters, cfg.repeats),
             }
             ours = statistics.median(results["ours"])
             for order, values in results.items():
@@ -98,6 +104,11 @@ def main() -> None:
                     f"{name:>8} {batch:>5} {order:>11} {med:>18.2f} {min(values):>7.2f}-{max(values):<7.2f} "
                     f"{1000 / med:>9.1f} {ratio:>11}"
                 )
+
+
+def main() -> None:
+    prepare_command_line({"--batch-84": "--batch_84", "--batch-640": "--batch_640"})
+    benchmark()
 
 
 if __name__ == "__main__":

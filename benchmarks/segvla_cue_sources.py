@@ -1,7 +1,7 @@
 """Per-frame latency of SegVLA's cue sources, one process, the same frames: the suite's segmenter against Mask2Former.
 
     .venv/bin/python benchmarks/segvla_cue_sources.py        # both sources, 2 cameras, 96x128 and 480x640
-    .venv/bin/python benchmarks/segvla_cue_sources.py --sizes 480x640 --repeats 5 --mask2former swin-tiny
+    .venv/bin/python benchmarks/segvla_cue_sources.py --sizes='[480x640]' --repeats=5 --mask2former=swin-tiny
 
 Rows: each source's preprocessor step (`--policy.segmentation_source=...`) on one observation of --cameras RGB frames
 (batch 1 per camera), the time per camera frame: median (min-max) of --repeats calls after one warm-up. The sources
@@ -14,17 +14,18 @@ alternate within each repeat, so load from other processes hits both alike.
 Random weights cost what trained ones do; no checkpoint can be downloaded here (benchmarks/mask2former_step.py).
 """
 
-from __future__ import annotations
-
-import argparse
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from lerobot.configs import parser
+
+from so101_core.cli import prepare_command_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mask2former_step import save_random_checkpoint
@@ -43,36 +44,54 @@ def steps(folder: Path, cameras: list[str], mask2former: Path):
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["96x128", "480x640"], help="camera frame sizes, HxW")
-    parser.add_argument("--cameras", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--mask2former", choices=["swin-large", "swin-tiny"], default="swin-large")
-    args = parser.parse_args()
-    names = ["front", "wrist", "top", "side"][: args.cameras]
+@dataclass
+class CueSourcesConfig:
+    # camera frame sizes, HxW, one row pair each
+    sizes: list[str] = field(default_factory=lambda: ["96x128", "480x640"])
+    # cameras per observation (front, wrist, top, side: the first N)
+    cameras: int = 2
+    # timed calls per source and size (after one warm-up); the table shows their median
+    repeats: int = 3
+    # Mask2Former's backbone: swin-large (facebook/mask2former-swin-large-ade-semantic's) or swin-tiny
+    mask2former: str = "swin-large"
+
+    def __post_init__(self) -> None:
+        if self.mask2former not in ("swin-large", "swin-tiny"):
+            raise ValueError(f"--mask2former must be swin-large or swin-tiny, got {self.mask2former!r}")
+        if not 1 <= self.cameras <= 4:
+            raise ValueError(f"--cameras must be 1 to 4, got {self.cameras}")
+
+
+@parser.wrap()
+def benchmark(cfg: CueSourcesConfig) -> None:
+    names = ["front", "wrist", "top", "side"][: cfg.cameras]
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        save_random_checkpoint(folder / "m2f", args.mask2former)
+        save_random_checkpoint(folder / "m2f", cfg.mask2former)
         sources = steps(folder, names, folder / "m2f")
         print("| source | frame | cameras | ms per camera frame, median (min-max) |\n|---|---|---:|---|")
-        for size in args.sizes:
+        for size in cfg.sizes:
             height, width = (int(v) for v in size.split("x"))
             gen = torch.Generator().manual_seed(0)
             obs = {f"observation.images.{n}": torch.rand(1, 3, height, width, generator=gen) for n in names}
             times = {name: [] for name in sources}
             for step in sources.values():
                 step.observation(dict(obs))  # warm-up (and Mask2Former's lazy load)
-            for _ in range(args.repeats):
+            for _ in range(cfg.repeats):
                 for name, step in sources.items():
                     start = time.perf_counter()
                     step.observation(dict(obs))
                     times[name].append((time.perf_counter() - start) * 1000 / len(names))
             for name, values in times.items():
-                label = f"{name} ({args.mask2former})" if name == "mask2former" else name
+                label = f"{name} ({cfg.mask2former})" if name == "mask2former" else name
                 spread = f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
                 print(f"| {label} | {size} | {len(names)} | {spread} |")
+
+
+def main() -> None:
+    prepare_command_line(lists=["--sizes"])
+    benchmark()
 
 
 if __name__ == "__main__":

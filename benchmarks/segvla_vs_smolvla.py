@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/segvla_vs_smolvla.py                 # real sizes, batch 1 (minutes on 2 cores)
-    .venv/bin/python benchmarks/segvla_vs_smolvla.py --repeats 3 --device cuda
+    .venv/bin/python benchmarks/segvla_vs_smolvla.py --repeats=3 --device=cuda
 
 The backbone is SmolVLM2-500M-Video-Instruct's published architecture (text: 960 hidden, 32 layers, 15/5 heads;
 vision: SigLIP 768 hidden, 12 layers, patch 16 at 512; pixel-shuffle 4 -> 64 image tokens), written to a local
@@ -28,22 +28,22 @@ Last line: the cue path alone (the per-camera cue builder on SigLIP-sized patch 
 median of >= 20 runs, as a share of SmolVLA's select_action: the cost of the cues without the run-to-run noise.
 """
 
-from __future__ import annotations
-
 import os
 import statistics
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
-from lerobot.configs import FeatureType, PolicyFeature
+from _timing import smolvlm_folder, timed_ms
+from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
-from timing import smolvlm_folder, timed_ms, vlm_benchmark_args
 from transformers import AutoTokenizer
 
 from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
+from so101_core.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 CLASSES, GRID = 150, 8
@@ -86,13 +86,24 @@ def inputs(vlm: Path, seg: SegVLAConfig, batch: int, device: str) -> dict:
     return {k: v.to(device) for k, v in data.items()}
 
 
-def main() -> None:
-    args = vlm_benchmark_args(
-        __doc__.split("\n")[0], 1, "training batch size", "a tiny backbone: checks the script, measures nothing"
-    )
-    device = args.device
-    vlm = smolvlm_folder(args.tiny)
-    smol_cfg, seg_cfg = configs(vlm, device, args.tiny)
+@dataclass
+class SegVLAVsSmolVLAConfig:
+    # timed runs of each policy (after one warm-up); the table shows their median
+    repeats: int = 5
+    # the training step's batch size
+    batch: int = 1
+    # the torch device (default: cuda where there is one, else cpu)
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    # a tiny backbone: checks the script, measures nothing
+    tiny: bool = False
+
+
+@parser.wrap()
+def benchmark(bench: SegVLAVsSmolVLAConfig) -> None:
+    device = bench.device
+
+    vlm = smolvlm_folder(bench.tiny)
+    smol_cfg, seg_cfg = configs(vlm, device, bench.tiny)
     torch.manual_seed(0)
     smol = SmolVLAPolicy(smol_cfg).to(device)
     seg = SegVLAPolicy(seg_cfg).to(device)
@@ -102,7 +113,7 @@ def main() -> None:
     # cue path alone, free of any difference between two model instances.
     runs = {"smolvla": (smol, True), "segvla": (seg, True), "segvla, cues off": (seg, False)}
     infer = inputs(vlm, seg_cfg, 1, device)
-    train = inputs(vlm, seg_cfg, args.batch, device)
+    train = inputs(vlm, seg_cfg, bench.batch, device)
     noise = torch.randn(1, seg_cfg.chunk_size, seg_cfg.max_action_dim, generator=torch.Generator().manual_seed(1))
     noise = noise.to(device)
 
@@ -135,7 +146,7 @@ def main() -> None:
     latency = {name: [] for name in runs}
     training = {name: [] for name in runs}
     names = list(runs)
-    for i in range(args.repeats + 1):
+    for i in range(bench.repeats + 1):
         order = names[i % len(names) :] + names[: i % len(names)]  # rotate, so no run always goes first
         for name in order:
             ms = timed_ms(lambda name=name: act(name), device)
@@ -145,7 +156,7 @@ def main() -> None:
             ms = timed_ms(lambda name=name: step(name), device)
             if i:
                 training[name].append(ms)
-        print(f"repeat {i}/{args.repeats} done", file=sys.stderr, flush=True)
+        print(f"repeat {i}/{bench.repeats} done", file=sys.stderr, flush=True)
 
     # The cue path on its own, at the real widths: whole-model differences of a few percent are within the noise
     # of two 5-second runs, this is the work the cues add (per-camera builder + the three projections).
@@ -163,12 +174,12 @@ def main() -> None:
             hint = model.segmentation_state_proj(torch.stack([r.geometry for r in results]).mean(0))
             return tokens, context, hint
 
-    cue_ms = statistics.median(timed_ms(cue_path, device) for _ in range(max(20, args.repeats)))
+    cue_ms = statistics.median(timed_ms(cue_path, device) for _ in range(max(20, bench.repeats)))
 
     params = {"smolvla": sum(p.numel() for p in smol.parameters()), "segvla": sum(p.numel() for p in seg.parameters())}
     params["segvla, cues off"] = params["segvla"]
     threads = torch.get_num_threads()
-    print(f"device={device} torch={torch.__version__} threads={threads} repeats={args.repeats} batch={args.batch}")
+    print(f"device={device} torch={torch.__version__} threads={threads} repeats={bench.repeats} batch={bench.batch}")
     print(f"segvla == smolvla actions at init (zero cue projections): {same}")
     print(f"{'policy':<17} {'params':>12} {'select_action ms':>17} {'train step ms':>14}")
     med = {name: (statistics.median(latency[name]), statistics.median(training[name])) for name in runs}
@@ -180,6 +191,11 @@ def main() -> None:
     share = cue_ms / med["smolvla"][0]
     print(f"cue path alone, {len(scores)} cameras: {cue_ms:.2f} ms = {share:.3%} of smolvla's select_action")
     print(f"cue parameters: +{params['segvla'] - params['smolvla']:,}")
+
+
+def main() -> None:
+    prepare_command_line({"--tiny": "--tiny=true"})
+    benchmark()
 
 
 if __name__ == "__main__":

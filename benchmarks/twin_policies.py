@@ -35,6 +35,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
+from so101_core.cli import prepare_command_line
 from so101_core.stats import wilson
 
 VENV_BIN = Path(sys.executable).parent
@@ -42,11 +43,17 @@ VENV_BIN = Path(sys.executable).parent
 
 @dataclass
 class TwinPoliciesConfig:
-    policies: list[str] = field(default_factory=list)  # name=checkpoint[|--env.flag=value...]
+    # the policies, each name=checkpoint[|--env.flag=value...]; required
+    policies: list[str] = field(default_factory=list)
+    # the twin appearances each policy is evaluated in (--env.appearance)
     appearances: list[str] = field(default_factory=lambda: ["none", "shifted"])
+    # lerobot-eval episodes per policy and appearance
     n_episodes: int = 20
+    # lerobot-eval's --seed: the first episode's cube pose, the same for every policy
     seed: int = 1000
+    # chunk timings per policy (after one warm-up); the table shows their median
     repeats: int = 10
+    # where the evaluations go, one folder each (a finished one is reused)
     output_dir: Path = Path("outputs/twin_policies")
 
     def __post_init__(self):
@@ -163,7 +170,7 @@ def train_minutes(checkpoint: Path) -> float | None:
 
 
 @parser.wrap()
-def main(cfg: TwinPoliciesConfig) -> None:
+def twin_policies(cfg: TwinPoliciesConfig) -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
     register_third_party_plugins()  # the suite's policy types, as every lerobot-* command does
@@ -191,6 +198,11 @@ def main(cfg: TwinPoliciesConfig) -> None:
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def main() -> None:
+    prepare_command_line()
+    twin_policies()
 
 
 if __name__ == "__main__":

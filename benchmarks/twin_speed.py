@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/twin_speed.py                  # 5 repeats of 60 steps per configuration
-    .venv/bin/python benchmarks/twin_speed.py --repeats 3 --steps 30
+    .venv/bin/python benchmarks/twin_speed.py --repeats=3 --steps=30
 
 Every configuration runs in its own fresh Python process (this script re-invoked with a hidden `--worker`
 flag), one after the other, so that each one's peak RSS is its own and no GL context or mesh cache of an
@@ -30,9 +30,6 @@ The line under the table compares the physics alone (apply_action + step, no ren
 without cameras and of one with a renderer attached, over full scripted-expert episodes, in one process.
 """
 
-from __future__ import annotations
-
-import argparse
 import json
 import os
 import platform
@@ -43,6 +40,10 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from lerobot.configs import parser
+
+from so101_core.cli import prepare_command_line
 
 if TYPE_CHECKING:  # the twin is imported lazily: the parent process only orchestrates and never builds one
     import numpy as np
@@ -98,7 +99,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def _expert_actions(twin: SO101Twin, seed: int, steps: int) -> list[np.ndarray]:
+def _expert_actions(twin: "SO101Twin", seed: int, steps: int) -> "list[np.ndarray]":
     """The scripted expert's first `steps` targets from `seed`'s start state; leaves the twin reset to it.
 
     The expert reads the twin only when it plans (its first action), then plays a fixed schedule, so its
@@ -218,7 +219,7 @@ def _worker(name: str, repeats: int, steps: int) -> None:
 
 def _spawn(name: str, repeats: int, steps: int) -> dict:
     """Run one configuration in a fresh interpreter and return what it reported."""
-    cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(repeats), "--steps", str(steps)]
+    cmd = [sys.executable, __file__, f"--worker={name}", f"--repeats={repeats}", f"--steps={steps}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
@@ -243,29 +244,37 @@ def format_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per configuration (default 5)")
-    parser.add_argument("--steps", type=int, default=60, help="control steps per repeat (default 60)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one configuration and report JSON
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.steps < 1:
-        parser.error("--repeats and --steps must be at least 1")
-    if args.worker:
-        _worker(args.worker, args.repeats, args.steps)
+@dataclass
+class TwinSpeedConfig:
+    # timed repeats per configuration
+    repeats: int = 5
+    # control steps per repeat
+    steps: int = 60
+    # internal: run this one configuration and report it as JSON (the benchmark spawns one process per configuration)
+    worker: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.steps < 1:
+            raise ValueError(f"--repeats and --steps must be at least 1, got {self.repeats} and {self.steps}")
+
+
+@parser.wrap()
+def benchmark(cfg: TwinSpeedConfig) -> None:
+    if cfg.worker:
+        _worker(cfg.worker, cfg.repeats, cfg.steps)
         return
 
     wall = time.perf_counter()
     results = []
     for name, setup in SETUPS.items():
         print(f"running {setup.label} ...", file=sys.stderr, flush=True)
-        results.append(Result(**_spawn(name, args.repeats, args.steps)))
+        results.append(Result(**_spawn(name, cfg.repeats, cfg.steps)))
     print("running physics-only comparison ...", file=sys.stderr, flush=True)
-    physics = _spawn("physics", args.repeats, args.steps)
+    physics = _spawn("physics", cfg.repeats, cfg.steps)
 
     gl = next((r.gl_renderer for r in results if r.gl_renderer), "unknown")
     print(
-        f"SO-101 twin control rate: {args.repeats} repeats x {args.steps} steps per configuration, "
+        f"SO-101 twin control rate: {cfg.repeats} repeats x {cfg.steps} steps per configuration, "
         f"each configuration in its own process; {platform.machine()}, {_cpu_count()} CPU cores, "
         f"Python {platform.python_version()}, GL renderer: {gl}\n"
     )
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     attached = next(key for key in physics if key.startswith("renderer"))
     print(
         f"\nPhysics only (apply_action + step, {physics['episode_steps']:.0f}-step expert episodes incl. grasp and "
-        f"lift, median of {2 * args.repeats}): {physics['no renderer']:.3f} ms/step with no renderer, "
+        f"lift, median of {2 * cfg.repeats}): {physics['no renderer']:.3f} ms/step with no renderer, "
         f"{physics[attached]:.3f} ms/step with a {attached}"
         f" (ratio {physics[attached] / physics['no renderer']:.2f})."
     )
@@ -282,6 +291,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def main() -> None:
+    prepare_command_line()
+    benchmark()
 
 
 if __name__ == "__main__":

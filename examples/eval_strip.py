@@ -1,19 +1,42 @@
 """A still of `lerobot-eval` rollouts: one row per (eval folder, episode), frames evenly spaced through the episode,
 each row labelled with the policy, the episode's outcome and its best-step reward from the folder's eval_info.json.
 
-python examples/eval_strip.py --out docs/images/imf_vs_diffusion_liftcube.png \
-    --row outputs/imf_twin/imf_cnn_s2.eval:0:"imf seed 2" --row outputs/imf_twin/diffusion_s1.eval:0:"diffusion seed 1"
+    python examples/eval_strip.py --output_path=docs/images/imf_vs_diffusion_liftcube.png \
+        --rows='[outputs/imf_twin/imf_cnn_s2.eval:0:imf seed 2,outputs/imf_twin/diffusion_s1.eval:0:diffusion seed 1]'
 """
 
-from __future__ import annotations
-
-import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
+from lerobot.configs import parser
 from PIL import Image, ImageDraw
+
+from so101_core.cli import prepare_command_line
+
+RENAMED_FLAGS = {"--row": "--rows", "--out": "--output_path"}  # the argparse spellings, kept one release
+
+
+@dataclass
+class EvalStripConfig:
+    # one row per entry, each EVAL_DIR:EPISODE:LABEL: a lerobot-eval output folder, an episode it rendered, a label
+    rows: list[str] = field(default_factory=list)
+    # frames per row, evenly spaced from the episode's first frame to its last
+    frames: int = 6
+    # the PNG to write (its folder is made); required
+    output_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            raise ValueError("--rows is required: '[EVAL_DIR:EPISODE:LABEL,...]', one entry per row")
+        if self.output_path is None:
+            raise ValueError("--output_path is required: the PNG to write")
+        for spec in self.rows:
+            parts = spec.split(":", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise ValueError(f"--rows entry {spec!r} is not EVAL_DIR:EPISODE:LABEL (EPISODE a whole number)")
 
 
 def episode_frames(video: Path, count: int) -> list[np.ndarray]:
@@ -44,21 +67,23 @@ def strip_row(eval_dir: Path, episode: int, label: str, count: int) -> np.ndarra
     return np.concatenate([np.asarray(banner), tiles], axis=0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--row", action="append", required=True, help="EVAL_DIR:EPISODE:LABEL, one per row")
-    parser.add_argument("--frames", type=int, default=6, help="frames per row")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+@parser.wrap()
+def eval_strip(cfg: EvalStripConfig) -> Path:
     rows = []
-    for spec in args.row:
+    for spec in cfg.rows:
         eval_dir, episode, label = spec.split(":", 2)
-        rows.append(strip_row(Path(eval_dir), int(episode), label, args.frames))
+        rows.append(strip_row(Path(eval_dir), int(episode), label, cfg.frames))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
-    print(f"wrote {args.out}")
+    cfg.output_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(cfg.output_path)
+    print(f"wrote {cfg.output_path}")
+    return cfg.output_path
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS, lists=["--rows"])
+    eval_strip()
 
 
 if __name__ == "__main__":

@@ -1,19 +1,43 @@
 """Write a video and a still of a dataset recorded from the twin: RGB, segmentation and depth, side by side.
 
-python examples/preview_twin_dataset.py --root outputs/demo/dataset --out outputs/demo --episode 0
+python examples/preview_twin_dataset.py --dataset.root=outputs/demo/dataset --output_dir=outputs/demo --episode=0
 """
 
-from __future__ import annotations
-
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from lerobot.configs import parser
 from PIL import Image
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.visualize import colorize_depth, colorize_segmentation, write_video
 from so101_core import segmentation_from_code
+from so101_core.cli import prepare_command_line
+
+# the argparse spellings, kept one release
+RENAMED_FLAGS = {"--root": "--dataset.root", "--repo-id": "--dataset.repo_id", "--out": "--output_dir"}
+
+
+@dataclass
+class PreviewDatasetConfig:
+    # the dataset's repo id, as it was recorded
+    repo_id: str = "local/so101_twin_demo"
+    # the dataset's folder (written by so101-twin-record or lerobot-record); required
+    root: Path | None = None
+
+
+@dataclass
+class PreviewTwinDatasetConfig:
+    dataset: PreviewDatasetConfig = field(default_factory=PreviewDatasetConfig)
+    # where episode_<N>.mp4 and the still go; required
+    output_dir: Path | None = None
+    # the episode to show
+    episode: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset.root is None or self.output_dir is None:
+            raise ValueError("--dataset.root and --output_dir are required")
 
 
 def frame_panel(item: dict, cameras: list[str]) -> np.ndarray:
@@ -32,24 +56,23 @@ def frame_panel(item: dict, cameras: list[str]) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, required=True, help="dataset root written by lerobot-record")
-    parser.add_argument("--repo-id", default="local/so101_twin_demo")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--episode", type=int, default=0)
-    args = parser.parse_args()
-
+@parser.wrap()
+def preview(cfg: PreviewTwinDatasetConfig) -> None:
     from lerobot.datasets import LeRobotDataset
 
-    ds = LeRobotDataset(args.repo_id, root=args.root, episodes=[args.episode])
+    ds = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root, episodes=[cfg.episode])
     cameras = [k.removeprefix("observation.images.") for k in ds.meta.camera_keys]
     cameras = [c for c in cameras if not c.endswith(("_depth", "_segmentation"))]
-    panels = [frame_panel(ds[i], cameras) for i in tqdm(range(ds.num_frames), desc=f"episode {args.episode}")]
-    video = write_video(panels, args.out / f"episode_{args.episode}.mp4", fps=ds.fps)
-    still = args.out / f"episode_{args.episode}_frame_{len(panels) // 2}.png"
+    panels = [frame_panel(ds[i], cameras) for i in tqdm(range(ds.num_frames), desc=f"episode {cfg.episode}")]
+    video = write_video(panels, cfg.output_dir / f"episode_{cfg.episode}.mp4", fps=ds.fps)
+    still = cfg.output_dir / f"episode_{cfg.episode}_frame_{len(panels) // 2}.png"
     Image.fromarray(panels[len(panels) // 2]).save(still)
     print(f"wrote {video} ({len(panels)} frames) and {still}")
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    preview()
 
 
 if __name__ == "__main__":

@@ -3,22 +3,49 @@
 Writes `policy_view.mp4` (front and wrist RGB, then the class ids and disparity the policy received, per
 step) and `policy_channels.png` (the three stacked frames of ids and disparity at one step).
 
-    python examples/segdepth_policy_view.py --policy outputs/demo/train/checkpoints/last/pretrained_model \
-        --out outputs/demo --seed 1000
+    python examples/segdepth_policy_view.py --policy.path=outputs/demo/train/checkpoints/last/pretrained_model \
+        --output_dir=outputs/demo --seed=1000
 """
 
-from __future__ import annotations
-
-import argparse
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from lerobot.configs import parser
 from PIL import Image, ImageDraw
 
 from lerobot_env_so101_twin.gym_env import SO101TwinEnv
 from lerobot_env_so101_twin.visualize import colorize_segmentation, write_video
+from so101_core.cli import prepare_command_line
+
+RENAMED_FLAGS = {"--policy": "--policy.path", "--out": "--output_dir"}  # the argparse spellings, kept one release
+
+
+@dataclass
+class PolicyRef:
+    # a segdepth pretrained_model folder; required
+    path: Path | None = None
+
+
+@dataclass
+class PolicyViewConfig:
+    policy: PolicyRef = field(default_factory=PolicyRef)
+    # where policy_view.mp4 and policy_channels.png go; required
+    output_dir: Path | None = None
+    # the twin task to roll out
+    task: str = "LiftCube"
+    # the episode's seed (the cube pose): the demo evaluates from 1000 on, poses never seen in training
+    seed: int = 1000
+    # the cameras' image height the policy's preprocessor receives, as in its recording
+    height: int = 120
+    # the cameras' image width, as in the recording
+    width: int = 160
+
+    def __post_init__(self) -> None:
+        if self.policy.path is None or self.output_dir is None:
+            raise ValueError("--policy.path and --output_dir are required")
 
 
 def upscale(image: np.ndarray, height: int) -> np.ndarray:
@@ -32,36 +59,28 @@ def channel_tiles(segdepth: torch.Tensor, height: int) -> list[np.ndarray]:
     return [upscale(colorize_segmentation(ids), height), upscale(np.repeat(disparity[..., None], 3, -1), height)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", type=Path, required=True, help="a segdepth pretrained_model folder")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--task", default="LiftCube")
-    parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--height", type=int, default=120)
-    parser.add_argument("--width", type=int, default=160)
-    args = parser.parse_args()
-
+@parser.wrap()
+def policy_view(cfg: PolicyViewConfig) -> bool:
     from lerobot.envs.utils import preprocess_observation
     from lerobot.policies import get_policy_class
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.utils.import_utils import register_third_party_plugins
 
     register_third_party_plugins()
-    policy = get_policy_class("segdepth").from_pretrained(args.policy)
+    policy = get_policy_class("segdepth").from_pretrained(cfg.policy.path)
     policy.config.device = "cpu"
-    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(args.policy))
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(cfg.policy.path))
     cam = policy.config.camera
     env = SO101TwinEnv(
-        task=args.task,
+        task=cfg.task,
         cameras=(cam,),
         render_cameras=("front", cam),
-        camera_height=args.height,
-        camera_width=args.width,
+        camera_height=cfg.height,
+        camera_width=cfg.width,
         depth=True,
         segmentation=True,
     )
-    obs, info = env.reset(seed=args.seed)
+    obs, info = env.reset(seed=cfg.seed)
     policy.reset()
     seen: deque[torch.Tensor] = deque(maxlen=policy.config.frame_stack)
     frames, snapshot, success = [], None, False
@@ -86,16 +105,22 @@ def main() -> None:
             break
     env.close()
 
-    video = write_video(frames, args.out / "policy_view.mp4", fps=30)
+    video = write_video(frames, cfg.output_dir / "policy_view.mp4", fps=30)
     snapshot = snapshot or list(seen)
     rows = [np.concatenate(channel_tiles(f, 168), axis=1) for f in snapshot]
     grid = Image.fromarray(np.concatenate(rows, axis=0))
     draw = ImageDraw.Draw(grid)
     for i in range(len(rows)):
         draw.text((4, 4 + 168 * i), f"t-{len(rows) - 1 - i}: ids | disparity", fill=(255, 255, 0))
-    grid.save(args.out / "policy_channels.png")
-    print(f"seed {args.seed}: {'success' if success else 'no success'} after {len(frames)} steps")
-    print(f"wrote {video} and {args.out / 'policy_channels.png'}")
+    grid.save(cfg.output_dir / "policy_channels.png")
+    print(f"seed {cfg.seed}: {'success' if success else 'no success'} after {len(frames)} steps")
+    print(f"wrote {video} and {cfg.output_dir / 'policy_channels.png'}")
+    return success
+
+
+def main() -> None:
+    prepare_command_line(RENAMED_FLAGS)
+    policy_view()
 
 
 if __name__ == "__main__":

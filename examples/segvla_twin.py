@@ -26,6 +26,7 @@ from pathlib import Path
 from lerobot.configs import parser
 
 from so101_core.atomic import write_json
+from so101_core.cli import prepare_command_line
 from so101_core.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,21 +42,33 @@ SEGMENTER_RENDERS = {  # so101-seg-render's train and test sets for configs/segm
 
 @dataclass
 class SegVLATwinConfig:
+    # every stage's output, the logs and results.json; a finished stage found here is skipped
     output_dir: Path = Path("outputs/segvla_twin")
+    # so101-twin-record's config for the demonstrations
     record_config: Path = Path("configs/segvla_twin_record.yaml")
+    # lerobot-train's config for the cue arms (SegVLA)
     segvla_config: Path = Path("configs/segvla_twin.yaml")
+    # lerobot-train's config for the no-cue arm (SmolVLA, otherwise the same)
     no_cue_config: Path = Path("configs/smolvla_twin.yaml")
+    # so101-seg-train's config for the cues_segmenter arm's segmenter
     segmenter_config: Path = Path("configs/segmenter_twin.yaml")
+    # the twin-size random SmolVLM2-shaped backbone (made by hlrp-make-random-vlm when missing)
     vlm_dir: Path = Path("outputs/models/smolvlm_twin")
     # cues_gt: the twin's exact segmentation; cues_segmenter: the suite's segmenter on the RGB frames; no_cues: SmolVLA
     arms: list[str] = field(default_factory=lambda: ["cues_gt", "cues_segmenter", "no_cues"])
+    # training seeds, one lerobot-train run per arm and seed
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    # lerobot-train's --steps for every run
     steps: int = 2600
+    # the twin appearances every checkpoint is evaluated in (--env.appearance)
     appearances: list[str] = field(default_factory=lambda: ["none", "shifted"])
+    # lerobot-eval episodes per checkpoint and appearance
     eval_episodes: int = 20
+    # lerobot-eval's --seed: cube poses none of the recording's seeds gave
     eval_seed: int = 1000
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2
+    # OMP_WAIT_POLICY for lerobot-train
     omp_wait_policy: str = "PASSIVE"
 
     def __post_init__(self):
@@ -206,7 +219,7 @@ def table(cfg: SegVLATwinConfig, results: dict) -> str:
 
 
 @parser.wrap()
-def main(cfg: SegVLATwinConfig) -> dict:
+def segvla_twin(cfg: SegVLATwinConfig) -> dict:
     os.chdir(ROOT)
     (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
     record_stage(cfg)
@@ -230,6 +243,11 @@ def main(cfg: SegVLATwinConfig) -> dict:
     write_json(out, results)
     print(table(cfg, results))
     return results
+
+
+def main() -> None:
+    prepare_command_line()
+    segvla_twin()
 
 
 if __name__ == "__main__":

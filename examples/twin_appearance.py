@@ -4,33 +4,57 @@ shifted side by side (the same cube poses in both).
     MUJOCO_GL=egl .venv/bin/python examples/twin_appearance.py
 """
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+from lerobot.configs import parser
 from PIL import Image, ImageDraw
 
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from so101_core.cli import prepare_command_line
 
-cams = {"front": (96, 128), "wrist": (96, 128)}
-twins = {level: SO101Twin(TwinConfig(cameras=dict(cams), appearance=level)) for level in ("none", "shifted")}
-rows = []
-for seed in range(1000, 1004):
-    tiles = []
-    for twin in twins.values():
-        twin.reset(seed)
-        frames = twin.render()
-        tiles += [frames["front"].rgb, frames["wrist"].rgb]
-    rows.append(np.concatenate(tiles, axis=1))
-grid = np.concatenate(rows, axis=0)
-grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST))
-header = Image.new("RGB", (grid.shape[1], 28), "white")
-draw = ImageDraw.Draw(header)
-for i, text in enumerate(["none: front", "none: wrist", "shifted: front", "shifted: wrist"]):
-    draw.text((i * 256 + 8, 8), text, fill="black")
-side = Image.new("RGB", (110, grid.shape[0] + 28), "white")
-d2 = ImageDraw.Draw(side)
-for r, seed in enumerate(range(1000, 1004)):
-    d2.text((6, 28 + r * 192 + 90), f"episode seed {seed}", fill="black")
-canvas = Image.new("RGB", (grid.shape[1] + 110, grid.shape[0] + 28), "white")
-canvas.paste(side, (0, 0))
-canvas.paste(header, (110, 0))
-canvas.paste(Image.fromarray(grid), (110, 28))
-canvas.save("docs/images/twin_appearance.png")
+
+@dataclass
+class TwinAppearanceConfig:
+    # the PNG to write
+    output_path: Path = Path("docs/images/twin_appearance.png")
+
+
+@parser.wrap()
+def twin_appearance(cfg: TwinAppearanceConfig) -> Path:
+    cams = {"front": (96, 128), "wrist": (96, 128)}
+    twins = {level: SO101Twin(TwinConfig(cameras=dict(cams), appearance=level)) for level in ("none", "shifted")}
+    rows = []
+    for seed in range(1000, 1004):
+        tiles = []
+        for twin in twins.values():
+            twin.reset(seed)
+            frames = twin.render()
+            tiles += [frames["front"].rgb, frames["wrist"].rgb]
+        rows.append(np.concatenate(tiles, axis=1))
+    grid = np.concatenate(rows, axis=0)
+    grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST))
+    header = Image.new("RGB", (grid.shape[1], 28), "white")
+    draw = ImageDraw.Draw(header)
+    for i, text in enumerate(["none: front", "none: wrist", "shifted: front", "shifted: wrist"]):
+        draw.text((i * 256 + 8, 8), text, fill="black")
+    side = Image.new("RGB", (110, grid.shape[0] + 28), "white")
+    d2 = ImageDraw.Draw(side)
+    for r, seed in enumerate(range(1000, 1004)):
+        d2.text((6, 28 + r * 192 + 90), f"episode seed {seed}", fill="black")
+    canvas = Image.new("RGB", (grid.shape[1] + 110, grid.shape[0] + 28), "white")
+    canvas.paste(side, (0, 0))
+    canvas.paste(header, (110, 0))
+    canvas.paste(Image.fromarray(grid), (110, 28))
+    canvas.save(cfg.output_path)
+    return cfg.output_path
+
+
+def main() -> None:
+    prepare_command_line()
+    twin_appearance()
+
+
+if __name__ == "__main__":
+    main()

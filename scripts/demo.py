@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import draccus
+from lerobot.configs import parser
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.record import TwinRecordConfig, record
 from so101_core.atomic import write_json
+from so101_core.cli import prepare_command_line
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class TrainStage:
+    # lerobot-train's --steps (one checkpoint, at the end)
     steps: int = 1300
+    # lerobot-train's --batch_size
     batch_size: int = 32
+    # lerobot-train's data loader workers
     num_workers: int = 2
+    # lerobot-train's --seed
     seed: int = 1
+    # lerobot-train's --log_freq, in steps
     log_freq: int = 100
     # OMP_NUM_THREADS for lerobot-train (None: torch's default, one thread per core)
     torch_threads: int | None = 2
@@ -85,6 +92,7 @@ def uses_amp(train: TrainStage) -> bool:
 
 @dataclass
 class EvalStage:
+    # episodes of the trained policy, each a new cube pose
     n_episodes: int = 20
     # episode k of the evaluation starts from the scene of seed + k: far from the recording's seeds 0..N
     seed: int = 1000
@@ -97,10 +105,15 @@ class EvalStage:
 
 @dataclass
 class DemoConfig:
+    # stage 1, so101-twin-record's config (its dataset.root is set to <output_dir>/dataset)
     record: TwinRecordConfig
+    # every stage's output and the logs; replaced whole when the demo starts
     output_dir: Path = Path("outputs/demo")
+    # stage 3, lerobot-train
     train: TrainStage = field(default_factory=TrainStage)
+    # stage 4, lerobot-eval
     eval: EvalStage = field(default_factory=EvalStage)
+    # stage 5: a rollout video and the channels the policy saw (examples/segdepth_policy_view.py)
     policy_view: bool = True
 
 
@@ -267,8 +280,8 @@ def demo(cfg: DemoConfig) -> dict:
             [
                 sys.executable,
                 str(ROOT / "examples" / "segdepth_policy_view.py"),
-                f"--policy={ckpt}",
-                f"--out={out}",
+                f"--policy.path={ckpt}",
+                f"--output_dir={out}",
                 f"--seed={cfg.eval.seed}",
                 f"--height={robot.camera_height}",
                 f"--width={robot.camera_width}",
@@ -325,13 +338,18 @@ def robot_task(cfg: DemoConfig) -> str:
     return cfg.record.robot.task
 
 
-def parse_config(args: list[str]) -> DemoConfig:
-    """`--config_path=FILE` (default configs/demo.yaml) and dotted flags; a bad value exits with its own message
-    rather than draccus' "Couldn't instantiate" wrapper."""
-    config_path = next((a.split("=", 1)[1] for a in args if a.startswith("--config_path=")), None)
-    args = [a for a in args if not a.startswith("--config_path=")]
+@parser.wrap(config_path=ROOT / "configs" / "demo.yaml")
+def parse_config(cfg: DemoConfig) -> DemoConfig:
+    """The demo's config from the command line: `--config_path=FILE` (default configs/demo.yaml), dotted flags."""
+    return cfg
+
+
+def config_from_command_line() -> DemoConfig:
+    """`parse_config`, with a bad value exiting on its own message rather than draccus' "Couldn't instantiate"
+    traceback: the demo is the first command a newcomer runs."""
+    prepare_command_line()
     try:
-        return draccus.parse(DemoConfig, config_path=config_path or ROOT / "configs" / "demo.yaml", args=args)
+        return parse_config()
     except draccus.utils.ParsingError as err:
         cause: BaseException = err
         while cause.__cause__ is not None:
@@ -341,7 +359,7 @@ def parse_config(args: list[str]) -> DemoConfig:
 
 
 def main() -> None:
-    demo(parse_config(sys.argv[1:]))
+    demo(config_from_command_line())
 
 
 if __name__ == "__main__":

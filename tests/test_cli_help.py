@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 
-from so101_core.cli import dashed_spellings, renamed_flags
+from so101_core.cli import bracketed_lists, dashed_spellings, renamed_flags
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -102,6 +102,26 @@ def test_renamed_flags_rewrite_old_spellings_and_say_the_new_one(capsys):
     ]
     assert renamed_flags(["--resume=true", "--restart", "false"], renamed) == ["--resume=true", "--restart", "false"]
     assert capsys.readouterr().err == ""  # the new spellings pass silently
+    # an old flag that became a group's field: its new spelling starts with the old one and must pass unchanged
+    assert renamed_flags(["--policy=a", "--policy.path=b"], {"--policy": "--policy.path"}) == [
+        "--policy.path=a",
+        "--policy.path=b",
+    ]
+
+
+def test_bracketed_lists_join_argparse_lists_and_say_the_new_spelling(capsys):
+    argv = ["--sizes", "twin", "real", "--repeats=3", "--row", "a:0:x y", "--row=b:1:z", "--noise_std", "-1", "0.5"]
+    assert bracketed_lists(argv, ["--sizes", "--row", "--noise_std"]) == [
+        "--sizes=[twin,real]",
+        "--repeats=3",
+        "--row=[a:0:x y,b:1:z]",  # a repeated flag's values add up, as argparse's action="append"
+        "--noise_std=[-1,0.5]",
+    ]
+    err = capsys.readouterr().err
+    assert "use '--sizes=[twin,real]'" in err and "use '--noise_std=[-1,0.5]'" in err
+    new = ["--sizes=[twin,real]", "--row", "[a:0:x]", "--repeats", "3"]
+    assert bracketed_lists(new, ["--sizes", "--row"]) == new
+    assert capsys.readouterr().err == ""
 
 
 def test_dashed_spellings_map_argparse_flags_to_the_fields():

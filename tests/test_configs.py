@@ -92,16 +92,22 @@ def test_config_parses_and_flags_override_it(name):
         assert cfg.policy.per_view_dim in (96, 192) and cfg.policy.condition_dim == 384 == cfg.policy.n_emb
 
 
-def test_demo_config_with_a_bad_value_is_a_clear_error(capsys):
-    from demo import parse_config
+def demo_config(monkeypatch, *args: str):
+    """scripts/demo.py's config from the command line `args`, parsed as its main parses it."""
+    from demo import config_from_command_line
 
+    monkeypatch.setattr(sys, "argv", ["demo.py", *args])
+    return config_from_command_line()
+
+
+def test_demo_config_with_a_bad_value_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(SystemExit):
-        parse_config(["--config_path=configs/demo.yaml", "--record.teleop.lift_height=0.02"])
+        demo_config(monkeypatch, "--config_path=configs/demo.yaml", "--record.teleop.lift_height=0.02")
     assert "--teleop.lift_height=0.02 m cannot solve LiftCube" in capsys.readouterr().err
 
 
-def test_demo_amp_follows_the_cpus_amx_flag(tmp_path, capsys):
-    from demo import TrainStage, cpu_has_amx, parse_config, uses_amp
+def test_demo_amp_follows_the_cpus_amx_flag(tmp_path, monkeypatch, capsys):
+    from demo import TrainStage, cpu_has_amx, uses_amp
 
     amx = tmp_path / "amx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n\nprocessor\t: 1\n")
@@ -112,10 +118,11 @@ def test_demo_amp_follows_the_cpus_amx_flag(tmp_path, capsys):
     assert uses_amp(TrainStage(amp="auto")) == cpu_has_amx()
 
     with pytest.raises(SystemExit):
-        parse_config(["--config_path=configs/demo.yaml", "--train.amp=bf16"])
+        demo_config(monkeypatch, "--config_path=configs/demo.yaml", "--train.amp=bf16")
     assert "train.amp must be auto, true or false, got 'bf16'" in capsys.readouterr().err
-    assert parse_config(["--train.amp=true"]).train.amp == "true"
-    assert parse_config(["--train.amp=false"]).train.amp == "false"
+    assert demo_config(monkeypatch, "--train.amp=true").train.amp == "true"  # configs/demo.yaml by default
+    assert demo_config(monkeypatch, "--train.amp=false").train.amp == "false"
+    assert demo_config(monkeypatch).train.steps == 2000  # configs/demo.yaml's, not TrainStage's 1300
 
 
 def test_segvla_twin_arms_differ_only_in_the_cues():

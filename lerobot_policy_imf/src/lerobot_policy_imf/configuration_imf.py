@@ -68,7 +68,7 @@ class IMFConfig(AdamWCosinePresets, PreTrainedConfig):
     # Seed of the sampling noise, reset with the policy at every episode; None: torch's global generator.
     inference_noise_seed: int | None = None
     # Act through torch.compile'd copies of the encoder and head with inductor's freezing (weights folded in as
-    # constants, prepacked for oneDNN on CPUs): benchmarks/imf_speed.py's `--compile --freeze`. The copies are
+    # constants, prepacked for oneDNN on CPUs): benchmarks/imf_speed.py's `--compile=true --freeze=true`. The copies are
     # made and compiled at the first chunk in eval mode (~35 s for the twin-size policy on 2 CPU cores; needs a C++
     # compiler on CPUs; they hold a second copy of the weights) and made again after train(), eval() or a move to
     # another device or dtype: call eval() after loading new weights. Training is unaffected.

@@ -1,11 +1,10 @@
 """What the benchmark scripts share: wall-clock timing that waits for CUDA, and the SmolVLM setup of the VLM ones.
 
-Scripts run as `python benchmarks/<name>.py`, which puts this folder on sys.path: `from timing import timed_ms`.
+Scripts run as `python benchmarks/<name>.py`, which puts this folder on sys.path: `from _timing import timed_ms`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -27,16 +26,6 @@ def timed_ms(fn: Callable[[], object], device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1e3
-
-
-def vlm_benchmark_args(description: str, batch: int, batch_help: str, tiny_help: str) -> argparse.Namespace:
-    """The flags of the SmolVLM benchmarks: --repeats, --batch, --device and --tiny (checks the script only)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=batch, help=batch_help)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--tiny", action="store_true", help=tiny_help)
-    return parser.parse_args()
 
 
 def smolvlm_folder(tiny: bool) -> Path:
