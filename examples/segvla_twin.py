@@ -70,6 +70,9 @@ class SegVLATwinConfig:
     torch_threads: int = 2
     # OMP_WAIT_POLICY for lerobot-train
     omp_wait_policy: str = "PASSIVE"
+    # a folder keeping each finished run's evaluation files and training time (a few kB, small enough to commit):
+    # a run found there is not trained again, so the experiment outlives its checkpoints and spans machines
+    archive_dir: Path | None = None
 
     def __post_init__(self):
         unknown = sorted(set(self.arms) - {"cues_gt", "cues_segmenter", "no_cues"})
@@ -166,9 +169,33 @@ def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int) -> Path:
     return final
 
 
-def eval_stage(cfg: SegVLATwinConfig, checkpoint: Path, name: str, appearance: str, episodes: int) -> dict:
+def archived(cfg: SegVLATwinConfig, filename: str) -> Path | None:
+    path = cfg.archive_dir / filename if cfg.archive_dir is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def archive(cfg: SegVLATwinConfig, source: Path, filename: str) -> None:
+    if cfg.archive_dir is not None and not archived(cfg, filename):
+        cfg.archive_dir.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.archive_dir / filename, json.loads(source.read_text()))
+
+
+def run_done(cfg: SegVLATwinConfig, arm: str, seed: int) -> bool:
+    """Every evaluation of a run and its training time archived: its checkpoint is no longer needed."""
+    names = [f"{arm}_s{seed}_{a}_{cfg.eval_episodes}.json" for a in cfg.appearances]
+    return all(archived(cfg, n) for n in [f"{arm}_s{seed}_train_wall_s.json", *names])
+
+
+def train_wall(cfg: SegVLATwinConfig, arm: str, seed: int) -> float:
+    timing = cfg.output_dir / f"{arm}_s{seed}" / "train_wall_s.json"
+    timing = archived(cfg, f"{arm}_s{seed}_train_wall_s.json") or timing
+    archive(cfg, timing, f"{arm}_s{seed}_train_wall_s.json")
+    return json.loads(timing.read_text())["seconds"]
+
+
+def eval_stage(cfg: SegVLATwinConfig, checkpoint: Path | None, name: str, appearance: str, episodes: int) -> dict:
     out = cfg.output_dir / "eval" / f"{name}_{appearance}_{episodes}"
-    info = out / "eval_info.json"
+    info = archived(cfg, f"{name}_{appearance}_{episodes}.json") or out / "eval_info.json"
     if not info.is_file():
         if out.exists():
             shutil.rmtree(out)
@@ -193,6 +220,7 @@ def eval_stage(cfg: SegVLATwinConfig, checkpoint: Path, name: str, appearance: s
         run_logged(
             args, log, f"eval {name} ({appearance})", episodes, r"Stepping through eval batches: .*?\| *(\d+)/\d+"
         )
+    archive(cfg, info, f"{name}_{appearance}_{episodes}.json")
     overall = json.loads(info.read_text())["overall"]
     successes = round(overall["pc_success"] * overall["n_episodes"] / 100)
     return {"successes": successes, "episodes": overall["n_episodes"], "mean_return": overall["avg_sum_reward"]}
@@ -222,21 +250,22 @@ def table(cfg: SegVLATwinConfig, results: dict) -> str:
 def segvla_twin(cfg: SegVLATwinConfig) -> dict:
     os.chdir(ROOT)
     (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
-    record_stage(cfg)
-    if not (cfg.vlm_dir / "config.json").is_file():
-        run_logged(
-            [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
-            cfg.output_dir / "logs" / "vlm.log",
-            "backbone",
-        )
-    if "cues_segmenter" in cfg.arms:
+    todo = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not run_done(cfg, arm, seed)]
+    if todo:  # the recording, backbone and segmenter are needed only by runs still to train
+        record_stage(cfg)
+        if not (cfg.vlm_dir / "config.json").is_file():
+            run_logged(
+                [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
+                cfg.output_dir / "logs" / "vlm.log",
+                "backbone",
+            )
+    if any(arm == "cues_segmenter" for arm, _ in todo):
         segmenter_stage(cfg)
     results: dict = {}
     for seed in cfg.seeds:
         for arm in cfg.arms:
-            checkpoint = train_stage(cfg, arm, seed)
-            wall = json.loads((cfg.output_dir / f"{arm}_s{seed}" / "train_wall_s.json").read_text())["seconds"]
-            entry = results.setdefault(arm, {}).setdefault(str(seed), {"train_wall_s": wall})
+            checkpoint = None if run_done(cfg, arm, seed) else train_stage(cfg, arm, seed)
+            entry = results.setdefault(arm, {}).setdefault(str(seed), {"train_wall_s": train_wall(cfg, arm, seed)})
             for appearance in cfg.appearances:
                 entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance, cfg.eval_episodes)
     out = cfg.output_dir / "results.json"
