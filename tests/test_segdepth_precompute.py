@@ -19,7 +19,8 @@ from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth import precompute as segdepth_precompute
 from lerobot_policy_segdepth.observation_steps import StackChannelsStep, pack_uint8, packed_length, unpack_uint8
-from lerobot_policy_segdepth.precompute import SegDepthPrecomputeConfig, SourceDatasetConfig, precompute_segdepth
+from lerobot_policy_segdepth.precompute import SegDepthPrecomputeConfig, precompute_segdepth
+from so101_semantic_processors.precompute import SourceDatasetConfig
 
 register_third_party_plugins()
 

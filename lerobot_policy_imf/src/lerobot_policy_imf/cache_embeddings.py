@@ -23,13 +23,20 @@ import json  # no `from __future__ import annotations`: LeRobot's parser.wrap re
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-from lerobot.configs import PreTrainedConfig, parser
+from lerobot.configs import parser
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
 from so101_core.cli import prepare_command_line
-from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
+from so101_semantic_processors.precompute import (
+    RENAMED_FLAGS,
+    PolicyPrecomputeConfig,
+    output_location,
+    precompute_features,
+    print_summary,
+)
 
 from .configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
 from .modeling_imf import dataset_fingerprint
@@ -40,32 +47,13 @@ MADE_BY = "imf-cache-embeddings"
 
 
 @dataclass
-class CacheEmbeddingsConfig:
-    dataset: SourceDatasetConfig
+class CacheEmbeddingsConfig(PolicyPrecomputeConfig):
+    command: ClassVar[str] = MADE_BY
+    policy_class: ClassVar[type[IMFConfig]] = IMFConfig
+
     # The fields that shape the embeddings: --policy.siglip_model, --policy.encoder_image_size, --policy.cameras.
     # `--policy.path=CKPT` takes them (and the encoder's weights) from a trained checkpoint instead.
     policy: IMFConfig = field(default_factory=lambda: IMFConfig(device="cpu", push_to_hub=False))
-    output_dir: str | None = None  # the new dataset's folder; default: <source root>_embeddings
-    output_repo_id: str | None = None  # default: <repo_id>_embeddings
-    keep_videos: bool = False
-    batch_size: int = 32
-    num_workers: int = 0
-    restart: bool = False  # discard partial work made with other settings
-
-    def __post_init__(self):
-        policy_path = parser.get_path_arg("policy")
-        if policy_path:
-            overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy") or [])
-            self.policy = PreTrainedConfig.from_pretrained(policy_path, cli_overrides=overrides)
-            self.policy.pretrained_path = Path(policy_path)
-        if not isinstance(self.policy, IMFConfig):
-            raise ValueError(f"imf-cache-embeddings needs an imf policy config, got {type(self.policy).__name__}")
-        if self.policy.vision_encoder != "siglip":
-            raise ValueError("only a frozen encoder can be cached: --policy.vision_encoder=siglip")
-
-    @classmethod
-    def __get_path_fields__(cls) -> list[str]:
-        return ["policy"]
 
 
 def cache_info(policy, dataset) -> dict:
@@ -89,9 +77,7 @@ def cache_embeddings(cfg: CacheEmbeddingsConfig) -> dict:
     dataset = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
     if OBS_VIEW_EMBEDDINGS in dataset.meta.features:
         raise ValueError(f"dataset {dataset.repo_id} already holds '{OBS_VIEW_EMBEDDINGS}': train on it directly")
-    source_root = Path(dataset.root)
-    output_root = Path(cfg.output_dir) if cfg.output_dir else source_root.with_name(source_root.name + "_embeddings")
-    check_output_root(output_root)
+    output_root, output_repo_id = output_location(dataset, cfg.output_dir, cfg.output_repo_id, "_embeddings")
     policy = make_policy(cfg.policy, ds_meta=dataset.meta)  # validates the cameras against the dataset
     policy.eval()
     keys = policy.config.camera_keys
@@ -109,7 +95,7 @@ def cache_embeddings(cfg: CacheEmbeddingsConfig) -> dict:
         compute,
         {OBS_VIEW_EMBEDDINGS: spec},
         output_root,
-        cfg.output_repo_id or f"{cfg.dataset.repo_id}_embeddings",
+        output_repo_id,
         {"made_by": MADE_BY, "cache": {k: v for k, v in info.items() if k != "made_by"}},
         remove_features=[] if cfg.keep_videos else list(dataset.meta.camera_keys),
         batch_size=cfg.batch_size,
@@ -127,16 +113,12 @@ def cache_embeddings(cfg: CacheEmbeddingsConfig) -> dict:
 def cache_main(cfg: CacheEmbeddingsConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = cache_embeddings(cfg)
-    print(json.dumps(summary, indent=2))
-    print(
-        f"train on it: lerobot-train --policy.type=imf --dataset.repo_id={summary['output_repo_id']} "
-        f"--dataset.root={summary['output_root']} --policy.siglip_model={cfg.policy.siglip_model} ..."
-    )
+    print_summary(summary, "imf", f"--policy.siglip_model={cfg.policy.siglip_model}")
     return summary
 
 
 def main() -> None:
-    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"}, plugins=True)
+    prepare_command_line(RENAMED_FLAGS, plugins=True)
     cache_main()
 
 

@@ -50,14 +50,21 @@ import json  # no `from __future__ import annotations`: LeRobot's parser.wrap re
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-from lerobot.configs import PreTrainedConfig, parser
+from lerobot.configs import parser
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
 from so101_core.cli import prepare_command_line
-from so101_semantic_processors.precompute import SourceDatasetConfig, check_output_root, precompute_features
+from so101_semantic_processors.precompute import (
+    RENAMED_FLAGS,
+    PolicyPrecomputeConfig,
+    output_location,
+    precompute_features,
+    print_summary,
+)
 
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 from .observation_steps import pack_uint8, packed_length
@@ -69,33 +76,17 @@ MADE_BY = "segdepth-precompute"
 
 
 @dataclass
-class SegDepthPrecomputeConfig:
-    dataset: SourceDatasetConfig
+class SegDepthPrecomputeConfig(PolicyPrecomputeConfig):
+    command: ClassVar[str] = MADE_BY
+    policy_class: ClassVar[type[SegDepthConfig]] = SegDepthConfig
+
     # The fields that shape the observation: --policy.camera, --policy.image_size, --policy.source,
     # --policy.num_classes (and, for source=models, --policy.segmenter_path, --policy.depth_model, ...).
     # `--policy.path=CKPT` takes them from a trained checkpoint instead.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(device="cpu", push_to_hub=False))
-    output_dir: str | None = None  # the new dataset's folder; default: <source root>_segdepth
-    output_repo_id: str | None = None  # default: <repo_id>_segdepth
-    keep_videos: bool = False  # keep the camera columns (LeRobot then decodes them for every training sample)
     pack: bool = True  # store the uint8 (2, S, S) bytes as int64 words (see the module docstring); false: plain uint8
     # each row holds the policy's frame stack (--policy.frame_stack frames); train with --policy.stacked_frames=true
     stack_frames: bool = False
-    batch_size: int = 32  # frames per pass through the observation steps
-    num_workers: int = 0  # DataLoader workers decoding the source frames
-    restart: bool = False  # discard partial work made with other settings
-
-    def __post_init__(self):
-        policy_path = parser.get_path_arg("policy")
-        if policy_path:
-            overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy") or [])
-            self.policy = PreTrainedConfig.from_pretrained(policy_path, cli_overrides=overrides)
-        if not isinstance(self.policy, SegDepthConfig):
-            raise ValueError(f"segdepth-precompute needs a segdepth policy config, got {type(self.policy).__name__}")
-
-    @classmethod
-    def __get_path_fields__(cls) -> list[str]:
-        return ["policy"]
 
 
 def observation_info(config: SegDepthConfig, dataset) -> dict:
@@ -165,10 +156,7 @@ def precompute_segdepth(cfg: SegDepthPrecomputeConfig) -> dict:
     config = cfg.policy
     dataset = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
     _check_source(dataset, config)
-    source_root = Path(dataset.root)
-    output_root = Path(cfg.output_dir) if cfg.output_dir else source_root.with_name(source_root.name + "_segdepth")
-    output_repo_id = cfg.output_repo_id or f"{cfg.dataset.repo_id}_segdepth"
-    check_output_root(output_root)
+    output_root, output_repo_id = output_location(dataset, cfg.output_dir, cfg.output_repo_id, "_segdepth")
 
     steps = PolicyProcessorPipeline(steps=segdepth_observation_steps(config), name="segdepth_precompute")
 
@@ -225,19 +213,16 @@ def precompute_segdepth(cfg: SegDepthPrecomputeConfig) -> dict:
 def precompute_main(cfg: SegDepthPrecomputeConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = precompute_segdepth(cfg)
-    print(json.dumps(summary, indent=2))
-    print(
-        f"train on it: lerobot-train --policy.type=segdepth --dataset.repo_id={summary['output_repo_id']} "
-        f"--dataset.root={summary['output_root']} --policy.camera={cfg.policy.camera} "
-        f"--policy.image_size={cfg.policy.image_size} --policy.num_classes={cfg.policy.num_classes}"
-        + (f" --policy.frame_stack={cfg.policy.frame_stack} --policy.stacked_frames=true" if cfg.stack_frames else "")
-        + " ..."
-    )
+    flags = f"--policy.camera={cfg.policy.camera} --policy.image_size={cfg.policy.image_size} "
+    flags += f"--policy.num_classes={cfg.policy.num_classes}"
+    if cfg.stack_frames:
+        flags += f" --policy.frame_stack={cfg.policy.frame_stack} --policy.stacked_frames=true"
+    print_summary(summary, "segdepth", flags)
     return summary
 
 
 def main() -> None:
-    prepare_command_line({"--output_root": "--output_dir", "--restart": "--restart=true"}, plugins=True)
+    prepare_command_line(RENAMED_FLAGS, plugins=True)
     precompute_main()
 
 

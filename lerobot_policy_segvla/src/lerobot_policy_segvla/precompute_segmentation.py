@@ -28,8 +28,8 @@ from lerobot.configs import parser
 from so101_core.cli import dashed_spellings, prepare_command_line
 from so101_semantic_processors.precompute import (
     SourceDatasetConfig,
-    check_output_root,
     open_result,
+    output_location,
     precompute_features,
 )
 
@@ -127,10 +127,7 @@ def precompute_segmentation(
         raise ValueError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     dataset = LeRobotDataset(repo_id, root=root)
     _check_dataset(dataset, feature_map)
-    source_root = Path(dataset.root)
-    output_root = Path(output_root) if output_root else source_root.with_name(source_root.name + "_segmentation")
-    output_repo_id = output_repo_id or f"{repo_id}_segmentation"
-    check_output_root(output_root)
+    output_root, output_repo_id = output_location(dataset, output_root, output_repo_id, "_segmentation")
 
     segmenter = Mask2FormerSegmenter(model, grid_size, input_size, device, dtype)
     num_classes = segmenter.num_classes

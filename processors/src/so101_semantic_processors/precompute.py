@@ -32,10 +32,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from lerobot.configs import PreTrainedConfig, parser
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -66,6 +67,65 @@ def check_output_root(output_root: str | Path) -> Path:
     if output_root.exists():
         raise FileExistsError(f"{output_root} exists; remove it or pass another output root")
     return output_root
+
+
+def output_location(
+    dataset, output_dir: str | Path | None, output_repo_id: str | None, suffix: str
+) -> tuple[Path, str]:
+    """A front end's new dataset: `output_dir` (default: the source root's name + `suffix`, beside it) and
+    `output_repo_id` (default: the source repo id + `suffix`). Refuses an existing folder before any work."""
+    source_root = Path(dataset.root)
+    output_root = Path(output_dir) if output_dir else source_root.with_name(source_root.name + suffix)
+    return check_output_root(output_root), output_repo_id or f"{dataset.repo_id}{suffix}"
+
+
+# The spellings the precompute front ends took before LeRobot's parser, kept one release (each prints the new one).
+RENAMED_FLAGS = {"--output_root": "--output_dir", "--restart": "--restart=true"}
+
+
+@dataclass
+class PolicyPrecomputeConfig:
+    """The settings of a front end that stores what a policy's config determines (`imf-cache-embeddings`,
+    `segdepth-precompute`). A subclass sets `command` and `policy_class` and gives `policy` its config class and
+    default; `--policy.path=CKPT` takes the policy's settings from a trained checkpoint instead (any `--policy.*`
+    flags on top, as lerobot-train loads one)."""
+
+    command: ClassVar[str]  # the console command, named in errors and stored as the copy's `made_by`
+    policy_class: ClassVar[type[PreTrainedConfig]]
+
+    dataset: SourceDatasetConfig
+    policy: PreTrainedConfig
+    # the new dataset's folder; default: beside the source, its folder name + the command's suffix
+    output_dir: str | None = None
+    output_repo_id: str | None = None  # default: the source's repo id + the command's suffix
+    keep_videos: bool = False  # keep the camera columns (LeRobot then decodes them for every training sample)
+    batch_size: int = 32  # frames per pass of the computation
+    num_workers: int = 0  # DataLoader workers decoding the source frames
+    restart: bool = False  # discard partial work made with other settings
+
+    def __post_init__(self):
+        policy_path = parser.get_path_arg("policy")
+        if policy_path:
+            overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy") or [])
+            self.policy = PreTrainedConfig.from_pretrained(policy_path, cli_overrides=overrides)
+            self.policy.pretrained_path = Path(policy_path)
+        if not isinstance(self.policy, self.policy_class):
+            name = PreTrainedConfig.get_choice_name(self.policy_class)
+            raise ValueError(f"{self.command} needs a '{name}' policy config, got {type(self.policy).__name__}")
+
+    @classmethod
+    def __get_path_fields__(cls) -> list[str]:
+        return ["policy"]
+
+
+def print_summary(summary: dict, policy_type: str, flags: str) -> None:
+    """A front end's closing words: the run's summary, then the lerobot-train command for the copy (`flags`: the
+    policy flags it must be given)."""
+    print(json.dumps(summary, indent=2))
+    print(
+        f"train on it: lerobot-train --policy.type={policy_type} --dataset.repo_id={summary['output_repo_id']} "
+        f"--dataset.root={summary['output_root']} {flags} ..."
+    )
 
 
 def _done_positions(shard_dir: Path) -> set[int]:
