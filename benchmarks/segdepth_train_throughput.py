@@ -53,7 +53,6 @@ from so101_core.cli import prepare_command_line
 
 BIN = Path(sys.executable).parent
 REPO_ID = "local/twin_demo"
-TASK = "Pick up the red cube and lift it."
 WINDOW = re.compile(r"updt_s:([\d.]+) data_s:([\d.]+)")  # one lerobot-train log line per --log_freq steps
 
 
@@ -113,32 +112,14 @@ def run(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     return proc.stdout + proc.stderr, wall
 
 
-def record(root: Path, episodes: int, seconds: float, env: dict) -> None:
-    """The demo's recording (scripts/demo.sh) without DART noise: wrist 160x120, ground-truth depth + seg."""
+def record(root: Path, episodes: int, seconds: float) -> None:
+    """The demo's recording (scripts/demo.sh) without DART noise: wrist 160x120, ground-truth depth + seg (the
+    tests' helper, the stock lerobot-record)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from clitools import record_twin_dataset
+
     root.parent.mkdir(parents=True, exist_ok=True)
-    run(
-        [
-            str(BIN / "lerobot-record"),
-            "--robot.type=so101_twin",
-            "--robot.task=LiftCube",
-            "--robot.cameras=[wrist]",
-            "--robot.camera_height=120",
-            "--robot.camera_width=160",
-            "--robot.depth=true",
-            "--robot.segmentation=true",
-            "--teleop.type=so101_twin_expert",
-            f"--dataset.repo_id={REPO_ID}",
-            f"--dataset.root={root}",
-            f"--dataset.num_episodes={episodes}",
-            f"--dataset.episode_time_s={seconds}",
-            "--dataset.reset_time_s=0",
-            f"--dataset.single_task={TASK}",
-            "--dataset.push_to_hub=false",
-            "--play_sounds=false",
-        ],
-        cwd=root.parent,
-        env=env,
-    )
+    record_twin_dataset(root, episodes, seconds, size=(120, 160), ground_truth=True, cameras="[wrist]")
 
 
 def train(root: Path, repo_id: str, out: Path, cfg: ThroughputConfig, env: dict, extra: tuple = ()) -> dict:
@@ -259,7 +240,7 @@ def benchmark(cfg: ThroughputConfig) -> None:
         raw = work / "raw"
         if not (raw / "meta" / "info.json").exists():
             print(f"recording {cfg.episodes} episodes of {cfg.episode_seconds} s with lerobot-record ...", flush=True)
-            record(raw, cfg.episodes, cfg.episode_seconds, env)
+            record(raw, cfg.episodes, cfg.episode_seconds)
     raw = raw.resolve()
     copy = work / "precomputed"
     precompute_s = None
