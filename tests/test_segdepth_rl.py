@@ -606,26 +606,31 @@ def saved_clone(dataset_root: Path, tmp_path: Path) -> Path:
     return clone
 
 
-def demo_settings(dataset_root: Path):
+def fine_tuning_run(dataset_root: Path, tmp_path: Path, frames: int, agent: DrQV2Config) -> tuple[Path, RLTrainConfig]:
+    """The recording's saved clone and a tiny LiftCube run fine-tuning it (into tmp_path / "ft"), with the
+    recording as demonstrations (half of each batch)."""
     from so101_segdepth_rl.demos import DemoSettings
 
-    return DemoSettings(repo_id="local/twin_demo", root=dataset_root, share=0.5)
+    clone = saved_clone(dataset_root, tmp_path)
+    cfg = tiny_run(
+        tmp_path / "ft",
+        frames,
+        policy_path=clone,
+        seed_frames=0,
+        env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
+        demos=DemoSettings(repo_id="local/twin_demo", root=dataset_root, share=0.5),
+        agent=agent,
+    )
+    return clone, cfg
 
 
 @pytest.mark.slow
 def test_fine_tuning_a_clone_from_demonstrations_end_to_end(gt_dataset, tmp_path):
     """--policy.path + --demos: the clone is evaluated first (the curve's point at 0 frames), the critic learns
     alone for the warm-up, the actor's TD3+BC term is logged, and the result is a segdepth checkpoint again."""
-    clone, out = saved_clone(gt_dataset, tmp_path), tmp_path / "ft"
-    cfg = tiny_run(
-        out,
-        160,
-        policy_path=clone,
-        seed_frames=0,
-        env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
-        demos=demo_settings(gt_dataset),
-        agent=DrQV2Config(batch_size=16, critic_hidden_dim=32, actor_warmup_updates=20, bc_weight=1.0),
-    )
+    agent = DrQV2Config(batch_size=16, critic_hidden_dim=32, actor_warmup_updates=20, bc_weight=1.0)
+    clone, cfg = fine_tuning_run(gt_dataset, tmp_path, 160, agent)
+    out = cfg.output_dir
     result = train(cfg)
     evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert evals[0]["frames"] == 0 and evals[0]["updates"] == 0 and evals[-1]["frames"] >= 160
@@ -644,7 +649,6 @@ def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_fi
     """rl_lift_finetune_critic.yaml's path: the critic's pre-training on the demonstrations is logged and leaves
     the clone as it was (the curve's first point is the clone), the frozen encoder is saved unchanged, and the
     actor still learns online from cached features."""
-    clone, out = saved_clone(gt_dataset, tmp_path), tmp_path / "ft"
     agent = DrQV2Config(
         batch_size=16,
         critic_hidden_dim=32,
@@ -654,15 +658,8 @@ def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_fi
         actor_objective="awr",
         actor_warmup_updates=5,
     )
-    cfg = tiny_run(
-        out,
-        80,
-        policy_path=clone,
-        seed_frames=0,
-        env=TwinSettings(task="LiftCube", observation_height=64, observation_width=80, episode_length=40),
-        demos=demo_settings(gt_dataset),
-        agent=agent,
-    )
+    clone, cfg = fine_tuning_run(gt_dataset, tmp_path, 80, agent)
+    out = cfg.output_dir
     result = train(cfg)
     pretrain = [json.loads(line) for line in (out / "critic_pretrain.jsonl").read_text().splitlines()]
     assert pretrain[-1]["update"] == 30 and all(math.isfinite(log["critic_loss"]) for log in pretrain)
