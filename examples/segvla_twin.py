@@ -100,6 +100,42 @@ def arm_args(cfg: SegVLATwinConfig, arm: str) -> list[str]:
     return args
 
 
+def recording_fingerprint(root: Path) -> dict:
+    """What the recording holds (every frame's state and action), independent of how its files were written."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    digest = hashlib.sha256()
+    files = sorted((root / "data").glob("*/*.parquet"))
+    for path in files:
+        table = pq.read_table(path, columns=["episode_index", "frame_index", "observation.state", "action"])
+        for column in table.column_names:
+            values = table[column].combine_chunks()
+            flat = values.flatten() if hasattr(values, "flatten") else values
+            digest.update(np.asarray(flat.to_numpy(zero_copy_only=False)).tobytes())
+    info = json.loads((root / "meta" / "info.json").read_text())
+    return {"sha256": digest.hexdigest(), "episodes": info["total_episodes"], "frames": info["total_frames"]}
+
+
+def check_same_recording(cfg: SegVLATwinConfig, root: Path) -> None:
+    """Runs archived on another machine must have trained on this very recording: every arm sees the same data."""
+    if cfg.archive_dir is None:
+        return
+    fingerprint = recording_fingerprint(root)
+    saved = cfg.archive_dir / "recording.json"
+    if not saved.is_file():
+        cfg.archive_dir.mkdir(parents=True, exist_ok=True)
+        write_json(saved, fingerprint)
+    elif json.loads(saved.read_text()) != fingerprint:
+        raise RuntimeError(
+            f"the recording at {root} ({fingerprint}) is not the one the archived runs in {cfg.archive_dir} trained on "
+            f"({json.loads(saved.read_text())}): the twin's floating point differs between CPU kinds. Use another "
+            "--archive_dir for a fresh experiment on this machine."
+        )
+
+
 def record_stage(cfg: SegVLATwinConfig) -> Path:
     import draccus
 
@@ -114,6 +150,7 @@ def record_stage(cfg: SegVLATwinConfig) -> Path:
             cfg.output_dir / "logs" / "record.log",
             "record",
         )
+    check_same_recording(cfg, root)
     return root
 
 
