@@ -218,3 +218,20 @@ def test_a_copied_checkpoint_runs_through_lerobot_eval_with_its_original_deleted
     shutil.rmtree(segmenter, ignore_errors=True)
     overall = eval_in_twin(copy, tmp_path / "eval", GT_SIZE, tmp_path, flags=case.env_flags)
     assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0
+
+
+def test_lerobot_rollout_refuses_a_checkpoint_missing_a_model_before_the_robot_is_made(
+    tmp_path, depth_dir, monkeypatch
+):
+    """lerobot-rollout loads the policy (step 1), makes and connects the robot (step 3) and only then builds the
+    processors (step 6): the policy's from_pretrained must find the missing model, so no bus is ever opened."""
+    import lerobot.robots.so_follower.so_follower as so_follower
+    from test_real_arm_rollout import FakeFeetechBus, run_rollout
+
+    FakeFeetechBus.instances.clear()
+    monkeypatch.setattr(so_follower, "FeetechMotorsBus", FakeFeetechBus)
+    ckpt = models_checkpoint(tmp_path / "a", depth_dir)
+    rewrite_step(ckpt, "so101_depth_anything", model_name_or_path=NOT_CACHED)
+    with pytest.raises(PretrainedModelMissingError, match=rf"'{NOT_CACHED}'.*hf download {NOT_CACHED}"):
+        run_rollout(monkeypatch, ckpt, tmp_path / "no_frames.npy")
+    assert FakeFeetechBus.instances == [], "the robot was made (and its bus opened) before the check"
