@@ -174,12 +174,13 @@ def test_uint8_and_float_rgb_agree(seg_dir):
     assert torch.equal(a, b)
 
 
-def test_models_load_lazily_stay_in_eval_and_outputs_carry_no_autograd(seg_dir, depth_dir):
+def test_models_load_when_built_stay_in_eval_and_outputs_carry_no_autograd(seg_dir, depth_dir):
     seg = SegmenterStep(image_keys=KEYS[:1], output_keys=IDS[:1], input_size=32, checkpoint=str(seg_dir))
     depth = DepthAnythingStep(
         image_keys=KEYS[:1], output_keys=DISP[:1], input_size=28, model_name_or_path=str(depth_dir)
     )
-    assert seg._model is None and depth._model is None
+    # loaded by the constructor, not at the first frame (which, on the arm, comes after the robot connected)
+    assert seg._model is not None and depth._model is not None
     rgb = frames(1).requires_grad_(True)
     for step, key in ((seg, IDS[0]), (depth, DISP[0])):
         out = step({"observation": {KEYS[0]: rgb}})["observation"][key]
@@ -202,7 +203,8 @@ def test_steps_round_trip_through_a_saved_pipeline(tmp_path, seg_dir, depth_dir)
     pipe.save_pretrained(tmp_path / "pipe")
     loaded = DataProcessorPipeline.from_pretrained(tmp_path / "pipe", config_filename="perception.json")
     assert [s.get_config() for s in loaded.steps[:2]] == [s.get_config() for s in steps[:2]]
-    assert loaded.steps[0]._model is None  # weights are referenced by path, loaded on first use
+    # both loaded with the pipeline: the segmenter from its state file, Depth Anything by its name
+    assert loaded.steps[0]._model is not None and loaded.steps[1]._model is not None
     obs = {KEYS[0]: frames(1, seed=7), KEYS[1]: frames(1, seed=8)}
     a, b = pipe(dict(obs)), loaded(dict(obs))  # the default converters take a flat batch dict
     for key in IDS + DISP:

@@ -419,7 +419,7 @@ def test_awr_moves_the_actor_towards_the_batch_actions_the_critic_prefers():
 
 # ----- the command end to end -----------------------------------------------------------------------------------
 def tiny_run(out: Path, frames: int, **overrides) -> RLTrainConfig:
-    policy = SegDepthConfig(image_size=32, action_repeat=2, **TINY_POLICY)
+    policy = SegDepthConfig(image_size=32, action_repeat=2, push_to_hub=False, **TINY_POLICY)
     cfg = RLTrainConfig(
         env=TwinSettings(observation_height=32, observation_width=43, episode_length=40),
         policy=policy,

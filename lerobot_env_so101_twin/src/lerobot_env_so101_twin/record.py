@@ -42,6 +42,7 @@ from lerobot.utils.utils import init_logging
 from so101_core import TASK_DESCRIPTIONS
 from so101_core.atomic import replace_folder, staging_folder, write_json
 from so101_core.cli import prepare_command_line
+from so101_core.hub import check_push, command_line
 from so101_core.runs import config_differences
 
 from .config_so101_twin import SO101TwinConfig
@@ -55,8 +56,9 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class TwinDatasetConfig(DatasetRecordConfig):
-    """lerobot-record's `--dataset.*` options, with defaults for a simulator: nothing to push, no reset time, the
-    repo id kept as given, and frames streamed to the encoders rather than written as PNG first (same codecs)."""
+    """lerobot-record's `--dataset.*` options, with defaults for a simulator: nothing pushed unless asked
+    (--dataset.push_to_hub=true pushes the merged dataset as lerobot-record does), no reset time, the repo id kept as
+    given, and frames streamed to the encoders rather than written as PNG first (same codecs)."""
 
     push_to_hub: bool = False
     reset_time_s: int | float = 0
@@ -102,8 +104,8 @@ class TwinRecordConfig:
                 f"--dataset.fps={ds.fps} and --robot.fps={self.robot.fps} differ: the twin advances 1/robot.fps s "
                 "per frame, so the dataset's timestamps would be wrong; set both to the same value"
             )
-        if ds.push_to_hub:
-            raise ValueError("--dataset.push_to_hub=true is not supported here: push with lerobot's tools afterwards")
+        if ds.push_to_hub:  # as lerobot-record: checked before any episode, pushed once all are merged
+            check_push(ds.push_to_hub, ds.repo_id, "dataset")
         if self.num_workers < 1 or self.episodes_per_shard < 1 or self.fail_fast_episodes < 0:
             raise ValueError("--num_workers and --episodes_per_shard must be >= 1, --fail_fast_episodes >= 0")
         if self.robot.task == "LiftCube" and self.teleop.lift_height <= LIFT_HEIGHT:
@@ -477,10 +479,34 @@ def record(cfg: TwinRecordConfig) -> dict:
     return summary
 
 
+def push_dataset(cfg: TwinRecordConfig, summary: dict) -> str:
+    """Push the merged dataset as lerobot-record does (`LeRobotDataset.push_to_hub(tags, private)`: LeRobot's dataset
+    card), the card's description saying how it was recorded: the twin's expert, the command and its success."""
+    from lerobot.datasets import LeRobotDataset
+
+    robot, ds = cfg.robot, cfg.dataset
+    description = (
+        f"Recorded in the SO-101 MuJoCo twin (task {robot.task}, cameras {list(robot.cameras)}, depth={robot.depth}, "
+        f"segmentation={robot.segmentation}) by its scripted expert with `so101-twin-record`: the robot and "
+        f"teleoperator plugins through lerobot-record's own calls, stepped in simulated time.\n\n"
+        f"Command:\n\n```bash\n{command_line()}\n```\n\n"
+        f"Result: {summary['episodes']} episodes, {summary['frames']} frames; the expert solved "
+        f"{summary['expert_success']} of the episodes recorded by this run."
+    )
+    LeRobotDataset(ds.repo_id, root=cfg.root).push_to_hub(
+        tags=ds.tags, private=ds.private, dataset_description=description
+    )
+    url = f"https://huggingface.co/datasets/{ds.repo_id}"
+    logger.info("Dataset pushed to %s", url)
+    return url
+
+
 @parser.wrap()
 def record_cli(cfg: TwinRecordConfig) -> dict:
     summary = record(cfg)
     print(json.dumps(summary, indent=2))
+    if cfg.dataset.push_to_hub:
+        summary["pushed_to"] = push_dataset(cfg, summary)
     return summary
 
 

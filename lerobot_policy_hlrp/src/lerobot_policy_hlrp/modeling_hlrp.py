@@ -15,12 +15,14 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import Tensor, nn
 
+from so101_semantic_processors.pretrained import ChecksSavedProcessors
+
 from .artifact import check_laq, check_matches, load_core_weights, read_manifest
 from .configuration_hlrp import HLRPConfig
 from .trunk import SharedCore, load_vlm
 
 
-class HLRPPolicy(PreTrainedPolicy):
+class HLRPPolicy(ChecksSavedProcessors, PreTrainedPolicy):
     config_class = HLRPConfig
     name = "hlrp"
 

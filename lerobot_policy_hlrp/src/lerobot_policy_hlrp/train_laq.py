@@ -26,6 +26,7 @@ from tqdm import tqdm
 from so101_core.atomic import staging_path, write_json, write_with
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
 from so101_core.cli import prepare_command_line
+from so101_core.hub import HubPushConfig, model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
@@ -73,6 +74,8 @@ class LAQTrainConfig:
     torch_threads: int | None = None
     output_dir: Path = Path("outputs/hlrp/laq")
     resume: bool = False
+    # push output_dir/laq with a model card when training ends: --laq.push_to_hub=true --laq.repo_id=USER/NAME
+    laq: HubPushConfig = field(default_factory=HubPushConfig)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.log_freq < 1 or self.save_freq < 1:
@@ -81,6 +84,7 @@ class LAQTrainConfig:
             raise ValueError(f"--dataset.holdout_share must be in [0, 1), got {self.dataset.holdout_share}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        self.laq.check("laq")
 
 
 # ----- data -----------------------------------------------------------------------------------------------------
@@ -425,6 +429,36 @@ def run(cfg: LAQTrainConfig) -> None:
     logger.setLevel(logging.INFO)
     result = train(cfg)
     print(json.dumps({"metrics": result.get("metrics"), "laq": result["laq"]}, indent=2, default=str))
+    if cfg.laq.push_to_hub and "metrics" in result:  # the main process: it alone holds the metrics
+        print(f"pushed {result['laq']} to {push_laq(cfg, result)}")
+
+
+def push_laq(cfg: LAQTrainConfig, result: dict) -> str:
+    """Push output_dir/laq (what stage 2's --laq_path takes) with a model card to --laq.repo_id."""
+    ds, metrics = cfg.dataset, result["metrics"]
+    shown = ("recon_mse", "copy_baseline_mse", "perplexity", "used_codes", "pairs", "split", "step")
+    card = model_card(
+        model_name=cfg.laq.repo_id,
+        model_type="hlrp_laq",
+        summary="HLRP stage 1: a latent action quantiser (LAQ) that encodes what changes between two frames of "
+        f"`{ds.camera_key}` {ds.gap_s} s apart into {cfg.model.code_seq_len} code(s) of a {cfg.model.codebook_size}-"
+        "entry codebook; hlrp-train-trunk (--laq_path) learns to predict them.",
+        data=[
+            f"`{ds.repo_id}`{f' ({ds.root})' if ds.root else ''}, camera {ds.camera_key}, gap {ds.gap_s} s, "
+            f"{ds.holdout_share:.0%} of the episodes held out for the metrics"
+        ],
+        result={f"held-out {k}" if k in shown[:5] else k: metrics[k] for k in shown if k in metrics},
+        hub=cfg.laq,
+        datasets=[ds.repo_id],
+        details={
+            "Steps": cfg.steps,
+            "Batch size": cfg.batch_size,
+            "Learning rate": cfg.lr,
+            "Image size": cfg.model.image_size,
+        },
+        usage=f"hf download {cfg.laq.repo_id} --local-dir laq && hlrp-train-trunk --laq_path=laq ...",
+    )
+    return push_folder(result["laq"], cfg.laq, card, "Upload the LAQ (HLRP stage 1) and readme")
 
 
 def main() -> None:

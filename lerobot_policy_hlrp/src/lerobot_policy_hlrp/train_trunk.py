@@ -26,6 +26,7 @@ from tqdm import tqdm
 from so101_core.atomic import write_json
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
 from so101_core.cli import prepare_command_line
+from so101_core.hub import HubPushConfig, is_main_process, model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
@@ -62,8 +63,12 @@ class TrunkTrainConfig:
     save_freq: int = 1000
     output_dir: Path = Path("outputs/hlrp/trunk")
     resume: bool = False
+    # push output_dir/artifact with a model card when training ends: --artifact.push_to_hub=true
+    # --artifact.repo_id=USER/NAME
+    artifact: HubPushConfig = field(default_factory=HubPushConfig)
 
     def __post_init__(self):
+        self.artifact.check("artifact")
         if self.mode not in MODES:
             raise ValueError(f"--mode={self.mode!r}; choose one of {list(MODES)}")
         if self.mode != "actions" and not self.laq_path:
@@ -273,6 +278,33 @@ def run(cfg: TrunkTrainConfig) -> None:
     logger.setLevel(logging.INFO)  # importing lerobot leaves the root logger at WARNING
     result = train(cfg)
     print(json.dumps({"final": result["history"][-1] if result["history"] else {}, "artifact": result["artifact"]}))
+    if cfg.artifact.push_to_hub and is_main_process():
+        print(f"pushed {result['artifact']} to {push_artifact(cfg, result)}")
+
+
+def push_artifact(cfg: TrunkTrainConfig, result: dict) -> str:
+    """Push output_dir/artifact (what the hlrp policy's --policy.stage2_artifact reads) with a model card."""
+    final = result["history"][-1] if result["history"] else {}
+    card = model_card(
+        model_name=cfg.artifact.repo_id,
+        model_type="hlrp_trunk",
+        summary=f"HLRP stage 2: the SmolVLM2 shared trunk ({cfg.core.vlm_model_name}) with its latent-flow and action "
+        f"heads, trained in mode `{cfg.mode}` on frozen LAQ labels; the hlrp policy starts from it "
+        "(--policy.init_mode=artifact --policy.stage2_artifact=...).",
+        data=[
+            f"`{d.repo_id}`{f' ({d.root})' if d.root else ''}, cameras {d.cameras}, LAQ camera {d.laq_camera}"
+            for d in cfg.datasets
+        ]
+        + ([f"LAQ labels from `{cfg.laq_path}`"] if cfg.laq_path else []),
+        result={f"last window {k}": round(v, 5) if isinstance(v, float) else v for k, v in final.items()},
+        hub=cfg.artifact,
+        datasets=[d.repo_id for d in cfg.datasets],
+        base_model=cfg.core.vlm_model_name,
+        details={"Mode": cfg.mode, "Steps": cfg.steps, "Batch size": cfg.batch_size, "Learning rate": cfg.lr},
+        usage=f"hf download {cfg.artifact.repo_id} --local-dir artifact && lerobot-train --policy.type=hlrp "
+        "--policy.init_mode=artifact --policy.stage2_artifact=artifact ...",
+    )
+    return push_folder(result["artifact"], cfg.artifact, card, "Upload the HLRP stage-2 artifact and readme")
 
 
 def main() -> None:

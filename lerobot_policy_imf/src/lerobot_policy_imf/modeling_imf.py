@@ -34,6 +34,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
+from so101_semantic_processors.pretrained import ChecksSavedProcessors
+
 from .configuration_imf import CACHE_MUST_MATCH, OBS_VIEW_EMBEDDINGS, IMFConfig
 
 
@@ -327,7 +329,7 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-class IMFPolicy(PreTrainedPolicy):
+class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
     config_class = IMFConfig
     name = "imf"
 

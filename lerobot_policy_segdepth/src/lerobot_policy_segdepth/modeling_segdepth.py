@@ -23,6 +23,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
+from so101_semantic_processors.pretrained import ChecksSavedProcessors
+
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 
 
@@ -89,7 +91,7 @@ class Actor(nn.Module):
         return torch.tanh(self.policy(h))
 
 
-class SegDepthPolicy(PreTrainedPolicy):
+class SegDepthPolicy(ChecksSavedProcessors, PreTrainedPolicy):
     config_class = SegDepthConfig
     name = "segdepth"
 

@@ -9,14 +9,18 @@ input (`input_size`), then resize the result to `output_size`; `crop_square=Fals
 output_size=None` is the seed's literal full-frame call, kept for the benchmark. Every RGB key is pushed
 through one batched forward pass, and training batches (B, T, 3, H, W) are flattened into it as well.
 
-Model paths live in the step config (so a saved pipeline names them); the models are loaded on first use,
-kept in eval mode and run under `torch.inference_mode`.
+Both models are loaded when the step is built, never at the first frame: the segmenter's weights travel inside
+the saved pipeline (so101_segmenter.carried); Depth Anything is named by its Hub id or folder (too big to copy into
+every checkpoint), and a missing one is an error naming it and how to fetch it. A SegDepth policy's from_pretrained
+checks both (`check_saved`) before lerobot-rollout connects the robot. The models are kept in eval mode and run
+under `torch.inference_mode`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
@@ -24,11 +28,19 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from so101_segmenter.carried import CarriesSegmenter
+from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
 from so101_semantic_processors.steps import ConfigFromFields
 
 from .observation_steps import _require, disparity_from_depth
 
 DEPTH_ANYTHING_V2_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
+# What a missing depth model's error names: the step, and the flag that points it at a local copy.
+DEPTH_WHAT = "SegDepth's depth step (so101_depth_anything, Depth Anything V2)"
+DEPTH_FLAG = (
+    "--policy.depth_model=FOLDER when training, segdepth-sim2real-check --export_dir --depth_model=FOLDER for a "
+    "checkpoint"
+)
 # Depth Anything's image processor normalises with the ImageNet statistics (transformers.image_utils).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -150,6 +162,10 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
             self._model = model
         return self._model
 
+    def load_model(self) -> torch.nn.Module:
+        """Load the model now (a subclass calls it when built), so a missing one fails before the first frame."""
+        return self.model
+
     def _frame_sizes(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         if self.crop_square:
             height = width = min(height, width)
@@ -196,24 +212,33 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
 
 @ProcessorStepRegistry.register("so101_segmenter")
 @dataclass
-class SegmenterStep(_BatchedModelStep):
+class SegmenterStep(CarriesSegmenter, _BatchedModelStep):
     """RGB keys -> class ids (0-5) with the EfficientViT-B0 + FPN segmenter saved at `checkpoint`.
 
     Logits are resized (bilinear) to `output_size` before the argmax, as semantic-segmentation post-processing
-    does, so a small model input still gives clean class borders at the output size.
+    does, so a small model input still gives clean class borders at the output size. The weights travel with the
+    saved pipeline (so101_segmenter.carried): `checkpoint` is read once, when the step is first built from it.
     """
 
+    SEGMENTER_PATH_FIELD: ClassVar[str] = "checkpoint"
     checkpoint: str = ""
+    segmenter_config: dict | None = None  # the segmenter's config.json, kept in the saved pipeline
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.checkpoint:
+        if not self.checkpoint and self.segmenter_config is None:
             raise ValueError("SegmenterStep needs `checkpoint`: a folder written by so101_segmenter's save_segmenter")
+        self._init_segmenter()
+        if self._segmenter is not None:  # a saved pipeline's weights arrive in load_state_dict instead
+            self.load_model()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self._model = None
+        self.load_model()
 
     def _load(self) -> torch.nn.Module:
-        from so101_segmenter.model import load_segmenter
-
-        return load_segmenter(self.checkpoint, self.run_device)
+        return self.segmenter
 
     def _infer(self, model: torch.nn.Module, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         logits = model(images)
@@ -234,10 +259,20 @@ class DepthAnythingStep(_BatchedModelStep):
 
     model_name_or_path: str = DEPTH_ANYTHING_V2_SMALL
 
+    def __post_init__(self):
+        super().__post_init__()
+        self.load_model()
+
+    @classmethod
+    def check_saved(cls, config: dict[str, Any], state_file: Path | None, has_state: bool) -> None:
+        """Before the pipeline is built (a policy's from_pretrained): is the model here, or can it be fetched?"""
+        require_pretrained(config.get("model_name_or_path", DEPTH_ANYTHING_V2_SMALL), DEPTH_WHAT, DEPTH_FLAG)
+
     def _load(self) -> torch.nn.Module:
         from transformers import DepthAnythingForDepthEstimation
 
-        model = DepthAnythingForDepthEstimation.from_pretrained(self.model_name_or_path)
+        with pretrained_hint(self.model_name_or_path, DEPTH_WHAT, DEPTH_FLAG):
+            model = DepthAnythingForDepthEstimation.from_pretrained(self.model_name_or_path)
         patch = model.config.patch_size
         if self.input_size is not None and self.input_size % patch:
             raise ValueError(

@@ -49,8 +49,10 @@ def _load(policy_path: Path, device: str, source: str, overrides: dict):
 def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overrides) -> Path:
     """Copy a SegDepth checkpoint to `output_dir` with source="models": same weights, normaliser and action
     pair, the preprocessor's observation steps swapped for the two models, config.json updated to match.
-    The result is what `lerobot-rollout --policy.path=<output_dir>` on the real arm needs. Written to a
-    temporary sibling folder first and moved into place, so an interrupted export leaves nothing half-made.
+    The result is what `lerobot-rollout --policy.path=<output_dir>` on the real arm needs: the segmenter's weights
+    are inside it (the preprocessor's so101_segmenter state file), Depth Anything is named by its Hub id or folder.
+    Written to a temporary sibling folder first and moved into place, so an interrupted export leaves nothing
+    half-made.
     """
     import shutil
 
@@ -69,6 +71,9 @@ def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overri
     models_config = with_source(pre, config, source="models", **overrides)
     with atomic_folder(output_dir, create=False) as tmp:
         shutil.copytree(policy_path, tmp)
+        # the old preprocessor's state files are named by step index, which the swap changes: none may linger
+        for stale in tmp.glob("policy_preprocessor*.safetensors"):
+            stale.unlink()
         models_config.pretrained_path = None
         models_config._save_pretrained(tmp)
         pre.save_pretrained(tmp)

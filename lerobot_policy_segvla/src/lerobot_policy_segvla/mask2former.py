@@ -22,17 +22,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
+from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
 from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/mask2former-swin-large-ade-semantic"
+# What a missing Mask2Former's error names: the step, and how to point it at a local copy.
+MASK2FORMER_WHAT = "SegVLA's Mask2Former cue step (segmentation_source=mask2former)"
+MASK2FORMER_FLAG = "--policy.segmentation_model_name=FOLDER"
 DEFAULT_FEATURE_MAP = {
     "observation.images.front": "observation.segmentation.front",
     "observation.images.wrist": "observation.segmentation.wrist",
@@ -258,10 +263,12 @@ def check_feature_map(feature_map: dict[str, str]) -> None:
 class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
     """Runs Mask2Former on every camera in `feature_map` (one batch) and writes pooled scores under its keys.
 
-    Seed 000's option B. Place it before normalisation. The model loads on first use, so building or loading a
-    pipeline is cheap. `device=None` runs the model on CUDA when there is one, else where the images are, so a
-    saved pipeline works on either machine; the scores always come back on the images' device. Cameras missing
-    from an observation are an error, because a policy trained with the cue would silently lose it.
+    Seed 000's option B. Place it before normalisation. The model loads when the step is built: a model that is
+    not here fails then, naming its id, not at the first frame (SegVLA's from_pretrained checks it even before, as
+    lerobot-rollout loads the policy before connecting the robot). `device=None` runs the model on CUDA when there
+    is one, else where the images are, so a saved pipeline works on either machine; the scores always come back on
+    the images' device. Cameras missing from an observation are an error, because a policy trained with the cue
+    would silently lose it.
     """
 
     model_name: str = DEFAULT_MODEL
@@ -279,6 +286,12 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         self._segmenter: Mask2FormerSegmenter | None = None
         self._num_classes: int | None = None
+        self.segmenter()  # loaded now: a model that is not here fails while the pipeline is made, not at a frame
+
+    @classmethod
+    def check_saved(cls, config: dict[str, Any], state_file: Path | None, has_state: bool) -> None:
+        """Before the pipeline is built (a policy's from_pretrained): is the model here, or can it be fetched?"""
+        require_pretrained(config.get("model_name", DEFAULT_MODEL), MASK2FORMER_WHAT, MASK2FORMER_FLAG)
 
     def segmenter(self, device: torch.device | str | None = None) -> Mask2FormerSegmenter:
         if self.device is not None:
@@ -289,7 +302,10 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
         else:
             device = torch.device(device or "cpu")
         if self._segmenter is None:
-            self._segmenter = Mask2FormerSegmenter(self.model_name, self.grid_size, self.input_size, device, self.dtype)
+            with pretrained_hint(self.model_name, MASK2FORMER_WHAT, MASK2FORMER_FLAG):
+                self._segmenter = Mask2FormerSegmenter(
+                    self.model_name, self.grid_size, self.input_size, device, self.dtype
+                )
         elif self._segmenter.device != device:
             self._segmenter.to(device)
         return self._segmenter
@@ -302,7 +318,8 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
             else:  # the config alone: transform_features must not load the weights
                 from transformers import AutoConfig
 
-                self._num_classes = AutoConfig.from_pretrained(self.model_name).num_labels
+                with pretrained_hint(self.model_name, MASK2FORMER_WHAT, MASK2FORMER_FLAG):
+                    self._num_classes = AutoConfig.from_pretrained(self.model_name).num_labels
         return self._num_classes
 
     def observation(self, observation: dict) -> dict:
@@ -355,13 +372,21 @@ class SegVLATaskClassesStep(ConfigFromFields, ObservationProcessorStep):
         if not self.output_key.startswith("observation."):
             raise ValueError(f"output_key must start with 'observation.', got {self.output_key!r}")
         self._parser = None
+        self.parser()  # the class map now (Mask2Former's config, by name), not at the first frame
+
+    @classmethod
+    def check_saved(cls, config: dict[str, Any], state_file: Path | None, has_state: bool) -> None:
+        """Before the pipeline is built: the class map is the saved id2label, or Mask2Former's config by name."""
+        if config.get("id2label") is None:
+            require_pretrained(config.get("model_name", DEFAULT_MODEL), MASK2FORMER_WHAT, MASK2FORMER_FLAG)
 
     def class_map(self) -> dict:
         if self.id2label is not None:
             return dict(self.id2label)
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(self.model_name).id2label
+        with pretrained_hint(self.model_name, MASK2FORMER_WHAT, MASK2FORMER_FLAG):
+            return AutoConfig.from_pretrained(self.model_name).id2label
 
     def parser(self):
         if self._parser is None:

@@ -27,6 +27,7 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
+from so101_semantic_processors.pretrained import ChecksSavedProcessors, pretrained_hint
 from so101_semantic_processors.steps import present_keys
 
 from .configuration_segvla import SegVLAConfig
@@ -292,7 +293,7 @@ class SegVLAFlowMatching(VLAFlowMatching):
         return (torch.rand(bsize, device=device) >= p).to(dtype)
 
 
-class SegVLAPolicy(SmolVLAPolicy):
+class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
     """SmolVLAPolicy whose model also reads the semantic scores named in `segmentation_feature_map`."""
 
     config_class = SegVLAConfig
@@ -305,7 +306,9 @@ class SegVLAPolicy(SmolVLAPolicy):
         config.validate_features()
         self.config = config
         self.init_rtc_processor()
-        self.model = SegVLAFlowMatching(config, rtc_processor=self.rtc_processor)
+        # SmolVLA reads SmolVLM2's config (and, fresh, its weights) by name: a clear error if it is not here
+        with pretrained_hint(config.vlm_model_name, "SegVLA's VLM backbone (SmolVLM2)", "--policy.vlm_model_name"):
+            self.model = SegVLAFlowMatching(config, rtc_processor=self.rtc_processor)
         self.reset()
 
     def prepare_images(self, batch):

@@ -20,6 +20,7 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
+from so101_segmenter.carried import CarriesSegmenter
 from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 from .configuration_segvla import SegVLAConfig
@@ -28,13 +29,13 @@ from .segmentation_scores import SegmentationScoresFromCodeStep
 
 @ProcessorStepRegistry.register("segvla_segmenter_scores")
 @dataclass
-class SegmenterScoresStep(ConfigFromFields, ObservationProcessorStep):
+class SegmenterScoresStep(CarriesSegmenter, ConfigFromFields, ObservationProcessorStep):
     """Camera images -> the suite's EfficientViT-B0 + FPN segmenter's class probabilities pooled to (C, g, g).
 
     The fast cue source for the real arm (~10 ms a frame on a CPU, against seconds for Mask2Former): the same form
     as the ground-truth scores (per-cell class fractions over the whole image), with softmax probabilities in place
-    of one-hot labels. The weights travel with the saved pipeline (`state_dict`), so a checkpoint runs wherever it
-    is copied; `segmenter_path` is read once, when a training run builds the step.
+    of one-hot labels. The weights travel with the saved pipeline (so101_segmenter.carried), so a checkpoint runs
+    wherever it is copied; `segmenter_path` is read once, when a training run builds the step.
     """
 
     feature_map: dict[str, str] = field(default_factory=dict)  # camera key -> scores key
@@ -45,50 +46,26 @@ class SegmenterScoresStep(ConfigFromFields, ObservationProcessorStep):
     image_size: list[int] | None = None  # (height, width) the segmenter runs at; None: each camera's own size
 
     def __post_init__(self):
-        self._model = None
-        if self.segmenter_config is None:
-            if self.segmenter_path is None:
-                raise ValueError(
-                    "segmentation_source=segmenter needs --policy.segmentation_segmenter_path (a so101-seg-train"
-                    " checkpoint folder, e.g. outputs/segmenter/best)"
-                )
-            from so101_segmenter.infer import trained_size
-            from so101_segmenter.model import load_segmenter
-
-            self._model = load_segmenter(self.segmenter_path, num_classes=self.num_classes)
-            self.segmenter_config = self._model.config.to_dict()
-            size = trained_size(self.segmenter_path)
-            self.image_size = list(size) if self.image_size is None and size else self.image_size
-        elif self.segmenter_config.get("num_classes") != self.num_classes:
+        if self.segmenter_config is None and self.segmenter_path is None:
             raise ValueError(
-                f"the saved segmenter has num_classes={self.segmenter_config.get('num_classes')}, the policy's"
-                f" segmentation_num_classes is {self.num_classes}"
+                "segmentation_source=segmenter needs --policy.segmentation_segmenter_path (a so101-seg-train"
+                " checkpoint folder, e.g. outputs/segmenter/best)"
             )
+        self._init_segmenter(self.num_classes)
+        if self.image_size is None and self.segmenter_path is not None and self._segmenter is not None:
+            from so101_segmenter.infer import trained_size
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        if self._model is None:
-            return {}
-        return {k: v.detach().cpu().contiguous() for k, v in self._model.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        from so101_segmenter.model import EfficientViTFPN, SegmenterConfig
-
-        config = SegmenterConfig.from_dict({**self.segmenter_config, "pretrained": False}, source="saved pipeline")
-        model = EfficientViTFPN(config)
-        model.load_state_dict(state)
-        self._model = model.eval()
+            size = trained_size(self.segmenter_path)
+            self.image_size = list(size) if size else None
 
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, C, g, g) class probabilities averaged over each grid cell."""
-        if self._model is None:
-            raise RuntimeError(
-                "segvla_segmenter_scores has no segmenter weights: the saved pipeline lacks its state file"
-            )
+        model = self.segmenter
         x = images.float().cpu()
         if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
             x = F.interpolate(x, size=tuple(self.image_size), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():  # not inference_mode: in training the scores meet tensors that need their grad
-            probs = self._model(x).softmax(dim=1)
+            probs = model(x).softmax(dim=1)
         return F.adaptive_avg_pool2d(probs, self.grid_size)
 
     def observation(self, observation: dict) -> dict:

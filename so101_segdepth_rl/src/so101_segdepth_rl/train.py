@@ -21,7 +21,7 @@ from pathlib import Path
 import draccus
 import numpy as np
 import torch
-from lerobot.configs import FeatureType, parser
+from lerobot.configs import FeatureType, PreTrainedConfig, parser
 from lerobot.envs.utils import env_to_policy_features
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.utils.constants import ACTION, OBS_STATE
@@ -33,6 +33,7 @@ from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_pr
 from so101_core.atomic import write_json, write_with
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
 from so101_core.cli import prepare_command_line
+from so101_core.hub import HubPushConfig, check_push, model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
@@ -43,6 +44,7 @@ from .replay import ReplayBuffer
 
 logger = logging.getLogger("segdepth-rl")
 PRETRAINED = "pretrained_model"
+PUSH_FIELDS = ("push_to_hub", "repo_id", "private", "tags", "license")  # the policy config's Hub fields
 
 
 @dataclass
@@ -135,6 +137,10 @@ class RLTrainConfig:
             self.policy_path = Path(policy_path)
         if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
             raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
+        # as lerobot-train: --policy.push_to_hub defaults to true (PreTrainedConfig's default) and then needs
+        # --policy.repo_id; refused here, before any env starts. With --policy.path these two flags, not the
+        # checkpoint's saved ones, decide (they are this run's, like its output_dir).
+        check_push(self.policy.push_to_hub, self.policy.repo_id, "policy")
 
 
 # ----- set-up ---------------------------------------------------------------------------------------------------
@@ -201,6 +207,13 @@ def comparable(cfg: RLTrainConfig) -> dict:
         "device",
     ):
         data.pop(key, None)
+    return without_push(data)
+
+
+def without_push(data: dict) -> dict:
+    """`data` without the policy's Hub fields: a resumed run may push where the first did not (or elsewhere)."""
+    for key in PUSH_FIELDS:
+        data.get("policy", {}).pop(key, None)
     return data
 
 
@@ -329,7 +342,7 @@ def claim_output_dir(cfg: RLTrainConfig) -> Path:
     """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume and last.exists():
-        saved = json.loads((cfg.output_dir / "train_config.json").read_text())
+        saved = without_push(json.loads((cfg.output_dir / "train_config.json").read_text()))
         check_resume_config(saved, comparable(cfg), cfg.output_dir)
     claim_run_dir(cfg.output_dir, cfg.resume, last)
     return last
@@ -641,12 +654,57 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
     }
 
 
+def policy_card(cfg: RLTrainConfig, policy_config: SegDepthConfig, history: list[dict]):
+    """The model card of the pushed checkpoint: LeRobot's layout, with the twin, the command and the last evaluation."""
+    pc, env = policy_config, cfg.env
+    data = [
+        f"the SO-101 MuJoCo twin (lerobot_env_so101_twin), task {env.task}, {env.reward_type} reward, "
+        f"{cfg.frames} env frames over {cfg.num_envs} envs, {env.observation_height}x{env.observation_width} render"
+    ]
+    if cfg.demos.repo_id:
+        data.append(
+            f"recorded demonstrations `{cfg.demos.repo_id}` ({cfg.demos.root}), {cfg.demos.share:.0%} of every batch"
+        )
+    last = history[-1] if history else {}
+    result = {f"{k} (own evaluation, {last.get('episodes', '?')} episodes)": v for k, v in last.items()
+              if k in ("success_rate", "return")}  # fmt: skip
+    result.update({k: last[k] for k in ("frames", "updates", "wall_min") if k in last})
+    flags = "--env.depth=true --env.segmentation=true"
+    return model_card(
+        model_name=pc.repo_id,
+        model_type=pc.type,
+        summary=f"A `segdepth` policy (DrQ-v2's actor on class ids + disparity of the {pc.camera} camera, "
+        f"source={pc.source}) trained by reinforcement learning in the SO-101 twin with `segdepth-rl-train`.",
+        data=data,
+        result=result,
+        hub=HubPushConfig(True, pc.repo_id, pc.private, pc.tags, pc.license or "apache-2.0"),
+        datasets=[cfg.demos.repo_id] if cfg.demos.repo_id else None,
+        base_model=str(cfg.policy_path) if cfg.policy_path else None,
+        details={"Trainer": "segdepth-rl-train (DrQ-v2)", "Seed": cfg.seed, "Action mode": pc.action_mode},
+        features={k: (f.type.value, tuple(f.shape)) for k, f in {**pc.input_features, **pc.output_features}.items()},
+        usage=f"lerobot-eval --policy.path={pc.repo_id} --env.type=so101_twin --env.task={env.task} {flags}",
+    )
+
+
+def push_policy(cfg: RLTrainConfig, result: dict) -> str:
+    """Push the last checkpoint's pretrained_model folder (policy, processors, card) to --policy.repo_id."""
+    folder = Path(result["checkpoint"]).resolve()
+    policy_config = PreTrainedConfig.from_pretrained(folder)
+    policy_config.repo_id, policy_config.private = cfg.policy.repo_id, cfg.policy.private
+    policy_config.tags, policy_config.license = cfg.policy.tags, cfg.policy.license
+    card = policy_card(cfg, policy_config, result["history"])
+    hub = HubPushConfig(True, cfg.policy.repo_id, cfg.policy.private)
+    return push_folder(folder, hub, card, "Upload policy weights, processors and readme (segdepth-rl-train)")
+
+
 @parser.wrap()
 def run(cfg: RLTrainConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     result = train(cfg)
     last = result["history"][-1] if result["history"] else {}
     print(json.dumps({"final_eval": last, "checkpoint": result["checkpoint"]}, indent=2))
+    if cfg.policy.push_to_hub:
+        print(f"pushed {result['checkpoint']} to {push_policy(cfg, result)}")
 
 
 def main() -> None:

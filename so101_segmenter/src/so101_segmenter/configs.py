@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from so101_core.hub import HubPushConfig
+
 from .data import AUGMENTATIONS
 
 LOSSES = ("iou", "ce")
@@ -71,7 +73,10 @@ class DataConfig(ImageDataConfig):
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(HubPushConfig):
+    """The segmenter trained, and where it is pushed when training ends (--model.push_to_hub, --model.repo_id,
+    --model.private, --model.tags, --model.license: lerobot-train's --policy.* spelling; off by default)."""
+
     # ImageNet backbone weights from the Hub; false: random backbone init (no download)
     pretrained: bool = True
 
@@ -120,6 +125,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.data.require_path()
+        self.model.check("model")
         _choice("loss", self.loss, LOSSES)
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)

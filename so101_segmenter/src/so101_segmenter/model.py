@@ -175,6 +175,14 @@ def load_segmenter(
         state = load_file(weights)
     except Exception as e:
         raise ValueError(f"{weights}: cannot read safetensors file ({e})") from e
+    load_checked_state(model, state, f"{weights}", f"{directory / CONFIG_NAME}")
+    return model.to(device).eval()
+
+
+def load_checked_state(model: EfficientViTFPN, state: dict[str, torch.Tensor], source: str, built_from: str) -> None:
+    """`model.load_state_dict(state)`, or a ValueError naming `source` (where the weights came from), `built_from`
+    (where the config came from) and the first missing, unexpected and wrongly shaped tensors."""
+    config = model.config
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -185,11 +193,10 @@ def load_segmenter(
     ]
     if missing or unexpected or wrong_shape:
         raise ValueError(
-            f"{weights} does not match the {ARCHITECTURE} built from {directory / CONFIG_NAME}"
+            f"{source} does not match the {ARCHITECTURE} built from {built_from}"
             f" (backbone={config.backbone!r}, num_classes={config.num_classes}, fpn_channels={config.fpn_channels}):"
             f" missing {missing[:5]}{'...' if len(missing) > 5 else ''},"
             f" unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''},"
             f" wrong shapes {wrong_shape[:5]}"
         )
     model.load_state_dict(state)
-    return model.to(device).eval()

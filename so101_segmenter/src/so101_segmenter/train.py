@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from so101_core.atomic import torch_save, write_text
 from so101_core.cli import prepare_command_line
+from so101_core.hub import model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 
 from .configs import EvalConfig, TrainConfig
@@ -270,10 +271,41 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: DatasetIndex, size: tup
     return evaluate(model, DataLoader(ds, batch_size=batch_size), desc="eval")
 
 
+def push_segmenter(cfg: TrainConfig, result: dict) -> str:
+    """Push best/ (config.json + model.safetensors) with a model card to --model.repo_id."""
+    data = cfg.data
+    sources = [f"`{data.path}` ({data.img_height}x{data.img_width}, augment={data.augment}, "
+               f"{data.val_fraction:.0%} of the episodes held out for validation)"]  # fmt: skip
+    if data.test_path is not None:
+        sources.append(f"test set `{data.test_path}`")
+    keys = ("best_val_miou", "test_miou", "epochs_run", "train_time_s")
+    scores = {k: round(result[k], 4) if isinstance(result[k], float) else result[k] for k in keys if k in result}
+    per_class = result.get("test_per_class_iou") or {}
+    scores.update({f"test IoU {name}": "n/a" if v is None else round(v, 4) for name, v in per_class.items()})
+    card = model_card(
+        model_name=cfg.model.repo_id,
+        model_type="so101_segmenter",
+        summary="The SO-101 suite's EfficientViT-B0 + FPN segmenter (6 classes: background, table, cube, the two "
+        "fingers; class 0 unlabelled), which SegDepth (source=models) and SegVLA (segmentation_source=segmenter) "
+        "run on the arm's RGB cameras. mIoU is over classes 1-5.",
+        data=sources,
+        result=scores,
+        hub=cfg.model,
+        details={"Loss": cfg.loss, "Epochs": cfg.epochs, "Batch size": cfg.batch_size, "Learning rate": cfg.optim.lr},
+        usage=f"hf download {cfg.model.repo_id} --local-dir segmenter && "
+        "so101-seg-infer --segmenter_path=segmenter --input=frame.png",
+        pipeline_tag="image-segmentation",
+    )
+    return push_folder(result["checkpoint"], cfg.model, card, "Upload the segmenter, its config and readme")
+
+
 @parser.wrap()
 def train_cli(cfg: TrainConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return train(cfg)
+    result = train(cfg)
+    if cfg.model.push_to_hub:
+        result["pushed_to"] = push_segmenter(cfg, result)
+    return result
 
 
 @parser.wrap()
