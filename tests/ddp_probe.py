@@ -60,7 +60,6 @@ safetensors.torch.save_file = _probing_save_file
 
 def weights_hash(model) -> str:
     import torch.distributed as dist
-
     from accelerate import PartialState
 
     # torch.distributed's group (torchrun makes one) and accelerate's view, which decides sharding and DDP

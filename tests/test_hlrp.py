@@ -465,3 +465,18 @@ def test_stage3_refuses_an_artifact_made_without_the_laq_it_names(gt_dataset, tm
     kwargs.update(stage2_artifact=str(tmp_path / "actions_art"), laq_path=str(laq_folder))
     with pytest.raises(ValueError, match=r"actions_art/manifest\.json\) was trained without a LAQ \(mode 'actions'\)"):
         hlrp_policy(gt_dataset, **kwargs)
+
+
+def test_an_unfrozen_twin_core_trains_its_vision_tower_and_text_layers():
+    """The twin configs' trunk (random weights, freeze_vision_encoder=false) learns whole, not as fixed features."""
+    core = tiny_core(freeze_vision_encoder=False).train()
+    before = {k: v.clone() for k, v in core.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in core.parameters() if p.requires_grad], lr=1e-3)
+    ids, mask = tokens([TASK, TASK])
+    out = core([torch.rand(2, 3, 48, 64)], ids, mask, vectors=torch.randn(2, 1, 8))
+    out["latent_flow"].backward()
+    optimizer.step()
+    changed = {k for k, v in core.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("vlm.vision_model.") for k in changed)
+    assert any(k.startswith("vlm.text_model.layers.0.") for k in changed)
+    assert any(k.startswith("vlm.connector.") for k in changed)

@@ -76,7 +76,7 @@ class TrunkTrainConfig:
             raise ValueError(f"--mode={self.mode} learns from LAQ labels: give --laq_path (stage 1's output)")
         if self.mode == "actions" and not self.use_actions:
             raise ValueError("--mode=actions with --use_actions=false leaves nothing to learn")
-        if self.adapter.target_dim != self.core.action_dim:
+        if self.use_actions and self.adapter.target_dim != self.core.action_dim:  # video only: no action is adapted
             raise ValueError(
                 f"the adapter's target_dim ({self.adapter.target_dim}) must equal core.action_dim "
                 f"({self.core.action_dim})"
