@@ -261,6 +261,14 @@ def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, ti
     cfg.datasets[0].gap_s = 10.0
     with pytest.raises(ValueError, match=r"'local/twin_demo' \(.*info.json\), gap_s=10.0: episode 0 has \d+ frames, "):
         train(cfg)
+    cfg.datasets[0].gap_s = 0.31  # between two frames at 30 fps
+    with pytest.raises(ValueError, match=r"info\.json: gap_s=0\.31 is 9\.3 frames at the dataset's fps=30"):
+        train(cfg)
+    cfg.datasets[0].gap_s, cfg.datasets[0].cameras = 0.3, ["front", "top"]
+    info = gt_dataset / "meta" / "info.json"
+    with pytest.raises(ValueError, match=rf"\({info}\) has no camera \['observation\.images\.top'\]; its cameras"):
+        train(cfg)
+    assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 # ----- stage 3 from the artifact ------------------------------------------------------------------------------

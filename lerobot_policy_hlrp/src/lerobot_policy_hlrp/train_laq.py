@@ -385,11 +385,14 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
     segmenter, size = load_segmenter_for(cfg)
     # every entry's metadata first (camera, gap, class source): a bad last entry fails before any frame is read
     metas = [LeRobotDatasetMetadata(d.repo_id, root=d.root) for d in cfg.datasets]
-    sources = []
+    sources, shapes = [], {}
     for d, meta in zip(cfg.datasets, metas, strict=True):
-        FramePairs._check_camera(meta, d.camera_key, meta.repo_id)
+        key = FramePairs._check_camera(meta, d.camera_key, meta.repo_id)
         check_whole_gap(meta, d.gap_s)
         sources.append(class_source(cfg, meta, d.camera_key, segmenter))
+        shapes[f"{d.repo_id} ({key})"] = tuple(meta.features[key]["shape"])
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"the corpus's frames differ in size, so they cannot share batches: {shapes}")
     split, train_parts, eval_parts = [], [], []
     for i, (d, meta, classes) in enumerate(zip(cfg.datasets, metas, sources, strict=True)):
         episodes = list(range(meta.total_episodes)) if d.episodes is None else list(d.episodes)
@@ -414,10 +417,6 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
             train_parts[-1].fps, len(train_parts[-1]), _short(part["train"]),
             len(eval_parts[-1]) if part["heldout"] else 0, _short(part["heldout"]), classes,
         )  # fmt: skip
-    shapes = {f"{d.repo_id} ({p.camera_key})": tuple(p.meta.features[p.camera_key]["shape"])
-              for d, p in zip(cfg.datasets, train_parts, strict=True)}  # fmt: skip
-    if len(set(shapes.values())) > 1:
-        raise ValueError(f"the corpus's frames differ in size, so they cannot share batches: {shapes}")
     return split, ConcatDataset(train_parts), ConcatDataset(eval_parts)
 
 
