@@ -76,14 +76,17 @@ class HLRPTwinConfig:
     )
     # so101-twin-record's config of the labelled LiftCube set stage 3 trains on
     labelled_config: Path = Path("configs/hlrp_twin_finetune_data.yaml")
-    # hlrp-train-laq's configs: plain and segmentation-weighted reconstruction
+    # hlrp-train-laq's config with the plain reconstruction loss
     laq_config: Path = Path("configs/hlrp_laq_corpus.yaml")
+    # hlrp-train-laq's config with the segmentation-weighted reconstruction loss (arm latent_only_seg)
     laq_seg_config: Path = Path("configs/hlrp_laq_corpus_seg.yaml")
-    # hlrp-train-trunk's configs: latent actions only, and with the corpus's actions
+    # hlrp-train-trunk's config with latent actions only (the corpus as video)
     trunk_latent_config: Path = Path("configs/hlrp_trunk_corpus_latent.yaml")
+    # hlrp-train-trunk's config that also reads the corpus's actions (arm with_actions)
     trunk_actions_config: Path = Path("configs/hlrp_trunk_corpus_actions.yaml")
-    # lerobot-train's configs: from a stage-2 artifact, and without stage 2
+    # lerobot-train's config from a stage-2 artifact
     finetune_config: Path = Path("configs/hlrp_finetune_corpus.yaml")
+    # lerobot-train's config without stage 2 (arm scratch)
     scratch_config: Path = Path("configs/hlrp_scratch_corpus.yaml")
     # the arms to run (latent_only, scratch, with_actions, latent_only_seg)
     arms: list[str] = field(default_factory=lambda: list(ARMS))
@@ -97,9 +100,11 @@ class HLRPTwinConfig:
     eval_batch_size: int = 10
     # smoke-size overrides, None: the configs' own. Episodes of every recording
     episodes: int | None = None
-    # steps of stage 1, stage 2 and stage 3
+    # steps of stage 1 (None: the config's)
     laq_steps: int | None = None
+    # steps of stage 2 (None: the config's)
     trunk_steps: int | None = None
+    # steps of stage 3 (None: the config's)
     policy_steps: int | None = None
     # batch size of every training stage
     batch_size: int | None = None
