@@ -46,6 +46,17 @@ CONFIGS = {
     "hlrp_finetune_twin.yaml": TrainPipelineConfig,
     "hlrp_scratch_twin.yaml": TrainPipelineConfig,
     "hlrp_finetune_so101.yaml": TrainPipelineConfig,
+    "hlrp_corpus_lift_plain.yaml": TwinRecordConfig,
+    "hlrp_corpus_lift_clean.yaml": TwinRecordConfig,
+    "hlrp_corpus_lift_shifted.yaml": TwinRecordConfig,
+    "hlrp_corpus_reach_plain.yaml": TwinRecordConfig,
+    "hlrp_corpus_reach_shifted.yaml": TwinRecordConfig,
+    "hlrp_laq_corpus.yaml": LAQTrainConfig,
+    "hlrp_laq_corpus_seg.yaml": LAQTrainConfig,
+    "hlrp_trunk_corpus_latent.yaml": TrunkTrainConfig,
+    "hlrp_trunk_corpus_actions.yaml": TrunkTrainConfig,
+    "hlrp_finetune_corpus.yaml": TrainPipelineConfig,
+    "hlrp_scratch_corpus.yaml": TrainPipelineConfig,
     "cluster_lrz_x100.yaml": SubmitConfig,
     "cluster_mcml_x100.yaml": SubmitConfig,
     "cluster_local.yaml": SubmitConfig,
@@ -81,7 +92,7 @@ def test_config_parses_and_flags_override_it(name):
     if cls is TrainPipelineConfig and cfg.policy.type == "hlrp":
         override = draccus.parse(cls, config_path=ROOT / "configs" / name, args=["--policy.n_action_steps=4"])
         assert override.policy.n_action_steps == 4 and override.policy.core == cfg.policy.core
-    if cls is TrunkTrainConfig:  # the adapter covers every dataset, at the core's action size
+    if cls is TrunkTrainConfig and cfg.use_actions:  # the adapter covers every dataset, at the core's action size
         assert {d.repo_id for d in cfg.datasets} == {e.dataset for e in cfg.adapter.entries}
         assert cfg.adapter.target_dim == cfg.core.action_dim
     if name.startswith("hlrp_") and name.endswith("_oxe.yaml"):  # the seed's real sizes
@@ -141,3 +152,71 @@ def test_segvla_twin_arms_differ_only_in_the_cues():
     }
     record = draccus.parse(TwinRecordConfig, config_path=ROOT / "configs" / "segvla_twin_record.yaml", args=[])
     assert str(record.dataset.root) == cues.dataset.root and record.robot.segmentation
+
+
+HLRP_CORPUS = [
+    f"hlrp_corpus_{n}.yaml" for n in ("lift_plain", "lift_clean", "lift_shifted", "reach_plain", "reach_shifted")
+]
+
+
+def parsed(name: str):
+    return draccus.parse(CONFIGS[name], config_path=ROOT / "configs" / name, args=[])
+
+
+def test_hlrp_corpus_is_varied_and_its_poses_disjoint_from_the_labelled_and_evaluated_ones():
+    corpus = [parsed(n) for n in HLRP_CORPUS]
+    labelled = parsed("hlrp_twin_finetune_data.yaml")
+    assert {c.robot.task for c in corpus} == {"LiftCube", "ReachCube"}
+    assert {c.robot.action_noise_std for c in corpus} == {0.0, 0.5, 1.0}  # the DART levels
+    assert {c.robot.appearance for c in corpus} == {"none", "shifted"} and all(c.robot.segmentation for c in corpus)
+    assert labelled.robot.task == "LiftCube" and 10 <= labelled.dataset.num_episodes <= 20
+    # episode k of a recording is seed + k; lerobot-eval --seed=1000 takes 1000, 1001, ...
+    seeds = [set(range(c.robot.seed, c.robot.seed + c.dataset.num_episodes)) for c in [*corpus, labelled]]
+    seeds.append(set(range(1000, 1020)))
+    assert sum(len(s) for s in seeds) == len(set().union(*seeds))
+    assert len({c.dataset.repo_id for c in corpus}) == len(corpus)  # the adapter tells datasets apart by repo_id
+
+
+def test_hlrp_comparison_stages_read_the_corpus_and_differ_only_in_what_they_compare():
+    import dataclasses
+
+    corpus = {c.dataset.repo_id: str(c.dataset.root) for c in map(parsed, HLRP_CORPUS)}
+    plain, seg = parsed("hlrp_laq_corpus.yaml"), parsed("hlrp_laq_corpus_seg.yaml")
+    latent, actions = parsed("hlrp_trunk_corpus_latent.yaml"), parsed("hlrp_trunk_corpus_actions.yaml")
+    for cfg in (plain, seg, latent, actions):
+        assert {d.repo_id: d.root for d in cfg.datasets} == corpus
+    differ = {f.name for f in dataclasses.fields(plain) if getattr(plain, f.name) != getattr(seg, f.name)}
+    assert differ == {"loss_weighting", "segmentation", "output_dir"} and seg.loss_weighting == "segmentation"
+    # the plain LAQ's held-out weighted MSE uses the same class weights: the two compare on it
+    assert plain.segmentation.class_weights == seg.segmentation.class_weights
+    differ = {f.name for f in dataclasses.fields(latent) if getattr(latent, f.name) != getattr(actions, f.name)}
+    assert differ == {"use_actions", "adapter", "output_dir"} and not latent.use_actions and actions.use_actions
+    assert latent.laq_path == str(plain.output_dir / "laq")
+    finetune, scratch = parsed("hlrp_finetune_corpus.yaml"), parsed("hlrp_scratch_corpus.yaml")
+    assert scratch.policy.core == latent.core  # the no-stage-2 arm builds the same core
+    for field in ("dataset", "steps", "batch_size", "seed"):
+        assert getattr(finetune, field) == getattr(scratch, field), field
+    for field in ("optimizer_lr", "scheduler_warmup_steps", "scheduler_decay_steps", "cameras", "n_action_steps"):
+        assert getattr(finetune.policy, field) == getattr(scratch.policy, field), field
+    assert finetune.dataset.root == str(parsed("hlrp_twin_finetune_data.yaml").dataset.root).replace(
+        "outputs/hlrp/twin_finetune_data", "outputs/hlrp_twin/data/labelled"
+    )
+
+
+TWIN_TRUNKS = [
+    n
+    for n, cls in CONFIGS.items()
+    if cls in (TrunkTrainConfig, TrainPipelineConfig) and n.startswith("hlrp_") and ("twin" in n or "corpus" in n)
+]
+
+
+@pytest.mark.parametrize("name", TWIN_TRUNKS)
+def test_hlrp_twin_trunks_are_trained_whole(name):
+    """At twin scale the trunk has random weights: a frozen tower would give the heads random features."""
+    cfg = parsed(name)
+    if isinstance(cfg, TrainPipelineConfig) and cfg.policy.init_mode == "artifact":
+        assert "hlrp_finetune" in name  # its core (and this flag) come from the stage-2 artifact
+        return
+    core = cfg.policy.core if isinstance(cfg, TrainPipelineConfig) else cfg.core
+    assert core.freeze_vision_encoder is False and core.num_vlm_layers == 4
+    assert (cfg.policy.load_vlm_weights if isinstance(cfg, TrainPipelineConfig) else cfg.load_vlm_weights) is True

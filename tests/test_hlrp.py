@@ -259,8 +259,16 @@ def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, ti
     assert not (tmp_path / "out" / "checkpoints").exists()
     cfg.adapter = ActionAdapterConfig(target_dim=8, entries=[AdapterEntry("local/twin_demo", 6)])
     cfg.datasets[0].gap_s = 10.0
-    with pytest.raises(ValueError, match=r"'local/twin_demo': episode 0 has \d+ frames, the frame gap is 300 frames"):
+    with pytest.raises(ValueError, match=r"'local/twin_demo' \(.*info.json\), gap_s=10.0: episode 0 has \d+ frames, "):
         train(cfg)
+    cfg.datasets[0].gap_s = 0.31  # between two frames at 30 fps
+    with pytest.raises(ValueError, match=r"info\.json: gap_s=0\.31 is 9\.3 frames at the dataset's fps=30"):
+        train(cfg)
+    cfg.datasets[0].gap_s, cfg.datasets[0].cameras = 0.3, ["front", "top"]
+    info = gt_dataset / "meta" / "info.json"
+    with pytest.raises(ValueError, match=rf"\({info}\) has no camera \['observation\.images\.top'\]; its cameras"):
+        train(cfg)
+    assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 # ----- stage 3 from the artifact ------------------------------------------------------------------------------
@@ -385,6 +393,9 @@ def test_lerobot_train_from_the_artifact_with_the_latent_loss(gt_dataset, artifa
     assert "step:3 " in log and "latent_loss:" in log.split("step:3 ")[1].splitlines()[0]
     cfg = json.loads((saved / "config.json").read_text())
     assert cfg["core"]["chunk_size"] == 4 and cfg["vlm_config"] is not None
+    # what stage 2 learned from is logged and kept in the checkpoint's config
+    assert cfg["stage2"]["supervision"] == "latent_and_actions" and cfg["stage2"]["artifact"] == str(artifact_dir)
+    assert f"hlrp: core from stage-2 artifact {artifact_dir} (supervision latent_and_actions" in first.stderr
     # the checkpoint loads without the artifact or the LAQ (evaluation and rollout machines need neither)
     from lerobot.policies import get_policy_class
 
@@ -395,3 +406,85 @@ def test_lerobot_train_from_the_artifact_with_the_latent_loss(gt_dataset, artifa
         assert not policy._laq
     finally:
         moved.rename(artifact_dir)
+
+
+# ----- latent-only stage 2 ------------------------------------------------------------------------------------
+def latent_only_config(gt_dataset: Path, laq: Path, out: Path, **overrides):
+    from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig
+
+    fields = dict(
+        datasets=[TrunkDatasetConfig(repo_id="local/twin_demo", root=str(gt_dataset), cameras=["front"])],
+        # no adapter entry: reading a single action would fail ("does not cover it")
+        adapter=ActionAdapterConfig(target_dim=8, entries=[]),
+        laq_path=str(laq), core=tiny_core_config(), load_vlm_weights=False, use_actions=False, steps=2,
+        batch_size=4, num_workers=0, log_freq=1, save_freq=2, output_dir=out,
+    )  # fmt: skip
+    return TrunkTrainConfig(**{**fields, **overrides})
+
+
+def test_latent_only_stage2_reads_no_action_and_stage3_reports_it(gt_dataset, tiny_laq_dir, tmp_path, caplog):
+    from lerobot_policy_hlrp.train_trunk import train
+
+    with pytest.raises(ValueError, match="does not cover it"):  # the same corpus with actions needs the adapter
+        train(latent_only_config(gt_dataset, tiny_laq_dir, tmp_path / "with", use_actions=True))
+    result = train(latent_only_config(gt_dataset, tiny_laq_dir, tmp_path / "latent"))
+    assert [sorted(k for k in row if k not in ("step", "samples_per_s", "label_s", "label_share", "loss"))
+            for row in result["history"]] == [["latent_flow"], ["latent_flow"]]  # fmt: skip
+    manifest = read_manifest(tmp_path / "latent" / "artifact")
+    assert (manifest["supervision"], manifest["mode"]) == ("latent_only", "multitask")
+    # stage 3 takes the artifact's record into its config and logs it
+    caplog.set_level("INFO")
+    policy = hlrp_policy(gt_dataset, init_mode="artifact", stage2_artifact=str(tmp_path / "latent" / "artifact"),
+                         n_action_steps=2)  # fmt: skip
+    assert policy.config.stage2["supervision"] == "latent_only" and policy.config.stage2["step"] == 2
+    assert policy.config.stage2["laq_sha256"] == laq_checkpoint_hash(tiny_laq_dir)
+    assert "(supervision latent_only, mode multitask, step 2" in caplog.text
+    assert hlrp_policy(gt_dataset, init_mode="scratch", core=tiny_core_config(), load_vlm_weights=False,
+                       n_action_steps=2).config.stage2 is None  # fmt: skip
+
+
+def test_latent_only_stage2_refuses_a_laq_of_another_code_shape(gt_dataset, tmp_path):
+    from lerobot_policy_hlrp.train_trunk import train
+
+    LAQ(dataclasses.replace(TINY_LAQ, quant_dim=4)).save_pretrained(tmp_path / "laq_4")  # 1 x 4 codes, trunk: 8
+    message = r"core\.latent_dim \(8\) must be the LAQ's code_seq_len x quant_dim \(1 x 4 = 4\) from .*laq_4/config"
+    with pytest.raises(ValueError, match=message):
+        train(latent_only_config(gt_dataset, tmp_path / "laq_4", tmp_path / "out"))
+    LAQ(dataclasses.replace(TINY_LAQ, code_seq_len=2, quant_dim=4)).save_pretrained(tmp_path / "laq_2x4")  # 2 x 4
+    with pytest.raises(ValueError, match=r"core\.code_seq_len \(1\) must be the LAQ's code_seq_len \(2\) from "):
+        train(latent_only_config(gt_dataset, tmp_path / "laq_2x4", tmp_path / "out"))
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_stage3_refuses_an_artifact_made_without_the_laq_it_names(gt_dataset, tmp_path):
+    laq_folder = tmp_path / "laq"
+    torch.manual_seed(0)
+    LAQ(TINY_LAQ).save_pretrained(laq_folder)
+    laq = {"folder": str(laq_folder), "sha256": laq_checkpoint_hash(laq_folder), "config": {}}
+    save_artifact(tmp_path / "art", tiny_core(seed=5), mode="multitask", laq=laq, step=1)
+    kwargs = dict(init_mode="artifact", stage2_artifact=str(tmp_path / "art"), n_action_steps=2, latent_loss_weight=0.5)
+    policy = hlrp_policy(gt_dataset, **kwargs)  # no --policy.laq_path: the LAQ the manifest names
+    assert policy.config.laq_path == str(laq_folder)
+    torch.manual_seed(1)
+    LAQ(TINY_LAQ).save_pretrained(laq_folder)  # the LAQ is retrained in place after stage 2
+    with pytest.raises(ValueError, match=rf"{laq_folder}/model\.safetensors, sha256 .*{tmp_path}/art/manifest\.json"):
+        hlrp_policy(gt_dataset, **kwargs)
+    save_artifact(tmp_path / "actions_art", tiny_core(seed=5), mode="actions", laq={}, step=1)
+    kwargs.update(stage2_artifact=str(tmp_path / "actions_art"), laq_path=str(laq_folder))
+    with pytest.raises(ValueError, match=r"actions_art/manifest\.json\) was trained without a LAQ \(mode 'actions'\)"):
+        hlrp_policy(gt_dataset, **kwargs)
+
+
+def test_an_unfrozen_twin_core_trains_its_vision_tower_and_text_layers():
+    """The twin configs' trunk (random weights, freeze_vision_encoder=false) learns whole, not as fixed features."""
+    core = tiny_core(freeze_vision_encoder=False).train()
+    before = {k: v.clone() for k, v in core.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in core.parameters() if p.requires_grad], lr=1e-3)
+    ids, mask = tokens([TASK, TASK])
+    out = core([torch.rand(2, 3, 48, 64)], ids, mask, vectors=torch.randn(2, 1, 8))
+    out["latent_flow"].backward()
+    optimizer.step()
+    changed = {k for k, v in core.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("vlm.vision_model.") for k in changed)
+    assert any(k.startswith("vlm.text_model.layers.0.") for k in changed)
+    assert any(k.startswith("vlm.connector.") for k in changed)

@@ -303,7 +303,7 @@ def test_config_files_parse(name):
     if name == "hlrp_laq_oxe.yaml":  # HLRP's stage-1 sizes
         m = cfg.model
         assert (m.code_seq_len, m.quant_dim, m.image_size, m.patch_size, m.dim) == (1, 32, 256, 32, 1024)
-        assert (m.spatial_depth, m.temporal_depth, m.heads, m.dim_head, cfg.dataset.gap_s) == (8, 8, 16, 64, 0.6)
+        assert (m.spatial_depth, m.temporal_depth, m.heads, m.dim_head, cfg.datasets[0].gap_s) == (8, 8, 16, 64, 0.6)
 
 
 def command() -> list[str]:
@@ -311,10 +311,15 @@ def command() -> list[str]:
     return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "lerobot_policy_hlrp.train_laq"]
 
 
+def corpus(*roots: Path, **fields) -> str:
+    """--datasets=[...] of the given recordings (front camera, 0.3 s), as one corpus."""
+    entries = [{"repo_id": "local/twin_demo", "root": str(r), "holdout_share": 0.5, **fields} for r in roots]
+    return f"--datasets={json.dumps(entries)}"
+
+
 def twin_args(dataset: Path, out: Path, steps: int) -> list[str]:
     return [
-        f"--config_path={ROOT / 'configs' / 'hlrp_laq_twin.yaml'}",
-        "--dataset.repo_id=local/twin_demo", f"--dataset.root={dataset}", "--dataset.holdout_share=0.5",
+        f"--config_path={ROOT / 'configs' / 'hlrp_laq_twin.yaml'}", corpus(dataset, cache_frames=True),
         f"--steps={steps}", "--batch_size=8", "--warmup_steps=5", "--log_freq=5", "--save_freq=10",
         "--image_freq=10", "--image_pairs=3", "--model.dead_code_every=5", "--eval_max_pairs=32",
         "--torch_threads=1", f"--output_dir={out}",
@@ -336,7 +341,9 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [5, 10, 15, 20] and sum(h["replaced"] for h in history) > 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["step"] == 20 and metrics["split"] == "heldout" and len(metrics["heldout_episodes"]) == 1
+    assert (
+        metrics["step"] == 20 and metrics["split"] == "heldout" and [len(h) for h in metrics["heldout_episodes"]] == [1]
+    )
     assert 0 < metrics["recon_mse"] < 1 and 0 < metrics["copy_baseline_mse"] < 1 and metrics["pairs"] == 32
     assert 1 <= metrics["perplexity"] <= 16 and 1 <= metrics["used_codes"] <= 16
     assert metrics["laq_sha256"] == laq_checkpoint_hash(out / "laq")
@@ -357,3 +364,129 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["step"] == 30 and resumed["heldout_episodes"] == metrics["heldout_episodes"]
     assert resumed["laq_sha256"] != metrics["laq_sha256"]
+
+
+# ----- segmentation-weighted reconstruction ---------------------------------------------------------------------
+def test_segmentation_weights_change_the_loss_as_computed_by_hand():
+    from lerobot_policy_hlrp.laq import segmentation_pixel_weights, weighted_mse
+    from lerobot_policy_hlrp.train_laq import SegmentationWeightingConfig
+    from so101_core import BACKGROUND, CUBE, MOVING_FINGER, TABLE
+
+    table = SegmentationWeightingConfig().weight_table()  # unlabeled, background, table 0.1; cube, fingers 1.0
+    assert table.tolist() == pytest.approx([0.1, 0.1, 0.1, 1.0, 1.0, 1.0])
+    # a 2 x 2 frame: the cube leaves the top-left pixel, the moving finger enters the top-right one
+    classes = torch.tensor([[[[CUBE, TABLE], [TABLE, BACKGROUND]], [[TABLE, MOVING_FINGER], [TABLE, BACKGROUND]]]])
+    weights = segmentation_pixel_weights(classes, table, size=2)
+    assert weights.flatten().tolist() == pytest.approx([1.0, 1.0, 0.1, 0.1])  # the heavier class of t and t+k
+    recon = torch.zeros(1, 1, 2, 2)
+    target = torch.tensor([[[[0.1, 0.2], [0.3, 0.4]]]])  # squared errors 0.01, 0.04, 0.09, 0.16
+    by_hand = (1.0 * 0.01 + 1.0 * 0.04 + 0.1 * 0.09 + 0.1 * 0.16) / (1.0 + 1.0 + 0.1 + 0.1)
+    assert weighted_mse(recon, target, weights).item() == pytest.approx(by_hand)  # 0.0341
+    assert torch.nn.functional.mse_loss(recon, target).item() == pytest.approx(0.075)  # what the plain loss says
+    assert weighted_mse(recon, target, torch.ones(1, 2, 2)).item() == pytest.approx(0.075)  # equal weights: plain
+    # class maps are resized by nearest neighbour: ids never blend into other classes
+    big = classes.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # [1, 2, 4, 4]
+    assert torch.equal(segmentation_pixel_weights(big, table, size=2), weights)
+    with pytest.raises(ValueError, match=r"class ids in \[6, 6\], weights given for 6"):
+        segmentation_pixel_weights(torch.full((1, 2, 2, 2), 6), table, size=2)
+    with pytest.raises(ValueError, match=r"missing \['cube'\], unknown \['arm'\]"):
+        weights_cfg = SegmentationWeightingConfig()
+        weights_cfg.class_weights = {**{k: v for k, v in weights_cfg.class_weights.items() if k != "cube"}, "arm": 1}
+        weights_cfg.weight_table()
+
+
+def test_the_laq_backpropagates_the_weighted_loss_and_reports_the_plain_one():
+    model = LAQ(tiny()).train()
+    torch.manual_seed(0)
+    pair = torch.rand(3, 2, 3, 16, 16)
+    weights = torch.rand(3, 16, 16)
+    torch.manual_seed(1)
+    out = model(pair, weights)
+    torch.manual_seed(1)
+    plain = model(pair)
+    # the untrained residual decoder reconstructs frame t + k as frame t exactly: both losses follow by hand
+    first, last = pair.unbind(1)
+    assert out.recon_loss.item() == pytest.approx(torch.nn.functional.mse_loss(first, last).item(), rel=1e-5)
+    by_hand = ((first - last).square().mean(1) * weights).sum() / weights.sum()
+    assert out.loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert plain.loss.item() == pytest.approx(out.recon_loss.item()) and out.loss.item() != pytest.approx(
+        plain.loss.item()
+    )
+    out.loss.backward()
+    assert model.to_pixels.weight.grad.abs().sum() > 0
+
+
+def without_segmentation(dataset: Path, folder: Path) -> Path:
+    """A copy of the recording's metadata whose features no longer list the ground-truth segmentation."""
+    shutil.copytree(dataset / "meta", folder / "meta")
+    info = json.loads((folder / "meta" / "info.json").read_text())
+    info["features"] = {k: v for k, v in info["features"].items() if not k.endswith("_segmentation")}
+    (folder / "meta" / "info.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_corpus_entries_are_checked_before_any_step(gt_dataset, tmp_path):
+    from lerobot.datasets import LeRobotDatasetMetadata
+
+    from lerobot_policy_hlrp.frame_pairs import check_whole_gap
+    from lerobot_policy_hlrp.train_laq import SegmentationWeightingConfig
+
+    info = str(gt_dataset / "meta" / "info.json")
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
+    assert check_whole_gap(meta, 0.3) == 9
+    with pytest.raises(
+        ValueError, match=rf"{info}: gap_s=0.31 is 9.3 frames at the dataset's fps=30, .*\[0.3, 0.3333\]"
+    ):
+        check_whole_gap(meta, 0.31)
+    base = [f"--output_dir={tmp_path / 'out'}", "--steps=2", "--batch_size=2", "--num_workers=0"]
+
+    def refused(*args: str):
+        with pytest.raises(ValueError) as err:
+            train(draccus.parse(LAQTrainConfig, args=[*base, *args]))
+        assert not (tmp_path / "out" / "checkpoints").exists() and not (tmp_path / "out" / "history.jsonl").exists()
+        return str(err.value)
+
+    # a camera the second entry's dataset lacks: named with its file, and the cameras it has
+    message = refused(corpus(gt_dataset) [:-1] + ", " + json.dumps({"repo_id": "x/y", "root": str(gt_dataset),
+                                                                     "camera_key": "top"}) + "]")  # fmt: skip
+    assert f"({info}) has no RGB camera 'top'" in message and "'observation.images.front'" in message
+    assert "gap_s=0.25 is 7.5 frames" in refused(corpus(gt_dataset, gap_s=0.25))
+    # segmentation weighting on a dataset without ground truth and no segmenter
+    bare = without_segmentation(gt_dataset, tmp_path / "bare")
+    message = refused(corpus(bare), "--loss_weighting=segmentation")
+    assert str(bare / "meta" / "info.json") in message and "observation.images.front_segmentation" in message
+    assert "no segmenter is given (--segmentation.segmenter_path is None)" in message
+    message = refused(corpus(bare), "--loss_weighting=segmentation", "--segmentation.source=ground_truth")
+    assert "has no ground-truth segmentation 'observation.images.front_segmentation'" in message
+    with pytest.raises(ValueError, match=r"--segmentation\.source=segmenter needs --segmentation\.segmenter_path"):
+        LAQTrainConfig(segmentation=SegmentationWeightingConfig(source="segmenter"))
+
+
+@pytest.mark.slow
+def test_a_two_dataset_corpus_trains_a_segmentation_weighted_laq(gt_dataset, tmp_path):
+    """Ground truth on one entry, so101_segmenter's model on the other (its metadata without segmentation); the
+    metrics name both datasets and report plain, weighted and per-class held-out reconstruction."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_segvla import save_segmenter_checkpoint
+
+    save_segmenter_checkpoint(tmp_path / "segmenter")
+    bare = without_segmentation(gt_dataset, tmp_path / "bare")
+    for sub in ("data", "videos"):
+        (bare / sub).symlink_to(gt_dataset / sub)
+    out = tmp_path / "run"
+    cfg = draccus.parse(LAQTrainConfig, config_path=ROOT / "configs" / "hlrp_laq_twin.yaml", args=[
+        corpus(gt_dataset, bare, cache_frames=True), "--loss_weighting=segmentation",
+        f"--segmentation.segmenter_path={tmp_path / 'segmenter'}", "--model.image_size=32", "--model.dim=32",
+        "--steps=4", "--batch_size=4", "--warmup_steps=1", "--log_freq=2", "--save_freq=4", "--image_freq=0",
+        "--eval_max_pairs=16", f"--output_dir={out}",
+    ])  # fmt: skip
+    result = train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == result["metrics"] and metrics["loss_weighting"] == "segmentation"
+    assert metrics["datasets"] == ["local/twin_demo", "local/twin_demo"] and len(metrics["heldout_episodes"]) == 2
+    assert metrics["gap_frames"] == [9, 9] and 1 <= metrics["used_codes"] <= metrics["codebook_size"] == 16
+    assert 0 < metrics["recon_mse"] < 1 and 0 < metrics["recon_mse_weighted"] < 1
+    assert {"table", "background"} <= set(metrics["recon_mse_by_class"])
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    # the training loss is the weighted one, recon_mse the plain one: they differ
+    assert all(h["loss"] != pytest.approx(h["recon_mse"]) for h in history)

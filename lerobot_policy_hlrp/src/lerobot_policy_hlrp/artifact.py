@@ -1,7 +1,8 @@
 """The stage-2 artifact: what `hlrp-train-trunk` hands to the `hlrp` policy, checked strictly on the way in.
 
     <artifact>/manifest.json      format, the CoreConfig, SmolVLM's config dict, the LAQ it was supervised by
-                                  (folder, sha256 of its weights, its config), the training mode and step
+                                  (folder, sha256 of its weights, its config), the training mode, the
+                                  supervision (latent_only | latent_and_actions | actions_only) and step
     <artifact>/core.safetensors   SharedCore's state dict (trunk + heads), loaded with strict=True
 
 Stage 3 rebuilds the core from the manifest (no Hub access needed) and refuses an artifact whose format, head sizes
@@ -25,15 +26,25 @@ MANIFEST = "manifest.json"
 WEIGHTS = "core.safetensors"
 
 
-def save_artifact(folder: str | Path, core: SharedCore, *, mode: str, laq: dict, step: int) -> Path:
-    """Write atomically: a sibling staging folder, then swapped in (an interrupted save leaves the old artifact)."""
+SUPERVISIONS = ("latent_only", "latent_and_actions", "actions_only")
+
+
+def save_artifact(
+    folder: str | Path, core: SharedCore, *, mode: str, laq: dict, step: int, supervision: str | None = None
+) -> Path:
+    """Write atomically: a sibling staging folder, then swapped in (an interrupted save leaves the old artifact).
+    `supervision` None: what `mode` alone implies (codes: latent only, actions: actions only, multitask: both)."""
     folder = Path(folder)
+    supervision = supervision or {"codes": "latent_only", "actions": "actions_only"}.get(mode, "latent_and_actions")
+    if supervision not in SUPERVISIONS:
+        raise ValueError(f"supervision={supervision!r}; choose one of {list(SUPERVISIONS)}")
     manifest = {
         "format": FORMAT,
         "core": dataclasses.asdict(core.config),
         "vlm_config": core.vlm.config.to_dict(),
         "laq": laq,
         "mode": mode,
+        "supervision": supervision,
         "step": step,
     }
     state = {k: v.detach().contiguous().cpu() for k, v in core.state_dict().items()}
@@ -68,16 +79,38 @@ def check_matches(manifest: dict, expected: CoreConfig, folder: str | Path) -> N
         raise ValueError(f"stage-2 artifact '{folder}' does not match the policy's core ({lines})")
 
 
+def stage2_record(manifest: dict, folder: str | Path) -> dict:
+    """What stage 3 keeps of the artifact it starts from (in its config, so a checkpoint and a report show it)."""
+    laq = manifest.get("laq") or {}
+    return {
+        "artifact": str(folder),
+        "mode": manifest.get("mode"),
+        # artifacts written before the field: the mode implied it (multitask always read actions then)
+        "supervision": manifest.get("supervision")
+        or {"codes": "latent_only", "actions": "actions_only"}.get(manifest.get("mode"), "latent_and_actions"),
+        "step": manifest.get("step"),
+        "laq_folder": laq.get("folder"),
+        "laq_sha256": laq.get("sha256"),
+    }
+
+
 def check_laq(manifest: dict, laq_folder: str | Path, folder: str | Path) -> None:
     """The LAQ a stage uses must be the one the artifact was supervised with (same weights, by hash)."""
-    from .laq import laq_checkpoint_hash
+    from .laq import WEIGHTS_NAME, laq_checkpoint_hash
 
-    want = manifest["laq"].get("sha256")
+    want = (manifest.get("laq") or {}).get("sha256")
+    if not want:
+        raise ValueError(
+            f"stage-2 artifact '{folder}' ({Path(folder) / MANIFEST}) was trained without a LAQ (mode "
+            f"{manifest.get('mode')!r}): LAQ '{laq_folder}' cannot be the one it learned latent actions from; train "
+            "stage 3 with --policy.latent_loss_weight=0 or use an artifact of mode multitask/codes"
+        )
     have = laq_checkpoint_hash(laq_folder)
     if want != have:
         raise ValueError(
-            f"LAQ checkpoint '{laq_folder}' (sha256 {have[:12]}...) is not the one stage-2 artifact '{folder}' was "
-            f"trained with (sha256 {str(want)[:12]}..., from {manifest['laq'].get('folder')})"
+            f"LAQ checkpoint '{laq_folder}' ({Path(laq_folder) / WEIGHTS_NAME}, sha256 {have[:12]}...) is not the "
+            f"one stage-2 artifact '{folder}' was trained with ({Path(folder) / MANIFEST}: sha256 {want[:12]}..., "
+            f"from {manifest['laq'].get('folder')}): the LAQ it names was retrained or replaced since"
         )
 
 

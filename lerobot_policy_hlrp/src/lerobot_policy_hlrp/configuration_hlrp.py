@@ -28,6 +28,10 @@ class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
     load_vlm_weights: bool = True
     # Filled when the core is first built: SmolVLM's config, so a checkpoint rebuilds it offline (weights follow)
     vlm_config: dict | None = None
+    # Filled from the artifact's manifest (init_mode=artifact): its folder, stage 2's mode and supervision
+    # (latent_only, latent_and_actions, actions_only), step and LAQ; kept in every checkpoint's config.json so that
+    # a report can say what the policy was pretrained on. None: no stage 2 (scratch)
+    stage2: dict | None = None
 
     # Cameras (observation.images.<name>) the trunk sees, in order; None: every RGB camera of the dataset, sorted
     cameras: list[str] | None = None
@@ -37,7 +41,7 @@ class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
     # Optional latent loss: the frozen LAQ labels (frame t, frame t + laq_gap_frames) of laq_camera, and the core's
     # latent-flow head keeps predicting them while the action head is fine-tuned. 0 turns it off.
     latent_loss_weight: float = 0.0
-    laq_path: str | None = None
+    laq_path: str | None = None  # None with an artifact: the LAQ its manifest names (checked by hash)
     laq_camera: str | None = None  # None: the first camera
     laq_gap_frames: int = 9  # LeRobot's delta indices are in frames: 9 = 0.3 s at the twin's 30 fps
 
@@ -70,6 +74,8 @@ class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
             raise ValueError(
                 f"n_action_steps ({self.n_action_steps}) cannot exceed core.chunk_size ({self.core.chunk_size})"
             )
+        if self.latent_loss_weight > 0 and not self.laq_path and self.stage2 and self.stage2.get("laq_folder"):
+            self.laq_path = self.stage2["laq_folder"]
         if self.latent_loss_weight > 0 and not self.laq_path:
             raise ValueError("--policy.latent_loss_weight > 0 needs --policy.laq_path (the stage-1 LAQ)")
 
@@ -77,7 +83,7 @@ class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
         """The artifact fixes the core; a core field set on the command line must agree with it."""
         import dataclasses
 
-        from .artifact import core_config, read_manifest
+        from .artifact import core_config, read_manifest, stage2_record
 
         manifest = read_manifest(self.stage2_artifact)
         stored = core_config(manifest)
@@ -92,6 +98,7 @@ class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
             raise ValueError(f"--policy.core.* conflicts with stage-2 artifact {self.stage2_artifact}: {lines}")
         self.core = stored
         self.vlm_config = manifest["vlm_config"]
+        self.stage2 = stage2_record(manifest, self.stage2_artifact)
 
     # ----- features ---------------------------------------------------------------------------------------------
     @property

@@ -28,6 +28,24 @@ def gap_frames(fps: float, gap_s: float) -> int:
     return max(1, round(gap_s * fps))
 
 
+def info_file(meta) -> Path:
+    """The metadata file a dataset's cameras, fps and features come from: what an error about them names."""
+    return Path(meta.root) / "meta" / "info.json"
+
+
+def check_whole_gap(meta, gap_s: float, tolerance: float = 0.05) -> int:
+    """The gap in frames, refusing a gap_s the dataset cannot give: one that falls between its frames (0.3 s at
+    15 fps would silently become 4 or 5 frames, another motion than the LAQ learned)."""
+    frames = gap_s * float(meta.fps)
+    if abs(frames - round(frames)) > tolerance or round(frames) < 1:
+        whole = [round(k / float(meta.fps), 4) for k in (max(1, int(frames)), int(frames) + 1)]
+        raise ValueError(
+            f"{info_file(meta)}: gap_s={gap_s} is {frames:.3g} frames at the dataset's fps={meta.fps:g}, not a whole "
+            f"number of frames; the nearest gaps it has are {whole} s"
+        )
+    return round(frames)
+
+
 def episode_bounds(meta, episodes: list[int] | None) -> list[tuple[int, int, int]]:
     """(episode, first frame index, end frame index) of each chosen episode (all: None), from LeRobot's metadata."""
     eps = meta.episodes
@@ -68,6 +86,9 @@ class FramePairs(Dataset):
     episodes: restrict to these episodes (a LeRobotDataset given already filtered keeps its own selection).
     cache_frames: decode the camera's frames of these episodes once, into memory as uint8 (small datasets such as
     twin recordings: decoding, not the model, is then no longer what a CPU run waits on).
+    classes: also give each pair's class ids, "classes": [2, H, W] uint8 in the 6-class map of so101_core:
+    "ground_truth" reads the camera's `<camera>_segmentation` key (the twin's exact labels), "segmenter" runs
+    `segmenter` (so101_segmenter's model, at `segmenter_size`) on the RGB frames; None: no classes.
     """
 
     def __init__(
@@ -81,6 +102,9 @@ class FramePairs(Dataset):
         video_backend: str | None = None,
         tolerance_s: float = 1e-4,
         cache_frames: bool = False,
+        classes: str | None = None,
+        segmenter: torch.nn.Module | None = None,
+        segmenter_size: tuple[int, int] | None = None,
     ):
         from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
@@ -98,8 +122,11 @@ class FramePairs(Dataset):
             meta = LeRobotDatasetMetadata(repo_id, root=root)
         name = meta.repo_id
         self.camera_key = self._check_camera(meta, camera_key, name)
+        self.classes, self.segmenter, self.segmenter_size = classes, segmenter, segmenter_size
+        self.seg_key = self._check_classes(meta, self.camera_key, classes, segmenter, name)
         self.fps = float(meta.fps)
-        self.gap = gap_frames(self.fps, gap_s)
+        gap_frames(self.fps, gap_s)  # positive
+        self.gap = check_whole_gap(meta, gap_s)
 
         available = list(range(meta.total_episodes))
         if isinstance(dataset, LeRobotDataset) and dataset.episodes is not None:
@@ -112,7 +139,9 @@ class FramePairs(Dataset):
         try:
             self.starts = pair_starts(bounds, self.gap, self.fps)
         except ValueError as err:
-            raise ValueError(f"dataset '{name}', camera {self.camera_key}, gap_s={gap_s}: {err}") from None
+            raise ValueError(
+                f"dataset '{name}' ({info_file(meta)}), camera {self.camera_key}, gap_s={gap_s}: {err}"
+            ) from None
         self.episodes = chosen
 
         if isinstance(dataset, LeRobotDataset):
@@ -135,15 +164,19 @@ class FramePairs(Dataset):
             raise ValueError(f"dataset '{name}' has no rows for frame indices {absent[:10]} of episodes {chosen}")
         self._backend = video_backend or getattr(self.ds, "_video_backend", None)
         self._cache: torch.Tensor | None = None
+        self._class_cache: torch.Tensor | None = None
         self._cache_pos: dict[int, int] = {}
         if cache_frames:
-            parts = []
+            parts, class_parts = [], []
             for _, lo, hi in bounds:
                 rows = [self._row[t] for t in range(lo, hi)]
                 for r in rows:
                     self._cache_pos[r] = len(self._cache_pos)
                 parts.append(self._frames(rows, uint8=True))
+                if classes is not None:
+                    class_parts.append(self._class_ids(rows, parts[-1]))
             self._cache = torch.cat(parts)
+            self._class_cache = torch.cat(class_parts) if class_parts else None
 
     @staticmethod
     def _check_camera(meta, camera_key: str, name: str) -> str:
@@ -151,8 +184,59 @@ class FramePairs(Dataset):
         if camera_key not in rgb and f"observation.images.{camera_key}" in rgb:
             camera_key = f"observation.images.{camera_key}"
         if camera_key not in rgb:
-            raise ValueError(f"dataset '{name}' has no RGB camera '{camera_key}'; its RGB cameras are {rgb}")
+            raise ValueError(
+                f"dataset '{name}' ({info_file(meta)}) has no RGB camera '{camera_key}'; its RGB cameras are {rgb}"
+            )
         return camera_key
+
+    @staticmethod
+    def _check_classes(meta, camera_key: str, classes: str | None, segmenter, name: str) -> str | None:
+        """The ground-truth segmentation key of the camera (for classes="ground_truth"), checked to exist."""
+        if classes not in (None, "ground_truth", "segmenter"):
+            raise ValueError(f"classes must be None, 'ground_truth' or 'segmenter', got {classes!r}")
+        if classes == "segmenter" and segmenter is None:
+            raise ValueError("classes='segmenter' needs a segmenter model")
+        if classes != "ground_truth":
+            return None
+        key = f"{camera_key}_segmentation"
+        if key not in meta.features:
+            have = sorted(k for k in meta.features if k.endswith("_segmentation"))
+            raise ValueError(
+                f"dataset '{name}' ({info_file(meta)}) has no ground-truth segmentation '{key}' (its segmentation "
+                f"keys: {have or 'none'}); record it with --robot.segmentation=true or use the segmenter"
+            )
+        return key
+
+    def _class_ids(self, rows: list[int], frames_uint8: torch.Tensor | None = None) -> torch.Tensor:
+        """[len(rows), H, W] uint8 class ids for rows of one episode, from the ground truth or the segmenter."""
+        if self.classes == "segmenter":
+            frames = self._frames(rows, uint8=True) if frames_uint8 is None else frames_uint8
+            return segment_frames(self.segmenter, frames, self.segmenter_size)
+        return self._ground_truth(rows)
+
+    def _ground_truth(self, rows: list[int]) -> torch.Tensor:
+        from lerobot.configs.video import DepthEncoderConfig
+        from lerobot.datasets.depth_utils import dequantize_depth
+        from lerobot.datasets.video_utils import decode_video_frames
+
+        from so101_core.segmentation import segmentation_from_code
+
+        ep = int(self._episode[rows[0]])
+        key = self.seg_key
+        if key not in self.meta.video_keys:  # stored as images: LeRobot's table gives the code in metres
+            code = torch.stack([self.ds.hf_dataset[r][key] for r in rows])
+            return segmentation_from_code(code[:, 0], unit="m").to(torch.uint8)
+        offset = float(self.meta.episodes[ep][f"videos/{key}/from_timestamp"])
+        path = self.ds.root / self.meta.get_video_file_path(ep, key)
+        raw = decode_video_frames(
+            path, [offset + float(self._timestamp[r]) for r in rows], self.ds.tolerance_s, "pyav", is_depth=True
+        )
+        enc = DepthEncoderConfig.from_video_info(self.meta.features[key].get("info"))
+        metres = dequantize_depth(
+            raw, depth_min=enc.depth_min, depth_max=enc.depth_max, shift=enc.shift, use_log=enc.use_log,
+            output_unit="m",
+        )  # fmt: skip
+        return segmentation_from_code(metres.reshape(len(rows), *metres.shape[-2:]), unit="m").to(torch.uint8)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -186,4 +270,33 @@ class FramePairs(Dataset):
             frames = self._cache[[self._cache_pos[r] for r in rows]].float() / 255
         else:
             frames = self._frames(rows)
-        return {"pair": frames, "index": t, "episode_index": int(self._episode[self._row[t]])}
+        item = {"pair": frames, "index": t, "episode_index": int(self._episode[self._row[t]])}
+        if self.classes is not None:
+            if self._class_cache is not None:
+                item["classes"] = self._class_cache[[self._cache_pos[r] for r in rows]]
+            elif self.classes == "segmenter":  # the pair's own frames, not decoded again
+                item["classes"] = segment_frames(self.segmenter, (frames * 255).round().to(torch.uint8),
+                                                 self.segmenter_size)  # fmt: skip
+            else:
+                item["classes"] = self._ground_truth(rows)
+        return item
+
+
+@torch.no_grad()
+def segment_frames(model: torch.nn.Module, frames: torch.Tensor, size: tuple[int, int] | None, batch: int = 64):
+    """uint8 RGB frames [N, 3, H, W] -> class ids [N, H, W] uint8 by so101_segmenter's model run at `size` (the
+    size it was trained at; None: the frames' own), its logits resized back to (H, W), as so101-seg-infer does."""
+    import torch.nn.functional as F
+
+    out = []
+    device = next(model.parameters()).device
+    for lo in range(0, len(frames), batch):
+        x = frames[lo : lo + batch].to(device).float() / 255
+        h, w = x.shape[-2:]
+        if size is not None and tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+        logits = model(x)
+        if tuple(logits.shape[-2:]) != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        out.append(logits.argmax(1).to(torch.uint8).cpu())
+    return torch.cat(out)

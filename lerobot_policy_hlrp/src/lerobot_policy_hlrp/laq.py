@@ -86,8 +86,10 @@ class LAQConfig:
 
 @dataclass
 class LAQOutput:
-    loss: Tensor  # what to back-propagate (the reconstruction MSE: NSVQ needs no extra term)
-    recon_loss: Tensor  # MSE of the reconstruction against frame t+k at image_size
+    # what to back-propagate: the reconstruction MSE, weighted per pixel when weights are given (NSVQ needs no
+    # extra term)
+    loss: Tensor
+    recon_loss: Tensor  # plain (unweighted) MSE of the reconstruction against frame t+k at image_size
     recon: Tensor  # [B, C, S, S] reconstruction of frame t+k
     indices: Tensor  # [B, code_seq_len] long: the nearest code of each latent action token
     perplexity: Tensor  # exp(entropy) of the batch's code histogram: 1 = collapsed, codebook_size = uniform
@@ -338,18 +340,20 @@ class LAQ(nn.Module):
         return first + out if c.predict_residual else out
 
     # ----- public API --------------------------------------------------------------------------------------------
-    def forward(self, pair: Tensor) -> LAQOutput:
+    def forward(self, pair: Tensor, pixel_weights: Tensor | None = None) -> LAQOutput:
         """Frames t and t+k, float [B, 2, C, H, W] in [0, 1] -> reconstruction of t+k and its loss. In training
         mode the codes go through NSVQ's noise substitution (and count towards dead-code replacement); in eval mode
-        the decoder gets the nearest codes."""
+        the decoder gets the nearest codes. `pixel_weights` [B, S, S] (S = image_size, e.g. from
+        `segmentation_pixel_weights`) turn the loss into a weighted mean over pixels; recon_loss stays plain."""
         pair = self.prepare(pair)
         first, last = pair.unbind(1)
         z = self.encode(pair)
         quantised, indices, perplexity = self.vq(z, stochastic=self.training)
         recon = self.decode_codes(first, quantised)
         recon_loss = F.mse_loss(recon.float(), last.float())
+        loss = recon_loss if pixel_weights is None else weighted_mse(recon, last, pixel_weights)
         return LAQOutput(
-            loss=recon_loss,
+            loss=loss,
             recon_loss=recon_loss.detach(),
             recon=recon,
             indices=indices,
@@ -408,6 +412,30 @@ class LAQ(nn.Module):
         return model.eval()
 
 
+def weighted_mse(recon: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+    """sum_p w_p * mean_c (recon - target)^2 / sum_p w_p over the batch's pixels p: a weighted mean, so that equal
+    weights give the plain MSE and only the weights' ratios matter. recon/target [B, C, S, S], weights [B, S, S]."""
+    if weights.shape != (recon.shape[0], *recon.shape[-2:]):
+        raise ValueError(f"pixel weights must be {(recon.shape[0], *recon.shape[-2:])}, got {tuple(weights.shape)}")
+    err = (recon.float() - target.float()).square().mean(1)
+    w = weights.to(err)
+    return (w * err).sum() / w.sum().clamp_min(1e-12)
+
+
+def segmentation_pixel_weights(classes: Tensor, class_weights: Tensor, size: int) -> Tensor:
+    """Class ids of frames t and t+k [B, 2, H, W] (the 6-class map) -> per-pixel weights [B, size, size]: each
+    pixel weighs as the heavier of its classes in the two frames, so a moving object counts where it was and where
+    it went. Class maps are resized by nearest neighbour (ids must not blend)."""
+    if classes.ndim != 4 or classes.shape[1] != 2:
+        raise ValueError(f"class ids must be frames (t, t+k) [B, 2, H, W], got {tuple(classes.shape)}")
+    ids = classes.long()
+    if ids.shape[-2:] != (size, size):
+        ids = F.interpolate(ids.float(), size=(size, size), mode="nearest").long()
+    if int(ids.max()) >= len(class_weights) or int(ids.min()) < 0:
+        raise ValueError(f"class ids in [{int(ids.min())}, {int(ids.max())}], weights given for {len(class_weights)}")
+    return class_weights.to(ids.device)[ids].amax(1)
+
+
 def laq_checkpoint_hash(folder: str | Path) -> str:
     """sha256 (hex) of folder/model.safetensors: the identity stage 2 records and stage 3 checks."""
     path = Path(folder) / WEIGHTS_NAME
@@ -420,20 +448,32 @@ def laq_checkpoint_hash(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_laq(folder: str | Path, *, latent_dim: int | None = None, codes: tuple[int, int] | None = None) -> LAQ:
+def load_laq(
+    folder: str | Path,
+    *,
+    latent_dim: int | None = None,
+    codes: tuple[int, int] | None = None,
+    code_seq_len: int | None = None,
+) -> LAQ:
     """A frozen LAQ (eval mode, no gradients) from `folder`, checked against what its consumer was built for:
-    `latent_dim`, the latent head's width (= code_seq_len x quant_dim), and `codes`, the code head's
-    (code_seq_len, codebook_size). Stage 2's trainer and the hlrp policy both load it here."""
+    `latent_dim`, the latent head's width (= code_seq_len x quant_dim), `code_seq_len` (the trunk's tokens per
+    latent action), and `codes`, the code head's (code_seq_len, codebook_size). Stage 2's trainer and the hlrp
+    policy both load it here, so a mismatch is named before any step."""
     laq = LAQ.from_pretrained(folder).eval().requires_grad_(False)
     c = laq.config
+    where = Path(folder) / CONFIG_NAME
     if latent_dim is not None and c.code_seq_len * c.quant_dim != latent_dim:
         raise ValueError(
             f"core.latent_dim ({latent_dim}) must be the LAQ's code_seq_len x quant_dim "
-            f"({c.code_seq_len} x {c.quant_dim}) from {folder}"
+            f"({c.code_seq_len} x {c.quant_dim} = {c.code_seq_len * c.quant_dim}) from {where}"
+        )
+    if code_seq_len is not None and c.code_seq_len != code_seq_len:
+        raise ValueError(
+            f"core.code_seq_len ({code_seq_len}) must be the LAQ's code_seq_len ({c.code_seq_len}) from {where}"
         )
     if codes is not None and (c.code_seq_len, c.codebook_size) != tuple(codes):
         raise ValueError(
             f"core code_seq_len/codebook_size {tuple(codes)} must be the LAQ's "
-            f"({c.code_seq_len}, {c.codebook_size}) from {folder}"
+            f"({c.code_seq_len}, {c.codebook_size}) from {where}"
         )
     return laq

@@ -7,6 +7,7 @@ optional: frozen LAQ labels of (frame t, frame t + gap) -> core.latent_loss, wei
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class HLRPPolicy(ChecksSavedProcessors, PreTrainedPolicy):
             manifest = read_manifest(config.stage2_artifact)
             check_matches(manifest, config.core, config.stage2_artifact)
             load_core_weights(self.core, config.stage2_artifact)
+        if fresh and config.stage2:  # lerobot-train's log (the main process's only): what this run starts from
+            s = config.stage2
+            logging.info("hlrp: core from stage-2 artifact %s (supervision %s, mode %s, step %s, LAQ %s)",
+                         s["artifact"], s["supervision"], s["mode"], s["step"], s["laq_folder"])  # fmt: skip
+        elif fresh:
+            logging.info("hlrp: core from scratch (no stage 2)")
         # The LAQ only labels training batches: kept out of the state dict (a plain list) and loaded when training
         # needs it: now for a fresh policy (errors before any step), at the first training batch when a checkpoint
         # is fine-tuned or resumed (evaluation and rollout never load it)

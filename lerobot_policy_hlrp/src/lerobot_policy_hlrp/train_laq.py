@@ -1,12 +1,17 @@
 """hlrp-train-laq: HLRP stage 1, LAQ latent actions learned from frame pairs (t, t+k) of a LeRobotDataset camera.
 
     hlrp-train-laq --config_path=configs/hlrp_laq_twin.yaml [--steps=... --output_dir=... --model.codebook_size=...]
+    hlrp-train-laq --config_path=configs/hlrp_laq_twin_seg.yaml   # --loss_weighting=segmentation
     hlrp-train-laq --config_path=... --resume=true            # continues from output_dir/checkpoints/last
-    accelerate launch --num_processes=8 -m lerobot_policy_hlrp.train_laq --config_path=configs/hlrp_laq_oxe.yaml
+    torchrun --nproc_per_node=8 -m lerobot_policy_hlrp.train_laq --config_path=configs/hlrp_laq_oxe.yaml
 
-A share of the episodes is held out; the result is output_dir/laq (LAQ.save_pretrained, what stage 2's --laq_path
-takes) and output_dir/metrics.json (held-out reconstruction MSE against the copy-frame-t baseline, perplexity,
-codes used). Reconstructions (frame t | frame t+k | reconstruction, one pair a row) go to output_dir/images/.
+`datasets` is a list: every entry's pairs form one corpus (each with its own camera and gap in seconds). A share of
+each dataset's episodes is held out; the result is output_dir/laq (LAQ.save_pretrained, what stage 2's --laq_path
+takes) and output_dir/metrics.json (held-out plain reconstruction MSE against the copy-frame-t baseline,
+perplexity, codes used, and where class maps exist the MSE per class and weighted as segmentation.class_weights
+say). Reconstructions (frame t | frame t+k | reconstruction, one pair a row) go to output_dir/images/.
+`--loss_weighting=segmentation` weights the reconstruction loss per pixel by its class (so101_core's 6-class map),
+from each dataset's ground-truth segmentation or from so101_segmenter's model on the RGB frames.
 """
 
 import dataclasses
@@ -21,6 +26,7 @@ import draccus
 import numpy as np
 import torch
 from lerobot.configs import parser
+from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
 from so101_core.atomic import staging_path, write_json, write_with
@@ -30,8 +36,9 @@ from so101_core.hub import HubPushConfig, model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
-from .frame_pairs import FramePairs
-from .laq import LAQ, LAQConfig, laq_checkpoint_hash
+from .frame_pairs import FramePairs, info_file
+from .laq import LAQ, LAQConfig, laq_checkpoint_hash, segmentation_pixel_weights, weighted_mse
+from .processes import make_accelerator, quiet_unless_main
 
 logger = logging.getLogger("hlrp-train-laq")
 LAQ_DIR = "laq"
@@ -51,10 +58,52 @@ class PairDataConfig:
     cache_frames: bool = False  # decode the camera once into memory (uint8): for small datasets such as the twin's
 
 
+LOSS_WEIGHTINGS = ("none", "segmentation")
+CLASS_SOURCES = ("auto", "ground_truth", "segmenter")
+
+
+def default_class_weights() -> dict[str, float]:
+    # so101_core's 6-class map. The twin labels the gripper's two fingers, the cube and the table; the arm's other
+    # links fall in "background" with the walls, as in the real segmenter's map, so the fingers stand for the arm
+    return {
+        "unlabeled": 0.1, "background": 0.1, "table": 0.1, "cube": 1.0, "static_finger": 1.0, "moving_finger": 1.0,
+    }  # fmt: skip
+
+
+@dataclass
+class SegmentationWeightingConfig:
+    # where each pixel's class comes from: "ground_truth" (the dataset's <camera>_segmentation key, recorded with
+    # --robot.segmentation=true), "segmenter" (so101_segmenter's model on the RGB frames), "auto" (ground truth
+    # where a dataset has it, else the segmenter)
+    source: str = "auto"
+    segmenter_path: str | None = None  # a so101-seg-train checkpoint folder (config.json + model.safetensors)
+    # weight of each class in the reconstruction loss (a weighted mean: only the ratios matter); every class of the
+    # 6-class map must be given
+    class_weights: dict[str, float] = field(default_factory=default_class_weights)
+
+    def weight_table(self) -> torch.Tensor:
+        from so101_core import SEGMENTATION_CLASSES
+
+        names = list(SEGMENTATION_CLASSES.values())
+        missing, unknown = sorted(set(names) - set(self.class_weights)), sorted(set(self.class_weights) - set(names))
+        if missing or unknown:
+            raise ValueError(
+                f"--segmentation.class_weights must give every class of {names}: missing {missing}, unknown {unknown}"
+            )
+        table = torch.tensor([float(self.class_weights[n]) for n in names])
+        if (table < 0).any() or table.sum() <= 0:
+            raise ValueError(f"--segmentation.class_weights must be >= 0 and not all 0, got {self.class_weights}")
+        return table
+
+
 @dataclass
 class LAQTrainConfig:
-    dataset: PairDataConfig = field(default_factory=PairDataConfig)
+    # the corpus: every entry's frame pairs, as one training set (frames must share one size)
+    datasets: list[PairDataConfig] = field(default_factory=lambda: [PairDataConfig()])
     model: LAQConfig = field(default_factory=LAQConfig)
+    # "none": the plain reconstruction MSE; "segmentation": weighted per pixel by class (segmentation.*)
+    loss_weighting: str = "none"
+    segmentation: SegmentationWeightingConfig = field(default_factory=SegmentationWeightingConfig)
     steps: int = 100_000
     batch_size: int = 32  # per process
     lr: float = 1e-4
@@ -80,8 +129,18 @@ class LAQTrainConfig:
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.log_freq < 1 or self.save_freq < 1:
             raise ValueError("steps, batch_size, log_freq and save_freq must be >= 1")
-        if not 0 <= self.dataset.holdout_share < 1:
-            raise ValueError(f"--dataset.holdout_share must be in [0, 1), got {self.dataset.holdout_share}")
+        if not self.datasets:
+            raise ValueError("--datasets is empty: give at least one dataset")
+        for i, d in enumerate(self.datasets):
+            if not 0 <= d.holdout_share < 1:
+                raise ValueError(f"--datasets[{i}].holdout_share must be in [0, 1), got {d.holdout_share}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"--loss_weighting={self.loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}")
+        if self.segmentation.source not in CLASS_SOURCES:
+            raise ValueError(f"--segmentation.source={self.segmentation.source!r}; choose one of {list(CLASS_SOURCES)}")
+        if self.segmentation.source == "segmenter" and not self.segmentation.segmenter_path:
+            raise ValueError("--segmentation.source=segmenter needs --segmentation.segmenter_path")
+        self.segmentation.weight_table()  # every class given
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         self.laq.check("laq")
@@ -124,15 +183,18 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 # ----- checkpoints ----------------------------------------------------------------------------------------------
-def config_record(cfg: LAQTrainConfig, split: dict) -> dict:
+def config_record(cfg: LAQTrainConfig, split: list[dict]) -> dict:
     return {
         "model": dataclasses.asdict(cfg.model),
+        "loss_weighting": cfg.loss_weighting,
         "split": split,
         "config": json.loads(json.dumps(draccus.encode(cfg), default=str)),
     }
 
 
-def save_checkpoint(cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, scheduler, step: int, split: dict) -> Path:
+def save_checkpoint(
+    cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, scheduler, step: int, split: list[dict]
+) -> Path:
     """checkpoints/<step>/{laq/, training_state.pt, rng_<rank>.pt, train_config.json} in a staging folder, swapped
     in, then `last` re-pointed at it: an interrupted save leaves the previous checkpoint as it was."""
     final = cfg.output_dir / "checkpoints" / f"{step:06d}"
@@ -157,7 +219,11 @@ def check_resume(cfg: LAQTrainConfig) -> dict:
     last = cfg.output_dir / "checkpoints" / "last"
     claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_FILE)
     saved = json.loads((last / CONFIG_FILE).read_text())
-    check_resume_config({"model": saved["model"]}, {"model": dataclasses.asdict(cfg.model)}, last.resolve(), "model")
+    before = {"model": saved["model"], "loss_weighting": saved.get("loss_weighting", "none")}
+    now = {"model": dataclasses.asdict(cfg.model), "loss_weighting": cfg.loss_weighting}
+    check_resume_config(before, now, last.resolve(), "model/loss_weighting")
+    if isinstance(saved["split"], dict):  # one dataset, written before `datasets` was a list
+        saved["split"] = [{"dataset": cfg.datasets[0].repo_id, **saved["split"]}]
     return saved
 
 
@@ -170,12 +236,18 @@ def spread(n: int, k: int | None) -> list[int]:
 
 
 @torch.no_grad()
-def evaluate(model: LAQ, pairs: FramePairs, indices: list[int], batch_size: int, device) -> dict:
-    """Eval-mode (nearest code) reconstruction MSE and the copy-frame-t baseline over the given pairs, the
-    perplexity of their codes and how many distinct codes they use."""
+def evaluate(model: LAQ, pairs, indices: list[int], batch_size: int, device, class_weights: torch.Tensor) -> dict:
+    """Eval-mode (nearest code) plain reconstruction MSE and the copy-frame-t baseline over the given pairs, the
+    perplexity of their codes and how many distinct codes they use. Where the pairs carry class maps: the MSE over
+    each class's pixels (class of frame t+k) and the MSE weighted by `class_weights`, so that a plain and a
+    segmentation-weighted LAQ compare on both."""
+    from so101_core import SEGMENTATION_CLASSES
+
     was_training = model.training
     model.eval()
-    sq, base, n, codes = 0.0, 0.0, 0, []
+    sq, base, weighted, n, codes = 0.0, 0.0, 0.0, 0, []
+    class_sq = torch.zeros(len(SEGMENTATION_CLASSES), dtype=torch.float64)
+    class_px = torch.zeros(len(SEGMENTATION_CLASSES), dtype=torch.float64)
     for lo in range(0, len(indices), batch_size):
         items = [pairs[i] for i in indices[lo : lo + batch_size]]
         pair = torch.stack([it["pair"] for it in items]).to(device)
@@ -186,21 +258,38 @@ def evaluate(model: LAQ, pairs: FramePairs, indices: list[int], batch_size: int,
         base += torch.nn.functional.mse_loss(f, target).item() * b
         n += b
         codes.append(out.indices.reshape(-1).cpu())
+        if "classes" in items[0]:
+            classes = torch.stack([it["classes"] for it in items]).to(device)
+            w = segmentation_pixel_weights(classes, class_weights, model.config.image_size)
+            weighted += weighted_mse(out.recon, target, w).item() * b
+            err = (out.recon.float() - target.float()).square().mean(1).flatten().double().cpu()
+            size = model.config.image_size
+            ids = torch.nn.functional.interpolate(classes[:, 1:].float(), size=(size, size), mode="nearest")
+            ids = ids.long().flatten().cpu()
+            class_sq += torch.bincount(ids, weights=err, minlength=len(class_sq))
+            class_px += torch.bincount(ids, minlength=len(class_px)).double()
     model.train(was_training)
     codes = torch.cat(codes)
     probs = torch.bincount(codes, minlength=model.config.codebook_size).float() / len(codes)
     perplexity = float(torch.exp(-(probs * torch.log(probs + 1e-10)).sum()))
-    return {
+    result = {
         "recon_mse": sq / n,
         "copy_baseline_mse": base / n,
         "perplexity": perplexity,
         "used_codes": int(codes.unique().numel()),
+        "codebook_size": model.config.codebook_size,
         "pairs": n,
     }
+    if class_px.sum() > 0:
+        result["recon_mse_weighted"] = weighted / n
+        result["recon_mse_by_class"] = {
+            name: float(class_sq[i] / class_px[i]) for i, name in SEGMENTATION_CLASSES.items() if class_px[i] > 0
+        }
+    return result
 
 
 @torch.no_grad()
-def write_grid(model: LAQ, pairs: FramePairs, indices: list[int], path: Path, device) -> None:
+def write_grid(model: LAQ, pairs, indices: list[int], path: Path, device) -> None:
     """PNG: a row per pair, columns frame t | frame t+k | eval-mode reconstruction, all at the model's size."""
     from PIL import Image
 
@@ -253,29 +342,86 @@ def seed_rank(cfg: LAQTrainConfig, rank: int) -> None:
     random.seed(seed)
 
 
-def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[dict, FramePairs, FramePairs]:
-    """The episode split (the saved one when resuming: held-out episodes stay held out), and the training and
-    held-out frame pairs. Every data check (camera, gap vs episode lengths, split) happens here."""
+def class_source(cfg: LAQTrainConfig, meta, camera_key: str, segmenter) -> str | None:
+    """Where a dataset's class maps come from ("ground_truth", "segmenter") or None when it gives none. With
+    segmentation weighting, a dataset that has neither is refused here, before any step."""
+    from .frame_pairs import FramePairs
+
+    key = f"{FramePairs._check_camera(meta, camera_key, meta.repo_id)}_segmentation"
+    has_truth = key in meta.features
+    source = cfg.segmentation.source
+    if source == "ground_truth" or (source == "auto" and has_truth):
+        if not has_truth and cfg.loss_weighting == "segmentation":
+            FramePairs._check_classes(meta, key.removesuffix("_segmentation"), "ground_truth", None, meta.repo_id)
+        return "ground_truth" if has_truth else None
+    if segmenter is not None:
+        return "segmenter"
+    if cfg.loss_weighting == "segmentation":
+        raise ValueError(
+            f"--loss_weighting=segmentation: dataset '{meta.repo_id}' ({info_file(meta)}) has no ground-truth "
+            f"segmentation '{key}' and no segmenter is given (--segmentation.segmenter_path is "
+            f"{cfg.segmentation.segmenter_path}); record with --robot.segmentation=true or give a so101-seg-train "
+            "checkpoint"
+        )
+    return None
+
+
+def load_segmenter_for(cfg: LAQTrainConfig):
+    """so101_segmenter's model and the size it was trained at, when one is given (None, None otherwise)."""
+    if not cfg.segmentation.segmenter_path:
+        return None, None
+    from so101_core import NUM_SEGMENTATION_CLASSES
+    from so101_segmenter.infer import trained_size
+    from so101_segmenter.model import load_segmenter
+
+    path = cfg.segmentation.segmenter_path
+    return load_segmenter(path, num_classes=NUM_SEGMENTATION_CLASSES), trained_size(path)
+
+
+def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dataset, Dataset]:
+    """The episode split of every dataset (the saved one when resuming: held-out episodes stay held out), and the
+    training and held-out frame pairs of the corpus. Every data check (camera, gap against fps and episode lengths,
+    class source, frame sizes, split) happens here, dataset by dataset, before any step."""
     from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
-    d = cfg.dataset
-    meta = LeRobotDatasetMetadata(d.repo_id, root=d.root)
-    episodes = list(range(meta.total_episodes)) if d.episodes is None else list(d.episodes)
-    if saved is not None:
-        split = saved["split"]
-    else:
-        train_eps, heldout_eps = split_episodes(episodes, d.holdout_share, cfg.seed)
-        split = {"train": train_eps, "heldout": heldout_eps}
-    source = LeRobotDataset(d.repo_id, root=d.root, episodes=d.episodes, video_backend=d.video_backend)
-    pair_args = dict(video_backend=d.video_backend, cache_frames=d.cache_frames)
-    train_pairs = FramePairs(source, d.camera_key, d.gap_s, episodes=split["train"], **pair_args)
-    eval_pairs = FramePairs(source, d.camera_key, d.gap_s, episodes=split["heldout"] or split["train"], **pair_args)
-    logger.info(
-        "stage 1: %s %s, gap %.3g s = %d frames at %g fps; %d training pairs (episodes %s), %d held-out pairs (%s)",
-        d.repo_id, train_pairs.camera_key, d.gap_s, train_pairs.gap, train_pairs.fps, len(train_pairs),
-        _short(split["train"]), len(eval_pairs) if split["heldout"] else 0, _short(split["heldout"]),
-    )  # fmt: skip
-    return split, train_pairs, eval_pairs
+    from .frame_pairs import check_whole_gap
+
+    segmenter, size = load_segmenter_for(cfg)
+    # every entry's metadata first (camera, gap, class source): a bad last entry fails before any frame is read
+    metas = [LeRobotDatasetMetadata(d.repo_id, root=d.root) for d in cfg.datasets]
+    sources, shapes = [], {}
+    for d, meta in zip(cfg.datasets, metas, strict=True):
+        key = FramePairs._check_camera(meta, d.camera_key, meta.repo_id)
+        check_whole_gap(meta, d.gap_s)
+        sources.append(class_source(cfg, meta, d.camera_key, segmenter))
+        shapes[f"{d.repo_id} ({key})"] = tuple(meta.features[key]["shape"])
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"the corpus's frames differ in size, so they cannot share batches: {shapes}")
+    split, train_parts, eval_parts = [], [], []
+    for i, (d, meta, classes) in enumerate(zip(cfg.datasets, metas, sources, strict=True)):
+        episodes = list(range(meta.total_episodes)) if d.episodes is None else list(d.episodes)
+        if saved is not None:
+            part = saved["split"][i]
+        else:
+            train_eps, heldout_eps = split_episodes(episodes, d.holdout_share, cfg.seed + i)
+            part = {"dataset": d.repo_id, "train": train_eps, "heldout": heldout_eps}
+        split.append(part)
+        source = LeRobotDataset(d.repo_id, root=d.root, episodes=d.episodes, video_backend=d.video_backend)
+        pair_args = dict(
+            video_backend=d.video_backend, cache_frames=d.cache_frames, segmenter=segmenter, segmenter_size=size
+        )
+        train_classes = classes if cfg.loss_weighting == "segmentation" else None
+        train_parts.append(FramePairs(source, d.camera_key, d.gap_s, episodes=part["train"], classes=train_classes,
+                                      **pair_args))  # fmt: skip
+        eval_parts.append(FramePairs(source, d.camera_key, d.gap_s, episodes=part["heldout"] or part["train"],
+                                     classes=classes, **pair_args))  # fmt: skip
+        logger.info(
+            "stage 1: %s %s, gap %.3g s = %d frames at %g fps; %d training pairs (episodes %s), %d held-out pairs "
+            "(%s); classes: %s", d.repo_id, train_parts[-1].camera_key, d.gap_s, train_parts[-1].gap,
+            train_parts[-1].fps, len(train_parts[-1]), _short(part["train"]),
+            len(eval_parts[-1]) if part["heldout"] else 0, _short(part["heldout"]), classes,
+        )  # fmt: skip
+    return split, ConcatDataset(train_parts), ConcatDataset(eval_parts)
 
 
 def restore_checkpoint(cfg: LAQTrainConfig, model: LAQ, optimizer, scheduler, rank: int) -> int:
@@ -305,12 +451,17 @@ def window_row(cfg: LAQTrainConfig, window: list[dict], step: int, plain: LAQ, s
     return row
 
 
-def train_step(model, accelerator, optimizer, scheduler, batch: dict, grad_clip: float):
-    """One optimisation step on a batch of pairs; the model's output."""
+def train_step(model, accelerator, optimizer, scheduler, batch: dict, grad_clip: float, class_weights=None):
+    """One optimisation step on a batch of pairs (with class maps and `class_weights`: the segmentation-weighted
+    reconstruction loss); the model's output."""
     device = accelerator.device
     pair = batch["pair"].to(device, non_blocking=True)
+    weights = None
+    if class_weights is not None:
+        size = accelerator.unwrap_model(model).config.image_size
+        weights = segmentation_pixel_weights(batch["classes"].to(device), class_weights, size)
     with accelerator.autocast():
-        result = model(pair)
+        result = model(pair, weights)
     optimizer.zero_grad(set_to_none=True)
     accelerator.backward(result.loss)
     if grad_clip:
@@ -320,39 +471,42 @@ def train_step(model, accelerator, optimizer, scheduler, batch: dict, grad_clip:
     return result
 
 
-def finish(cfg: LAQTrainConfig, plain: LAQ, eval_pairs: FramePairs, image_ids, split, step, gap, history) -> dict:
+def finish(cfg: LAQTrainConfig, plain: LAQ, eval_pairs, image_ids, split, step, gap, history) -> dict:
     """The last reconstruction grid, output_dir/laq and the held-out metrics.json (main process only)."""
     out, device = cfg.output_dir, next(plain.parameters()).device
     if not (out / "images" / f"step_{step:06d}.png").exists():
         write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
     plain.save_pretrained(out / LAQ_DIR)
-    metrics = evaluate(plain, eval_pairs, spread(len(eval_pairs), cfg.eval_max_pairs), cfg.batch_size, device)
+    table = cfg.segmentation.weight_table()
+    metrics = evaluate(plain, eval_pairs, spread(len(eval_pairs), cfg.eval_max_pairs), cfg.batch_size, device, table)
     metrics.update(
-        split="heldout" if split["heldout"] else "train (no episode held out)",
-        heldout_episodes=split["heldout"], train_episodes=split["train"], step=step,
+        split="heldout" if any(p["heldout"] for p in split) else "train (no episode held out)",
+        heldout_episodes=[p["heldout"] for p in split], train_episodes=[p["train"] for p in split], step=step,
+        datasets=[p["dataset"] for p in split], loss_weighting=cfg.loss_weighting,
+        class_weights=cfg.segmentation.class_weights if cfg.loss_weighting == "segmentation" else None,
         gap_frames=gap, laq_sha256=laq_checkpoint_hash(out / LAQ_DIR),
         last_train_window=history[-1] if history else None,
     )  # fmt: skip
     write_json(out / "metrics.json", metrics)
-    shown = ("recon_mse", "copy_baseline_mse", "perplexity", "used_codes", "pairs")
-    logger.info("held-out: %s", json.dumps({k: metrics[k] for k in shown}))
+    shown = ("recon_mse", "copy_baseline_mse", "recon_mse_weighted", "perplexity", "used_codes", "pairs")
+    logger.info("held-out: %s", json.dumps({k: metrics[k] for k in shown if k in metrics}))
     return metrics
 
 
 def train(cfg: LAQTrainConfig) -> dict:
-    from accelerate import Accelerator
-
     out = cfg.output_dir
     saved = check_resume(cfg) if cfg.resume else None
     if not cfg.resume:
         claim_run_dir(out, resume=False, checkpoint=out / "checkpoints" / "last")
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(cfg.mixed_precision)
+    quiet_unless_main(accelerator, logger)
     device = accelerator.device
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     seed_rank(cfg, accelerator.process_index)
     split, train_pairs, eval_pairs = load_pairs(cfg, saved)
+    class_weights = cfg.segmentation.weight_table().to(device) if cfg.loss_weighting == "segmentation" else None
 
     model = LAQ(cfg.model)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -383,7 +537,7 @@ def train(cfg: LAQTrainConfig) -> dict:
     model.train()
     t_window = time.perf_counter()
     for batch in loader:
-        result = train_step(model, accelerator, optimizer, scheduler, batch, cfg.grad_clip)
+        result = train_step(model, accelerator, optimizer, scheduler, batch, cfg.grad_clip, class_weights)
         step += 1
         bar.update(1)
         window.append({
@@ -412,7 +566,8 @@ def train(cfg: LAQTrainConfig) -> dict:
 
     result = {"step": step, "history": history}
     if accelerator.is_main_process:
-        result["metrics"] = finish(cfg, plain, eval_pairs, image_ids, split, step, train_pairs.gap, history)
+        gaps = [p.gap for p in train_pairs.datasets]
+        result["metrics"] = finish(cfg, plain, eval_pairs, image_ids, split, step, gaps, history)
     accelerator.wait_for_everyone()
     result["laq"] = str(out / LAQ_DIR)
     return result
@@ -428,33 +583,37 @@ def run(cfg: LAQTrainConfig) -> None:
     # importing lerobot already put a WARNING-level handler on the root logger, which makes basicConfig a no-op
     logger.setLevel(logging.INFO)
     result = train(cfg)
-    print(json.dumps({"metrics": result.get("metrics"), "laq": result["laq"]}, indent=2, default=str))
-    if cfg.laq.push_to_hub and "metrics" in result:  # the main process: it alone holds the metrics
-        print(f"pushed {result['laq']} to {push_laq(cfg, result)}")
+    if "metrics" in result:  # the main process's: other ranks print nothing
+        print(json.dumps({"metrics": result["metrics"], "laq": result["laq"]}, indent=2, default=str))
+        if cfg.laq.push_to_hub:
+            print(f"pushed {result['laq']} to {push_laq(cfg, result)}")
 
 
 def push_laq(cfg: LAQTrainConfig, result: dict) -> str:
     """Push output_dir/laq (what stage 2's --laq_path takes) with a model card to --laq.repo_id."""
-    ds, metrics = cfg.dataset, result["metrics"]
+    metrics = result["metrics"]
     shown = ("recon_mse", "copy_baseline_mse", "perplexity", "used_codes", "pairs", "split", "step")
+    cameras = sorted({d.camera_key for d in cfg.datasets})
     card = model_card(
         model_name=cfg.laq.repo_id,
         model_type="hlrp_laq",
         summary="HLRP stage 1: a latent action quantiser (LAQ) that encodes what changes between two frames of "
-        f"`{ds.camera_key}` {ds.gap_s} s apart into {cfg.model.code_seq_len} code(s) of a {cfg.model.codebook_size}-"
-        "entry codebook; hlrp-train-trunk (--laq_path) learns to predict them.",
+        f"{', '.join(f'`{c}`' for c in cameras)} into {cfg.model.code_seq_len} code(s) of a "
+        f"{cfg.model.codebook_size}-entry codebook; hlrp-train-trunk (--laq_path) learns to predict them.",
         data=[
-            f"`{ds.repo_id}`{f' ({ds.root})' if ds.root else ''}, camera {ds.camera_key}, gap {ds.gap_s} s, "
-            f"{ds.holdout_share:.0%} of the episodes held out for the metrics"
+            f"`{d.repo_id}`{f' ({d.root})' if d.root else ''}, camera {d.camera_key}, gap {d.gap_s} s, "
+            f"{d.holdout_share:.0%} of the episodes held out for the metrics"
+            for d in cfg.datasets
         ],
         result={f"held-out {k}" if k in shown[:5] else k: metrics[k] for k in shown if k in metrics},
         hub=cfg.laq,
-        datasets=[ds.repo_id],
+        datasets=[d.repo_id for d in cfg.datasets],
         details={
             "Steps": cfg.steps,
             "Batch size": cfg.batch_size,
             "Learning rate": cfg.lr,
             "Image size": cfg.model.image_size,
+            "Loss weighting": cfg.loss_weighting,
         },
         usage=f"hf download {cfg.laq.repo_id} --local-dir laq && hlrp-train-trunk --laq_path=laq ...",
     )

@@ -2,11 +2,13 @@
 
     hlrp-train-trunk --config_path=configs/hlrp_trunk_twin.yaml [--steps=... --output_dir=...]
     hlrp-train-trunk --config_path=... --resume=true                # continues from output_dir/checkpoints/last
-    accelerate launch --num_processes=4 -m lerobot_policy_hlrp.train_trunk --config_path=...   # several GPUs
+    torchrun --nproc_per_node=4 -m lerobot_policy_hlrp.train_trunk --config_path=...   # several processes
 
 Supervision is online: every batch's LAQ frame pair goes through the frozen stage-1 LAQ as it is trained on, so
 there is no relabelled copy of the data. Modes: `codes` (cross-entropy on the LAQ code indices), `actions` (the
 action head only), `multitask` (flow matching on the LAQ codebook vectors + the action head; the default).
+`--use_actions=false` makes the corpus video only: the datasets' actions are never read, and stage 2 learns latent
+actions alone (multitask without its action head, or codes); the artifact's manifest records the supervision.
 The result, output_dir/artifact, is what `--policy.stage2_artifact` of the `hlrp` policy reads.
 """
 
@@ -26,12 +28,13 @@ from tqdm import tqdm
 from so101_core.atomic import write_json
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
 from so101_core.cli import prepare_command_line
-from so101_core.hub import HubPushConfig, is_main_process, model_card, push_folder
+from so101_core.hub import HubPushConfig, model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
 from .action_adapter import ActionAdapter, ActionAdapterConfig
 from .artifact import save_artifact
+from .processes import make_accelerator, quiet_unless_main
 from .trunk import MODES, CoreConfig, SharedCore, load_vlm
 from .trunk_data import TrunkDatasetConfig, trunk_dataset
 
@@ -48,6 +51,9 @@ class TrunkTrainConfig:
     core: CoreConfig = field(default_factory=CoreConfig)
     load_vlm_weights: bool = True  # False: SmolVLM's architecture with random weights (tests, benchmarks)
     mode: str = "multitask"
+    # false: the corpus is video only, stage 2 never reads an action (latent actions alone: multitask trains no
+    # action head, codes as ever); the artifact's manifest records it as supervision "latent_only"
+    use_actions: bool = True
     latent_weight: float = 1.0
     action_weight: float = 1.0
     steps: int = 10_000
@@ -73,16 +79,32 @@ class TrunkTrainConfig:
             raise ValueError(f"--mode={self.mode!r}; choose one of {list(MODES)}")
         if self.mode != "actions" and not self.laq_path:
             raise ValueError(f"--mode={self.mode} learns from LAQ labels: give --laq_path (stage 1's output)")
-        if self.adapter.target_dim != self.core.action_dim:
+        if self.mode == "actions" and not self.use_actions:
+            raise ValueError("--mode=actions with --use_actions=false leaves nothing to learn")
+        if self.use_actions and self.adapter.target_dim != self.core.action_dim:  # video only: no action is adapted
             raise ValueError(
                 f"the adapter's target_dim ({self.adapter.target_dim}) must equal core.action_dim "
                 f"({self.core.action_dim})"
             )
 
 
+def supervision(cfg: TrunkTrainConfig) -> str:
+    """What stage 2 learned from, as the manifest and stage 3 report it."""
+    if cfg.mode == "actions":
+        return "actions_only"
+    return "latent_and_actions" if cfg.mode == "multitask" and cfg.use_actions else "latent_only"
+
+
+def trains_actions(cfg: TrunkTrainConfig) -> bool:
+    return cfg.mode in ("actions", "multitask") and cfg.use_actions
+
+
 def model_fields(cfg: TrunkTrainConfig) -> dict:
     """What a resumed run must share with the checkpoint it continues."""
-    return {"core": dataclasses.asdict(cfg.core), "mode": cfg.mode, "laq_path": cfg.laq_path}
+    fields = {"core": dataclasses.asdict(cfg.core), "mode": cfg.mode, "laq_path": cfg.laq_path}
+    if not cfg.use_actions:  # absent from runs written before the switch, which all read actions
+        fields["use_actions"] = False
+    return fields
 
 
 def stage_laq(cfg: TrunkTrainConfig, device) -> tuple[torch.nn.Module | None, dict]:
@@ -94,7 +116,7 @@ def stage_laq(cfg: TrunkTrainConfig, device) -> tuple[torch.nn.Module | None, di
     if cfg.mode == "codes":
         laq = load_laq(cfg.laq_path, codes=(cfg.core.code_seq_len, cfg.core.codebook_size))
     else:
-        laq = load_laq(cfg.laq_path, latent_dim=cfg.core.latent_dim)
+        laq = load_laq(cfg.laq_path, latent_dim=cfg.core.latent_dim, code_seq_len=cfg.core.code_seq_len)
     laq = laq.to(device)
     info = {
         "folder": str(cfg.laq_path),
@@ -124,7 +146,7 @@ def losses(model, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) ->
         indices, vectors = laq.codes_and_vectors(batch["laq_pair"].to(device))
         targets["indices" if cfg.mode == "codes" else "vectors"] = indices if cfg.mode == "codes" else vectors
     stats: dict[str, float] = {"label_s": time.perf_counter() - t0}
-    if cfg.mode in ("actions", "multitask"):
+    if trains_actions(cfg):
         targets.update(actions=batch["actions"].to(device), action_mask=batch["action_mask"].to(device))
     images = [batch["images"][:, i].to(device) for i in range(batch["images"].shape[1])]
     tokens, token_mask = tokenize(tokenizer, list(batch["task"]), cfg.core.tokenizer_max_length, device)
@@ -138,7 +160,7 @@ def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) 
     """checkpoints/<step>/{artifact, training_state.pt}, written into a staging folder and swapped in; then `last`."""
     final = cfg.output_dir / "checkpoints" / f"{step:08d}"
     tmp = checkpoint_staging(final)
-    save_artifact(tmp / "artifact", core, mode=cfg.mode, laq=laq_info, step=step)
+    save_artifact(tmp / "artifact", core, mode=cfg.mode, laq=laq_info, step=step, supervision=supervision(cfg))
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
     torch.save({**state, "rng": capture_rng()}, tmp / "training_state.pt")
     return publish_checkpoint(tmp, final)  # keeps this checkpoint and the one before
@@ -195,25 +217,25 @@ def epoch_batches(cfg: TrunkTrainConfig, data, accelerator, step: int, per_epoch
 
 
 def train(cfg: TrunkTrainConfig) -> dict:
-    from accelerate import Accelerator
     from transformers import AutoTokenizer
 
     out = cfg.output_dir
     last = claim_output_dir(cfg)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
+    quiet_unless_main(accelerator, logger)
     device = accelerator.device
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     laq, laq_info = stage_laq(cfg, device)
     adapter = ActionAdapter(cfg.adapter)
     # every metadata check (cameras, adapter, gaps, stats, frame sizes) happens here, before any step
-    data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter, cfg.frame_size)
+    data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter, cfg.frame_size, trains_actions(cfg))
     tokenizer = AutoTokenizer.from_pretrained(cfg.core.vlm_model_name)
     core = SharedCore(cfg.core, load_vlm(cfg.core.vlm_model_name, cfg.load_vlm_weights))
     m = cfg.mode
-    core.use_heads(latent=m == "multitask", codes=m == "codes", actions=m in ("actions", "multitask"))
+    core.use_heads(latent=m == "multitask", codes=m == "codes", actions=trains_actions(cfg))
     params = [p for p in core.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
@@ -227,9 +249,11 @@ def train(cfg: TrunkTrainConfig) -> dict:
 
     core, optimizer = accelerator.prepare(core, optimizer)
     n_params = sum(p.numel() for p in params)
-    logger.info("stage 2: %d samples from %d dataset(s), %.1fM trainable parameters, mode %s",
-                len(data), len(cfg.datasets), n_params / 1e6, cfg.mode)  # fmt: skip
-    per_epoch = len(data) // cfg.batch_size
+    world = accelerator.num_processes
+    logger.info("stage 2: %d samples from %d dataset(s), %.1fM trainable parameters, mode %s, supervision %s, "
+                "%d process(es): batch %d x %d", len(data), len(cfg.datasets), n_params / 1e6, cfg.mode,
+                supervision(cfg), world, cfg.batch_size, world)  # fmt: skip
+    per_epoch = len(data) // (cfg.batch_size * world)  # accelerate shards each batch list across the processes
     if per_epoch == 0:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(data)} samples of the datasets")
     history: list[dict] = []
@@ -252,7 +276,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
             if step % cfg.log_freq == 0 or step == cfg.steps:
                 wall = time.perf_counter() - t_window
                 row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                row.update(step=step, samples_per_s=len(window) * cfg.batch_size / wall,
+                row.update(step=step, samples_per_s=len(window) * cfg.batch_size * world / wall,
                            label_share=sum(w["label_s"] for w in window) / wall)  # fmt: skip
                 history.append(row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "label_s")})
@@ -264,12 +288,13 @@ def train(cfg: TrunkTrainConfig) -> dict:
                 break
     bar.close()
     if accelerator.is_main_process:
-        save_artifact(out / "artifact", accelerator.unwrap_model(core), mode=cfg.mode, laq=laq_info, step=step)
+        save_artifact(out / "artifact", accelerator.unwrap_model(core), mode=cfg.mode, laq=laq_info, step=step,
+                      supervision=supervision(cfg))  # fmt: skip
         metrics = out / "metrics.jsonl"
         with metrics.open("a") as f:
             for row in history:
                 f.write(json.dumps(row) + "\n")
-    return {"history": history, "artifact": str(out / "artifact")}
+    return {"history": history, "artifact": str(out / "artifact"), "main_process": accelerator.is_main_process}
 
 
 @parser.wrap()
@@ -277,9 +302,11 @@ def run(cfg: TrunkTrainConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logger.setLevel(logging.INFO)  # importing lerobot leaves the root logger at WARNING
     result = train(cfg)
-    print(json.dumps({"final": result["history"][-1] if result["history"] else {}, "artifact": result["artifact"]}))
-    if cfg.artifact.push_to_hub and is_main_process():
-        print(f"pushed {result['artifact']} to {push_artifact(cfg, result)}")
+    if result["main_process"]:  # one line for the run, not one per rank
+        final = result["history"][-1] if result["history"] else {}
+        print(json.dumps({"final": final, "artifact": result["artifact"]}))
+        if cfg.artifact.push_to_hub:
+            print(f"pushed {result['artifact']} to {push_artifact(cfg, result)}")
 
 
 def push_artifact(cfg: TrunkTrainConfig, result: dict) -> str:
@@ -289,8 +316,8 @@ def push_artifact(cfg: TrunkTrainConfig, result: dict) -> str:
         model_name=cfg.artifact.repo_id,
         model_type="hlrp_trunk",
         summary=f"HLRP stage 2: the SmolVLM2 shared trunk ({cfg.core.vlm_model_name}) with its latent-flow and action "
-        f"heads, trained in mode `{cfg.mode}` on frozen LAQ labels; the hlrp policy starts from it "
-        "(--policy.init_mode=artifact --policy.stage2_artifact=...).",
+        f"heads, trained in mode `{cfg.mode}` on frozen LAQ labels, supervision `{supervision(cfg)}`; the hlrp policy "
+        "starts from it (--policy.init_mode=artifact --policy.stage2_artifact=...).",
         data=[
             f"`{d.repo_id}`{f' ({d.root})' if d.root else ''}, cameras {d.cameras}, LAQ camera {d.laq_camera}"
             for d in cfg.datasets

@@ -1,0 +1,53 @@
+"""examples/hlrp_twin.py end to end at smoke size: every stage of the pretraining comparison (recordings, both LAQs,
+both stage-2 kinds, stage 3 from an artifact and from scratch, lerobot-eval, the tables), then the same experiment
+again in an empty folder from its archive alone (nothing recorded or trained: it spans machines)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = [
+    "--episodes=1", "--laq_steps=2", "--trunk_steps=2", "--policy_steps=2", "--batch_size=4", "--eval_episodes=1",
+    "--eval_episode_length=10", "--seeds=[1]", "--torch_threads=1",
+    # both LAQs, both stage-2 configs, both stage-3 configs (latent_only differs from latent_only_seg by its LAQ only)
+    "--arms=[latent_only_seg,with_actions,scratch]",
+]  # fmt: skip
+
+
+def run_example(out: Path, archive: Path) -> str:
+    args = [sys.executable, str(ROOT / "examples" / "hlrp_twin.py"), f"--output_dir={out}", f"--archive_dir={archive}"]
+    proc = subprocess.run([*args, *SMOKE], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_the_comparison_runs_every_stage_then_reprints_from_its_archive(tmp_path):
+    out, archive = tmp_path / "run", tmp_path / "archive"
+    table = run_example(out, archive)
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["recordings"]) == 6 and all(r["episodes"] == 1 for r in results["recordings"].values())
+    assert set(results["stage1"]) == {"laq_plain", "laq_seg"}
+    assert results["stage1"]["laq_seg"]["loss_weighting"] == "segmentation"
+    for m in results["stage1"].values():  # codebook usage and the unweighted held-out reconstruction of each LAQ
+        assert 1 <= m["used_codes"] <= m["codebook_size"] and 0 < m["recon_mse"] < 1 and m["seconds"] > 0
+        assert {"cube", "table"} <= set(m["recon_mse_by_class"])
+    supervision = {name: m["supervision"] for name, m in results["stage2"].items()}
+    assert supervision == {"trunk_latent_only_seg": "latent_only", "trunk_with_actions": "latent_and_actions"}
+    assert set(results["stage2"]["trunk_with_actions"]["losses_first_last"]) == {"latent_flow", "action_regression"}
+    assert set(results["stage2"]["trunk_latent_only_seg"]["losses_first_last"]) == {"latent_flow"}
+    runs = results["stage3"]
+    assert {arm: runs[arm]["1"]["supervision"] for arm in runs} == {
+        "latent_only_seg": "latent_only", "with_actions": "latent_and_actions", "scratch": "none (scratch)",
+    }  # fmt: skip
+    assert all(runs[arm]["1"]["episodes"] == 1 and runs[arm]["1"]["train_s"] > 0 for arm in runs)
+    assert "| latent_only_seg | 0/1 |" in table or "| latent_only_seg | 1/1 |" in table
+    assert "| with_actions - scratch |" in table and "| latent_only - scratch |" not in table  # arm a not run
+    # a fresh folder with the archive: the same tables, nothing recorded, trained or evaluated again
+    again = run_example(tmp_path / "elsewhere", archive)
+    assert again.splitlines()[-12:] == table.splitlines()[-12:]
+    assert not (tmp_path / "elsewhere" / "data").exists() and not (tmp_path / "elsewhere" / "runs").exists()
