@@ -176,7 +176,7 @@ def test_hlrp_stage_trainers_push_their_outputs_with_model_cards(hub, tmp_path):
     (tmp_path / "laq/model.safetensors").write_bytes(b"weights")
     (tmp_path / "laq/config.json").write_text("{}")
     cfg = LAQTrainConfig(
-        dataset=PairDataConfig(repo_id="me/twin_pairs", camera_key="observation.images.front"),
+        datasets=[PairDataConfig(repo_id="me/twin_pairs", camera_key="observation.images.front")],
         laq=HubPushConfig(push_to_hub=True, repo_id="me/laq", tags=["hlrp"]),
     )
     metrics = {
