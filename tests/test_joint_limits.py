@@ -164,3 +164,84 @@ def test_every_policys_postprocessor_clips_into_the_joint_limits(make):
     assert len(check) == 1 and check[0].cameras == ["observation.images.wrist"]
     with pytest.raises(ValueError, match=r"wants cameras \['observation\.images\.wrist'\]; the robot provides \[\]"):
         pre({"observation.state": torch.zeros(6), "task": "Pick up the red cube and lift it."})
+
+
+# ----- so101-joint-limits: a twin-trained checkpoint rewritten for a real arm ------------------------------------
+def _save_segdepth_checkpoint(folder):
+    from lerobot_policy_segdepth import SegDepthConfig, make_segdepth_pre_post_processors
+
+    cfg = SegDepthConfig(device="cpu", **_features(("wrist",)) | {"source": "models", "segmenter_path": "unused"})
+    for pipeline in make_segdepth_pre_post_processors(cfg, dataset_stats={"observation.state": STATS}):
+        pipeline.save_pretrained(folder)
+    cfg._save_pretrained(folder)
+    return folder
+
+
+def _run_joint_limits(monkeypatch, *args: str) -> None:
+    import sys
+
+    from so101_semantic_processors.joint_limits import main
+
+    monkeypatch.setattr(sys, "argv", ["so101-joint-limits", *args])
+    main()
+
+
+def _clip_of(folder):
+    from lerobot.processor import PolicyProcessorPipeline
+
+    post = PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_postprocessor.json")
+    (clip,) = [step for step in post.steps if type(step).__name__.endswith("ClipJointTargetsStep")]
+    return clip
+
+
+@pytest.mark.parametrize("checkpoint", ["current", "pre_refactor", "no_clip"])
+def test_so101_joint_limits_writes_the_arms_limits_into_a_copy(monkeypatch, tmp_path, capsys, checkpoint):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from so101_core.joint_limits import TWIN_JOINT_LIMITS
+
+    if checkpoint == "current":
+        source = _save_segdepth_checkpoint(tmp_path / "twin")
+    else:  # segdepth's clip under its old registry name; or a postprocessor with no clip at all (as imf's was)
+        source = shutil.copytree(Path(__file__).parent / "fixtures" / "pre_refactor" / "segdepth", tmp_path / "twin")
+    if checkpoint == "no_clip":
+        post = json.loads((source / "policy_postprocessor.json").read_text())
+        post["steps"] = [s for s in post["steps"] if "clip" not in s["registry_name"]]
+        (source / "policy_postprocessor.json").write_text(json.dumps(post))
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    calibration = write_calibration(tmp_path / "calibration" / "my_arm.json")
+    out = tmp_path / "arm"
+    _run_joint_limits(
+        monkeypatch, f"--policy.path={source}", "--robot_id=my_arm", f"--calibration_dir={calibration.parent}",
+        f"--output_dir={out}",
+    )  # fmt: skip
+    expected = limits_from_calibration(calibration)
+    clip = _clip_of(out)
+    assert clip.limits == expected and clip.source == str(calibration)
+    assert json.loads((out / "config.json").read_text())["joint_limits"] == expected
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before, "the source checkpoint was changed"
+    printed = capsys.readouterr().out
+    assert "| shoulder_pan |" in printed and str(expected[0]) in printed
+    if checkpoint != "no_clip":
+        assert _clip_of(source).limits == [list(p) for p in TWIN_JOINT_LIMITS]
+        assert "(the checkpoint had the twin's MJCF ranges)" in printed
+    else:
+        names = [s["registry_name"] for s in json.loads((out / "policy_postprocessor.json").read_text())["steps"]]
+        assert names[-2:] == ["so101_clip_joint_targets", "device_processor"]
+    with pytest.raises(FileExistsError, match="exists; choose a new folder"):
+        _run_joint_limits(
+            monkeypatch, f"--policy.path={source}", f"--joint_limits_file={calibration}", f"--output_dir={out}"
+        )
+
+
+def test_so101_joint_limits_refuses_a_missing_calibration_before_writing(monkeypatch, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no calibration for --robot_id=ghost: .*ghost\.json does not exist"):
+        _run_joint_limits(
+            monkeypatch, f"--policy.path={tmp_path}", "--robot_id=ghost", f"--calibration_dir={tmp_path}",
+            f"--output_dir={tmp_path / 'out'}",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="exactly one of --robot_id"):
+        _run_joint_limits(monkeypatch, f"--policy.path={tmp_path}", f"--output_dir={tmp_path / 'out'}")
+    assert not (tmp_path / "out").exists()
