@@ -50,7 +50,11 @@ OBSERVATION_STEP_TYPES = (
 @dataclass
 class LegacyClipJointTargetsStep(ClipJointTargetsStep):
     """The clip's registry name before it moved to so101_semantic_processors (shared by every policy), kept so
-    segdepth checkpoints saved with it still load."""
+    segdepth checkpoints saved with it still load, and save the config they saved (`source` only once set)."""
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        return config if config["source"] else {"limits": config["limits"]}
 
 
 def segdepth_observation_steps(config: SegDepthConfig) -> list:

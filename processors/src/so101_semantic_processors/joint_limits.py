@@ -12,8 +12,6 @@ limits are written into the checkpoint, in a new folder:
 The copy's config.json records the new limits and the file they came from; every other file is copied unchanged.
 """
 
-from __future__ import annotations
-
 import json
 import shutil
 from dataclasses import dataclass

@@ -93,10 +93,19 @@ class RequireCamerasStep(ConfigFromFields, ObservationProcessorStep):
         missing = [key for key in self.cameras if key not in observation]
         if missing:
             provided = present_keys(observation, "observation.images.")
+            if all(key.endswith(("_depth", "_segmentation")) for key in missing):  # the twin's ground truth
+                fix = (
+                    "These are the twin's ground truth: record with --robot.depth=true --robot.segmentation=true, "
+                    "evaluate with --env.depth=true --env.segmentation=true"
+                )
+            else:
+                fix = (
+                    "Add the camera to --robot.cameras, or map one of the robot's cameras onto it with "
+                    f'--rename_map=\'{{"observation.images.<robot camera>": "{missing[0]}"}}\''
+                )
             raise ValueError(
                 f"the checkpoint wants cameras {sorted(self.cameras)}; the robot provides {provided} (names after "
-                f"any --rename_map); missing {missing}. Add the camera to --robot.cameras, or map one of the robot's "
-                f'cameras onto it with --rename_map=\'{{"observation.images.<robot camera>": "{missing[0]}"}}\''
+                f"any --rename_map); missing {missing}. {fix}"
             )
         return observation
 
