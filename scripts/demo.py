@@ -9,12 +9,16 @@ the policy saw. Run through `bash scripts/demo.sh` (which sets up the environmen
 The console shows the stages, their progress and the result table; every command's full output (LeRobot's
 per-episode dumps, the video encoders' chatter) goes to `<output_dir>/logs/`. Each stage's result lands in
 `<output_dir>/`, and `<output_dir>/summary.json` holds the figures the table shows.
+
+A re-run never deletes earlier work. With the same settings it continues the run in `<output_dir>`: finished stages
+(recorded in `<output_dir>/stages/`) are kept, an interrupted one is done again, its leftovers renamed to
+`<name>.incomplete` beside it. With other settings, or in a folder the demo did not make, it writes a new run folder
+`<output_dir>-2` (-3, ...) and leaves `<output_dir>` as it is.
 """
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,8 +30,9 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.record import TwinRecordConfig, record
-from so101_core.atomic import write_json
+from so101_core.atomic import move_aside, write_json
 from so101_core.cli import prepare_command_line
+from so101_core.runs import config_differences
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,8 +112,11 @@ class EvalStage:
 class DemoConfig:
     # stage 1, so101-twin-record's config (its dataset.root is set to <output_dir>/dataset)
     record: TwinRecordConfig
-    # every stage's output and the logs; replaced whole when the demo starts
+    # every stage's output and the logs. A re-run never deletes it: see `resume`
     output_dir: Path = Path("outputs/demo")
+    # true: a re-run with the same settings continues the run in output_dir (finished stages are kept); false, or
+    # other settings: a new folder <output_dir>-2 (-3, ...) whenever output_dir holds anything
+    resume: bool = True
     # stage 3, lerobot-train
     train: TrainStage = field(default_factory=TrainStage)
     # stage 4, lerobot-eval
@@ -171,127 +179,213 @@ def eval_args(cfg: DemoConfig, n_episodes: int, output: Path) -> list[str]:
     ]
 
 
-def prepare_output(cfg: DemoConfig) -> Path:
-    """A fresh output folder, with the recording pointed into it; the logs folder."""
-    out = cfg.output_dir
-    if out.exists():
-        shutil.rmtree(out)
-    logs = out / "logs"
-    logs.mkdir(parents=True)
-    cfg.record.dataset.root = str(out / "dataset")
-    cfg.record.log_dir = logs / "record"
-    cfg.record.log_dir.mkdir()
-    return logs
+CONFIG_FILE = "demo_config.json"  # the settings of the run a folder holds
 
 
-def record_stage(cfg: DemoConfig) -> dict:
+def run_settings(cfg: DemoConfig) -> dict:
+    """The settings that shape a run's results, as JSON: what a re-run must share to continue a folder (the
+    folder itself and where the recording goes inside it left out)."""
+    settings = json.loads(json.dumps(draccus.encode(cfg), default=str))
+    settings.pop("output_dir", None)
+    settings.pop("resume", None)
+    settings["record"].pop("log_dir", None)
+    settings["record"]["dataset"].pop("root", None)
+    return settings
+
+
+def claim_output(cfg: DemoConfig) -> Path:
+    """The folder this run writes to: `output_dir` when it is new or holds this run's own earlier attempt with the
+    same settings; else the first free `<output_dir>-<n>`, `output_dir` left untouched."""
+    out, settings = Path(cfg.output_dir), run_settings(cfg)
+    if not out.exists() or not any(out.iterdir()):
+        why = None
+    elif not (out / CONFIG_FILE).is_file():
+        why = f"{out} holds files the demo did not make"
+    elif not cfg.resume:
+        why = f"{out} holds an earlier run and --resume=false"
+    else:
+        differences = config_differences(json.loads((out / CONFIG_FILE).read_text()), settings)
+        why = f"{out} holds a run with other settings ({'; '.join(differences)})" if differences else None
+        if why is None:
+            print(f"[demo] continuing the run in {out} (the same settings; finished stages are kept)")
+    if why is not None:
+        n = 2
+        while Path(f"{out}-{n}").exists():
+            n += 1
+        print(f"[demo] {why}: this run writes to {out}-{n} and leaves {out} as it is")
+        out = Path(f"{out}-{n}")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / CONFIG_FILE).is_file():
+        write_json(out / CONFIG_FILE, settings)
+    return out
+
+
+class RunFolder:
+    """The demo's output folder across attempts: which stages finished (`stages/<name>.json`, holding each one's
+    result), fresh paths for a stage that is done again (an earlier attempt's leftovers renamed, never deleted),
+    and a log file per attempt."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.logs = root, root / "logs"
+        (root / "stages").mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+
+    def result(self, stage: str) -> dict | None:
+        path = self.root / "stages" / f"{stage}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def finish(self, stage: str, result: dict) -> dict:
+        write_json(self.root / "stages" / f"{stage}.json", result)
+        return result
+
+    def fresh(self, path: Path) -> Path:
+        """`path`, with whatever an interrupted attempt left there renamed to `<name>.incomplete` (-2, ...)."""
+        if path.exists():
+            aside, n = path.with_name(f"{path.name}.incomplete"), 2
+            while aside.exists():
+                aside, n = path.with_name(f"{path.name}.incomplete-{n}"), n + 1
+            move_aside(path, aside)
+            print(f"[demo]     kept an interrupted attempt's {path.name} as {aside.name}")
+        return path
+
+    def log(self, name: str, suffix: str = ".log") -> Path:
+        """`logs/<name>.log`, or `<name>.<n>.log` when an earlier attempt wrote that one (suffix "": a folder)."""
+        path, n = self.logs / f"{name}{suffix}", 2
+        while path.exists():
+            path, n = self.logs / f"{name}.{n}{suffix}", n + 1
+        return path
+
+
+def record_stage(cfg: DemoConfig, run: RunFolder) -> dict:
     n, t = cfg.record.dataset.num_episodes, cfg.record.dataset.episode_time_s
     print(f"[demo] 1/5 recording {n} expert episodes of {t} s in the twin (so101-twin-record, simulated time)")
+    if (recorded := run.result("record")) is not None:
+        print(f"[demo]     done in an earlier attempt: {recorded['frames']} frames in {cfg.record.dataset.root}")
+        return recorded
+    # so101-twin-record resumes its own interrupted recording (.dataset.partial, same settings) shard by shard
+    run.fresh(Path(cfg.record.dataset.root))
+    cfg.record.log_dir = run.log("record", suffix="")
+    cfg.record.log_dir.mkdir()
     recorded = record(cfg.record)
     print(
         f"[demo]     {recorded['frames']} frames in {recorded['record_seconds']} s "
         f"({recorded['real_time_factor']}x real time), expert success {recorded['expert_success']}"
     )
-    return recorded
+    return run.finish("record", recorded)
 
 
-def demo(cfg: DemoConfig) -> dict:
-    start = time.perf_counter()
-    out = cfg.output_dir
-    logs = prepare_output(cfg)
-    seconds: dict[str, float] = {}
-    repo = cfg.record.dataset.repo_id
-    recorded = record_stage(cfg)
-    seconds["record"] = recorded["total_seconds"]
+def command_stage(run: RunFolder, stage: str, outputs: list[Path], args: list[str], **progress) -> float:
+    """Run a stage's command unless an earlier attempt finished it; returns the seconds it took (then or now).
+    What an interrupted attempt left at `outputs` is kept under another name; `progress`: run_logged's bar."""
+    if (done := run.result(stage)) is not None:
+        print(f"[demo]     done in an earlier attempt ({done['seconds'] / 60:.1f} min)")
+        return done["seconds"]
+    for path in outputs:
+        run.fresh(path)
+    seconds = run_logged(args, run.log(stage), progress.pop("desc", stage), **progress)
+    return run.finish(stage, {"seconds": seconds})["seconds"]
 
+
+def precompute_stage(cfg: DemoConfig, run: RunFolder, frames: int) -> float:
     print("[demo] 2/5 adding the policy-ready observation (segdepth-precompute)")
-    segdepth_root = out / "dataset_segdepth"
-    seconds["precompute"] = run_logged(
-        [
-            str(VENV_BIN / "segdepth-precompute"),
-            f"--dataset.repo_id={repo}",
-            f"--dataset.root={cfg.record.dataset.root}",
-            f"--output_dir={segdepth_root}",
-            f"--output_repo_id={repo}_segdepth",
-            f"--policy.camera={cfg.record.robot.cameras[-1]}",
-            "--num_workers=2",
-            f"--stack_frames={str(cfg.train.stacked_frames).lower()}",
-        ],
-        logs / "precompute.log",
-        "precompute",
-        total=recorded["frames"],
-        pattern=r"segdepth: .*\| *(\d+)/\d+",
-    )
+    repo, out = cfg.record.dataset.repo_id, run.root / "dataset_segdepth"
+    args = [
+        str(VENV_BIN / "segdepth-precompute"),
+        f"--dataset.repo_id={repo}",
+        f"--dataset.root={cfg.record.dataset.root}",
+        f"--output_dir={out}",
+        f"--output_repo_id={repo}_segdepth",
+        f"--policy.camera={cfg.record.robot.cameras[-1]}",
+        "--num_workers=2",
+        f"--stack_frames={str(cfg.train.stacked_frames).lower()}",
+    ]
+    return command_stage(run, "precompute", [out], args, total=frames, pattern=r"segdepth: .*\| *(\d+)/\d+")
 
+
+def train_stage(cfg: DemoConfig, run: RunFolder, precision: str) -> float:
     steps = cfg.train.steps
-    amp = uses_amp(cfg.train)
-    precision = "bf16 autocast" if amp else "float32"
     print(f"[demo] 3/5 training segdepth for {steps} steps, batch {cfg.train.batch_size}, {precision} (lerobot-train)")
-    train_dir = out / "train"
-    seconds["train"] = run_logged(
-        [
-            str(VENV_BIN / "lerobot-train"),
-            "--policy.type=segdepth",
-            f"--policy.camera={cfg.record.robot.cameras[-1]}",
-            "--policy.device=cpu",
-            "--policy.push_to_hub=false",
-            f"--policy.use_amp={str(amp).lower()}",
-            f"--policy.stacked_frames={str(cfg.train.stacked_frames).lower()}",
-            *cfg.train.policy_args,
-            f"--dataset.repo_id={repo}_segdepth",
-            f"--dataset.root={segdepth_root}",
-            f"--steps={steps}",
-            f"--batch_size={cfg.train.batch_size}",
-            f"--num_workers={cfg.train.num_workers}",
-            f"--save_freq={steps}",
-            f"--log_freq={cfg.train.log_freq}",
-            f"--output_dir={train_dir}",
-            "--wandb.enable=false",
-            f"--seed={cfg.train.seed}",
-        ],
-        logs / "train.log",
-        "train",
-        total=steps,
-        pattern=r"step:([0-9.K]+)",
-        env=train_env(cfg.train),
-    )
-    ckpt = train_dir / "checkpoints" / "last" / "pretrained_model"
+    train_dir = run.root / "train"
+    args = [
+        str(VENV_BIN / "lerobot-train"),
+        "--policy.type=segdepth",
+        f"--policy.camera={cfg.record.robot.cameras[-1]}",
+        "--policy.device=cpu",
+        "--policy.push_to_hub=false",
+        f"--policy.use_amp={str(precision != 'float32').lower()}",
+        f"--policy.stacked_frames={str(cfg.train.stacked_frames).lower()}",
+        *cfg.train.policy_args,
+        f"--dataset.repo_id={cfg.record.dataset.repo_id}_segdepth",
+        f"--dataset.root={run.root / 'dataset_segdepth'}",
+        f"--steps={steps}",
+        f"--batch_size={cfg.train.batch_size}",
+        f"--num_workers={cfg.train.num_workers}",
+        f"--save_freq={steps}",
+        f"--log_freq={cfg.train.log_freq}",
+        f"--output_dir={train_dir}",
+        "--wandb.enable=false",
+        f"--seed={cfg.train.seed}",
+    ]
+    progress = {"total": steps, "pattern": r"step:([0-9.K]+)", "env": train_env(cfg.train)}
+    return command_stage(run, "train", [train_dir], args, **progress)
 
+
+def eval_stage(cfg: DemoConfig, run: RunFolder, ckpt: Path, seconds: dict) -> dict:
     print(f"[demo] 4/5 evaluating on {cfg.eval.n_episodes} new cube poses (lerobot-eval, seed {cfg.eval.seed}+)")
     runs = [("trained", ["--policy.path", str(ckpt)], cfg.eval.n_episodes)]
     if cfg.eval.random_episodes:
         runs.append(("random", ["--policy.type=segdepth"], cfg.eval.random_episodes))
     results = {}
     for name, policy, episodes in runs:
-        batch = min(cfg.eval.batch_size, episodes)
-        seconds[f"eval_{name}"] = run_logged(
-            [str(VENV_BIN / "lerobot-eval"), *policy, *eval_args(cfg, episodes, out / f"eval_{name}")],
-            logs / f"eval_{name}.log",
-            f"eval {name} ({batch} env{'s' if batch > 1 else ''} per batch)",
+        batch, out = min(cfg.eval.batch_size, episodes), run.root / f"eval_{name}"
+        seconds[f"eval_{name}"] = command_stage(
+            run,
+            f"eval_{name}",
+            [out],
+            [str(VENV_BIN / "lerobot-eval"), *policy, *eval_args(cfg, episodes, out)],
+            desc=f"eval {name} ({batch} env{'s' if batch > 1 else ''} per batch)",
             total=-(-episodes // batch),
             pattern=r"Stepping through eval batches: .*?\| *(\d+)/\d+",
         )
-        results[name] = json.loads((out / f"eval_{name}" / "eval_info.json").read_text())["overall"]
+        results[name] = json.loads((out / "eval_info.json").read_text())["overall"]
+    return results
 
+
+def policy_view_stage(cfg: DemoConfig, run: RunFolder, ckpt: Path) -> float:
+    print("[demo] 5/5 rollout video and the channels the policy saw")
+    robot = cfg.record.robot
+    args = [
+        sys.executable,
+        str(ROOT / "examples" / "segdepth_policy_view.py"),
+        f"--policy.path={ckpt}",
+        f"--output_dir={run.root}",
+        f"--seed={cfg.eval.seed}",
+        f"--height={robot.camera_height}",
+        f"--width={robot.camera_width}",
+    ]
+    outputs = [run.root / "policy_view.mp4", run.root / "policy_channels.png"]
+    return command_stage(run, "policy_view", outputs, args, desc="policy view")
+
+
+def demo(cfg: DemoConfig) -> dict:
+    start = time.perf_counter()
+    cfg.output_dir = claim_output(cfg)
+    run = RunFolder(cfg.output_dir)
+    cfg.record.dataset.root = str(cfg.output_dir / "dataset")
+    recorded = record_stage(cfg, run)
+    seconds: dict[str, float] = {"record": recorded["total_seconds"]}
+    seconds["precompute"] = precompute_stage(cfg, run, recorded["frames"])
+    precision = "bf16 autocast" if uses_amp(cfg.train) else "float32"
+    seconds["train"] = train_stage(cfg, run, precision)
+    ckpt = cfg.output_dir / "train" / "checkpoints" / "last" / "pretrained_model"
+    results = eval_stage(cfg, run, ckpt, seconds)
     if cfg.policy_view:
-        print("[demo] 5/5 rollout video and the channels the policy saw")
-        robot = cfg.record.robot
-        seconds["policy_view"] = run_logged(
-            [
-                sys.executable,
-                str(ROOT / "examples" / "segdepth_policy_view.py"),
-                f"--policy.path={ckpt}",
-                f"--output_dir={out}",
-                f"--seed={cfg.eval.seed}",
-                f"--height={robot.camera_height}",
-                f"--width={robot.camera_width}",
-            ],
-            logs / "policy_view.log",
-            "policy view",
-        )
-
-    summary = summarize(cfg, recorded, results, seconds, precision, start)
-    print_summary(cfg, summary, precision, logs)
+        seconds["policy_view"] = policy_view_stage(cfg, run, ckpt)
+    if (cfg.output_dir / "summary.json").is_file():  # an earlier attempt finished every stage: its figures stand
+        summary = json.loads((cfg.output_dir / "summary.json").read_text())
+    else:
+        summary = summarize(cfg, recorded, results, seconds, precision, start)
+    print_summary(cfg, summary, precision, run.logs)
     return summary
 
 

@@ -206,3 +206,66 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout
+
+
+# ----- one policy from wheels, in a fresh venv, as on a real arm's computer ---------------------------------------
+POLICIES = {"lerobot_policy_segdepth": "segdepth", "lerobot_policy_segvla": "segvla", "lerobot_policy_imf": "imf"}
+POLICIES["lerobot_policy_hlrp"] = "hlrp"
+# Modules behind an extra a policy does not ask for (the extra's packages are not installed with it).
+EXTRA_MODULES = {"so101_core.cluster", "so101_core.random_vlm", "so101_segmenter.sim_frames"}
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> Path:
+    """scripts/build_wheels.sh's wheels, built offline (setuptools from uv's cache, as scripts/setup.sh left it)."""
+    out = tmp_path_factory.mktemp("wheels")
+    env = {**__import__("os").environ, "UV_BUILD_ARGS": "--offline"}
+    run = subprocess.run(["bash", str(REPO / "scripts" / "build_wheels.sh"), str(out)], capture_output=True, text=True,
+                         env=env, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not list(REPO.glob("*/build")), "building left build/ folders in the package folders"
+    return out
+
+
+@pytest.mark.slow  # ~3 min: nine wheels built in isolated environments, then a fresh venv and imports per policy
+@pytest.mark.parametrize("dist", sorted(POLICIES))
+def test_one_policy_installs_from_the_wheels_without_the_twin(wheels, tmp_path, dist):
+    """The README's command for a real arm, `pip install --find-links dist <policy>`, run as uv's equivalent with no
+    network: the suite's packages come from the wheels, every other one from uv's cache at the version this .venv
+    has (constraints). The fresh venv gets the policy and the workspace packages it needs, no simulator; every
+    module of them imports (those behind an extra it does not ask for excepted) and LeRobot knows the policy."""
+    import zipfile
+
+    local = _local_distributions()
+    for wheel in wheels.glob("*.whl"):
+        names = zipfile.ZipFile(wheel).namelist()
+        assert any(name.endswith("/py.typed") for name in names), f"{wheel.name} has no py.typed"
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    installed = [d for d in importlib.metadata.distributions() if d.metadata["Name"]]
+    pins = {_norm(d.metadata["Name"]): d.version for d in installed}
+    constraints = tmp_path / "pins.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items()) if n not in local))
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    cmd = [uv, "pip", "install", "--offline", "--python", python, "--find-links", str(wheels), "-c", str(constraints)]
+    run = subprocess.run([*cmd, dist], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    added = {_norm(name) for name in re.findall(r"^\s*\+ ([A-Za-z0-9][A-Za-z0-9._-]*)", run.stderr, re.MULTILINE)}
+    assert {_norm(dist), "so101-core", "so101-semantic-processors"} <= added, sorted(added)
+    assert not added & SIMULATOR, f"{dist} installed {sorted(added & SIMULATOR)}"
+    packages = sorted({p for name in added & local.keys() for p in _import_packages(local[name])})
+    code = f"""
+import importlib, pkgutil, sys
+for pkg in {packages!r}:
+    module = importlib.import_module(pkg)
+    for info in pkgutil.walk_packages(module.__path__, pkg + "."):
+        if info.name not in {EXTRA_MODULES!r}:
+            importlib.import_module(info.name)
+from lerobot.configs import PreTrainedConfig
+simulator = sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r})
+print(PreTrainedConfig.get_choice_class({POLICIES[dist]!r}).__module__, simulator)
+"""
+    run = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stdout.split()[-2:] == [f"{dist}.configuration_{POLICIES[dist]}", "[]"], run.stdout

@@ -24,6 +24,7 @@ from test_perception import save_tiny_depth_anything, save_tiny_segmenter
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
 from so101_core import JOINT_NAMES
+from so101_core.joint_limits import TWIN_JOINT_LIMITS, limits_from_calibration
 
 HEIGHT, WIDTH = 60, 80
 START = {"shoulder_pan": 0.0, "shoulder_lift": -20.0, "elbow_flex": 30.0, "wrist_flex": 40.0, "wrist_roll": 0.0}
@@ -165,13 +166,46 @@ def sim_frames(tmp_path_factory) -> Path:
     return path
 
 
+# A follower calibration as lerobot-calibrate writes it (encoder ticks); its ranges are narrower than the twin's.
+CALIBRATION = {
+    "shoulder_pan": (1, 0, 1400, 2700),
+    "shoulder_lift": (2, 0, 900, 3200),
+    "elbow_flex": (3, 0, 1000, 3100),
+    "wrist_flex": (4, 0, 950, 3150),
+    "wrist_roll": (5, 0, 0, 4095),
+    "gripper": (6, 0, 2000, 3400),
+}
+
+
+def write_calibration(path: Path) -> Path:
+    """CALIBRATION saved with LeRobot's own MotorCalibration and draccus, as SOFollower._save_calibration does."""
+    import draccus
+    from lerobot.motors import MotorCalibration
+
+    calibration = {
+        name: MotorCalibration(id=i, drive_mode=0, homing_offset=0, range_min=low, range_max=high)
+        for name, (i, _, low, high) in CALIBRATION.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f, draccus.config_type("json"):
+        draccus.dump(calibration, f, indent=4)
+    return path
+
+
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A tiny segdepth checkpoint with source=models whose actor always opens the gripper (delta +1)."""
+def calibration_file(tmp_path_factory) -> Path:
+    return write_calibration(tmp_path_factory.mktemp("calibration") / "test_follower.json")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, calibration_file) -> Path:
+    """A tiny segdepth checkpoint with source=models whose actor always opens the gripper (delta +1), its joint
+    limits read from the follower's calibration."""
     root = tmp_path_factory.mktemp("segdepth_models")
     cfg = SegDepthConfig(
         device="cpu",
         push_to_hub=False,
+        joint_limits_file=str(calibration_file),
         source="models",
         segmenter_path=str(save_tiny_segmenter(root / "segmenter")),
         depth_model=str(save_tiny_depth_anything(root / "depth_anything")),
@@ -209,12 +243,21 @@ def fake_hardware(monkeypatch):
     return FakeFeetechBus.instances
 
 
-def run_rollout(monkeypatch, checkpoint: Path, frames: Path, fail_after: int = -1, stop_after: int = -1) -> None:
+def run_rollout(
+    monkeypatch,
+    checkpoint: Path,
+    frames: Path,
+    fail_after: int = -1,
+    stop_after: int = -1,
+    camera_name: str = "wrist",
+    extra: tuple[str, ...] = ("--return_to_initial_position=false",),
+) -> None:
     """The stock entry point, in-process so the fakes apply; it runs until the camera raises (no time limit,
-    so the number of control steps does not depend on how busy the machine is)."""
+    so the number of control steps does not depend on how busy the machine is). The robot has one camera,
+    `camera_name`; `extra` flags go last."""
     from lerobot.scripts import lerobot_rollout
 
-    camera = f"{{wrist: {{type: so101_playback, frames: '{frames}', width: {WIDTH}, height: {HEIGHT}, fps: 30"
+    camera = f"{{{camera_name}: {{type: so101_playback, frames: '{frames}', width: {WIDTH}, height: {HEIGHT}, fps: 30"
     camera += f", fail_after: {fail_after}, stop_after: {stop_after}}}}}"
     argv = [
         "lerobot-rollout",
@@ -229,18 +272,21 @@ def run_rollout(monkeypatch, checkpoint: Path, frames: Path, fail_after: int = -
         "--duration=0",
         "--device=cpu",
         "--task=Pick up the red cube and lift it.",
-        "--return_to_initial_position=false",
         "--play_sounds=false",
+        *extra,
     ]
     monkeypatch.setattr(sys, "argv", argv)
     lerobot_rollout.main()
 
 
-def test_rollout_on_the_fake_follower_respects_the_safety_limits(monkeypatch, checkpoint, sim_frames, fake_hardware):
+def test_rollout_on_the_fake_follower_respects_the_safety_limits(
+    monkeypatch, checkpoint, sim_frames, fake_hardware, calibration_file
+):
     run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=9)
     (bus,) = fake_hardware
     assert len(bus.goal_writes) == 8, "one read at connect, then one action per camera frame"
-    limits = dict(zip(JOINT_NAMES, SegDepthConfig().joint_limits, strict=True))
+    limits = dict(zip(JOINT_NAMES, limits_from_calibration(calibration_file), strict=True))
+    assert limits["shoulder_pan"] == pytest.approx([-57.14, 57.14])  # (2700 - 1400) / 2 * 360 / 4095 = 57.14
     for step, (present, goal, torque) in enumerate(bus.goal_writes):
         assert set(goal) == set(JOINT_NAMES)
         assert all(torque.values()), f"step {step}: goal written with torque off"
@@ -266,10 +312,13 @@ def test_an_exception_mid_rollout_leaves_torque_disabled(monkeypatch, checkpoint
     assert not bus.is_connected
 
 
-def test_default_joint_limits_are_the_twins():
+def test_the_twin_limits_are_the_twins_mjcf_ranges_and_only_the_fallback():
     from lerobot_env_so101_twin.twin import SO101Twin
 
-    np.testing.assert_allclose(np.array(SegDepthConfig().joint_limits), SO101Twin().joint_limits, atol=0.006)
+    np.testing.assert_allclose(np.array(TWIN_JOINT_LIMITS), SO101Twin().joint_limits, atol=0.006)
+    cfg = SegDepthConfig()
+    assert cfg.joint_limits is None and cfg.joint_limits_source == "the so101_twin's MJCF ranges"
+    np.testing.assert_allclose(np.array(cfg.resolved_joint_limits()), np.array(TWIN_JOINT_LIMITS))
 
 
 # ----- SegVLA with segmenter cues ---------------------------------------------------------------------------------
@@ -335,10 +384,34 @@ def test_segvla_with_segmenter_cues_drives_the_fake_follower(monkeypatch, tmp_pa
     assert not bus.is_connected and not any(bus.torque.values())
 
 
+MISSING_FRONT = (
+    r"the checkpoint wants cameras \['observation\.images\.front', 'observation\.images\.wrist'\]; the robot "
+    r"provides \['observation\.images\.wrist'\] \(names after any --rename_map\); missing "
+    r"\['observation\.images\.front'\]"
+)
+
+
 def test_segvla_wanting_a_camera_the_robot_lacks_never_moves_the_arm(monkeypatch, tmp_path, sim_frames, fake_hardware):
+    """LeRobot's own check lets a robot with fewer cameras than the policy through; the checkpoint's camera check
+    refuses it at the first observation, before the policy computes an action."""
     checkpoint = segvla_checkpoint(tmp_path, ("front", "wrist"))
-    with pytest.raises(KeyError, match=r"needs camera 'observation\.images\.front'; the observation has \['obs"):
+    with pytest.raises(ValueError, match=MISSING_FRONT):
         run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=6)
     (bus,) = fake_hardware
     assert bus.goal_writes == [], "a goal was written although the checkpoint's camera is missing"
-    assert not any(bus.torque.values())
+    assert not any(bus.torque.values()) and not bus.is_connected
+
+
+def test_a_missing_camera_is_refused_under_rename_map_too(monkeypatch, tmp_path, sim_frames, fake_hardware):
+    """With --rename_map LeRobot skips its camera check altogether. The robot's one camera, `cam0`, is renamed to
+    the checkpoint's `wrist`; `front` is still missing. LeRobot's teardown then returns the arm to where it
+    started (return_to_initial_position's default): every goal it writes is the position the arm already holds."""
+    checkpoint = segvla_checkpoint(tmp_path, ("front", "wrist"))
+    rename = '--rename_map={"observation.images.cam0": "observation.images.wrist"}'
+    with pytest.raises(ValueError, match=MISSING_FRONT):
+        run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=6, camera_name="cam0", extra=(rename,))
+    (bus,) = fake_hardware
+    start = {**START, "gripper": START_GRIPPER}
+    for present, goal, _ in bus.goal_writes:
+        assert present == pytest.approx(start) and goal == pytest.approx(start), "the arm moved: a camera is missing"
+    assert not any(bus.torque.values()) and not bus.is_connected

@@ -669,5 +669,6 @@ def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
     assert cfg.input_features[f"{FRONT}_segmentation"].shape == (1, *IMAGE_SHAPE[1:])
     pre, _ = make_segvla_pre_post_processors(cfg)
     frame = {FRONT: torch.rand(*IMAGE_SHAPE), WRIST: torch.rand(*IMAGE_SHAPE), "observation.state": torch.zeros(6)}
-    with pytest.raises(KeyError, match=r"needs 'observation\.images\.front_segmentation' \(record with"):
+    # refused by the camera check at the preprocessor's start, before any cue step runs
+    with pytest.raises(ValueError, match=r"missing \['observation\.images\.front_segmentation'\]\. These are the"):
         pre({**frame, "task": "pick up the red cube"})

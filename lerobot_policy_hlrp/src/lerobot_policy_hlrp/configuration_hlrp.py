@@ -9,7 +9,7 @@ from pathlib import Path
 from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.policy_config import AdamWCosinePresets
+from so101_semantic_processors.policy_config import AdamWCosinePresets, JointLimitsFields
 
 from .trunk import CoreConfig
 
@@ -19,7 +19,7 @@ NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; 
 
 @PreTrainedConfig.register_subclass("hlrp")
 @dataclass
-class HLRPConfig(AdamWCosinePresets, PreTrainedConfig):
+class HLRPConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # "artifact": the core (trunk + heads) and its sizes come from --policy.stage2_artifact, loaded strictly;
     # "scratch": the core is built from --policy.core.* (SmolVLM2's pretrained weights unless load_vlm_weights=false)
     init_mode: str = "scratch"

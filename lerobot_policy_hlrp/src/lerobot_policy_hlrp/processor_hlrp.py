@@ -1,5 +1,6 @@
 """`hlrp`'s processors: LeRobot's standard steps plus the instruction, newline-terminated and tokenised with the
-trunk's own tokenizer (as stage 2 tokenised it), like SmolVLA's pipeline."""
+trunk's own tokenizer (as stage 2 tokenised it), like SmolVLA's pipeline, and the suite's two safety steps (the
+camera check after the rename, the clip into the joint limits before the move to the CPU)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ def make_hlrp_pre_post_processors(
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
     steps = make_default_policy_processor_steps(config, dataset_stats)
+    cameras, clip = config.safety_steps(cameras=config.camera_keys)
     input_steps = [
         steps.rename_observations,
+        cameras,
         steps.add_batch_dim,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(
@@ -38,4 +41,6 @@ def make_hlrp_pre_post_processors(
         steps.to_device,
         steps.normalize,
     ]
-    return make_policy_processor_pipelines(input_steps=input_steps, output_steps=[steps.unnormalize, steps.to_cpu])
+    return make_policy_processor_pipelines(
+        input_steps=input_steps, output_steps=[steps.unnormalize, clip, steps.to_cpu]
+    )

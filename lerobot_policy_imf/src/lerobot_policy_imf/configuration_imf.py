@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.policy_config import AdamWCosinePresets
+from so101_semantic_processors.policy_config import AdamWCosinePresets, JointLimitsFields
 
 SIGLIP2_BASE_256 = "google/siglip2-base-patch16-256"  # model_type "siglip": loads as SiglipVisionModel (R6)
 OBS_VIEW_EMBEDDINGS = "observation.view_embeddings"  # (V, D) per frame, written by imf-cache-embeddings
@@ -22,7 +22,7 @@ NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; 
 
 @PreTrainedConfig.register_subclass("imf")
 @dataclass
-class IMFConfig(AdamWCosinePresets, PreTrainedConfig):
+class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # --- observation ---------------------------------------------------------------------------------
     n_obs_steps: int = 2  # frames of history (the condition is (B, T, views * per_view_dim + state_dim))
     # Camera names (observation.images.<name>), in the order their features are concatenated; None: every RGB

@@ -9,6 +9,8 @@ from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTr
 from lerobot.optim import AdamWConfig
 from lerobot.utils.constants import OBS_STATE
 
+from so101_semantic_processors.policy_config import JointLimitsFields
+
 from .observation_steps import OBS_SEGDEPTH, packed_length
 from .perception import DEPTH_ANYTHING_V2_SMALL
 
@@ -22,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 @PreTrainedConfig.register_subclass("segdepth")
 @dataclass
-class SegDepthConfig(PreTrainedConfig):
+class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
     # --- observation -------------------------------------------------------------------------------
     # The camera whose segmentation and depth the policy sees (seed 002 uses the wrist camera).
     camera: str = "wrist"
@@ -67,19 +69,8 @@ class SegDepthConfig(PreTrainedConfig):
     # "delta" (seed 002, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
     # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
     action_mode: str = "delta"
-    # (low, high) per joint in follower units; the postprocessor clips every target into them, so neither a
-    # delta near a limit nor an absolute target outside the recorded range reaches the motors. Defaults: the
-    # SO-101 twin's MJCF joint ranges (`SO101Twin().joint_limits`, rounded); None turns the clip off.
-    joint_limits: list[list[float]] | None = field(
-        default_factory=lambda: [
-            [-110.0, 110.0],
-            [-100.0, 100.0],
-            [-96.83, 96.83],
-            [-95.0, 95.0],
-            [-157.21, 162.79],
-            [0.0, 100.0],
-        ]
-    )
+    # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
+    # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
     # --- training ----------------------------------------------------------------------------------
     optimizer_lr: float = 3e-4
@@ -117,10 +108,6 @@ class SegDepthConfig(PreTrainedConfig):
         if self.action_mode == "absolute" and self.normalization_mapping.get("ACTION") == NormalizationMode.IDENTITY:
             # the actor's tanh range [-1, 1] is what MIN_MAX maps the recorded targets to
             self.normalization_mapping = {**self.normalization_mapping, "ACTION": NormalizationMode.MIN_MAX}
-        if self.joint_limits is not None and (
-            len(self.joint_limits) != 6 or any(len(pair) != 2 or pair[0] >= pair[1] for pair in self.joint_limits)
-        ):
-            raise ValueError(f"joint_limits needs 6 (low, high) pairs with low < high, got {self.joint_limits}")
         if len(self.action_scale) != 6 or min(self.action_scale) <= 0:
             raise ValueError(f"action_scale needs 6 positive entries (one per joint), got {self.action_scale}")
 
@@ -135,6 +122,11 @@ class SegDepthConfig(PreTrainedConfig):
     @property
     def rgb_key(self) -> str:
         return f"observation.images.{self.camera}"
+
+    @property
+    def image_keys(self) -> list[str]:
+        """The camera keys this source reads: the RGB camera for the models, the twin's depth and segmentation."""
+        return [self.rgb_key] if self.source == "models" else [self.depth_key, self.segmentation_key]
 
     @property
     def id_channels(self) -> int:
@@ -216,7 +208,7 @@ class SegDepthConfig(PreTrainedConfig):
 
     def validate_features(self) -> None:
         inputs = self.input_features or {}
-        images = [self.rgb_key] if self.source == "models" else [self.depth_key, self.segmentation_key]
+        images = self.image_keys
         channels = 3 if self.source == "models" else 1
         if OBS_SEGDEPTH in inputs:  # a dataset precomputed by segdepth-precompute: no raw keys needed
             s, shape = self.image_size, tuple(inputs[OBS_SEGDEPTH].shape)

@@ -13,18 +13,16 @@ precomputed copy stores, so both give identical tensors.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
 from lerobot.processor import (
-    ActionProcessorStep,
     PolicyProcessorPipeline,
     ProcessorStepRegistry,
     make_default_policy_processor_steps,
     make_policy_processor_pipelines,
 )
 
-from so101_semantic_processors.steps import ConfigFromFields
+from so101_semantic_processors.steps import ClipJointTargetsStep, RequireCamerasStep
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig
@@ -50,19 +48,13 @@ OBSERVATION_STEP_TYPES = (
 
 @ProcessorStepRegistry.register("segdepth_clip_joint_targets")
 @dataclass
-class ClipJointTargetsStep(ConfigFromFields, ActionProcessorStep):
-    """Postprocessor: clip absolute joint targets (..., 6) into `limits`, one (low, high) pair per joint."""
+class LegacyClipJointTargetsStep(ClipJointTargetsStep):
+    """The clip's registry name before it moved to so101_semantic_processors (shared by every policy), kept so
+    segdepth checkpoints saved with it still load, and save the config they saved (`source` only once set)."""
 
-    limits: list[list[float]] = field(default_factory=list)
-
-    def action(self, action: torch.Tensor) -> torch.Tensor:
-        limits = torch.as_tensor(self.limits, dtype=action.dtype, device=action.device)
-        if limits.shape != (action.shape[-1], 2):
-            raise ValueError(f"joint limits {tuple(limits.shape)} do not fit actions with {action.shape[-1]} joints")
-        return torch.maximum(torch.minimum(action, limits[:, 1]), limits[:, 0])
-
-    def transform_features(self, features):
-        return features
+    def get_config(self) -> dict:
+        config = super().get_config()
+        return config if config["source"] else {"limits": config["limits"]}
 
 
 def segdepth_observation_steps(config: SegDepthConfig) -> list:
@@ -114,7 +106,7 @@ def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, *
     """
     if fields.get("source", config.source) not in SOURCES:
         raise ValueError(f"source={fields['source']!r}; choose one of {list(SOURCES)}")
-    config = dataclasses.replace(config, **fields)
+    previous, config = config, dataclasses.replace(config, **fields)
     at = [i for i, step in enumerate(preprocessor.steps) if isinstance(step, OBSERVATION_STEP_TYPES)]
     if not at or at != list(range(at[0], at[-1] + 1)):
         raise ValueError(
@@ -122,17 +114,21 @@ def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, *
             f"{[type(s).__name__ for s in preprocessor.steps]}"
         )
     preprocessor.steps[at[0] : at[-1] + 1] = segdepth_observation_steps(config)
+    # The camera check follows the source: the RGB camera for the models, the twin's depth and segmentation else.
+    for step in preprocessor.steps:
+        if isinstance(step, RequireCamerasStep):
+            step.cameras = sorted((set(step.cameras) - set(previous.image_keys)) | set(config.image_keys))
     return config
 
 
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
-    observation = [steps.rename_observations, steps.add_batch_dim, *segdepth_observation_steps(config)]
-    clip = [ClipJointTargetsStep(limits=config.joint_limits)] if config.joint_limits is not None else []
+    cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH])
+    observation = [steps.rename_observations, cameras, steps.add_batch_dim, *segdepth_observation_steps(config)]
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(
             input_steps=[*observation, steps.to_device, steps.normalize],
-            output_steps=[steps.unnormalize, *clip, steps.to_cpu],
+            output_steps=[steps.unnormalize, clip, steps.to_cpu],
         )
     to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale))
     return make_policy_processor_pipelines(
@@ -140,7 +136,7 @@ def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None
         output_steps=[
             steps.unnormalize,
             JointAbsoluteFromDeltaStep(action_scale=list(config.action_scale), pair_id=to_delta.pair_id),
-            *clip,
+            clip,
             steps.to_cpu,
         ],
     )

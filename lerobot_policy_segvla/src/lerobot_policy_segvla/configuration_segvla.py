@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from lerobot.configs import FeatureType, PolicyFeature, PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 
+from so101_semantic_processors.policy_config import JointLimitsFields
+
 SEGMENTATION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
 
 # (x0, x1, y0, y1) as fractions of the un-padded image: four quadrants and the centre, as upstream segvla.
@@ -21,7 +23,7 @@ DEFAULT_REGIONS: tuple[tuple[float, float, float, float], ...] = (
 
 @PreTrainedConfig.register_subclass("segvla")
 @dataclass
-class SegVLAConfig(SmolVLAConfig):
+class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     # Camera key -> batch key holding that camera's semantic scores (B, C, g, g) in [0, 1]. Cameras left out
     # run exactly as in SmolVLA; an empty map switches the cues off (SegVLA == SmolVLA).
     segmentation_feature_map: dict[str, str] = field(default_factory=dict)

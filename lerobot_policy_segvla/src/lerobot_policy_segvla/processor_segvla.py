@@ -1,4 +1,6 @@
-"""SegVLA's processors: SmolVLA's steps, plus the step that writes the semantic scores the config names."""
+"""SegVLA's processors: SmolVLA's steps, plus the step that writes the semantic scores the config names and the
+suite's two safety steps (the camera check after the rename, the clip into the joint limits before the move to the
+CPU)."""
 
 from __future__ import annotations
 
@@ -145,8 +147,10 @@ def make_segvla_pre_post_processors(
     steps = make_default_policy_processor_steps(config, dataset_stats)
     # Both on the raw inputs, before the device move; the prompt's nouns before the newline the tokenizer needs.
     semantic = [step for step in (segmentation_step(config), task_classes_step(config)) if step is not None]
+    cameras, clip = config.safety_steps()
     input_steps = [
         steps.rename_observations,
+        cameras,
         steps.add_batch_dim,
         *semantic,
         NewLineTaskProcessorStep(),
@@ -159,4 +163,6 @@ def make_segvla_pre_post_processors(
         steps.to_device,
         steps.normalize,
     ]
-    return make_policy_processor_pipelines(input_steps=input_steps, output_steps=[steps.unnormalize, steps.to_cpu])
+    return make_policy_processor_pipelines(
+        input_steps=input_steps, output_steps=[steps.unnormalize, clip, steps.to_cpu]
+    )

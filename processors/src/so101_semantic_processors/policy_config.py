@@ -1,9 +1,15 @@
 """What the suite's policy configs share: LeRobot's AdamW + cosine-with-warmup presets from `optimizer_*` and
-`scheduler_*` fields (HLRP, IMF)."""
+`scheduler_*` fields (HLRP, IMF), and the joint limits every policy's postprocessor clips into (all four)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
+
+from so101_core.joint_limits import TWIN_JOINT_LIMITS, TWIN_SOURCE, check_joint_limits, read_joint_limits
+
+from .steps import ClipJointTargetsStep, RequireCamerasStep, visual_input_keys
 
 
 class AdamWCosinePresets:
@@ -29,3 +35,52 @@ class AdamWCosinePresets:
             num_warmup_steps=self.scheduler_warmup_steps,
             num_decay_steps=self.scheduler_decay_steps,
         )
+
+
+@dataclass
+class JointLimitsFields:
+    """Mixin for a `PreTrainedConfig`: the joint limits its postprocessor clips every action into.
+
+    A real arm's limits come from its follower calibration or a `lerobot-find-joint-limits` output
+    (`--policy.joint_limits_file`), or are given as numbers (`--policy.joint_limits`); with neither, the twin's MJCF
+    ranges, which fit the twin only: a checkpoint meant for a real arm gets that arm's limits at training, or
+    afterwards from `so101-joint-limits` (which rewrites them in a copy of the checkpoint). List the mixin before
+    `PreTrainedConfig`: `class MyConfig(JointLimitsFields, PreTrainedConfig)`.
+    """
+
+    # (low, high) per joint in follower units (degrees, gripper 0-100), shoulder_pan ... gripper. None: from
+    # joint_limits_file, else the SO-101 twin's MJCF ranges (so101_core.joint_limits.TWIN_JOINT_LIMITS).
+    joint_limits: list[list[float]] | None = None
+    # A follower calibration (lerobot-calibrate's <robot id>.json) or a saved lerobot-find-joint-limits output,
+    # read into joint_limits when the config is made (kept as the record of where they came from).
+    joint_limits_file: str | None = None
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if self.joint_limits is None and self.joint_limits_file is not None:
+            self.joint_limits = read_joint_limits(self.joint_limits_file)
+        if self.joint_limits is not None:
+            self.joint_limits = check_joint_limits(self.joint_limits, self.joint_limits_source)
+
+    @property
+    def joint_limits_source(self) -> str:
+        if self.joint_limits_file is not None:
+            return f"joint_limits_file {self.joint_limits_file}"
+        return "--policy.joint_limits" if self.joint_limits is not None else TWIN_SOURCE
+
+    def resolved_joint_limits(self) -> list[list[float]]:
+        """The limits the postprocessor clips into: joint_limits (given or read from the file), else the twin's."""
+        return self.joint_limits if self.joint_limits is not None else [list(p) for p in TWIN_JOINT_LIMITS]
+
+    def safety_steps(
+        self, skip_if_present: list[str] | None = None, cameras: list[str] | None = None
+    ) -> tuple[RequireCamerasStep, ClipJointTargetsStep]:
+        """The camera check for the preprocessor (right after the rename) and the clip for the postprocessor (on the
+        absolute joint targets, before the move to the CPU) that every policy of the suite holds. `cameras`: the
+        keys the policy reads (default: its VISUAL input features)."""
+        wanted = sorted(cameras) if cameras else visual_input_keys(self)
+        check = RequireCamerasStep(cameras=wanted, skip_if_present=list(skip_if_present or []))
+        clip = ClipJointTargetsStep(limits=self.resolved_joint_limits(), source=self.joint_limits_source)
+        return check, clip

@@ -156,10 +156,10 @@ def policy_from_scratch(cfg: RLTrainConfig) -> tuple[SegDepthPolicy, object, obj
     features = env_to_policy_features(cfg.env.env_config(policy_cfg.camera))
     policy_cfg.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
     policy_cfg.input_features = {k: f for k, f in features.items() if k not in policy_cfg.output_features}
-    if policy_cfg.joint_limits is None:
-        raise ValueError("--policy.joint_limits is needed to normalise the state without a dataset")
     policy = SegDepthPolicy(policy_cfg)
-    pre, post = make_segdepth_pre_post_processors(policy_cfg, state_stats_from_limits(policy_cfg.joint_limits))
+    # no dataset: the state is normalised over the joint ranges (the twin's, unless --policy.joint_limits* says)
+    limits = policy_cfg.resolved_joint_limits()
+    pre, post = make_segdepth_pre_post_processors(policy_cfg, state_stats_from_limits(limits))
     return policy, pre, post
 
 
