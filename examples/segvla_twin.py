@@ -119,21 +119,20 @@ def recording_fingerprint(root: Path) -> dict:
     return {"sha256": digest.hexdigest(), "episodes": info["total_episodes"], "frames": info["total_frames"]}
 
 
-def check_same_recording(cfg: SegVLATwinConfig, root: Path) -> None:
-    """Runs archived on another machine must have trained on this very recording: every arm sees the same data."""
+def check_same_recording(cfg: SegVLATwinConfig, fingerprint: dict, seed: int) -> None:
+    """The arms of one seed must train on the same recording: the twin's floating point differs between CPU kinds,
+    so a session on another machine records other demonstrations from the same seeds. Seeds may differ (each seed is
+    then also a fresh recording); arms within a seed may not."""
     if cfg.archive_dir is None:
         return
-    fingerprint = recording_fingerprint(root)
-    saved = cfg.archive_dir / "recording.json"
-    if not saved.is_file():
-        cfg.archive_dir.mkdir(parents=True, exist_ok=True)
-        write_json(saved, fingerprint)
-    elif json.loads(saved.read_text()) != fingerprint:
-        raise RuntimeError(
-            f"the recording at {root} ({fingerprint}) is not the one the archived runs in {cfg.archive_dir} trained on "
-            f"({json.loads(saved.read_text())}): the twin's floating point differs between CPU kinds. Use another "
-            "--archive_dir for a fresh experiment on this machine."
-        )
+    for arm in cfg.arms:
+        saved = archived(cfg, f"{arm}_s{seed}_recording.json")
+        if saved and json.loads(saved.read_text()) != fingerprint:
+            raise RuntimeError(
+                f"seed {seed}'s {arm} run in {cfg.archive_dir} trained on another recording "
+                f"({json.loads(saved.read_text())}) than this machine's ({fingerprint}): the arms of a seed must share "
+                f"one. Move that seed's files out of {cfg.archive_dir} to train all its arms here, or run another seed."
+            )
 
 
 def record_stage(cfg: SegVLATwinConfig) -> Path:
@@ -150,7 +149,6 @@ def record_stage(cfg: SegVLATwinConfig) -> Path:
             cfg.output_dir / "logs" / "record.log",
             "record",
         )
-    check_same_recording(cfg, root)
     return root
 
 
@@ -175,9 +173,14 @@ def segmenter_stage(cfg: SegVLATwinConfig) -> Path:
     return best
 
 
-def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int) -> Path:
+def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int, recording_root: Path) -> Path:
     """lerobot-train for one arm and seed; returns the final checkpoint. Resumes from the last saved checkpoint."""
     run = cfg.output_dir / f"{arm}_s{seed}"
+    fingerprint = recording_fingerprint(recording_root)
+    check_same_recording(cfg, fingerprint, seed)
+    if cfg.archive_dir is not None:  # what this run trains on, kept beside its results
+        cfg.archive_dir.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.archive_dir / f"{arm}_s{seed}_recording.json", fingerprint)
     final = run / "checkpoints" / f"{cfg.steps:06d}" / "pretrained_model"
     if (final / "model.safetensors").is_file():
         return final
@@ -288,8 +291,9 @@ def segvla_twin(cfg: SegVLATwinConfig) -> dict:
     os.chdir(ROOT)
     (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
     todo = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not run_done(cfg, arm, seed)]
+    recording_root = None
     if todo:  # the recording, backbone and segmenter are needed only by runs still to train
-        record_stage(cfg)
+        recording_root = record_stage(cfg)
         if not (cfg.vlm_dir / "config.json").is_file():
             run_logged(
                 [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
@@ -301,7 +305,7 @@ def segvla_twin(cfg: SegVLATwinConfig) -> dict:
     results: dict = {}
     for seed in cfg.seeds:
         for arm in cfg.arms:
-            checkpoint = None if run_done(cfg, arm, seed) else train_stage(cfg, arm, seed)
+            checkpoint = None if run_done(cfg, arm, seed) else train_stage(cfg, arm, seed, recording_root)
             entry = results.setdefault(arm, {}).setdefault(str(seed), {"train_wall_s": train_wall(cfg, arm, seed)})
             for appearance in cfg.appearances:
                 entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance, cfg.eval_episodes)

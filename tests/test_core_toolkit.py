@@ -52,6 +52,23 @@ def test_atomic_file_writes_round_trip(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.bin", "b.txt", "c.json", "d.pt", "e.safetensors", "sub"]
 
 
+def test_atomic_files_get_the_mode_a_plain_write_gives(tmp_path):
+    # mkstemp's 0600 must not survive the rename: checkpoints on a shared machine are read by other users
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        torch_save({"x": torch.zeros(1)}, tmp_path / "b.pt")
+        with open(tmp_path / "plain", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o644
+
+
 def test_a_crash_in_the_middle_of_a_file_write_leaves_the_old_file(tmp_path):
     target = tmp_path / "state.pt"
     torch_save({"step": 1}, target)

@@ -1,0 +1,67 @@
+"""examples/segvla_twin.py's archive: runs archived on one machine are reused on another only where they trained on the
+same recording (the arms of a seed must share one), and the recording's fingerprint follows its content, not its
+files' bytes."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def segvla_twin():
+    spec = importlib.util.spec_from_file_location("segvla_twin_example", ROOT / "examples" / "segvla_twin.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return module
+
+
+def write_recording(root: Path, actions: list[list[float]], compression: str = "snappy") -> Path:
+    (root / "data" / "chunk-000").mkdir(parents=True, exist_ok=True)
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    n = len(actions)
+    table = pa.table(
+        {
+            "action": actions,
+            "observation.state": [[float(i)] * 2 for i in range(n)],
+            "episode_index": [0] * n,
+            "frame_index": list(range(n)),
+        }
+    )
+    pq.write_table(table, root / "data" / "chunk-000" / "file-000.parquet", compression=compression)
+    (root / "meta" / "info.json").write_text(json.dumps({"total_episodes": 1, "total_frames": n}))
+    return root
+
+
+def test_the_fingerprint_follows_the_frames_not_the_file_bytes(segvla_twin, tmp_path):
+    actions = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    a = segvla_twin.recording_fingerprint(write_recording(tmp_path / "a", actions))
+    b = segvla_twin.recording_fingerprint(write_recording(tmp_path / "b", actions, compression="zstd"))
+    changed = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6000001]]
+    c = segvla_twin.recording_fingerprint(write_recording(tmp_path / "c", changed))
+    assert a == b
+    assert a["sha256"] != c["sha256"]
+    assert a["frames"] == 3 and a["episodes"] == 1
+
+
+def test_the_arms_of_a_seed_must_share_a_recording(segvla_twin, tmp_path):
+    cfg = segvla_twin.SegVLATwinConfig(archive_dir=tmp_path / "archive", arms=["cues_gt", "no_cues"])
+    here = {"sha256": "a" * 64, "episodes": 200, "frames": 30000}
+    elsewhere = {"sha256": "b" * 64, "episodes": 200, "frames": 30000}
+    cfg.archive_dir.mkdir()
+    (cfg.archive_dir / "cues_gt_s2_recording.json").write_text(json.dumps(elsewhere))
+
+    segvla_twin.check_same_recording(cfg, elsewhere, seed=2)  # the same recording: fine
+    segvla_twin.check_same_recording(cfg, here, seed=3)  # another seed may be another recording
+    with pytest.raises(RuntimeError, match=r"seed 2's cues_gt run .* another recording .*'b{64}'.*'a{64}'"):
+        segvla_twin.check_same_recording(cfg, here, seed=2)
