@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -126,7 +128,7 @@ def _features(cameras: tuple[str, ...]) -> dict:
 def _segdepth():
     from lerobot_policy_segdepth import SegDepthConfig, make_segdepth_pre_post_processors
 
-    cfg = SegDepthConfig(device="cpu", source="models", segmenter_path="unused", action_mode="absolute")
+    cfg = SegDepthConfig(device="cpu", action_mode="absolute")
     return cfg, make_segdepth_pre_post_processors
 
 
@@ -160,9 +162,11 @@ def test_every_policys_postprocessor_clips_into_the_joint_limits(make):
         setattr(cfg, key, value)
     pre, post = factory(cfg, dataset_stats={"action": STATS, "observation.state": STATS})
     assert torch.allclose(post(NORMALISED.clone()), EXPECTED, atol=1e-4)
+    # the cameras the policy reads: segdepth's ground-truth source reads the twin's depth and segmentation maps
+    wanted = cfg.image_keys if type(cfg).__name__ == "SegDepthConfig" else ["observation.images.wrist"]
     check = [step for step in pre.steps if type(step).__name__ == "RequireCamerasStep"]
-    assert len(check) == 1 and check[0].cameras == ["observation.images.wrist"]
-    with pytest.raises(ValueError, match=r"wants cameras \['observation\.images\.wrist'\]; the robot provides \[\]"):
+    assert len(check) == 1 and check[0].cameras == wanted
+    with pytest.raises(ValueError, match=re.escape(f"wants cameras {wanted}; the robot provides []")):
         pre({"observation.state": torch.zeros(6), "task": "Pick up the red cube and lift it."})
 
 
@@ -170,7 +174,7 @@ def test_every_policys_postprocessor_clips_into_the_joint_limits(make):
 def _save_segdepth_checkpoint(folder):
     from lerobot_policy_segdepth import SegDepthConfig, make_segdepth_pre_post_processors
 
-    cfg = SegDepthConfig(device="cpu", **_features(("wrist",)) | {"source": "models", "segmenter_path": "unused"})
+    cfg = SegDepthConfig(device="cpu", **_features(("wrist",)))
     for pipeline in make_segdepth_pre_post_processors(cfg, dataset_stats={"observation.state": STATS}):
         pipeline.save_pretrained(folder)
     cfg._save_pretrained(folder)

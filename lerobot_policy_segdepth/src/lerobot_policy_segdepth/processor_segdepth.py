@@ -123,7 +123,7 @@ def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, *
 
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
-    cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH])
+    cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
     observation = [steps.rename_observations, cameras, steps.add_batch_dim, *segdepth_observation_steps(config)]
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(

@@ -147,7 +147,12 @@ def make_segvla_pre_post_processors(
     steps = make_default_policy_processor_steps(config, dataset_stats)
     # Both on the raw inputs, before the device move; the prompt's nouns before the newline the tokenizer needs.
     semantic = [step for step in (segmentation_step(config), task_classes_step(config)) if step is not None]
-    cameras, clip = config.safety_steps()
+    # what the policy reads: its RGB cameras, and the twin's segmentation beside them for ground-truth cues (a dataset's
+    # other maps, depth say, are in input_features but never read)
+    read = sorted(config.image_features)
+    if config.segmentation_source == "ground_truth":
+        read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
+    cameras, clip = config.safety_steps(cameras=read)
     input_steps = [
         steps.rename_observations,
         cameras,
