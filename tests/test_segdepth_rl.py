@@ -671,3 +671,25 @@ def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_fi
     final = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
     assert all(torch.equal(start[k], final[k]) for k in start if k.startswith("encoder."))
     assert any(not torch.equal(start[k], final[k]) for k in start if k.startswith("actor."))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], (48, 2, 3)),  # the trainer's defaults
+        (["--policy.frame_stack=2"], (48, 2, 2)),  # one policy flag keeps the others' RL defaults (it reset them)
+        (["--policy.image_size=64"], (64, 2, 3)),
+        (["--config_path=configs/rl_reach.yaml", "--policy.frame_stack=2"], (32, 2, 2)),  # the file's, then the flag
+    ],
+)
+def test_policy_flags_keep_the_trainers_other_defaults(monkeypatch, args, expected):
+    from lerobot.configs import parser
+
+    def parsed(cfg):
+        return cfg
+
+    parsed.__annotations__["cfg"] = RLTrainConfig  # parser.wrap reads the class, not this file's string annotation
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr("sys.argv", ["segdepth-rl-train", *args, "--policy.push_to_hub=false"])
+    cfg = parser.wrap()(parsed)()
+    assert (cfg.policy.image_size, cfg.policy.action_repeat, cfg.policy.frame_stack) == expected

@@ -21,6 +21,7 @@ from pathlib import Path
 import draccus
 import numpy as np
 import torch
+from draccus.cfgparsing import load_config
 from lerobot.configs import FeatureType, PreTrainedConfig, parser
 from lerobot.envs.utils import env_to_policy_features
 from lerobot.policies.factory import make_pre_post_processors
@@ -102,11 +103,33 @@ class WandbSettings:
     mode: str | None = None  # "offline" on machines without network
 
 
+# Where the RL trainer's policy differs from SegDepthConfig's (a behaviour-cloning default): DrQ-v2's 2-step action
+# repeat, and a smaller image for a 2-core CPU.
+RL_POLICY_DEFAULTS = {"image_size": 48, "action_repeat": 2}
+
+
+def _policy_fields_given() -> set[str] | None:
+    """The policy fields this command line (and its --config_path file) set, or None when it sets none.
+
+    draccus builds `policy` from SegDepthConfig's class defaults as soon as one policy field is given, dropping the
+    trainer's RL_POLICY_DEFAULTS; these are the fields to restore them for.
+    """
+    given = {a.removeprefix("--").split("=", 1)[0] for a in parser.get_cli_overrides("policy") or []}
+    config_path = parser.parse_arg("config_path")
+    from_file = False
+    if config_path and Path(config_path).is_file():
+        section = (load_config(Path(config_path).read_text(), file=config_path) or {}).get("policy")
+        if isinstance(section, dict):
+            given |= set(section)
+            from_file = True
+    return given if given or from_file else None
+
+
 @dataclass
 class RLTrainConfig:
     env: TwinSettings = field(default_factory=TwinSettings)
     # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
-    policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(image_size=48, action_repeat=2))
+    policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(**RL_POLICY_DEFAULTS))
     # Start from a segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
     # On the command line --policy.path=CKPT, which sets this field; in a config file `policy_path: CKPT`.
     policy_path: Path | None = None
@@ -135,6 +158,10 @@ class RLTrainConfig:
     def __post_init__(self):
         if policy_path := parser.get_path_arg("policy"):
             self.policy_path = Path(policy_path)
+        elif (given := _policy_fields_given()) is not None:
+            for name, value in RL_POLICY_DEFAULTS.items():
+                if name not in given:
+                    setattr(self.policy, name, value)
         if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
             raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
         # as lerobot-train: --policy.push_to_hub defaults to true (PreTrainedConfig's default) and then needs
