@@ -200,6 +200,28 @@ def record_stage(cfg: HLRPTwinConfig) -> dict[str, Path]:
     return roots
 
 
+def recordings_fingerprint(cfg: HLRPTwinConfig) -> dict[str, dict]:
+    """Every recording's content fingerprint, by its folder's name: what stages 1-3 of this machine train on."""
+    from lerobot_env_so101_twin.record import recording_fingerprint
+
+    configs = [*cfg.corpus_configs, cfg.labelled_config]
+    return {data_root(cfg, c).name: recording_fingerprint(data_root(cfg, c)) for c in configs}
+
+
+def check_same_recordings(cfg: HLRPTwinConfig, fingerprints: dict[str, dict], seed: int) -> None:
+    """The arms of one seed must be trained on the same recordings (and so on the same stage-1/2 runs): the twin's
+    floating point differs between CPU kinds, so another machine records other demonstrations from the same seeds.
+    Seeds may differ; arms within a seed may not."""
+    for arm in cfg.arms:
+        kept = summary(cfg, f"stage3_{arm}_s{seed}.json")
+        if kept is not None and kept.get("recordings") not in (None, fingerprints):
+            raise RuntimeError(
+                f"seed {seed}'s {arm} run (kept in {cfg.archive_dir or cfg.output_dir / 'summaries'}) trained on other "
+                f"recordings than this machine's: {kept['recordings']} against {fingerprints}. The arms of a seed must "
+                f"share them: move that seed's files out of the archive to train its arms here, or run another seed."
+            )
+
+
 def vlm_dir(cfg: HLRPTwinConfig) -> Path:
     folder = cfg.output_dir / "smolvlm_twin"
     if not (folder / "config.json").is_file():
@@ -281,7 +303,7 @@ def run_done(cfg: HLRPTwinConfig, arm: str, seed: int) -> bool:
     return all(summary(cfg, n) is not None for n in names)
 
 
-def train_stage(cfg: HLRPTwinConfig, arm: str, seed: int, labelled: Path, vlm: Path) -> Path:
+def train_stage(cfg: HLRPTwinConfig, arm: str, seed: int, labelled: Path, vlm: Path, recordings: dict) -> Path:
     """lerobot-train for one arm and seed; the final checkpoint. Resumes from the last saved checkpoint."""
     from lerobot.configs.train import TrainPipelineConfig
 
@@ -311,7 +333,8 @@ def train_stage(cfg: HLRPTwinConfig, arm: str, seed: int, labelled: Path, vlm: P
                          r"step:(\S+) ", env)  # fmt: skip
     saved = json.loads((final / "config.json").read_text())
     stage2 = saved.get("stage2") or {"supervision": "none (scratch)"}
-    keep(cfg, f"stage3_{arm}_s{seed}.json", {"seconds": add_wall(run, seconds), "stage2": stage2, "steps": steps})
+    record = {"seconds": add_wall(run, seconds), "stage2": stage2, "steps": steps, "recordings": recordings}
+    keep(cfg, f"stage3_{arm}_s{seed}.json", record)
     return final
 
 
@@ -430,9 +453,13 @@ def hlrp_twin(cfg: HLRPTwinConfig) -> dict:
     recordings = {name: summary(cfg, f"record_{name}.json") for name in records}
     results: dict = {"recordings": {k: v for k, v in recordings.items() if v}, "stage1": stage1, "stage2": stage2,
                      "stage3": {}}  # fmt: skip
+    fingerprints = recordings_fingerprint(cfg) if labelled is not None else None
     for seed in cfg.seeds:
+        if fingerprints is not None and not all(run_done(cfg, arm, seed) for arm in cfg.arms):
+            check_same_recordings(cfg, fingerprints, seed)
         for arm in cfg.arms:
-            checkpoint = None if run_done(cfg, arm, seed) else train_stage(cfg, arm, seed, labelled, vlm)
+            done = run_done(cfg, arm, seed)
+            checkpoint = None if done else train_stage(cfg, arm, seed, labelled, vlm, fingerprints)
             entry = eval_stage(cfg, checkpoint, f"{arm}_s{seed}")
             trained = summary(cfg, f"stage3_{arm}_s{seed}.json")
             entry.update(train_s=trained["seconds"], supervision=trained["stage2"]["supervision"])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
+from lerobot_env_so101_twin.record import recording_fingerprint
 from so101_core.atomic import write_json
 from so101_core.cli import prepare_command_line
 from so101_core.stats import newcombe, wilson
@@ -98,25 +99,6 @@ def arm_args(cfg: SegVLATwinConfig, arm: str) -> list[str]:
             f"--policy.segmentation_segmenter_path={segmenter_checkpoint(cfg)}",
         ]
     return args
-
-
-def recording_fingerprint(root: Path) -> dict:
-    """What the recording holds (every frame's state and action), independent of how its files were written."""
-    import hashlib
-
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    digest = hashlib.sha256()
-    files = sorted((root / "data").glob("*/*.parquet"))
-    for path in files:
-        table = pq.read_table(path, columns=["episode_index", "frame_index", "observation.state", "action"])
-        for column in table.column_names:
-            values = table[column].combine_chunks()
-            flat = values.flatten() if hasattr(values, "flatten") else values
-            digest.update(np.asarray(flat.to_numpy(zero_copy_only=False)).tobytes())
-    info = json.loads((root / "meta" / "info.json").read_text())
-    return {"sha256": digest.hexdigest(), "episodes": info["total_episodes"], "frames": info["total_frames"]}
 
 
 def check_same_recording(cfg: SegVLATwinConfig, fingerprint: dict, seed: int) -> None:

@@ -2,6 +2,7 @@
 both stage-2 kinds, stage 3 from an artifact and from scratch, lerobot-eval, the tables), then the same experiment
 again in an empty folder from its archive alone (nothing recorded or trained: it spans machines)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -45,9 +46,30 @@ def test_the_comparison_runs_every_stage_then_reprints_from_its_archive(tmp_path
         "latent_only_seg": "latent_only", "with_actions": "latent_and_actions", "scratch": "none (scratch)",
     }  # fmt: skip
     assert all(runs[arm]["1"]["episodes"] == 1 and runs[arm]["1"]["train_s"] > 0 for arm in runs)
+    for arm in runs:  # each run keeps the fingerprints of the recordings it (and its stages 1-2) trained on
+        kept = json.loads((archive / f"stage3_{arm}_s1.json").read_text())
+        assert set(kept["recordings"]) == set(results["recordings"]) and kept["recordings"]["labelled"]["episodes"] == 1
     assert "| latent_only_seg | 0/1 |" in table or "| latent_only_seg | 1/1 |" in table
     assert "| with_actions - scratch |" in table and "| latent_only - scratch |" not in table  # arm a not run
     # a fresh folder with the archive: the same tables, nothing recorded, trained or evaluated again
     again = run_example(tmp_path / "elsewhere", archive)
     assert again.splitlines()[-12:] == table.splitlines()[-12:]
     assert not (tmp_path / "elsewhere" / "data").exists() and not (tmp_path / "elsewhere" / "runs").exists()
+
+
+def test_the_arms_of_a_seed_must_share_their_recordings(tmp_path):
+    spec = importlib.util.spec_from_file_location("hlrp_twin_example", ROOT / "examples" / "hlrp_twin.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    cfg = module.HLRPTwinConfig(archive_dir=tmp_path / "archive", output_dir=tmp_path / "run", arms=["scratch"])
+    here = {"labelled": {"sha256": "a" * 64, "episodes": 20, "frames": 3000}}
+    elsewhere = {"labelled": {"sha256": "b" * 64, "episodes": 20, "frames": 3000}}
+    module.keep(cfg, "stage3_scratch_s2.json", {"seconds": 1.0, "recordings": elsewhere})
+    module.check_same_recordings(cfg, elsewhere, seed=2)  # the same recordings: fine
+    module.check_same_recordings(cfg, here, seed=3)  # another seed may be another recording
+    with pytest.raises(RuntimeError, match="seed 2's scratch run"):
+        module.check_same_recordings(cfg, here, seed=2)
