@@ -103,6 +103,12 @@ def test_a_config_reads_its_limits_file_once_and_keeps_them(tmp_path):
     cfg = SegDepthConfig(joint_limits_file=str(path))
     assert cfg.joint_limits == limits_from_calibration(path)
     assert cfg.joint_limits_source == f"joint_limits_file {path}"
+    # the same file again (a so101-joint-limits copy loaded where the file is): fine; another arm's file: refused,
+    # since a loaded checkpoint's postprocessor would go on clipping into the limits it holds
+    assert SegDepthConfig(joint_limits=cfg.joint_limits, joint_limits_file=str(path)).joint_limits == cfg.joint_limits
+    other = [[low - 5, high + 5] for low, high in cfg.joint_limits]
+    with pytest.raises(ValueError, match=r"joint_limits_file=.*arm.json.*so101-joint-limits --policy.path="):
+        SegDepthConfig(joint_limits=other, joint_limits_file=str(path))
     path.unlink()  # a saved config holds the numbers: it loads where the file is not
     assert SegDepthConfig(joint_limits=cfg.joint_limits, joint_limits_file=str(path)).joint_limits == cfg.joint_limits
     with pytest.raises(ValueError, match=r"--policy.joint_limits: wrist_roll needs \(low, high\) with low < high"):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
@@ -61,8 +62,27 @@ class JointLimitsFields:
             parent()
         if self.joint_limits is None and self.joint_limits_file is not None:
             self.joint_limits = read_joint_limits(self.joint_limits_file)
+        elif self.joint_limits is not None and self.joint_limits_file is not None:
+            self._refuse_other_limits_file()
         if self.joint_limits is not None:
             self.joint_limits = check_joint_limits(self.joint_limits, self.joint_limits_source)
+
+    def _refuse_other_limits_file(self) -> None:
+        """A checkpoint's limits live in its saved postprocessor: a --policy.joint_limits_file given when loading it
+        (lerobot-rollout, lerobot-eval) would change this config and not the clip, so the arm would move within the
+        old limits while the config names the new file. Refused instead; a file that is not here is only a record."""
+        path = Path(self.joint_limits_file).expanduser()
+        if not path.is_file():
+            return
+        from_file = read_joint_limits(path)
+        if any(abs(a - b) > 1e-6 for pair, other in zip(from_file, self.joint_limits, strict=True)
+               for a, b in zip(pair, other, strict=True)):  # fmt: skip
+            raise ValueError(
+                f"--policy.joint_limits_file={path} gives {from_file}, but this config already holds the joint limits "
+                f"{self.joint_limits} (a checkpoint's, or --policy.joint_limits), and a checkpoint's postprocessor "
+                f"goes on clipping into those. To run a checkpoint within this arm's limits, write them into a copy: "
+                f"so101-joint-limits --policy.path=<checkpoint> --joint_limits_file={path} --output_dir=<copy>"
+            )
 
     @property
     def joint_limits_source(self) -> str:
