@@ -56,10 +56,10 @@ class TrainStage:
     # loader workers get the cores between the update's parallel regions (None: leave the environment's)
     omp_wait_policy: str | None = "PASSIVE"
     # precompute with --stack_frames and train with --policy.stacked_frames: one row read per sample instead of a
-    # delta window of three (README, "Training at compute speed")
+    # delta window of three (docs/results.md, "SegDepth training speed")
     stacked_frames: bool = True
     # bf16 autocast in lerobot-train (--policy.use_amp): "auto" turns it on where the CPU has AMX, whose bf16
-    # convolution kernels train segdepth ~1.4x faster (README); elsewhere bf16 is emulated and slower
+    # convolution kernels train segdepth ~1.4x faster (docs/results.md); elsewhere bf16 is emulated and slower
     amp: str = "false"
     # extra --policy.* flags for lerobot-train, e.g. ["--policy.augment_pad=0"]
     policy_args: list[str] = field(default_factory=list)
@@ -71,7 +71,7 @@ class TrainStage:
 
 
 def train_env(train: TrainStage) -> dict[str, str]:
-    """lerobot-train's thread settings. Measured on 2 cores (README, "Training at compute speed"): on a per-frame
+    """lerobot-train's thread settings. Measured on 2 cores (docs/results.md, "SegDepth training speed"): on a per-frame
     copy two spinning torch threads fight the loader workers (89 samples/s against 150 with one thread); on a
     stacked copy the workers need a quarter of the CPU and two passive threads train at ~210."""
     env = {}

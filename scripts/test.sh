@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite, slow end-to-end tests included, then lint.
+# Set up (if needed), lint with ruff, then run the whole test suite, slow end-to-end tests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

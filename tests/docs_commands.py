@@ -139,8 +139,9 @@ class _PolicyPaths:
 
     def remember(self, cfg: object) -> None:
         policy, out = getattr(cfg, "policy", None), getattr(cfg, "output_dir", None)
-        if policy is not None and out:
-            self.trained[str(out).rstrip("/")] = policy.type
+        kind = getattr(policy, "type", None)
+        if isinstance(kind, str) and out:
+            self.trained[str(out).rstrip("/")] = kind
 
     def type_of(self, path: str) -> str:
         for out, kind in self.trained.items():
@@ -158,22 +159,35 @@ class _PolicyPaths:
 
 def _parse_only(entry, argv: list[str], paths: _PolicyPaths) -> object:
     """Run `entry` with `argv` until its parser has built the config; return that config."""
-    import draccus
+    import draccus.argparsing
     from lerobot.configs.policies import PreTrainedConfig
 
-    real_parse, real_from_pretrained = draccus.parse, PreTrainedConfig.from_pretrained.__func__
+    # Every draccus parse (LeRobot's parser.wrap, draccus.wrap as in lerobot-calibrate, a config's own from_pretrained)
+    # ends in ArgumentParser.parse_args: the first one of the command stops it, before it touches a robot or a file.
+    real_parse_args, real_from_pretrained = (
+        draccus.argparsing.ArgumentParser.parse_args,
+        PreTrainedConfig.from_pretrained.__func__,
+    )
+    stop = [True]
 
-    def parse_then_stop(*args, **kwargs):
-        raise _Parsed(real_parse(*args, **kwargs))
+    def parse_args_then_stop(self, *args, **kwargs):
+        cfg = real_parse_args(self, *args, **kwargs)
+        if stop[0]:
+            raise _Parsed(cfg)
+        return cfg
 
     def from_pretrained(cls, name_or_path, *args, cli_overrides=None, **kwargs):
-        if Path(name_or_path).exists():
-            return real_from_pretrained(cls, name_or_path, *args, cli_overrides=cli_overrides, **kwargs)
-        kind = paths.type_of(str(name_or_path))
-        return real_parse(PreTrainedConfig.get_choice_class(kind), None, args=list(cli_overrides or []))
+        stop[0] = False  # a policy config parsed inside the command's own parse is part of it
+        try:
+            if Path(name_or_path).exists():
+                return real_from_pretrained(cls, name_or_path, *args, cli_overrides=cli_overrides, **kwargs)
+            kind = paths.type_of(str(name_or_path))
+            return draccus.parse(PreTrainedConfig.get_choice_class(kind), None, args=list(cli_overrides or []))
+        finally:
+            stop[0] = True
 
     saved_argv = sys.argv
-    draccus.parse = parse_then_stop
+    draccus.argparsing.ArgumentParser.parse_args = parse_args_then_stop
     PreTrainedConfig.from_pretrained = classmethod(from_pretrained)
     sys.argv = list(argv)
     try:
@@ -183,7 +197,7 @@ def _parse_only(entry, argv: list[str], paths: _PolicyPaths) -> object:
     else:
         raise RuntimeError("the command finished without parsing a config: it has no LeRobot parser")
     finally:
-        draccus.parse = real_parse
+        draccus.argparsing.ArgumentParser.parse_args = real_parse_args
         PreTrainedConfig.from_pretrained = classmethod(real_from_pretrained)
         sys.argv = saved_argv
     # lerobot-train reads --policy.path in validate(), after parsing; do that part of it.

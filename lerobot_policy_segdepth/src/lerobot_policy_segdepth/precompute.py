@@ -24,7 +24,7 @@ the episode with its first frame repeated before its start, exactly the window L
 A policy trained on it with `--policy.stacked_frames=true` asks LeRobot for no delta window, so each sample is one
 row read instead of T rows of segdepth plus T of state: ~4x less loader CPU per sample on 2 cores (2.75 against
 12.2 ms, `benchmarks/segdepth_train_throughput.py --threads=true`), which leaves the second core to a second torch
-thread in the update (README, "Training at compute speed").
+thread in the update (docs/results.md, "SegDepth training speed").
 
 Raw frames: the copy drops the camera (video and image) features by default, since LeRobot would decode any video
 column still in it for every sample (`--keep_videos=true` keeps them). The source dataset is never modified; its
