@@ -105,3 +105,18 @@ def rollout_in_twin(policy_path: Path, size: tuple[int, int], cwd: Path, flags: 
     )
     log = proc.stdout + proc.stderr
     assert "Rollout finished" in log and "twin SO101Twin disconnected" in log
+
+
+def load_example(name: str):
+    """examples/<name>.py as a module (the examples import the demo's helpers from scripts/)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(f"{name}_example", root / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(root / "scripts"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root / "scripts"))
+    return module

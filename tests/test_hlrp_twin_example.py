@@ -2,13 +2,13 @@
 both stage-2 kinds, stage 3 from an artifact and from scratch, lerobot-eval, the tables), then the same experiment
 again in an empty folder from its archive alone (nothing recorded or trained: it spans machines)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from clitools import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [
@@ -58,13 +58,7 @@ def test_the_comparison_runs_every_stage_then_reprints_from_its_archive(tmp_path
 
 
 def test_the_arms_of_a_seed_must_share_their_recordings(tmp_path):
-    spec = importlib.util.spec_from_file_location("hlrp_twin_example", ROOT / "examples" / "hlrp_twin.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    module = load_example("hlrp_twin")
     cfg = module.HLRPTwinConfig(archive_dir=tmp_path / "archive", output_dir=tmp_path / "run", arms=["scratch"])
     here = {"labelled": {"sha256": "a" * 64, "episodes": 20, "frames": 3000}}
     elsewhere = {"labelled": {"sha256": "b" * 64, "episodes": 20, "frames": 3000}}

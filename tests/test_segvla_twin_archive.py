@@ -2,28 +2,20 @@
 same recording (the arms of a seed must share one), and the recording's fingerprint follows its content, not its
 files' bytes."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from clitools import load_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def segvla_twin():
-    spec = importlib.util.spec_from_file_location("segvla_twin_example", ROOT / "examples" / "segvla_twin.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return module
+    return load_example("segvla_twin")
 
 
 def write_recording(root: Path, actions: list[list[float]], compression: str = "snappy") -> Path:
