@@ -4,7 +4,8 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/render_comparison.py
 
-Writes two images (320x240 tiles) and prints the render time per frame of both mesh variants:
+Writes two images (320x240 tiles, under a title naming the scene) and prints the render time per frame of both
+mesh variants:
 
     docs/images/twin_lowpoly_vs_full.png       rows: low-poly meshes (mesh_cell=0.004, the default) and the
                                                full-detail CAD meshes (mesh_cell=None); columns: front RGB,
@@ -44,7 +45,7 @@ TIMED_RENDERS = 20
 # A few stops of matplotlib's viridis, so the depth map needs no matplotlib; near is yellow, far is purple.
 VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
 
-LABEL_W, HEADER_H, LEGEND_H, PAD = 190, 28, 30, 4
+LABEL_W, TITLE_H, HEADER_H, LEGEND_H, PAD = 190, 26, 28, 30, 4
 INVERSE_DEPTH_RATIO = 8.0
 
 
@@ -124,19 +125,20 @@ def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int =
 
 
 def grid(
-    rows: list[tuple[str, list[np.ndarray]]], columns: list[str], legend: bool
+    rows: list[tuple[str, list[np.ndarray]]], columns: list[str], legend: bool, title: str
 ) -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    """Tiles in a labelled grid: a header of column names, a label column, an optional palette legend."""
+    """Tiles in a labelled grid: a title, a header of column names, a label column, an optional palette legend."""
     h, w = TILE
     n_cols = len(columns)
     width = LABEL_W + n_cols * (w + PAD)
-    height = HEADER_H + len(rows) * (h + PAD) + (LEGEND_H if legend else 0)
+    height = TITLE_H + HEADER_H + len(rows) * (h + PAD) + (LEGEND_H if legend else 0)
     canvas = Image.new("RGB", (width, height), (245, 245, 245))
     draw = ImageDraw.Draw(canvas)
+    _text(draw, (8, 6), title, size=16)
     for c, name in enumerate(columns):
-        _text(draw, (LABEL_W + c * (w + PAD) + 6, 6), name, size=16)
+        _text(draw, (LABEL_W + c * (w + PAD) + 6, TITLE_H + 6), name, size=16)
     for r, (label, tiles) in enumerate(rows):
-        y = HEADER_H + r * (h + PAD)
+        y = TITLE_H + HEADER_H + r * (h + PAD)
         _text(draw, (8, y + 8), label, size=14)
         for c, tile in enumerate(tiles):
             canvas.paste(Image.fromarray(tile), (LABEL_W + c * (w + PAD), y))
@@ -151,7 +153,7 @@ def grid(
     return canvas, draw
 
 
-def lowpoly_vs_full(frames: dict[str, dict[str, CameraFrame]], labels: dict[str, str], path: Path) -> None:
+def lowpoly_vs_full(frames: dict[str, dict[str, CameraFrame]], labels: dict[str, str], path: Path, scene: str) -> None:
     rows = [
         (
             labels[variant],
@@ -161,11 +163,12 @@ def lowpoly_vs_full(frames: dict[str, dict[str, CameraFrame]], labels: dict[str,
         for variant in frames
     ]
     columns = ["front RGB", "wrist RGB", "front segmentation", "wrist segmentation"]
-    canvas, _ = grid(rows, columns, legend=True)
+    title = f"The twin's low-poly (default) and full-detail meshes, {TILE[1]}x{TILE[0]} cameras, {scene}"
+    canvas, _ = grid(rows, columns, legend=True, title=title)
     canvas.save(path)
 
 
-def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Path) -> None:
+def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Path, scene: str) -> None:
     rows, captions = [], []
     for cam in CAMERAS:
         depth_rgb, caption = colorize_depth(frames[cam].depth, far_clip)
@@ -176,10 +179,12 @@ def depth_segmentation(frames: dict[str, CameraFrame], far_clip: float, path: Pa
                 [frames[cam].rgb, depth_rgb, colorize_segmentation(frames[cam].segmentation)],
             )
         )
-    canvas, draw = grid(rows, ["RGB", "depth (near yellow, far purple)", "segmentation"], legend=True)
+    title = f"What one step of the low-poly twin gives per camera: RGB, metric depth, 6-class segmentation ({scene})"
+    columns = ["RGB", "depth (near yellow, far purple)", "segmentation"]
+    canvas, draw = grid(rows, columns, legend=True, title=title)
     h, w = TILE
     for r, caption in enumerate(captions):
-        _text(draw, (LABEL_W + w + PAD + 6, HEADER_H + r * (h + PAD) + 6), caption, box=True)
+        _text(draw, (LABEL_W + w + PAD + 6, TITLE_H + HEADER_H + r * (h + PAD) + 6), caption, box=True)
     canvas.save(path)
 
 
@@ -217,10 +222,11 @@ def render_comparison(cfg: RenderComparisonConfig) -> None:
                 f"median of {TIMED_RENDERS}"
             )
         OUT_DIR.mkdir(parents=True, exist_ok=True)
-        lowpoly_vs_full(frames, labels, OUT_DIR / "twin_lowpoly_vs_full.png")
+        scene = f"LiftCube seed {SEED} after {cfg.steps} scripted-expert steps"
+        lowpoly_vs_full(frames, labels, OUT_DIR / "twin_lowpoly_vs_full.png", scene)
         model = twins["low-poly"].model
         far_clip = model.vis.map.zfar * model.stat.extent  # the renderer's far plane: depth of "no geometry"
-        depth_segmentation(frames["low-poly"], far_clip, OUT_DIR / "twin_depth_segmentation.png")
+        depth_segmentation(frames["low-poly"], far_clip, OUT_DIR / "twin_depth_segmentation.png", scene)
     finally:
         for twin in twins.values():
             twin.close()

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 from lerobot.configs import parser
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 from so101_core.cli import prepare_command_line
+
+TITLE_H = 26  # pixels of the title line above the column names
 
 
 @dataclass
@@ -43,10 +45,13 @@ def twin_appearance(cfg: TwinAppearanceConfig) -> Path:
     d2 = ImageDraw.Draw(side)
     for r, seed in enumerate(range(1000, 1004)):
         d2.text((6, 28 + r * 192 + 90), f"episode seed {seed}", fill="black")
-    canvas = Image.new("RGB", (grid.shape[1] + 110, grid.shape[0] + 28), "white")
-    canvas.paste(side, (0, 0))
-    canvas.paste(header, (110, 0))
-    canvas.paste(Image.fromarray(grid), (110, 28))
+    canvas = Image.new("RGB", (grid.shape[1] + 110, grid.shape[0] + 28 + TITLE_H), "white")
+    (h, w) = cams["front"]
+    title = f"--env.appearance none and shifted: episode seeds 1000-1003 (the same cube poses), {w}x{h} shown 2x"
+    ImageDraw.Draw(canvas).text((6, 6), title, fill="black", font=ImageFont.load_default(size=14))
+    canvas.paste(side, (0, TITLE_H))
+    canvas.paste(header, (110, TITLE_H))
+    canvas.paste(Image.fromarray(grid), (110, 28 + TITLE_H))
     canvas.save(cfg.output_path)
     return cfg.output_path
 

@@ -14,7 +14,15 @@ from clitools import VENV_BIN, run_cli
 
 from lerobot_policy_hlrp.frame_pairs import FramePairs, gap_frames, pair_starts
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig, LAQOutput, laq_checkpoint_hash
-from lerobot_policy_hlrp.train_laq import LAQTrainConfig, split_episodes, train
+from lerobot_policy_hlrp.train_laq import (
+    GRID_COLUMNS,
+    LAQTrainConfig,
+    grid_header,
+    grid_title,
+    split_episodes,
+    train,
+    write_grid,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONT = "observation.images.front"
@@ -236,6 +244,25 @@ def test_a_tiny_laq_learns_the_motion_through_its_codes():
     assert swapped > 2 * mse, (swapped, mse)
 
 
+def test_the_reconstruction_grid_has_a_titled_header_over_its_three_columns(tmp_path):
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = LAQ(tiny(image_size=64, patch_size=8))
+    pairs = [{"pair": p} for p in random_pair(b=2, h=48, w=64)]
+    cfg = LAQTrainConfig()
+    title = grid_title(cfg, 250, [{"heldout": [3], "train": [0, 1, 2]}])
+    assert title.startswith("LAQ step 250, held-out pairs (front), k = 0.3 s")
+    write_grid(model, pairs, [0, 1], tmp_path / "grid.png", "cpu", title)
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    band = grid.shape[0] - 2 * 64
+    assert grid.shape[1] == 3 * 64 and band > 2 * 12  # the title's lines and the column names above two rows
+    header = grid_header(3 * 64, title)
+    assert np.array_equal(grid[:band], header) and list(GRID_COLUMNS) == ["frame t", "frame t+k", "recon. t+k"]
+    for c in range(3):  # a name over each column, on the band's last line
+        assert (header[-14:, c * 64 : (c + 1) * 64] < 100).any()
+
+
 # ----- frame pairs ----------------------------------------------------------------------------------------------
 def test_gap_in_seconds_becomes_frames():
     assert gap_frames(30, 0.3) == 9 and gap_frames(5, 0.6) == 3 and gap_frames(30, 0.01) == 1
@@ -337,7 +364,8 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     assert (out / "images" / "step_000010.png").is_file() and (out / "images" / "step_000020.png").is_file()
     from PIL import Image
 
-    assert Image.open(out / "images" / "step_000020.png").size == (3 * 64, 3 * 64)  # t | t+k | recon, 3 pairs
+    width, height = Image.open(out / "images" / "step_000020.png").size
+    assert width == 3 * 64 and height > 3 * 64  # t | t+k | recon, 3 pairs, under a header band
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [5, 10, 15, 20] and sum(h["replaced"] for h in history) > 0
     metrics = json.loads((out / "metrics.json").read_text())

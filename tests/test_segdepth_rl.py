@@ -21,7 +21,16 @@ from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.configuration_segdepth import OBS_SEGDEPTH
 from so101_segdepth_rl.drqv2 import DrQV2Agent, DrQV2Config, stddev
 from so101_segdepth_rl.replay import ReplayBuffer
-from so101_segdepth_rl.train import RLTrainConfig, TwinSettings, check_policy_fits_env, train
+from so101_segdepth_rl.train import (
+    EvalSettings,
+    RLTrainConfig,
+    TwinSettings,
+    check_policy_fits_env,
+    learning_curve_figure,
+    learning_curve_title,
+    plot_learning_curve,
+    train,
+)
 
 TINY_POLICY = {"feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
 
@@ -464,6 +473,24 @@ def test_a_few_hundred_steps_learn_with_finite_losses(uninterrupted):
     final = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
     assert start.keys() == final.keys()
     assert any(not torch.equal(start[k], final[k]) for k in start if k.startswith("actor."))
+
+
+def test_the_learning_curve_names_the_run_and_labels_its_axes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    cfg = tiny_run(tmp_path / "reach_s3", 320, seed=3)
+    title = learning_curve_title(cfg)
+    assert "ReachCube, seed 3, from scratch" in title and str(tmp_path / "reach_s3") in title
+    assert "20 episodes on cube poses 1000-1019" in learning_curve_title(dataclasses.replace(cfg, eval=EvalSettings()))
+    history = [{"frames": f, "wall_min": f / 100, "success_rate": f / 400, "return": f / 10} for f in (160, 320)]
+    fig = learning_curve_figure(history, title)
+    assert fig._suptitle.get_text() == title
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert [ax.get_xlabel() for ax in fig.axes] == ["env frames", "wall time (min)"]
+    plt.close(fig)
+    plot_learning_curve(history, tmp_path / "curve.png", title)
+    assert (tmp_path / "curve.png").stat().st_size > 0
 
 
 @pytest.mark.slow

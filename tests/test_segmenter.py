@@ -32,7 +32,7 @@ from so101_segmenter.model import (
     load_segmenter,
     save_segmenter,
 )
-from so101_segmenter.viz import PALETTE
+from so101_segmenter.viz import PALETTE, image_grid, save_grid
 
 BACKBONE = "efficientvit_b0.r224_in1k"
 REPO = Path(__file__).resolve().parents[1]
@@ -349,6 +349,23 @@ def test_coco_bad_input_errors(tmp_path):
         generate_masks(tmp_path, selections=tmp_path / "missing.json")
 
 
+# ----- grids ---------------------------------------------------------------------------------------------------
+
+
+def test_a_saved_grid_has_a_band_with_its_title_and_a_header_over_each_column(tmp_path):
+    rows = [[np.full((12, 16, 3), (200, 40, 30), np.uint8)] * 3 for _ in range(2)]
+    plain = image_grid(rows, scale=3)
+    path = save_grid(tmp_path / "g.png", rows, scale=3, columns=["image", "ground truth", "prediction"], title="t")
+    grid = np.asarray(Image.open(path))
+    band = grid.shape[0] - plain.shape[0]
+    assert grid.shape[1] == plain.shape[1] and band > 20  # a title line and a header line, above the grid
+    assert np.array_equal(grid[band:], plain)  # the tiles themselves untouched
+    third = grid.shape[1] // 3
+    for c in range(3):  # dark text over every column
+        assert (grid[:band, c * third : (c + 1) * third] < 100).any()
+    assert np.array_equal(np.asarray(Image.open(save_grid(tmp_path / "p.png", rows, scale=3))), plain)
+
+
 # ----- training and inference ----------------------------------------------------------------------------------
 
 
@@ -389,6 +406,7 @@ def test_train_resume_and_infer_end_to_end(tmp_path, monkeypatch):
     }
     grid = np.asarray(Image.open(run / "val_grid.png"))
     assert grid.ndim == 3 and grid.shape[0] > grid.shape[1] / 3  # 3 rows of image | truth | prediction
+    assert grid.shape[0] > (3 * (36 + 2) + 2) * 6  # and a header band above them (36x44 frames shown 6x)
     # resume: the run continues at epoch 4 with its optimizer state instead of starting over, and the cosine
     # schedule stretches to the new epoch count (it decays instead of restarting)
     command(train.main, *args, "--epochs=10")

@@ -9,7 +9,8 @@
 each dataset's episodes is held out; the result is output_dir/laq (LAQ.save_pretrained, what stage 2's --laq_path
 takes) and output_dir/metrics.json (held-out plain reconstruction MSE against the copy-frame-t baseline,
 perplexity, codes used, and where class maps exist the MSE per class and weighted as segmentation.class_weights
-say). Reconstructions (frame t | frame t+k | reconstruction, one pair a row) go to output_dir/images/.
+say). Reconstructions (frame t | frame t+k | reconstruction, one pair a row, under a title and the column names)
+go to output_dir/images/.
 `--loss_weighting=segmentation` weights the reconstruction loss per pixel by its class (so101_core's 6-class map),
 from each dataset's ground-truth segmentation or from so101_segmenter's model on the RGB frames.
 """
@@ -288,9 +289,42 @@ def evaluate(model: LAQ, pairs, indices: list[int], batch_size: int, device, cla
     return result
 
 
+GRID_COLUMNS = ("frame t", "frame t+k", "recon. t+k")
+
+
+def grid_title(cfg: LAQTrainConfig, step: int, split: list[dict]) -> str:
+    """What a reconstruction grid shows: the step, which pairs, the cameras and the gaps k."""
+    which = "held-out" if any(p["heldout"] for p in split) else "training"
+    cameras = ", ".join(dict.fromkeys(d.camera_key.removeprefix("observation.images.") for d in cfg.datasets))
+    gaps = ", ".join(dict.fromkeys(f"{d.gap_s:g} s" for d in cfg.datasets))
+    return f"LAQ step {step}, {which} pairs ({cameras}), k = {gaps}: frame t+k reconstructed from t and the code"
+
+
+def grid_header(width: int, title: str, columns: tuple[str, ...] = GRID_COLUMNS, size: int = 11) -> np.ndarray:
+    """A white RGB band: `title` wrapped to `width`, then a name over each of the equal columns below it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=size)
+    line = sum(font.getmetrics()) + 1
+    lines: list[str] = []
+    for word in title.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width - 6:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    band = Image.new("RGB", (width, 6 + line * (len(lines) + 1)), "white")
+    draw = ImageDraw.Draw(band)
+    for i, text in enumerate(lines):
+        draw.text((3, 2 + i * line), text, fill="black", font=font)
+    for j, name in enumerate(columns):
+        draw.text((j * width // len(columns) + 3, 2 + len(lines) * line), name, fill="black", font=font)
+    return np.asarray(band)
+
+
 @torch.no_grad()
-def write_grid(model: LAQ, pairs, indices: list[int], path: Path, device) -> None:
-    """PNG: a row per pair, columns frame t | frame t+k | eval-mode reconstruction, all at the model's size."""
+def write_grid(model: LAQ, pairs, indices: list[int], path: Path, device, title: str = "LAQ reconstructions") -> None:
+    """PNG: a row per pair, columns frame t | frame t+k | eval-mode reconstruction, all at the model's size, under
+    a band with `title` and the column names."""
     from PIL import Image
 
     was_training = model.training
@@ -303,7 +337,8 @@ def write_grid(model: LAQ, pairs, indices: list[int], path: Path, device) -> Non
     rows = torch.cat([f, target, recon.float()], dim=3).clamp(0, 1)  # [B, C, S, 3S]
     grid = torch.cat(list(rows), dim=1)  # [C, B*S, 3S]
     array = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    picture = Image.fromarray(array if array.shape[2] == 3 else array[..., 0])
+    array = array if array.shape[2] == 3 else np.repeat(array[..., :1], 3, axis=2)  # grey frames, RGB header
+    picture = Image.fromarray(np.concatenate([grid_header(array.shape[1], title), array], axis=0))
     write_with(path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
@@ -475,7 +510,8 @@ def finish(cfg: LAQTrainConfig, plain: LAQ, eval_pairs, image_ids, split, step, 
     """The last reconstruction grid, output_dir/laq and the held-out metrics.json (main process only)."""
     out, device = cfg.output_dir, next(plain.parameters()).device
     if not (out / "images" / f"step_{step:06d}.png").exists():
-        write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
+        title = grid_title(cfg, step, split)
+        write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device, title)
     plain.save_pretrained(out / LAQ_DIR)
     table = cfg.segmentation.weight_table()
     metrics = evaluate(plain, eval_pairs, spread(len(eval_pairs), cfg.eval_max_pairs), cfg.batch_size, device, table)
@@ -559,7 +595,8 @@ def train(cfg: LAQTrainConfig) -> dict:
                     f.write(json.dumps(row) + "\n")
             window, t_window = [], time.perf_counter()
         if accelerator.is_main_process and cfg.image_freq and step % cfg.image_freq == 0:
-            write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device)
+            title = grid_title(cfg, step, split)
+            write_grid(plain, eval_pairs, image_ids, out / "images" / f"step_{step:06d}.png", device, title)
         if step % cfg.save_freq == 0 or step == cfg.steps:
             save_checkpoint(cfg, accelerator, plain, optimizer, scheduler, step, split)
     bar.close()

@@ -285,21 +285,40 @@ def evaluate(agent: DrQV2Agent, venv, cfg: RLTrainConfig, video_dir: Path | None
     return {"success_rate": float(np.mean(successes)), "return": float(np.mean(returns)), "episodes": len(returns)}
 
 
-def plot_learning_curve(history: list[dict], path: Path) -> None:
+def learning_curve_title(cfg: RLTrainConfig) -> str:
+    """What a learning curve shows: the task, the seed, where the policy started, the run and its evaluation poses."""
+    start = f"fine-tuning {cfg.policy_path}" if cfg.policy_path else "from scratch"
+    last = cfg.eval.seed + cfg.eval.episodes - 1
+    return (
+        f"segdepth-rl-train {cfg.env.task}, seed {cfg.seed}, {start} ({cfg.output_dir})\n"
+        f"each evaluation: {cfg.eval.episodes} episodes on cube poses {cfg.eval.seed}-{last}"
+    )
+
+
+def learning_curve_figure(history: list[dict], title: str):
+    """Evaluation success against env frames and mean return against wall time, under `title`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     frames = [h["frames"] for h in history]
     ax1.plot(frames, [100 * h["success_rate"] for h in history], marker="o")
-    ax1.set(xlabel="env frames", ylabel="eval success (%)", ylim=(-5, 105))
+    ax1.set(title="success", xlabel="env frames", ylabel="eval success (% of episodes)", ylim=(-5, 105))
     ax2.plot([h["wall_min"] for h in history], [h["return"] for h in history], marker="o")
-    ax2.set(xlabel="wall minutes", ylabel="eval return")
+    ax2.set(title="return", xlabel="wall time (min)", ylabel="eval return (mean per episode)")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
+    return fig
+
+
+def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = learning_curve_figure(history, title)
     write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
@@ -625,7 +644,7 @@ def evaluate_and_save(ws: Workspace) -> None:
     ws.next_eval += cfg.eval.every_frames or cfg.frames
     counters["wall_s"] = time.perf_counter() - ws.started
     result = record_evaluation(ws, counters["frames"])
-    plot_learning_curve(ws.history, cfg.output_dir / "learning_curve.png")
+    plot_learning_curve(ws.history, cfg.output_dir / "learning_curve.png", learning_curve_title(cfg))
     if ws.wandb_run is not None:
         ws.wandb_run.log({f"eval/{k}": v for k, v in result.items()}, step=counters["frames"])
     tqdm.write(

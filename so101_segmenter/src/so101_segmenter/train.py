@@ -58,8 +58,10 @@ def evaluate(model: EfficientViTFPN, loader: DataLoader, desc: str = "val") -> d
 
 
 @torch.no_grad()
-def write_val_grid(model: EfficientViTFPN, dataset: SegmentationDataset, path: Path, count: int) -> Path:
-    """Rows of image | ground truth | prediction for `count` frames spread over the dataset."""
+def write_val_grid(
+    model: EfficientViTFPN, dataset: SegmentationDataset, path: Path, count: int, title: str | None = None
+) -> Path:
+    """Rows of image | ground truth | prediction for `count` frames spread over the dataset, under a header."""
     model.eval()
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
     rows = []
@@ -69,7 +71,10 @@ def write_val_grid(model: EfficientViTFPN, dataset: SegmentationDataset, path: P
         rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         rows.append([rgb, colorize(mask.numpy()), colorize(pred)])
     scale = max(1, round(256 / max(rows[0][0].shape[:2])))
-    return save_grid(path, rows, scale=scale)
+    h, w = rows[0][0].shape[:2]
+    shown = f"{len(rows)} validation frames, {w}x{h}" + (f" shown {scale}x" if scale > 1 else "")
+    title = f"{title}: {shown}" if title else shown
+    return save_grid(path, rows, scale=scale, columns=["image", "ground truth", "prediction"], title=title)
 
 
 def epoch_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, start_epoch: int):
@@ -249,7 +254,8 @@ def train(cfg: TrainConfig) -> dict:
     if not (out / "best").is_dir():
         raise RuntimeError(f"no epoch finished, so {out / 'best'} was never written")
     best = load_segmenter(out / "best")
-    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.grid_size)
+    title = f"so101-seg-train {cfg.data.path}, best model (val mIoU {best_miou:.3f})"
+    grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.grid_size, title)
     result = {
         "best_val_miou": best_miou,
         "epochs_run": epoch + 1,
