@@ -146,7 +146,9 @@ def run_logged(
             out.write(line)
             match = re.search(pattern, line) if pattern else None
             if match and total:
-                bar.update(max(0, int(float(match.group(1).replace("K", "e3"))) - bar.n))
+                # LeRobot logs steps rounded ("3K" at step 2600): never past the total
+                position = min(total, int(float(match.group(1).replace("K", "e3"))))
+                bar.update(max(0, position - bar.n))
                 loss = re.search(r"loss:([0-9.]+)", line)
                 if loss:
                     bar.set_postfix(loss=loss.group(1))

@@ -138,3 +138,16 @@ def test_the_real_demo_at_a_tiny_size_resumes_without_redoing_anything(tmp_path)
     again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("done in an earlier attempt") == 4 and snapshot(out) == before
+
+
+def test_the_progress_bar_never_passes_the_total_on_lerobots_rounded_steps(tmp_path, capsys):
+    # lerobot-train logs step 2600 as "step:3K"; the bar must stop at its total, not show 3000/2600
+    script = (
+        "import time\n"
+        "for step in ('1K', '3K'):\n"
+        "    print(f'INFO step:{step} smpl:32K loss:0.5 ', flush=True)\n"
+        "    time.sleep(0.3)  # past tqdm's refresh interval, so every position is drawn\n"
+    )
+    demo.run_logged([sys.executable, "-c", script], tmp_path / "log", "train", 2600, r"step:(\S+) ")
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("2600/2600" in line for line in bar) and not any("3000" in line for line in bar)
