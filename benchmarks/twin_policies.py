@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/twin_policies.py --policies='[
         segvla=outputs/segvla_twin/cues_gt_s1/checkpoints/002000/pretrained_model,
         smolvla=outputs/segvla_twin/no_cues_s1/checkpoints/002000/pretrained_model,
-        segdepth=outputs/demo/train/checkpoints/last/pretrained_model|--env.cameras=[wrist]|--env.observation_height=120|--env.observation_width=160|--env.depth=true]'
+        "segdepth=outputs/demo/train/checkpoints/last/pretrained_model|--env.cameras=[wrist]|--env.observation_height=120|--env.observation_width=160|--env.depth=true|--env.segmentation=true"]'
 
-Each entry is `name=checkpoint`, optionally followed by `|`-separated lerobot-eval flags for that policy. Without
+Each entry is `name=checkpoint`, optionally followed by `|`-separated lerobot-eval flags for that policy (such an
+entry goes in double quotes: the list is parsed as YAML, where a bare `|` or `[` inside an item is an error). Without
 flags the env follows the checkpoint's inputs: its cameras (`observation.images.<camera>`, 3 channels) at their size,
 with depth and segmentation when it reads `<camera>_depth` / `<camera>_segmentation`.
 
