@@ -1,5 +1,5 @@
-"""The twin's appearance levels: `none` is the plain twin, `shifted` a per-episode visual shift that leaves the
-physics, the cube poses and the ground-truth segmentation exact."""
+"""The twin's appearance levels: `none` is the plain twin, `shifted` a per-episode visual shift and `unseen` one from
+ranges no other level draws, both leaving the physics, the cube poses and the ground-truth segmentation exact."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def rollout(twin: SO101Twin, seed: int, steps: int = 40) -> tuple[np.ndarray, np
     return twin.cube_position, twin.joint_positions()
 
 
-def test_shifted_changes_pixels_not_physics_nor_cube_poses():
-    plain, shifted = make_twin("none"), make_twin("shifted")
+@pytest.mark.parametrize("level", ["shifted", "unseen"])
+def test_a_look_changes_pixels_not_physics_nor_cube_poses(level):
+    plain, shifted = make_twin("none"), make_twin(level)
     for seed in (1000, 1001):
         plain.reset(seed)
         shifted.reset(seed)
@@ -56,14 +57,15 @@ def test_shifted_is_reproducible_per_episode_seed():
     assert not np.array_equal(one.render()["front"].rgb, two.render()["front"].rgb)
 
 
-def test_segmentation_stays_exact_under_the_shift():
+@pytest.mark.parametrize("level", ["shifted", "unseen"])
+def test_segmentation_stays_exact_under_the_shift(level):
     # Without camera jitter: the table cover (0.2 mm above the table top) moves a pixel or two of the table's and the
     # cube's silhouettes, labelled table as they show the cover; distractors add background only.
     from so101_core import TABLE
 
     plain = make_twin("none")
-    still = make_twin("shifted", camera_pos_std=0.0, camera_rot_std_deg=0.0, fovy_std_deg=0.0, distractors=(0, 0))
-    busy = make_twin("shifted", camera_pos_std=0.0, camera_rot_std_deg=0.0, fovy_std_deg=0.0, distractors=(4, 4))
+    still = make_twin(level, camera_pos_std=0.0, camera_rot_std_deg=0.0, fovy_std_deg=0.0, distractors=(0, 0))
+    busy = make_twin(level, camera_pos_std=0.0, camera_rot_std_deg=0.0, fovy_std_deg=0.0, distractors=(4, 4))
     for seed in range(1000, 1004):
         for twin in (plain, still, busy):
             twin.reset(seed)
@@ -74,7 +76,8 @@ def test_segmentation_stays_exact_under_the_shift():
             changed = b[camera].segmentation != c[camera].segmentation
             assert (c[camera].segmentation[changed] == BACKGROUND).all()
             assert ((b[camera].segmentation == CUBE) & ~changed).sum() == (c[camera].segmentation == CUBE).sum()
-    assert (busy.model.geom_pos[busy.appearance._distractors][:, 2] > 0).all()  # all four on the table
+    placed = busy.appearance._unseen_distractors if level == "unseen" else busy.appearance._distractors
+    assert (busy.model.geom_pos[placed][:, 2] > 0).all()  # all four on the table
 
 
 def test_distractors_keep_clear_of_the_cube():
@@ -95,7 +98,7 @@ def test_unknown_appearance_level_is_refused_everywhere():
 
     with pytest.raises(ValueError, match=r"--env.appearance='dusk' is not an appearance level; choose one of"):
         SO101TwinEnvConfig(appearance="dusk")
-    with pytest.raises(ValueError, match=r"--robot.appearance='dusk'.*\['none', 'shifted'\]"):
+    with pytest.raises(ValueError, match=r"--robot.appearance='dusk'.*\['none', 'shifted', 'unseen'\]"):
         SO101TwinConfig(appearance="dusk")
     with pytest.raises(ValueError, match="appearance range light_intensity"):
         SO101TwinEnvConfig(appearance="shifted", appearance_ranges=AppearanceRanges(light_intensity=(0.9, 0.1)))
@@ -115,3 +118,74 @@ def test_env_config_passes_the_level_to_the_gym_env():
         assert env.twin.config.appearance == "shifted"
     finally:
         env.close()
+
+
+def _look(twin: SO101Twin) -> dict:
+    """What a level drew, factor by factor: object colours, the table's texture, the placed distractors' shapes,
+    the key light's tilt (the larger x/y component at z = -1) and its least colour channel relative to its largest."""
+    import mujoco
+
+    m, a = twin.model, twin.appearance
+    colours = [m.geom_rgba[i, :3] for i in (a._cube, a._table, a._floor, *a._arm_geoms)]
+    colours += [m.mat_rgba[i, :3] for i in range(m.nmat)]
+    placed = [i for i in (*a._distractors, *a._unseen_distractors) if m.geom_pos[i][2] > 0]
+    colours += [m.geom_rgba[i, :3] for i in placed]
+    direction = m.light_dir[0]
+    return {
+        "colours": colours,
+        "texture": int(m.mat_texid[a._cover_mat, int(mujoco.mjtTextureRole.mjTEXROLE_RGB)]),
+        "distractors": placed,
+        "tilt": float(np.abs(direction[:2] / -direction[2]).max()),
+        "tint": float(m.light_diffuse[0].min() / m.light_diffuse[0].max()),
+    }
+
+
+def test_unseen_draws_never_fall_inside_what_shifted_and_the_segmenter_draw():
+    from lerobot_env_so101_twin.appearance import in_unseen_band
+    from so101_segmenter.sim_frames import RandomizationConfig
+
+    unseen = make_twin("unseen")
+    others = {"shifted": make_twin("shifted"), "segmenter": make_twin("shifted")}
+    others["segmenter"].appearance.ranges = RandomizationConfig().scene_ranges()
+    ranges = unseen.appearance.ranges
+    unseen_textures = set(unseen.appearance._unseen_textures)
+    for seed in range(200):
+        unseen.reset(seed)
+        look = _look(unseen)
+        assert all(in_unseen_band(c, ranges) for c in look["colours"]), seed
+        assert look["texture"] in unseen_textures
+        assert set(look["distractors"]) <= set(unseen.appearance._unseen_distractors) and look["distractors"]
+        assert look["tilt"] >= ranges.unseen_light_tilt[0] > ranges.light_tilt
+        assert look["tint"] <= ranges.unseen_light_tint[1] / 0.9 < 0.8
+        for name, twin in others.items():
+            twin.reset(seed)
+            if name == "segmenter":  # its per-frame redraw, over its own (wider) ranges
+                twin.redraw_appearance(np.random.default_rng(seed))
+            look = _look(twin)
+            assert not any(in_unseen_band(c, ranges) for c in look["colours"]), (name, seed)
+            assert look["texture"] not in unseen_textures
+            assert set(look["distractors"]) <= set(twin.appearance._distractors)
+            assert look["tilt"] <= twin.appearance.ranges.light_tilt + 1e-9
+            assert look["tint"] >= 0.8 - 1e-9
+
+
+def test_the_fold_keeps_shifted_draws_outside_the_band_and_leaves_others_alone():
+    from lerobot_env_so101_twin.appearance import fold_out_of_unseen, in_unseen_band
+
+    ranges = AppearanceRanges()
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(0.0, 1.0, (5000, 3))
+    inside = [c for c in colours if in_unseen_band(c, ranges)]
+    assert len(inside) > 200  # the band is a real part of the colour cube
+    assert not any(in_unseen_band(fold_out_of_unseen(c, ranges), ranges) for c in inside)
+    outside = [c for c in colours if not in_unseen_band(c, ranges)]
+    assert all(fold_out_of_unseen(c, ranges) is c for c in outside)
+
+
+def test_unseen_ranges_that_would_overlap_the_other_levels_are_refused():
+    with pytest.raises(ValueError, match="unseen_light_tilt"):
+        AppearanceRanges(unseen_light_tilt=(0.5, 1.0)).validate()
+    with pytest.raises(ValueError, match="unseen_saturation"):
+        AppearanceRanges(unseen_saturation=(0.1, 0.9)).validate()
+    with pytest.raises(ValueError, match="unseen_light_tint"):
+        AppearanceRanges(unseen_light_tint=(0.5, 0.85)).validate()

@@ -31,8 +31,9 @@ class SO101TwinConfig(RobotConfig):
     action_noise_tau_s: float = 0.3
     fps: int = 30  # physics advances 1/fps s per send_action; match --dataset.fps / --fps
     seed: int = 0  # episode k of a session starts from seed + k
-    # "none" (the plain twin) or "shifted": colours, textures, light, distractors and camera jitter drawn from each
-    # episode's seed over appearance_ranges; the cube poses and physics are the same in both (appearance.py)
+    # "none" (the plain twin), "shifted" (colours, textures, light, distractors and camera jitter drawn from each
+    # episode's seed over appearance_ranges) or "unseen" (a look drawn from ranges no other level or the segmenter's
+    # randomisation uses, for testing); the cube poses and physics are the same in all (appearance.py)
     appearance: str = "none"
     appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.

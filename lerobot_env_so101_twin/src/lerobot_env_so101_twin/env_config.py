@@ -44,9 +44,10 @@ class SO101TwinEnvConfig(EnvConfig):
     depth: bool = False  # adds observation.images.<camera>_depth, as recorded datasets hold it
     segmentation: bool = False  # adds observation.images.<camera>_segmentation (6-class ids, depth-coded)
     reward_type: str = "dense"  # or "sparse" (1.0 on success)
-    # "none" (the plain twin) or "shifted": colours, textures, light, distractors and camera jitter drawn from each
-    # episode's seed over appearance_ranges; the cube poses are the same in both, so one --seed evaluates one set
-    # of poses in either look (appearance.py)
+    # "none" (the plain twin), "shifted" (colours, textures, light, distractors and camera jitter drawn from each
+    # episode's seed over appearance_ranges) or "unseen" (a look drawn from ranges no other level or the segmenter's
+    # randomisation uses); the cube poses are the same in all, so one --seed evaluates one set of poses in any look
+    # (appearance.py)
     appearance: str = "none"
     appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
     features: dict[str, PolicyFeature] = field(default_factory=dict)

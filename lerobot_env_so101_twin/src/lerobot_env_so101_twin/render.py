@@ -23,8 +23,20 @@ def gl_context_class():
     return importlib.import_module(f"mujoco.{backend}").GLContext
 
 
+def _upright(image: np.ndarray) -> np.ndarray:
+    """OpenGL's rows run bottom-up: the image flipped into a new C-contiguous array, as a real camera delivers it.
+
+    Never a flipped view: its negative row stride would reach LeRobot unchanged, and `torch.from_numpy` (in
+    lerobot-rollout's `prepare_observation_for_inference`) refuses negative strides. A copy also keeps the frame
+    apart from the renderer's buffers, which the next render overwrites.
+    """
+    return np.ascontiguousarray(image[::-1])
+
+
 @dataclass
 class CameraFrame:
+    """One camera's images, each a C-contiguous array of its own (never a view of the renderer's buffers)."""
+
     rgb: np.ndarray  # (H, W, 3) uint8
     depth: np.ndarray | None = None  # (H, W) float32 metres along the optical axis
     segmentation: np.ndarray | None = None  # (H, W) uint8 class ids
@@ -96,7 +108,7 @@ class MultiCameraRenderer:
             rgb_buf, depth_buf = self._buffers[name]
             mujoco.mjr_render(rect, self._scene, self._context)
             mujoco.mjr_readPixels(rgb_buf, None, rect, self._context)
-            frame = CameraFrame(rgb=np.flipud(rgb_buf).copy())
+            frame = CameraFrame(rgb=_upright(rgb_buf))
             if (depth or segmentation) and (ground_truth_cameras is None or name in ground_truth_cameras):
                 self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = True
                 self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
@@ -107,9 +119,9 @@ class MultiCameraRenderer:
                     self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = False
                     self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = False
                 if depth:
-                    frame.depth = np.flipud(self._metric_depth(depth_buf))
+                    frame.depth = _upright(self._metric_depth(depth_buf))
                 if segmentation:
-                    frame.segmentation = np.flipud(self._segmentation(rgb_buf))
+                    frame.segmentation = _upright(self._segmentation(rgb_buf))
             frames[name] = frame
         return frames
 

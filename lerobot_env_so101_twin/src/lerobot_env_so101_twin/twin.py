@@ -53,7 +53,8 @@ class TwinConfig:
     physics_timestep: float = 0.002
     mesh_cell: float | None = 0.004  # low-poly cell (m); None renders the full-detail CAD meshes
     # "none": the plain twin; "shifted": colours, textures, light, distractors and camera jitter drawn per episode
-    # from its seed over `appearance_ranges` (appearance.py). Physics and cube poses are the same in both.
+    # from its seed over `appearance_ranges`; "unseen": the same factors from ranges the others never draw
+    # (appearance.py). Physics and cube poses are the same in all three.
     appearance: str = "none"
     appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
 
@@ -146,7 +147,7 @@ class SO101Twin:
         self._moving_finger_geoms = set(np.flatnonzero(colliding_jaw).tolist())
         self._table_geom = self.model.geom("table").id
         self._appearance = (
-            AppearanceRandomizer(self.model, self.config.appearance_ranges)
+            AppearanceRandomizer(self.model, self.config.appearance_ranges, self.config.appearance)
             if self.config.appearance != "none"
             else None
         )
@@ -203,7 +204,7 @@ class SO101Twin:
     def redraw_appearance(self, rng: np.random.Generator) -> None:
         """A new look now, mid-episode (the segmenter's per-frame randomisation); needs appearance != "none"."""
         if self._appearance is None:
-            raise RuntimeError('redraw_appearance needs a twin built with appearance="shifted"')
+            raise RuntimeError('redraw_appearance needs a twin built with appearance="shifted" or "unseen"')
         self._appearance.apply(rng, cube_xy=self.cube_position[:2])
         mujoco.mj_kinematics(self.model, self.data)  # the moved distractors' world poses, before the next render
 
