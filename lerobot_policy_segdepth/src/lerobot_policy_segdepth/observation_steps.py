@@ -122,7 +122,11 @@ class _ImageToImageStep(ConfigFromFields, ObservationProcessorStep):
 @ProcessorStepRegistry.register("so101_depth_to_disparity")
 @dataclass
 class DepthToDisparityStep(_ImageToImageStep):
-    """`depth_key` (metric depth in `depth_unit`) -> `disparity_key`, per-frame min-max to 0-255, near = 255."""
+    """`depth_key` (metric depth in `depth_unit`) -> `disparity_key`, per-frame min-max to 0-255, near = 255.
+
+    The min-max makes the result independent of the unit, so the twin robot's raw frames in metres (what
+    `lerobot-rollout` hands over) give what the dataset's millimetres give.
+    """
 
     depth_key: str = "observation.images.wrist_depth"
     disparity_key: str = "observation.wrist_disparity"
@@ -147,6 +151,9 @@ class SegmentationFromCodeStep(_ImageToImageStep):
 
     LeRobot 0.6 stores single-channel per-pixel features only as depth maps; the twin writes class c as
     c + 1 metres (see `so101_core.segmentation`). Ids outside the 6-class map are an error.
+
+    `code_unit` is the unit a dataset's frames decode to; the values themselves decide (`code_unit()` of
+    `so101_core.segmentation`), since `lerobot-rollout` hands over the twin robot's raw frames in metres instead.
     """
 
     code_key: str = "observation.images.wrist_segmentation"
@@ -158,10 +165,10 @@ class SegmentationFromCodeStep(_ImageToImageStep):
         return self.code_key, self.ids_key
 
     def _convert(self, code: torch.Tensor) -> torch.Tensor:
-        from so101_core.segmentation import segmentation_from_code
+        from so101_core.segmentation import code_unit, segmentation_from_code
 
         try:
-            return segmentation_from_code(code, unit=self.code_unit).float()
+            return segmentation_from_code(code, unit=code_unit(code, default=self.code_unit)).float()
         except ValueError as err:
             raise ValueError(f"'{self.code_key}': {err}") from err
 

@@ -42,7 +42,9 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
     key_map: dict[str, str] = field(default_factory=dict)
     num_classes: int = 6
     grid_size: int = 8
-    code_unit: str = "mm"  # LeRobot's dataset decoder returns depth maps in millimetres
+    # LeRobot's dataset decoder returns depth maps in millimetres; the values decide (so101_core.segmentation's
+    # code_unit), since lerobot-rollout hands over the twin robot's raw frames in metres instead
+    code_unit: str = "mm"
 
     def __post_init__(self):
         if self.grid_size < 1:
@@ -55,7 +57,7 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
             )
 
     def observation(self, observation: dict) -> dict:
-        from so101_core.segmentation import segmentation_from_code
+        from so101_core.segmentation import code_unit, segmentation_from_code
 
         observation = dict(observation)
         for code_key, scores_key in self.key_map.items():
@@ -68,7 +70,7 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
             if code.ndim < 3 or code.shape[-3] != 1:
                 raise ValueError(f"'{code_key}' must be shaped (..., 1, H, W), got {tuple(code.shape)}")
             try:
-                ids = segmentation_from_code(code[..., 0, :, :], unit=self.code_unit)
+                ids = segmentation_from_code(code[..., 0, :, :], unit=code_unit(code, default=self.code_unit))
             except ValueError as err:
                 raise ValueError(f"'{code_key}': {err}") from err
             observation[scores_key] = scores_from_ids(ids, self.num_classes, self.grid_size).to(code.device)

@@ -25,14 +25,40 @@ def segmentation_to_code(ids: np.ndarray) -> np.ndarray:
     return (ids.astype(np.float32) + SEGMENTATION_CODE_OFFSET_M)[..., None]
 
 
-def segmentation_from_code(code, unit: str = "m"):
-    """Inverse of `segmentation_to_code` for numpy arrays or torch tensors decoded from a dataset.
+# Codes in metres are 1-6, in millimetres 1000-6000: a bound between the two tells them apart.
+_CODE_UNIT_BOUND = 100.0
 
-    `unit` is the unit the decoder returned ("m" or "mm"); the result has the input's layout and int64 dtype.
+
+def code_unit(code, default: str = "mm") -> str:
+    """The unit a segmentation code arrives in, read from its values: "m" or "mm" (`default` when it is empty).
+
+    LeRobot hands a policy a dataset's depth maps in the dataset's `depth_output_unit` (millimetres by default) but,
+    at inference (`lerobot-rollout`), a robot's frames as the robot gives them: the twin's are float32 metres,
+    LeRobot's unit for raw float depth (`lerobot.configs.infer_depth_unit`). Class c is c + 1 m = (c + 1) * 1000 mm,
+    so the two never overlap: a code whose values all lie below 100 is in metres, one whose values all lie above
+    in millimetres. A mixture is neither; `default` is returned and decoding it then fails with the range it found.
     """
+    if code.reshape(-1).shape[0] == 0:  # numpy arrays and torch tensors alike
+        return default
+    lo, hi = float(code.min()), float(code.max())
+    if hi < _CODE_UNIT_BOUND:
+        return "m"
+    if lo >= _CODE_UNIT_BOUND:
+        return "mm"
+    return default
+
+
+def segmentation_from_code(code, unit: str = "m"):
+    """Inverse of `segmentation_to_code` for numpy arrays or torch tensors decoded from a dataset or given by a robot.
+
+    `unit` is the unit the values are in: "m", "mm", or "auto" to read it from the values (`code_unit`). The result
+    has the input's layout and int64 dtype.
+    """
+    if unit == "auto":
+        unit = code_unit(code)
     scale = {"m": 1.0, "mm": 1e-3}.get(unit)
     if scale is None:
-        raise ValueError(f"unit must be 'm' or 'mm', got {unit!r}")
+        raise ValueError(f"unit must be 'm', 'mm' or 'auto', got {unit!r}")
     if isinstance(code, np.ndarray):
         ids = np.rint(code.astype(np.float64) * scale - SEGMENTATION_CODE_OFFSET_M).astype(np.int64)
         lo, hi = int(ids.min(initial=0)), int(ids.max(initial=0))
