@@ -1,5 +1,5 @@
-"""Draw docs/images/twin_appearance.png: episode seeds 1000-1003, front and wrist cameras, `--env.appearance` none and
-shifted side by side (the same cube poses in both).
+"""Draw docs/images/twin_appearance.png: episode seeds 1000-1003, front and wrist cameras, `--env.appearance` none,
+shifted and unseen side by side (the same cube poses in all three).
 
     MUJOCO_GL=egl .venv/bin/python examples/twin_appearance.py
 """
@@ -26,7 +26,8 @@ class TwinAppearanceConfig:
 @parser.wrap()
 def twin_appearance(cfg: TwinAppearanceConfig) -> Path:
     cams = {"front": (96, 128), "wrist": (96, 128)}
-    twins = {level: SO101Twin(TwinConfig(cameras=dict(cams), appearance=level)) for level in ("none", "shifted")}
+    levels = ("none", "shifted", "unseen")
+    twins = {level: SO101Twin(TwinConfig(cameras=dict(cams), appearance=level)) for level in levels}
     rows = []
     for seed in range(1000, 1004):
         tiles = []
@@ -39,7 +40,7 @@ def twin_appearance(cfg: TwinAppearanceConfig) -> Path:
     grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST))
     header = Image.new("RGB", (grid.shape[1], 28), "white")
     draw = ImageDraw.Draw(header)
-    for i, text in enumerate(["none: front", "none: wrist", "shifted: front", "shifted: wrist"]):
+    for i, text in enumerate(f"{level}: {camera}" for level in levels for camera in ("front", "wrist")):
         draw.text((i * 256 + 8, 8), text, fill="black")
     side = Image.new("RGB", (110, grid.shape[0] + 28), "white")
     d2 = ImageDraw.Draw(side)
@@ -47,7 +48,7 @@ def twin_appearance(cfg: TwinAppearanceConfig) -> Path:
         d2.text((6, 28 + r * 192 + 90), f"episode seed {seed}", fill="black")
     canvas = Image.new("RGB", (grid.shape[1] + 110, grid.shape[0] + 28 + TITLE_H), "white")
     (h, w) = cams["front"]
-    title = f"--env.appearance none and shifted: episode seeds 1000-1003 (the same cube poses), {w}x{h} shown 2x"
+    title = f"--env.appearance none, shifted, unseen: episode seeds 1000-1003 (the same cube poses), {w}x{h} shown 2x"
     ImageDraw.Draw(canvas).text((6, 6), title, fill="black", font=ImageFont.load_default(size=14))
     canvas.paste(side, (0, TITLE_H))
     canvas.paste(header, (110, TITLE_H))

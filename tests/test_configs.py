@@ -64,11 +64,19 @@ CONFIGS = {
     "segvla_twin.yaml": TrainPipelineConfig,
     "smolvla_twin.yaml": TrainPipelineConfig,
     "segmenter_twin.yaml": TrainConfig,
+    "robust_twin_record.yaml": TwinRecordConfig,
+    **{
+        f"robust_twin/{name}.yaml": TrainPipelineConfig
+        for name in ("segvla", "smolvla", "act", "imf", "segdepth")
+        + tuple(f"tuning/{arm}" for arm in ("segvla_tokens", "segvla_beside", "segvla_instead"))
+        + ("tuning/smolvla", "tuning/smolvla_aug")
+    },
 }
 
 
 def test_every_config_file_has_a_command():
-    assert sorted(p.name for p in (ROOT / "configs").glob("*.yaml")) == sorted(CONFIGS)
+    found = [str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").rglob("*.yaml")]
+    assert sorted(found) == sorted(CONFIGS)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -101,6 +109,10 @@ def test_config_parses_and_flags_override_it(name):
     if name.startswith("imf_siglip2"):  # seed 003's two experiments differ only in the per-view size
         assert cfg.policy.siglip_model == "google/siglip2-base-patch16-256" and cfg.steps == 50_000
         assert cfg.policy.per_view_dim in (96, 192) and cfg.policy.condition_dim == 384 == cfg.policy.n_emb
+    if name.startswith("robust_twin/"):  # one recording and one look for every arm of the comparison
+        assert cfg.dataset.repo_id == "local/so101_twin_liftcube_shifted"
+        record = draccus.parse(TwinRecordConfig, config_path=ROOT / "configs" / "robust_twin_record.yaml", args=[])
+        assert record.robot.appearance == "shifted" and record.dataset.repo_id == cfg.dataset.repo_id
 
 
 def demo_config(monkeypatch, *args: str):

@@ -108,8 +108,9 @@ def postprocess_rgb(
     return np.asarray(out)
 
 
-def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: RandomizationConfig):
-    """Yield (camera, rgb, mask, grasp, step) for `frames` random steps of one expert episode."""
+def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: RandomizationConfig | None):
+    """Yield (camera, rgb, mask, grasp, step) for `frames` random steps of one expert episode; `dr=None` keeps the
+    twin's own look of the episode (e.g. `unseen`) with no redraw and no image-space randomisation."""
     from lerobot_env_so101_twin.expert import ScriptedExpert
 
     rng = np.random.default_rng(seed)
@@ -124,12 +125,14 @@ def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: Randomi
         twin.step()
         if step not in keep:
             continue
-        twin.redraw_appearance(rng)
+        if dr is not None:
+            twin.redraw_appearance(rng)
         rendered = twin.render()
         grasp = twin.is_grasped()
         for cam in cameras:
             frame = rendered[cam]
-            yield cam, postprocess_rgb(frame.rgb, frame.segmentation, rng, dr), frame.segmentation, grasp, step
+            rgb = frame.rgb if dr is None else postprocess_rgb(frame.rgb, frame.segmentation, rng, dr)
+            yield cam, rgb, frame.segmentation, grasp, step
 
 
 def render_dataset(
@@ -141,12 +144,21 @@ def render_dataset(
     cameras: tuple[str, ...] = ("wrist", "front"),
     seed: int = 0,
     randomization: RandomizationConfig | None = None,
+    appearance: str = "randomised",
 ) -> DatasetIndex:
-    """Render `episodes` episodes (episode i uses seed `seed + i`) into `output_dir`; resumes a partial run."""
+    """Render `episodes` episodes (episode i uses seed `seed + i`) into `output_dir`; resumes a partial run.
+
+    `appearance="randomised"` redraws the look per frame over `randomization` (training data); a twin appearance
+    level (`none`, `shifted`, `unseen`) keeps that level's look of each episode, as lerobot-eval shows it, with no
+    image-space randomisation (test data: how the segmenter does in a look it was not trained on)."""
     from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
     if episodes < 1 or frames_per_episode < 1:
         raise ValueError(f"episodes and frames_per_episode must be >= 1, got {episodes}, {frames_per_episode}")
+    from lerobot_env_so101_twin.appearance import APPEARANCE_LEVELS
+
+    if appearance != "randomised" and appearance not in APPEARANCE_LEVELS:
+        raise ValueError(f"--appearance={appearance!r}: choose 'randomised' or one of {list(APPEARANCE_LEVELS)}")
     dr = randomization or RandomizationConfig()
     index = DatasetIndex.open_or_create(output_dir)
     done = {r.episode for r in index.records if r.episode is not None}
@@ -160,14 +172,15 @@ def render_dataset(
         cube_distance=(0.14, 0.30),
         cube_bearing_deg=(-40.0, 40.0),
         cube_yaw_deg=(-90.0, 90.0),
-        appearance="shifted",
-        appearance_ranges=dr.scene_ranges(),
+        appearance="shifted" if appearance == "randomised" else appearance,
+        **({"appearance_ranges": dr.scene_ranges()} if appearance == "randomised" else {}),
     )
     twin = SO101Twin(config, seed=seed)
     try:
         for ep in tqdm(todo, desc="render episodes", unit="ep"):
             records = []
-            for cam, rgb, mask, grasp, step in render_episode(twin, ep, frames_per_episode, list(cameras), dr):
+            episode_dr = dr if appearance == "randomised" else None
+            for cam, rgb, mask, grasp, step in render_episode(twin, ep, frames_per_episode, list(cameras), episode_dr):
                 name = f"ep{ep:06d}_{step:04d}_{cam}"
                 image_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
                 index.write_png(image_rel, rgb)
@@ -194,6 +207,9 @@ class SimFramesConfig:
     cameras: list[str] = field(default_factory=lambda: ["wrist", "front"])
     # first episode seed; use disjoint ranges for train/test
     seed: int = 0
+    # "randomised": the look redrawn per frame over the segmenter's randomisation (training data); or a twin
+    # appearance level, "none", "shifted" or "unseen", as lerobot-eval shows it (test data)
+    appearance: str = "randomised"
 
     def __post_init__(self):
         if self.output_dir is None:
@@ -204,7 +220,14 @@ class SimFramesConfig:
 def render_cli(cfg: SimFramesConfig) -> DatasetIndex:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     index = render_dataset(
-        cfg.output_dir, cfg.episodes, cfg.frames_per_episode, cfg.height, cfg.width, tuple(cfg.cameras), cfg.seed
+        cfg.output_dir,
+        cfg.episodes,
+        cfg.frames_per_episode,
+        cfg.height,
+        cfg.width,
+        tuple(cfg.cameras),
+        cfg.seed,
+        appearance=cfg.appearance,
     )
     counts = index.class_pixel_counts()
     share = {i: f"{c / max(counts.sum(), 1):.3f}" for i, c in enumerate(counts[:NUM_CLASSES])}

@@ -1,0 +1,303 @@
+"""Policies when the scene looks different: every policy trained on one recording in the `shifted` look, then
+evaluated on the same unseen cube poses in the `none`, `shifted` and `unseen` looks, resuming where it stopped.
+
+1. record the demonstrations (`so101-twin-record --config_path=configs/robust_twin_record.yaml`)
+2. make the twin-size random SmolVLM2-shaped backbone (`hlrp-make-random-vlm --size=twin`), for the SmolVLA arms
+3. the segmenter: render randomised twin frames and train it (`so101-seg-render`, `so101-seg-train
+   --config_path=configs/segmenter_twin.yaml`), then measure it on frames of the `unseen` look (`so101-seg-eval`)
+4. for every arm and seed, `lerobot-train --config_path=<config_dir>/<arm>.yaml --seed=<seed>`
+5. every checkpoint through `lerobot-eval` on the same cube poses (`--seed=<eval_seed>`), in each look
+6. the table: success per seed and look, each arm's pooled rate with its Wilson 95% interval, the training time,
+   and the segmentation cues' effect (`cue_arm` minus `no_cue_arm`) with Newcombe's 95% interval per look
+
+    python examples/robust_twin.py --archive_dir=docs/data/robust_twin
+    python examples/robust_twin.py --config_dir=configs/robust_twin/tuning --arms='[segvla_tokens,smolvla]' \
+        --seeds='[1]' --appearances='[unseen]' --eval_seed=2000 --output_dir=outputs/robust_twin/tuning
+
+The second form is how a recipe is chosen: on other cube poses (`--eval_seed=2000`) than the reported ones
+(`--eval_seed=1000`). A finished stage is skipped when run again; an interrupted lerobot-train resumes from its last
+checkpoint. Every command's output goes to `<output_dir>/logs/`; `<output_dir>/results.json` holds the figures.
+"""
+
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+from lerobot.configs import parser
+
+from lerobot_env_so101_twin.appearance import check_level
+from lerobot_env_so101_twin.record import recording_fingerprint
+from so101_core.atomic import write_json
+from so101_core.cli import prepare_command_line
+from so101_core.stats import newcombe, wilson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "examples"))
+from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
+from segvla_twin import archive, archived, check_same_recording, record_stage  # noqa: E402  (the same archive and checks)
+from twin_policies import env_flags  # noqa: E402  (the env flags that give a checkpoint its training inputs)
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class RobustTwinConfig:
+    # every stage's output, the logs and results.json; a finished stage found here is skipped
+    output_dir: Path = Path("outputs/robust_twin")
+    # so101-twin-record's config for the demonstrations (the `shifted` look)
+    record_config: Path = Path("configs/robust_twin_record.yaml")
+    # arm <name> trains with lerobot-train --config_path=<config_dir>/<name>.yaml
+    config_dir: Path = Path("configs/robust_twin")
+    arms: list[str] = field(default_factory=lambda: ["segvla", "smolvla", "act", "imf", "segdepth"])
+    # the cue effect is cue_arm minus no_cue_arm, per look (when both are among the arms)
+    cue_arm: str = "segvla"
+    no_cue_arm: str = "smolvla"
+    # training seeds, one lerobot-train run per arm and seed
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    # the looks every checkpoint is evaluated in (--env.appearance)
+    appearances: list[str] = field(default_factory=lambda: ["none", "shifted", "unseen"])
+    eval_episodes: int = 20
+    # lerobot-eval's --seed: 1000 reports, 2000 tunes; the recording's episodes are seeds 0-199
+    eval_seed: int = 1000
+    # the twin-size random SmolVLM2-shaped backbone of the SmolVLA arms (made when missing)
+    vlm_dir: Path = Path("outputs/models/smolvlm_twin")
+    # so101-seg-train's config, and where its renders, run and evaluations go: the segmenter-cue arms' configs read
+    # <segmenter_dir>/run/best
+    segmenter_config: Path = Path("configs/segmenter_twin.yaml")
+    segmenter_dir: Path = Path("outputs/robust_twin/segmenter")
+    # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
+    torch_threads: int = 2
+    omp_wait_policy: str = "PASSIVE"
+    # a folder keeping each finished run's evaluations, training time and recording fingerprint (a few kB, small
+    # enough to commit): a run found there is not trained again, so the comparison outlives its checkpoints
+    archive_dir: Path | None = None
+
+    def __post_init__(self):
+        missing = [arm for arm in self.arms if not (self.config_dir / f"{arm}.yaml").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"--arms {missing} have no config in --config_dir={self.config_dir} (expected <arm>.yaml there)"
+            )
+        for level in self.appearances:
+            check_level(level, "appearances")
+        if self.eval_episodes < 1:
+            raise ValueError(f"--eval_episodes must be >= 1, got {self.eval_episodes}")
+
+
+def eval_name(cfg: RobustTwinConfig, run: str, appearance: str) -> str:
+    return f"{run}_{appearance}_seed{cfg.eval_seed}_{cfg.eval_episodes}"
+
+
+def run_done(cfg: RobustTwinConfig, arm: str, seed: int) -> bool:
+    """Every evaluation of a run and its training time archived: its checkpoint is no longer needed."""
+    names = [f"{eval_name(cfg, f'{arm}_s{seed}', a)}.json" for a in cfg.appearances]
+    return all(archived(cfg, n) for n in [f"{arm}_s{seed}_train_wall_s.json", *names])
+
+
+def segmenter_stage(cfg: RobustTwinConfig) -> dict:
+    """The segmenter the segmenter-cue arms read, trained on randomised renders; its mIoU on each look."""
+    data = cfg.segmenter_dir
+    renders = {  # name: so101-seg-render's flags (96x128, both cameras, as the recording)
+        "sim_train": ["--episodes=400", "--frames_per_episode=4", "--seed=0"],
+        "sim_test": ["--episodes=60", "--frames_per_episode=4", "--seed=100000"],
+        **{
+            f"test_{level}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={level}"]
+            for level in cfg.appearances
+        },
+    }
+    for name, args in renders.items():  # a finished render returns at once; a partial one resumes
+        render = [str(VENV_BIN / "so101-seg-render"), f"--output_dir={data / name}", *args]
+        render += ["--height=96", "--width=128", "--cameras=[front,wrist]"]
+        run_logged(render, cfg.output_dir / "logs" / f"segmenter_{name}.log", f"segmenter frames ({name})")
+    run = data / "run"
+    if not (run / "test_metrics.json").is_file():  # written last; an interrupted run resumes
+        train = [
+            str(VENV_BIN / "so101-seg-train"),
+            f"--config_path={cfg.segmenter_config}",
+            f"--data.path={data / 'sim_train'}",
+            f"--data.test_path={data / 'sim_test'}",
+            f"--output_dir={run}",
+        ]
+        run_logged(train, cfg.output_dir / "logs" / "segmenter_train.log", "segmenter training")
+    metrics = {}
+    for level in ["randomised", *cfg.appearances]:
+        test = data / ("sim_test" if level == "randomised" else f"test_{level}")
+        out = data / f"eval_{level}.json"
+        if not out.is_file():
+            evaluate = [
+                str(VENV_BIN / "so101-seg-eval"),
+                f"--checkpoint={run / 'best'}",
+                f"--data.path={test}",
+                "--data.img_height=96",
+                "--data.img_width=128",
+                f"--output={out}",
+            ]
+            run_logged(evaluate, cfg.output_dir / "logs" / f"segmenter_eval_{level}.log", f"segmenter on {level}")
+        archive(cfg, out, f"segmenter_{level}.json")
+        metrics[level] = json.loads(out.read_text())
+    return metrics
+
+
+def train_stage(cfg: RobustTwinConfig, arm: str, seed: int, recording_root: Path) -> Path:
+    """lerobot-train for one arm and seed; returns the final checkpoint. Resumes from the last saved checkpoint."""
+    run = cfg.output_dir / f"{arm}_s{seed}"
+    fingerprint = recording_fingerprint(recording_root)
+    check_same_recording(cfg, fingerprint, seed)
+    if cfg.archive_dir is not None:
+        cfg.archive_dir.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.archive_dir / f"{arm}_s{seed}_recording.json", fingerprint)
+    with open(cfg.config_dir / f"{arm}.yaml") as f:
+        steps = int(draccus.load(dict, f)["steps"])
+    final = run / "checkpoints" / f"{steps:06d}" / "pretrained_model"
+    if (final / "model.safetensors").is_file():
+        return final
+    last = run / "checkpoints" / "last" / "pretrained_model"
+    if (last / "train_config.json").is_file():
+        args = [f"--config_path={last / 'train_config.json'}", "--resume=true"]
+    else:
+        if run.exists():  # started but never saved: nothing to keep (the folder is this script's own)
+            shutil.rmtree(run)
+        args = [
+            f"--config_path={cfg.config_dir / f'{arm}.yaml'}",
+            f"--save_freq={max(1, steps // 4)}",  # checkpoints a resumed run restarts from
+            f"--seed={seed}",
+            f"--output_dir={run}",
+        ]
+    env = {"OMP_NUM_THREADS": str(cfg.torch_threads), "OMP_WAIT_POLICY": cfg.omp_wait_policy}
+    log = cfg.output_dir / "logs" / f"train_{arm}_s{seed}.log"
+    seconds = run_logged(
+        [str(VENV_BIN / "lerobot-train"), *args], log, f"train {arm} seed {seed}", steps, r"step:(\S+) ", env
+    )
+    timing = run / "train_wall_s.json"
+    previous = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
+    write_json(timing, {"seconds": previous + seconds, "machine": machine()})  # summed over resumed parts
+    return final
+
+
+def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), "")
+    return f"{model or platform.processor()}, {os.cpu_count()} cores"
+
+
+def train_wall(cfg: RobustTwinConfig, arm: str, seed: int) -> dict:
+    timing = (
+        archived(cfg, f"{arm}_s{seed}_train_wall_s.json") or cfg.output_dir / f"{arm}_s{seed}" / "train_wall_s.json"
+    )
+    archive(cfg, timing, f"{arm}_s{seed}_train_wall_s.json")
+    return json.loads(timing.read_text())
+
+
+def eval_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str, appearance: str) -> dict:
+    name = eval_name(cfg, run, appearance)
+    out = cfg.output_dir / "eval" / name
+    info = archived(cfg, f"{name}.json") or out / "eval_info.json"
+    if not info.is_file():
+        if out.exists():
+            shutil.rmtree(out)
+        args = [
+            str(VENV_BIN / "lerobot-eval"),
+            f"--policy.path={checkpoint}",
+            "--env.type=so101_twin",
+            "--env.task=LiftCube",
+            *env_flags(checkpoint),
+            f"--env.appearance={appearance}",
+            f"--eval.n_episodes={cfg.eval_episodes}",
+            "--eval.batch_size=1",
+            "--eval.use_async_envs=false",
+            "--policy.device=cpu",
+            f"--seed={cfg.eval_seed}",
+            f"--output_dir={out}",
+        ]
+        run_logged(
+            args,
+            cfg.output_dir / "logs" / f"eval_{name}.log",
+            f"eval {run} ({appearance})",
+            cfg.eval_episodes,
+            r"Stepping through eval batches: .*?\| *(\d+)/\d+",
+        )
+    archive(cfg, info, f"{name}.json")
+    data = json.loads(info.read_text())
+    overall = data["overall"]
+    successes = round(overall["pc_success"] * overall["n_episodes"] / 100)
+    per_episode = "".join("1" if e["success"] else "0" for e in data.get("per_episode", []))
+    return {
+        "successes": successes,
+        "episodes": overall["n_episodes"],
+        "mean_return": overall["avg_sum_reward"],
+        "per_episode": per_episode,
+    }
+
+
+def table(cfg: RobustTwinConfig, results: dict) -> str:
+    seeds = cfg.seeds
+    lines = [
+        "| arm | look | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled, Wilson 95% | training min |",
+        "|---" * (4 + len(seeds)) + "|",
+    ]
+    pooled: dict[tuple[str, str], object] = {}
+    for appearance in cfg.appearances:
+        for arm in cfg.arms:
+            runs = [results[arm][str(s)][appearance] for s in seeds]
+            rate = wilson(sum(r["successes"] for r in runs), sum(r["episodes"] for r in runs))
+            pooled[arm, appearance] = rate
+            minutes = "/".join(f"{results[arm][str(s)]['train_wall_s'] / 60:.1f}" for s in seeds)
+            cells = [f"{r['successes']}/{r['episodes']}" for r in runs]
+            lines.append(f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {rate} | {minutes} |")
+    if cfg.cue_arm in cfg.arms and cfg.no_cue_arm in cfg.arms:
+        lines += ["", f"| look | {cfg.cue_arm} minus {cfg.no_cue_arm}, Newcombe 95% |", "|---|---|"]
+        for appearance in cfg.appearances:
+            diff = newcombe(pooled[cfg.cue_arm, appearance], pooled[cfg.no_cue_arm, appearance])
+            lines.append(f"| {appearance} | {diff} |")
+    return "\n".join(lines)
+
+
+@parser.wrap()
+def robust_twin(cfg: RobustTwinConfig) -> dict:
+    os.chdir(ROOT)
+    (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
+    todo = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not run_done(cfg, arm, seed)]
+    recording_root = None
+    if todo:  # the recording, backbone and segmenter are needed only by runs still to train
+        recording_root = record_stage(cfg)
+        if not (cfg.vlm_dir / "config.json").is_file():
+            run_logged(
+                [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
+                cfg.output_dir / "logs" / "vlm.log",
+                "backbone",
+            )
+    if todo:
+        segmenter = segmenter_stage(cfg)
+    else:  # every run archived: the segmenter's figures too, where they were
+        levels = ["randomised", *cfg.appearances]
+        found = {level: archived(cfg, f"segmenter_{level}.json") for level in levels}
+        segmenter = {level: json.loads(path.read_text()) for level, path in found.items() if path}
+    results: dict = {"segmenter": segmenter}
+    for seed in cfg.seeds:
+        for arm in cfg.arms:
+            checkpoint = None if run_done(cfg, arm, seed) else train_stage(cfg, arm, seed, recording_root)
+            timing = train_wall(cfg, arm, seed)
+            entry = results.setdefault(arm, {}).setdefault(
+                str(seed), {"train_wall_s": timing["seconds"], "machine": timing.get("machine", "")}
+            )
+            for appearance in cfg.appearances:
+                entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance)
+    write_json(cfg.output_dir / "results.json", results)
+    print(table(cfg, results))
+    return results
+
+
+def main() -> None:
+    prepare_command_line()
+    robust_twin()
+
+
+if __name__ == "__main__":
+    main()
