@@ -63,12 +63,20 @@ class DataConfig(ImageDataConfig):
     val_fraction: float = 0.15
     # DataLoader worker processes (0: load in the main process)
     num_workers: int = 0
+    # share of the frames of --data.path (whole episodes, grasp/default ratio kept; the same frames whatever --seed)
+    # held out from training and validation and scored with the best model at the end (test_metrics.json): a test
+    # set for one labelled export with no separate test folder; 0: none
+    test_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _choice("data.augment", self.augment, AUGMENTATIONS)
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"--data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"--data.test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.test_fraction and self.test_path is not None:
+            raise ValueError("--data.test_fraction and --data.test_path both name a test set: give one of them")
         _positive("data.num_workers", self.num_workers, allow_zero=True)
 
 
@@ -79,6 +87,10 @@ class ModelConfig(HubPushConfig):
 
     # ImageNet backbone weights from the Hub; false: random backbone init (no download)
     pretrained: bool = True
+    # a so101-seg-train checkpoint folder (config.json + model.safetensors, e.g. the twin segmenter's
+    # outputs/seg_quality/run_noflip/best) whose weights start this run instead: fine-tuning, e.g. on labelled frames
+    # of the real arm; --model.pretrained is then unused. A resumed run starts from its own last/ instead
+    init_from: Path | None = None
 
 
 @dataclass

@@ -10,7 +10,12 @@ Writes to --output_dir: best/ (the best-val-mIoU model: config.json + model.safe
 `load_segmenter`), last/ (the latest model plus train_state.pt, from which an interrupted run resumes),
 metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image | ground truth | prediction for
 validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
---data.test_path, test_metrics.json.
+--data.test_path or --data.test_fraction, test_metrics.json.
+
+Fine-tuning, e.g. the twin segmenter on labelled frames of the real arm (docs/perception.md):
+
+    so101-seg-train --data.path=data/real_v0 --data.test_fraction=0.15 \
+        --model.init_from=outputs/seg_quality/run_noflip/best --output_dir=outputs/segmenter
 """
 
 import json
@@ -32,14 +37,16 @@ from so101_core.cli import prepare_command_line
 from so101_core.hub import model_card, push_folder
 from so101_core.rng import capture_rng, restore_rng
 
+from .classes import NUM_CLASSES
 from .configs import EvalConfig, TrainConfig
 from .data import SegmentationDataset, build_transforms, load_index, stratified_split
-from .dataset_index import DatasetIndex
+from .dataset_index import DatasetIndex, FrameRecord
 from .metrics import confusion_matrix, make_loss, summarize
 from .model import EfficientViTFPN, SegmenterConfig, load_segmenter, save_segmenter
 from .viz import colorize, save_grid
 
 log = logging.getLogger(__name__)
+TEST_SPLIT_SEED = 1_000_003  # --data.test_fraction's split: the same test frames whatever --seed
 STATE_NAME = "train_state.pt"
 
 
@@ -108,7 +115,8 @@ def _datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDatase
     """The training and validation frames, split by episode."""
     data = cfg.data
     index = load_index(data.path)
-    train_records, val_records = stratified_split(index.records, data.val_fraction, cfg.seed)
+    records, _ = _hold_out_test(index.records, data.test_fraction)
+    train_records, val_records = stratified_split(records, data.val_fraction, cfg.seed)
     size = (data.img_height, data.img_width)
     train_ds = SegmentationDataset(index, train_records, build_transforms(*size, data.augment))
     val_ds = SegmentationDataset(index, val_records, build_transforms(*size, "none"))
@@ -125,9 +133,20 @@ def _datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDatase
     return train_ds, val_ds
 
 
+def _hold_out_test(records: list[FrameRecord], fraction: float) -> tuple[list[FrameRecord], list[FrameRecord]]:
+    """(the frames left for training and validation, the --data.test_fraction held out for the test). The split is
+    stratified like the validation split and seeded apart from --seed: runs with other seeds score the same frames."""
+    if not fraction:
+        return list(records), []
+    return stratified_split(records, fraction, TEST_SPLIT_SEED)
+
+
 def _starting_model(cfg: TrainConfig, out: Path, resume: bool) -> EfficientViTFPN:
     if resume:
         return load_segmenter(out / "last")
+    if cfg.model.init_from is not None:
+        log.info("starting from the segmenter in %s (fine-tuning)", cfg.model.init_from)
+        return load_segmenter(cfg.model.init_from, num_classes=NUM_CLASSES)
     try:
         return EfficientViTFPN(SegmenterConfig(pretrained=cfg.model.pretrained))
     except Exception as e:  # the Hub is unreachable or the cache holds no weights
@@ -159,17 +178,23 @@ def _train_epoch(model: EfficientViTFPN, loader: DataLoader, criterion, optimize
 
 
 def _test(cfg: TrainConfig, best: EfficientViTFPN, out: Path) -> dict:
-    """mIoU and per-class IoU of the best model on --data.test_path, also written to test_metrics.json."""
+    """mIoU and per-class IoU of the best model on --data.test_path or the --data.test_fraction of --data.path held
+    out, also written to test_metrics.json."""
     data = cfg.data
-    test_index = load_index(data.test_path)
+    if data.test_path is not None:
+        test_index = load_index(data.test_path)
+        records, name = test_index.records, str(data.test_path)
+    else:
+        test_index = load_index(data.path)
+        records = _hold_out_test(test_index.records, data.test_fraction)[1]
+        name = f"{data.path} (--data.test_fraction={data.test_fraction} held out)"
     transforms = build_transforms(data.img_height, data.img_width, "none")
-    test_ds = SegmentationDataset(test_index, test_index.records, transforms, cache=False)
+    test_ds = SegmentationDataset(test_index, records, transforms, cache=False)
     test = evaluate(best, DataLoader(test_ds, batch_size=32), desc="test")
-    test.update(dataset=str(data.test_path), frames=len(test_ds), checkpoint=str(out / "best"))
+    test.update(dataset=name, frames=len(test_ds), checkpoint=str(out / "best"))
     write_text(out / "test_metrics.json", json.dumps(test, indent=2) + "\n")
     log.info(
-        "test %s (%d frames): mIoU over classes 1-5 %.4f | %s", data.test_path, len(test_ds), test["miou"],
-        _format_iou(test),
+        "test %s (%d frames): mIoU over classes 1-5 %.4f | %s", name, len(test_ds), test["miou"], _format_iou(test),
     )  # fmt: skip
     return test
 
@@ -263,7 +288,7 @@ def train(cfg: TrainConfig) -> dict:
         "val_grid": str(grid),
         "checkpoint": str(out / "best"),
     }
-    if cfg.data.test_path is not None:
+    if cfg.data.test_path is not None or cfg.data.test_fraction:
         test = _test(cfg, best, out)
         result["test_miou"] = test["miou"]
         result["test_per_class_iou"] = test["per_class_iou"]
