@@ -30,6 +30,7 @@ def make_hlrp_pre_post_processors(
     input_steps = [
         steps.rename_observations,
         cameras,
+        config.camera_resize_step(),  # a camera of another size: brought to the trained one, aspect kept
         steps.add_batch_dim,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(

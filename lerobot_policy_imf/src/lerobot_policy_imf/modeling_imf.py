@@ -425,9 +425,13 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
                 raise KeyError(f"imf needs '{key}' (cameras {self.config.cameras}); the batch has {sorted(batch)}")
             want = tuple(self.config.input_features[key].shape)
             if tuple(batch[key].shape[-3:]) != want:
+                # the preprocessor's so101_resize_cameras brings any camera to the trained size; a checkpoint
+                # saved before that step existed does not have it
                 raise ValueError(
-                    f"'{key}' is {tuple(batch[key].shape[-3:])}, but this policy was trained on {want} frames: "
-                    f"render or record that camera at {want[1]}x{want[2]} (e.g. --env.observation_height="
+                    f"'{key}' is {tuple(batch[key].shape[-3:])}, but this policy was trained on {want} frames and "
+                    "its preprocessor does not resize cameras (saved before so101_resize_cameras): add the step to a "
+                    "copy with so101-joint-limits --policy.path=<checkpoint> --robot_id=<arm> --output_dir=<copy>, "
+                    f"or render or record that camera at {want[1]}x{want[2]} (e.g. --env.observation_height="
                     f"{want[1]} --env.observation_width={want[2]})"
                 )
         return torch.stack([batch[key] for key in self.config.camera_keys], dim=-4)

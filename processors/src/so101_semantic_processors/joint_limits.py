@@ -9,7 +9,9 @@ limits are written into the checkpoint, in a new folder:
         --output_dir=outputs/x_my_follower
     so101-joint-limits --policy.path=... --joint_limits_file=find_joint_limits.txt --output_dir=...
 
-The copy's config.json records the new limits and the file they came from; every other file is copied unchanged.
+The copy's config.json records the new limits and the file they came from. A preprocessor saved before the suite
+resized cameras (no `so101_resize_cameras` step) gets that step, right after the camera check, so the copy runs on a
+camera of any size with the trained aspect; every other file is copied unchanged.
 """
 
 import json
@@ -28,10 +30,12 @@ from so101_core.joint_limits import (
     read_joint_limits,
 )
 
-from .steps import ClipJointTargetsStep
+from .steps import ClipJointTargetsStep, ResizeCamerasStep, is_map_key
 
 CLIP_STEPS = ("so101_clip_joint_targets", "segdepth_clip_joint_targets")  # the second: segdepth before the move
 POSTPROCESSOR = "policy_postprocessor.json"
+PREPROCESSOR = "policy_preprocessor.json"
+RESIZE_STEP = "so101_resize_cameras"
 
 
 @dataclass
@@ -84,11 +88,43 @@ def set_joint_limits(checkpoint: Path, output_dir: Path, limits: list[list[float
         post["steps"].insert(max(len(post["steps"]) - 1, 0), step)
     config = json.loads((checkpoint / "config.json").read_text())
     config |= {"joint_limits": limits, "joint_limits_file": source}
+    pre = with_camera_resize(checkpoint, config)
     with atomic_folder(output_dir, create=False) as tmp:
         shutil.copytree(checkpoint, tmp)
         write_json(tmp / POSTPROCESSOR, post)
+        if pre is not None:
+            write_json(tmp / PREPROCESSOR, pre)
         write_json(tmp / "config.json", config, indent=4)
     return previous
+
+
+def with_camera_resize(checkpoint: Path, config: dict) -> dict | None:
+    """The checkpoint's saved preprocessor with a `so101_resize_cameras` step added (sizes from config.json's
+    camera features, the mode and tolerance its config holds or the defaults) after the camera check, or after the
+    rename; None when it has the step already or there is no preprocessor."""
+    path = checkpoint / PREPROCESSOR
+    if not path.is_file():
+        return None
+    pre = json.loads(path.read_text())
+    names = [step.get("registry_name") for step in pre["steps"]]
+    if RESIZE_STEP in names:
+        return None
+    visual = {
+        key: feature["shape"]
+        for key, feature in (config.get("input_features") or {}).items()
+        if feature.get("type") == "VISUAL" and len(feature.get("shape", ())) == 3 and ".empty_camera_" not in key
+    }
+    step = ResizeCamerasStep(
+        sizes={key: list(shape[-2:]) for key, shape in visual.items()},
+        mode=config.get("camera_resize", "crop"),
+        aspect_tolerance=config.get("camera_aspect_tolerance", 0.1),
+        nearest_keys=sorted(key for key, shape in visual.items() if is_map_key(key, shape[0])),
+    )
+    after = next((i for i, n in enumerate(names) if n == "so101_require_cameras"), None)
+    if after is None:
+        after = next((i for i, n in enumerate(names) if n == "rename_observations_processor"), -1)
+    pre["steps"].insert(after + 1, {"registry_name": RESIZE_STEP, "config": step.get_config()})
+    return pre
 
 
 @parser.wrap()

@@ -10,7 +10,15 @@ from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
 from so101_core.joint_limits import TWIN_JOINT_LIMITS, TWIN_SOURCE, check_joint_limits, read_joint_limits
 
-from .steps import ClipJointTargetsStep, RequireCamerasStep, visual_input_keys
+from .steps import (
+    CAMERA_RESIZE_MODES,
+    ClipJointTargetsStep,
+    RequireCamerasStep,
+    ResizeCamerasStep,
+    camera_sizes,
+    is_map_key,
+    visual_input_keys,
+)
 
 
 class AdamWCosinePresets:
@@ -39,14 +47,52 @@ class AdamWCosinePresets:
 
 
 @dataclass
-class JointLimitsFields:
+class CameraResizeFields:
+    """Mixin (through `JointLimitsFields`, which every policy of the suite lists): how the preprocessor's
+    `ResizeCamerasStep` brings a camera frame of another size than the checkpoint's to that size, in training,
+    lerobot-eval and on the arm alike. Both values are recorded in the saved preprocessor when it is made."""
+
+    # "crop": scale the frame with its aspect kept and cut off the centred overhang; "pad": scale it to fit inside
+    # and fill the border with zeros. Equal aspects (a 640x480 camera, a 128x96 checkpoint) do neither.
+    camera_resize: str = "crop"
+    # The largest fraction of a frame that may be cut off (crop) or of the input that may be border (pad) when a
+    # camera's aspect differs from the trained one; beyond it the preprocessor refuses the camera.
+    camera_aspect_tolerance: float = 0.1
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if self.camera_resize not in CAMERA_RESIZE_MODES:
+            raise ValueError(
+                f"--policy.camera_resize={self.camera_resize!r}; choose one of {list(CAMERA_RESIZE_MODES)}"
+            )
+        if not 0.0 <= self.camera_aspect_tolerance < 1.0:
+            raise ValueError(
+                f"--policy.camera_aspect_tolerance={self.camera_aspect_tolerance} must be in [0, 1) (the fraction "
+                "of a frame that may be cropped or padded)"
+            )
+
+    def camera_resize_step(self) -> ResizeCamerasStep:
+        """The preprocessor step, right after the camera check, that resizes each camera to its input feature's
+        size (depth and label maps by nearest neighbour)."""
+        features = self.input_features or {}
+        sizes = camera_sizes(self)
+        nearest = sorted(key for key in sizes if is_map_key(key, int(features[key].shape[0])))
+        return ResizeCamerasStep(
+            sizes=sizes, mode=self.camera_resize, aspect_tolerance=self.camera_aspect_tolerance, nearest_keys=nearest
+        )
+
+
+@dataclass
+class JointLimitsFields(CameraResizeFields):
     """Mixin for a `PreTrainedConfig`: the joint limits its postprocessor clips every action into.
 
     A real arm's limits come from its follower calibration or a `lerobot-find-joint-limits` output
     (`--policy.joint_limits_file`), or are given as numbers (`--policy.joint_limits`); with neither, the twin's MJCF
     ranges, which fit the twin only: a checkpoint meant for a real arm gets that arm's limits at training, or
     afterwards from `so101-joint-limits` (which rewrites them in a copy of the checkpoint). List the mixin before
-    `PreTrainedConfig`: `class MyConfig(JointLimitsFields, PreTrainedConfig)`.
+    `PreTrainedConfig`: `class MyConfig(JointLimitsFields, PreTrainedConfig)`. It brings `CameraResizeFields` along.
     """
 
     # (low, high) per joint in follower units (degrees, gripper 0-100), shoulder_pan ... gripper. None: from

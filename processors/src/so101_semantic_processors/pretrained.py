@@ -126,12 +126,32 @@ def check_saved_pipeline(pretrained: str | Path, filename: str = PREPROCESSOR_FI
         _check_step(entry, folder)
 
 
+def check_camera_resize_flags(pretrained: str | Path, config: Any) -> None:
+    """Refuse a `--policy.camera_resize` / `--policy.camera_aspect_tolerance` that differs from what the checkpoint's
+    saved preprocessor resizes with: LeRobot loads that pipeline as saved, so the flag would be silently ignored."""
+    saved = _saved_pipeline(pretrained, PREPROCESSOR_FILE) if hasattr(config, "camera_resize") else None
+    entries = saved[0].get("steps", []) if saved else []
+    steps = [s for s in entries if s.get("registry_name") == "so101_resize_cameras"]
+    if not steps:
+        return
+    step = steps[0].get("config") or {}
+    mode, tolerance = step.get("mode", "crop"), step.get("aspect_tolerance", 0.1)
+    if config.camera_resize != mode or abs(config.camera_aspect_tolerance - tolerance) > 1e-9:
+        raise ValueError(
+            f"--policy.camera_resize={config.camera_resize} --policy.camera_aspect_tolerance="
+            f"{config.camera_aspect_tolerance}, but this checkpoint's saved preprocessor resizes cameras with "
+            f"camera_resize={mode}, camera_aspect_tolerance={tolerance}, and LeRobot loads it as saved. Drop the "
+            "flags, or train a checkpoint with them."
+        )
+
+
 class ChecksSavedProcessors:
     """Policy mixin (before PreTrainedPolicy in the bases): `from_pretrained` first runs `check_saved_pipeline` on
     the checkpoint's preprocessor, so a checkpoint that would fail when its processors are built fails while the
-    policy is made, before lerobot-rollout connects the robot."""
+    policy is made, before lerobot-rollout connects the robot; and refuses camera resize flags it would ignore."""
 
     @classmethod
     def from_pretrained(cls, pretrained_name_or_path, *args, **kwargs):
         check_saved_pipeline(pretrained_name_or_path)
+        check_camera_resize_flags(pretrained_name_or_path, kwargs.get("config"))
         return super().from_pretrained(pretrained_name_or_path, *args, **kwargs)
