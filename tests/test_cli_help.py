@@ -35,8 +35,11 @@ SCRIPTS = console_scripts()
 
 
 def command_config(entry: str) -> type:
-    """The config dataclass of the parser.wrap'd function that the entry point calls (named in its code)."""
-    module_name, function_name = entry.split(":")
+    """The config dataclass of the parser.wrap'd function that the entry point calls (named in its code); through
+    so101_core.extras, the command an extra-checking entry point runs."""
+    from so101_core.extras import TARGETS
+
+    module_name, function_name = TARGETS.get(entry, entry).split(":")
     module = importlib.import_module(module_name)
     found = []
     for name in getattr(module, function_name).__code__.co_names:

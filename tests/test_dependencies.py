@@ -208,6 +208,27 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
     assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout
 
 
+@pytest.mark.parametrize(
+    "command, entry, blocked, extra",
+    [
+        ("so101-submit", "so101_submit", "submitit", "cluster"),
+        ("hlrp-make-random-vlm", "hlrp_make_random_vlm", "transformers", "vlm"),
+    ],
+)
+def test_a_command_behind_a_missing_extra_says_what_to_install(command, entry, blocked, extra):
+    """so101_core is numpy-only; its commands behind an extra stop with one line naming the module and the extra when
+    the extra was not installed (here: the module hidden), with no traceback."""
+    code = f"import sys; sys.modules[{blocked!r}] = None; sys.argv = [{command!r}, '--help']\n"
+    code += f"from so101_core.extras import {entry}; {entry}()"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.strip() == (
+        f"error: {command} needs {blocked}, which so101_core installs only with its '{extra}' extra: "
+        f'pip install --find-links dist "so101_core[{extra}]" (dist/ from scripts/build_wheels.sh), or '
+        f'"so101_core[{extra}]" beside your other requirements'
+    )
+
+
 # ----- one policy from wheels, in a fresh venv, as on a real arm's computer ---------------------------------------
 POLICIES = {"lerobot_policy_segdepth": "segdepth", "lerobot_policy_segvla": "segvla", "lerobot_policy_imf": "imf"}
 POLICIES["lerobot_policy_hlrp"] = "hlrp"
@@ -269,3 +290,214 @@ print(PreTrainedConfig.get_choice_class({POLICIES[dist]!r}).__module__, simulato
     run = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.split()[-2:] == [f"{dist}.configuration_{POLICIES[dist]}", "[]"], run.stdout
+    # so101_core's commands behind an extra it was installed without say what to install, with no traceback
+    submit = subprocess.run([str(venv / "bin" / "so101-submit"), "--help"], capture_output=True, text=True, timeout=300)
+    assert submit.returncode == 1 and "Traceback" not in submit.stderr, submit.stderr[-3000:]
+    assert "needs submitit" in submit.stderr and '"so101_core[cluster]"' in submit.stderr, submit.stderr
+
+
+def _wheel_contents(wheel: Path) -> dict[str, object]:
+    """What a wheel installs: its files (dist-info aside), requirements, extras and console scripts."""
+    import email
+    import zipfile
+
+    archive = zipfile.ZipFile(wheel)
+    info = next(name.split("/")[0] for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+    metadata = email.message_from_bytes(archive.read(f"{info}/METADATA"))
+    scripts = (
+        archive.read(f"{info}/entry_points.txt").decode() if f"{info}/entry_points.txt" in archive.namelist() else ""
+    )
+    return {
+        "files": sorted(name for name in archive.namelist() if not name.startswith(info)),
+        "requires": sorted(str(Requirement(line)) for line in metadata.get_all("Requires-Dist") or []),
+        "extras": sorted(metadata.get_all("Provides-Extra") or []),
+        "scripts": sorted(line.strip() for line in scripts.splitlines() if "=" in line),
+    }
+
+
+@pytest.mark.slow  # ~30 s: nine wheels built with pip
+def test_build_wheels_without_uv_builds_the_same_wheels(wheels, tmp_path):
+    """A fresh clone has no uv (no .venv, none on PATH): scripts/build_wheels.sh then builds with pip, here offline
+    with this .venv's setuptools, and its wheels install what uv's do. Nothing is left in the package folders."""
+    out = tmp_path / "dist"
+    env = {**pip_environment(), "UV": "", "PYTHON": sys.executable, "PIP_WHEEL_ARGS": "--no-index --no-build-isolation"}
+    run = subprocess.run(["bash", str(REPO / "scripts" / "build_wheels.sh"), str(out)], capture_output=True, text=True,
+                         env=env, timeout=900)  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "no uv: building with pip" in run.stdout, run.stdout
+    assert sorted(w.name for w in out.glob("*.whl")) == sorted(w.name for w in wheels.glob("*.whl"))
+    for wheel in sorted(out.glob("*.whl")):
+        assert _wheel_contents(wheel) == _wheel_contents(wheels / wheel.name), wheel.name
+    assert not list(REPO.glob("*/build")), "building left build/ folders in the package folders"
+
+
+# ----- the documented install lines, as written, with the project's Python's own pip ----------------------------
+# Every `pip install` line these pages show is resolved as written (`pip install --dry-run`), in a fresh venv made by
+# the project's Python (.python-version: 3.12.1, whose bundled pip is 23.2.1), offline: `dist` is the wheels of
+# scripts/build_wheels.sh, every other distribution a metadata-only stand-in (`_stub_index`). Old pips differ from
+# uv and from new pips: pip 23.2.1 compares extras as spelled, so `lerobot[core_scripts]` installed LeRobot without
+# its `core-scripts` extra (no `datasets`: lerobot-train and lerobot-rollout died on import), with only a warning.
+INSTALL_PAGES = ("README.md", "docs/real-so101.md", "docs/development.md")
+# What the arm's install must bring: datasets, pynput and rerun for lerobot-train/-rollout/-record, the Feetech SDK
+# for the follower, placo for lerobot-find-joint-limits.
+ARM_NEEDS = {"datasets", "pynput", "rerun-sdk", "feetech-servo-sdk", "placo"}
+
+
+def shown_pip_installs() -> list[tuple[str, list[str]]]:
+    """(page:line, the words after `pip install`) of every `pip install` line in the pages' ```bash blocks."""
+    import docs_commands
+
+    found = []
+    for page in INSTALL_PAGES:
+        for shown in docs_commands.shown_commands(REPO / page):
+            words = docs_commands.command_words(shown.text)
+            if words[:2] == ["pip", "install"]:
+                found.append((f"{page}:{shown.line}", words[2:]))
+    return found
+
+
+def provided_extras(name: str) -> set[str]:
+    """The extras a distribution declares, spelled as its metadata spells them (the suite's from pyproject.toml)."""
+    local = _local_distributions()
+    if _norm(name) in local:
+        pyproject = tomllib.loads((local[_norm(name)] / "pyproject.toml").read_text())
+        return set(pyproject["project"].get("optional-dependencies", {}))
+    return set(importlib.metadata.distribution(name).metadata.get_all("Provides-Extra") or [])
+
+
+def misspelt_extras(words: list[str]) -> list[str]:
+    """Extras in an install line's requirements that their distribution does not declare with that exact spelling:
+    a pip before 23.3 ignores them (with a warning), where uv and newer pips normalise the name."""
+    bad = []
+    for word in words:
+        if word.startswith("-") or "[" not in word:
+            continue
+        req = Requirement(word)
+        declared = provided_extras(req.name)
+        bad += [f"{req.name}[{extra}] (declared: {sorted(e for e in declared if _norm(e) == _norm(extra))})"
+                for extra in sorted(req.extras) if extra not in declared]  # fmt: skip
+    return bad
+
+
+def _stand_in_version(spec: str) -> str | None:
+    """A version that satisfies `spec` (e.g. '<0.9.16,>=0.9.6' -> '0.9.6'), or None."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    specifiers = SpecifierSet(spec)
+    candidates = ["0"]
+    for one in specifiers:
+        version = Version(one.version.removesuffix(".*"))
+        release = list(version.release)
+        candidates += [str(version), ".".join(map(str, [*release[:-1], release[-1] + 1]))]
+    return next((c for c in candidates if specifiers.contains(c)), None)
+
+
+def _stub_wheel(folder: Path, name: str, version: str, headers: list[tuple[str, str]]) -> None:
+    """A wheel that holds only metadata: enough for pip to resolve it as the distribution, offline."""
+    stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}"
+    info = f"{stem}.dist-info"
+    fields = [("Metadata-Version", "2.1"), ("Name", name), ("Version", version), *headers]
+    import zipfile
+
+    with zipfile.ZipFile(folder / f"{stem}-py3-none-any.whl", "w") as archive:
+        archive.writestr(f"{info}/METADATA", "".join(f"{key}: {value}\n" for key, value in fields))
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        archive.writestr(f"{info}/RECORD", "".join(f"{info}/{part},,\n" for part in ("METADATA", "WHEEL", "RECORD")))
+
+
+@pytest.fixture(scope="module")
+def stub_index(tmp_path_factory) -> Path:
+    """A find-links folder that stands in for PyPI: every distribution this .venv has (but the suite's own), at its
+    version, with its real dependencies and extras; and for each one it lacks but some requirement names (the arm's
+    placo, pynput, rerun-sdk, ...), an empty stand-in at a version each such requirement accepts. pip then resolves
+    the install lines as against the index, the versions of this .venv standing for today's releases."""
+    folder = tmp_path_factory.mktemp("stub_index")
+    local = _local_distributions()
+    installed = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and _norm(name) not in local and _norm(name) not in installed:
+            installed[_norm(name)] = dist
+    wanted: dict[str, set[str]] = {}
+    for dist in installed.values():
+        keep = [(key, dist.metadata[key]) for key in ("Requires-Python",) if dist.metadata[key]]
+        keep += [("Provides-Extra", extra) for extra in dist.metadata.get_all("Provides-Extra") or []]
+        keep += [("Requires-Dist", line) for line in dist.requires or []]
+        _stub_wheel(folder, dist.metadata["Name"], dist.version, keep)
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if _norm(req.name) not in installed and _norm(req.name) not in local:
+                wanted.setdefault(_norm(req.name), set()).add(str(req.specifier))
+    for name, specs in sorted(wanted.items()):
+        for version in sorted({v for v in map(_stand_in_version, specs) if v is not None}):
+            _stub_wheel(folder, name, version, [])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fresh_pip(tmp_path_factory) -> list[str]:
+    """`python -m pip` of a fresh venv made by the project's Python, with the pip it bundles (ensurepip)."""
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
+    return [str(venv / "bin" / "python"), "-m", "pip"]
+
+
+def pip_environment() -> dict[str, str]:
+    """This process's environment without any pip configuration (PIP_* variables, pip.conf files)."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+
+
+def test_the_extras_check_sees_a_spelling_old_pips_ignore():
+    """Negative control for the check below, without pip: `core_scripts` is what the README said before."""
+    assert misspelt_extras(['"lerobot[feetech,core-scripts]>=0.6.1,<0.7"'.strip('"')]) == []
+    (bad,) = misspelt_extras(["lerobot[feetech,core_scripts]>=0.6.1,<0.7"])
+    assert bad.startswith("lerobot[core_scripts]") and "core-scripts" in bad
+    assert misspelt_extras(["so101_core[cluster,vlm]", "--find-links", "dist"]) == []
+    assert _stand_in_version("<0.9.16,>=0.9.6") == "0.9.6" and _stand_in_version("<11") == "0"
+    assert _stand_in_version(">=4,<5") == "4" and _stand_in_version(">2.0") == "2.1"
+
+
+def test_the_pages_show_the_arm_install_lines():
+    """The lines the check below resolves are there: a policy from dist/, LeRobot with the arm's extras."""
+    lines = [" ".join(words) for _, words in shown_pip_installs()]
+    assert "--find-links dist lerobot_policy_segdepth" in lines, lines
+    assert any(line.startswith("lerobot[") and "core-scripts" in line for line in lines), lines
+
+
+def distinct_pip_installs() -> list[tuple[str, list[str]]]:
+    """`shown_pip_installs`, each distinct line once, with every place that shows it."""
+    places: dict[tuple[str, ...], list[str]] = {}
+    for where, words in shown_pip_installs():
+        places.setdefault(tuple(words), []).append(where)
+    return [(", ".join(where), list(words)) for words, where in places.items()]
+
+
+@pytest.mark.slow  # ~20 s a line with the wheels built (the wheels fixture: ~1-2 min more)
+@pytest.mark.parametrize("where, words", distinct_pip_installs(), ids=[w for w, _ in distinct_pip_installs()])
+def test_a_documented_install_line_resolves_as_written(wheels, stub_index, fresh_pip, tmp_path, where, words):
+    """The line, verbatim, through the project's Python's own pip in a fresh venv (`--dry-run`, offline: `dist` is
+    the built wheels, everything else `stub_index`): it resolves, pip warns of no extra it ignores, and a line that
+    installs LeRobot brings what the arm's commands need."""
+    assert not misspelt_extras(words), f"{where}: extras spelt unlike their metadata: {misspelt_extras(words)}"
+    (tmp_path / "dist").symlink_to(wheels, target_is_directory=True)
+    report = tmp_path / "report.json"
+    offline = ["--dry-run", "--no-index", "--find-links", str(stub_index), "--report", str(report)]
+    run = subprocess.run([*fresh_pip, "install", *offline, *words], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path, env=pip_environment())  # fmt: skip
+    said = run.stdout + run.stderr
+    assert run.returncode == 0, f"{where}: pip install {' '.join(words)}\n{said[-4000:]}"
+    assert "does not provide the extra" not in said, f"{where}: {said[-4000:]}"
+    import json
+
+    names = {_norm(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+    if any(Requirement(w).name == "lerobot" for w in words if not w.startswith("-") and "/" not in w):
+        assert names >= ARM_NEEDS, f"{where}: the install lacks {sorted(ARM_NEEDS - names)}"
+    if "--find-links" in words:  # a policy from dist/: with the workspace packages it needs, none of the twin
+        assert {"so101-core", "so101-semantic-processors"} <= names and not names & SIMULATOR, sorted(names)

@@ -40,12 +40,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import submitit
-import yaml
-from submitit.helpers import Checkpointable, DelayedSubmission
-
 from so101_core.atomic import move_aside
 from so101_core.cli import prepare_command_line
+from so101_core.extras import missing_extra
+
+try:
+    import submitit
+    import yaml
+    from submitit.helpers import Checkpointable, DelayedSubmission
+except ModuleNotFoundError as err:  # installed without the `cluster` extra
+    raise missing_extra("cluster", err) from None
 
 logger = logging.getLogger("hlrp-submit")
 
@@ -570,7 +574,10 @@ def submit_cli(cfg: SubmitConfig, trailing: Sequence[str] = ()) -> None:
 
 
 def main() -> None:
-    from lerobot.configs import parser
+    try:
+        from lerobot.configs import parser
+    except ModuleNotFoundError as err:
+        raise missing_extra("cluster", err) from None
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_command_line()

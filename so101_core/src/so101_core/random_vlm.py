@@ -1,8 +1,9 @@
 """SmolVLM folders with random weights: a config, a word-level tokenizer for the twin's instructions, a processor.
 
 No pretrained VLM can be downloaded on this project's machines, yet LeRobot's SmolVLA and HLRP's trunk load SmolVLM by
-name (AutoConfig / AutoTokenizer.from_pretrained, pitfall R7). A local folder written here makes that work offline:
-the tests use a tiny one, the twin-scale HLRP run a small one, the benchmarks SmolVLM2-500M's real sizes.
+name (AutoConfig / AutoTokenizer.from_pretrained, which always ask the Hub). A local folder written here makes that
+work offline: the tests use a tiny one, the twin-scale HLRP run a small one, the benchmarks SmolVLM2-500M's real
+sizes.
 
     hlrp-make-random-vlm --size=twin --output_dir=outputs/hlrp/smolvlm_twin
 """
@@ -10,9 +11,15 @@ the tests use a tiny one, the twin-scale HLRP run a small one, the benchmarks Sm
 from dataclasses import dataclass
 from pathlib import Path
 
-from lerobot.configs import parser
-
 from so101_core.cli import prepare_command_line
+from so101_core.extras import missing_extra
+
+try:
+    import torch  # noqa: F401  (the `vlm` extra's three packages, checked together at import)
+    import transformers  # noqa: F401
+    from lerobot.configs import parser
+except ModuleNotFoundError as err:  # installed without the `vlm` extra
+    raise missing_extra("vlm", err) from None
 
 # The words the twin's task and the tests use; everything else maps to <unk>.
 _WORDS = ["pick", "up", "the", "red", "cube", "and", "lift", "it", ".", "reach", "move", "to", "a", "grasp", "place"]
