@@ -34,6 +34,7 @@ from so101_core.atomic import staging_path, write_json, write_with
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
 from so101_core.cli import prepare_command_line
 from so101_core.hub import HubPushConfig, model_card, push_folder
+from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
@@ -43,7 +44,7 @@ from .processes import make_accelerator, quiet_unless_main
 
 logger = logging.getLogger("hlrp-train-laq")
 LAQ_DIR = "laq"
-STATE_FILE = "training_state.pt"
+STATE_DIR = "training_state"  # so101_core.resume_state folders: optimizer, scheduler, step; rng_<rank>: generators
 CONFIG_FILE = "train_config.json"
 
 
@@ -196,18 +197,18 @@ def config_record(cfg: LAQTrainConfig, split: list[dict]) -> dict:
 def save_checkpoint(
     cfg: LAQTrainConfig, accelerator, model: LAQ, optimizer, scheduler, step: int, split: list[dict]
 ) -> Path:
-    """checkpoints/<step>/{laq/, training_state.pt, rng_<rank>.pt, train_config.json} in a staging folder, swapped
+    """checkpoints/<step>/{laq/, training_state/, rng_<rank>/, train_config.json} in a staging folder, swapped
     in, then `last` re-pointed at it: an interrupted save leaves the previous checkpoint as it was."""
     final = cfg.output_dir / "checkpoints" / f"{step:06d}"
     tmp = staging_path(final)
     if accelerator.is_main_process:
         checkpoint_staging(final)
         model.save_pretrained(tmp / LAQ_DIR)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
-                   tmp / STATE_FILE)  # fmt: skip
+        save_state(tmp / STATE_DIR, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                     "step": step})  # fmt: skip
         (tmp / CONFIG_FILE).write_text(json.dumps(config_record(cfg, split), indent=2))
     accelerator.wait_for_everyone()
-    torch.save(capture_rng(), tmp / f"rng_{accelerator.process_index}.pt")  # every rank draws its own NSVQ noise
+    save_state(tmp / f"rng_{accelerator.process_index}", capture_rng())  # every rank draws its own NSVQ noise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         publish_checkpoint(tmp, final, cfg.keep_checkpoints)
@@ -218,7 +219,8 @@ def save_checkpoint(
 def check_resume(cfg: LAQTrainConfig) -> dict:
     """The saved record of the checkpoint to continue; refuses one trained with other model fields."""
     last = cfg.output_dir / "checkpoints" / "last"
-    claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_FILE)
+    refuse_pickled(last, f"{STATE_DIR}.pt", "rng_*.pt")  # what earlier releases wrote
+    claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_DIR)
     saved = json.loads((last / CONFIG_FILE).read_text())
     before = {"model": saved["model"], "loss_weighting": saved.get("loss_weighting", "none")}
     now = {"model": dataclasses.asdict(cfg.model), "loss_weighting": cfg.loss_weighting}
@@ -465,12 +467,12 @@ def restore_checkpoint(cfg: LAQTrainConfig, model: LAQ, optimizer, scheduler, ra
 
     last = cfg.output_dir / "checkpoints" / "last"
     model.load_state_dict(load_file(str(last / LAQ_DIR / "model.safetensors")), strict=True)
-    state = torch.load(last / STATE_FILE, weights_only=False)
+    state = load_state(last / STATE_DIR)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    rng_file = last / f"rng_{rank}.pt"
-    if rng_file.is_file():
-        restore_rng(torch.load(rng_file, weights_only=False))
+    rng_dir = last / f"rng_{rank}"
+    if rng_dir.is_dir():  # absent for a rank the saved run did not have
+        restore_rng(load_state(rng_dir))
     logger.info("resuming %s at step %d", cfg.output_dir, int(state["step"]))
     return int(state["step"])
 

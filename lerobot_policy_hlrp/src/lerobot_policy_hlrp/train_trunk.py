@@ -29,6 +29,7 @@ from so101_core.atomic import write_json
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
 from so101_core.cli import prepare_command_line
 from so101_core.hub import HubPushConfig, model_card, push_folder
+from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
@@ -157,18 +158,20 @@ def losses(model, laq, batch: dict, cfg: TrunkTrainConfig, tokenizer, device) ->
 
 
 def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) -> Path:
-    """checkpoints/<step>/{artifact, training_state.pt}, written into a staging folder and swapped in; then `last`."""
+    """checkpoints/<step>/{artifact, training_state/}, written into a staging folder and swapped in; then `last`."""
     final = cfg.output_dir / "checkpoints" / f"{step:08d}"
     tmp = checkpoint_staging(final)
     save_artifact(tmp / "artifact", core, mode=cfg.mode, laq=laq_info, step=step, supervision=supervision(cfg))
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
-    torch.save({**state, "rng": capture_rng()}, tmp / "training_state.pt")
+    save_state(tmp / "training_state", {**state, "rng": capture_rng()})  # safetensors + JSON (so101_core.resume_state)
     return publish_checkpoint(tmp, final)  # keeps this checkpoint and the one before
 
 
 def claim_output_dir(cfg: TrunkTrainConfig) -> Path:
     """The checkpoint to resume from, after checking that the output folder may be used (see so101_core.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
+    if cfg.resume:
+        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
     if cfg.resume and last.exists():
         saved = json.loads((cfg.output_dir / "train_config.json").read_text())
         check_resume_config(saved["model"], model_fields(cfg), cfg.output_dir, "core/mode/LAQ")
@@ -195,7 +198,7 @@ def restore_checkpoint(last: Path, core, optimizer, scheduler) -> int:
     from .artifact import load_core_weights
 
     load_core_weights(core, last / "artifact")
-    state = torch.load(last / "training_state.pt", weights_only=False)
+    state = load_state(last / "training_state")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "rng" in state:

@@ -6,6 +6,11 @@ checkpoint that `lerobot-eval --policy.path=...` and `lerobot-rollout --policy.p
 Network sizes come from the snapshot's tensors. What a snapshot does not record is asked for: how its
 6 input channels were laid out (seed 002: 3 frames of [ids/255, disparity/255], i.e. --id_encoding=scaled),
 and the joint-delta scale and action repeat it was trained with.
+
+A snapshot is read weights-only: tensors, dicts and numbers. One that pickles more (DrQ-v2's own train.py pickles
+the whole agent, classes and all) could run any code while it loads, so it is refused, naming what it wants to
+import, unless `--trust_pickle=true` says the file is trusted; then its `agent` (or `encoder` and `actor`) modules
+are unpickled in full, which needs DrQ-v2's code importable.
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 from so101_core.atomic import atomic_folder
 from so101_core.checkpoints import save_policy
 from so101_core.cli import dashed_spellings, prepare_command_line
+from so101_core.pickled import load_trusted_pickle, load_weights_only
 
 from .configuration_segdepth import SegDepthConfig
 from .modeling_segdepth import SegDepthPolicy
@@ -25,6 +31,13 @@ from .processor_segdepth import make_segdepth_pre_post_processors
 
 
 def _state_dict(snapshot: dict, part: str, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(snapshot, dict):
+        raise ValueError(
+            f"{path}: a DrQ-v2 snapshot is a dict with 'encoder' and 'actor', got a {type(snapshot).__name__}"
+        )
+    agent = snapshot.get("agent")
+    if part not in snapshot and isinstance(getattr(agent, part, None), torch.nn.Module):  # DrQ-v2's own snapshot
+        return getattr(agent, part).state_dict()
     if part not in snapshot:
         raise KeyError(f"{path}: no '{part}' entry; a DrQ-v2 snapshot has 'encoder' and 'actor', got {list(snapshot)}")
     value = snapshot[part]
@@ -83,8 +96,10 @@ def config_from_snapshot(
     return config
 
 
-def convert(snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = None, **options) -> SegDepthPolicy:
-    snapshot = torch.load(snapshot_path, map_location="cpu", weights_only=False)
+def convert(
+    snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = None, trust_pickle: bool = False, **options
+) -> SegDepthPolicy:
+    snapshot = load_trusted_pickle(snapshot_path) if trust_pickle else load_weights_only(snapshot_path)
     encoder, actor = _state_dict(snapshot, "encoder", snapshot_path), _state_dict(snapshot, "actor", snapshot_path)
     config = config_from_snapshot(encoder, actor, **options)
     if config.use_state and not dataset_stats:
@@ -136,6 +151,9 @@ class ConvertDrQV2Config:
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     # seed 002 trained with action_repeat=2
     action_repeat: int = 2
+    # load a snapshot that pickles classes (DrQ-v2's whole agent) in full, which runs whatever code it names: true
+    # only for a file you trust
+    trust_pickle: bool = False
 
     def __post_init__(self):
         if self.snapshot_path is None or self.output_dir is None:
@@ -165,6 +183,7 @@ def convert_cli(cfg: ConvertDrQV2Config) -> None:
         image_size=cfg.image_size,
         action_scale=cfg.action_scale,
         action_repeat=cfg.action_repeat,
+        trust_pickle=cfg.trust_pickle,
     )
     print(f"wrote a segdepth checkpoint to {cfg.output_dir}")
 

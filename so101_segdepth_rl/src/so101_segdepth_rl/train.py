@@ -35,6 +35,7 @@ from so101_core.atomic import write_json, write_with
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
 from so101_core.cli import prepare_command_line
 from so101_core.hub import HubPushConfig, check_push, model_card, push_folder
+from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
@@ -334,7 +335,7 @@ def save_checkpoint(
     demos=None,
     best: bool = False,
 ) -> Path:
-    """checkpoints/<frames>/{pretrained_model, training_state.pt, replay/}, written into a staging folder and
+    """checkpoints/<frames>/{pretrained_model, training_state/, replay/}, written into a staging folder and
     swapped in, then `last` (and `best`, when this checkpoint's evaluation is the best so far) pointed at it; an
     interrupted save leaves the previous checkpoint and both links as they were. Keeps this checkpoint, the one
     before, and the best."""
@@ -343,7 +344,7 @@ def save_checkpoint(
     save_policy(staging / PRETRAINED, agent.policy, pre, post)
     # the demonstrations are rebuilt from the recording; only their sampler's state is kept
     state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
-    torch.save(state, staging / "training_state.pt")
+    save_state(staging / "training_state", state)  # safetensors + JSON (so101_core.resume_state)
     replay.save(staging / "replay")
     return publish_checkpoint(staging, final, keep=2, links=("last", "best") if best else ("last",))
 
@@ -387,6 +388,8 @@ def pretrain_critic(agent: DrQV2Agent, demos: ReplayBuffer | None, cfg: RLTrainC
 def claim_output_dir(cfg: RLTrainConfig) -> Path:
     """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
+    if cfg.resume:
+        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
     if cfg.resume and last.exists():
         saved = without_push(json.loads((cfg.output_dir / "train_config.json").read_text()))
         check_resume_config(saved, comparable(cfg), cfg.output_dir)
@@ -485,7 +488,7 @@ def build_learner(cfg: RLTrainConfig, last: Path) -> Workspace:
     counters = {"frames": 0, "decisions": 0, "updates": 0, "episodes": 0, "wall_s": 0.0, "update_debt": 0.0}
     ws = Workspace(cfg, agent, pre, post, replay, demos, encode, counters, history=[])
     if cfg.resume:
-        state = torch.load(last / "training_state.pt", weights_only=False, map_location=cfg.device)
+        state = load_state(last / "training_state")  # on the CPU: load_state_dict copies onto the agent's device
         agent.load_state_dict(state["agent"])
         ws.counters = state["counters"]
         restore_rng_state(state, demos)

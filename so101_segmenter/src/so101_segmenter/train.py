@@ -7,7 +7,7 @@
 Options are the `TrainConfig` (`configs.py`), parsed by LeRobot's `parser.wrap`: a YAML file (--config_path) and
 dotted flags overriding it.
 Writes to --output_dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
-`load_segmenter`), last/ (the latest model plus train_state.pt, from which an interrupted run resumes),
+`load_segmenter`), last/ (the latest model plus train_state/, from which an interrupted run resumes),
 metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image | ground truth | prediction for
 validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
 --data.test_path or --data.test_fraction, test_metrics.json.
@@ -32,9 +32,10 @@ from lerobot.configs import parser
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from so101_core.atomic import torch_save, write_text
+from so101_core.atomic import atomic_folder, write_text
 from so101_core.cli import prepare_command_line
 from so101_core.hub import model_card, push_folder
+from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 
 from .classes import NUM_CLASSES
@@ -47,7 +48,7 @@ from .viz import colorize, save_grid
 
 log = logging.getLogger(__name__)
 TEST_SPLIT_SEED = 1_000_003  # --data.test_fraction's split: the same test frames whatever --seed
-STATE_NAME = "train_state.pt"
+STATE_NAME = "train_state"  # a so101_core.resume_state folder: optimizer, progress, generators, config
 
 
 @torch.no_grad()
@@ -154,7 +155,7 @@ def _starting_model(cfg: TrainConfig, out: Path, resume: bool) -> EfficientViTFP
 
 
 def _restore_rng(state: dict, generator: torch.Generator) -> None:
-    """The generators of a train_state.pt: `rng` (capture_rng), or the two states older ones held."""
+    """The generators of a train_state: `rng` (capture_rng), or the two states older ones held."""
     if "rng" in state:
         restore_rng(state["rng"], {"loader": generator})
     else:
@@ -201,6 +202,7 @@ def _test(cfg: TrainConfig, best: EfficientViTFPN, out: Path) -> dict:
 
 def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.output_dir)
+    refuse_pickled(out / "last", f"{STATE_NAME}.pt")  # what earlier releases wrote
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train_config.yaml", "w") as f:
         draccus.dump(cfg, f)
@@ -221,14 +223,14 @@ def train(cfg: TrainConfig) -> dict:
     val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size, 16), num_workers=cfg.data.num_workers)
 
     state_path = out / "last" / STATE_NAME
-    resume = state_path.is_file()
+    resume = state_path.is_dir()
     model = _starting_model(cfg, out, resume)
     model.train()
     criterion = make_loss(cfg.loss, model.num_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, best_miou, stale, elapsed_before = 0, -math.inf, 0, 0.0
     if resume:
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = load_state(state_path)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_miou, stale = state["epoch"] + 1, state["best_miou"], state["stale"]
         elapsed_before = state.get("elapsed_s", 0.0)
@@ -264,11 +266,12 @@ def train(cfg: TrainConfig) -> dict:
             "epoch %d/%d loss %.4f val mIoU %.4f%s | %s | %.0fs", epoch + 1, cfg.epochs, train_loss, val["miou"],
             " (best)" if improved else "", _format_iou(val), elapsed,
         )  # fmt: skip
-        save_segmenter(model, out / "last")
         progress = {"epoch": epoch, "best_miou": best_miou, "stale": stale, "elapsed_s": elapsed}
         rng = capture_rng({"loader": generator})
         state = {"optimizer": optimizer.state_dict(), **progress, "rng": rng, "config": draccus.encode(cfg)}
-        torch_save(state, state_path)
+        with atomic_folder(out / "last") as last:  # the model and its state swapped in together
+            save_segmenter(model, last)
+            save_state(last / STATE_NAME, state)
         if stale >= cfg.patience:
             log.info("early stop: val mIoU has not improved for %d epochs", stale)
             break
