@@ -370,9 +370,9 @@ def test_segvla_with_segmenter_cues_drives_the_fake_follower(monkeypatch, tmp_pa
 
     checkpoint = segvla_checkpoint(tmp_path, ("wrist",))
     calls = []
-    original = SegmenterScoresStep.scores
+    original = SegmenterScoresStep.probabilities
     monkeypatch.setattr(
-        SegmenterScoresStep, "scores", lambda self, images: calls.append(images.shape) or original(self, images)
+        SegmenterScoresStep, "probabilities", lambda self, images: calls.append(images.shape) or original(self, images)
     )
     run_rollout(monkeypatch, checkpoint, sim_frames, stop_after=6)
     (bus,) = fake_hardware

@@ -674,3 +674,102 @@ def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
     # refused by the camera check at the preprocessor's start, before any cue step runs
     with pytest.raises(ValueError, match=r"missing \['observation\.images\.front_segmentation'\]\. These are the"):
         pre({**frame, "task": "pick up the red cube"})
+
+
+# ---------------------------------------------------------------------------------------------- look robustness
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"rgb_dropout_prob": 1.0}, r"rgb_dropout_prob must be in \[0, 1\), got 1.0"),
+        ({"rgb_dropout_prob": -0.1}, "rgb_dropout_prob"),
+        ({"segmentation_image": "overlay"}, r"segmentation_image must be one of \('none', 'beside', 'instead'\)"),
+        ({"segmentation_image": "beside", "segmentation_source": "mask2former"}, "segmentation_image='beside'"),
+        ({"segmentation_image": "instead", "segmentation_feature_map": {}}, "segmentation_image='instead'"),
+    ],
+)
+def test_bad_look_options_are_refused_with_the_field(vlm_dir, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        seg_config(vlm_dir, **{"segmentation_source": "ground_truth", **overrides})
+
+
+def test_look_options_off_by_default_keep_smolvla_exact(vlm_dir):
+    cfg = SegVLAConfig(**common(vlm_dir))
+    assert cfg.segmentation_image == "none" and cfg.rgb_dropout_prob == 0.0
+    assert list(cfg.image_features) == [FRONT, WRIST]  # nothing drawn, nothing added
+
+
+def test_class_colour_image_is_the_palette_for_labels():
+    from lerobot_policy_segvla.segmentation_scores import class_colour_image
+    from so101_core import SEGMENTATION_PALETTE
+
+    ids = scene_ids(1)
+    one_hot = torch.nn.functional.one_hot(ids, CLASSES).movedim(-1, -3).double()
+    image = class_colour_image(one_hot)
+    expected = torch.from_numpy(SEGMENTATION_PALETTE[ids[0].numpy()]).permute(2, 0, 1).double() / 255.0
+    torch.testing.assert_close(image[0], expected)
+    half = class_colour_image(torch.full((1, CLASSES, 2, 2), 1.0 / CLASSES, dtype=torch.float64))
+    torch.testing.assert_close(half[0, :, 0, 0], torch.from_numpy(SEGMENTATION_PALETTE.mean(0)).double() / 255.0)
+
+
+@pytest.mark.parametrize("mode", ["beside", "instead"])
+def test_segmentation_image_reaches_siglip_from_ground_truth(vlm_dir, mode):
+    from so101_core import SEGMENTATION_PALETTE, segmentation_to_code
+
+    cfg = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_image=mode)
+    policy = SegVLAPolicy(cfg)
+    drawn = f"{FRONT}_segmentation_rgb" if mode == "beside" else FRONT
+    assert list(cfg.image_features) == ([FRONT, WRIST, drawn] if mode == "beside" else [FRONT, WRIST])
+    assert drawn not in cfg.input_features or mode == "instead"  # no env or robot gives it
+    pre, _ = make_segvla_pre_post_processors(cfg)
+    ids = scene_ids(1)[0]
+    code = torch.from_numpy(segmentation_to_code(ids.numpy().astype("uint8"))).permute(2, 0, 1) * 1000.0
+    frame = {**raw_frame(), f"{FRONT}_segmentation": code}
+    batch = pre(frame)
+    expected = torch.from_numpy(SEGMENTATION_PALETTE[ids.numpy()]).permute(2, 0, 1).float() / 255.0
+    torch.testing.assert_close(batch[drawn][0], expected)
+    if mode == "beside":
+        torch.testing.assert_close(batch[FRONT][0], frame[FRONT])  # the camera itself is untouched
+    # the policy reads it as an image: changing the drawn picture alone changes the actions
+    policy.eval()
+    moved = dict(batch)
+    moved[drawn] = batch[drawn].flip(-1)
+    assert not torch.allclose(chunk(policy, batch), chunk(policy, moved))
+
+
+def test_segmenter_draws_its_probabilities_at_the_camera_size(vlm_dir, tmp_path):
+    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+    from lerobot_policy_segvla.segmentation_scores import class_colour_image
+
+    model = save_segmenter_checkpoint(tmp_path / "segmenter")
+    step = SegmenterScoresStep(
+        feature_map={FRONT: FRONT_SCORES},
+        image_map={FRONT: f"{FRONT}_segmentation_rgb"},
+        segmenter_path=str(tmp_path / "segmenter"),
+    )
+    frame = raw_frame()
+    out = step.observation({FRONT: frame[FRONT][None]})
+    with torch.no_grad():
+        expected = class_colour_image(model(frame[FRONT][None]).softmax(1))
+    assert out[f"{FRONT}_segmentation_rgb"].shape == (1, *IMAGE_SHAPE)
+    torch.testing.assert_close(out[f"{FRONT}_segmentation_rgb"], expected)
+    torch.testing.assert_close(out[FRONT], frame[FRONT][None])
+
+
+def test_rgb_dropout_greys_whole_cameras_per_sample_in_training_only(vlm_dir):
+    cfg = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_image="beside", rgb_dropout_prob=0.5)
+    policy = SegVLAPolicy(cfg)
+    batch = make_batch(vlm_dir, batch=64)
+    batch[f"{FRONT}_segmentation_rgb"] = torch.rand(64, *IMAGE_SHAPE)
+    policy.train()
+    torch.manual_seed(0)
+    images, _ = policy.prepare_images(batch)
+    assert len(images) == 3
+    for image in images[:2]:  # the RGB cameras: each sample all grey (0 in SigLIP's [-1, 1]) or untouched
+        grey = (image == 0).flatten(1).all(1)
+        assert 16 < int(grey.sum()) < 48
+    assert not (images[2] == 0).flatten(1).all(1).any()  # the drawn segmentation image is never dropped
+    policy.eval()
+    images, _ = policy.prepare_images(batch)
+    assert not any((image == 0).flatten(1).all(1).any() for image in images)

@@ -1,4 +1,4 @@
-"""SegVLA's configuration: every SmolVLA field plus seed 000's segmentation knobs."""
+"""SegVLA's configuration: every SmolVLA field plus the upstream SegVLA's segmentation knobs (ishandotsh/segvla)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from lerobot.policies.smolvla import SmolVLAConfig
 from so101_semantic_processors.policy_config import JointLimitsFields
 
 SEGMENTATION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
+SEGMENTATION_IMAGE_MODES = ("none", "beside", "instead")
+SEGMENTATION_IMAGE_SUFFIX = "_segmentation_rgb"  # "beside": camera key + this names the class-coloured image
 
 # (x0, x1, y0, y1) as fractions of the un-padded image: four quadrants and the centre, as upstream segvla.
 DEFAULT_REGIONS: tuple[tuple[float, float, float, float], ...] = (
@@ -36,7 +38,7 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     segmentation_segmenter_path: str | None = None
     segmentation_num_classes: int = 150  # ADE20K; 6 for the twin's ground truth
     segmentation_grid_size: int = 8  # g: scores are pooled to g x g over the un-padded image
-    # Classes that always get a class token (e.g. ADE20K 142 "plate"; pitfall R1: not 47/58).
+    # Classes that always get a class token (e.g. ADE20K 142 "plate"; not 47/58, the upstream notes' ids).
     segmentation_task_class_ids: list[int] = field(default_factory=list)
     # Classes whose presence / centroid / area fill the geometry hint (the first two also give their offset).
     segmentation_geometry_class_ids: list[int] = field(default_factory=list)
@@ -45,9 +47,9 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     # An unknown name is an error listing the closest names.
     segmentation_task_classes: list[str] = field(default_factory=list)
     segmentation_geometry_classes: list[str] = field(default_factory=list)
-    # Seed 000's optional per-sample classes: the nouns of each sample's task prompt ("pick up the red cube")
-    # become that sample's task classes, given class tokens after segmentation_task_class_ids and before the top-k.
-    # Nouns resolve through the same class map as the names above, with ADE20K's synonym table for Mask2Former
+    # Optional per-sample classes (the upstream SegVLA notes'): the nouns of each sample's task prompt ("pick up the red
+    # cube") become that sample's task classes, given class tokens after segmentation_task_class_ids and before the
+    # top-k. Nouns resolve through the same class map as the names above, with ADE20K's synonym table for Mask2Former
     # checkpoints ("bowl" -> plate, "cube" -> box) plus these entries (word -> class name).
     segmentation_classes_from_task: bool = False
     segmentation_task_synonyms: dict[str, str] = field(default_factory=dict)
@@ -63,6 +65,15 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     inference_noise_seed: int | None = None
     # For segmentation_source="mask2former": the checkpoint (a Hub id or a local folder).
     segmentation_model_name: str = "facebook/mask2former-swin-large-ade-semantic"
+    # Cues that survive a change of look (docs/segvla.md, "When the scene looks different"). The cue tokens pool
+    # SigLIP's RGB features, which a new table, light or colour moves; a class-coloured picture of each cued
+    # camera's segmentation (the suite's palette, from the same source as the scores: ground truth or segmenter)
+    # does not. "beside": SigLIP reads it as one more camera after the RGB ones; "instead": in place of the
+    # camera's RGB; "none": SmolVLA's images only.
+    segmentation_image: str = "none"
+    # Per training sample and RGB camera, the chance its image is replaced by mid-grey, so the policy learns to act
+    # from the cues (and the segmentation images) when the pixels mislead. 0 at inference whatever the value.
+    rgb_dropout_prob: float = 0.0
 
     def resolve_class_names(self) -> None:
         """Turn `segmentation_task_classes` / `segmentation_geometry_classes` into ids (kept in the *_ids lists, so
@@ -148,24 +159,60 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
             )
         if not 0.0 <= self.segmentation_dropout_prob < 1.0:
             raise ValueError(f"segmentation_dropout_prob must be in [0, 1), got {self.segmentation_dropout_prob}")
+        if not 0.0 <= self.rgb_dropout_prob < 1.0:
+            raise ValueError(f"rgb_dropout_prob must be in [0, 1), got {self.rgb_dropout_prob}")
+        if self.segmentation_image not in SEGMENTATION_IMAGE_MODES:
+            raise ValueError(
+                f"segmentation_image must be one of {SEGMENTATION_IMAGE_MODES}, got {self.segmentation_image!r}"
+            )
+        if self.segmentation_image != "none" and (
+            not self.segmentation_feature_map or self.segmentation_source not in ("ground_truth", "segmenter")
+        ):
+            raise ValueError(
+                f"segmentation_image={self.segmentation_image!r} draws the twin's 6 classes, so it needs cues"
+                " (segmentation_feature_map) from segmentation_source=ground_truth or segmenter; got"
+                f" segmentation_source={self.segmentation_source!r} and"
+                f" {len(self.segmentation_feature_map)} cued cameras"
+            )
 
     @property
     def num_class_slots(self) -> int:
         return self.segmentation_max_tokens - 1 - len(self.segmentation_region_specs)
 
     @property
-    def image_features(self) -> dict:
-        # Cameras are the 3-channel visual features; single-channel maps (the twin's depth and depth-coded
-        # segmentation) are raw inputs of the segmentation step, never images for SigLIP.
+    def camera_features(self) -> dict:
+        """The RGB cameras an env or robot gives: the 3-channel visual inputs."""
+        # single-channel maps (the twin's depth and depth-coded segmentation) are raw inputs of the segmentation
+        # step, never images for SigLIP
         return {
             key: ft
             for key, ft in (self.input_features or {}).items()
             if ft.type is FeatureType.VISUAL and len(ft.shape) == 3 and 3 in (ft.shape[0], ft.shape[-1])
         }
 
+    @property
+    def segmentation_image_keys(self) -> dict[str, str]:
+        """Cued camera -> the batch key its class-coloured segmentation image is written to (empty for "none")."""
+        if self.segmentation_image == "none":
+            return {}
+        suffix = "" if self.segmentation_image == "instead" else SEGMENTATION_IMAGE_SUFFIX
+        return {camera: camera + suffix for camera in self.segmentation_feature_map}
+
+    @property
+    def image_features(self) -> dict:
+        # What SigLIP reads: the cameras, then ("beside") the segmentation images the preprocessor draws. Those
+        # are not input features: no env, robot or dataset gives them.
+        cameras = self.camera_features
+        extra = {
+            key: PolicyFeature(type=FeatureType.VISUAL, shape=cameras[camera].shape)
+            for camera, key in self.segmentation_image_keys.items()
+            if key not in cameras and camera in cameras
+        }
+        return {**cameras, **extra}
+
     def validate_features(self) -> None:
         super().validate_features()
-        cameras = self.image_features
+        cameras = self.camera_features
         unknown = [camera for camera in self.segmentation_feature_map if camera not in cameras]
         if unknown:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""SegVLA: LeRobot's SmolVLA plus segmentation cues (seed 000, upstream ishandotsh/segvla), without copying SmolVLA.
+"""SegVLA: LeRobot's SmolVLA plus segmentation cues (after the upstream ishandotsh/segvla), without copying SmolVLA.
 
 Per camera with semantics, `SegmentationCueBuilder` pools the SigLIP patch features (vision hidden size) into
 1 global, one token per region and one per class slot, weighted by the semantic scores. Three zero-initialised
@@ -315,6 +315,15 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         images, img_masks = super().prepare_images(batch)
         cameras = [key for key in self.config.image_features if key in batch]
         self.model.camera_cues = [self._camera_cues(batch, key) for key in cameras]
+        p = self.config.rgb_dropout_prob
+        if self.training and p > 0:
+            drawn = set(self.config.segmentation_image_keys.values())
+            for i, key in enumerate(cameras):
+                if key in drawn:  # a segmentation image ("beside" or "instead"), not the camera's pixels
+                    continue
+                # SmolVLA's images are in [-1, 1]: 0 is mid-grey
+                keep = torch.rand(images[i].shape[0], device=images[i].device) >= p
+                images[i] = images[i] * keep.to(images[i].dtype)[:, None, None, None]
         return images, img_masks
 
     def _camera_cues(self, batch: dict, camera: str) -> CameraCues:

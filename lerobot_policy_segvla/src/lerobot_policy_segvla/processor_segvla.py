@@ -26,7 +26,7 @@ from so101_segmenter.carried import CarriesSegmenter
 from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 from .configuration_segvla import SegVLAConfig
-from .segmentation_scores import SegmentationScoresFromCodeStep
+from .segmentation_scores import SegmentationScoresFromCodeStep, class_colour_image
 
 
 @ProcessorStepRegistry.register("segvla_segmenter_scores")
@@ -37,10 +37,13 @@ class SegmenterScoresStep(CarriesSegmenter, ConfigFromFields, ObservationProcess
     The fast cue source for the real arm (~10 ms a frame on a CPU, against seconds for Mask2Former): the same form
     as the ground-truth scores (per-cell class fractions over the whole image), with softmax probabilities in place
     of one-hot labels. The weights travel with the saved pipeline (so101_segmenter.carried), so a checkpoint runs
-    wherever it is copied; `segmenter_path` is read once, when a training run builds the step.
+    wherever it is copied; `segmenter_path` is read once, when a training run builds the step. `image_map` (camera
+    key -> key) also writes the class-coloured image of the probabilities at the camera's size (SegVLA's
+    `segmentation_image`; the camera's own key for "instead").
     """
 
     feature_map: dict[str, str] = field(default_factory=dict)  # camera key -> scores key
+    image_map: dict[str, str] = field(default_factory=dict)
     num_classes: int = 6
     grid_size: int = 8
     segmenter_path: str | None = None
@@ -60,15 +63,24 @@ class SegmenterScoresStep(CarriesSegmenter, ConfigFromFields, ObservationProcess
             size = trained_size(self.segmenter_path)
             self.image_size = list(size) if size else None
 
-    def scores(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> (B, C, g, g) class probabilities averaged over each grid cell."""
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if not self.image_map:  # only segmentation_image fills it: pipelines saved before it existed stay the same
+            config.pop("image_map")
+        return config
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, C, h, w) class probabilities at the segmenter's size."""
         model = self.segmenter
         x = images.float().cpu()
         if self.image_size is not None and tuple(x.shape[-2:]) != tuple(self.image_size):
             x = F.interpolate(x, size=tuple(self.image_size), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():  # not inference_mode: in training the scores meet tensors that need their grad
-            probs = model(x).softmax(dim=1)
-        return F.adaptive_avg_pool2d(probs, self.grid_size)
+            return model(x).softmax(dim=1)
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, C, g, g) class probabilities averaged over each grid cell."""
+        return F.adaptive_avg_pool2d(self.probabilities(images), self.grid_size)
 
     def observation(self, observation: dict) -> dict:
         observation = dict(observation)
@@ -82,14 +94,24 @@ class SegmenterScoresStep(CarriesSegmenter, ConfigFromFields, ObservationProcess
             batched = image if image.ndim == 4 else image[None]
             if batched.shape[-3] != 3:
                 raise ValueError(f"'{camera}' must be RGB (..., 3, H, W) in [0, 1], got {tuple(image.shape)}")
-            scores = self.scores(batched).to(image.device)
+            probs = self.probabilities(batched)
+            scores = F.adaptive_avg_pool2d(probs, self.grid_size).to(image.device)
             observation[key] = scores if image.ndim == 4 else scores[0]
+            if camera in self.image_map:
+                drawn = class_colour_image(probs)
+                if drawn.shape[-2:] != batched.shape[-2:]:
+                    drawn = F.interpolate(drawn, size=tuple(batched.shape[-2:]), mode="bilinear", align_corners=False)
+                drawn = drawn.to(device=image.device, dtype=image.dtype)
+                observation[self.image_map[camera]] = drawn if image.ndim == 4 else drawn[0]
         return observation
 
     def transform_features(self, features):
         obs = features.get(PipelineFeatureType.OBSERVATION, {})
         for key in self.feature_map.values():
             obs[key] = PolicyFeature(type=FeatureType.STATE, shape=(self.num_classes, self.grid_size, self.grid_size))
+        for camera, key in self.image_map.items():
+            if camera in obs:
+                obs[key] = PolicyFeature(type=FeatureType.VISUAL, shape=obs[camera].shape)
         return features
 
 
@@ -100,12 +122,14 @@ def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
     if config.segmentation_source == "ground_truth":
         return SegmentationScoresFromCodeStep(
             key_map={f"{camera}_segmentation": key for camera, key in config.segmentation_feature_map.items()},
+            image_map={f"{camera}_segmentation": key for camera, key in config.segmentation_image_keys.items()},
             num_classes=config.segmentation_num_classes,
             grid_size=config.segmentation_grid_size,
         )
     if config.segmentation_source == "segmenter":
         return SegmenterScoresStep(
             feature_map=dict(config.segmentation_feature_map),
+            image_map=dict(config.segmentation_image_keys),
             num_classes=config.segmentation_num_classes,
             grid_size=config.segmentation_grid_size,
             segmenter_path=config.segmentation_segmenter_path,
@@ -149,7 +173,7 @@ def make_segvla_pre_post_processors(
     semantic = [step for step in (segmentation_step(config), task_classes_step(config)) if step is not None]
     # what the policy reads: its RGB cameras, and the twin's segmentation beside them for ground-truth cues (a dataset's
     # other maps, depth say, are in input_features but never read)
-    read = sorted(config.image_features)
+    read = sorted(config.camera_features)
     if config.segmentation_source == "ground_truth":
         read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
     cameras, clip = config.safety_steps(cameras=read)

@@ -30,16 +30,32 @@ def scores_from_ids(ids: torch.Tensor, num_classes: int, grid_size: int) -> torc
     return pooled.reshape(*lead, num_classes, grid_size, grid_size)
 
 
+def class_colour_image(probs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (..., C, H, W) -> the suite's palette colours they weigh, (..., 3, H, W) in [0, 1].
+
+    One-hot labels give the palette exactly; a segmenter's softmax gives the expected colour, so an unsure pixel
+    looks unsure rather than confidently wrong.
+    """
+    from so101_core import SEGMENTATION_PALETTE
+
+    palette = torch.as_tensor(SEGMENTATION_PALETTE, dtype=probs.dtype, device=probs.device) / 255.0  # (C, 3)
+    if probs.shape[-3] != palette.shape[0]:
+        raise ValueError(f"class_colour_image needs {palette.shape[0]} class scores, got {probs.shape[-3]}")
+    return torch.einsum("...chw,cd->...dhw", probs, palette)
+
+
 @ProcessorStepRegistry.register("so101_segmentation_scores_from_code")
 @dataclass
 class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep):
     """Depth-coded ground-truth segmentation keys -> one-hot scores pooled to (..., C, g, g).
 
     `key_map` maps each code key (`observation.images.<cam>_segmentation`) to its scores key
-    (e.g. `observation.segmentation.<cam>`). Codes decode with `so101_core.segmentation`.
+    (e.g. `observation.segmentation.<cam>`). Codes decode with `so101_core.segmentation`. `image_map` maps code keys
+    to the keys that get the class-coloured image (3, H, W) of the same labels (SegVLA's `segmentation_image`).
     """
 
     key_map: dict[str, str] = field(default_factory=dict)
+    image_map: dict[str, str] = field(default_factory=dict)
     num_classes: int = 6
     grid_size: int = 8
     # LeRobot's dataset decoder returns depth maps in millimetres; the values decide (so101_core.segmentation's
@@ -55,6 +71,12 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
             raise ValueError(
                 f"the twin's ground truth has {NUM_SEGMENTATION_CLASSES} classes; num_classes is {self.num_classes}"
             )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if not self.image_map:  # only segmentation_image fills it: pipelines saved before it existed stay the same
+            config.pop("image_map")
+        return config
 
     def observation(self, observation: dict) -> dict:
         from so101_core.segmentation import code_unit, segmentation_from_code
@@ -74,6 +96,9 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
             except ValueError as err:
                 raise ValueError(f"'{code_key}': {err}") from err
             observation[scores_key] = scores_from_ids(ids, self.num_classes, self.grid_size).to(code.device)
+            if code_key in self.image_map:
+                one_hot = F.one_hot(ids.long(), self.num_classes).movedim(-1, -3).float()
+                observation[self.image_map[code_key]] = class_colour_image(one_hot).to(code.device)
         return observation
 
     def transform_features(self, features):
@@ -82,4 +107,8 @@ class SegmentationScoresFromCodeStep(ConfigFromFields, ObservationProcessorStep)
             if code_key in obs:
                 shape = (self.num_classes, self.grid_size, self.grid_size)
                 obs[scores_key] = PolicyFeature(type=FeatureType.STATE, shape=shape)
+                if code_key in self.image_map:
+                    obs[self.image_map[code_key]] = PolicyFeature(
+                        type=FeatureType.VISUAL, shape=(3, *obs[code_key].shape[-2:])
+                    )
         return features
