@@ -208,7 +208,7 @@ class CocoMasksConfig:
 
 @parser.wrap()
 def masks_cli(cfg: CocoMasksConfig) -> DatasetIndex:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     return generate_masks(
         cfg.dataset_path, cfg.output_dir, cfg.selections, cfg.excluded, cfg.annotations, cfg.require_class or None
     )

@@ -335,7 +335,7 @@ def push_segmenter(cfg: TrainConfig, result: dict) -> str:
 
 @parser.wrap()
 def train_cli(cfg: TrainConfig) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     result = train(cfg)
     if cfg.model.push_to_hub:
         result["pushed_to"] = push_segmenter(cfg, result)
@@ -345,7 +345,7 @@ def train_cli(cfg: TrainConfig) -> dict:
 @parser.wrap()
 def eval_cli(cfg: EvalConfig) -> dict:
     """Per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder; printed, and written to --output."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     data = cfg.data
     result = evaluate_checkpoint(cfg.segmenter_path, load_index(data.path), (data.img_height, data.img_width))
     result.pop("confusion")
