@@ -60,8 +60,8 @@ def _local_distributions() -> dict[str, Path]:
 
 
 def _import_packages(folder: Path) -> list[str]:
-    """The top-level import packages a distribution's folder builds: `src/<name>/` holding Python files (a namespace
-    package, as `so101_segmenter`, has no `__init__.py`)."""
+    """The top-level import packages a distribution's folder builds: `src/<name>/` holding Python files (found by
+    their files, not by an `__init__.py`)."""
     return sorted({path.parent.name for path in folder.glob("src/*/*.py")})
 
 
