@@ -164,7 +164,7 @@ def benchmark(bench: DrQV2ThroughputConfig) -> None:
     big = ReplayBuffer(10, 1, 84, 3, 2, 6)
     print("\n3. replay memory per 100k transitions")
     print("| image | this buffer (each frame once) | stacked obs + next obs |\n|---|---:|---:|")
-    for name, buf in ((f"{s}x{s}, R={cfg.policy.action_repeat}", buffer), ("84x84, R=2 (seed 002)", big)):
+    for name, buf in ((f"{s}x{s}, R={cfg.policy.action_repeat}", buffer), ("84x84, R=2 (pick-101)", big)):
         print(
             f"| {name} | {buf.nbytes_per_transition * 1e5 / 1e9:.2f} GB | "
             f"{buf.stacked_nbytes_per_transition() * 1e5 / 1e9:.2f} GB |"

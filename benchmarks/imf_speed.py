@@ -28,8 +28,8 @@ every call encodes its frames and samples a new chunk):
 
 Table 2, training samples/s at the real SigLIP2-B/16 @256 size (92.9M-parameter vision tower with random
 weights, saved to a temporary folder and loaded from there, as a Hub checkpoint would be), 2 cameras at
-256x256, 2 observation steps, seed 003's head: forward + backward + AdamW step on a fixed batch of --train_batch,
-median of --train_repeats steps after 1 warm-up:
+256x256, 2 observation steps, the SigLIP2 multiview plan's head: forward + backward + AdamW step on a fixed batch
+of --train_batch, median of --train_repeats steps after 1 warm-up:
     encode every step   frames (B, 2, 2, 3, 256, 256) through the frozen tower in every step
     cached embeddings   `observation.view_embeddings` (B, 2, 2, 768), as imf-cache-embeddings stores them
 """

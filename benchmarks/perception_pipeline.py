@@ -14,7 +14,7 @@ wrist cameras at several arm poses; every configuration runs on the same frames 
 Rows (median over --repeats, after one untimed warm-up call; "per frame" = one camera image):
     Depth Anything V2-S @ N      the model step alone (centre crop, resize to N x N, forward, per-frame
                                  min-max) on 1 camera and on both cameras batched (throughput = frames/s)
-    seed literal (full frame)    seed 002's pipeline: both models on the whole 640x480 frame (Depth Anything
+    pick-101 (full frame)        pick-101's pipeline: both models on the whole 640x480 frame (Depth Anything
                                  at the nearest multiple of 14, 476x644), normalise, then centre-crop 480x480
                                  and resize to 84x84 (ids NEAREST, disparity bilinear)
     suite (crop first)           the suite's SegDepth source=models steps: centre crop, segmenter at
@@ -172,7 +172,7 @@ def benchmark(cfg: PerceptionPipelineConfig) -> None:
                 )
                 rows.append((label, len(cams), time_steps([step], frames, cams, cfg.repeats)))
         configs = {
-            "seed literal (full frame)": lambda cams: literal_steps(cams, seg_dir, depth_dir),
+            "pick-101 (full frame)": lambda cams: literal_steps(cams, seg_dir, depth_dir),
             f"suite (crop, seg {cfg.segmenter_input_size}, depth {cfg.depth_input_size})": lambda cams: suite_steps(
                 cams, seg_dir, depth_dir, cfg.segmenter_input_size, cfg.depth_input_size
             ),
@@ -198,7 +198,7 @@ def benchmark(cfg: PerceptionPipelineConfig) -> None:
     literal, suite = list(configs)
     for n_cams in (1, 2):
         ratio = medians[(literal, n_cams)] / medians[(suite, n_cams)]
-        print(f"suite vs seed literal, {n_cams} camera(s): {ratio:.1f}x faster")
+        print(f"suite vs pick-101, {n_cams} camera(s): {ratio:.1f}x faster")
 
     shapes, agreement, mae = set(), [], []
     for lit, ours in zip(outputs[literal], outputs[suite], strict=True):

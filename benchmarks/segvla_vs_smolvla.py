@@ -66,7 +66,7 @@ def configs(vlm: Path, device: str, tiny: bool) -> tuple[SmolVLAConfig, SegVLACo
         segmentation_feature_map={cam: f"observation.segmentation.{cam.rsplit('.', 1)[-1]}" for cam in CAMERAS},
         segmentation_num_classes=CLASSES,
         segmentation_grid_size=GRID,
-        segmentation_task_class_ids=[142],  # ADE20K "plate" (pitfall R1)
+        segmentation_task_class_ids=[142],  # ADE20K "plate" (not 47, a sink)
         segmentation_geometry_class_ids=[142, 15],  # plate, table
     )
     return SmolVLAConfig(**common), seg

@@ -1,4 +1,4 @@
-"""HLRP policy plugin (stage 3 of seed 004): `--policy.type=hlrp`."""
+"""HLRP policy plugin (stage 3 of HLRP, after felixmin/high-level-robot-planner): `--policy.type=hlrp`."""
 
 from .configuration_hlrp import HLRPConfig
 from .modeling_hlrp import HLRPPolicy

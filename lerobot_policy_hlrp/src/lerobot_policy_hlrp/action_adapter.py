@@ -2,7 +2,7 @@
 
 Open-X datasets disagree on action spaces (7-d end-effector deltas, 3-d, 14-d bimanual...). Stage 2 trains one
 action head of `target_dim`: each dataset declares its action dimension and the target slots its entries fill; the
-other slots are zero and masked out of the loss. The seed's own run log failed twice on exactly this (a batch format
+other slots are zero and masked out of the loss. HLRP's own run log failed twice on exactly this (a batch format
 bug, then "expected 5, got 3" mid-run), so `check` runs on every dataset's metadata before the first step.
 """
 

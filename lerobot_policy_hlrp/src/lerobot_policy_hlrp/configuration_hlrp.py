@@ -1,5 +1,6 @@
-"""The `hlrp` policy's configuration (seed 004, stage 3): the stage-2 shared core (SmolVLM2 trunk + heads),
-initialised from a stage-2 artifact or from scratch, fine-tuned on SO-101 data with an optional latent loss."""
+"""The `hlrp` policy's configuration (HLRP's stage 3, after felixmin/high-level-robot-planner): the stage-2 shared
+core (SmolVLM2 trunk + heads), initialised from a stage-2 artifact or from scratch, fine-tuned on SO-101 data with an
+optional latent loss."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ class CoreConfig:
     codebook_size: int = 2048
     action_dim: int = 32  # the OXE adapter's target dimension (SmolVLA's max_action_dim)
     chunk_size: int = 50
-    action_head: str = "regression"  # "regression" (MSE, HLRP's default) or "flow": the seed's open question
+    action_head: str = "regression"  # "regression" (MSE, HLRP's default) or "flow": an open question of HLRP's plan
     flow_steps: int = 10
     # Beta(alpha, beta) time sampling for flow matching (HLRP / SmolVLA: Beta(1.5, 1.0))
     time_alpha: float = 1.5

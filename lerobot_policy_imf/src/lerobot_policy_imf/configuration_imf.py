@@ -1,6 +1,6 @@
-"""The `imf` policy's configuration (seed 003): a frozen SigLIP2 encoder shared by every camera, a projection per
-view, the robot state, an optional projection of the whole condition to 384, and a one-step improved-MeanFlow
-action head on an Attention-Residuals transformer."""
+"""The `imf` policy's configuration (after roboimi's SigLIP2 multiview plan for an IMF/AttnRes policy): a frozen
+SigLIP2 encoder shared by every camera, a projection per view, the robot state, an optional projection of the whole
+condition to 384, and a one-step improved-MeanFlow action head on an Attention-Residuals transformer."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     use_state: bool = True
 
     # --- vision ----------------------------------------------------------------------------------------
-    # "siglip": the frozen SigLIP2 vision tower, shared by all views (seed 003). "cnn": a small trainable CNN,
-    # shared by all views, for runs where no pretrained weights exist (the twin here).
+    # "siglip": the frozen SigLIP2 vision tower, shared by all views (the multiview plan's). "cnn": a small trainable
+    # CNN, shared by all views, for runs where no pretrained weights exist (the twin here).
     vision_encoder: str = "siglip"
     siglip_model: str = SIGLIP2_BASE_256  # Hub id or local folder of a SigLIP vision tower
     # False: build the tower from its config with random weights (benchmarks at the real size, tests).
@@ -40,14 +40,14 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # Filled when the tower is first built: its transformers config, so a checkpoint rebuilds it offline (the
     # weights are in the checkpoint's model.safetensors).
     siglip_config: dict | None = None
-    # The encoder's input side. Frames already this size go in as they are (seed 003's raw-256 datasets); others
-    # are resized to it, as the seed does at evaluation. SigLIP: must equal the tower's image_size.
+    # The encoder's input side. Frames already this size go in as they are (the multiview plan's raw-256 datasets);
+    # others are resized to it, as the plan does at evaluation. SigLIP: must equal the tower's image_size.
     encoder_image_size: int = 256
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     cnn_keypoints: int = 32  # spatial-softmax keypoints: the CNN's output is 2 * cnn_keypoints wide
     random_shift_pad: int = 4  # CNN only: DrQ-style random shift in training (pixels at encoder_image_size)
-    per_view_dim: int = 96  # each view's pooled feature is projected to this (seed 003: 96 and 192)
-    # Optional linear projection of the whole per-step condition to this size (seed 003: 384, the head's
+    per_view_dim: int = 96  # each view's pooled feature is projected to this (the plan's runs: 96 and 192)
+    # Optional linear projection of the whole per-step condition to this size (the plan's 384, the head's
     # interface); None: the head embeds the raw condition.
     condition_dim: int | None = 384
 

@@ -1,5 +1,5 @@
 """`imf`: multiview frozen SigLIP2 features -> a one-step improved-MeanFlow action head on an Attention-Residuals
-transformer (seed 003).
+transformer (after roboimi's SigLIP2 multiview plan).
 
 Shapes, with B batch, T = n_obs_steps, V cameras, W encoder width (768 for SigLIP2-B), P = per_view_dim,
 S state dim, C condition dim, H = horizon, A action dim, N = 2 + T + H head tokens:
@@ -41,7 +41,7 @@ from .configuration_imf import CACHE_MUST_MATCH, OBS_VIEW_EMBEDDINGS, IMFConfig
 
 # ----- vision ------------------------------------------------------------------------------------------------
 def resized(images: Tensor, side: int) -> Tensor:
-    """(N, 3, h, w) -> (N, 3, side, side); frames already that size pass untouched (seed 003's raw-256 data)."""
+    """(N, 3, h, w) -> (N, 3, side, side); frames already that size pass untouched (the plan's raw-256 data)."""
     if images.shape[-2:] == (side, side):
         return images
     return F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)

@@ -1,4 +1,4 @@
-"""Seed 002's action convention and the follower's: 6-D deltas in [-1, 1] <-> absolute joint targets.
+"""pick-101's action convention and the follower's: 6-D deltas in [-1, 1] <-> absolute joint targets.
 
     delta = clip((target - present) / action_scale, -1, 1)        (preprocessor, for training targets)
     target = present + clip(delta, -1, 1) * action_scale          (postprocessor, for the robot or env)

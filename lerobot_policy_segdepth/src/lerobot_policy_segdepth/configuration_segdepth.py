@@ -1,4 +1,5 @@
-"""SegDepth's configuration: seed 002's DrQ-v2 policy on segmentation ids + disparity, trained by cloning."""
+"""SegDepth's configuration: pick-101's DrQ-v2 policy on segmentation ids + disparity (ggand0/pick-101), trained by
+cloning."""
 
 from __future__ import annotations
 
@@ -26,18 +27,18 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
     # --- observation -------------------------------------------------------------------------------
-    # The camera whose segmentation and depth the policy sees (seed 002 uses the wrist camera).
+    # The camera whose segmentation and depth the policy sees (pick-101 uses the wrist camera).
     camera: str = "wrist"
     # Where ids and depth come from. "ground_truth": the twin's `observation.images.<camera>_segmentation` and
     # `_depth` keys, recorded by lerobot-record or rendered by the env. "models": the RGB key
-    # `observation.images.<camera>` through the EfficientViT segmenter and Depth Anything V2 (seeds 001/002),
+    # `observation.images.<camera>` through the EfficientViT segmenter and Depth Anything V2 (as pick-101),
     # the only choice on the real arm. The policy's weights are the same for both: only the preprocessor differs.
     source: str = "ground_truth"
     # --- source="models" ---------------------------------------------------------------------------
     segmenter_path: str | None = None  # a folder written by so101_segmenter's save_segmenter
     depth_model: str = DEPTH_ANYTHING_V2_SMALL  # Hub id or local folder of a DepthAnythingForDepthEstimation
     # Both models see only the centre square, resized to these sides (Depth Anything: a multiple of 14), rather
-    # than seed 002's full 640x480 frame; their outputs are resized to image_size.
+    # than pick-101's full 640x480 frame; their outputs are resized to image_size.
     segmenter_input_size: int = 168
     depth_input_size: int = 196
     perception_device: str | None = None  # where the two models run; None: CUDA when present, else CPU
@@ -48,8 +49,8 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
     # Training only; inference keeps its own frame buffer either way.
     stacked_frames: bool = False
     # How class ids enter the encoder. "onehot" (default): one 0/1 channel per class. "embedding": a learned
-    # `id_embedding_dim`-d vector per class. "scaled": seed 002's ids/255, which leaves 0.004 between classes
-    # (pitfall R3); kept only so DrQ-v2 snapshots trained that way load.
+    # `id_embedding_dim`-d vector per class. "scaled": pick-101's ids/255, which leaves 0.004 between classes
+    # (almost no signal); kept only so DrQ-v2 snapshots trained that way load.
     id_encoding: str = "onehot"
     num_classes: int = 6
     id_embedding_dim: int = 4
@@ -63,10 +64,10 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
 
     # --- actions -----------------------------------------------------------------------------------
     # The actor emits 6-D deltas in [-1, 1]: target = present + delta * action_scale (degrees for the body
-    # joints, 0-100 units for the gripper), held for `action_repeat` control steps, as seed 002's policy.
+    # joints, 0-100 units for the gripper), held for `action_repeat` control steps, as pick-101's policy.
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     action_repeat: int = 1
-    # "delta" (seed 002, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
+    # "delta" (pick-101's, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
     # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
     action_mode: str = "delta"
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from

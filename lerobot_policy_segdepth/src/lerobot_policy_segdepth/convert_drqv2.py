@@ -1,10 +1,10 @@
-"""Convert a DrQ-v2 snapshot ({"encoder": ..., "actor": ...}, seed 002 "Loading the policy") into a segdepth
+"""Convert a DrQ-v2 snapshot ({"encoder": ..., "actor": ...}, as ggand0/pick-101 saves them) into a segdepth
 checkpoint that `lerobot-eval --policy.path=...` and `lerobot-rollout --policy.path=...` load.
 
     segdepth-convert-drqv2 --snapshot_path=1200000_snapshot.pt --output_dir=outputs/segdepth_from_drqv2
 
 Network sizes come from the snapshot's tensors. What a snapshot does not record is asked for: how its
-6 input channels were laid out (seed 002: 3 frames of [ids/255, disparity/255], i.e. --id_encoding=scaled),
+6 input channels were laid out (pick-101: 3 frames of [ids/255, disparity/255], i.e. --id_encoding=scaled),
 and the joint-delta scale and action repeat it was trained with.
 
 A snapshot is read weights-only: tensors, dicts and numbers. One that pickles more (DrQ-v2's own train.py pickles
@@ -140,16 +140,16 @@ class ConvertDrQV2Config:
     # where the segdepth checkpoint goes (replaced whole if it exists); required
     output_dir: Path | None = None
     dataset: StatsDatasetConfig = field(default_factory=StatsDatasetConfig)
-    # frames stacked in the snapshot's input (seed 002: 3)
+    # frames stacked in the snapshot's input (pick-101: 3)
     frame_stack: int = 3
-    # how the class ids were fed: scaled (ids/255, seed 002), onehot or embedding
+    # how the class ids were fed: scaled (ids/255, pick-101's), onehot or embedding
     id_encoding: str = "scaled"
     camera: str = "wrist"
     # the square side the snapshot was trained at
     image_size: int = 84
     # joint-delta scale per joint, gripper last
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
-    # seed 002 trained with action_repeat=2
+    # pick-101 trained with action_repeat=2
     action_repeat: int = 2
     # load a snapshot that pickles classes (DrQ-v2's whole agent) in full, which runs whatever code it names: true
     # only for a file you trust

@@ -4,7 +4,7 @@ Shapes, with S = image_size (84), T = frame_stack (3), K = id channels (6 one-ho
     observation.segdepth   (B, T, 2, S, S) in training, (B, 2, S, S) per step at inference
     frames                 (B, T*2, S, S)   oldest first: ids_0, disp_0, ids_1, disp_1, ids_2, disp_2
     encoder input          (B, T*(K+1), S, S)
-    encoder output         (B, 32*35*35) at S = 84 (measured by a dry run, not hard-wired: pitfall R5)
+    encoder output         (B, 32*35*35) at S = 84 (measured by a dry run: upstream DrQ-v2 hard-wires it, so 84x84 only)
     actor output           (B, 6) deltas in [-1, 1]; the postprocessor turns them into joint targets
 
 The frame stack lives here, not in a processor step: lerobot-eval calls `policy.reset()` at every episode
@@ -157,7 +157,7 @@ class SegDepthPolicy(ChecksSavedProcessors, PreTrainedPolicy):
             ids = F.one_hot(ids, self.config.num_classes).permute(0, 1, 4, 2, 3).float() - 0.5
         elif self.config.id_encoding == "embedding":
             ids = self.id_embedding(ids).permute(0, 1, 4, 2, 3)
-        else:  # seed 002's scaling, for snapshots trained with it
+        else:  # pick-101's ids/255 scaling, for snapshots trained with it
             ids = ids[:, :, None].float() / 255.0 - 0.5
         return torch.cat([ids, disparity], dim=2).flatten(1, 2)
 

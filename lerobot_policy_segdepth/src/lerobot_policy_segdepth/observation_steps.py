@@ -1,4 +1,5 @@
-"""Seed 002's observation steps: segmentation ids + disparity, centre-cropped, resized, stacked.
+"""SegDepth's observation steps (after ggand0/pick-101's policy): segmentation ids + disparity, centre-cropped,
+resized, stacked.
 
 Every step works on tensors shaped (..., C, H, W): (B, C, H, W) at inference and (B, T, C, H, W) in training,
 where LeRobot's dataset returns T past frames (`observation_delta_indices`), so training and inference run the
@@ -176,7 +177,7 @@ class SegmentationFromCodeStep(_ImageToImageStep):
 @ProcessorStepRegistry.register("so101_center_crop_square")
 @dataclass
 class CenterCropSquareStep(ConfigFromFields, ObservationProcessorStep):
-    """Crop each of `keys` to the centred square of side min(H, W): 640x480 -> 480x480, as seed 002 does."""
+    """Crop each of `keys` to the centred square of side min(H, W): 640x480 -> 480x480, as pick-101 does."""
 
     keys: list[str] = field(default_factory=list)
     skip_if_present: str | None = None

@@ -1,12 +1,12 @@
-"""Learned perception as ProcessorSteps: the EfficientViT segmenter (seed 001) and Depth Anything V2 (seed 002).
+"""Learned perception as ProcessorSteps: the EfficientViT segmenter and Depth Anything V2 (as in ggand0/pick-101).
 
 Both steps turn RGB camera keys into what SegDepth reads from the simulator's ground truth: class ids
 (0-5, integer-valued float32) and disparity normalised per frame to 0-255 with near = 255, each (..., 1, S, S).
 
-Seed 002 runs both models on the full 640x480 frame and then crops the centre square and resizes to 84x84.
+pick-101 runs both models on the full 640x480 frame and then crops the centre square and resizes to 84x84.
 Only the centre square reaches the policy, so these steps crop first and run each model at a small square
 input (`input_size`), then resize the result to `output_size`; `crop_square=False, input_size=None,
-output_size=None` is the seed's literal full-frame call, kept for the benchmark. Every RGB key is pushed
+output_size=None` is pick-101's literal full-frame call, kept for the benchmark. Every RGB key is pushed
 through one batched forward pass, and training batches (B, T, 3, H, W) are flattened into it as well.
 
 Both models are loaded when the step is built, never at the first frame: the segmenter's weights travel inside
@@ -253,7 +253,7 @@ class DepthAnythingStep(_BatchedModelStep):
     """RGB keys -> disparity 0-255 (near = 255) with transformers' DepthAnythingForDepthEstimation.
 
     `model` is a Hub id or a local folder. Depth Anything V2 predicts relative inverse depth already, so the
-    output is only min-max normalised per frame (at the model's resolution, as seed 002 does before resizing).
+    output is only min-max normalised per frame (at the model's resolution, as pick-101 does before resizing).
     The model's input side must be a multiple of its patch size (14); `input_size=None` rounds the frame to one.
     """
 

@@ -1,4 +1,4 @@
-"""SegDepth's processors: the seed 002 observation steps and the joint-delta action mapping around LeRobot's
+"""SegDepth's processors: pick-101's observation steps and the joint-delta action mapping around LeRobot's
 standard steps (rename, batch, device, normalise), so --policy.path fine-tuning, eval and rollout can override them.
 
 The observation steps depend on `config.source`; the policy's weights do not. `with_source` swaps them in a

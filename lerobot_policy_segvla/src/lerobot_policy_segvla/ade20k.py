@@ -1,6 +1,6 @@
 """ADE20K class ids by name, resolved through a checkpoint's `id2label`, and a task-prompt noun parser.
 
-Ids are never hard-coded: seed 000's `bowl=58, plate=47` is wrong (pitfall R1: in the 150-class map 58 is
+Ids are never hard-coded: the upstream SegVLA notes' `bowl=58, plate=47` is wrong (in the 150-class map 58 is
 screen door, 47 sink, 142 plate, and there is no bowl). Names are looked up in the `id2label` that ships with the
 Mask2Former checkpoint, so a checkpoint with another label set resolves its own ids or fails loudly.
 

@@ -1,7 +1,7 @@
 """Mask2Former semantic scores for SegVLA: the online processor step and the code the offline command shares.
 
-Mask2Former has no per-pixel logits (pitfall R2). It returns per-query class logits (B, Q, C+1) and per-query
-mask logits (B, Q, H/4, W/4); the per-pixel class scores are
+Mask2Former has no per-pixel logits (a common misreading of its outputs). It returns per-query class logits
+(B, Q, C+1) and per-query mask logits (B, Q, H/4, W/4); the per-pixel class scores are
 
     einsum("bqc,bqhw->bchw", softmax(class)[..., :-1], sigmoid(masks))
 
@@ -263,12 +263,12 @@ def check_feature_map(feature_map: dict[str, str]) -> None:
 class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
     """Runs Mask2Former on every camera in `feature_map` (one batch) and writes pooled scores under its keys.
 
-    Seed 000's option B. Place it before normalisation. The model loads when the step is built: a model that is
-    not here fails then, naming its id, not at the first frame (SegVLA's from_pretrained checks it even before, as
-    lerobot-rollout loads the policy before connecting the robot). `device=None` runs the model on CUDA when there
-    is one, else where the images are, so a saved pipeline works on either machine; the scores always come back on
-    the images' device. Cameras missing from an observation are an error, because a policy trained with the cue
-    would silently lose it.
+    The upstream SegVLA notes' option B (online). Place it before normalisation. The model loads when the step is built:
+    a model that is not here fails then, naming its id, not at the first frame (SegVLA's from_pretrained checks it even
+    before, as lerobot-rollout loads the policy before connecting the robot). `device=None` runs the model on CUDA when
+    there is one, else where the images are, so a saved pipeline works on either machine; the scores always come back on
+    the images' device. Cameras missing from an observation are an error, because a policy trained with the cue would
+    silently lose it.
     """
 
     model_name: str = DEFAULT_MODEL
@@ -354,7 +354,8 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
 @ProcessorStepRegistry.register("segvla_task_classes")
 @dataclass
 class SegVLATaskClassesStep(ConfigFromFields, ObservationProcessorStep):
-    """Seed 000's optional per-sample classes: the nouns of each task prompt -> a multi-hot (B, C) class mask.
+    """Optional per-sample classes (the upstream SegVLA notes'): the nouns of each task prompt -> a multi-hot (B, C)
+    class mask.
 
     Names resolve through the class map of whatever produced the scores: the Mask2Former checkpoint's own
     id2label (with the ADE synonym table, `ade20k.DEFAULT_SYNONYMS`, plus `synonyms`), or `id2label` when given

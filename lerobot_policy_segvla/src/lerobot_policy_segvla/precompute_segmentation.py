@@ -1,9 +1,9 @@
 """`so101-precompute-segmentation`: add SegVLA's pooled Mask2Former scores to an existing LeRobotDataset.
 
-Seed 000's option A. For every camera in the feature map it stores what the online `SegVLAAddSegmentationStep`
-writes, float32 (C, g, g) per frame, computed by the same `Mask2FormerSegmenter`, so a policy trained on the new
-columns gets the cues the online step gives on the same frames. The full score map (C x S/4 x S/4) is never
-stored: 9.8 MB per camera-frame for 150 classes at 512^2, against 38.4 kB pooled on an 8 x 8 grid.
+The upstream SegVLA notes' option A (precompute). For every camera in the feature map it stores what the online
+`SegVLAAddSegmentationStep` writes, float32 (C, g, g) per frame, computed by the same `Mask2FormerSegmenter`, so a
+policy trained on the new columns gets the cues the online step gives on the same frames. The full score map (C x S/4 x
+S/4) is never stored: 9.8 MB per camera-frame for 150 classes at 512^2, against 38.4 kB pooled on an 8 x 8 grid.
 
 A front end on `so101_semantic_processors.precompute` (shared with `segdepth-precompute`): each batch of scores
 goes to `.<output>.partial/shards/` (atomic write), so an interrupted run started again with the same arguments

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-# The 6-class map of seeds 001/002, which the real EfficientViT segmenter also emits (pitfall R3).
+# The 6-class map of ggand0/pick-101's segmenter and policy, which the real EfficientViT segmenter also emits
+# (pick-101's simulator used 5 classes, one fewer: its real pipeline fed 0-5 to a policy trained on 0-4).
 SEGMENTATION_CLASSES: dict[int, str] = {
     0: "unlabeled",
     1: "background",

@@ -33,7 +33,7 @@ from lerobot_policy_segdepth.modeling_segdepth import SegDepthPolicy
 @dataclass
 class DrQV2Config:
     lr: float = 1e-4
-    critic_hidden_dim: int = 256  # seed 002's [256, 256] critic; upstream DMC uses 1024
+    critic_hidden_dim: int = 256  # pick-101's [256, 256] critic; upstream DMC uses 1024
     discount: float = 0.99
     nstep: int = 3
     batch_size: int = 256

@@ -1,5 +1,6 @@
-"""The 6-class map of seed 001: names and ids come from `so101_core` (numpy only, so the segmenter still imports
-neither LeRobot nor the simulator), the same map the twin's ground truth and the policies use."""
+"""The 6-class map of ggand0/pick-101's segmenter: names and ids come from `so101_core` (numpy only, so the
+segmenter still imports neither LeRobot nor the simulator), the same map the twin's ground truth and the policies
+use."""
 
 from so101_core.segmentation import (
     BACKGROUND,

@@ -1,4 +1,4 @@
-"""Class-id masks from COCO annotations (CVAT/SALT export), as seed 001's `generate_seg_masks`.
+"""Class-id masks from COCO annotations (CVAT/SALT export), as ggand0/pick-101's `generate_seg_masks`.
 
     so101-seg-masks --dataset_path=data/dataset_v0 --output_dir=data/dataset_v0/masks \
         --selections=data/dataset_v0/selections.json --excluded=data/dataset_v0/excluded.json

@@ -57,7 +57,7 @@ class ImageDataConfig:
 class DataConfig(ImageDataConfig):
     # held-out dataset folder, evaluated with the best model at the end (test_metrics.json)
     test_path: Path | None = None
-    # seed 001: full at 640x480, flips at 84x84; flips swap the fingers' sides (see the segmenter README)
+    # pick-101's recipes: full at 640x480, flips at 84x84; flips swap the fingers' sides (see the segmenter README)
     augment: str = "full"
     # share of the frames (whole episodes, grasp/default ratio kept) held out for validation and early stopping
     val_fraction: float = 0.15

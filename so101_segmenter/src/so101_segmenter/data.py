@@ -1,4 +1,4 @@
-"""Segmentation datasets in the `dataset_index` layout, seed 001's joint image+mask augmentations, and the
+"""Segmentation datasets in the `dataset_index` layout, ggand0/pick-101's joint image+mask augmentations, and the
 grasp/default stratified split."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ AUGMENTATIONS = ("full", "flips", "none")
 def build_transforms(height: int, width: int, augment: str = "none") -> v2.Compose:
     """Joint transforms for (tv_tensors.Image uint8, tv_tensors.Mask) -> (float image in [0, 1], int64 mask).
 
-    "full" is seed 001's 640x480 recipe, "flips" its 84x84 one. Geometric transforms move the mask with the image
+    "full" is pick-101's 640x480 recipe, "flips" its 84x84 one. Geometric transforms move the mask with the image
     (nearest-neighbour for masks); pixels they bring in from outside the frame are filled with `unlabeled`, which
     the losses and metrics ignore. Photometric transforms leave masks alone.
     Note: flips move the static finger to the moving finger's side of a wrist image, so the model must tell the

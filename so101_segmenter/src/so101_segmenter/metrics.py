@@ -10,7 +10,7 @@ from .classes import CLASS_NAMES, EVAL_CLASSES, UNLABELED
 
 
 class SoftIoULoss(nn.Module):
-    """1 - mean over classes of soft IoU between softmax probabilities and one-hot targets (seed 001's loss).
+    """1 - mean over classes of soft IoU between softmax probabilities and one-hot targets (pick-101's loss).
 
     Classes are averaged only where they occur in the batch's targets or predictions have mass, as upstream does
     implicitly through the smoothing term; `ignore_index` pixels contribute nothing.

@@ -1,6 +1,6 @@
 """EfficientViT-B0 backbone (timm, `features_only`) + FPN decoder: a ~0.85M-parameter 6-class segmenter.
 
-Layout follows seed 001 / ggand0/pick-101 `train_efficientvit_seg.py`: a 1x1 lateral conv to `fpn_channels` per
+Layout follows ggand0/pick-101's `train_efficientvit_seg.py`: a 1x1 lateral conv to `fpn_channels` per
 backbone stage, top-down nearest-coarser-first addition, a Conv3x3-BN-ReLU smoothing conv per level, then a 1x1
 classifier on the finest (stride-4) map, upsampled to the input size. With the defaults that is 682,608 backbone +
 164,230 decoder = 846,838 parameters.

@@ -1,4 +1,4 @@
-"""Train the EfficientViT-B0 + FPN segmenter (seed 001's options), with early stopping on val mIoU.
+"""Train the EfficientViT-B0 + FPN segmenter (ggand0/pick-101's options), with early stopping on val mIoU.
 
     so101-seg-train --config_path=configs/segmenter_train.yaml                     # the segmenter README's run
     so101-seg-train --data.path=data/dataset_v0                                     # 640x480
