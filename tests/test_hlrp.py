@@ -84,7 +84,7 @@ def test_adapter_places_each_dataset_in_its_slots_and_masks_the_rest():
 def test_adapter_names_the_dataset_and_both_dimensions():
     adapter = ActionAdapter(ActionAdapterConfig(target_dim=8, entries=[AdapterEntry("oxe/bridge", 5)]))
     with pytest.raises(ValueError, match=r"'oxe/bridge'.*expects a 5-d action.*\(3,\)"):
-        adapter.check("oxe/bridge", (3,))  # the seed's "expected 5, got 3", now before the first step
+        adapter.check("oxe/bridge", (3,))  # HLRP's run log's "expected 5, got 3", now before the first step
     with pytest.raises(ValueError, match="does not cover it"):
         adapter.check("oxe/fractal", (7,))
     with pytest.raises(ValueError, match="within the target dimension 8"):

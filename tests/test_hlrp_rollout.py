@@ -1,4 +1,4 @@
-"""The seed's open follow-up, "rollout wiring after export": an hlrp checkpoint driven by the stock `lerobot-rollout`,
+"""HLRP's open follow-up, "rollout wiring after export": an hlrp checkpoint driven by the stock `lerobot-rollout`,
 on the twin and on LeRobot's SO101Follower with a fake Feetech bus (the fakes of test_real_arm_rollout.py)."""
 
 from __future__ import annotations

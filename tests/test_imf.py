@@ -1,5 +1,6 @@
-"""The `imf` policy (seed 003): multiview frozen SigLIP backbone, the improved-MeanFlow objective, AttnRes, the
-embedding cache. The LeRobot contract (discovery, train/eval CLIs, save/reload) is in test_policy_contract.py."""
+"""The `imf` policy (after roboimi's SigLIP2 multiview plan): multiview frozen SigLIP backbone, the improved-MeanFlow
+objective, AttnRes, the embedding cache. The LeRobot contract (discovery, train/eval CLIs, save/reload) is in
+test_policy_contract.py."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from lerobot_policy_imf.modeling_imf import (
     time_features,
 )
 
-CAMERAS = ("left", "top", "wrist")  # three views, as seed 003's backbone test
+CAMERAS = ("left", "top", "wrist")  # three views, as the multiview plan's backbone test
 
 
 def features(views=CAMERAS, side=32, state=6):
@@ -48,7 +49,7 @@ def tiny_policy(**overrides) -> IMFPolicy:
     return IMFPolicy(cfg)
 
 
-# ----- seed 003's backbone tests --------------------------------------------------------------------------------
+# ----- the multiview plan's backbone tests ----------------------------------------------------------------------------
 def test_backbone_loads_the_local_siglip_and_encodes_views_independently():
     torch.manual_seed(0)
     policy = tiny_policy(per_view_dim=96, condition_dim=384)

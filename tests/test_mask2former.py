@@ -274,7 +274,7 @@ def test_semantic_scores_rejects_mismatched_logits():
 
 
 def test_ade_ids_by_name_fix_the_seed():
-    # pitfall R1: seed 000 says bowl=58, plate=47
+    # the upstream SegVLA notes say bowl=58, plate=47
     assert ADE20K_150[58] == "screen door" and ADE20K_150[47] == "sink"
     assert class_id("plate", HF_STYLE_ID2LABEL) == 142
     assert class_id("Bed", HF_STYLE_ID2LABEL) == 7  # HF spells it 'bed '

@@ -76,7 +76,7 @@ def frames(*lead: int, height: int = 48, width: int = 64, seed: int = 1) -> torc
 
 
 def reference_disparity(model, rgb: torch.Tensor, input_size: int, output_size: int) -> torch.Tensor:
-    """Seed 002's recipe written out directly: crop, ImageNet-normalise, model, float64 min-max to 0-255, resize."""
+    """pick-101's recipe written out directly: crop, ImageNet-normalise, model, float64 min-max to 0-255, resize."""
     side = min(rgb.shape[-2:])
     top, left = (rgb.shape[-2] - side) // 2, (rgb.shape[-1] - side) // 2
     crop = rgb[..., top : top + side, left : left + side]

@@ -48,7 +48,7 @@ def model() -> EfficientViTFPN:
 
 
 def test_parameter_count_matches_upstream_layout(model):
-    # Reference: timm's own features_only backbone, plus the decoder counted by hand from seed 001's layout
+    # Reference: timm's own features_only backbone, plus the decoder counted by hand from pick-101's layout
     # (1x1 lateral conv per stage, Conv3x3+BN per level, 1x1 classifier).
     backbone = timm.create_model(BACKBONE, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3))
     channels = backbone.feature_info.channels()

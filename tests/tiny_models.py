@@ -1,8 +1,8 @@
 """Tiny, random, offline backbones saved to local folders, for tests that must run the real loading code.
 
 LeRobot's SmolVLA always calls AutoConfig / AutoProcessor / AutoTokenizer.from_pretrained(vlm_model_name)
-(pitfall R7); a local folder holding a SmolVLM config plus processor and tokenizer files makes that work with
-no network. The same function writes the real SmolVLM2-500M sizes for the benchmark (random weights).
+(which always ask the Hub); a local folder holding a SmolVLM config plus processor and tokenizer files makes that
+work with no network. The same function writes the real SmolVLM2-500M sizes for the benchmark (random weights).
 """
 
 from __future__ import annotations
