@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-dist}
-PACKAGES="so101_core processors so101_segmenter lerobot_policy_segdepth lerobot_policy_segvla lerobot_policy_imf"
+PACKAGES="so101_core so101_semantic_processors so101_segmenter lerobot_policy_segdepth lerobot_policy_segvla lerobot_policy_imf"
 PACKAGES="$PACKAGES lerobot_policy_hlrp lerobot_env_so101_twin so101_segdepth_rl"
 if [ -z "${UV+set}" ]; then
   UV=.venv/bin/uv
