@@ -12,7 +12,7 @@ from lerobot_env_so101_twin.record import TwinRecordConfig
 from lerobot_policy_hlrp.train_laq import LAQTrainConfig
 from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig
 from so101_core.cluster import SubmitConfig
-from so101_segdepth_rl.train import RLTrainConfig
+from so101_segdepth_rl.config import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
 
 register_third_party_plugins()  # --policy.type=imf / hlrp in the lerobot-train configs

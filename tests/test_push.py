@@ -77,7 +77,7 @@ def assert_card(card: str, *expected: str) -> None:
 
 # ----- the flags -----------------------------------------------------------------------------------------------------
 def test_a_push_without_a_repo_id_is_refused_before_any_work_naming_the_flags():
-    from so101_segdepth_rl.train import RLTrainConfig
+    from so101_segdepth_rl.config import RLTrainConfig
 
     with pytest.raises(
         ValueError, match=r"--model\.push_to_hub=true needs --model\.repo_id=.*--model\.push_to_hub=false"
@@ -95,7 +95,8 @@ def test_a_push_without_a_repo_id_is_refused_before_any_work_naming_the_flags():
 def test_segdepth_rl_train_pushes_its_last_checkpoint_with_a_model_card(hub, tmp_path):
     from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
     from so101_core.checkpoints import save_policy
-    from so101_segdepth_rl.train import RLTrainConfig, push_policy
+    from so101_segdepth_rl.config import RLTrainConfig
+    from so101_segdepth_rl.publish import push_policy
 
     tiny = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
     policy_cfg = SegDepthConfig(device="cpu", push_to_hub=False, **tiny)

@@ -19,18 +19,11 @@ from safetensors.torch import load_file
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.configuration_segdepth import OBS_SEGDEPTH
+from so101_segdepth_rl.config import EvalSettings, RLTrainConfig, TwinSettings
 from so101_segdepth_rl.drqv2 import DrQV2Agent, DrQV2Config, stddev
+from so101_segdepth_rl.evaluation import learning_curve_figure, learning_curve_title, plot_learning_curve
 from so101_segdepth_rl.replay import ReplayBuffer
-from so101_segdepth_rl.train import (
-    EvalSettings,
-    RLTrainConfig,
-    TwinSettings,
-    check_policy_fits_env,
-    learning_curve_figure,
-    learning_curve_title,
-    plot_learning_curve,
-    train,
-)
+from so101_segdepth_rl.train import check_policy_fits_env, train
 
 TINY_POLICY = {"feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
 

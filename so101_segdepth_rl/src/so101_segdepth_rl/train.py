@@ -7,6 +7,10 @@
 The loop is drqv2's train.py: `seed_frames` of uniform random actions, then one update per
 `agent.update_every_steps` decision steps of each env. The envs step in worker processes while the learner
 updates (step_async, updates, step_wait), so simulation and learning overlap.
+
+This file reads as one run goes: the set-up (`start_run`), the loop (`train` and the steps it calls), the
+checkpoints, the command. The configuration is in `config.py`, the evaluation and learning curve in `evaluation.py`,
+the Hub push in `publish.py`.
 """
 
 import dataclasses
@@ -21,8 +25,7 @@ from pathlib import Path
 import draccus
 import numpy as np
 import torch
-from draccus.cfgparsing import load_config
-from lerobot.configs import FeatureType, PreTrainedConfig, parser
+from lerobot.configs import FeatureType, parser
 from lerobot.envs.utils import env_to_policy_features
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.utils.constants import ACTION, OBS_STATE
@@ -31,401 +34,33 @@ from tqdm import tqdm
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
-from so101_core.atomic import write_json, write_with
+from so101_core.atomic import write_json
 from so101_core.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
 from so101_core.cli import prepare_command_line
-from so101_core.hub import HubPushConfig, check_push, model_card, push_folder
 from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
-from .demos import DemoSettings, demo_buffer, mixed_batch
-from .drqv2 import DrQV2Agent, DrQV2Config
+# the config, evaluation and publishing names, also importable from here as before the split (issue 42)
+from .config import (  # noqa: F401
+    PUSH_FIELDS,
+    RL_POLICY_DEFAULTS,
+    EvalSettings,
+    RLTrainConfig,
+    TwinSettings,
+    WandbSettings,
+    comparable,
+    without_push,
+)
+from .demos import demo_buffer, mixed_batch
+from .drqv2 import DrQV2Agent
 from .envs import make_vector_env, step_async, step_wait
+from .evaluation import evaluate, learning_curve_figure, learning_curve_title, plot_learning_curve  # noqa: F401
+from .publish import policy_card, push_policy  # noqa: F401
 from .replay import ReplayBuffer
 
 logger = logging.getLogger("segdepth-rl")
 PRETRAINED = "pretrained_model"
-PUSH_FIELDS = ("push_to_hub", "repo_id", "private", "tags", "license")  # the policy config's Hub fields
-
-
-@dataclass
-class TwinSettings:
-    """The twin the agent learns in: `--env.type=so101_twin` with the policy's camera, depth and segmentation.
-
-    (A plain dataclass rather than SO101TwinEnvConfig itself: draccus rebuilds a registered config from its class
-    defaults as soon as one of its fields is given on the command line, which would drop these defaults.)
-    """
-
-    task: str = "ReachCube"
-    # the rendered size; the policy's preprocessor centre-crops the square and resizes it to policy.image_size
-    observation_height: int = 48
-    observation_width: int = 64
-    fps: int = 30
-    episode_length: int | None = None  # env steps; None: the task's default (ReachCube 150, LiftCube 300)
-    reward_type: str = "dense"
-    # end an episode when the task is solved (as lerobot-eval does); off: run to the time limit (see envs.py)
-    terminate_on_success: bool = False
-    # extra reward per env step spent solved: the dense reward barely separates 2.5 cm (a miss) from 1.5 cm (a
-    # ReachCube success); evaluation still reports the task's success and the twin's return
-    success_bonus: float = 0.0
-    render_cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])  # eval videos
-
-    def env_config(self, camera: str) -> SO101TwinEnvConfig:
-        return SO101TwinEnvConfig(
-            task=self.task,
-            fps=self.fps,
-            episode_length=self.episode_length,
-            cameras=[camera],
-            render_cameras=self.render_cameras,
-            observation_height=self.observation_height,
-            observation_width=self.observation_width,
-            depth=True,
-            segmentation=True,
-            reward_type=self.reward_type,
-        )
-
-
-@dataclass
-class EvalSettings:
-    every_frames: int = 20_000  # env frames between evaluations (and checkpoints); 0: only at the end
-    episodes: int = 20
-    seed: int = 1000  # episode i of an evaluation uses cube pose seed + i, the same poses every time
-    num_envs: int = 2
-    videos: int = 1  # episodes per evaluation written as mp4 (front + wrist RGB)
-    # with --policy.path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
-    at_start: bool = True
-
-
-@dataclass
-class WandbSettings:
-    enable: bool = False
-    project: str = "so101-segdepth-rl"
-    mode: str | None = None  # "offline" on machines without network
-
-
-# Where the RL trainer's policy differs from SegDepthConfig's (a behaviour-cloning default): DrQ-v2's 2-step action
-# repeat, and a smaller image for a 2-core CPU.
-RL_POLICY_DEFAULTS = {"image_size": 48, "action_repeat": 2}
-
-
-def _policy_fields_given() -> set[str] | None:
-    """The policy fields this command line (and its --config_path file) set, or None when it sets none.
-
-    draccus builds `policy` from SegDepthConfig's class defaults as soon as one policy field is given, dropping the
-    trainer's RL_POLICY_DEFAULTS; these are the fields to restore them for.
-    """
-    given = {a.removeprefix("--").split("=", 1)[0] for a in parser.get_cli_overrides("policy") or []}
-    config_path = parser.parse_arg("config_path")
-    from_file = False
-    if config_path and Path(config_path).is_file():
-        section = (load_config(Path(config_path).read_text(), file=config_path) or {}).get("policy")
-        if isinstance(section, dict):
-            given |= set(section)
-            from_file = True
-    return given if given or from_file else None
-
-
-@dataclass
-class RLTrainConfig:
-    env: TwinSettings = field(default_factory=TwinSettings)
-    # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
-    policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(**RL_POLICY_DEFAULTS))
-    # Start from a segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
-    # On the command line --policy.path=CKPT, which sets this field; in a config file `policy_path: CKPT`.
-    policy_path: Path | None = None
-    agent: DrQV2Config = field(default_factory=DrQV2Config)
-    # demonstrations mixed into every batch (RLPD-style), e.g. the demo's recording; none by default
-    demos: DemoSettings = field(default_factory=DemoSettings)
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    wandb: WandbSettings = field(default_factory=WandbSettings)
-    num_envs: int = 2
-    workers: bool = True  # one process per env; false: all in this process (tests, debugging)
-    frames: int = 100_000  # env frames to train for, summed over envs
-    max_minutes: float | None = None  # or stop (evaluate, save) once this much wall time has passed
-    seed_frames: int = 4000  # uniform random actions first, as upstream
-    replay_capacity: int = 100_000  # decision steps kept
-    seed: int = 1
-    output_dir: Path = Path("outputs/rl/reach")
-    resume: bool = False
-    log_freq: int = 2000  # env frames between two progress lines
-    torch_threads: int | None = 1  # the learner's intra-op threads; the env workers take the other cores
-    device: str = "cpu"  # the learner's device ("cuda" on a GPU); the env workers and their processors stay on CPU
-
-    @classmethod
-    def __get_path_fields__(cls) -> list[str]:
-        return ["policy"]
-
-    def __post_init__(self):
-        if policy_path := parser.get_path_arg("policy"):
-            self.policy_path = Path(policy_path)
-        elif (given := _policy_fields_given()) is not None:
-            for name, value in RL_POLICY_DEFAULTS.items():
-                if name not in given:
-                    setattr(self.policy, name, value)
-        if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
-            raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
-        # as lerobot-train: --policy.push_to_hub defaults to true (PreTrainedConfig's default) and then needs
-        # --policy.repo_id; refused here, before any env starts. With --policy.path these two flags, not the
-        # checkpoint's saved ones, decide (they are this run's, like its output_dir).
-        check_push(self.policy.push_to_hub, self.policy.repo_id, "policy")
-
-
-# ----- set-up ---------------------------------------------------------------------------------------------------
-def state_stats_from_limits(limits: list[list[float]]) -> dict[str, dict[str, torch.Tensor]]:
-    """Normalisation stats for a policy with no dataset: a uniform spread over the joint ranges."""
-    limits = torch.tensor(limits, dtype=torch.float32)
-    low, high = limits[:, 0], limits[:, 1]
-    return {OBS_STATE: {"mean": (low + high) / 2, "std": (high - low) / math.sqrt(12), "min": low, "max": high}}
-
-
-def policy_from_scratch(cfg: RLTrainConfig) -> tuple[SegDepthPolicy, object, object]:
-    policy_cfg = dataclasses.replace(cfg.policy, device="cpu")
-    features = env_to_policy_features(cfg.env.env_config(policy_cfg.camera))
-    policy_cfg.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
-    policy_cfg.input_features = {k: f for k, f in features.items() if k not in policy_cfg.output_features}
-    policy = SegDepthPolicy(policy_cfg)
-    # no dataset: the state is normalised over the joint ranges (the twin's, unless --policy.joint_limits* says)
-    limits = policy_cfg.resolved_joint_limits()
-    pre, post = make_segdepth_pre_post_processors(policy_cfg, state_stats_from_limits(limits))
-    return policy, pre, post
-
-
-def policy_from_checkpoint(path: Path) -> tuple[SegDepthPolicy, object, object]:
-    policy = SegDepthPolicy.from_pretrained(str(path))
-    policy.config.device = "cpu"
-    pre, post = make_pre_post_processors(
-        policy.config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": "cpu"}}
-    )
-    return policy, pre, post
-
-
-def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -> None:
-    """Fail before any worker starts when the env cannot feed the policy or take its actions."""
-    features = env_to_policy_features(env_cfg)
-    provided = {key for key, f in features.items() if f.type is not FeatureType.ACTION}
-    pc = policy.config
-    needed = [pc.depth_key, pc.segmentation_key] + ([OBS_STATE] if pc.use_state else [])
-    missing = [key for key in needed if key not in provided]
-    if missing:
-        raise ValueError(
-            f"the policy reads {missing}, which the env ({env_cfg.task}, cameras={env_cfg.cameras}) does not provide; "
-            f"it provides {sorted(provided)}. Set --env.cameras to include '{pc.camera}' (with depth and segmentation)"
-        )
-    env_action = tuple(features[ACTION].shape)
-    policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
-    if env_action != policy_action:
-        raise ValueError(f"the env takes actions of shape {env_action}, the policy emits {policy_action}")
-    if pc.source != "ground_truth":
-        raise ValueError("segdepth-rl-train learns from the twin's ground truth: the policy needs source=ground_truth")
-
-
-def comparable(cfg: RLTrainConfig) -> dict:
-    """The parts of a config a resumed run must share with the run it continues."""
-    data = json.loads(json.dumps(draccus.encode(cfg), default=str))
-    for key in (
-        "resume",
-        "frames",
-        "output_dir",
-        "log_freq",
-        "wandb",
-        "eval",
-        "torch_threads",
-        "workers",
-        "device",
-    ):
-        data.pop(key, None)
-    return without_push(data)
-
-
-def without_push(data: dict) -> dict:
-    """`data` without the policy's Hub fields: a resumed run may push where the first did not (or elsewhere)."""
-    for key in PUSH_FIELDS:
-        data.get("policy", {}).pop(key, None)
-    return data
-
-
-# ----- evaluation -------------------------------------------------------------------------------------------
-def evaluate(agent: DrQV2Agent, venv, cfg: RLTrainConfig, video_dir: Path | None) -> dict[str, float]:
-    """`eval.episodes` episodes with the actor's mean action on fixed cube poses; videos of the first ones."""
-    n, pc = venv.num_envs, agent.policy.config
-    returns, successes, videos = [], [], []
-    agent.train(False)
-    for start in range(0, cfg.eval.episodes, n):
-        history = ReplayBuffer(4 * n, n, pc.image_size, pc.frame_stack, pc.action_repeat, 6, nstep=1)
-        obs, _ = venv.reset(seed=[cfg.eval.seed + start + i for i in range(n)])
-        history.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
-        done, ret, success = np.zeros(n, bool), np.zeros(n), np.zeros(n, bool)
-        recording = [start + i < cfg.eval.videos for i in range(n)]
-        frames = [[venv.call("render")[i]] if recording[i] else [] for i in range(n)] if any(recording) else None
-        while not done.all():
-            stack, state = history.latest()
-            action = agent.act(torch.from_numpy(stack).float(), torch.from_numpy(state), 0, explore=False).numpy()
-            obs, reward, terminated, truncated, info = venv.step(action)
-            ret += np.where(done, 0.0, reward)
-            success |= ~done & np.asarray(info["is_success"], bool)
-            if frames is not None:
-                rendered = venv.call("render")
-                for i in np.flatnonzero(~done & np.array(recording)):
-                    frames[i].append(rendered[i])
-            done |= terminated | truncated
-            history.add_observation(obs["frames"], obs["state"], np.zeros(n, bool))
-        keep = min(n, cfg.eval.episodes - start)
-        returns += ret[:keep].tolist()
-        successes += success[:keep].tolist()
-        if frames is not None:
-            videos += [f for f in frames[:keep] if f]
-    agent.train(True)
-    if video_dir is not None and videos:
-        from lerobot.utils.io_utils import write_video
-
-        video_dir.mkdir(parents=True, exist_ok=True)
-        fps = max(cfg.env.fps // pc.action_repeat, 1)
-        for i, episode in enumerate(videos):
-            write_video(str(video_dir / f"eval_episode_{i}.mp4"), np.stack(episode), fps)
-    return {"success_rate": float(np.mean(successes)), "return": float(np.mean(returns)), "episodes": len(returns)}
-
-
-def learning_curve_title(cfg: RLTrainConfig) -> str:
-    """What a learning curve shows: the task, the seed, where the policy started, the run and its evaluation poses."""
-    start = f"fine-tuning {cfg.policy_path}" if cfg.policy_path else "from scratch"
-    last = cfg.eval.seed + cfg.eval.episodes - 1
-    return (
-        f"segdepth-rl-train {cfg.env.task}, seed {cfg.seed}, {start} ({cfg.output_dir})\n"
-        f"each evaluation: {cfg.eval.episodes} episodes on cube poses {cfg.eval.seed}-{last}"
-    )
-
-
-def learning_curve_figure(history: list[dict], title: str):
-    """Evaluation success against env frames and mean return against wall time, under `title`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    frames = [h["frames"] for h in history]
-    ax1.plot(frames, [100 * h["success_rate"] for h in history], marker="o")
-    ax1.set(title="success", xlabel="env frames", ylabel="eval success (% of episodes)", ylim=(-5, 105))
-    ax2.plot([h["wall_min"] for h in history], [h["return"] for h in history], marker="o")
-    ax2.set(title="return", xlabel="wall time (min)", ylabel="eval return (mean per episode)")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
-    return fig
-
-
-def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = learning_curve_figure(history, title)
-    write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
-
-
-# ----- checkpoints ------------------------------------------------------------------------------------------
-def save_checkpoint(
-    cfg: RLTrainConfig,
-    agent: DrQV2Agent,
-    pre,
-    post,
-    replay: ReplayBuffer,
-    counters: dict,
-    demos=None,
-    best: bool = False,
-) -> Path:
-    """checkpoints/<frames>/{pretrained_model, training_state/, replay/}, written into a staging folder and
-    swapped in, then `last` (and `best`, when this checkpoint's evaluation is the best so far) pointed at it; an
-    interrupted save leaves the previous checkpoint and both links as they were. Keeps this checkpoint, the one
-    before, and the best."""
-    final = cfg.output_dir / "checkpoints" / f"{counters['frames']:010d}"
-    staging = checkpoint_staging(final)
-    save_policy(staging / PRETRAINED, agent.policy, pre, post)
-    # the demonstrations are rebuilt from the recording; only their sampler's state is kept
-    state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
-    save_state(staging / "training_state", state)  # safetensors + JSON (so101_core.resume_state)
-    replay.save(staging / "replay")
-    return publish_checkpoint(staging, final, keep=2, links=("last", "best") if best else ("last",))
-
-
-def rng_generators(demos: ReplayBuffer | None) -> dict:
-    return {"demos": demos.rng} if demos is not None else {}
-
-
-def restore_rng_state(state: dict, demos: ReplayBuffer | None) -> None:
-    """The generators of a checkpoint, in its format: `rng` (capture_rng), or the torch and demo states that
-    checkpoints written before it held."""
-    if "rng" in state:
-        restore_rng(state["rng"], rng_generators(demos))
-        return
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if demos is not None and "demo_rng" in state:
-        demos.rng.bit_generator.state = state["demo_rng"]
-
-
-# ----- set-up of a run --------------------------------------------------------------------------------------
-def pretrain_critic(agent: DrQV2Agent, demos: ReplayBuffer | None, cfg: RLTrainConfig, encode) -> None:
-    """agent.critic_pretrain_updates critic-only updates on batches of demonstrations, logged to
-    critic_pretrain.jsonl; the online update counter is untouched (actor_warmup_updates counts from the first
-    env step)."""
-    if demos is None:
-        raise ValueError("agent.critic_pretrain_updates > 0 needs demonstrations (demos.repo_id)")
-    n = cfg.agent.critic_pretrain_updates
-    log_every = max(n // 20, 1)
-    losses: list[dict] = []
-    with open(cfg.output_dir / "critic_pretrain.jsonl", "a") as f:
-        for i in tqdm(range(n), desc="critic on demos", unit="update", dynamic_ncols=True):
-            losses.append(agent.update(demos.sample(cfg.agent.batch_size, encode), 0, actor=False))
-            if (i + 1) % log_every == 0 or i + 1 == n:
-                metrics = {"update": i + 1, **{k: float(np.mean([m[k] for m in losses])) for k in losses[0]}}
-                f.write(json.dumps(metrics) + "\n")
-                f.flush()
-                tqdm.write(f"[critic pretrain] {i + 1}/{n}: loss {metrics['critic_loss']:.3g}, q {metrics['q']:.3g}")
-                losses = []
-
-
-def claim_output_dir(cfg: RLTrainConfig) -> Path:
-    """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
-    last = cfg.output_dir / "checkpoints" / "last"
-    if cfg.resume:
-        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
-    if cfg.resume and last.exists():
-        saved = without_push(json.loads((cfg.output_dir / "train_config.json").read_text()))
-        check_resume_config(saved, comparable(cfg), cfg.output_dir)
-    claim_run_dir(cfg.output_dir, cfg.resume, last)
-    return last
-
-
-def starting_policy(cfg: RLTrainConfig, last: Path) -> tuple[SegDepthPolicy, object, object]:
-    if cfg.resume:
-        return policy_from_checkpoint(last / PRETRAINED)
-    if cfg.policy_path is not None:
-        return policy_from_checkpoint(cfg.policy_path)
-    return policy_from_scratch(cfg)
-
-
-def make_replay(cfg: RLTrainConfig, pc: SegDepthConfig) -> ReplayBuffer:
-    return ReplayBuffer(
-        cfg.replay_capacity,
-        cfg.num_envs,
-        pc.image_size,
-        pc.frame_stack,
-        pc.action_repeat,
-        6,
-        nstep=cfg.agent.nstep,
-        discount=cfg.agent.discount,
-        seed=cfg.seed,
-    )
-
-
-def start_wandb(cfg: RLTrainConfig):
-    if not cfg.wandb.enable:
-        return None
-    import wandb
-
-    config = json.loads(json.dumps(draccus.encode(cfg), default=str))
-    return wandb.init(project=cfg.wandb.project, dir=str(cfg.output_dir), mode=cfg.wandb.mode, config=config)
 
 
 @dataclass
@@ -465,6 +100,42 @@ class Workspace:
         return self.counters["frames"] >= self.cfg.frames or self.out_of_time()
 
 
+# ----- a run's set-up, in the order start_run does it -----------------------------------------------------------------
+def start_run(cfg: RLTrainConfig) -> Workspace:
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    last = claim_output_dir(cfg)
+    torch.manual_seed(cfg.seed)
+    ws = build_learner(cfg, last)
+    if not cfg.resume:
+        write_json(cfg.output_dir / "train_config.json", comparable(cfg))
+        with open(cfg.output_dir / "config.yaml", "w") as f:
+            draccus.dump(cfg, f)
+    if cfg.agent.critic_pretrain_updates and not cfg.resume:
+        pretrain_critic(ws.agent, ws.demos, cfg, ws.encode)
+    start_envs(ws)
+    logger.info(
+        "replay: %d bytes per transition (%.2f GB per 100k; %.2f GB with stacked observations)",
+        ws.replay.nbytes_per_transition,
+        ws.replay.nbytes_per_transition * 1e5 / 1e9,
+        ws.replay.stacked_nbytes_per_transition() * 1e5 / 1e9,
+    )
+    ws.wandb_run = start_wandb(cfg)
+    return ws
+
+
+def claim_output_dir(cfg: RLTrainConfig) -> Path:
+    """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
+    last = cfg.output_dir / "checkpoints" / "last"
+    if cfg.resume:
+        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
+    if cfg.resume and last.exists():
+        saved = without_push(json.loads((cfg.output_dir / "train_config.json").read_text()))
+        check_resume_config(saved, comparable(cfg), cfg.output_dir)
+    claim_run_dir(cfg.output_dir, cfg.resume, last)
+    return last
+
+
 def build_learner(cfg: RLTrainConfig, last: Path) -> Workspace:
     """The policy (from scratch, a checkpoint, or the run resumed), its agent, the replay and the demonstrations,
     with the state of a resumed run loaded into them."""
@@ -497,6 +168,96 @@ def build_learner(cfg: RLTrainConfig, last: Path) -> Workspace:
         ws.history = [json.loads(line) for line in (cfg.output_dir / "eval.jsonl").read_text().splitlines() if line]
         logger.info("resumed from %s at %d frames", last.resolve().name, ws.counters["frames"])
     return ws
+
+
+def starting_policy(cfg: RLTrainConfig, last: Path) -> tuple[SegDepthPolicy, object, object]:
+    if cfg.resume:
+        return policy_from_checkpoint(last / PRETRAINED)
+    if cfg.policy_path is not None:
+        return policy_from_checkpoint(cfg.policy_path)
+    return policy_from_scratch(cfg)
+
+
+def policy_from_scratch(cfg: RLTrainConfig) -> tuple[SegDepthPolicy, object, object]:
+    policy_cfg = dataclasses.replace(cfg.policy, device="cpu")
+    features = env_to_policy_features(cfg.env.env_config(policy_cfg.camera))
+    policy_cfg.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
+    policy_cfg.input_features = {k: f for k, f in features.items() if k not in policy_cfg.output_features}
+    policy = SegDepthPolicy(policy_cfg)
+    # no dataset: the state is normalised over the joint ranges (the twin's, unless --policy.joint_limits* says)
+    limits = policy_cfg.resolved_joint_limits()
+    pre, post = make_segdepth_pre_post_processors(policy_cfg, state_stats_from_limits(limits))
+    return policy, pre, post
+
+
+def state_stats_from_limits(limits: list[list[float]]) -> dict[str, dict[str, torch.Tensor]]:
+    """Normalisation stats for a policy with no dataset: a uniform spread over the joint ranges."""
+    limits = torch.tensor(limits, dtype=torch.float32)
+    low, high = limits[:, 0], limits[:, 1]
+    return {OBS_STATE: {"mean": (low + high) / 2, "std": (high - low) / math.sqrt(12), "min": low, "max": high}}
+
+
+def policy_from_checkpoint(path: Path) -> tuple[SegDepthPolicy, object, object]:
+    policy = SegDepthPolicy.from_pretrained(str(path))
+    policy.config.device = "cpu"
+    pre, post = make_pre_post_processors(
+        policy.config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": "cpu"}}
+    )
+    return policy, pre, post
+
+
+def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -> None:
+    """Fail before any worker starts when the env cannot feed the policy or take its actions."""
+    features = env_to_policy_features(env_cfg)
+    provided = {key for key, f in features.items() if f.type is not FeatureType.ACTION}
+    pc = policy.config
+    needed = [pc.depth_key, pc.segmentation_key] + ([OBS_STATE] if pc.use_state else [])
+    missing = [key for key in needed if key not in provided]
+    if missing:
+        raise ValueError(
+            f"the policy reads {missing}, which the env ({env_cfg.task}, cameras={env_cfg.cameras}) does not provide; "
+            f"it provides {sorted(provided)}. Set --env.cameras to include '{pc.camera}' (with depth and segmentation)"
+        )
+    env_action = tuple(features[ACTION].shape)
+    policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
+    if env_action != policy_action:
+        raise ValueError(f"the env takes actions of shape {env_action}, the policy emits {policy_action}")
+    if pc.source != "ground_truth":
+        raise ValueError("segdepth-rl-train learns from the twin's ground truth: the policy needs source=ground_truth")
+
+
+def make_replay(cfg: RLTrainConfig, pc: SegDepthConfig) -> ReplayBuffer:
+    return ReplayBuffer(
+        cfg.replay_capacity,
+        cfg.num_envs,
+        pc.image_size,
+        pc.frame_stack,
+        pc.action_repeat,
+        6,
+        nstep=cfg.agent.nstep,
+        discount=cfg.agent.discount,
+        seed=cfg.seed,
+    )
+
+
+def pretrain_critic(agent: DrQV2Agent, demos: ReplayBuffer | None, cfg: RLTrainConfig, encode) -> None:
+    """agent.critic_pretrain_updates critic-only updates on batches of demonstrations, logged to
+    critic_pretrain.jsonl; the online update counter is untouched (actor_warmup_updates counts from the first
+    env step)."""
+    if demos is None:
+        raise ValueError("agent.critic_pretrain_updates > 0 needs demonstrations (demos.repo_id)")
+    n = cfg.agent.critic_pretrain_updates
+    log_every = max(n // 20, 1)
+    losses: list[dict] = []
+    with open(cfg.output_dir / "critic_pretrain.jsonl", "a") as f:
+        for i in tqdm(range(n), desc="critic on demos", unit="update", dynamic_ncols=True):
+            losses.append(agent.update(demos.sample(cfg.agent.batch_size, encode), 0, actor=False))
+            if (i + 1) % log_every == 0 or i + 1 == n:
+                metrics = {"update": i + 1, **{k: float(np.mean([m[k] for m in losses])) for k in losses[0]}}
+                f.write(json.dumps(metrics) + "\n")
+                f.flush()
+                tqdm.write(f"[critic pretrain] {i + 1}/{n}: loss {metrics['critic_loss']:.3g}, q {metrics['q']:.3g}")
+                losses = []
 
 
 def start_envs(ws: Workspace) -> None:
@@ -533,30 +294,49 @@ def next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
 
 
-def start_run(cfg: RLTrainConfig) -> Workspace:
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    last = claim_output_dir(cfg)
-    torch.manual_seed(cfg.seed)
-    ws = build_learner(cfg, last)
-    if not cfg.resume:
-        write_json(cfg.output_dir / "train_config.json", comparable(cfg))
-        with open(cfg.output_dir / "config.yaml", "w") as f:
-            draccus.dump(cfg, f)
-    if cfg.agent.critic_pretrain_updates and not cfg.resume:
-        pretrain_critic(ws.agent, ws.demos, cfg, ws.encode)
-    start_envs(ws)
-    logger.info(
-        "replay: %d bytes per transition (%.2f GB per 100k; %.2f GB with stacked observations)",
-        ws.replay.nbytes_per_transition,
-        ws.replay.nbytes_per_transition * 1e5 / 1e9,
-        ws.replay.stacked_nbytes_per_transition() * 1e5 / 1e9,
-    )
-    ws.wandb_run = start_wandb(cfg)
-    return ws
+def start_wandb(cfg: RLTrainConfig):
+    if not cfg.wandb.enable:
+        return None
+    import wandb
+
+    config = json.loads(json.dumps(draccus.encode(cfg), default=str))
+    return wandb.init(project=cfg.wandb.project, dir=str(cfg.output_dir), mode=cfg.wandb.mode, config=config)
 
 
-# ----- the loop: collect, update, log, evaluate and save ---------------------------------------------------------
+# ----- the loop: collect, update, log, evaluate and save, in the order train calls them -------------------------------
+def train(cfg: RLTrainConfig, on_update=None) -> dict:
+    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
+    ws = start_run(cfg)
+    try:
+        if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
+            result = record_evaluation(ws, 0)  # the learning curve's point at 0 frames
+            tqdm.write(f"[eval] start: success {result['success_rate']:.0%}, return {result['return']:.1f}")
+        ws.started = time.perf_counter() - ws.counters["wall_s"]
+        frames = ws.counters["frames"]
+        ws.window = {"t": time.perf_counter(), "frames": frames, "updates": ws.counters["updates"]}
+        ws.progress = tqdm(
+            total=cfg.frames, initial=min(frames, cfg.frames), unit="frame", desc="drqv2", dynamic_ncols=True
+        )
+        finished = ws.finished()
+        while not finished:
+            action = choose_action(ws)
+            step_async(ws.venv, action)  # the envs step in their workers while the learner updates
+            update(ws, on_update)
+            collect(ws, action)
+            finished = ws.finished()  # once, so that a run that stops is always logged, evaluated and saved
+            if ws.counters["frames"] >= ws.next_log or finished:
+                log_training(ws)
+            if ws.counters["frames"] >= ws.next_eval or finished:
+                evaluate_and_save(ws)
+    finally:
+        close(ws)
+    return {
+        "history": ws.history,
+        "counters": ws.counters,
+        "checkpoint": str(cfg.output_dir / "checkpoints" / "last" / PRETRAINED),
+    }
+
+
 def choose_action(ws: Workspace) -> np.ndarray:
     """Uniform random actions for the seed frames, then the actor's exploring ones."""
     if ws.counters["frames"] < ws.cfg.seed_frames:
@@ -630,17 +410,6 @@ def log_training(ws: Workspace) -> None:
     ws.next_log = next_multiple(counters["frames"], ws.cfg.log_freq)
 
 
-def record_evaluation(ws: Workspace, frames: int) -> dict:
-    """Evaluate the actor, append the result to eval.jsonl and the history, and return it."""
-    cfg, counters = ws.cfg, ws.counters
-    result = evaluate(ws.agent, ws.eval_venv, cfg, cfg.output_dir / "videos" / f"{frames:010d}")
-    result.update(frames=frames, updates=counters["updates"] if frames else 0, wall_min=counters["wall_s"] / 60)
-    ws.history.append(result)
-    with open(cfg.output_dir / "eval.jsonl", "a") as f:
-        f.write(json.dumps(result) + "\n")
-    return result
-
-
 def evaluate_and_save(ws: Workspace) -> None:
     """Evaluate, plot the learning curve and save a checkpoint (`best` too when its evaluation is the best)."""
     cfg, counters = ws.cfg, ws.counters
@@ -662,6 +431,17 @@ def evaluate_and_save(ws: Workspace) -> None:
     tqdm.write(f"[checkpoint] {final}")
 
 
+def record_evaluation(ws: Workspace, frames: int) -> dict:
+    """Evaluate the actor, append the result to eval.jsonl and the history, and return it."""
+    cfg, counters = ws.cfg, ws.counters
+    result = evaluate(ws.agent, ws.eval_venv, cfg, cfg.output_dir / "videos" / f"{frames:010d}")
+    result.update(frames=frames, updates=counters["updates"] if frames else 0, wall_min=counters["wall_s"] / 60)
+    ws.history.append(result)
+    with open(cfg.output_dir / "eval.jsonl", "a") as f:
+        f.write(json.dumps(result) + "\n")
+    return result
+
+
 def close(ws: Workspace) -> None:
     for part in (ws.progress, ws.venv, ws.eval_venv):
         if part is not None:
@@ -670,82 +450,47 @@ def close(ws: Workspace) -> None:
         ws.wandb_run.finish()
 
 
-def train(cfg: RLTrainConfig, on_update=None) -> dict:
-    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
-    ws = start_run(cfg)
-    try:
-        if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
-            result = record_evaluation(ws, 0)  # the learning curve's point at 0 frames
-            tqdm.write(f"[eval] start: success {result['success_rate']:.0%}, return {result['return']:.1f}")
-        ws.started = time.perf_counter() - ws.counters["wall_s"]
-        frames = ws.counters["frames"]
-        ws.window = {"t": time.perf_counter(), "frames": frames, "updates": ws.counters["updates"]}
-        ws.progress = tqdm(
-            total=cfg.frames, initial=min(frames, cfg.frames), unit="frame", desc="drqv2", dynamic_ncols=True
-        )
-        finished = ws.finished()
-        while not finished:
-            action = choose_action(ws)
-            step_async(ws.venv, action)  # the envs step in their workers while the learner updates
-            update(ws, on_update)
-            collect(ws, action)
-            finished = ws.finished()  # once, so that a run that stops is always logged, evaluated and saved
-            if ws.counters["frames"] >= ws.next_log or finished:
-                log_training(ws)
-            if ws.counters["frames"] >= ws.next_eval or finished:
-                evaluate_and_save(ws)
-    finally:
-        close(ws)
-    return {
-        "history": ws.history,
-        "counters": ws.counters,
-        "checkpoint": str(cfg.output_dir / "checkpoints" / "last" / PRETRAINED),
-    }
+# ----- checkpoints ----------------------------------------------------------------------------------------------------
+def save_checkpoint(
+    cfg: RLTrainConfig,
+    agent: DrQV2Agent,
+    pre,
+    post,
+    replay: ReplayBuffer,
+    counters: dict,
+    demos=None,
+    best: bool = False,
+) -> Path:
+    """checkpoints/<frames>/{pretrained_model, training_state/, replay/}, written into a staging folder and
+    swapped in, then `last` (and `best`, when this checkpoint's evaluation is the best so far) pointed at it; an
+    interrupted save leaves the previous checkpoint and both links as they were. Keeps this checkpoint, the one
+    before, and the best."""
+    final = cfg.output_dir / "checkpoints" / f"{counters['frames']:010d}"
+    staging = checkpoint_staging(final)
+    save_policy(staging / PRETRAINED, agent.policy, pre, post)
+    # the demonstrations are rebuilt from the recording; only their sampler's state is kept
+    state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
+    save_state(staging / "training_state", state)  # safetensors + JSON (so101_core.resume_state)
+    replay.save(staging / "replay")
+    return publish_checkpoint(staging, final, keep=2, links=("last", "best") if best else ("last",))
 
 
-def policy_card(cfg: RLTrainConfig, policy_config: SegDepthConfig, history: list[dict]):
-    """The model card of the pushed checkpoint: LeRobot's layout, with the twin, the command and the last evaluation."""
-    pc, env = policy_config, cfg.env
-    data = [
-        f"the SO-101 MuJoCo twin (lerobot_env_so101_twin), task {env.task}, {env.reward_type} reward, "
-        f"{cfg.frames} env frames over {cfg.num_envs} envs, {env.observation_height}x{env.observation_width} render"
-    ]
-    if cfg.demos.repo_id:
-        data.append(
-            f"recorded demonstrations `{cfg.demos.repo_id}` ({cfg.demos.root}), {cfg.demos.share:.0%} of every batch"
-        )
-    last = history[-1] if history else {}
-    result = {f"{k} (own evaluation, {last.get('episodes', '?')} episodes)": v for k, v in last.items()
-              if k in ("success_rate", "return")}  # fmt: skip
-    result.update({k: last[k] for k in ("frames", "updates", "wall_min") if k in last})
-    flags = "--env.depth=true --env.segmentation=true"
-    return model_card(
-        model_name=pc.repo_id,
-        model_type=pc.type,
-        summary=f"A `segdepth` policy (DrQ-v2's actor on class ids + disparity of the {pc.camera} camera, "
-        f"source={pc.source}) trained by reinforcement learning in the SO-101 twin with `segdepth-rl-train`.",
-        data=data,
-        result=result,
-        hub=HubPushConfig(True, pc.repo_id, pc.private, pc.tags, pc.license or "apache-2.0"),
-        datasets=[cfg.demos.repo_id] if cfg.demos.repo_id else None,
-        base_model=str(cfg.policy_path) if cfg.policy_path else None,
-        details={"Trainer": "segdepth-rl-train (DrQ-v2)", "Seed": cfg.seed, "Action mode": pc.action_mode},
-        features={k: (f.type.value, tuple(f.shape)) for k, f in {**pc.input_features, **pc.output_features}.items()},
-        usage=f"lerobot-eval --policy.path={pc.repo_id} --env.type=so101_twin --env.task={env.task} {flags}",
-    )
+def rng_generators(demos: ReplayBuffer | None) -> dict:
+    return {"demos": demos.rng} if demos is not None else {}
 
 
-def push_policy(cfg: RLTrainConfig, result: dict) -> str:
-    """Push the last checkpoint's pretrained_model folder (policy, processors, card) to --policy.repo_id."""
-    folder = Path(result["checkpoint"]).resolve()
-    policy_config = PreTrainedConfig.from_pretrained(folder)
-    policy_config.repo_id, policy_config.private = cfg.policy.repo_id, cfg.policy.private
-    policy_config.tags, policy_config.license = cfg.policy.tags, cfg.policy.license
-    card = policy_card(cfg, policy_config, result["history"])
-    hub = HubPushConfig(True, cfg.policy.repo_id, cfg.policy.private)
-    return push_folder(folder, hub, card, "Upload policy weights, processors and readme (segdepth-rl-train)")
+def restore_rng_state(state: dict, demos: ReplayBuffer | None) -> None:
+    """The generators of a checkpoint, in its format: `rng` (capture_rng), or the torch and demo states that
+    checkpoints written before it held."""
+    if "rng" in state:
+        restore_rng(state["rng"], rng_generators(demos))
+        return
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if demos is not None and "demo_rng" in state:
+        demos.rng.bit_generator.state = state["demo_rng"]
 
 
+# ----- the command ----------------------------------------------------------------------------------------------------
 @parser.wrap()
 def run(cfg: RLTrainConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -1,0 +1,169 @@
+"""segdepth-rl-train's configuration: the twin, the evaluation, wandb, the policy and the agent.
+
+The policy defaults differ from SegDepthConfig's where RL wants it (`RL_POLICY_DEFAULTS`); `comparable` is the part
+of a config that a resumed run must share with the run it continues.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import draccus
+from draccus.cfgparsing import load_config
+from lerobot.configs import parser
+
+from lerobot_env_so101_twin import SO101TwinEnvConfig
+from lerobot_policy_segdepth import SegDepthConfig
+from so101_core.hub import check_push
+
+from .demos import DemoSettings
+from .drqv2 import DrQV2Config
+
+PUSH_FIELDS = ("push_to_hub", "repo_id", "private", "tags", "license")  # the policy config's Hub fields
+
+
+@dataclass
+class TwinSettings:
+    """The twin the agent learns in: `--env.type=so101_twin` with the policy's camera, depth and segmentation.
+
+    (A plain dataclass rather than SO101TwinEnvConfig itself: draccus rebuilds a registered config from its class
+    defaults as soon as one of its fields is given on the command line, which would drop these defaults.)
+    """
+
+    task: str = "ReachCube"
+    # the rendered size; the policy's preprocessor centre-crops the square and resizes it to policy.image_size
+    observation_height: int = 48
+    observation_width: int = 64
+    fps: int = 30
+    episode_length: int | None = None  # env steps; None: the task's default (ReachCube 150, LiftCube 300)
+    reward_type: str = "dense"
+    # end an episode when the task is solved (as lerobot-eval does); off: run to the time limit (see envs.py)
+    terminate_on_success: bool = False
+    # extra reward per env step spent solved: the dense reward barely separates 2.5 cm (a miss) from 1.5 cm (a
+    # ReachCube success); evaluation still reports the task's success and the twin's return
+    success_bonus: float = 0.0
+    render_cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])  # eval videos
+
+    def env_config(self, camera: str) -> SO101TwinEnvConfig:
+        return SO101TwinEnvConfig(
+            task=self.task,
+            fps=self.fps,
+            episode_length=self.episode_length,
+            cameras=[camera],
+            render_cameras=self.render_cameras,
+            observation_height=self.observation_height,
+            observation_width=self.observation_width,
+            depth=True,
+            segmentation=True,
+            reward_type=self.reward_type,
+        )
+
+
+@dataclass
+class EvalSettings:
+    every_frames: int = 20_000  # env frames between evaluations (and checkpoints); 0: only at the end
+    episodes: int = 20
+    seed: int = 1000  # episode i of an evaluation uses cube pose seed + i, the same poses every time
+    num_envs: int = 2
+    videos: int = 1  # episodes per evaluation written as mp4 (front + wrist RGB)
+    # with --policy.path: evaluate the starting checkpoint first, the learning curve's point at 0 frames
+    at_start: bool = True
+
+
+@dataclass
+class WandbSettings:
+    enable: bool = False
+    project: str = "so101-segdepth-rl"
+    mode: str | None = None  # "offline" on machines without network
+
+
+# Where the RL trainer's policy differs from SegDepthConfig's (a behaviour-cloning default): DrQ-v2's 2-step action
+# repeat, and a smaller image for a 2-core CPU.
+RL_POLICY_DEFAULTS = {"image_size": 48, "action_repeat": 2}
+
+
+def _policy_fields_given() -> set[str] | None:
+    """The policy fields this command line (and its --config_path file) set, or None when it sets none.
+
+    draccus builds `policy` from SegDepthConfig's class defaults as soon as one policy field is given, dropping the
+    trainer's RL_POLICY_DEFAULTS; these are the fields to restore them for.
+    """
+    given = {a.removeprefix("--").split("=", 1)[0] for a in parser.get_cli_overrides("policy") or []}
+    config_path = parser.parse_arg("config_path")
+    from_file = False
+    if config_path and Path(config_path).is_file():
+        section = (load_config(Path(config_path).read_text(), file=config_path) or {}).get("policy")
+        if isinstance(section, dict):
+            given |= set(section)
+            from_file = True
+    return given if given or from_file else None
+
+
+@dataclass
+class RLTrainConfig:
+    env: TwinSettings = field(default_factory=TwinSettings)
+    # The policy trained from scratch. Its action_repeat is DrQ-v2's: a delta is held for that many env steps.
+    policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(**RL_POLICY_DEFAULTS))
+    # Start from a segdepth checkpoint (e.g. the demo's cloned policy) instead: its config and processors win.
+    # On the command line --policy.path=CKPT, which sets this field; in a config file `policy_path: CKPT`.
+    policy_path: Path | None = None
+    agent: DrQV2Config = field(default_factory=DrQV2Config)
+    # demonstrations mixed into every batch (RLPD-style), e.g. the demo's recording; none by default
+    demos: DemoSettings = field(default_factory=DemoSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    wandb: WandbSettings = field(default_factory=WandbSettings)
+    num_envs: int = 2
+    workers: bool = True  # one process per env; false: all in this process (tests, debugging)
+    frames: int = 100_000  # env frames to train for, summed over envs
+    max_minutes: float | None = None  # or stop (evaluate, save) once this much wall time has passed
+    seed_frames: int = 4000  # uniform random actions first, as upstream
+    replay_capacity: int = 100_000  # decision steps kept
+    seed: int = 1
+    output_dir: Path = Path("outputs/rl/reach")
+    resume: bool = False
+    log_freq: int = 2000  # env frames between two progress lines
+    torch_threads: int | None = 1  # the learner's intra-op threads; the env workers take the other cores
+    device: str = "cpu"  # the learner's device ("cuda" on a GPU); the env workers and their processors stay on CPU
+
+    @classmethod
+    def __get_path_fields__(cls) -> list[str]:
+        return ["policy"]
+
+    def __post_init__(self):
+        if policy_path := parser.get_path_arg("policy"):
+            self.policy_path = Path(policy_path)
+        elif (given := _policy_fields_given()) is not None:
+            for name, value in RL_POLICY_DEFAULTS.items():
+                if name not in given:
+                    setattr(self.policy, name, value)
+        if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
+            raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
+        # as lerobot-train: --policy.push_to_hub defaults to true (PreTrainedConfig's default) and then needs
+        # --policy.repo_id; refused here, before any env starts. With --policy.path these two flags, not the
+        # checkpoint's saved ones, decide (they are this run's, like its output_dir).
+        check_push(self.policy.push_to_hub, self.policy.repo_id, "policy")
+
+
+def comparable(cfg: RLTrainConfig) -> dict:
+    """The parts of a config a resumed run must share with the run it continues."""
+    data = json.loads(json.dumps(draccus.encode(cfg), default=str))
+    for key in (
+        "resume",
+        "frames",
+        "output_dir",
+        "log_freq",
+        "wandb",
+        "eval",
+        "torch_threads",
+        "workers",
+        "device",
+    ):
+        data.pop(key, None)
+    return without_push(data)
+
+
+def without_push(data: dict) -> dict:
+    """`data` without the policy's Hub fields: a resumed run may push where the first did not (or elsewhere)."""
+    for key in PUSH_FIELDS:
+        data.get("policy", {}).pop(key, None)
+    return data
