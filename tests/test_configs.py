@@ -67,7 +67,7 @@ CONFIGS = {
     "robust_twin_record.yaml": TwinRecordConfig,
     **{
         f"robust_twin/{name}.yaml": TrainPipelineConfig
-        for name in ("segvla", "smolvla", "act", "imf", "segdepth")
+        for name in ("segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb")
         + tuple(f"tuning/{arm}" for arm in ("segvla_tokens", "segvla_beside", "segvla_instead"))
         + ("tuning/smolvla", "tuning/smolvla_aug")
     },

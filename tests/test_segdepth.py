@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
-from clitools import run_cli
+from clitools import eval_in_twin, run_cli
 from conftest import GT_SIZE
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.datasets.factory import resolve_delta_timestamps
@@ -12,6 +15,7 @@ from lerobot.envs.utils import preprocess_observation
 from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
+from test_perception import save_tiny_segmenter
 from torch import nn
 
 from lerobot_env_so101_twin.gym_env import SO101TwinEnv
@@ -227,3 +231,116 @@ def test_absolute_action_mode_maps_the_actor_range_onto_the_recorded_targets(gt_
     policy.reset()
     action = post(policy.select_action(pre(frame(LeRobotDataset("local/twin_demo", root=gt_dataset), 30))))
     assert ((action >= low - 1e-4) & (action <= high + 1e-4)).all()
+
+
+# ----- source="segmenter": ids from the segmenter on the RGB camera, disparity from the twin's depth ---------------
+SEGMENTER_SOURCE = {"source": "segmenter", "segmenter_input_size": 32}
+
+
+def by_hand_ids(segmenter_dir, rgb: torch.Tensor, input_size: int, output_size: int) -> torch.Tensor:
+    """The segmenter's argmax written out: centre square, bicubic to input_size, logits bilinear to output_size."""
+    import torch.nn.functional as F
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from so101_segmenter.model import load_segmenter
+
+    side = min(rgb.shape[-2:])
+    top, left = (rgb.shape[-2] - side) // 2, (rgb.shape[-1] - side) // 2
+    crop = rgb[..., top : top + side, left : left + side]
+    crop = TF.resize(crop, [input_size, input_size], InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    with torch.no_grad():
+        logits = load_segmenter(segmenter_dir).eval()(crop)
+    logits = F.interpolate(logits, size=(output_size, output_size), mode="bilinear", align_corners=False)
+    return logits.argmax(dim=1, keepdim=True).float()
+
+
+def test_segmenter_source_is_the_segmenters_ids_and_the_twins_disparity(gt_dataset, tmp_path):
+    seg_dir = save_tiny_segmenter(tmp_path / "segmenter")
+    cfg, meta, policy, pre, post = build(gt_dataset, segmenter_path=str(seg_dir), **SEGMENTER_SOURCE)
+    assert cfg.image_keys == ["observation.images.wrist", "observation.images.wrist_depth"]
+    _, _, _, gt_pre, _ = build(gt_dataset)  # the ground_truth source, for its disparity
+    ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    item = frame(ds, 10)
+    ours = pre(dict(item))["observation.segdepth"]
+    assert ours.shape == (1, 2, 32, 32)
+    ids = by_hand_ids(seg_dir, item["observation.images.wrist"][None], 32, 32)
+    assert ids.unique().numel() > 1, "the tiny segmenter must give more than one class"
+    assert torch.equal(ours[:, :1], ids)
+    assert torch.equal(ours[:, 1], gt_pre(dict(item))["observation.segdepth"][:, 1])
+
+    # a training batch (frame history) holds the same frame last
+    history = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(cfg, meta))
+    train = pre({k: v[None] if hasattr(v, "ndim") else [v] for k, v in frame(history, 10).items()})
+    assert torch.equal(train["observation.segdepth"][:, -1], ours)
+
+    # the segmenter's weights travel inside the saved checkpoint: its folder is not needed to run it
+    ckpt = tmp_path / "pretrained_model"
+    for part in (policy, pre, post):
+        part.save_pretrained(ckpt)
+    shutil.rmtree(seg_dir)
+    loaded = SegDepthConfig.from_pretrained(ckpt)
+    loaded.pretrained_path = ckpt
+    assert loaded.source == "segmenter"
+    pre2, _ = make_pre_post_processors(loaded, pretrained_path=str(ckpt))
+    assert torch.equal(pre2(dict(item))["observation.segdepth"], ours)
+
+
+def test_segmenter_source_refuses_bad_combinations_naming_the_field(tmp_path):
+    from lerobot.configs import FeatureType, PolicyFeature
+
+    with pytest.raises(ValueError, match=r"--policy\.source=segmenter needs --policy\.segmenter_path"):
+        SegDepthConfig(source="segmenter")
+    with pytest.raises(ValueError, match=r"--policy\.depth_model='my/depth' is not used with --policy\.source"):
+        SegDepthConfig(source="segmenter", segmenter_path="seg", depth_model="my/depth")
+    seg_dir = str(save_tiny_segmenter(tmp_path / "segmenter"))
+    features = {
+        "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 64, 80)),
+        "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
+    }
+    cfg = SegDepthConfig(
+        device="cpu",
+        source="segmenter",
+        segmenter_path=seg_dir,
+        input_features=dict(features),
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+    )
+    with pytest.raises(ValueError, match=r"\['observation\.images\.wrist_depth'\].*--env\.depth=true"):
+        SegDepthPolicy(cfg)
+    with pytest.raises(ValueError, match=r"segmenter of 6 classes, but --policy\.num_classes=7"):
+        make_pre_post_processors(SegDepthConfig(source="segmenter", segmenter_path=seg_dir, num_classes=7))
+
+
+@pytest.mark.slow
+def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_dataset, tmp_path):
+    """lerobot-train --policy.source=segmenter on a recording with RGB and depth, then lerobot-eval in the twin with
+    only --env.depth=true; the segmenter's folder is deleted in between (its weights are in the checkpoint)."""
+    seg_dir = save_tiny_segmenter(tmp_path / "segmenter")
+    run_cli(
+        [
+            "lerobot-train",
+            "--policy.type=segdepth",
+            "--policy.source=segmenter",
+            f"--policy.segmenter_path={seg_dir}",
+            *[f"--policy.{k}={v}" for k, v in {**TINY, "segmenter_input_size": 32}.items()],
+            "--dataset.repo_id=local/twin_demo",
+            f"--dataset.root={gt_dataset}",
+            "--batch_size=2",
+            "--num_workers=0",
+            "--steps=2",
+            "--save_freq=2",
+            "--log_freq=1",
+            "--wandb.enable=false",
+            "--policy.device=cpu",
+            "--policy.push_to_hub=false",
+            f"--output_dir={tmp_path / 'train'}",
+        ],
+        cwd=tmp_path,
+    )
+    ckpt = tmp_path / "train/checkpoints/last/pretrained_model"
+    steps = [s["registry_name"] for s in json.loads((ckpt / "policy_preprocessor.json").read_text())["steps"]]
+    assert "so101_segmenter" in steps and "so101_depth_to_disparity" in steps
+    assert "so101_segmentation_from_code" not in steps and "so101_depth_anything" not in steps
+    shutil.rmtree(seg_dir)
+    overall = eval_in_twin(ckpt, tmp_path / "eval", GT_SIZE, tmp_path, flags=("--env.depth=true",))
+    assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0

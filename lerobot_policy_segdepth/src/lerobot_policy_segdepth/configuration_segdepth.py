@@ -18,7 +18,7 @@ from .perception import DEPTH_ANYTHING_V2_SMALL
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
-SOURCES = ("ground_truth", "models")
+SOURCES = ("ground_truth", "models", "segmenter")
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +32,11 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
     # Where ids and depth come from. "ground_truth": the twin's `observation.images.<camera>_segmentation` and
     # `_depth` keys, recorded by lerobot-record or rendered by the env. "models": the RGB key
     # `observation.images.<camera>` through the EfficientViT segmenter and Depth Anything V2 (as pick-101),
-    # the only choice on the real arm. The policy's weights are the same for both: only the preprocessor differs.
+    # the only choice on the real arm. "segmenter": ids from the segmenter on the RGB camera, depth from the twin's
+    # depth map (`observation.images.<camera>` and `_depth`): the twin-side stand-in for "models" where Depth
+    # Anything's weights cannot be had. The policy's weights are the same for all: only the preprocessor differs.
     source: str = "ground_truth"
-    # --- source="models" ---------------------------------------------------------------------------
+    # --- source="models" (and "segmenter": segmenter_path, segmenter_input_size, perception_device) -----------
     segmenter_path: str | None = None  # a folder written by so101_segmenter's save_segmenter
     depth_model: str = DEPTH_ANYTHING_V2_SMALL  # Hub id or local folder of a DepthAnythingForDepthEstimation
     # Both models see only the centre square, resized to these sides (Depth Anything: a multiple of 14), rather
@@ -95,6 +97,17 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
                 "--policy.source=models needs --policy.segmenter_path=<folder written by so101_segmenter> "
                 "(and --policy.depth_model if not the Hub's Depth-Anything-V2-Small-hf)"
             )
+        if self.source == "segmenter":
+            if not self.segmenter_path:
+                raise ValueError(
+                    "--policy.source=segmenter needs --policy.segmenter_path=<so101-seg-train checkpoint folder, e.g. "
+                    "outputs/segmenter/best>: the segmenter that turns the RGB camera into class ids"
+                )
+            if self.depth_model != DEPTH_ANYTHING_V2_SMALL:
+                raise ValueError(
+                    f"--policy.depth_model={self.depth_model!r} is not used with --policy.source=segmenter, whose "
+                    f"depth is the twin's '{self.depth_key}'; drop it, or use --policy.source=models for Depth Anything"
+                )
         if self.segmenter_input_size < 16 or self.depth_input_size < 14 or self.depth_input_size % 14:
             raise ValueError(
                 f"segmenter_input_size ({self.segmenter_input_size}) must be >= 16 and depth_input_size "
@@ -126,8 +139,15 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
 
     @property
     def image_keys(self) -> list[str]:
-        """The camera keys this source reads: the RGB camera for the models, the twin's depth and segmentation."""
+        """The camera keys this source reads: the RGB camera for the models, the twin's depth and segmentation, or
+        the RGB camera (segmenter) and the twin's depth."""
+        if self.source == "segmenter":
+            return [self.rgb_key, self.depth_key]
         return [self.rgb_key] if self.source == "models" else [self.depth_key, self.segmentation_key]
+
+    def image_channels(self, key: str) -> int:
+        """Channels of a camera key this source reads: 3 for the RGB camera, 1 for the twin's depth/segmentation."""
+        return 3 if key == self.rgb_key else 1
 
     @property
     def id_channels(self) -> int:
@@ -210,7 +230,6 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
     def validate_features(self) -> None:
         inputs = self.input_features or {}
         images = self.image_keys
-        channels = 3 if self.source == "models" else 1
         if OBS_SEGDEPTH in inputs:  # a dataset precomputed by segdepth-precompute: no raw keys needed
             s, shape = self.image_size, tuple(inputs[OBS_SEGDEPTH].shape)
             if shape not in self.precomputed_shapes:
@@ -229,17 +248,23 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
             for key in images:
                 if key not in inputs:
                     inputs[key] = PolicyFeature(
-                        type=FeatureType.VISUAL, shape=tuple(recorded.get(key, (channels, s, s)))
+                        type=FeatureType.VISUAL, shape=tuple(recorded.get(key, (self.image_channels(key), s, s)))
                     )
         needed = images + ([OBS_STATE] if self.use_state else [])
         missing = [key for key in needed if key not in inputs]
         if missing:
-            fix = (
-                f"add the camera '{self.camera}' (RGB) to the robot, dataset or env"
-                if self.source == "models"
-                else "Record with --robot.depth=true --robot.segmentation=true, evaluate with --env.depth=true "
-                "--env.segmentation=true"
-            )
+            if self.source == "models":
+                fix = f"add the camera '{self.camera}' (RGB) to the robot, dataset or env"
+            elif self.source == "segmenter":
+                fix = (
+                    f"add the camera '{self.camera}' (RGB) and its depth: record with --robot.depth=true, evaluate "
+                    "with --env.depth=true"
+                )
+            else:
+                fix = (
+                    "Record with --robot.depth=true --robot.segmentation=true, evaluate with --env.depth=true "
+                    "--env.segmentation=true"
+                )
             raise ValueError(
                 f"segdepth (source={self.source}, camera={self.camera}) needs input features {missing}; "
                 f"the dataset or env provides {sorted(inputs)}. {fix}, "
@@ -247,7 +272,7 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
                 f"segdepth-precompute, which holds '{OBS_SEGDEPTH}')."
             )
         for key in images:
-            shape = tuple(inputs[key].shape)
+            shape, channels = tuple(inputs[key].shape), self.image_channels(key)
             if len(shape) != 3 or shape[0] != channels:
                 raise ValueError(f"'{key}' must be an image ({channels}, H, W) for source={self.source}, got {shape}")
 

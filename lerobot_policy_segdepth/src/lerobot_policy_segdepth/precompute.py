@@ -93,7 +93,7 @@ def observation_info(config: SegDepthConfig, dataset) -> dict:
     """The stored feature's `info`: what made it (checked by SegDepthConfig against the training config) and the
     raw features the preprocessor reads at inference, (C, H, W), which a policy trained on the copy declares."""
     raw = dataset_to_policy_features(dataset.meta.features)
-    keys = [config.rgb_key] if config.source == "models" else [config.depth_key, config.segmentation_key]
+    keys = config.image_keys
     info = {
         "made_by": MADE_BY,
         "channels": ["class_ids", "disparity_0_255"],
@@ -112,6 +112,8 @@ def observation_info(config: SegDepthConfig, dataset) -> dict:
             "segmenter_input_size": config.segmenter_input_size,
             "depth_input_size": config.depth_input_size,
         }
+    if config.source == "segmenter":
+        info |= {"segmenter_path": str(config.segmenter_path), "segmenter_input_size": config.segmenter_input_size}
     return info
 
 
@@ -119,7 +121,7 @@ def _check_source(dataset, config: SegDepthConfig) -> None:
     features = dataset.meta.features
     if OBS_SEGDEPTH in features:
         raise ValueError(f"dataset {dataset.repo_id} already holds '{OBS_SEGDEPTH}': train on it directly")
-    needed = [config.rgb_key] if config.source == "models" else [config.depth_key, config.segmentation_key]
+    needed = config.image_keys
     missing = [key for key in needed if key not in features]
     if missing:
         cams = sorted(k for k, f in features.items() if f["dtype"] in ("image", "video"))
@@ -201,7 +203,7 @@ def precompute_segdepth(cfg: SegDepthPrecomputeConfig) -> dict:
         num_workers=cfg.num_workers,
         restart=cfg.restart,
         desc="segdepth",
-        read_keys=[config.rgb_key] if config.source == "models" else [config.depth_key, config.segmentation_key],
+        read_keys=config.image_keys,
         history=history,
     )
     summary["stored_bytes_per_frame"] = 2 * s * s * history.get(OBS_SEGDEPTH, 1)

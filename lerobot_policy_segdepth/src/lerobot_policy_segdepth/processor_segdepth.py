@@ -57,6 +57,33 @@ class LegacyClipJointTargetsStep(ClipJointTargetsStep):
         return config if config["source"] else {"limits": config["limits"]}
 
 
+def _segmenter_step(config: SegDepthConfig, ids_key: str, skip: dict) -> SegmenterStep:
+    """The RGB camera -> class ids at image_size (source "models" and "segmenter"); it crops the centre square
+    itself and runs at segmenter_input_size (see perception.py). Its weights travel in the saved pipeline."""
+    return SegmenterStep(
+        image_keys=[config.rgb_key],
+        output_keys=[ids_key],
+        output_size=config.image_size,
+        device=config.perception_device,
+        input_size=config.segmenter_input_size,
+        checkpoint=str(config.segmenter_path),
+        **skip,
+    )
+
+
+def _twin_steps(config: SegDepthConfig, ids_key: str | None, disparity_key: str, skip: dict) -> list:
+    """The twin's depth map (and, with `ids_key`, its depth-coded segmentation) -> disparity (and ids), centre
+    square, image_size: source "ground_truth", and the depth half of "segmenter" (`ids_key=None`)."""
+    ids = [ids_key] if ids_key else []
+    code = [SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key, **skip)] if ids_key else []
+    return [
+        *code,
+        DepthToDisparityStep(depth_key=config.depth_key, disparity_key=disparity_key, **skip),
+        CenterCropSquareStep(keys=[*ids, disparity_key], **skip),
+        ResizeStep(size=config.image_size, nearest_keys=ids, linear_keys=[disparity_key], **skip),
+    ]
+
+
 def segdepth_observation_steps(config: SegDepthConfig) -> list:
     """Ids + disparity of `config.camera` -> (..., 2, S, S) under observation.segdepth, on the uint8 grid.
 
@@ -68,34 +95,28 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
     stack = StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH, quantize=True, **skip)
     if config.source == "models":
         # The models crop the centre square themselves and run on it at a small size (see perception.py).
-        common = {
-            "image_keys": [config.rgb_key],
-            "output_size": config.image_size,
-            "device": config.perception_device,
+        segmenter = _segmenter_step(config, ids_key, skip)
+        depth = DepthAnythingStep(
+            image_keys=[config.rgb_key],
+            output_keys=[disparity_key],
+            output_size=config.image_size,
+            device=config.perception_device,
+            input_size=config.depth_input_size,
+            model_name_or_path=config.depth_model,
             **skip,
-        }
-        return [
-            SegmenterStep(
-                **common,
-                output_keys=[ids_key],
-                input_size=config.segmenter_input_size,
-                checkpoint=str(config.segmenter_path),
-            ),
-            DepthAnythingStep(
-                **common,
-                output_keys=[disparity_key],
-                input_size=config.depth_input_size,
-                model_name_or_path=config.depth_model,
-            ),
-            stack,
-        ]
-    return [
-        SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key, **skip),
-        DepthToDisparityStep(depth_key=config.depth_key, disparity_key=disparity_key, **skip),
-        CenterCropSquareStep(keys=[ids_key, disparity_key], **skip),
-        ResizeStep(size=config.image_size, nearest_keys=[ids_key], linear_keys=[disparity_key], **skip),
-        stack,
-    ]
+        )
+        return [segmenter, depth, stack]
+    if config.source == "segmenter":
+        # ids as "models" computes them, disparity as "ground_truth" does
+        segmenter = _segmenter_step(config, ids_key, skip)
+        classes = segmenter.segmenter_config.get("num_classes")
+        if classes != config.num_classes:
+            raise ValueError(
+                f"--policy.segmenter_path={config.segmenter_path} is a segmenter of {classes} classes, but "
+                f"--policy.num_classes={config.num_classes}"
+            )
+        return [segmenter, *_twin_steps(config, None, disparity_key, skip), stack]
+    return [*_twin_steps(config, ids_key, disparity_key, skip), stack]
 
 
 def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, **fields) -> SegDepthConfig:

@@ -26,9 +26,11 @@ from so101_core import JOINT_NAMES, colorize_segmentation
 from so101_core.atomic import atomic_folder, write_text, write_with
 from so101_core.cli import dashed_spellings, prepare_command_line
 
-from .configuration_segdepth import OBS_SEGDEPTH, SOURCES
+from .configuration_segdepth import OBS_SEGDEPTH
 
 logger = logging.getLogger(__name__)
+# The two sources compared, ground truth first (source="segmenter" is a twin-side mix of both, not compared here).
+COMPARED = ("ground_truth", "models")
 
 
 def _load(policy_path: Path, device: str, source: str, overrides: dict):
@@ -100,7 +102,7 @@ def compare(
     from lerobot.datasets import LeRobotDataset
 
     overrides = {k: v for k, v in model_overrides.items() if v is not None}
-    runs = {source: _load(policy_path, device, source, overrides) for source in SOURCES}
+    runs = {source: _load(policy_path, device, source, overrides) for source in COMPARED}
     dataset = LeRobotDataset(repo_id, root=dataset_root)
     bounds = dataset.meta.episodes
     chosen = episodes if episodes is not None else list(range(dataset.meta.total_episodes))
@@ -149,7 +151,7 @@ def compare(
 def first_frame_picture(first: dict[str, torch.Tensor], scale: int = 4) -> np.ndarray:
     """ids | disparity, ground truth on top and models below, each scaled up `scale` times (nearest)."""
     rows = []
-    for source in SOURCES:
+    for source in COMPARED:
         ids = colorize_segmentation(first[source][0].round().long().numpy())
         disparity = np.repeat(first[source][1].clamp(0, 255).round().byte().numpy()[..., None], 3, axis=-1)
         rows.append(np.concatenate([ids, disparity], axis=1))
