@@ -351,69 +351,10 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
         return features
 
 
-@ProcessorStepRegistry.register("segvla_task_classes")
-@dataclass
-class SegVLATaskClassesStep(ConfigFromFields, ObservationProcessorStep):
-    """Optional per-sample classes (the upstream SegVLA notes'): the nouns of each task prompt -> a multi-hot (B, C)
-    class mask.
+def __getattr__(name: str):
+    # SegVLATaskClassesStep moved to cue_steps (issue 42), which imports this module's constants: looked up lazily
+    if name == "SegVLATaskClassesStep":
+        from .cue_steps import SegVLATaskClassesStep
 
-    Names resolve through the class map of whatever produced the scores: the Mask2Former checkpoint's own
-    id2label (with the ADE synonym table, `ade20k.DEFAULT_SYNONYMS`, plus `synonyms`), or `id2label` when given
-    (the twin's ground-truth classes; then only `synonyms` apply, the ADE table naming classes such a map lacks).
-    The mask goes under `output_key`, an `observation.*` key so LeRobot's batch converter keeps it; SegVLA gives
-    the marked classes class tokens ahead of the top-k.
-    """
-
-    model_name: str = DEFAULT_MODEL
-    output_key: str = TASK_CLASSES_KEY
-    synonyms: dict[str, str] = field(default_factory=dict)
-    id2label: dict[str, str] | None = None
-
-    def __post_init__(self):
-        if not self.output_key.startswith("observation."):
-            raise ValueError(f"output_key must start with 'observation.', got {self.output_key!r}")
-        self._parser = None
-        self.parser()  # the class map now (Mask2Former's config, by name), not at the first frame
-
-    @classmethod
-    def check_saved(cls, config: dict[str, Any], state_file: Path | None, has_state: bool) -> None:
-        """Before the pipeline is built: the class map is the saved id2label, or Mask2Former's config by name."""
-        if config.get("id2label") is None:
-            require_pretrained(config.get("model_name", DEFAULT_MODEL), MASK2FORMER_WHAT, MASK2FORMER_FLAG)
-
-    def class_map(self) -> dict:
-        if self.id2label is not None:
-            return dict(self.id2label)
-        from transformers import AutoConfig
-
-        with pretrained_hint(self.model_name, MASK2FORMER_WHAT, MASK2FORMER_FLAG):
-            return AutoConfig.from_pretrained(self.model_name).id2label
-
-    def parser(self):
-        if self._parser is None:
-            from .ade20k import DEFAULT_SYNONYMS, PromptClassParser
-
-            id2label = self.class_map()
-            synonyms = dict(self.synonyms) if self.id2label is not None else {**DEFAULT_SYNONYMS, **self.synonyms}
-            self._parser = PromptClassParser(id2label, synonyms)
-            self._num_classes = len(id2label)
-        return self._parser
-
-    def observation(self, observation: dict) -> dict:
-        from lerobot.processor import TransitionKey
-
-        task = (self.transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}).get("task")
-        if task is None:
-            raise KeyError("SegVLATaskClassesStep needs the task prompt (complementary data 'task'); there is none")
-        prompts = [task] if isinstance(task, str) else list(task)
-        parser = self.parser()
-        mask = torch.zeros(len(prompts), self._num_classes)
-        for row, ids in enumerate(parser.batch(prompts)):
-            mask[row, ids] = 1.0
-        observation[self.output_key] = mask
-        return observation
-
-    def transform_features(self, features):
-        obs = features.get(PipelineFeatureType.OBSERVATION, {})
-        obs[self.output_key] = PolicyFeature(type=FeatureType.STATE, shape=(len(self.class_map()),))
-        return features
+        return SegVLATaskClassesStep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
