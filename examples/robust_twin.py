@@ -55,7 +55,7 @@ class RobustTwinConfig:
     record_config: Path = Path("configs/robust_twin_record.yaml")
     # arm <name> trains with lerobot-train --config_path=<config_dir>/<name>.yaml
     config_dir: Path = Path("configs/robust_twin")
-    arms: list[str] = field(default_factory=lambda: ["segvla", "smolvla", "act", "imf", "segdepth"])
+    arms: list[str] = field(default_factory=lambda: ["segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb"])
     # the cue effect is cue_arm minus no_cue_arm, per look (when both are among the arms)
     cue_arm: str = "segvla"
     no_cue_arm: str = "smolvla"
