@@ -22,7 +22,7 @@ import torch
 from lerobot.configs import parser
 
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
-from lerobot_policy_hlrp.train_laq import LAQTrainConfig
+from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 from so101_core.cli import prepare_command_line
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 from tiny_models import tiny_smolvlm_dir
 
 import lerobot_policy_hlrp  # noqa: F401  (registers --policy.type=hlrp)
-from lerobot_policy_hlrp.action_adapter import ActionAdapter, ActionAdapterConfig, AdapterEntry
 from lerobot_policy_hlrp.artifact import (
     WEIGHTS,
     check_laq,
@@ -24,10 +23,11 @@ from lerobot_policy_hlrp.artifact import (
     read_manifest,
     save_artifact,
 )
-from lerobot_policy_hlrp.frame_pairs import pair_starts
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig, laq_checkpoint_hash
+from lerobot_policy_hlrp.pretrain.action_adapter import ActionAdapter, ActionAdapterConfig, AdapterEntry
+from lerobot_policy_hlrp.pretrain.frame_pairs import pair_starts
+from lerobot_policy_hlrp.pretrain.trunk_data import TrunkDatasetConfig, episode_bounds
 from lerobot_policy_hlrp.trunk import CoreConfig, FlowHead, SharedCore, load_vlm
-from lerobot_policy_hlrp.trunk_data import TrunkDatasetConfig, episode_bounds
 
 TINY_LAQ = LAQConfig(
     image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, heads=2, dim_head=16,
@@ -244,7 +244,7 @@ def test_train_trunk_learns_online_and_resumes_exactly(gt_dataset, tiny_laq_dir,
 
 
 def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, tiny_laq_dir, tmp_path):
-    from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig, train
+    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig, train
 
     cfg = TrunkTrainConfig(
         datasets=[TrunkDatasetConfig(repo_id="local/twin_demo", root=str(gt_dataset))],
@@ -410,7 +410,7 @@ def test_lerobot_train_from_the_artifact_with_the_latent_loss(gt_dataset, artifa
 
 # ----- latent-only stage 2 ------------------------------------------------------------------------------------
 def latent_only_config(gt_dataset: Path, laq: Path, out: Path, **overrides):
-    from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig
+    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
 
     fields = dict(
         datasets=[TrunkDatasetConfig(repo_id="local/twin_demo", root=str(gt_dataset), cameras=["front"])],
@@ -423,7 +423,7 @@ def latent_only_config(gt_dataset: Path, laq: Path, out: Path, **overrides):
 
 
 def test_latent_only_stage2_reads_no_action_and_stage3_reports_it(gt_dataset, tiny_laq_dir, tmp_path, caplog):
-    from lerobot_policy_hlrp.train_trunk import train
+    from lerobot_policy_hlrp.pretrain.train_trunk import train
 
     with pytest.raises(ValueError, match="does not cover it"):  # the same corpus with actions needs the adapter
         train(latent_only_config(gt_dataset, tiny_laq_dir, tmp_path / "with", use_actions=True))
@@ -444,7 +444,7 @@ def test_latent_only_stage2_reads_no_action_and_stage3_reports_it(gt_dataset, ti
 
 
 def test_latent_only_stage2_refuses_a_laq_of_another_code_shape(gt_dataset, tmp_path):
-    from lerobot_policy_hlrp.train_trunk import train
+    from lerobot_policy_hlrp.pretrain.train_trunk import train
 
     LAQ(dataclasses.replace(TINY_LAQ, quant_dim=4)).save_pretrained(tmp_path / "laq_4")  # 1 x 4 codes, trunk: 8
     message = r"core\.latent_dim \(8\) must be the LAQ's code_seq_len x quant_dim \(1 x 4 = 4\) from .*laq_4/config"

@@ -12,17 +12,11 @@ import pytest
 import torch
 from clitools import VENV_BIN, run_cli
 
-from lerobot_policy_hlrp.frame_pairs import FramePairs, gap_frames, pair_starts
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig, LAQOutput, laq_checkpoint_hash
-from lerobot_policy_hlrp.train_laq import (
-    GRID_COLUMNS,
-    LAQTrainConfig,
-    grid_header,
-    grid_title,
-    split_episodes,
-    train,
-    write_grid,
-)
+from lerobot_policy_hlrp.pretrain.frame_pairs import FramePairs, gap_frames, pair_starts
+from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
+from lerobot_policy_hlrp.pretrain.laq_evaluation import GRID_COLUMNS, grid_header, grid_title, write_grid
+from lerobot_policy_hlrp.pretrain.train_laq import split_episodes, train
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONT = "observation.images.front"
@@ -335,7 +329,7 @@ def test_config_files_parse(name):
 
 def command() -> list[str]:
     script = VENV_BIN / "hlrp-train-laq"
-    return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "lerobot_policy_hlrp.train_laq"]
+    return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "lerobot_policy_hlrp.pretrain.train_laq"]
 
 
 def corpus(*roots: Path, **fields) -> str:
@@ -397,7 +391,7 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
 # ----- segmentation-weighted reconstruction ---------------------------------------------------------------------
 def test_segmentation_weights_change_the_loss_as_computed_by_hand():
     from lerobot_policy_hlrp.laq import segmentation_pixel_weights, weighted_mse
-    from lerobot_policy_hlrp.train_laq import SegmentationWeightingConfig
+    from lerobot_policy_hlrp.pretrain.laq_config import SegmentationWeightingConfig
     from so101_core import BACKGROUND, CUBE, MOVING_FINGER, TABLE
 
     table = SegmentationWeightingConfig().weight_table()  # unlabeled, background, table 0.1; cube, fingers 1.0
@@ -456,8 +450,8 @@ def without_segmentation(dataset: Path, folder: Path) -> Path:
 def test_corpus_entries_are_checked_before_any_step(gt_dataset, tmp_path):
     from lerobot.datasets import LeRobotDatasetMetadata
 
-    from lerobot_policy_hlrp.frame_pairs import check_whole_gap
-    from lerobot_policy_hlrp.train_laq import SegmentationWeightingConfig
+    from lerobot_policy_hlrp.pretrain.frame_pairs import check_whole_gap
+    from lerobot_policy_hlrp.pretrain.laq_config import SegmentationWeightingConfig
 
     info = str(gt_dataset / "meta" / "info.json")
     meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
