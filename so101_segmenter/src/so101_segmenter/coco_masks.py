@@ -86,30 +86,9 @@ def find_image(dataset: Path, file_name: str) -> Path | None:
     return None
 
 
-def generate_masks(
-    dataset_path: str | Path,
-    output_dir: str | Path | None = None,
-    selections: str | Path | None = None,
-    excluded: str | Path | None = None,
-    annotations: str | Path | None = None,
-    require_class: str | None = "static_finger",
-) -> DatasetIndex:
-    """Write one mask per annotated, non-excluded image and the dataset's index.json; returns the index.
-
-    `require_class`: frames without an annotation of this class are skipped (upstream keeps only frames where the
-    static finger, always in view of the wrist camera, was labelled: the others were never annotated).
-    """
-    dataset = Path(dataset_path)
-    out = Path(output_dir) if output_dir else dataset / "masks"
-    ann_path = Path(annotations) if annotations else dataset / ANNOTATION_NAME
-    coco = _read_json(ann_path, "COCO annotation")
-    if not isinstance(coco, dict) or any(
-        not isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
-    ):
-        raise ValueError(f"COCO annotation file {ann_path}: needs 'images', 'annotations' and 'categories' lists")
-    grasp = read_marks(selections, "selections")
-    skip = read_marks(excluded, "exclusions", status="Excluded")
-
+def index_coco(coco: dict, ann_path: Path) -> tuple[dict[int, int], dict[int, dict], dict[int, list[dict]]]:
+    """A COCO annotation's category id -> segmenter class, image id -> image entry, and image id -> its annotations;
+    refuses a category that is no class of the segmenter and an annotation naming an unknown id."""
     category_class: dict[int, int] = {}
     for cat in coco["categories"]:
         cls = _class_of(str(cat.get("name", "")))
@@ -133,6 +112,33 @@ def generate_masks(
                 f"{ann.get('image_id')}"
             )
         by_image[ann["image_id"]].append(ann)
+    return category_class, images, by_image
+
+
+def generate_masks(
+    dataset_path: str | Path,
+    output_dir: str | Path | None = None,
+    selections: str | Path | None = None,
+    excluded: str | Path | None = None,
+    annotations: str | Path | None = None,
+    require_class: str | None = "static_finger",
+) -> DatasetIndex:
+    """Write one mask per annotated, non-excluded image and the dataset's index.json; returns the index.
+
+    `require_class`: frames without an annotation of this class are skipped (upstream keeps only frames where the
+    static finger, always in view of the wrist camera, was labelled: the others were never annotated).
+    """
+    dataset = Path(dataset_path)
+    out = Path(output_dir) if output_dir else dataset / "masks"
+    ann_path = Path(annotations) if annotations else dataset / ANNOTATION_NAME
+    coco = _read_json(ann_path, "COCO annotation")
+    if not isinstance(coco, dict) or any(
+        not isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise ValueError(f"COCO annotation file {ann_path}: needs 'images', 'annotations' and 'categories' lists")
+    grasp = read_marks(selections, "selections")
+    skip = read_marks(excluded, "exclusions", status="Excluded")
+    category_class, images, by_image = index_coco(coco, ann_path)
 
     required = _class_of(require_class) if require_class else None
     if require_class and required is None:

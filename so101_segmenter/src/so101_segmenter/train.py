@@ -212,15 +212,7 @@ def train(cfg: TrainConfig) -> dict:
     train_ds, val_ds = _datasets(cfg)
     size = (cfg.data.img_height, cfg.data.img_width)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) > cfg.batch_size,
-        num_workers=cfg.data.num_workers,
-        generator=generator,
-    )
-    val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size, 16), num_workers=cfg.data.num_workers)
+    train_loader, val_loader = _loaders(cfg, train_ds, val_ds, generator)
 
     state_path = out / "last" / STATE_NAME
     resume = state_path.is_dir()
@@ -279,6 +271,26 @@ def train(cfg: TrainConfig) -> dict:
             log.info("time limit of %.1f min reached", cfg.time_limit_min)
             break
 
+    return _finish(cfg, out, val_ds, best_miou, epoch + 1, elapsed_before - started)
+
+
+def _loaders(cfg: TrainConfig, train_ds, val_ds, generator: torch.Generator) -> tuple[DataLoader, DataLoader]:
+    """The shuffled training loader (drawing from `generator`, which a resume restores) and the validation one."""
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(train_ds) > cfg.batch_size,
+        num_workers=cfg.data.num_workers,
+        generator=generator,
+    )
+    val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size, 16), num_workers=cfg.data.num_workers)
+    return train_loader, val_loader
+
+
+def _finish(cfg: TrainConfig, out: Path, val_ds, best_miou: float, epochs_run: int, clock_offset: float) -> dict:
+    """After the last epoch: the best model's validation grid and, with a test share or set, its test mIoU.
+    `clock_offset + time.monotonic()` is the training time so far (earlier runs of a resumed one included)."""
     if not (out / "best").is_dir():
         raise RuntimeError(f"no epoch finished, so {out / 'best'} was never written")
     best = load_segmenter(out / "best")
@@ -286,8 +298,8 @@ def train(cfg: TrainConfig) -> dict:
     grid = write_val_grid(best, val_ds, out / "val_grid.png", cfg.grid_size, title)
     result = {
         "best_val_miou": best_miou,
-        "epochs_run": epoch + 1,
-        "train_time_s": elapsed_before + time.monotonic() - started,
+        "epochs_run": epochs_run,
+        "train_time_s": clock_offset + time.monotonic(),
         "val_grid": str(grid),
         "checkpoint": str(out / "best"),
     }
