@@ -687,6 +687,7 @@ def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
         ({"segmentation_image": "overlay"}, r"segmentation_image must be one of \('none', 'beside', 'instead'\)"),
         ({"segmentation_image": "beside", "segmentation_source": "mask2former"}, "segmentation_image='beside'"),
         ({"segmentation_image": "instead", "segmentation_feature_map": {}}, "segmentation_image='instead'"),
+        ({"rgb_dropout_prob": 0.5, "segmentation_feature_map": {}}, "segmentation_feature_map is empty"),
     ],
 )
 def test_bad_look_options_are_refused_with_the_field(vlm_dir, overrides, match):
@@ -757,19 +758,32 @@ def test_segmenter_draws_its_probabilities_at_the_camera_size(vlm_dir, tmp_path)
     torch.testing.assert_close(out[FRONT], frame[FRONT][None])
 
 
-def test_rgb_dropout_greys_whole_cameras_per_sample_in_training_only(vlm_dir):
-    cfg = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_image="beside", rgb_dropout_prob=0.5)
+def test_rgb_dropout_greys_whole_cued_cameras_per_sample_in_training_only(vlm_dir):
+    cued = {FRONT: FRONT_SCORES, WRIST: WRIST_SCORES}
+    cfg = seg_config(
+        vlm_dir,
+        segmentation_source="ground_truth",
+        segmentation_image="beside",
+        rgb_dropout_prob=0.5,
+        segmentation_feature_map=cued,
+        segmentation_geometry_state_dim=26,
+    )
     policy = SegVLAPolicy(cfg)
     batch = make_batch(vlm_dir, batch=64)
-    batch[f"{FRONT}_segmentation_rgb"] = torch.rand(64, *IMAGE_SHAPE)
+    batch[WRIST_SCORES] = batch[FRONT_SCORES]
+    for camera in cued:
+        batch[f"{camera}_segmentation_rgb"] = torch.rand(64, *IMAGE_SHAPE)
     policy.train()
     torch.manual_seed(0)
     images, _ = policy.prepare_images(batch)
-    assert len(images) == 3
-    for image in images[:2]:  # the RGB cameras: each sample all grey (0 in SigLIP's [-1, 1]) or untouched
+    assert len(images) == 4
+    for image in images[:2]:  # the cued RGB cameras: each sample all grey (0 in SigLIP's [-1, 1]) or untouched
         grey = (image == 0).flatten(1).all(1)
         assert 16 < int(grey.sum()) < 48
-    assert not (images[2] == 0).flatten(1).all(1).any()  # the drawn segmentation image is never dropped
+    assert not any((image == 0).flatten(1).all(1).any() for image in images[2:])  # drawn images are never dropped
+    only_front = SegVLAPolicy(seg_config(vlm_dir, rgb_dropout_prob=0.5)).train()  # the wrist camera has no cues
+    images, _ = only_front.prepare_images(make_batch(vlm_dir, batch=64))
+    assert (images[0] == 0).flatten(1).all(1).any() and not (images[1] == 0).flatten(1).all(1).any()
     policy.eval()
     images, _ = policy.prepare_images(batch)
     assert not any((image == 0).flatten(1).all(1).any() for image in images)

@@ -71,8 +71,8 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     # does not. "beside": SigLIP reads it as one more camera after the RGB ones; "instead": in place of the
     # camera's RGB; "none": SmolVLA's images only.
     segmentation_image: str = "none"
-    # Per training sample and RGB camera, the chance its image is replaced by mid-grey, so the policy learns to act
-    # from the cues (and the segmentation images) when the pixels mislead. 0 at inference whatever the value.
+    # Per training sample and cued RGB camera, the chance its image is replaced by mid-grey, so the policy learns to
+    # act from the cues (and the segmentation images) when the pixels mislead. 0 at inference whatever the value.
     rgb_dropout_prob: float = 0.0
 
     def resolve_class_names(self) -> None:
@@ -161,6 +161,11 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
             raise ValueError(f"segmentation_dropout_prob must be in [0, 1), got {self.segmentation_dropout_prob}")
         if not 0.0 <= self.rgb_dropout_prob < 1.0:
             raise ValueError(f"rgb_dropout_prob must be in [0, 1), got {self.rgb_dropout_prob}")
+        if self.rgb_dropout_prob > 0 and not self.segmentation_feature_map:
+            raise ValueError(
+                f"rgb_dropout_prob={self.rgb_dropout_prob} greys the cued cameras, and segmentation_feature_map is"
+                " empty: with the cues off SegVLA is SmolVLA exactly, so there is nothing to act on instead"
+            )
         if self.segmentation_image not in SEGMENTATION_IMAGE_MODES:
             raise ValueError(
                 f"segmentation_image must be one of {SEGMENTATION_IMAGE_MODES}, got {self.segmentation_image!r}"

@@ -319,7 +319,7 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         if self.training and p > 0:
             drawn = set(self.config.segmentation_image_keys.values())
             for i, key in enumerate(cameras):
-                if key in drawn:  # a segmentation image ("beside" or "instead"), not the camera's pixels
+                if key in drawn or key not in self.config.segmentation_feature_map:  # not a cued camera's pixels
                     continue
                 # SmolVLA's images are in [-1, 1]: 0 is mid-grey
                 keep = torch.rand(images[i].shape[0], device=images[i].device) >= p
