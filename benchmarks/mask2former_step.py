@@ -1,4 +1,4 @@
-"""Latency of SegVLAAddSegmentationStep per camera, and frames per second of so101-precompute-segmentation.
+"""Latency of SegVLAAddSegmentationStep per camera, and frames per second of segvla-precompute.
 
 Run from the repository root:
 
@@ -18,7 +18,7 @@ Step table (both checkpoints in this process, one after the other):
                     480x640 RGB frame resize-with-padded to --input_size (512, SmolVLA's) as the model input
     min-max         fastest and slowest repeat, ms per camera
 
-Offline rows: so101-precompute-segmentation (the library function the command calls) on a synthetic 2-camera
+Offline rows: segvla-precompute (the library function the command calls) on a synthetic 2-camera
 LeRobotDataset of --offline_frames 480x640 video frames; frames/s counts dataset frames (each = 2 camera images)
 over the compute loop (decode + model + shard writes), not the start-up or the final dataset copy.
 """
@@ -206,7 +206,7 @@ def benchmark(cfg: Mask2FormerStepConfig) -> None:
         print(f"{label:<22} {cameras:>7} {med:>10.0f} {f'{lo:.0f}-{hi:.0f}':>16}")
     if offline:
         frames, batch = cfg.offline_frames, cfg.offline_batch_size
-        print(f"\nso101-precompute-segmentation, {frames} frames x 2 cameras, batch {batch}")
+        print(f"\nsegvla-precompute, {frames} frames x 2 cameras, batch {batch}")
         print(f"{'checkpoint':<22} {'frames/s':>9} {'stored B/frame':>15} {'full map B/camera-frame':>24}")
         for label, s in offline:
             print(

@@ -31,7 +31,7 @@ fi
 # the transformers/timm versions LeRobot itself is tested with (SegVLA, the segmenter, Depth Anything V2).
 .venv/bin/uv pip install --python .venv/bin/python -q \
   "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep,diffusion]>=0.6.1,<0.7" pycocotools \
-  -e './so101_core[cluster,vlm]' -e ./lerobot_env_so101_twin -e ./so101_semantic_processors -e ./so101_segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e ./lerobot_policy_hlrp \
+  -e ./so101_core -e ./lerobot_env_so101_twin -e './so101_semantic_processors[vlm]' -e ./so101_segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e './lerobot_policy_hlrp[cluster]' \
   -r requirements-dev.txt
 # Bytecode for everything installed: with PYTHONDONTWRITEBYTECODE set (as on some CI images and this project's
 # machines) Python would otherwise compile LeRobot, torch and transformers from source on every start, ~25 s per

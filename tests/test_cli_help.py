@@ -35,11 +35,11 @@ SCRIPTS = console_scripts()
 
 
 def command_config(entry: str) -> type:
-    """The config dataclass of the parser.wrap'd function that the entry point calls (named in its code); through
-    so101_core.extras, the command an extra-checking entry point runs."""
-    from so101_core.extras import TARGETS
-
-    module_name, function_name = TARGETS.get(entry, entry).split(":")
+    """The config dataclass of the parser.wrap'd function that the entry point calls (named in its code); for an
+    entry point made by so101_core.extras.behind_extra, the command it runs (its `target`)."""
+    module_name, function_name = entry.split(":")
+    target = getattr(importlib.import_module(module_name), function_name)
+    module_name, function_name = getattr(target, "target", entry).split(":")
     module = importlib.import_module(module_name)
     found = []
     for name in getattr(module, function_name).__code__.co_names:

@@ -9,9 +9,9 @@ from lerobot.configs.train import TrainPipelineConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
 from lerobot_env_so101_twin.record import TwinRecordConfig
+from lerobot_policy_hlrp.pretrain.cluster import SubmitConfig
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
-from so101_core.cluster import SubmitConfig
 from so101_segdepth_rl.config import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
 

@@ -209,31 +209,42 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
 
 
 @pytest.mark.parametrize(
-    "command, entry, blocked, extra",
+    "command, blocked, dist, extra",
     [
-        ("so101-submit", "so101_submit", "submitit", "cluster"),
-        ("hlrp-make-random-vlm", "hlrp_make_random_vlm", "transformers", "vlm"),
+        ("so101-submit", "submitit", "lerobot_policy_hlrp", "cluster"),
+        ("hlrp-submit", "submitit", "lerobot_policy_hlrp", "cluster"),
+        ("so101-make-random-vlm", "transformers", "so101_semantic_processors", "vlm"),
+        ("hlrp-make-random-vlm", "transformers", "so101_semantic_processors", "vlm"),
     ],
 )
-def test_a_command_behind_a_missing_extra_says_what_to_install(command, entry, blocked, extra):
-    """so101_core is numpy-only; its commands behind an extra stop with one line naming the module and the extra when
-    the extra was not installed (here: the module hidden), with no traceback."""
+def test_a_command_behind_a_missing_extra_says_what_to_install(command, blocked, dist, extra):
+    """A command behind an extra stops with one line naming the module and the extra when the extra was not installed
+    (here: the module hidden), with no traceback; its entry point is the one pyproject.toml installs."""
+    pyproject = tomllib.loads((_local_distributions()[_norm(dist)] / "pyproject.toml").read_text())
+    module, function = pyproject["project"]["scripts"][command].split(":")
     code = f"import sys; sys.modules[{blocked!r}] = None; sys.argv = [{command!r}, '--help']\n"
-    code += f"from so101_core.extras import {entry}; {entry}()"
+    code += f"from {module} import {function}; {function}()"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert run.stderr.strip() == (
-        f"error: {command} needs {blocked}, which so101_core installs only with its '{extra}' extra: "
-        f'pip install --find-links dist "so101_core[{extra}]" (dist/ from scripts/build_wheels.sh), or '
-        f'"so101_core[{extra}]" beside your other requirements'
+        f"error: {EXTRA_COMMANDS[extra]} needs {blocked}, which {dist} installs only with its '{extra}' extra: "
+        f'pip install --find-links dist "{dist}[{extra}]" (dist/ from scripts/build_wheels.sh), or '
+        f'"{dist}[{extra}]" beside your other requirements'
     )
+
+
+EXTRA_COMMANDS = {"cluster": "so101-submit", "vlm": "so101-make-random-vlm"}  # the name the message gives
 
 
 # ----- one policy from wheels, in a fresh venv, as on a real arm's computer ---------------------------------------
 POLICIES = {"lerobot_policy_segdepth": "segdepth", "lerobot_policy_segvla": "segvla", "lerobot_policy_imf": "imf"}
 POLICIES["lerobot_policy_hlrp"] = "hlrp"
 # Modules behind an extra a policy does not ask for (the extra's packages are not installed with it).
-EXTRA_MODULES = {"so101_core.cluster", "so101_core.random_vlm", "so101_segmenter.sim_frames"}
+EXTRA_MODULES = {
+    "lerobot_policy_hlrp.pretrain.cluster",
+    "so101_semantic_processors.random_vlm",
+    "so101_segmenter.sim_frames",
+}
 
 
 @pytest.fixture(scope="module")
@@ -290,10 +301,12 @@ print(PreTrainedConfig.get_choice_class({POLICIES[dist]!r}).__module__, simulato
     run = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.split()[-2:] == [f"{dist}.configuration_{POLICIES[dist]}", "[]"], run.stdout
-    # so101_core's commands behind an extra it was installed without say what to install, with no traceback
-    submit = subprocess.run([str(venv / "bin" / "so101-submit"), "--help"], capture_output=True, text=True, timeout=300)
-    assert submit.returncode == 1 and "Traceback" not in submit.stderr, submit.stderr[-3000:]
-    assert "needs submitit" in submit.stderr and '"so101_core[cluster]"' in submit.stderr, submit.stderr
+    # a command behind an extra the policy was installed without says what to install, with no traceback
+    if dist == "lerobot_policy_hlrp":
+        submit = subprocess.run([str(venv / "bin" / "so101-submit"), "--help"], capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert submit.returncode == 1 and "Traceback" not in submit.stderr, submit.stderr[-3000:]
+        assert "needs submitit" in submit.stderr and '"lerobot_policy_hlrp[cluster]"' in submit.stderr, submit.stderr
 
 
 def _wheel_contents(wheel: Path) -> dict[str, object]:
@@ -459,7 +472,8 @@ def test_the_extras_check_sees_a_spelling_old_pips_ignore():
     assert misspelt_extras(['"lerobot[feetech,core-scripts]>=0.6.1,<0.7"'.strip('"')]) == []
     (bad,) = misspelt_extras(["lerobot[feetech,core_scripts]>=0.6.1,<0.7"])
     assert bad.startswith("lerobot[core_scripts]") and "core-scripts" in bad
-    assert misspelt_extras(["so101_core[cluster,vlm]", "--find-links", "dist"]) == []
+    extras = ["lerobot_policy_hlrp[cluster]", "so101_semantic_processors[vlm]", "--find-links", "dist"]
+    assert misspelt_extras(extras) == []
     assert _stand_in_version("<0.9.16,>=0.9.6") == "0.9.6" and _stand_in_version("<11") == "0"
     assert _stand_in_version(">=4,<5") == "4" and _stand_in_version(">2.0") == "2.1"
 

@@ -1,5 +1,5 @@
-"""hlrp-submit (so101_core.cluster): SLURM submission scripts without SLURM, local jobs end to end, requeue with
-resume, the dual queue, and the errors raised before anything is submitted."""
+"""so101-submit (lerobot_policy_hlrp.pretrain.cluster): SLURM submission scripts without SLURM, local jobs end to end,
+requeue with resume, the dual queue, and the errors raised before anything is submitted."""
 
 import copy
 import json
@@ -14,7 +14,7 @@ import draccus
 import pytest
 import submitit
 
-from so101_core.cluster import (
+from lerobot_policy_hlrp.pretrain.cluster import (
     ClusterConfig,
     StageJob,
     SubmitConfig,
@@ -178,7 +178,7 @@ def test_slurm_script_has_resources_setup_requeue_and_the_stage_command(tmp_path
     assert "--num_processes=4" in cmd and "--num_machines=1" in cmd and "--multi_gpu" in cmd
     assert cmd[cmd.index("-m", 3) :] == [
         "-m",
-        "lerobot_policy_hlrp.train_laq",
+        "lerobot_policy_hlrp.pretrain.train_laq",
         "--config_path=hlrp_laq.yaml",
         "--steps=100",
     ]
@@ -295,7 +295,12 @@ def test_shipped_configs_need_their_placeholders_replaced(tmp_path):
 def test_command_line_reports_bad_input(tmp_path, stage_flags):
     # the stage's flags as a list field or after `--`: either way the stage's --config_path, not hlrp-submit's
     result = subprocess.run(
-        [sys.executable, "-m", "so101_core.cluster", f"--config_path={ROOT}/configs/cluster_local.yaml"]
+        [
+            sys.executable,
+            "-m",
+            "lerobot_policy_hlrp.pretrain.cluster",
+            f"--config_path={ROOT}/configs/cluster_local.yaml",
+        ]
         + ["--stage=trunk", *stage_flags],
         cwd=tmp_path,
         capture_output=True,
@@ -419,3 +424,19 @@ def test_dual_queue_on_local_jobs_cancels_the_one_held_back(fake_stage):
         for job in (held, ready):
             if not job.done():
                 job.cancel()
+
+
+def test_a_job_start_unpickles_the_job_without_importing_the_policy(tmp_path):
+    """submitit unpickles the job on the node before its USR2 handler is up: the StageJob travels by value, so that
+    start imports submitit and so101_core, not lerobot_policy_hlrp (the hlrp policy: torch, LeRobot)."""
+    import cloudpickle
+
+    (tmp_path / "job.pkl").write_bytes(cloudpickle.dumps(stage_job(tmp_path)))
+    code = f"""
+import pickle, sys
+job = pickle.loads(open({str(tmp_path / "job.pkl")!r}, "rb").read())
+print(type(job).__name__, sorted(m for m in ("lerobot_policy_hlrp", "torch", "lerobot") if m in sys.modules))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["StageJob", "[]"]

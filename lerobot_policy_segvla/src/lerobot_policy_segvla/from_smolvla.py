@@ -4,7 +4,7 @@ processors, ready for `lerobot-train --policy.path=<it>`.
 Why a command: `lerobot-train --policy.type=segvla --policy.pretrained_path=<smolvla>` loads the SmolVLA weights
 into SegVLA, but LeRobot then loads the *processors* saved beside those weights, which are SmolVLA's: they lack
 the step that computes the segmentation scores (ground truth or online Mask2Former), so that route only works
-when the dataset already holds the scores (`so101-precompute-segmentation`). The checkpoint written here carries
+when the dataset already holds the scores (`segvla-precompute`). The checkpoint written here carries
 SmolVLA's config and weights, the segmentation knobs given on the command line, zero-initialised cue projections
 and SegVLA's own processors (with SmolVLA's normalisation stats, which lerobot-train replaces by the dataset's).
 

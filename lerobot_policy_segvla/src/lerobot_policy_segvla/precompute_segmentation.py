@@ -1,4 +1,5 @@
-"""`so101-precompute-segmentation`: add SegVLA's pooled Mask2Former scores to an existing LeRobotDataset.
+"""`segvla-precompute` (was so101-precompute-segmentation, kept one release): add SegVLA's pooled Mask2Former scores
+to an existing LeRobotDataset.
 
 The upstream SegVLA notes' option A (precompute). For every camera in the feature map it stores what the online
 `SegVLAAddSegmentationStep` writes, float32 (C, g, g) per frame, computed by the same `Mask2FormerSegmenter`, so a
@@ -10,7 +11,7 @@ goes to `.<output>.partial/shards/` (atomic write), so an interrupted run starte
 skips what is done. The new dataset is written by LeRobot's `dataset_tools.modify_features` to `.<output>.tmp`,
 read back, then renamed into place; the source is not touched.
 
-    so101-precompute-segmentation --dataset.repo_id=local/twin_demo --dataset.root=data/twin_demo \\
+    segvla-precompute --dataset.repo_id=local/twin_demo --dataset.root=data/twin_demo \\
         --feature_map='{"observation.images.front": "observation.segmentation.front",
                         "observation.images.wrist": "observation.segmentation.wrist"}' \\
         --model_path=facebook/mask2former-swin-large-ade-semantic --device=cuda --batch_size=16

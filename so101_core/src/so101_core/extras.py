@@ -1,30 +1,33 @@
-"""The console scripts behind so101_core's extras, which say what to install when the extra is missing.
+"""Console scripts behind an extra, which say what to install when the extra is missing.
 
-`so101-submit` needs the `cluster` extra (submitit, PyYAML, LeRobot) and `hlrp-make-random-vlm` the `vlm` extra
-(LeRobot, torch, transformers); so101_core itself is numpy-only. Without its extra, such a command stops with one
-line naming the missing module and the install command, instead of an ImportError traceback. The modules raise
-`MissingExtra` (an ImportError) when imported without their extra, so `import so101_core.cluster` says the same.
+`so101-submit` (lerobot_policy_hlrp's `cluster` extra: submitit, PyYAML) and `so101-make-random-vlm`
+(so101_semantic_processors' `vlm` extra: transformers) import their extra's packages at the top of their modules,
+which raise `MissingExtra` (an ImportError) through `missing_extra` when one is not installed. Their entry points,
+made by `behind_extra`, turn that into one line naming the missing module and the install command instead of an
+ImportError traceback; `import lerobot_policy_hlrp.pretrain.cluster` says the same.
 
-Stdlib only.
+Stdlib only: the distributions above name their own modules here, the toolkit imports none of them.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
+# extra -> (the distribution that declares it, the command that needs it)
 EXTRAS = {
-    "cluster": "so101-submit",
-    "vlm": "hlrp-make-random-vlm",
+    "cluster": ("lerobot_policy_hlrp", "so101-submit"),
+    "vlm": ("so101_semantic_processors", "so101-make-random-vlm"),
 }
 # The top-level modules of each extra's distributions: a missing one of these is the extra missing.
 EXTRA_MODULES = {
-    "cluster": {"submitit", "yaml", "lerobot"},
-    "vlm": {"lerobot", "torch", "transformers"},
+    "cluster": {"submitit", "yaml"},
+    "vlm": {"transformers", "tokenizers"},
 }
 
 
 class MissingExtra(ModuleNotFoundError):
-    """A module of so101_core imported without the extra that installs its dependencies."""
+    """A module imported without the extra that installs its dependencies."""
 
 
 def missing_extra(extra: str, err: ModuleNotFoundError) -> ModuleNotFoundError:
@@ -32,34 +35,25 @@ def missing_extra(extra: str, err: ModuleNotFoundError) -> ModuleNotFoundError:
     when the missing module is one of the extra's own, else `err` itself (something else is broken)."""
     if (err.name or "").split(".")[0] not in EXTRA_MODULES[extra]:
         return err
+    distribution, command = EXTRAS[extra]
     return MissingExtra(
-        f"{EXTRAS[extra]} needs {err.name}, which so101_core installs only with its '{extra}' extra: "
-        f'pip install --find-links dist "so101_core[{extra}]" (dist/ from scripts/build_wheels.sh), or '
-        f'"so101_core[{extra}]" beside your other requirements',
+        f"{command} needs {err.name}, which {distribution} installs only with its '{extra}' extra: "
+        f'pip install --find-links dist "{distribution}[{extra}]" (dist/ from scripts/build_wheels.sh), or '
+        f'"{distribution}[{extra}]" beside your other requirements',
         name=err.name,
     )
 
 
-# The entry points of pyproject.toml's [project.scripts] -> the command each one runs ("module:function").
-TARGETS = {
-    "so101_core.extras:so101_submit": "so101_core.cluster:main",
-    "so101_core.extras:hlrp_make_random_vlm": "so101_core.random_vlm:main",
-}
+def behind_extra(target: str) -> Callable[[], None]:
+    """The console-script function for the command `target` ("module:function"), whose module needs an extra:
+    it runs the command, or exits with the one-line `MissingExtra` message. `.target` names the command."""
 
+    def entry() -> None:
+        module, function = target.split(":")
+        try:
+            getattr(__import__(module, fromlist=[function]), function)()
+        except MissingExtra as err:
+            sys.exit(f"error: {err}")
 
-def _run(entry: str) -> None:
-    module, function = TARGETS[entry].split(":")
-    try:
-        getattr(__import__(module, fromlist=[function]), function)()
-    except MissingExtra as err:
-        sys.exit(f"error: {err}")
-
-
-def so101_submit() -> None:
-    """so101-submit (and its former name hlrp-submit): so101_core.cluster's main."""
-    _run("so101_core.extras:so101_submit")
-
-
-def hlrp_make_random_vlm() -> None:
-    """hlrp-make-random-vlm: so101_core.random_vlm's main."""
-    _run("so101_core.extras:hlrp_make_random_vlm")
+    entry.target = target
+    return entry

@@ -1,5 +1,5 @@
 """What two or more of the suite's policies share: the dataset precompute engine (`precompute`) behind
-`so101-precompute-segmentation` (segvla), `segdepth-precompute` and `imf-cache-embeddings`; the processor steps'
+`segvla-precompute` (segvla), `segdepth-precompute` and `imf-cache-embeddings`; the processor steps'
 saved config taken from their fields (`steps`, segvla and segdepth); LeRobot's optimizer and scheduler presets from a
 config's `optimizer_*`/`scheduler_*` fields (`policy_config`, hlrp and imf).
 

@@ -1,6 +1,6 @@
 """Add computed per-frame columns to a copy of a LeRobotDataset: resumable, atomic, read back.
 
-The one machinery behind the suite's offline precompute commands (`so101-precompute-segmentation`: SegVLA's
+The one machinery behind the suite's offline precompute commands (`segvla-precompute`: SegVLA's
 pooled Mask2Former scores; `segdepth-precompute`: SegDepth's policy-ready observation). A front end gives the
 source dataset, a function that maps a batch of frames (as a DataLoader over the dataset yields them) to named
 arrays, LeRobot feature specs for those arrays and the settings that determine them; `precompute_features`:

@@ -9,8 +9,8 @@ r"""so101-submit (was hlrp-submit): a stage on SLURM (or on this machine) throug
 The stage command's own flags go in `--args='[...]'` or after `--` (everything after it, unparsed: values with
 commas or brackets need no quoting there); both together: `--args` first.
 
-Stages: `laq` (lerobot_policy_hlrp.train_laq), `trunk` (lerobot_policy_hlrp.train_trunk), `lerobot`
-(lerobot.scripts.lerobot_train).
+Stages: `laq` (lerobot_policy_hlrp.pretrain.train_laq), `trunk` (lerobot_policy_hlrp.pretrain.train_trunk), `lerobot`
+(lerobot.scripts.lerobot_train). Needs lerobot_policy_hlrp's `cluster` extra (submitit, PyYAML).
 The job is a `StageJob` (a submitit Checkpointable): on every node it starts `accelerate launch` over the node's GPUs
 (a plain `python -m <module>` for one process). When SLURM announces the end of the job (timeout or preemption,
 submitit's `--signal=USR2@<signal_delay_s>`), submitit calls `StageJob.checkpoint`, which stops the stage and
@@ -20,8 +20,8 @@ Dual queue (`cluster.second_partition`): the same job goes to two partitions; `k
 that starts later. The two twins also claim the output directory at start, so if hlrp-submit is stopped before a
 winner is known, the later twin exits at once instead of training into the same directory.
 
-Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in `main` only: importing LeRobot
-pulls in torch (4 s), which every job start (it unpickles this module) would pay too.
+Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in `main` only (a job start unpickles
+this module). Moved from so101_core.cluster (issue 42): the launcher lives beside the stages it launches.
 """
 
 import codecs
@@ -45,13 +45,18 @@ from so101_core.cli import prepare_command_line
 from so101_core.extras import missing_extra
 
 try:
+    import cloudpickle
     import submitit
     import yaml
     from submitit.helpers import Checkpointable, DelayedSubmission
-except ModuleNotFoundError as err:  # installed without the `cluster` extra
+except ModuleNotFoundError as err:  # installed without lerobot_policy_hlrp's `cluster` extra
     raise missing_extra("cluster", err) from None
 
 logger = logging.getLogger("hlrp-submit")
+# submitit pickles the job with cloudpickle; by value, so that a job start (which unpickles it before submitit's
+# USR2 handler is up) imports submitit and so101_core, not this module's parent package: importing
+# lerobot_policy_hlrp loads the hlrp policy (torch, LeRobot), seconds to tens of seconds on a busy node.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,8 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "laq": Stage("lerobot_policy_hlrp.train_laq", needs_config=True),
-    "trunk": Stage("lerobot_policy_hlrp.train_trunk", needs_config=True),
+    "laq": Stage("lerobot_policy_hlrp.pretrain.train_laq", needs_config=True),
+    "trunk": Stage("lerobot_policy_hlrp.pretrain.train_trunk", needs_config=True),
     "lerobot": Stage("lerobot.scripts.lerobot_train", needs_config=False),
 }
 EXECUTORS = ("slurm", "local")
