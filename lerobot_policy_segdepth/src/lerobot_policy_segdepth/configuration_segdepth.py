@@ -12,8 +12,7 @@ from lerobot.utils.constants import OBS_STATE
 
 from so101_semantic_processors.policy_config import JointLimitsFields
 
-from .observation_steps import OBS_SEGDEPTH, packed_length
-from .perception import DEPTH_ANYTHING_V2_SMALL
+from .constants import DEPTH_ANYTHING_V2_SMALL, OBS_SEGDEPTH, packed_length
 
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")

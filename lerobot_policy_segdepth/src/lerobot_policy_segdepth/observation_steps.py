@@ -24,8 +24,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
+from .constants import OBS_SEGDEPTH, packed_length
+
 DEPTH_UNITS = {"m": 1.0, "mm": 1e-3}
-OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
 
 
 def _require(observation: dict, key: str, step: str) -> torch.Tensor:
@@ -41,11 +42,6 @@ def _require(observation: dict, key: str, step: str) -> torch.Tensor:
 def _skip(step, observation: dict) -> bool:
     """True when `step.skip_if_present` names a key the observation already holds (a precomputed dataset)."""
     return step.skip_if_present is not None and step.skip_if_present in observation
-
-
-def packed_length(channels: int, side: int) -> int:
-    """int64 words that hold a uint8 (channels, side, side) image (zero-padded to whole words)."""
-    return -(-channels * side * side // 8)
 
 
 def pack_uint8(image: torch.Tensor) -> torch.Tensor:

@@ -32,9 +32,9 @@ from so101_segmenter.carried import CarriesSegmenter
 from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
 from so101_semantic_processors.steps import ConfigFromFields
 
+from .constants import DEPTH_ANYTHING_V2_SMALL
 from .observation_steps import _require, disparity_from_depth
 
-DEPTH_ANYTHING_V2_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
 # What a missing depth model's error names: the step, and the flag that points it at a local copy.
 DEPTH_WHAT = "SegDepth's depth step (so101_depth_anything, Depth Anything V2)"
 DEPTH_FLAG = (

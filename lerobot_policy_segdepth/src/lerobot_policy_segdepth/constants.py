@@ -1,0 +1,11 @@
+"""SegDepth's shared names, at the bottom of its plugin: the configuration, the processor steps and the model import
+them from here, and this module imports nothing (issue 42), so the configuration stands on constants alone as
+LeRobot's configuration files do. `observation_steps` and `perception` still export the names they defined."""
+
+OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor
+DEPTH_ANYTHING_V2_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
+
+
+def packed_length(channels: int, side: int) -> int:
+    """int64 words that hold a uint8 (channels, side, side) image (zero-padded to whole words)."""
+    return -(-channels * side * side // 8)
