@@ -1,0 +1,281 @@
+"""The house's rules (docs/development.md, "Layout"): sizes, where each policy's trio lives, and who imports whom.
+
+Read with `ast` from the source folders, so a module added or moved is covered: no module over 600 lines and no
+function over 80 outside tests/ and benchmarks/; each policy's configuration, model and processor at the top of its
+plugin; no room importing a room on its own floor or one above (the floors are docs/development.md's table, which a
+test holds to FLOORS); the toolkit importing no policy; and the hlrp policy, loaded for inference, importing none of
+HLRP's pretraining. The old import paths of what issue 42 moved stay, for one release, the moved modules themselves.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+# Each room (an import package of the suite) stands on a floor; it may import only rooms on lower floors.
+FLOORS = {
+    "so101_core": 0,
+    "so101_semantic_processors": 1,
+    "lerobot_env_so101_twin": 1,
+    "so101_segmenter": 2,
+    "lerobot_policy_segdepth": 3,
+    "lerobot_policy_segvla": 3,
+    "lerobot_policy_imf": 3,
+    "lerobot_policy_hlrp": 3,
+    "so101_segdepth_rl": 4,
+}
+POLICIES = sorted(room for room in FLOORS if room.startswith("lerobot_policy_"))
+# Below a room's floor yet out of bounds: the policies never import the twin (a real arm installs no MuJoCo), and
+# the segmenter only in the module that renders its training frames (behind its `sim` extra).
+TWIN = "lerobot_env_so101_twin"
+TWIN_ALLOWED = {"so101_segmenter.sim_frames", "so101_segdepth_rl"}  # a module, or a whole room above the policies
+HLRP_PRETRAIN = "lerobot_policy_hlrp.pretrain"
+
+
+def python_files(*, skip_tests: bool = True) -> list[Path]:
+    """The suite's Python files: every top-level folder's, hidden and build folders, outputs/ and (with `skip_tests`)
+    tests/ and benchmarks/ left out."""
+    skipped = {"outputs", ".venv"} | ({"tests", "benchmarks"} if skip_tests else set())
+    files = []
+    for folder in sorted(p for p in REPO.iterdir() if p.is_dir() and not p.is_symlink()):
+        if folder.name in skipped or folder.name.startswith("."):
+            continue
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(REPO).parts
+            if not any(part.startswith(".") or part in ("build", "__pycache__") for part in parts):
+                files.append(path)
+    files += sorted(REPO.glob("*.py"))
+    return sorted(files)
+
+
+def room_files(room: str) -> list[Path]:
+    (src,) = [p for p in REPO.glob(f"*/src/{room}") if not p.parents[1].is_symlink()]
+    return sorted(src.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    """`<folder>/src/pkg/sub/mod.py` -> `pkg.sub.mod` (`pkg.sub` for an `__init__.py`)."""
+    parts = path.with_suffix("").parts
+    parts = parts[len(parts) - parts[::-1].index("src") :]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every module `path` imports, anywhere in it (functions too), as absolute names: (line, module)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]  # `from pkg import module`
+    return found
+
+
+# ----- sizes ------------------------------------------------------------------------------------------------------
+def size_offenders(files: list[Path], root: Path = REPO) -> list[str]:
+    offenders = []
+    for path in files:
+        source = path.read_text()
+        where = path.relative_to(root)
+        if (lines := len(source.splitlines())) > MAX_MODULE_LINES:
+            offenders.append(f"{where}: {lines} lines (module)")
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if (lines := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
+                offenders.append(f"{where}:{node.lineno}: {node.name}, {lines} lines (function)")
+    return offenders
+
+
+def test_no_module_over_600_lines_and_no_function_over_80():
+    files = python_files()
+    assert len(files) > 100, f"found only {len(files)} files: is the search right?"
+    offenders = size_offenders(files)
+    assert not offenders, "split these along their sections:\n" + "\n".join(offenders)
+
+
+def test_the_size_check_sees_a_long_function_and_a_long_module(tmp_path):
+    long_function = tmp_path / "f.py"
+    long_function.write_text("def f():\n" + "    x = 1\n" * 80)
+    long_module = tmp_path / "m.py"
+    long_module.write_text("x = 1\n" * 601)
+    assert size_offenders([long_function, long_module], tmp_path) == [
+        "f.py:1: f, 81 lines (function)",
+        "m.py: 601 lines (module)",
+    ]
+
+
+# ----- the policy trio --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("room", POLICIES)
+def test_each_policy_keeps_its_trio_at_the_top_of_its_plugin(room):
+    name = room.removeprefix("lerobot_policy_")
+    (src,) = [p for p in REPO.glob(f"*/src/{room}") if not p.parents[1].is_symlink()]
+    trio = [f"configuration_{name}.py", f"modeling_{name}.py", f"processor_{name}.py"]
+    assert [f for f in trio if not (src / f).is_file()] == []
+    exported = {node.module for node in ast.parse((src / "__init__.py").read_text()).body
+                if isinstance(node, ast.ImportFrom) and node.level == 1}  # fmt: skip
+    assert {f.removesuffix(".py") for f in trio} <= exported, f"{room}/__init__.py must export the trio"
+
+
+# ----- floors -----------------------------------------------------------------------------------------------------
+def floor_violations() -> list[str]:
+    bad = []
+    for room, floor in FLOORS.items():
+        for path in room_files(room):
+            for line, module in imports(path):
+                other = module.split(".")[0]
+                where = f"{path.relative_to(REPO)}:{line}"
+                if other in FLOORS and other != room and FLOORS[other] >= floor:
+                    bad.append(f"{where} ({room}, floor {floor}) imports {module} ({other}, floor {FLOORS[other]})")
+                elif other == TWIN != room and room not in TWIN_ALLOWED and module_name(path) not in TWIN_ALLOWED:
+                    bad.append(f"{where} ({room}) imports the twin ({module})")
+    return bad
+
+
+def test_no_room_imports_a_room_on_its_own_floor_or_above():
+    assert floor_violations() == []
+
+
+def test_the_floors_are_the_ones_docs_development_md_draws():
+    """docs/development.md's table `| floor | rooms | may import |` names the same rooms on the same floors."""
+    text = (REPO / "docs" / "development.md").read_text()
+    drawn = {}
+    for floor, rooms in re.findall(r"^\| (\d) \| ([^|]+) \|", text, re.MULTILINE):
+        for room in re.findall(r"`([a-z0-9_]+)`", rooms):
+            drawn[room] = int(floor)
+    assert drawn == FLOORS
+
+
+def test_every_room_is_on_a_floor():
+    rooms = {p.name for p in REPO.glob("*/src/*") if p.is_dir() and not p.name.endswith(".egg-info")
+             and not p.parents[1].is_symlink() and any(p.glob("*.py"))}  # fmt: skip
+    assert rooms == set(FLOORS)
+
+
+def test_the_toolkit_imports_no_policy():
+    """so101_core, which every room stands on, names no policy in its imports, and importing every module of it
+    loads none (nor the RL trainer)."""
+    above = [room for room, floor in FLOORS.items() if floor >= FLOORS["lerobot_policy_hlrp"]]
+    static = [f"{p.relative_to(REPO)}:{line} imports {m}" for p in room_files("so101_core") for line, m in imports(p)
+              if m.split(".")[0] in above]  # fmt: skip
+    assert static == []
+    code = """
+import importlib, pkgutil, sys
+import so101_core
+for info in pkgutil.walk_packages(so101_core.__path__, "so101_core."):
+    importlib.import_module(info.name)
+print(sorted({m.split(".")[0] for m in sys.modules if m.startswith(("lerobot_policy_", "so101_segdepth_rl"))}))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ----- HLRP: the policy without its pretraining --------------------------------------------------------------------
+def test_the_hlrp_policy_never_names_its_pretraining():
+    """No module of lerobot_policy_hlrp outside `pretrain/` imports from it, not even inside a function, save the
+    one-release shims that stand for the moved modules' old names."""
+    src = next(p for p in REPO.glob("*/src/lerobot_policy_hlrp") if not p.parents[1].is_symlink())
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        if "pretrain" in path.relative_to(src).parts or module_name(path) in MOVED:
+            continue
+        bad += [
+            f"{path.relative_to(REPO)}:{line} imports {m}" for line, m in imports(path) if m.startswith(HLRP_PRETRAIN)
+        ]
+    assert bad == []
+
+
+def test_loading_the_hlrp_policy_for_inference_imports_none_of_its_pretraining():
+    code = """
+import sys
+import lerobot_policy_hlrp.modeling_hlrp
+from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy, make_hlrp_pre_post_processors
+print(sorted(m for m in sys.modules if m.startswith("lerobot_policy_hlrp.pretrain") or m.split(".")[0] == "submitit"))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ----- old import paths, kept one release ---------------------------------------------------------------------------
+MOVED = {f"lerobot_policy_hlrp.{name}": f"{HLRP_PRETRAIN}.{name}" for name in
+         ("train_laq", "frame_pairs", "train_trunk", "trunk_data", "action_adapter", "processes")}  # fmt: skip
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_an_old_module_path_is_the_moved_module(old):
+    assert importlib.import_module(old) is importlib.import_module(MOVED[old])
+
+
+@pytest.mark.parametrize(
+    "old, name, new",
+    [
+        ("lerobot_policy_segvla.mask2former", "SegVLATaskClassesStep", "lerobot_policy_segvla.cue_steps"),
+        (
+            "lerobot_policy_segvla.segmentation_scores",
+            "SegmentationScoresFromCodeStep",
+            "lerobot_policy_segvla.cue_steps",
+        ),
+        ("lerobot_policy_segvla.segmentation_scores", "scores_from_ids", "lerobot_policy_segvla.cue_steps"),
+        ("lerobot_policy_segvla.processor_segvla", "SegmenterScoresStep", "lerobot_policy_segvla.cue_steps"),
+        ("so101_segdepth_rl.train", "RLTrainConfig", "so101_segdepth_rl.config"),
+        ("so101_segdepth_rl.train", "push_policy", "so101_segdepth_rl.publish"),
+        ("so101_segdepth_rl.train", "learning_curve_figure", "so101_segdepth_rl.evaluation"),
+        (f"{HLRP_PRETRAIN}.train_laq", "LAQTrainConfig", f"{HLRP_PRETRAIN}.laq_config"),
+        (f"{HLRP_PRETRAIN}.train_laq", "push_laq", f"{HLRP_PRETRAIN}.laq_publish"),
+        (f"{HLRP_PRETRAIN}.train_laq", "write_grid", f"{HLRP_PRETRAIN}.laq_evaluation"),
+    ],
+)
+def test_an_old_name_is_the_moved_object(old, name, new):
+    assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
+
+
+def test_python_m_on_an_old_trainer_path_runs_the_command():
+    run = subprocess.run([sys.executable, "-m", "lerobot_policy_hlrp.train_laq", "--help"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0 and "--loss_weighting" in run.stdout, (run.stdout + run.stderr)[-3000:]
+
+
+def test_the_import_reader_resolves_relative_imports_and_sees_function_level_ones(tmp_path):
+    path = tmp_path / "room" / "src" / "lerobot_policy_hlrp" / "sub" / "mod.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("from ..pretrain import cluster\n\ndef f():\n    import so101_segdepth_rl.train\n")
+    assert module_name(path) == "lerobot_policy_hlrp.sub.mod"
+    assert imports(path) == [
+        (1, "lerobot_policy_hlrp.pretrain"),
+        (1, "lerobot_policy_hlrp.pretrain.cluster"),
+        (4, "so101_segdepth_rl.train"),
+    ]
+
+
+def test_segdepths_configuration_stands_on_its_constants_alone():
+    """configuration_segdepth is the bottom of its plugin, as LeRobot's configuration files are: of its own plugin it
+    imports only `constants`, which imports nothing of it."""
+    src = next(p for p in REPO.glob("*/src/lerobot_policy_segdepth") if not p.parents[1].is_symlink())
+    own = lambda path: sorted({m for _, m in imports(path) if m.startswith("lerobot_policy_segdepth.")})  # noqa: E731
+    assert own(src / "configuration_segdepth.py") == [
+        "lerobot_policy_segdepth.constants",
+        "lerobot_policy_segdepth.constants.DEPTH_ANYTHING_V2_SMALL",
+        "lerobot_policy_segdepth.constants.OBS_SEGDEPTH",
+        "lerobot_policy_segdepth.constants.packed_length",
+    ]
+    assert own(src / "constants.py") == []
