@@ -39,6 +39,7 @@ COVERED: dict[str, tuple[str, str]] = {
     "bash scripts/test.sh": (".ci/run", "scripts/test.sh"),
     "bash scripts/setup.sh": ("scripts/test.sh", "scripts/setup.sh"),
     "bash scripts/build_wheels.sh": ("tests/test_dependencies.py", "build_wheels.sh"),
+    "bash scripts/gpu_site.sh": ("tests/test_gpu_check.py", "gpu_site.sh"),
     "pip install": ("tests/test_dependencies.py", "--find-links"),
     "lerobot-find-port": ("tests/test_docs.py", "lerobot-find-port"),
 }
