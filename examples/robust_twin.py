@@ -233,7 +233,9 @@ def eval_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str, appeara
     data = json.loads(info.read_text())
     overall = data["overall"]
     successes = round(overall["pc_success"] * overall["n_episodes"] / 100)
-    per_episode = "".join("1" if e["success"] else "0" for e in data.get("per_episode", []))
+    # LeRobot 0.6 keeps each episode's success under per_task[i]["metrics"]["successes"]
+    flags = [s for task in data.get("per_task", []) for s in task.get("metrics", {}).get("successes", [])]
+    per_episode = "".join("1" if s else "0" for s in flags)
     return {
         "successes": successes,
         "episodes": overall["n_episodes"],
