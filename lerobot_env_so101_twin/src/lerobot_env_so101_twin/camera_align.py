@@ -55,6 +55,7 @@ from so101_core import (
     UNLABELED,
     segmentation_from_code,
 )
+from so101_core.atomic import write_with
 from so101_core.cli import prepare_command_line
 
 from .render import CameraFrame
@@ -418,9 +419,8 @@ class FrameWriter:
         if self.path.suffix.lower() != ".mp4":
             from PIL import Image
 
-            tmp = self.path.with_name(f".{self.path.name}.tmp{self.path.suffix}")
-            Image.fromarray(frame).save(tmp)
-            os.replace(tmp, self.path)
+            # rewritten every frame: a viewer never sees half a PNG
+            write_with(self.path, Image.fromarray(frame).save)
             return
         import av
 
