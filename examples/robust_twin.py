@@ -2,7 +2,7 @@
 evaluated on the same unseen cube poses in the `none`, `shifted` and `unseen` looks, resuming where it stopped.
 
 1. record the demonstrations (`so101-twin-record --config_path=configs/robust_twin_record.yaml`)
-2. make the twin-size random SmolVLM2-shaped backbone (`hlrp-make-random-vlm --size=twin`), for the SmolVLA arms
+2. make the twin-size random SmolVLM2-shaped backbone (`so101-make-random-vlm --size=twin`), for the SmolVLA arms
 3. the segmenter: render randomised twin frames and train it (`so101-seg-render`, `so101-seg-train
    --config_path=configs/segmenter_twin.yaml`), then measure it on frames of the `unseen` look (`so101-seg-eval`)
 4. for every arm and seed, `lerobot-train --config_path=<config_dir>/<arm>.yaml --seed=<seed>`
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "examples"))
 from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
-from segvla_twin import archive, archived, check_same_recording, record_stage  # noqa: E402  (the same archive and checks)
+from segvla_twin import archive, archived, check_same_recording, inputs_stage  # noqa: E402  (the same archive and checks)
 from twin_policies import env_flags  # noqa: E402  (the env flags that give a checkpoint its training inputs)
 
 VENV_BIN = Path(sys.executable).parent
@@ -272,15 +272,7 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
     os.chdir(ROOT)
     (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
     todo = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not run_done(cfg, arm, seed)]
-    recording_root = None
-    if todo:  # the recording, backbone and segmenter are needed only by runs still to train
-        recording_root = record_stage(cfg)
-        if not (cfg.vlm_dir / "config.json").is_file():
-            run_logged(
-                [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
-                cfg.output_dir / "logs" / "vlm.log",
-                "backbone",
-            )
+    recording_root = inputs_stage(cfg, bool(todo))  # the recording and backbone: for runs still to train
     if todo:
         segmenter = segmenter_stage(cfg)
     else:  # every run archived: the segmenter's figures too, where they were

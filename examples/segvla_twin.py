@@ -1,7 +1,7 @@
 """SegVLA's cue experiment in the twin, stage by stage, resuming where it stopped:
 
 1. record the demonstrations (`so101-twin-record --config_path=configs/segvla_twin_record.yaml`)
-2. make the twin-size random SmolVLM2-shaped backbone (`hlrp-make-random-vlm --size=twin`)
+2. make the twin-size random SmolVLM2-shaped backbone (`so101-make-random-vlm --size=twin`)
 3. render randomised twin frames and train the 6-class segmenter (`so101-seg-render`, `so101-seg-train
    --config_path=configs/segmenter_twin.yaml`), only if an arm uses segmenter cues
 4. for every arm and seed, `lerobot-train` (same recording, steps and seeds; the arms differ only in the cues)
@@ -53,7 +53,7 @@ class SegVLATwinConfig:
     no_cue_config: Path = Path("configs/smolvla_twin.yaml")
     # so101-seg-train's config for the cues_segmenter arm's segmenter
     segmenter_config: Path = Path("configs/segmenter_twin.yaml")
-    # the twin-size random SmolVLM2-shaped backbone (made by hlrp-make-random-vlm when missing)
+    # the twin-size random SmolVLM2-shaped backbone (made by so101-make-random-vlm when missing)
     vlm_dir: Path = Path("outputs/models/smolvlm_twin")
     # cues_gt: the twin's exact segmentation; cues_segmenter: the suite's segmenter on the RGB frames; no_cues: SmolVLA
     arms: list[str] = field(default_factory=lambda: ["cues_gt", "cues_segmenter", "no_cues"])
@@ -132,6 +132,21 @@ def record_stage(cfg: SegVLATwinConfig) -> Path:
             "record",
         )
     return root
+
+
+def inputs_stage(cfg, needed: bool) -> Path | None:
+    """The recording and the twin-size backbone, made where missing when a run is still to train (`needed`); the
+    recording's root, or None. `cfg` needs record_config, output_dir and vlm_dir (examples/robust_twin.py's too)."""
+    if not needed:
+        return None
+    recording_root = record_stage(cfg)
+    if not (cfg.vlm_dir / "config.json").is_file():
+        run_logged(
+            [str(VENV_BIN / "so101-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
+            cfg.output_dir / "logs" / "vlm.log",
+            "backbone",
+        )
+    return recording_root
 
 
 def segmenter_stage(cfg: SegVLATwinConfig) -> Path:
@@ -273,15 +288,7 @@ def segvla_twin(cfg: SegVLATwinConfig) -> dict:
     os.chdir(ROOT)
     (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
     todo = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not run_done(cfg, arm, seed)]
-    recording_root = None
-    if todo:  # the recording, backbone and segmenter are needed only by runs still to train
-        recording_root = record_stage(cfg)
-        if not (cfg.vlm_dir / "config.json").is_file():
-            run_logged(
-                [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={cfg.vlm_dir}"],
-                cfg.output_dir / "logs" / "vlm.log",
-                "backbone",
-            )
+    recording_root = inputs_stage(cfg, bool(todo))  # the recording, backbone and segmenter: for runs still to train
     if any(arm == "cues_segmenter" for arm, _ in todo):
         segmenter_stage(cfg)
     results: dict = {}
