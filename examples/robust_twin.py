@@ -56,14 +56,17 @@ class RobustTwinConfig:
     record_config: Path = Path("configs/robust_twin_record.yaml")
     # arm <name> trains with lerobot-train --config_path=<config_dir>/<name>.yaml
     config_dir: Path = Path("configs/robust_twin")
+    # the policies compared, each a config file in config_dir
     arms: list[str] = field(default_factory=lambda: ["segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb"])
     # the cue effect is cue_arm minus no_cue_arm, per look (when both are among the arms)
     cue_arm: str = "segvla"
+    # the same recipe with the cues off
     no_cue_arm: str = "smolvla"
     # training seeds, one lerobot-train run per arm and seed
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     # the looks every checkpoint is evaluated in (--env.appearance)
     appearances: list[str] = field(default_factory=lambda: ["none", "shifted", "unseen"])
+    # episodes per checkpoint and look
     eval_episodes: int = 20
     # lerobot-eval's --eval.batch_size: twins stepped together, the policy (and a segmenter in its preprocessor) run
     # on all of them at once; the same cube poses as one at a time, ~3x sooner on 2 cores
@@ -72,12 +75,13 @@ class RobustTwinConfig:
     eval_seed: int = 1000
     # the twin-size random SmolVLM2-shaped backbone of the SmolVLA arms (made when missing)
     vlm_dir: Path = Path("outputs/models/smolvlm_twin")
-    # so101-seg-train's config, and where its renders, run and evaluations go: the segmenter-cue arms' configs read
-    # <segmenter_dir>/run/best
+    # so101-seg-train's config for the segmenter whose run the segmenter-cue arms' configs read
     segmenter_config: Path = Path("configs/segmenter_twin.yaml")
+    # where the segmenter's renders, run (run/best) and evaluations go
     segmenter_dir: Path = Path("outputs/robust_twin/segmenter")
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2
+    # OMP_WAIT_POLICY for lerobot-train and lerobot-eval
     omp_wait_policy: str = "PASSIVE"
     # a folder keeping each finished run's evaluations, training time and recording fingerprint (a few kB, small
     # enough to commit): a run found there is not trained again, so the comparison outlives its checkpoints

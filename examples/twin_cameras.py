@@ -31,6 +31,7 @@ class TwinCamerasConfig:
     output_path: Path = Path("docs/images/twin_cameras.png")
     # (height, width) of the third-person view; each camera's own view is drawn at half of it
     height: int = 480
+    # its width; 4:3 like the real arm's cameras
     width: int = 640
 
 
