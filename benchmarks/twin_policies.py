@@ -95,24 +95,33 @@ def env_flags(checkpoint: Path) -> list[str]:
     ]
 
 
+def eval_args(
+    checkpoint: Path, flags: list[str], appearance: str, episodes: int, batch_size: int, seed: int, out: Path
+) -> list[str]:
+    """The stock lerobot-eval of `checkpoint` on the twin's LiftCube on the CPU, `flags` giving the env its inputs:
+    `episodes` cube poses from `seed` in `appearance`, `batch_size` twins stepped together, the output in `out`
+    (examples/segvla_twin.py and robust_twin.py evaluate with it too)."""
+    return [
+        str(VENV_BIN / "lerobot-eval"),
+        f"--policy.path={checkpoint}",
+        "--env.type=so101_twin",
+        "--env.task=LiftCube",
+        *flags,
+        f"--env.appearance={appearance}",
+        f"--eval.n_episodes={episodes}",
+        f"--eval.batch_size={batch_size}",
+        "--eval.use_async_envs=false",
+        "--policy.device=cpu",
+        f"--seed={seed}",
+        f"--output_dir={out}",
+    ]
+
+
 def evaluate(cfg: TwinPoliciesConfig, name: str, checkpoint: Path, flags: list[str], appearance: str) -> dict:
     out = cfg.output_dir / f"{name}_{appearance}_{cfg.n_episodes}"  # examples/segvla_twin.py's layout: reusable
     info = out / "eval_info.json"
     if not info.is_file():
-        args = [
-            str(VENV_BIN / "lerobot-eval"),
-            f"--policy.path={checkpoint}",
-            "--env.type=so101_twin",
-            "--env.task=LiftCube",
-            *flags,
-            f"--env.appearance={appearance}",
-            f"--eval.n_episodes={cfg.n_episodes}",
-            "--eval.batch_size=1",
-            "--eval.use_async_envs=false",
-            "--policy.device=cpu",
-            f"--seed={cfg.seed}",
-            f"--output_dir={out}",
-        ]
+        args = eval_args(checkpoint, flags, appearance, cfg.n_episodes, 1, cfg.seed, out)
         print(f"[twin_policies] {name} ({appearance}): lerobot-eval on {cfg.n_episodes} episodes", flush=True)
         log = cfg.output_dir / f"{name}_{appearance}_{cfg.n_episodes}.log"
         with open(log, "w") as f:

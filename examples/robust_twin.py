@@ -32,7 +32,6 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin.appearance import check_level
-from lerobot_env_so101_twin.record import recording_fingerprint
 from so101_core.atomic import write_json
 from so101_core.cli import prepare_command_line
 from so101_core.stats import newcombe, wilson
@@ -42,8 +41,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "examples"))
 from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
-from segvla_twin import archive, archived, check_same_recording, inputs_stage  # noqa: E402  (the same archive and checks)
-from twin_policies import env_flags  # noqa: E402  (the env flags that give a checkpoint its training inputs)
+from segvla_twin import archive, archived, inputs_stage, train_run  # noqa: E402  (the same archive, checks and training)
+from twin_policies import env_flags, eval_args  # noqa: E402  (a checkpoint's env flags; the stock lerobot-eval)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -157,38 +156,10 @@ def segmenter_stage(cfg: RobustTwinConfig) -> dict:
 
 def train_stage(cfg: RobustTwinConfig, arm: str, seed: int, recording_root: Path) -> Path:
     """lerobot-train for one arm and seed; returns the final checkpoint. Resumes from the last saved checkpoint."""
-    run = cfg.output_dir / f"{arm}_s{seed}"
-    fingerprint = recording_fingerprint(recording_root)
-    check_same_recording(cfg, fingerprint, seed)
-    if cfg.archive_dir is not None:
-        cfg.archive_dir.mkdir(parents=True, exist_ok=True)
-        write_json(cfg.archive_dir / f"{arm}_s{seed}_recording.json", fingerprint)
     with open(cfg.config_dir / f"{arm}.yaml") as f:
         steps = int(draccus.load(dict, f)["steps"])
-    final = run / "checkpoints" / f"{steps:06d}" / "pretrained_model"
-    if (final / "model.safetensors").is_file():
-        return final
-    last = run / "checkpoints" / "last" / "pretrained_model"
-    if (last / "train_config.json").is_file():
-        args = [f"--config_path={last / 'train_config.json'}", "--resume=true"]
-    else:
-        if run.exists():  # started but never saved: nothing to keep (the folder is this script's own)
-            shutil.rmtree(run)
-        args = [
-            f"--config_path={cfg.config_dir / f'{arm}.yaml'}",
-            f"--save_freq={max(1, steps // 4)}",  # checkpoints a resumed run restarts from
-            f"--seed={seed}",
-            f"--output_dir={run}",
-        ]
-    env = {"OMP_NUM_THREADS": str(cfg.torch_threads), "OMP_WAIT_POLICY": cfg.omp_wait_policy}
-    log = cfg.output_dir / "logs" / f"train_{arm}_s{seed}.log"
-    seconds = run_logged(
-        [str(VENV_BIN / "lerobot-train"), *args], log, f"train {arm} seed {seed}", steps, r"step:(\S+) ", env
-    )
-    timing = run / "train_wall_s.json"
-    previous = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
-    write_json(timing, {"seconds": previous + seconds, "machine": machine()})  # summed over resumed parts
-    return final
+    recipe = [f"--config_path={cfg.config_dir / f'{arm}.yaml'}"]
+    return train_run(cfg, arm, seed, recording_root, steps, recipe, machine=machine())
 
 
 def machine() -> str:
@@ -212,20 +183,8 @@ def eval_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str, appeara
     if not info.is_file():
         if out.exists():
             shutil.rmtree(out)
-        args = [
-            str(VENV_BIN / "lerobot-eval"),
-            f"--policy.path={checkpoint}",
-            "--env.type=so101_twin",
-            "--env.task=LiftCube",
-            *env_flags(checkpoint),
-            f"--env.appearance={appearance}",
-            f"--eval.n_episodes={cfg.eval_episodes}",
-            f"--eval.batch_size={cfg.eval_batch_size}",
-            "--eval.use_async_envs=false",
-            "--policy.device=cpu",
-            f"--seed={cfg.eval_seed}",
-            f"--output_dir={out}",
-        ]
+        flags = env_flags(checkpoint)
+        args = eval_args(checkpoint, flags, appearance, cfg.eval_episodes, cfg.eval_batch_size, cfg.eval_seed, out)
         run_logged(
             args,
             cfg.output_dir / "logs" / f"eval_{name}.log",

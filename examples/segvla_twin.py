@@ -32,9 +32,17 @@ from so101_core.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
+from twin_policies import eval_args  # noqa: E402  (the stock lerobot-eval in the twin, as every table here runs it)
 
 VENV_BIN = Path(sys.executable).parent
+EVAL_ENV = [  # the recording's inputs (configs/segvla_twin_record.yaml)
+    "--env.cameras=[front,wrist]",
+    "--env.observation_height=96",
+    "--env.observation_width=128",
+    "--env.segmentation=true",
+]
 SEGMENTER_RENDERS = {  # so101-seg-render's train and test sets for configs/segmenter_twin.yaml
     "sim_train": ["--episodes=400", "--frames_per_episode=4", "--seed=0"],
     "sim_test": ["--episodes=60", "--frames_per_episode=4", "--seed=100000"],
@@ -172,13 +180,22 @@ def segmenter_stage(cfg: SegVLATwinConfig) -> Path:
 
 def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int, recording_root: Path) -> Path:
     """lerobot-train for one arm and seed; returns the final checkpoint. Resumes from the last saved checkpoint."""
+    recipe = [*arm_args(cfg, arm), f"--steps={cfg.steps}", f"--policy.vlm_model_name={cfg.vlm_dir}"]
+    return train_run(cfg, arm, seed, recording_root, cfg.steps, recipe)
+
+
+def train_run(cfg, arm: str, seed: int, recording_root: Path, steps: int, recipe: list[str], **timing) -> Path:
+    """lerobot-train of `recipe` (its flags) for one arm and seed, `steps` steps; returns the final checkpoint. A
+    started run resumes from its last saved checkpoint. The recording's fingerprint is checked against the seed's other
+    arms and archived; the training time, summed over resumed parts, goes to <run>/train_wall_s.json with `timing`'s
+    entries. `cfg` needs output_dir, archive_dir, arms, torch_threads and omp_wait_policy (robust_twin.py's too)."""
     run = cfg.output_dir / f"{arm}_s{seed}"
     fingerprint = recording_fingerprint(recording_root)
     check_same_recording(cfg, fingerprint, seed)
     if cfg.archive_dir is not None:  # what this run trains on, kept beside its results
         cfg.archive_dir.mkdir(parents=True, exist_ok=True)
         write_json(cfg.archive_dir / f"{arm}_s{seed}_recording.json", fingerprint)
-    final = run / "checkpoints" / f"{cfg.steps:06d}" / "pretrained_model"
+    final = run / "checkpoints" / f"{steps:06d}" / "pretrained_model"
     if (final / "model.safetensors").is_file():
         return final
     last = run / "checkpoints" / "last" / "pretrained_model"
@@ -188,21 +205,19 @@ def train_stage(cfg: SegVLATwinConfig, arm: str, seed: int, recording_root: Path
         if run.exists():  # started but never saved: nothing to keep (the folder is this script's own)
             shutil.rmtree(run)
         args = [
-            *arm_args(cfg, arm),
-            f"--steps={cfg.steps}",
-            f"--save_freq={max(1, cfg.steps // 4)}",  # checkpoints a resumed run restarts from
+            *recipe,
+            f"--save_freq={max(1, steps // 4)}",  # checkpoints a resumed run restarts from
             f"--seed={seed}",
             f"--output_dir={run}",
-            f"--policy.vlm_model_name={cfg.vlm_dir}",
         ]
     env = {"OMP_NUM_THREADS": str(cfg.torch_threads), "OMP_WAIT_POLICY": cfg.omp_wait_policy}
     log = cfg.output_dir / "logs" / f"train_{arm}_s{seed}.log"
     seconds = run_logged(
-        [str(VENV_BIN / "lerobot-train"), *args], log, f"train {arm} seed {seed}", cfg.steps, r"step:(\S+) ", env
+        [str(VENV_BIN / "lerobot-train"), *args], log, f"train {arm} seed {seed}", steps, r"step:(\S+) ", env
     )
-    timing = run / "train_wall_s.json"
-    previous = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
-    timing.write_text(json.dumps({"seconds": previous + seconds}))  # summed over resumed parts
+    path = run / "train_wall_s.json"
+    previous = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+    write_json(path, {"seconds": previous + seconds, **timing})  # summed over resumed parts
     return final
 
 
@@ -236,23 +251,7 @@ def eval_stage(cfg: SegVLATwinConfig, checkpoint: Path | None, name: str, appear
     if not info.is_file():
         if out.exists():
             shutil.rmtree(out)
-        args = [
-            str(VENV_BIN / "lerobot-eval"),
-            f"--policy.path={checkpoint}",
-            "--env.type=so101_twin",
-            "--env.task=LiftCube",
-            "--env.cameras=[front,wrist]",
-            "--env.observation_height=96",
-            "--env.observation_width=128",
-            "--env.segmentation=true",
-            f"--env.appearance={appearance}",
-            f"--eval.n_episodes={episodes}",
-            "--eval.batch_size=1",
-            "--eval.use_async_envs=false",
-            "--policy.device=cpu",
-            f"--seed={cfg.eval_seed}",
-            f"--output_dir={out}",
-        ]
+        args = eval_args(checkpoint, EVAL_ENV, appearance, episodes, 1, cfg.eval_seed, out)
         log = cfg.output_dir / "logs" / f"eval_{name}_{appearance}_{episodes}.log"
         run_logged(
             args, log, f"eval {name} ({appearance})", episodes, r"Stepping through eval batches: .*?\| *(\d+)/\d+"
