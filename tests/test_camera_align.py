@@ -5,15 +5,14 @@ measurably worse than one where the twin's is."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import mujoco
 import numpy as np
 import pytest
-from lerobot.cameras import Camera, CameraConfig
 from PIL import Image
+from playback_camera import PlaybackCamera  # noqa: F401  (registers --camera.type=so101_playback)
 
 from lerobot_env_so101_twin import camera_align
 from lerobot_env_so101_twin.camera_align import CameraAlignConfig, LiveSource, camera_poses, pose_table, run_alignment
@@ -23,41 +22,6 @@ from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (96, 128)  # (height, width)
-
-
-@CameraConfig.register_subclass("so101_align_playback")
-@dataclass
-class AlignPlaybackCameraConfig(CameraConfig):
-    frames: str = ""  # .npy file of (N, H, W, 3) uint8 RGB frames, served in a loop
-
-
-class AlignPlaybackCamera(Camera):
-    """A LeRobot camera serving recorded frames (LeRobot finds it from AlignPlaybackCameraConfig's name)."""
-
-    def __init__(self, config: AlignPlaybackCameraConfig):
-        super().__init__(config)
-        self.frames, self.reads, self.connected = np.load(config.frames), 0, False
-
-    @property
-    def is_connected(self) -> bool:
-        return self.connected
-
-    @staticmethod
-    def find_cameras() -> list[dict]:
-        return []
-
-    def connect(self, warmup: bool = True) -> None:
-        self.connected = True
-
-    def read(self) -> np.ndarray:
-        self.reads += 1
-        return self.frames[(self.reads - 1) % len(self.frames)].copy()
-
-    def async_read(self, timeout_ms: float = 200) -> np.ndarray:
-        return self.read()
-
-    def disconnect(self) -> None:
-        self.connected = False
 
 
 def move_camera(model: mujoco.MjModel, data: mujoco.MjData, camera: str, shift_m: float, turn_deg: float) -> None:
@@ -142,7 +106,7 @@ def test_the_command_scores_a_lerobot_camera_against_the_twin_at_rest(tmp_path, 
         np.save(tmp_path / f"{name}.npy", frame[None])
         output = tmp_path / f"{name}.png"
         results[name] = _run_command(
-            monkeypatch, capsys, "--twin_camera=wrist", "--camera.type=so101_align_playback",
+            monkeypatch, capsys, "--twin_camera=wrist", "--camera.type=so101_playback",
             f"--camera.frames={tmp_path / f'{name}.npy'}", "--frames=2", f"--output={output}",
         )  # fmt: skip
         written = np.asarray(Image.open(output))

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
-from lerobot.cameras import Camera, CameraConfig
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.motors import Motor
+from playback_camera import PlaybackCamera  # noqa: F401  (registers --robot.cameras' type so101_playback)
 from test_perception import save_tiny_depth_anything, save_tiny_segmenter
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
@@ -97,54 +96,6 @@ class FakeFeetechBus:
         assert data_name == "Goal_Position", data_name
         self.goal_writes.append((dict(self.present), dict(values), dict(self.torque)))
         self.present.update({k: float(v) for k, v in values.items()})  # a stiff servo reaches its goal
-
-
-@CameraConfig.register_subclass("so101_playback")
-@dataclass
-class PlaybackCameraConfig(CameraConfig):
-    frames: str = ""  # .npy file of (N, H, W, 3) uint8 RGB frames
-    fail_after: int = -1  # raise RuntimeError on the read after this many frames; -1: never
-    stop_after: int = -1  # then raise KeyboardInterrupt, as an operator's Ctrl-C would; -1: never
-
-
-class PlaybackCamera(Camera):
-    """An OpenCV-style camera that loops over recorded frames (found by LeRobot from PlaybackCameraConfig)."""
-
-    def __init__(self, config: PlaybackCameraConfig):
-        super().__init__(config)
-        self.config = config
-        self.frames = np.load(config.frames)
-        self.reads = 0
-        self.connected = False
-
-    @property
-    def is_connected(self) -> bool:
-        return self.connected
-
-    @staticmethod
-    def find_cameras() -> list[dict]:
-        return []
-
-    def connect(self, warmup: bool = True) -> None:
-        self.connected = True
-
-    def read(self) -> np.ndarray:
-        if 0 <= self.config.fail_after <= self.reads:
-            raise RuntimeError("playback camera unplugged mid-rollout")
-        if 0 <= self.config.stop_after <= self.reads:
-            raise KeyboardInterrupt  # lerobot-rollout's own way out: tear down, then return
-        frame = self.frames[self.reads % len(self.frames)]
-        self.reads += 1
-        return frame.copy()
-
-    def async_read(self, timeout_ms: float = 200) -> np.ndarray:
-        return self.read()
-
-    def read_latest(self, max_age_ms: int = 500) -> np.ndarray:
-        return self.read()
-
-    def disconnect(self) -> None:
-        self.connected = False
 
 
 # ----- fixtures ---------------------------------------------------------------------------------------------------
