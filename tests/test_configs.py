@@ -113,6 +113,11 @@ def test_config_parses_and_flags_override_it(name):
         assert cfg.dataset.repo_id == "local/so101_twin_liftcube_shifted"
         record = draccus.parse(TwinRecordConfig, config_path=ROOT / "configs" / "robust_twin_record.yaml", args=[])
         assert record.robot.appearance == "shifted" and record.dataset.repo_id == cfg.dataset.repo_id
+        # the recording also holds depth and segmentation maps: unnamed inputs would make them cameras
+        assert cfg.policy.input_features, f"{name}: name the policy's input_features"
+        if cfg.policy.type != "segdepth":  # the RGB arms see the RGB cameras only
+            maps = [k for k in cfg.policy.input_features if k.endswith(("_depth", "_segmentation"))]
+            assert not maps, f"{name}: an RGB arm reads {maps}"
 
 
 def demo_config(monkeypatch, *args: str):
