@@ -69,6 +69,9 @@ from lerobot.configs import parser
 from so101_core.cli import prepare_command_line
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from tiny_policies import TINY_IMF, TINY_SEGDEPTH  # noqa: E402  (the contract tests' tiny sizes, for --tiny)
+
 POLICIES = ("segdepth", "segvla", "imf", "hlrp")
 DEFAULT_POLICIES = ("segdepth", "segvla", "imf")  # hlrp on request: its ~45 s do not fit the 7 minutes
 BENCHMARKS = ("segvla_vs_smolvla", "imf_speed", "drqv2_update_device", "hlrp_speed")
@@ -94,7 +97,7 @@ TINY_VLM = {"num_vlm_layers": 2, "resize_imgs_with_padding": [32, 32]}
 RECIPES = {
     "segdepth": Recipe(
         flags=("--policy.type=segdepth", "--batch_size=32"),
-        tiny={"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8, "augment_pad": 2},
+        tiny={**TINY_SEGDEPTH, "augment_pad": 2},
         env_flags=("--env.depth=true", "--env.segmentation=true"),
     ),
     "segvla": Recipe(
@@ -105,16 +108,7 @@ RECIPES = {
     ),
     "imf": Recipe(
         flags=("--config_path=configs/imf_twin_cnn.yaml",),
-        tiny={
-            "encoder_image_size": 32,
-            "per_view_dim": 8,
-            "condition_dim": 16,
-            "n_layer": 1,
-            "n_emb": 32,
-            "n_head": 2,
-            "horizon": 4,
-            "n_action_steps": 2,
-        },
+        tiny=TINY_IMF,
     ),
     "hlrp": Recipe(
         flags=("--config_path=configs/hlrp_scratch_twin.yaml",),

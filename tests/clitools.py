@@ -20,6 +20,22 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, check: bool = True) 
     return proc
 
 
+def short_train_flags(output_dir: Path, steps: int, batch_size: int = 2) -> list[str]:
+    """The stock lerobot-train's flags for a short run on the CPU from a test: no loader workers, a checkpoint at the
+    end (checkpoints/last), a log line per step, no W&B, no Hub; the run in `output_dir`."""
+    return [
+        f"--batch_size={batch_size}",
+        "--num_workers=0",
+        f"--steps={steps}",
+        f"--save_freq={steps}",
+        "--log_freq=1",
+        "--wandb.enable=false",
+        "--policy.device=cpu",
+        "--policy.push_to_hub=false",
+        f"--output_dir={output_dir}",
+    ]
+
+
 TASK = "Pick up the red cube and lift it."
 
 

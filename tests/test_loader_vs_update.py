@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from clitools import run_cli
 from tiny_models import tiny_smolvlm_dir
+from tiny_policies import TINY_SEGDEPTH
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "loader_vs_update.py"
@@ -33,50 +34,35 @@ def check(output: str, recipe: str) -> None:
     assert "batch 4" in output and "median of 2 runs of 3 batches" in output
 
 
+def run_script(gt_dataset: Path, recipe: list[str], workers: int) -> str:
+    """benchmarks/loader_vs_update.py on the tiny recording with `recipe`'s flags and `workers` loader workers; its
+    output."""
+    data = ["--dataset.repo_id=local/twin_demo", f"--dataset.root={gt_dataset}", f"--num_workers={workers}"]
+    return run_cli([sys.executable, str(SCRIPT), *recipe, *data, *SMALL], cwd=REPO).stdout
+
+
 @pytest.mark.slow
 def test_segdepth_from_flags_with_a_worker(gt_dataset, tmp_path):
-    proc = run_cli(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--policy.type=segdepth",
-            "--policy.image_size=32",
-            "--policy.feature_dim=8",
-            "--policy.hidden_dim=16",
-            "--policy.encoder_channels=8",
-            "--dataset.repo_id=local/twin_demo",
-            f"--dataset.root={gt_dataset}",
-            "--num_workers=1",  # lerobot-train's spawned, persistent worker
-            *SMALL,
-        ],
-        cwd=REPO,
-    )
-    check(proc.stdout, "--policy.type=segdepth (segdepth)")
-    assert "1 workers" in proc.stdout
+    recipe = ["--policy.type=segdepth", *(f"--policy.{k}={v}" for k, v in TINY_SEGDEPTH.items())]
+    output = run_script(gt_dataset, recipe, workers=1)  # lerobot-train's spawned, persistent worker
+    check(output, "--policy.type=segdepth (segdepth)")
+    assert "1 workers" in output
 
 
 @pytest.mark.slow
 def test_segvla_twin_recipe_from_its_config_file(gt_dataset, tmp_path):
     # the recipe's own file, its model shrunk; its output_dir (a run that may exist) is not touched
-    proc = run_cli(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--config_path=configs/segvla_twin.yaml",
-            "--dataset.repo_id=local/twin_demo",
-            f"--dataset.root={gt_dataset}",
-            f"--policy.vlm_model_name={tiny_smolvlm_dir()}",
-            "--policy.num_vlm_layers=2",
-            "--policy.resize_imgs_with_padding=[32,32]",
-            "--policy.chunk_size=4",
-            "--policy.n_action_steps=4",
-            "--num_workers=0",
-            *SMALL,
-        ],
-        cwd=REPO,
-    )
-    check(proc.stdout, "configs/segvla_twin.yaml (segvla)")
-    assert "0 workers" in proc.stdout
+    recipe = [
+        "--config_path=configs/segvla_twin.yaml",
+        f"--policy.vlm_model_name={tiny_smolvlm_dir()}",
+        "--policy.num_vlm_layers=2",
+        "--policy.resize_imgs_with_padding=[32,32]",
+        "--policy.chunk_size=4",
+        "--policy.n_action_steps=4",
+    ]
+    output = run_script(gt_dataset, recipe, workers=0)
+    check(output, "configs/segvla_twin.yaml (segvla)")
+    assert "0 workers" in output
 
 
 def test_a_dataset_is_required():

@@ -24,6 +24,7 @@ from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
+from tiny_policies import TINY_IMF, TINY_SEGDEPTH
 
 register_third_party_plugins()
 
@@ -44,7 +45,7 @@ class PolicyCase:
 CASES = [
     PolicyCase(
         type="segdepth",
-        tiny={"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8, "augment_pad": 2},
+        tiny={**TINY_SEGDEPTH, "augment_pad": 2},
         env_flags=("--env.depth=true", "--env.segmentation=true"),
     ),
     PolicyCase(
@@ -76,14 +77,7 @@ CASES = [
         type="imf",
         tiny={
             "siglip_model": str(tiny_siglip_dir()),
-            "encoder_image_size": 32,
-            "per_view_dim": 8,
-            "condition_dim": 16,
-            "n_layer": 1,
-            "n_emb": 32,
-            "n_head": 2,
-            "horizon": 4,
-            "n_action_steps": 2,
+            **TINY_IMF,
             "inference_noise_seed": 0,  # a fixed seed makes reloads comparable
         },
         chunk=4,

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from clitools import eval_in_twin, run_cli
+from clitools import eval_in_twin, run_cli, short_train_flags
 from conftest import GT_SIZE
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.datasets.factory import resolve_delta_timestamps
@@ -325,15 +325,7 @@ def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_datase
             *[f"--policy.{k}={v}" for k, v in {**TINY, "segmenter_input_size": 32}.items()],
             "--dataset.repo_id=local/twin_demo",
             f"--dataset.root={gt_dataset}",
-            "--batch_size=2",
-            "--num_workers=0",
-            "--steps=2",
-            "--save_freq=2",
-            "--log_freq=1",
-            "--wandb.enable=false",
-            "--policy.device=cpu",
-            "--policy.push_to_hub=false",
-            f"--output_dir={tmp_path / 'train'}",
+            *short_train_flags(tmp_path / "train", steps=2),
         ],
         cwd=tmp_path,
     )

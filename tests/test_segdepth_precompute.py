@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from clitools import eval_in_twin, run_cli
+from clitools import eval_in_twin, run_cli, short_train_flags
 from conftest import GT_SIZE
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
@@ -330,15 +330,7 @@ def test_lerobot_train_on_the_precomputed_copy_and_eval_in_the_twin(gt_dataset, 
             *tiny,
             "--dataset.repo_id=local/twin_demo_segdepth",
             f"--dataset.root={copy}",
-            "--batch_size=8",
-            "--num_workers=0",
-            "--steps=3",
-            "--save_freq=3",
-            "--log_freq=1",
-            "--wandb.enable=false",
-            "--policy.device=cpu",
-            "--policy.push_to_hub=false",
-            f"--output_dir={tmp_path / 'train'}",
+            *short_train_flags(tmp_path / "train", steps=3, batch_size=8),
         ],
         cwd=tmp_path,
     )

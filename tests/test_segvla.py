@@ -521,7 +521,7 @@ def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vl
     """`segvla-from-smolvla` then `lerobot-train --policy.path`: SegVLA's processors, SmolVLA's actions at step 0."""
     import json
 
-    from clitools import run_cli
+    from clitools import run_cli, short_train_flags
     from conftest import GT_SIZE
     from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
@@ -584,14 +584,7 @@ def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vl
             f"--policy.path={converted}",
             f"--dataset.root={gt_dataset}",
             "--dataset.repo_id=local/twin_demo",
-            "--batch_size=2",
-            "--num_workers=0",
-            "--steps=2",
-            "--save_freq=2",
-            "--wandb.enable=false",
-            "--policy.device=cpu",
-            "--policy.push_to_hub=false",
-            f"--output_dir={tmp_path / 'train'}",
+            *short_train_flags(tmp_path / "train", steps=2),
         ],
         cwd=tmp_path,
     )
