@@ -5,7 +5,7 @@ resuming where it stopped:
 1. record the corpus (configs/hlrp_corpus_*.yaml: both tasks, three DART levels, plain and shifted appearance,
    ground-truth segmentation) and the labelled set (configs/hlrp_twin_finetune_data.yaml: 20 LiftCube episodes on
    poses no corpus episode and no evaluation uses)
-2. make the twin-size random SmolVLM2-shaped trunk (`hlrp-make-random-vlm --size=twin`)
+2. make the twin-size random SmolVLM2-shaped trunk (`so101-make-random-vlm --size=twin`)
 3. stage 1, `hlrp-train-laq`: the plain LAQ (configs/hlrp_laq_corpus.yaml) and, for arm latent_only_seg, the
    segmentation-weighted one (configs/hlrp_laq_corpus_seg.yaml)
 4. stage 2, `hlrp-train-trunk`: latent actions only (configs/hlrp_trunk_corpus_latent.yaml, the corpus as video),
@@ -225,7 +225,7 @@ def check_same_recordings(cfg: HLRPTwinConfig, fingerprints: dict[str, dict], se
 def vlm_dir(cfg: HLRPTwinConfig) -> Path:
     folder = cfg.output_dir / "smolvlm_twin"
     if not (folder / "config.json").is_file():
-        args = [str(VENV_BIN / "hlrp-make-random-vlm"), "--size=twin", f"--output_dir={folder}"]
+        args = [str(VENV_BIN / "so101-make-random-vlm"), "--size=twin", f"--output_dir={folder}"]
         run_logged(args, cfg.output_dir / "logs" / "vlm.log", "random twin SmolVLM")
     return folder
 
@@ -244,7 +244,7 @@ def corpus_arg(datasets: list, roots: dict[str, Path]) -> str:
 
 def laq_stage(cfg: HLRPTwinConfig, name: str, roots: dict[str, Path]) -> dict:
     """hlrp-train-laq for laq_plain or laq_seg; its held-out metrics and wall time."""
-    from lerobot_policy_hlrp.train_laq import LAQTrainConfig
+    from lerobot_policy_hlrp.pretrain.train_laq import LAQTrainConfig
 
     done = summary(cfg, f"stage1_{name}.json")
     run = cfg.output_dir / name
@@ -266,7 +266,7 @@ def laq_stage(cfg: HLRPTwinConfig, name: str, roots: dict[str, Path]) -> dict:
 
 def trunk_stage(cfg: HLRPTwinConfig, name: str, roots: dict[str, Path], vlm: Path) -> dict:
     """hlrp-train-trunk for one stage-2 run; its final losses, supervision and wall time."""
-    from lerobot_policy_hlrp.train_trunk import TrunkTrainConfig
+    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
 
     run = cfg.output_dir / name
     done = summary(cfg, f"stage2_{name}.json")

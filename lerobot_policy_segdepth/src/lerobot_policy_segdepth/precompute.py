@@ -36,7 +36,7 @@ already in the batch (training on the copy) and runs them on raw keys (lerobot-e
 refuses one made for another image size, class count or camera before training starts.
 
 The machinery (resumable shards, manifest, atomic rename, read-back check) is `so101_semantic_processors.
-precompute`, shared with `so101-precompute-segmentation`. An existing output root is refused; an interrupted run
+precompute`, shared with `segvla-precompute`. An existing output root is refused; an interrupted run
 started again with the same settings resumes (other settings are refused unless `--restart=true`).
 
     segdepth-precompute --dataset.repo_id=local/liftcube --dataset.root=data/liftcube \\

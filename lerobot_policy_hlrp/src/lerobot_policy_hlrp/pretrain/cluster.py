@@ -17,7 +17,7 @@ submitit's `--signal=USR2@<signal_delay_s>`), submitit calls `StageJob.checkpoin
 requeues the same job with the stage's resume flag; the requeued job continues from `<output_dir>/checkpoints/last`.
 
 Dual queue (`cluster.second_partition`): the same job goes to two partitions; `keep_first_started` cancels the one
-that starts later. The two twins also claim the output directory at start, so if hlrp-submit is stopped before a
+that starts later. The two twins also claim the output directory at start, so if so101-submit is stopped before a
 winner is known, the later twin exits at once instead of training into the same directory.
 
 Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in `main` only (a job start unpickles
@@ -52,7 +52,7 @@ try:
 except ModuleNotFoundError as err:  # installed without lerobot_policy_hlrp's `cluster` extra
     raise missing_extra("cluster", err) from None
 
-logger = logging.getLogger("hlrp-submit")
+logger = logging.getLogger("so101-submit")
 # submitit pickles the job with cloudpickle; by value, so that a job start (which unpickles it before submitit's
 # USR2 handler is up) imports submitit and so101_core, not this module's parent package: importing
 # lerobot_policy_hlrp loads the hlrp policy (torch, LeRobot), seconds to tens of seconds on a busy node.
