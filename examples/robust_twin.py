@@ -157,9 +157,32 @@ def segmenter_stage(cfg: RobustTwinConfig) -> dict:
 def train_stage(cfg: RobustTwinConfig, arm: str, seed: int, recording_root: Path) -> Path:
     """lerobot-train for one arm and seed; returns the final checkpoint. Resumes from the last saved checkpoint."""
     with open(cfg.config_dir / f"{arm}.yaml") as f:
-        steps = int(draccus.load(dict, f)["steps"])
-    recipe = [f"--config_path={cfg.config_dir / f'{arm}.yaml'}"]
+        recipe_config = draccus.load(dict, f)
+    steps = int(recipe_config["steps"])
+    recipe = [f"--config_path={cfg.config_dir / f'{arm}.yaml'}", *training_copy(cfg, recipe_config, recording_root)]
     return train_run(cfg, arm, seed, recording_root, steps, recipe, machine=machine())
+
+
+def training_copy(cfg: RobustTwinConfig, recipe_config: dict, recording_root: Path) -> list[str]:
+    """--dataset.* flags of a copy of the recording holding only the cameras the recipe reads (so101-training-copy):
+    LeRobot 0.6.1 decodes every camera of a sample, and the recording has six, so training on the recording itself
+    spends most of the loader's CPU on maps no RGB arm reads. The samples are the same bit for bit."""
+    policy = recipe_config["policy"]
+    if policy.get("segmentation_source") == "gt":  # its ground-truth maps are read under other names
+        return []
+    keep = sorted(k for k in policy["input_features"] if k.startswith("observation.images."))
+    name = f"{recording_root.name}_train_" + "_".join(k.removeprefix("observation.images.") for k in keep)
+    copy, repo_id = recording_root.parent / name, f"{recipe_config['dataset']['repo_id']}_train"
+    args = [
+        str(VENV_BIN / "so101-training-copy"),
+        f"--dataset.repo_id={recipe_config['dataset']['repo_id']}",
+        f"--dataset.root={recording_root}",
+        f"--keep=[{','.join(keep)}]",
+        f"--output_dir={copy}",
+        f"--output_repo_id={repo_id}",
+    ]
+    run_logged(args, cfg.output_dir / "logs" / f"{name}.log", f"training copy {name}")  # left alone when up to date
+    return [f"--dataset.repo_id={repo_id}", f"--dataset.root={copy}"]
 
 
 def machine() -> str:

@@ -63,3 +63,31 @@ def test_every_arm_config_trains_on_the_shifted_recording():
         with open(config) as f:
             data = draccus.load(dict, f)
         assert data["dataset"]["repo_id"] == "local/so101_twin_liftcube_shifted", config
+
+
+@pytest.mark.parametrize(
+    "arm, keep",
+    [
+        ("segvla", ["front", "wrist"]),
+        ("smolvla", ["front", "wrist"]),
+        ("act", ["front", "wrist"]),
+        ("segdepth", ["wrist_depth", "wrist_segmentation"]),
+        ("segdepth_rgb", ["wrist", "wrist_depth"]),
+    ],
+)
+def test_each_arm_trains_on_a_copy_with_only_the_cameras_it_reads(robust_twin, tmp_path, monkeypatch, arm, keep):
+    import draccus
+
+    calls = []
+    monkeypatch.setattr(robust_twin, "run_logged", lambda args, *rest, **kw: calls.append(args) or 0.0)
+    cfg = robust_twin.RobustTwinConfig(output_dir=tmp_path)
+    with open(ROOT / "configs" / "robust_twin" / f"{arm}.yaml") as f:
+        recipe = draccus.load(dict, f)
+    recording = tmp_path / "data" / "so101_twin_liftcube_shifted"
+    flags = robust_twin.training_copy(cfg, recipe, recording)
+    (args,) = calls
+    assert args[0].endswith("so101-training-copy")
+    assert f"--keep=[{','.join(f'observation.images.{k}' for k in keep)}]" in args
+    copy = recording.parent / ("so101_twin_liftcube_shifted_train_" + "_".join(keep))
+    assert f"--output_dir={copy}" in args and f"--dataset.root={recording}" in args
+    assert flags == ["--dataset.repo_id=local/so101_twin_liftcube_shifted_train", f"--dataset.root={copy}"]
