@@ -77,12 +77,12 @@ def env_flags(checkpoint: Path) -> list[str]:
         if not key.startswith("observation.images."):
             continue
         name, shape = key.removeprefix("observation.images."), feature["shape"]
-        if name.endswith("_depth"):
-            depth = True
-        elif name.endswith("_segmentation"):
-            segmentation = True
-        elif len(shape) == 3 and shape[0] == 3:
-            cameras.append(name)
+        camera = name.removesuffix("_depth").removesuffix("_segmentation")
+        depth |= name.endswith("_depth")
+        segmentation |= name.endswith("_segmentation")
+        if camera != name or (len(shape) == 3 and shape[0] == 3):  # a map's camera renders too, at the map's size
+            if camera not in cameras:
+                cameras.append(camera)
             size = shape[1:]
     if not cameras:
         raise ValueError(f"{checkpoint}: no camera inputs to derive the env from; give its flags after a '|'")
