@@ -22,7 +22,9 @@ Stages, in order, each a subprocess whose whole output goes to `<output_dir>/log
     eval <policy>   the stock `lerobot-eval` of that checkpoint in the twin, --eval_episodes episodes of
                     --episode_length steps at the recording's size
     benchmarks      benchmarks/segvla_vs_smolvla.py (--repeats=10 --batch=8), imf_speed.py (its training table at
-                    --train_batch=32, then 256: `--skip=latency`), drqv2_update_device.py (--updates=50),
+                    --train_batch=32, then 256: `--skip=latency`, with the `--policy.compile_train=true` row in
+                    torch.compile's reduce-overhead mode, CUDA graphs; its compilation's time on a GPU is not
+                    measured yet, --budget_s bounds it), drqv2_update_device.py (--updates=50),
                     hlrp_speed.py (--batch=32 --repeats=5), each with --device=<device>
 
 A stage that fails, or runs past what is left of --budget_s, is reported as such in the table and the next stage
@@ -75,6 +77,7 @@ from tiny_policies import TINY_IMF, TINY_SEGDEPTH  # noqa: E402  (the contract t
 POLICIES = ("segdepth", "segvla", "imf", "hlrp")
 DEFAULT_POLICIES = ("segdepth", "segvla", "imf")  # hlrp on request: its ~45 s do not fit the 7 minutes
 BENCHMARKS = ("segvla_vs_smolvla", "imf_speed", "drqv2_update_device", "hlrp_speed")
+COMPILE = "reduce-overhead"  # imf_speed's compile_train row: torch.compile with CUDA graphs
 HEIGHT, WIDTH = 48, 64
 REPO_ID = "local/gpu_check"
 # Runs a console script by its entry point where no script file is installed (a `pip install --target` tree).
@@ -452,8 +455,8 @@ def benchmark_runs(cfg: GPUCheckConfig) -> list[tuple[str, str, list[str]]]:
         runs = {
             "segvla_vs_smolvla": [[dev, "--repeats=10", "--batch=8"]],
             "imf_speed": [
-                [dev, "--skip=latency", "--train_batch=32", "--train_repeats=5"],
-                [dev, "--skip=latency", "--train_batch=256", "--train_repeats=5"],
+                [dev, "--skip=latency", f"--train_compile_mode={COMPILE}", "--train_batch=32", "--train_repeats=5"],
+                [dev, "--skip=latency", f"--train_compile_mode={COMPILE}", "--train_batch=256", "--train_repeats=5"],
             ],
             "drqv2_update_device": [[dev, "--updates=50"]],
             "hlrp_speed": [[dev, "--batch=32", "--repeats=5"]],

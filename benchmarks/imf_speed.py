@@ -32,8 +32,11 @@ weights, saved to a temporary folder and loaded from there, as a Hub checkpoint 
 of --train_batch, median of --train_repeats steps after 1 warm-up:
     encode every step   frames (B, 2, 2, 3, 256, 256) through the frozen tower in every step
     cached embeddings   `observation.view_embeddings` (B, 2, 2, 768), as imf-cache-embeddings stores them
+    cached embeddings, compile_train (mode)
+                        with --train_compile_mode: the same step and weights through `--policy.compile_train=true`
 """
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -182,7 +185,7 @@ def latency_table(
     )
 
 
-def training_table(device: str, batch: int, repeats: int) -> None:
+def training_table(device: str, batch: int, repeats: int, compile_mode: str | None = None) -> None:
     from tiny_models import save_siglip_vision
 
     from lerobot_policy_imf import IMFConfig, IMFPolicy
@@ -210,16 +213,23 @@ def training_table(device: str, batch: int, repeats: int) -> None:
     with torch.no_grad():
         cached = {OBS_VIEW_EMBEDDINGS: policy.backbone.embed(torch.stack(list(raw.values()), dim=2))}
 
-    def step(batch_dict):
-        loss, _ = policy.forward(batch_dict)
-        optimizer.zero_grad()
+    def step(batch_dict, trained=policy, opt=optimizer):
+        loss, _ = trained.forward(batch_dict)
+        opt.zero_grad()
         loss.backward()
-        optimizer.step()
+        opt.step()
 
     rows = []
     for name, extra in (("encode every step", raw), ("cached embeddings", cached)):
         median, _p90 = timed(lambda e=extra: step(common | e), repeats, warmup=1, device=device)
         rows.append((name, batch / median, median))
+    if compile_mode is not None:  # the same weights through --policy.compile_train; 2 warm-ups pay the compilation
+        fused_cfg = dataclasses.replace(cfg, compile_train=True, compile_train_mode=compile_mode)
+        fused = IMFPolicy(fused_cfg).to(device).train()
+        fused.load_state_dict(policy.state_dict())
+        fused_opt = torch.optim.AdamW(fused.get_optim_params(), lr=1e-4)
+        median, _p90 = timed(lambda: step(common | cached, fused, fused_opt), repeats, warmup=2, device=device)
+        rows.append((f"cached embeddings, compile_train ({compile_mode})", batch / median, median))
     print(
         f"\n### Training at the real SigLIP2-B/16@256 size (tower {params(policy.backbone.encoder)}, frozen; "
         f"trainable {sum(p.numel() for p in policy.get_optim_params()) / 1e6:.1f}M), {device}, batch {batch}"
@@ -229,6 +239,8 @@ def training_table(device: str, batch: int, repeats: int) -> None:
     for name, rate, median in rows:
         print(f"| {name} | {rate:.1f} | {median * 1e3:.0f} |")
     print(f"\ncached embeddings train {rows[1][1] / rows[0][1]:.1f}x faster")
+    if compile_mode is not None:
+        print(f"compile_train ({compile_mode}): {rows[1][2] / rows[2][2]:.2f}x the eager cached-embedding step's speed")
 
 
 # the argparse spellings, kept one release
@@ -259,6 +271,9 @@ class IMFSpeedConfig:
     freeze: bool = False
     # table 1: imf in bf16, diffusion also under bf16 autocast
     bf16: bool = False
+    # table 2: one more row, the cached-embedding step through --policy.compile_train with this torch.compile mode
+    # (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs); None: no such row
+    train_compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.skip not in (None, "latency", "training"):
@@ -276,7 +291,7 @@ def benchmark(cfg: IMFSpeedConfig) -> None:
     if cfg.skip != "latency":
         latency_table(cfg.device, cfg.repeats, cfg.compile, cfg.bf16, cfg.freeze)
     if cfg.skip != "training":
-        training_table(cfg.device, cfg.train_batch, cfg.train_repeats)
+        training_table(cfg.device, cfg.train_batch, cfg.train_repeats, cfg.train_compile_mode)
 
 
 def main() -> None:

@@ -342,6 +342,41 @@ def test_compiled_inference_acts_like_eager_and_follows_new_weights(tmp_path):
     assert set(load_file(tmp_path / "model.safetensors")) == set(policy.state_dict())
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_training_step_matches_eager():
+    """compile_train fuses the loss, its jvp and the backward: same loss and gradients as eager, with padding."""
+    import torch._dynamo
+
+    kwargs = {"vision_encoder": "cnn", "cnn_channels": [8, 8, 8, 8], "cnn_keypoints": 4, "n_layer": 1}
+    torch.manual_seed(0)
+    eager = tiny_policy(**kwargs)
+    compiled = tiny_policy(**kwargs, compile_train=True)
+    compiled.load_state_dict(eager.state_dict())
+    batch = {f"observation.images.{v}": torch.rand(4, 2, 3, 32, 32) for v in CAMERAS}
+    batch |= {"observation.state": torch.randn(4, 2, 6), "action": torch.randn(4, 4, 6)}
+    batch["action_is_pad"] = torch.tensor([[False] * 4] * 3 + [[False, False, True, True]])
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for policy in (eager, compiled):
+        torch.manual_seed(1)  # the same times and noise for both
+        loss, info = policy.forward(batch)
+        loss.backward()
+        policy.info = info
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the compiled loss ran, not eager's
+    assert not torch._dynamo.utils.counters["graph_break"]  # one graph: the jvp went through inductor too
+    torch.testing.assert_close(compiled.info["v_mse"], eager.info["v_mse"], rtol=1e-5, atol=1e-6)
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_bad_compile_train_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"compile_train_mode='fast'.*reduce-overhead"):
+        tiny_policy(compile_train=True, compile_train_mode="fast")
+
+
 def test_actions_under_bf16_autocast_are_float32():
     policy = tiny_policy(inference_noise_seed=0).eval()
     frame = {f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS}

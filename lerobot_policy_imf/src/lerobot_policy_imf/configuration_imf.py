@@ -17,6 +17,7 @@ OBS_VIEW_EMBEDDINGS = "observation.view_embeddings"  # (V, D) per frame, written
 CACHE_MUST_MATCH = ("encoder", "encoder_fingerprint", "encoder_image_size", "cameras")
 ENCODERS = ("siglip", "cnn")
 RESIDUALS = ("attnres", "plain")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 NON_RGB_SUFFIXES = ("_depth", "_segmentation")  # the twin's ground-truth maps; this policy sees RGB only
 
 
@@ -73,6 +74,14 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # compiler on CPUs; they hold a second copy of the weights) and made again after train(), eval() or a move to
     # another device or dtype: call eval() after loading new weights. Training is unaffected.
     compile_inference: bool = False
+    # Train through a torch.compile'd loss (the head's no-grad velocity, its forward-mode derivative and the
+    # compound, fused by inductor; backward included): each eager step launches thousands of small kernels, which
+    # bound imf's cached-embedding step on a GPU (issue 41). The first step pays the compilation (~1 min on 2 CPU
+    # cores; needs a C++ compiler on CPUs). Same loss and gradients as eager to float32 rounding (tests/test_imf.py).
+    compile_train: bool = False
+    # torch.compile's mode for compile_train: "default", "reduce-overhead" (CUDA graphs on a GPU: one launch per
+    # graph; a batch of another size compiles again), "max-autotune", "max-autotune-no-cudagraphs".
+    compile_train_mode: str = "default"
     time_mu: float = -0.4  # logit-normal time sampler
     time_sigma: float = 1.0
     equal_time_share: float = 0.5  # share of training samples with r = t (plain flow matching)
@@ -110,6 +119,9 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
             raise ValueError(f"n_emb ({self.n_emb}) must be a multiple of n_head ({self.n_head})")
         if self.num_inference_steps < 1 or self.n_obs_steps < 1:
             raise ValueError("num_inference_steps and n_obs_steps must be >= 1")
+        if self.compile_train_mode not in COMPILE_MODES:
+            mode = self.compile_train_mode
+            raise ValueError(f"--policy.compile_train_mode={mode!r}; choose one of {list(COMPILE_MODES)}")
         if not 0.0 <= self.equal_time_share <= 1.0:
             raise ValueError(f"equal_time_share must be in [0, 1], got {self.equal_time_share}")
 

@@ -149,6 +149,24 @@ def time_features(t: Tensor, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def layer_norm(x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    """`norm(x)`, written out while torch.compile traces: dynamo cannot take aten's layer_norm through
+    torch.func.jvp (torch 2.11: an internal `_fw_primal` assert on fake tensors), and the training step's
+    compiled loss (compile_train) runs the head under jvp. Eager keeps aten's kernel, so eager numerics stay."""
+    if not torch.compiler.is_compiling():
+        return norm(x)
+    mean = x.mean(-1, keepdim=True)
+    var = (x - mean).square().mean(-1, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + norm.eps) * norm.weight + norm.bias
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    """F.rms_norm over the last dimension (eps: the dtype's), written out while torch.compile traces (as layer_norm)."""
+    if not torch.compiler.is_compiling():
+        return F.rms_norm(x, (x.shape[-1],))
+    return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + torch.finfo(x.dtype).eps)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention written out: forward-mode AD (the iMF JVP) runs through it on any backend."""
 
@@ -181,7 +199,7 @@ class SubLayer(nn.Module):
             )
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.fn(self.norm(h))
+        return self.fn(layer_norm(h, self.norm))
 
 
 class DepthMix(nn.Module):
@@ -198,7 +216,7 @@ class DepthMix(nn.Module):
         rms_norm(values) @ query when the caller has them already (IMFTransformer scores each source against
         every mix's query once) -> (B, N, D)."""
         if logits is None:
-            logits = F.rms_norm(values, (values.shape[-1],)) @ self.query
+            logits = rms_norm(values) @ self.query
         weights = torch.softmax(logits, dim=-1)  # over depth, per token
         return (weights.unsqueeze(-2) @ values).squeeze(-2)
 
@@ -233,16 +251,16 @@ class IMFTransformer(nn.Module):
             # number of ops, and re-scoring the whole stack in every mix cost twice the time.
             queries = torch.stack([mix.query for mix in self.mixes], dim=-1)  # (D, M)
             values = h.unsqueeze(2)  # (B, N, 1, D)
-            logits = (F.rms_norm(h, (d,)) @ queries).unsqueeze(2)  # (B, N, 1, M)
+            logits = (rms_norm(h) @ queries).unsqueeze(2)  # (B, N, 1, M)
             for index, (sublayer, mix) in enumerate(zip(self.sublayers, self.mixes, strict=False)):
                 out = sublayer(mix(values, logits[..., index]))
                 values = torch.cat([values, out.unsqueeze(2)], dim=2)
-                logits = torch.cat([logits, (F.rms_norm(out, (d,)) @ queries).unsqueeze(2)], dim=2)
+                logits = torch.cat([logits, (rms_norm(out) @ queries).unsqueeze(2)], dim=2)
             h = self.mixes[-1](values, logits[..., -1])
         else:
             for sublayer in self.sublayers:
                 h = h + sublayer(h)
-        return self.action_out(self.norm_out(h[:, -self.horizon :]))
+        return self.action_out(layer_norm(h[:, -self.horizon :], self.norm_out))
 
 
 # ----- improved MeanFlow ---------------------------------------------------------------------------------------
@@ -345,6 +363,9 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
         self.head = IMFTransformer(config, self.condition_dim, config.action_dim)
         self._fingerprint: str | None = None
         self._compiled: tuple | None = None  # (key, encoder, head) for compile_inference; not a submodule
+        self._loss = (
+            torch.compile(imf_loss, mode=config.compile_train_mode, dynamic=False) if config.compile_train else imf_loss
+        )
         # A cache is checked against the encoder's weights: now for fresh weights, at the first forward (before
         # the first update) when a checkpoint's weights are still to be loaded into this module.
         self._unchecked_cache = getattr(config, "_cache", None)
@@ -471,7 +492,7 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
         e = torch.randn_like(x)
         pad = batch.get("action_is_pad")  # steps past the episode's end, copies of its last action
         c = self.config
-        per_sample, error = imf_loss(
+        per_sample, error = self._loss(
             self.head, x, e, r, t, condition, c.loss_power, c.loss_eps, None if pad is None else ~pad
         )
         loss = per_sample if reduction == "none" else per_sample.mean()
