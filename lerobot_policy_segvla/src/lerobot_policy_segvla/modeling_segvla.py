@@ -78,6 +78,10 @@ class SegmentationCueBuilder(nn.Module):
         self.top_k = max(0, min(top_k, self.num_slots - len(task_class_ids), num_classes - len(task_class_ids)))
         self.geometry_class_ids = list(geometry_class_ids)
         self.geometry_dim = geometry_dim
+        # Index tensors kept on the module's device: built from Python lists at each call they are host-to-device
+        # copies, and on a GPU each one waits for every kernel queued before it (mid-forward, after SigLIP).
+        self.register_buffer("task_ids", torch.tensor(self.task_class_ids, dtype=torch.long), persistent=False)
+        self.register_buffer("geometry_ids", torch.tensor(self.geometry_class_ids, dtype=torch.long), persistent=False)
         g = grid_size
         regions = torch.zeros(len(region_specs), g, g)
         for i, (x0, x1, y0, y1) in enumerate(region_specs):
@@ -94,7 +98,7 @@ class SegmentationCueBuilder(nn.Module):
         sample's prompt classes (`prompt_classes`, a (B, C) multi-hot), then the top-k others by mean score."""
         bsize = scores.shape[0]
         mean = scores.flatten(2).mean(-1)
-        forced = torch.tensor(self.task_class_ids, dtype=torch.long, device=scores.device).expand(bsize, -1)
+        forced = self.task_ids.expand(bsize, -1)
         if prompt_classes is None:
             if self.top_k:
                 mean = mean.index_fill(1, forced[0], float("-inf")) if self.task_class_ids else mean
@@ -126,7 +130,7 @@ class SegmentationCueBuilder(nn.Module):
         out = scores.new_zeros(bsize, self.geometry_dim)
         if not self.geometry_class_ids:
             return out
-        flat = scores[:, self.geometry_class_ids].flatten(2)  # (B, G, g*g)
+        flat = scores.index_select(1, self.geometry_ids).flatten(2)  # (B, G, g*g)
         mass = flat.sum(-1)
         # A class with no mass has no centroid; report the image centre rather than divide by zero.
         cx = torch.where(mass > 0, (flat * self.cell_x).sum(-1) / mass.clamp_min(1e-12), 0.5)
@@ -315,6 +319,7 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         images, img_masks = super().prepare_images(batch)
         cameras = [key for key in self.config.image_features if key in batch]
         self.model.camera_cues = [self._camera_cues(batch, key) for key in cameras]
+        self._check_scores(cameras)
         p = self.config.rgb_dropout_prob
         if self.training and p > 0:
             drawn = set(self.config.segmentation_image_keys.values())
@@ -354,14 +359,24 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
             )
         if scores.shape[0] != image.shape[0]:
             raise ValueError(f"'{key}' has batch size {scores.shape[0]}, camera '{camera}' {image.shape[0]}")
-        if torch.isnan(scores).any():
-            raise ValueError(f"'{key}' holds NaN scores")
-        if (scores < 0).any():
-            raise ValueError(
-                f"'{key}' holds negative values (min {float(scores.min()):.4g}): expected semantic scores in [0, 1]"
-                " (softmax x sigmoid), not logits"
-            )
         return CameraCues(scores, content_hw, self._prompt_classes(batch, scores.shape[0]))
+
+    def _check_scores(self, cameras: list[str]) -> None:
+        """No NaN or negative scores, read back in one transfer for all cameras: on a GPU each read waits for the
+        queued kernels, and here, before the VLM runs, little is queued."""
+        cued = [(camera, cues.scores) for camera, cues in zip(cameras, self.model.camera_cues, strict=True)]
+        cued = [(self.config.segmentation_feature_map[camera], scores) for camera, scores in cued if scores is not None]
+        if not cued:
+            return
+        lows = torch.stack([scores.detach().amin().float() for _, scores in cued]).tolist()  # amin keeps NaN
+        for (key, _), low in zip(cued, lows, strict=True):
+            if math.isnan(low):
+                raise ValueError(f"'{key}' holds NaN scores")
+            if low < 0:
+                raise ValueError(
+                    f"'{key}' holds negative values (min {low:.4g}): expected semantic scores in [0, 1]"
+                    " (softmax x sigmoid), not logits"
+                )
 
     def _prompt_classes(self, batch: dict, bsize: int) -> Tensor | None:
         if not self.config.segmentation_classes_from_task:
