@@ -66,7 +66,7 @@ def seg_config(vlm_dir, **overrides) -> SegVLAConfig:
         "segmentation_dropout_prob": 0.0,
         **overrides,
     }
-    return SegVLAConfig(**common(vlm_dir), **knobs)
+    return SegVLAConfig(**{**common(vlm_dir), **knobs})
 
 
 def scene_ids(batch: int, shift: int = 0) -> torch.Tensor:
@@ -686,6 +686,84 @@ def test_segmenter_cues_are_pooled_probabilities_and_travel_inside_the_checkpoin
     loaded_cfg = PreTrainedConfig.from_pretrained(moved)
     pre2, _ = make_pre_post_processors(loaded_cfg, pretrained_path=str(moved))
     torch.testing.assert_close(pre2(dict(frame))[FRONT_SCORES], batch[FRONT_SCORES])
+
+
+@pytest.mark.slow
+def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_ones(gt_dataset, vlm_dir, tmp_path):
+    """segvla-precompute --segmenter_path stores what the online step computes; training reads it back without
+    running the segmenter; another segmenter's scores are refused when the pipeline is made."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_policy_segvla import precompute_segmentation as pre
+    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+
+    save_segmenter_checkpoint(tmp_path / "segmenter")
+    feature_map = {FRONT: FRONT_SCORES, WRIST: WRIST_SCORES}
+    summary = pre.precompute_segmentation(
+        repo_id="local/twin_demo",
+        root=gt_dataset,
+        feature_map=feature_map,
+        output_root=tmp_path / "cues",
+        output_repo_id="local/twin_demo_cues",
+        grid_size=GRID,
+        batch_size=5,
+        previews=0,
+        segmenter_path=tmp_path / "segmenter",
+    )
+    assert summary["stored_bytes_per_frame"] == 2 * CLASSES * GRID * GRID * 4
+    source = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    stored = LeRobotDataset("local/twin_demo_cues", root=tmp_path / "cues")
+    info = stored.meta.features[FRONT_SCORES]["info"]
+    assert info["source"] == "segmenter" and len(info["segmenter_fingerprint"]) == 16
+
+    height, width = source.meta.features[FRONT]["shape"][:2]
+    cameras = {key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, height, width)) for key in (FRONT, WRIST)}
+    inputs = {**cameras, "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(6,))}
+
+    def preprocessor(meta):
+        cfg = seg_config(
+            vlm_dir,
+            input_features=dict(inputs),
+            segmentation_source="segmenter",
+            segmentation_segmenter_path=str(tmp_path / "segmenter"),
+            segmentation_feature_map=feature_map,
+        )
+        cfg.set_dataset_feature_metadata(meta.features)  # what LeRobot's make_policy does with the dataset's
+        pre_steps, _ = make_pre_post_processors(cfg, dataset_stats=None)
+        (step,) = [s for s in pre_steps.steps if isinstance(s, SegmenterScoresStep)]
+        return pre_steps, step
+
+    online, online_step = preprocessor(source.meta)
+    reading, reading_step = preprocessor(stored.meta)
+    assert online_step.stored_scores_fingerprint is None
+    assert reading_step.stored_scores_fingerprint == info["segmenter_fingerprint"]
+
+    def no_segmenter(images):
+        raise AssertionError("the segmenter ran on a batch whose scores are stored")
+
+    reading_step.probabilities = no_segmenter
+    indices = [0, 3, len(source) - 1]
+    tokens = {"task": ["pick up the red cube"] * len(indices)}
+    for dataset, steps in ((source, online), (stored, reading)):
+        batch = torch.utils.data.default_collate([dataset[i] for i in indices])
+        batch = {k: v for k, v in batch.items() if k.startswith("observation.")} | tokens
+        steps.batch = steps(batch)
+    for key in feature_map.values():
+        assert reading.batch[key].shape == (len(indices), CLASSES, GRID, GRID)
+        torch.testing.assert_close(reading.batch[key], online.batch[key], rtol=1e-5, atol=1e-6, msg=key)
+
+    save_segmenter_checkpoint(tmp_path / "other", seed=1)
+    cfg = seg_config(
+        vlm_dir,
+        input_features=dict(inputs),
+        segmentation_source="segmenter",
+        segmentation_segmenter_path=str(tmp_path / "other"),
+        segmentation_feature_map=feature_map,
+    )
+    cfg.set_dataset_feature_metadata(stored.meta.features)
+    with pytest.raises(ValueError, match=r"observation\.segmentation\.front.*were computed by segmenter"):
+        make_pre_post_processors(cfg, dataset_stats=None)
 
 
 def test_segmenter_source_bad_input_names_both_values(vlm_dir, tmp_path):

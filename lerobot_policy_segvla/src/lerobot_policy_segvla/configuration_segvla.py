@@ -215,6 +215,21 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
         }
         return {**cameras, **extra}
 
+    def set_dataset_feature_metadata(self, features: dict) -> None:
+        """Called by LeRobot's make_policy with the dataset's features: scores stored by `segvla-precompute
+        --segmenter_path` (their info names the segmenter's fingerprint) are read in training instead of computed."""
+        found = {
+            ((features.get(key) or {}).get("info") or {}).get("segmenter_fingerprint")
+            for key in self.segmentation_feature_map.values()
+        }
+        found.discard(None)
+        if len(found) > 1:
+            raise ValueError(
+                f"the dataset's scores {list(self.segmentation_feature_map.values())} come from "
+                f"different segmenters {sorted(found)}"
+            )
+        self._stored_segmenter_fingerprint = found.pop() if found else None
+
     def validate_features(self) -> None:
         super().validate_features()
         cameras = self.camera_features

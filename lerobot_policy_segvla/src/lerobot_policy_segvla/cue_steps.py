@@ -153,6 +153,10 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
     segmenter_path: str | None = None
     segmenter_config: dict | None = None  # the segmenter's config.json, kept in the saved pipeline
     image_size: list[int] | None = None  # (height, width) the segmenter runs at; None: each camera's own size
+    # The fingerprint of the segmenter that computed the training dataset's stored scores (`segvla-precompute
+    # --segmenter_path`): a batch that holds a scores key keeps it instead of running the segmenter again (so
+    # training reads its cues instead of computing them in the training process); None: always compute.
+    stored_scores_fingerprint: str | None = None
 
     def __post_init__(self):
         if self.segmenter_config is None and self.segmenter_path is None:
@@ -161,6 +165,14 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
                 " checkpoint folder, e.g. outputs/segmenter/best)"
             )
         self._init_segmenter(self.num_classes)
+        stored = self.stored_scores_fingerprint
+        if stored is not None and self._segmenter is not None and stored != self.segmenter_fingerprint:
+            raise ValueError(
+                f"the dataset's stored scores {sorted(self.feature_map.values())} were computed by segmenter "
+                f"{stored}, not by --policy.segmentation_segmenter_path={self.segmenter_path} "
+                f"({self.segmenter_fingerprint}): precompute them again with that segmenter (segvla-precompute "
+                "--segmenter_path=...) or train on the dataset without them"
+            )
         if self.image_size is None and self.segmenter_path is not None and self._segmenter is not None:
             from so101_segmenter.infer import trained_size
 
@@ -192,6 +204,11 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
             batched = image if image.ndim == 4 else image[None]
             if batched.shape[-3] != 3:
                 raise ValueError(f"'{camera}' must be RGB (..., 3, H, W) in [0, 1], got {tuple(image.shape)}")
+            if self.stored_scores_fingerprint and key in observation and camera not in self.image_map:
+                expected = (*image.shape[:-3], self.num_classes, self.grid_size, self.grid_size)
+                if tuple(observation[key].shape) != expected:
+                    raise ValueError(f"stored scores '{key}' are {tuple(observation[key].shape)}, expected {expected}")
+                continue
             probs = self.probabilities(batched)
             scores = F.adaptive_avg_pool2d(probs, self.grid_size).to(image.device)
             observation[key] = scores if image.ndim == 4 else scores[0]

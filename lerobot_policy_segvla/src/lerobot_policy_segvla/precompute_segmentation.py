@@ -1,5 +1,5 @@
-"""`segvla-precompute` (was so101-precompute-segmentation, kept one release): add SegVLA's pooled Mask2Former scores
-to an existing LeRobotDataset.
+"""`segvla-precompute` (was so101-precompute-segmentation, kept one release): add SegVLA's pooled Mask2Former scores,
+or with --segmenter_path the suite's segmenter's, to an existing LeRobotDataset.
 
 The upstream SegVLA notes' option A (precompute). For every camera in the feature map it stores what the online
 `SegVLAAddSegmentationStep` writes, float32 (C, g, g) per frame, computed by the same `Mask2FormerSegmenter`, so a
@@ -15,6 +15,11 @@ read back, then renamed into place; the source is not touched.
         --feature_map='{"observation.images.front": "observation.segmentation.front",
                         "observation.images.wrist": "observation.segmentation.wrist"}' \\
         --model_path=facebook/mask2former-swin-large-ade-semantic --device=cuda --batch_size=16
+
+With --segmenter_path=<so101-seg-train folder> the scores are the segmenter's pooled probabilities, computed by
+SegVLA's own `SegmenterScoresStep`; their feature info records the segmenter's fingerprint, and a policy with
+`segmentation_source=segmenter` and that segmenter trained on the copy reads them instead of running the segmenter
+in the training process (another segmenter is refused when the pipeline is made).
 """
 
 import json
@@ -119,8 +124,10 @@ def precompute_segmentation(
     num_workers: int = 0,
     restart: bool = False,
     previews: int = 3,
+    segmenter_path: str | Path | None = None,
 ) -> dict:
-    """Write a copy of the dataset with pooled Mask2Former scores under `feature_map`'s keys; return a summary."""
+    """Write a copy of the dataset with pooled Mask2Former scores (or, with `segmenter_path`, the suite's segmenter's
+    pooled probabilities) under `feature_map`'s keys; return a summary."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     check_feature_map(feature_map)
@@ -130,20 +137,49 @@ def precompute_segmentation(
     _check_dataset(dataset, feature_map)
     output_root, output_repo_id = output_location(dataset, output_root, output_repo_id, "_segmentation")
 
-    segmenter = Mask2FormerSegmenter(model, grid_size, input_size, device, dtype)
-    num_classes = segmenter.num_classes
+    if segmenter_path is None:
+        segmenter = Mask2FormerSegmenter(model, grid_size, input_size, device, dtype)
+        num_classes = segmenter.num_classes
+        class_names = [segmenter.id2label[i] for i in range(num_classes)]
+
+        def pooled_scores(batch: dict) -> list[torch.Tensor]:
+            return segmenter([batch[camera] for camera in feature_map])
+
+        info = {"model": model, "grid_size": grid_size, "input_size": input_size, "class_names": class_names}
+        settings = {"model": model, "grid_size": grid_size, "input_size": input_size, "dtype": dtype}
+    else:  # the suite's segmenter, through the very step that computes its cues online
+        from so101_core.segmentation import SEGMENTATION_CLASSES
+
+        from .cue_steps import SegmenterScoresStep
+
+        num_classes = len(SEGMENTATION_CLASSES)
+        class_names = [SEGMENTATION_CLASSES[i] for i in range(num_classes)]
+        step = SegmenterScoresStep(
+            feature_map=dict(feature_map), num_classes=num_classes, grid_size=grid_size, segmenter_path=segmenter_path
+        )
+
+        def pooled_scores(batch: dict) -> list[torch.Tensor]:
+            return [step.scores(batch[camera]) for camera in feature_map]
+
+        fingerprint = step.segmenter_fingerprint
+        info = {
+            "source": "segmenter",
+            "segmenter_path": str(segmenter_path),
+            "segmenter_fingerprint": fingerprint,
+            "image_size": step.image_size,
+            "grid_size": grid_size,
+            "class_names": class_names,
+        }
+        settings = {"segmenter_fingerprint": fingerprint, "grid_size": grid_size, "image_size": step.image_size}
 
     def compute(batch: dict) -> dict[str, torch.Tensor]:
-        pooled = segmenter([batch[camera] for camera in feature_map])
+        pooled = pooled_scores(batch)
         scores = {key: s.float().cpu().contiguous() for key, s in zip(feature_map.values(), pooled, strict=True)}
         for key, value in scores.items():
             check_segmentation_scores(value, key, num_classes, grid_size)
         return scores
 
-    class_names = [segmenter.id2label[i] for i in range(num_classes)]
-    info = {"model": model, "grid_size": grid_size, "input_size": input_size, "class_names": class_names}
     spec = {"dtype": "float32", "shape": [num_classes, grid_size, grid_size], "names": None, "info": info}
-    settings = {"model": model, "grid_size": grid_size, "input_size": input_size, "dtype": dtype}
     summary = precompute_features(
         dataset,
         compute,
@@ -154,7 +190,7 @@ def precompute_segmentation(
         batch_size=batch_size,
         num_workers=num_workers,
         restart=restart,
-        desc="Mask2Former",
+        desc="Mask2Former" if segmenter_path is None else "segmenter",
     )
     preview_dir = output_root.with_name(output_root.name + "_previews")
     if previews:
@@ -168,6 +204,8 @@ def precompute_segmentation(
         "previews": str(preview_dir) if previews else None,
         **_bytes_report(num_classes, grid_size, input_size, len(feature_map)),
     }
+    if segmenter_path is not None:  # Mask2Former's full map at input_size: not what the segmenter makes
+        summary.pop("full_map_bytes_per_camera_frame")
     logger.info("wrote %s", json.dumps(summary))
     return summary
 
@@ -210,6 +248,10 @@ class PrecomputeSegmentationConfig:
     num_workers: int = 0  # DataLoader workers decoding frames
     restart: bool = False  # discard partial work from an earlier run
     previews: int = 3  # frames to draw per camera in <output>_previews/
+    # a so101-seg-train checkpoint folder: store the suite's segmenter's cues (what SegVLA's
+    # segmentation_source=segmenter computes online; a policy trained on the copy reads them instead) rather than
+    # Mask2Former's; --model_path, --input_size, --device and --dtype are then unused
+    segmenter_path: str | None = None
 
     def __post_init__(self):
         if self.feature_map is None:
@@ -235,6 +277,7 @@ def precompute_segmentation_cli(cfg: PrecomputeSegmentationConfig) -> dict:
         num_workers=cfg.num_workers,
         restart=cfg.restart,
         previews=cfg.previews,
+        segmenter_path=cfg.segmenter_path,
     )
     print(json.dumps(summary, indent=2))
     return summary

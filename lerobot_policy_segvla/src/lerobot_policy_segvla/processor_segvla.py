@@ -39,6 +39,7 @@ def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
             num_classes=config.segmentation_num_classes,
             grid_size=config.segmentation_grid_size,
             segmenter_path=config.segmentation_segmenter_path,
+            stored_scores_fingerprint=getattr(config, "_stored_segmenter_fingerprint", None),
         )
     from .mask2former import SegVLAAddSegmentationStep
 

@@ -19,6 +19,7 @@ policy's `from_pretrained` (which LeRobot's rollout runs before it connects the 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +31,15 @@ RESAVE_HINT = (
     "re-save it with the segmenter inside (segdepth-sim2real-check --export_dir=NEW --segmenter_path=FOLDER for "
     "SegDepth), or copy the segmenter's folder to that path"
 )
+
+
+def segmenter_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the state dict's names and float32 bytes, first 16 hex digits."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class CarriesSegmenter:
@@ -68,6 +78,11 @@ class CarriesSegmenter:
                 "its state file was not loaded (copy the whole checkpoint folder, *.safetensors included)"
             )
         return self._segmenter
+
+    @property
+    def segmenter_fingerprint(self) -> str:
+        """What stored scores must have been computed with: a hash of the segmenter's weights (names and bytes)."""
+        return segmenter_fingerprint(self.segmenter)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self._segmenter is None:
