@@ -747,11 +747,16 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
     tokens = {"task": ["pick up the red cube"] * len(indices)}
     for dataset, steps in ((source, online), (stored, reading)):
         batch = torch.utils.data.default_collate([dataset[i] for i in indices])
-        batch = {k: v for k, v in batch.items() if k.startswith("observation.")} | tokens
-        steps.batch = steps(batch)
+        steps.raw = {k: v for k, v in batch.items() if k.startswith("observation.")} | tokens
+        steps.batch = steps(dict(steps.raw))
     for key in feature_map.values():
         assert reading.batch[key].shape == (len(indices), CLASSES, GRID, GRID)
         torch.testing.assert_close(reading.batch[key], online.batch[key], rtol=1e-5, atol=1e-6, msg=key)
+    # lerobot-train's batches give the stored columns a time axis of 1; they pass as they are (the policy takes both)
+    timed = reading(reading.raw | {key: reading.raw[key][:, None] for key in feature_map.values()})
+    torch.testing.assert_close(timed[FRONT_SCORES][:, -1], reading.batch[FRONT_SCORES])
+    with pytest.raises(ValueError, match=r"stored scores 'observation\.segmentation\.front' are \(3, 6, 4, 4\)"):
+        reading(reading.raw | {FRONT_SCORES: reading.raw[FRONT_SCORES][..., :4, :4]})
 
     save_segmenter_checkpoint(tmp_path / "other", seed=1)
     cfg = seg_config(

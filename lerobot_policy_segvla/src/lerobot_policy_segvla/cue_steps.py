@@ -205,9 +205,13 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
             if batched.shape[-3] != 3:
                 raise ValueError(f"'{camera}' must be RGB (..., 3, H, W) in [0, 1], got {tuple(image.shape)}")
             if self.stored_scores_fingerprint and key in observation and camera not in self.image_map:
-                expected = (*image.shape[:-3], self.num_classes, self.grid_size, self.grid_size)
-                if tuple(observation[key].shape) != expected:
-                    raise ValueError(f"stored scores '{key}' are {tuple(observation[key].shape)}, expected {expected}")
+                # lerobot-train's batches give dataset columns a time axis of 1 (B, 1, C, g, g); the policy takes both
+                stored, cell = observation[key], (self.num_classes, self.grid_size, self.grid_size)
+                if tuple(stored.shape[-3:]) != cell or stored.shape[: image.ndim - 3] != image.shape[:-3]:
+                    raise ValueError(
+                        f"stored scores '{key}' are {tuple(stored.shape)}; expected (..., {cell}) for camera "
+                        f"'{camera}' of {tuple(image.shape)}"
+                    )
                 continue
             probs = self.probabilities(batched)
             scores = F.adaptive_avg_pool2d(probs, self.grid_size).to(image.device)

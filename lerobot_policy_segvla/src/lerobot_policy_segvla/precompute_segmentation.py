@@ -109,34 +109,17 @@ def write_previews(
     return written
 
 
-def precompute_segmentation(
-    repo_id: str,
-    root: str | Path | None,
+def scores_source(
     feature_map: dict[str, str],
-    output_root: str | Path | None = None,
-    output_repo_id: str | None = None,
-    model: str = DEFAULT_MODEL,
-    grid_size: int = 8,
-    input_size: int = 512,
-    batch_size: int = 8,
-    device: str = "cpu",
-    dtype: str = "float32",
-    num_workers: int = 0,
-    restart: bool = False,
-    previews: int = 3,
-    segmenter_path: str | Path | None = None,
-) -> dict:
-    """Write a copy of the dataset with pooled Mask2Former scores (or, with `segmenter_path`, the suite's segmenter's
-    pooled probabilities) under `feature_map`'s keys; return a summary."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    check_feature_map(feature_map)
-    if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    dataset = LeRobotDataset(repo_id, root=root)
-    _check_dataset(dataset, feature_map)
-    output_root, output_repo_id = output_location(dataset, output_root, output_repo_id, "_segmentation")
-
+    segmenter_path: str | Path | None,
+    model: str,
+    grid_size: int,
+    input_size: int,
+    device: str,
+    dtype: str,
+) -> tuple:
+    """(pooled_scores(batch) -> one (B, C, g, g) per camera, num_classes, class_names, feature info, resume
+    settings): Mask2Former's, or with `segmenter_path` the suite's segmenter's."""
     if segmenter_path is None:
         segmenter = Mask2FormerSegmenter(model, grid_size, input_size, device, dtype)
         num_classes = segmenter.num_classes
@@ -171,6 +154,41 @@ def precompute_segmentation(
             "class_names": class_names,
         }
         settings = {"segmenter_fingerprint": fingerprint, "grid_size": grid_size, "image_size": step.image_size}
+
+    return pooled_scores, num_classes, class_names, info, settings
+
+
+def precompute_segmentation(
+    repo_id: str,
+    root: str | Path | None,
+    feature_map: dict[str, str],
+    output_root: str | Path | None = None,
+    output_repo_id: str | None = None,
+    model: str = DEFAULT_MODEL,
+    grid_size: int = 8,
+    input_size: int = 512,
+    batch_size: int = 8,
+    device: str = "cpu",
+    dtype: str = "float32",
+    num_workers: int = 0,
+    restart: bool = False,
+    previews: int = 3,
+    segmenter_path: str | Path | None = None,
+) -> dict:
+    """Write a copy of the dataset with pooled Mask2Former scores (or, with `segmenter_path`, the suite's segmenter's
+    pooled probabilities) under `feature_map`'s keys; return a summary."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    check_feature_map(feature_map)
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    dataset = LeRobotDataset(repo_id, root=root)
+    _check_dataset(dataset, feature_map)
+    output_root, output_repo_id = output_location(dataset, output_root, output_repo_id, "_segmentation")
+
+    pooled_scores, num_classes, class_names, info, settings = scores_source(
+        feature_map, segmenter_path, model, grid_size, input_size, device, dtype
+    )
 
     def compute(batch: dict) -> dict[str, torch.Tensor]:
         pooled = pooled_scores(batch)
