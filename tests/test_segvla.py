@@ -721,12 +721,12 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
     cameras = {key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, height, width)) for key in (FRONT, WRIST)}
     inputs = {**cameras, "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(6,))}
 
-    def preprocessor(meta):
+    def preprocessor(meta, segmenter: str = "segmenter"):
         cfg = seg_config(
             vlm_dir,
             input_features=dict(inputs),
             segmentation_source="segmenter",
-            segmentation_segmenter_path=str(tmp_path / "segmenter"),
+            segmentation_segmenter_path=str(tmp_path / segmenter),
             segmentation_feature_map=feature_map,
         )
         cfg.set_dataset_feature_metadata(meta.features)  # what LeRobot's make_policy does with the dataset's
@@ -759,16 +759,8 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
         reading(reading.raw | {FRONT_SCORES: reading.raw[FRONT_SCORES][..., :4, :4]})
 
     save_segmenter_checkpoint(tmp_path / "other", seed=1)
-    cfg = seg_config(
-        vlm_dir,
-        input_features=dict(inputs),
-        segmentation_source="segmenter",
-        segmentation_segmenter_path=str(tmp_path / "other"),
-        segmentation_feature_map=feature_map,
-    )
-    cfg.set_dataset_feature_metadata(stored.meta.features)
     with pytest.raises(ValueError, match=r"observation\.segmentation\.front.*were computed by segmenter"):
-        make_pre_post_processors(cfg, dataset_stats=None)
+        preprocessor(stored.meta, "other")
 
 
 def test_segmenter_source_bad_input_names_both_values(vlm_dir, tmp_path):
