@@ -20,7 +20,9 @@ from lerobot_policy_segvla.mask2former import (
     SegVLAAddSegmentationStep,
     check_segmentation_scores,
     image_region,
+    pack_scores,
     pool_scores,
+    score_grid,
     semantic_scores,
 )
 from so101_core import CUBE, SEGMENTATION_CLASSES, TABLE
@@ -319,6 +321,19 @@ def test_default_synonyms_all_resolve_in_ade20k():
         assert class_id(target, ADE_ID2LABEL) in range(150), word
 
 
+@pytest.mark.parametrize("classes", [5, 3])  # 3 x 3 x 3 = 27 scores: odd, padded with one zero
+def test_packed_scores_read_back_bit_for_bit(classes):
+    grid = torch.rand(2, 7, classes, 3, 3)
+    grid[0, 0, 0, 0, 0] = 1e-30  # tiny and exact values survive: the bytes are kept, not the value
+    packed = pack_scores(grid)
+    assert packed.dtype == torch.int64 and packed.shape == (2, 7, -(-classes * 9 // 2))
+    assert torch.equal(score_grid(packed, classes, 3), grid)
+    assert torch.equal(score_grid(grid.flatten(-3), classes, 3), grid)  # a flat float column reads too
+    assert score_grid(grid, classes, 3) is grid
+    odd = torch.rand(2, 11)
+    assert score_grid(odd, classes, 3) is odd  # left to the callers' shape checks, which name the key
+
+
 # ---------------------------------------------------------------- offline command
 
 
@@ -371,7 +386,8 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
     assert len(list((tmp_path / "with_seg_previews").glob("*_frame*.png"))) == 3 * 2  # default: 3 frames x 2 cameras
 
     new = LeRobotDataset("local/twin_demo_seg", root=tmp_path / "with_seg")
-    assert new.meta.features["observation.segmentation.front"]["shape"] == (150, 4, 4)
+    assert new.meta.features["observation.segmentation.front"]["shape"] == (150 * 4 * 4 // 2,)  # packed: read fast
+    assert new.meta.features["observation.segmentation.front"]["dtype"] == "int64"
     assert new.meta.features["observation.segmentation.front"]["info"]["class_names"][142] == "plate"
     assert "observation.segmentation.front" not in LeRobotDataset("local/twin_demo", root=gt_dataset).meta.features
 
@@ -383,7 +399,8 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
         stored = transition_to_batch(batch_to_transition(batch))
         online = step.observation({k: v for k, v in batch.items() if k.startswith("observation.images.")})
         for key in feature_map.values():
-            torch.testing.assert_close(stored[key], online[key], rtol=1e-4, atol=1e-6, msg=f"batch {i} {key}")
+            grid = score_grid(stored[key], 150, 4)
+            torch.testing.assert_close(grid, online[key], rtol=1e-4, atol=1e-6, msg=f"batch {i} {key}")
 
 
 def test_feature_map_on_the_command_line():

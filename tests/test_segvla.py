@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoTokenizer, Mask2FormerConfig
 
 from lerobot_policy_segvla import SegmentationCueBuilder, SegVLAConfig, SegVLAPolicy
+from lerobot_policy_segvla.mask2former import pack_scores
 from lerobot_policy_segvla.modeling_segvla import content_canvas
 from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
 from lerobot_policy_segvla.segmentation_scores import SegmentationScoresFromCodeStep, scores_from_ids
@@ -446,6 +447,22 @@ def test_bad_scores_name_the_key_and_what_was_expected(vlm_dir, edit, error, mat
     assert FRONT_SCORES in str(info.value)
 
 
+def test_stored_score_layouts_act_like_the_grid(vlm_dir):
+    """segvla-precompute stores scores packed (int64 words); a flat float column reads too: the policy sees the
+    same (C, g, g), with or without lerobot-train's time axis."""
+    policy = SegVLAPolicy(seg_config(vlm_dir))
+    batch = make_batch(vlm_dir)
+    expected = chunk(policy, batch)
+    flat = batch[FRONT_SCORES].flatten(1)
+    assert flat.shape == (2, CLASSES * GRID * GRID)
+    torch.testing.assert_close(chunk(policy, batch | {FRONT_SCORES: flat}), expected, rtol=0, atol=0)
+    torch.testing.assert_close(chunk(policy, batch | {FRONT_SCORES: flat[:, None]}), expected, rtol=0, atol=0)
+    packed = pack_scores(batch[FRONT_SCORES])  # what segvla-precompute stores
+    torch.testing.assert_close(chunk(policy, batch | {FRONT_SCORES: packed[:, None]}), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"got \(2, 383\)"):
+        chunk(policy, batch | {FRONT_SCORES: flat[:, :-1]})
+
+
 # ---------------------------------------------------------------------------------------------- ground truth
 
 
@@ -712,6 +729,9 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
         segmenter_path=tmp_path / "segmenter",
     )
     assert summary["stored_bytes_per_frame"] == 2 * CLASSES * GRID * GRID * 4
+    # packed into int64 words: LeRobot reads an array column element by element through Python lists
+    spec = LeRobotDataset("local/twin_demo_cues", root=tmp_path / "cues").meta.features[FRONT_SCORES]
+    assert (spec["dtype"], spec["shape"]) == ("int64", (CLASSES * GRID * GRID // 2,))
     source = LeRobotDataset("local/twin_demo", root=gt_dataset)
     stored = LeRobotDataset("local/twin_demo_cues", root=tmp_path / "cues")
     info = stored.meta.features[FRONT_SCORES]["info"]
@@ -755,8 +775,9 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
     # lerobot-train's batches give the stored columns a time axis of 1; they pass as they are (the policy takes both)
     timed = reading(reading.raw | {key: reading.raw[key][:, None] for key in feature_map.values()})
     torch.testing.assert_close(timed[FRONT_SCORES][:, -1], reading.batch[FRONT_SCORES])
-    with pytest.raises(ValueError, match=r"stored scores 'observation\.segmentation\.front' are \(3, 6, 4, 4\)"):
-        reading(reading.raw | {FRONT_SCORES: reading.raw[FRONT_SCORES][..., :4, :4]})
+    bad = r"stored scores 'observation\.segmentation\.front' are \(3, 10\); expected.*int64 \(\.\.\., 192\)"
+    with pytest.raises(ValueError, match=bad):
+        reading(reading.raw | {FRONT_SCORES: reading.raw[FRONT_SCORES][..., :10]})
 
     save_segmenter_checkpoint(tmp_path / "other", seed=1)
     with pytest.raises(ValueError, match=r"observation\.segmentation\.front.*were computed by segmenter"):

@@ -28,7 +28,14 @@ from so101_segmenter.carried import CarriesSegmenter
 from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
 from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
-from .mask2former import DEFAULT_MODEL, MASK2FORMER_FLAG, MASK2FORMER_WHAT, TASK_CLASSES_KEY
+from .mask2former import (
+    DEFAULT_MODEL,
+    MASK2FORMER_FLAG,
+    MASK2FORMER_WHAT,
+    TASK_CLASSES_KEY,
+    packed_scores_length,
+    score_grid,
+)
 
 
 def scores_from_ids(ids: torch.Tensor, num_classes: int, grid_size: int) -> torch.Tensor:
@@ -206,12 +213,15 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
                 raise ValueError(f"'{camera}' must be RGB (..., 3, H, W) in [0, 1], got {tuple(image.shape)}")
             if self.stored_scores_fingerprint and key in observation and camera not in self.image_map:
                 # lerobot-train's batches give dataset columns a time axis of 1 (B, 1, C, g, g); the policy takes both
-                stored, cell = observation[key], (self.num_classes, self.grid_size, self.grid_size)
+                cell = (self.num_classes, self.grid_size, self.grid_size)
+                stored = score_grid(observation[key], *cell[:2])
                 if tuple(stored.shape[-3:]) != cell or stored.shape[: image.ndim - 3] != image.shape[:-3]:
                     raise ValueError(
-                        f"stored scores '{key}' are {tuple(stored.shape)}; expected (..., {cell}) for camera "
-                        f"'{camera}' of {tuple(image.shape)}"
+                        f"stored scores '{key}' are {tuple(observation[key].shape)}; expected float (..., {cell}) or"
+                        f" segvla-precompute's int64 (..., {packed_scores_length(*cell[:2])}) for camera '{camera}'"
+                        f" of {tuple(image.shape)}"
                     )
+                observation[key] = stored
                 continue
             probs = self.probabilities(batched)
             scores = F.adaptive_avg_pool2d(probs, self.grid_size).to(image.device)

@@ -21,11 +21,13 @@ the stored columns sees the cues the online step would give on the same frames.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
@@ -107,6 +109,37 @@ def pool_scores(
     rows = torch.stack([_area_weights(t * sy, rh * sy, h, grid_size, scores.dtype) for t, _, rh, _ in regions])
     cols = torch.stack([_area_weights(lf * sx, rw * sx, w, grid_size, scores.dtype) for _, lf, _, rw in regions])
     return torch.einsum("ngh,nchw,nkw->ncgk", rows.to(scores.device), scores, cols.to(scores.device))
+
+
+def packed_scores_length(num_classes: int, grid_size: int) -> int:
+    """int64 words `pack_scores` stores per camera-frame: two float32 scores per word."""
+    return -(-num_classes * grid_size * grid_size // 2)
+
+
+def pack_scores(scores: torch.Tensor) -> torch.Tensor:
+    """float (..., C, g, g) -> int64 (..., packed_scores_length(C, g)): the float32 bytes as little-endian int64
+    words, padded with one zero score when C * g * g is odd. Lossless; `score_grid` reads them back.
+
+    `segvla-precompute` stores this because LeRobot 0.6.1 turns an array column into tensors through Python lists,
+    element by element, for the sample's row and again for every row of its action window (docs/results.md,
+    "Does training wait for data?"): half the elements, half that cost, and no nesting."""
+    flat = scores.float().flatten(start_dim=-3)
+    if flat.shape[-1] % 2:
+        flat = F.pad(flat, (0, 1))
+    return flat.contiguous().view(torch.int64)
+
+
+def score_grid(value: torch.Tensor, num_classes: int, grid_size: int) -> torch.Tensor:
+    """Stored scores -> float (..., C, g, g): int64 words from `pack_scores` are unpacked, a flat (..., C * g * g)
+    float is reshaped; scores already shaped (..., C, g, g) pass unchanged, and so does anything else (the
+    callers' shape checks name it)."""
+    cell = (num_classes, grid_size, grid_size)
+    count = math.prod(cell)
+    if value.dtype == torch.int64 and value.ndim >= 1 and value.shape[-1] == packed_scores_length(*cell[:2]):
+        value = value.contiguous().view(torch.float32)[..., :count]
+    if value.ndim >= 1 and value.shape[-1] == count and tuple(value.shape[-3:]) != cell:
+        return value.reshape(*value.shape[:-1], *cell)
+    return value
 
 
 def check_segmentation_scores(value: Any, key: str, num_classes: int, grid_size: int) -> torch.Tensor:

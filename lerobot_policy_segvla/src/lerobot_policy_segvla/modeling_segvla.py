@@ -31,7 +31,7 @@ from so101_semantic_processors.pretrained import ChecksSavedProcessors, pretrain
 from so101_semantic_processors.steps import present_keys
 
 from .configuration_segvla import SegVLAConfig
-from .mask2former import TASK_CLASSES_KEY
+from .mask2former import TASK_CLASSES_KEY, score_grid
 
 
 @dataclass
@@ -349,9 +349,9 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
                 f" {present_keys(batch)}. Add the scores with segmentation_source=ground_truth/mask2former or"
                 " precompute them."
             )
-        scores = batch[key]
-        scores = scores[:, -1] if scores.ndim == 5 else scores
         g, classes = self.config.segmentation_grid_size, self.config.segmentation_num_classes
+        scores = score_grid(batch[key], classes, g)  # a dataset's stored columns are flat (segvla-precompute)
+        scores = scores[:, -1] if scores.ndim == 5 else scores
         if scores.ndim != 4 or scores.shape[1:] != (classes, g, g):
             raise ValueError(
                 f"'{key}' must hold scores shaped (B, {classes}, {g}, {g}) (segmentation_num_classes,"

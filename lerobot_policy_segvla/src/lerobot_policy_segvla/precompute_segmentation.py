@@ -2,9 +2,10 @@
 or with --segmenter_path the suite's segmenter's, to an existing LeRobotDataset.
 
 The upstream SegVLA notes' option A (precompute). For every camera in the feature map it stores what the online
-`SegVLAAddSegmentationStep` writes, float32 (C, g, g) per frame, computed by the same `Mask2FormerSegmenter`, so a
-policy trained on the new columns gets the cues the online step gives on the same frames. The full score map (C x S/4 x
-S/4) is never stored: 9.8 MB per camera-frame for 150 classes at 512^2, against 38.4 kB pooled on an 8 x 8 grid.
+`SegVLAAddSegmentationStep` writes, float32 (C, g, g) per frame (packed into int64 words, `pack_scores`; the policy
+reads them back), computed by the same `Mask2FormerSegmenter`, so a policy trained on the new columns gets the cues
+the online step gives on the same frames. The full score map (C x S/4 x S/4) is never stored: 9.8 MB per
+camera-frame for 150 classes at 512^2, against 38.4 kB pooled on an 8 x 8 grid.
 
 A front end on `so101_semantic_processors.precompute` (shared with `segdepth-precompute`): each batch of scores
 goes to `.<output>.partial/shards/` (atomic write), so an interrupted run started again with the same arguments
@@ -47,6 +48,9 @@ from .mask2former import (
     Mask2FormerSegmenter,
     check_feature_map,
     check_segmentation_scores,
+    pack_scores,
+    packed_scores_length,
+    score_grid,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,6 +86,7 @@ def write_previews(
     class_names: list[str],
     folder: Path,
     count: int,
+    grid_size: int,
 ) -> list[Path]:
     """PNGs of `count` frames per camera: the frame | its grid's top class per cell, blended, one colour per class.
 
@@ -97,7 +102,8 @@ def write_previews(
         frame = dataset[int(position)]
         for camera, key in feature_map.items():
             image = (frame[camera].clamp(0, 1) * 255).round().to(torch.uint8)  # (3, H, W)
-            top = torch.as_tensor(np.asarray(values[key][position])).argmax(0)  # (g, g)
+            top = score_grid(torch.as_tensor(np.asarray(values[key][position])), len(class_names), grid_size)
+            top = top.argmax(0)  # (g, g)
             cells = palette[top].permute(2, 0, 1)[None].float()
             overlay = torch.nn.functional.interpolate(cells, size=image.shape[-2:], mode="nearest")[0]
             blend = (0.5 * image.float() + 0.5 * overlay).round().to(torch.uint8)
@@ -195,9 +201,14 @@ def precompute_segmentation(
         scores = {key: s.float().cpu().contiguous() for key, s in zip(feature_map.values(), pooled, strict=True)}
         for key, value in scores.items():
             check_segmentation_scores(value, key, num_classes, grid_size)
-        return scores
+        return {key: pack_scores(value) for key, value in scores.items()}
 
-    spec = {"dtype": "float32", "shape": [num_classes, grid_size, grid_size], "names": None, "info": info}
+    # Packed (see pack_scores): the policy's preprocessor and model read them back as float32 (C, g, g).
+    layout = {
+        "layout": f"float32 ({num_classes}, {grid_size}, {grid_size}) scores as little-endian int64 words (pack_scores)"
+    }
+    words = packed_scores_length(num_classes, grid_size)
+    spec = {"dtype": "int64", "shape": [words], "names": None, "info": {**info, **layout}}
     summary = precompute_features(
         dataset,
         compute,
@@ -214,7 +225,7 @@ def precompute_segmentation(
     if previews:
         stored = open_result(summary).hf_dataset
         columns = {key: _StoredColumn(stored, key) for key in feature_map.values()}
-        write_previews(dataset, columns, feature_map, class_names, preview_dir, previews)
+        write_previews(dataset, columns, feature_map, class_names, preview_dir, previews, grid_size)
 
     summary = {
         **summary,
