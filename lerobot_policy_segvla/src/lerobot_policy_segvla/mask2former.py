@@ -122,7 +122,8 @@ def pack_scores(scores: torch.Tensor) -> torch.Tensor:
 
     `segvla-precompute` stores this because LeRobot 0.6.1 turns an array column into tensors through Python lists,
     element by element, for the sample's row and again for every row of its action window (docs/results.md,
-    "Does training wait for data?"): half the elements, half that cost, and no nesting."""
+    "Does training wait for data?"): half the elements and no nesting, 4.9 against 9.8 ms of a loader worker's CPU
+    per sample of two 6 x 8 x 8 cameras (3.4 without cues)."""
     flat = scores.float().flatten(start_dim=-3)
     if flat.shape[-1] % 2:
         flat = F.pad(flat, (0, 1))
