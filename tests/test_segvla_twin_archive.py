@@ -57,3 +57,40 @@ def test_the_arms_of_a_seed_must_share_a_recording(segvla_twin, tmp_path):
     segvla_twin.check_same_recording(cfg, here, seed=3)  # another seed may be another recording
     with pytest.raises(RuntimeError, match=r"seed 2's cues_gt run .* another recording .*'b{64}'.*'a{64}'"):
         segvla_twin.check_same_recording(cfg, here, seed=2)
+
+
+def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, tmp_path, monkeypatch):
+    """A part killed mid-run counts up to its last saved checkpoint (the rest is redone when it resumes), so the
+    archived minutes are what it took to make the final checkpoint."""
+    import os
+
+    cfg = segvla_twin.SegVLATwinConfig(output_dir=tmp_path / "runs", archive_dir=None, arms=["cues_gt"])
+    monkeypatch.setattr(segvla_twin, "recording_fingerprint", lambda root: {"sha256": "a" * 64})
+    run = cfg.output_dir / "cues_gt_s1"
+    parts = []
+
+    def killed_after_a_checkpoint(command, log, desc, total, pattern, env):
+        parts.append(command)
+        last = run / "checkpoints" / "last" / "pretrained_model"
+        last.mkdir(parents=True)
+        (last / "train_config.json").write_text("{}")
+        (last / "model.safetensors").write_bytes(b"")
+        started = json.loads((run / "train_wall_s.json").read_text())["open_part_started"]
+        os.utime(last / "model.safetensors", (started + 100.0, started + 100.0))  # saved 100 s into the part
+        raise KeyboardInterrupt
+
+    def resumed_to_the_end(command, log, desc, total, pattern, env):
+        parts.append(command)
+        final = run / "checkpoints" / "000008" / "pretrained_model"
+        final.mkdir(parents=True)
+        (final / "model.safetensors").write_bytes(b"")
+        return 50.0
+
+    monkeypatch.setattr(segvla_twin, "run_logged", killed_after_a_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        segvla_twin.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
+    monkeypatch.setattr(segvla_twin, "run_logged", resumed_to_the_end)
+    segvla_twin.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
+    assert "--resume=true" in parts[1]
+    timing = json.loads((run / "train_wall_s.json").read_text())
+    assert timing == {"seconds": pytest.approx(150.0), "machine": "here"}  # 100 s to the checkpoint, then 50
