@@ -200,10 +200,12 @@ def train_run(cfg, arm: str, seed: int, recording_root: Path, steps: int, recipe
     if (final / "model.safetensors").is_file():
         return final
     path = run / "train_wall_s.json"
+    # beside the run, not in it: lerobot-train refuses to start a fresh run in an existing folder
+    marker = cfg.output_dir / f"{arm}_s{seed}_open_part.json"
     last = run / "checkpoints" / "last" / "pretrained_model"
     if (last / "train_config.json").is_file():
         args = [f"--config_path={last / 'train_config.json'}", "--resume=true"]
-        close_killed_part(path, last)
+        close_killed_part(path, marker, last)
     else:
         if run.exists():  # started but never saved: nothing to keep (the folder is this script's own)
             shutil.rmtree(run)
@@ -216,27 +218,27 @@ def train_run(cfg, arm: str, seed: int, recording_root: Path, steps: int, recipe
     env = {"OMP_NUM_THREADS": str(cfg.torch_threads), "OMP_WAIT_POLICY": cfg.omp_wait_policy}
     log = cfg.output_dir / "logs" / f"train_{arm}_s{seed}.log"
     previous = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"seconds": previous, "open_part_started": time.time(), **timing})
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"started": time.time()})
     seconds = run_logged(
         [str(VENV_BIN / "lerobot-train"), *args], log, f"train {arm} seed {seed}", steps, r"step:(\S+) ", env
     )
     write_json(path, {"seconds": previous + seconds, **timing})  # summed over resumed parts
+    marker.unlink()
     return final
 
 
-def close_killed_part(path: Path, last: Path) -> None:
-    """A part killed mid-run (its start recorded, never its end) counts up to its last saved checkpoint: the
-    training after it is redone by the resumed part, so the sum is the time that made the final checkpoint."""
-    if not path.is_file():
+def close_killed_part(path: Path, marker: Path, last: Path) -> None:
+    """A part killed mid-run (its start marked, never its end) counts up to its last saved checkpoint: the training
+    after it is redone by the resumed part, so the sum is the time that made the final checkpoint."""
+    if not marker.is_file():
         return
-    timing = json.loads(path.read_text())
-    started = timing.pop("open_part_started", None)
-    if started is None:
-        return
+    started = json.loads(marker.read_text())["started"]
+    timing = json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0}
     saved = (last / "model.safetensors").stat().st_mtime
     timing["seconds"] = timing["seconds"] + max(0.0, saved - started)
     write_json(path, timing)
+    marker.unlink()
 
 
 def archived(cfg: SegVLATwinConfig, filename: str) -> Path | None:

@@ -70,12 +70,13 @@ def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, 
     parts = []
 
     def killed_after_a_checkpoint(command, log, desc, total, pattern, env):
+        assert not run.exists()  # lerobot-train starts a fresh run only in a new folder
         parts.append(command)
         last = run / "checkpoints" / "last" / "pretrained_model"
         last.mkdir(parents=True)
         (last / "train_config.json").write_text("{}")
         (last / "model.safetensors").write_bytes(b"")
-        started = json.loads((run / "train_wall_s.json").read_text())["open_part_started"]
+        started = json.loads((cfg.output_dir / "cues_gt_s1_open_part.json").read_text())["started"]
         os.utime(last / "model.safetensors", (started + 100.0, started + 100.0))  # saved 100 s into the part
         raise KeyboardInterrupt
 
@@ -94,3 +95,4 @@ def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, 
     assert "--resume=true" in parts[1]
     timing = json.loads((run / "train_wall_s.json").read_text())
     assert timing == {"seconds": pytest.approx(150.0), "machine": "here"}  # 100 s to the checkpoint, then 50
+    assert not (cfg.output_dir / "cues_gt_s1_open_part.json").exists()
