@@ -42,9 +42,11 @@ class DatasetReadCostConfig:
     action_window: int = 20
     # samples per repeat, from random positions shared by every dataset
     samples: int = 100
+    # timed passes over the same samples; the table shows their median
     repeats: int = 5
     # untimed samples per dataset first (decoders opened, caches filled)
     warmup: int = 5
+    # seed of the sample positions, so two runs read the same frames
     seed: int = 0
 
     def __post_init__(self) -> None:
