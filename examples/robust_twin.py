@@ -85,8 +85,13 @@ class RobustTwinConfig:
     # a folder keeping each finished run's evaluations, training time and recording fingerprint (a few kB, small
     # enough to commit): a run found there is not trained again, so the comparison outlives its checkpoints
     archive_dir: Path | None = None
+    # print the table from archive_dir alone: runs not archived show as "-" and are left out of the pooled rates;
+    # nothing is recorded, trained or evaluated (for a table while other seeds still run)
+    archived_only: bool = False
 
     def __post_init__(self):
+        if self.archived_only and self.archive_dir is None:
+            raise ValueError("--archived_only=true reads the archive: give --archive_dir too")
         missing = [arm for arm in self.arms if not (self.config_dir / f"{arm}.yaml").is_file()]
         if missing:
             raise FileNotFoundError(
@@ -239,16 +244,22 @@ def table(cfg: RobustTwinConfig, results: dict) -> str:
     pooled: dict[tuple[str, str], object] = {}
     for appearance in cfg.appearances:
         for arm in cfg.arms:
-            runs = [results[arm][str(s)][appearance] for s in seeds]
-            rate = wilson(sum(r["successes"] for r in runs), sum(r["episodes"] for r in runs))
+            runs = {s: results[arm][str(s)] for s in seeds if str(s) in results.get(arm, {})}  # archived_only: some
+            looks = [run[appearance] for run in runs.values()]
+            rate = wilson(sum(r["successes"] for r in looks), sum(r["episodes"] for r in looks)) if looks else None
             pooled[arm, appearance] = rate
-            minutes = "/".join(f"{results[arm][str(s)]['train_wall_s'] / 60:.1f}" for s in seeds)
-            cells = [f"{r['successes']}/{r['episodes']}" for r in runs]
-            lines.append(f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {rate} | {minutes} |")
+            cells, minutes = [], []
+            for s in seeds:
+                run = runs.get(s)
+                cells.append(f"{run[appearance]['successes']}/{run[appearance]['episodes']}" if run else "-")
+                minutes.append(f"{run['train_wall_s'] / 60:.1f}" if run else "-")
+            shown = rate if rate is not None else "-"
+            lines.append(f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {shown} | {'/'.join(minutes)} |")
     if cfg.cue_arm in cfg.arms and cfg.no_cue_arm in cfg.arms:
         lines += ["", f"| look | {cfg.cue_arm} minus {cfg.no_cue_arm}, Newcombe 95% |", "|---|---|"]
         for appearance in cfg.appearances:
-            diff = newcombe(pooled[cfg.cue_arm, appearance], pooled[cfg.no_cue_arm, appearance])
+            cue, no_cue = pooled[cfg.cue_arm, appearance], pooled[cfg.no_cue_arm, appearance]
+            diff = newcombe(cue, no_cue) if cue is not None and no_cue is not None else "-"
             lines.append(f"| {appearance} | {diff} |")
     return "\n".join(lines)
 
@@ -258,6 +269,8 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
     os.chdir(ROOT)
     (cfg.output_dir / "logs").mkdir(parents=True, exist_ok=True)
     todo = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not run_done(cfg, arm, seed)]
+    if cfg.archived_only:
+        todo = []
     recording_root = inputs_stage(cfg, bool(todo))  # the recording and backbone: for runs still to train
     if todo:
         segmenter = segmenter_stage(cfg)
@@ -268,6 +281,8 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
     results: dict = {"segmenter": segmenter}
     for seed in cfg.seeds:
         for arm in cfg.arms:
+            if cfg.archived_only and not run_done(cfg, arm, seed):
+                continue
             checkpoint = None if run_done(cfg, arm, seed) else train_stage(cfg, arm, seed, recording_root)
             timing = train_wall(cfg, arm, seed)
             entry = results.setdefault(arm, {}).setdefault(

@@ -49,6 +49,36 @@ def test_the_table_is_reprinted_from_the_archive(robust_twin, tmp_path, monkeypa
     assert results["segvla"]["1"]["unseen"]["per_episode"] == "1" * 12 + "0" * 8
 
 
+def test_archived_only_prints_what_is_archived_and_trains_nothing(robust_twin, tmp_path, monkeypatch, capsys):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    runs = {("segvla", 1): 3, ("segvla", 2): 1, ("smolvla", 1): 1}  # smolvla seed 2 and act not archived
+    for (arm, seed), k in runs.items():
+        (archive / f"{arm}_s{seed}_train_wall_s.json").write_text(json.dumps({"seconds": 600.0 * seed}))
+        for look in LOOKS:
+            info = eval_info([1] * k + [0] * (20 - k))
+            (archive / f"{arm}_s{seed}_{look}_seed1000_20.json").write_text(json.dumps(info))
+    out = tmp_path / "out"
+    argv = ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={out}", "--arms=[segvla,smolvla,act]",
+            "--seeds=[1,2]", "--archived_only=true"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("--archived_only ran a stage")
+
+    monkeypatch.setattr(robust_twin, "train_stage", no_work)
+    monkeypatch.setattr(robust_twin, "run_logged", no_work)
+    robust_twin.main()
+    printed = capsys.readouterr().out
+    assert "| segvla | unseen | 3/20 | 1/20 | 4/40 = 10% [4, 23] | 10.0/20.0 |" in printed
+    assert "| smolvla | unseen | 1/20 | - | 1/20 = 5% [1, 24] | 10.0/- |" in printed
+    assert "| act | unseen | - | - | - | -/- |" in printed
+    assert "| unseen | +5 points [" in printed
+    assert not (out / "act_s1").exists() and "act" not in json.loads((out / "results.json").read_text())
+    with pytest.raises(ValueError, match="--archived_only=true reads the archive: give --archive_dir"):
+        robust_twin.RobustTwinConfig(archived_only=True, output_dir=tmp_path)
+
+
 def test_bad_arguments_are_refused_before_any_work(robust_twin, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--arms \['diffusion'\] have no config in --config_dir="):
         robust_twin.RobustTwinConfig(arms=["diffusion"], output_dir=tmp_path)
