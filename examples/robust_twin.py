@@ -256,11 +256,21 @@ def table(cfg: RobustTwinConfig, results: dict) -> str:
             shown = rate if rate is not None else "-"
             lines.append(f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {shown} | {'/'.join(minutes)} |")
     if cfg.cue_arm in cfg.arms and cfg.no_cue_arm in cfg.arms:
-        lines += ["", f"| look | {cfg.cue_arm} minus {cfg.no_cue_arm}, Newcombe 95% |", "|---|---|"]
+        # success is the measure; the mean return (shaped reward: reaching, grasping) shows a difference below it
+        lines += [
+            "",
+            f"| look | {cfg.cue_arm} minus {cfg.no_cue_arm}, Newcombe 95% | mean return difference, seed by seed |",
+            "|---|---|---|",
+        ]
         for appearance in cfg.appearances:
             cue, no_cue = pooled[cfg.cue_arm, appearance], pooled[cfg.no_cue_arm, appearance]
             diff = newcombe(cue, no_cue) if cue is not None and no_cue is not None else "-"
-            lines.append(f"| {appearance} | {diff} |")
+            returns = []
+            for s in cfg.seeds:
+                both = [results.get(arm, {}).get(str(s)) for arm in (cfg.cue_arm, cfg.no_cue_arm)]
+                gap = both[0][appearance]["mean_return"] - both[1][appearance]["mean_return"] if all(both) else None
+                returns.append(f"{gap:+.1f}" if gap is not None else "-")
+            lines.append(f"| {appearance} | {diff} | {' / '.join(returns)} |")
     return "\n".join(lines)
 
 

@@ -16,10 +16,10 @@ def robust_twin():
     return load_example("robust_twin")
 
 
-def eval_info(successes: list[int]) -> dict:
+def eval_info(successes: list[int], mean_return: float = 50.0) -> dict:
     n = len(successes)
     return {
-        "overall": {"pc_success": 100.0 * sum(successes) / n, "n_episodes": n, "avg_sum_reward": 50.0},
+        "overall": {"pc_success": 100.0 * sum(successes) / n, "n_episodes": n, "avg_sum_reward": mean_return},
         "per_task": [{"task_group": "so101_twin", "task_id": 0, "metrics": {"successes": [s == 1 for s in successes]}}],
     }
 
@@ -42,7 +42,7 @@ def test_the_table_is_reprinted_from_the_archive(robust_twin, tmp_path, monkeypa
     printed = capsys.readouterr().out
     assert "| segvla | unseen | 12/20 | 12/20 | 24/40 = 60% [45, 74] | 30.0/30.0 |" in printed
     assert "| smolvla | unseen | 2/20 | 2/20 | 4/40 = 10% [4, 23] |" in printed
-    assert "| unseen | +50 points [+30, +65] |" in printed  # Newcombe by hand: [+29.8, +64.9]
+    assert "| unseen | +50 points [+30, +65] | +0.0 / +0.0 |" in printed  # Newcombe by hand: [+29.8, +64.9]
     assert "| none | +0 points" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["segmenter"] == {"unseen": {"miou": 0.5}}
@@ -56,7 +56,7 @@ def test_archived_only_prints_what_is_archived_and_trains_nothing(robust_twin, t
     for (arm, seed), k in runs.items():
         (archive / f"{arm}_s{seed}_train_wall_s.json").write_text(json.dumps({"seconds": 600.0 * seed}))
         for look in LOOKS:
-            info = eval_info([1] * k + [0] * (20 - k))
+            info = eval_info([1] * k + [0] * (20 - k), mean_return=62.5 if arm == "segvla" else 50.0)
             (archive / f"{arm}_s{seed}_{look}_seed1000_20.json").write_text(json.dumps(info))
     out = tmp_path / "out"
     argv = ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={out}", "--arms=[segvla,smolvla,act]",
@@ -73,7 +73,7 @@ def test_archived_only_prints_what_is_archived_and_trains_nothing(robust_twin, t
     assert "| segvla | unseen | 3/20 | 1/20 | 4/40 = 10% [4, 23] | 10.0/20.0 |" in printed
     assert "| smolvla | unseen | 1/20 | - | 1/20 = 5% [1, 24] | 10.0/- |" in printed
     assert "| act | unseen | - | - | - | -/- |" in printed
-    assert "| unseen | +5 points [" in printed
+    assert "| unseen | +5 points [" in printed and "| +12.5 / - |" in printed
     assert not (out / "act_s1").exists() and "act" not in json.loads((out / "results.json").read_text())
     with pytest.raises(ValueError, match="--archived_only=true reads the archive: give --archive_dir"):
         robust_twin.RobustTwinConfig(archived_only=True, output_dir=tmp_path)
