@@ -60,6 +60,32 @@ def test_convert_drqv2_refuses_a_snapshot_that_imports_code(tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+class SystemCall:
+    """A payload naming os.system, as a hostile snapshot would; never unpickled in full here."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("true",)
+
+
+def test_the_convert_command_names_the_global_it_refused_in_one_line(tmp_path, monkeypatch):
+    """torch words a global from a module it never allows ("posix.system whose module posix is blocked") unlike one
+    it does not know; the command's refusal names it either way, in one line, without torch's weights_only notes."""
+    from lerobot_policy_segdepth import convert_drqv2
+
+    snapshot = tmp_path / "snapshot.pt"
+    torch.save({"encoder": SystemCall(), "actor": {}}, snapshot)
+    monkeypatch.setattr(sys, "argv", ["segdepth-convert-drqv2", f"--snapshot_path={snapshot}",
+                                      f"--output_dir={tmp_path / 'out'}"])  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        convert_drqv2.main()
+    said = str(e.value.code)
+    assert said.startswith(f"error: {snapshot} was not loaded: it wants to import the global posix.system,"), said
+    assert "\n" not in said and "Weights only load failed" not in said and "--trust_pickle=true" in said
+    assert not (tmp_path / "out").exists()
+
+
 def test_convert_drqv2_loads_pickled_modules_only_with_trust_pickle(tmp_path):
     """DrQ-v2's own snapshots pickle modules: refused by name, converted with --trust_pickle=true."""
     from test_segdepth import drqv2_reference

@@ -13,6 +13,7 @@ import, unless `--trust_pickle=true` says the file is trusted; then its `agent` 
 are unpickled in full, which needs DrQ-v2's code importable.
 """
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 from so101_core.atomic import atomic_folder
 from so101_core.checkpoints import save_policy
 from so101_core.cli import dashed_spellings, prepare_command_line
-from so101_core.pickled import load_trusted_pickle, load_weights_only
+from so101_core.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
 
 from .configuration_segdepth import SegDepthConfig
 from .modeling_segdepth import SegDepthPolicy
@@ -190,7 +191,10 @@ def convert_cli(cfg: ConvertDrQV2Config) -> None:
 
 def main() -> None:
     prepare_command_line(RENAMED_FLAGS)
-    convert_cli()
+    try:
+        convert_cli()
+    except UntrustedPickleError as e:  # a refusal, not a crash: its one line is the whole story
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -25,11 +25,16 @@ def _wanted_global(error: pickle.UnpicklingError) -> str:
     """What the file asked torch's weights-only unpickler for: `the global <name>` when torch names one (it does for
     every class or function the file imports), else torch's own line."""
     text = str(error)
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    # torch words it two ways: "Unsupported global: GLOBAL builtins.getattr" for a global its allow-list does not
+    # know, "unsupported GLOBAL posix.system whose module posix is blocked" for one from a module it never allows.
+    found = re.search(r"GLOBAL ([A-Za-z_][\w.]*)", text)
     if found:
         return f"the global {found.group(1)}"
-    line = next((line.strip() for line in text.splitlines() if "WeightsUnpickler error" in line), "")
-    return line or text.strip().splitlines()[0]
+    # Otherwise torch's own reason, without its paragraph on weights_only's default: one line the user can read.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if "WeightsUnpickler error" in line), None)
+    reason = reason or next((line for line in lines if not line.startswith("Weights only load failed")), None)
+    return f"something torch's weights-only loader refused ({reason or 'no reason given'})"
 
 
 def load_weights_only(path: str | Path, trust_flag: str = TRUST_FLAG) -> Any:
