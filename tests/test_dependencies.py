@@ -236,6 +236,23 @@ def test_a_command_behind_a_missing_extra_says_what_to_install(command, blocked,
 EXTRA_COMMANDS = {"cluster": "so101-submit", "vlm": "so101-make-random-vlm"}  # the name the message gives
 
 
+def test_so101_seg_render_without_the_twin_says_what_to_install(tmp_path):
+    """so101_segmenter installs on the arm's computer without the twin, and so does so101-seg-render: run there, it
+    stops with one line naming the `sim` extra (the twin is imported only once it renders, so --help still works)."""
+    pyproject = tomllib.loads((_local_distributions()["so101-segmenter"] / "pyproject.toml").read_text())
+    module, function = pyproject["project"]["scripts"]["so101-seg-render"].split(":")
+    argv = ["so101-seg-render", f"--output_dir={tmp_path / 'frames'}", "--episodes=1", "--frames_per_episode=1"]
+    code = f"import sys; sys.modules['lerobot_env_so101_twin'] = None; sys.argv = {argv!r}\n"
+    code += f"from {module} import {function}; {function}()"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: so101-seg-render needs lerobot_env_so101_twin, which so101_segmenter installs only with its 'sim' "
+        'extra: pip install --find-links dist "so101_segmenter[sim]" (dist/ from scripts/build_wheels.sh), or '
+        '"so101_segmenter[sim]" beside your other requirements'
+    )
+
+
 # ----- one policy from wheels, in a fresh venv, as on a real arm's computer ---------------------------------------
 POLICIES = {"lerobot_policy_segdepth": "segdepth", "lerobot_policy_segvla": "segvla", "lerobot_policy_imf": "imf"}
 POLICIES["lerobot_policy_hlrp"] = "hlrp"

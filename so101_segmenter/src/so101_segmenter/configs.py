@@ -87,9 +87,10 @@ class ModelConfig(HubPushConfig):
 
     # ImageNet backbone weights from the Hub; false: random backbone init (no download)
     pretrained: bool = True
-    # a so101-seg-train checkpoint folder (config.json + model.safetensors, e.g. the twin segmenter's
-    # outputs/seg_quality/run_noflip/best) whose weights start this run instead: fine-tuning, e.g. on labelled frames
-    # of the real arm; --model.pretrained is then unused. A resumed run starts from its own last/ instead
+    # fine-tuning: the segmenter whose weights start this run, e.g. on labelled frames of the real arm. `shipped`:
+    # the twin segmenter that ships with this package (no render or training first); or a so101-seg-train checkpoint
+    # folder (config.json + model.safetensors: <output_dir>/best). --model.pretrained is then unused. A resumed run
+    # starts from its own last/ instead; null: train from scratch
     init_from: Path | None = None
 
 

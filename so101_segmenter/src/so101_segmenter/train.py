@@ -12,16 +12,18 @@ metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image 
 validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
 --data.test_path or --data.test_fraction, test_metrics.json.
 
-Fine-tuning, e.g. the twin segmenter on labelled frames of the real arm (docs/perception.md):
+Fine-tuning, e.g. the twin segmenter that ships with this package (`shipped.py`) on labelled frames of the real arm
+(docs/real-so101.md):
 
     so101-seg-train --data.path=data/real_v0 --data.test_fraction=0.15 \
-        --model.init_from=outputs/seg_quality/run_noflip/best --output_dir=outputs/segmenter
+        --model.init_from=shipped --output_dir=outputs/segmenter
 """
 
 import json
 import logging
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from .data import SegmentationDataset, build_transforms, load_index, stratified_
 from .dataset_index import DatasetIndex, FrameRecord
 from .metrics import confusion_matrix, make_loss, summarize
 from .model import EfficientViTFPN, SegmenterConfig, load_segmenter, save_segmenter
+from .shipped import ShippedSegmenterError, resolve_init_from
 from .viz import colorize, save_grid
 
 log = logging.getLogger(__name__)
@@ -146,8 +149,9 @@ def _starting_model(cfg: TrainConfig, out: Path, resume: bool) -> EfficientViTFP
     if resume:
         return load_segmenter(out / "last")
     if cfg.model.init_from is not None:
-        log.info("starting from the segmenter in %s (fine-tuning)", cfg.model.init_from)
-        return load_segmenter(cfg.model.init_from, num_classes=NUM_CLASSES)
+        start = resolve_init_from(cfg.model.init_from)
+        log.info("starting from the segmenter in %s (fine-tuning)", start)
+        return load_segmenter(start, num_classes=NUM_CLASSES)
     try:
         return EfficientViTFPN(SegmenterConfig(pretrained=cfg.model.pretrained))
     except Exception as e:  # the Hub is unreachable or the cache holds no weights
@@ -370,7 +374,10 @@ def eval_cli(cfg: EvalConfig) -> dict:
 def main() -> None:
     """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
     prepare_command_line({"--output.dir": "--output_dir", "--output.grid_size": "--grid_size"})
-    train_cli()
+    try:
+        train_cli()
+    except ShippedSegmenterError as e:  # a damaged install, not a bug: its one line says which file and what to do
+        sys.exit(f"error: {e}")
 
 
 def eval_main() -> None:

@@ -1,0 +1,7 @@
+"""so101_segmenter's console scripts that need its `sim` extra (the twin): without it they say what to install
+(so101_core.extras) instead of a traceback, since the segmenter itself installs on a real arm's computer."""
+
+from so101_core.extras import behind_extra
+
+# so101-seg-render renders the twin's frames; sim_frames imports the twin only once it renders
+seg_render = behind_extra("so101_segmenter.sim_frames:main", extra="sim")
