@@ -3,8 +3,9 @@ evaluated on the same unseen cube poses in the `none`, `shifted` and `unseen` lo
 
 1. record the demonstrations (`so101-twin-record --config_path=configs/robust_twin_record.yaml`)
 2. make the twin-size random SmolVLM2-shaped backbone (`so101-make-random-vlm --size=twin`), for the SmolVLA arms
-3. the segmenter: render randomised twin frames and train it (`so101-seg-render`, `so101-seg-train
-   --config_path=configs/segmenter_twin.yaml`), then measure it on frames of the `unseen` look (`so101-seg-eval`)
+3. the segmenters the arms read: render randomised twin frames and train each (`so101-seg-render`, `so101-seg-train
+   --config_path=configs/segmenter_twin.yaml`, and the robust one with its depth head,
+   `--config_path=configs/segmenter_robust.yaml`), then measure them on frames of each look (`so101-seg-eval`)
 4. for every arm and seed, `lerobot-train --config_path=<config_dir>/<arm>.yaml --seed=<seed>`
 5. every checkpoint through `lerobot-eval` on the same cube poses (`--seed=<eval_seed>`), in each look
 6. the table: success per seed and look, each arm's pooled rate with its Wilson 95% interval, the training time,
@@ -56,7 +57,11 @@ class RobustTwinConfig:
     # arm <name> trains with lerobot-train --config_path=<config_dir>/<name>.yaml
     config_dir: Path = Path("configs/robust_twin")
     # the policies compared, each a config file in config_dir
-    arms: list[str] = field(default_factory=lambda: ["segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb"])
+    arms: list[str] = field(
+        default_factory=lambda: [
+            "segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb", "segdepth_seg", "segdepth_rgbonly"
+        ]
+    )  # fmt: skip
     # the cue effect is cue_arm minus no_cue_arm, per look (when both are among the arms)
     cue_arm: str = "segvla"
     # the same recipe with the cues off
@@ -78,6 +83,10 @@ class RobustTwinConfig:
     segmenter_config: Path = Path("configs/segmenter_twin.yaml")
     # where the segmenter's renders, run (run/best) and evaluations go
     segmenter_dir: Path = Path("outputs/robust_twin/segmenter")
+    # so101-seg-train's config of the robust segmenter with a depth head (the arms whose segmenter_path is under
+    # perception_dir read it), and where its renders, run and evaluations go
+    perception_config: Path = Path("configs/segmenter_robust.yaml")
+    perception_dir: Path = Path("outputs/perception")
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2
     # OMP_WAIT_POLICY for lerobot-train and lerobot-eval
@@ -113,6 +122,64 @@ def run_done(cfg: RobustTwinConfig, arm: str, seed: int) -> bool:
     """Every evaluation of a run and its training time archived: its checkpoint is no longer needed."""
     names = [f"{eval_name(cfg, f'{arm}_s{seed}', a)}.json" for a in cfg.appearances]
     return all(archived(cfg, n) for n in [f"{arm}_s{seed}_train_wall_s.json", *names])
+
+
+def segmenter_paths(cfg: RobustTwinConfig, arms: list[str]) -> set[str]:
+    """The segmenter checkpoints (…/run/best) the arms' configs name."""
+    paths = set()
+    for arm in arms:
+        with open(cfg.config_dir / f"{arm}.yaml") as f:
+            policy = draccus.load(dict, f).get("policy", {})
+        paths |= {str(policy[k]) for k in ("segmenter_path", "segmentation_segmenter_path") if policy.get(k)}
+    return paths
+
+
+def perception_stage(cfg: RobustTwinConfig) -> dict:
+    """The robust segmenter with its depth head, trained on randomised renders; per look (the reported frames and the
+    tuning ones) its mIoU, per-class IoU and disparity error."""
+    data = cfg.perception_dir
+    renders = {  # name: so101-seg-render's flags (96x128, both cameras, as the recording)
+        "sim_train": ["--episodes=1000", "--frames_per_episode=8", "--seed=0"],
+        "sim_test": ["--episodes=60", "--frames_per_episode=4", "--seed=100000"],
+        **{
+            f"test_{level}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={level}"]
+            for level in cfg.appearances
+        },
+        **{  # the frames the recipe was chosen on; the reported figures never use these seeds
+            f"tune_{level}": ["--episodes=40", "--frames_per_episode=4", "--seed=300000", f"--appearance={level}"]
+            for level in ("shifted", "unseen")
+        },
+    }
+    for name, args in renders.items():  # a finished render returns at once; a partial one resumes
+        render = [str(VENV_BIN / "so101-seg-render"), f"--output_dir={data / name}", *args]
+        render += ["--height=96", "--width=128", "--cameras=[front,wrist]"]
+        run_logged(render, cfg.output_dir / "logs" / f"perception_{name}.log", f"perception frames ({name})")
+    run = data / "run"
+    if not (run / "test_metrics.json").is_file():  # written last; an interrupted run resumes
+        train = [
+            str(VENV_BIN / "so101-seg-train"),
+            f"--config_path={cfg.perception_config}",
+            f"--data.path={data / 'sim_train'}",
+            f"--data.test_path={data / 'sim_test'}",
+            f"--output_dir={run}",
+        ]
+        run_logged(train, cfg.output_dir / "logs" / "perception_train.log", "perception training")
+    metrics = {}
+    for name in ["sim_test", *(f"test_{level}" for level in cfg.appearances), "tune_shifted", "tune_unseen"]:
+        out = data / f"eval_{name}.json"
+        if not out.is_file():
+            evaluate = [
+                str(VENV_BIN / "so101-seg-eval"),
+                f"--checkpoint={run / 'best'}",
+                f"--data.path={data / name}",
+                "--data.img_height=96",
+                "--data.img_width=128",
+                f"--output={out}",
+            ]
+            run_logged(evaluate, cfg.output_dir / "logs" / f"perception_eval_{name}.log", f"perception on {name}")
+        archive(cfg, out, f"perception_{name}.json")
+        metrics[name] = json.loads(out.read_text())
+    return metrics
 
 
 def segmenter_stage(cfg: RobustTwinConfig) -> dict:
@@ -235,6 +302,22 @@ def eval_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str, appeara
     }
 
 
+def perception_table(perception: dict) -> str:
+    """Per set of test frames: IoU per class, mIoU over classes 1-5, and the disparity error (0-255 per frame)."""
+    classes = ("background", "table", "cube", "static_finger", "moving_finger")
+    lines = [
+        "| frames | " + " | ".join(c.replace("_", " ") for c in classes) + " | mIoU | disparity error (0-255) |",
+        "|---|" + "---:|" * (len(classes) + 2),
+    ]
+    for name, m in perception.items():
+        ious = " | ".join(
+            f"{m['per_class_iou'][c]:.3f}" if m["per_class_iou"].get(c) is not None else "-" for c in classes
+        )
+        error = f"{m['disparity_error_255']:.1f}" if "disparity_error_255" in m else "-"
+        lines.append(f"| {name} | {ious} | {m['miou']:.3f} | {error} |")
+    return "\n".join(lines)
+
+
 def table(cfg: RobustTwinConfig, results: dict) -> str:
     seeds = cfg.seeds
     lines = [
@@ -282,13 +365,20 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
     if cfg.archived_only:
         todo = []
     recording_root = inputs_stage(cfg, bool(todo))  # the recording and backbone: for runs still to train
-    if todo:
+    needed = segmenter_paths(cfg, sorted({arm for arm, _ in todo}))
+    if str(cfg.segmenter_dir / "run" / "best") in needed:
         segmenter = segmenter_stage(cfg)
-    else:  # every run archived: the segmenter's figures too, where they were
+    else:  # no run still to train reads it: its figures from the archive, where they are
         levels = ["randomised", *cfg.appearances]
         found = {level: archived(cfg, f"segmenter_{level}.json") for level in levels}
         segmenter = {level: json.loads(path.read_text()) for level, path in found.items() if path}
-    results: dict = {"segmenter": segmenter}
+    if str(cfg.perception_dir / "run" / "best") in needed:
+        perception = perception_stage(cfg)
+    else:
+        names = ["sim_test", *(f"test_{level}" for level in cfg.appearances), "tune_shifted", "tune_unseen"]
+        found = {name: archived(cfg, f"perception_{name}.json") for name in names}
+        perception = {name: json.loads(path.read_text()) for name, path in found.items() if path}
+    results: dict = {"segmenter": segmenter, "perception": perception}
     for seed in cfg.seeds:
         for arm in cfg.arms:
             if cfg.archived_only and not run_done(cfg, arm, seed):
@@ -301,6 +391,8 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
             for appearance in cfg.appearances:
                 entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance)
     write_json(cfg.output_dir / "results.json", results)
+    if perception:
+        print(perception_table(perception) + "\n")
     print(table(cfg, results))
     return results
 

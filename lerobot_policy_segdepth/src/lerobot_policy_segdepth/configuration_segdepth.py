@@ -17,7 +17,7 @@ from .constants import DEPTH_ANYTHING_V2_SMALL, OBS_SEGDEPTH, packed_length
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
-SOURCES = ("ground_truth", "models", "segmenter")
+SOURCES = ("ground_truth", "models", "segmenter", "segmenter_depth")
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
     # `observation.images.<camera>` through the EfficientViT segmenter and Depth Anything V2 (as pick-101),
     # the only choice on the real arm. "segmenter": ids from the segmenter on the RGB camera, depth from the twin's
     # depth map (`observation.images.<camera>` and `_depth`): the twin-side stand-in for "models" where Depth
-    # Anything's weights cannot be had. The policy's weights are the same for all: only the preprocessor differs.
+    # Anything's weights cannot be had. "segmenter_depth": ids and disparity both from the segmenter on the RGB
+    # camera, through its depth head (so101-seg-train --model.depth_head=true), one small network in place of the
+    # segmenter and Depth Anything: RGB alone, at control rate on a CPU. The policy's weights are the same for all:
+    # only the preprocessor differs.
     source: str = "ground_truth"
     # --- source="models" (and "segmenter": segmenter_path, segmenter_input_size, perception_device) -----------
     segmenter_path: str | None = None  # a folder written by so101_segmenter's save_segmenter
@@ -96,6 +99,17 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
                 "--policy.source=models needs --policy.segmenter_path=<folder written by so101_segmenter> "
                 "(and --policy.depth_model if not the Hub's Depth-Anything-V2-Small-hf)"
             )
+        if self.source == "segmenter_depth":
+            if not self.segmenter_path:
+                raise ValueError(
+                    "--policy.source=segmenter_depth needs --policy.segmenter_path=<so101-seg-train checkpoint folder "
+                    "of a segmenter with a depth head (--model.depth_head=true)>: it gives both ids and disparity"
+                )
+            if self.depth_model != DEPTH_ANYTHING_V2_SMALL:
+                raise ValueError(
+                    f"--policy.depth_model={self.depth_model!r} is not used with --policy.source=segmenter_depth, "
+                    "whose disparity is the segmenter's depth head; drop it, or use --policy.source=models"
+                )
         if self.source == "segmenter":
             if not self.segmenter_path:
                 raise ValueError(
@@ -142,7 +156,9 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
         the RGB camera (segmenter) and the twin's depth."""
         if self.source == "segmenter":
             return [self.rgb_key, self.depth_key]
-        return [self.rgb_key] if self.source == "models" else [self.depth_key, self.segmentation_key]
+        if self.source in ("models", "segmenter_depth"):
+            return [self.rgb_key]
+        return [self.depth_key, self.segmentation_key]
 
     def image_channels(self, key: str) -> int:
         """Channels of a camera key this source reads: 3 for the RGB camera, 1 for the twin's depth/segmentation."""
@@ -252,7 +268,7 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
         needed = images + ([OBS_STATE] if self.use_state else [])
         missing = [key for key in needed if key not in inputs]
         if missing:
-            if self.source == "models":
+            if self.source in ("models", "segmenter_depth"):
                 fix = f"add the camera '{self.camera}' (RGB) to the robot, dataset or env"
             elif self.source == "segmenter":
                 fix = (

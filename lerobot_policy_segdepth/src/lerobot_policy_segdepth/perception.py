@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from so101_segmenter.carried import CarriesSegmenter
+from so101_segmenter.metrics import minmax_255
 from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
 from so101_semantic_processors.steps import ConfigFromFields
 
@@ -142,11 +143,15 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
     def _load(self) -> torch.nn.Module:
         raise NotImplementedError
 
+    def _keys_written(self, i: int) -> list[str]:
+        """The keys image_keys[i]'s result channels go to, one each (`_infer` returns that many channels)."""
+        return [self.output_keys[i]]
+
     def _model_size(self, height: int, width: int) -> tuple[int, int]:
         return height, width
 
     def _infer(self, model: torch.nn.Module, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """(N, 3, h, w) float 0-1 at the model's input size -> (N, 1, *size) float32."""
+        """(N, 3, h, w) float 0-1 at the model's input size -> (N, C, *size) float32, C = len(_keys_written(i))."""
         raise NotImplementedError
 
     # plumbing ---------------------------------------------------------------------------------------------------
@@ -197,7 +202,8 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
             # clone outside inference mode: lerobot-train may feed these into autograd (source=models)
             result = result.to(images[members[0][0]].device).clone()
             for (i, _), part in zip(members, result.split(sizes), strict=True):
-                observation[self.output_keys[i]] = part.reshape(*images[i].shape[:-3], 1, *out_size)
+                for c, key in enumerate(self._keys_written(i)):
+                    observation[key] = part[:, c : c + 1].reshape(*images[i].shape[:-3], 1, *out_size)
         return observation
 
     def transform_features(self, features):
@@ -206,29 +212,44 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
             if image_key in obs:
                 *lead, _, height, width = obs[image_key].shape
                 _, out_size = self._frame_sizes(height, width)
-                obs[output_key] = PolicyFeature(type=FeatureType.VISUAL, shape=(*lead, 1, *out_size))
+                for key in self._keys_written(self.output_keys.index(output_key)):
+                    obs[key] = PolicyFeature(type=FeatureType.VISUAL, shape=(*lead, 1, *out_size))
         return features
 
 
 @ProcessorStepRegistry.register("so101_segmenter")
 @dataclass
 class SegmenterStep(CarriesSegmenter, _BatchedModelStep):
-    """RGB keys -> class ids (0-5) with the EfficientViT-B0 + FPN segmenter saved at `checkpoint`.
+    """RGB keys -> class ids (0-5) with the EfficientViT-B0 + FPN segmenter saved at `checkpoint`; with
+    `disparity_keys`, also its depth head's disparity, from the same forward pass (source="segmenter_depth").
 
     Logits are resized (bilinear) to `output_size` before the argmax, as semantic-segmentation post-processing
-    does, so a small model input still gives clean class borders at the output size. The weights travel with the
-    saved pipeline (so101_segmenter.carried): `checkpoint` is read once, when the step is first built from it.
+    does, so a small model input still gives clean class borders at the output size. Disparity is min-max
+    normalised per frame to 0-255 (near = 255) at the model's resolution and then resized, as DepthAnythingStep does.
+    The weights travel with the saved pipeline (so101_segmenter.carried): `checkpoint` is read once, when the step
+    is first built from it.
     """
 
     SEGMENTER_PATH_FIELD: ClassVar[str] = "checkpoint"
     checkpoint: str = ""
     segmenter_config: dict | None = None  # the segmenter's config.json, kept in the saved pipeline
+    disparity_keys: list[str] = field(default_factory=list)  # one per image key, or none
 
     def __post_init__(self):
         super().__post_init__()
         if not self.checkpoint and self.segmenter_config is None:
             raise ValueError("SegmenterStep needs `checkpoint`: a folder written by so101_segmenter's save_segmenter")
+        if self.disparity_keys and len(self.disparity_keys) != len(self.image_keys):
+            raise ValueError(
+                f"SegmenterStep: disparity_keys {self.disparity_keys} must name one key per image key {self.image_keys}"
+            )
         self._init_segmenter()
+        if self.disparity_keys and not (self.segmenter_config or {}).get("depth_head", False):
+            where = self.checkpoint or "the saved pipeline's segmenter"
+            raise ValueError(
+                f"{where} has no depth head (its config.json has depth_head=false), but disparity is asked of it "
+                "(source=segmenter_depth): use a segmenter trained with so101-seg-train --model.depth_head=true"
+            )
         if self._segmenter is not None:  # a saved pipeline's weights arrive in load_state_dict instead
             self.load_model()
 
@@ -240,11 +261,23 @@ class SegmenterStep(CarriesSegmenter, _BatchedModelStep):
     def _load(self) -> torch.nn.Module:
         return self.segmenter
 
+    def _keys_written(self, i: int) -> list[str]:
+        return [self.output_keys[i], self.disparity_keys[i]] if self.disparity_keys else [self.output_keys[i]]
+
     def _infer(self, model: torch.nn.Module, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        logits = model(images)
+        if self.disparity_keys:
+            logits, disparity = model.forward_with_disparity(images)
+        else:
+            logits, disparity = model(images), None
         if tuple(logits.shape[-2:]) != size:
             logits = torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits.argmax(dim=1, keepdim=True).float()
+        ids = logits.argmax(dim=1, keepdim=True).float()
+        if disparity is None:
+            return ids
+        scaled = minmax_255(disparity)
+        if tuple(scaled.shape[-2:]) != size:
+            scaled = TF.resize(scaled, list(size), InterpolationMode.BILINEAR, antialias=True)
+        return torch.cat([ids, scaled.float()], dim=1)
 
 
 @ProcessorStepRegistry.register("so101_depth_anything")

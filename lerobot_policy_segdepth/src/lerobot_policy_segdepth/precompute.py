@@ -112,7 +112,7 @@ def observation_info(config: SegDepthConfig, dataset) -> dict:
             "segmenter_input_size": config.segmenter_input_size,
             "depth_input_size": config.depth_input_size,
         }
-    if config.source == "segmenter":
+    if config.source in ("segmenter", "segmenter_depth"):
         info |= {"segmenter_path": str(config.segmenter_path), "segmenter_input_size": config.segmenter_input_size}
     return info
 

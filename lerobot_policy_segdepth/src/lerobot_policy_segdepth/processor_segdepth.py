@@ -57,18 +57,29 @@ class LegacyClipJointTargetsStep(ClipJointTargetsStep):
         return config if config["source"] else {"limits": config["limits"]}
 
 
-def _segmenter_step(config: SegDepthConfig, ids_key: str, skip: dict) -> SegmenterStep:
-    """The RGB camera -> class ids at image_size (source "models" and "segmenter"); it crops the centre square
-    itself and runs at segmenter_input_size (see perception.py). Its weights travel in the saved pipeline."""
-    return SegmenterStep(
+def _segmenter_step(
+    config: SegDepthConfig, ids_key: str, skip: dict, disparity_key: str | None = None
+) -> SegmenterStep:
+    """The RGB camera -> class ids at image_size (source "models" and "segmenter"), and with `disparity_key` its
+    depth head's disparity ("segmenter_depth"); it crops the centre square itself and runs at segmenter_input_size
+    (see perception.py). Its weights travel in the saved pipeline."""
+    step = SegmenterStep(
         image_keys=[config.rgb_key],
         output_keys=[ids_key],
         output_size=config.image_size,
         device=config.perception_device,
         input_size=config.segmenter_input_size,
         checkpoint=str(config.segmenter_path),
+        disparity_keys=[disparity_key] if disparity_key else [],
         **skip,
     )
+    classes = step.segmenter_config.get("num_classes")
+    if classes != config.num_classes:
+        raise ValueError(
+            f"--policy.segmenter_path={config.segmenter_path} is a segmenter of {classes} classes, but "
+            f"--policy.num_classes={config.num_classes}"
+        )
+    return step
 
 
 def _twin_steps(config: SegDepthConfig, ids_key: str | None, disparity_key: str, skip: dict) -> list:
@@ -109,13 +120,9 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
     if config.source == "segmenter":
         # ids as "models" computes them, disparity as "ground_truth" does
         segmenter = _segmenter_step(config, ids_key, skip)
-        classes = segmenter.segmenter_config.get("num_classes")
-        if classes != config.num_classes:
-            raise ValueError(
-                f"--policy.segmenter_path={config.segmenter_path} is a segmenter of {classes} classes, but "
-                f"--policy.num_classes={config.num_classes}"
-            )
         return [segmenter, *_twin_steps(config, None, disparity_key, skip), stack]
+    if config.source == "segmenter_depth":
+        return [_segmenter_step(config, ids_key, skip, disparity_key), stack]
     return [*_twin_steps(config, ids_key, disparity_key, skip), stack]
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from so101_core.hub import HubPushConfig
 
+from .augment import PhotometricConfig
 from .data import AUGMENTATIONS
+from .hue_band import HueBand
 
-LOSSES = ("iou", "ce")
+LOSSES = ("iou", "ce", "iou+ce")
 
 
 def _positive(flag: str, value: float | None, *, allow_none: bool = False, allow_zero: bool = False) -> None:
@@ -57,8 +59,15 @@ class ImageDataConfig:
 class DataConfig(ImageDataConfig):
     # held-out dataset folder, evaluated with the best model at the end (test_metrics.json)
     test_path: Path | None = None
-    # pick-101's recipes: full at 640x480, flips at 84x84; flips swap the fingers' sides (see the segmenter README)
+    # pick-101's recipes: full at 640x480, flips at 84x84 (flips swap the fingers' sides: see the segmenter README);
+    # robust: small crops and rotations, then data.photometric's recolouring, casts, greying, blur, noise, patches
     augment: str = "full"
+    # the colour augmentation of augment=robust (ignored otherwise)
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    # [low, high, min_saturation]: no training pixel keeps a hue in [low, high) at that saturation or more (folded
+    # out, after every augmentation); the twin's recipes keep `--env.appearance=unseen`'s band [0.70, 0.88, 0.3]
+    # out. null: no band
+    excluded_hue_band: list[float] | None = None
     # share of the frames (whole episodes, grasp/default ratio kept) held out for validation and early stopping
     val_fraction: float = 0.15
     # DataLoader worker processes (0: load in the main process)
@@ -78,6 +87,21 @@ class DataConfig(ImageDataConfig):
         if self.test_fraction and self.test_path is not None:
             raise ValueError("--data.test_fraction and --data.test_path both name a test set: give one of them")
         _positive("data.num_workers", self.num_workers, allow_zero=True)
+        self.photometric.validate()
+        if self.excluded_hue_band is not None:
+            if len(self.excluded_hue_band) != 3:
+                raise ValueError(
+                    f"--data.excluded_hue_band must be [low, high, min_saturation], got {self.excluded_hue_band}"
+                )
+            self.hue_band()
+
+    def hue_band(self) -> HueBand | None:
+        if self.excluded_hue_band is None:
+            return None
+        try:
+            return HueBand(*map(float, self.excluded_hue_band))
+        except ValueError as e:
+            raise ValueError(f"--data.excluded_hue_band={self.excluded_hue_band}: {e}") from None
 
 
 @dataclass
@@ -92,6 +116,12 @@ class ModelConfig(HubPushConfig):
     # folder (config.json + model.safetensors: <output_dir>/best). --model.pretrained is then unused. A resumed run
     # starts from its own last/ instead; null: train from scratch
     init_from: Path | None = None
+    # a relative-disparity head beside the classifier, trained on the frames' disparity targets (so101-seg-render
+    # writes the twin's; so101-seg-disparity a teacher's); SegDepth's --policy.source=segmenter_depth reads it.
+    # A run that starts from --model.init_from keeps the starting segmenter's head, or gains a new one
+    depth_head: bool = False
+    # EfficientViTFPN's decoder width (64: the segmenter README's 0.85M parameters); a new model only
+    fpn_channels: int = 64
 
 
 @dataclass
@@ -120,8 +150,13 @@ class TrainConfig:
     output_dir: Path = Path("outputs/efficientvit_seg")
     # validation frames in val_grid.png
     grid_size: int = 8
-    # iou (soft IoU over classes 1-5) or ce (cross-entropy); both ignore class 0
+    # iou (soft IoU over classes 1-5), ce (cross-entropy) or iou+ce (their sum, the cross-entropy weighted per class
+    # by class_weights); all ignore class 0
     loss: str = "iou"
+    # cross-entropy weight per class id 0-5 for loss=iou+ce, e.g. [0,1,1,3,1,1] counts a cube pixel 3 times; null: 1
+    class_weights: list[float] | None = None
+    # the depth head's loss (scale- and shift-invariant L1 on disparity) is added times this
+    depth_loss_weight: float = 1.0
     # the cosine schedule's length; a resumed run may be given more
     epochs: int = 100
     # training frames per step (validation uses max(batch_size, 16))
@@ -140,6 +175,12 @@ class TrainConfig:
         self.data.require_path()
         self.model.check("model")
         _choice("loss", self.loss, LOSSES)
+        if self.class_weights is not None and (self.loss != "iou+ce" or len(self.class_weights) != 6):
+            raise ValueError(
+                f"--class_weights={self.class_weights}: give 6 weights (one per class id) with --loss=iou+ce"
+            )
+        _positive("depth_loss_weight", self.depth_loss_weight, allow_zero=True)
+        _positive("model.fpn_channels", self.model.fpn_channels)
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("patience", self.patience)

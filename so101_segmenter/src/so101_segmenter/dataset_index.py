@@ -3,6 +3,8 @@
 <root>/index.json        {"version": 1, "frames": [{"image", "mask", "grasp", "episode", "camera"}, ...]}
 <root>/images/...        RGB images (any format PIL reads); paths in index.json are relative to <root>
 <root>/masks/<name>.png  single-channel uint8 class ids (0 unlabeled .. 5 moving_finger)
+<root>/disparity/<name>.png  optional: uint16 relative disparity, min-max normalised per frame, near = 65535
+                         (the twin's depth, or a teacher's prediction: so101-seg-disparity); the depth head's target
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ INDEX_VERSION = 1
 @dataclass
 class FrameRecord:
     image: str
-    mask: str
+    mask: str  # "" for a frame kept only for its disparity target (so101-seg-disparity on unlabelled frames)
     grasp: bool = False
     episode: int | None = None  # simulator seed; frames of one episode must land in the same split
     camera: str | None = None
+    disparity: str | None = None  # relative disparity target (uint16 PNG), for the segmenter's depth head
+
+
+DISPARITY_MAX = 65535  # the near end of a stored disparity frame
+
+
+def disparity_png(disparity: np.ndarray) -> np.ndarray:
+    """Relative disparity (H, W), larger is nearer -> uint16 min-max normalised per frame (all-equal: zeros)."""
+    disparity = np.asarray(disparity, dtype=np.float64)
+    if not np.isfinite(disparity).all():
+        raise ValueError("disparity holds NaN or infinite values")
+    lo, hi = float(disparity.min()), float(disparity.max())
+    if hi <= lo:
+        return np.zeros(disparity.shape, dtype=np.uint16)
+    return np.round((disparity - lo) / (hi - lo) * DISPARITY_MAX).astype(np.uint16)
 
 
 def atomic_save_png(path: Path, array: np.ndarray) -> None:
@@ -67,7 +84,7 @@ class DatasetIndex:
         records = []
         for i, item in enumerate(data["frames"]):
             if not isinstance(item, dict) or "image" not in item or "mask" not in item:
-                raise ValueError(f"{path}: frame {i} needs 'image' and 'mask' paths, got {item!r}")
+                raise ValueError(f"{path}: frame {i} needs 'image' and 'mask' paths ('' for none), got {item!r}")
             records.append(FrameRecord(**{k: item[k] for k in FrameRecord.__dataclass_fields__ if k in item}))
         return cls(root, records)
 
@@ -80,7 +97,9 @@ class DatasetIndex:
         self.records.extend(records)
 
     def save(self) -> Path:
-        payload = {"version": INDEX_VERSION, "frames": [asdict(r) for r in self.records]}
+        # a frame without a disparity target is written as before the field existed
+        frames = [{k: v for k, v in asdict(r).items() if v is not None or k != "disparity"} for r in self.records]
+        payload = {"version": INDEX_VERSION, "frames": frames}
         write_text(self.path, json.dumps(payload, indent=1) + "\n")
         return self.path
 

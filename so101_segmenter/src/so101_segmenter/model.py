@@ -5,6 +5,10 @@ backbone stage, top-down nearest-coarser-first addition, a Conv3x3-BN-ReLU smoot
 classifier on the finest (stride-4) map, upsampled to the input size. With the defaults that is 682,608 backbone +
 164,230 decoder = 846,838 parameters.
 
+With `depth_head=True` a second head on the same fused map predicts relative disparity (one channel, larger is
+nearer, known only up to scale and shift: `disparity_loss` trains it so), the cheap stand-in for Depth Anything V2
+that SegDepth reads beside the class ids: one backbone pass gives both.
+
 Checkpoints are a folder with `config.json` (the `SegmenterConfig`) and `model.safetensors` (the state dict).
 """
 
@@ -35,6 +39,8 @@ class SegmenterConfig:
     # ImageNet weights from the Hub for real use; tests and `load_segmenter` build with False (weights come after).
     pretrained: bool = True
     out_indices: tuple[int, ...] = (0, 1, 2, 3)
+    # a relative-disparity head beside the classifier (segmenter_disparity)
+    depth_head: bool = False
 
     def __post_init__(self) -> None:
         self.out_indices = tuple(self.out_indices)  # JSON round-trips tuples as lists
@@ -97,22 +103,46 @@ class EfficientViTFPN(nn.Module):
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
         self.decoder = FPNDecoder(self.backbone.feature_info.channels(), config.fpn_channels)
         self.head = nn.Conv2d(config.fpn_channels, config.num_classes, 1)
+        # Depth needs more than a linear read-out of features trained for classes: one 3x3 conv of its own first.
+        self.depth = (
+            nn.Sequential(ConvBNReLU(config.fpn_channels, config.fpn_channels), nn.Conv2d(config.fpn_channels, 1, 1))
+            if config.depth_head
+            else None
+        )
 
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_depth(self) -> bool:
+        return self.depth is not None
+
+    def _fused(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"EfficientViTFPN expects float RGB (B, 3, H, W) in [0, 1], got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise TypeError(f"EfficientViTFPN expects float images in [0, 1], got dtype {images.dtype}")
-        x = (images - self.mean) / self.std
-        fused = self.decoder(self.backbone(x))
+        return self.decoder(self.backbone((images - self.mean) / self.std))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         # A 1x1 conv and bilinear resizing are both linear (and bilinear weights sum to 1), so classifying before
         # upsampling gives the same logits as upstream's upsample-then-classify with C instead of 64 channels.
-        logits = self.head(fused)
+        logits = self.head(self._fused(images))
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward_with_disparity(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class logits (B, C, H, W), relative disparity (B, 1, H, W)) from one backbone pass."""
+        if self.depth is None:
+            raise ValueError(
+                "this segmenter has no depth head (its config.json has depth_head=false): train one with "
+                "so101-seg-train --model.depth_head=true on frames with disparity targets"
+            )
+        fused = self._fused(images)
+        size = images.shape[-2:]
+        logits = F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=False)
+        disparity = F.interpolate(self.depth(fused), size=size, mode="bilinear", align_corners=False)
+        return logits, disparity
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -153,18 +183,26 @@ def load_config(directory: str | Path) -> SegmenterConfig:
 
 
 def load_segmenter(
-    directory: str | Path, device: str | torch.device = "cpu", num_classes: int | None = None
+    directory: str | Path,
+    device: str | torch.device = "cpu",
+    num_classes: int | None = None,
+    depth_head: bool = False,
 ) -> EfficientViTFPN:
     """Build the model from `config.json` (never downloading: pretrained=False) and load `model.safetensors`.
 
-    `num_classes`, when given, is what the caller needs; a checkpoint with another class count is an error.
-    The model is returned in eval mode.
+    `num_classes`, when given, is what the caller needs; a checkpoint with another class count is an error, and so is
+    one without a depth head when `depth_head` is asked for. The model is returned in eval mode.
     """
     directory = Path(directory)
     config = load_config(directory)
     if num_classes is not None and config.num_classes != num_classes:
         raise ValueError(
             f"{directory / CONFIG_NAME}: checkpoint has num_classes={config.num_classes}, expected {num_classes}"
+        )
+    if depth_head and not config.depth_head:
+        raise ValueError(
+            f"{directory / CONFIG_NAME}: this segmenter has no depth head (depth_head=false), but a disparity is "
+            "asked of it: use a segmenter trained with so101-seg-train --model.depth_head=true"
         )
     config.pretrained = False
     weights = directory / WEIGHTS_NAME
@@ -194,7 +232,8 @@ def load_checked_state(model: EfficientViTFPN, state: dict[str, torch.Tensor], s
     if missing or unexpected or wrong_shape:
         raise ValueError(
             f"{source} does not match the {ARCHITECTURE} built from {built_from}"
-            f" (backbone={config.backbone!r}, num_classes={config.num_classes}, fpn_channels={config.fpn_channels}):"
+            f" (backbone={config.backbone!r}, num_classes={config.num_classes}, fpn_channels={config.fpn_channels},"
+            f" depth_head={config.depth_head}):"
             f" missing {missing[:5]}{'...' if len(missing) > 5 else ''},"
             f" unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''},"
             f" wrong shapes {wrong_shape[:5]}"

@@ -5,7 +5,12 @@ perturbed speed and joint offsets, and keeps a few frames at random steps. Befor
 appearance (`lerobot_env_so101_twin.appearance`: lights, colours, table texture, distractors, camera poses and fields
 of view) is redrawn over `RandomizationConfig`'s ranges, wider than `--env.appearance=shifted`; after rendering, the
 RGB image gets per-class procedural texture, sensor noise and blur, so a model trained on it cannot key on the
-twin's flat colours. The masks come from MuJoCo's segmentation pass, so they are exact whatever the colours.
+twin's flat colours. The masks come from MuJoCo's segmentation pass, so they are exact whatever the colours; beside
+them each frame's disparity (the reciprocal of MuJoCo's depth, `disparity/`), the target of the depth head.
+
+No randomised pixel has the hue `--env.appearance=unseen` keeps to itself: the scene's colours are folded out of
+that band when drawn, and the finished image's pixels once more (`hue_band`), since shading and image-space
+textures can make that hue from others.
 
 Output is the dataset layout `coco_masks` writes (`images/`, `masks/`, `index.json`); rendering resumes from
 the episodes `index.json` already lists.
@@ -26,7 +31,8 @@ from tqdm import tqdm
 from so101_core.cli import prepare_command_line
 
 from .classes import NUM_CLASSES
-from .dataset_index import DatasetIndex, FrameRecord
+from .dataset_index import DatasetIndex, FrameRecord, disparity_png
+from .hue_band import HueBand, fold_uint8
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +46,12 @@ class RandomizationConfig:
     ambient: tuple[float, float] = (0.05, 0.5)
     light_xy: float = 1.0  # metres the key light moves around the arm
     colour_jitter: float = 0.35  # how far an object's colour may move from its default (per channel, 0-1 scale)
-    random_colour_prob: float = 0.3  # chance an object gets an entirely random colour instead
+    random_colour_prob: float = 0.5  # chance an object gets an entirely random colour instead
     camera_pos_std: float = 0.01  # metres
     camera_rot_std_deg: float = 3.0
     fovy_std_deg: float = 3.0
     distractors: tuple[int, int] = (0, 4)  # objects of other shapes and colours on the table (class background)
-    table_texture_prob: float = 0.5  # the table top textured in the renderer
+    table_texture_prob: float = 0.7  # the table top textured in the renderer
     texture_prob: float = 0.6  # chance each class region gets a procedural texture in image space
     noise_std: tuple[float, float] = (0.0, 8.0)  # sensor noise, in 0-255 units
     blur_prob: float = 0.3
@@ -91,10 +97,19 @@ def _pattern(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return 1.0 + strength * (field - 0.5) * 2
 
 
+def excluded_band() -> HueBand:
+    """The hue band of the twin's `unseen` look, which no randomised frame may show."""
+    from lerobot_env_so101_twin.appearance import AppearanceRanges
+
+    ranges = AppearanceRanges()
+    return HueBand(*ranges.unseen_hue, ranges.unseen_min_saturation)
+
+
 def postprocess_rgb(
     rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, config: RandomizationConfig
 ) -> np.ndarray:
-    """Image-space randomisation the renderer cannot do: per-class textures, sensor noise, blur."""
+    """Image-space randomisation the renderer cannot do: per-class textures, sensor noise, blur; then every pixel
+    folded out of `unseen`'s hue band."""
     height, width = mask.shape
     img = rgb.astype(np.float32)
     for cls in np.unique(mask):
@@ -105,12 +120,12 @@ def postprocess_rgb(
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     if rng.random() < config.blur_prob:
         out = out.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.0)) * max(1.0, width / 160)))
-    return np.asarray(out)
+    return fold_uint8(np.asarray(out), excluded_band())
 
 
 def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: RandomizationConfig | None):
-    """Yield (camera, rgb, mask, grasp, step) for `frames` random steps of one expert episode; `dr=None` keeps the
-    twin's own look of the episode (e.g. `unseen`) with no redraw and no image-space randomisation."""
+    """Yield (camera, rgb, mask, disparity, grasp, step) for `frames` random steps of one expert episode; `dr=None`
+    keeps the twin's own look of the episode (e.g. `unseen`) with no redraw and no image-space randomisation."""
     from lerobot_env_so101_twin.expert import ScriptedExpert
 
     rng = np.random.default_rng(seed)
@@ -132,7 +147,7 @@ def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: Randomi
         for cam in cameras:
             frame = rendered[cam]
             rgb = frame.rgb if dr is None else postprocess_rgb(frame.rgb, frame.segmentation, rng, dr)
-            yield cam, rgb, frame.segmentation, grasp, step
+            yield cam, rgb, frame.segmentation, 1.0 / np.maximum(frame.depth, 1e-6), grasp, step
 
 
 def render_dataset(
@@ -168,6 +183,7 @@ def render_dataset(
     config = TwinConfig(
         cameras=dict.fromkeys(cameras, (height, width)),
         segmentation=True,
+        depth=True,
         # wider than the task's spawn region: the segmenter must also see cubes the expert would not start from
         cube_distance=(0.14, 0.30),
         cube_bearing_deg=(-40.0, 40.0),
@@ -180,12 +196,23 @@ def render_dataset(
         for ep in tqdm(todo, desc="render episodes", unit="ep"):
             records = []
             episode_dr = dr if appearance == "randomised" else None
-            for cam, rgb, mask, grasp, step in render_episode(twin, ep, frames_per_episode, list(cameras), episode_dr):
+            frames = render_episode(twin, ep, frames_per_episode, list(cameras), episode_dr)
+            for cam, rgb, mask, disparity, grasp, step in frames:
                 name = f"ep{ep:06d}_{step:04d}_{cam}"
-                image_rel, mask_rel = f"images/{name}.png", f"masks/{name}.png"
+                image_rel, mask_rel, disparity_rel = f"images/{name}.png", f"masks/{name}.png", f"disparity/{name}.png"
                 index.write_png(image_rel, rgb)
                 index.write_png(mask_rel, mask)
-                records.append(FrameRecord(image=image_rel, mask=mask_rel, grasp=bool(grasp), episode=ep, camera=cam))
+                index.write_png(disparity_rel, disparity_png(disparity))
+                records.append(
+                    FrameRecord(
+                        image=image_rel,
+                        mask=mask_rel,
+                        grasp=bool(grasp),
+                        episode=ep,
+                        camera=cam,
+                        disparity=disparity_rel,
+                    )
+                )
             # The index names an episode only once all its files exist, so an interrupted run redoes it whole.
             index.add(records)
             index.save()

@@ -9,8 +9,9 @@ dotted flags overriding it.
 Writes to --output_dir: best/ (the best-val-mIoU model: config.json + model.safetensors, load with
 `load_segmenter`), last/ (the latest model plus train_state/, from which an interrupted run resumes),
 metrics.jsonl (one line per epoch, per-class IoU included), val_grid.png (image | ground truth | prediction for
-validation frames, from the best model), train_config.yaml (the parsed config of the latest start) and, with
---data.test_path or --data.test_fraction, test_metrics.json.
+validation frames, from the best model, with true and predicted disparity for a model with a depth head),
+train_config.yaml (the parsed config of the latest start) and, with --data.test_path or --data.test_fraction,
+test_metrics.json.
 
 Fine-tuning, e.g. the twin segmenter that ships with this package (`shipped.py`) on labelled frames of the real arm
 (docs/real-so101.md):
@@ -40,12 +41,13 @@ from so101_core.hub import model_card, push_folder
 from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 
+from .augment import BandFold, PhotometricAugment
 from .classes import NUM_CLASSES
 from .configs import EvalConfig, TrainConfig
-from .data import SegmentationDataset, build_transforms, load_index, stratified_split
+from .data import DISPARITY_OFFSET, SegmentationDataset, build_transforms, load_index, stratified_split
 from .dataset_index import DatasetIndex, FrameRecord
-from .metrics import confusion_matrix, make_loss, summarize
-from .model import EfficientViTFPN, SegmenterConfig, load_segmenter, save_segmenter
+from .metrics import confusion_matrix, disparity_error_255, disparity_loss, make_loss, minmax_255, summarize
+from .model import EfficientViTFPN, SegmenterConfig, load_checked_state, load_segmenter, save_segmenter
 from .shipped import ShippedSegmenterError, resolve_init_from
 from .viz import colorize, save_grid
 
@@ -56,15 +58,28 @@ STATE_NAME = "train_state"  # a so101_core.resume_state folder: optimizer, progr
 
 @torch.no_grad()
 def evaluate(model: EfficientViTFPN, loader: DataLoader, desc: str = "val") -> dict:
+    """Per-class IoU and mIoU; with a depth head and disparity targets, also `disparity_error_255`: the mean absolute
+    difference of predicted and true disparity, each min-max normalised to 0-255 per frame as SegDepth reads it,
+    over the frames with a target at every pixel."""
     model.eval()
     device = next(model.parameters()).device
-    confusion = None
-    for images, masks in tqdm(loader, desc=desc, leave=False, unit="batch"):
-        pred = model(images.to(device)).argmax(1).cpu()
-        c = confusion_matrix(pred, masks, model.num_classes)
+    confusion, errors = None, []
+    for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        images, masks = batch[0].to(device), batch[1]
+        if model.has_depth and len(batch) == 3:
+            logits, disparity = model.forward_with_disparity(images)
+            target = batch[2].to(device)
+            whole = (target > 0).flatten(1).all(dim=1)
+            if bool(whole.any()):
+                errors.append(disparity_error_255(disparity[whole], target[whole]).cpu())
+        else:
+            logits = model(images)
+        c = confusion_matrix(logits.argmax(1).cpu(), masks, model.num_classes)
         confusion = c if confusion is None else confusion + c
     summary = summarize(confusion)
     summary["confusion"] = confusion.tolist()
+    if errors:
+        summary["disparity_error_255"] = float(torch.cat(errors).mean())
     return summary
 
 
@@ -76,16 +91,39 @@ def write_val_grid(
     model.eval()
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
     rows = []
+    columns = ["image", "ground truth", "prediction"]
     for i in picks:
-        image, mask = dataset[int(i)]
-        pred = model(image[None].to(next(model.parameters()).device)).argmax(1)[0].cpu().numpy()
+        item = dataset[int(i)]
+        image, mask = item[0], item[1]
+        batch = image[None].to(next(model.parameters()).device)
         rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        rows.append([rgb, colorize(mask.numpy()), colorize(pred)])
+        if model.has_depth and len(item) == 3:
+            logits, disparity = model.forward_with_disparity(batch)
+            target = (item[2] - DISPARITY_OFFSET).clamp(min=0)[None]
+            row = [rgb, colorize(mask.numpy()), colorize(logits.argmax(1)[0].cpu().numpy())]
+            row += [_grey(minmax_255(target)), _grey(minmax_255(disparity.cpu()))]
+            columns = ["image", "ground truth", "prediction", "true disparity", "predicted"]
+        else:
+            row = [rgb, colorize(mask.numpy()), colorize(model(batch).argmax(1)[0].cpu().numpy())]
+        rows.append(row)
     scale = max(1, round(256 / max(rows[0][0].shape[:2])))
     h, w = rows[0][0].shape[:2]
     shown = f"{len(rows)} validation frames, {w}x{h}" + (f" shown {scale}x" if scale > 1 else "")
     title = f"{title}: {shown}" if title else shown
-    return save_grid(path, rows, scale=scale, columns=["image", "ground truth", "prediction"], title=title)
+    return save_grid(path, rows, scale=scale, columns=columns, title=title)
+
+
+def _grey(disparity_255: torch.Tensor) -> np.ndarray:
+    """(1, 1, H, W) 0-255 -> (H, W, 3) uint8."""
+    return np.repeat(disparity_255[0, 0].round().clamp(0, 255).to(torch.uint8).numpy()[..., None], 3, axis=-1)
+
+
+def selection_score(val: dict) -> float:
+    """What picks best/: the validation mIoU, or, on frames with no masks (a depth head distilled on unlabelled
+    frames), minus the disparity error (0-255) over 255."""
+    if not math.isnan(val["miou"]):
+        return val["miou"]
+    return -val.get("disparity_error_255", math.inf) / 255.0
 
 
 def epoch_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, start_epoch: int):
@@ -115,15 +153,29 @@ def _format_iou(summary: dict) -> str:
     return " ".join(f"{k}={v:.3f}" if v is not None else f"{k}=n/a" for k, v in summary["per_class_iou"].items())
 
 
-def _datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset]:
-    """The training and validation frames, split by episode."""
+def _datasets(cfg: TrainConfig, disparity: bool) -> tuple[SegmentationDataset, SegmentationDataset]:
+    """The training and validation frames, split by episode; with `disparity`, their disparity targets too."""
     data = cfg.data
     index = load_index(data.path)
-    records, _ = _hold_out_test(index.records, data.test_fraction)
+    # frames with neither a mask nor (for a depth head) a disparity target teach nothing
+    usable = [r for r in index.records if r.mask or (disparity and r.disparity)]
+    records, _ = _hold_out_test(usable, data.test_fraction)
+    if disparity and not any(r.disparity for r in records):
+        raise ValueError(
+            f"{index.path} lists no disparity targets, but the model has a depth head: render the frames with "
+            "so101-seg-render, or add a teacher's with so101-seg-disparity, or train without --model.depth_head"
+        )
     train_records, val_records = stratified_split(records, data.val_fraction, cfg.seed)
     size = (data.img_height, data.img_width)
-    train_ds = SegmentationDataset(index, train_records, build_transforms(*size, data.augment))
-    val_ds = SegmentationDataset(index, val_records, build_transforms(*size, "none"))
+    band = data.hue_band()
+    if data.augment == "robust":
+        photometric = PhotometricAugment(data.photometric, band)
+    else:
+        photometric = BandFold(band) if band is not None else None
+    train_ds = SegmentationDataset(
+        index, train_records, build_transforms(*size, data.augment), photometric=photometric, disparity=disparity
+    )
+    val_ds = SegmentationDataset(index, val_records, build_transforms(*size, "none"), disparity=disparity)
     log.info(
         "%s: %d train frames (%d grasp), %d val frames (%d grasp), %dx%d, augment=%s",
         data.path,
@@ -151,11 +203,27 @@ def _starting_model(cfg: TrainConfig, out: Path, resume: bool) -> EfficientViTFP
     if cfg.model.init_from is not None:
         start = resolve_init_from(cfg.model.init_from)
         log.info("starting from the segmenter in %s (fine-tuning)", start)
-        return load_segmenter(start, num_classes=NUM_CLASSES)
+        model = load_segmenter(start, num_classes=NUM_CLASSES)
+        if cfg.model.depth_head and not model.has_depth:
+            log.info("%s has no depth head: a new one is added, the rest starts from it", start)
+            grown = EfficientViTFPN(_with_depth_head(model.config))
+            state = {**grown.state_dict(), **model.state_dict()}
+            load_checked_state(grown, state, str(start), "its config.json with depth_head=true")
+            model = grown
+        return model
     try:
-        return EfficientViTFPN(SegmenterConfig(pretrained=cfg.model.pretrained))
+        config = SegmenterConfig(
+            pretrained=cfg.model.pretrained, depth_head=cfg.model.depth_head, fpn_channels=cfg.model.fpn_channels
+        )
+        return EfficientViTFPN(config)
     except Exception as e:  # the Hub is unreachable or the cache holds no weights
         raise RuntimeError(f"cannot load ImageNet weights for the backbone ({e}); pass --model.pretrained=false") from e
+
+
+def _with_depth_head(config: SegmenterConfig) -> SegmenterConfig:
+    data = config.to_dict()
+    data.pop("architecture")
+    return SegmenterConfig(**{**data, "depth_head": True, "pretrained": False})
 
 
 def _restore_rng(state: dict, generator: torch.Generator) -> None:
@@ -167,13 +235,20 @@ def _restore_rng(state: dict, generator: torch.Generator) -> None:
         generator.set_state(state["loader_rng"])
 
 
-def _train_epoch(model: EfficientViTFPN, loader: DataLoader, criterion, optimizer, desc: str) -> float:
-    """One pass over the training frames; the mean loss."""
+def _train_epoch(
+    model: EfficientViTFPN, loader: DataLoader, criterion, optimizer, desc: str, depth_weight: float = 1.0
+) -> float:
+    """One pass over the training frames; the mean loss (with a depth head: class loss + depth_weight x depth loss)."""
     model.train()
     total, batches = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, unit="batch")
-    for images, masks in bar:
-        loss = criterion(model(images), masks)
+    for batch in bar:
+        images, masks = batch[0], batch[1]
+        if model.has_depth and len(batch) == 3:
+            logits, disparity = model.forward_with_disparity(images)
+            loss = criterion(logits, masks) + depth_weight * disparity_loss(disparity, batch[2])
+        else:
+            loss = criterion(model(images), masks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -194,7 +269,7 @@ def _test(cfg: TrainConfig, best: EfficientViTFPN, out: Path) -> dict:
         records = _hold_out_test(test_index.records, data.test_fraction)[1]
         name = f"{data.path} (--data.test_fraction={data.test_fraction} held out)"
     transforms = build_transforms(data.img_height, data.img_width, "none")
-    test_ds = SegmentationDataset(test_index, records, transforms, cache=False)
+    test_ds = SegmentationDataset(test_index, records, transforms, cache=False, disparity=best.has_depth)
     test = evaluate(best, DataLoader(test_ds, batch_size=32), desc="test")
     test.update(dataset=name, frames=len(test_ds), checkpoint=str(out / "best"))
     write_text(out / "test_metrics.json", json.dumps(test, indent=2) + "\n")
@@ -213,16 +288,15 @@ def train(cfg: TrainConfig) -> dict:
     _seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train_ds, val_ds = _datasets(cfg)
-    size = (cfg.data.img_height, cfg.data.img_width)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader, val_loader = _loaders(cfg, train_ds, val_ds, generator)
-
     state_path = out / "last" / STATE_NAME
     resume = state_path.is_dir()
     model = _starting_model(cfg, out, resume)
     model.train()
-    criterion = make_loss(cfg.loss, model.num_classes)
+    train_ds, val_ds = _datasets(cfg, disparity=model.has_depth)
+    size = (cfg.data.img_height, cfg.data.img_width)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader, val_loader = _loaders(cfg, train_ds, val_ds, generator)
+    criterion = make_loss(cfg.loss, model.num_classes, cfg.class_weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, best_miou, stale, elapsed_before = 0, -math.inf, 0, 0.0
     if resume:
@@ -238,13 +312,15 @@ def train(cfg: TrainConfig) -> dict:
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
         lr = scheduler.get_last_lr()[0]
-        train_loss = _train_epoch(model, train_loader, criterion, optimizer, f"epoch {epoch + 1}/{cfg.epochs}")
+        desc = f"epoch {epoch + 1}/{cfg.epochs}"
+        train_loss = _train_epoch(model, train_loader, criterion, optimizer, desc, cfg.depth_loss_weight)
         scheduler.step()
         val = evaluate(model, val_loader)
         elapsed = elapsed_before + time.monotonic() - started
-        improved = val["miou"] > best_miou
+        score = selection_score(val)
+        improved = score > best_miou
         if improved:
-            best_miou, stale = val["miou"], 0
+            best_miou, stale = score, 0
             save_segmenter(model, out / "best", {"epoch": epoch, "val_miou": val["miou"], "img_size": list(size)})
         else:
             stale += 1
@@ -254,13 +330,15 @@ def train(cfg: TrainConfig) -> dict:
             "lr": lr,
             "val_miou": val["miou"],
             "val_per_class_iou": val["per_class_iou"],
+            **({"val_disparity_error_255": val["disparity_error_255"]} if "disparity_error_255" in val else {}),
             "elapsed_s": round(elapsed, 1),
         }
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        depth = f" | disparity error {val['disparity_error_255']:.1f}/255" if "disparity_error_255" in val else ""
         log.info(
-            "epoch %d/%d loss %.4f val mIoU %.4f%s | %s | %.0fs", epoch + 1, cfg.epochs, train_loss, val["miou"],
-            " (best)" if improved else "", _format_iou(val), elapsed,
+            "epoch %d/%d loss %.4f val mIoU %.4f%s | %s%s | %.0fs", epoch + 1, cfg.epochs, train_loss, val["miou"],
+            " (best)" if improved else "", _format_iou(val), depth, elapsed,
         )  # fmt: skip
         progress = {"epoch": epoch, "best_miou": best_miou, "stale": stale, "elapsed_s": elapsed}
         rng = capture_rng({"loader": generator})
@@ -311,13 +389,17 @@ def _finish(cfg: TrainConfig, out: Path, val_ds, best_miou: float, epochs_run: i
         test = _test(cfg, best, out)
         result["test_miou"] = test["miou"]
         result["test_per_class_iou"] = test["per_class_iou"]
+        if "disparity_error_255" in test:
+            result["test_disparity_error_255"] = test["disparity_error_255"]
     log.info("done: %s", json.dumps(result))
     return result
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: DatasetIndex, size: tuple[int, int], batch_size: int = 32):
     model = load_segmenter(checkpoint)
-    ds = SegmentationDataset(dataset, dataset.records, build_transforms(*size, "none"), cache=False)
+    ds = SegmentationDataset(
+        dataset, dataset.records, build_transforms(*size, "none"), cache=False, disparity=model.has_depth
+    )
     return evaluate(model, DataLoader(ds, batch_size=batch_size), desc="eval")
 
 

@@ -1,0 +1,149 @@
+"""`so101-seg-disparity`: a teacher's disparity as the depth head's target on frames that have none, so the head can
+be fine-tuned on a real arm's own frames with no labels: Depth Anything V2 (Small by default) runs once per frame,
+offline, and its relative disparity is stored beside the frame (`disparity/<name>.png`, dataset_index's layout).
+
+    so101-seg-disparity --images=data/own_frames --output_dir=data/own            # a folder of images, no masks
+    so101-seg-disparity --data_path=data/real_v0                                  # a labelled export: adds targets
+
+Then `so101-seg-train --data.path=... --model.init_from=<twin segmenter> --model.depth_head=true` distils it; frames
+without masks train only the depth head, labelled ones both heads. The teacher sees the whole frame at `input_size`
+on its shorter side (sides rounded to its patch size, as its image processor does), and its output is resized back.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from lerobot.configs import parser
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
+
+from so101_core.cli import prepare_command_line
+
+from .data import read_image
+from .dataset_index import DatasetIndex, FrameRecord, disparity_png
+
+log = logging.getLogger(__name__)
+DEPTH_ANYTHING_V2_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # Depth Anything's image processor's statistics
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DisparityConfig:
+    # a folder of images (png, jpg) without masks: an index.json listing them with their targets is written to
+    # output_dir; give this or data_path
+    images: Path | None = None
+    # an existing dataset folder (index.json): targets are added to its frames that have none
+    data_path: Path | None = None
+    # where index.json and disparity/ go with --images (default: the images folder's parent)
+    output_dir: Path | None = None
+    # the teacher: a Hub id or a local folder of a transformers DepthAnythingForDepthEstimation
+    depth_model: str = DEPTH_ANYTHING_V2_SMALL
+    # the teacher's input, shorter side in pixels (rounded to a multiple of its patch size)
+    input_size: int = 196
+    batch_size: int = 8
+    # torch device; null: CUDA when present, else CPU
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.images is None) == (self.data_path is None):
+            raise ValueError("give one of --images (a folder of frames) and --data_path (a dataset with index.json)")
+        if self.images is not None and not Path(self.images).is_dir():
+            raise FileNotFoundError(f"--images={self.images} is not a folder")
+        if self.input_size < 14 or self.batch_size < 1:
+            raise ValueError(
+                f"--input_size must be >= 14 and --batch_size >= 1, got {self.input_size}, {self.batch_size}"
+            )
+
+
+def load_teacher(name: str, device: str) -> torch.nn.Module:
+    from transformers import DepthAnythingForDepthEstimation
+
+    try:
+        model = DepthAnythingForDepthEstimation.from_pretrained(name)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"--depth_model={name}: no Depth Anything model there (a local folder of a transformers "
+            f"DepthAnythingForDepthEstimation, or a Hub id while online: `hf download {DEPTH_ANYTHING_V2_SMALL} "
+            f"--local-dir FOLDER`) ({e})"
+        ) from None
+    return model.to(device).eval().requires_grad_(False)
+
+
+def teacher_size(height: int, width: int, input_size: int, patch: int) -> tuple[int, int]:
+    scale = input_size / min(height, width)
+    return tuple(max(patch, round(side * scale / patch) * patch) for side in (height, width))
+
+
+@torch.no_grad()
+def teacher_disparity(model: torch.nn.Module, images: list[np.ndarray], input_size: int, device: str) -> list:
+    """(H, W, 3) uint8 frames of one size -> their relative disparity (H, W) float64, larger is nearer."""
+    height, width = images[0].shape[:2]
+    size = teacher_size(height, width, input_size, model.config.patch_size)
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0)
+    batch = TF.resize(batch, list(size), InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    pixels = TF.normalize(batch, list(IMAGENET_MEAN), list(IMAGENET_STD)).to(device)
+    disparity = model(pixel_values=pixels).predicted_depth[:, None].float().cpu()
+    disparity = TF.resize(disparity, [height, width], InterpolationMode.BILINEAR, antialias=True)
+    return [d[0].double().numpy() for d in disparity]
+
+
+def add_disparity(cfg: DisparityConfig) -> DatasetIndex:
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.images is not None:
+        root = Path(cfg.output_dir or Path(cfg.images).parent)
+        index = DatasetIndex.open_or_create(root)
+        listed = {r.image for r in index.records}
+        for path in sorted(p for p in Path(cfg.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            relative = str(Path(path).resolve().relative_to(root.resolve(), walk_up=True))
+            if relative not in listed:
+                index.add([FrameRecord(image=relative, mask="")])
+        if not index.records:
+            raise FileNotFoundError(f"--images={cfg.images} holds no {'/'.join(IMAGE_SUFFIXES)} files")
+    else:
+        index = DatasetIndex.load(cfg.data_path)
+    todo = [r for r in index.records if not r.disparity]
+    log.info("%s: %d of %d frames need a teacher's disparity", index.root, len(todo), len(index.records))
+    model = load_teacher(cfg.depth_model, device) if todo else None
+    by_size: dict[tuple[int, ...], list[tuple[FrameRecord, np.ndarray]]] = {}
+    for record in todo:
+        image = read_image(index.root / record.image)
+        by_size.setdefault(image.shape, []).append((record, image))
+    bar = tqdm(total=len(todo), desc="teacher disparity", unit="frame")
+    for group in by_size.values():
+        for start in range(0, len(group), cfg.batch_size):
+            chunk = group[start : start + cfg.batch_size]
+            for (record, _), disparity in zip(
+                chunk, teacher_disparity(model, [im for _, im in chunk], cfg.input_size, device), strict=True
+            ):
+                relative = f"disparity/{Path(record.image).stem}.png"
+                index.write_png(relative, disparity_png(disparity))
+                record.disparity = relative
+            index.save()  # after every batch: an interrupted run keeps what it made
+            bar.update(len(chunk))
+    bar.close()
+    index.save()
+    return index
+
+
+@parser.wrap()
+def disparity_cli(cfg: DisparityConfig) -> DatasetIndex:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    index = add_disparity(cfg)
+    log.info("%s: %d frames with a disparity target", index.path, sum(bool(r.disparity) for r in index.records))
+    return index
+
+
+def main() -> None:
+    """so101-seg-disparity: a teacher's (Depth Anything V2's) disparity as the depth head's target."""
+    prepare_command_line()
+    disparity_cli()
+
+
+if __name__ == "__main__":
+    main()
