@@ -28,9 +28,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "uv>=0.5" 2>/dev/null
 # torch<2.12 is LeRobot 0.6.1's own bound; PyPI's build runs on the CPU here. The smolvla and timm-dep extras pin
-# the transformers/timm versions LeRobot itself is tested with (SegVLA, the segmenter, Depth Anything V2).
+# the transformers/timm versions LeRobot itself is tested with (SegVLA, the segmenter, Depth Anything V2);
+# core-scripts and kinematics bring what the real arm's commands need beyond that: rerun (--display_data=true, the
+# camera aid's viewer), pynput (the record and rollout keys) and placo (lerobot-find-joint-limits).
 .venv/bin/uv pip install --python .venv/bin/python -q \
-  "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep,diffusion]>=0.6.1,<0.7" pycocotools \
+  "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep,diffusion,core-scripts,kinematics]>=0.6.1,<0.7" pycocotools \
   -e ./so101_core -e ./lerobot_env_so101_twin -e './so101_semantic_processors[vlm]' -e ./so101_segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e './lerobot_policy_hlrp[cluster]' \
   -r requirements-dev.txt
 # Bytecode for everything installed: with PYTHONDONTWRITEBYTECODE set (as on some CI images and this project's

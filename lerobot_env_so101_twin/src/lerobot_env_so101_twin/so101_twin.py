@@ -70,6 +70,7 @@ class SO101Twin(Robot):
         self.scene_version = 0  # bumped at every scene reset, so teleoperators can restart their script
         self._handler: _EpisodeAnnouncementHandler | None = None
         self.last_clip_report = None
+        self.actions_sent = 0  # since connect(): with the fps, what a dry run's log reports at the end
 
     @cached_property
     def cameras(self) -> dict[str, tuple[int, int]]:
@@ -127,6 +128,7 @@ class SO101Twin(Robot):
             seed=cfg.seed,
         )
         self._noise = ActuationNoise(cfg.action_noise_std, cfg.action_noise_tau_s, cfg.fps, cfg.seed)
+        self.actions_sent = 0
         with _active_lock:
             if cfg.id in _active:
                 self.twin.close()
@@ -186,6 +188,7 @@ class SO101Twin(Robot):
                 {k: {"requested": round(r, 2), "sent": round(s, 2)} for k, (r, s) in report.clipped.items()},
             )
         self.last_clip_report = report
+        self.actions_sent += 1
         self.twin.step()
         return dict(zip(MOTOR_KEYS, report.sent.tolist(), strict=True))
 
@@ -199,4 +202,10 @@ class SO101Twin(Robot):
             _active.pop(self.config.id, None)
         self.twin.close()
         self.twin = None
-        logger.info("%s disconnected", self)
+        # A dry run's summary: how many actions, the simulated time they took and the cap they ran under, so a run
+        # whose rate or max_relative_target differs from the follower command's shows it at the end.
+        cfg = self.config
+        logger.info(
+            "%s disconnected after %d actions (%.1f s simulated at %d fps, max_relative_target=%s)",
+            self, self.actions_sent, self.actions_sent / cfg.fps, cfg.fps, cfg.max_relative_target,
+        )  # fmt: skip
