@@ -103,6 +103,8 @@ def test_every_arm_config_trains_on_the_shifted_recording():
         ("act", ["front", "wrist"]),
         ("segdepth", ["wrist_depth", "wrist_segmentation"]),
         ("segdepth_rgb", ["wrist", "wrist_depth"]),
+        ("segdepth_seg", ["wrist", "wrist_depth"]),
+        ("segdepth_rgbonly", ["wrist"]),
     ],
 )
 def test_each_arm_trains_on_a_copy_with_only_the_cameras_it_reads(robust_twin, tmp_path, monkeypatch, arm, keep):
@@ -121,3 +123,29 @@ def test_each_arm_trains_on_a_copy_with_only_the_cameras_it_reads(robust_twin, t
     copy = recording.parent / ("so101_twin_liftcube_shifted_train_" + "_".join(keep))
     assert f"--output_dir={copy}" in args and f"--dataset.root={recording}" in args
     assert flags == ["--dataset.repo_id=local/so101_twin_liftcube_shifted_train", f"--dataset.root={copy}"]
+
+
+def test_each_segmenter_is_trained_only_for_the_arms_that_read_it(robust_twin, tmp_path):
+    cfg = robust_twin.RobustTwinConfig(output_dir=tmp_path)
+    old, robust = str(cfg.segmenter_dir / "run" / "best"), str(cfg.perception_dir / "run" / "best")
+    assert robust_twin.segmenter_paths(cfg, ["segdepth_seg", "segdepth_rgbonly"]) == {robust}
+    assert robust_twin.segmenter_paths(cfg, ["segvla", "segdepth_rgb"]) == {old}
+    assert robust_twin.segmenter_paths(cfg, ["segdepth", "smolvla", "act"]) == set()
+
+
+def test_the_perception_table_is_reprinted_from_the_archive(robust_twin, tmp_path, monkeypatch, capsys):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    per_class = {"background": 0.9, "table": 0.95, "cube": 0.875, "static_finger": 0.8, "moving_finger": 0.7}
+    metrics = {"miou": 0.845, "per_class_iou": {"unlabeled": None, **per_class}, "disparity_error_255": 12.34}
+    (archive / "perception_test_unseen.json").write_text(json.dumps(metrics))
+    (archive / "segdepth_rgbonly_s1_train_wall_s.json").write_text(json.dumps({"seconds": 600.0}))
+    for look in LOOKS:
+        info = eval_info([1] * 9 + [0] * 11)
+        (archive / f"segdepth_rgbonly_s1_{look}_seed1000_20.json").write_text(json.dumps(info))
+    monkeypatch.setattr("sys.argv", ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={tmp_path / 'out'}",
+                                     "--arms=[segdepth_rgbonly]", "--seeds=[1]"])  # fmt: skip
+    robust_twin.main()
+    printed = capsys.readouterr().out
+    assert "| test_unseen | 0.900 | 0.950 | 0.875 | 0.800 | 0.700 | 0.845 | 12.3 |" in printed
+    assert "| segdepth_rgbonly | unseen | 9/20 | 9/20 = 45% [26, 66] | 10.0 |" in printed
