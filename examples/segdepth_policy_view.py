@@ -42,6 +42,8 @@ class PolicyViewConfig:
     height: int = 120
     # the cameras' image width, as in the recording
     width: int = 160
+    # the twin's look: none, shifted or unseen (--env.appearance)
+    appearance: str = "none"
 
     def __post_init__(self) -> None:
         if self.policy.path is None or self.output_dir is None:
@@ -77,8 +79,10 @@ def policy_view(cfg: PolicyViewConfig) -> bool:
         render_cameras=("front", cam),
         camera_height=cfg.height,
         camera_width=cfg.width,
-        depth=True,
-        segmentation=True,
+        # only what the checkpoint's source reads: from RGB, the twin's ground truth is not rendered at all
+        depth=policy.config.source in ("ground_truth", "segmenter"),
+        segmentation=policy.config.source == "ground_truth",
+        appearance=cfg.appearance,
     )
     obs, info = env.reset(seed=cfg.seed)
     policy.reset()
@@ -113,7 +117,7 @@ def policy_view(cfg: PolicyViewConfig) -> bool:
     for i in range(len(rows)):
         draw.text((4, 4 + 168 * i), f"t-{len(rows) - 1 - i}: ids | disparity", fill=(255, 255, 0))
     grid.save(cfg.output_dir / "policy_channels.png")
-    print(f"seed {cfg.seed}: {'success' if success else 'no success'} after {len(frames)} steps")
+    print(f"seed {cfg.seed} ({cfg.appearance}): {'success' if success else 'no success'} after {len(frames)} steps")
     print(f"wrote {video} and {cfg.output_dir / 'policy_channels.png'}")
     return success
 

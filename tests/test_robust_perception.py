@@ -192,6 +192,14 @@ def test_segdepth_source_segmenter_depth_reads_rgb_alone(tmp_path):
     bad = SegDepthConfig(source="segmenter_depth", segmenter_path=str(headless), input_features=features)
     with pytest.raises(ValueError, match=rf"{headless} has no depth head"):
         segdepth_observation_steps(bad)
+    # a folder of the wrong kind: Depth Anything's, named with what was expected, before any step is built
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_perception import save_tiny_depth_anything
+
+    teacher = save_tiny_depth_anything(tmp_path / "depth_anything")
+    wrong = SegDepthConfig(source="segmenter_depth", segmenter_path=str(teacher), input_features=features)
+    with pytest.raises(ValueError, match=rf"{teacher}/config.json: a transformers 'depth_anything' model, not a"):
+        segdepth_observation_steps(wrong)
 
 
 def _render(folder: Path, episodes: int = 2, **kwargs):

@@ -54,6 +54,11 @@ class SegmenterConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> SegmenterConfig:
+        if "architecture" not in data and "model_type" in data:
+            raise ValueError(
+                f"{source}: a transformers {data['model_type']!r} model, not a segmenter; expected a folder written "
+                f"by so101-seg-train (config.json with architecture {ARCHITECTURE!r} + model.safetensors)"
+            )
         arch = data.get("architecture", ARCHITECTURE)
         if arch != ARCHITECTURE:
             raise ValueError(f"{source}: architecture is {arch!r}, expected {ARCHITECTURE!r}")
