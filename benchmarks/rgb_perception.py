@@ -80,13 +80,15 @@ class RGBPerceptionConfig:
     repeats: int = 20
     # a trained so101-seg-train checkpoint with a depth head; null: random weights of the same architecture
     segmenter_path: Path | None = None
-    # the frames: the comparison recording's wrist camera
+    # the frames' height: the comparison recording's wrist camera
     height: int = 96
+    # the frames' width
     width: int = 128
     # source=segmenter_depth's segmenter input side (the 96x96 centre square at its own scale)
     segmenter_input_size: int = 96
-    # source=models' sides: segdepth's defaults
+    # source=models' segmenter input side: segdepth's default
     models_segmenter_input_size: int = 168
+    # Depth Anything's input side (a multiple of 14): segdepth's default
     depth_input_size: int = 196
 
 

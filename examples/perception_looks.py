@@ -32,11 +32,15 @@ class PerceptionLooksConfig:
     segmenter_path: Path | None = None
     # holds test_<look>/ folders rendered by so101-seg-render --appearance=<look>
     data_dir: Path = Path("outputs/perception")
+    # the looks drawn, one block of rows each, top to bottom
     looks: list[str] = field(default_factory=lambda: ["none", "shifted", "unseen"])
+    # rows per look, spread over the look's frames
     frames_per_look: int = 3
+    # the camera whose frames are drawn (SegDepth's is the wrist)
     camera: str = "wrist"
     # the segmenter's input side (SegDepth's segmenter_input_size)
     input_size: int = 96
+    # the PNG written
     output_path: Path = Path("docs/images/perception_looks.png")
 
     def __post_init__(self):

@@ -83,9 +83,10 @@ class RobustTwinConfig:
     segmenter_config: Path = Path("configs/segmenter_twin.yaml")
     # where the segmenter's renders, run (run/best) and evaluations go
     segmenter_dir: Path = Path("outputs/robust_twin/segmenter")
-    # so101-seg-train's config of the robust segmenter with a depth head (the arms whose segmenter_path is under
-    # perception_dir read it), and where its renders, run and evaluations go
+    # so101-seg-train's config of the robust segmenter with a depth head, which the arms whose segmenter_path is
+    # under perception_dir read
     perception_config: Path = Path("configs/segmenter_robust.yaml")
+    # where the robust segmenter's renders, run (run/best) and evaluations go
     perception_dir: Path = Path("outputs/perception")
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2

@@ -28,24 +28,34 @@ def _uniform(low: float, high: float, generator: torch.Generator | None = None) 
 
 @dataclass
 class PhotometricConfig:
-    # chance a frame's class regions get new hues; of those, the share where every class gets the same hue
+    # chance a frame's class regions get new hues
     recolour_prob: float = 0.5
+    # of the recoloured frames, the share where every class gets the same hue (a one-hue scene)
     same_hue_prob: float = 0.5
     # each recoloured region's brightness scaled by a factor in this range (reorders which class is brighter)
     region_value: tuple[float, float] = (0.55, 1.3)
+    # chance a frame is made grey
     grayscale_prob: float = 0.15
+    # brightness factor range (torchvision's adjust_brightness)
     brightness: tuple[float, float] = (0.6, 1.4)
+    # contrast factor range (adjust_contrast)
     contrast: tuple[float, float] = (0.6, 1.4)
+    # gamma range (adjust_gamma)
     gamma: tuple[float, float] = (0.6, 1.6)
-    # a colour cast: each channel scaled by a factor in this range
+    # chance of a colour cast: each channel scaled by a factor in channel_gain
     cast_prob: float = 0.5
+    # the cast's per-channel factor range
     channel_gain: tuple[float, float] = (0.7, 1.3)
+    # chance of a Gaussian blur (sigma 0.3-1.2 pixels)
     blur_prob: float = 0.3
+    # sensor noise: a standard deviation drawn from this range, on the 0-1 scale
     noise_std: tuple[float, float] = (0.0, 0.04)
     # patches of random colour or noise; their pixels are ignored by the losses (mask set to unlabeled)
     erase_prob: float = 0.5
+    # at most this many patches per frame
     erase_max_patches: int = 3
-    erase_side: tuple[float, float] = (0.08, 0.3)  # of the frame's shorter side
+    # a patch's sides, as shares of the frame's shorter side
+    erase_side: tuple[float, float] = (0.08, 0.3)
 
     def validate(self) -> None:
         for name in ("recolour_prob", "same_hue_prob", "grayscale_prob", "cast_prob", "blur_prob", "erase_prob"):

@@ -46,6 +46,7 @@ class DisparityConfig:
     depth_model: str = DEPTH_ANYTHING_V2_SMALL
     # the teacher's input, shorter side in pixels (rounded to a multiple of its patch size)
     input_size: int = 196
+    # frames per teacher forward pass
     batch_size: int = 8
     # torch device; null: CUDA when present, else CPU
     device: str | None = None
