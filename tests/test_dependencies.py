@@ -326,6 +326,32 @@ print(PreTrainedConfig.get_choice_class({POLICIES[dist]!r}).__module__, simulato
         assert "needs submitit" in submit.stderr and '"lerobot_policy_hlrp[cluster]"' in submit.stderr, submit.stderr
 
 
+@pytest.mark.slow  # ~1 min: a fresh venv with segdepth and the twin from the wheels, then the command's --help
+def test_the_camera_aid_installs_from_the_wheels_beside_a_policy(wheels, tmp_path):
+    """docs/real-so101.md's third line on the arm's computer, after the policy's: `so101-camera-align` is installed
+    and answers --help (uv's offline equivalent, as above; the shipped segmenter comes with the policy and checks out).
+    """
+    local = _local_distributions()
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    pins = {_norm(d.metadata["Name"]): d.version for d in importlib.metadata.distributions() if d.metadata["Name"]}
+    constraints = tmp_path / "pins.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items()) if n not in local))
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    cmd = [uv, "pip", "install", "--offline", "--python", str(venv / "bin" / "python"), "--find-links", str(wheels),
+           "-c", str(constraints)]  # fmt: skip
+    for line in (["lerobot_policy_segdepth"], ["lerobot_env_so101_twin"]):
+        run = subprocess.run([*cmd, *line], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+    aid = subprocess.run([str(venv / "bin" / "so101-camera-align"), "--help"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)  # fmt: skip
+    assert aid.returncode == 0 and "--twin_camera" in aid.stdout, (aid.stdout + aid.stderr)[-3000:]
+    check = "from so101_segmenter.shipped import verify; print(verify()['version'])"
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", check], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip(), run.stderr[-3000:]
+
+
 def _wheel_contents(wheel: Path) -> dict[str, object]:
     """What a wheel installs: its files (dist-info aside), requirements, extras and console scripts."""
     import email
@@ -496,10 +522,13 @@ def test_the_extras_check_sees_a_spelling_old_pips_ignore():
 
 
 def test_the_pages_show_the_arm_install_lines():
-    """The lines the check below resolves are there: a policy from dist/, LeRobot with the arm's extras."""
+    """The lines the check below resolves are there: a policy from dist/, LeRobot with the arm's extras, the camera
+    aid from dist/, and PyTorch's CPU build from PyTorch's index."""
     lines = [" ".join(words) for _, words in shown_pip_installs()]
     assert "--find-links dist lerobot_policy_segdepth" in lines, lines
     assert any(line.startswith("lerobot[") and "core-scripts" in line for line in lines), lines
+    assert "--find-links dist lerobot_env_so101_twin" in lines, lines
+    assert any("download.pytorch.org/whl/cpu" in line and line.startswith("torch") for line in lines), lines
 
 
 def distinct_pip_installs() -> list[tuple[str, list[str]]]:
@@ -530,5 +559,7 @@ def test_a_documented_install_line_resolves_as_written(wheels, stub_index, fresh
     names = {_norm(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
     if any(Requirement(w).name == "lerobot" for w in words if not w.startswith("-") and "/" not in w):
         assert names >= ARM_NEEDS, f"{where}: the install lacks {sorted(ARM_NEEDS - names)}"
-    if "--find-links" in words:  # a policy from dist/: with the workspace packages it needs, none of the twin
+    if "lerobot_env_so101_twin" in words:  # the camera aid: the twin, with what it renders with
+        assert names >= SIMULATOR and "so101-core" in names, sorted(names)
+    elif "--find-links" in words:  # a policy from dist/: with the workspace packages it needs, none of the twin
         assert {"so101-core", "so101-semantic-processors"} <= names and not names & SIMULATOR, sorted(names)
