@@ -196,6 +196,8 @@ class EvalConfig:
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     # write the metrics JSON here
     output: Path | None = None
+    # score only the frames of this camera (e.g. wrist, SegDepth's); null: every frame
+    camera: str | None = None
 
     def __post_init__(self) -> None:
         if self.segmenter_path is None:

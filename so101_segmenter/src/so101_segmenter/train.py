@@ -395,11 +395,19 @@ def _finish(cfg: TrainConfig, out: Path, val_ds, best_miou: float, epochs_run: i
     return result
 
 
-def evaluate_checkpoint(checkpoint: str | Path, dataset: DatasetIndex, size: tuple[int, int], batch_size: int = 32):
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    dataset: DatasetIndex,
+    size: tuple[int, int],
+    batch_size: int = 32,
+    camera: str | None = None,
+):
     model = load_segmenter(checkpoint)
-    ds = SegmentationDataset(
-        dataset, dataset.records, build_transforms(*size, "none"), cache=False, disparity=model.has_depth
-    )
+    records = [r for r in dataset.records if camera is None or r.camera == camera]
+    if not records:
+        cameras = sorted({str(r.camera) for r in dataset.records})
+        raise ValueError(f"{dataset.path} has no frames of camera {camera!r}; its cameras are {cameras}")
+    ds = SegmentationDataset(dataset, records, build_transforms(*size, "none"), cache=False, disparity=model.has_depth)
     return evaluate(model, DataLoader(ds, batch_size=batch_size), desc="eval")
 
 
@@ -445,7 +453,8 @@ def eval_cli(cfg: EvalConfig) -> dict:
     """Per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder; printed, and written to --output."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     data = cfg.data
-    result = evaluate_checkpoint(cfg.segmenter_path, load_index(data.path), (data.img_height, data.img_width))
+    size = (data.img_height, data.img_width)
+    result = evaluate_checkpoint(cfg.segmenter_path, load_index(data.path), size, camera=cfg.camera)
     result.pop("confusion")
     print(json.dumps(result, indent=2))
     if cfg.output is not None:
