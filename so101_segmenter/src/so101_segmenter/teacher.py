@@ -54,8 +54,6 @@ class DisparityConfig:
     def __post_init__(self) -> None:
         if (self.images is None) == (self.data_path is None):
             raise ValueError("give one of --images (a folder of frames) and --data_path (a dataset with index.json)")
-        if self.images is not None and not Path(self.images).is_dir():
-            raise FileNotFoundError(f"--images={self.images} is not a folder")
         if self.input_size < 14 or self.batch_size < 1:
             raise ValueError(
                 f"--input_size must be >= 14 and --batch_size >= 1, got {self.input_size}, {self.batch_size}"
@@ -97,6 +95,8 @@ def teacher_disparity(model: torch.nn.Module, images: list[np.ndarray], input_si
 def add_disparity(cfg: DisparityConfig) -> DatasetIndex:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.images is not None:
+        if not Path(cfg.images).is_dir():
+            raise FileNotFoundError(f"--images={cfg.images} is not a folder")
         root = Path(cfg.output_dir or Path(cfg.images).parent)
         index = DatasetIndex.open_or_create(root)
         listed = {r.image for r in index.records}
