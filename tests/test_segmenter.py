@@ -490,7 +490,7 @@ def test_train_config_file_flag_overrides_and_clear_errors():
     assert (override.batch_size, override.optim.min_lr, override.data.img_height) == (16, 1e-6, 84)  # from the file
 
     for flag, message in [
-        ("--data.augment=flip", "--data.augment must be one of full, flips, none, got 'flip'"),
+        ("--data.augment=flip", "--data.augment must be one of full, flips, none, robust, got 'flip'"),
         ("--optim.lr=fast", "Couldn't parse 'fast' into a float"),
         ("--epochs=0", "--epochs must be > 0, got 0"),
         ("--data.val_fraction=1.5", "--data.val_fraction must be in (0, 1), got 1.5"),
@@ -504,7 +504,7 @@ def test_train_config_file_flag_overrides_and_clear_errors():
     with pytest.raises(Exception) as error:
         draccus.parse(EvalConfig, args=["--data.path=data"])
     assert "--segmenter_path is required" in _error_chain(error.value)
-    with pytest.raises(ValueError, match="--loss must be one of iou, ce, got 'dice'"):
+    with pytest.raises(ValueError, match=r"--loss must be one of iou, ce, iou\+ce, got 'dice'"):
         TrainConfig(data=DataConfig(path=Path("data")), loss="dice")  # also when built in Python
 
 

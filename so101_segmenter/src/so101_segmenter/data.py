@@ -24,7 +24,7 @@ from .augment import PhotometricAugment
 from .classes import NUM_CLASSES, UNLABELED
 from .dataset_index import DISPARITY_MAX, DatasetIndex, FrameRecord
 
-AUGMENTATIONS = ("robust", "full", "flips", "none")
+AUGMENTATIONS = ("full", "flips", "none", "robust")
 DISPARITY_OFFSET = 1.0  # stored disparity in [0, 1] is yielded as [1, 2]; 0 means no target
 
 
