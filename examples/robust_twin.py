@@ -135,96 +135,77 @@ def segmenter_paths(cfg: RobustTwinConfig, arms: list[str]) -> set[str]:
     return paths
 
 
+def trained_segmenter(cfg: RobustTwinConfig, name: str, data: Path, config: Path, renders: dict, tests: dict) -> dict:
+    """Render `renders` (folder: so101-seg-render's flags) into `data`, train `config` on sim_train (tested on
+    sim_test) into data/run, and score run/best on each of `tests` (key: folder); the scores, archived as
+    <name>_<key>.json. Every step is skipped when done and resumes when interrupted."""
+    for folder, args in renders.items():  # a finished render returns at once; a partial one resumes
+        render = [str(VENV_BIN / "so101-seg-render"), f"--output_dir={data / folder}", *args]
+        render += ["--height=96", "--width=128", "--cameras=[front,wrist]"]  # as the recording
+        run_logged(render, cfg.output_dir / "logs" / f"{name}_{folder}.log", f"{name} frames ({folder})")
+    run = data / "run"
+    if not (run / "test_metrics.json").is_file():  # written last; an interrupted run resumes
+        train = [
+            str(VENV_BIN / "so101-seg-train"),
+            f"--config_path={config}",
+            f"--data.path={data / 'sim_train'}",
+            f"--data.test_path={data / 'sim_test'}",
+            f"--output_dir={run}",
+        ]
+        run_logged(train, cfg.output_dir / "logs" / f"{name}_train.log", f"{name} training")
+    metrics = {}
+    for key, folder in tests.items():
+        out = data / f"eval_{key}.json"
+        if not out.is_file():
+            evaluate = [
+                str(VENV_BIN / "so101-seg-eval"),
+                f"--checkpoint={run / 'best'}",
+                f"--data.path={data / folder}",
+                "--data.img_height=96",
+                "--data.img_width=128",
+                f"--output={out}",
+            ]
+            run_logged(evaluate, cfg.output_dir / "logs" / f"{name}_eval_{key}.log", f"{name} on {key}")
+        archive(cfg, out, f"{name}_{key}.json")
+        metrics[key] = json.loads(out.read_text())
+    return metrics
+
+
+def look_renders(cfg: RobustTwinConfig) -> dict:
+    """The test frames of each look: 60 episodes x 4 steps, seeds 200000-200059."""
+    return {
+        f"test_{level}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={level}"]
+        for level in cfg.appearances
+    }
+
+
 def perception_stage(cfg: RobustTwinConfig) -> dict:
     """The robust segmenter with its depth head, trained on randomised renders; per look (the reported frames and the
     tuning ones) its mIoU, per-class IoU and disparity error."""
-    data = cfg.perception_dir
-    renders = {  # name: so101-seg-render's flags (96x128, both cameras, as the recording)
+    renders = {
         "sim_train": ["--episodes=1000", "--frames_per_episode=8", "--seed=0"],
         "sim_test": ["--episodes=60", "--frames_per_episode=4", "--seed=100000"],
-        **{
-            f"test_{level}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={level}"]
-            for level in cfg.appearances
-        },
+        **look_renders(cfg),
         **{  # the frames the recipe was chosen on; the reported figures never use these seeds
             f"tune_{level}": ["--episodes=40", "--frames_per_episode=4", "--seed=300000", f"--appearance={level}"]
             for level in ("shifted", "unseen")
         },
     }
-    for name, args in renders.items():  # a finished render returns at once; a partial one resumes
-        render = [str(VENV_BIN / "so101-seg-render"), f"--output_dir={data / name}", *args]
-        render += ["--height=96", "--width=128", "--cameras=[front,wrist]"]
-        run_logged(render, cfg.output_dir / "logs" / f"perception_{name}.log", f"perception frames ({name})")
-    run = data / "run"
-    if not (run / "test_metrics.json").is_file():  # written last; an interrupted run resumes
-        train = [
-            str(VENV_BIN / "so101-seg-train"),
-            f"--config_path={cfg.perception_config}",
-            f"--data.path={data / 'sim_train'}",
-            f"--data.test_path={data / 'sim_test'}",
-            f"--output_dir={run}",
-        ]
-        run_logged(train, cfg.output_dir / "logs" / "perception_train.log", "perception training")
-    metrics = {}
-    for name in ["sim_test", *(f"test_{level}" for level in cfg.appearances), "tune_shifted", "tune_unseen"]:
-        out = data / f"eval_{name}.json"
-        if not out.is_file():
-            evaluate = [
-                str(VENV_BIN / "so101-seg-eval"),
-                f"--checkpoint={run / 'best'}",
-                f"--data.path={data / name}",
-                "--data.img_height=96",
-                "--data.img_width=128",
-                f"--output={out}",
-            ]
-            run_logged(evaluate, cfg.output_dir / "logs" / f"perception_eval_{name}.log", f"perception on {name}")
-        archive(cfg, out, f"perception_{name}.json")
-        metrics[name] = json.loads(out.read_text())
-    return metrics
+    tests = [name for name in renders if name != "sim_train"]
+    return trained_segmenter(
+        cfg, "perception", cfg.perception_dir, cfg.perception_config, renders, {t: t for t in tests}
+    )
 
 
 def segmenter_stage(cfg: RobustTwinConfig) -> dict:
     """The segmenter the segmenter-cue arms read, trained on randomised renders; its mIoU on each look."""
-    data = cfg.segmenter_dir
-    renders = {  # name: so101-seg-render's flags (96x128, both cameras, as the recording)
+    renders = {
         "sim_train": ["--episodes=400", "--frames_per_episode=4", "--seed=0"],
         "sim_test": ["--episodes=60", "--frames_per_episode=4", "--seed=100000"],
-        **{
-            f"test_{level}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={level}"]
-            for level in cfg.appearances
-        },
+        **look_renders(cfg),
     }
-    for name, args in renders.items():  # a finished render returns at once; a partial one resumes
-        render = [str(VENV_BIN / "so101-seg-render"), f"--output_dir={data / name}", *args]
-        render += ["--height=96", "--width=128", "--cameras=[front,wrist]"]
-        run_logged(render, cfg.output_dir / "logs" / f"segmenter_{name}.log", f"segmenter frames ({name})")
-    run = data / "run"
-    if not (run / "test_metrics.json").is_file():  # written last; an interrupted run resumes
-        train = [
-            str(VENV_BIN / "so101-seg-train"),
-            f"--config_path={cfg.segmenter_config}",
-            f"--data.path={data / 'sim_train'}",
-            f"--data.test_path={data / 'sim_test'}",
-            f"--output_dir={run}",
-        ]
-        run_logged(train, cfg.output_dir / "logs" / "segmenter_train.log", "segmenter training")
-    metrics = {}
-    for level in ["randomised", *cfg.appearances]:
-        test = data / ("sim_test" if level == "randomised" else f"test_{level}")
-        out = data / f"eval_{level}.json"
-        if not out.is_file():
-            evaluate = [
-                str(VENV_BIN / "so101-seg-eval"),
-                f"--checkpoint={run / 'best'}",
-                f"--data.path={test}",
-                "--data.img_height=96",
-                "--data.img_width=128",
-                f"--output={out}",
-            ]
-            run_logged(evaluate, cfg.output_dir / "logs" / f"segmenter_eval_{level}.log", f"segmenter on {level}")
-        archive(cfg, out, f"segmenter_{level}.json")
-        metrics[level] = json.loads(out.read_text())
-    return metrics
+    tests = {"randomised": "sim_test", **{level: f"test_{level}" for level in cfg.appearances}}
+    return trained_segmenter(cfg, "segmenter", cfg.segmenter_dir, cfg.segmenter_config, renders, tests)
 
 
 def train_stage(cfg: RobustTwinConfig, arm: str, seed: int, recording_root: Path) -> Path:

@@ -64,10 +64,11 @@ CONFIGS = {
     "segvla_twin.yaml": TrainPipelineConfig,
     "smolvla_twin.yaml": TrainPipelineConfig,
     "segmenter_twin.yaml": TrainConfig,
+    "segmenter_robust.yaml": TrainConfig,
     "robust_twin_record.yaml": TwinRecordConfig,
     **{
         f"robust_twin/{name}.yaml": TrainPipelineConfig
-        for name in ("segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb")
+        for name in ("segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb", "segdepth_seg", "segdepth_rgbonly")
         + tuple(f"tuning/{arm}" for arm in ("segvla_tokens", "segvla_beside", "segvla_instead"))
         + ("tuning/smolvla", "tuning/smolvla_aug")
     },
