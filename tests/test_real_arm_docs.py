@@ -177,7 +177,7 @@ def cut(words: list[str], tiny_depth_model: Path) -> list[str]:
         extra = ["--steps=2", "--save_freq=2", "--batch_size=2", "--num_workers=0", "--wandb.enable=false"]
     elif name == "so101-seg-train":
         extra = ["--epochs=1"]
-    elif name == "so101-camera-align" and flag(words, "poses_only") != "true":
+    elif name == "so101-camera-align" and flag(words, "poses_only") != "true" and flag(words, "frames") is None:
         extra = ["--frames=1"]
     elif name == "segdepth-sim2real-check":
         extra = [f"--depth_model={tiny_depth_model}"]  # Depth Anything V2's weights cannot be downloaded here

@@ -87,9 +87,11 @@ def test_so101_seg_train_refuses_a_corrupted_shipped_segmenter(copy_of_the_shipp
 
 
 def tiny_run(root: Path) -> Path:
-    """A so101-seg-train output folder as the script reads it, with a tiny segmenter in best/."""
+    """A so101-seg-train output folder as the script reads it, with a tiny segmenter in best/ (with a depth head, as
+    the shipped one has)."""
     torch.manual_seed(0)
-    save_segmenter(EfficientViTFPN(SegmenterConfig(pretrained=False, fpn_channels=8)), root / "best")
+    config = SegmenterConfig(pretrained=False, fpn_channels=8, depth_head=True)
+    save_segmenter(EfficientViTFPN(config), root / "best")
     epochs = [{"epoch": 0, "val_miou": 0.41, "elapsed_s": 30.0}, {"epoch": 1, "val_miou": 0.52, "elapsed_s": 61.0}]
     (root / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     (root / "train_config.yaml").write_text("loss: iou\nepochs: 2\n")
@@ -138,6 +140,8 @@ def test_fine_tuning_starts_from_the_shipped_segmenter_with_no_render_or_trainin
     said = capsys.readouterr().err
     assert f"the shipped twin segmenter, version 9: {folder}" in said
     assert f"starting from the segmenter in {folder} (fine-tuning)" in said
+    # a labelling tool's export has no disparity: the classes are fine-tuned, the depth head carried along
+    assert "lists no disparity targets: only the classes are fine-tuned" in said
     test = json.loads((out / "test_metrics.json").read_text())
     assert test["frames"] >= 3 and 0.0 <= test["miou"] <= 1.0 and "test_fraction=0.15" in test["dataset"]
     assert f"(--data.test_fraction=0.15 held out) ({test['frames']} frames): mIoU over classes 1-5" in said

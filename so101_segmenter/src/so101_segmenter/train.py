@@ -161,10 +161,19 @@ def _datasets(cfg: TrainConfig, disparity: bool) -> tuple[SegmentationDataset, S
     usable = [r for r in index.records if r.mask or (disparity and r.disparity)]
     records, _ = _hold_out_test(usable, data.test_fraction)
     if disparity and not any(r.disparity for r in records):
-        raise ValueError(
-            f"{index.path} lists no disparity targets, but the model has a depth head: render the frames with "
-            "so101-seg-render, or add a teacher's with so101-seg-disparity, or train without --model.depth_head"
-        )
+        if cfg.model.depth_head:
+            raise ValueError(
+                f"{index.path} lists no disparity targets, but the model has a depth head: render the frames with "
+                "so101-seg-render, or add a teacher's with so101-seg-disparity, or train without --model.depth_head"
+            )
+        # A labelling tool's export has masks only: fine-tuning the classes of a segmenter that came with a head
+        # (the shipped one) must still work, so the head is carried along untrained rather than the run refused.
+        log.warning(
+            "%s lists no disparity targets: only the classes are fine-tuned; the depth head of --model.init_from=%s "
+            "is carried along untrained (add a teacher's targets with so101-seg-disparity to train it too)",
+            index.path, cfg.model.init_from,
+        )  # fmt: skip
+        disparity = False
     train_records, val_records = stratified_split(records, data.val_fraction, cfg.seed)
     size = (data.img_height, data.img_width)
     band = data.hue_band()
