@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
+from so101_core.cli import prepare_command_line
 from so101_segmenter.classes import CLASS_NAMES
 from so101_segmenter.model import load_config
 from so101_segmenter.shipped import CHECKSUMS, FOLDER, SHIPPED, read_checksums, verify, write_artifact
@@ -149,6 +150,7 @@ def ship(cfg: ShipConfig) -> Path:
 
 
 def main() -> None:
+    prepare_command_line()
     ship()
 
 
