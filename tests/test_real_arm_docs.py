@@ -180,7 +180,8 @@ def cut(words: list[str], tiny_depth_model: Path) -> list[str]:
     elif name == "so101-camera-align" and flag(words, "poses_only") != "true" and flag(words, "frames") is None:
         extra = ["--frames=1"]
     elif name == "segdepth-sim2real-check":
-        extra = [f"--depth_model={tiny_depth_model}"]  # Depth Anything V2's weights cannot be downloaded here
+        # Depth Anything V2's weights cannot be downloaded here; 20 frames are enough to compare the two paths
+        extra = [f"--depth_model={tiny_depth_model}", "--max_frames=20"]
     elif name in ("lerobot-rollout", "lerobot-record"):
         extra = ["--play_sounds=false"]
         if flag(words, "duration") is not None:
