@@ -221,10 +221,7 @@ def training_copy(cfg: RobustTwinConfig, recipe_config: dict, recording_root: Pa
     """--dataset.* flags of a copy of the recording holding only the cameras the recipe reads (so101-training-copy):
     LeRobot 0.6.1 decodes every camera of a sample, and the recording has six, so training on the recording itself
     spends most of the loader's CPU on maps no RGB arm reads. The samples are the same bit for bit."""
-    policy = recipe_config["policy"]
-    if policy.get("segmentation_source") == "gt":  # its ground-truth maps are read under other names
-        return []
-    keep = sorted(k for k in policy["input_features"] if k.startswith("observation.images."))
+    keep = sorted(copied_cameras(recipe_config["policy"]))
     name = f"{recording_root.name}_train_" + "_".join(k.removeprefix("observation.images.") for k in keep)
     copy, repo_id = recording_root.parent / name, f"{recipe_config['dataset']['repo_id']}_train"
     args = [
@@ -237,6 +234,15 @@ def training_copy(cfg: RobustTwinConfig, recipe_config: dict, recording_root: Pa
     ]
     run_logged(args, cfg.output_dir / "logs" / f"{name}.log", f"training copy {name}")  # left alone when up to date
     return [f"--dataset.repo_id={repo_id}", f"--dataset.root={copy}"]
+
+
+def copied_cameras(policy: dict) -> set[str]:
+    """The camera features a recipe reads: its RGB cameras, and for ground-truth cues the twin's segmentation beside
+    each cued camera, which SegVLA adds to its inputs only when the policy is built (not in the recipe's YAML)."""
+    keep = {k for k in policy["input_features"] if k.startswith("observation.images.")}
+    if policy.get("segmentation_source") == "ground_truth":
+        keep |= {f"{camera}_segmentation" for camera in policy.get("segmentation_feature_map", {})}
+    return keep
 
 
 def machine() -> str:

@@ -68,7 +68,17 @@ CONFIGS = {
     "robust_twin_record.yaml": TwinRecordConfig,
     **{
         f"robust_twin/{name}.yaml": TrainPipelineConfig
-        for name in ("segvla", "smolvla", "act", "imf", "segdepth", "segdepth_rgb", "segdepth_seg", "segdepth_rgbonly")
+        for name in (
+            "segvla",
+            "segvla_gt",
+            "smolvla",
+            "act",
+            "imf",
+            "segdepth",
+            "segdepth_rgb",
+            "segdepth_seg",
+            "segdepth_rgbonly",
+        )
         + tuple(f"tuning/{arm}" for arm in ("segvla_tokens", "segvla_beside", "segvla_instead"))
         + ("tuning/smolvla", "tuning/smolvla_aug")
     },

@@ -99,6 +99,7 @@ def test_every_arm_config_trains_on_the_shifted_recording():
     "arm, keep",
     [
         ("segvla", ["front", "wrist"]),
+        ("segvla_gt", ["front", "front_segmentation", "wrist", "wrist_segmentation"]),
         ("smolvla", ["front", "wrist"]),
         ("act", ["front", "wrist"]),
         ("segdepth", ["wrist_depth", "wrist_segmentation"]),
