@@ -8,10 +8,15 @@ evaluated on the same unseen cube poses in the `none`, `shifted` and `unseen` lo
    `--config_path=configs/segmenter_robust.yaml`), then measure them on frames of each look (`so101-seg-eval`)
 4. for every arm and seed, `lerobot-train --config_path=<config_dir>/<arm>.yaml --seed=<seed>`
 5. every checkpoint through `lerobot-eval` on the same cube poses (`--seed=<eval_seed>`), in each look
-6. the table: success per seed and look, each arm's pooled rate with its Wilson 95% interval, the training time,
-   and the segmentation cues' effect (`cue_arm` minus `no_cue_arm`) with Newcombe's 95% interval per look
+6. for the arms of `action_error_arms`, each checkpoint's held-out action error per look (`so101-action-error` on
+   small recordings from episode seeds 500000+, `so101-twin-record`), a signal with less noise than 20 rollouts
+7. the table: success per seed and look, each arm's pooled rate with its Wilson 95% interval, the training time,
+   the held-out error, and the segmentation cues' effect (`cue_arm` minus `no_cue_arm`) with Newcombe's 95%
+   interval per look; with `--checkpoints`, a learning curve: the earlier saved checkpoints evaluated the same way
 
     python examples/robust_twin.py --archive_dir=docs/data/robust_twin
+    python examples/robust_twin.py --config_dir=configs/robust_twin/curve --arms='[segvla,smolvla]' --seeds='[1]' \
+        --checkpoints='[2600,5200,7800]' --archive_dir=docs/data/robust_twin/curve
     python examples/robust_twin.py --config_dir=configs/robust_twin/tuning --arms='[segvla_tokens,smolvla]' \
         --seeds='[1]' --appearances='[unseen]' --eval_seed=2000 --eval_batch_size=1 \
         --output_dir=outputs/robust_twin/tuning
@@ -98,6 +103,15 @@ class RobustTwinConfig:
     # print the table from archive_dir alone: runs not archived show as "-" and are left out of the pooled rates;
     # nothing is recorded, trained or evaluated (for a table while other seeds still run)
     archived_only: bool = False
+    # a learning curve: besides each run's final checkpoint, the saved checkpoints at these steps are evaluated too
+    # (lerobot-train saves every quarter of the recipe's steps), as runs <arm>_s<seed>_<step>
+    checkpoints: list[int] = field(default_factory=list)
+    # the arms whose checkpoints also get their held-out action error per look (so101-action-error): small
+    # recordings in each look from episode seeds no training uses; [] for none
+    action_error_arms: list[str] = field(default_factory=lambda: ["segvla", "segvla_gt", "smolvla"])
+    # episodes of each held-out recording, and its first episode seed (the training recording's are 0-199)
+    heldout_episodes: int = 20
+    heldout_seed: int = 500000
 
     def __post_init__(self):
         if self.archived_only and self.archive_dir is None:
@@ -109,6 +123,8 @@ class RobustTwinConfig:
             )
         for level in self.appearances:
             check_level(level, "appearances")
+        if any(step < 1 for step in self.checkpoints):
+            raise ValueError(f"--checkpoints={self.checkpoints}: steps must be >= 1")
         if self.eval_episodes < 1:
             raise ValueError(f"--eval_episodes must be >= 1, got {self.eval_episodes}")
         if not 1 <= self.eval_batch_size <= self.eval_episodes:
@@ -119,9 +135,20 @@ def eval_name(cfg: RobustTwinConfig, run: str, appearance: str) -> str:
     return f"{run}_{appearance}_seed{cfg.eval_seed}_{cfg.eval_episodes}"
 
 
+def error_name(cfg: RobustTwinConfig, run: str, appearance: str) -> str:
+    return f"{run}_{appearance}_heldout{cfg.heldout_seed}_{cfg.heldout_episodes}_action_error"
+
+
+def checkpoint_runs(cfg: RobustTwinConfig, arm: str, seed: int) -> list[tuple[str, int | None]]:
+    """(run name, step) of every checkpoint of an arm and seed that is evaluated: the final one (step None) and
+    those of `checkpoints`."""
+    return [(f"{arm}_s{seed}", None), *((f"{arm}_s{seed}_{step:06d}", step) for step in cfg.checkpoints)]
+
+
 def run_done(cfg: RobustTwinConfig, arm: str, seed: int) -> bool:
-    """Every evaluation of a run and its training time archived: its checkpoint is no longer needed."""
-    names = [f"{eval_name(cfg, f'{arm}_s{seed}', a)}.json" for a in cfg.appearances]
+    """Every evaluation of a run and its training time archived: its checkpoints are no longer needed (but for the
+    held-out action errors not yet scored, which are scored while they are there and shown as "-" once gone)."""
+    names = [f"{eval_name(cfg, run, a)}.json" for run, _ in checkpoint_runs(cfg, arm, seed) for a in cfg.appearances]
     return all(archived(cfg, n) for n in [f"{arm}_s{seed}_train_wall_s.json", *names])
 
 
@@ -290,6 +317,50 @@ def eval_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str, appeara
     }
 
 
+def heldout_stage(cfg: RobustTwinConfig, appearance: str) -> Path:
+    """A small recording in one look from episode seeds no training uses (the training recording's recipe
+    otherwise); recorded when missing."""
+    root = cfg.output_dir / "heldout" / f"{appearance}_{cfg.heldout_seed}_{cfg.heldout_episodes}"
+    if not (root / "meta" / "info.json").is_file():
+        if root.exists():  # an interrupted recording: the recorder refuses to write into it
+            shutil.rmtree(root)
+        args = [
+            str(VENV_BIN / "so101-twin-record"),
+            f"--config_path={cfg.record_config}",
+            f"--robot.appearance={appearance}",
+            f"--robot.seed={cfg.heldout_seed}",
+            f"--dataset.num_episodes={cfg.heldout_episodes}",
+            f"--dataset.root={root}",
+            f"--dataset.repo_id=local/heldout_{appearance}",
+        ]
+        run_logged(args, cfg.output_dir / "logs" / f"heldout_{appearance}.log", f"held-out recording ({appearance})")
+    return root
+
+
+def action_error_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str, appearance: str) -> dict | None:
+    """so101-action-error of a checkpoint on the held-out recording of one look (archived); None when neither the
+    score nor the checkpoint is there."""
+    name = error_name(cfg, run, appearance)
+    out = archived(cfg, f"{name}.json") or cfg.output_dir / "action_error" / f"{name}.json"
+    if not out.is_file():
+        if checkpoint is None or not (checkpoint / "config.json").is_file():
+            return None
+        args = [
+            str(VENV_BIN / "so101-action-error"),
+            f"--policy.path={checkpoint}",
+            f"--dataset.repo_id=local/heldout_{appearance}",
+            f"--dataset.root={heldout_stage(cfg, appearance)}",
+            f"--output={out}",
+        ]
+        run_logged(args, cfg.output_dir / "logs" / f"action_error_{name}.log", f"held-out error {run} ({appearance})")
+    archive(cfg, out, f"{name}.json")
+    return json.loads(out.read_text())
+
+
+def checkpoint_path(cfg: RobustTwinConfig, arm: str, seed: int, step: int) -> Path:
+    return cfg.output_dir / f"{arm}_s{seed}" / "checkpoints" / f"{step:06d}" / "pretrained_model"
+
+
 def perception_table(perception: dict) -> str:
     """Per set of test frames: IoU per class, mIoU over classes 1-5, and the disparity error (0-255 per frame)."""
     classes = ("background", "table", "cube", "static_finger", "moving_finger")
@@ -306,11 +377,43 @@ def perception_table(perception: dict) -> str:
     return "\n".join(lines)
 
 
+def error_cell(scored: dict | None) -> str:
+    """The held-out action error (mean |a - a_expert|, degrees) of one checkpoint in one look, or "-"."""
+    error = (scored or {}).get("action_error")
+    return f"{error['action_mae']:.2f}" if error else "-"
+
+
+def curve_table(cfg: RobustTwinConfig, results: dict) -> str:
+    """Per arm and seed, each evaluated checkpoint: success and held-out action error in every look."""
+    lines = [
+        "| arm | seed | step | " + " | ".join(f"{a}: success, error" for a in cfg.appearances) + " |",
+        "|---" * (3 + len(cfg.appearances)) + "|",
+    ]
+    for arm in cfg.arms:
+        for seed, run in sorted(results.get(arm, {}).items(), key=lambda kv: int(kv[0])):
+            points = {int(step): scored for step, scored in run.get("curve", {}).items()}
+            points.setdefault(int(final_steps(cfg, arm)), run)
+            for step, scored in sorted(points.items()):
+                cells = [
+                    f"{scored[a]['successes']}/{scored[a]['episodes']}, {error_cell(scored[a])}"
+                    for a in cfg.appearances
+                ]
+                lines.append(f"| {arm} | {seed} | {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def final_steps(cfg: RobustTwinConfig, arm: str) -> int:
+    with open(cfg.config_dir / f"{arm}.yaml") as f:
+        return int(draccus.load(dict, f)["steps"])
+
+
 def table(cfg: RobustTwinConfig, results: dict) -> str:
     seeds = cfg.seeds
     lines = [
-        "| arm | look | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled, Wilson 95% | training min |",
-        "|---" * (4 + len(seeds)) + "|",
+        "| arm | look | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " | pooled, Wilson 95% | training min | held-out action error |",
+        "|---" * (5 + len(seeds)) + "|",
     ]
     pooled: dict[tuple[str, str], object] = {}
     for appearance in cfg.appearances:
@@ -325,7 +428,10 @@ def table(cfg: RobustTwinConfig, results: dict) -> str:
                 cells.append(f"{run[appearance]['successes']}/{run[appearance]['episodes']}" if run else "-")
                 minutes.append(f"{run['train_wall_s'] / 60:.1f}" if run else "-")
             shown = rate if rate is not None else "-"
-            lines.append(f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {shown} | {'/'.join(minutes)} |")
+            errors = "/".join(error_cell(runs.get(s, {}).get(appearance)) for s in seeds)
+            lines.append(
+                f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {shown} | {'/'.join(minutes)} | {errors} |"
+            )
     if cfg.cue_arm in cfg.arms and cfg.no_cue_arm in cfg.arms:
         # success is the measure; the mean return (shaped reward: reaching, grasping) shows a difference below it
         lines += [
@@ -376,12 +482,23 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
             entry = results.setdefault(arm, {}).setdefault(
                 str(seed), {"train_wall_s": timing["seconds"], "machine": timing.get("machine", "")}
             )
-            for appearance in cfg.appearances:
-                entry[appearance] = eval_stage(cfg, checkpoint, f"{arm}_s{seed}", appearance)
+            local = checkpoint or cfg.output_dir / f"{arm}_s{seed}" / "checkpoints" / "last" / "pretrained_model"
+            for run, step in checkpoint_runs(cfg, arm, seed):
+                scored = entry if step is None else entry.setdefault("curve", {}).setdefault(str(step), {})
+                at = local if step is None else checkpoint_path(cfg, arm, seed, step)
+                for appearance in cfg.appearances:
+                    scored[appearance] = eval_stage(cfg, at if checkpoint else None, run, appearance)
+                    if arm in cfg.action_error_arms and not cfg.archived_only:
+                        scored[appearance]["action_error"] = action_error_stage(cfg, at, run, appearance)
+                    elif arm in cfg.action_error_arms:
+                        found = archived(cfg, f"{error_name(cfg, run, appearance)}.json")
+                        scored[appearance]["action_error"] = json.loads(found.read_text()) if found else None
     write_json(cfg.output_dir / "results.json", results)
     if perception:
         print(perception_table(perception) + "\n")
     print(table(cfg, results))
+    if cfg.checkpoints:
+        print("\n" + curve_table(cfg, results))
     return results
 
 

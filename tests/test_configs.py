@@ -80,7 +80,7 @@ CONFIGS = {
             "segdepth_rgbonly",
         )
         + tuple(f"tuning/{arm}" for arm in ("segvla_tokens", "segvla_beside", "segvla_instead"))
-        + ("tuning/smolvla", "tuning/smolvla_aug")
+        + ("tuning/smolvla", "tuning/smolvla_aug", "curve/segvla", "curve/smolvla")
     },
 }
 

@@ -79,11 +79,44 @@ def test_archived_only_prints_what_is_archived_and_trains_nothing(robust_twin, t
         robust_twin.RobustTwinConfig(archived_only=True, output_dir=tmp_path)
 
 
+def test_a_learning_curve_and_held_out_errors_are_reprinted_from_the_archive(
+    robust_twin, tmp_path, monkeypatch, capsys
+):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "segvla_s1_train_wall_s.json").write_text(json.dumps({"seconds": 600.0}))
+    for run, k, error in (("segvla_s1_001300", 2, 4.5), ("segvla_s1", 5, 3.25)):
+        for look in LOOKS:
+            info = eval_info([1] * k + [0] * (20 - k))
+            (archive / f"{run}_{look}_seed1000_20.json").write_text(json.dumps(info))
+            scored = {"action_mae": error + (look == "unseen"), "loss": 0.5}
+            (archive / f"{run}_{look}_heldout500000_20_action_error.json").write_text(json.dumps(scored))
+    out = tmp_path / "out"
+    argv = ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={out}", "--arms=[segvla]", "--seeds=[1]",
+            "--checkpoints=[1300]", "--archived_only=true"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+    robust_twin.main()
+    printed = capsys.readouterr().out
+    assert "| segvla | unseen | 5/20 | 5/20 = 25% [11, 47] | 10.0 | 4.25 |" in printed
+    assert "| segvla | 1 | 1300 | 2/20, 4.50 | 2/20, 4.50 | 2/20, 5.50 |" in printed
+    assert "| segvla | 1 | 2600 | 5/20, 3.25 | 5/20, 3.25 | 5/20, 4.25 |" in printed  # the recipe's final step
+    results = json.loads((out / "results.json").read_text())
+    assert results["segvla"]["1"]["curve"]["1300"]["none"]["action_error"]["action_mae"] == 4.5
+    # a run whose curve point is not archived is not done: it would train (here: refused as archived_only skips it)
+    (archive / "segvla_s1_001300_none_seed1000_20.json").unlink()
+    cfg = robust_twin.RobustTwinConfig(archive_dir=archive, output_dir=out, arms=["segvla"], checkpoints=[1300])
+    assert not robust_twin.run_done(cfg, "segvla", 1)
+    cfg.checkpoints = []
+    assert robust_twin.run_done(cfg, "segvla", 1)
+
+
 def test_bad_arguments_are_refused_before_any_work(robust_twin, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--arms \['diffusion'\] have no config in --config_dir="):
         robust_twin.RobustTwinConfig(arms=["diffusion"], output_dir=tmp_path)
     with pytest.raises(ValueError, match=r"--appearances='dusk' is not an appearance level"):
         robust_twin.RobustTwinConfig(appearances=["dusk"], output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"--checkpoints=\[0\]: steps must be >= 1"):
+        robust_twin.RobustTwinConfig(checkpoints=[0], output_dir=tmp_path)
 
 
 def test_every_arm_config_trains_on_the_shifted_recording():
