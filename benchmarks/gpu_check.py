@@ -32,7 +32,7 @@ runs; the stages after the budget is spent are reported as skipped. The table ("
 is printed last and written to `<output_dir>/summary.md` with `summary.json`. Train figures cover the logged steps
 after the first tenth (the first step waits for the spawned workers, 12-15 s on a GPU host): update and data ms per
 step as means, as LeRobot's own log averages them (a step that waits for the workers counts; the median, shown
-beside, hides those waits), steps/s, and whether data time <= update time (issue 41's target on a GPU host).
+beside, hides those waits), steps/s, and whether data time <= update time (the target on a GPU host).
 
 Time on one NVIDIA H200 with 16 cores, measured with this script (two runs, 2026-11-26): set-up (unpacking the
 carried packages) ~25 s; record 34 s (10 episodes; 8 now); vlm 12 s; each lerobot-train ~16 s of start-up, 12-15 s
@@ -142,7 +142,7 @@ class GPUCheckConfig:
     policies: list[str] = field(default_factory=lambda: list(DEFAULT_POLICIES))
     # speed benchmarks to run after them (benchmarks/<name>.py)
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
-    # lerobot-train's DataLoader workers (issue 41's GPU figures used 10 on a 16-core host)
+    # lerobot-train's DataLoader workers (docs/results.md's GPU figures used 10 on a 16-core host)
     num_workers: int = 10
     # episodes of the twin recording
     episodes: int = 8

@@ -26,7 +26,7 @@ Two timings, after --warmup_batches batches (the workers' start and first prefet
                 --batches batches fetched beforehand, so no loading overlaps it
 
 Each is the median of --repeats runs, in samples/s. The ratio loader / update is how many times faster samples
-arrive than the update consumes them: below 1 the update waits for data (issue 41 asks >= 2 on a 2-core CPU for the
+arrive than the update consumes them: below 1 the update waits for data (the target: >= 2 on a 2-core CPU for the
 segvla and segdepth twin recipes, and data time <= update time on a GPU host).
 """
 

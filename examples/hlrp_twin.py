@@ -1,4 +1,4 @@
-"""HLRP's pretraining comparison in the twin (issue 31): does a trunk pretrained on latent actions of action-free
+"""HLRP's pretraining comparison in the twin: does a trunk pretrained on latent actions of action-free
 video learn LiftCube from a few labelled demonstrations better than the same policy from scratch? Stage by stage,
 resuming where it stopped:
 

@@ -1,6 +1,6 @@
 """Add a title, column headers and row labels to a PNG that is already drawn, leaving its pixels as they are.
 
-Why it exists: issue 30 asks that the pictures the docs show carry titles, axis labels and column headers. Their
+Why it exists: the pictures the docs show should carry titles, axis labels and column headers. Their
 generators now draw them, but most of the committed PNGs in docs/images/ cannot be redrawn: the runs they picture
 (RL learning curves, segmenter grids, `lerobot-eval` strips, LAQ reconstructions) have left no outputs behind. This
 labels such a PNG after the fact: it pads a band on top (the title, wrapped to the width, then one header per

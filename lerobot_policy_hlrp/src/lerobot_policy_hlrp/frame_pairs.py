@@ -1,4 +1,4 @@
-"""The old name of `lerobot_policy_hlrp.pretrain.frame_pairs`, kept one release (issue 42): importing it gives that
+"""The old name of `lerobot_policy_hlrp.pretrain.frame_pairs`, kept one release: importing it gives that
 module itself."""
 
 import sys

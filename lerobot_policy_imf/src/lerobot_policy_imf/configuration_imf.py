@@ -76,7 +76,7 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     compile_inference: bool = False
     # Train through a torch.compile'd loss (the head's no-grad velocity, its forward-mode derivative and the
     # compound, fused by inductor; backward included): each eager step launches thousands of small kernels, which
-    # bound imf's cached-embedding step on a GPU (issue 41). The first step pays the compilation (~1 min on 2 CPU
+    # bound imf's cached-embedding step on a GPU. The first step pays the compilation (~1 min on 2 CPU
     # cores; needs a C++ compiler on CPUs). Same loss and gradients as eager to float32 rounding (tests/test_imf.py).
     compile_train: bool = False
     # torch.compile's mode for compile_train: "default", "reduce-overhead" (CUDA graphs on a GPU: one launch per

@@ -1,5 +1,5 @@
 """SegDepth's shared names, at the bottom of its plugin: the configuration, the processor steps and the model import
-them from here, and this module imports nothing (issue 42), so the configuration stands on constants alone as
+them from here, and this module imports nothing, so the configuration stands on constants alone as
 LeRobot's configuration files do. `observation_steps` and `perception` still export the names they defined."""
 
 OBS_SEGDEPTH = "observation.segdepth"  # (..., 2, S, S): class ids, disparity 0-255; written by the preprocessor

@@ -10,7 +10,7 @@ prompt's classes that every source can add.
 
 Mask2Former's own step (`SegVLAAddSegmentationStep`) stays in `mask2former.py` beside the model code it shares with
 `segvla-precompute`. The registry names are those saved pipelines carry; `segmentation_scores`, `mask2former` and
-`processor_segvla` still export the names they held before (issue 42).
+`processor_segvla` still export the names they held before.
 """
 
 from __future__ import annotations

@@ -386,7 +386,7 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
 
 
 def __getattr__(name: str):
-    # SegVLATaskClassesStep moved to cue_steps (issue 42), which imports this module's constants: looked up lazily
+    # SegVLATaskClassesStep moved to cue_steps, which imports this module's constants: looked up lazily
     if name == "SegVLATaskClassesStep":
         from .cue_steps import SegVLATaskClassesStep
 

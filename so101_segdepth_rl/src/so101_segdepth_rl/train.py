@@ -41,7 +41,7 @@ from so101_core.resume_state import load_state, refuse_pickled, save_state
 from so101_core.rng import capture_rng, restore_rng
 from so101_core.runs import check_resume_config, claim_run_dir
 
-# the config, evaluation and publishing names, also importable from here as before the split (issue 42)
+# the config, evaluation and publishing names, also importable from here as before the split
 from .config import (  # noqa: F401
     PUSH_FIELDS,
     RL_POLICY_DEFAULTS,

@@ -8,7 +8,7 @@ sizes.
     so101-make-random-vlm --size=twin --output_dir=outputs/hlrp/smolvlm_twin   # hlrp-make-random-vlm: its old name
 
 Used by the recipes of two policies (SegVLA's SmolVLA backbone, HLRP's trunk), so it lives in what the policies
-share; moved from so101_core.random_vlm (issue 42). Needs so101_semantic_processors' `vlm` extra (transformers).
+share; moved from so101_core.random_vlm. Needs so101_semantic_processors' `vlm` extra (transformers).
 """
 
 from dataclasses import dataclass

@@ -21,7 +21,7 @@ that starts later. The two twins also claim the output directory at start, so if
 winner is known, the later twin exits at once instead of training into the same directory.
 
 Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in `main` only (a job start unpickles
-this module). Moved from so101_core.cluster (issue 42): the launcher lives beside the stages it launches.
+this module). The launcher lives beside the stages it launches.
 """
 
 import codecs

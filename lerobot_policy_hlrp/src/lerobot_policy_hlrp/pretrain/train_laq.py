@@ -43,7 +43,7 @@ from so101_core.runs import check_resume_config, claim_run_dir
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from .frame_pairs import FramePairs, info_file
 
-# the configuration, evaluation and publishing names, also importable from here as before the split (issue 42)
+# the configuration, evaluation and publishing names, also importable from here as before the split
 from .laq_config import (  # noqa: F401
     CLASS_SOURCES,
     LOSS_WEIGHTINGS,
