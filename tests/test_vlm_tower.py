@@ -1,0 +1,98 @@
+"""`so101-seg-pretrain-tower`: a SmolVLM folder's vision tower pretrained on the twin's segmentation.
+
+The frames reach the tower as SmolVLA's preprocessing gives them (checked against LeRobot's own resize_with_pad, and
+the masks against the image they label); the written folder loads as a SmolVLM with only the tower's weights
+changed; an interrupted run resumes to the weights an uninterrupted one reaches; bad input is refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from lerobot.policies.common.vla_utils import resize_with_pad
+from safetensors.torch import load_file
+
+from so101_segmenter import vlm_tower
+from so101_segmenter.classes import UNLABELED
+
+
+def test_the_tower_sees_frames_and_masks_as_the_policy_pads_them():
+    # a 6x8 frame of 2x2 blocks, its mask the block index: to a 4x4 input, halved to 3x4, one padded row on top
+    blocks = torch.arange(12).reshape(3, 4).repeat_interleave(2, 0).repeat_interleave(2, 1)  # (6, 8)
+    images = (blocks / 11.0).expand(1, 3, 6, 8).contiguous()
+    pixels, labels = vlm_tower.policy_view(images, blocks[None] % 6, 4)
+    torch.testing.assert_close(pixels, resize_with_pad(images, 4, 4, pad_value=0) * 2 - 1)
+    assert pixels.shape == (1, 3, 4, 4) and labels.shape == (1, 4, 4)
+    assert (labels[0, 0] == UNLABELED).all() and (pixels[0, :, 0] == -1).all()  # the padding: ignored, black
+    # each block lands where its pixels land: block (r, c) at (r + 1, c)
+    expected = torch.arange(12).reshape(3, 4) % 6
+    assert torch.equal(labels[0, 1:], expected)
+    torch.testing.assert_close(((pixels[0, 0, 1:] + 1) / 2 * 11).round(), torch.arange(12.0).reshape(3, 4))
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    from so101_segmenter.sim_frames import render_dataset
+    from so101_semantic_processors.random_vlm import save_smolvlm
+
+    root = tmp_path_factory.mktemp("tower")
+    vlm = save_smolvlm(root / "vlm", weights=True)  # tiny: 32x32 input, 8x8 patches
+    render_dataset(root / "frames", episodes=2, frames_per_episode=2, height=24, width=32, seed=3)
+    return vlm, root / "frames"
+
+
+def config(vlm, frames, out, **kw) -> vlm_tower.TowerPretrainConfig:
+    data = vlm_tower.TowerDataConfig(path=frames, img_height=24, img_width=32)
+    return vlm_tower.TowerPretrainConfig(
+        vlm_path=vlm, data=data, test_paths=[frames], batch_size=2, num_workers=0, threads=1, output_dir=out, **kw
+    )
+
+
+def test_the_folder_written_is_the_smolvlm_with_only_its_tower_trained(tiny_inputs, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    vlm, frames = tiny_inputs
+    record = vlm_tower.pretrain(config(vlm, frames, tmp_path / "out", epochs=2))
+    before, after = load_file(vlm / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("vision_model" in k for k in changed), sorted(changed)[:5]
+    assert AutoModelForImageTextToText.from_pretrained(tmp_path / "out") is not None
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    metrics = json.loads((tmp_path / "out" / vlm_tower.METRICS).read_text())
+    assert metrics == json.loads(json.dumps(record)) and record["frames"] == 8 and record["image_size"] == 32
+    assert 0.0 <= record["test"]["frames"]["miou"] <= 1.0
+    assert not (tmp_path / ("out" + vlm_tower.STATE)).exists()  # the resume state goes once the folder is written
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_inputs, tmp_path, monkeypatch):
+    vlm, frames = tiny_inputs
+    vlm_tower.pretrain(config(vlm, frames, tmp_path / "whole", epochs=2))
+
+    real_save = vlm_tower.save_state
+
+    def save_then_stop(folder, state):
+        real_save(folder, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vlm_tower, "save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        vlm_tower.pretrain(config(vlm, frames, tmp_path / "parts", epochs=2))
+    assert not (tmp_path / "parts").exists()
+    monkeypatch.setattr(vlm_tower, "save_state", real_save)
+    vlm_tower.pretrain(config(vlm, frames, tmp_path / "parts", epochs=2))
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    parts = load_file(tmp_path / "parts" / "model.safetensors")
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=0, atol=0, msg=key)
+
+
+def test_bad_input_is_refused_by_name(tiny_inputs, tmp_path):
+    vlm, frames = tiny_inputs
+    with pytest.raises(ValueError, match="--output_dir is required"):
+        config(vlm, frames, None)
+    with pytest.raises(ValueError, match="--class_weights has 2 values; expected 6"):
+        config(vlm, frames, tmp_path / "o", class_weights=[1.0, 2.0])
+    with pytest.raises(FileNotFoundError, match=r"--vlm_path=.*nowhere: expected a SmolVLM folder"):
+        vlm_tower.pretrain(config(tmp_path / "nowhere", frames, tmp_path / "o"))
