@@ -93,6 +93,10 @@ class RobustTwinConfig:
     perception_config: Path = Path("configs/segmenter_robust.yaml")
     # where the robust segmenter's renders, run (run/best) and evaluations go
     perception_dir: Path = Path("outputs/perception")
+    # so101-seg-pretrain-tower's config: the twin-size backbone's vision tower pretrained on the robust segmenter's
+    # randomised frames, for the arms whose vlm_model_name is tower_dir (a frozen pretrained tower, as SmolVLA's)
+    tower_config: Path = Path("configs/vision_tower_twin.yaml")
+    tower_dir: Path = Path("outputs/models/smolvlm_twin_segtower")
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2
     # OMP_WAIT_POLICY for lerobot-train and lerobot-eval
@@ -204,6 +208,34 @@ def look_renders(cfg: RobustTwinConfig) -> dict:
         f"test_{level}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={level}"]
         for level in cfg.appearances
     }
+
+
+def reads_tower(cfg: RobustTwinConfig, arms: list[str]) -> bool:
+    """Whether any of the arms' configs starts from the pretrained tower's folder."""
+    for arm in arms:
+        with open(cfg.config_dir / f"{arm}.yaml") as f:
+            if str(draccus.load(dict, f).get("policy", {}).get("vlm_model_name")) == str(cfg.tower_dir):
+                return True
+    return False
+
+
+def tower_stage(cfg: RobustTwinConfig) -> dict:
+    """The vision tower pretrained on segmentation (so101-seg-pretrain-tower), on the robust segmenter's frames (made
+    first when missing); its mIoU per look, archived as vision_tower.json."""
+    metrics = cfg.tower_dir / "tower_metrics.json"
+    if not metrics.is_file():
+        perception_stage(cfg)  # its renders: the training frames and each look's test frames
+        args = [
+            str(VENV_BIN / "so101-seg-pretrain-tower"),
+            f"--config_path={cfg.tower_config}",
+            f"--vlm_path={cfg.vlm_dir}",
+            f"--data.path={cfg.perception_dir / 'sim_train'}",
+            f"--test_paths=[{','.join(str(cfg.perception_dir / f'test_{a}') for a in cfg.appearances)}]",
+            f"--output_dir={cfg.tower_dir}",
+        ]
+        run_logged(args, cfg.output_dir / "logs" / "tower.log", "vision tower pretraining")
+    archive(cfg, metrics, "vision_tower.json")
+    return json.loads(metrics.read_text())
 
 
 def perception_stage(cfg: RobustTwinConfig) -> dict:
@@ -473,6 +505,10 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
         found = {name: archived(cfg, f"perception_{name}.json") for name in names}
         perception = {name: json.loads(path.read_text()) for name, path in found.items() if path}
     results: dict = {"segmenter": segmenter, "perception": perception}
+    if reads_tower(cfg, sorted({arm for arm, _ in todo})):
+        results["vision_tower"] = tower_stage(cfg)
+    elif archived(cfg, "vision_tower.json"):
+        results["vision_tower"] = json.loads(archived(cfg, "vision_tower.json").read_text())
     for seed in cfg.seeds:
         for arm in cfg.arms:
             if cfg.archived_only and not run_done(cfg, arm, seed):
@@ -496,6 +532,10 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
     write_json(cfg.output_dir / "results.json", results)
     if perception:
         print(perception_table(perception) + "\n")
+    if "vision_tower" in results:
+        tower = results["vision_tower"]
+        scores = ", ".join(f"{name} {m['miou']:.3f}" for name, m in tower["test"].items())
+        print(f"vision tower pretrained on segmentation ({tower['train_time_s'] / 60:.1f} min): mIoU {scores}\n")
     print(table(cfg, results))
     if cfg.checkpoints:
         print("\n" + curve_table(cfg, results))

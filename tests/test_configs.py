@@ -14,6 +14,7 @@ from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
 from so101_segdepth_rl.config import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
+from so101_segmenter.vlm_tower import TowerPretrainConfig
 
 register_third_party_plugins()  # --policy.type=imf / hlrp in the lerobot-train configs
 
@@ -65,12 +66,15 @@ CONFIGS = {
     "smolvla_twin.yaml": TrainPipelineConfig,
     "segmenter_twin.yaml": TrainConfig,
     "segmenter_robust.yaml": TrainConfig,
+    "vision_tower_twin.yaml": TowerPretrainConfig,
     "robust_twin_record.yaml": TwinRecordConfig,
     **{
         f"robust_twin/{name}.yaml": TrainPipelineConfig
         for name in (
             "segvla",
             "segvla_gt",
+            "segvla_frozen",
+            "smolvla_frozen",
             "smolvla",
             "act",
             "imf",

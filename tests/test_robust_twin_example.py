@@ -110,6 +110,22 @@ def test_a_learning_curve_and_held_out_errors_are_reprinted_from_the_archive(
     assert robust_twin.run_done(cfg, "segvla", 1)
 
 
+def test_the_pretrained_tower_is_made_only_for_the_arms_that_freeze_it(robust_twin, tmp_path, monkeypatch, capsys):
+    cfg = robust_twin.RobustTwinConfig(output_dir=tmp_path)
+    assert robust_twin.reads_tower(cfg, ["segvla", "smolvla_frozen"])
+    assert not robust_twin.reads_tower(cfg, ["segvla", "smolvla", "segvla_gt", "segdepth"])
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    scores = {f"test_{look}": {"miou": m, "per_class_iou": {}} for look, m in zip(LOOKS, (0.7, 0.6, 0.5), strict=True)}
+    (archive / "vision_tower.json").write_text(json.dumps({"train_time_s": 600.0, "test": scores}))
+    argv = ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={tmp_path / 'out'}", "--arms=[smolvla_frozen]",
+            "--seeds=[1]", "--archived_only=true"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+    monkeypatch.setattr(robust_twin, "tower_stage", lambda cfg: pytest.fail("archived_only made the tower"))
+    robust_twin.main()
+    assert "(10.0 min): mIoU test_none 0.700, test_shifted 0.600, test_unseen 0.500" in capsys.readouterr().out
+
+
 def test_bad_arguments_are_refused_before_any_work(robust_twin, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--arms \['diffusion'\] have no config in --config_dir="):
         robust_twin.RobustTwinConfig(arms=["diffusion"], output_dir=tmp_path)
