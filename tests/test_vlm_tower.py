@@ -96,3 +96,37 @@ def test_bad_input_is_refused_by_name(tiny_inputs, tmp_path):
         config(vlm, frames, tmp_path / "o", class_weights=[1.0, 2.0])
     with pytest.raises(FileNotFoundError, match=r"--vlm_path=.*nowhere: expected a SmolVLM folder"):
         vlm_tower.pretrain(config(tmp_path / "nowhere", frames, tmp_path / "o"))
+
+
+def test_smolvla_loads_the_pretrained_tower_and_freezes_it(tiny_inputs, tmp_path):
+    """The folder as `--policy.vlm_model_name` with `load_vlm_weights=true`: the policy's tower holds the pretrained
+    weights, and `freeze_vision_encoder=true` leaves them untouched by a training step."""
+    import dataclasses
+
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies import get_policy_class
+    from test_policy_contract import CASES, tiny_config
+
+    vlm, frames = tiny_inputs
+    vlm_tower.pretrain(config(vlm, frames, tmp_path / "tower", epochs=1))
+    (case,) = [c for c in CASES if c.type == "segvla"]
+    cfg = dataclasses.replace(
+        tiny_config(case), vlm_model_name=str(tmp_path / "tower"), load_vlm_weights=True, freeze_vision_encoder=True,
+        segmentation_feature_map={}, resize_imgs_with_padding=(32, 32),
+    )  # fmt: skip
+    cfg.input_features = {
+        "observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 24, 32)),
+        "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
+    }
+    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (6,))}
+    saved = load_file(tmp_path / "tower" / "model.safetensors")
+    pretrained = {k.removeprefix("vision_model."): v for k, v in saved.items() if k.startswith("vision_model.")}
+    for dtype in ("bfloat16", "float32"):  # SmolVLA's, and the one that keeps every bit (vlm_dtype)
+        policy = get_policy_class("segvla")(dataclasses.replace(cfg, vlm_dtype=dtype))
+        tower = policy.model.vlm_with_expert.get_vlm_model().vision_model
+        for key, value in tower.state_dict().items():
+            assert value.dtype == getattr(torch, dtype), key
+            torch.testing.assert_close(value, pretrained[key].to(value.dtype), rtol=0, atol=0, msg=key)
+        assert not any(p.requires_grad for p in tower.parameters())
+    with pytest.raises(ValueError, match="vlm_dtype must be 'bfloat16' or 'float32', got 'fp8'"):
+        dataclasses.replace(cfg, vlm_dtype="fp8")

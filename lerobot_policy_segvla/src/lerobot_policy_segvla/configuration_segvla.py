@@ -60,6 +60,9 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     )
     segmentation_geometry_state_dim: int = 32
     segmentation_dropout_prob: float = 0.1  # per sample and camera, training only
+    # The backbone's dtype when it is loaded with load_vlm_weights: SmolVLA's "bfloat16", or "float32" (a CPU run,
+    # or a comparison with a backbone built from its config alone, which is float32).
+    vlm_dtype: str = "bfloat16"
     # Inference draws its flow-matching noise from this seed (same observation -> same actions: reproducible
     # rollouts, and a reloaded checkpoint can be checked bit for bit). None keeps SmolVLA's global-RNG draw.
     inference_noise_seed: int | None = None
@@ -102,6 +105,8 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.vlm_dtype not in ("bfloat16", "float32"):
+            raise ValueError(f"vlm_dtype must be 'bfloat16' or 'float32', got {self.vlm_dtype!r}")
         if self.segmentation_source not in SEGMENTATION_SOURCES:
             raise ValueError(
                 f"segmentation_source must be one of {SEGMENTATION_SOURCES}, got {self.segmentation_source!r}"

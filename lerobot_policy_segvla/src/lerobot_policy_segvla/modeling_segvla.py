@@ -313,7 +313,20 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         # SmolVLA reads SmolVLM2's config (and, fresh, its weights) by name: a clear error if it is not here
         with pretrained_hint(config.vlm_model_name, "SegVLA's VLM backbone (SmolVLM2)", "--policy.vlm_model_name"):
             self.model = SegVLAFlowMatching(config, rtc_processor=self.rtc_processor)
+        if config.load_vlm_weights and config.vlm_dtype == "float32":
+            self._load_vlm_in_float32(config.vlm_model_name)
         self.reset()
+
+    def _load_vlm_in_float32(self, name: str) -> None:
+        """SmolVLA loads the backbone in bfloat16, which rounds its weights: read them again at full precision (the
+        layers SmolVLA dropped, beyond num_vlm_layers, are left out)."""
+        from transformers import AutoModelForImageTextToText
+
+        vlm = self.model.vlm_with_expert.vlm.float()
+        full = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32).state_dict()
+        missing, _ = vlm.load_state_dict(full, strict=False)
+        if missing:
+            raise KeyError(f"{name}: the backbone's weights lack {missing[:5]} (vlm_dtype=float32 reloads them)")
 
     def prepare_images(self, batch):
         images, img_masks = super().prepare_images(batch)
