@@ -441,11 +441,13 @@ def final_steps(cfg: RobustTwinConfig, arm: str) -> int:
 
 def table(cfg: RobustTwinConfig, results: dict) -> str:
     seeds = cfg.seeds
+    with_errors = any(arm in cfg.action_error_arms for arm in cfg.arms)  # a column only where an arm has it
     lines = [
         "| arm | look | "
         + " | ".join(f"seed {s}" for s in seeds)
-        + " | pooled, Wilson 95% | training min | held-out action error |",
-        "|---" * (5 + len(seeds)) + "|",
+        + " | pooled, Wilson 95% | training min |"
+        + (" held-out action error |" if with_errors else ""),
+        "|---" * (4 + with_errors + len(seeds)) + "|",
     ]
     pooled: dict[tuple[str, str], object] = {}
     for appearance in cfg.appearances:
@@ -462,7 +464,10 @@ def table(cfg: RobustTwinConfig, results: dict) -> str:
             shown = rate if rate is not None else "-"
             errors = "/".join(error_cell(runs.get(s, {}).get(appearance)) for s in seeds)
             lines.append(
-                f"| {arm} | {appearance} | " + " | ".join(cells) + f" | {shown} | {'/'.join(minutes)} | {errors} |"
+                f"| {arm} | {appearance} | "
+                + " | ".join(cells)
+                + f" | {shown} | {'/'.join(minutes)} |"
+                + (f" {errors} |" if with_errors else "")
             )
     if cfg.cue_arm in cfg.arms and cfg.no_cue_arm in cfg.arms:
         # success is the measure; the mean return (shaped reward: reaching, grasping) shows a difference below it
