@@ -96,6 +96,7 @@ class RobustTwinConfig:
     # so101-seg-pretrain-tower's config: the twin-size backbone's vision tower pretrained on the robust segmenter's
     # randomised frames, for the arms whose vlm_model_name is tower_dir (a frozen pretrained tower, as SmolVLA's)
     tower_config: Path = Path("configs/vision_tower_twin.yaml")
+    # the pretrained tower's SmolVLM folder, as the frozen-tower arms' vlm_model_name names it
     tower_dir: Path = Path("outputs/models/smolvlm_twin_segtower")
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2
@@ -113,8 +114,9 @@ class RobustTwinConfig:
     # the arms whose checkpoints also get their held-out action error per look (so101-action-error): small
     # recordings in each look from episode seeds no training uses; [] for none
     action_error_arms: list[str] = field(default_factory=lambda: ["segvla", "segvla_gt", "smolvla"])
-    # episodes of each held-out recording, and its first episode seed (the training recording's are 0-199)
+    # episodes of each held-out recording
     heldout_episodes: int = 20
+    # the held-out recordings' first episode seed (the training recording's are 0-199)
     heldout_seed: int = 500000
 
     def __post_init__(self):

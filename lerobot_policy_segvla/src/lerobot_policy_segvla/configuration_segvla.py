@@ -103,10 +103,13 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
             setattr(self, names, [])
         self.__post_init__()  # re-check slots and ranges with the resolved ids
 
-    def __post_init__(self):
-        super().__post_init__()
+    def _check_vlm_dtype(self) -> None:
         if self.vlm_dtype not in ("bfloat16", "float32"):
             raise ValueError(f"vlm_dtype must be 'bfloat16' or 'float32', got {self.vlm_dtype!r}")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check_vlm_dtype()
         if self.segmentation_source not in SEGMENTATION_SOURCES:
             raise ValueError(
                 f"segmentation_source must be one of {SEGMENTATION_SOURCES}, got {self.segmentation_source!r}"
