@@ -385,6 +385,7 @@ def action_error_stage(cfg: RobustTwinConfig, checkpoint: Path | None, run: str,
             f"--dataset.repo_id=local/heldout_{appearance}",
             f"--dataset.root={heldout_stage(cfg, appearance)}",
             f"--output={out}",
+            f"--device={json.loads((checkpoint / 'config.json').read_text()).get('device') or 'cpu'}",  # as trained
         ]
         run_logged(args, cfg.output_dir / "logs" / f"action_error_{name}.log", f"held-out error {run} ({appearance})")
     archive(cfg, out, f"{name}.json")

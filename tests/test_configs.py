@@ -84,7 +84,7 @@ CONFIGS = {
             "segdepth_rgbonly",
         )
         + tuple(f"tuning/{arm}" for arm in ("segvla_tokens", "segvla_beside", "segvla_instead"))
-        + ("tuning/smolvla", "tuning/smolvla_aug", "curve/segvla", "curve/smolvla")
+        + ("tuning/smolvla", "tuning/smolvla_aug", "curve/segvla", "curve/smolvla", "real/segvla", "real/smolvla")
     },
 }
 

@@ -201,3 +201,33 @@ def test_the_perception_table_is_reprinted_from_the_archive(robust_twin, tmp_pat
     printed = capsys.readouterr().out
     assert "| test_unseen | 0.900 | 0.950 | 0.875 | 0.800 | 0.700 | 0.845 | 12.3 |" in printed
     assert "| segdepth_rgbonly | unseen | 9/20 | 9/20 = 45% [26, 66] | 10.0 |" in printed
+
+
+@pytest.mark.slow  # ~1 min: the stock lerobot-train's first steps of each real-size recipe on tiny models
+@pytest.mark.parametrize("arm", ["segvla", "smolvla"])
+def test_the_real_size_recipes_take_their_first_steps_on_tiny_models(arm, gt_dataset, tmp_path):
+    """configs/robust_twin/real/<arm>.yaml as printed, with only what a CPU test must swap: SmolVLM2-500M for a tiny
+    random SmolVLM with weights (loaded as the recipe loads it, tower frozen), the robust segmenter for a tiny one,
+    512 px for 32, the GPU for the CPU, the recording for two recorded episodes, and the length."""
+    from clitools import run_cli, short_train_flags
+    from test_segvla import save_segmenter_checkpoint
+
+    from so101_semantic_processors.random_vlm import save_smolvlm
+
+    vlm = save_smolvlm(tmp_path / "vlm", weights=True)
+    flags = [
+        f"--config_path={ROOT / 'configs' / 'robust_twin' / 'real' / f'{arm}.yaml'}",
+        f"--policy.vlm_model_name={vlm}",
+        "--policy.num_vlm_layers=2",
+        "--policy.resize_imgs_with_padding=[32,32]",
+        "--dataset.repo_id=local/twin_demo",
+        f"--dataset.root={gt_dataset}",
+        *short_train_flags(tmp_path / "run", steps=2),
+    ]
+    if arm == "segvla":
+        save_segmenter_checkpoint(tmp_path / "segmenter")
+        flags.append(f"--policy.segmentation_segmenter_path={tmp_path / 'segmenter'}")
+    run_cli(["lerobot-train", *flags], cwd=tmp_path)
+    saved = json.loads((tmp_path / "run/checkpoints/last/pretrained_model/config.json").read_text())
+    assert saved["load_vlm_weights"] and saved["freeze_vision_encoder"] and saved["train_expert_only"]
+    assert saved["chunk_size"] == 20 and saved["n_action_steps"] == 10
