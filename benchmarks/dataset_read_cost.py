@@ -31,7 +31,7 @@ import torch
 from lerobot.configs import parser
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -120,7 +120,7 @@ def drqv2_update_rate(cfg, updates: int, warmup: int = 3) -> float:
 def benchmark(bench: DrQV2ThroughputConfig) -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
-    from so101_core.checkpoints import save_policy
+    from so101_run_infra.checkpoints import save_policy
     from so101_segdepth_rl.replay import ReplayBuffer
     from so101_segdepth_rl.train import RLTrainConfig, policy_from_scratch
 

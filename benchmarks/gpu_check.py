@@ -68,7 +68,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))

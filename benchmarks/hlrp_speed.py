@@ -36,7 +36,7 @@ from transformers import AutoTokenizer
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.trunk import CoreConfig, SharedCore, load_vlm
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 TASK = "pick up the red cube and lift it\n"

@@ -50,7 +50,7 @@ import torch
 from _timing import timed_ms  # also puts tests/ on sys.path (tiny_models)
 from lerobot.configs import FeatureType, PolicyFeature, parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 
 def features(side: int, cameras=("front", "wrist")):

@@ -26,7 +26,7 @@ import torch
 from lerobot.configs import parser
 from torch import nn
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass

@@ -36,7 +36,7 @@ import torch
 from lerobot.configs import parser
 
 from lerobot_policy_segvla.ade20k import ADE20K_150
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 BACKBONES = {
     # the Swin-L of mask2former-swin-large-ade-semantic (ImageNet-22k, 384 pre-training, window 12)

@@ -43,7 +43,7 @@ from lerobot_policy_segdepth.perception import (
     SegmenterStep,
     depth_anything_v2_small_config,
 )
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("wrist", "front")
 OUT = 84

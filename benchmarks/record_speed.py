@@ -24,7 +24,7 @@ from lerobot.configs.video import DepthEncoderConfig
 
 from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
 from lerobot_env_so101_twin.record import TwinDatasetConfig, TwinRecordConfig, record
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 DEMO_ROBOT = {"cameras": ["wrist"], "camera_height": 120, "camera_width": 160, "depth": True, "segmentation": True}
 # --settings name: (the table's label, robot settings, dataset encoder settings). LeRobot's default encoders, and

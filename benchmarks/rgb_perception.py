@@ -27,7 +27,7 @@ import torch
 from lerobot.configs import parser
 
 from lerobot_policy_segdepth.perception import DepthAnythingStep, SegmenterStep, depth_anything_v2_small_config
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 RGB, IDS, DISP = "observation.images.wrist", "observation.wrist_segmentation_ids", "observation.wrist_disparity"
 OUT = 84

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 BIN = Path(sys.executable).parent
 REPO_ID = "local/twin_demo"

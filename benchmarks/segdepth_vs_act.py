@@ -67,7 +67,7 @@ from lerobot.utils.constants import OBS_STATE  # noqa: E402
 from lerobot.utils.feature_utils import dataset_to_policy_features  # noqa: E402
 from lerobot.utils.import_utils import register_third_party_plugins  # noqa: E402
 
-from so101_core.cli import prepare_command_line  # noqa: E402
+from so101_run_infra.cli import prepare_command_line  # noqa: E402
 
 register_third_party_plugins()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mask2former_step import save_random_checkpoint

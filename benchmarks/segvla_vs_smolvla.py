@@ -43,7 +43,7 @@ from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
 from transformers import AutoTokenizer
 
 from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 CLASSES, GRID = 150, 8

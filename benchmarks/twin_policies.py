@@ -36,8 +36,8 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
-from so101_core.stats import wilson
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.stats import wilson
 
 VENV_BIN = Path(sys.executable).parent
 

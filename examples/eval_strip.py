@@ -16,7 +16,7 @@ import numpy as np
 from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 RENAMED_FLAGS = {"--row": "--rows", "--out": "--output_path"}  # the argparse spellings, kept one release
 FONT = ImageFont.load_default(size=14)

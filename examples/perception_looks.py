@@ -16,7 +16,7 @@ from lerobot.configs import parser
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_segmenter.data import read_disparity, read_image, read_mask
 from so101_segmenter.dataset_index import DatasetIndex
 from so101_segmenter.metrics import minmax_255

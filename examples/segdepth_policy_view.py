@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from lerobot_env_so101_twin.gym_env import SO101TwinEnv
 from lerobot_env_so101_twin.visualize import colorize_segmentation, write_video
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 RENAMED_FLAGS = {"--policy": "--policy.path", "--out": "--output_dir"}  # the argparse spellings, kept one release
 

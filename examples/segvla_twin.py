@@ -27,9 +27,9 @@ from pathlib import Path
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin.record import recording_fingerprint
-from so101_core.atomic import write_json
-from so101_core.cli import prepare_command_line
-from so101_core.stats import newcombe, wilson
+from so101_run_infra.atomic import write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -30,9 +30,9 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.record import TwinRecordConfig, record
-from so101_core.atomic import move_aside, write_json
-from so101_core.cli import prepare_command_line
-from so101_core.runs import config_differences
+from so101_run_infra.atomic import move_aside, write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.runs import config_differences
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 
-from so101_core.cli import bracketed_lists, dashed_spellings, renamed_flags
+from so101_run_infra.cli import bracketed_lists, dashed_spellings, renamed_flags
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -36,7 +36,7 @@ SCRIPTS = console_scripts()
 
 def command_config(entry: str) -> type:
     """The config dataclass of the parser.wrap'd function that the entry point calls (named in its code); for an
-    entry point made by so101_core.extras.behind_extra, the command it runs (its `target`)."""
+    entry point made by so101_run_infra.extras.behind_extra, the command it runs (its `target`)."""
     module_name, function_name = entry.split(":")
     target = getattr(importlib.import_module(module_name), function_name)
     module_name, function_name = getattr(target, "target", entry).split(":")

@@ -259,7 +259,7 @@ POLICIES["lerobot_policy_hlrp"] = "hlrp"
 # Modules behind an extra a policy does not ask for (the extra's packages are not installed with it).
 EXTRA_MODULES = {
     "lerobot_policy_hlrp.pretrain.cluster",
-    "so101_semantic_processors.random_vlm",
+    "so101_commands.random_vlm",
     "so101_segmenter.sim_frames",
 }
 

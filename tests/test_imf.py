@@ -492,7 +492,7 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
 
     with pytest.raises(FileExistsError):  # never overwrites
         from lerobot_policy_imf.cache_embeddings import CacheEmbeddingsConfig, cache_embeddings
-        from so101_semantic_processors.precompute import SourceDatasetConfig
+        from so101_policy_common.precompute import SourceDatasetConfig
 
         cfg = IMFConfig(device="cpu", siglip_model=siglip, encoder_image_size=32, cameras=["front", "wrist"])
         cache_embeddings(

@@ -190,7 +190,7 @@ def _save_segdepth_checkpoint(folder):
 def _run_joint_limits(monkeypatch, *args: str) -> None:
     import sys
 
-    from so101_semantic_processors.joint_limits import main
+    from so101_commands.set_joint_limits import main
 
     monkeypatch.setattr(sys, "argv", ["so101-joint-limits", *args])
     main()

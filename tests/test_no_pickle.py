@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from so101_core.pickled import UntrustedPickleError
-from so101_core.resume_state import PickledStateError, load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
+from so101_run_infra.pickled import UntrustedPickleError
+from so101_run_infra.resume_state import PickledStateError, load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
 
 
 class MarkerOnLoad:
@@ -123,7 +123,9 @@ def test_trunk_resume_refuses_a_pickled_state(tmp_path):
 
     marker = tmp_path / "ran"
     hostile_checkpoint(tmp_path / "run", "training_state.pt", marker)
-    with pytest.raises(PickledStateError, match=r"python -m so101_core.resume_state --state_path=.*training_state.pt"):
+    with pytest.raises(
+        PickledStateError, match=r"python -m so101_run_infra.resume_state --state_path=.*training_state.pt"
+    ):
         train(SimpleNamespace(output_dir=tmp_path / "run", resume=True))
     assert not marker.exists()
 
@@ -150,7 +152,7 @@ def test_segmenter_refuses_a_pickled_state(tmp_path):
 
 # ----- the one-time conversion ------------------------------------------------------------------------------------
 def convert_command(path: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "so101_core.resume_state", f"--state_path={path}", *flags],
+    return subprocess.run([sys.executable, "-m", "so101_run_infra.resume_state", f"--state_path={path}", *flags],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 

@@ -119,7 +119,7 @@ import contextlib, dataclasses, importlib.util, io, json, sys
 from pathlib import Path
 from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 from lerobot.configs.parser import print_scoped_help
-from so101_core.cli import _use_percent_safe_help
+from so101_run_infra.cli import _use_percent_safe_help
 
 _use_percent_safe_help()  # what prepare_command_line does in every script's main (checked above)
 out = {}

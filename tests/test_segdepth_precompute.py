@@ -20,7 +20,7 @@ from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth import precompute as segdepth_precompute
 from lerobot_policy_segdepth.observation_steps import StackChannelsStep, pack_uint8, packed_length, unpack_uint8
 from lerobot_policy_segdepth.precompute import SegDepthPrecomputeConfig, precompute_segdepth
-from so101_semantic_processors.precompute import SourceDatasetConfig
+from so101_policy_common.precompute import SourceDatasetConfig
 
 register_third_party_plugins()
 

@@ -616,7 +616,7 @@ def saved_clone(dataset_root: Path, tmp_path: Path) -> Path:
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_pre_post_processors
 
-    from so101_core.checkpoints import save_policy
+    from so101_run_infra.checkpoints import save_policy
 
     policy, _ = demo_policy(dataset_root)
     meta = LeRobotDatasetMetadata("local/twin_demo", root=dataset_root)

@@ -18,7 +18,7 @@ from test_perception import IDS, KEYS, frames, save_tiny_depth_anything, save_ti
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
 from lerobot_policy_segdepth.perception import DepthAnythingStep, SegmenterStep
-from so101_semantic_processors.pretrained import PretrainedModelMissingError, check_saved_pipeline
+from so101_policy_common.pretrained import PretrainedModelMissingError, check_saved_pipeline
 
 NOT_CACHED = "so101-tests/not-a-cached-model"  # a Hub id no cache here holds (HF_HUB_OFFLINE=1 in conftest)
 TINY = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from so101_semantic_processors.random_vlm import save_smolvlm, save_smolvlm2_500m_config  # noqa: F401  (re-exported)
+from so101_commands.random_vlm import save_smolvlm, save_smolvlm2_500m_config  # noqa: F401  (re-exported)
 
 
 def shared_model_dir(name: str, save) -> Path:

@@ -40,10 +40,10 @@ from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
 from so101_core import TASK_DESCRIPTIONS
-from so101_core.atomic import replace_folder, staging_folder, write_json
-from so101_core.cli import prepare_command_line
-from so101_core.hub import check_push, command_line
-from so101_core.runs import config_differences
+from so101_run_infra.atomic import replace_folder, staging_folder, write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.hub import check_push, command_line
+from so101_run_infra.runs import config_differences
 
 from .config_so101_twin import SO101TwinConfig
 from .config_so101_twin_expert import SO101TwinExpertConfig

@@ -4,7 +4,7 @@ Why: the SigLIP2 tower is frozen, so its output for a given frame never changes,
 cameras every training step pays for ~93M parameters per view and frame (plus decoding the videos). This command
 runs the policy's own encoder (`IMFPolicy.backbone.embed`, the code `select_action` runs) once per frame and writes
 `observation.view_embeddings`, float32 (V, W) per frame, to a copy made by the suite's precompute machinery
-(`so101_semantic_processors.precompute`: resumable shards, manifest, atomic rename, read-back check). The camera
+(`so101_policy_common.precompute`: resumable shards, manifest, atomic rename, read-back check). The camera
 columns are dropped from the copy (LeRobot would decode them for every sample) unless `--keep_videos=true`.
 
 The cache is keyed: the feature's info records the encoder (Hub id or folder), a hash of its weights, its input
@@ -29,14 +29,14 @@ import torch
 from lerobot.configs import parser
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
-from so101_core.cli import prepare_command_line
-from so101_semantic_processors.precompute import (
+from so101_policy_common.precompute import (
     RENAMED_FLAGS,
     PolicyPrecomputeConfig,
     output_location,
     precompute_features,
     print_summary,
 )
+from so101_run_infra.cli import prepare_command_line
 
 from .configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
 from .modeling_imf import dataset_fingerprint

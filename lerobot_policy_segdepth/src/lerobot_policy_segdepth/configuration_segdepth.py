@@ -10,7 +10,7 @@ from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTr
 from lerobot.optim import AdamWConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.policy_config import JointLimitsFields
+from so101_policy_common.policy_config import JointLimitsFields
 
 from .constants import DEPTH_ANYTHING_V2_SMALL, OBS_SEGDEPTH, packed_length
 

@@ -21,10 +21,10 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.utils.constants import ACTION, OBS_STATE
 
-from so101_core.atomic import atomic_folder
-from so101_core.checkpoints import save_policy
-from so101_core.cli import dashed_spellings, prepare_command_line
-from so101_core.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
+from so101_run_infra.atomic import atomic_folder
+from so101_run_infra.checkpoints import save_policy
+from so101_run_infra.cli import dashed_spellings, prepare_command_line
+from so101_run_infra.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
 
 from .configuration_segdepth import SegDepthConfig
 from .modeling_segdepth import SegDepthPolicy

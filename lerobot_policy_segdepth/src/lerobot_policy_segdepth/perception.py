@@ -28,10 +28,10 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from so101_policy_common.pretrained import pretrained_hint, require_pretrained
+from so101_policy_common.steps import ConfigFromFields
 from so101_segmenter.carried import CarriesSegmenter
 from so101_segmenter.metrics import minmax_255
-from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
-from so101_semantic_processors.steps import ConfigFromFields
 
 from .constants import DEPTH_ANYTHING_V2_SMALL
 from .observation_steps import _require, disparity_from_depth

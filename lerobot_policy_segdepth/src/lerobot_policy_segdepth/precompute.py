@@ -57,14 +57,14 @@ from lerobot.configs import parser
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
-from so101_core.cli import prepare_command_line
-from so101_semantic_processors.precompute import (
+from so101_policy_common.precompute import (
     RENAMED_FLAGS,
     PolicyPrecomputeConfig,
     output_location,
     precompute_features,
     print_summary,
 )
+from so101_run_infra.cli import prepare_command_line
 
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 from .observation_steps import pack_uint8, packed_length

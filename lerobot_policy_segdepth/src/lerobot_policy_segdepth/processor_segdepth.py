@@ -22,7 +22,7 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from so101_semantic_processors.steps import ClipJointTargetsStep, RequireCamerasStep
+from so101_policy_common.steps import ClipJointTargetsStep, RequireCamerasStep
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
 from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig

@@ -23,8 +23,8 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from so101_core import JOINT_NAMES, colorize_segmentation
-from so101_core.atomic import atomic_folder, write_text, write_with
-from so101_core.cli import dashed_spellings, prepare_command_line
+from so101_run_infra.atomic import atomic_folder, write_text, write_with
+from so101_run_infra.cli import dashed_spellings, prepare_command_line
 
 from .configuration_segdepth import OBS_SEGDEPTH
 

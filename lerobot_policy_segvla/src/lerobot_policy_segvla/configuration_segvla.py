@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from lerobot.configs import FeatureType, PolicyFeature, PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 
-from so101_semantic_processors.policy_config import JointLimitsFields
+from so101_policy_common.policy_config import JointLimitsFields
 
 SEGMENTATION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
 SEGMENTATION_IMAGE_MODES = ("none", "beside", "instead")

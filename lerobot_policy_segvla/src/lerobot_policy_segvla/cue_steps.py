@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
+from so101_policy_common.pretrained import pretrained_hint, require_pretrained
+from so101_policy_common.steps import ConfigFromFields, present_keys
 from so101_segmenter.carried import CarriesSegmenter
-from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
-from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 from .mask2former import (
     DEFAULT_MODEL,

@@ -26,9 +26,9 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
 
-from so101_core.atomic import atomic_folder
-from so101_core.checkpoints import save_policy
-from so101_core.cli import prepare_command_line
+from so101_run_infra.atomic import atomic_folder
+from so101_run_infra.checkpoints import save_policy
+from so101_run_infra.cli import prepare_command_line
 
 from .configuration_segvla import SegVLAConfig
 from .modeling_segvla import SegVLAPolicy

@@ -27,8 +27,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
-from so101_semantic_processors.pretrained import ChecksSavedProcessors, pretrained_hint
-from so101_semantic_processors.steps import present_keys
+from so101_policy_common.pretrained import ChecksSavedProcessors, pretrained_hint
+from so101_policy_common.steps import present_keys
 
 from .configuration_segvla import SegVLAConfig
 from .mask2former import TASK_CLASSES_KEY, score_grid

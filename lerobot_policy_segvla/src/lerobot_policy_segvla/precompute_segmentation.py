@@ -7,7 +7,7 @@ reads them back), computed by the same `Mask2FormerSegmenter`, so a policy train
 the online step gives on the same frames. The full score map (C x S/4 x S/4) is never stored: 9.8 MB per
 camera-frame for 150 classes at 512^2, against 38.4 kB pooled on an 8 x 8 grid.
 
-A front end on `so101_semantic_processors.precompute` (shared with `segdepth-precompute`): each batch of scores
+A front end on `so101_policy_common.precompute` (shared with `segdepth-precompute`): each batch of scores
 goes to `.<output>.partial/shards/` (atomic write), so an interrupted run started again with the same arguments
 skips what is done. The new dataset is written by LeRobot's `dataset_tools.modify_features` to `.<output>.tmp`,
 read back, then renamed into place; the source is not touched.
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import dashed_spellings, prepare_command_line
-from so101_semantic_processors.precompute import (
+from so101_policy_common.precompute import (
     SourceDatasetConfig,
     open_result,
     output_location,
     precompute_features,
 )
+from so101_run_infra.cli import dashed_spellings, prepare_command_line
 
 from .mask2former import (
     DEFAULT_FEATURE_MAP,

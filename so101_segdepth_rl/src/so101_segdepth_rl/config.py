@@ -14,7 +14,7 @@ from lerobot.configs import parser
 
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig
-from so101_core.hub import check_push
+from so101_run_infra.hub import check_push
 
 from .demos import DemoSettings
 from .drqv2 import DrQV2Config

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from so101_core.atomic import write_with
+from so101_run_infra.atomic import write_with
 
 from .config import RLTrainConfig
 from .drqv2 import DrQV2Agent

@@ -5,7 +5,7 @@ from pathlib import Path
 from lerobot.configs import PreTrainedConfig
 
 from lerobot_policy_segdepth import SegDepthConfig
-from so101_core.hub import HubPushConfig, model_card, push_folder
+from so101_run_infra.hub import HubPushConfig, model_card, push_folder
 
 from .config import RLTrainConfig
 

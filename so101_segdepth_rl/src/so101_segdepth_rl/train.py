@@ -34,12 +34,12 @@ from tqdm import tqdm
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
-from so101_core.atomic import write_json
-from so101_core.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
-from so101_core.cli import prepare_command_line
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
-from so101_core.runs import check_resume_config, claim_run_dir
+from so101_run_infra.atomic import write_json
+from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import check_resume_config, claim_run_dir
 
 # the config, evaluation and publishing names, also importable from here as before the split
 from .config import (  # noqa: F401
@@ -125,7 +125,7 @@ def start_run(cfg: RLTrainConfig) -> Workspace:
 
 
 def claim_output_dir(cfg: RLTrainConfig) -> Path:
-    """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
+    """The last checkpoint, after checking that the output folder may be used (see so101_run_infra.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume:
         refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
@@ -470,7 +470,7 @@ def save_checkpoint(
     save_policy(staging / PRETRAINED, agent.policy, pre, post)
     # the demonstrations are rebuilt from the recording; only their sampler's state is kept
     state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
-    save_state(staging / "training_state", state)  # safetensors + JSON (so101_core.resume_state)
+    save_state(staging / "training_state", state)  # safetensors + JSON (so101_run_infra.resume_state)
     replay.save(staging / "replay")
     return publish_checkpoint(staging, final, keep=2, links=("last", "best") if best else ("last",))
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from so101_core.hub import HubPushConfig
+from so101_run_infra.hub import HubPushConfig
 
 from .augment import PhotometricConfig
 from .data import AUGMENTATIONS

@@ -28,7 +28,7 @@ from lerobot.configs import parser
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 from .classes import NUM_CLASSES
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png

@@ -35,11 +35,11 @@ from lerobot.configs import parser
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from so101_core.atomic import atomic_folder, write_text
-from so101_core.cli import prepare_command_line
-from so101_core.hub import model_card, push_folder
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
+from so101_run_infra.atomic import atomic_folder, write_text
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.hub import model_card, push_folder
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
 
 from .augment import BandFold, PhotometricAugment
 from .classes import NUM_CLASSES
@@ -53,7 +53,7 @@ from .viz import colorize, save_grid
 
 log = logging.getLogger(__name__)
 TEST_SPLIT_SEED = 1_000_003  # --data.test_fraction's split: the same test frames whatever --seed
-STATE_NAME = "train_state"  # a so101_core.resume_state folder: optimizer, progress, generators, config
+STATE_NAME = "train_state"  # a so101_run_infra.resume_state folder: optimizer, progress, generators, config
 
 
 @torch.no_grad()

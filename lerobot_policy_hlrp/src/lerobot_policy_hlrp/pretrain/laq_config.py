@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from so101_core.hub import HubPushConfig
+from so101_run_infra.hub import HubPushConfig
 
 from ..laq import LAQConfig
 

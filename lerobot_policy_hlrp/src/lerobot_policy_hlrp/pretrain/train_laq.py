@@ -33,12 +33,12 @@ from lerobot.configs import parser
 from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
-from so101_core.atomic import staging_path, write_json
-from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
-from so101_core.cli import prepare_command_line
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
-from so101_core.runs import check_resume_config, claim_run_dir
+from so101_run_infra.atomic import staging_path, write_json
+from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import check_resume_config, claim_run_dir
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from .frame_pairs import FramePairs, info_file
@@ -58,7 +58,7 @@ from .processes import make_accelerator, quiet_unless_main
 
 logger = logging.getLogger("hlrp-train-laq")
 LAQ_DIR = "laq"
-STATE_DIR = "training_state"  # so101_core.resume_state folders: optimizer, scheduler, step; rng_<rank>: generators
+STATE_DIR = "training_state"  # so101_run_infra.resume_state folders: optimizer, scheduler, step; rng_<rank>: generators
 CONFIG_FILE = "train_config.json"
 
 

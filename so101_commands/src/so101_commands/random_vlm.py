@@ -5,24 +5,26 @@ name (AutoConfig / AutoTokenizer.from_pretrained, which always ask the Hub). A l
 work offline: the tests use a tiny one, the twin-scale HLRP run a small one, the benchmarks SmolVLM2-500M's real
 sizes.
 
-    so101-make-random-vlm --size=twin --output_dir=outputs/hlrp/smolvlm_twin   # hlrp-make-random-vlm: its old name
+    so101-make-random-vlm --size=twin --output_dir=outputs/hlrp/smolvlm_twin
 
-Used by the recipes of two policies (SegVLA's SmolVLA backbone, HLRP's trunk), so it lives in what the policies
-share; moved from so101_core.random_vlm. Needs so101_semantic_processors' `vlm` extra (transformers).
+Used by the recipes of two policies (SegVLA's SmolVLA backbone, HLRP's trunk). Needs so101_commands' `vlm` extra
+(transformers).
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from so101_core.cli import prepare_command_line
-from so101_core.extras import missing_extra
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.extras import missing_extra
+
+from .extras import VLM
 
 try:
     import torch  # noqa: F401  (the `vlm` extra's transformers, with torch and LeRobot, checked at import)
     import transformers  # noqa: F401
     from lerobot.configs import parser
-except ModuleNotFoundError as err:  # installed without so101_semantic_processors' `vlm` extra
-    raise missing_extra("vlm", err) from None
+except ModuleNotFoundError as err:  # installed without the `vlm` extra
+    raise missing_extra(VLM, err) from None
 
 # The words the twin's task and the tests use; everything else maps to <unk>.
 _WORDS = ["pick", "up", "the", "red", "cube", "and", "lift", "it", ".", "reach", "move", "to", "a", "grasp", "place"]

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from lerobot.configs import parser
 
-from so101_core.atomic import write_text
-from so101_core.cli import prepare_command_line
+from so101_run_infra.atomic import write_text
+from so101_run_infra.cli import prepare_command_line
 
 logger = logging.getLogger(__name__)
 

@@ -40,8 +40,8 @@ from lerobot.configs import PreTrainedConfig, parser
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from so101_core.atomic import replace_folder, save_safetensors, staging_folder, write_json
-from so101_core.runs import config_differences
+from so101_run_infra.atomic import replace_folder, save_safetensors, staging_folder, write_json
+from so101_run_infra.runs import config_differences
 
 logger = logging.getLogger(__name__)
 

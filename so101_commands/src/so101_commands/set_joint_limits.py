@@ -21,16 +21,15 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.atomic import atomic_folder, write_json
-from so101_core.cli import prepare_command_line
 from so101_core.joint_limits import (
     TWIN_JOINT_LIMITS,
     calibration_path,
     limits_from_calibration,
     read_joint_limits,
 )
-
-from .steps import ClipJointTargetsStep, ResizeCamerasStep, is_map_key
+from so101_policy_common.steps import ClipJointTargetsStep, ResizeCamerasStep, is_map_key
+from so101_run_infra.atomic import atomic_folder, write_json
+from so101_run_infra.cli import prepare_command_line
 
 CLIP_STEPS = ("so101_clip_joint_targets", "segdepth_clip_joint_targets")  # the second: segdepth before the move
 POSTPROCESSOR = "policy_postprocessor.json"

@@ -1,4 +1,4 @@
-r"""so101-submit (was hlrp-submit): a stage on SLURM (or on this machine) through submitit, requeued and resumed.
+r"""so101-submit: a stage on SLURM (or on this machine) through submitit, requeued and resumed.
 
     so101-submit --config_path=configs/cluster_lrz_x100.yaml --stage=laq \
         --args='[--config_path=configs/hlrp_laq_oxe.yaml]'
@@ -10,7 +10,7 @@ The stage command's own flags go in `--args='[...]'` or after `--` (everything a
 commas or brackets need no quoting there); both together: `--args` first.
 
 Stages: `laq` (lerobot_policy_hlrp.pretrain.train_laq), `trunk` (lerobot_policy_hlrp.pretrain.train_trunk), `lerobot`
-(lerobot.scripts.lerobot_train). Needs lerobot_policy_hlrp's `cluster` extra (submitit, PyYAML).
+(lerobot.scripts.lerobot_train). Needs so101_commands' `cluster` extra (submitit, PyYAML).
 The job is a `StageJob` (a submitit Checkpointable): on every node it starts `accelerate launch` over the node's GPUs
 (a plain `python -m <module>` for one process). When SLURM announces the end of the job (timeout or preemption,
 submitit's `--signal=USR2@<signal_delay_s>`), submitit calls `StageJob.checkpoint`, which stops the stage and
@@ -21,7 +21,7 @@ that starts later. The two twins also claim the output directory at start, so if
 winner is known, the later twin exits at once instead of training into the same directory.
 
 Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in `main` only (a job start unpickles
-this module). The launcher lives beside the stages it launches.
+this module). A suite-wide command: it launches HLRP's stages and lerobot-train alike.
 """
 
 import codecs
@@ -40,22 +40,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from so101_core.atomic import move_aside
-from so101_core.cli import prepare_command_line
-from so101_core.extras import missing_extra
+from so101_run_infra.atomic import move_aside
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.extras import missing_extra
+
+from .extras import CLUSTER
 
 try:
     import cloudpickle
     import submitit
     import yaml
     from submitit.helpers import Checkpointable, DelayedSubmission
-except ModuleNotFoundError as err:  # installed without lerobot_policy_hlrp's `cluster` extra
-    raise missing_extra("cluster", err) from None
+except ModuleNotFoundError as err:  # installed without the `cluster` extra
+    raise missing_extra(CLUSTER, err) from None
 
 logger = logging.getLogger("so101-submit")
 # submitit pickles the job with cloudpickle; by value, so that a job start (which unpickles it before submitit's
-# USR2 handler is up) imports submitit and so101_core, not this module's parent package: importing
-# lerobot_policy_hlrp loads the hlrp policy (torch, LeRobot), seconds to tens of seconds on a busy node.
+# USR2 handler is up) imports only submitit and so101_run_infra, never the stage's own packages: importing a
+# policy plugin loads torch and LeRobot, seconds to tens of seconds on a busy node.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
@@ -582,7 +584,7 @@ def main() -> None:
     try:
         from lerobot.configs import parser
     except ModuleNotFoundError as err:
-        raise missing_extra("cluster", err) from None
+        raise missing_extra(CLUSTER, err) from None
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_command_line()

@@ -10,7 +10,7 @@ scheduler state dicts, `rng.capture_rng()`, counters, a step, a config. `save_st
                                       save_optimizer_state; <key> is where it sits in the structure: `optimizer`,
                                       `agent/actor_opt`)
 
-swapped in whole (so101_core.atomic), and `load_state` gives the same structure back. Tuples stay tuples, numpy
+swapped in whole (so101_run_infra.atomic), and `load_state` gives the same structure back. Tuples stay tuples, numpy
 arrays and scalars keep their dtype and JSON floats every bit (Python writes the shortest repr that reads back
 exactly), so an RNG state restores exactly and a resumed run draws what the uninterrupted one would have.
 (LeRobot's own RNG files keep numpy's cached Gaussian as float32 and drop python's, and hold no named generators.)
@@ -19,7 +19,7 @@ Earlier releases pickled these states with torch.save (training_state.pt, rng_<r
 `refuse_pickled` stops a resume at such a file, naming it and the way out: train again, or, for a file the user
 trusts, convert it once with
 
-    python -m so101_core.resume_state --state_path=<run>/checkpoints/last/training_state.pt --trust_pickle=true
+    python -m so101_run_infra.resume_state --state_path=<run>/checkpoints/last/training_state.pt --trust_pickle=true
 
 which writes the folder beside it (`training_state/`) and leaves the old file alone.
 
@@ -158,7 +158,7 @@ def load_state(folder: str | Path) -> Any:
     if not (folder / STATE_JSON).is_file():
         raise FileNotFoundError(
             f"{folder} is not a resume state: it has no {STATE_JSON} (expected a folder written by "
-            "so101_core.resume_state.save_state)"
+            "so101_run_infra.resume_state.save_state)"
         )
     skeleton = json.loads((folder / STATE_JSON).read_text())
     return _decode(skeleton, load_file(str(folder / TENSORS)), folder)
@@ -176,7 +176,7 @@ def refuse_pickled(folder: str | Path, *patterns: str) -> None:
                     f"{path} is a resume state an earlier release pickled with torch.save; this release reads "
                     f"{path.with_suffix('').name}/ (safetensors + JSON) and does not unpickle it, since unpickling "
                     "runs whatever code the file names. Train again into a new --output_dir, or, if you trust the "
-                    f"file, convert it once: python -m so101_core.resume_state --state_path={path} {TRUST_FLAG}"
+                    f"file, convert it once: python -m so101_run_infra.resume_state --state_path={path} {TRUST_FLAG}"
                 )
 
 

@@ -37,10 +37,9 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.atomic import replace_folder, staging_folder, write_json
-from so101_core.cli import prepare_command_line
-
-from .precompute import SourceDatasetConfig
+from so101_policy_common.precompute import SourceDatasetConfig
+from so101_run_infra.atomic import replace_folder, staging_folder, write_json
+from so101_run_infra.cli import prepare_command_line
 
 logger = logging.getLogger(__name__)
 
