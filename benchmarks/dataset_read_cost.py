@@ -115,7 +115,7 @@ def benchmark(cfg: DatasetReadCostConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--action-window": "--action_window"})
+    prepare_command_line()
     benchmark()
 
 

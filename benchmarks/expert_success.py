@@ -92,7 +92,7 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--noise-std": "--noise_std"}, lists=["--experts", "--noise_std"])
+    prepare_command_line()
     benchmark()
 
 

@@ -135,8 +135,7 @@ def benchmark(bench: LAQSpeedConfig) -> None:
 
 
 def main() -> None:
-    renamed = {"--train-batch": "--train_batch", "--label-batch": "--label_batch"}
-    prepare_command_line(renamed, lists=["--sizes", "--train_batch", "--label_batch"])
+    prepare_command_line()
     benchmark()
 
 

@@ -90,9 +90,8 @@ class Bench:
 
 
 def record_dataset(root: Path) -> Path:
-    """Record the benchmark's observations with the stock lerobot-record (the tests' helper)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from clitools import record_twin_dataset
+    """Record the benchmark's observations with the stock lerobot-record (so101_devtools.stock_commands)."""
+    from so101_devtools.stock_commands import record_twin_dataset
 
     root.parent.mkdir(parents=True, exist_ok=True)  # lerobot-record runs in it; it creates `root` itself
     return record_twin_dataset(root, episodes=2, seconds=4, size=CAMERA_SIZE, ground_truth=True, cameras="[wrist]")
@@ -297,7 +296,7 @@ def benchmark(cfg: SegDepthVsACTConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--dataset-root": "--dataset.root"})
+    prepare_command_line()
     benchmark()
 
 

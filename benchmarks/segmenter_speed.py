@@ -107,7 +107,7 @@ def benchmark(cfg: SegmenterSpeedConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--batch-84": "--batch_84", "--batch-640": "--batch_640"})
+    prepare_command_line()
     benchmark()
 
 

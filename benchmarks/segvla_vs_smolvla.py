@@ -37,12 +37,12 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
-from _timing import smolvlm_folder, timed_ms
 from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
 from transformers import AutoTokenizer
 
 from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
+from so101_devtools.timing import smolvlm_folder, timed_ms
 from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
@@ -194,7 +194,7 @@ def benchmark(bench: SegVLAVsSmolVLAConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--tiny": "--tiny=true"})
+    prepare_command_line()
     benchmark()
 
 

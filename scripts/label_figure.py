@@ -190,7 +190,7 @@ def label_figure(cfg: LabelFigureConfig) -> Path:
 
 
 def main() -> None:
-    prepare_command_line(lists=["--columns", "--rows", "--banners"])
+    prepare_command_line()
     label_figure()
 
 

@@ -21,8 +21,8 @@ from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.processor import PolicyProcessorPipeline
 from test_policy_contract import CASES, tiny_config
-from tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
 
+from so101_devtools.tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
 from so101_policy_common.pretrained import check_camera_resize_flags
 from so101_policy_common.steps import ResizeCamerasStep, fit_frame
 

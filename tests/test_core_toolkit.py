@@ -222,7 +222,8 @@ def test_the_trunk_schedule_is_the_linear_warmup_it_replaced():
 
 
 def test_the_laq_schedule_warms_up_as_before_and_decays_one_step_earlier():
-    from lerobot_policy_hlrp.pretrain.train_laq import LAQTrainConfig, make_scheduler
+    from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
+    from lerobot_policy_hlrp.pretrain.train_laq import make_scheduler
 
     cfg = LAQTrainConfig(steps=60, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
 

@@ -2,21 +2,24 @@
 
 Read with `ast` from the source folders, so a module added or moved is covered: no module over 600 lines and no
 function over 80 outside tests/ and benchmarks/; each policy's configuration, model and processor at the top of its
-plugin; no room importing a room on its own floor or one above (the floors are docs/development.md's table, which a
-test holds to FLOORS); no import cycle between modules; the vocabulary and the run infrastructure importing no policy;
-the hlrp policy, loaded for inference, importing none of HLRP's pretraining; and no `sys.path` edit outside
-tests/conftest.py (what examples, benchmarks and tests share is the installed so101_devtools).
+plugin, and its command-line tools in one subfolder of it (`commands/`; hlrp's `pretrain/`); no room importing a room
+on its own floor or one above (the floors are docs/development.md's table, which a test holds to FLOORS); no import
+cycle between modules; the vocabulary and the run infrastructure importing no policy; the hlrp policy, loaded for
+inference, importing none of HLRP's pretraining; and no `sys.path` edit outside tests/conftest.py (what examples,
+benchmarks and tests share is the installed so101_devtools).
 """
 
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from so101_devtools.import_graph import draw, floors_from_docs, imports, module_name, room_edges, room_files
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 600
@@ -62,38 +65,6 @@ def python_files(*, skip_tests: bool = True) -> list[Path]:
                 files.append(path)
     files += sorted(REPO.glob("*.py"))
     return sorted(files)
-
-
-def room_files(room: str) -> list[Path]:
-    (src,) = [p for p in REPO.glob(f"*/src/{room}") if not p.parents[1].is_symlink()]
-    return sorted(src.rglob("*.py"))
-
-
-def module_name(path: Path) -> str:
-    """`<folder>/src/pkg/sub/mod.py` -> `pkg.sub.mod` (`pkg.sub` for an `__init__.py`)."""
-    parts = path.with_suffix("").parts
-    parts = parts[len(parts) - parts[::-1].index("src") :]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> list[tuple[int, str]]:
-    """Every module `path` imports, anywhere in it (functions too), as absolute names: (line, module)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                module = ".".join([*base, node.module] if node.module else base)
-            else:
-                module = node.module or ""
-            found.append((node.lineno, module))
-            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]  # `from pkg import module`
-    return found
 
 
 # ----- sizes ------------------------------------------------------------------------------------------------------
@@ -163,12 +134,18 @@ def test_no_room_imports_a_room_on_its_own_floor_or_above():
 
 def test_the_floors_are_the_ones_docs_development_md_draws():
     """docs/development.md's table `| floor | rooms | may import |` names the same rooms on the same floors."""
-    text = (REPO / "docs" / "development.md").read_text()
-    drawn = {}
-    for floor, rooms in re.findall(r"^\| (\d) \| ([^|]+) \|", text, re.MULTILINE):
-        for room in re.findall(r"`([a-z0-9_]+)`", rooms):
-            drawn[room] = int(floor)
-    assert drawn == FLOORS
+    assert floors_from_docs((REPO / "docs" / "development.md").read_text()) == FLOORS
+
+
+def test_the_drawing_of_the_imports_has_every_room_and_no_arrow_up(tmp_path):
+    """docs/images/imports.png is drawn from these edges (python -m so101_devtools.import_graph): each points down."""
+    edges = room_edges(FLOORS)
+    assert set(edges) == set(FLOORS)
+    assert [(a, b) for a, targets in edges.items() for b in targets if FLOORS[b] >= FLOORS[a]] == []
+    assert edges["lerobot_policy_segvla"] >= {"so101_core", "so101_policy_common", "so101_segmenter"}
+    draw(FLOORS, edges, tmp_path / "imports.png")
+    assert (tmp_path / "imports.png").stat().st_size > 10_000
+    assert "images/imports.png" in (REPO / "docs" / "development.md").read_text()
 
 
 def test_every_room_is_on_a_floor():
@@ -255,7 +232,22 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-SYS_PATH_EDIT = re.compile(r"sys\.path\.(insert|append|extend)|sys\.path\s*[+]?=")
+SYS_PATH_METHODS = {"insert", "append", "extend", "remove", "pop", "clear"}
+
+
+def _is_sys_path(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys"
+
+
+def edits_sys_path(node: ast.AST) -> bool:
+    """`sys.path.insert(...)` and its kin, or an assignment to `sys.path` or an item of it (a string that spells
+    one is no edit)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr in SYS_PATH_METHODS and _is_sys_path(node.func.value)
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(_is_sys_path(t) or (isinstance(t, ast.Subscript) and _is_sys_path(t.value)) for t in targets)
+    return False
 
 
 def sys_path_edits(root: Path) -> list[str]:
@@ -269,9 +261,8 @@ def sys_path_edits(root: Path) -> list[str]:
             or parts == ("tests", "conftest.py")
         ):
             continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if SYS_PATH_EDIT.search(line.split("#")[0]):
-                found.append(f"{path.relative_to(root)}:{number}")
+        lines = sorted({node.lineno for node in ast.walk(ast.parse(path.read_text())) if edits_sys_path(node)})
+        found += [f"{path.relative_to(root)}:{number}" for number in lines]
     return found
 
 
@@ -282,9 +273,10 @@ def test_no_sys_path_edit_outside_the_tests_conftest():
 def test_the_sys_path_check_sees_an_edit(tmp_path):
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "x.py").write_text("import sys\nsys.path.insert(0, 'scripts')\n")
+    (tmp_path / "examples" / "y.py").write_text("import sys\nprint('sys.path.insert(0, x)')\nsys.path += ['x']\n")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "conftest.py").write_text("import sys\nsys.path.insert(0, 'x')\n")
-    assert sys_path_edits(tmp_path) == ["examples/x.py:2"]
+    assert sys_path_edits(tmp_path) == ["examples/x.py:2", "examples/y.py:3"]
 
 
 # ----- HLRP: the policy without its pretraining --------------------------------------------------------------------
@@ -338,3 +330,69 @@ def test_segdepths_configuration_stands_on_its_constants_alone():
         "lerobot_policy_segdepth.constants.packed_length",
     ]
     assert own(src / "constants.py") == []
+
+
+# ----- each policy: its trio and the model's parts at the top, its command-line tools in one subfolder -------------
+POLICY_TOOLS = {"lerobot_policy_hlrp": "pretrain"}  # the subfolder of a policy's commands; the others': `commands`
+
+
+def policy_src(room: str) -> Path:
+    return next(p for p in REPO.glob(f"*/src/{room}") if not p.parents[1].is_symlink())
+
+
+def command_markers(path: Path) -> list[str]:
+    """`line: what` where a module acts as a command: a top-level `main`, LeRobot's `parser.wrap` (called, used as a
+    decorator or imported), an `if __name__ == "__main__":` block."""
+    tree = ast.parse(path.read_text())
+    found = [
+        f"{node.lineno}: def main" for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "wrap" and getattr(node.value, "id", None) == "parser":
+            found.append(f"{node.lineno}: parser.wrap")
+        elif isinstance(node, ast.ImportFrom) and node.module == "lerobot.configs.parser":
+            found += [f"{node.lineno}: imports parser.wrap" for alias in node.names if alias.name == "wrap"]
+        elif isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test):
+            found.append(f"{node.lineno}: __main__ block")
+    return sorted(found, key=lambda m: int(m.split(":")[0]))
+
+
+@pytest.mark.parametrize("room", POLICIES)
+def test_every_command_of_a_policy_lives_in_its_tools_subfolder(room):
+    """Each `[project.scripts]` entry of a `lerobot_policy_*` distribution points into its package's `commands/`
+    (hlrp: `pretrain/`, its stage trainers), a package of its own."""
+    src = policy_src(room)
+    tools = POLICY_TOOLS.get(room, "commands")
+    scripts = tomllib.loads((src.parents[1] / "pyproject.toml").read_text())["project"].get("scripts", {})
+    assert scripts, f"{room} declares no command: is the search right?"
+    outside = {name: entry for name, entry in scripts.items() if not entry.startswith(f"{room}.{tools}.")}
+    assert outside == {}, f"move these into {room}/{tools}/"
+    assert (src / tools / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("room", POLICIES)
+def test_no_module_at_the_top_of_a_policy_is_a_command(room):
+    """The top of a policy's package holds the trio and the model's parts, as LeRobot's policies/<name>/ folders
+    do; a command-line tool (a `main`, a `parser.wrap`) belongs in its tools subfolder."""
+    src = policy_src(room)
+    bad = [
+        f"{path.relative_to(REPO)}:{marker}" for path in sorted(src.glob("*.py")) for marker in command_markers(path)
+    ]
+    assert bad == []
+
+
+def test_the_command_check_sees_a_main_a_parser_wrap_and_a_main_block(tmp_path):
+    path = tmp_path / "tool.py"
+    path.write_text(
+        "from lerobot.configs import parser\nfrom lerobot.configs.parser import wrap\n\n"
+        "@parser.wrap()\ndef run(cfg):\n    pass\n\ndef main():\n    run()\n\n"
+        "if __name__ == '__main__':\n    main()\n"
+    )
+    assert command_markers(path) == [
+        "2: imports parser.wrap",
+        "4: parser.wrap",
+        "8: def main",
+        "11: __main__ block",
+    ]
+    (tmp_path / "model.py").write_text("def main_loss():\n    return 0\n")
+    assert command_markers(tmp_path / "model.py") == []

@@ -48,7 +48,7 @@ def test_the_crafted_pickle_does_create_the_marker_when_unpickled(tmp_path):
 
 # ----- each loader refuses it, and the marker is never created --------------------------------------------------
 def test_convert_drqv2_refuses_a_snapshot_that_imports_code(tmp_path):
-    from lerobot_policy_segdepth.convert_drqv2 import convert
+    from lerobot_policy_segdepth.commands.convert_drqv2 import convert
 
     marker = tmp_path / "ran"
     snapshot = tmp_path / "snapshot.pt"
@@ -72,7 +72,7 @@ class SystemCall:
 def test_the_convert_command_names_the_global_it_refused_in_one_line(tmp_path, monkeypatch):
     """torch words a global from a module it never allows ("posix.system whose module posix is blocked") unlike one
     it does not know; the command's refusal names it either way, in one line, without torch's weights_only notes."""
-    from lerobot_policy_segdepth import convert_drqv2
+    from lerobot_policy_segdepth.commands import convert_drqv2
 
     snapshot = tmp_path / "snapshot.pt"
     torch.save({"encoder": SystemCall(), "actor": {}}, snapshot)
@@ -90,7 +90,7 @@ def test_convert_drqv2_loads_pickled_modules_only_with_trust_pickle(tmp_path):
     """DrQ-v2's own snapshots pickle modules: refused by name, converted with --trust_pickle=true."""
     from test_segdepth import drqv2_reference
 
-    from lerobot_policy_segdepth.convert_drqv2 import convert
+    from lerobot_policy_segdepth.commands.convert_drqv2 import convert
 
     encoder, actor = drqv2_reference(in_channels=6)
     snapshot = tmp_path / "snapshot.pt"

@@ -78,7 +78,7 @@ class TwinRecordConfig:
     # Episodes per shard: the unit of work a crash or an interrupt can lose.
     episodes_per_shard: int = 4
     # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one), as
-    # lerobot-record's --resume does. (--append, the old spelling, works for one more release.)
+    # lerobot-record's --resume does.
     resume: bool = False
     # Stop when the first this-many episodes of a shard all fail: the expert cannot solve this task as configured
     # (0 turns the check off).
@@ -533,7 +533,7 @@ def record_cli(cfg: TwinRecordConfig) -> dict:
 
 
 def main() -> None:
-    prepare_command_line({"--append": "--resume"})
+    prepare_command_line()
     init_logging()
     record_cli()
 

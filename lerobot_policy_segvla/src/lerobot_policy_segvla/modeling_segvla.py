@@ -359,7 +359,7 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         if key not in batch:
             raise KeyError(
                 f"segmentation_feature_map maps camera '{camera}' to '{key}', which the batch lacks; it has"
-                f" {present_keys(batch)}. Add the scores with segmentation_source=ground_truth/mask2former or"
+                f" {present_keys(batch)}. Add the scores with perception_source=ground_truth/mask2former or"
                 " precompute them."
             )
         g, classes = self.config.segmentation_grid_size, self.config.segmentation_num_classes

@@ -31,7 +31,7 @@ from so101_policy_common.steps import ClipJointTargetsStep, ResizeCamerasStep, i
 from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.cli import prepare_command_line
 
-CLIP_STEPS = ("so101_clip_joint_targets", "segdepth_clip_joint_targets")  # the second: segdepth before the move
+CLIP_STEPS = ("so101_clip_joint_targets", "segdepth_clip_joint_targets")  # the second: segdepth pipelines of 0.1
 POSTPROCESSOR = "policy_postprocessor.json"
 PREPROCESSOR = "policy_preprocessor.json"
 RESIZE_STEP = "so101_resize_cameras"

@@ -1,11 +1,17 @@
 """What the suite's policy configs share: LeRobot's AdamW + cosine-with-warmup presets from `optimizer_*` and
-`scheduler_*` fields (HLRP, IMF), and the joint limits every policy's postprocessor clips into (all four)."""
+`scheduler_*` fields (HLRP, IMF), the joint limits every policy's postprocessor clips into (all four), and the old
+names of renamed fields, under which saved checkpoints still load (SegVLA, SegDepth)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from lerobot.configs.policies import CONFIG_NAME
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
 from so101_core.joint_limits import TWIN_JOINT_LIMITS, TWIN_SOURCE, check_joint_limits, read_joint_limits
@@ -19,6 +25,49 @@ from .steps import (
     is_map_key,
     visual_input_keys,
 )
+
+logger = logging.getLogger(__name__)
+
+
+class RenamedFields:
+    """Mixin for a `PreTrainedConfig` whose fields were renamed: `RENAMED_FIELDS` maps each old name to its new name
+    and the values renamed with it (old value -> new value).
+
+    The config keeps each old name as a field, `<old>: str | None = None`: LeRobot parses a checkpoint's
+    config.json with draccus for the class its `type` names, and draccus refuses a field it does not know, so
+    without it a checkpoint that saved the old name would not load (nothing of the suite runs between the
+    reading of the file and its parsing). When the config is made, a given old field's value, renamed through the
+    value map, becomes the new field's, unless the new field already holds another value than its default (a flag
+    given on top of an old checkpoint); the old field goes back to None, and config.json is saved without it.
+    List the mixin first: `class MyConfig(RenamedFields, JointLimitsFields, PreTrainedConfig)`.
+    """
+
+    RENAMED_FIELDS: ClassVar[dict[str, tuple[str, dict[str, str]]]] = {}
+
+    def __post_init__(self) -> None:
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for old, (new, values) in self.RENAMED_FIELDS.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            renamed = values.get(value, value)
+            if getattr(self, new) == defaults[new]:
+                setattr(self, new, renamed)
+            logger.warning(
+                "'%s' is the old name of '%s': %s=%r read as %s=%r (a checkpoint saved again saves the new name)",
+                old, new, old, value, new, getattr(self, new),
+            )  # fmt: skip
+            setattr(self, old, None)
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)  # LeRobot's: every field, the old names too
+        path = Path(save_directory) / CONFIG_NAME
+        saved = json.loads(path.read_text())
+        kept = {key: value for key, value in saved.items() if not (key in self.RENAMED_FIELDS and value is None)}
+        path.write_text(json.dumps(kept, indent=4))
 
 
 class AdamWCosinePresets:

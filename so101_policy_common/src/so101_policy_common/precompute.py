@@ -79,10 +79,6 @@ def output_location(
     return check_output_root(output_root), output_repo_id or f"{dataset.repo_id}{suffix}"
 
 
-# The spellings the precompute front ends took before LeRobot's parser, kept one release (each prints the new one).
-RENAMED_FLAGS = {"--output_root": "--output_dir", "--restart": "--restart=true"}
-
-
 @dataclass
 class PolicyPrecomputeConfig:
     """The settings of a front end that stores what a policy's config determines (`imf-cache-embeddings`,

@@ -15,7 +15,7 @@ arrays and scalars keep their dtype and JSON floats every bit (Python writes the
 exactly), so an RNG state restores exactly and a resumed run draws what the uninterrupted one would have.
 (LeRobot's own RNG files keep numpy's cached Gaussian as float32 and drop python's, and hold no named generators.)
 
-Earlier releases pickled these states with torch.save (training_state.pt, rng_<rank>.pt, train_state.pt).
+Releases up to 0.2.0 pickled these states with torch.save (training_state.pt, rng_<rank>.pt, train_state.pt).
 `refuse_pickled` stops a resume at such a file, naming it and the way out: train again, or, for a file the user
 trusts, convert it once with
 
@@ -46,7 +46,7 @@ MARKERS = {TENSOR, ARRAY, TUPLE, DICT, OPTIMIZER}
 
 
 class PickledStateError(RuntimeError):
-    """A checkpoint holds a resume state an earlier release pickled, which this release does not unpickle."""
+    """A checkpoint holds a resume state pickled by 0.2.0 or before, which the suite does not unpickle."""
 
 
 # ----- writing ----------------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def load_state(folder: str | Path) -> Any:
     return _decode(skeleton, load_file(str(folder / TENSORS)), folder)
 
 
-# ----- states earlier releases pickled ---------------------------------------------------------------------------
+# ----- states pickled by 0.2.0 and before ------------------------------------------------------------------------
 def refuse_pickled(folder: str | Path, *patterns: str) -> None:
     """Raise PickledStateError for a file in `folder` matching one of `patterns` (`training_state.pt`, `rng_*.pt`)
     that has not been converted (no folder of its name without `.pt` beside it), naming it and what to do."""
@@ -173,7 +173,7 @@ def refuse_pickled(folder: str | Path, *patterns: str) -> None:
         for path in sorted(folder.glob(pattern)):
             if not path.with_suffix("").is_dir():
                 raise PickledStateError(
-                    f"{path} is a resume state an earlier release pickled with torch.save; this release reads "
+                    f"{path} is a resume state pickled with torch.save (by 0.2.0 or before); the suite reads "
                     f"{path.with_suffix('').name}/ (safetensors + JSON) and does not unpickle it, since unpickling "
                     "runs whatever code the file names. Train again into a new --output_dir, or, if you trust the "
                     f"file, convert it once: python -m so101_run_infra.resume_state --state_path={path} {TRUST_FLAG}"
@@ -194,7 +194,7 @@ def convert_pickled_state(path: str | Path, trust_pickle: bool = False) -> Path:
 
 @dataclass
 class ConvertPickledStateConfig:
-    # a resume state an earlier release pickled: <run>/checkpoints/last/training_state.pt, rng_<rank>.pt, or a
+    # a resume state pickled by 0.2.0 or before: <run>/checkpoints/last/training_state.pt, rng_<rank>.pt, or a
     # segmenter's <run>/last/train_state.pt; required
     state_path: Path | None = None
     # unpickling runs whatever code the file names: true only for a file you trust

@@ -38,6 +38,7 @@ ARRAYS = ("frames", "state", "action", "reward", "first", "acted", "done", "term
 class ReplayBuffer:
     def __init__(
         self,
+        *,
         capacity: int,
         num_envs: int,
         image_size: int,

@@ -221,9 +221,7 @@ def masks_cli(cfg: CocoMasksConfig) -> DatasetIndex:
 
 
 def main() -> None:
-    prepare_command_line(
-        {"--dataset-path": "--dataset_path", "--output-dir": "--output_dir", "--require-class": "--require_class"}
-    )
+    prepare_command_line()
     masks_cli()
 
 

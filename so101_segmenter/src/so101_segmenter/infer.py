@@ -185,14 +185,7 @@ def infer_cli(cfg: InferConfig) -> list[Path]:
 
 
 def main() -> None:
-    prepare_command_line(
-        {
-            "--checkpoint": "--segmenter_path",
-            "--output-dir": "--output_dir",
-            "--img-height": "--img_height",
-            "--img-width": "--img_width",
-        }
-    )
+    prepare_command_line()
     infer_cli()
 
 

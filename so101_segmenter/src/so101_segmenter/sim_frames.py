@@ -269,7 +269,7 @@ def render_cli(cfg: SimFramesConfig) -> DatasetIndex:
 
 
 def main() -> None:
-    prepare_command_line({"--output-dir": "--output_dir", "--frames-per-episode": "--frames_per_episode"})
+    prepare_command_line()
     render_cli()
 
 

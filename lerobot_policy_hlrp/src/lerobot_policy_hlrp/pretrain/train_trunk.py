@@ -173,7 +173,7 @@ def claim_output_dir(cfg: TrunkTrainConfig) -> Path:
     """The checkpoint to resume from, after checking that the output folder may be used (see so101_run_infra.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume:
-        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
+        refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
     if cfg.resume and last.exists():
         saved = json.loads((cfg.output_dir / "train_config.json").read_text())
         check_resume_config(saved["model"], model_fields(cfg), cfg.output_dir, "core/mode/LAQ")
@@ -340,7 +340,7 @@ def push_artifact(cfg: TrunkTrainConfig, result: dict) -> str:
 
 
 def main() -> None:
-    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq"})
+    prepare_command_line()
     run()
 
 

@@ -23,12 +23,12 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 
 from so101_run_infra.atomic import atomic_folder
 from so101_run_infra.checkpoints import save_policy
-from so101_run_infra.cli import dashed_spellings, prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
 
-from .configuration_segdepth import SegDepthConfig
-from .modeling_segdepth import SegDepthPolicy
-from .processor_segdepth import make_segdepth_pre_post_processors
+from ..configuration_segdepth import SegDepthConfig
+from ..modeling_segdepth import SegDepthPolicy
+from ..processor_segdepth import make_segdepth_pre_post_processors
 
 
 def _state_dict(snapshot: dict, part: str, path: Path) -> dict[str, torch.Tensor]:
@@ -126,14 +126,6 @@ class StatsDatasetConfig:
     repo_id: str = "local/stats"
 
 
-# The spellings of the last release, one more release (each prints the new one).
-RENAMED_FLAGS = {
-    "--snapshot": "--snapshot_path",
-    "--dataset-root": "--dataset.root",
-    **dashed_spellings("output_dir", "frame_stack", "id_encoding", "image_size", "action_scale", "action_repeat"),
-}
-
-
 @dataclass
 class ConvertDrQV2Config:
     # a DrQ-v2 snapshot: a torch file with 'encoder' and 'actor'; required
@@ -190,7 +182,7 @@ def convert_cli(cfg: ConvertDrQV2Config) -> None:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     try:
         convert_cli()
     except UntrustedPickleError as e:  # a refusal, not a crash: its one line is the whole story

@@ -1,7 +1,7 @@
 """The contract tests' tiny policy sizes: --policy.* overrides that make a policy train in seconds on a CPU.
 
 tests/test_policy_contract.py builds its cases on them, benchmarks/gpu_check.py --tiny=true shrinks its recipes with
-them, and other tests train with them. Plain data that imports nothing, so a script can take it from tests/."""
+them, and other tests train with them. Plain data that imports nothing."""
 
 # segdepth's encoder and heads
 TINY_SEGDEPTH = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}

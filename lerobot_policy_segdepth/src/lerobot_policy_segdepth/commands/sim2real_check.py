@@ -1,7 +1,8 @@
 """`segdepth-sim2real-check`: how far do the policy's actions move when perception comes from the models?
 
 One SegDepth checkpoint, the same recorded twin frames, two preprocessors: the simulator's ground truth
-(`source=ground_truth`) and the EfficientViT segmenter + Depth Anything V2 on the RGB camera (`source=models`).
+(`perception_source=ground_truth`) and the EfficientViT segmenter + Depth Anything V2 on the RGB camera
+(`perception_source=segmenter_depth_anything`).
 Both paths see the same joint state, so any difference in the joint targets is due to perception alone.
 
     segdepth-sim2real-check --policy.path=outputs/segdepth/checkpoints/last/pretrained_model \
@@ -24,33 +25,37 @@ from tqdm import tqdm
 
 from so101_core import JOINT_NAMES, colorize_segmentation
 from so101_run_infra.atomic import atomic_folder, write_text, write_with
-from so101_run_infra.cli import dashed_spellings, prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
-from .configuration_segdepth import OBS_SEGDEPTH
+from ..configuration_segdepth import OBS_SEGDEPTH
 
 logger = logging.getLogger(__name__)
-# The two sources compared, ground truth first (source="segmenter" is a twin-side mix of both, not compared here).
-COMPARED = ("ground_truth", "models")
+# The two perception sources compared, ground truth first ("segmenter" is a twin-side mix of both, not compared here).
+MODELS = "segmenter_depth_anything"
+COMPARED = ("ground_truth", MODELS)
 
 
-def _load(policy_path: Path, device: str, source: str, overrides: dict):
+def _load(policy_path: Path, device: str, perception_source: str, overrides: dict):
     from lerobot.configs import PreTrainedConfig
     from lerobot.policies import get_policy_class, make_pre_post_processors
 
-    from .processor_segdepth import with_source
+    from ..processor_segdepth import with_perception_source
 
     config = PreTrainedConfig.from_pretrained(policy_path)
     config.pretrained_path = policy_path
     config.device = device
     policy = get_policy_class("segdepth").from_pretrained(policy_path, config=config).eval()
     pre, post = make_pre_post_processors(config, pretrained_path=str(policy_path))
-    with_source(pre, config, source=source, **(overrides if source == "models" else {}))
+    with_perception_source(
+        pre, config, perception_source=perception_source, **(overrides if perception_source == MODELS else {})
+    )
     return policy, pre, post
 
 
 def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overrides) -> Path:
-    """Copy a SegDepth checkpoint to `output_dir` with source="models": same weights, normaliser and action
-    pair, the preprocessor's observation steps swapped for the two models, config.json updated to match.
+    """Copy a SegDepth checkpoint to `output_dir` with perception_source="segmenter_depth_anything": same weights,
+    normaliser and action pair, the preprocessor's observation steps swapped for the two models, config.json updated
+    to match.
     The result is what `lerobot-rollout --policy.path=<output_dir>` on the real arm needs: the segmenter's weights
     are inside it (the preprocessor's so101_segmenter state file), Depth Anything is named by its Hub id or folder.
     Written to a temporary sibling folder first and moved into place, so an interrupted export leaves nothing
@@ -61,7 +66,7 @@ def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overri
     from lerobot.configs import PreTrainedConfig
     from lerobot.policies import make_pre_post_processors
 
-    from .processor_segdepth import with_source
+    from ..processor_segdepth import with_perception_source
 
     output_dir = Path(output_dir)
     if output_dir.exists():
@@ -70,7 +75,7 @@ def export_models_checkpoint(policy_path: Path, output_dir: Path, **model_overri
     config.pretrained_path = policy_path
     pre, _ = make_pre_post_processors(config, pretrained_path=str(policy_path))
     overrides = {k: v for k, v in model_overrides.items() if v is not None}
-    models_config = with_source(pre, config, source="models", **overrides)
+    models_config = with_perception_source(pre, config, perception_source=MODELS, **overrides)
     with atomic_folder(output_dir, create=False) as tmp:
         shutil.copytree(policy_path, tmp)
         # the old preprocessor's state files are named by step index, which the swap changes: none may linger
@@ -126,8 +131,8 @@ def compare(
                 obs = pre(dict(frame))
                 actions[source] = post(policy.select_action(obs))[0].double()
             observations[source] = obs[OBS_SEGDEPTH][0].cpu()
-        diffs.append((actions["models"] - actions["ground_truth"]).numpy())
-        gt, mo = observations["ground_truth"], observations["models"]
+        diffs.append((actions[MODELS] - actions["ground_truth"]).numpy())
+        gt, mo = observations["ground_truth"], observations[MODELS]
         agreement.append(float((gt[0] == mo[0]).float().mean()))
         disparity_error.append(float((gt[1] - mo[1]).abs().mean()))
         first = first or observations
@@ -174,24 +179,6 @@ class TwinDatasetConfig:
     episodes: list[int] | None = None
 
 
-# The spellings of the last release, one more release (each prints the new one).
-RENAMED_FLAGS = {
-    "--policy-path": "--policy.path",
-    "--dataset-root": "--dataset.root",
-    "--dataset-repo-id": "--dataset.repo_id",
-    "--episodes": "--dataset.episodes",
-    **dashed_spellings(
-        "max_frames",
-        "segmenter_path",
-        "depth_model",
-        "segmenter_input_size",
-        "depth_input_size",
-        "output_dir",
-        "export_dir",
-    ),
-}
-
-
 @dataclass
 class Sim2RealCheckConfig:
     policy: PolicyCheckpointConfig = field(default_factory=PolicyCheckpointConfig)
@@ -207,7 +194,8 @@ class Sim2RealCheckConfig:
     device: str = "cpu"
     # where sim2real_report.json and first_frame.png go; None: print only
     output_dir: Path | None = None
-    # also write a copy of the checkpoint with source=models here, for lerobot-rollout on the real arm
+    # also write a copy of the checkpoint with perception_source=segmenter_depth_anything here, for lerobot-rollout
+    # on the real arm
     export_dir: Path | None = None
 
 
@@ -249,11 +237,13 @@ def check_cli(cfg: Sim2RealCheckConfig) -> None:
         print(f"wrote {cfg.output_dir / 'sim2real_report.json'} and first_frame.png")
     if cfg.export_dir is not None:
         export_models_checkpoint(cfg.policy.path, cfg.export_dir, **models)
-        print(f"wrote {cfg.export_dir}: the checkpoint with source=models, for lerobot-rollout --policy.path")
+        print(
+            f"wrote {cfg.export_dir}: the checkpoint with perception_source={MODELS}, for lerobot-rollout --policy.path"
+        )
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     check_cli()
 
 

@@ -9,9 +9,9 @@ only sees `observation.segdepth`, (2, S, S) per frame: class ids and disparity 0
 What: this command runs **the policy's own observation steps** (`segdepth_observation_steps(config)`, the code
 the preprocessor runs at inference) on batches of the source dataset's frames, and writes a new dataset with
 `observation.segdepth` per frame: the uint8 (2, S, S) observation (channel 0 class ids, channel 1 disparity
-0-255). The feature's `info` records what made it (camera, source, image_size, num_classes, the source dataset,
-the layout), and `meta/precompute.json` holds the whole manifest. The live pipeline ends by rounding to the same
-uint8 grid, so the stored and the live observation are identical tensors.
+0-255). The feature's `info` records what made it (camera, perception_source, image_size, num_classes, the source
+dataset, the layout), and `meta/precompute.json` holds the whole manifest. The live pipeline ends by rounding to the
+same uint8 grid, so the stored and the live observation are identical tensors.
 
 Layout: by default the uint8 (2, S, S) bytes are stored as int64 words, shape (S*S/4,) (`pack_uint8`; the policy's
 preprocessor unpacks them). LeRobot 0.6.1 returns array columns through Python lists converted element by element,
@@ -35,8 +35,8 @@ already in the batch (training on the copy) and runs them on raw keys (lerobot-e
 `SegDepthConfig` accepts a dataset with observation.segdepth instead of the raw depth/segmentation keys, and
 refuses one made for another image size, class count or camera before training starts.
 
-The machinery (resumable shards, manifest, atomic rename, read-back check) is `so101_semantic_processors.
-precompute`, shared with `segvla-precompute`. An existing output root is refused; an interrupted run
+The machinery (resumable shards, manifest, atomic rename, read-back check) is `so101_policy_common.precompute`,
+shared with `segvla-precompute`. An existing output root is refused; an interrupted run
 started again with the same settings resumes (other settings are refused unless `--restart=true`).
 
     segdepth-precompute --dataset.repo_id=local/liftcube --dataset.root=data/liftcube \\
@@ -58,7 +58,6 @@ from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
 from so101_policy_common.precompute import (
-    RENAMED_FLAGS,
     PolicyPrecomputeConfig,
     output_location,
     precompute_features,
@@ -66,9 +65,9 @@ from so101_policy_common.precompute import (
 )
 from so101_run_infra.cli import prepare_command_line
 
-from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
-from .observation_steps import pack_uint8, packed_length
-from .processor_segdepth import segdepth_observation_steps
+from ..configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
+from ..observation_steps import pack_uint8, packed_length
+from ..processor_segdepth import segdepth_observation_steps
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +79,9 @@ class SegDepthPrecomputeConfig(PolicyPrecomputeConfig):
     command: ClassVar[str] = MADE_BY
     policy_class: ClassVar[type[SegDepthConfig]] = SegDepthConfig
 
-    # The fields that shape the observation: --policy.camera, --policy.image_size, --policy.source,
-    # --policy.num_classes (and, for source=models, --policy.segmenter_path, --policy.depth_model, ...).
+    # The fields that shape the observation: --policy.camera, --policy.image_size, --policy.perception_source,
+    # --policy.num_classes (and, from RGB, --policy.segmenter_path; for segmenter_depth_anything --policy.depth_model,
+    # ...)
     # `--policy.path=CKPT` takes them from a trained checkpoint instead.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(device="cpu", push_to_hub=False))
     pack: bool = True  # store the uint8 (2, S, S) bytes as int64 words (see the module docstring); false: plain uint8
@@ -98,21 +98,21 @@ def observation_info(config: SegDepthConfig, dataset) -> dict:
         "made_by": MADE_BY,
         "channels": ["class_ids", "disparity_0_255"],
         "camera": config.camera,
-        "source": config.source,
+        "perception_source": config.perception_source,
         "image_size": config.image_size,
         "num_classes": config.num_classes,
         "source_repo_id": dataset.repo_id,
         "source_root": str(Path(dataset.root).resolve()),
         "raw_features": {key: list(raw[key].shape) for key in keys},
     }
-    if config.source == "models":
+    if config.perception_source == "segmenter_depth_anything":
         info |= {
             "segmenter_path": str(config.segmenter_path),
             "depth_model": config.depth_model,
             "segmenter_input_size": config.segmenter_input_size,
             "depth_input_size": config.depth_input_size,
         }
-    if config.source in ("segmenter", "segmenter_depth"):
+    if config.perception_source in ("segmenter", "segmenter_depth"):
         info |= {"segmenter_path": str(config.segmenter_path), "segmenter_input_size": config.segmenter_input_size}
     return info
 
@@ -126,8 +126,8 @@ def _check_source(dataset, config: SegDepthConfig) -> None:
     if missing:
         cams = sorted(k for k, f in features.items() if f["dtype"] in ("image", "video"))
         raise KeyError(
-            f"segdepth-precompute (source={config.source}, camera={config.camera}) needs {missing} in dataset "
-            f"{dataset.repo_id}; its camera features are {cams}"
+            f"segdepth-precompute (perception_source={config.perception_source}, camera={config.camera}) needs "
+            f"{missing} in dataset {dataset.repo_id}; its camera features are {cams}"
         )
 
 
@@ -224,7 +224,7 @@ def precompute_main(cfg: SegDepthPrecomputeConfig) -> dict:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS, plugins=True)
+    prepare_command_line(plugins=True)
     precompute_main()
 
 

@@ -1,11 +1,7 @@
-"""What the benchmark scripts share: wall-clock timing that waits for CUDA, and the SmolVLM setup of the VLM ones.
-
-Scripts run as `python benchmarks/<name>.py`, which puts this folder on sys.path: `from _timing import timed_ms`.
-"""
+"""What the benchmark scripts share: wall-clock timing that waits for CUDA, and the SmolVLM setup of the VLM ones."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -13,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from tiny_models import save_smolvlm, save_smolvlm2_500m_config
+from so101_devtools.tiny_models import save_smolvlm, save_smolvlm2_500m_config
 
 
 def timed_ms(fn: Callable[[], object], device: str) -> float:

@@ -30,7 +30,6 @@ from lerobot.configs import parser
 from lerobot.utils.feature_utils import dataset_to_policy_features
 
 from so101_policy_common.precompute import (
-    RENAMED_FLAGS,
     PolicyPrecomputeConfig,
     output_location,
     precompute_features,
@@ -38,8 +37,8 @@ from so101_policy_common.precompute import (
 )
 from so101_run_infra.cli import prepare_command_line
 
-from .configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
-from .modeling_imf import dataset_fingerprint
+from ..configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
+from ..modeling_imf import dataset_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ def cache_main(cfg: CacheEmbeddingsConfig) -> dict:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS, plugins=True)
+    prepare_command_line(plugins=True)
     cache_main()
 
 

@@ -9,7 +9,7 @@ SmolVLA's config and weights, the segmentation knobs given on the command line, 
 and SegVLA's own processors (with SmolVLA's normalisation stats, which lerobot-train replaces by the dataset's).
 
     segvla-from-smolvla --policy.path=lerobot/smolvla_base --output_dir=outputs/segvla_init \\
-        --policy.segmentation_source=mask2former \\
+        --policy.perception_source=mask2former \\
         --policy.segmentation_feature_map='{"observation.images.camera1": "observation.segmentation.camera1"}' \\
         --policy.segmentation_task_classes='[plate]'
     lerobot-train --policy.path=outputs/segvla_init --dataset.repo_id=... --rename_map=...
@@ -30,9 +30,9 @@ from so101_run_infra.atomic import atomic_folder
 from so101_run_infra.checkpoints import save_policy
 from so101_run_infra.cli import prepare_command_line
 
-from .configuration_segvla import SegVLAConfig
-from .modeling_segvla import SegVLAPolicy
-from .processor_segvla import make_segvla_pre_post_processors
+from ..configuration_segvla import SegVLAConfig
+from ..modeling_segvla import SegVLAPolicy
+from ..processor_segvla import make_segvla_pre_post_processors
 
 PREPROCESSOR = "policy_preprocessor.json"
 
@@ -83,7 +83,7 @@ def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
 class FromSmolVLAConfig:
     # --policy.path: the SmolVLA checkpoint, a Hub id or a local folder (required). Every other --policy.* flag is a
     # SegVLA config field set on top of SmolVLA's saved ones, as lerobot-train takes them, e.g.
-    # --policy.segmentation_source=mask2former --policy.segmentation_task_classes='[plate]'
+    # --policy.perception_source=mask2former --policy.segmentation_task_classes='[plate]'
     policy: SegVLAConfig | None = None
     # new folder for the SegVLA checkpoint; required
     output_dir: Path | None = None
@@ -104,7 +104,7 @@ def from_smolvla_cli(cfg: FromSmolVLAConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--smolvla-path": "--policy.path", "--output-dir": "--output_dir"})
+    prepare_command_line()
     from_smolvla_cli()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from so101_commands.random_vlm import save_smolvlm, save_smolvlm2_500m_config  # noqa: F401  (re-exported)
+from so101_run_infra.atomic import move_aside
 
 
 def shared_model_dir(name: str, save) -> Path:
@@ -18,7 +19,6 @@ def shared_model_dir(name: str, save) -> Path:
     Test cases list model paths at collection time and pass them to lerobot-* subprocesses, so the folder must
     exist before any fixture runs and outlive the test's tmp_path.
     """
-    import os
     import shutil
     import tempfile
 
@@ -28,7 +28,7 @@ def shared_model_dir(name: str, save) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f"{name}_"))
     save(staging)
     try:
-        os.replace(staging, folder)
+        move_aside(staging, folder)  # refuses an existing folder: the first process's stays
     except OSError:  # another process won the race; its folder is identical
         shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -1,5 +1,5 @@
-"""`segvla-precompute` (was so101-precompute-segmentation, kept one release): add SegVLA's pooled Mask2Former scores,
-or with --segmenter_path the suite's segmenter's, to an existing LeRobotDataset.
+"""`segvla-precompute`: add SegVLA's pooled Mask2Former scores, or with --segmenter_path the suite's segmenter's, to an
+existing LeRobotDataset.
 
 The upstream SegVLA notes' option A (precompute). For every camera in the feature map it stores what the online
 `SegVLAAddSegmentationStep` writes, float32 (C, g, g) per frame (packed into int64 words, `pack_scores`; the policy
@@ -19,7 +19,7 @@ read back, then renamed into place; the source is not touched.
 
 With --segmenter_path=<so101-seg-train folder> the scores are the segmenter's pooled probabilities, computed by
 SegVLA's own `SegmenterScoresStep`; their feature info records the segmenter's fingerprint, and a policy with
-`segmentation_source=segmenter` and that segmenter trained on the copy reads them instead of running the segmenter
+`perception_source=segmenter` and that segmenter trained on the copy reads them instead of running the segmenter
 in the training process (another segmenter is refused when the pipeline is made).
 """
 
@@ -38,9 +38,9 @@ from so101_policy_common.precompute import (
     output_location,
     precompute_features,
 )
-from so101_run_infra.cli import dashed_spellings, prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
-from .mask2former import (
+from ..mask2former import (
     DEFAULT_FEATURE_MAP,
     DEFAULT_MODEL,
     DTYPES,
@@ -139,7 +139,7 @@ def scores_source(
     else:  # the suite's segmenter, through the very step that computes its cues online
         from so101_core.segmentation import SEGMENTATION_CLASSES
 
-        from .cue_steps import SegmenterScoresStep
+        from ..cue_steps import SegmenterScoresStep
 
         num_classes = len(SEGMENTATION_CLASSES)
         class_names = [SEGMENTATION_CLASSES[i] for i in range(num_classes)]
@@ -152,7 +152,7 @@ def scores_source(
 
         fingerprint = step.segmenter_fingerprint
         info = {
-            "source": "segmenter",
+            "perception_source": "segmenter",
             "segmenter_path": str(segmenter_path),
             "segmenter_fingerprint": fingerprint,
             "image_size": step.image_size,
@@ -249,17 +249,6 @@ class _StoredColumn:
         return self.hf_dataset[int(position)][self.key]
 
 
-# The spellings of the last release, one more release (each prints the new one).
-RENAMED_FLAGS = {
-    "--repo-id": "--dataset.repo_id",
-    "--root": "--dataset.root",
-    "--output-root": "--output_dir",
-    "--model": "--model_path",
-    "--restart": "--restart=true",
-    **dashed_spellings("output_repo_id", "feature_map", "grid_size", "input_size", "batch_size", "num_workers"),
-}
-
-
 @dataclass
 class PrecomputeSegmentationConfig:
     dataset: SourceDatasetConfig
@@ -278,7 +267,7 @@ class PrecomputeSegmentationConfig:
     restart: bool = False  # discard partial work from an earlier run
     previews: int = 3  # frames to draw per camera in <output>_previews/
     # a so101-seg-train checkpoint folder: store the suite's segmenter's cues (what SegVLA's
-    # segmentation_source=segmenter computes online; a policy trained on the copy reads them instead) rather than
+    # perception_source=segmenter computes online; a policy trained on the copy reads them instead) rather than
     # Mask2Former's; --model_path, --input_size, --device and --dtype are then unused
     segmenter_path: str | None = None
 
@@ -313,7 +302,7 @@ def precompute_segmentation_cli(cfg: PrecomputeSegmentationConfig) -> dict:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     precompute_segmentation_cli()
 
 
