@@ -23,7 +23,7 @@ Medians over --repeats after one warm-up; the policies run interleaved so that l
 import os
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -35,7 +35,7 @@ from transformers import AutoTokenizer
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.trunk import CoreConfig, SharedCore, load_vlm
-from so101_devtools.timing import smolvlm_folder, timed_ms
+from so101_devtools.timing import SpeedBenchConfig, smolvlm_folder, timed_ms
 from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
@@ -49,15 +49,9 @@ def features() -> tuple[dict, dict]:
 
 
 @dataclass
-class HLRPSpeedConfig:
-    # timed runs of each measurement (after one warm-up); the tables show their median
-    repeats: int = 5
+class HLRPSpeedConfig(SpeedBenchConfig):
     # the stage-2 step's batch size
     batch: int = 2
-    # the torch device (default: cuda where there is one, else cpu)
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
-    # tiny models: checks the script, measures nothing
-    tiny: bool = False
 
 
 @parser.wrap()

@@ -157,8 +157,7 @@ def with_perception_source(preprocessor: PolicyProcessorPipeline, config: SegDep
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
     cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
-    resize = config.camera_resize_step()  # a camera of another size: brought to the trained one, aspect kept
-    observation = [steps.rename_observations, cameras, resize, steps.add_batch_dim, *segdepth_observation_steps(config)]
+    observation = [*config.input_head(steps, cameras), *segdepth_observation_steps(config)]
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(
             input_steps=[*observation, steps.to_device, steps.normalize],

@@ -83,10 +83,7 @@ def make_segvla_pre_post_processors(
         read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
     cameras, clip = config.safety_steps(cameras=read)
     input_steps = [
-        steps.rename_observations,
-        cameras,
-        config.camera_resize_step(),  # a camera of another size: brought to the trained one, aspect kept
-        steps.add_batch_dim,
+        *config.input_head(steps, cameras),
         *semantic,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(

@@ -199,3 +199,9 @@ class JointLimitsFields(CameraResizeFields):
         check = RequireCamerasStep(cameras=wanted, skip_if_present=list(skip_if_present or []))
         clip = ClipJointTargetsStep(limits=self.resolved_joint_limits(), source=self.joint_limits_source)
         return check, clip
+
+    def input_head(self, steps, check: RequireCamerasStep) -> list:
+        """The steps every policy's preprocessor starts with: LeRobot's rename (`steps`, from
+        make_default_policy_processor_steps), the camera check `check` (from `safety_steps`), the resize of a camera
+        of another size to the trained one (aspect kept), LeRobot's batch dimension."""
+        return [steps.rename_observations, check, self.camera_resize_step(), steps.add_batch_dim]

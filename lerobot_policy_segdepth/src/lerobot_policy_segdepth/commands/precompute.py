@@ -80,9 +80,8 @@ class SegDepthPrecomputeConfig(PolicyPrecomputeConfig):
     policy_class: ClassVar[type[SegDepthConfig]] = SegDepthConfig
 
     # The fields that shape the observation: --policy.camera, --policy.image_size, --policy.perception_source,
-    # --policy.num_classes (and, from RGB, --policy.segmenter_path; for segmenter_depth_anything --policy.depth_model,
-    # ...)
-    # `--policy.path=CKPT` takes them from a trained checkpoint instead.
+    # --policy.num_classes (and, from RGB, --policy.segmenter_path; for segmenter_depth_anything
+    # --policy.depth_model, ...). `--policy.path=CKPT` takes them from a trained checkpoint instead.
     policy: SegDepthConfig = field(default_factory=lambda: SegDepthConfig(device="cpu", push_to_hub=False))
     pack: bool = True  # store the uint8 (2, S, S) bytes as int64 words (see the module docstring); false: plain uint8
     # each row holds the policy's frame stack (--policy.frame_stack frames); train with --policy.stacked_frames=true
