@@ -31,7 +31,7 @@ import torch
 from lerobot.configs import parser
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass
@@ -115,7 +115,7 @@ def benchmark(cfg: DatasetReadCostConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--action-window": "--action_window"})
+    prepare_command_line()
     benchmark()
 
 

@@ -7,7 +7,7 @@ Prints three tables:
    (physics + the expert-free twin step), rendering, observation processing (the policy's preprocessor),
    action processing (postprocessor), each in ms and as a share;
 2. gradient updates/s of the DrQ-v2 learner at the config's batch shape against LeRobot 0.6.1's SAC
-   (`gaussian_actor` + `SACAlgorithm`, built in benchmarks/lerobot_sac_update.py) on the same batch shape, one
+   (`gaussian_actor` + `SACAlgorithm`, built in so101_devtools.lerobot_sac) on the same batch shape, one
    torch thread each, in this process;
 3. replay bytes per 100k transitions: this buffer (each frame once) against one that stores stacked
    observation and next observation.
@@ -16,7 +16,6 @@ End to end rates (frames/s, updates/s with the env workers) are in a run's train
 
 import dataclasses
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,7 @@ import numpy as np
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-# the argparse spellings, kept one release; then --config_path is LeRobot's: a config file for this benchmark itself
-RENAMED_FLAGS = {"--config_path": "--train_config_path", "--out": "--output_dir"}
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass
@@ -120,9 +114,10 @@ def drqv2_update_rate(cfg, updates: int, warmup: int = 3) -> float:
 def benchmark(bench: DrQV2ThroughputConfig) -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
-    from so101_core.checkpoints import save_policy
+    from so101_run_infra.checkpoints import save_policy
+    from so101_segdepth_rl.config import RLTrainConfig
     from so101_segdepth_rl.replay import ReplayBuffer
-    from so101_segdepth_rl.train import RLTrainConfig, policy_from_scratch
+    from so101_segdepth_rl.train import policy_from_scratch
 
     register_third_party_plugins()
     torch.set_num_threads(1)
@@ -147,7 +142,7 @@ def benchmark(bench: DrQV2ThroughputConfig) -> None:
     print(f"| other (the gym env: depth quantisation as recorded, numpy) | {other:.2f} | {other / total:.0%} |")
     print(f"| **total** | **{total:.2f}** ({1000 / total:.0f} frames/s per core) | |")
 
-    from lerobot_sac_update import sac_update_rate
+    from so101_devtools.lerobot_sac import sac_update_rate
 
     b, s, c = cfg.agent.batch_size, cfg.policy.image_size, cfg.policy.frame_stack * (cfg.policy.num_classes + 1)
     ours = statistics.median(drqv2_update_rate(cfg, bench.updates) for _ in range(bench.repeats))
@@ -160,8 +155,15 @@ def benchmark(bench: DrQV2ThroughputConfig) -> None:
     )
     print(f"| LeRobot SAC ({sac['notes']}) | {sac['updates_per_s']:.2f} |")
 
-    buffer = ReplayBuffer(10, 1, s, cfg.policy.frame_stack, cfg.policy.action_repeat, 6)
-    big = ReplayBuffer(10, 1, 84, 3, 2, 6)
+    buffer = ReplayBuffer(
+        capacity=10,
+        num_envs=1,
+        image_size=s,
+        frame_stack=cfg.policy.frame_stack,
+        frames_per_step=cfg.policy.action_repeat,
+        state_dim=6,
+    )
+    big = ReplayBuffer(capacity=10, num_envs=1, image_size=84, frame_stack=3, frames_per_step=2, state_dim=6)
     print("\n3. replay memory per 100k transitions")
     print("| image | this buffer (each frame once) | stacked obs + next obs |\n|---|---:|---:|")
     for name, buf in ((f"{s}x{s}, R={cfg.policy.action_repeat}", buffer), ("84x84, R=2 (pick-101)", big)):
@@ -172,7 +174,7 @@ def benchmark(bench: DrQV2ThroughputConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     benchmark()
 
 

@@ -21,7 +21,7 @@ import yaml
 from lerobot.configs import FeatureType, PolicyFeature, parser
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_segdepth_rl.drqv2 import DrQV2Agent, DrQV2Config
 
 CONFIGS = ("configs/rl_reach.yaml", "configs/rl_lift_gpu.yaml")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 from so101_core import TASKS
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass
@@ -92,7 +92,7 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--noise-std": "--noise_std"}, lists=["--experts", "--noise_std"])
+    prepare_command_line()
     benchmark()
 
 

@@ -68,11 +68,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_devtools.tiny_policies import TINY_IMF, TINY_SEGDEPTH  # the contract tests' tiny sizes, for --tiny
+from so101_run_infra.cli import prepare_command_line
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from tiny_policies import TINY_IMF, TINY_SEGDEPTH  # noqa: E402  (the contract tests' tiny sizes, for --tiny)
 
 POLICIES = ("segdepth", "segvla", "imf", "hlrp")
 DEFAULT_POLICIES = ("segdepth", "segvla", "imf")  # hlrp on request: its ~45 s do not fit the 7 minutes
@@ -180,14 +179,6 @@ def command(name: str) -> list[str]:
     """A console script: its file beside this Python where installed there, else run through its entry point."""
     script = Path(sys.executable).parent / name
     return [str(script)] if script.is_file() else [sys.executable, "-c", LAUNCH, name]
-
-
-def first_command(*names: str) -> list[str]:
-    """The first of `names` that is installed (a command renamed with its old name kept as an alias)."""
-    from importlib.metadata import entry_points
-
-    installed = {ep.name for ep in entry_points(group="console_scripts")}
-    return command(next((n for n in names if n in installed), names[-1]))
 
 
 class Runner:
@@ -302,7 +293,7 @@ def make_vlm(runner: Runner) -> Path:
     if folder.is_dir() and (folder / "config.json").is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    args = [*first_command("so101-make-random-vlm", "hlrp-make-random-vlm"), f"--size={size}"]
+    args = [*command("so101-make-random-vlm"), f"--size={size}"]
     runner.run(f"vlm ({size} SmolVLM)", [*args, f"--output_dir={folder}"])
     return folder
 

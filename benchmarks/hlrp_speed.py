@@ -5,13 +5,13 @@ and stage-3 `select_action` latency against LeRobot's `smolvla` on the same Smol
     .venv/bin/python benchmarks/hlrp_speed.py --device=cuda --batch=32 --repeats=10
     .venv/bin/python benchmarks/hlrp_speed.py --tiny=true           # checks the script, measures nothing
 
-Backbone: SmolVLM2-500M-Video-Instruct's published architecture (tests/tiny_models.py), 16 of its 32 text layers
+Backbone: SmolVLM2-500M-Video-Instruct's published architecture (so101_commands.random_vlm), 16 of its 32 text layers
 for both policies (HLRP's stage-2 trunk and SmolVLA's default), frames padded to 512x512. LAQ: HLRP's stage-1 sizes
 (LAQConfig defaults = configs/hlrp_laq_oxe.yaml: 256 px, patch 32, 1024 wide, 8 + 8 layers, 2048 x 1 codes of 32).
 
     stage 2 step ms     one batch of hlrp-train-trunk's multitask step: online LAQ labels of the frame pair (no
                         grad), the trunk on one camera + instruction, latent-flow + action regression losses,
-                        backward, AdamW; "labelling ms" is the LAQ call alone inside the same step (the issue's
+                        backward, AdamW; "labelling ms" is the LAQ call alone inside the same step (the
                         target: under 15% of the step)
     select_action ms    policy.reset(); select_action: one new chunk from two 480x640 cameras, 6-d state, batch 1;
                         hlrp (regression head: one trunk pass), hlrp with the flow head (10 steps), smolvla (prefix
@@ -23,12 +23,11 @@ Medians over --repeats after one warm-up; the policies run interleaved so that l
 import os
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
-from _timing import smolvlm_folder, timed_ms
 from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
 from transformers import AutoTokenizer
@@ -36,7 +35,8 @@ from transformers import AutoTokenizer
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.trunk import CoreConfig, SharedCore, load_vlm
-from so101_core.cli import prepare_command_line
+from so101_devtools.timing import SpeedBenchConfig, smolvlm_folder, timed_ms
+from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 TASK = "pick up the red cube and lift it\n"
@@ -49,15 +49,9 @@ def features() -> tuple[dict, dict]:
 
 
 @dataclass
-class HLRPSpeedConfig:
-    # timed runs of each measurement (after one warm-up); the tables show their median
-    repeats: int = 5
+class HLRPSpeedConfig(SpeedBenchConfig):
     # the stage-2 step's batch size
     batch: int = 2
-    # the torch device (default: cuda where there is one, else cpu)
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
-    # tiny models: checks the script, measures nothing
-    tiny: bool = False
 
 
 @parser.wrap()
@@ -155,7 +149,7 @@ def benchmark(bench: HLRPSpeedConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--tiny": "--tiny=true"})
+    prepare_command_line()
     benchmark()
 
 

@@ -47,10 +47,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_LEROBOT_HOME", tempfile.mkdtemp(prefix="imf_speed_"))
 
 import torch
-from _timing import timed_ms  # also puts tests/ on sys.path (tiny_models)
 from lerobot.configs import FeatureType, PolicyFeature, parser
 
-from so101_core.cli import prepare_command_line
+from so101_devtools.timing import timed_ms
+from so101_run_infra.cli import prepare_command_line
 
 
 def features(side: int, cameras=("front", "wrist")):
@@ -186,10 +186,9 @@ def latency_table(
 
 
 def training_table(device: str, batch: int, repeats: int, compile_mode: str | None = None) -> None:
-    from tiny_models import save_siglip_vision
-
     from lerobot_policy_imf import IMFConfig, IMFPolicy
     from lerobot_policy_imf.configuration_imf import OBS_VIEW_EMBEDDINGS
+    from so101_devtools.tiny_models import save_siglip_vision
 
     folder = Path(tempfile.mkdtemp(prefix="siglip2_base_random_"))
     real = {
@@ -243,16 +242,6 @@ def training_table(device: str, batch: int, repeats: int, compile_mode: str | No
         print(f"compile_train ({compile_mode}): {rows[1][2] / rows[2][2]:.2f}x the eager cached-embedding step's speed")
 
 
-# the argparse spellings, kept one release
-RENAMED_FLAGS = {
-    "--train-batch": "--train_batch",
-    "--train-repeats": "--train_repeats",
-    "--compile": "--compile=true",
-    "--freeze": "--freeze=true",
-    "--bf16": "--bf16=true",
-}
-
-
 @dataclass
 class IMFSpeedConfig:
     # the torch device both policies run on
@@ -295,7 +284,7 @@ def benchmark(cfg: IMFSpeedConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     benchmark()
 
 

@@ -23,7 +23,7 @@ from lerobot.configs import parser
 
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = ("twin", "real")
@@ -135,8 +135,7 @@ def benchmark(bench: LAQSpeedConfig) -> None:
 
 
 def main() -> None:
-    renamed = {"--train-batch": "--train_batch", "--label-batch": "--label_batch"}
-    prepare_command_line(renamed, lists=["--sizes", "--train_batch", "--label_batch"])
+    prepare_command_line()
     benchmark()
 
 

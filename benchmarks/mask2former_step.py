@@ -35,40 +35,10 @@ import numpy as np
 import torch
 from lerobot.configs import parser
 
-from lerobot_policy_segvla.ade20k import ADE20K_150
-from so101_core.cli import prepare_command_line
+from so101_devtools.random_mask2former import BACKBONES, save_random_checkpoint
+from so101_run_infra.cli import prepare_command_line
 
-BACKBONES = {
-    # the Swin-L of mask2former-swin-large-ade-semantic (ImageNet-22k, 384 pre-training, window 12)
-    "swin-large": dict(embed_dim=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48], window_size=12, image_size=384),
-    "swin-tiny": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, image_size=224),
-}
 CAMERA_HW = (480, 640)
-
-
-def save_random_checkpoint(folder: Path, backbone: str) -> int:
-    """Mask2Former with the ADE semantic head (transformers' defaults: 100 queries, 256-d, 10 decoder layers)."""
-    from transformers import (
-        Mask2FormerConfig,
-        Mask2FormerForUniversalSegmentation,
-        Mask2FormerImageProcessor,
-        SwinConfig,
-    )
-
-    swin = SwinConfig(**BACKBONES[backbone], drop_path_rate=0.3, out_features=["stage1", "stage2", "stage3", "stage4"])
-    id2label = dict(enumerate(ADE20K_150))
-    config = Mask2FormerConfig(
-        backbone_config=swin,
-        num_labels=150,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        num_queries=100,
-        use_pretrained_backbone=False,
-    )
-    model = Mask2FormerForUniversalSegmentation(config)
-    model.save_pretrained(folder)
-    Mask2FormerImageProcessor().save_pretrained(folder)
-    return sum(p.numel() for p in model.parameters())
 
 
 def time_step(folder: Path, cameras: int, repeats: int, input_size: int, device: str, dtype: str) -> list[float]:
@@ -125,7 +95,7 @@ def make_dataset(root: Path, frames: int) -> None:
 
 
 def offline_fps(folder: Path, dataset: Path, out: Path, batch_size: int, input_size: int, device: str, dtype: str):
-    from lerobot_policy_segvla.precompute_segmentation import precompute_segmentation
+    from lerobot_policy_segvla.commands.precompute_segmentation import precompute_segmentation
 
     summary = precompute_segmentation(
         repo_id="local/m2f_bench",
@@ -215,17 +185,8 @@ def benchmark(cfg: Mask2FormerStepConfig) -> None:
             )
 
 
-# the argparse spellings, kept one release
-RENAMED_FLAGS = {
-    "--input-size": "--input_size",
-    "--offline-frames": "--offline_frames",
-    "--offline-batch-size": "--offline_batch_size",
-    "--offline-models": "--offline_models",
-}
-
-
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS, lists=["--models", "--cameras", "--offline_models"])
+    prepare_command_line()
     benchmark()
 
 

@@ -17,9 +17,10 @@ Rows (median over --repeats, after one untimed warm-up call; "per frame" = one c
     pick-101 (full frame)        pick-101's pipeline: both models on the whole 640x480 frame (Depth Anything
                                  at the nearest multiple of 14, 476x644), normalise, then centre-crop 480x480
                                  and resize to 84x84 (ids NEAREST, disparity bilinear)
-    suite (crop first)           the suite's SegDepth source=models steps: centre crop, segmenter at
-                                 --segmenter_input_size, Depth Anything at --depth_input_size, both resized
-                                 to 84x84; the same (2, 84, 84) observation per camera
+    suite (crop first)           the suite's SegDepth perception_source=segmenter_depth_anything steps: centre
+                                 crop, segmenter at --segmenter_input_size, Depth Anything at
+                                 --depth_input_size, both resized to 84x84; the same (2, 84, 84) observation
+                                 per camera
 
 The last lines compare the suite's and the literal pipeline's (2, 84, 84) outputs on the same frames. With
 random weights these numbers only show that both produce the same kind of observation; how close they are
@@ -43,7 +44,7 @@ from lerobot_policy_segdepth.perception import (
     SegmenterStep,
     depth_anything_v2_small_config,
 )
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("wrist", "front")
 OUT = 84
@@ -215,8 +216,7 @@ def benchmark(cfg: PerceptionPipelineConfig) -> None:
 
 
 def main() -> None:
-    renamed = {"--segmenter-input-size": "--segmenter_input_size", "--depth-input-size": "--depth_input_size"}
-    prepare_command_line(renamed)
+    prepare_command_line()
     benchmark()
 
 

@@ -24,7 +24,7 @@ from lerobot.configs.video import DepthEncoderConfig
 
 from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
 from lerobot_env_so101_twin.record import TwinDatasetConfig, TwinRecordConfig, record
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 DEMO_ROBOT = {"cameras": ["wrist"], "camera_height": 120, "camera_width": 160, "depth": True, "segmentation": True}
 # --settings name: (the table's label, robot settings, dataset encoder settings). LeRobot's default encoders, and
@@ -107,8 +107,6 @@ class RecordSpeedConfig:
     settings: list[str] = field(default_factory=lambda: list(SETTINGS))
 
     def __post_init__(self) -> None:
-        by_label = {label: key for key, (label, *_) in SETTINGS.items()}  # the argparse release took the labels
-        self.settings = [by_label.get(name, name) for name in self.settings]
         unknown = [name for name in self.settings if name not in SETTINGS]
         if unknown:
             raise ValueError(f"--settings has unknown row(s) {unknown}; the rows are {list(SETTINGS)}")
@@ -153,7 +151,7 @@ def benchmark(cfg: RecordSpeedConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--stock-episodes": "--stock_episodes"}, lists=["--settings"])
+    prepare_command_line()
     benchmark()
 
 

@@ -33,7 +33,7 @@ from lerobot_env_so101_twin.render import CameraFrame
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 from lerobot_env_so101_twin.visualize import SEGMENTATION_PALETTE, colorize_segmentation
 from so101_core import SEGMENTATION_CLASSES
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "docs" / "images"

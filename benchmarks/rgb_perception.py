@@ -1,6 +1,6 @@
 """CPU cost per frame of SegDepth's perception from RGB, on the same frames in one process: the segmenter with its
-depth head (source=segmenter_depth), today's source=models step (segmenter + Depth Anything V2 Small), and Depth
-Anything V2 Small alone at 196x196, each at 1 and 2 torch threads.
+depth head (perception_source=segmenter_depth), today's perception_source=segmenter_depth_anything step (segmenter +
+Depth Anything V2 Small), and Depth Anything V2 Small alone at 196x196, each at 1 and 2 torch threads.
 
 Run from the repository root:
 
@@ -27,7 +27,7 @@ import torch
 from lerobot.configs import parser
 
 from lerobot_policy_segdepth.perception import DepthAnythingStep, SegmenterStep, depth_anything_v2_small_config
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 RGB, IDS, DISP = "observation.images.wrist", "observation.wrist_segmentation_ids", "observation.wrist_disparity"
 OUT = 84
@@ -84,9 +84,9 @@ class RGBPerceptionConfig:
     height: int = 96
     # the frames' width
     width: int = 128
-    # source=segmenter_depth's segmenter input side (the 96x96 centre square at its own scale)
+    # perception_source=segmenter_depth's segmenter input side (the 96x96 centre square at its own scale)
     segmenter_input_size: int = 96
-    # source=models' segmenter input side: segdepth's default
+    # perception_source=segmenter_depth_anything's segmenter input side: segdepth's default
     models_segmenter_input_size: int = 168
     # Depth Anything's input side (a multiple of 14): segdepth's default
     depth_input_size: int = 196
@@ -102,13 +102,13 @@ def benchmark(cfg: RGBPerceptionConfig) -> None:
         common = {"image_keys": [RGB], "output_keys": [IDS], "output_size": OUT, "device": "cpu"}
         depth = {"image_keys": [RGB], "output_keys": [DISP], "output_size": OUT, "device": "cpu"}
         builds = {
-            f"segmenter + depth head @ {cfg.segmenter_input_size} (source=segmenter_depth)": lambda: [
+            f"segmenter + depth head @ {cfg.segmenter_input_size} (perception_source=segmenter_depth)": lambda: [
                 SegmenterStep(
                     **common, disparity_keys=[DISP], input_size=cfg.segmenter_input_size, checkpoint=str(seg_dir)
                 )
             ],
             f"segmenter @ {cfg.models_segmenter_input_size} + Depth Anything V2-S @ {cfg.depth_input_size} "
-            "(source=models)": lambda: [
+            "(perception_source=segmenter_depth_anything)": lambda: [
                 SegmenterStep(**common, input_size=cfg.models_segmenter_input_size, checkpoint=str(seg_dir)),
                 DepthAnythingStep(**depth, input_size=cfg.depth_input_size, model_name_or_path=str(depth_dir)),
             ],

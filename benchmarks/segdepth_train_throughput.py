@@ -49,7 +49,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 BIN = Path(sys.executable).parent
 REPO_ID = "local/twin_demo"
@@ -113,10 +113,9 @@ def run(args: list[str], cwd: Path, env: dict) -> tuple[str, float]:
 
 
 def record(root: Path, episodes: int, seconds: float) -> None:
-    """The demo's recording (scripts/demo.sh) without DART noise: wrist 160x120, ground-truth depth + seg (the
-    tests' helper, the stock lerobot-record)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from clitools import record_twin_dataset
+    """The demo's recording (scripts/demo.sh) without DART noise: wrist 160x120, ground-truth depth + seg
+    (so101_devtools.stock_commands, the stock lerobot-record)."""
+    from so101_devtools.stock_commands import record_twin_dataset
 
     root.parent.mkdir(parents=True, exist_ok=True)
     record_twin_dataset(root, episodes, seconds, size=(120, 160), ground_truth=True, cameras="[wrist]")
@@ -354,23 +353,8 @@ def benchmark(cfg: ThroughputConfig) -> None:
     )
 
 
-# the argparse spellings, kept one release
-RENAMED_FLAGS = {
-    "--dataset-root": "--dataset.root",
-    "--repo-id": "--dataset.repo_id",
-    "--episode-seconds": "--episode_seconds",
-    "--log-freq": "--log_freq",
-    "--batch-size": "--batch_size",
-    "--num-workers": "--num_workers",
-    "--keep": "--output_dir",
-    "--threads": "--threads=true",
-    "--amp": "--amp=true",
-    "--skip-raw": "--skip_raw=true",
-}
-
-
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     benchmark()
 
 

@@ -67,7 +67,7 @@ from lerobot.utils.constants import OBS_STATE  # noqa: E402
 from lerobot.utils.feature_utils import dataset_to_policy_features  # noqa: E402
 from lerobot.utils.import_utils import register_third_party_plugins  # noqa: E402
 
-from so101_core.cli import prepare_command_line  # noqa: E402
+from so101_run_infra.cli import prepare_command_line  # noqa: E402
 
 register_third_party_plugins()
 
@@ -90,9 +90,8 @@ class Bench:
 
 
 def record_dataset(root: Path) -> Path:
-    """Record the benchmark's observations with the stock lerobot-record (the tests' helper)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from clitools import record_twin_dataset
+    """Record the benchmark's observations with the stock lerobot-record (so101_devtools.stock_commands)."""
+    from so101_devtools.stock_commands import record_twin_dataset
 
     root.parent.mkdir(parents=True, exist_ok=True)  # lerobot-record runs in it; it creates `root` itself
     return record_twin_dataset(root, episodes=2, seconds=4, size=CAMERA_SIZE, ground_truth=True, cameras="[wrist]")
@@ -297,7 +296,7 @@ def benchmark(cfg: SegDepthVsACTConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--dataset-root": "--dataset.root"})
+    prepare_command_line()
     benchmark()
 
 

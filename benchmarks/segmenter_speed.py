@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, count_parameters
 
 SIZES = {"84x84": (84, 84), "640x480": (480, 640)}
@@ -107,7 +107,7 @@ def benchmark(cfg: SegmenterSpeedConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--batch-84": "--batch_84", "--batch-640": "--batch_640"})
+    prepare_command_line()
     benchmark()
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/segvla_cue_sources.py        # both sources, 2 cameras, 96x128 and 480x640
     .venv/bin/python benchmarks/segvla_cue_sources.py --sizes='[480x640]' --repeats=5 --mask2former=swin-tiny
 
-Rows: each source's preprocessor step (`--policy.segmentation_source=...`) on one observation of --cameras RGB frames
+Rows: each source's preprocessor step (`--policy.perception_source=...`) on one observation of --cameras RGB frames
 (batch 1 per camera), the time per camera frame: median (min-max) of --repeats calls after one warm-up. The sources
 alternate within each repeat, so load from other processes hits both alike.
 
@@ -11,12 +11,11 @@ alternate within each repeat, so load from other processes hits both alike.
     mask2former   SegVLAAddSegmentationStep: Mask2Former (random weights, the architecture of
                   facebook/mask2former-swin-large-ade-semantic, or Swin-Tiny), frames resized with padding to 512
 
-Random weights cost what trained ones do; no checkpoint can be downloaded here (benchmarks/mask2former_step.py).
+Random weights cost what trained ones do; no checkpoint can be downloaded here (so101_devtools.random_mask2former).
 """
 
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,15 +24,13 @@ from pathlib import Path
 import torch
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mask2former_step import save_random_checkpoint
+from so101_devtools.random_mask2former import save_random_checkpoint
+from so101_run_infra.cli import prepare_command_line
 
 
 def steps(folder: Path, cameras: list[str], mask2former: Path):
+    from lerobot_policy_segvla.cue_steps import SegmenterScoresStep
     from lerobot_policy_segvla.mask2former import SegVLAAddSegmentationStep
-    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
     from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, save_segmenter
 
     save_segmenter(EfficientViTFPN(SegmenterConfig(pretrained=False)).eval(), folder / "segmenter")
@@ -90,7 +87,7 @@ def benchmark(cfg: CueSourcesConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line(lists=["--sizes"])
+    prepare_command_line()
     benchmark()
 
 

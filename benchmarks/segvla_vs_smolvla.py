@@ -31,19 +31,19 @@ median of >= 20 runs, as a share of SmolVLA's select_action: the cost of the cue
 import os
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import torch
-from _timing import smolvlm_folder, timed_ms
 from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
 from transformers import AutoTokenizer
 
 from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
-from so101_core.cli import prepare_command_line
+from so101_devtools.timing import SpeedBenchConfig, smolvlm_folder, timed_ms
+from so101_run_infra.cli import prepare_command_line
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 CLASSES, GRID = 150, 8
@@ -87,15 +87,9 @@ def inputs(vlm: Path, seg: SegVLAConfig, batch: int, device: str) -> dict:
 
 
 @dataclass
-class SegVLAVsSmolVLAConfig:
-    # timed runs of each policy (after one warm-up); the table shows their median
-    repeats: int = 5
+class SegVLAVsSmolVLAConfig(SpeedBenchConfig):
     # the training step's batch size
     batch: int = 1
-    # the torch device (default: cuda where there is one, else cpu)
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
-    # a tiny backbone: checks the script, measures nothing
-    tiny: bool = False
 
 
 @parser.wrap()
@@ -194,7 +188,7 @@ def benchmark(bench: SegVLAVsSmolVLAConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--tiny": "--tiny=true"})
+    prepare_command_line()
     benchmark()
 
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 if TYPE_CHECKING:  # the twin is imported lazily: the parent process only orchestrates and never builds one
     import numpy as np

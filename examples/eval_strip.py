@@ -16,9 +16,8 @@ import numpy as np
 from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
-RENAMED_FLAGS = {"--row": "--rows", "--out": "--output_path"}  # the argparse spellings, kept one release
 FONT = ImageFont.load_default(size=14)
 LINE = sum(FONT.getmetrics()) + 4  # a banner's and a header line's height in pixels
 
@@ -108,7 +107,7 @@ def eval_strip(cfg: EvalStripConfig) -> Path:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS, lists=["--rows"])
+    prepare_command_line()
     eval_strip()
 
 

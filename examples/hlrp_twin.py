@@ -37,14 +37,12 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.atomic import write_json
-from so101_core.cli import prepare_command_line
-from so101_core.stats import newcombe, wilson
+from so101_devtools.stages import run_logged
+from so101_run_infra.atomic import write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
-
 VENV_BIN = Path(sys.executable).parent
 # arm -> (stage-1 LAQ, stage-2 run) it starts from; scratch has neither
 ARMS = {
@@ -244,7 +242,7 @@ def corpus_arg(datasets: list, roots: dict[str, Path]) -> str:
 
 def laq_stage(cfg: HLRPTwinConfig, name: str, roots: dict[str, Path]) -> dict:
     """hlrp-train-laq for laq_plain or laq_seg; its held-out metrics and wall time."""
-    from lerobot_policy_hlrp.pretrain.train_laq import LAQTrainConfig
+    from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 
     done = summary(cfg, f"stage1_{name}.json")
     run = cfg.output_dir / name

@@ -1,7 +1,7 @@
 """What the segmenter and its depth head make of each look: for frames of the twin's `none`, `shifted` and `unseen`
 looks (so101-seg-render --appearance=...), one row per frame of RGB | predicted classes | predicted disparity |
-true classes | true disparity, on the 96x96 centre square of the wrist camera, as SegDepth's source=segmenter_depth
-sees it (classes at 84x84; disparity min-max normalised per frame, near = white).
+true classes | true disparity, on the 96x96 centre square of the wrist camera, as SegDepth's
+perception_source=segmenter_depth sees it (classes at 84x84; disparity min-max normalised per frame, near = white).
 
     python examples/perception_looks.py --segmenter_path=outputs/perception/run/best \
         --data_dir=outputs/perception --output_path=docs/images/perception_looks.png
@@ -16,7 +16,7 @@ from lerobot.configs import parser
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_segmenter.data import read_disparity, read_image, read_mask
 from so101_segmenter.dataset_index import DatasetIndex
 from so101_segmenter.metrics import minmax_255

@@ -13,10 +13,7 @@ from tqdm import tqdm
 
 from lerobot_env_so101_twin.visualize import colorize_depth, colorize_segmentation, write_video
 from so101_core import segmentation_from_code
-from so101_core.cli import prepare_command_line
-
-# the argparse spellings, kept one release
-RENAMED_FLAGS = {"--root": "--dataset.root", "--repo-id": "--dataset.repo_id", "--out": "--output_dir"}
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass
@@ -71,7 +68,7 @@ def preview(cfg: PreviewTwinDatasetConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     preview()
 
 

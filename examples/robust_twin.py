@@ -12,11 +12,13 @@ evaluated on the same unseen cube poses in the `none`, `shifted` and `unseen` lo
    small recordings from episode seeds 500000+, `so101-twin-record`), a signal with less noise than 20 rollouts
 7. the table: success per seed and look, each arm's pooled rate with its Wilson 95% interval, the training time,
    the held-out error, and the segmentation cues' effect (`cue_arm` minus `no_cue_arm`) with Newcombe's 95%
-   interval per look; with `--checkpoints`, a learning curve: the earlier saved checkpoints evaluated the same way
+   interval per look; with `--checkpoints`, a learning curve: the earlier saved checkpoints evaluated the same way,
+   its table and its figure
 
     python examples/robust_twin.py --archive_dir=docs/data/robust_twin
     python examples/robust_twin.py --config_dir=configs/robust_twin/curve --arms='[segvla,smolvla]' --seeds='[1]' \
-        --checkpoints='[2600,5200,7800]' --archive_dir=docs/data/robust_twin/curve
+        --checkpoints='[2600,5200,7800]' --archive_dir=docs/data/robust_twin/curve \
+        --curve_figure=docs/images/robust_twin_curve.png
     python examples/robust_twin.py --config_dir=configs/robust_twin/tuning --arms='[segvla_tokens,smolvla]' \
         --seeds='[1]' --appearances='[unseen]' --eval_seed=2000 --eval_batch_size=1 \
         --output_dir=outputs/robust_twin/tuning
@@ -38,18 +40,15 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin.appearance import check_level
-from so101_core.atomic import write_json
-from so101_core.cli import prepare_command_line
-from so101_core.stats import newcombe, wilson
+from so101_devtools.learning_curve import curve_figure
+from so101_devtools.stages import run_logged
+from so101_devtools.twin_eval import env_flags, eval_args
+from so101_devtools.twin_runs import archive, archived, inputs_stage, train_run
+from so101_run_infra.atomic import write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.stats import newcombe, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "examples"))
-from demo import run_logged  # noqa: E402  (the demo's stage runner: a progress bar, the output in a log file)
-from segvla_twin import archive, archived, inputs_stage, train_run  # noqa: E402  (the same archive, checks and training)
-from twin_policies import env_flags, eval_args  # noqa: E402  (a checkpoint's env flags; the stock lerobot-eval)
-
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -118,6 +117,9 @@ class RobustTwinConfig:
     heldout_episodes: int = 20
     # the held-out recordings' first episode seed (the training recording's are 0-199)
     heldout_seed: int = 500000
+    # with --checkpoints: the learning-curve figure (success and held-out action error against steps, a panel per
+    # look) also goes here, besides <output_dir>/learning_curve.png
+    curve_figure: Path | None = None
 
     def __post_init__(self):
         if self.archived_only and self.archive_dir is None:
@@ -192,7 +194,7 @@ def trained_segmenter(cfg: RobustTwinConfig, name: str, data: Path, config: Path
         if not out.is_file():
             evaluate = [
                 str(VENV_BIN / "so101-seg-eval"),
-                f"--checkpoint={run / 'best'}",
+                f"--segmenter_path={run / 'best'}",
                 f"--data.path={data / folder}",
                 "--data.img_height=96",
                 "--data.img_width=128",
@@ -301,7 +303,7 @@ def copied_cameras(policy: dict) -> set[str]:
     """The camera features a recipe reads: its RGB cameras, and for ground-truth cues the twin's segmentation beside
     each cued camera, which SegVLA adds to its inputs only when the policy is built (not in the recipe's YAML)."""
     keep = {k for k in policy["input_features"] if k.startswith("observation.images.")}
-    if policy.get("segmentation_source") == "ground_truth":
+    if policy.get("perception_source") == "ground_truth":
         keep |= {f"{camera}_segmentation" for camera in policy.get("segmentation_feature_map", {})}
     return keep
 
@@ -547,6 +549,10 @@ def robust_twin(cfg: RobustTwinConfig) -> dict:
     print(table(cfg, results))
     if cfg.checkpoints:
         print("\n" + curve_table(cfg, results))
+        steps = {arm: final_steps(cfg, arm) for arm in cfg.arms}
+        for path in filter(None, [cfg.output_dir / "learning_curve.png", cfg.curve_figure]):
+            curve_figure(results, cfg.arms, steps, cfg.appearances, path)
+            print(f"learning curve: {path}")
     return results
 
 

@@ -18,9 +18,7 @@ from PIL import Image, ImageDraw
 
 from lerobot_env_so101_twin.gym_env import SO101TwinEnv
 from lerobot_env_so101_twin.visualize import colorize_segmentation, write_video
-from so101_core.cli import prepare_command_line
-
-RENAMED_FLAGS = {"--policy": "--policy.path", "--out": "--output_dir"}  # the argparse spellings, kept one release
+from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass
@@ -80,8 +78,8 @@ def policy_view(cfg: PolicyViewConfig) -> bool:
         camera_height=cfg.height,
         camera_width=cfg.width,
         # only what the checkpoint's source reads: from RGB, the twin's ground truth is not rendered at all
-        depth=policy.config.source in ("ground_truth", "segmenter"),
-        segmentation=policy.config.source == "ground_truth",
+        depth=policy.config.perception_source in ("ground_truth", "segmenter"),
+        segmentation=policy.config.perception_source == "ground_truth",
         appearance=cfg.appearance,
     )
     obs, info = env.reset(seed=cfg.seed)
@@ -123,7 +121,7 @@ def policy_view(cfg: PolicyViewConfig) -> bool:
 
 
 def main() -> None:
-    prepare_command_line(RENAMED_FLAGS)
+    prepare_command_line()
     policy_view()
 
 

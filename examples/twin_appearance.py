@@ -12,7 +12,7 @@ from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont
 
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 TITLE_H = 26  # pixels of the title line above the column names
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lerobot_env_so101_twin.camera_align import HIDDEN_GROUP, CameraPose, camera_poses, pose_arm
 from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 COLOURS = {"front": (0.15, 0.45, 1.0, 1.0), "wrist": (1.0, 0.55, 0.0, 1.0)}
 FRUSTUM_M = {"front": 0.22, "wrist": 0.12}  # how far each frustum is drawn along the optical axis

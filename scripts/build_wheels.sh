@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Wheels of the suite's nine distributions in dist/ (or the folder given), for installing one policy on a real
-# arm's computer with what it needs of the workspace (so101_core, the processors, the segmenter) and nothing of
-# the twin (no MuJoCo):
+# Wheels of the suite's eleven distributions in dist/ (or the folder given; not so101_devtools, which only the
+# examples, benchmarks and tests use), for installing one policy on a real arm's computer with what it needs of the
+# workspace (so101_core, so101_run_infra, so101_policy_common, the segmenter) and nothing of the twin (no MuJoCo):
 #   bash scripts/build_wheels.sh                              # here, in a fresh clone or after scripts/setup.sh
 #   pip install --find-links dist lerobot_policy_segdepth     # there: dist/ copied over; PyPI gives the rest
 # With uv (.venv/bin/uv after scripts/setup.sh, or on PATH) each wheel is built from its source distribution
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-dist}
-PACKAGES="so101_core so101_semantic_processors so101_segmenter lerobot_policy_segdepth lerobot_policy_segvla lerobot_policy_imf"
+PACKAGES="so101_core so101_run_infra so101_policy_common so101_commands so101_segmenter lerobot_policy_segdepth lerobot_policy_segvla lerobot_policy_imf"
 PACKAGES="$PACKAGES lerobot_policy_hlrp lerobot_env_so101_twin so101_segdepth_rl"
 if [ -z "${UV+set}" ]; then
   UV=.venv/bin/uv

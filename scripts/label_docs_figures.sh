@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one-off that labelled the committed figures in docs/images/ (issue 30) whose runs are gone, so that their
+# The one-off that labelled the committed figures in docs/images/ whose runs are gone, so that their
 # generators, which now draw titles and headers themselves, cannot redraw them. Each call pads a title and column
 # headers onto the PNG as committed before the labels (commit 3074348) and leaves its pixels as they were
 # (scripts/label_figure.py checks it); the texts are what the README, docs/ and the generators say each figure is.

@@ -25,7 +25,7 @@ import numpy as np
 from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 MARK = "label_figure"  # the PNG text chunk a labelled file carries
 MARGIN = 6  # pixels between text and a band's edges
@@ -190,7 +190,7 @@ def label_figure(cfg: LabelFigureConfig) -> Path:
 
 
 def main() -> None:
-    prepare_command_line(lists=["--columns", "--rows", "--banners"])
+    prepare_command_line()
     label_figure()
 
 

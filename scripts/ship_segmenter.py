@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_segmenter.classes import CLASS_NAMES
 from so101_segmenter.model import load_config
 from so101_segmenter.shipped import CHECKSUMS, FOLDER, SHIPPED, read_checksums, verify, write_artifact

@@ -1,23 +1,10 @@
-"""Running the stock lerobot-* commands from tests."""
+"""Running the stock lerobot-* commands from tests, and loading an example or benchmark script as a module."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-VENV_BIN = Path(sys.executable).parent
-
-
-def run_cli(args: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a stock lerobot-* command (or python) from the test venv; on failure show the tail of its output."""
-    exe = args[0] if args[0] == sys.executable else str(VENV_BIN / args[0])
-    proc = subprocess.run(
-        [exe, *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ}
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-6000:]}")
-    return proc
+from so101_devtools.stock_commands import TASK, VENV_BIN, record_twin_dataset, run_cli  # noqa: F401  (re-exported)
 
 
 def short_train_flags(output_dir: Path, steps: int, batch_size: int = 2) -> list[str]:
@@ -34,38 +21,6 @@ def short_train_flags(output_dir: Path, steps: int, batch_size: int = 2) -> list
         "--policy.push_to_hub=false",
         f"--output_dir={output_dir}",
     ]
-
-
-TASK = "Pick up the red cube and lift it."
-
-
-def record_twin_dataset(
-    root: Path, episodes: int, seconds: float, size: tuple[int, int], ground_truth: bool, cameras: str = "[front,wrist]"
-) -> Path:
-    """Record expert demonstrations of LiftCube in the twin with the stock lerobot-record."""
-    flag = str(ground_truth).lower()
-    run_cli(
-        [
-            "lerobot-record",
-            "--robot.type=so101_twin",
-            f"--robot.cameras={cameras}",
-            f"--robot.camera_height={size[0]}",
-            f"--robot.camera_width={size[1]}",
-            f"--robot.depth={flag}",
-            f"--robot.segmentation={flag}",
-            "--teleop.type=so101_twin_expert",
-            "--dataset.repo_id=local/twin_demo",
-            f"--dataset.root={root}",
-            f"--dataset.num_episodes={episodes}",
-            f"--dataset.episode_time_s={seconds}",
-            "--dataset.reset_time_s=0",
-            f"--dataset.single_task={TASK}",
-            "--dataset.push_to_hub=false",
-            "--play_sounds=false",
-        ],
-        cwd=root.parent,
-    )
-    return root
 
 
 def eval_in_twin(
@@ -123,16 +78,18 @@ def rollout_in_twin(policy_path: Path, size: tuple[int, int], cwd: Path, flags: 
     assert "Rollout finished" in log and "twin SO101Twin disconnected" in log
 
 
-def load_example(name: str):
-    """examples/<name>.py as a module (the examples import the demo's helpers from scripts/)."""
+def load_script(path: str, name: str):
+    """The script at `path` (from the repository root) as the module `name`: examples and benchmarks are files to
+    run, not packages to import. Registered in sys.modules, where draccus looks for its config's source."""
     import importlib.util
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(f"{name}_example", root / "examples" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(root / "scripts"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(root / "scripts"))
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
     return module
+
+
+def load_example(name: str):
+    """examples/<name>.py as a module."""
+    return load_script(f"examples/{name}.py", f"{name}_example")

@@ -14,7 +14,7 @@ from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.datasets.factory import resolve_delta_timestamps
 from test_policy_contract import CASES, policy_and_processors
 
-from so101_semantic_processors import action_error
+from so101_commands import action_error
 
 
 def test_the_chunk_error_skips_padded_steps_and_steps_past_the_executed_ones():

@@ -21,10 +21,10 @@ from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.processor import PolicyProcessorPipeline
 from test_policy_contract import CASES, tiny_config
-from tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
 
-from so101_semantic_processors.pretrained import check_camera_resize_flags
-from so101_semantic_processors.steps import ResizeCamerasStep, fit_frame
+from so101_devtools.tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
+from so101_policy_common.pretrained import check_camera_resize_flags
+from so101_policy_common.steps import ResizeCamerasStep, fit_frame
 
 TRAINED = (96, 128)
 CAMERA = (480, 640)  # the twin robot's default, a webcam's 640x480
@@ -222,8 +222,8 @@ def test_so101_joint_limits_adds_the_step_to_a_checkpoint_saved_before_it(monkey
     """An old checkpoint (no so101_resize_cameras): the copy so101-joint-limits writes for a real arm resizes."""
     import sys
 
+    from so101_commands.set_joint_limits import main
     from so101_core.joint_limits import TWIN_JOINT_LIMITS
-    from so101_semantic_processors.joint_limits import main
 
     source = shutil.copytree(Path(__file__).parent / "fixtures" / "pre_refactor" / "segdepth", tmp_path / "old")
     limits = tmp_path / "find_joint_limits.txt"  # a saved lerobot-find-joint-limits output

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 
-from so101_core.cli import bracketed_lists, dashed_spellings, renamed_flags
-
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -36,7 +34,7 @@ SCRIPTS = console_scripts()
 
 def command_config(entry: str) -> type:
     """The config dataclass of the parser.wrap'd function that the entry point calls (named in its code); for an
-    entry point made by so101_core.extras.behind_extra, the command it runs (its `target`)."""
+    entry point made by so101_run_infra.extras.behind_extra, the command it runs (its `target`)."""
     module_name, function_name = entry.split(":")
     target = getattr(importlib.import_module(module_name), function_name)
     module_name, function_name = getattr(target, "target", entry).split(":")
@@ -67,7 +65,9 @@ def helps() -> dict[str, subprocess.CompletedProcess]:
 
 
 def test_every_declared_script_is_found():
-    assert len(SCRIPTS) >= 17 and "so101-twin-record" in SCRIPTS and "hlrp-submit" in SCRIPTS
+    assert len(SCRIPTS) >= 17 and "so101-twin-record" in SCRIPTS and "so101-submit" in SCRIPTS
+    # the aliases 0.2.0 kept for the old command names are gone
+    assert not {"hlrp-submit", "hlrp-make-random-vlm", "so101-precompute-segmentation"} & SCRIPTS.keys()
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -86,56 +86,9 @@ def test_help_lists_every_field_with_its_comment(script, helps):
             assert comment[:40] in text, f"{script} --help lacks the comment of --{f.name}: {comment!r}"
 
 
-def test_renamed_flags_rewrite_old_spellings_and_say_the_new_one(capsys):
-    renamed = {"--append": "--resume", "--output-dir": "--output_dir", "--restart": "--restart=true"}
-    argv = ["--append=true", "--output-dir", "out", "--restart", "--dataset.root=x", "--restart=false"]
-    assert renamed_flags(argv, renamed) == [
-        "--resume=true",
-        "--output_dir",
-        "out",
-        "--restart=true",
-        "--dataset.root=x",
-        "--restart=false",
-    ]
-    err = capsys.readouterr().err.splitlines()
-    assert err == [
-        "warning: --append is deprecated and will be removed in the next release; use --resume",
-        "warning: --output-dir is deprecated and will be removed in the next release; use --output_dir",
-        "warning: --restart is deprecated and will be removed in the next release; use --restart=true",
-    ]
-    assert renamed_flags(["--resume=true", "--restart", "false"], renamed) == ["--resume=true", "--restart", "false"]
-    assert capsys.readouterr().err == ""  # the new spellings pass silently
-    # an old flag that became a group's field: its new spelling starts with the old one and must pass unchanged
-    assert renamed_flags(["--policy=a", "--policy.path=b"], {"--policy": "--policy.path"}) == [
-        "--policy.path=a",
-        "--policy.path=b",
-    ]
-
-
-def test_bracketed_lists_join_argparse_lists_and_say_the_new_spelling(capsys):
-    argv = ["--sizes", "twin", "real", "--repeats=3", "--row", "a:0:x y", "--row=b:1:z", "--noise_std", "-1", "0.5"]
-    assert bracketed_lists(argv, ["--sizes", "--row", "--noise_std"]) == [
-        "--sizes=[twin,real]",
-        "--repeats=3",
-        "--row=[a:0:x y,b:1:z]",  # a repeated flag's values add up, as argparse's action="append"
-        "--noise_std=[-1,0.5]",
-    ]
-    err = capsys.readouterr().err
-    assert "use '--sizes=[twin,real]'" in err and "use '--noise_std=[-1,0.5]'" in err
-    new = ["--sizes=[twin,real]", "--row", "[a:0:x]", "--repeats", "3"]
-    assert bracketed_lists(new, ["--sizes", "--row"]) == new
-    assert capsys.readouterr().err == ""
-
-
-def test_dashed_spellings_map_argparse_flags_to_the_fields():
-    assert dashed_spellings("output_dir", "max_frames", "grid") == {
-        "--output-dir": "--output_dir",
-        "--max-frames": "--max_frames",
-    }
-
-
-def test_old_spelling_reaches_the_new_field(tmp_path):
-    """A real command given last release's flags parses them into the new fields (the error names the new one)."""
+def test_an_argparse_spelling_of_0_1_is_refused(tmp_path):
+    """The spellings the commands took before LeRobot's parser are gone: a real command given them stops with the
+    parser's error and writes nothing."""
     missing = tmp_path / "missing.pt"
     proc = subprocess.run(
         [str(VENV_BIN / "segdepth-convert-drqv2"), f"--snapshot={missing}", f"--output-dir={tmp_path / 'out'}"],
@@ -143,8 +96,6 @@ def test_old_spelling_reaches_the_new_field(tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode != 0
-    assert "--snapshot is deprecated and will be removed in the next release; use --snapshot_path" in proc.stderr
-    assert "--output-dir is deprecated and will be removed in the next release; use --output_dir" in proc.stderr
-    assert f"--snapshot_path {missing} does not exist" in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "unrecognized arguments: --snapshot=" in proc.stderr and "deprecated" not in proc.stderr
     assert not (tmp_path / "out").exists()

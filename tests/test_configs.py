@@ -9,9 +9,10 @@ from lerobot.configs.train import TrainPipelineConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
 from lerobot_env_so101_twin.record import TwinRecordConfig
-from lerobot_policy_hlrp.pretrain.cluster import SubmitConfig
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
+from so101_commands.submit import SubmitConfig
+from so101_devtools.demo import DemoConfig
 from so101_segdepth_rl.config import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
 from so101_segmenter.vlm_tower import TowerPretrainConfig
@@ -19,8 +20,6 @@ from so101_segmenter.vlm_tower import TowerPretrainConfig
 register_third_party_plugins()  # --policy.type=imf / hlrp in the lerobot-train configs
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from demo import DemoConfig  # noqa: E402
 
 CONFIGS = {
     "demo.yaml": DemoConfig,
@@ -137,7 +136,7 @@ def test_config_parses_and_flags_override_it(name):
 
 def demo_config(monkeypatch, *args: str):
     """scripts/demo.py's config from the command line `args`, parsed as its main parses it."""
-    from demo import config_from_command_line
+    from so101_devtools.demo import config_from_command_line
 
     monkeypatch.setattr(sys, "argv", ["demo.py", *args])
     return config_from_command_line()
@@ -150,7 +149,7 @@ def test_demo_config_with_a_bad_value_is_a_clear_error(monkeypatch, capsys):
 
 
 def test_demo_amp_follows_the_cpus_amx_flag(tmp_path, monkeypatch, capsys):
-    from demo import TrainStage, cpu_has_amx, uses_amp
+    from so101_devtools.demo import TrainStage, cpu_has_amx, uses_amp
 
     amx = tmp_path / "amx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n\nprocessor\t: 1\n")
@@ -177,7 +176,7 @@ def test_segvla_twin_arms_differ_only_in_the_cues():
     differ = {
         f.name for f in dataclasses.fields(cues.policy) if getattr(cues.policy, f.name) != getattr(plain.policy, f.name)
     }
-    assert differ and all(name.startswith("segmentation_") for name in differ), differ
+    assert differ and all(name.startswith("segmentation_") or name == "perception_source" for name in differ), differ
     assert {f.name for f in dataclasses.fields(cues) if getattr(cues, f.name) != getattr(plain, f.name)} == {
         "policy",
         "output_dir",

@@ -1,10 +1,10 @@
-"""so101_core.checkpoints: the atomic publish shared by the DrQ-v2 and HLRP trainers."""
+"""so101_run_infra.checkpoints: the atomic publish shared by the DrQ-v2 and HLRP trainers."""
 
 from pathlib import Path
 
 import pytest
 
-from so101_core.checkpoints import publish_checkpoint
+from so101_run_infra.checkpoints import publish_checkpoint
 
 
 def write(root: Path, step: int) -> tuple[Path, Path]:

@@ -1,11 +1,11 @@
-"""so101_core.stats against published figures and scipy's own Wilson interval."""
+"""so101_run_infra.stats against published figures and scipy's own Wilson interval."""
 
 from __future__ import annotations
 
 import pytest
 from scipy.stats import binomtest
 
-from so101_core.stats import newcombe, wilson
+from so101_run_infra.stats import newcombe, wilson
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 20), (1, 20), (12, 20), (20, 20), (37, 60), (81, 263)])

@@ -1,4 +1,4 @@
-"""so101_core's toolkit (atomic writes, run folders, RNG state) and the trainers' use of it: their learning-rate
+"""so101_run_infra (atomic writes, run folders, RNG state) and the trainers' use of it: their learning-rate
 schedules against the hand-written formulas they replaced, the RL trainer's log cadence, and two source scans (no
 renames outside the toolkit, no function over 100 lines)."""
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from so101_core import atomic
-from so101_core.atomic import atomic_folder, replace_folder, torch_save, write_bytes, write_json, write_text
-from so101_core.rng import capture_rng, restore_rng
-from so101_core.runs import check_resume_config, claim_run_dir, config_differences
+from so101_run_infra import atomic
+from so101_run_infra.atomic import atomic_folder, replace_folder, torch_save, write_bytes, write_json, write_text
+from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import check_resume_config, claim_run_dir, config_differences
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = [
@@ -222,7 +222,8 @@ def test_the_trunk_schedule_is_the_linear_warmup_it_replaced():
 
 
 def test_the_laq_schedule_warms_up_as_before_and_decays_one_step_earlier():
-    from lerobot_policy_hlrp.pretrain.train_laq import LAQTrainConfig, make_scheduler
+    from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
+    from lerobot_policy_hlrp.pretrain.train_laq import make_scheduler
 
     cfg = LAQTrainConfig(steps=60, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
 
@@ -248,7 +249,7 @@ def test_logs_fall_on_multiples_of_the_cadence_from_any_start():
 
 # ----- source scans ---------------------------------------------------------------------------------------------
 RENAMES = {"replace", "rename"}
-TOOLKIT = REPO / "so101_core" / "src" / "so101_core" / "atomic.py"
+TOOLKIT = REPO / "so101_run_infra" / "src" / "so101_run_infra" / "atomic.py"
 
 
 def renames_in(path: Path) -> list[str]:
@@ -277,7 +278,7 @@ def test_the_scan_finds_every_kind_of_rename(tmp_path):
 
 def test_only_the_toolkit_renames_files():
     found = [hit for f in source_files() if f != TOOLKIT for hit in renames_in(f)]
-    assert not found, "rename through so101_core.atomic instead:\n" + "\n".join(found)
+    assert not found, "rename through so101_run_infra.atomic instead:\n" + "\n".join(found)
 
 
 def long_functions(path: Path, limit: int = 100) -> list[str]:
@@ -297,7 +298,7 @@ def test_no_function_is_over_100_lines():
 
 
 def test_save_policy_writes_the_policy_then_each_pipeline_into_the_folder(tmp_path):
-    from so101_core.checkpoints import save_policy
+    from so101_run_infra.checkpoints import save_policy
 
     class Part:
         def __init__(self, name):

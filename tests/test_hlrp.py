@@ -11,7 +11,6 @@ import pytest
 import torch
 from clitools import TASK, run_cli
 from safetensors.torch import load_file
-from tiny_models import tiny_smolvlm_dir
 
 import lerobot_policy_hlrp  # noqa: F401  (registers --policy.type=hlrp)
 from lerobot_policy_hlrp.artifact import (
@@ -28,6 +27,7 @@ from lerobot_policy_hlrp.pretrain.action_adapter import ActionAdapter, ActionAda
 from lerobot_policy_hlrp.pretrain.frame_pairs import pair_starts
 from lerobot_policy_hlrp.pretrain.trunk_data import TrunkDatasetConfig, episode_bounds
 from lerobot_policy_hlrp.trunk import CoreConfig, FlowHead, SharedCore, load_vlm
+from so101_devtools.tiny_models import tiny_smolvlm_dir
 
 TINY_LAQ = LAQConfig(
     image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, heads=2, dim_head=16,

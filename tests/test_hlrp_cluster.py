@@ -1,4 +1,4 @@
-"""so101-submit (lerobot_policy_hlrp.pretrain.cluster): SLURM submission scripts without SLURM, local jobs end to end,
+"""so101-submit (so101_commands.submit): SLURM submission scripts without SLURM, local jobs end to end,
 requeue with resume, the dual queue, and the errors raised before anything is submitted."""
 
 import copy
@@ -14,7 +14,7 @@ import draccus
 import pytest
 import submitit
 
-from lerobot_policy_hlrp.pretrain.cluster import (
+from so101_commands.submit import (
     ClusterConfig,
     StageJob,
     SubmitConfig,
@@ -293,12 +293,12 @@ def test_shipped_configs_need_their_placeholders_replaced(tmp_path):
     ids=["args", "dashes"],
 )
 def test_command_line_reports_bad_input(tmp_path, stage_flags):
-    # the stage's flags as a list field or after `--`: either way the stage's --config_path, not hlrp-submit's
+    # the stage's flags as a list field or after `--`: either way the stage's --config_path, not so101-submit's
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "lerobot_policy_hlrp.pretrain.cluster",
+            "so101_commands.submit",
             f"--config_path={ROOT}/configs/cluster_local.yaml",
         ]
         + ["--stage=trunk", *stage_flags],
@@ -428,7 +428,7 @@ def test_dual_queue_on_local_jobs_cancels_the_one_held_back(fake_stage):
 
 def test_a_job_start_unpickles_the_job_without_importing_the_policy(tmp_path):
     """submitit unpickles the job on the node before its USR2 handler is up: the StageJob travels by value, so that
-    start imports submitit and so101_core, not lerobot_policy_hlrp (the hlrp policy: torch, LeRobot)."""
+    start imports submitit and so101_commands, not lerobot_policy_hlrp (the hlrp policy: torch, LeRobot)."""
     import cloudpickle
 
     (tmp_path / "job.pkl").write_bytes(cloudpickle.dumps(stage_job(tmp_path)))

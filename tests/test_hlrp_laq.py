@@ -478,17 +478,18 @@ def test_corpus_entries_are_checked_before_any_step(gt_dataset, tmp_path):
     message = refused(corpus(bare), "--loss_weighting=segmentation")
     assert str(bare / "meta" / "info.json") in message and "observation.images.front_segmentation" in message
     assert "no segmenter is given (--segmentation.segmenter_path is None)" in message
-    message = refused(corpus(bare), "--loss_weighting=segmentation", "--segmentation.source=ground_truth")
+    message = refused(corpus(bare), "--loss_weighting=segmentation", "--segmentation.perception_source=ground_truth")
     assert "has no ground-truth segmentation 'observation.images.front_segmentation'" in message
-    with pytest.raises(ValueError, match=r"--segmentation\.source=segmenter needs --segmentation\.segmenter_path"):
-        LAQTrainConfig(segmentation=SegmentationWeightingConfig(source="segmenter"))
+    with pytest.raises(
+        ValueError, match=r"--segmentation\.perception_source=segmenter needs --segmentation\.segmenter_path"
+    ):
+        LAQTrainConfig(segmentation=SegmentationWeightingConfig(perception_source="segmenter"))
 
 
 @pytest.mark.slow
 def test_a_two_dataset_corpus_trains_a_segmentation_weighted_laq(gt_dataset, tmp_path):
     """Ground truth on one entry, so101_segmenter's model on the other (its metadata without segmentation); the
     metrics name both datasets and report plain, weighted and per-class held-out reconstruction."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_segvla import save_segmenter_checkpoint
 
     save_segmenter_checkpoint(tmp_path / "segmenter")

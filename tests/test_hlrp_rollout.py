@@ -17,11 +17,11 @@ from test_real_arm_rollout import (  # noqa: F401  (fixtures)
     run_rollout,
     sim_frames,
 )
-from tiny_models import tiny_smolvlm_dir
 
 from lerobot_policy_hlrp import HLRPConfig, HLRPPolicy, make_hlrp_pre_post_processors
 from lerobot_policy_hlrp.trunk import CoreConfig
 from so101_core import JOINT_NAMES
+from so101_devtools.tiny_models import tiny_smolvlm_dir
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import torch
 from clitools import run_cli
 from lerobot.configs import FeatureType, PolicyFeature
 from safetensors.torch import load_file
-from tiny_models import save_siglip_vision, tiny_siglip_dir
 from torch import nn
 
 from lerobot_policy_imf import IMFConfig, IMFPolicy
@@ -28,6 +27,7 @@ from lerobot_policy_imf.modeling_imf import (
     sample_times,
     time_features,
 )
+from so101_devtools.tiny_models import save_siglip_vision, tiny_siglip_dir
 
 CAMERAS = ("left", "top", "wrist")  # three views, as the multiview plan's backbone test
 
@@ -491,8 +491,8 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
         shutil.copy(backup, info_json)
 
     with pytest.raises(FileExistsError):  # never overwrites
-        from lerobot_policy_imf.cache_embeddings import CacheEmbeddingsConfig, cache_embeddings
-        from so101_semantic_processors.precompute import SourceDatasetConfig
+        from lerobot_policy_imf.commands.cache_embeddings import CacheEmbeddingsConfig, cache_embeddings
+        from so101_policy_common.precompute import SourceDatasetConfig
 
         cfg = IMFConfig(device="cpu", siglip_model=siglip, encoder_image_size=32, cameras=["front", "wrist"])
         cache_embeddings(

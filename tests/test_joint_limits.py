@@ -10,7 +10,6 @@ import pytest
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
 from test_real_arm_rollout import CALIBRATION, write_calibration
-from tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
 
 from so101_core import JOINT_NAMES
 from so101_core.joint_limits import (
@@ -19,6 +18,7 @@ from so101_core.joint_limits import (
     limits_from_find_joint_limits,
     read_joint_limits,
 )
+from so101_devtools.tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
 
 # What lerobot-find-joint-limits prints at the end (lerobot/scripts/lerobot_find_joint_limits.py, 0.6.1).
 FIND_JOINT_LIMITS_OUTPUT = """
@@ -190,7 +190,7 @@ def _save_segdepth_checkpoint(folder):
 def _run_joint_limits(monkeypatch, *args: str) -> None:
     import sys
 
-    from so101_semantic_processors.joint_limits import main
+    from so101_commands.set_joint_limits import main
 
     monkeypatch.setattr(sys, "argv", ["so101-joint-limits", *args])
     main()

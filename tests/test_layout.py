@@ -2,21 +2,24 @@
 
 Read with `ast` from the source folders, so a module added or moved is covered: no module over 600 lines and no
 function over 80 outside tests/ and benchmarks/; each policy's configuration, model and processor at the top of its
-plugin; no room importing a room on its own floor or one above (the floors are docs/development.md's table, which a
-test holds to FLOORS); the toolkit importing no policy; and the hlrp policy, loaded for inference, importing none of
-HLRP's pretraining. The old import paths of what issue 42 moved stay, for one release, the moved modules themselves.
+plugin, and its command-line tools in one subfolder of it (`commands/`; hlrp's `pretrain/`); no room importing a room
+on its own floor or one above (the floors are docs/development.md's table, which a test holds to FLOORS); no import
+cycle between modules; the vocabulary and the run infrastructure importing no policy; the hlrp policy, loaded for
+inference, importing none of HLRP's pretraining; and no `sys.path` edit outside tests/conftest.py (what examples,
+benchmarks and tests share is the installed so101_devtools).
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
-import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from so101_devtools.import_graph import draw, floors_from_docs, imports, module_name, room_edges, room_files
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 600
@@ -24,20 +27,27 @@ MAX_FUNCTION_LINES = 80
 # Each room (an import package of the suite) stands on a floor; it may import only rooms on lower floors.
 FLOORS = {
     "so101_core": 0,
-    "so101_semantic_processors": 1,
+    "so101_run_infra": 0,
+    "so101_policy_common": 1,
     "lerobot_env_so101_twin": 1,
     "so101_segmenter": 2,
+    "so101_commands": 2,
     "lerobot_policy_segdepth": 3,
     "lerobot_policy_segvla": 3,
     "lerobot_policy_imf": 3,
     "lerobot_policy_hlrp": 3,
     "so101_segdepth_rl": 4,
+    "so101_devtools": 5,
 }
 POLICIES = sorted(room for room in FLOORS if room.startswith("lerobot_policy_"))
 # Below a room's floor yet out of bounds: the policies never import the twin (a real arm installs no MuJoCo), and
 # the segmenter only in the module that renders its training frames (behind its `sim` extra).
 TWIN = "lerobot_env_so101_twin"
-TWIN_ALLOWED = {"so101_segmenter.sim_frames", "so101_segdepth_rl"}  # a module, or a whole room above the policies
+TWIN_ALLOWED = {
+    "so101_segmenter.sim_frames",
+    "so101_segdepth_rl",
+    "so101_devtools",
+}  # a module, or a room above the policies
 HLRP_PRETRAIN = "lerobot_policy_hlrp.pretrain"
 
 
@@ -55,38 +65,6 @@ def python_files(*, skip_tests: bool = True) -> list[Path]:
                 files.append(path)
     files += sorted(REPO.glob("*.py"))
     return sorted(files)
-
-
-def room_files(room: str) -> list[Path]:
-    (src,) = [p for p in REPO.glob(f"*/src/{room}") if not p.parents[1].is_symlink()]
-    return sorted(src.rglob("*.py"))
-
-
-def module_name(path: Path) -> str:
-    """`<folder>/src/pkg/sub/mod.py` -> `pkg.sub.mod` (`pkg.sub` for an `__init__.py`)."""
-    parts = path.with_suffix("").parts
-    parts = parts[len(parts) - parts[::-1].index("src") :]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> list[tuple[int, str]]:
-    """Every module `path` imports, anywhere in it (functions too), as absolute names: (line, module)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                module = ".".join([*base, node.module] if node.module else base)
-            else:
-                module = node.module or ""
-            found.append((node.lineno, module))
-            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]  # `from pkg import module`
-    return found
 
 
 # ----- sizes ------------------------------------------------------------------------------------------------------
@@ -156,12 +134,18 @@ def test_no_room_imports_a_room_on_its_own_floor_or_above():
 
 def test_the_floors_are_the_ones_docs_development_md_draws():
     """docs/development.md's table `| floor | rooms | may import |` names the same rooms on the same floors."""
-    text = (REPO / "docs" / "development.md").read_text()
-    drawn = {}
-    for floor, rooms in re.findall(r"^\| (\d) \| ([^|]+) \|", text, re.MULTILINE):
-        for room in re.findall(r"`([a-z0-9_]+)`", rooms):
-            drawn[room] = int(floor)
-    assert drawn == FLOORS
+    assert floors_from_docs((REPO / "docs" / "development.md").read_text()) == FLOORS
+
+
+def test_the_drawing_of_the_imports_has_every_room_and_no_arrow_up(tmp_path):
+    """docs/images/imports.png is drawn from these edges (python -m so101_devtools.import_graph): each points down."""
+    edges = room_edges(FLOORS)
+    assert set(edges) == set(FLOORS)
+    assert [(a, b) for a, targets in edges.items() for b in targets if FLOORS[b] >= FLOORS[a]] == []
+    assert edges["lerobot_policy_segvla"] >= {"so101_core", "so101_policy_common", "so101_segmenter"}
+    draw(FLOORS, edges, tmp_path / "imports.png")
+    assert (tmp_path / "imports.png").stat().st_size > 10_000
+    assert "images/imports.png" in (REPO / "docs" / "development.md").read_text()
 
 
 def test_every_room_is_on_a_floor():
@@ -170,33 +154,138 @@ def test_every_room_is_on_a_floor():
     assert rooms == set(FLOORS)
 
 
-def test_the_toolkit_imports_no_policy():
-    """so101_core, which every room stands on, names no policy in its imports, and importing every module of it
-    loads none (nor the RL trainer)."""
-    above = [room for room, floor in FLOORS.items() if floor >= FLOORS["lerobot_policy_hlrp"]]
-    static = [f"{p.relative_to(REPO)}:{line} imports {m}" for p in room_files("so101_core") for line, m in imports(p)
+@pytest.mark.parametrize("room", ["so101_core", "so101_run_infra"])
+def test_the_ground_floor_imports_no_policy(room):
+    """The vocabulary and the run infrastructure, which every room stands on, name no room above them in their
+    imports, and importing every module of them loads none."""
+    above = [other for other, floor in FLOORS.items() if floor > 0]
+    static = [f"{p.relative_to(REPO)}:{line} imports {m}" for p in room_files(room) for line, m in imports(p)
               if m.split(".")[0] in above]  # fmt: skip
     assert static == []
-    code = """
+    code = f"""
 import importlib, pkgutil, sys
-import so101_core
-for info in pkgutil.walk_packages(so101_core.__path__, "so101_core."):
+import {room}
+for info in pkgutil.walk_packages({room}.__path__, "{room}."):
     importlib.import_module(info.name)
-print(sorted({m.split(".")[0] for m in sys.modules if m.startswith(("lerobot_policy_", "so101_segdepth_rl"))}))
+print(sorted({{m.split(".")[0] for m in sys.modules if m.split(".")[0] in {above!r}}}))
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
+# ----- one import graph -------------------------------------------------------------------------------------------
+def import_graph() -> dict[str, set[str]]:
+    """module -> the suite modules it imports (anywhere in it), over every room."""
+    modules = {module_name(path): path for room in FLOORS for path in room_files(room)}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, module in imports(path):
+            while module and module not in modules:
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                targets.add(module)
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted; a package importing its own
+    submodules from `__init__` (and they a sibling through the package) is counted like any other edge."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_modules():
+    graph = {name: {t for t in targets if not name.startswith(t + ".")} for name, targets in import_graph().items()}
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+SYS_PATH_METHODS = {"insert", "append", "extend", "remove", "pop", "clear"}
+
+
+def _is_sys_path(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys"
+
+
+def edits_sys_path(node: ast.AST) -> bool:
+    """`sys.path.insert(...)` and its kin, or an assignment to `sys.path` or an item of it (a string that spells
+    one is no edit)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr in SYS_PATH_METHODS and _is_sys_path(node.func.value)
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(_is_sys_path(t) or (isinstance(t, ast.Subscript) and _is_sys_path(t.value)) for t in targets)
+    return False
+
+
+def sys_path_edits(root: Path) -> list[str]:
+    """`file:line` of each `sys.path` edit under `root`'s Python files, tests/conftest.py left out."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if (
+            parts[0] in {".venv", "outputs"}
+            or any(p.startswith(".") for p in parts)
+            or parts == ("tests", "conftest.py")
+        ):
+            continue
+        lines = sorted({node.lineno for node in ast.walk(ast.parse(path.read_text())) if edits_sys_path(node)})
+        found += [f"{path.relative_to(root)}:{number}" for number in lines]
+    return found
+
+
+def test_no_sys_path_edit_outside_the_tests_conftest():
+    assert sys_path_edits(REPO) == []
+
+
+def test_the_sys_path_check_sees_an_edit(tmp_path):
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "x.py").write_text("import sys\nsys.path.insert(0, 'scripts')\n")
+    (tmp_path / "examples" / "y.py").write_text("import sys\nprint('sys.path.insert(0, x)')\nsys.path += ['x']\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text("import sys\nsys.path.insert(0, 'x')\n")
+    assert sys_path_edits(tmp_path) == ["examples/x.py:2", "examples/y.py:3"]
+
+
 # ----- HLRP: the policy without its pretraining --------------------------------------------------------------------
 def test_the_hlrp_policy_never_names_its_pretraining():
-    """No module of lerobot_policy_hlrp outside `pretrain/` imports from it, not even inside a function, save the
-    one-release shims that stand for the moved modules' old names."""
+    """No module of lerobot_policy_hlrp outside `pretrain/` imports from it, not even inside a function."""
     src = next(p for p in REPO.glob("*/src/lerobot_policy_hlrp") if not p.parents[1].is_symlink())
     bad = []
     for path in sorted(src.rglob("*.py")):
-        if "pretrain" in path.relative_to(src).parts or module_name(path) in MOVED:
+        if "pretrain" in path.relative_to(src).parts:
             continue
         bad += [
             f"{path.relative_to(REPO)}:{line} imports {m}" for line, m in imports(path) if m.startswith(HLRP_PRETRAIN)
@@ -216,45 +305,7 @@ print(sorted(m for m in sys.modules if m.startswith("lerobot_policy_hlrp.pretrai
     assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
-# ----- old import paths, kept one release ---------------------------------------------------------------------------
-MOVED = {f"lerobot_policy_hlrp.{name}": f"{HLRP_PRETRAIN}.{name}" for name in
-         ("train_laq", "frame_pairs", "train_trunk", "trunk_data", "action_adapter", "processes")}  # fmt: skip
-
-
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_an_old_module_path_is_the_moved_module(old):
-    assert importlib.import_module(old) is importlib.import_module(MOVED[old])
-
-
-@pytest.mark.parametrize(
-    "old, name, new",
-    [
-        ("lerobot_policy_segvla.mask2former", "SegVLATaskClassesStep", "lerobot_policy_segvla.cue_steps"),
-        (
-            "lerobot_policy_segvla.segmentation_scores",
-            "SegmentationScoresFromCodeStep",
-            "lerobot_policy_segvla.cue_steps",
-        ),
-        ("lerobot_policy_segvla.segmentation_scores", "scores_from_ids", "lerobot_policy_segvla.cue_steps"),
-        ("lerobot_policy_segvla.processor_segvla", "SegmenterScoresStep", "lerobot_policy_segvla.cue_steps"),
-        ("so101_segdepth_rl.train", "RLTrainConfig", "so101_segdepth_rl.config"),
-        ("so101_segdepth_rl.train", "push_policy", "so101_segdepth_rl.publish"),
-        ("so101_segdepth_rl.train", "learning_curve_figure", "so101_segdepth_rl.evaluation"),
-        (f"{HLRP_PRETRAIN}.train_laq", "LAQTrainConfig", f"{HLRP_PRETRAIN}.laq_config"),
-        (f"{HLRP_PRETRAIN}.train_laq", "push_laq", f"{HLRP_PRETRAIN}.laq_publish"),
-        (f"{HLRP_PRETRAIN}.train_laq", "write_grid", f"{HLRP_PRETRAIN}.laq_evaluation"),
-    ],
-)
-def test_an_old_name_is_the_moved_object(old, name, new):
-    assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
-
-
-def test_python_m_on_an_old_trainer_path_runs_the_command():
-    run = subprocess.run([sys.executable, "-m", "lerobot_policy_hlrp.train_laq", "--help"], capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
-    assert run.returncode == 0 and "--loss_weighting" in run.stdout, (run.stdout + run.stderr)[-3000:]
-
-
+# ----- the import reader ----------------------------------------------------------------------------------------
 def test_the_import_reader_resolves_relative_imports_and_sees_function_level_ones(tmp_path):
     path = tmp_path / "room" / "src" / "lerobot_policy_hlrp" / "sub" / "mod.py"
     path.parent.mkdir(parents=True)
@@ -279,3 +330,69 @@ def test_segdepths_configuration_stands_on_its_constants_alone():
         "lerobot_policy_segdepth.constants.packed_length",
     ]
     assert own(src / "constants.py") == []
+
+
+# ----- each policy: its trio and the model's parts at the top, its command-line tools in one subfolder -------------
+POLICY_TOOLS = {"lerobot_policy_hlrp": "pretrain"}  # the subfolder of a policy's commands; the others': `commands`
+
+
+def policy_src(room: str) -> Path:
+    return next(p for p in REPO.glob(f"*/src/{room}") if not p.parents[1].is_symlink())
+
+
+def command_markers(path: Path) -> list[str]:
+    """`line: what` where a module acts as a command: a top-level `main`, LeRobot's `parser.wrap` (called, used as a
+    decorator or imported), an `if __name__ == "__main__":` block."""
+    tree = ast.parse(path.read_text())
+    found = [
+        f"{node.lineno}: def main" for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "wrap" and getattr(node.value, "id", None) == "parser":
+            found.append(f"{node.lineno}: parser.wrap")
+        elif isinstance(node, ast.ImportFrom) and node.module == "lerobot.configs.parser":
+            found += [f"{node.lineno}: imports parser.wrap" for alias in node.names if alias.name == "wrap"]
+        elif isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test):
+            found.append(f"{node.lineno}: __main__ block")
+    return sorted(found, key=lambda m: int(m.split(":")[0]))
+
+
+@pytest.mark.parametrize("room", POLICIES)
+def test_every_command_of_a_policy_lives_in_its_tools_subfolder(room):
+    """Each `[project.scripts]` entry of a `lerobot_policy_*` distribution points into its package's `commands/`
+    (hlrp: `pretrain/`, its stage trainers), a package of its own."""
+    src = policy_src(room)
+    tools = POLICY_TOOLS.get(room, "commands")
+    scripts = tomllib.loads((src.parents[1] / "pyproject.toml").read_text())["project"].get("scripts", {})
+    assert scripts, f"{room} declares no command: is the search right?"
+    outside = {name: entry for name, entry in scripts.items() if not entry.startswith(f"{room}.{tools}.")}
+    assert outside == {}, f"move these into {room}/{tools}/"
+    assert (src / tools / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("room", POLICIES)
+def test_no_module_at_the_top_of_a_policy_is_a_command(room):
+    """The top of a policy's package holds the trio and the model's parts, as LeRobot's policies/<name>/ folders
+    do; a command-line tool (a `main`, a `parser.wrap`) belongs in its tools subfolder."""
+    src = policy_src(room)
+    bad = [
+        f"{path.relative_to(REPO)}:{marker}" for path in sorted(src.glob("*.py")) for marker in command_markers(path)
+    ]
+    assert bad == []
+
+
+def test_the_command_check_sees_a_main_a_parser_wrap_and_a_main_block(tmp_path):
+    path = tmp_path / "tool.py"
+    path.write_text(
+        "from lerobot.configs import parser\nfrom lerobot.configs.parser import wrap\n\n"
+        "@parser.wrap()\ndef run(cfg):\n    pass\n\ndef main():\n    run()\n\n"
+        "if __name__ == '__main__':\n    main()\n"
+    )
+    assert command_markers(path) == [
+        "2: imports parser.wrap",
+        "4: parser.wrap",
+        "8: def main",
+        "11: __main__ block",
+    ]
+    (tmp_path / "model.py").write_text("def main_loss():\n    return 0\n")
+    assert command_markers(tmp_path / "model.py") == []

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from clitools import run_cli
-from tiny_models import tiny_smolvlm_dir
-from tiny_policies import TINY_SEGDEPTH
+
+from so101_devtools.tiny_models import tiny_smolvlm_dir
+from so101_devtools.tiny_policies import TINY_SEGDEPTH
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "loader_vs_update.py"

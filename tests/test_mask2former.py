@@ -341,7 +341,7 @@ def test_packed_scores_read_back_bit_for_bit(classes):
 def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, tiny_model, tmp_path, monkeypatch):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from lerobot_policy_segvla import precompute_segmentation as pre
+    from lerobot_policy_segvla.commands import precompute_segmentation as pre
 
     feature_map = {
         "observation.images.front": "observation.segmentation.front",
@@ -406,7 +406,7 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
 def test_feature_map_on_the_command_line():
     import draccus
 
-    from lerobot_policy_segvla.precompute_segmentation import PrecomputeSegmentationConfig
+    from lerobot_policy_segvla.commands.precompute_segmentation import PrecomputeSegmentationConfig
 
     def parse(*flags: str) -> PrecomputeSegmentationConfig:
         return draccus.parse(PrecomputeSegmentationConfig, args=["--dataset.repo_id=local/x", *flags])
@@ -425,7 +425,7 @@ def test_feature_map_on_the_command_line():
 def test_task_classes_step_marks_the_prompt_nouns_per_sample(tiny_model, tmp_path):
     from lerobot.processor import TransitionKey, create_transition
 
-    from lerobot_policy_segvla.mask2former import SegVLATaskClassesStep
+    from lerobot_policy_segvla.cue_steps import SegVLATaskClassesStep
 
     step = SegVLATaskClassesStep(model_name=tiny_model, synonyms={"puck": "ball"})
     transition = create_transition(

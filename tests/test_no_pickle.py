@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from so101_core.pickled import UntrustedPickleError
-from so101_core.resume_state import PickledStateError, load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
+from so101_run_infra.pickled import UntrustedPickleError
+from so101_run_infra.resume_state import PickledStateError, load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
 
 
 class MarkerOnLoad:
@@ -48,7 +48,7 @@ def test_the_crafted_pickle_does_create_the_marker_when_unpickled(tmp_path):
 
 # ----- each loader refuses it, and the marker is never created --------------------------------------------------
 def test_convert_drqv2_refuses_a_snapshot_that_imports_code(tmp_path):
-    from lerobot_policy_segdepth.convert_drqv2 import convert
+    from lerobot_policy_segdepth.commands.convert_drqv2 import convert
 
     marker = tmp_path / "ran"
     snapshot = tmp_path / "snapshot.pt"
@@ -72,7 +72,7 @@ class SystemCall:
 def test_the_convert_command_names_the_global_it_refused_in_one_line(tmp_path, monkeypatch):
     """torch words a global from a module it never allows ("posix.system whose module posix is blocked") unlike one
     it does not know; the command's refusal names it either way, in one line, without torch's weights_only notes."""
-    from lerobot_policy_segdepth import convert_drqv2
+    from lerobot_policy_segdepth.commands import convert_drqv2
 
     snapshot = tmp_path / "snapshot.pt"
     torch.save({"encoder": SystemCall(), "actor": {}}, snapshot)
@@ -90,7 +90,7 @@ def test_convert_drqv2_loads_pickled_modules_only_with_trust_pickle(tmp_path):
     """DrQ-v2's own snapshots pickle modules: refused by name, converted with --trust_pickle=true."""
     from test_segdepth import drqv2_reference
 
-    from lerobot_policy_segdepth.convert_drqv2 import convert
+    from lerobot_policy_segdepth.commands.convert_drqv2 import convert
 
     encoder, actor = drqv2_reference(in_channels=6)
     snapshot = tmp_path / "snapshot.pt"
@@ -123,7 +123,9 @@ def test_trunk_resume_refuses_a_pickled_state(tmp_path):
 
     marker = tmp_path / "ran"
     hostile_checkpoint(tmp_path / "run", "training_state.pt", marker)
-    with pytest.raises(PickledStateError, match=r"python -m so101_core.resume_state --state_path=.*training_state.pt"):
+    with pytest.raises(
+        PickledStateError, match=r"python -m so101_run_infra.resume_state --state_path=.*training_state.pt"
+    ):
         train(SimpleNamespace(output_dir=tmp_path / "run", resume=True))
     assert not marker.exists()
 
@@ -150,7 +152,7 @@ def test_segmenter_refuses_a_pickled_state(tmp_path):
 
 # ----- the one-time conversion ------------------------------------------------------------------------------------
 def convert_command(path: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "so101_core.resume_state", f"--state_path={path}", *flags],
+    return subprocess.run([sys.executable, "-m", "so101_run_infra.resume_state", f"--state_path={path}", *flags],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 

@@ -265,7 +265,7 @@ def test_one_segdepth_checkpoint_runs_on_ground_truth_and_on_the_models(gt_datas
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     from lerobot_policy_segdepth import SegDepthConfig
-    from lerobot_policy_segdepth.processor_segdepth import with_source
+    from lerobot_policy_segdepth.processor_segdepth import with_perception_source
 
     meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
     tiny = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
@@ -282,16 +282,16 @@ def test_one_segdepth_checkpoint_runs_on_ground_truth_and_on_the_models(gt_datas
     policy = get_policy_class("segdepth").from_pretrained(ckpt).eval()
     gt_pre, gt_post = make_pre_post_processors(loaded, pretrained_path=str(ckpt))
     m_pre, m_post = make_pre_post_processors(loaded, pretrained_path=str(ckpt))
-    models_cfg = with_source(
+    models_cfg = with_perception_source(
         m_pre,
         loaded,
-        source="models",
+        perception_source="segmenter_depth_anything",
         segmenter_path=str(seg_dir),
         depth_model=str(depth_dir),
         segmenter_input_size=32,
         depth_input_size=28,
     )
-    assert models_cfg.source == "models" and loaded.source == "ground_truth"
+    assert models_cfg.perception_source == "segmenter_depth_anything" and loaded.perception_source == "ground_truth"
     assert any(isinstance(s, SegmenterStep) for s in m_pre.steps)
     assert not any(isinstance(s, (SegmenterStep, DepthAnythingStep)) for s in gt_pre.steps)
 
@@ -351,7 +351,7 @@ def test_one_segdepth_checkpoint_runs_on_ground_truth_and_on_the_models(gt_datas
 
     # the exported checkpoint is the models path as a plain --policy.path checkpoint
     exported = PreTrainedConfig.from_pretrained(tmp_path / "for_the_real_arm")
-    assert exported.source == "models" and exported.segmenter_path == str(seg_dir)
+    assert exported.perception_source == "segmenter_depth_anything" and exported.segmenter_path == str(seg_dir)
     exported.pretrained_path = tmp_path / "for_the_real_arm"
     e_pre, _ = make_pre_post_processors(exported, pretrained_path=str(tmp_path / "for_the_real_arm"))
     assert torch.equal(e_pre(dict(item))["observation.segdepth"], m_obs["observation.segdepth"])

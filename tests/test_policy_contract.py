@@ -23,8 +23,9 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
-from tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
-from tiny_policies import TINY_IMF, TINY_SEGDEPTH
+
+from so101_devtools.tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
+from so101_devtools.tiny_policies import TINY_IMF, TINY_SEGDEPTH
 
 register_third_party_plugins()
 
@@ -63,7 +64,7 @@ CASES = [
                 "observation.images.front": "observation.segmentation.front",
                 "observation.images.wrist": "observation.segmentation.wrist",
             },
-            "segmentation_source": "ground_truth",
+            "perception_source": "ground_truth",
             "segmentation_num_classes": 6,
             "segmentation_classes_from_task": True,  # the prompt's "cube" gets the class token
             "segmentation_geometry_class_ids": [3, 5],

@@ -19,7 +19,8 @@ from lerobot.processor import PolicyProcessorPipeline
 from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
 from lerobot.utils.import_utils import register_third_party_plugins
 from safetensors.torch import load_file
-from tiny_models import tiny_smolvlm_dir
+
+from so101_devtools.tiny_models import tiny_smolvlm_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pre_refactor"
 PLACEHOLDER = "TINY_SMOLVLM"
@@ -81,3 +82,34 @@ def test_the_suite_steps_save_the_config_they_saved_before(name, pipeline, tmp_p
     assert ours, f"{name}/{pipeline} holds none of the suite's steps"
     for entry, step in ours:
         assert json.dumps(step.get_config()) == json.dumps(entry["config"]), entry["registry_name"]
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "flag"),
+    [
+        # SegVLA's saved the field as segmentation_source, with today's values
+        ("segvla", {"segmentation_source": "ground_truth"}, "ground_truth", "segmenter"),
+        # SegDepth's as source, and segmenter_depth_anything (the segmenter's ids, Depth Anything's disparity) as models
+        ("segdepth", {"source": "models", "segmenter_path": "a/segmenter"}, "segmenter_depth_anything", "segmenter"),
+    ],
+)
+def test_a_config_saved_with_the_old_perception_source_name_loads_as_perception_source(name, old, new, flag, tmp_path):
+    """A config.json written before perception_source's rename loads with the new field; saved again it names only
+    the new field; a flag given on top of the old config wins."""
+    register_third_party_plugins()
+    folder = _checkpoint(name, tmp_path)
+    old_name = next(iter(old))
+    saved = json.loads((folder / "config.json").read_text())
+    assert old_name in saved and "perception_source" not in saved  # the fixture was written with the old name
+    (folder / "config.json").write_text(json.dumps(saved | old, indent=4))
+
+    cfg = PreTrainedConfig.from_pretrained(folder)
+    assert cfg.perception_source == new and getattr(cfg, old_name) is None
+    (tmp_path / "again").mkdir()
+    cfg._save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["perception_source"] == new and old_name not in again
+    assert PreTrainedConfig.from_pretrained(tmp_path / "again").perception_source == new
+
+    flagged = PreTrainedConfig.from_pretrained(folder, cli_overrides=[f"--perception_source={flag}"])
+    assert flagged.perception_source == flag

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
 
-from so101_core.hub import HubPushConfig, check_push
+from so101_run_infra.hub import HubPushConfig, check_push
 
 
 class FakeHfApi:
@@ -94,7 +94,7 @@ def test_a_push_without_a_repo_id_is_refused_before_any_work_naming_the_flags():
 # ----- segdepth-rl-train ---------------------------------------------------------------------------------------------
 def test_segdepth_rl_train_pushes_its_last_checkpoint_with_a_model_card(hub, tmp_path):
     from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
-    from so101_core.checkpoints import save_policy
+    from so101_run_infra.checkpoints import save_policy
     from so101_segdepth_rl.config import RLTrainConfig
     from so101_segdepth_rl.publish import push_policy
 

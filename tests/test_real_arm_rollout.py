@@ -1,4 +1,5 @@
-"""`lerobot-rollout --robot.type=so101_follower --policy.path=<segdepth, source=models>` on a fake arm.
+"""`lerobot-rollout --robot.type=so101_follower --policy.path=<segdepth, perception_source=segmenter_depth_anything>`
+on a fake arm.
 
 LeRobot's own SO101Follower is built by the stock rollout entry point; only its Feetech bus is replaced by an
 in-process fake (records every write, returns the positions it was sent) and its camera by a registered
@@ -150,14 +151,14 @@ def calibration_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, calibration_file) -> Path:
-    """A tiny segdepth checkpoint with source=models whose actor always opens the gripper (delta +1), its joint
-    limits read from the follower's calibration."""
+    """A tiny segdepth checkpoint with perception_source=segmenter_depth_anything whose actor always opens the gripper
+    (delta +1), its joint limits read from the follower's calibration."""
     root = tmp_path_factory.mktemp("segdepth_models")
     cfg = SegDepthConfig(
         device="cpu",
         push_to_hub=False,
         joint_limits_file=str(calibration_file),
-        source="models",
+        perception_source="segmenter_depth_anything",
         segmenter_path=str(save_tiny_segmenter(root / "segmenter")),
         depth_model=str(save_tiny_depth_anything(root / "depth_anything")),
         segmenter_input_size=32,
@@ -278,9 +279,9 @@ def segvla_checkpoint(root: Path, cameras: tuple[str, ...]) -> Path:
     import shutil
 
     from test_segvla import save_segmenter_checkpoint
-    from tiny_models import save_smolvlm
 
     from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy, make_segvla_pre_post_processors
+    from so101_devtools.tiny_models import save_smolvlm
 
     keys = {camera: f"observation.images.{camera}" for camera in cameras}
     save_segmenter_checkpoint(root / "segmenter")
@@ -294,7 +295,7 @@ def segvla_checkpoint(root: Path, cameras: tuple[str, ...]) -> Path:
         device="cpu",
         push_to_hub=False,
         segmentation_feature_map={key: f"observation.segmentation.{camera}" for camera, key in keys.items()},
-        segmentation_source="segmenter",
+        perception_source="segmenter",
         segmentation_segmenter_path=str(root / "segmenter"),
         segmentation_num_classes=6,
         segmentation_geometry_classes=["cube", "moving_finger"],
@@ -317,7 +318,7 @@ def segvla_checkpoint(root: Path, cameras: tuple[str, ...]) -> Path:
 
 
 def test_segvla_with_segmenter_cues_drives_the_fake_follower(monkeypatch, tmp_path, sim_frames, fake_hardware):
-    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+    from lerobot_policy_segvla.cue_steps import SegmenterScoresStep
 
     checkpoint = segvla_checkpoint(tmp_path, ("wrist",))
     calls = []

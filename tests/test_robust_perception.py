@@ -1,5 +1,5 @@
 """The segmenter's depth head, its robust augmentation, the hue band `unseen` keeps to itself, and SegDepth's
-source=segmenter_depth, on tiny models and tiny renders."""
+perception_source=segmenter_depth, on tiny models and tiny renders."""
 
 from __future__ import annotations
 
@@ -177,7 +177,10 @@ def test_segdepth_source_segmenter_depth_reads_rgb_alone(tmp_path):
         "observation.images.wrist": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 96, 128)),
     }
     config = SegDepthConfig(
-        source="segmenter_depth", segmenter_path=str(folder), segmenter_input_size=32, input_features=features
+        perception_source="segmenter_depth",
+        segmenter_path=str(folder),
+        segmenter_input_size=32,
+        input_features=features,
     )
     config.validate_features()
     assert config.image_keys == ["observation.images.wrist"]
@@ -187,17 +190,16 @@ def test_segdepth_source_segmenter_depth_reads_rgb_alone(tmp_path):
     assert obs[OBS_SEGDEPTH].shape == (2, 2, 84, 84)
     assert obs[OBS_SEGDEPTH][:, 1].amax() == 255 and obs[OBS_SEGDEPTH][:, 1].amin() == 0
     with pytest.raises(ValueError, match=r"segmenter_depth needs --policy\.segmenter_path"):
-        SegDepthConfig(source="segmenter_depth")
+        SegDepthConfig(perception_source="segmenter_depth")
     headless = _tiny_depth_segmenter(tmp_path / "headless", depth_head=False)
-    bad = SegDepthConfig(source="segmenter_depth", segmenter_path=str(headless), input_features=features)
+    bad = SegDepthConfig(perception_source="segmenter_depth", segmenter_path=str(headless), input_features=features)
     with pytest.raises(ValueError, match=rf"{headless} has no depth head"):
         segdepth_observation_steps(bad)
     # a folder of the wrong kind: Depth Anything's, named with what was expected, before any step is built
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_perception import save_tiny_depth_anything
 
     teacher = save_tiny_depth_anything(tmp_path / "depth_anything")
-    wrong = SegDepthConfig(source="segmenter_depth", segmenter_path=str(teacher), input_features=features)
+    wrong = SegDepthConfig(perception_source="segmenter_depth", segmenter_path=str(teacher), input_features=features)
     with pytest.raises(ValueError, match=rf"{teacher}/config.json: a transformers 'depth_anything' model, not a"):
         segdepth_observation_steps(wrong)
 
@@ -238,7 +240,6 @@ def test_no_training_pixel_has_the_unseen_hue_and_unseen_renders_do(tmp_path):
 def test_train_a_depth_head_then_distil_a_teacher_on_unlabelled_frames(tmp_path):
     """so101-seg-train with a depth head on twin renders, then so101-seg-disparity (a random-config Depth Anything as
     the teacher) on frames without masks, and a fine-tune from the first run on them; the stock commands."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_perception import save_tiny_depth_anything
 
     _render(tmp_path / "sim", episodes=4, seed=0)

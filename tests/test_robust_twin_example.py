@@ -212,7 +212,7 @@ def test_the_real_size_recipes_take_their_first_steps_on_tiny_models(arm, gt_dat
     from clitools import run_cli, short_train_flags
     from test_segvla import save_segmenter_checkpoint
 
-    from so101_semantic_processors.random_vlm import save_smolvlm
+    from so101_commands.random_vlm import save_smolvlm
 
     vlm = save_smolvlm(tmp_path / "vlm", weights=True)
     flags = [

@@ -2,12 +2,14 @@
 
 From the source (AST, no imports): no script imports argparse; each has one `@parser.wrap()` function over a config
 dataclass of its own file with a comment on every field, and a `main` that calls `prepare_command_line` (last
-release's spellings, %-safe help) before it. Then one subprocess imports every script, renders its `--help` as
+release's spellings, %-safe help) before it. A thin script that only runs an installed module's `main`
+(scripts/demo.py) is read through that module. Then one subprocess imports every script, renders its `--help` as
 `parser.wrap` does, and builds each benchmark's config from its defaults (a benchmark runs with no flags, or its
 error names the flag it needs).
 """
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -20,15 +22,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(
-    # a module named _*.py is a helper the scripts beside it import (benchmarks/_timing.py), not a script
-    [
-        p
-        for p in [*REPO.glob("examples/*.py"), *REPO.glob("benchmarks/*.py"), *REPO.glob("scripts/*.py")]
-        if not p.name.startswith("_")
-    ],
+    [*REPO.glob("examples/*.py"), *REPO.glob("benchmarks/*.py"), *REPO.glob("scripts/*.py")],
     key=lambda p: str(p.relative_to(REPO)),
 )
 IDS = [str(p.relative_to(REPO)) for p in SCRIPTS]
+
+
+def command_file(path: Path) -> Path:
+    """The file holding a script's command: the script itself or, for a thin script that only imports an installed
+    module's `main` and calls it (scripts/demo.py), that module's file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    runs = [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and [a.name for a in n.names] == ["main"]]
+    if runs and not any(isinstance(n, ast.FunctionDef | ast.ClassDef) for n in tree.body):
+        return Path(importlib.util.find_spec(runs[0]).origin)
+    return path
 
 
 def _is_parser_wrap(decorator: ast.expr) -> bool:
@@ -58,6 +65,7 @@ def _commented_lines(path: Path) -> set[int]:
 
 def script_command(path: Path) -> dict:
     """{"function", "config", "fields": [(class, field, commented)]} of the script's parser.wrap'd function."""
+    path = command_file(path)
     tree = ast.parse(path.read_text(), filename=str(path))
     wrapped = [
         n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and any(map(_is_parser_wrap, n.decorator_list))
@@ -86,7 +94,7 @@ def script_command(path: Path) -> dict:
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=IDS)
 def test_script_does_not_import_argparse(path):
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(command_file(path).read_text())):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
         names += [node.module] if isinstance(node, ast.ImportFrom) else []
         assert "argparse" not in names, f"{path.name} imports argparse; parse with lerobot.configs.parser.wrap"
@@ -108,7 +116,7 @@ def test_script_parses_a_commented_config_with_parser_wrap(path):
         wrapped = command["function"]
         return "prepare_command_line" in made and wrapped in made[made.index("prepare_command_line") :]
 
-    # main itself, or a helper main calls (scripts/demo.py's config_from_command_line, which the tests use)
+    # main itself, or a helper main calls (the demo's config_from_command_line, which the tests use)
     assert any(prepares_then_parses(n) for n in ["main", *calls("main")] if n in functions), (
         f"{path.name}: main() must call prepare_command_line() and then {command['function']}()"
     )
@@ -119,14 +127,13 @@ import contextlib, dataclasses, importlib.util, io, json, sys
 from pathlib import Path
 from draccus.wrappers.docstring import get_attribute_docstring, get_preferred_help_text
 from lerobot.configs.parser import print_scoped_help
-from so101_core.cli import _use_percent_safe_help
+from so101_run_infra.cli import _use_percent_safe_help
 
 _use_percent_safe_help()  # what prepare_command_line does in every script's main (checked above)
 out = {}
-for path, config in json.loads(sys.argv[1]).items():
+for path, (source, config) in json.loads(sys.argv[1]).items():
     path = Path(path)
-    sys.path.insert(0, str(path.parent))  # as `python path` puts it first: benchmarks import their siblings
-    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", source)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # draccus reads the field comments from the class's source, found through it
     spec.loader.exec_module(module)
@@ -157,7 +164,7 @@ print("RESULT" + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def rendered() -> dict:
-    configs = {str(p): script_command(p)["config"] for p in SCRIPTS}
+    configs = {str(p): [str(command_file(p)), script_command(p)["config"]] for p in SCRIPTS}
     proc = subprocess.run(
         [sys.executable, "-c", CHECK, json.dumps(configs)],
         capture_output=True,
@@ -179,7 +186,7 @@ def test_script_help_lists_every_field_and_a_benchmark_runs_on_defaults(path, re
     for cls, name, _ in script_command(path)["fields"]:
         assert re.search(rf"--([a-z_]+\.)?{name}[ .=\]]", text), f"{path.name} --help does not list {cls}.{name}"
         comment = result["comments"][f"{cls}.{name}"]
-        if comment is not None:  # None: a group from another module (scripts/demo.py's record)
+        if comment is not None:  # None: a group from another module (the demo's record)
             comment = " ".join(comment.split())
             assert comment and comment[:40] in text, f"{path.name} --help lacks the comment of {cls}.{name}"
     if path.parent.name == "benchmarks":  # runs with no flags, or names the one it needs (twin_policies' --policies)

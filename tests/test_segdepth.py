@@ -233,8 +233,8 @@ def test_absolute_action_mode_maps_the_actor_range_onto_the_recorded_targets(gt_
     assert ((action >= low - 1e-4) & (action <= high + 1e-4)).all()
 
 
-# ----- source="segmenter": ids from the segmenter on the RGB camera, disparity from the twin's depth ---------------
-SEGMENTER_SOURCE = {"source": "segmenter", "segmenter_input_size": 32}
+# ----- perception_source="segmenter": ids from the segmenter on the RGB camera, disparity from the twin's depth -----
+SEGMENTER_SOURCE = {"perception_source": "segmenter", "segmenter_input_size": 32}
 
 
 def by_hand_ids(segmenter_dir, rgb: torch.Tensor, input_size: int, output_size: int) -> torch.Tensor:
@@ -281,7 +281,7 @@ def test_segmenter_source_is_the_segmenters_ids_and_the_twins_disparity(gt_datas
     shutil.rmtree(seg_dir)
     loaded = SegDepthConfig.from_pretrained(ckpt)
     loaded.pretrained_path = ckpt
-    assert loaded.source == "segmenter"
+    assert loaded.perception_source == "segmenter"
     pre2, _ = make_pre_post_processors(loaded, pretrained_path=str(ckpt))
     assert torch.equal(pre2(dict(item))["observation.segdepth"], ours)
 
@@ -289,10 +289,12 @@ def test_segmenter_source_is_the_segmenters_ids_and_the_twins_disparity(gt_datas
 def test_segmenter_source_refuses_bad_combinations_naming_the_field(tmp_path):
     from lerobot.configs import FeatureType, PolicyFeature
 
-    with pytest.raises(ValueError, match=r"--policy\.source=segmenter needs --policy\.segmenter_path"):
-        SegDepthConfig(source="segmenter")
-    with pytest.raises(ValueError, match=r"--policy\.depth_model='my/depth' is not used with --policy\.source"):
-        SegDepthConfig(source="segmenter", segmenter_path="seg", depth_model="my/depth")
+    with pytest.raises(ValueError, match=r"--policy\.perception_source=segmenter needs --policy\.segmenter_path"):
+        SegDepthConfig(perception_source="segmenter")
+    with pytest.raises(
+        ValueError, match=r"--policy\.depth_model='my/depth' is not used with --policy\.perception_source"
+    ):
+        SegDepthConfig(perception_source="segmenter", segmenter_path="seg", depth_model="my/depth")
     seg_dir = str(save_tiny_segmenter(tmp_path / "segmenter"))
     features = {
         "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 64, 80)),
@@ -300,7 +302,7 @@ def test_segmenter_source_refuses_bad_combinations_naming_the_field(tmp_path):
     }
     cfg = SegDepthConfig(
         device="cpu",
-        source="segmenter",
+        perception_source="segmenter",
         segmenter_path=seg_dir,
         input_features=dict(features),
         output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
@@ -308,19 +310,20 @@ def test_segmenter_source_refuses_bad_combinations_naming_the_field(tmp_path):
     with pytest.raises(ValueError, match=r"\['observation\.images\.wrist_depth'\].*--env\.depth=true"):
         SegDepthPolicy(cfg)
     with pytest.raises(ValueError, match=r"segmenter of 6 classes, but --policy\.num_classes=7"):
-        make_pre_post_processors(SegDepthConfig(source="segmenter", segmenter_path=seg_dir, num_classes=7))
+        make_pre_post_processors(SegDepthConfig(perception_source="segmenter", segmenter_path=seg_dir, num_classes=7))
 
 
 @pytest.mark.slow
 def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_dataset, tmp_path):
-    """lerobot-train --policy.source=segmenter on a recording with RGB and depth, then lerobot-eval in the twin with
-    only --env.depth=true; the segmenter's folder is deleted in between (its weights are in the checkpoint)."""
+    """lerobot-train --policy.perception_source=segmenter on a recording with RGB and depth, then lerobot-eval in the
+    twin with only --env.depth=true; the segmenter's folder is deleted in between (its weights are in the
+    checkpoint)."""
     seg_dir = save_tiny_segmenter(tmp_path / "segmenter")
     run_cli(
         [
             "lerobot-train",
             "--policy.type=segdepth",
-            "--policy.source=segmenter",
+            "--policy.perception_source=segmenter",
             f"--policy.segmenter_path={seg_dir}",
             *[f"--policy.{k}={v}" for k, v in {**TINY, "segmenter_input_size": 32}.items()],
             "--dataset.repo_id=local/twin_demo",

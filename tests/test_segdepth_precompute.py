@@ -17,10 +17,10 @@ from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.import_utils import register_third_party_plugins
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
-from lerobot_policy_segdepth import precompute as segdepth_precompute
+from lerobot_policy_segdepth.commands import precompute as segdepth_precompute
+from lerobot_policy_segdepth.commands.precompute import SegDepthPrecomputeConfig, precompute_segdepth
 from lerobot_policy_segdepth.observation_steps import StackChannelsStep, pack_uint8, packed_length, unpack_uint8
-from lerobot_policy_segdepth.precompute import SegDepthPrecomputeConfig, precompute_segdepth
-from so101_semantic_processors.precompute import SourceDatasetConfig
+from so101_policy_common.precompute import SourceDatasetConfig
 
 register_third_party_plugins()
 
@@ -73,9 +73,9 @@ def test_the_copy_holds_the_uint8_observation_and_no_video(gt_dataset, precomput
     # the uint8 (2, 32, 32) observation's bytes as int64 words (LeRobot reads array columns element by element)
     assert feature["dtype"] == "int64" and tuple(feature["shape"]) == (packed_length(2, 32),) == (256,)
     info = feature["info"]
-    assert {k: info[k] for k in ("camera", "source", "image_size", "num_classes")} == {
+    assert {k: info[k] for k in ("camera", "perception_source", "image_size", "num_classes")} == {
         "camera": "wrist",
-        "source": "ground_truth",
+        "perception_source": "ground_truth",
         "image_size": 32,
         "num_classes": 6,
     }

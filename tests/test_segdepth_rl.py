@@ -56,7 +56,9 @@ def test_replay_stacks_equal_the_policys_frame_buffer_at_every_decision(frame_st
     through episode starts, episodes ending mid-repeat and the ring wrapping around (capacity < data)."""
     size = 16
     policy = tiny_policy(size, frame_stack, repeat)
-    buffer = ReplayBuffer(9, 1, size, frame_stack, repeat, state_dim=6, nstep=2)
+    buffer = ReplayBuffer(
+        capacity=9, num_envs=1, image_size=size, frame_stack=frame_stack, frames_per_step=repeat, state_dim=6, nstep=2
+    )
     checked = 0
     lengths = [7, 11, 4, 9, 10, 3]
     for episode, steps in enumerate(lengths):  # env steps per episode, not all multiples of repeat
@@ -104,7 +106,17 @@ def test_replay_nstep_returns_match_a_float64_reference():
     """Sampled rewards, discounts and next observations against a walk over the recorded episodes in float64,
     including episodes that end terminal (no bootstrap) and truncated (bootstrap) within n steps."""
     nstep, gamma = 3, 0.9
-    buffer = ReplayBuffer(1000, 1, 4, 3, 2, state_dim=6, nstep=nstep, discount=gamma, seed=3)
+    buffer = ReplayBuffer(
+        capacity=1000,
+        num_envs=1,
+        image_size=4,
+        frame_stack=3,
+        frames_per_step=2,
+        state_dim=6,
+        nstep=nstep,
+        discount=gamma,
+        seed=3,
+    )
     records = fill(buffer, [(5, True), (4, False), (2, True), (6, False)], np.random.default_rng(0))
     batch = buffer.sample(512)
     seen = set()
@@ -134,7 +146,11 @@ def test_replay_nstep_returns_match_a_float64_reference():
 
 
 def test_replay_save_load_gives_the_same_next_batch(tmp_path):
-    make = lambda: ReplayBuffer(40, 1, 4, 3, 2, state_dim=6, nstep=3, seed=5)  # noqa: E731
+    def make() -> ReplayBuffer:
+        return ReplayBuffer(
+            capacity=40, num_envs=1, image_size=4, frame_stack=3, frames_per_step=2, state_dim=6, nstep=3, seed=5
+        )
+
     buffer = make()
     fill(buffer, [(9, True), (12, False), (30, False)], np.random.default_rng(1))  # wraps the 40-slot ring
     buffer.sample(8)  # advance the sampler's RNG
@@ -144,13 +160,13 @@ def test_replay_save_load_gives_the_same_next_batch(tmp_path):
     a, b = buffer.sample(64), loaded.sample(64)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
-    other = ReplayBuffer(40, 1, 8, 3, 2, state_dim=6)
+    other = ReplayBuffer(capacity=40, num_envs=1, image_size=8, frame_stack=3, frames_per_step=2, state_dim=6)
     with pytest.raises(ValueError, match="image_size"):
         other.load(tmp_path / "replay")
 
 
 def test_replay_stores_each_frame_once():
-    buffer = ReplayBuffer(10, 1, 84, 3, 2, state_dim=6)
+    buffer = ReplayBuffer(capacity=10, num_envs=1, image_size=84, frame_stack=3, frames_per_step=2, state_dim=6)
     frames = 2 * 2 * 84 * 84  # R frames of (ids, disparity) per decision
     rest = 6 * 4 + 6 * 4 + 4 + 1 + 1 + 1 + 1 + 8
     assert buffer.nbytes_per_transition == frames + rest
@@ -169,7 +185,9 @@ def test_feature_cache_encodes_each_stored_stack_once_and_returns_its_features()
         encoded_rows.append(len(frames))
         return frames[:, 1::2, 0, 0] + 0.5  # codes < 256 and halves: exact in float16
 
-    buffer = ReplayBuffer(40, 1, 4, 3, 2, state_dim=6, nstep=3, seed=5)
+    buffer = ReplayBuffer(
+        capacity=40, num_envs=1, image_size=4, frame_stack=3, frames_per_step=2, state_dim=6, nstep=3, seed=5
+    )
     fill(buffer, [(9, True), (12, False)], np.random.default_rng(1))
     plain = copy.deepcopy(buffer)
     buffer.enable_feature_cache(3)
@@ -583,7 +601,7 @@ def test_demonstrations_replay_in_the_twin_and_fill_a_buffer(gt_dataset):
     deltas = buffer.action[0, :frames][buffer.acted[0, :frames]]
     assert np.abs(deltas).max() <= 1.0 and np.abs(deltas).max() > 0.05
 
-    online = ReplayBuffer(100, 1, 32, 3, 1, 6)
+    online = ReplayBuffer(capacity=100, num_envs=1, image_size=32, frame_stack=3, frames_per_step=1, state_dim=6)
     fill(online, [(20, False)], np.random.default_rng(0))
     batch = mixed_batch(online, buffer, 8, 0.25)
     assert batch["frames"].shape == (8, 6, 32, 32) and batch["reward"].shape == (8, 1)
@@ -616,7 +634,7 @@ def saved_clone(dataset_root: Path, tmp_path: Path) -> Path:
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_pre_post_processors
 
-    from so101_core.checkpoints import save_policy
+    from so101_run_infra.checkpoints import save_policy
 
     policy, _ = demo_policy(dataset_root)
     meta = LeRobotDatasetMetadata("local/twin_demo", root=dataset_root)
@@ -700,6 +718,9 @@ def test_fine_tuning_on_cached_features_fits_the_critic_on_the_demonstrations_fi
         (["--policy.frame_stack=2"], (48, 2, 2)),  # one policy flag keeps the others' RL defaults (it reset them)
         (["--policy.image_size=64"], (64, 2, 3)),
         (["--config_path=configs/rl_reach.yaml", "--policy.frame_stack=2"], (32, 2, 2)),  # the file's, then the flag
+        (["--config_path=configs/rl_lift_finetune.yaml"], (48, 2, 3)),  # a policy section of push fields only
+        # a checkpoint brings its own config: the file's section is left as given
+        (["--config_path=configs/rl_lift_finetune.yaml", "--policy.path=outputs/clone"], (84, 1, 3)),
     ],
 )
 def test_policy_flags_keep_the_trainers_other_defaults(monkeypatch, args, expected):
@@ -713,3 +734,18 @@ def test_policy_flags_keep_the_trainers_other_defaults(monkeypatch, args, expect
     monkeypatch.setattr("sys.argv", ["segdepth-rl-train", *args, "--policy.push_to_hub=false"])
     cfg = parser.wrap()(parsed)()
     assert (cfg.policy.image_size, cfg.policy.action_repeat, cfg.policy.frame_stack) == expected
+
+
+def test_a_run_saved_before_the_perception_source_rename_compares_equal_on_resume():
+    """train_config.json of a run saved when the policy field was `source` (and `models` its value for
+    segmenter_depth_anything) reads as today's config encodes it."""
+    from so101_segdepth_rl.config import comparable, in_todays_names
+
+    cfg = RLTrainConfig(policy=SegDepthConfig(image_size=48, action_repeat=2, push_to_hub=False))
+    now = json.loads(json.dumps(comparable(cfg)))
+    before = json.loads(json.dumps(now))
+    del before["policy"]["perception_source"]
+    assert in_todays_names({**before, "policy": {**before["policy"], "source": "ground_truth"}}) == now
+    assert in_todays_names(now) == now
+    models = in_todays_names({**before, "policy": {**before["policy"], "source": "models"}})
+    assert models["policy"]["perception_source"] == "segmenter_depth_anything"

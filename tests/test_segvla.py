@@ -10,15 +10,15 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
-from tiny_models import save_smolvlm
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoTokenizer, Mask2FormerConfig
 
 from lerobot_policy_segvla import SegmentationCueBuilder, SegVLAConfig, SegVLAPolicy
+from lerobot_policy_segvla.cue_steps import SegmentationScoresFromCodeStep, scores_from_ids
 from lerobot_policy_segvla.mask2former import pack_scores
 from lerobot_policy_segvla.modeling_segvla import content_canvas
 from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
-from lerobot_policy_segvla.segmentation_scores import SegmentationScoresFromCodeStep, scores_from_ids
+from so101_devtools.tiny_models import save_smolvlm
 
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 FRONT_SCORES, WRIST_SCORES = "observation.segmentation.front", "observation.segmentation.wrist"
@@ -130,7 +130,7 @@ def test_config_round_trips_through_draccus_and_cli(tmp_path, vlm_dir):
             '--segmentation_feature_map={"observation.images.front": "observation.segmentation.front"}',
             "--segmentation_task_class_ids=[142]",
             "--segmentation_grid_size=16",
-            "--segmentation_source=mask2former",
+            "--perception_source=mask2former",
         ],
     )
     assert parsed.segmentation_feature_map == {FRONT: FRONT_SCORES}
@@ -144,7 +144,10 @@ def test_config_round_trips_through_draccus_and_cli(tmp_path, vlm_dir):
         ({"segmentation_task_class_ids": [6]}, r"segmentation_task_class_ids \[6\] are outside 0..5"),
         ({"segmentation_grid_size": 6}, "cell borders of the 6x6 score grid"),
         ({"segmentation_max_tokens": 6}, "leaves 0 class slots"),
-        ({"segmentation_source": "sam"}, "segmentation_source must be one of"),
+        (
+            {"perception_source": "sam"},
+            r"--policy\.perception_source='sam'; choose one of \['none', 'ground_truth', 'segmenter', 'mask2former'\]",
+        ),
         (
             {
                 "segmentation_feature_map": {
@@ -169,7 +172,7 @@ def test_class_names_resolve_through_the_checkpoint_id2label(vlm_dir, tmp_path):
     Mask2FormerConfig(num_labels=150, id2label=id2label).save_pretrained(tmp_path / "m2f")
     cfg = seg_config(
         vlm_dir,
-        segmentation_source="mask2former",
+        perception_source="mask2former",
         segmentation_num_classes=150,
         segmentation_model_name=str(tmp_path / "m2f"),
         segmentation_task_class_ids=[135],
@@ -180,11 +183,11 @@ def test_class_names_resolve_through_the_checkpoint_id2label(vlm_dir, tmp_path):
     assert cfg.segmentation_task_class_ids == [135, 142] and cfg.segmentation_geometry_class_ids == [3, 5, 58]
     assert cfg.segmentation_task_classes == [] and cfg.segmentation_geometry_classes == []
 
-    twin = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_task_classes=["cube", "moving finger"])
+    twin = seg_config(vlm_dir, perception_source="ground_truth", segmentation_task_classes=["cube", "moving finger"])
     twin.resolve_class_names()
     assert twin.segmentation_task_class_ids == [3, 5]
 
-    unknown = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_task_classes=["cubes"])
+    unknown = seg_config(vlm_dir, perception_source="ground_truth", segmentation_task_classes=["cubes"])
     with pytest.raises(KeyError, match=r"'cubes' is not in the checkpoint's id2label .*closest names: \['cube'"):
         unknown.resolve_class_names()
 
@@ -487,18 +490,18 @@ def test_ground_truth_step_decodes_the_twin_code(vlm_dir):
     torch.testing.assert_close(out[FRONT_SCORES], scores_from_ids(scene_ids(1), CLASSES, GRID))
     with pytest.raises(KeyError, match=r"observation\.images\.front_segmentation"):
         step.observation({})
-    pre, _ = make_segvla_pre_post_processors(seg_config(vlm_dir, segmentation_source="ground_truth"))
+    pre, _ = make_segvla_pre_post_processors(seg_config(vlm_dir, perception_source="ground_truth"))
     assert any(isinstance(s, SegmentationScoresFromCodeStep) for s in pre.steps)
 
 
 def test_prompt_nouns_become_class_tokens_through_the_preprocessor(vlm_dir):
     """Seed 000's per-sample parser on the twin's classes: 'cube' in one prompt, 'finger' nowhere."""
-    from lerobot_policy_segvla.mask2former import TASK_CLASSES_KEY, SegVLATaskClassesStep
+    from lerobot_policy_segvla.cue_steps import TASK_CLASSES_KEY, SegVLATaskClassesStep
     from so101_core import segmentation_to_code
 
     cfg = seg_config(
         vlm_dir,
-        segmentation_source="ground_truth",
+        perception_source="ground_truth",
         segmentation_task_class_ids=[],
         segmentation_classes_from_task=True,
         segmentation_task_synonyms={"block": "cube"},
@@ -535,7 +538,7 @@ def test_online_mask2former_scores_drive_the_policy_end_to_end(vlm_dir, tmp_path
     m2f = save_tiny_mask2former(tmp_path / "m2f")
     cfg = seg_config(
         vlm_dir,
-        segmentation_source="mask2former",
+        perception_source="mask2former",
         segmentation_model_name=str(m2f),
         segmentation_num_classes=150,
         segmentation_task_class_ids=[142],  # ADE20K "plate" (pitfall R1)
@@ -557,7 +560,7 @@ def test_online_mask2former_scores_drive_the_policy_end_to_end(vlm_dir, tmp_path
 def test_conversion_keeps_every_smolvla_field_and_refuses_what_is_not_smolvla(vlm_dir, tmp_path):
     import dataclasses
 
-    from lerobot_policy_segvla.from_smolvla import convert, segvla_config
+    from lerobot_policy_segvla.commands.from_smolvla import convert, segvla_config
 
     smol = SmolVLAConfig(**common(vlm_dir), optimizer_eps=1e-8)
     seg = segvla_config(smol, [f'--policy.segmentation_feature_map={{"{FRONT}": "{FRONT_SCORES}"}}', "--num_steps=5"])
@@ -608,7 +611,7 @@ def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vl
         f"--policy.path={smol_dir}",
         f"--output_dir={converted}",
         f"--policy.segmentation_feature_map={json.dumps(feature_map)}",
-        "--policy.segmentation_source=ground_truth",
+        "--policy.perception_source=ground_truth",
         "--policy.segmentation_num_classes=6",
         "--policy.segmentation_task_classes=[cube]",
     ]
@@ -668,12 +671,12 @@ def test_segmenter_cues_are_pooled_probabilities_and_travel_inside_the_checkpoin
 
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+    from lerobot_policy_segvla.cue_steps import SegmenterScoresStep
 
     model = save_segmenter_checkpoint(tmp_path / "segmenter")
     cfg = seg_config(
         vlm_dir,
-        segmentation_source="segmenter",
+        perception_source="segmenter",
         segmentation_segmenter_path=str(tmp_path / "segmenter"),
         segmentation_feature_map={FRONT: FRONT_SCORES, WRIST: WRIST_SCORES},
     )
@@ -712,8 +715,8 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lerobot_policy_segvla import precompute_segmentation as pre
-    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
+    from lerobot_policy_segvla.commands import precompute_segmentation as pre
+    from lerobot_policy_segvla.cue_steps import SegmenterScoresStep
 
     save_segmenter_checkpoint(tmp_path / "segmenter")
     feature_map = {FRONT: FRONT_SCORES, WRIST: WRIST_SCORES}
@@ -735,7 +738,7 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
     source = LeRobotDataset("local/twin_demo", root=gt_dataset)
     stored = LeRobotDataset("local/twin_demo_cues", root=tmp_path / "cues")
     info = stored.meta.features[FRONT_SCORES]["info"]
-    assert info["source"] == "segmenter" and len(info["segmenter_fingerprint"]) == 16
+    assert info["perception_source"] == "segmenter" and len(info["segmenter_fingerprint"]) == 16
 
     height, width = source.meta.features[FRONT]["shape"][:2]
     cameras = {key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, height, width)) for key in (FRONT, WRIST)}
@@ -745,7 +748,7 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
         cfg = seg_config(
             vlm_dir,
             input_features=dict(inputs),
-            segmentation_source="segmenter",
+            perception_source="segmenter",
             segmentation_segmenter_path=str(tmp_path / segmenter),
             segmentation_feature_map=feature_map,
         )
@@ -786,17 +789,17 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
 
 def test_segmenter_source_bad_input_names_both_values(vlm_dir, tmp_path):
     save_segmenter_checkpoint(tmp_path / "five", num_classes=5)
-    cfg = seg_config(vlm_dir, segmentation_source="segmenter", segmentation_segmenter_path=str(tmp_path / "five"))
+    cfg = seg_config(vlm_dir, perception_source="segmenter", segmentation_segmenter_path=str(tmp_path / "five"))
     with pytest.raises(ValueError, match=r"checkpoint has num_classes=5, expected 6"):
         make_segvla_pre_post_processors(cfg)
     with pytest.raises(ValueError, match=r"needs --policy\.segmentation_segmenter_path"):
-        make_segvla_pre_post_processors(seg_config(vlm_dir, segmentation_source="segmenter"))
+        make_segvla_pre_post_processors(seg_config(vlm_dir, perception_source="segmenter"))
     with pytest.raises(ValueError, match=r"gives the twin's 6 classes; segmentation_num_classes is 150"):
-        seg_config(vlm_dir, segmentation_source="segmenter", segmentation_num_classes=150)
+        seg_config(vlm_dir, perception_source="segmenter", segmentation_num_classes=150)
 
 
 def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
-    cfg = seg_config(vlm_dir, segmentation_source="ground_truth")
+    cfg = seg_config(vlm_dir, perception_source="ground_truth")
     SegVLAPolicy(cfg)  # the input the preprocessor reads is listed, as a checkpoint converted from SmolVLA lacks it
     assert cfg.input_features[f"{FRONT}_segmentation"].shape == (1, *IMAGE_SHAPE[1:])
     pre, _ = make_segvla_pre_post_processors(cfg)
@@ -815,14 +818,14 @@ def test_ground_truth_cues_need_the_segmentation_inputs(vlm_dir):
         ({"rgb_dropout_prob": 1.0}, r"rgb_dropout_prob must be in \[0, 1\), got 1.0"),
         ({"rgb_dropout_prob": -0.1}, "rgb_dropout_prob"),
         ({"segmentation_image": "overlay"}, r"segmentation_image must be one of \('none', 'beside', 'instead'\)"),
-        ({"segmentation_image": "beside", "segmentation_source": "mask2former"}, "segmentation_image='beside'"),
+        ({"segmentation_image": "beside", "perception_source": "mask2former"}, "segmentation_image='beside'"),
         ({"segmentation_image": "instead", "segmentation_feature_map": {}}, "segmentation_image='instead'"),
         ({"rgb_dropout_prob": 0.5, "segmentation_feature_map": {}}, "segmentation_feature_map is empty"),
     ],
 )
 def test_bad_look_options_are_refused_with_the_field(vlm_dir, overrides, match):
     with pytest.raises(ValueError, match=match):
-        seg_config(vlm_dir, **{"segmentation_source": "ground_truth", **overrides})
+        seg_config(vlm_dir, **{"perception_source": "ground_truth", **overrides})
 
 
 def test_look_options_off_by_default_keep_smolvla_exact(vlm_dir):
@@ -832,7 +835,7 @@ def test_look_options_off_by_default_keep_smolvla_exact(vlm_dir):
 
 
 def test_class_colour_image_is_the_palette_for_labels():
-    from lerobot_policy_segvla.segmentation_scores import class_colour_image
+    from lerobot_policy_segvla.cue_steps import class_colour_image
     from so101_core import SEGMENTATION_PALETTE
 
     ids = scene_ids(1)
@@ -848,7 +851,7 @@ def test_class_colour_image_is_the_palette_for_labels():
 def test_segmentation_image_reaches_siglip_from_ground_truth(vlm_dir, mode):
     from so101_core import SEGMENTATION_PALETTE, segmentation_to_code
 
-    cfg = seg_config(vlm_dir, segmentation_source="ground_truth", segmentation_image=mode)
+    cfg = seg_config(vlm_dir, perception_source="ground_truth", segmentation_image=mode)
     policy = SegVLAPolicy(cfg)
     drawn = f"{FRONT}_segmentation_rgb" if mode == "beside" else FRONT
     assert list(cfg.image_features) == ([FRONT, WRIST, drawn] if mode == "beside" else [FRONT, WRIST])
@@ -870,8 +873,7 @@ def test_segmentation_image_reaches_siglip_from_ground_truth(vlm_dir, mode):
 
 
 def test_segmenter_draws_its_probabilities_at_the_camera_size(vlm_dir, tmp_path):
-    from lerobot_policy_segvla.processor_segvla import SegmenterScoresStep
-    from lerobot_policy_segvla.segmentation_scores import class_colour_image
+    from lerobot_policy_segvla.cue_steps import SegmenterScoresStep, class_colour_image
 
     model = save_segmenter_checkpoint(tmp_path / "segmenter")
     step = SegmenterScoresStep(
@@ -892,7 +894,7 @@ def test_rgb_dropout_greys_whole_cued_cameras_per_sample_in_training_only(vlm_di
     cued = {FRONT: FRONT_SCORES, WRIST: WRIST_SCORES}
     cfg = seg_config(
         vlm_dir,
-        segmentation_source="ground_truth",
+        perception_source="ground_truth",
         segmentation_image="beside",
         rgb_dropout_prob=0.5,
         segmentation_feature_map=cued,

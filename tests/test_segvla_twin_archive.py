@@ -1,6 +1,6 @@
-"""examples/segvla_twin.py's archive: runs archived on one machine are reused on another only where they trained on the
-same recording (the arms of a seed must share one), and the recording's fingerprint follows its content, not its
-files' bytes."""
+"""examples/segvla_twin.py's archive (so101_devtools.twin_runs): runs archived on one machine are reused on another
+only where they trained on the same recording (the arms of a seed must share one), and the recording's fingerprint
+follows its content, not its files' bytes."""
 
 import json
 from pathlib import Path
@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from clitools import load_example
+
+from so101_devtools import twin_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,12 +37,12 @@ def write_recording(root: Path, actions: list[list[float]], compression: str = "
     return root
 
 
-def test_the_fingerprint_follows_the_frames_not_the_file_bytes(segvla_twin, tmp_path):
+def test_the_fingerprint_follows_the_frames_not_the_file_bytes(tmp_path):
     actions = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
-    a = segvla_twin.recording_fingerprint(write_recording(tmp_path / "a", actions))
-    b = segvla_twin.recording_fingerprint(write_recording(tmp_path / "b", actions, compression="zstd"))
+    a = twin_runs.recording_fingerprint(write_recording(tmp_path / "a", actions))
+    b = twin_runs.recording_fingerprint(write_recording(tmp_path / "b", actions, compression="zstd"))
     changed = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6000001]]
-    c = segvla_twin.recording_fingerprint(write_recording(tmp_path / "c", changed))
+    c = twin_runs.recording_fingerprint(write_recording(tmp_path / "c", changed))
     assert a == b
     assert a["sha256"] != c["sha256"]
     assert a["frames"] == 3 and a["episodes"] == 1
@@ -53,10 +55,10 @@ def test_the_arms_of_a_seed_must_share_a_recording(segvla_twin, tmp_path):
     cfg.archive_dir.mkdir()
     (cfg.archive_dir / "cues_gt_s2_recording.json").write_text(json.dumps(elsewhere))
 
-    segvla_twin.check_same_recording(cfg, elsewhere, seed=2)  # the same recording: fine
-    segvla_twin.check_same_recording(cfg, here, seed=3)  # another seed may be another recording
+    twin_runs.check_same_recording(cfg, elsewhere, seed=2)  # the same recording: fine
+    twin_runs.check_same_recording(cfg, here, seed=3)  # another seed may be another recording
     with pytest.raises(RuntimeError, match=r"seed 2's cues_gt run .* another recording .*'b{64}'.*'a{64}'"):
-        segvla_twin.check_same_recording(cfg, here, seed=2)
+        twin_runs.check_same_recording(cfg, here, seed=2)
 
 
 def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, tmp_path, monkeypatch):
@@ -65,7 +67,7 @@ def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, 
     import os
 
     cfg = segvla_twin.SegVLATwinConfig(output_dir=tmp_path / "runs", archive_dir=None, arms=["cues_gt"])
-    monkeypatch.setattr(segvla_twin, "recording_fingerprint", lambda root: {"sha256": "a" * 64})
+    monkeypatch.setattr(twin_runs, "recording_fingerprint", lambda root: {"sha256": "a" * 64})
     run = cfg.output_dir / "cues_gt_s1"
     parts = []
 
@@ -87,11 +89,11 @@ def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, 
         (final / "model.safetensors").write_bytes(b"")
         return 50.0
 
-    monkeypatch.setattr(segvla_twin, "run_logged", killed_after_a_checkpoint)
+    monkeypatch.setattr(twin_runs, "run_logged", killed_after_a_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        segvla_twin.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
-    monkeypatch.setattr(segvla_twin, "run_logged", resumed_to_the_end)
-    segvla_twin.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
+        twin_runs.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
+    monkeypatch.setattr(twin_runs, "run_logged", resumed_to_the_end)
+    twin_runs.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
     assert "--resume=true" in parts[1]
     timing = json.loads((run / "train_wall_s.json").read_text())
     assert timing == {"seconds": pytest.approx(150.0), "machine": "here"}  # 100 s to the checkpoint, then 50

@@ -15,8 +15,8 @@ import torch
 from clitools import run_cli, short_train_flags
 from lerobot.datasets import LeRobotDataset
 
-from so101_semantic_processors.precompute import SourceDatasetConfig
-from so101_semantic_processors.training_copy import MANIFEST, TrainingCopyConfig, make_training_copy
+from so101_commands.training_copy import MANIFEST, TrainingCopyConfig, make_training_copy
+from so101_policy_common.precompute import SourceDatasetConfig
 
 REPO = "local/twin_demo"
 WRIST_MAPS = ["observation.images.wrist_depth", "observation.images.wrist_segmentation"]

@@ -18,7 +18,7 @@ from test_perception import IDS, KEYS, frames, save_tiny_depth_anything, save_ti
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
 from lerobot_policy_segdepth.perception import DepthAnythingStep, SegmenterStep
-from so101_semantic_processors.pretrained import PretrainedModelMissingError, check_saved_pipeline
+from so101_policy_common.pretrained import PretrainedModelMissingError, check_saved_pipeline
 
 NOT_CACHED = "so101-tests/not-a-cached-model"  # a Hub id no cache here holds (HF_HUB_OFFLINE=1 in conftest)
 TINY = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
@@ -38,11 +38,12 @@ def depth_dir(tmp_path_factory) -> Path:
 
 
 def models_checkpoint(root: Path, depth_dir: Path) -> Path:
-    """A tiny segdepth checkpoint with source=models; the segmenter folder it was made from is deleted."""
+    """A tiny segdepth checkpoint with perception_source=segmenter_depth_anything; the segmenter folder it was made
+    from is deleted."""
     cfg = SegDepthConfig(
         device="cpu",
         push_to_hub=False,
-        source="models",
+        perception_source="segmenter_depth_anything",
         segmenter_path=str(save_tiny_segmenter(root / "segmenter")),
         depth_model=str(depth_dir),
         segmenter_input_size=32,
@@ -147,11 +148,12 @@ def test_the_policy_checks_its_processors_models_before_its_weights_load(tmp_pat
 
 
 def test_sim2real_export_carries_the_segmenter(tmp_path, depth_dir):
-    from lerobot_policy_segdepth.sim2real_check import export_models_checkpoint
+    from lerobot_policy_segdepth.commands.sim2real_check import export_models_checkpoint
 
     cfg = SegDepthConfig(device="cpu", push_to_hub=False, **TINY)
     cfg.input_features = {
-        "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 40, 48)),  # what source=models reads
+        # what perception_source=segmenter_depth_anything reads
+        "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 40, 48)),
         "observation.images.wrist_depth": PolicyFeature(FeatureType.VISUAL, (1, 40, 48)),
         "observation.images.wrist_segmentation": PolicyFeature(FeatureType.VISUAL, (1, 40, 48)),
         "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
@@ -172,7 +174,7 @@ def test_sim2real_export_carries_the_segmenter(tmp_path, depth_dir):
     assert any("so101_segmenter" in name for name in states)
     check_saved_pipeline(out)
     policy = SegDepthPolicy.from_pretrained(out)
-    assert policy.config.source == "models"
+    assert policy.config.perception_source == "segmenter_depth_anything"
 
 
 # ----- each policy's checkpoint, copied and its original deleted, through lerobot-eval ------------------------------
@@ -180,10 +182,10 @@ def travel_cases() -> list:
     from test_policy_contract import CASES
 
     by_type = {case.type: case for case in CASES}
-    segvla_tiny = {**by_type["segvla"].tiny, "segmentation_source": "segmenter"}
+    segvla_tiny = {**by_type["segvla"].tiny, "perception_source": "segmenter"}
     segdepth_models = {
         **by_type["segdepth"].tiny,
-        "source": "models",
+        "perception_source": "segmenter_depth_anything",
         "segmenter_input_size": 32,
         "depth_input_size": 28,
     }
@@ -205,9 +207,9 @@ def test_a_copied_checkpoint_runs_through_lerobot_eval_with_its_original_deleted
 
     tiny = dict(case.tiny)
     segmenter = tmp_path / "segmenter"
-    if tiny.get("source") == "models":
+    if tiny.get("perception_source") == "segmenter_depth_anything":
         tiny.update(segmenter_path=str(save_tiny_segmenter(segmenter)), depth_model=str(depth_dir))
-    if tiny.get("segmentation_source") == "segmenter":
+    if tiny.get("perception_source") == "segmenter":
         tiny["segmentation_segmenter_path"] = str(save_tiny_segmenter(segmenter))
     _, _, policy, pre, post = policy_and_processors(dataclasses.replace(case, tiny=tiny), gt_dataset)
     original = tmp_path / "trained" / "pretrained_model"

@@ -2,15 +2,14 @@
 entries it names (a `|` or `[` inside a bare YAML list item is a parse error, hence the quotes in its docstring)."""
 
 import json
-import sys
-from pathlib import Path
 
 import draccus
+import pytest
+from clitools import load_script
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import pytest  # noqa: E402
-from twin_policies import TwinPoliciesConfig, env_flags  # noqa: E402
+from so101_devtools.twin_eval import env_flags
+
+TwinPoliciesConfig = load_script("benchmarks/twin_policies.py", "twin_policies").TwinPoliciesConfig
 
 
 def test_an_entry_with_env_flags_parses_when_quoted(tmp_path):

@@ -56,7 +56,7 @@ def test_the_code_steps_take_the_robots_metres_and_the_datasets_millimetres_alik
     """lerobot-rollout hands a policy the twin robot's raw frames (float32 metres, LeRobot's unit for raw float
     depth); training and lerobot-eval hand it a dataset's frames decoded to millimetres. Both decode the same."""
     from lerobot_policy_segdepth.observation_steps import DepthToDisparityStep, SegmentationFromCodeStep
-    from lerobot_policy_segvla.segmentation_scores import SegmentationScoresFromCodeStep
+    from lerobot_policy_segvla.cue_steps import SegmentationScoresFromCodeStep
     from so101_core.segmentation import code_unit, segmentation_to_code
 
     ids = np.array([[0, 1, 2], [3, 4, 5]], dtype=np.uint8)
@@ -87,7 +87,7 @@ def segdepth_ground_truth_checkpoint(tmp_path_factory) -> Path:
     cfg = SegDepthConfig(
         device="cpu",
         push_to_hub=False,
-        source="ground_truth",
+        perception_source="ground_truth",
         image_size=32,
         feature_dim=8,
         hidden_dim=16,

@@ -33,8 +33,8 @@ def test_the_tower_sees_frames_and_masks_as_the_policy_pads_them():
 
 @pytest.fixture(scope="module")
 def tiny_inputs(tmp_path_factory):
+    from so101_commands.random_vlm import save_smolvlm
     from so101_segmenter.sim_frames import render_dataset
-    from so101_semantic_processors.random_vlm import save_smolvlm
 
     root = tmp_path_factory.mktemp("tower")
     vlm = save_smolvlm(root / "vlm", weights=True)  # tiny: 32x32 input, 8x8 patches

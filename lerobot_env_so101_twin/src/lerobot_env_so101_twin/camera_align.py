@@ -55,8 +55,8 @@ from so101_core import (
     UNLABELED,
     segmentation_from_code,
 )
-from so101_core.atomic import write_with
-from so101_core.cli import prepare_command_line
+from so101_run_infra.atomic import write_with
+from so101_run_infra.cli import prepare_command_line
 
 from .render import CameraFrame
 from .scene import WRIST_CAMERA

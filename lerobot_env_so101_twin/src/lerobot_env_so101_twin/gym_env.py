@@ -5,7 +5,7 @@ joint positions) and `pixels/<camera>` (uint8 HWC). The optional ground truth is
 dataset recorded with `lerobot-record --robot.type=so101_twin` returns it, so a policy sees the same tensors
 in training and in evaluation: `images.<camera>_depth` and `images.<camera>_segmentation`, float32 (1, H, W),
 depth in millimetres (LeRobot's default `depth_output_unit`) and segmentation as its depth code in mm
-(`constants.segmentation_from_code(x, unit="mm")` gives the class ids). Both go through the same 12-bit depth
+(`so101_core.segmentation_from_code(x, unit="mm")` gives the class ids). Both go through the same 12-bit depth
 quantisation a recording does (LeRobot's default `DepthEncoderConfig`), so they equal what the dataset returns.
 """
 

@@ -40,10 +40,10 @@ from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
 from so101_core import TASK_DESCRIPTIONS
-from so101_core.atomic import replace_folder, staging_folder, write_json
-from so101_core.cli import prepare_command_line
-from so101_core.hub import check_push, command_line
-from so101_core.runs import config_differences
+from so101_run_infra.atomic import replace_folder, staging_folder, write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.hub import check_push, command_line
+from so101_run_infra.runs import config_differences
 
 from .config_so101_twin import SO101TwinConfig
 from .config_so101_twin_expert import SO101TwinExpertConfig
@@ -78,7 +78,7 @@ class TwinRecordConfig:
     # Episodes per shard: the unit of work a crash or an interrupt can lose.
     episodes_per_shard: int = 4
     # Add episodes to an existing dataset at dataset.root (numbered, and seeded, after its last one), as
-    # lerobot-record's --resume does. (--append, the old spelling, works for one more release.)
+    # lerobot-record's --resume does.
     resume: bool = False
     # Stop when the first this-many episodes of a shard all fail: the expert cannot solve this task as configured
     # (0 turns the check off).
@@ -533,7 +533,7 @@ def record_cli(cfg: TwinRecordConfig) -> dict:
 
 
 def main() -> None:
-    prepare_command_line({"--append": "--resume"})
+    prepare_command_line()
     init_logging()
     record_cli()
 

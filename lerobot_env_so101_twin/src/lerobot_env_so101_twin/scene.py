@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 
 from so101_core import BACKGROUND, CAMERA_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
-from so101_core.atomic import write_with
+from so101_run_infra.atomic import write_with
 
 from .appearance import TABLE_COVER, add_appearance_geoms
 

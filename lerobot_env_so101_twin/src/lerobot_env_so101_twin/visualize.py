@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from so101_core.atomic import atomic_path
-
 # The class colours are shared with the segmenter and the policies through so101_core; re-exported here.
 from so101_core.palette import SEGMENTATION_PALETTE as SEGMENTATION_PALETTE
 from so101_core.palette import colorize_segmentation as colorize_segmentation
+from so101_run_infra.atomic import atomic_path
 
 
 def colorize_depth(values: np.ndarray, near_is_bright: bool = True) -> np.ndarray:

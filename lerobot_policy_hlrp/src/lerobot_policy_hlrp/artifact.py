@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from so101_core.atomic import atomic_folder
+from so101_run_infra.atomic import atomic_folder
 
 from .trunk import CoreConfig, SharedCore
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.policy_config import AdamWCosinePresets, JointLimitsFields
+from so101_policy_common.policy_config import AdamWCosinePresets, JointLimitsFields
 
 from .trunk import CoreConfig
 

@@ -16,7 +16,7 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import Tensor, nn
 
-from so101_semantic_processors.pretrained import ChecksSavedProcessors
+from so101_policy_common.pretrained import ChecksSavedProcessors
 
 from .artifact import check_laq, check_matches, load_core_weights, read_manifest
 from .configuration_hlrp import HLRPConfig

@@ -28,10 +28,7 @@ def make_hlrp_pre_post_processors(
     steps = make_default_policy_processor_steps(config, dataset_stats)
     cameras, clip = config.safety_steps(cameras=config.camera_keys)
     input_steps = [
-        steps.rename_observations,
-        cameras,
-        config.camera_resize_step(),  # a camera of another size: brought to the trained one, aspect kept
-        steps.add_batch_dim,
+        *config.input_head(steps, cameras),
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(
             tokenizer_name=config.core.vlm_model_name,

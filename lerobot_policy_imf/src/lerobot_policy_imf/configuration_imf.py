@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.policy_config import AdamWCosinePresets, JointLimitsFields
+from so101_policy_common.policy_config import AdamWCosinePresets, JointLimitsFields
 
 SIGLIP2_BASE_256 = "google/siglip2-base-patch16-256"  # model_type "siglip": loads as SiglipVisionModel (R6)
 OBS_VIEW_EMBEDDINGS = "observation.view_embeddings"  # (V, D) per frame, written by imf-cache-embeddings

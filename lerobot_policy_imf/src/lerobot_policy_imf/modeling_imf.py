@@ -34,7 +34,7 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
-from so101_semantic_processors.pretrained import ChecksSavedProcessors
+from so101_policy_common.pretrained import ChecksSavedProcessors
 
 from .configuration_imf import CACHE_MUST_MATCH, OBS_VIEW_EMBEDDINGS, IMFConfig
 

@@ -17,13 +17,6 @@ def make_imf_pre_post_processors(config: IMFConfig, dataset_stats=None):
     # a copy made by imf-cache-embeddings holds the views' embeddings in place of the camera frames
     cameras, clip = config.safety_steps(skip_if_present=[OBS_VIEW_EMBEDDINGS], cameras=config.camera_keys)
     return make_policy_processor_pipelines(
-        input_steps=[
-            steps.rename_observations,
-            cameras,
-            config.camera_resize_step(),  # a camera of another size: brought to the trained one, aspect kept
-            steps.add_batch_dim,
-            steps.to_device,
-            steps.normalize,
-        ],
+        input_steps=[*config.input_head(steps, cameras), steps.to_device, steps.normalize],
         output_steps=[steps.unnormalize, clip, steps.to_cpu],
     )

@@ -21,7 +21,7 @@ from lerobot.configs import PipelineFeatureType
 from lerobot.processor import EnvTransition, ProcessorStep, ProcessorStepRegistry, TransitionKey
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.steps import ConfigFromFields
+from so101_policy_common.steps import ConfigFromFields
 
 _present_state: dict[str, torch.Tensor] = {}
 _lock = threading.Lock()

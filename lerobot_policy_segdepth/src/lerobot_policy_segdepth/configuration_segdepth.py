@@ -5,40 +5,53 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
 from lerobot.optim import AdamWConfig
 from lerobot.utils.constants import OBS_STATE
 
-from so101_semantic_processors.policy_config import JointLimitsFields
+from so101_core.segmentation import check_perception_source
+from so101_policy_common.policy_config import JointLimitsFields, RenamedFields
+from so101_run_infra.config_decoding import renamed_field
 
 from .constants import DEPTH_ANYTHING_V2_SMALL, OBS_SEGDEPTH, packed_length
 
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
-SOURCES = ("ground_truth", "models", "segmenter", "segmenter_depth")
+# The values of so101_core's PERCEPTION_SOURCES SegDepth's preprocessor can get its ids and disparity from.
+PERCEPTION_SOURCES = ("ground_truth", "segmenter", "segmenter_depth", "segmenter_depth_anything")
+# A config.json or precomputed copy saved before the rename names perception_source "source", and its value
+# segmenter_depth_anything "models".
+LEGACY_VALUES = {"models": "segmenter_depth_anything"}
 
 logger = logging.getLogger(__name__)
 
 
 @PreTrainedConfig.register_subclass("segdepth")
 @dataclass
-class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
+class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
+    RENAMED_FIELDS: ClassVar[dict] = {"source": ("perception_source", LEGACY_VALUES)}  # see RenamedFields
+
     # --- observation -------------------------------------------------------------------------------
     # The camera whose segmentation and depth the policy sees (pick-101 uses the wrist camera).
     camera: str = "wrist"
     # Where ids and depth come from. "ground_truth": the twin's `observation.images.<camera>_segmentation` and
-    # `_depth` keys, recorded by lerobot-record or rendered by the env. "models": the RGB key
-    # `observation.images.<camera>` through the EfficientViT segmenter and Depth Anything V2 (as pick-101),
-    # the only choice on the real arm. "segmenter": ids from the segmenter on the RGB camera, depth from the twin's
-    # depth map (`observation.images.<camera>` and `_depth`): the twin-side stand-in for "models" where Depth
-    # Anything's weights cannot be had. "segmenter_depth": ids and disparity both from the segmenter on the RGB
+    # `_depth` keys, recorded by lerobot-record or rendered by the env. "segmenter_depth_anything": the RGB key
+    # `observation.images.<camera>` through the EfficientViT segmenter (ids) and Depth Anything V2 (disparity), as
+    # pick-101. "segmenter": ids from the segmenter on the RGB camera, depth from the twin's depth map
+    # (`observation.images.<camera>` and `_depth`): the twin-side stand-in for "segmenter_depth_anything" where
+    # Depth Anything's weights cannot be had. "segmenter_depth": ids and disparity both from the segmenter on the RGB
     # camera, through its depth head (so101-seg-train --model.depth_head=true), one small network in place of the
     # segmenter and Depth Anything: RGB alone, at control rate on a CPU. The policy's weights are the same for all:
     # only the preprocessor differs.
-    source: str = "ground_truth"
-    # --- source="models" (and "segmenter": segmenter_path, segmenter_input_size, perception_device) -----------
+    perception_source: str = "ground_truth"
+    # perception_source as checkpoints of 0.2.0 saved it ("models" for segmenter_depth_anything): read into
+    # perception_source when given (RenamedFields); never saved.
+    source: str | None = None
+    # --- the segmenter's sources (segmenter_path, segmenter_input_size, perception_device); depth_model and
+    # depth_input_size for "segmenter_depth_anything" only -------------------------------------------------------
     segmenter_path: str | None = None  # a folder written by so101_segmenter's save_segmenter
     depth_model: str = DEPTH_ANYTHING_V2_SMALL  # Hub id or local folder of a DepthAnythingForDepthEstimation
     # Both models see only the centre square, resized to these sides (Depth Anything: a multiple of 14), rather
@@ -92,34 +105,37 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.source not in SOURCES:
-            raise ValueError(f"--policy.source={self.source!r}; choose one of {list(SOURCES)}")
-        if self.source == "models" and not self.segmenter_path:
+        check_perception_source(self.perception_source, PERCEPTION_SOURCES, "--policy.perception_source")
+        if self.perception_source == "segmenter_depth_anything" and not self.segmenter_path:
             raise ValueError(
-                "--policy.source=models needs --policy.segmenter_path=<folder written by so101_segmenter> "
+                "--policy.perception_source=segmenter_depth_anything needs --policy.segmenter_path=<folder written by "
+                "so101_segmenter> "
                 "(and --policy.depth_model if not the Hub's Depth-Anything-V2-Small-hf)"
             )
-        if self.source == "segmenter_depth":
+        if self.perception_source == "segmenter_depth":
             if not self.segmenter_path:
                 raise ValueError(
-                    "--policy.source=segmenter_depth needs --policy.segmenter_path=<so101-seg-train checkpoint folder "
-                    "of a segmenter with a depth head (--model.depth_head=true)>: it gives both ids and disparity"
+                    "--policy.perception_source=segmenter_depth needs --policy.segmenter_path=<so101-seg-train "
+                    "checkpoint folder of a segmenter with a depth head (--model.depth_head=true)>: it gives both ids "
+                    "and disparity"
                 )
             if self.depth_model != DEPTH_ANYTHING_V2_SMALL:
                 raise ValueError(
-                    f"--policy.depth_model={self.depth_model!r} is not used with --policy.source=segmenter_depth, "
-                    "whose disparity is the segmenter's depth head; drop it, or use --policy.source=models"
+                    f"--policy.depth_model={self.depth_model!r} is not used with "
+                    "--policy.perception_source=segmenter_depth, whose disparity is the segmenter's depth head; drop "
+                    "it, or use --policy.perception_source=segmenter_depth_anything"
                 )
-        if self.source == "segmenter":
+        if self.perception_source == "segmenter":
             if not self.segmenter_path:
                 raise ValueError(
-                    "--policy.source=segmenter needs --policy.segmenter_path=<so101-seg-train checkpoint folder, e.g. "
-                    "outputs/segmenter/best>: the segmenter that turns the RGB camera into class ids"
+                    "--policy.perception_source=segmenter needs --policy.segmenter_path=<so101-seg-train checkpoint "
+                    "folder, e.g. outputs/segmenter/best>: the segmenter that turns the RGB camera into class ids"
                 )
             if self.depth_model != DEPTH_ANYTHING_V2_SMALL:
                 raise ValueError(
-                    f"--policy.depth_model={self.depth_model!r} is not used with --policy.source=segmenter, whose "
-                    f"depth is the twin's '{self.depth_key}'; drop it, or use --policy.source=models for Depth Anything"
+                    f"--policy.depth_model={self.depth_model!r} is not used with --policy.perception_source=segmenter,"
+                    f" whose depth is the twin's '{self.depth_key}'; drop it, or use "
+                    "--policy.perception_source=segmenter_depth_anything for Depth Anything"
                 )
         if self.segmenter_input_size < 16 or self.depth_input_size < 14 or self.depth_input_size % 14:
             raise ValueError(
@@ -152,16 +168,17 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
 
     @property
     def image_keys(self) -> list[str]:
-        """The camera keys this source reads: the RGB camera for the models, the twin's depth and segmentation, or
-        the RGB camera (segmenter) and the twin's depth."""
-        if self.source == "segmenter":
+        """The camera keys this perception source reads: the RGB camera for the models, the twin's depth and
+        segmentation, or the RGB camera (segmenter) and the twin's depth."""
+        if self.perception_source == "segmenter":
             return [self.rgb_key, self.depth_key]
-        if self.source in ("models", "segmenter_depth"):
+        if self.perception_source in ("segmenter_depth_anything", "segmenter_depth"):
             return [self.rgb_key]
         return [self.depth_key, self.segmentation_key]
 
     def image_channels(self, key: str) -> int:
-        """Channels of a camera key this source reads: 3 for the RGB camera, 1 for the twin's depth/segmentation."""
+        """Channels of a camera key this perception source reads: 3 for the RGB camera, 1 for the twin's depth and
+        segmentation."""
         return 3 if key == self.rgb_key else 1
 
     @property
@@ -209,7 +226,8 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
                     f"but the dataset has no '{OBS_SEGDEPTH}'"
                 )
             return
-        info = dict(feature.get("info") or {})
+        # a copy made before the rename records perception_source as "source"
+        info = renamed_field(feature.get("info") or {}, "source", "perception_source", LEGACY_VALUES)
         self._precomputed = {"dtype": feature.get("dtype"), "shape": tuple(feature["shape"]), "info": info}
         self._check_frame_layout(tuple(feature["shape"]), info)
         expected = {"camera": self.camera, "image_size": self.image_size, "num_classes": self.num_classes}
@@ -226,19 +244,20 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
                 f"on the raw dataset with {' '.join(f'--policy.{k}={expected[k]}' for k in wrong)}, or train with "
                 f"{' '.join(f'--policy.{k}={v}' for k, v in wrong.items())}."
             )
-        if "source" in info and info["source"] != self.source:
+        if "perception_source" in info and info["perception_source"] != self.perception_source:
             logger.warning(
-                "'%s' was precomputed from source=%s; this policy's preprocessor uses source=%s at inference",
+                "'%s' was precomputed from perception_source=%s; this policy's preprocessor uses "
+                "perception_source=%s at inference",
                 OBS_SEGDEPTH,
-                info["source"],
-                self.source,
+                info["perception_source"],
+                self.perception_source,
             )
 
     def _describe_precomputed(self) -> str:
         made = getattr(self, "_precomputed", None)
         if made is None:
             return "precomputed"
-        keys = ("camera", "source", "image_size", "num_classes")
+        keys = ("camera", "perception_source", "image_size", "num_classes")
         info = ", ".join(f"{k}={made['info'][k]}" for k in keys if k in made["info"]) or "no info"
         return f"stored as {made['dtype']} {list(made['shape'])} (precomputed with {info})"
 
@@ -268,9 +287,9 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
         needed = images + ([OBS_STATE] if self.use_state else [])
         missing = [key for key in needed if key not in inputs]
         if missing:
-            if self.source in ("models", "segmenter_depth"):
+            if self.perception_source in ("segmenter_depth_anything", "segmenter_depth"):
                 fix = f"add the camera '{self.camera}' (RGB) to the robot, dataset or env"
-            elif self.source == "segmenter":
+            elif self.perception_source == "segmenter":
                 fix = (
                     f"add the camera '{self.camera}' (RGB) and its depth: record with --robot.depth=true, evaluate "
                     "with --env.depth=true"
@@ -281,15 +300,18 @@ class SegDepthConfig(JointLimitsFields, PreTrainedConfig):
                     "--env.segmentation=true"
                 )
             raise ValueError(
-                f"segdepth (source={self.source}, camera={self.camera}) needs input features {missing}; "
-                f"the dataset or env provides {sorted(inputs)}. {fix}, "
+                f"segdepth (perception_source={self.perception_source}, camera={self.camera}) needs input features "
+                f"{missing}; the dataset or env provides {sorted(inputs)}. {fix}, "
                 f"or set --policy.camera / --policy.use_state=false (or train on a copy made by "
                 f"segdepth-precompute, which holds '{OBS_SEGDEPTH}')."
             )
         for key in images:
             shape, channels = tuple(inputs[key].shape), self.image_channels(key)
             if len(shape) != 3 or shape[0] != channels:
-                raise ValueError(f"'{key}' must be an image ({channels}, H, W) for source={self.source}, got {shape}")
+                raise ValueError(
+                    f"'{key}' must be an image ({channels}, H, W) for perception_source={self.perception_source}, "
+                    f"got {shape}"
+                )
 
     @property
     def observation_delta_indices(self) -> list[int] | None:

@@ -22,7 +22,7 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from so101_semantic_processors.steps import ConfigFromFields, present_keys
+from so101_policy_common.steps import ConfigFromFields, present_keys
 
 from .constants import OBS_SEGDEPTH, packed_length
 

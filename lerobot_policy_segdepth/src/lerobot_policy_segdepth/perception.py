@@ -28,10 +28,10 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from so101_policy_common.pretrained import pretrained_hint, require_pretrained
+from so101_policy_common.steps import ConfigFromFields
 from so101_segmenter.carried import CarriesSegmenter
 from so101_segmenter.metrics import minmax_255
-from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
-from so101_semantic_processors.steps import ConfigFromFields
 
 from .constants import DEPTH_ANYTHING_V2_SMALL
 from .observation_steps import _require, disparity_from_depth
@@ -199,7 +199,8 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
             sizes = [frames.shape[0] for _, frames in members]
             with torch.inference_mode():
                 result = self._infer(model, torch.cat([f for _, f in members]).to(self.run_device), out_size)
-            # clone outside inference mode: lerobot-train may feed these into autograd (source=models)
+            # clone outside inference mode: lerobot-train may feed these into autograd
+            # (perception_source=segmenter_depth_anything)
             result = result.to(images[members[0][0]].device).clone()
             for (i, _), part in zip(members, result.split(sizes), strict=True):
                 for c, key in enumerate(self._keys_written(i)):
@@ -221,7 +222,7 @@ class _BatchedModelStep(ConfigFromFields, ObservationProcessorStep):
 @dataclass
 class SegmenterStep(CarriesSegmenter, _BatchedModelStep):
     """RGB keys -> class ids (0-5) with the EfficientViT-B0 + FPN segmenter saved at `checkpoint`; with
-    `disparity_keys`, also its depth head's disparity, from the same forward pass (source="segmenter_depth").
+    `disparity_keys`, also its depth head's disparity, from the same forward pass (perception_source="segmenter_depth").
 
     Logits are resized (bilinear) to `output_size` before the argmax, as semantic-segmentation post-processing
     does, so a small model input still gives clean class borders at the output size. Disparity is min-max
@@ -248,7 +249,8 @@ class SegmenterStep(CarriesSegmenter, _BatchedModelStep):
             where = self.checkpoint or "the saved pipeline's segmenter"
             raise ValueError(
                 f"{where} has no depth head (its config.json has depth_head=false), but disparity is asked of it "
-                "(source=segmenter_depth): use a segmenter trained with so101-seg-train --model.depth_head=true"
+                "(perception_source=segmenter_depth): use a segmenter trained with so101-seg-train "
+                "--model.depth_head=true"
             )
         if self._segmenter is not None:  # a saved pipeline's weights arrive in load_state_dict instead
             self.load_model()

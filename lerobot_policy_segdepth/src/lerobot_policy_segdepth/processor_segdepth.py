@@ -1,8 +1,9 @@
 """SegDepth's processors: pick-101's observation steps and the joint-delta action mapping around LeRobot's
 standard steps (rename, batch, device, normalise), so --policy.path fine-tuning, eval and rollout can override them.
 
-The observation steps depend on `config.source`; the policy's weights do not. `with_source` swaps them in a
-loaded preprocessor, so one checkpoint runs on the simulator's ground truth and on the two perception models.
+The observation steps depend on `config.perception_source`; the policy's weights do not. `with_perception_source`
+swaps them in a loaded preprocessor, so one checkpoint runs on the simulator's ground truth and on the two perception
+models.
 
 Every observation step skips its work when `observation.segdepth` is already in the observation, so the same
 saved preprocessor serves raw keys (lerobot-eval in the twin, the real arm) and a dataset precomputed by
@@ -22,10 +23,11 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from so101_semantic_processors.steps import ClipJointTargetsStep, RequireCamerasStep
+from so101_core.segmentation import check_perception_source
+from so101_policy_common.steps import ClipJointTargetsStep, RequireCamerasStep
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
-from .configuration_segdepth import OBS_SEGDEPTH, SOURCES, SegDepthConfig
+from .configuration_segdepth import OBS_SEGDEPTH, PERCEPTION_SOURCES, SegDepthConfig
 from .observation_steps import (
     CenterCropSquareStep,
     DepthToDisparityStep,
@@ -49,8 +51,8 @@ OBSERVATION_STEP_TYPES = (
 @ProcessorStepRegistry.register("segdepth_clip_joint_targets")
 @dataclass
 class LegacyClipJointTargetsStep(ClipJointTargetsStep):
-    """The clip's registry name before it moved to so101_semantic_processors (shared by every policy), kept so
-    segdepth checkpoints saved with it still load, and save the config they saved (`source` only once set)."""
+    """The clip under the registry name segdepth pipelines saved by 0.1 give it, so those checkpoints load, and save
+    the config they saved (`source` only once set)."""
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -60,9 +62,9 @@ class LegacyClipJointTargetsStep(ClipJointTargetsStep):
 def _segmenter_step(
     config: SegDepthConfig, ids_key: str, skip: dict, disparity_key: str | None = None
 ) -> SegmenterStep:
-    """The RGB camera -> class ids at image_size (source "models" and "segmenter"), and with `disparity_key` its
-    depth head's disparity ("segmenter_depth"); it crops the centre square itself and runs at segmenter_input_size
-    (see perception.py). Its weights travel in the saved pipeline."""
+    """The RGB camera -> class ids at image_size ("segmenter_depth_anything" and "segmenter"), and with
+    `disparity_key` its depth head's disparity ("segmenter_depth"); it crops the centre square itself and runs at
+    segmenter_input_size (see perception.py). Its weights travel in the saved pipeline."""
     step = SegmenterStep(
         image_keys=[config.rgb_key],
         output_keys=[ids_key],
@@ -84,7 +86,7 @@ def _segmenter_step(
 
 def _twin_steps(config: SegDepthConfig, ids_key: str | None, disparity_key: str, skip: dict) -> list:
     """The twin's depth map (and, with `ids_key`, its depth-coded segmentation) -> disparity (and ids), centre
-    square, image_size: source "ground_truth", and the depth half of "segmenter" (`ids_key=None`)."""
+    square, image_size: perception source "ground_truth", and the depth half of "segmenter" (`ids_key=None`)."""
     ids = [ids_key] if ids_key else []
     code = [SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key, **skip)] if ids_key else []
     return [
@@ -104,7 +106,7 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
     disparity_key = f"observation.{config.camera}_disparity"
     skip = {"skip_if_present": OBS_SEGDEPTH}
     stack = StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH, quantize=True, **skip)
-    if config.source == "models":
+    if config.perception_source == "segmenter_depth_anything":
         # The models crop the centre square themselves and run on it at a small size (see perception.py).
         segmenter = _segmenter_step(config, ids_key, skip)
         depth = DepthAnythingStep(
@@ -117,32 +119,35 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
             **skip,
         )
         return [segmenter, depth, stack]
-    if config.source == "segmenter":
-        # ids as "models" computes them, disparity as "ground_truth" does
+    if config.perception_source == "segmenter":
+        # ids as "segmenter_depth_anything" computes them, disparity as "ground_truth" does
         segmenter = _segmenter_step(config, ids_key, skip)
         return [segmenter, *_twin_steps(config, None, disparity_key, skip), stack]
-    if config.source == "segmenter_depth":
+    if config.perception_source == "segmenter_depth":
         return [_segmenter_step(config, ids_key, skip, disparity_key), stack]
     return [*_twin_steps(config, ids_key, disparity_key, skip), stack]
 
 
-def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, **fields) -> SegDepthConfig:
+def with_perception_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, **fields) -> SegDepthConfig:
     """Replace, in place, the observation steps of a (loaded) SegDepth preprocessor with those for `config`
-    updated by `fields` (e.g. source="models", segmenter_path=...). Normaliser stats and the action pair are kept.
+    updated by `fields` (e.g. perception_source="segmenter_depth_anything", segmenter_path=...). Normaliser stats and
+    the action pair are kept.
 
     Returns the updated config.
     """
-    if fields.get("source", config.source) not in SOURCES:
-        raise ValueError(f"source={fields['source']!r}; choose one of {list(SOURCES)}")
+    check_perception_source(
+        fields.get("perception_source", config.perception_source), PERCEPTION_SOURCES, "perception_source"
+    )
     previous, config = config, dataclasses.replace(config, **fields)
     at = [i for i, step in enumerate(preprocessor.steps) if isinstance(step, OBSERVATION_STEP_TYPES)]
     if not at or at != list(range(at[0], at[-1] + 1)):
         raise ValueError(
-            "with_source: the preprocessor has no contiguous block of SegDepth observation steps; it holds "
+            "with_perception_source: the preprocessor has no contiguous block of SegDepth observation steps; it holds "
             f"{[type(s).__name__ for s in preprocessor.steps]}"
         )
     preprocessor.steps[at[0] : at[-1] + 1] = segdepth_observation_steps(config)
-    # The camera check follows the source: the RGB camera for the models, the twin's depth and segmentation else.
+    # The camera check follows the perception source: the RGB camera for the models, the twin's depth and
+    # segmentation else.
     for step in preprocessor.steps:
         if isinstance(step, RequireCamerasStep):
             step.cameras = sorted((set(step.cameras) - set(previous.image_keys)) | set(config.image_keys))
@@ -152,8 +157,7 @@ def with_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, *
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
     cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
-    resize = config.camera_resize_step()  # a camera of another size: brought to the trained one, aspect kept
-    observation = [steps.rename_observations, cameras, resize, steps.add_batch_dim, *segdepth_observation_steps(config)]
+    observation = [*config.input_head(steps, cameras), *segdepth_observation_steps(config)]
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(
             input_steps=[*observation, steps.to_device, steps.normalize],

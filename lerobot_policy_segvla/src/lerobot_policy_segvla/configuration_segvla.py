@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from lerobot.configs import FeatureType, PolicyFeature, PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 
-from so101_semantic_processors.policy_config import JointLimitsFields
+from so101_core.segmentation import check_perception_source
+from so101_policy_common.policy_config import JointLimitsFields, RenamedFields
 
-SEGMENTATION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
+# The values of so101_core's PERCEPTION_SOURCES that SegVLA's preprocessor can get its cue scores from.
+PERCEPTION_SOURCES = ("none", "ground_truth", "segmenter", "mask2former")
 SEGMENTATION_IMAGE_MODES = ("none", "beside", "instead")
 SEGMENTATION_IMAGE_SUFFIX = "_segmentation_rgb"  # "beside": camera key + this names the class-coloured image
 
@@ -25,15 +28,20 @@ DEFAULT_REGIONS: tuple[tuple[float, float, float, float], ...] = (
 
 @PreTrainedConfig.register_subclass("segvla")
 @dataclass
-class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
+class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
+    RENAMED_FIELDS: ClassVar[dict] = {"segmentation_source": ("perception_source", {})}  # see RenamedFields
+
     # Camera key -> batch key holding that camera's semantic scores (B, C, g, g) in [0, 1]. Cameras left out
     # run exactly as in SmolVLA; an empty map switches the cues off (SegVLA == SmolVLA).
     segmentation_feature_map: dict[str, str] = field(default_factory=dict)
     # Where the preprocessor gets the scores: "none" (the dataset already holds them, or cues are off),
     # "ground_truth" (the twin's depth-coded segmentation, one-hot and pooled: twin only), "segmenter" (the suite's
     # 6-class EfficientViT-B0 + FPN, ~10 ms a frame on a CPU: the real arm's source), "mask2former" (online, slow).
-    segmentation_source: str = "none"
-    # For segmentation_source="segmenter": a so101-seg-train checkpoint folder. Read once, when training builds the
+    perception_source: str = "none"
+    # perception_source as checkpoints of 0.2.0 saved it: read into perception_source when given (RenamedFields);
+    # never saved.
+    segmentation_source: str | None = None
+    # For perception_source="segmenter": a so101-seg-train checkpoint folder. Read once, when training builds the
     # preprocessor; the weights are then saved inside the checkpoint, which runs wherever it is copied.
     segmentation_segmenter_path: str | None = None
     segmentation_num_classes: int = 150  # ADE20K; 6 for the twin's ground truth
@@ -43,7 +51,7 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     # Classes whose presence / centroid / area fill the geometry hint (the first two also give their offset).
     segmentation_geometry_class_ids: list[int] = field(default_factory=list)
     # The same by name (e.g. ["plate", "vase"]), resolved through the segmentation checkpoint's id2label (the twin's
-    # class map for segmentation_source="ground_truth") when the policy is built, and added to the ids above.
+    # class map for perception_source="ground_truth") when the policy is built, and added to the ids above.
     # An unknown name is an error listing the closest names.
     segmentation_task_classes: list[str] = field(default_factory=list)
     segmentation_geometry_classes: list[str] = field(default_factory=list)
@@ -66,7 +74,7 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     # Inference draws its flow-matching noise from this seed (same observation -> same actions: reproducible
     # rollouts, and a reloaded checkpoint can be checked bit for bit). None keeps SmolVLA's global-RNG draw.
     inference_noise_seed: int | None = None
-    # For segmentation_source="mask2former": the checkpoint (a Hub id or a local folder).
+    # For perception_source="mask2former": the checkpoint (a Hub id or a local folder).
     segmentation_model_name: str = "facebook/mask2former-swin-large-ade-semantic"
     # Cues that survive a change of look (docs/segvla.md, "When the scene looks different"). The cue tokens pool
     # SigLIP's RGB features, which a new table, light or colour moves; a class-coloured picture of each cued
@@ -85,7 +93,7 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
             return
         from .ade20k import class_ids
 
-        if self.segmentation_source in ("ground_truth", "segmenter"):
+        if self.perception_source in ("ground_truth", "segmenter"):
             from so101_core.segmentation import SEGMENTATION_CLASSES as id2label
         else:
             from transformers import AutoConfig
@@ -110,22 +118,19 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
     def __post_init__(self):
         super().__post_init__()
         self._check_vlm_dtype()
-        if self.segmentation_source not in SEGMENTATION_SOURCES:
-            raise ValueError(
-                f"segmentation_source must be one of {SEGMENTATION_SOURCES}, got {self.segmentation_source!r}"
-            )
+        check_perception_source(self.perception_source, PERCEPTION_SOURCES, "--policy.perception_source")
         for camera, key in self.segmentation_feature_map.items():
             if not key.startswith("observation."):
                 raise ValueError(
                     f"segmentation_feature_map[{camera!r}] = {key!r}: the batch key must start with 'observation.'"
                     " (LeRobot's batch_to_transition drops other keys)"
                 )
-        if self.segmentation_source in ("ground_truth", "segmenter") and self.segmentation_feature_map:
+        if self.perception_source in ("ground_truth", "segmenter") and self.segmentation_feature_map:
             from so101_core.segmentation import NUM_SEGMENTATION_CLASSES
 
             if self.segmentation_num_classes != NUM_SEGMENTATION_CLASSES:
                 raise ValueError(
-                    f"segmentation_source={self.segmentation_source!r} gives the twin's {NUM_SEGMENTATION_CLASSES}"
+                    f"perception_source={self.perception_source!r} gives the twin's {NUM_SEGMENTATION_CLASSES}"
                     f" classes; segmentation_num_classes is {self.segmentation_num_classes}"
                 )
         classes = self.segmentation_num_classes
@@ -179,12 +184,12 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
                 f"segmentation_image must be one of {SEGMENTATION_IMAGE_MODES}, got {self.segmentation_image!r}"
             )
         if self.segmentation_image != "none" and (
-            not self.segmentation_feature_map or self.segmentation_source not in ("ground_truth", "segmenter")
+            not self.segmentation_feature_map or self.perception_source not in ("ground_truth", "segmenter")
         ):
             raise ValueError(
                 f"segmentation_image={self.segmentation_image!r} draws the twin's 6 classes, so it needs cues"
-                " (segmentation_feature_map) from segmentation_source=ground_truth or segmenter; got"
-                f" segmentation_source={self.segmentation_source!r} and"
+                " (segmentation_feature_map) from perception_source=ground_truth or segmenter; got"
+                f" perception_source={self.perception_source!r} and"
                 f" {len(self.segmentation_feature_map)} cued cameras"
             )
 
@@ -247,7 +252,7 @@ class SegVLAConfig(JointLimitsFields, SmolVLAConfig):
                 f"segmentation_feature_map names cameras {unknown} the policy does not have; its cameras are"
                 f" {sorted(cameras)}"
             )
-        if self.segmentation_source == "ground_truth":
+        if self.perception_source == "ground_truth":
             # The twin's depth-coded segmentation beside each camera is an input of the preprocessor: listed here
             # (a checkpoint converted from SmolVLA lacks it), so the saved config says what an env or robot must give.
             for camera in self.segmentation_feature_map:

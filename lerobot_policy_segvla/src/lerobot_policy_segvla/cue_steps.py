@@ -1,16 +1,15 @@
 """SegVLA's cue steps: the processor steps that write the class scores SegVLA's cues read, per cue source, and the
 prompt's classes that every source can add.
 
-- `SegmentationScoresFromCodeStep` (segmentation_source=ground_truth): the twin's depth-coded segmentation as
+- `SegmentationScoresFromCodeStep` (perception_source=ground_truth): the twin's depth-coded segmentation as
   one-hot class fractions per grid cell, the form Mask2Former's pooled scores have, so simulated cues carry real
   signal;
-- `SegmenterScoresStep` (segmentation_source=segmenter): the suite's segmenter's softmax pooled the same way;
+- `SegmenterScoresStep` (perception_source=segmenter): the suite's segmenter's softmax pooled the same way;
 - `SegVLATaskClassesStep` (segmentation_classes_from_task, any source): the nouns of each task prompt as a multi-hot
   class mask.
 
 Mask2Former's own step (`SegVLAAddSegmentationStep`) stays in `mask2former.py` beside the model code it shares with
-`segvla-precompute`. The registry names are those saved pipelines carry; `segmentation_scores`, `mask2former` and
-`processor_segvla` still export the names they held before.
+`segvla-precompute`. The registry names are those saved pipelines carry.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
+from so101_policy_common.pretrained import pretrained_hint, require_pretrained
+from so101_policy_common.steps import ConfigFromFields, present_keys
 from so101_segmenter.carried import CarriesSegmenter
-from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
-from so101_semantic_processors.steps import ConfigFromFields, present_keys
 
 from .mask2former import (
     DEFAULT_MODEL,
@@ -168,7 +167,7 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
     def __post_init__(self):
         if self.segmenter_config is None and self.segmenter_path is None:
             raise ValueError(
-                "segmentation_source=segmenter needs --policy.segmentation_segmenter_path (a so101-seg-train"
+                "--policy.perception_source=segmenter needs --policy.segmentation_segmenter_path (a so101-seg-train"
                 " checkpoint folder, e.g. outputs/segmenter/best)"
             )
         self._init_segmenter(self.num_classes)

@@ -14,8 +14,8 @@ Batch contract (shared with lerobot_policy_segvla's SegmentationCueBuilder): for
 images carry a time axis). Scores are >= 0; each is a sum over queries of class probability x mask probability,
 so it is usually <= 1 but not bounded by 1 where a model's masks overlap.
 
-The offline command (`precompute_segmentation.py`) calls the same `Mask2FormerSegmenter`, so a policy trained on
-the stored columns sees the cues the online step would give on the same frames.
+The offline command (`commands/precompute_segmentation.py`, segvla-precompute) calls the same `Mask2FormerSegmenter`,
+so a policy trained on the stored columns sees the cues the online step would give on the same frames.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
-from so101_semantic_processors.pretrained import pretrained_hint, require_pretrained
-from so101_semantic_processors.steps import ConfigFromFields, present_keys
+from so101_policy_common.pretrained import pretrained_hint, require_pretrained
+from so101_policy_common.steps import ConfigFromFields, present_keys
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/mask2former-swin-large-ade-semantic"
 # What a missing Mask2Former's error names: the step, and how to point it at a local copy.
-MASK2FORMER_WHAT = "SegVLA's Mask2Former cue step (segmentation_source=mask2former)"
+MASK2FORMER_WHAT = "SegVLA's Mask2Former cue step (perception_source=mask2former)"
 MASK2FORMER_FLAG = "--policy.segmentation_model_name=FOLDER"
 DEFAULT_FEATURE_MAP = {
     "observation.images.front": "observation.segmentation.front",
@@ -383,12 +383,3 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
                     type=FeatureType.STATE, shape=(self.num_classes, self.grid_size, self.grid_size)
                 )
         return features
-
-
-def __getattr__(name: str):
-    # SegVLATaskClassesStep moved to cue_steps, which imports this module's constants: looked up lazily
-    if name == "SegVLATaskClassesStep":
-        from .cue_steps import SegVLATaskClassesStep
-
-        return SegVLATaskClassesStep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,8 +27,8 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
-from so101_semantic_processors.pretrained import ChecksSavedProcessors, pretrained_hint
-from so101_semantic_processors.steps import present_keys
+from so101_policy_common.pretrained import ChecksSavedProcessors, pretrained_hint
+from so101_policy_common.steps import present_keys
 
 from .configuration_segvla import SegVLAConfig
 from .mask2former import TASK_CLASSES_KEY, score_grid
@@ -359,7 +359,7 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         if key not in batch:
             raise KeyError(
                 f"segmentation_feature_map maps camera '{camera}' to '{key}', which the batch lacks; it has"
-                f" {present_keys(batch)}. Add the scores with segmentation_source=ground_truth/mask2former or"
+                f" {present_keys(batch)}. Add the scores with perception_source=ground_truth/mask2former or"
                 " precompute them."
             )
         g, classes = self.config.segmentation_grid_size, self.config.segmentation_num_classes

@@ -22,17 +22,17 @@ from .cue_steps import SegmentationScoresFromCodeStep, SegmenterScoresStep, SegV
 
 
 def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
-    """The step that fills the batch keys of `segmentation_feature_map`, chosen by `segmentation_source`."""
-    if not config.segmentation_feature_map or config.segmentation_source == "none":
+    """The step that fills the batch keys of `segmentation_feature_map`, chosen by `perception_source`."""
+    if not config.segmentation_feature_map or config.perception_source == "none":
         return None  # cues off, or the dataset / caller already provides the scores
-    if config.segmentation_source == "ground_truth":
+    if config.perception_source == "ground_truth":
         return SegmentationScoresFromCodeStep(
             key_map={f"{camera}_segmentation": key for camera, key in config.segmentation_feature_map.items()},
             image_map={f"{camera}_segmentation": key for camera, key in config.segmentation_image_keys.items()},
             num_classes=config.segmentation_num_classes,
             grid_size=config.segmentation_grid_size,
         )
-    if config.segmentation_source == "segmenter":
+    if config.perception_source == "segmenter":
         return SegmenterScoresStep(
             feature_map=dict(config.segmentation_feature_map),
             image_map=dict(config.segmentation_image_keys),
@@ -55,7 +55,7 @@ def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
     if not (config.segmentation_feature_map and config.segmentation_classes_from_task):
         return None
     id2label = None
-    if config.segmentation_source in ("ground_truth", "segmenter"):
+    if config.perception_source in ("ground_truth", "segmenter"):
         from so101_core.segmentation import SEGMENTATION_CLASSES
 
         id2label = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
@@ -79,14 +79,11 @@ def make_segvla_pre_post_processors(
     # what the policy reads: its RGB cameras, and the twin's segmentation beside them for ground-truth cues (a dataset's
     # other maps, depth say, are in input_features but never read)
     read = sorted(config.camera_features)
-    if config.segmentation_source == "ground_truth":
+    if config.perception_source == "ground_truth":
         read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
     cameras, clip = config.safety_steps(cameras=read)
     input_steps = [
-        steps.rename_observations,
-        cameras,
-        config.camera_resize_step(),  # a camera of another size: brought to the trained one, aspect kept
-        steps.add_batch_dim,
+        *config.input_head(steps, cameras),
         *semantic,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(

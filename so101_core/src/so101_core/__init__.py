@@ -2,7 +2,7 @@
 map, the code that stores class ids in LeRobot depth-map features, and the class colours.
 
 Numpy only, so the policies, processors and segmenter can use these on a real arm without the MuJoCo twin
-(`lerobot_env_so101_twin` depends on this package and re-exports the same names from its `constants`)."""
+(`lerobot_env_so101_twin` takes them from here too)."""
 
 from .palette import SEGMENTATION_PALETTE, colorize_segmentation
 from .robot import (
@@ -20,11 +20,13 @@ from .segmentation import (
     CUBE,
     MOVING_FINGER,
     NUM_SEGMENTATION_CLASSES,
+    PERCEPTION_SOURCES,
     SEGMENTATION_CLASSES,
     SEGMENTATION_CODE_OFFSET_M,
     STATIC_FINGER,
     TABLE,
     UNLABELED,
+    check_perception_source,
     segmentation_from_code,
     segmentation_to_code,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "MOVING_FINGER",
     "NATIVE_CAMERA_SIZE",
     "NUM_SEGMENTATION_CLASSES",
+    "PERCEPTION_SOURCES",
     "SEGMENTATION_CLASSES",
     "SEGMENTATION_CODE_OFFSET_M",
     "SEGMENTATION_PALETTE",
@@ -48,6 +51,7 @@ __all__ = [
     "TASKS",
     "TASK_DESCRIPTIONS",
     "UNLABELED",
+    "check_perception_source",
     "colorize_segmentation",
     "segmentation_from_code",
     "segmentation_to_code",

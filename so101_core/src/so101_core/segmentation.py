@@ -15,6 +15,30 @@ SEGMENTATION_CLASSES: dict[int, str] = {
 NUM_SEGMENTATION_CLASSES = len(SEGMENTATION_CLASSES)
 UNLABELED, BACKGROUND, TABLE, CUBE, STATIC_FINGER, MOVING_FINGER = range(NUM_SEGMENTATION_CLASSES)
 
+# Where a config's class ids (and, for SegDepth, disparity) come from: the field `perception_source` of SegVLA's and
+# SegDepth's policy configs and of hlrp-train-laq's segmentation weighting, one vocabulary. Each config accepts the
+# values that make sense for it (`check_perception_source`).
+PERCEPTION_SOURCES: dict[str, str] = {
+    "none": "nothing computed: the dataset already holds the result, or the cues are off",
+    "ground_truth": "the twin's exact segmentation (and depth map), recorded beside the camera or rendered",
+    "segmenter": "the suite's segmenter on the RGB camera; depth, where read, from the recording's depth map",
+    "segmenter_depth": "the suite's segmenter with its depth head on the RGB camera: ids and disparity, RGB alone",
+    "segmenter_depth_anything": "the suite's segmenter on the RGB camera, disparity from Depth Anything V2",
+    "mask2former": "Mask2Former (ADE20K's 150 classes) on the RGB camera",
+    "auto": "ground_truth where the dataset records it, else segmenter",
+}
+
+
+def check_perception_source(value: str, accepted: tuple[str, ...], flag: str) -> None:
+    """A ValueError naming `flag` (e.g. "--policy.perception_source") and the `accepted` values unless `value` is one
+    of them; each accepted value is one of PERCEPTION_SOURCES."""
+    unknown = [a for a in accepted if a not in PERCEPTION_SOURCES]
+    if unknown:
+        raise ValueError(f"{unknown} are not perception sources; the vocabulary is {list(PERCEPTION_SOURCES)}")
+    if value not in accepted:
+        raise ValueError(f"{flag}={value!r}; choose one of {list(accepted)}")
+
+
 # LeRobot 0.6 stores per-pixel single-channel camera features only as depth maps (lossless 12-bit HEVC,
 # log-quantised metres). Segmentation ids ride that path as "class id + 1 metres": every class lands on
 # a code hundreds of quanta away from its neighbours, so rounding the decoded value recovers it exactly.

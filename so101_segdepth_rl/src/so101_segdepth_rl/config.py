@@ -5,16 +5,18 @@ of a config that a resumed run must share with the run it continues.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import draccus
-from draccus.cfgparsing import load_config
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig
-from so101_core.hub import check_push
+from lerobot_policy_segdepth.configuration_segdepth import LEGACY_VALUES
+from so101_run_infra.config_decoding import decode_rewritten, renamed_field
+from so101_run_infra.hub import check_push
 
 from .demos import DemoSettings
 from .drqv2 import DrQV2Config
@@ -82,21 +84,18 @@ class WandbSettings:
 RL_POLICY_DEFAULTS = {"image_size": 48, "action_repeat": 2}
 
 
-def _policy_fields_given() -> set[str] | None:
-    """The policy fields this command line (and its --config_path file) set, or None when it sets none.
+def _with_rl_policy_defaults(raw: dict) -> dict:
+    """The dict draccus decodes an RLTrainConfig from (the --config_path file and the flags, merged), with
+    RL_POLICY_DEFAULTS under the `policy` fields it gives.
 
-    draccus builds `policy` from SegDepthConfig's class defaults as soon as one policy field is given, dropping the
-    trainer's RL_POLICY_DEFAULTS; these are the fields to restore them for.
-    """
-    given = {a.removeprefix("--").split("=", 1)[0] for a in parser.get_cli_overrides("policy") or []}
-    config_path = parser.parse_arg("config_path")
-    from_file = False
-    if config_path and Path(config_path).is_file():
-        section = (load_config(Path(config_path).read_text(), file=config_path) or {}).get("policy")
-        if isinstance(section, dict):
-            given |= set(section)
-            from_file = True
-    return given if given or from_file else None
+    draccus builds `policy` from SegDepthConfig's class defaults as soon as the file or a flag gives one of its
+    fields, which would drop the trainer's defaults; with no policy field given, `policy`'s default_factory holds
+    them. A checkpoint given as --policy.path (lerobot's parser takes it and the other --policy.* flags off the
+    command line) brings its own config, and the section is left as given."""
+    section = raw.get("policy")
+    if isinstance(section, Mapping) and not parser.get_path_arg("policy"):
+        raw["policy"] = {**RL_POLICY_DEFAULTS, **section}
+    return raw
 
 
 @dataclass
@@ -132,16 +131,15 @@ class RLTrainConfig:
     def __post_init__(self):
         if policy_path := parser.get_path_arg("policy"):
             self.policy_path = Path(policy_path)
-        elif (given := _policy_fields_given()) is not None:
-            for name, value in RL_POLICY_DEFAULTS.items():
-                if name not in given:
-                    setattr(self.policy, name, value)
         if self.num_envs < 1 or self.frames < 1 or self.replay_capacity < self.num_envs:
             raise ValueError("num_envs and frames must be >= 1, replay_capacity >= num_envs")
         # as lerobot-train: --policy.push_to_hub defaults to true (PreTrainedConfig's default) and then needs
         # --policy.repo_id; refused here, before any env starts. With --policy.path these two flags, not the
         # checkpoint's saved ones, decide (they are this run's, like its output_dir).
         check_push(self.policy.push_to_hub, self.policy.repo_id, "policy")
+
+
+decode_rewritten(RLTrainConfig, _with_rl_policy_defaults)
 
 
 def comparable(cfg: RLTrainConfig) -> dict:
@@ -160,6 +158,18 @@ def comparable(cfg: RLTrainConfig) -> dict:
     ):
         data.pop(key, None)
     return without_push(data)
+
+
+def in_todays_names(data: dict) -> dict:
+    """A saved train_config.json as a config of today encodes it: a run saved before the rename gives the policy's
+    perception_source as "source" (segmenter_depth_anything as "models"), which today's config holds as None."""
+    policy = data.get("policy")
+    if isinstance(policy, dict) and policy.get("source") is not None:
+        return {
+            **data,
+            "policy": {**renamed_field(policy, "source", "perception_source", LEGACY_VALUES), "source": None},
+        }
+    return data
 
 
 def without_push(data: dict) -> dict:

@@ -106,7 +106,17 @@ def demo_buffer(
     check_demo_features(dataset, policy_config)
     total = dataset.meta.total_frames
     pc = policy_config
-    buffer = ReplayBuffer(total, 1, pc.image_size, pc.frame_stack, 1, 6, nstep=nstep, discount=discount, seed=seed)
+    buffer = ReplayBuffer(
+        capacity=total,
+        num_envs=1,
+        image_size=pc.image_size,
+        frame_stack=pc.frame_stack,
+        frames_per_step=1,
+        state_dim=6,
+        nstep=nstep,
+        discount=discount,
+        seed=seed,
+    )
     successes = []
     for episode in range(dataset.meta.total_episodes):
         rewards, success = episode_rewards(dataset, episode, task, settings)

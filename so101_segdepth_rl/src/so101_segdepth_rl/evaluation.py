@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from so101_core.atomic import write_with
+from so101_run_infra.atomic import write_with
 
 from .config import RLTrainConfig
 from .drqv2 import DrQV2Agent
@@ -18,7 +18,15 @@ def evaluate(agent: DrQV2Agent, venv, cfg: RLTrainConfig, video_dir: Path | None
     returns, successes, videos = [], [], []
     agent.train(False)
     for start in range(0, cfg.eval.episodes, n):
-        history = ReplayBuffer(4 * n, n, pc.image_size, pc.frame_stack, pc.action_repeat, 6, nstep=1)
+        history = ReplayBuffer(
+            capacity=4 * n,
+            num_envs=n,
+            image_size=pc.image_size,
+            frame_stack=pc.frame_stack,
+            frames_per_step=pc.action_repeat,
+            state_dim=6,
+            nstep=1,
+        )
         obs, _ = venv.reset(seed=[cfg.eval.seed + start + i for i in range(n)])
         history.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
         done, ret, success = np.zeros(n, bool), np.zeros(n), np.zeros(n, bool)

@@ -5,7 +5,7 @@ from pathlib import Path
 from lerobot.configs import PreTrainedConfig
 
 from lerobot_policy_segdepth import SegDepthConfig
-from so101_core.hub import HubPushConfig, model_card, push_folder
+from so101_run_infra.hub import HubPushConfig, model_card, push_folder
 
 from .config import RLTrainConfig
 
@@ -30,7 +30,8 @@ def policy_card(cfg: RLTrainConfig, policy_config: SegDepthConfig, history: list
         model_name=pc.repo_id,
         model_type=pc.type,
         summary=f"A `segdepth` policy (DrQ-v2's actor on class ids + disparity of the {pc.camera} camera, "
-        f"source={pc.source}) trained by reinforcement learning in the SO-101 twin with `segdepth-rl-train`.",
+        f"perception_source={pc.perception_source}) trained by reinforcement learning in the SO-101 twin with "
+        "`segdepth-rl-train`.",
         data=data,
         result=result,
         hub=HubPushConfig(True, pc.repo_id, pc.private, pc.tags, pc.license or "apache-2.0"),

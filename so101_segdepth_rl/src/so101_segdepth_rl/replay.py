@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from so101_core.atomic import atomic_folder
+from so101_run_infra.atomic import atomic_folder
 
 ARRAYS = ("frames", "state", "action", "reward", "first", "acted", "done", "terminal", "episode_start")
 
@@ -38,6 +38,7 @@ ARRAYS = ("frames", "state", "action", "reward", "first", "acted", "done", "term
 class ReplayBuffer:
     def __init__(
         self,
+        *,
         capacity: int,
         num_envs: int,
         image_size: int,

@@ -34,29 +34,19 @@ from tqdm import tqdm
 from lerobot_env_so101_twin import SO101TwinEnvConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.processor_segdepth import make_segdepth_pre_post_processors
-from so101_core.atomic import write_json
-from so101_core.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
-from so101_core.cli import prepare_command_line
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
-from so101_core.runs import check_resume_config, claim_run_dir
+from so101_run_infra.atomic import write_json
+from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint, save_policy
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import check_resume_config, claim_run_dir
 
-# the config, evaluation and publishing names, also importable from here as before the split
-from .config import (  # noqa: F401
-    PUSH_FIELDS,
-    RL_POLICY_DEFAULTS,
-    EvalSettings,
-    RLTrainConfig,
-    TwinSettings,
-    WandbSettings,
-    comparable,
-    without_push,
-)
+from .config import RLTrainConfig, comparable, in_todays_names, without_push
 from .demos import demo_buffer, mixed_batch
 from .drqv2 import DrQV2Agent
 from .envs import make_vector_env, step_async, step_wait
-from .evaluation import evaluate, learning_curve_figure, learning_curve_title, plot_learning_curve  # noqa: F401
-from .publish import policy_card, push_policy  # noqa: F401
+from .evaluation import evaluate, learning_curve_title, plot_learning_curve
+from .publish import push_policy
 from .replay import ReplayBuffer
 
 logger = logging.getLogger("segdepth-rl")
@@ -125,12 +115,12 @@ def start_run(cfg: RLTrainConfig) -> Workspace:
 
 
 def claim_output_dir(cfg: RLTrainConfig) -> Path:
-    """The last checkpoint, after checking that the output folder may be used (see so101_core.runs)."""
+    """The last checkpoint, after checking that the output folder may be used (see so101_run_infra.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume:
-        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
+        refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
     if cfg.resume and last.exists():
-        saved = without_push(json.loads((cfg.output_dir / "train_config.json").read_text()))
+        saved = without_push(in_todays_names(json.loads((cfg.output_dir / "train_config.json").read_text())))
         check_resume_config(saved, comparable(cfg), cfg.output_dir)
     claim_run_dir(cfg.output_dir, cfg.resume, last)
     return last
@@ -222,18 +212,20 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
     policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
     if env_action != policy_action:
         raise ValueError(f"the env takes actions of shape {env_action}, the policy emits {policy_action}")
-    if pc.source != "ground_truth":
-        raise ValueError("segdepth-rl-train learns from the twin's ground truth: the policy needs source=ground_truth")
+    if pc.perception_source != "ground_truth":
+        raise ValueError(
+            "segdepth-rl-train learns from the twin's ground truth: the policy needs perception_source=ground_truth"
+        )
 
 
 def make_replay(cfg: RLTrainConfig, pc: SegDepthConfig) -> ReplayBuffer:
     return ReplayBuffer(
-        cfg.replay_capacity,
-        cfg.num_envs,
-        pc.image_size,
-        pc.frame_stack,
-        pc.action_repeat,
-        6,
+        capacity=cfg.replay_capacity,
+        num_envs=cfg.num_envs,
+        image_size=pc.image_size,
+        frame_stack=pc.frame_stack,
+        frames_per_step=pc.action_repeat,
+        state_dim=6,
         nstep=cfg.agent.nstep,
         discount=cfg.agent.discount,
         seed=cfg.seed,
@@ -279,7 +271,14 @@ def start_envs(ws: Workspace) -> None:
     obs, _ = ws.venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
     # The reset observations enter the replay after the first iteration's updates, so a resumed run draws its
     # first batch from exactly the replay it saved. Their stacks need no history: every episode starts here.
-    ws.opening = ReplayBuffer(n, n, pc.image_size, pc.frame_stack, pc.action_repeat, 6)
+    ws.opening = ReplayBuffer(
+        capacity=n,
+        num_envs=n,
+        image_size=pc.image_size,
+        frame_stack=pc.frame_stack,
+        frames_per_step=pc.action_repeat,
+        state_dim=6,
+    )
     ws.opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
     ws.pending = obs
     ws.was_done = np.zeros(n, bool)
@@ -470,7 +469,7 @@ def save_checkpoint(
     save_policy(staging / PRETRAINED, agent.policy, pre, post)
     # the demonstrations are rebuilt from the recording; only their sampler's state is kept
     state = {"agent": agent.state_dict(), "counters": counters, "rng": capture_rng(rng_generators(demos))}
-    save_state(staging / "training_state", state)  # safetensors + JSON (so101_core.resume_state)
+    save_state(staging / "training_state", state)  # safetensors + JSON (so101_run_infra.resume_state)
     replay.save(staging / "replay")
     return publish_checkpoint(staging, final, keep=2, links=("last", "best") if best else ("last",))
 
@@ -502,7 +501,7 @@ def run(cfg: RLTrainConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--policy_path": "--policy.path", "--log_every_frames": "--log_freq"}, plugins=True)
+    prepare_command_line(plugins=True)
     run()
 
 

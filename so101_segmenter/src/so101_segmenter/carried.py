@@ -10,8 +10,8 @@ config and then calls `load_state_dict` with that file. So:
 - built from a saved pipeline (`segmenter_config` is there): the weights come from the state file, read by LeRobot
   right after the step is built. The folder the checkpoint was trained with is never opened again, so the checkpoint
   runs wherever it is copied or pushed;
-- a pipeline saved before the weights travelled (a path and no `segmenter_config`) still loads, from the path, and
-  carries the weights once it is saved again.
+- a pipeline saved by 0.1 (a path and no `segmenter_config`) loads from the path, and carries the weights once it
+  is saved again.
 
 Either way the segmenter is loaded when the pipeline is made, never at the first frame, and `check_saved` tells a
 policy's `from_pretrained` (which LeRobot's rollout runs before it connects the robot) whether it will load.

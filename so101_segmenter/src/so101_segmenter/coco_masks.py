@@ -21,7 +21,7 @@ import numpy as np
 from lerobot.configs import parser
 from pycocotools import mask as mask_utils
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 from .classes import BACKGROUND, CLASS_NAMES, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 from .dataset_index import DatasetIndex, FrameRecord, atomic_save_png
@@ -221,9 +221,7 @@ def masks_cli(cfg: CocoMasksConfig) -> DatasetIndex:
 
 
 def main() -> None:
-    prepare_command_line(
-        {"--dataset-path": "--dataset_path", "--output-dir": "--output_dir", "--require-class": "--require_class"}
-    )
+    prepare_command_line()
     masks_cli()
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from so101_core.hub import HubPushConfig
+from so101_run_infra.hub import HubPushConfig
 
 from .augment import PhotometricConfig
 from .data import AUGMENTATIONS
@@ -117,7 +117,8 @@ class ModelConfig(HubPushConfig):
     # starts from its own last/ instead; null: train from scratch
     init_from: Path | None = None
     # a relative-disparity head beside the classifier, trained on the frames' disparity targets (so101-seg-render
-    # writes the twin's; so101-seg-disparity a teacher's); SegDepth's --policy.source=segmenter_depth reads it.
+    # writes the twin's; so101-seg-disparity a teacher's); SegDepth's --policy.perception_source=segmenter_depth reads
+    # it.
     # A run that starts from --model.init_from keeps the starting segmenter's head, or gains a new one
     depth_head: bool = False
     # EfficientViTFPN's decoder width (64: the segmenter README's 0.85M parameters); a new model only

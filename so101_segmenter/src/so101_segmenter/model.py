@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from so101_core.atomic import save_safetensors, write_text
+from so101_run_infra.atomic import save_safetensors, write_text
 
 ARCHITECTURE = "EfficientViTFPN"
 CONFIG_NAME = "config.json"
@@ -160,7 +160,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def save_segmenter(model: EfficientViTFPN, directory: str | Path, metadata: dict | None = None) -> Path:
-    """Write `config.json` + `model.safetensors` into `directory`, each atomically (so101_core.atomic).
+    """Write `config.json` + `model.safetensors` into `directory`, each atomically (so101_run_infra.atomic).
 
     `metadata` (e.g. training epoch, val mIoU, image size) is stored as string metadata in the safetensors header.
     """

@@ -17,7 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from so101_core.atomic import atomic_folder, write_text
+from so101_run_infra.atomic import atomic_folder, write_text
 
 from .model import CONFIG_NAME, WEIGHTS_NAME
 

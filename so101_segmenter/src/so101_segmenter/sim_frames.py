@@ -20,7 +20,7 @@ the episodes `index.json` already lists.
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from lerobot.configs import parser
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 from .classes import NUM_CLASSES
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png
@@ -59,19 +59,9 @@ class RandomizationConfig:
     def scene_ranges(self):
         from lerobot_env_so101_twin.appearance import AppearanceRanges
 
-        return AppearanceRanges(
-            colour_jitter=self.colour_jitter,
-            random_colour_prob=self.random_colour_prob,
-            table_texture_prob=self.table_texture_prob,
-            light_intensity=self.light_intensity,
-            light_xy=self.light_xy,
-            headlight_ambient=self.ambient,
-            headlight_diffuse=(0.1, 0.6),
-            distractors=self.distractors,
-            camera_pos_std=self.camera_pos_std,
-            camera_rot_std_deg=self.camera_rot_std_deg,
-            fovy_std_deg=self.fovy_std_deg,
-        )
+        # the fields named as the twin's ranges are those ranges; the rest of the twin's keep their defaults
+        shared = {f.name: getattr(self, f.name) for f in fields(AppearanceRanges) if hasattr(self, f.name)}
+        return AppearanceRanges(**shared, headlight_ambient=self.ambient, headlight_diffuse=(0.1, 0.6))
 
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -269,7 +259,7 @@ def render_cli(cfg: SimFramesConfig) -> DatasetIndex:
 
 
 def main() -> None:
-    prepare_command_line({"--output-dir": "--output_dir", "--frames-per-episode": "--frames_per_episode"})
+    prepare_command_line()
     render_cli()
 
 

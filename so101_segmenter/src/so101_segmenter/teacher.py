@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from so101_core.cli import prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 
 from .data import read_image
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png

@@ -35,11 +35,11 @@ from lerobot.configs import parser
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from so101_core.atomic import atomic_folder, write_text
-from so101_core.cli import prepare_command_line
-from so101_core.hub import model_card, push_folder
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
+from so101_run_infra.atomic import atomic_folder, write_text
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.hub import model_card, push_folder
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
 
 from .augment import BandFold, PhotometricAugment
 from .classes import NUM_CLASSES
@@ -53,7 +53,7 @@ from .viz import colorize, save_grid
 
 log = logging.getLogger(__name__)
 TEST_SPLIT_SEED = 1_000_003  # --data.test_fraction's split: the same test frames whatever --seed
-STATE_NAME = "train_state"  # a so101_core.resume_state folder: optimizer, progress, generators, config
+STATE_NAME = "train_state"  # a so101_run_infra.resume_state folder: optimizer, progress, generators, config
 
 
 @torch.no_grad()
@@ -290,7 +290,7 @@ def _test(cfg: TrainConfig, best: EfficientViTFPN, out: Path) -> dict:
 
 def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.output_dir)
-    refuse_pickled(out / "last", f"{STATE_NAME}.pt")  # what earlier releases wrote
+    refuse_pickled(out / "last", f"{STATE_NAME}.pt")  # what 0.2.0 and before wrote
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train_config.yaml", "w") as f:
         draccus.dump(cfg, f)
@@ -435,8 +435,8 @@ def push_segmenter(cfg: TrainConfig, result: dict) -> str:
         model_name=cfg.model.repo_id,
         model_type="so101_segmenter",
         summary="The SO-101 suite's EfficientViT-B0 + FPN segmenter (6 classes: background, table, cube, the two "
-        "fingers; class 0 unlabelled), which SegDepth (source=models) and SegVLA (segmentation_source=segmenter) "
-        "run on the arm's RGB cameras. mIoU is over classes 1-5.",
+        "fingers; class 0 unlabelled), which SegDepth (perception_source=segmenter_depth_anything) and SegVLA "
+        "(perception_source=segmenter) run on the arm's RGB cameras. mIoU is over classes 1-5.",
         data=sources,
         result=scores,
         hub=cfg.model,
@@ -473,7 +473,7 @@ def eval_cli(cfg: EvalConfig) -> dict:
 
 def main() -> None:
     """so101-seg-train: train the segmenter; `--config_path=FILE.yaml` and dotted flags (`--optim.lr=1e-3`)."""
-    prepare_command_line({"--output.dir": "--output_dir", "--output.grid_size": "--grid_size"})
+    prepare_command_line()
     try:
         train_cli()
     except ShippedSegmenterError as e:  # a damaged install, not a bug: its one line says which file and what to do
@@ -482,7 +482,7 @@ def main() -> None:
 
 def eval_main() -> None:
     """so101-seg-eval: per-class IoU and mIoU (classes 1-5) of a checkpoint on a dataset folder."""
-    prepare_command_line({"--checkpoint": "--segmenter_path"})
+    prepare_command_line()
     eval_cli()
 
 

@@ -36,9 +36,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from so101_core.atomic import replace_folder, staging_folder, write_json
-from so101_core.cli import prepare_command_line
-from so101_core.resume_state import load_state, save_state
+from so101_run_infra.atomic import replace_folder, staging_folder, write_json
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.resume_state import load_state, save_state
 
 from .augment import PhotometricAugment, PhotometricConfig
 from .classes import NUM_CLASSES, UNLABELED

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from so101_core.hub import HubPushConfig
+from so101_core.segmentation import check_perception_source
+from so101_run_infra.hub import HubPushConfig
 
 from ..laq import LAQConfig
 
@@ -25,7 +26,8 @@ class PairDataConfig:
 LOSS_WEIGHTINGS = ("none", "segmentation")
 
 
-CLASS_SOURCES = ("auto", "ground_truth", "segmenter")
+# The values of so101_core's PERCEPTION_SOURCES the weighting can read its classes from.
+PERCEPTION_SOURCES = ("auto", "ground_truth", "segmenter")
 
 
 def default_class_weights() -> dict[str, float]:
@@ -41,7 +43,7 @@ class SegmentationWeightingConfig:
     # where each pixel's class comes from: "ground_truth" (the dataset's <camera>_segmentation key, recorded with
     # --robot.segmentation=true), "segmenter" (so101_segmenter's model on the RGB frames), "auto" (ground truth
     # where a dataset has it, else the segmenter)
-    source: str = "auto"
+    perception_source: str = "auto"
     segmenter_path: str | None = None  # a so101-seg-train checkpoint folder (config.json + model.safetensors)
     # weight of each class in the reconstruction loss (a weighted mean: only the ratios matter); every class of the
     # 6-class map must be given
@@ -102,10 +104,10 @@ class LAQTrainConfig:
                 raise ValueError(f"--datasets[{i}].holdout_share must be in [0, 1), got {d.holdout_share}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"--loss_weighting={self.loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}")
-        if self.segmentation.source not in CLASS_SOURCES:
-            raise ValueError(f"--segmentation.source={self.segmentation.source!r}; choose one of {list(CLASS_SOURCES)}")
-        if self.segmentation.source == "segmenter" and not self.segmentation.segmenter_path:
-            raise ValueError("--segmentation.source=segmenter needs --segmentation.segmenter_path")
+        source = self.segmentation.perception_source
+        check_perception_source(source, PERCEPTION_SOURCES, "--segmentation.perception_source")
+        if source == "segmenter" and not self.segmentation.segmenter_path:
+            raise ValueError("--segmentation.perception_source=segmenter needs --segmentation.segmenter_path")
         self.segmentation.weight_table()  # every class given
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"--mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")

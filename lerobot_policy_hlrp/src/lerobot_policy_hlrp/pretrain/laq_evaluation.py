@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from so101_core.atomic import write_with
+from so101_run_infra.atomic import write_with
 
 from ..laq import LAQ, segmentation_pixel_weights, weighted_mse
 from .laq_config import LAQTrainConfig

@@ -1,6 +1,6 @@
 """hlrp-train-laq's publishing: output_dir/laq pushed to the Hub with its model card."""
 
-from so101_core.hub import model_card, push_folder
+from so101_run_infra.hub import model_card, push_folder
 
 from .laq_config import LAQTrainConfig
 

@@ -33,32 +33,23 @@ from lerobot.configs import parser
 from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
-from so101_core.atomic import staging_path, write_json
-from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
-from so101_core.cli import prepare_command_line
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
-from so101_core.runs import check_resume_config, claim_run_dir
+from so101_run_infra.atomic import staging_path, write_json
+from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import check_resume_config, claim_run_dir
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from .frame_pairs import FramePairs, info_file
-
-# the configuration, evaluation and publishing names, also importable from here as before the split
-from .laq_config import (  # noqa: F401
-    CLASS_SOURCES,
-    LOSS_WEIGHTINGS,
-    LAQTrainConfig,
-    PairDataConfig,
-    SegmentationWeightingConfig,
-    default_class_weights,
-)
-from .laq_evaluation import GRID_COLUMNS, evaluate, grid_header, grid_title, spread, write_grid  # noqa: F401
+from .laq_config import LAQTrainConfig
+from .laq_evaluation import evaluate, grid_title, spread, write_grid
 from .laq_publish import push_laq
 from .processes import make_accelerator, quiet_unless_main
 
 logger = logging.getLogger("hlrp-train-laq")
 LAQ_DIR = "laq"
-STATE_DIR = "training_state"  # so101_core.resume_state folders: optimizer, scheduler, step; rng_<rank>: generators
+STATE_DIR = "training_state"  # so101_run_infra.resume_state folders: optimizer, scheduler, step; rng_<rank>: generators
 CONFIG_FILE = "train_config.json"
 
 
@@ -66,7 +57,7 @@ CONFIG_FILE = "train_config.json"
 def check_resume(cfg: LAQTrainConfig) -> dict:
     """The saved record of the checkpoint to continue; refuses one trained with other model fields."""
     last = cfg.output_dir / "checkpoints" / "last"
-    refuse_pickled(last, f"{STATE_DIR}.pt", "rng_*.pt")  # what earlier releases wrote
+    refuse_pickled(last, f"{STATE_DIR}.pt", "rng_*.pt")  # what 0.2.0 and before wrote
     claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_DIR)
     saved = json.loads((last / CONFIG_FILE).read_text())
     before = {"model": saved["model"], "loss_weighting": saved.get("loss_weighting", "none")}
@@ -150,7 +141,7 @@ def class_source(cfg: LAQTrainConfig, meta, camera_key: str, segmenter) -> str |
 
     key = f"{FramePairs._check_camera(meta, camera_key, meta.repo_id)}_segmentation"
     has_truth = key in meta.features
-    source = cfg.segmentation.source
+    source = cfg.segmentation.perception_source
     if source == "ground_truth" or (source == "auto" and has_truth):
         if not has_truth and cfg.loss_weighting == "segmentation":
             FramePairs._check_classes(meta, key.removesuffix("_segmentation"), "ground_truth", None, meta.repo_id)
@@ -431,7 +422,7 @@ def run(cfg: LAQTrainConfig) -> None:
 
 
 def main() -> None:
-    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq", "--image_every": "--image_freq"})
+    prepare_command_line()
     run()
 
 

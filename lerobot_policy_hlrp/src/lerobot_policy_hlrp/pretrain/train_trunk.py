@@ -25,13 +25,13 @@ import torch
 from lerobot.configs import parser
 from tqdm import tqdm
 
-from so101_core.atomic import write_json
-from so101_core.checkpoints import checkpoint_staging, publish_checkpoint
-from so101_core.cli import prepare_command_line
-from so101_core.hub import HubPushConfig, model_card, push_folder
-from so101_core.resume_state import load_state, refuse_pickled, save_state
-from so101_core.rng import capture_rng, restore_rng
-from so101_core.runs import check_resume_config, claim_run_dir
+from so101_run_infra.atomic import write_json
+from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.hub import HubPushConfig, model_card, push_folder
+from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import check_resume_config, claim_run_dir
 
 from ..artifact import save_artifact
 from ..trunk import MODES, CoreConfig, SharedCore, load_vlm
@@ -163,15 +163,17 @@ def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) 
     tmp = checkpoint_staging(final)
     save_artifact(tmp / "artifact", core, mode=cfg.mode, laq=laq_info, step=step, supervision=supervision(cfg))
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
-    save_state(tmp / "training_state", {**state, "rng": capture_rng()})  # safetensors + JSON (so101_core.resume_state)
+    save_state(
+        tmp / "training_state", {**state, "rng": capture_rng()}
+    )  # safetensors + JSON (so101_run_infra.resume_state)
     return publish_checkpoint(tmp, final)  # keeps this checkpoint and the one before
 
 
 def claim_output_dir(cfg: TrunkTrainConfig) -> Path:
-    """The checkpoint to resume from, after checking that the output folder may be used (see so101_core.runs)."""
+    """The checkpoint to resume from, after checking that the output folder may be used (see so101_run_infra.runs)."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume:
-        refuse_pickled(last, "training_state.pt")  # what earlier releases wrote
+        refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
     if cfg.resume and last.exists():
         saved = json.loads((cfg.output_dir / "train_config.json").read_text())
         check_resume_config(saved["model"], model_fields(cfg), cfg.output_dir, "core/mode/LAQ")
@@ -203,7 +205,7 @@ def restore_checkpoint(last: Path, core, optimizer, scheduler) -> int:
     scheduler.load_state_dict(state["scheduler"])
     if "rng" in state:
         restore_rng(state["rng"])
-    else:  # written before so101_core.rng
+    else:  # written before so101_run_infra.rng
         restore_rng({"torch": state["torch_rng"], "numpy": state["numpy_rng"]})
     return state["step"]
 
@@ -338,7 +340,7 @@ def push_artifact(cfg: TrunkTrainConfig, result: dict) -> str:
 
 
 def main() -> None:
-    prepare_command_line({"--log_every": "--log_freq", "--save_every": "--save_freq"})
+    prepare_command_line()
     run()
 
 

@@ -1,0 +1,1 @@
+"""iMF's command-line tools: imf-cache-embeddings."""

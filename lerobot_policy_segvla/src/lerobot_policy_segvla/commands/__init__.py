@@ -1,0 +1,1 @@
+"""SegVLA's command-line tools: segvla-precompute and segvla-from-smolvla."""

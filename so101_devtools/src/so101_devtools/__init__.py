@@ -1,0 +1,1 @@
+"""What the repository's examples, benchmarks and tests share, installed so that none of them edits `sys.path`."""
