@@ -112,7 +112,9 @@ class RobustTwinConfig:
     checkpoints: list[int] = field(default_factory=list)
     # the arms whose checkpoints also get their held-out action error per look (so101-action-error): small
     # recordings in each look from episode seeds no training uses; [] for none
-    action_error_arms: list[str] = field(default_factory=lambda: ["segvla", "segvla_gt", "smolvla"])
+    action_error_arms: list[str] = field(
+        default_factory=lambda: ["segvla", "segvla_gt", "smolvla", "segvla_frozen", "smolvla_frozen"]
+    )
     # episodes of each held-out recording
     heldout_episodes: int = 20
     # the held-out recordings' first episode seed (the training recording's are 0-199)

@@ -565,4 +565,9 @@ def test_a_documented_install_line_resolves_as_written(wheels, stub_index, fresh
     if "lerobot_env_so101_twin" in words:  # the camera aid: the twin, with what it renders with
         assert names >= SIMULATOR and "so101-core" in names, sorted(names)
     elif "--find-links" in words:  # a policy from dist/: with the workspace packages it needs, none of the twin
-        assert {"so101-core", "so101-semantic-processors"} <= names and not names & SIMULATOR, sorted(names)
+        assert {
+            "so101-core",
+            "so101-run-infra",
+            "so101-policy-common",
+            "so101-commands",
+        } <= names and not names & SIMULATOR, sorted(names)

@@ -119,7 +119,7 @@ def test_the_pretrained_tower_is_made_only_for_the_arms_that_freeze_it(robust_tw
     scores = {f"test_{look}": {"miou": m, "per_class_iou": {}} for look, m in zip(LOOKS, (0.7, 0.6, 0.5), strict=True)}
     (archive / "vision_tower.json").write_text(json.dumps({"train_time_s": 600.0, "test": scores}))
     argv = ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={tmp_path / 'out'}", "--arms=[smolvla_frozen]",
-            "--seeds=[1]", "--archived_only=true"]  # fmt: skip
+            "--seeds=[1]", "--archived_only=true", "--action_error_arms=[]"]  # fmt: skip
     monkeypatch.setattr("sys.argv", argv)
     monkeypatch.setattr(robust_twin, "tower_stage", lambda cfg: pytest.fail("archived_only made the tower"))
     robust_twin.main()

@@ -1,1 +1,2 @@
-"""What the repository's examples, benchmarks and tests share, installed so that none of them edits `sys.path`."""
+"""What the repository's examples, benchmarks and tests share, installed so that none of them edits the import
+path."""

@@ -2,7 +2,7 @@
 
     hlrp-train-trunk --config_path=configs/hlrp_trunk_twin.yaml [--steps=... --output_dir=...]
     hlrp-train-trunk --config_path=... --resume=true                # continues from output_dir/checkpoints/last
-    torchrun --nproc_per_node=4 -m lerobot_policy_hlrp.train_trunk --config_path=...   # several processes
+    torchrun --nproc_per_node=4 -m lerobot_policy_hlrp.pretrain.train_trunk --config_path=...   # several processes
 
 Supervision is online: every batch's LAQ frame pair goes through the frozen stage-1 LAQ as it is trained on, so
 there is no relabelled copy of the data. Modes: `codes` (cross-entropy on the LAQ code indices), `actions` (the
