@@ -97,6 +97,9 @@ class RobustTwinConfig:
     tower_config: Path = Path("configs/vision_tower_twin.yaml")
     # the pretrained tower's SmolVLM folder, as the frozen-tower arms' vlm_model_name names it
     tower_dir: Path = Path("outputs/models/smolvlm_twin_segtower")
+    # lerobot-train's --save_freq for runs not yet started; None saves every quarter of the recipe's steps. Lower
+    # loses less when a session ends mid-run (a run resumes from its last saved checkpoint)
+    save_freq: int | None = None
     # torch threads for lerobot-train; PASSIVE lets idle threads sleep so the loader workers get the cores
     torch_threads: int = 2
     # OMP_WAIT_POLICY for lerobot-train and lerobot-eval
@@ -133,6 +136,8 @@ class RobustTwinConfig:
             )
         for level in self.appearances:
             check_level(level, "appearances")
+        if self.save_freq is not None and self.save_freq < 1:
+            raise ValueError(f"--save_freq must be >= 1, got {self.save_freq}")
         if any(step < 1 for step in self.checkpoints):
             raise ValueError(f"--checkpoints={self.checkpoints}: steps must be >= 1")
         if self.eval_episodes < 1:
@@ -279,7 +284,7 @@ def train_stage(cfg: RobustTwinConfig, arm: str, seed: int, recording_root: Path
         recipe_config = draccus.load(dict, f)
     steps = int(recipe_config["steps"])
     recipe = [f"--config_path={cfg.config_dir / f'{arm}.yaml'}", *training_copy(cfg, recipe_config, recording_root)]
-    return train_run(cfg, arm, seed, recording_root, steps, recipe, machine=machine())
+    return train_run(cfg, arm, seed, recording_root, steps, recipe, save_freq=cfg.save_freq, machine=machine())
 
 
 def training_copy(cfg: RobustTwinConfig, recipe_config: dict, recording_root: Path) -> list[str]:

@@ -91,10 +91,11 @@ def test_training_minutes_survive_a_kill_up_to_the_last_checkpoint(segvla_twin, 
 
     monkeypatch.setattr(twin_runs, "run_logged", killed_after_a_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        twin_runs.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
+        twin_runs.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], save_freq=3, machine="here")
     monkeypatch.setattr(twin_runs, "run_logged", resumed_to_the_end)
     twin_runs.train_run(cfg, "cues_gt", 1, tmp_path, 8, ["--policy.type=segvla"], machine="here")
-    assert "--resume=true" in parts[1]
+    assert "--save_freq=3" in parts[0]  # the fresh part saves as asked; the resumed one keeps its saved config
+    assert "--resume=true" in parts[1] and not any(arg.startswith("--save_freq") for arg in parts[1])
     timing = json.loads((run / "train_wall_s.json").read_text())
     assert timing == {"seconds": pytest.approx(150.0), "machine": "here"}  # 100 s to the checkpoint, then 50
     assert not (cfg.output_dir / "cues_gt_s1_open_part.json").exists()

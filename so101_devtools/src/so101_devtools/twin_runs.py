@@ -80,11 +80,21 @@ def inputs_stage(cfg, needed: bool) -> Path | None:
     return recording_root
 
 
-def train_run(cfg, arm: str, seed: int, recording_root: Path, steps: int, recipe: list[str], **timing) -> Path:
+def train_run(
+    cfg,
+    arm: str,
+    seed: int,
+    recording_root: Path,
+    steps: int,
+    recipe: list[str],
+    save_freq: int | None = None,
+    **timing,
+) -> Path:
     """lerobot-train of `recipe` (its flags) for one arm and seed, `steps` steps; returns the final checkpoint. A
     started run resumes from its last saved checkpoint. The recording's fingerprint is checked against the seed's other
     arms and archived; the training time, summed over resumed parts, goes to <run>/train_wall_s.json with `timing`'s
-    entries. `cfg` needs output_dir, archive_dir, arms, torch_threads and omp_wait_policy."""
+    entries. Checkpoints are saved every `save_freq` steps (default a quarter of `steps`). `cfg` needs output_dir,
+    archive_dir, arms, torch_threads and omp_wait_policy."""
     run = cfg.output_dir / f"{arm}_s{seed}"
     fingerprint = recording_fingerprint(recording_root)
     check_same_recording(cfg, fingerprint, seed)
@@ -106,7 +116,7 @@ def train_run(cfg, arm: str, seed: int, recording_root: Path, steps: int, recipe
             shutil.rmtree(run)
         args = [
             *recipe,
-            f"--save_freq={max(1, steps // 4)}",  # checkpoints a resumed run restarts from
+            f"--save_freq={save_freq or max(1, steps // 4)}",  # checkpoints a resumed run restarts from
             f"--seed={seed}",
             f"--output_dir={run}",
         ]
