@@ -40,7 +40,7 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin.appearance import check_level
-from so101_devtools.learning_curve import curve_figure
+from so101_devtools.learning_curve import curve_figure, hold_reference
 from so101_devtools.stages import run_logged
 from so101_devtools.twin_eval import env_flags, eval_args
 from so101_devtools.twin_runs import archive, archived, inputs_stage, train_run
@@ -443,6 +443,11 @@ def curve_table(cfg: RobustTwinConfig, results: dict) -> str:
                     for a in cfg.appearances
                 ]
                 lines.append(f"| {arm} | {seed} | {step} | " + " | ".join(cells) + " |")
+    holds = [hold_reference(results, cfg.arms, a) for a in cfg.appearances]
+    if any(h is not None for h in holds):  # the floor: a chunk that holds the current joint positions
+        lines.append(
+            "| holding still | | | " + " | ".join(f"-, {h:.2f}" if h is not None else "-" for h in holds) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ def test_the_error_is_the_policys_own_chunks_against_the_recording(segvla_checkp
     ds = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(config, meta))
     frames = [i for ep in meta.episodes for i in range(ep["dataset_from_index"], ep["dataset_to_index"], 7)]
     assert report["frames"] == len(frames) and report["episodes"] == meta.total_episodes == 2
-    total, n = torch.zeros(6, dtype=torch.float64), 0
+    total, held, n = torch.zeros(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64), 0
     for i in frames:
         item = ds[i]
         batch = {k: v.unsqueeze(0) for k, v in item.items() if isinstance(v, torch.Tensor)}
@@ -80,12 +80,16 @@ def test_the_error_is_the_policys_own_chunks_against_the_recording(segvla_checkp
         for t in range(config.n_action_steps):
             if not bool(item["action_is_pad"][t]):
                 total += (chunk[t] - item["action"][t].double()).abs()
+                held += (item["observation.state"].reshape(-1, 6)[-1].double() - item["action"][t].double()).abs()
                 n += 1
     expected = (total / n).tolist()
     names = meta.features["action"]["names"]
     assert report["action_mae_per_joint"] == pytest.approx(dict(zip(names, expected, strict=True)))
     assert report["action_mae"] == pytest.approx(sum(expected) / 6) and report["action_mae"] > 0
     assert torch.isfinite(torch.tensor(report["loss"])) and report["loss"] > 0
+    hold = (held / n).tolist()  # the reference: the current joint positions held over the chunk
+    assert report["hold_mae_per_joint"] == pytest.approx(dict(zip(names, hold, strict=True)))
+    assert report["hold_mae"] == pytest.approx(sum(hold) / 6) and report["hold_mae"] != report["action_mae"]
 
 
 def test_a_recording_without_an_input_the_policy_reads_is_refused_naming_it(segvla_checkpoint, gt_dataset, tmp_path):

@@ -90,6 +90,8 @@ def test_a_learning_curve_and_held_out_errors_are_reprinted_from_the_archive(
             info = eval_info([1] * k + [0] * (20 - k))
             (archive / f"{run}_{look}_seed1000_20.json").write_text(json.dumps(info))
             scored = {"action_mae": error + (look == "unseen"), "loss": 0.5}
+            if run == "segvla_s1":  # scored after the hold-still reference existed
+                scored["hold_mae"] = 4.75 + (look == "unseen")
             (archive / f"{run}_{look}_heldout500000_20_action_error.json").write_text(json.dumps(scored))
     out = tmp_path / "out"
     argv = ["robust_twin.py", f"--archive_dir={archive}", f"--output_dir={out}", "--arms=[segvla]", "--seeds=[1]",
@@ -100,6 +102,7 @@ def test_a_learning_curve_and_held_out_errors_are_reprinted_from_the_archive(
     assert "| segvla | unseen | 5/20 | 5/20 = 25% [11, 47] | 10.0 | 4.25 |" in printed
     assert "| segvla | 1 | 1300 | 2/20, 4.50 | 2/20, 4.50 | 2/20, 5.50 |" in printed
     assert "| segvla | 1 | 2600 | 5/20, 3.25 | 5/20, 3.25 | 5/20, 4.25 |" in printed  # the recipe's final step
+    assert "| holding still | | | -, 4.75 | -, 4.75 | -, 5.75 |" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["segvla"]["1"]["curve"]["1300"]["none"]["action_error"]["action_mae"] == 4.5
     # a run whose curve point is not archived is not done: it would train (here: refused as archived_only skips it)
@@ -135,6 +138,8 @@ def test_bad_arguments_are_refused_before_any_work(robust_twin, tmp_path):
         robust_twin.RobustTwinConfig(appearances=["dusk"], output_dir=tmp_path)
     with pytest.raises(ValueError, match=r"--checkpoints=\[0\]: steps must be >= 1"):
         robust_twin.RobustTwinConfig(checkpoints=[0], output_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"--save_freq must be >= 1, got 0"):
+        robust_twin.RobustTwinConfig(save_freq=0, output_dir=tmp_path)
 
 
 def test_every_arm_config_trains_on_the_shifted_recording():

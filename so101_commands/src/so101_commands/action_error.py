@@ -10,6 +10,8 @@ trains on, `resolve_delta_timestamps`), the checkpoint's own preprocessor, then
 - `action_mae`: the mean absolute difference, in the recording's action units (degrees; the gripper 0-100),
   between `predict_action_chunk` through the checkpoint's postprocessor and the expert's actions, over the first
   `n_action_steps` steps (those a rollout executes) that are not past the episode's end; also per joint;
+- `hold_mae`: the same error for a chunk that holds the current joint positions (`observation.state` repeated), the
+  floor a policy that learned anything beats; only where the state names the action's joints (position targets);
 - `loss`: the policy's own training loss (`forward`) on the same batches, as `lerobot-train` reports it; for
   flow-matching policies it draws noise and times from the torch generator seeded by `--seed` (or the policy's own
   `inference_noise_seed`, drawn per batch), so checkpoints scored with the same `--stride` and `--batch_size` see
@@ -80,6 +82,16 @@ def chunk_abs_error(predicted: torch.Tensor, expert: torch.Tensor, is_pad: torch
     return diff.sum(dim=(0, 1)), valid.sum()
 
 
+def held_positions(batch: dict, expert: torch.Tensor, same_joints: bool) -> torch.Tensor | None:
+    """The chunk that holds the current joint positions: the last `observation.state` repeated, (B, A) or
+    (B, n_obs, A) -> the expert's (B, T, A); None where the state is not the action's joints."""
+    state = batch.get("observation.state")
+    if not same_joints or state is None:
+        return None
+    state = state[:, -1] if state.ndim == 3 else state
+    return state.to(torch.float64).unsqueeze(1).expand_as(expert)
+
+
 def load_checkpoint(path: Path, device: str):
     """The policy, its preprocessor and postprocessor, as lerobot-eval loads them."""
     from lerobot.configs.policies import PreTrainedConfig
@@ -121,6 +133,8 @@ def score(cfg: ActionErrorConfig) -> dict:
     executed = int(getattr(config, "n_action_steps", 1))
     names = meta.features["action"].get("names") or [f"a{i}" for i in range(meta.features["action"]["shape"][0])]
     sums, count, losses = torch.zeros(len(names), dtype=torch.float64), 0.0, []
+    same_joints = meta.features.get("observation.state", {}).get("names") == names
+    hold_sums = torch.zeros(len(names), dtype=torch.float64)
     torch.manual_seed(cfg.seed)
     for start in range(0, len(indices), cfg.batch_size):
         items = [dataset[i] for i in indices[start : start + cfg.batch_size]]
@@ -140,10 +154,13 @@ def score(cfg: ActionErrorConfig) -> dict:
         s, c = chunk_abs_error(predicted, expert.to(torch.float64), is_pad, executed)
         sums += s
         count += float(c)
+        hold = held_positions(batch, expert, same_joints)
+        if hold is not None:
+            hold_sums += chunk_abs_error(hold, expert.to(torch.float64), is_pad, executed)[0]
         logger.info("held-out action error: %d/%d frames", min(start + cfg.batch_size, len(indices)), len(indices))
     if count == 0:
         raise ValueError(f"{cfg.dataset.root}: no frame to score (stride {cfg.stride}, {len(bounds)} episodes)")
-    per_joint = (sums / count).tolist()
+    per_joint, hold = (sums / count).tolist(), (hold_sums / count).tolist() if same_joints else None
     return {
         "policy_path": str(cfg.policy.path),
         "dataset": str(cfg.dataset.root),
@@ -154,6 +171,8 @@ def score(cfg: ActionErrorConfig) -> dict:
         "action_mae": sum(per_joint) / len(per_joint),
         "action_mae_per_joint": dict(zip(names, per_joint, strict=True)),
         "loss": sum(v * n for v, n in losses) / sum(n for _, n in losses),
+        "hold_mae": sum(hold) / len(hold) if hold else None,
+        "hold_mae_per_joint": dict(zip(names, hold, strict=True)) if hold else None,
         "seed": cfg.seed,
     }
 
@@ -166,6 +185,7 @@ def action_error_cli(cfg: ActionErrorConfig) -> dict:
         f"held-out action error of {cfg.policy.path} on {report['dataset']} ({report['episodes']} episodes,"
         f" {report['frames']} frames, first {report['steps_scored']} steps of each chunk):"
         f" mean |a - a_expert| {report['action_mae']:.3f}, loss {report['loss']:.4f}"
+        + (f"; holding the current positions: {report['hold_mae']:.3f}" if report["hold_mae"] is not None else "")
     )
     print("  " + "  ".join(f"{joint} {value:.2f}" for joint, value in report["action_mae_per_joint"].items()))
     if cfg.output is not None:

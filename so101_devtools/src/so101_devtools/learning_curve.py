@@ -1,9 +1,10 @@
 """The learning-curve figure of a robust_twin run: success and held-out action error against training steps.
 
 One column per look, two rows (success with its Wilson 95% interval; the held-out action error, mean |a - a_expert| in
-degrees), one line per arm (seeds pooled for success, averaged for the error). Read from the results the example
-writes and archives (`results[arm][seed]` holds the final checkpoint's looks, `["curve"][step]` the earlier ones), so
-the figure reprints from docs/data without training.
+degrees), one line per arm (seeds pooled for success, averaged for the error), and a dashed line where a chunk that
+holds the current joint positions scores (the floor a policy that learned anything beats). Read from the results the
+example writes and archives (`results[arm][seed]` holds the final checkpoint's looks, `["curve"][step]` the earlier
+ones), so the figure reprints from docs/data without training.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def curve_points(results: dict, arm: str, final_step: int, look: str) -> list[tu
     return points
 
 
+def hold_reference(results: dict, arms: list[str], look: str) -> float | None:
+    """The held-out error of holding the current joint positions in `look` (a property of the held-out recording,
+    the same for every checkpoint scored on it), from the first of the arms' scores that has it; None if none does."""
+    for arm in arms:
+        for run in results.get(arm, {}).values():
+            for scored in [run, *run.get("curve", {}).values()]:
+                error = (scored.get(look) or {}).get("action_error") or {}
+                if error.get("hold_mae") is not None:
+                    return error["hold_mae"]
+    return None
+
+
 def curve_figure(results: dict, arms: list[str], final_steps: dict[str, int], looks: list[str], path: Path) -> None:
     """Writes the figure to `path` (PNG)."""
     import matplotlib
@@ -56,6 +69,9 @@ def curve_figure(results: dict, arms: list[str], final_steps: dict[str, int], lo
             errors = [(p[0], p[3]) for p in points if p[3] is not None]
             if errors:
                 bottom.plot(*zip(*errors, strict=True), marker="o", color=line.get_color(), label=arm)
+        hold = hold_reference(results, arms, look)
+        if hold is not None:
+            bottom.axhline(hold, color="gray", linestyle="--", label="holding still")
         top.set_title(f"look: {look}")
         top.set_ylim(0, 100)
         bottom.set_xlabel("training steps")
@@ -63,6 +79,7 @@ def curve_figure(results: dict, arms: list[str], final_steps: dict[str, int], lo
             top.set_ylabel("success, % (Wilson 95%)")
             bottom.set_ylabel("held-out action error, deg")
             top.legend(fontsize=8)
+            bottom.legend(fontsize=8)
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
     fig.tight_layout()
