@@ -22,10 +22,9 @@ Stages, in order, each a subprocess whose whole output goes to `<output_dir>/log
     eval <policy>   the stock `lerobot-eval` of that checkpoint in the twin, --eval_episodes episodes of
                     --episode_length steps at the recording's size
     benchmarks      benchmarks/segvla_vs_smolvla.py (--repeats=10 --batch=8), imf_speed.py (its training table at
-                    --train_batch=32, then 256: `--skip=latency`, with the `--policy.compile_train=true` row in
-                    torch.compile's reduce-overhead mode, CUDA graphs; its compilation's time on a GPU is not
-                    measured yet, --budget_s bounds it), drqv2_update_device.py (--updates=50),
-                    hlrp_speed.py (--batch=32 --repeats=5), each with --device=<device>
+                    --train_batch=32, then 256: `--skip=latency`; eager, and with --imf_compile_mode a
+                    `--policy.compile_train=true` row in that torch.compile mode), drqv2_update_device.py
+                    (--updates=50), hlrp_speed.py (--batch=32 --repeats=5), each with --device=<device>
 
 A stage that fails, or runs past what is left of --budget_s, is reported as such in the table and the next stage
 runs; the stages after the budget is spent are reported as skipped. The table ("stage | figure | value | status")
@@ -34,14 +33,15 @@ after the first tenth (the first step waits for the spawned workers, 12-15 s on 
 step as means, as LeRobot's own log averages them (a step that waits for the workers counts; the median, shown
 beside, hides those waits), steps/s, and whether data time <= update time (the target on a GPU host).
 
-Time on one NVIDIA H200 with 16 cores, measured with this script (two runs, 2026-11-26): set-up (unpacking the
-carried packages) ~25 s; record 34 s (10 episodes; 8 now); vlm 12 s; each lerobot-train ~16 s of start-up, 12-15 s
-for the first step (10 spawned workers) and then 180-210 ms per step for segdepth, segvla and imf, 84 ms for hlrp,
-all of them waiting for data (updates of 16, 49, 82 and 25 ms); each lerobot-eval 14-16 s; segvla_vs_smolvla 34 s,
-imf_speed 15 + 27 s, drqv2_update_device 19 s, hlrp_speed 47 s. At the defaults (80 steps, three policies) the
-stages take ~360 s, ~385 s with set-up, under the 7 minutes a lent machine's check may take; --budget_s=380 stops
-what would run past that. hlrp costs another ~45 s (train and eval): add it with `--policies='[segdepth,segvla,imf,
-hlrp]' --budget_s=430` where the time allows.
+Time on one NVIDIA H200 with 16 cores, measured with this script (two runs, 2026-11-26; a third on 2026-11-27 took
+406 s with set-up, its imf rows cut by the budget while compiling): set-up (unpacking the carried packages) ~25 s;
+record 34 s (10 episodes; 8 now); vlm 12 s; each lerobot-train ~16 s of start-up, 12-15 s for the first step (10
+spawned workers) and then 180-210 ms per step for segdepth, segvla and imf, 84 ms for hlrp, all of them waiting for
+data (updates of 8-16, 49-63, 82-91 and 25 ms); each lerobot-eval 14-18 s; segvla_vs_smolvla 34-40 s, imf_speed
+eager ~25 s for both batches, drqv2_update_device 19 s, hlrp_speed 47 s. At the defaults (80 steps, three policies)
+the stages take ~360 s, ~385 s with set-up, under the 7 minutes a lent machine's check may take; --budget_s=380
+stops what would run past that. hlrp costs another ~45 s (train and eval): add it with `--policies='[segdepth,
+segvla,imf,hlrp]' --budget_s=430` where the time allows.
 
 --tiny=true shrinks every model (the contract tests' tiny overrides, the benchmarks' own --tiny or fewest repeats),
 the recording (2 episodes of 1 s) and the steps, so tests/test_gpu_check.py runs the whole check on a CPU.
@@ -76,7 +76,6 @@ REPO = Path(__file__).resolve().parents[1]
 POLICIES = ("segdepth", "segvla", "imf", "hlrp")
 DEFAULT_POLICIES = ("segdepth", "segvla", "imf")  # hlrp on request: its ~45 s do not fit the 7 minutes
 BENCHMARKS = ("segvla_vs_smolvla", "imf_speed", "drqv2_update_device", "hlrp_speed")
-COMPILE = "reduce-overhead"  # imf_speed's compile_train row: torch.compile with CUDA graphs
 HEIGHT, WIDTH = 48, 64
 REPO_ID = "local/gpu_check"
 # Runs a console script by its entry point where no script file is installed (a `pip install --target` tree).
@@ -155,6 +154,10 @@ class GPUCheckConfig:
     episode_length: int = 60
     # seconds for all stages together; a stage gets what is left, later stages are skipped once it is spent
     budget_s: float = 380.0
+    # imf_speed's training table with a `--policy.compile_train=true` row in this torch.compile mode (e.g.
+    # reduce-overhead: CUDA graphs); none by default: on an H200 with torch 2.11, inductor could not build imf's loss
+    # (Triton's "PassManager::run failed") after ~70 s of compiling, and the eager rows were lost with it
+    imf_compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.policies) - set(POLICIES)) + sorted(set(self.benchmarks) - set(BENCHMARKS))
@@ -435,6 +438,7 @@ def text_figures(output: str) -> list[tuple[str, str]]:
 def benchmark_runs(cfg: GPUCheckConfig) -> list[tuple[str, str, list[str]]]:
     """(stage, script, flags) of every benchmark run asked for."""
     dev = f"--device={cfg.device}"
+    compile_flag = [f"--train_compile_mode={cfg.imf_compile_mode}"] if cfg.imf_compile_mode else []
     if cfg.tiny:  # each benchmark's smallest run: its own --tiny, else the fewest repeats
         runs = {
             "segvla_vs_smolvla": [[dev, "--tiny=true", "--repeats=1"]],
@@ -446,8 +450,7 @@ def benchmark_runs(cfg: GPUCheckConfig) -> list[tuple[str, str, list[str]]]:
         runs = {
             "segvla_vs_smolvla": [[dev, "--repeats=10", "--batch=8"]],
             "imf_speed": [
-                [dev, "--skip=latency", f"--train_compile_mode={COMPILE}", "--train_batch=32", "--train_repeats=5"],
-                [dev, "--skip=latency", f"--train_compile_mode={COMPILE}", "--train_batch=256", "--train_repeats=5"],
+                [dev, "--skip=latency", *compile_flag, f"--train_batch={b}", "--train_repeats=5"] for b in (32, 256)
             ],
             "drqv2_update_device": [[dev, "--updates=50"]],
             "hlrp_speed": [[dev, "--batch=32", "--repeats=5"]],

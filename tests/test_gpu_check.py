@@ -90,6 +90,11 @@ def test_benchmark_runs_follow_the_flags():
         "hlrp_speed",
     ]
     assert all("--device=cuda" in flags for _, _, flags in full)
+    imf = [flags for stage, _, flags in full if stage.startswith("imf_speed")]
+    assert not any(f.startswith("--train_compile_mode") for flags in imf for f in flags)  # eager unless asked
+    compiled = gpu_check.benchmark_runs(gpu_check.GPUCheckConfig(device="cuda", imf_compile_mode="reduce-overhead"))
+    imf = [flags for stage, _, flags in compiled if stage.startswith("imf_speed")]
+    assert len(imf) == 2 and all("--train_compile_mode=reduce-overhead" in flags for flags in imf)
     assert gpu_check.GPUCheckConfig().policies == ["segdepth", "segvla", "imf"]  # hlrp on request
     tiny = gpu_check.GPUCheckConfig(device="cpu", tiny=True, benchmarks=["hlrp_speed"])
     flags = ["--device=cpu", "--tiny=true", "--repeats=1"]

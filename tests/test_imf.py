@@ -372,6 +372,38 @@ def test_compiled_training_step_matches_eager():
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_compile_train_falls_back_to_eager_when_inductor_fails(recwarn):
+    """A compiler that cannot build the loss (as Triton could not on an H200) costs speed, not the run: the step
+    goes on in eager mode, with eager's loss and gradients, and says so once."""
+    import torch._inductor.exc
+
+    torch.manual_seed(0)
+    eager = tiny_policy(vision_encoder="cnn", cnn_channels=[8, 8, 8, 8], cnn_keypoints=4, n_layer=1)
+    compiled = tiny_policy(
+        vision_encoder="cnn", cnn_channels=[8, 8, 8, 8], cnn_keypoints=4, n_layer=1, compile_train=True
+    )
+    compiled.load_state_dict(eager.state_dict())
+    calls = []
+
+    def failing(*args):
+        calls.append(1)
+        raise torch._inductor.exc.InductorError(RuntimeError("PassManager::run failed"), None)
+
+    compiled._loss.compiled = failing
+    batch = {f"observation.images.{v}": torch.rand(3, 2, 3, 32, 32) for v in CAMERAS}
+    batch |= {"observation.state": torch.randn(3, 2, 6), "action": torch.randn(3, 4, 6)}
+    losses = {}
+    for name, policy in (("eager", eager), ("compiled", compiled), ("again", compiled)):
+        torch.manual_seed(1)
+        loss, _ = policy.forward(batch)
+        losses[name] = loss
+    assert len(calls) == 1  # tried once, then eager for good
+    torch.testing.assert_close(losses["compiled"], losses["eager"])
+    torch.testing.assert_close(losses["again"], losses["eager"])
+    messages = [str(w.message) for w in recwarn if "compile_train" in str(w.message)]
+    assert len(messages) == 1 and "PassManager::run failed" in messages[0] and "eager" in messages[0]
+
+
 def test_a_bad_compile_train_mode_is_refused_by_name():
     with pytest.raises(ValueError, match=r"compile_train_mode='fast'.*reduce-overhead"):
         tiny_policy(compile_train=True, compile_train_mode="fast")

@@ -78,6 +78,8 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # compound, fused by inductor; backward included): each eager step launches thousands of small kernels, which
     # bound imf's cached-embedding step on a GPU. The first step pays the compilation (~1 min on 2 CPU
     # cores; needs a C++ compiler on CPUs). Same loss and gradients as eager to float32 rounding (tests/test_imf.py).
+    # Where inductor cannot build it (on an H200 with torch 2.11, Triton failed on one fused kernel) training warns
+    # and goes on in eager mode.
     compile_train: bool = False
     # torch.compile's mode for compile_train: "default", "reduce-overhead" (CUDA graphs on a GPU: one launch per
     # graph; a batch of another size compiles again), "max-autotune", "max-autotune-no-cudagraphs".

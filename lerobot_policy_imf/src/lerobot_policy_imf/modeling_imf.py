@@ -24,6 +24,7 @@ import copy
 import hashlib
 import itertools
 import math
+import warnings
 from collections import deque
 from pathlib import Path
 
@@ -315,6 +316,34 @@ def sample_chunk(net, noise: Tensor, condition: Tensor, steps: int) -> Tensor:
     return z
 
 
+class CompiledLoss:
+    """`imf_loss` through torch.compile, falling back to eager (with a warning) when inductor fails to build it:
+    on one H200 with torch 2.11 Triton's make_ttgir pass rejects a fused kernel of this loss ("PassManager::run
+    failed", an upstream compiler bug), which would otherwise end a training run at its first step. Eager gives
+    the same loss and gradients, only slower."""
+
+    def __init__(self, mode: str):
+        import torch._dynamo.exc
+        import torch._inductor.exc  # the errors caught below: torch.compile imports them lazily
+
+        self.mode = mode
+        self.compiled = torch.compile(imf_loss, mode=mode, dynamic=False)
+        self.failed: str | None = None  # the compile error, once it happened
+
+    def __call__(self, *args):
+        if self.failed is None:
+            try:
+                return self.compiled(*args)
+            except (torch._inductor.exc.InductorError, torch._dynamo.exc.BackendCompilerFailed) as e:
+                self.failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
+                warnings.warn(
+                    f"compile_train (mode {self.mode!r}): torch.compile could not build imf's loss on this "
+                    f"machine ({self.failed}); training goes on in eager mode, same loss, slower",
+                    stacklevel=2,
+                )
+        return imf_loss(*args)
+
+
 def frozen_compiled(module: nn.Module):
     """A copy of `module` through torch.compile with inductor's freezing, for inference: its weights become
     constants of the compiled code. A copy, because dynamo would hand a later compile of the same module the
@@ -363,9 +392,7 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
         self.head = IMFTransformer(config, self.condition_dim, config.action_dim)
         self._fingerprint: str | None = None
         self._compiled: tuple | None = None  # (key, encoder, head) for compile_inference; not a submodule
-        self._loss = (
-            torch.compile(imf_loss, mode=config.compile_train_mode, dynamic=False) if config.compile_train else imf_loss
-        )
+        self._loss = CompiledLoss(config.compile_train_mode) if config.compile_train else imf_loss
         # A cache is checked against the encoder's weights: now for fresh weights, at the first forward (before
         # the first update) when a checkpoint's weights are still to be loaded into this module.
         self._unchecked_cache = getattr(config, "_cache", None)
