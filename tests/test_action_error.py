@@ -109,3 +109,42 @@ def test_a_recording_without_an_input_the_policy_reads_is_refused_naming_it(segv
     cfg.policy.path = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match=r"expected a pretrained_model folder with a config\.json"):
         action_error.score(cfg)
+
+
+def test_swapped_inputs_come_from_the_frame_half_the_list_away(segvla_checkpoint, gt_dataset):
+    """--swap_keys: those inputs from another episode's frame, every other input and the targets from the scored one;
+    the policy's chunks then change, and what cannot be swapped is refused by name."""
+    meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
+    ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    indices = action_error.frame_indices(
+        [(int(ep["dataset_from_index"]), int(ep["dataset_to_index"])) for ep in meta.episodes], 7
+    )
+    keys = ["observation.images.front", *(k for k in meta.features if k.endswith("_segmentation"))]
+    assert len(keys) == 3
+    batch, n = action_error.load_batch(ds, indices, 1, 3, keys)
+    assert n == 3
+    for row in range(n):
+        own, partner = ds[indices[1 + row]], ds[indices[(1 + row + len(indices) // 2) % len(indices)]]
+        assert own["episode_index"] != partner["episode_index"]
+        for key in keys:
+            torch.testing.assert_close(batch[key][row], partner[key])
+        for key in ("observation.state", "observation.images.wrist", "action"):
+            torch.testing.assert_close(batch[key][row], own[key])
+
+    def run(swap):
+        cfg = action_error.ActionErrorConfig(
+            policy=action_error.CheckpointConfig(path=segvla_checkpoint),
+            dataset=action_error.HeldOutDatasetConfig(repo_id="local/twin_demo", root=gt_dataset),
+            stride=7,
+            swap_keys=swap,
+        )
+        return action_error.score(cfg)
+
+    plain, swapped = run([]), run(keys)
+    assert swapped["swapped_keys"] == keys and plain["swapped_keys"] == []
+    assert swapped["hold_mae"] == pytest.approx(plain["hold_mae"])  # same targets, same state
+    assert swapped["action_mae"] != pytest.approx(plain["action_mae"], abs=1e-6)  # the front camera reaches the chunks
+    with pytest.raises(ValueError, match=r"only inputs \(observation\.\*\) are swapped"):
+        run(["action"])
+    with pytest.raises(KeyError, match=r"--swap_keys: \['observation.images.top'\] are not in"):
+        run(["observation.images.top"])

@@ -62,6 +62,10 @@ class ActionErrorConfig:
     device: str = "cpu"
     # where the scores go (JSON); None: printed only
     output: Path | None = None
+    # inputs read from another episode's frame (the scored frame half the list away: another cube pose, the same
+    # look), the others from the scored frame: how far the error rises says how much the policy reads them (e.g.
+    # '[observation.images.front,observation.images.wrist]'; hold_mae holds the state as given); empty: as recorded
+    swap_keys: list[str] = field(default_factory=list)
 
 
 def frame_indices(episode_bounds: list[tuple[int, int]], stride: int) -> list[int]:
@@ -80,6 +84,19 @@ def chunk_abs_error(predicted: torch.Tensor, expert: torch.Tensor, is_pad: torch
     valid = (~is_pad[:, :steps]).to(predicted.dtype).unsqueeze(-1)  # (B, steps, 1)
     diff = (predicted[:, :steps] - expert[:, :steps]).abs() * valid  # (B, steps, A)
     return diff.sum(dim=(0, 1)), valid.sum()
+
+
+def load_batch(dataset, indices: list[int], start: int, size: int, swap_keys: list[str]) -> tuple[dict, int]:
+    """The samples of indices[start:start + size] stacked, with `swap_keys` taken from the samples half the list
+    away; and how many samples."""
+    items = [dataset[i] for i in indices[start : start + size]]
+    for k, item in enumerate(items):
+        if swap_keys:
+            partner = dataset[indices[(start + k + len(indices) // 2) % len(indices)]]
+            item.update({key: partner[key] for key in swap_keys})
+    batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}
+    batch["task"] = [it["task"] for it in items]
+    return batch, len(items)
 
 
 def held_positions(batch: dict, expert: torch.Tensor, same_joints: bool) -> torch.Tensor | None:
@@ -120,6 +137,11 @@ def score(cfg: ActionErrorConfig) -> dict:
     config, policy, pre, post = load_checkpoint(cfg.policy.path, cfg.device)
     meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root)
     missing = sorted(k for k in config.input_features if k not in meta.features)
+    unknown = sorted(set(cfg.swap_keys) - set(meta.features))
+    if any(not k.startswith("observation.") for k in cfg.swap_keys):
+        raise ValueError(f"--swap_keys={cfg.swap_keys}: only inputs (observation.*) are swapped, not the targets")
+    if unknown:
+        raise KeyError(f"--swap_keys: {unknown} are not in {cfg.dataset.root}; it has {sorted(meta.features)}")
     if missing:
         raise KeyError(
             f"{cfg.dataset.root}: the policy reads {missing}, which the recording does not hold; it has"
@@ -137,9 +159,7 @@ def score(cfg: ActionErrorConfig) -> dict:
     hold_sums = torch.zeros(len(names), dtype=torch.float64)
     torch.manual_seed(cfg.seed)
     for start in range(0, len(indices), cfg.batch_size):
-        items = [dataset[i] for i in indices[start : start + cfg.batch_size]]
-        batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}
-        batch["task"] = [it["task"] for it in items]
+        batch, n = load_batch(dataset, indices, start, cfg.batch_size, cfg.swap_keys)
         expert, is_pad = batch["action"], batch.get("action_is_pad")
         if expert.ndim == 2:  # a one-step policy: its sample holds the one action
             expert = expert.unsqueeze(1)
@@ -150,7 +170,7 @@ def score(cfg: ActionErrorConfig) -> dict:
             loss = policy.forward(processed)[0]
             chunk = policy.predict_action_chunk(processed)  # (B, T, A), normalised
             predicted = post(chunk).to("cpu", torch.float64)
-        losses.append((float(loss), len(items)))
+        losses.append((float(loss), n))
         s, c = chunk_abs_error(predicted, expert.to(torch.float64), is_pad, executed)
         sums += s
         count += float(c)
@@ -174,6 +194,7 @@ def score(cfg: ActionErrorConfig) -> dict:
         "hold_mae": sum(hold) / len(hold) if hold else None,
         "hold_mae_per_joint": dict(zip(names, hold, strict=True)) if hold else None,
         "seed": cfg.seed,
+        "swapped_keys": list(cfg.swap_keys),
     }
 
 
@@ -183,7 +204,9 @@ def action_error_cli(cfg: ActionErrorConfig) -> dict:
     report = score(cfg)
     print(
         f"held-out action error of {cfg.policy.path} on {report['dataset']} ({report['episodes']} episodes,"
-        f" {report['frames']} frames, first {report['steps_scored']} steps of each chunk):"
+        f" {report['frames']} frames, first {report['steps_scored']} steps of each chunk"
+        + (f"; {', '.join(cfg.swap_keys)} from another episode" if cfg.swap_keys else "")
+        + "):"
         f" mean |a - a_expert| {report['action_mae']:.3f}, loss {report['loss']:.4f}"
         + (f"; holding the current positions: {report['hold_mae']:.3f}" if report["hold_mae"] is not None else "")
     )
