@@ -71,6 +71,7 @@ def test_the_error_is_the_policys_own_chunks_against_the_recording(segvla_checkp
     frames = [i for ep in meta.episodes for i in range(ep["dataset_from_index"], ep["dataset_to_index"], 7)]
     assert report["frames"] == len(frames) and report["episodes"] == meta.total_episodes == 2
     total, held, n = torch.zeros(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64), 0
+    per_episode = {}  # episode -> [summed |error| over joints and steps, steps x joints]
     for i in frames:
         item = ds[i]
         batch = {k: v.unsqueeze(0) for k, v in item.items() if isinstance(v, torch.Tensor)}
@@ -80,12 +81,17 @@ def test_the_error_is_the_policys_own_chunks_against_the_recording(segvla_checkp
         for t in range(config.n_action_steps):
             if not bool(item["action_is_pad"][t]):
                 total += (chunk[t] - item["action"][t].double()).abs()
+                ep = per_episode.setdefault(str(int(item["episode_index"])), [0.0, 0])
+                ep[0] += float((chunk[t] - item["action"][t].double()).abs().sum())
+                ep[1] += 6
                 held += (item["observation.state"].reshape(-1, 6)[-1].double() - item["action"][t].double()).abs()
                 n += 1
     expected = (total / n).tolist()
     names = meta.features["action"]["names"]
     assert report["action_mae_per_joint"] == pytest.approx(dict(zip(names, expected, strict=True)))
     assert report["action_mae"] == pytest.approx(sum(expected) / 6) and report["action_mae"] > 0
+    assert report["action_mae_per_episode"] == pytest.approx({k: v / c for k, (v, c) in per_episode.items()})
+    assert len(report["action_mae_per_episode"]) == 2
     assert torch.isfinite(torch.tensor(report["loss"])) and report["loss"] > 0
     hold = (held / n).tolist()  # the reference: the current joint positions held over the chunk
     assert report["hold_mae_per_joint"] == pytest.approx(dict(zip(names, hold, strict=True)))
@@ -111,9 +117,10 @@ def test_a_recording_without_an_input_the_policy_reads_is_refused_naming_it(segv
         action_error.score(cfg)
 
 
-def test_swapped_inputs_come_from_the_frame_half_the_list_away(segvla_checkpoint, gt_dataset):
+def test_swapped_inputs_come_from_the_frame_half_the_list_away(segvla_checkpoint, gt_dataset, tmp_path):
     """--swap_keys: those inputs from another episode's frame, every other input and the targets from the scored one;
-    the policy's chunks then change, and what cannot be swapped is refused by name."""
+    the policy's chunks then change, and what cannot be swapped is refused by name. --compare_to: the paired
+    difference per episode against another report on the same frames, and a report on other frames refused."""
     meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
     ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
     indices = action_error.frame_indices(
@@ -141,6 +148,15 @@ def test_swapped_inputs_come_from_the_frame_half_the_list_away(segvla_checkpoint
         return action_error.score(cfg)
 
     plain, swapped = run([]), run(keys)
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    diff = action_error.difference(swapped, tmp_path / "plain.json")
+    pairs = [swapped["action_mae_per_episode"][k] - plain["action_mae_per_episode"][k] for k in ("0", "1")]
+    assert diff["mean"] == pytest.approx(sum(pairs) / 2) and diff["low"] <= diff["mean"] <= diff["high"]
+    assert diff["low"] == pytest.approx(min(pairs)) and diff["high"] == pytest.approx(max(pairs))  # 2 episodes
+    other = dict(plain, stride=5)
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match=r"not scored on the same frames \(differs in \['stride'\]\)"):
+        action_error.difference(swapped, tmp_path / "other.json")
     assert swapped["swapped_keys"] == keys and plain["swapped_keys"] == []
     assert swapped["hold_mae"] == pytest.approx(plain["hold_mae"])  # same targets, same state
     assert swapped["action_mae"] != pytest.approx(plain["action_mae"], abs=1e-6)  # the front camera reaches the chunks

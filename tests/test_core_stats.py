@@ -1,11 +1,11 @@
-"""so101_run_infra.stats against published figures and scipy's own Wilson interval."""
+"""so101_run_infra.stats against published figures, scipy's own Wilson interval and Student's t interval."""
 
 from __future__ import annotations
 
 import pytest
 from scipy.stats import binomtest
 
-from so101_run_infra.stats import newcombe, wilson
+from so101_run_infra.stats import newcombe, paired_bootstrap, wilson
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 20), (1, 20), (12, 20), (20, 20), (37, 60), (81, 263)])
@@ -28,3 +28,21 @@ def test_bad_counts_are_refused():
         wilson(21, 20)
     with pytest.raises(ValueError, match="trials >= 1"):
         wilson(0, 0)
+
+
+def test_the_paired_bootstrap_agrees_with_students_t_on_normal_differences():
+    import numpy as np
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    b = rng.normal(4.0, 1.0, 400)
+    a = b + rng.normal(0.2, 0.5, 400)  # paired: the same units, a shifted by 0.2 with noise
+    got = paired_bootstrap(list(a), list(b))
+    d = a - b
+    t = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert got.mean == pytest.approx(d.mean(), abs=1e-12) and got.pairs == 400
+    assert got.low == pytest.approx(t[0], abs=0.01) and got.high == pytest.approx(t[1], abs=0.01)
+    same = paired_bootstrap([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])  # every pair differs by 0.5: no spread
+    assert (same.mean, same.low, same.high) == pytest.approx((0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap([1.0, 2.0], [1.0])

@@ -66,6 +66,9 @@ class ActionErrorConfig:
     # look), the others from the scored frame: how far the error rises says how much the policy reads them (e.g.
     # '[observation.images.front,observation.images.wrist]'; hold_mae holds the state as given); empty: as recorded
     swap_keys: list[str] = field(default_factory=list)
+    # another report of this command on the same frames (a JSON --output): the mean per-episode difference of the
+    # action error, this one minus that one, with a 95% paired bootstrap interval over the episodes
+    compare_to: Path | None = None
 
 
 def frame_indices(episode_bounds: list[tuple[int, int]], stride: int) -> list[int]:
@@ -128,6 +131,30 @@ def load_checkpoint(path: Path, device: str):
     return config, policy, pre, post
 
 
+def check_inputs(cfg: ActionErrorConfig, reads: dict, features: dict) -> None:
+    """Every input the policy reads, and every key to swap, is in the recording."""
+    missing = sorted(k for k in reads if k not in features)
+    unknown = sorted(set(cfg.swap_keys) - set(features))
+    if any(not k.startswith("observation.") for k in cfg.swap_keys):
+        raise ValueError(f"--swap_keys={cfg.swap_keys}: only inputs (observation.*) are swapped, not the targets")
+    if unknown:
+        raise KeyError(f"--swap_keys: {unknown} are not in {cfg.dataset.root}; it has {sorted(features)}")
+    if missing:
+        raise KeyError(
+            f"{cfg.dataset.root}: the policy reads {missing}, which the recording does not hold; it has"
+            f" {sorted(k for k in features if k.startswith('observation.'))}"
+        )
+
+
+def add_per_episode(totals: dict, episodes: list[int], predicted, expert, is_pad, steps: int) -> None:
+    """Adds each sample's summed error over joints and scored steps, and its step count, to its episode's."""
+    for row, episode in enumerate(episodes):
+        s, c = chunk_abs_error(predicted[row : row + 1], expert[row : row + 1], is_pad[row : row + 1], steps)
+        total = totals.setdefault(episode, [0.0, 0.0])
+        total[0] += float(s.sum())
+        total[1] += float(c) * s.numel()
+
+
 def score(cfg: ActionErrorConfig) -> dict:
     from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
     from lerobot.datasets.factory import resolve_delta_timestamps
@@ -136,17 +163,7 @@ def score(cfg: ActionErrorConfig) -> dict:
         raise NotADirectoryError(f"--dataset.root={cfg.dataset.root} is not a folder (a held-out recording)")
     config, policy, pre, post = load_checkpoint(cfg.policy.path, cfg.device)
     meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root)
-    missing = sorted(k for k in config.input_features if k not in meta.features)
-    unknown = sorted(set(cfg.swap_keys) - set(meta.features))
-    if any(not k.startswith("observation.") for k in cfg.swap_keys):
-        raise ValueError(f"--swap_keys={cfg.swap_keys}: only inputs (observation.*) are swapped, not the targets")
-    if unknown:
-        raise KeyError(f"--swap_keys: {unknown} are not in {cfg.dataset.root}; it has {sorted(meta.features)}")
-    if missing:
-        raise KeyError(
-            f"{cfg.dataset.root}: the policy reads {missing}, which the recording does not hold; it has"
-            f" {sorted(k for k in meta.features if k.startswith('observation.'))}"
-        )
+    check_inputs(cfg, config.input_features, meta.features)
     dataset = LeRobotDataset(
         cfg.dataset.repo_id, root=cfg.dataset.root, delta_timestamps=resolve_delta_timestamps(config, meta)
     )
@@ -156,7 +173,7 @@ def score(cfg: ActionErrorConfig) -> dict:
     names = meta.features["action"].get("names") or [f"a{i}" for i in range(meta.features["action"]["shape"][0])]
     sums, count, losses = torch.zeros(len(names), dtype=torch.float64), 0.0, []
     same_joints = meta.features.get("observation.state", {}).get("names") == names
-    hold_sums = torch.zeros(len(names), dtype=torch.float64)
+    hold_sums, per_episode = torch.zeros(len(names), dtype=torch.float64), {}
     torch.manual_seed(cfg.seed)
     for start in range(0, len(indices), cfg.batch_size):
         batch, n = load_batch(dataset, indices, start, cfg.batch_size, cfg.swap_keys)
@@ -174,6 +191,7 @@ def score(cfg: ActionErrorConfig) -> dict:
         s, c = chunk_abs_error(predicted, expert.to(torch.float64), is_pad, executed)
         sums += s
         count += float(c)
+        add_per_episode(per_episode, batch["episode_index"].tolist(), predicted, expert.double(), is_pad, executed)
         hold = held_positions(batch, expert, same_joints)
         if hold is not None:
             hold_sums += chunk_abs_error(hold, expert.to(torch.float64), is_pad, executed)[0]
@@ -190,6 +208,7 @@ def score(cfg: ActionErrorConfig) -> dict:
         "steps_scored": executed,
         "action_mae": sum(per_joint) / len(per_joint),
         "action_mae_per_joint": dict(zip(names, per_joint, strict=True)),
+        "action_mae_per_episode": {str(ep): total / n for ep, (total, n) in sorted(per_episode.items()) if n},
         "loss": sum(v * n for v, n in losses) / sum(n for _, n in losses),
         "hold_mae": sum(hold) / len(hold) if hold else None,
         "hold_mae_per_joint": dict(zip(names, hold, strict=True)) if hold else None,
@@ -198,9 +217,38 @@ def score(cfg: ActionErrorConfig) -> dict:
     }
 
 
+def difference(report: dict, other_path: Path) -> dict:
+    """This report's action error minus another's on the same frames: the mean over episodes, with a 95% paired
+    bootstrap interval (so101_run_infra.stats)."""
+    from so101_run_infra.stats import paired_bootstrap
+
+    if not other_path.is_file():
+        raise FileNotFoundError(f"--compare_to={other_path}: no such report")
+    other = json.loads(other_path.read_text())
+    mine, theirs = report["action_mae_per_episode"], other.get("action_mae_per_episode")
+    same = {k: report[k] == other.get(k) for k in ("dataset", "stride", "steps_scored", "frames")}
+    if theirs is None or set(theirs) != set(mine) or not all(same.values()):
+        raise ValueError(
+            f"--compare_to={other_path}: not scored on the same frames (differs in"
+            f" {[k for k, v in same.items() if not v] or ['its episodes']}); score both with the same recording,"
+            " --stride and checkpoint chunk length"
+        )
+    d = paired_bootstrap([mine[k] for k in sorted(mine)], [theirs[k] for k in sorted(mine)])
+    return {"compared_to": str(other_path), "mean": d.mean, "low": d.low, "high": d.high, "text": str(d)}
+
+
+def save(output: Path | None, report: dict) -> None:
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        write_text(Path(output), json.dumps(report, indent=2) + "\n")
+        print(f"wrote {output}")
+
+
 @parser.wrap()
 def action_error_cli(cfg: ActionErrorConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if cfg.compare_to is not None and not Path(cfg.compare_to).is_file():  # before the scoring, not after
+        raise FileNotFoundError(f"--compare_to={cfg.compare_to}: no such report")
     report = score(cfg)
     print(
         f"held-out action error of {cfg.policy.path} on {report['dataset']} ({report['episodes']} episodes,"
@@ -211,10 +259,11 @@ def action_error_cli(cfg: ActionErrorConfig) -> dict:
         + (f"; holding the current positions: {report['hold_mae']:.3f}" if report["hold_mae"] is not None else "")
     )
     print("  " + "  ".join(f"{joint} {value:.2f}" for joint, value in report["action_mae_per_joint"].items()))
-    if cfg.output is not None:
-        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
-        write_text(Path(cfg.output), json.dumps(report, indent=2) + "\n")
-        print(f"wrote {cfg.output}")
+    save(cfg.output, report)  # before a comparison that could refuse it
+    if cfg.compare_to is not None:
+        report["difference"] = difference(report, Path(cfg.compare_to))
+        print(f"  against {cfg.compare_to}: {report['difference']['text']} degrees (this minus that, 95% paired)")
+        save(cfg.output, report)
     return report
 
 

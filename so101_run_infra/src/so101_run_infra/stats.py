@@ -1,4 +1,5 @@
-"""Success rates with their uncertainty: Wilson's score interval for one rate, Newcombe's for a difference.
+"""Success rates with their uncertainty: Wilson's score interval for one rate, Newcombe's for a difference; and a
+paired bootstrap for the mean difference of two scores of the same units (a checkpoint's error per episode).
 
 Numpy only, so every package can report comparisons the same way. Closed forms (no solver): Wilson (1927) for a
 binomial proportion; Newcombe (1998, method 10, the hybrid score interval) for the difference of two independent
@@ -61,3 +62,28 @@ def newcombe(a: Rate, b: Rate) -> Difference:
     low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
     high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
     return Difference(a, b, low, high)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    mean: float  # mean of a - b over the pairs
+    low: float
+    high: float
+    pairs: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] over {self.pairs} pairs"
+
+
+def paired_bootstrap(a: list[float], b: list[float], resamples: int = 10_000, seed: int = 0) -> PairedDifference:
+    """The mean of a - b over paired units (episodes scored both ways) with a 95% percentile bootstrap interval:
+    units are resampled with replacement, so no normality is assumed of the per-unit differences."""
+    import numpy as np
+
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need two equal-length lists of at least 2 paired values, got {len(a)} and {len(b)}")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return PairedDifference(float(d.mean()), float(low), float(high), len(d))
