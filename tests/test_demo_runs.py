@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,19 @@ def test_the_progress_bar_never_passes_the_total_on_lerobots_rounded_steps(tmp_p
     demo.run_logged([sys.executable, "-c", script], tmp_path / "log", "train", 2600, r"step:(\S+) ")
     bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
     assert any("2600/2600" in line for line in bar) and not any("3000" in line for line in bar)
+
+
+def test_the_progress_bar_reads_a_rounded_step_as_the_least_it_can_be(tmp_path, capsys):
+    # "2K" is any step from 1500 to 2499: the bar shows 1500 until the checkpoint line gives the exact 1950
+    script = (
+        "import time\n"
+        "lines = ('step:900 loss:0.5 ', 'step:2K loss:0.4 ', 'Checkpoint policy after step 1950', 'step:2K ')\n"
+        "for line in lines:\n"
+        "    print(f'INFO {line}', flush=True)\n"
+        "    time.sleep(0.3)\n"
+        "raise SystemExit(1)  # a failed run: the bar is not completed to its total\n"
+    )
+    with pytest.raises(SystemExit, match="exit 1"):
+        demo.run_logged([sys.executable, "-c", script], tmp_path / "log", "train", 2600, r"step:(\S+) ")
+    positions = [int(m) for m in re.findall(r"(\d+)/2600", capsys.readouterr().err)]
+    assert positions[-1] == 1950 and 1500 in positions and max(positions) == 1950

@@ -93,8 +93,8 @@ def load_batch(dataset, indices: list[int], start: int, size: int, swap_keys: li
     """The samples of indices[start:start + size] stacked, with `swap_keys` taken from the samples half the list
     away; and how many samples."""
     items = [dataset[i] for i in indices[start : start + size]]
-    for k, item in enumerate(items):
-        if swap_keys:
+    if swap_keys:
+        for k, item in enumerate(items):
             partner = dataset[indices[(start + k + len(indices) // 2) % len(indices)]]
             item.update({key: partner[key] for key in swap_keys})
     batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}

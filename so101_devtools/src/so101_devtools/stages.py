@@ -12,6 +12,14 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[3]
 
 
+def least_step(logged: str) -> int:
+    """The least step a LeRobot log position can stand for: exact below 1000, rounded to thousands above ("2K" is
+    any step from 1500 to 2499), so the bar never runs ahead of the training."""
+    if logged.endswith("K"):
+        return max(0, round((float(logged[:-1]) - 0.5) * 1000))
+    return int(float(logged))
+
+
 def run_logged(
     args: list[str], log: Path, desc: str, total: int | None = None, pattern: str | None = None, env: dict | None = None
 ) -> float:
@@ -32,9 +40,10 @@ def run_logged(
         for line in proc.stdout:
             out.write(line)
             match = re.search(pattern, line) if pattern else None
-            if match and total:
-                # LeRobot logs steps rounded ("3K" at step 2600): never past the total
-                position = min(total, int(float(match.group(1).replace("K", "e3"))))
+            # lerobot-train's checkpoint line is the one place it logs a step past 999 exactly
+            exact = re.search(r"Checkpoint policy after step (\d+)", line)
+            if (match or exact) and total:
+                position = min(total, int(exact.group(1)) if exact else least_step(match.group(1)))
                 bar.update(max(0, position - bar.n))
                 loss = re.search(r"loss:([0-9.]+)", line)
                 if loss:
