@@ -111,6 +111,14 @@ def check_level(level: str, flag: str = "appearance") -> None:
         raise ValueError(f"--{flag}={level!r} is not an appearance level; choose one of {list(APPEARANCE_LEVELS)}")
 
 
+def check_look_seed(look_seed: int | None, level: str, flag: str = "look_seed") -> None:
+    if look_seed is not None and level == "none":
+        raise ValueError(
+            f"--{flag}={look_seed} fixes a drawn look, and appearance 'none' draws none: give --appearance=shifted or "
+            "unseen with it"
+        )
+
+
 def appearance_rng(episode_seed: int) -> np.random.Generator:
     return np.random.default_rng([int(episode_seed), APPEARANCE_STREAM])
 

@@ -8,7 +8,7 @@ from lerobot.robots.config import RobotConfig
 
 from so101_core import CAMERA_NAMES, TASKS
 
-from .appearance import AppearanceRanges, check_level
+from .appearance import AppearanceRanges, check_level, check_look_seed
 
 
 @RobotConfig.register_subclass("so101_twin")
@@ -36,6 +36,9 @@ class SO101TwinConfig(RobotConfig):
     # randomisation uses, for testing); the cube poses and physics are the same in all (appearance.py)
     appearance: str = "none"
     appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
+    # one look for every episode, drawn from this seed (a user's own scene while the cube moves); None: each episode
+    # the look of its own seed
+    look_seed: int | None = None
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
     reset_on_new_episode: bool = True
 
@@ -58,4 +61,5 @@ class SO101TwinConfig(RobotConfig):
         if self.fps <= 0:
             raise ValueError(f"--robot.fps must be positive, got {self.fps}")
         check_level(self.appearance, "robot.appearance")
+        check_look_seed(self.look_seed, self.appearance, "robot.look_seed")
         self.appearance_ranges.validate()

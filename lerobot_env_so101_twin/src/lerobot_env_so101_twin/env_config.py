@@ -11,7 +11,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
 from so101_core import CAMERA_NAMES, TASKS
 
-from .appearance import AppearanceRanges, check_level
+from .appearance import AppearanceRanges, check_level, check_look_seed
 from .gym_env import EPISODE_STEPS, depth_key, segmentation_key
 
 ENV_TYPE = "so101_twin"
@@ -50,6 +50,9 @@ class SO101TwinEnvConfig(EnvConfig):
     # (appearance.py)
     appearance: str = "none"
     appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
+    # one look for every episode, drawn from this seed (a user's own scene while the cube moves); None: each episode
+    # the look of its own seed
+    look_seed: int | None = None
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
@@ -67,6 +70,7 @@ class SO101TwinEnvConfig(EnvConfig):
         if self.fps <= 0:
             raise ValueError(f"--env.fps must be positive, got {self.fps}")
         check_level(self.appearance, "env.appearance")
+        check_look_seed(self.look_seed, self.appearance, "env.look_seed")
         self.appearance_ranges.validate()
         h, w = self.observation_height, self.observation_width
         self.features = {
@@ -96,5 +100,6 @@ class SO101TwinEnvConfig(EnvConfig):
             "reward_type": self.reward_type,
             "appearance": self.appearance,
             "appearance_ranges": self.appearance_ranges,
+            "look_seed": self.look_seed,
             "max_episode_steps": self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30,
         }

@@ -59,6 +59,7 @@ class SO101TwinEnv(gym.Env):
         render_cameras: tuple[str, ...] | None = None,
         appearance: str = "none",
         appearance_ranges: AppearanceRanges | None = None,
+        look_seed: int | None = None,
     ):
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
@@ -74,6 +75,7 @@ class SO101TwinEnv(gym.Env):
             ground_truth_cameras=tuple(cameras),
             appearance=appearance,
             appearance_ranges=appearance_ranges or AppearanceRanges(),
+            look_seed=look_seed,
         )
         self.twin = SO101Twin(twin_config)
         self.task = task

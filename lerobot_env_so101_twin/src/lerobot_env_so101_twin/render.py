@@ -37,7 +37,7 @@ def _upright(image: np.ndarray) -> np.ndarray:
 class CameraFrame:
     """One camera's images, each a C-contiguous array of its own (never a view of the renderer's buffers)."""
 
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray | None  # (H, W, 3) uint8; None when only the ground truth was asked for
     depth: np.ndarray | None = None  # (H, W) float32 metres along the optical axis
     segmentation: np.ndarray | None = None  # (H, W) uint8 class ids
 
@@ -94,8 +94,10 @@ class MultiCameraRenderer:
         depth: bool = False,
         segmentation: bool = False,
         ground_truth_cameras: set[str] | None = None,
+        rgb: bool = True,
     ) -> dict[str, CameraFrame]:
-        """RGB for every camera; depth/segmentation for `ground_truth_cameras` (default: all of them)."""
+        """RGB for every camera (unless `rgb` is false: labels alone cost one pass instead of two); depth/segmentation
+        for `ground_truth_cameras` (default: all of them)."""
         self._gl.make_current()
         frames = {}
         for name, cam_id in self._camera_ids.items():
@@ -106,9 +108,11 @@ class MultiCameraRenderer:
                 self._model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
             )
             rgb_buf, depth_buf = self._buffers[name]
-            mujoco.mjr_render(rect, self._scene, self._context)
-            mujoco.mjr_readPixels(rgb_buf, None, rect, self._context)
-            frame = CameraFrame(rgb=_upright(rgb_buf))
+            frame = CameraFrame(rgb=None)
+            if rgb:
+                mujoco.mjr_render(rect, self._scene, self._context)
+                mujoco.mjr_readPixels(rgb_buf, None, rect, self._context)
+                frame.rgb = _upright(rgb_buf)
             if (depth or segmentation) and (ground_truth_cameras is None or name in ground_truth_cameras):
                 self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = True
                 self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True

@@ -124,6 +124,7 @@ class SO101Twin(Robot):
                 segmentation=cfg.segmentation,
                 appearance=cfg.appearance,
                 appearance_ranges=cfg.appearance_ranges,
+                look_seed=cfg.look_seed,
             ),
             seed=cfg.seed,
         )

@@ -21,6 +21,7 @@ from .appearance import (
     AppearanceRanges,
     appearance_rng,
     check_level,
+    check_look_seed,
 )
 from .render import CameraFrame, MultiCameraRenderer
 from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
@@ -57,6 +58,9 @@ class TwinConfig:
     # (appearance.py). Physics and cube poses are the same in all three.
     appearance: str = "none"
     appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
+    # One look for every episode (a user's own scene: the same table, light and cameras while the cube moves), drawn
+    # from this seed instead of each episode's; None: each episode its own look. Needs appearance != "none"
+    look_seed: int | None = None
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -71,6 +75,7 @@ class TwinConfig:
         if (self.depth or self.segmentation) and not self.cameras:
             raise ValueError("depth and segmentation need at least one camera")
         check_level(self.appearance)
+        check_look_seed(self.look_seed, self.appearance)
         self.appearance_ranges.validate()
 
 
@@ -192,6 +197,7 @@ class SO101Twin:
         self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         if self._appearance is not None:
             look = seed if seed is not None else int(self._appearance_seeds.integers(2**31 - 1))
+            look = look if self.config.look_seed is None else self.config.look_seed
             self._appearance.apply(appearance_rng(look), cube_xy=pos[:2])
         mujoco.mj_forward(self.model, self.data)
         self.cube_start = pos.copy()
@@ -207,6 +213,30 @@ class SO101Twin:
             raise RuntimeError('redraw_appearance needs a twin built with appearance="shifted" or "unseen"')
         self._appearance.apply(rng, cube_xy=self.cube_position[:2])
         mujoco.mj_kinematics(self.model, self.data)  # the moved distractors' world poses, before the next render
+
+    def place(self, joints: np.ndarray, cube_position: np.ndarray, cube_quat: np.ndarray) -> None:
+        """Arm at `joints` (6,) in follower units and the cube at a pose (wxyz quaternion), by forward kinematics and
+        collision detection alone, no physics: a recorded frame posed again, to render its labels."""
+        self.data.qpos[self._joint_qpos] = self.to_radians(joints)
+        self.data.qpos[self._cube_qpos : self._cube_qpos + 3] = cube_position
+        self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = cube_quat
+        mujoco.mj_fwdPosition(self.model, self.data)
+
+    def cube_penetration(self) -> float:
+        """How deep (m) any part of the arm cuts into the cube in the present contacts; 0 when none touches it."""
+        deepest = 0.0
+        contact = self.data.contact
+        for i in range(self.data.ncon):
+            g1, g2 = contact.geom1[i], contact.geom2[i]
+            if self.cube_geom in (g1, g2) and self._table_geom not in (g1, g2):
+                deepest = max(deepest, -float(contact.dist[i]))
+        return deepest
+
+    @property
+    def gripper_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The gripper body's world position (3,) and rotation matrix (3, 3); its +x axis is the jaws' closing
+        direction."""
+        return self.data.xpos[self._gripper_body].copy(), self.data.xmat[self._gripper_body].reshape(3, 3).copy()
 
     def joint_positions(self) -> np.ndarray:
         """Present joint positions (6,) in follower units."""
@@ -300,12 +330,15 @@ class SO101Twin:
         return float(reach + float(grasped) + lift)
 
     # ----- cameras -----------------------------------------------------------------------------------
-    def render(self) -> dict[str, CameraFrame]:
+    def render(self, rgb: bool = True) -> dict[str, CameraFrame]:
+        """Every camera's frame; `rgb=False` renders only the ground truth (depth, segmentation), in one pass."""
         if self._renderer is None:
             raise RuntimeError("this twin was built with no cameras (TwinConfig.cameras is empty)")
         cfg = self.config
         gt = None if cfg.ground_truth_cameras is None else set(cfg.ground_truth_cameras)
-        return self._renderer.render(self.data, depth=cfg.depth, segmentation=cfg.segmentation, ground_truth_cameras=gt)
+        return self._renderer.render(
+            self.data, depth=cfg.depth, segmentation=cfg.segmentation, ground_truth_cameras=gt, rgb=rgb
+        )
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -12,3 +12,7 @@ SIM = Extra(
 
 # so101-seg-render renders the twin's frames; sim_frames imports the twin only once it renders
 seg_render = behind_extra("so101_segmenter.sim_frames:main", SIM, lazy=True)
+
+# so101-seg-autolabel poses the twin at each recorded frame; its modules import the twin only once it labels
+SIM_AUTOLABEL = Extra("so101_segmenter", "sim", "so101-seg-autolabel", SIM.modules)
+seg_autolabel = behind_extra("so101_segmenter.autolabel:main", SIM_AUTOLABEL, lazy=True)

@@ -150,12 +150,14 @@ def render_dataset(
     seed: int = 0,
     randomization: RandomizationConfig | None = None,
     appearance: str = "randomised",
+    look_seed: int | None = None,
 ) -> DatasetIndex:
     """Render `episodes` episodes (episode i uses seed `seed + i`) into `output_dir`; resumes a partial run.
 
     `appearance="randomised"` redraws the look per frame over `randomization` (training data); a twin appearance
     level (`none`, `shifted`, `unseen`) keeps that level's look of each episode, as lerobot-eval shows it, with no
-    image-space randomisation (test data: how the segmenter does in a look it was not trained on)."""
+    image-space randomisation (test data: how the segmenter does in a look it was not trained on); `look_seed` then
+    holds one look of that level for every episode (a user's own scene)."""
     from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
     if episodes < 1 or frames_per_episode < 1:
@@ -164,6 +166,8 @@ def render_dataset(
 
     if appearance != "randomised" and appearance not in APPEARANCE_LEVELS:
         raise ValueError(f"--appearance={appearance!r}: choose 'randomised' or one of {list(APPEARANCE_LEVELS)}")
+    if look_seed is not None and appearance == "randomised":
+        raise ValueError("--look_seed holds one look of --appearance=shifted or unseen; 'randomised' redraws every frame")
     dr = randomization or RandomizationConfig()
     index = DatasetIndex.open_or_create(output_dir)
     done = {r.episode for r in index.records if r.episode is not None}
@@ -180,6 +184,7 @@ def render_dataset(
         cube_yaw_deg=(-90.0, 90.0),
         appearance="shifted" if appearance == "randomised" else appearance,
         **({"appearance_ranges": dr.scene_ranges()} if appearance == "randomised" else {}),
+        look_seed=look_seed,
     )
     twin = SO101Twin(config, seed=seed)
     try:
@@ -227,6 +232,9 @@ class SimFramesConfig:
     # "randomised": the look redrawn per frame over the segmenter's randomisation (training data); or a twin
     # appearance level, "none", "shifted" or "unseen", as lerobot-eval shows it (test data)
     appearance: str = "randomised"
+    # with a twin appearance level: one look for every episode, drawn from this seed (a user's own scene); null: each
+    # episode the look of its own seed
+    look_seed: int | None = None
 
     def __post_init__(self):
         if self.output_dir is None:
@@ -245,6 +253,7 @@ def render_cli(cfg: SimFramesConfig) -> DatasetIndex:
         tuple(cfg.cameras),
         cfg.seed,
         appearance=cfg.appearance,
+        look_seed=cfg.look_seed,
     )
     counts = index.class_pixel_counts()
     share = {i: f"{c / max(counts.sum(), 1):.3f}" for i, c in enumerate(counts[:NUM_CLASSES])}

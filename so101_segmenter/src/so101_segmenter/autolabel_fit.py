@@ -1,0 +1,104 @@
+"""What the joints cannot tell `so101-seg-autolabel`, fitted by agreement with the current segmenter.
+
+Two things: where each camera really is (a remounted camera sits millimetres and a degree or two off the twin's, and
+at 96x128 that moves a finger by several pixels), and where along the jaws the cube sits (the jaws fix it along their
+closing direction, not along their faces). Both are fitted by rendering the twin's labels and comparing them with
+the segmenter's prediction on the recorded frames: the cameras on the arm, table and background (the classes the
+segmenter gets right in a look it never saw; the cube is left out), then the cube's place on its own class. A plain
+coordinate search: a handful of parameters, each render a few milliseconds, and no gradient through a rasteriser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .autolabel_config import FitConfig
+from .autolabel_scene import LabelScene
+from .classes import BACKGROUND, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
+
+CAMERA_CLASSES = (BACKGROUND, TABLE, STATIC_FINGER, MOVING_FINGER)
+PARKED = np.array([0.0, 0.0, -2.0])  # the cube below the floor, out of every view
+UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+def class_agreement(label: np.ndarray, predicted: np.ndarray, classes: tuple[int, ...]) -> float:
+    """Mean IoU of `label` against `predicted` over those of `classes` either shows, cube pixels of either left out
+    (unless the cube is one of the classes)."""
+    keep = np.ones(label.shape, dtype=bool) if CUBE in classes else (label != CUBE) & (predicted != CUBE)
+    scores = []
+    for c in classes:
+        a, b = (label == c) & keep, (predicted == c) & keep
+        union = np.count_nonzero(a | b)
+        if union:
+            scores.append(np.count_nonzero(a & b) / union)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _camera_scores(scene: LabelScene, samples: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> dict[str, float]:
+    totals = dict.fromkeys(scene.camera_ids, 0.0)
+    for joints, predicted in samples:
+        rendered = scene.render(joints, PARKED, UPRIGHT)
+        for cam in totals:
+            totals[cam] += class_agreement(rendered[cam][0], predicted[cam], CAMERA_CLASSES) / len(samples)
+    return totals
+
+
+def fit_cameras(
+    scene: LabelScene, samples: list[tuple[np.ndarray, dict[str, np.ndarray]]], cfg: FitConfig
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, float]]:
+    """Each camera's offset (7,) from its mount (see `LabelScene.set_camera_offsets`) that best agrees with the
+    segmenter on `samples` (believed joint positions, camera -> predicted ids); also the agreement before and after.
+    The cameras are searched side by side: one render scores a step of every camera."""
+    offsets = {cam: np.zeros(7) for cam in scene.camera_ids}
+    scene.set_camera_offsets(offsets)
+    before = _camera_scores(scene, samples)
+    best = dict(before)
+    base = np.array([cfg.camera_step[0]] * 3 + [cfg.camera_step[1]] * 3 + [cfg.camera_step[2]])
+    limit = np.array([cfg.camera_limit[0]] * 3 + [cfg.camera_limit[1]] * 3 + [cfg.camera_limit[2]])
+    for level in range(4):
+        step = base / 2**level
+        improved = True
+        while improved:
+            improved = False
+            for k in range(7):
+                for sign in (1.0, -1.0):
+                    trial = {cam: o.copy() for cam, o in offsets.items()}
+                    for o in trial.values():
+                        o[k] = np.clip(o[k] + sign * step[k], -limit[k], limit[k])
+                    scene.set_camera_offsets(trial)
+                    scores = _camera_scores(scene, samples)
+                    for cam, score in scores.items():
+                        if score > best[cam] + 1e-4:
+                            offsets[cam], best[cam], improved = trial[cam], score, True
+    scene.set_camera_offsets(offsets)
+    return offsets, before, dict(best)
+
+
+def fit_cube(
+    scene: LabelScene, grasp_joints: np.ndarray, samples: list[tuple[np.ndarray, dict[str, np.ndarray]]], cfg: FitConfig
+) -> tuple[tuple[float, float], float, float]:
+    """The cube's shift from its grasp pose (along the closing direction, along the faces; m) whose standing cube best
+    matches the segmenter's cube on `samples` (frames before the grasp); the agreement before and after."""
+
+    def score(shift: tuple[float, float]) -> float:
+        centre, quat = scene.shifted_grasp_pose(grasp_joints, shift)
+        total = 0.0
+        for joints, predicted in samples:
+            rendered = scene.render(joints, centre, quat)
+            total += sum(class_agreement(rendered[c][0], predicted[c], (CUBE,)) for c in predicted)
+        return total / max(1, len(samples) * len(scene.camera_ids))
+
+    before = score((0.0, 0.0))
+    best, best_shift = before, (0.0, 0.0)
+    # a coarse grid over the range, then one finer grid (half its spacing) around the best of it
+    us = np.linspace(-cfg.cube_range[0], cfg.cube_range[0], 5)
+    vs = np.linspace(-cfg.cube_range[1], cfg.cube_range[1], 11)
+    for _ in range(2):
+        for u in us:
+            for v in vs:
+                s = score((float(u), float(v)))
+                if s > best + 1e-4:
+                    best, best_shift = s, (float(u), float(v))
+        du, dv = (us[1] - us[0]) / 2 if len(us) > 1 else 0.0, (vs[1] - vs[0]) / 2 if len(vs) > 1 else 0.0
+        us, vs = best_shift[0] + np.array([-du, 0.0, du]), best_shift[1] + np.array([-dv, 0.0, dv])
+    return best_shift, before, best
