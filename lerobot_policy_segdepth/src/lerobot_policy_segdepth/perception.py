@@ -234,6 +234,7 @@ class SegmenterStep(CarriesSegmenter, _BatchedModelStep):
     SEGMENTER_PATH_FIELD: ClassVar[str] = "checkpoint"
     checkpoint: str = ""
     segmenter_config: dict | None = None  # the segmenter's config.json, kept in the saved pipeline
+    segmenter_source: dict | None = None  # the folder it was read from and its weights' sha256 (carried.py)
     disparity_keys: list[str] = field(default_factory=list)  # one per image key, or none
 
     def __post_init__(self):

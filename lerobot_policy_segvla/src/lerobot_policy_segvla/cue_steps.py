@@ -158,6 +158,7 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
     grid_size: int = 8
     segmenter_path: str | None = None
     segmenter_config: dict | None = None  # the segmenter's config.json, kept in the saved pipeline
+    segmenter_source: dict | None = None  # the folder it was read from and its weights' sha256 (carried.py)
     image_size: list[int] | None = None  # (height, width) the segmenter runs at; None: each camera's own size
     # The fingerprint of the segmenter that computed the training dataset's stored scores (`segvla-precompute
     # --segmenter_path`): a batch that holds a scores key keeps it instead of running the segmenter again (so

@@ -22,7 +22,6 @@ run resumes; run again over its finished output with the same settings it says s
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 from lerobot.configs import parser
@@ -97,7 +96,8 @@ def main_flow(cfg: AutolabelConfig) -> dict:
 
     if check_output(cfg):
         report = json.loads((cfg.output_dir / REPORT).read_text())
-        print(f"{cfg.output_dir}: already labelled with these settings ({report['frames_labelled']} frames); nothing to do")
+        done = report["frames_labelled"]
+        print(f"{cfg.output_dir}: already labelled with these settings ({done} frames); nothing to do")
         return report
     recording = Recording.open(cfg)  # every refusal (no joint state, a camera missing, no grasp) before any work
     cfg.output_dir.mkdir(parents=True, exist_ok=True)

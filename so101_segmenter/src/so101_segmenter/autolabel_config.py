@@ -126,5 +126,6 @@ class AutolabelConfig:
         out = asdict(self)
         for key in ("output_dir", "grid_frames", "threads"):
             out.pop(key)
-        out["dataset"] = {"repo_id": self.dataset.repo_id, "root": str(self.dataset.root), "episodes": self.dataset.episodes}
+        data = self.dataset
+        out["dataset"] = {"repo_id": data.repo_id, "root": str(data.root), "episodes": data.episodes}
         return json.loads(json.dumps(out, default=str))

@@ -1,4 +1,5 @@
-"""The work of `so101-seg-autolabel`: open and check the recording, fit the cameras, then label it episode by episode."""
+"""The work of `so101-seg-autolabel`: open and check the recording, fit the cameras, then label it episode by
+episode."""
 
 from __future__ import annotations
 
@@ -119,8 +120,9 @@ def camera_fit(cfg: AutolabelConfig, recording: Recording, scene: LabelScene, se
     if path.is_file():
         fitted = json.loads(path.read_text())
     else:
-        usable = [(e, t) for e, p in plans.items() if p.grasp is not None for t in range(p.length) if p.reason(t) is None]
-        chosen = [usable[i] for i in np.linspace(0, len(usable) - 1, min(cfg.fit.camera_frames, len(usable))).astype(int)]
+        usable = [(e, t) for e, p in plans.items() for t in range(p.length) if p.reason(t) is None]
+        picks = np.linspace(0, len(usable) - 1, min(cfg.fit.camera_frames, len(usable))).astype(int)
+        chosen = [usable[i] for i in picks]
         samples = []
         for e, t in chosen:
             rgb, _ = recording.frame(recording.bounds[e][0] + t)
@@ -251,14 +253,16 @@ def write_grid(cfg: AutolabelConfig, episodes: list[dict]) -> Path:
     rows = []
     from PIL import Image
 
-    for name, miou, cube in spread + worst:
+    for name, _, _ in spread + worst:
         row = [np.asarray(Image.open(root / "images" / f"{name}.png").convert("RGB")),
                colorize(np.asarray(Image.open(root / "masks" / f"{name}.png")))]  # fmt: skip
         if (root / "truth" / f"{name}.png").is_file():
             row.append(colorize(np.asarray(Image.open(root / "truth" / f"{name}.png"))))
         rows.append(row)
-    title = f"{len(spread)} frames spread over the labelled ones, then the {len(worst)} worst by mIoU (unlabeled: black)"
-    return save_grid(root / "autolabel_grid.png", rows, scale=2, columns=["RGB", "auto-label", "true label"], title=title)
+    title = f"{len(spread)} frames spread over the labelled ones, then the {len(worst)} worst by mIoU"
+    title += " (unlabeled: black)"
+    columns = ["RGB", "auto-label", "true label"]
+    return save_grid(root / "autolabel_grid.png", rows, scale=2, columns=columns, title=title)
 
 
 __all__ = ["CUBE", "Recording", "label_recording"]

@@ -6,7 +6,8 @@ A processor step that runs the segmenter (SegDepth's `so101_segmenter`, SegVLA's
 config and then calls `load_state_dict` with that file. So:
 
 - built from a folder (a training run names `segmenter_path`): the weights are read at once, from the folder, and
-  the segmenter's config is recorded in the step's config (`segmenter_config`);
+  the segmenter's config is recorded in the step's config (`segmenter_config`), with the folder and the sha256 of
+  its weights file (`segmenter_source`: which segmenter this checkpoint reads; `so101-seg-swap` puts in another);
 - built from a saved pipeline (`segmenter_config` is there): the weights come from the state file, read by LeRobot
   right after the step is built. The folder the checkpoint was trained with is never opened again, so the checkpoint
   runs wherever it is copied or pushed;
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 
 from .model import CONFIG_NAME, WEIGHTS_NAME, EfficientViTFPN, SegmenterConfig, load_checked_state, load_segmenter
+from .shipped import sha256
 
 RESAVE_HINT = (
     "re-save it with the segmenter inside (segdepth-sim2real-check --export_dir=NEW --segmenter_path=FOLDER for "
@@ -45,12 +47,14 @@ def segmenter_fingerprint(model: torch.nn.Module) -> str:
 class CarriesSegmenter:
     """Mixin for a dataclass processor step that runs the suite's segmenter and saves its weights with the pipeline.
 
-    The step declares the fields `<SEGMENTER_PATH_FIELD>: str | None` (a `save_segmenter` folder) and
-    `segmenter_config: dict | None`, and calls `_init_segmenter` from its `__post_init__`.
+    The step declares the fields `<SEGMENTER_PATH_FIELD>: str | None` (a `save_segmenter` folder),
+    `segmenter_config: dict | None` and `segmenter_source: dict | None`, and calls `_init_segmenter` from its
+    `__post_init__`.
     """
 
     SEGMENTER_PATH_FIELD: ClassVar[str] = "segmenter_path"
     segmenter_config: dict | None
+    segmenter_source: dict | None
 
     def _init_segmenter(self, num_classes: int | None = None) -> None:
         self._segmenter: EfficientViTFPN | None = None
@@ -64,6 +68,8 @@ class CarriesSegmenter:
             # loaded now: a missing or mismatched folder is an error while the pipeline is made
             self._segmenter = load_segmenter(path, num_classes=num_classes)
             self.segmenter_config = self._segmenter.config.to_dict()
+            # which segmenter the saved pipeline reads, checkable against a folder (so101-seg-swap writes it too)
+            self.segmenter_source = {"path": str(path), "sha256": sha256(Path(path) / WEIGHTS_NAME)}
         elif num_classes is not None and self.segmenter_config.get("num_classes") != num_classes:
             raise ValueError(
                 f"the saved segmenter has num_classes={self.segmenter_config.get('num_classes')}, the policy needs "

@@ -167,7 +167,9 @@ def render_dataset(
     if appearance != "randomised" and appearance not in APPEARANCE_LEVELS:
         raise ValueError(f"--appearance={appearance!r}: choose 'randomised' or one of {list(APPEARANCE_LEVELS)}")
     if look_seed is not None and appearance == "randomised":
-        raise ValueError("--look_seed holds one look of --appearance=shifted or unseen; 'randomised' redraws every frame")
+        raise ValueError(
+            "--look_seed holds one look of --appearance=shifted or unseen; 'randomised' redraws every frame"
+        )
     dr = randomization or RandomizationConfig()
     index = DatasetIndex.open_or_create(output_dir)
     done = {r.episode for r in index.records if r.episode is not None}
