@@ -75,6 +75,7 @@ class Recording:
             joints[e] = np.stack([np.asarray(s, dtype=np.float64) for s in states])
         sizes = {c: tuple(int(v) for v in features[_image_key(c)]["shape"][:2]) for c in cfg.cameras}
         truth = {c: f"{_image_key(c)}_segmentation" for c in cfg.cameras if f"{_image_key(c)}_segmentation" in features}
+        plan_episodes(cfg, joints)  # a recording with no grasp at all is refused here, before any work
         return cls(dataset, list(cfg.cameras), sizes, bounds, joints, truth)
 
     def frame(self, index: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -102,9 +103,9 @@ class Segmenter:
         return {c: self._segment(self.model, image, image.shape[:2]) for c, image in rgb.items()}
 
 
-def plan_episodes(cfg: AutolabelConfig, recording: Recording, scene: LabelScene) -> dict[int, EpisodeGrasp]:
-    """Each episode's grasp, from the (believed) gripper positions; refuses a recording with none."""
-    plans = {e: find_grasp(scene.reading(q)[:, 5], cfg.grasp) for e, q in recording.joints.items()}
+def plan_episodes(cfg: AutolabelConfig, joints: dict[int, np.ndarray]) -> dict[int, EpisodeGrasp]:
+    """Each episode's grasp, from its gripper positions; refuses a recording with none."""
+    plans = {e: find_grasp(q[:, 5], cfg.grasp) for e, q in joints.items()}
     if all(p.grasp is None for p in plans.values()):
         raise ValueError(
             f"none of the {len(plans)} episodes shows a grasp (the gripper never stops closed short of shut, "
@@ -195,7 +196,7 @@ def label_episode(cfg, recording, scene, segmenter, index: DatasetIndex, episode
 def label_recording(cfg: AutolabelConfig, recording: Recording, progress) -> dict:
     scene = LabelScene(recording.sizes, cfg.cube_size_m, cfg.table_height_m, cfg.errors)
     try:
-        plans = plan_episodes(cfg, recording, scene)
+        plans = plan_episodes(cfg, {e: scene.reading(q) for e, q in recording.joints.items()})
         wants = cfg.fit.cameras or cfg.fit.cube or cfg.unlabel_unknown_objects
         segmenter = Segmenter(cfg.segmenter_path, cfg.threads) if wants else None
         fitted = camera_fit(cfg, recording, scene, segmenter, plans) if cfg.fit.cameras else None

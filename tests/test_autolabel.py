@@ -1,0 +1,155 @@
+"""`so101-seg-autolabel`: a recording's frames labelled by the twin at their joint positions, scored against the
+twin's own segmentation of the same frames; the grasp read from the gripper trace; refusals before any work; a
+finished run said and left alone, a killed one resumed, another settings' folder refused; and the twin's look seed."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clitools import TASK, run_cli
+from PIL import Image
+
+from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from so101_segmenter.autolabel import boundary_band, confusion, iou_report
+from so101_segmenter.dataset_index import DatasetIndex
+from so101_segmenter.grasp import DROPPED, NO_GRASP, PUSHED, GraspConfig, find_grasp
+
+SIZE = (72, 96)
+
+
+# ----- the grasp, from the gripper trace alone ------------------------------------------------------------------------
+def trace(*segments: tuple[float, float, int]) -> np.ndarray:
+    """A gripper trace from (start, end, frames) linear segments."""
+    return np.concatenate([np.linspace(a, b, n) for a, b, n in segments])
+
+
+def test_a_stop_short_of_closed_is_the_grasp_and_the_closing_before_it_is_found():
+    g = trace((20, 45, 10), (45, 45, 20), (45, 13, 6), (13, 13, 30))
+    found = find_grasp(g, GraspConfig())
+    assert found.grasp == 35 and found.closing == 30 and found.lost is None  # 30: the last frame still open
+    assert found.reason(0) is None and found.held(35) and not found.held(34)
+
+
+def test_closing_on_nothing_an_idle_half_open_gripper_and_a_drop():
+    cfg = GraspConfig()
+    assert find_grasp(trace((20, 45, 10), (45, 0.5, 8), (0.5, 0.5, 30)), cfg).grasp is None  # shut: nothing held
+    assert find_grasp(trace((20, 20, 60)), cfg).grasp is None  # never closed from anything
+    dropped = find_grasp(trace((45, 45, 5), (45, 13, 5), (13, 13, 20), (13, 2, 4), (2, 2, 10)), cfg)
+    assert dropped.grasp == 9 and dropped.lost == 30 + 1  # the first frame more than 3 below the hold
+    assert dropped.reason(29) is None and dropped.reason(31) == DROPPED
+    dropped.pushed_until = 4
+    assert dropped.reason(4) == PUSHED and dropped.reason(5) is None
+    assert find_grasp(trace((20, 20, 5)), cfg).reason(0) == NO_GRASP
+
+
+def test_the_band_and_the_scores_by_hand():
+    mask = np.ones((6, 6), np.uint8)
+    mask[:, 3:] = 2
+    assert boundary_band(mask, 1)[:, 2:4].all() and not boundary_band(mask, 1)[:, [0, 1, 4, 5]].any()
+    assert not boundary_band(mask, 0).any()
+    label = mask.copy()
+    label[0, 0] = 0  # unlabeled: not scored
+    label[5, 5] = 1  # one table pixel called background
+    scores = iou_report(confusion(label, mask))
+    assert scores["per_class_iou"]["background"] == pytest.approx(17 / 18)  # 17 right of 17 + 1 wrong
+    assert scores["per_class_iou"]["table"] == pytest.approx(17 / 18)
+    assert scores["per_class_iou"]["cube"] is None
+
+
+# ----- the look seed -------------------------------------------------------------------------------------------------
+def test_a_look_seed_holds_one_look_while_the_cube_moves():
+    cams = {"front": (48, 64)}
+    twin = SO101Twin(TwinConfig(cameras=cams, appearance="unseen", look_seed=7), seed=1)
+    first, cube = twin.model.mat_rgba.copy(), twin.cube_position
+    twin.reset(2)
+    assert np.array_equal(twin.model.mat_rgba, first) and not np.allclose(twin.cube_position, cube)
+    free = SO101Twin(TwinConfig(cameras=cams, appearance="unseen"), seed=1)
+    free.reset(2)
+    assert not np.array_equal(free.model.mat_rgba, first)
+    with pytest.raises(ValueError, match="look_seed=7 fixes a drawn look"):
+        TwinConfig(cameras=cams, look_seed=7).validate()
+
+
+# ----- the command, end to end ----------------------------------------------------------------------------------------
+def record(root: Path, task: str = "LiftCube", cameras: str = "[front,wrist]", episodes: int = 3) -> Path:
+    run_cli(["so101-twin-record", f"--robot.task={task}", f"--robot.cameras={cameras}",
+             f"--robot.camera_height={SIZE[0]}", f"--robot.camera_width={SIZE[1]}", "--robot.segmentation=true",
+             "--robot.seed=11", "--dataset.repo_id=local/autolabel", f"--dataset.root={root}",
+             f"--dataset.num_episodes={episodes}", "--dataset.episode_time_s=5", f"--dataset.single_task={TASK}",
+             "--num_workers=1"], cwd=root.parent)  # fmt: skip
+    return root
+
+
+def autolabel(root: Path, out: Path, *flags: str, check: bool = True):
+    return run_cli(["so101-seg-autolabel", "--dataset.repo_id=local/autolabel", f"--dataset.root={root}",
+                    f"--output_dir={out}", "--fit.camera_frames=4", *flags], cwd=out.parent, check=check)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    return record(tmp_path_factory.mktemp("autolabel") / "rec")
+
+
+@pytest.mark.slow
+def test_labels_match_the_twins_own_segmentation_and_train_the_segmenter(recording, tmp_path):
+    out = tmp_path / "labels"
+    proc = autolabel(recording, out, "--frame_stride=10", "--fit.cameras=false")
+    report = json.loads((out / "autolabel_report.json").read_text())
+    assert "labelled" in proc.stdout and report["episodes"] == 3
+    assert report["frames_labelled"] + sum(report["frames_skipped"].values()) == report["frames_considered"] == 45
+    assert report["frames_labelled"] > 0
+    # the plain look: the cameras stand where the twin's do, so the arm and table are exact up to the band, and the
+    # cube as near as the grasp places it
+    scores = report["label_iou"]["with_band"]["per_class_iou"]
+    for name in ("table", "static_finger", "moving_finger"):
+        assert scores[name] > 0.95, (name, scores)
+    assert scores["cube"] > 0.6, scores
+    assert report["label_iou"]["with_band"]["miou"] >= report["label_iou"]["without_band"]["miou"]
+    index = DatasetIndex.load(out)
+    assert len(index.records) == 2 * report["frames_labelled"] and (out / "autolabel_grid.png").is_file()
+    masks = [np.asarray(Image.open(out / r.mask)) for r in index.records]
+    assert all(m.shape == SIZE for m in masks) and any((m == 0).any() for m in masks)  # the band is unlabeled
+    run_cli(["so101-seg-train", f"--data.path={out}", "--model.init_from=shipped", "--model.depth_head=true",
+             "--data.img_height=72", "--data.img_width=96", "--epochs=1", "--batch_size=4", "--threads=1",
+             "--data.val_fraction=0.3", f"--output_dir={tmp_path / 'seg'}"], cwd=tmp_path)  # fmt: skip
+    assert (tmp_path / "seg" / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_run_again_finished_killed_and_over_other_settings(recording, tmp_path):
+    out = tmp_path / "labels"
+    autolabel(recording, out, "--frame_stride=15")
+    full = json.loads((out / "index.json").read_text())
+    again = autolabel(recording, out, "--frame_stride=15")
+    assert "already labelled with these settings" in again.stdout
+    fit = json.loads((out / "camera_fit.json").read_text())
+    assert fit["frames"] == 4 and all(fit["agreement_after"][c] >= fit["agreement_before"][c] for c in fit["offsets"])
+    # killed after the first episode: the report never written, the index naming one episode
+    first = min(f["episode"] for f in full["frames"])
+    partial = {**full, "frames": [f for f in full["frames"] if f["episode"] == first]}
+    (out / "index.json").write_text(json.dumps(partial))
+    (out / "autolabel_report.json").unlink()
+    autolabel(recording, out, "--frame_stride=15")
+    assert json.loads((out / "index.json").read_text())["frames"] == full["frames"]
+    refused = autolabel(recording, out, "--frame_stride=5", check=False)
+    assert refused.returncode != 0 and "frame_stride: saved 15, now 5" in refused.stderr
+    assert "Traceback" not in refused.stderr.splitlines()[-1]
+    strange = tmp_path / "strange"
+    strange.mkdir()
+    (strange / "notes.txt").write_text("mine")
+    refused = autolabel(recording, strange, check=False)
+    assert refused.returncode != 0 and "did not write" in refused.stderr
+
+
+@pytest.mark.slow
+def test_refuses_before_any_work(recording, tmp_path):
+    refused = autolabel(recording, tmp_path / "a", "--cameras=[front,top]", check=False)
+    assert refused.returncode != 0 and "only its cameras 'front' and 'wrist'" in refused.stderr
+    reach = record(tmp_path / "reach", task="ReachCube", cameras="[wrist]", episodes=1)
+    refused = autolabel(reach, tmp_path / "b", "--cameras=[wrist]", check=False)
+    assert refused.returncode != 0 and "shows a grasp" in refused.stderr
+    refused = autolabel(reach, tmp_path / "c", "--cameras=[front]", check=False)
+    assert refused.returncode != 0 and "the recording has no such camera" in refused.stderr
+    for name in ("a", "b", "c"):
+        assert not (tmp_path / name).exists()  # refused before anything was written
