@@ -70,6 +70,8 @@ class OwnSceneConfig:
     error_demos: int = 25
     # the SegDepth-from-RGB checkpoints: <zero_shot_dir>/segdepth_rgbonly_s<seed>/checkpoints/last/pretrained_model
     zero_shot_dir: Path = Path("outputs/own_scene/zero_shot")
+    # where that run archives its evaluations in `none` and `shifted` (read instead of evaluating again)
+    zero_shot_archive: Path = Path("docs/data/own_scene/zero_shot")
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     # the adapted segmenter the policies are given: the fixed look's, from this many demonstrations
     policy_demos: int = 25
@@ -218,8 +220,7 @@ def policy_stage(cfg: OwnSceneConfig) -> dict:
     for seed in cfg.seeds:
         zero = cfg.zero_shot_dir / f"segdepth_rgbonly_s{seed}" / "checkpoints" / "last" / "pretrained_model"
         swapped = cfg.output_dir / "policies" / f"adapted_s{seed}"
-        names = [f"{arm}_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for arm in ARMS for look in
-                 POLICY_LOOKS]  # fmt: skip
+        names = [f"adapted_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for look in POLICY_LOOKS]
         archived = cfg.archive_dir is not None and all((cfg.archive_dir / n).is_file() for n in names)
         if not archived and not (zero / "model.safetensors").is_file():
             print(f"seed {seed}: no checkpoint at {zero} yet (train it with examples/robust_twin.py, above); left out")
@@ -228,9 +229,15 @@ def policy_stage(cfg: OwnSceneConfig) -> dict:
             args = [str(VENV_BIN / "so101-seg-swap"), f"--policy.path={zero}", f"--segmenter_path={segmenter}",
                     f"--output_dir={swapped}"]  # fmt: skip
             _run(cfg, args, f"swap_s{seed}", f"swap seed {seed}")  # says so and returns when done already
-        for arm, checkpoint in zip(ARMS, (zero, swapped), strict=True):
-            for look in POLICY_LOOKS:
-                scored = policy_eval(cfg, checkpoint, f"{arm}_s{seed}", look)
+        for look in ("unseen_look", "none", "shifted"):  # the look adapted to first
+            for arm, checkpoint in zip(ARMS, (zero, swapped), strict=True):
+                # the unchanged checkpoint in `none` and `shifted`: evaluated so already where it was trained
+                name = f"segdepth_rgbonly_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json"
+                trained = cfg.zero_shot_archive / name
+                if arm == "zero_shot" and trained.is_file():
+                    scored = json.loads(trained.read_text())
+                else:
+                    scored = policy_eval(cfg, checkpoint, f"{arm}_s{seed}", look)
                 results.setdefault(arm, {}).setdefault(str(seed), {})[look] = scored
     return results
 

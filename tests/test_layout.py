@@ -41,10 +41,11 @@ FLOORS = {
 }
 POLICIES = sorted(room for room in FLOORS if room.startswith("lerobot_policy_"))
 # Below a room's floor yet out of bounds: the policies never import the twin (a real arm installs no MuJoCo), and
-# the segmenter only in the module that renders its training frames (behind its `sim` extra).
+# the segmenter only in the modules that render its training frames and label a recording (behind its `sim` extra).
 TWIN = "lerobot_env_so101_twin"
 TWIN_ALLOWED = {
     "so101_segmenter.sim_frames",
+    "so101_segmenter.autolabel_scene",
     "so101_segdepth_rl",
     "so101_devtools",
 }  # a module, or a room above the policies
