@@ -42,7 +42,8 @@ def test_the_own_scene_lines_run_in_the_twin(tmp_path):
     run_cli(["so101-twin-record", "--robot.cameras=[front,wrist]", "--robot.camera_height=96",
              "--robot.camera_width=128", "--robot.appearance=unseen", "--robot.look_seed=61", "--robot.seed=11",
              "--robot.segmentation=true", f"--dataset.repo_id={repo_id}", f"--dataset.root={home / repo_id}",
-             "--dataset.num_episodes=2", "--dataset.episode_time_s=5", f"--dataset.single_task={TASK}", "--num_workers=1"], cwd=tmp_path)  # fmt: skip
+             "--dataset.num_episodes=2", "--dataset.episode_time_s=5", f"--dataset.single_task={TASK}",
+             "--num_workers=1"], cwd=tmp_path)  # fmt: skip
     (tmp_path / "configs" / "own_scene").mkdir(parents=True)
     config = ROOT / "configs" / "own_scene" / "segmenter_adapt.yaml"
     (tmp_path / "configs" / "own_scene" / config.name).write_text(config.read_text())
