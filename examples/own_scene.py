@@ -57,6 +57,7 @@ ERRORS = {
 
 @dataclass
 class OwnSceneConfig:
+    # every stage's output, the logs and results.json
     output_dir: Path = Path("outputs/own_scene")
     # so101-twin-record configs of the demonstrations: one fixed look, and the look family
     record_configs: dict[str, Path] = field(
@@ -72,11 +73,15 @@ class OwnSceneConfig:
     zero_shot_dir: Path = Path("outputs/own_scene/zero_shot")
     # where that run archives its evaluations in `none` and `shifted` (read instead of evaluating again)
     zero_shot_archive: Path = Path("docs/data/own_scene/zero_shot")
+    # its training seeds
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     # the adapted segmenter the policies are given: the fixed look's, from this many demonstrations
     policy_demos: int = 25
+    # lerobot-eval: cube poses per checkpoint and look, twins stepped together, and --seed (1000 reports)
     eval_episodes: int = 20
+    # see eval_episodes
     eval_batch_size: int = 10
+    # see eval_episodes
     eval_seed: int = 1000
     # a folder keeping every finished stage's result files (a few kB each): found there, a stage is not run again
     archive_dir: Path | None = None

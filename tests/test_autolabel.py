@@ -11,7 +11,7 @@ from clitools import TASK, run_cli
 from PIL import Image
 
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
-from so101_segmenter.autolabel import boundary_band, confusion, iou_report
+from so101_segmenter.autolabel_scores import boundary_band, confusion, iou_report
 from so101_segmenter.dataset_index import DatasetIndex
 from so101_segmenter.grasp import DROPPED, NO_GRASP, PUSHED, GraspConfig, find_grasp
 

@@ -67,6 +67,10 @@ CONFIGS = {
     "segmenter_robust.yaml": TrainConfig,
     "vision_tower_twin.yaml": TowerPretrainConfig,
     "robust_twin_record.yaml": TwinRecordConfig,
+    "own_scene/record_look.yaml": TwinRecordConfig,
+    "own_scene/record_family.yaml": TwinRecordConfig,
+    "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,
+    "own_scene/segmenter_adapt.yaml": TrainConfig,
     **{
         f"robust_twin/{name}.yaml": TrainPipelineConfig
         for name in (

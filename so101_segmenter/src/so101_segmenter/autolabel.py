@@ -23,7 +23,6 @@ import json
 import logging
 import time
 
-import numpy as np
 from lerobot.configs import parser
 from tqdm import tqdm
 
@@ -31,43 +30,9 @@ from so101_run_infra.atomic import write_json
 from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.runs import config_differences
 
-from .autolabel_config import AutolabelConfig, RecordingConfig
-from .classes import NUM_CLASSES, UNLABELED
+from .autolabel_config import REPORT, SETTINGS, AutolabelConfig, RecordingConfig
 
 log = logging.getLogger(__name__)
-SETTINGS = "autolabel_settings.json"
-REPORT = "autolabel_report.json"
-CAMERA_FIT = "camera_fit.json"
-EPISODES = "episodes"  # one stats file per finished episode
-
-
-def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
-    """True within `width` pixels of a pixel of another class (a (2w+1)^2 window)."""
-    if width == 0:
-        return np.zeros(mask.shape, dtype=bool)
-    from scipy.ndimage import maximum_filter, minimum_filter
-
-    size = 2 * width + 1
-    return maximum_filter(mask, size=size) != minimum_filter(mask, size=size)
-
-
-def confusion(label: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(NUM_CLASSES, NUM_CLASSES) counts, rows the truth, over the pixels the label does not leave unlabeled."""
-    keep = label != UNLABELED
-    flat = truth[keep].astype(np.int64) * NUM_CLASSES + label[keep].astype(np.int64)
-    return np.bincount(flat, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
-
-
-def iou_report(matrix: np.ndarray) -> dict:
-    """Per-class IoU (classes 1-5) and their mean, from a confusion matrix."""
-    from .classes import CLASS_NAMES, EVAL_CLASSES
-
-    ious = {}
-    for c in EVAL_CLASSES:
-        union = matrix[c, :].sum() + matrix[:, c].sum() - matrix[c, c]
-        ious[CLASS_NAMES[c]] = float(matrix[c, c] / union) if union else None
-    scored = [v for v in ious.values() if v is not None]
-    return {"miou": float(np.mean(scored)) if scored else None, "per_class_iou": ious}
 
 
 def check_output(cfg: AutolabelConfig) -> bool:

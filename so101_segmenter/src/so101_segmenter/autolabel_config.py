@@ -8,6 +8,11 @@ from pathlib import Path
 
 from .grasp import GraspConfig
 
+SETTINGS = "autolabel_settings.json"  # what shaped an output folder's labels
+REPORT = "autolabel_report.json"  # written last: the folder is finished
+CAMERA_FIT = "camera_fit.json"
+EPISODES = "episodes"  # one stats file per finished episode
+
 
 @dataclass
 class FitConfig:

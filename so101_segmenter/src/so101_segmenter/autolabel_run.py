@@ -14,10 +14,10 @@ import torch
 from so101_core import MOTOR_KEYS, segmentation_from_code
 from so101_run_infra.atomic import write_json
 
-from .autolabel import CAMERA_FIT, EPISODES, boundary_band, confusion, iou_report
-from .autolabel_config import AutolabelConfig
+from .autolabel_config import CAMERA_FIT, EPISODES, AutolabelConfig
 from .autolabel_fit import fit_cameras, fit_cube
 from .autolabel_scene import LabelScene
+from .autolabel_scores import boundary_band, confusion, iou_report
 from .classes import BACKGROUND, CUBE, TABLE, UNLABELED
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png
 from .grasp import NO_GRASP, SKIP_REASONS, EpisodeGrasp, find_grasp
