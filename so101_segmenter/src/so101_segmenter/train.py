@@ -466,8 +466,8 @@ def eval_cli(cfg: EvalConfig) -> dict:
     result = evaluate_checkpoint(cfg.segmenter_path, load_index(data.path), size, camera=cfg.camera)
     result.pop("confusion")
     print(json.dumps(result, indent=2))
-    if cfg.output is not None:
-        Path(cfg.output).write_text(json.dumps(result, indent=2) + "\n")
+    if cfg.output is not None:  # atomic, its folder made
+        write_text(cfg.output, json.dumps(result, indent=2) + "\n")
     return result
 
 
