@@ -71,6 +71,8 @@ class OwnSceneConfig:
     error_demos: int = 25
     # the SegDepth-from-RGB checkpoints: <zero_shot_dir>/segdepth_rgbonly_s<seed>/checkpoints/last/pretrained_model
     zero_shot_dir: Path = Path("outputs/own_scene/zero_shot")
+    # its recipe (for its number of steps)
+    zero_shot_config: Path = Path("configs/own_scene/segdepth_rgbonly.yaml")
     # where that run archives its evaluations in `none` and `shifted` (read instead of evaluating again)
     zero_shot_archive: Path = Path("docs/data/own_scene/zero_shot")
     # its training seeds
@@ -221,9 +223,12 @@ def policy_eval(cfg: OwnSceneConfig, checkpoint: Path, run: str, look: str) -> d
 def policy_stage(cfg: OwnSceneConfig) -> dict:
     """Each zero-shot checkpoint as it is and with the fixed look's adapted segmenter, in every look."""
     segmenter = cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}" / "best"
+    with open(cfg.zero_shot_config) as f:
+        steps = int(draccus.load(dict, f)["steps"])
     results = {}
     for seed in cfg.seeds:
-        zero = cfg.zero_shot_dir / f"segdepth_rgbonly_s{seed}" / "checkpoints" / "last" / "pretrained_model"
+        # the final checkpoint (checkpoints/last points at the latest saved one while training still runs)
+        zero = cfg.zero_shot_dir / f"segdepth_rgbonly_s{seed}" / "checkpoints" / f"{steps:06d}" / "pretrained_model"
         swapped = cfg.output_dir / "policies" / f"adapted_s{seed}"
         names = [f"adapted_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for look in POLICY_LOOKS]
         archived = cfg.archive_dir is not None and all((cfg.archive_dir / n).is_file() for n in names)
