@@ -53,6 +53,11 @@ ERRORS = {
     "table_5mm_down": ["--errors.table_height_m=0.005"],
     "cube_10pct_larger": [f"--errors.cube_scale={1 / 1.1}"],  # the twin believes a cube 10% smaller than it is
 }
+# name -> so101-seg-autolabel flags: its fits switched, on the same demonstrations
+VARIANTS = {
+    "no_camera_fit": ["--fit.cameras=false"],
+    "cube_fit": ["--fit.cube=true"],
+}
 
 
 @dataclass
@@ -67,7 +72,7 @@ class OwnSceneConfig:
     demos: list[int] = field(default_factory=lambda: [10, 25, 50])
     # so101-seg-train's config of the adapted segmenter
     adapt_config: Path = Path("configs/own_scene/segmenter_adapt.yaml")
-    # measure the labels under each of ERRORS, on this many demonstrations of the fixed look; 0: skip
+    # measure the labels under each of ERRORS and VARIANTS, on this many demonstrations of the fixed look; 0: skip
     error_demos: int = 25
     # the SegDepth-from-RGB checkpoints: <zero_shot_dir>/segdepth_rgbonly_s<seed>/checkpoints/last/pretrained_model
     zero_shot_dir: Path = Path("outputs/own_scene/zero_shot")
@@ -291,7 +296,7 @@ def own_scene(cfg: OwnSceneConfig) -> dict:
         for n in cfg.demos:
             results["labels"][f"{kind}_n{n}"] = labels(cfg, kind, n)
     if cfg.error_demos:
-        for name, flags in ERRORS.items():
+        for name, flags in {**ERRORS, **VARIANTS}.items():
             report = labels(cfg, "look", cfg.error_demos, flags, f"look_{name}")
             results["labels"][f"look_{name}_n{cfg.error_demos}"] = report
     results["segmenters"] = segmenter_stage(cfg, frames(cfg))
