@@ -172,12 +172,13 @@ def seg_eval(cfg: OwnSceneConfig, segmenter: Path, test: Path, name: str, camera
     return _kept(cfg, f"seg_{name}.json", produce)
 
 
-def adapted(cfg: OwnSceneConfig, name: str, data: Path) -> Path:
-    """The shipped segmenter fine-tuned on `data`; its best checkpoint (training resumes when interrupted)."""
+def adapted(cfg: OwnSceneConfig, name: str, data: Path, test: Path) -> Path:
+    """The shipped segmenter fine-tuned on `data`, scored on `test` when it ends (test_metrics.json, written last);
+    its best checkpoint. An interrupted training resumes."""
     run = cfg.output_dir / "segmenters" / name
     if not (run / "test_metrics.json").is_file():
         args = [str(VENV_BIN / "so101-seg-train"), f"--config_path={cfg.adapt_config}", f"--data.path={data}",
-                f"--output_dir={run}"]  # fmt: skip
+                f"--data.test_path={test}", f"--output_dir={run}"]  # fmt: skip
         _run(cfg, args, f"adapt_{name}", f"adapt {name}")
     _kept(cfg, f"train_{name}.json", lambda: json.loads((run / "test_metrics.json").read_text()))
     return run / "best"
@@ -189,10 +190,11 @@ def segmenter_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
     scored = {}
     candidates = {"zero_shot": lambda: shipped}
     for kind in KINDS:
+        own = tests["test_look" if kind == "look" else "test_unseen"]  # the frames of the look it adapts to
         for n in cfg.demos:
             data = cfg.output_dir / "labels" / f"{kind}_n{n}"
-            candidates[f"{kind}_n{n}"] = lambda k=kind, n=n, data=data: adapted(cfg, f"{k}_n{n}", data)
-        candidates[f"{kind}_hand20"] = lambda k=kind: adapted(cfg, f"{k}_hand20", tests[f"hand_{k}"])
+            candidates[f"{kind}_n{n}"] = lambda k=kind, n=n, d=data, t=own: adapted(cfg, f"{k}_n{n}", d, t)
+        candidates[f"{kind}_hand20"] = lambda k=kind, t=own: adapted(cfg, f"{k}_hand20", tests[f"hand_{k}"], t)
     for name, make in candidates.items():
         needed = [f"seg_{name}_{t}.json" for t in ("test_look", "test_unseen", "test_none", "test_shifted")]
         # every score archived: the segmenter is not needed (nor trained again on another machine)
