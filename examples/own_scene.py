@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 KINDS = ("look", "family")
 LOOKS = ("none", "shifted", "unseen")
-POLICY_LOOKS = ("none", "shifted", "unseen_look")  # unseen_look: `unseen` held at the recordings' look seed
+POLICY_LOOKS = ("unseen_look", "none", "shifted")  # unseen_look: `unseen` held at the recordings' look seed
 ARMS = ("zero_shot", "adapted")
 # name -> so101-seg-autolabel --errors.* flags: one error of a real install at a time
 ERRORS = {
@@ -82,6 +82,8 @@ class OwnSceneConfig:
     zero_shot_archive: Path = Path("docs/data/own_scene/zero_shot")
     # its training seeds
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    # the looks the policies are evaluated in, in this order (unseen_look: `unseen` at the recordings' look seed)
+    policy_looks: list[str] = field(default_factory=lambda: list(POLICY_LOOKS))
     # the adapted segmenter the policies are given: the fixed look's, from this many demonstrations
     policy_demos: int = 25
     # lerobot-eval: cube poses per checkpoint and look, twins stepped together, and --seed (1000 reports)
@@ -94,6 +96,8 @@ class OwnSceneConfig:
     archive_dir: Path | None = None
 
     def __post_init__(self):
+        if unknown := [look for look in self.policy_looks if look not in POLICY_LOOKS]:
+            raise ValueError(f"--policy_looks {unknown}: choose from {list(POLICY_LOOKS)}")
         if self.policy_demos not in self.demos:
             raise ValueError(f"--policy_demos={self.policy_demos} must be one of --demos={self.demos}")
 
@@ -237,7 +241,7 @@ def policy_stage(cfg: OwnSceneConfig) -> dict:
         # the final checkpoint (checkpoints/last points at the latest saved one while training still runs)
         zero = cfg.zero_shot_dir / f"segdepth_rgbonly_s{seed}" / "checkpoints" / f"{steps:06d}" / "pretrained_model"
         swapped = cfg.output_dir / "policies" / f"adapted_s{seed}"
-        names = [f"adapted_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for look in POLICY_LOOKS]
+        names = [f"adapted_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for look in cfg.policy_looks]
         archived = cfg.archive_dir is not None and all((cfg.archive_dir / n).is_file() for n in names)
         if not archived and not (zero / "model.safetensors").is_file():
             print(f"seed {seed}: no checkpoint at {zero} yet (train it with examples/robust_twin.py, above); left out")
@@ -246,7 +250,7 @@ def policy_stage(cfg: OwnSceneConfig) -> dict:
             args = [str(VENV_BIN / "so101-seg-swap"), f"--policy.path={zero}", f"--segmenter_path={segmenter}",
                     f"--output_dir={swapped}"]  # fmt: skip
             _run(cfg, args, f"swap_s{seed}", f"swap seed {seed}")  # says so and returns when done already
-        for look in ("unseen_look", "none", "shifted"):  # the look adapted to first
+        for look in cfg.policy_looks:
             for arm, checkpoint in zip(ARMS, (zero, swapped), strict=True):
                 # the unchanged checkpoint in `none` and `shifted`: evaluated so already where it was trained
                 name = f"segdepth_rgbonly_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json"
@@ -278,7 +282,7 @@ def tables(cfg: OwnSceneConfig, results: dict) -> str:
     if results.get("policies"):
         lines += ["", "| look | zero-shot, seeds | pooled | adapted, seeds | pooled | adapted minus zero-shot, "
                   "Newcombe 95% |", "|---|---|---|---|---|---|"]  # fmt: skip
-        for look in POLICY_LOOKS:
+        for look in cfg.policy_looks:
             rates, cells = {}, {}
             for arm in ARMS:
                 runs = [seeds[look] for seeds in results["policies"][arm].values()]
