@@ -93,6 +93,11 @@ class AutolabelConfig:
     frame_stride: int = 5
     # pixels on each side of every class boundary left unlabeled (0: none)
     boundary_px: int = 1
+    # label the frames before the grasp too, where the cube stands where the grasp found it; false: from the grasp on
+    # only, where it moves with the jaws and its place is surer (the approach is then learnt from other frames)
+    label_before_grasp: bool = True
+    # a wider band around the cube alone (pixels each side; 0: the common band): the joints place it least surely
+    cube_band_px: int = 0
     # your cube's edge (m) and your table top's height above the arm's base (m)
     cube_size_m: float = 0.03
     table_height_m: float = 0.0
@@ -115,8 +120,9 @@ class AutolabelConfig:
             raise ValueError("--output_dir is required: the folder the labelled frames go to")
         if self.dataset.root is None and self.dataset.repo_id is None:
             raise ValueError("--dataset.repo_id (and --dataset.root for a local recording) name the recording to label")
-        if self.frame_stride < 1 or self.boundary_px < 0 or self.grid_frames < 0 or self.threads < 1:
-            raise ValueError("--frame_stride and --threads must be >= 1, --boundary_px and --grid_frames >= 0")
+        if self.frame_stride < 1 or self.threads < 1 or min(self.boundary_px, self.cube_band_px, self.grid_frames) < 0:
+            raise ValueError("--frame_stride and --threads must be >= 1; --boundary_px, --cube_band_px and "
+                             "--grid_frames >= 0")  # fmt: skip
         if self.cube_size_m <= 0:
             raise ValueError(f"--cube_size_m must be > 0, got {self.cube_size_m}")
         unknown = [c for c in self.cameras if c not in ("front", "wrist")]

@@ -17,10 +17,10 @@ from so101_run_infra.atomic import write_json
 from .autolabel_config import CAMERA_FIT, EPISODES, AutolabelConfig
 from .autolabel_fit import fit_cameras, fit_cube
 from .autolabel_scene import LabelScene
-from .autolabel_scores import boundary_band, confusion, iou_report
+from .autolabel_scores import boundary_band, class_band, confusion, iou_report
 from .classes import BACKGROUND, CUBE, TABLE, UNLABELED
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png
-from .grasp import NO_GRASP, SKIP_REASONS, EpisodeGrasp, find_grasp
+from .grasp import BEFORE_GRASP, NO_GRASP, SKIP_REASONS, EpisodeGrasp, find_grasp
 from .viz import colorize, save_grid
 
 
@@ -160,7 +160,9 @@ def label_episode(cfg, recording, scene, segmenter, index: DatasetIndex, episode
     centres, quats = scene.cube_poses(joints, plan, tuple(stats["cube_fit"]["shift_m"]))
     records, start = [], time.perf_counter()
     for t in frames:
-        if (reason := plan.reason(t)) is not None:
+        if (reason := plan.reason(t)) is None and t < plan.grasp and not cfg.label_before_grasp:
+            reason = BEFORE_GRASP
+        if reason is not None:
             stats["skipped"][reason] += 1
             continue
         rgb, truth = recording.frame(recording.bounds[episode][0] + t)
@@ -170,7 +172,7 @@ def label_episode(cfg, recording, scene, segmenter, index: DatasetIndex, episode
         for cam in recording.cameras:
             mask, depth = rendered[cam]
             label = mask.copy()
-            label[boundary_band(mask, cfg.boundary_px)] = UNLABELED
+            label[boundary_band(mask, cfg.boundary_px) | class_band(mask, CUBE, cfg.cube_band_px)] = UNLABELED
             if cam in predicted:
                 label[(mask == TABLE) & (predicted[cam] == BACKGROUND)] = UNLABELED
             name = f"ep{episode:06d}_{t:04d}_{cam}"
@@ -217,7 +219,7 @@ def label_recording(cfg: AutolabelConfig, recording: Recording, progress) -> dic
 
 
 def aggregate(episodes: list[dict], fitted: dict | None) -> dict:
-    skipped = {r: sum(e["skipped"][r] for e in episodes) for r in SKIP_REASONS}
+    skipped = {r: sum(e["skipped"].get(r, 0) for e in episodes) for r in SKIP_REASONS}
     images = sum(e.get("labelled", 0) for e in episodes)
     labelled_steps = sum(e.get("labelled_steps", 0) for e in episodes)
     considered = labelled_steps + sum(skipped.values())

@@ -16,6 +16,17 @@ def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
     return maximum_filter(mask, size=size) != minimum_filter(mask, size=size)
 
 
+def class_band(mask: np.ndarray, cls: int, width: int) -> np.ndarray:
+    """True within `width` pixels of class `cls`'s boundary, on either side (its least certain pixels)."""
+    region = mask == cls
+    if width == 0 or not region.any():
+        return np.zeros(mask.shape, dtype=bool)
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    structure = np.ones((2 * width + 1, 2 * width + 1), dtype=bool)
+    return binary_dilation(region, structure) & ~binary_erosion(region, structure)
+
+
 def confusion(label: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(NUM_CLASSES, NUM_CLASSES) counts, rows the truth, over the pixels the label does not leave unlabeled."""
     keep = label != UNLABELED

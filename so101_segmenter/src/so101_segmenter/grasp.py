@@ -15,7 +15,8 @@ import numpy as np
 NO_GRASP = "no grasp found"
 PUSHED = "cube pushed before the grasp"
 DROPPED = "cube dropped"
-SKIP_REASONS = (NO_GRASP, PUSHED, DROPPED)
+BEFORE_GRASP = "before the grasp, not asked for"  # --label_before_grasp=false
+SKIP_REASONS = (NO_GRASP, PUSHED, DROPPED, BEFORE_GRASP)
 
 
 @dataclass
