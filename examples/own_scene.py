@@ -140,6 +140,8 @@ def frames(cfg: OwnSceneConfig) -> dict[str, Path]:
         "test_look": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", *look],
         "hand_look": ["--episodes=10", "--frames_per_episode=1", "--seed=650000", *look],
         "hand_family": ["--episodes=10", "--frames_per_episode=1", "--seed=650000", "--appearance=unseen"],
+        # randomised frames like the shipped segmenter's own (its seeds), replayed beside a scene's labels
+        "replay": ["--episodes=150", "--frames_per_episode=4", "--seed=0"],
     }
     out = {}
     for name, args in renders.items():  # a finished render returns at once
@@ -176,13 +178,14 @@ def seg_eval(cfg: OwnSceneConfig, segmenter: Path, test: Path, name: str, camera
     return _kept(cfg, f"seg_{name}.json", produce)
 
 
-def adapted(cfg: OwnSceneConfig, name: str, data: Path, test: Path) -> Path:
-    """The shipped segmenter fine-tuned on `data`, scored on `test` when it ends (test_metrics.json, written last);
-    its best checkpoint. An interrupted training resumes."""
+def adapted(cfg: OwnSceneConfig, name: str, data: Path, test: Path, replay: Path | None = None) -> Path:
+    """The shipped segmenter fine-tuned on `data` (with `replay`'s frames beside them), scored on `test` when it ends
+    (test_metrics.json, written last); its best checkpoint. An interrupted training resumes."""
     run = cfg.output_dir / "segmenters" / name
     if not (run / "test_metrics.json").is_file():
         args = [str(VENV_BIN / "so101-seg-train"), f"--config_path={cfg.adapt_config}", f"--data.path={data}",
                 f"--data.test_path={test}", f"--output_dir={run}"]  # fmt: skip
+        args += [f"--data.replay_path={replay}"] if replay else []
         _run(cfg, args, f"adapt_{name}", f"adapt {name}")
     _kept(cfg, f"train_{name}.json", lambda: json.loads((run / "test_metrics.json").read_text()))
     return run / "best"
@@ -199,6 +202,10 @@ def segmenter_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
             data = cfg.output_dir / "labels" / f"{kind}_n{n}"
             candidates[f"{kind}_n{n}"] = lambda k=kind, n=n, d=data, t=own: adapted(cfg, f"{k}_n{n}", d, t)
         candidates[f"{kind}_hand20"] = lambda k=kind, t=own: adapted(cfg, f"{k}_hand20", tests[f"hand_{k}"], t)
+    # the recipe the policies get: the fixed look's labels with the randomised frames replayed beside them
+    n, data = cfg.policy_demos, cfg.output_dir / "labels" / f"look_n{cfg.policy_demos}"
+    replayed = f"look_n{n}_replay"
+    candidates[replayed] = lambda: adapted(cfg, replayed, data, tests["test_look"], tests["replay"])
     for name, make in candidates.items():
         needed = [f"seg_{name}_{t}.json" for t in ("test_look", "test_unseen", "test_none", "test_shifted")]
         # every score archived: the segmenter is not needed (nor trained again on another machine)
@@ -233,7 +240,7 @@ def policy_eval(cfg: OwnSceneConfig, checkpoint: Path, run: str, look: str) -> d
 
 def policy_stage(cfg: OwnSceneConfig) -> dict:
     """Each zero-shot checkpoint as it is and with the fixed look's adapted segmenter, in every look."""
-    segmenter = cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}" / "best"
+    segmenter = cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}_replay" / "best"
     with open(cfg.zero_shot_config) as f:
         steps = int(draccus.load(dict, f)["steps"])
     results = {}

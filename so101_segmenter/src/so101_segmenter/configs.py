@@ -72,6 +72,11 @@ class DataConfig(ImageDataConfig):
     val_fraction: float = 0.15
     # DataLoader worker processes (0: load in the main process)
     num_workers: int = 0
+    # frames mixed into training beside --data.path's, e.g. so101-seg-render's randomised twin frames, what the
+    # starting segmenter learnt from: fine-tuned on one scene alone it forgets the others. Never validated or tested on
+    replay_path: Path | None = None
+    # replay frames per training frame of --data.path (a fixed random subset of replay_path, drawn with --seed)
+    replay_ratio: float = 1.0
     # share of the frames of --data.path (whole episodes, grasp/default ratio kept; the same frames whatever --seed)
     # held out from training and validation and scored with the best model at the end (test_metrics.json): a test
     # set for one labelled export with no separate test folder; 0: none
@@ -87,6 +92,7 @@ class DataConfig(ImageDataConfig):
         if self.test_fraction and self.test_path is not None:
             raise ValueError("--data.test_fraction and --data.test_path both name a test set: give one of them")
         _positive("data.num_workers", self.num_workers, allow_zero=True)
+        _positive("data.replay_ratio", self.replay_ratio)
         self.photometric.validate()
         if self.excluded_hue_band is not None:
             if len(self.excluded_hue_band) != 3:

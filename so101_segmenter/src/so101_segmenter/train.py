@@ -153,8 +153,9 @@ def _format_iou(summary: dict) -> str:
     return " ".join(f"{k}={v:.3f}" if v is not None else f"{k}=n/a" for k, v in summary["per_class_iou"].items())
 
 
-def _datasets(cfg: TrainConfig, disparity: bool) -> tuple[SegmentationDataset, SegmentationDataset]:
-    """The training and validation frames, split by episode; with `disparity`, their disparity targets too."""
+def _datasets(cfg: TrainConfig, disparity: bool) -> tuple[torch.utils.data.Dataset, SegmentationDataset]:
+    """The training (with --data.replay_path's beside them) and validation frames, split by episode; with `disparity`,
+    their disparity targets too."""
     data = cfg.data
     index = load_index(data.path)
     # frames with neither a mask nor (for a depth head) a disparity target teach nothing
@@ -185,6 +186,8 @@ def _datasets(cfg: TrainConfig, disparity: bool) -> tuple[SegmentationDataset, S
         index, train_records, build_transforms(*size, data.augment), photometric=photometric, disparity=disparity
     )
     val_ds = SegmentationDataset(index, val_records, build_transforms(*size, "none"), disparity=disparity)
+    if data.replay_path is not None:
+        train_ds = _with_replay(train_ds, data, build_transforms(*size, data.augment), photometric, disparity, cfg.seed)
     log.info(
         "%s: %d train frames (%d grasp), %d val frames (%d grasp), %dx%d, augment=%s",
         data.path,
@@ -196,6 +199,18 @@ def _datasets(cfg: TrainConfig, disparity: bool) -> tuple[SegmentationDataset, S
         data.augment,
     )
     return train_ds, val_ds
+
+
+def _with_replay(train_ds, data, transform, photometric, disparity: bool, seed: int):
+    """The training frames and, beside them, `replay_ratio` times as many frames of --data.replay_path."""
+    replay = load_index(data.replay_path)
+    usable = [r for r in replay.records if r.mask]
+    wanted = min(len(usable), round(data.replay_ratio * len(train_ds)))
+    chosen = [usable[i] for i in sorted(random.Random(seed).sample(range(len(usable)), wanted))]
+    log.info("%s: %d replay frames beside the %d training frames", data.replay_path, wanted, len(train_ds))
+    return torch.utils.data.ConcatDataset(
+        [train_ds, SegmentationDataset(replay, chosen, transform, photometric=photometric, disparity=disparity)]
+    )
 
 
 def _hold_out_test(records: list[FrameRecord], fraction: float) -> tuple[list[FrameRecord], list[FrameRecord]]:
