@@ -2,7 +2,7 @@
 fixed `unseen` look stands in for the user's `lerobot-record` of USER/so101_liftcube (same repo id, in LeRobot's
 home, where lerobot-record writes it; with the twin's segmentation beside it, which only scores the labels), and a
 tiny SegDepth checkpoint from RGB for outputs/segdepth_rgb_my_follower.
-Only the training's length is cut. The swapped checkpoint then runs through the stock lerobot-eval in that look."""
+Only the lengths are cut (the replayed frames' episodes, the training's epochs). The swapped checkpoint then runs through the stock lerobot-eval in that look."""
 
 import json
 import os
@@ -18,15 +18,15 @@ from so101_segmenter.shipped import sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "real-so101.md"
-NAMES = ("so101-seg-autolabel", "so101-seg-train", "so101-seg-swap")
+NAMES = ("so101-seg-autolabel", "so101-seg-render", "so101-seg-train", "so101-seg-swap")
 
 
 def section_commands() -> list[list[str]]:
-    """The section's three commands, in the page's order."""
+    """The section's four commands, in the page's order."""
     found = []
     for shown in docs_commands.shown_commands(PAGE):
         words = docs_commands.command_words(shown.text)
-        if words[0] in ("so101-seg-autolabel", "so101-seg-swap") or (
+        if words[0] in ("so101-seg-autolabel", "so101-seg-render", "so101-seg-swap") or (
             words[0] == "so101-seg-train" and flag(words, "config_path") == "configs/own_scene/segmenter_adapt.yaml"
         ):
             found.append(words)
@@ -36,7 +36,7 @@ def section_commands() -> list[list[str]]:
 
 @pytest.mark.slow
 def test_the_own_scene_lines_run_in_the_twin(tmp_path):
-    autolabel, train, swap = section_commands()
+    autolabel, render, train, swap = section_commands()
     home = Path(os.environ["HF_LEROBOT_HOME"])
     repo_id = flag(autolabel, "dataset.repo_id")
     run_cli(["so101-twin-record", "--robot.cameras=[front,wrist]", "--robot.camera_height=96",
@@ -56,6 +56,7 @@ def test_the_own_scene_lines_run_in_the_twin(tmp_path):
     labels = tmp_path / flag(autolabel, "output_dir")
     report = json.loads((labels / "autolabel_report.json").read_text())
     assert "labelled" in said and report["frames_labelled"] > 0 and report["label_iou"]["with_band"]["miou"] > 0.5
+    run_cli([*render, "--episodes=2"], cwd=tmp_path)
     run_cli([*train, "--epochs=1"], cwd=tmp_path)
     best = tmp_path / flag(train, "output_dir") / "best"
     assert (best / "model.safetensors").is_file()
