@@ -1,8 +1,8 @@
 """docs/real-so101.md's "perception adapted to your scene" lines, run as printed in the twin: a twin recording in one
 fixed `unseen` look stands in for the user's `lerobot-record` of USER/so101_liftcube (same repo id, in LeRobot's
 home, where lerobot-record writes it; with the twin's segmentation beside it, which only scores the labels), and a
-tiny SegDepth checkpoint from RGB for outputs/segdepth_rgb_my_follower.
-Only the lengths are cut (the replayed frames' episodes, the training's epochs). The swapped checkpoint then runs through the stock lerobot-eval in that look."""
+tiny SegDepth checkpoint from RGB for outputs/segdepth_rgb_my_follower. Only the lengths are cut (the replayed frames'
+episodes, the training's epochs). The swapped checkpoint then runs through the stock lerobot-eval in that look."""
 
 import json
 import os
