@@ -312,8 +312,12 @@ def own_scene(cfg: OwnSceneConfig) -> dict:
         for name, flags in {**ERRORS, **VARIANTS}.items():
             report = labels(cfg, "look", cfg.error_demos, flags, f"look_{name}")
             results["labels"][f"look_{name}_n{cfg.error_demos}"] = report
-    results["segmenters"] = segmenter_stage(cfg, frames(cfg))
-    results["policies"] = policy_stage(cfg)
+    tests = frames(cfg)
+    if not (cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}_replay" / "test_metrics.json").is_file():
+        adapted(cfg, f"look_n{cfg.policy_demos}_replay", cfg.output_dir / "labels" / f"look_n{cfg.policy_demos}",
+                tests["test_look"], tests["replay"])  # fmt: skip
+    results["policies"] = policy_stage(cfg)  # the longest stage's inputs first
+    results["segmenters"] = segmenter_stage(cfg, tests)
     write_json(cfg.output_dir / "results.json", results)
     print(tables(cfg, results))
     return results
