@@ -239,11 +239,12 @@ def policy_eval(cfg: OwnSceneConfig, checkpoint: Path, run: str, look: str) -> d
 
 
 def policy_stage(cfg: OwnSceneConfig) -> dict:
-    """Each zero-shot checkpoint as it is and with the fixed look's adapted segmenter, in every look."""
+    """Each zero-shot checkpoint as it is and with the fixed look's adapted segmenter, look by look (every seed in the
+    first look before the next look)."""
     segmenter = cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}_replay" / "best"
     with open(cfg.zero_shot_config) as f:
         steps = int(draccus.load(dict, f)["steps"])
-    results = {}
+    checkpoints = {}
     for seed in cfg.seeds:
         # the final checkpoint (checkpoints/last points at the latest saved one while training still runs)
         zero = cfg.zero_shot_dir / f"segdepth_rgbonly_s{seed}" / "checkpoints" / f"{steps:06d}" / "pretrained_model"
@@ -257,8 +258,11 @@ def policy_stage(cfg: OwnSceneConfig) -> dict:
             args = [str(VENV_BIN / "so101-seg-swap"), f"--policy.path={zero}", f"--segmenter_path={segmenter}",
                     f"--output_dir={swapped}"]  # fmt: skip
             _run(cfg, args, f"swap_s{seed}", f"swap seed {seed}")  # says so and returns when done already
-        for look in cfg.policy_looks:
-            for arm, checkpoint in zip(ARMS, (zero, swapped), strict=True):
+        checkpoints[seed] = {"zero_shot": zero, "adapted": swapped}
+    results = {}
+    for look in cfg.policy_looks:
+        for seed, arms in checkpoints.items():
+            for arm, checkpoint in arms.items():
                 # the unchanged checkpoint in `none` and `shifted`: evaluated so already where it was trained
                 name = f"segdepth_rgbonly_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json"
                 trained = cfg.zero_shot_archive / name
