@@ -228,14 +228,18 @@ def policy_eval(cfg: OwnSceneConfig, checkpoint: Path, run: str, look: str) -> d
         if look == "unseen_look":
             args.append(f"--env.look_seed={cfg.look_seed()}")
         _run(cfg, args, f"eval_{name}", f"eval {run} ({look})")
-        data = json.loads((out / "eval_info.json").read_text())
-        flags = [s for task in data.get("per_task", []) for s in task.get("metrics", {}).get("successes", [])]
-        overall = data["overall"]
-        return {"successes": round(overall["pc_success"] * overall["n_episodes"] / 100),
-                "episodes": overall["n_episodes"], "mean_return": overall["avg_sum_reward"],
-                "per_episode": "".join("1" if s else "0" for s in flags)}  # fmt: skip
+        return eval_summary(json.loads((out / "eval_info.json").read_text()))
 
     return _kept(cfg, f"{name}.json", produce)
+
+
+def eval_summary(data: dict) -> dict:
+    """Successes, episodes, mean return and the per-episode successes of a lerobot-eval eval_info.json."""
+    flags = [s for task in data.get("per_task", []) for s in task.get("metrics", {}).get("successes", [])]
+    overall = data["overall"]
+    return {"successes": round(overall["pc_success"] * overall["n_episodes"] / 100),
+            "episodes": overall["n_episodes"], "mean_return": overall["avg_sum_reward"],
+            "per_episode": "".join("1" if s else "0" for s in flags)}  # fmt: skip
 
 
 def policy_stage(cfg: OwnSceneConfig) -> dict:
@@ -266,8 +270,8 @@ def policy_stage(cfg: OwnSceneConfig) -> dict:
                 # the unchanged checkpoint in `none` and `shifted`: evaluated so already where it was trained
                 name = f"segdepth_rgbonly_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json"
                 trained = cfg.zero_shot_archive / name
-                if arm == "zero_shot" and trained.is_file():
-                    scored = json.loads(trained.read_text())
+                if arm == "zero_shot" and trained.is_file():  # examples/robust_twin.py archives eval_info.json
+                    scored = eval_summary(json.loads(trained.read_text()))
                 else:
                     scored = policy_eval(cfg, checkpoint, f"{arm}_s{seed}", look)
                 results.setdefault(arm, {}).setdefault(str(seed), {})[look] = scored
