@@ -123,6 +123,11 @@ def test_run_again_finished_killed_and_over_other_settings(recording, tmp_path):
     full = json.loads((out / "index.json").read_text())
     again = autolabel(recording, out, "--frame_stride=15")
     assert "already labelled with these settings" in again.stdout
+    # a folder labelled before a setting existed counts as labelled with its default
+    settings = json.loads((out / "autolabel_settings.json").read_text())
+    del settings["cube_band_px"]
+    (out / "autolabel_settings.json").write_text(json.dumps(settings))
+    assert "already labelled" in autolabel(recording, out, "--frame_stride=15").stdout
     fit = json.loads((out / "camera_fit.json").read_text())
     assert fit["frames"] == 4 and all(fit["agreement_after"][c] >= fit["agreement_before"][c] for c in fit["offsets"])
     # killed after the first episode: the report never written, the index naming one episode

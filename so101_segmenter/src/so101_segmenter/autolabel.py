@@ -22,6 +22,7 @@ run resumes; run again over its finished output with the same settings it says s
 import json
 import logging
 import time
+from pathlib import Path
 
 from lerobot.configs import parser
 from tqdm import tqdm
@@ -33,6 +34,18 @@ from so101_run_infra.runs import config_differences
 from .autolabel_config import REPORT, SETTINGS, AutolabelConfig, RecordingConfig
 
 log = logging.getLogger(__name__)
+
+
+def with_defaults(saved: dict) -> dict:
+    """Saved settings, with every setting added since they were written at its default (which keeps the labels as
+    they were made then)."""
+    defaults = AutolabelConfig(dataset=RecordingConfig(repo_id="-"), output_dir=Path("-")).settings()
+
+    def fill(have: dict, default: dict) -> dict:
+        return {k: fill(have[k], v) if isinstance(v, dict) and isinstance(have.get(k), dict) else have.get(k, v)
+                for k, v in default.items()} | {k: v for k, v in have.items() if k not in default}  # fmt: skip
+
+    return fill(saved, defaults)
 
 
 def check_output(cfg: AutolabelConfig) -> bool:
@@ -47,7 +60,7 @@ def check_output(cfg: AutolabelConfig) -> bool:
             f"--output_dir {out} holds files so101-seg-autolabel did not write ({SETTINGS} is missing): choose "
             "another --output_dir"
         )
-    differences = config_differences(json.loads(saved.read_text()), cfg.settings())
+    differences = config_differences(with_defaults(json.loads(saved.read_text())), cfg.settings())
     if differences:
         raise ValueError(
             f"--output_dir {out} holds labels made with other settings ({'; '.join(differences)}): give another "
