@@ -1,5 +1,6 @@
 """Wall time of the whole own-scene flow on this CPU: `so101-seg-autolabel` of N recorded demonstrations, then
-`so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml` on its labels, each as the stock command in
+`so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml` on its labels (with the replayed randomised
+frames, made once beforehand and not timed), each as the stock command in
 its own process, as a user runs them (the recording is the user's own time and is not counted).
 
 Run from the repository root, on a recording (examples/own_scene.py records configs/own_scene/record_look.yaml):
@@ -41,6 +42,8 @@ class FlowBenchConfig:
     repeats: int = 1
     # so101-seg-train's config
     adapt_config: Path = Path("configs/own_scene/segmenter_adapt.yaml")
+    # randomised frames replayed beside the labels (so101-seg-render, made once and not timed here); null: none
+    replay_path: Path | None = Path("outputs/own_scene/frames/replay")
 
     def __post_init__(self):
         if self.dataset_root is None or not (self.dataset_root / "meta" / "info.json").is_file():
@@ -66,8 +69,9 @@ def bench(cfg: FlowBenchConfig) -> None:
             label_s = timed([str(VENV_BIN / "so101-seg-autolabel"), f"--dataset.repo_id={cfg.dataset_repo_id}",
                              f"--dataset.root={cfg.dataset_root}", episodes, f"--output_dir={labels}"])  # fmt: skip
             report = json.loads((labels / "autolabel_report.json").read_text())
+            replay = [f"--data.replay_path={cfg.replay_path}"] if cfg.replay_path else []
             train_s = timed([str(VENV_BIN / "so101-seg-train"), f"--config_path={cfg.adapt_config}",
-                             f"--data.path={labels}", f"--output_dir={run}"])  # fmt: skip
+                             f"--data.path={labels}", f"--output_dir={run}", *replay])  # fmt: skip
         for name, value in zip(rows, (label_s, train_s, label_s + train_s), strict=True):
             rows[name].append(value)
     load = os.getloadavg()[0]
