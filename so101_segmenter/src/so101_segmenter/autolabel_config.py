@@ -65,12 +65,6 @@ class LabelErrors:
         if self.cube_scale <= 0:
             raise ValueError(f"--errors.cube_scale must be > 0, got {self.cube_scale}")
 
-    @property
-    def any(self) -> bool:
-        return bool(self.camera_pos_m or self.camera_rot_deg or self.joint_offset_deg or self.table_height_m) or (
-            self.cube_scale != 1.0
-        )
-
 
 @dataclass
 class RecordingConfig:

@@ -267,5 +267,3 @@ def write_grid(cfg: AutolabelConfig, episodes: list[dict]) -> Path:
     columns = ["RGB", "auto-label", "true label"]
     return save_grid(root / "autolabel_grid.png", rows, scale=2, columns=columns, title=title)
 
-
-__all__ = ["CUBE", "Recording", "label_recording"]
