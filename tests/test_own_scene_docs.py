@@ -5,7 +5,6 @@ tiny SegDepth checkpoint from RGB for outputs/segdepth_rgb_my_follower. Only the
 episodes, the training's epochs). The swapped checkpoint then runs through the stock lerobot-eval in that look."""
 
 import json
-import os
 from pathlib import Path
 
 import docs_commands
@@ -35,9 +34,11 @@ def section_commands() -> list[list[str]]:
 
 
 @pytest.mark.slow
-def test_the_own_scene_lines_run_in_the_twin(tmp_path):
+def test_the_own_scene_lines_run_in_the_twin(tmp_path, monkeypatch):
     autolabel, render, train, swap = section_commands()
-    home = Path(os.environ["HF_LEROBOT_HOME"])
+    # a home of its own: test_real_arm_docs records the same repo id into the worker's shared home
+    home = tmp_path / "lerobot_home"
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
     repo_id = flag(autolabel, "dataset.repo_id")
     run_cli(["so101-twin-record", "--robot.cameras=[front,wrist]", "--robot.camera_height=96",
              "--robot.camera_width=128", "--robot.appearance=unseen", "--robot.look_seed=61", "--robot.seed=11",

@@ -266,4 +266,3 @@ def write_grid(cfg: AutolabelConfig, episodes: list[dict]) -> Path:
     title += " (unlabeled: black)"
     columns = ["RGB", "auto-label", "true label"]
     return save_grid(root / "autolabel_grid.png", rows, scale=2, columns=columns, title=title)
-
