@@ -33,7 +33,7 @@ fi
 # camera aid's viewer), pynput (the record and rollout keys) and placo (lerobot-find-joint-limits).
 .venv/bin/uv pip install --python .venv/bin/python -q \
   "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep,diffusion,core-scripts,kinematics]>=0.6.1,<0.7" pycocotools \
-  -e ./so101_core -e ./so101_run_infra -e ./lerobot_env_so101_twin -e ./so101_policy_common -e './so101_commands[vlm,cluster]' -e ./so101_segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e ./lerobot_policy_hlrp -e ./so101_devtools \
+  -e ./so101_core -e ./so101_run_infra -e ./lerobot_env_so101_twin -e ./so101_policy_common -e './so101_commands[vlm,cluster,serve]' -e ./so101_segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e ./lerobot_policy_hlrp -e ./so101_devtools \
   -r requirements-dev.txt
 # Bytecode for everything installed: with PYTHONDONTWRITEBYTECODE set (as on some CI images and this project's
 # machines) Python would otherwise compile LeRobot, torch and transformers from source on every start, ~25 s per
