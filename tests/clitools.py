@@ -1,6 +1,7 @@
 """Running the stock lerobot-* commands from tests, and loading an example or benchmark script as a module."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -54,8 +55,11 @@ def eval_in_twin(
     return json.loads((out / "eval_info.json").read_text())["overall"]
 
 
-def rollout_in_twin(policy_path: Path, size: tuple[int, int], cwd: Path, flags: tuple[str, ...] = ()) -> None:
-    """One second of the stock lerobot-rollout of a checkpoint on the twin robot, which must finish and disconnect."""
+def rollout_in_twin(
+    policy_path: Path, size: tuple[int, int], cwd: Path, flags: tuple[str, ...] = (), duration: float = 1
+) -> int:
+    """`duration` seconds of the stock lerobot-rollout of a checkpoint on the twin robot, which must finish and
+    disconnect; the number of actions the twin executed."""
     proc = run_cli(
         [
             "lerobot-rollout",
@@ -67,7 +71,7 @@ def rollout_in_twin(policy_path: Path, size: tuple[int, int], cwd: Path, flags: 
             f"--robot.camera_width={size[1]}",
             "--robot.max_relative_target=20",
             f"--task={TASK}",
-            "--duration=1",
+            f"--duration={duration}",
             "--fps=30",
             "--device=cpu",
             "--return_to_initial_position=false",
@@ -76,6 +80,7 @@ def rollout_in_twin(policy_path: Path, size: tuple[int, int], cwd: Path, flags: 
     )
     log = proc.stdout + proc.stderr
     assert "Rollout finished" in log and "twin SO101Twin disconnected" in log
+    return int(re.search(r"twin SO101Twin disconnected after (\d+) actions", log).group(1))
 
 
 def load_script(path: str, name: str):

@@ -274,7 +274,7 @@ def test_the_twin_limits_are_the_twins_mjcf_ranges_and_only_the_fallback():
 
 
 # ----- SegVLA with segmenter cues ---------------------------------------------------------------------------------
-def segvla_checkpoint(root: Path, cameras: tuple[str, ...]) -> Path:
+def segvla_checkpoint(root: Path, cameras: tuple[str, ...], chunk_size: int = 4) -> Path:
     """A tiny SegVLA whose cues come from a tiny 6-class segmenter (weights inside the checkpoint) on `cameras`."""
     import shutil
 
@@ -289,8 +289,8 @@ def segvla_checkpoint(root: Path, cameras: tuple[str, ...]) -> Path:
         vlm_model_name=str(save_smolvlm(root / "smolvlm")),
         num_vlm_layers=2,
         resize_imgs_with_padding=(32, 32),
-        chunk_size=4,
-        n_action_steps=4,
+        chunk_size=chunk_size,
+        n_action_steps=chunk_size,
         num_steps=2,
         device="cpu",
         push_to_hub=False,

@@ -17,15 +17,20 @@ from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LAN
 from torch import Tensor, nn
 
 from so101_policy_common.pretrained import ChecksSavedProcessors
+from so101_policy_common.rtc import RefusesRTC
 
 from .artifact import check_laq, check_matches, load_core_weights, read_manifest
 from .configuration_hlrp import HLRPConfig
 from .trunk import SharedCore, load_vlm
 
 
-class HLRPPolicy(ChecksSavedProcessors, PreTrainedPolicy):
+class HLRPPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
     config_class = HLRPConfig
     name = "hlrp"
+    rtc_refusal = (
+        "its action head samples a chunk as one flat vector (regressed in one pass, or a flow over all chunk_size x "
+        "action_dim values at once) and has no RTC guidance toward a previous chunk's leftover."
+    )
 
     def __init__(self, config: HLRPConfig, dataset_stats=None, dataset_meta=None, **kwargs):
         super().__init__(config)

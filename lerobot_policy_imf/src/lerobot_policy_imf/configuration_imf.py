@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
+from lerobot.policies.rtc.configuration_rtc import RTCConfig
 from lerobot.utils.constants import OBS_STATE
 
 from so101_policy_common.policy_config import AdamWCosinePresets, JointLimitsFields
@@ -74,6 +75,9 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # compiler on CPUs; they hold a second copy of the weights) and made again after train(), eval() or a move to
     # another device or dtype: call eval() after loading new weights. Training is unaffected.
     compile_inference: bool = False
+    # Real-time chunking, set by `lerobot-rollout --inference.type=rtc` (LeRobot's RTCConfig, as SmolVLA's): each
+    # chunk's first actions are steered toward the previous chunk's leftover. None: plain sampling.
+    rtc_config: RTCConfig | None = None
     # Train through a torch.compile'd loss (the head's no-grad velocity, its forward-mode derivative and the
     # compound, fused by inductor; backward included): each eager step launches thousands of small kernels, which
     # bound imf's cached-embedding step on a GPU. The first step pays the compilation (~1 min on 2 CPU

@@ -21,21 +21,25 @@ and one step of sampling is x = e - u(e, 0, 1); k steps walk t = 1 -> 0 with z_r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import math
 import warnings
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from lerobot.policies.diffusion.modeling_diffusion import SpatialSoftmax
 from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.policies.rtc.modeling_rtc import RTCProcessor
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
 from so101_policy_common.pretrained import ChecksSavedProcessors
+from so101_policy_common.rtc import check_rtc_delay, check_rtc_horizon, rtc_enabled
 
 from .configuration_imf import CACHE_MUST_MATCH, OBS_VIEW_EMBEDDINGS, IMFConfig
 
@@ -306,13 +310,22 @@ def imf_loss(net, x, e, r, t, condition, power: float, eps: float, valid: Tensor
 
 
 @torch.no_grad()
-def sample_chunk(net, noise: Tensor, condition: Tensor, steps: int) -> Tensor:
-    """Walk t = 1 -> 0 in `steps` jumps of the average velocity: z_r = z_t - (t - r) u(z_t, r, t)."""
+def sample_chunk(net, noise: Tensor, condition: Tensor, steps: int, guide: Callable | None = None) -> Tensor:
+    """Walk t = 1 -> 0 in `steps` jumps of the average velocity: z_r = z_t - (t - r) u(z_t, r, t).
+
+    With `guide` (real-time chunking: LeRobot's `RTCProcessor.denoise_step`), each jump follows the guided average
+    velocity to 0 instead: z_t - t u(z_t, 0, t) is then exactly the clean chunk the guidance compares with the
+    previous chunk's leftover, and the jump z_t - (t - r) u(z_t, 0, t) is the deterministic DDIM step toward it
+    (the same as the plain walk when steps = 1)."""
     z = noise
     times = torch.linspace(1.0, 0.0, steps + 1, device=noise.device, dtype=noise.dtype)
     for t, r in itertools.pairwise(times):
         tb, rb = t.expand(z.shape[0]), r.expand(z.shape[0])
-        z = z - (t - r) * net(z, rb, tb, condition)
+        if guide is None:
+            u = net(z, rb, tb, condition)
+        else:
+            u = guide(z, t, r, lambda x, tb=tb: net(x, torch.zeros_like(tb), tb, condition))
+        z = z - (t - r) * u
     return z
 
 
@@ -400,6 +413,24 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
             self.check_cache(self._unchecked_cache)
             self._unchecked_cache = None
         self.reset()
+        self.init_rtc_processor()
+
+    # ----- real-time chunking (lerobot-rollout --inference.type=rtc) ---------------------------------------------
+    def supports_rtc(self) -> bool:
+        return True
+
+    def init_rtc_processor(self) -> None:
+        """Called again by lerobot-rollout once it has set config.rtc_config, before the robot connects."""
+        rtc = self.config.rtc_config
+        self.rtc_processor = RTCProcessor(rtc) if rtc_enabled(rtc) else None
+        check_rtc_horizon(self.name, rtc, self.config.horizon, field="horizon")
+        if rtc_enabled(rtc) and self.config.n_obs_steps > 1:
+            raise ValueError(
+                f"imf with n_obs_steps={self.config.n_obs_steps} cannot run under --inference.type=rtc: it reads "
+                "frames one control step apart, but LeRobot's RTC thread hands the policy an observation only when "
+                "it makes a chunk, so the history would hold frames a whole inference apart. Use "
+                "--inference.type=sync, or a checkpoint trained with --policy.n_obs_steps=1."
+            )
 
     # ----- set-up --------------------------------------------------------------------------------------------
     @property
@@ -552,19 +583,43 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
         states = torch.stack([entry["state"] for entry in self._history], dim=1) if self.config.use_state else None
         return self.condition(embeddings, states)
 
-    def _sample(self, condition: Tensor) -> Tensor:
+    def _sample(self, condition: Tensor, guide: Callable | None = None) -> Tensor:
         shape = (condition.shape[0], self.config.horizon, self.config.action_dim)
         # The weights' dtype, not the condition's: a policy cast to bf16 samples in bf16, one under bf16 autocast
         # (lerobot-eval with use_amp) in float32, as lerobot-eval's .numpy() of the action needs
         dtype = next(self.head.parameters()).dtype
         noise = torch.randn(shape, generator=self._generator).to(device=condition.device, dtype=dtype)
-        _, head = self.acting_modules()
-        return sample_chunk(head, noise, condition, self.config.num_inference_steps).to(dtype)
+        # RTC's guidance differentiates the head; a frozen compiled copy has no backward, so it guides the module
+        head = self.head if guide is not None else self.acting_modules()[1]
+        return sample_chunk(head, noise, condition, self.config.num_inference_steps, guide).to(dtype)
 
     @torch.no_grad()
-    def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
+    def predict_action_chunk(
+        self,
+        batch: dict[str, Tensor],
+        inference_delay: int | None = None,
+        prev_chunk_left_over: Tensor | None = None,
+        **kwargs,
+    ) -> Tensor:
+        """(B, horizon, action_dim). Under RTC, with the previous chunk's unexecuted actions (normalised, as this
+        returns them) and the inference delay in control steps, the chunk's first actions are steered toward them;
+        without a leftover (the first chunk) it is the plain chunk."""
         self._push(batch)
-        return self._sample(self._history_condition())
+        condition = self._history_condition()
+        if self.rtc_processor is None or prev_chunk_left_over is None:
+            return self._sample(condition)
+        check_rtc_delay(self.name, inference_delay, self.config.horizon)
+
+        def guide(x_t: Tensor, t: Tensor, r: Tensor, velocity: Callable) -> Tensor:
+            # LeRobot's guidance weight (up to max_guidance_weight, 10) suits SmolVLA's ten small Euler steps; over
+            # one MeanFlow jump of length t - r a weight above 1 / (t - r) overshoots the leftover (9x past it at
+            # 10 for a single jump), so the weight is capped there: at the cap the steered actions land on it.
+            rtc = self.config.rtc_config
+            cap = min(rtc.max_guidance_weight, 1.0 / float(t - r))
+            processor = RTCProcessor(dataclasses.replace(rtc, max_guidance_weight=cap))
+            return processor.denoise_step(x_t, prev_chunk_left_over, inference_delay, t, velocity)
+
+        return self._sample(condition, guide)
 
     @torch.no_grad()
     def select_action(self, batch: dict[str, Tensor], **kwargs) -> Tensor:

@@ -24,6 +24,7 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
 from so101_policy_common.pretrained import ChecksSavedProcessors
+from so101_policy_common.rtc import RefusesRTC
 
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 
@@ -91,9 +92,13 @@ class Actor(nn.Module):
         return torch.tanh(self.policy(h))
 
 
-class SegDepthPolicy(ChecksSavedProcessors, PreTrainedPolicy):
+class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
     config_class = SegDepthConfig
     name = "segdepth"
+    rtc_refusal = (
+        "its DrQ-v2 actor gives one action per control step (held for action_repeat steps), so there is no chunk for "
+        "RTC to make in the background or to continue; it is fast enough to run synchronously (a few ms a step)."
+    )
 
     def __init__(self, config: SegDepthConfig, dataset_stats=None, dataset_meta=None, **kwargs):
         super().__init__(config)

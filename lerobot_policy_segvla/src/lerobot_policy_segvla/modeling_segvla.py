@@ -28,6 +28,7 @@ from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatc
 from torch import Tensor, nn
 
 from so101_policy_common.pretrained import ChecksSavedProcessors, pretrained_hint
+from so101_policy_common.rtc import check_rtc_delay, check_rtc_horizon, rtc_enabled
 from so101_policy_common.steps import present_keys
 
 from .configuration_segvla import SegVLAConfig
@@ -316,6 +317,17 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
         if config.load_vlm_weights and config.vlm_dtype == "float32":
             self._load_vlm_in_float32(config.vlm_model_name)
         self.reset()
+
+    def init_rtc_processor(self) -> None:
+        # lerobot-rollout --inference.type=rtc sets config.rtc_config and calls this before the robot connects
+        check_rtc_horizon(self.name, self.config.rtc_config, self.config.chunk_size)
+        super().init_rtc_processor()
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+        if rtc_enabled(self.config.rtc_config):
+            check_rtc_delay(self.name, kwargs.get("inference_delay"), self.config.chunk_size)
+        return super().predict_action_chunk(batch, noise, **kwargs)
 
     def _load_vlm_in_float32(self, name: str) -> None:
         """SmolVLA loads the backbone in bfloat16, which rounds its weights: read them again at full precision (the

@@ -1,0 +1,189 @@
+"""Real-time chunking (`lerobot-rollout --inference.type=rtc`, LeRobot's RTC engine) with the suite's policies.
+
+SegVLA is SmolVLA plus cues, so under RTC it must steer its chunks exactly as SmolVLA does (cues off), and the cues
+must not change what RTC does without a leftover (the first chunk is the synchronous one). imf steers its
+MeanFlow jump the same way. What LeRobot's engine cannot drive is refused before the robot connects, in the
+policy's own words: a horizon longer than the chunk, imf's frame history, SegDepth's one action a step, HLRP's head;
+a chunk shorter than the measured delay is refused at the chunk instead of silently never moving the arm."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from clitools import rollout_in_twin
+from lerobot.policies.rtc.configuration_rtc import RTCConfig
+from lerobot.policies.smolvla import SmolVLAConfig, SmolVLAPolicy
+from lerobot.rollout.inference.rtc import supports_rtc_inference
+from test_imf import tiny_policy as tiny_imf
+from test_segvla import common, make_batch, noise, seg_config
+
+from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
+from so101_devtools.tiny_models import save_smolvlm
+
+DELAY = 1
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory):
+    return save_smolvlm(tmp_path_factory.mktemp("smolvlm"))
+
+
+def rtc(horizon: int = 3) -> RTCConfig:
+    return RTCConfig(execution_horizon=horizon)
+
+
+def leftover(steps: int = 3, seed: int = 5) -> torch.Tensor:
+    """The previous chunk's unexecuted actions, as LeRobot's engine passes them: (T, action_dim), normalised."""
+    return torch.randn(steps, 6, generator=torch.Generator().manual_seed(seed))
+
+
+def rtc_chunk(policy, batch: dict, prev: torch.Tensor | None, delay: int = DELAY) -> torch.Tensor:
+    policy.reset()
+    return policy.predict_action_chunk(
+        dict(batch), noise=noise(1), inference_delay=delay, prev_chunk_left_over=prev
+    )
+
+
+def with_rtc(policy, config: RTCConfig | None):
+    """What lerobot-rollout does to a loaded policy for --inference.type=rtc."""
+    policy.config.rtc_config = config
+    policy.init_rtc_processor()
+    return policy
+
+
+# ----- SegVLA: SmolVLA's RTC, exactly ---------------------------------------------------------------------------------
+def test_segvla_with_cues_off_under_rtc_is_smolvla_under_rtc(vlm_dir):
+    torch.manual_seed(0)
+    smol = with_rtc(SmolVLAPolicy(SmolVLAConfig(**common(vlm_dir))), rtc())
+    seg = with_rtc(SegVLAPolicy(SegVLAConfig(**common(vlm_dir))), rtc())
+    seg.load_state_dict(smol.state_dict(), strict=True)
+    batch = make_batch(vlm_dir, batch=1)
+    assert supports_rtc_inference(seg)
+    steered = rtc_chunk(seg, batch, leftover())
+    assert torch.equal(rtc_chunk(smol, batch, leftover()), steered)
+    # the leftover did steer the chunk (the check above would hold for a policy ignoring it too)
+    assert not torch.allclose(rtc_chunk(seg, batch, None), steered)
+
+
+def test_segvla_under_rtc_without_a_leftover_is_its_synchronous_chunk(vlm_dir):
+    torch.manual_seed(0)
+    sync = SegVLAPolicy(seg_config(vlm_dir))
+    # random cue projections: SegVLA's are zero at initialisation, so the cues would add nothing to compare
+    for proj in ("segmentation_token_proj", "segmentation_state_proj", "segmentation_context_proj"):
+        torch.nn.init.normal_(getattr(sync.model, proj).weight, std=0.5)
+    steered = with_rtc(SegVLAPolicy(seg_config(vlm_dir)), rtc())
+    steered.load_state_dict(sync.state_dict(), strict=True)
+    batch = make_batch(vlm_dir, batch=1)
+    sync.reset()
+    plain = sync.predict_action_chunk(dict(batch), noise=noise(1))
+    assert torch.equal(rtc_chunk(steered, batch, None, delay=0), plain)
+    # the cues are read under RTC: other scores, another chunk
+    moved = make_batch(vlm_dir, batch=1, shift=20)
+    assert not torch.allclose(rtc_chunk(steered, moved, leftover()), rtc_chunk(steered, batch, leftover()))
+
+
+def test_segvla_steers_the_prefix_toward_the_leftover(vlm_dir):
+    torch.manual_seed(0)
+    policy = with_rtc(SegVLAPolicy(seg_config(vlm_dir)), rtc(horizon=4))
+    batch = make_batch(vlm_dir, batch=1)
+    prev = leftover(steps=4)
+    free = rtc_chunk(policy, batch, None)[0, :DELAY]
+    steered = rtc_chunk(policy, batch, prev)[0, :DELAY]
+    assert (steered - prev[:DELAY]).norm() < 0.5 * (free - prev[:DELAY]).norm()
+
+
+def test_a_horizon_longer_than_the_chunk_is_refused_while_the_policy_is_made(vlm_dir):
+    policy = SegVLAPolicy(seg_config(vlm_dir))  # chunk_size 4
+    with pytest.raises(ValueError, match=r"execution_horizon=10 is longer than this segvla checkpoint's chunk "):
+        with_rtc(policy, rtc(horizon=10))
+    with_rtc(policy, rtc(horizon=4))  # as long as the chunk is fine
+
+
+def test_a_chunk_no_longer_than_the_delay_is_refused_not_dropped(vlm_dir):
+    policy = with_rtc(SegVLAPolicy(seg_config(vlm_dir)), rtc())
+    batch = make_batch(vlm_dir, batch=1)
+    with pytest.raises(RuntimeError, match=r"takes 4 control steps .* the whole chunk of 4 actions"):
+        rtc_chunk(policy, batch, leftover(), delay=4)
+    assert rtc_chunk(policy, batch, leftover(), delay=3).shape == (1, 4, 6)
+
+
+# ----- imf ------------------------------------------------------------------------------------------------------------
+def imf_pair(**overrides):
+    """A plain imf and the same weights under RTC (horizon 4, one frame of history)."""
+    torch.manual_seed(0)
+    args = {"n_obs_steps": 1, "inference_noise_seed": 3, **overrides}
+    plain = tiny_imf(**args)
+    steered = with_rtc(tiny_imf(**args), rtc(horizon=4))
+    steered.load_state_dict(plain.state_dict(), strict=True)
+    return plain.eval(), steered.eval()
+
+
+def imf_batch(seed: int = 0) -> dict:
+    from test_imf import CAMERAS
+
+    gen = torch.Generator().manual_seed(seed)
+    batch = {f"observation.images.{v}": torch.rand(1, 3, 32, 32, generator=gen) for v in CAMERAS}
+    batch["observation.images.wrist_depth"] = torch.rand(1, 1, 32, 32, generator=gen)
+    batch["observation.state"] = torch.randn(1, 6, generator=gen)
+    return batch
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_imf_under_rtc_without_a_leftover_is_its_synchronous_chunk(steps):
+    plain, steered = imf_pair(num_inference_steps=steps)
+    assert supports_rtc_inference(steered)
+    batch = imf_batch()
+    plain.reset(), steered.reset()
+    expected = plain.predict_action_chunk(dict(batch))
+    steered_chunk = steered.predict_action_chunk(dict(batch), inference_delay=0, prev_chunk_left_over=None)
+    assert torch.equal(steered_chunk, expected)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_imf_steers_the_prefix_toward_the_leftover(steps):
+    _, policy = imf_pair(num_inference_steps=steps)
+    batch, prev = imf_batch(), leftover(steps=4)
+    policy.reset()
+    free = policy.predict_action_chunk(dict(batch))[0, :2]
+    policy.reset()
+    steered = policy.predict_action_chunk(dict(batch), inference_delay=2, prev_chunk_left_over=prev)[0, :2]
+    assert (steered - prev[:2]).norm() < 0.5 * (free - prev[:2]).norm()
+    if steps == 1:  # one jump at the capped weight: the delayed actions (prefix weight 1) land on the leftover
+        torch.testing.assert_close(steered, prev[:2], rtol=0, atol=1e-5)
+
+
+def test_imf_refusals_name_the_reason():
+    with pytest.raises(ValueError, match=r"imf with n_obs_steps=2 cannot run under --inference.type=rtc"):
+        with_rtc(tiny_imf(n_obs_steps=2), rtc(horizon=4))
+    with pytest.raises(ValueError, match=r"longer than this imf checkpoint's chunk \(horizon=4\)"):
+        with_rtc(tiny_imf(n_obs_steps=1), rtc(horizon=5))
+    with_rtc(tiny_imf(n_obs_steps=2), None)  # synchronous inference keeps the history
+
+
+# ----- refusals of the policies RTC cannot drive ----------------------------------------------------------------------
+def test_segdepth_and_hlrp_are_refused_with_their_reason():
+    from lerobot_policy_hlrp import HLRPPolicy
+    from lerobot_policy_segdepth import SegDepthPolicy
+
+    for cls, why in ((SegDepthPolicy, "one action per control step"), (HLRPPolicy, "no RTC guidance")):
+        policy = cls.__new__(cls)  # the refusal reads only class attributes: no model is built
+        with pytest.raises(ValueError, match=f"'{cls.name}' cannot run under --inference.type=rtc: .*{why}"):
+            supports_rtc_inference(policy)
+
+
+# ----- lerobot-rollout --inference.type=rtc on the twin robot ---------------------------------------------------------
+@pytest.mark.slow  # ~40 s: a tiny SegVLA with segmenter cues, 3 s on the twin robot, and a refused start
+def test_lerobot_rollout_rtc_drives_the_twin_robot_with_segvla(tmp_path):
+    from test_real_arm_rollout import HEIGHT, WIDTH, segvla_checkpoint
+
+    checkpoint = segvla_checkpoint(tmp_path, ("wrist",), chunk_size=20)
+    flags = ("--robot.cameras=[wrist]", "--inference.type=rtc", "--inference.rtc.execution_horizon=10")
+    actions = rollout_in_twin(checkpoint, (HEIGHT, WIDTH), tmp_path, flags=flags, duration=3)
+    assert actions >= 10, f"the twin executed {actions} actions in 3 s under RTC"
+
+    # LeRobot's default horizon (10) with a 4-action checkpoint: refused before the robot connects
+    short = segvla_checkpoint(tmp_path / "short", ("wrist",), chunk_size=4)
+    with pytest.raises(AssertionError, match="execution_horizon=10 is longer than this segvla checkpoint") as refused:
+        rollout_in_twin(short, (HEIGHT, WIDTH), tmp_path, flags=flags[:2])
+    assert "connected (task" not in str(refused.value)
+
