@@ -71,6 +71,7 @@ class SO101Twin(Robot):
         self._handler: _EpisodeAnnouncementHandler | None = None
         self.last_clip_report = None
         self.actions_sent = 0  # since connect(): with the fps, what a dry run's log reports at the end
+        self.observations_read = 0  # since connect(): a control loop's steps, whether or not it sent an action
 
     @cached_property
     def cameras(self) -> dict[str, tuple[int, int]]:
@@ -130,6 +131,7 @@ class SO101Twin(Robot):
         )
         self._noise = ActuationNoise(cfg.action_noise_std, cfg.action_noise_tau_s, cfg.fps, cfg.seed)
         self.actions_sent = 0
+        self.observations_read = 0
         with _active_lock:
             if cfg.id in _active:
                 self.twin.close()
@@ -154,6 +156,7 @@ class SO101Twin(Robot):
 
     def get_observation(self) -> dict:
         self._require_connected()
+        self.observations_read += 1
         obs: dict = self.twin.observation_state()
         if not self.config.cameras:
             return obs
@@ -207,6 +210,7 @@ class SO101Twin(Robot):
         # whose rate or max_relative_target differs from the follower command's shows it at the end.
         cfg = self.config
         logger.info(
-            "%s disconnected after %d actions (%.1f s simulated at %d fps, max_relative_target=%s)",
+            "%s disconnected after %d actions (%.1f s simulated at %d fps, max_relative_target=%s); %d observations",
             self, self.actions_sent, self.actions_sent / cfg.fps, cfg.fps, cfg.max_relative_target,
+            self.observations_read,
         )  # fmt: skip
