@@ -9,7 +9,7 @@ Run from the repository root:
 Sizes (random weights: nothing can be downloaded here):
     twin   configs/segvla_twin.yaml's architecture: `so101-make-random-vlm --size=twin` (256-wide text x 4 layers,
            128-wide SigLIP x 3 layers), 96 px padding, chunk 20, 10 flow steps
-    500m   SmolVLM2-500M-Video-Instruct's published architecture with SmolVLA's defaults (16 VLM layers, 512 px
+    smolvlm2-500m   SmolVLM2-500M-Video-Instruct's published architecture with SmolVLA's defaults (16 VLM layers, 512 px
            padding, chunk 50, 10 flow steps)
 SegVLA reads ground-truth cues on both cameras (the twin's segmentation, as configs/segvla_twin.yaml); SmolVLA is
 the same architecture without them. Cameras: front and wrist at --camera_hw.
@@ -56,7 +56,7 @@ CAMERAS = ("front", "wrist")
 HORIZON, DELAY = 10, 3
 ARCHITECTURE = {
     "twin": {"num_vlm_layers": 4, "resize_imgs_with_padding": (96, 96), "chunk_size": 20, "n_action_steps": 10},
-    "500m": {},  # SmolVLA's defaults
+    "smolvlm2-500m": {},  # SmolVLA's defaults
     "tiny": {"num_vlm_layers": 2, "resize_imgs_with_padding": (32, 32), "chunk_size": 12, "n_action_steps": 6},
 }
 
@@ -88,12 +88,7 @@ def policy_configs(vlm: Path, size: str, camera_hw: tuple[int, int]) -> dict:
 def save_checkpoints(size: str, root: Path, camera_hw: tuple[int, int]) -> dict[str, Path]:
     """Both policies at `size`, random weights, saved with their processors as lerobot-rollout loads them."""
     vlm = root / "vlm"
-    if size == "tiny":
-        from so101_devtools.tiny_models import save_smolvlm
-
-        save_smolvlm(vlm)
-    else:
-        SIZES[size](vlm)
+    SIZES[size](vlm)
     stats = {key: {"mean": torch.zeros(6), "std": torch.full((6,), 30.0)} for key in ("observation.state", "action")}
     out = {}
     for name, cfg in policy_configs(vlm, size, camera_hw).items():
@@ -184,8 +179,8 @@ def rollout(path: Path, engine: str, camera_hw: tuple[int, int], seconds: float,
 
 @dataclass
 class RTCLatencyConfig(SpeedBenchConfig):
-    # model sizes to measure: twin, 500m
-    sizes: list[str] = field(default_factory=lambda: ["twin", "500m"])
+    # model sizes to measure: twin, smolvlm2-500m (so101-make-random-vlm's names)
+    sizes: list[str] = field(default_factory=lambda: ["twin", "smolvlm2-500m"])
     # the twin robot's camera size (height, width), as the twin recipes record
     camera_hw: tuple[int, int] = (96, 128)
     # seconds of each lerobot-rollout on the twin robot (0: skip table 2)
@@ -194,10 +189,23 @@ class RTCLatencyConfig(SpeedBenchConfig):
     fps: int = 30
 
 
+def print_row(size: str, name: str, engine: str, ms: float, loop: dict) -> None:
+    steps = loop.get("steps")
+    on_time = "" if steps is None else f"{max(steps - loop['late'], 0) / max(steps, 1):.0%}"
+    print(
+        f"{size:<13} {name:<8} {engine:<6} {ms:>9.0f} {steps if steps is not None else '':>10} {on_time:>8} "
+        f"{loop.get('actions', ''):>8}  {loop.get('outcome', '')}",
+        flush=True,
+    )
+
+
 @parser.wrap()
 def benchmark(bench: RTCLatencyConfig) -> None:
     sizes = ["tiny"] if bench.tiny else bench.sizes
-    rows = []
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} repeats={bench.repeats} fps={bench.fps}")
+    print(f"chunk: horizon {HORIZON}, delay {DELAY} (RTC); loops: {bench.rollout_s:g} s each on the twin robot")
+    head = ("size", "policy", "engine", "chunk ms", "loop steps", "on time", "actions")
+    print("{:<13} {:<8} {:<6} {:>9} {:>10} {:>8} {:>8}  outcome".format(*head), flush=True)
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix=f"rtc_{size}_") as tmp:
             root = Path(tmp)
@@ -210,18 +218,7 @@ def benchmark(bench: RTCLatencyConfig) -> None:
                     if bench.rollout_s > 0:
                         print(f"[{size}] lerobot-rollout {name} {engine}", file=sys.stderr, flush=True)
                         loop = rollout(path, engine, bench.camera_hw, bench.rollout_s, bench.fps, root)
-                    rows.append((size, name, engine, times[name][engine == "rtc"], loop))
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()} repeats={bench.repeats} fps={bench.fps}")
-    print(f"chunk: horizon {HORIZON}, delay {DELAY} (RTC); loops: {bench.rollout_s:g} s each on the twin robot")
-    head = ("size", "policy", "engine", "chunk ms", "loop steps", "on time", "actions")
-    print("{:<5} {:<8} {:<6} {:>9} {:>10} {:>8} {:>8}  outcome".format(*head))
-    for size, name, engine, ms, loop in rows:
-        steps = loop.get("steps")
-        on_time = "" if steps is None else f"{max(steps - loop['late'], 0) / max(steps, 1):.0%}"
-        print(
-            f"{size:<5} {name:<8} {engine:<6} {ms:>9.0f} {steps if steps is not None else '':>10} {on_time:>8} "
-            f"{loop.get('actions', ''):>8}  {loop.get('outcome', '')}"
-        )
+                    print_row(size, name, engine, times[name][engine == "rtc"], loop)
 
 
 def main() -> None:
