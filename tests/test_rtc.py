@@ -187,3 +187,18 @@ def test_lerobot_rollout_rtc_drives_the_twin_robot_with_segvla(tmp_path):
         rollout_in_twin(short, (HEIGHT, WIDTH), tmp_path, flags=flags[:2])
     assert "connected (task" not in str(refused.value)
 
+
+
+@pytest.mark.slow  # ~25 s: a tiny imf with one frame of history, 3 s on the twin robot
+def test_lerobot_rollout_rtc_drives_the_twin_robot_with_imf(tmp_path):
+    import dataclasses
+
+    from test_camera_resize import TRAINED, save_checkpoint
+    from test_policy_contract import CASES
+
+    (case,) = [c for c in CASES if c.type == "imf"]
+    case = dataclasses.replace(case, tiny={**case.tiny, "n_obs_steps": 1, "horizon": 16, "n_action_steps": 8})
+    checkpoint = save_checkpoint(case, tmp_path / "pretrained_model")
+    flags = ("--inference.type=rtc", "--inference.rtc.execution_horizon=8")
+    actions = rollout_in_twin(checkpoint, TRAINED, tmp_path, flags=flags, duration=3)
+    assert actions >= 10, f"the twin executed {actions} actions in 3 s under RTC"
