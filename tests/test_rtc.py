@@ -8,6 +8,9 @@ a chunk shorter than the measured delay is refused at the chunk instead of silen
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import docs_commands
 import pytest
 import torch
 from clitools import rollout_in_twin
@@ -21,6 +24,7 @@ from lerobot_policy_segvla import SegVLAConfig, SegVLAPolicy
 from so101_devtools.tiny_models import save_smolvlm
 
 DELAY = 1
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -171,13 +175,24 @@ def test_segdepth_and_hlrp_are_refused_with_their_reason():
             supports_rtc_inference(policy)
 
 
+def shown_rollouts() -> list[list[str]]:
+    return [
+        docs_commands.command_words(shown.text)
+        for shown in docs_commands.shown_commands(ROOT / "docs" / "real-so101.md")
+        if shown.text.startswith("lerobot-rollout")
+    ]
+
+
 # ----- lerobot-rollout --inference.type=rtc on the twin robot ---------------------------------------------------------
 @pytest.mark.slow  # ~40 s: a tiny SegVLA with segmenter cues, 3 s on the twin robot, and a refused start
 def test_lerobot_rollout_rtc_drives_the_twin_robot_with_segvla(tmp_path):
     from test_real_arm_rollout import HEIGHT, WIDTH, segvla_checkpoint
 
     checkpoint = segvla_checkpoint(tmp_path, ("wrist",), chunk_size=20)
-    flags = ("--robot.cameras=[wrist]", "--inference.type=rtc", "--inference.rtc.execution_horizon=10")
+    (page,) = [w for w in shown_rollouts() if "--inference.type=rtc" in w]  # docs/real-so101.md's RTC line
+    inference = tuple(w for w in page if w.startswith("--inference."))
+    assert inference == ("--inference.type=rtc", "--inference.rtc.execution_horizon=10"), inference
+    flags = ("--robot.cameras=[wrist]", *inference)
     actions = rollout_in_twin(checkpoint, (HEIGHT, WIDTH), tmp_path, flags=flags, duration=3)
     assert actions >= 10, f"the twin executed {actions} actions in 3 s under RTC"
 
