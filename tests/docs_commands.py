@@ -45,6 +45,8 @@ COVERED: dict[str, tuple[str, str]] = {
 }
 # Shell scripts that pass their arguments to a parser.wrap script: checked as that script.
 SCRIPT_FRONTS = {"scripts/demo.sh": "scripts/demo.py"}
+# `python -m MODULE` commands whose parsed entry is not the module's `main`.
+MODULE_ENTRIES = {"lerobot.async_inference.robot_client": "async_client"}
 # LeRobot commands that parse with argparse: checked against their --help.
 ARGPARSE_COMMANDS = {"lerobot-find-cameras"}
 LAUNCHERS = {"torchrun": 0, "accelerate": 1}  # how many words the launcher's own name takes ("accelerate launch")
@@ -117,7 +119,7 @@ def _entry_point(words: list[str]):
     if words[0] in ("python", "python3") or words[0].endswith("/python"):
         if words[1] == "-m":
             module = importlib.import_module(words[2])
-            return module.main, [words[2], *words[3:]]
+            return getattr(module, MODULE_ENTRIES.get(words[2], "main")), [words[2], *words[3:]]
         path = ROOT / words[1]
         if not path.is_file():
             raise FileNotFoundError(f"{words[1]} does not exist in the repository")

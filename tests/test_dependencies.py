@@ -247,6 +247,7 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
     [
         ("so101-submit", "submitit", "so101_commands", "cluster"),
         ("so101-make-random-vlm", "transformers", "so101_commands", "vlm"),
+        ("so101-policy-server", "grpc", "so101_commands", "serve"),
     ],
 )
 def test_a_command_behind_a_missing_extra_says_what_to_install(command, blocked, dist, extra):
@@ -265,7 +266,8 @@ def test_a_command_behind_a_missing_extra_says_what_to_install(command, blocked,
     )
 
 
-EXTRA_COMMANDS = {"cluster": "so101-submit", "vlm": "so101-make-random-vlm"}  # the name the message gives
+# the name the message gives
+EXTRA_COMMANDS = {"cluster": "so101-submit", "vlm": "so101-make-random-vlm", "serve": "so101-policy-server"}
 
 
 def test_so101_seg_render_without_the_twin_says_what_to_install(tmp_path):
@@ -291,7 +293,9 @@ POLICIES["lerobot_policy_hlrp"] = "hlrp"
 # Modules behind an extra a policy does not ask for (the extra's packages are not installed with it).
 EXTRA_MODULES = {
     "so101_commands.submit",
+    "so101_commands.stage_job",
     "so101_commands.random_vlm",
+    "so101_commands.policy_server",
     *SEGMENTER_SIM_MODULES,
 }
 

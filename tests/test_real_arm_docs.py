@@ -164,6 +164,8 @@ def skip_reason(words: list[str]) -> str | None:
         return "SegVLA's twin recipe: examples/segvla_twin.py and tests/test_segvla.py train it"
     if words[0] in OWN_SCENE or flag(words, "config_path") == "configs/own_scene/segmenter_adapt.yaml":
         return "labels a recording with grasps: tests/test_own_scene_docs.py runs these lines on a twin recording"
+    if words[0] == "so101-policy-server" or words[:3] == ["python", "-m", "lerobot.async_inference.robot_client"]:
+        return "a policy server and its robot client run until stopped: tests/test_async_inference.py runs both"
     if flag(words, "inference.type") == "rtc":
         return "real-time chunking of a SegVLA checkpoint: tests/test_rtc.py runs it on the twin robot"
     if drives_the_follower(words):
@@ -241,7 +243,7 @@ def test_real_so101_page_runs_top_to_bottom_in_the_twin(workspace, tmp_path):
         ran.append((line, argv))
 
     # a command added to the page is classified here on purpose: run, or left out with its reason
-    assert (len(ran), len(skipped)) == (12, 18), ([line for line, _ in ran], skipped)
+    assert (len(ran), len(skipped)) == (12, 20), ([line for line, _ in ran], skipped)
     by_name = {}
     for line, argv in ran:
         by_name.setdefault(argv[0], []).append((argv, said[line]))
