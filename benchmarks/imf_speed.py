@@ -77,7 +77,7 @@ def latency_table(
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
     from lerobot_policy_imf import IMFConfig, IMFPolicy
-    from lerobot_policy_imf.modeling_imf import sample_chunk
+    from lerobot_policy_imf.meanflow import sample_chunk
 
     torch.manual_seed(0)
     inputs, outputs = features(96)

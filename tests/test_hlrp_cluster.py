@@ -14,16 +14,8 @@ import draccus
 import pytest
 import submitit
 
-from so101_commands.submit import (
-    ClusterConfig,
-    StageJob,
-    SubmitConfig,
-    keep_first_started,
-    launch_command,
-    make_executor,
-    prepare,
-    submit,
-)
+from so101_commands.stage_job import StageJob, launch_command
+from so101_commands.submit import ClusterConfig, SubmitConfig, keep_first_started, make_executor, prepare, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 

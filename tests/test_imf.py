@@ -17,16 +17,9 @@ from torch import nn
 
 from lerobot_policy_imf import IMFConfig, IMFPolicy
 from lerobot_policy_imf.configuration_imf import OBS_VIEW_EMBEDDINGS
-from lerobot_policy_imf.modeling_imf import (
-    DepthMix,
-    IMFTransformer,
-    imf_loss,
-    imf_loss_terms,
-    resized,
-    sample_chunk,
-    sample_times,
-    time_features,
-)
+from lerobot_policy_imf.encoders import resized
+from lerobot_policy_imf.meanflow import imf_loss, imf_loss_terms, sample_chunk, sample_times
+from lerobot_policy_imf.transformer import DepthMix, IMFTransformer, time_features
 from so101_devtools.tiny_models import save_siglip_vision, tiny_siglip_dir
 
 CAMERAS = ("left", "top", "wrist")  # three views, as the multiview plan's backbone test
@@ -522,11 +515,14 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
     finally:
         shutil.copy(backup, info_json)
 
-    with pytest.raises(FileExistsError):  # never overwrites
-        from lerobot_policy_imf.commands.cache_embeddings import CacheEmbeddingsConfig, cache_embeddings
-        from so101_policy_common.precompute import SourceDatasetConfig
-
-        cfg = IMFConfig(device="cpu", siglip_model=siglip, encoder_image_size=32, cameras=["front", "wrist"])
-        cache_embeddings(
-            CacheEmbeddingsConfig(SourceDatasetConfig("local/twin_demo", str(gt_dataset)), cfg, output_dir=str(out))
-        )
+    # run again as it was: already made, nothing redone; with other cameras: refused in one line, no traceback
+    command = ["imf-cache-embeddings", "--dataset.repo_id=local/twin_demo", f"--dataset.root={gt_dataset}",
+               f"--policy.siglip_model={siglip}", *CACHE_POLICY, f"--output_dir={out}", "--batch_size=16"]  # fmt: skip
+    before = (out / "meta" / "precompute.json").stat().st_mtime_ns
+    assert f"{out}: already made with these settings" in run_cli(command, cwd=tmp_path).stdout
+    assert (out / "meta" / "precompute.json").stat().st_mtime_ns == before
+    other = [w.replace("cameras=[front,wrist]", "cameras=[wrist]") for w in command]
+    proc = run_cli(other, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"imf-cache-embeddings: {out} is a copy made with other settings (" in proc.stderr, proc.stderr[-3000:]
+    assert "cameras" in proc.stderr and "--output_dir" in proc.stderr

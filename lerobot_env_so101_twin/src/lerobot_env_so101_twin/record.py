@@ -397,11 +397,19 @@ def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress,
     return results
 
 
-def record(cfg: TwinRecordConfig) -> dict:
-    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.resume`); return a summary."""
-    from lerobot.datasets.aggregate import aggregate_datasets
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class _Run:
+    """Where this run records: its first global episode index, the staging folder and its shards, the workers' logs."""
 
+    first_episode: int
+    stage: Path
+    shards: list[Shard]
+    log_dir: Path
+
+
+def _prepare(cfg: TwinRecordConfig) -> _Run:
+    """Refuse an existing root without --resume (or one new episodes would not fit), then claim the staging folder:
+    an interrupted recording there is resumed if its manifest matches, refused if not (or discarded with --restart)."""
     root = cfg.root
     if cfg.resume:
         first_episode = _check_appendable(cfg, root)
@@ -426,55 +434,83 @@ def record(cfg: TwinRecordConfig) -> dict:
             shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
     write_json(stage / MANIFEST, manifest)
-
     shards = shards_for(first_episode, cfg.dataset.num_episodes, cfg.episodes_per_shard)
-    todo = [s for s in shards if not (stage / s.name / "meta" / "info.json").exists()]
-    frames = cfg.frames_per_episode
     log_dir = Path(cfg.log_dir) if cfg.log_dir else stage / "logs"  # removed with the stage once merged
     log_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    return _Run(first_episode, stage, shards, log_dir)
+
+
+def _record_missing_shards(cfg: TwinRecordConfig, run: _Run) -> list[dict]:
+    """Record the shards not yet finished in the staging folder, under one progress bar; their results."""
+    from tqdm import tqdm
+
+    todo = [s for s in run.shards if not (run.stage / s.name / "meta" / "info.json").exists()]
+    done = len(run.shards) - len(todo)
+    frames = cfg.frames_per_episode
     with tqdm(
         total=cfg.dataset.num_episodes * frames,
-        initial=(len(shards) - len(todo)) * cfg.episodes_per_shard * frames,
+        initial=done * cfg.episodes_per_shard * frames,
         desc=f"recording {cfg.dataset.num_episodes} episodes",
         unit="frame",
     ) as progress:
-        if len(todo) < len(shards):
-            logger.info("resuming: %d of %d shards already recorded in %s", len(shards) - len(todo), len(shards), stage)
-        results = _run_shards(cfg, todo, stage, progress, log_dir) if todo else []
-    record_seconds = time.perf_counter() - start
+        if done:
+            logger.info("resuming: %d of %d shards already recorded in %s", done, len(run.shards), run.stage)
+        return _run_shards(cfg, todo, run.stage, progress, run.log_dir) if todo else []
 
-    roots = ([root] if cfg.resume else []) + [stage / s.name for s in shards]
+
+def _merge(cfg: TwinRecordConfig, run: _Run) -> dict:
+    """Merge the shards (after the existing episodes with --resume) into `cfg.root`, replacing it, and drop the
+    staging folder; the merged dataset's meta/info.json."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+
+    root = cfg.root
+    roots = ([root] if cfg.resume else []) + [run.stage / s.name for s in run.shards]
     out_tmp = staging_folder(root, create=False)  # aggregate_datasets makes the folder itself
-    merge_log = log_dir / "merge.log"
+    merge_log = run.log_dir / "merge.log"
     logger.info("merging %d shards into %s (LeRobot's aggregate_datasets; its output: %s)", len(roots), root, merge_log)
     with _stderr_to(merge_log):  # LeRobot's progress bars and FFmpeg's muxer chatter, per file
         aggregate_datasets(
-            repo_ids=[cfg.dataset.repo_id] * int(cfg.resume) + [f"{cfg.dataset.repo_id}_{s.name}" for s in shards],
+            repo_ids=[cfg.dataset.repo_id] * int(cfg.resume) + [f"{cfg.dataset.repo_id}_{s.name}" for s in run.shards],
             aggr_repo_id=cfg.dataset.repo_id,
             roots=roots,
             aggr_root=out_tmp,
         )
     info = json.loads((out_tmp / "meta" / "info.json").read_text())
-    expected = first_episode + cfg.dataset.num_episodes
+    expected = run.first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
     replace_folder(out_tmp, root)  # with --resume=true, the old dataset is moved aside, then deleted
-    shutil.rmtree(stage)
+    shutil.rmtree(run.stage)
+    return info
 
+
+def _summary(
+    cfg: TwinRecordConfig, info: dict, results: list[dict], record_seconds: float, total_seconds: float
+) -> dict:
+    """The run in numbers; the speeds only when this run recorded shards (not when it only merged finished ones)."""
     successes = [ok for r in sorted(results, key=lambda r: r["shard"]) for ok in r["successes"]]
-    recorded = cfg.dataset.num_episodes * frames
-    summary = {
-        "root": str(root),
+    recorded = cfg.dataset.num_episodes * cfg.frames_per_episode
+    return {
+        "root": str(cfg.root),
         "episodes": info["total_episodes"],
         "frames": info["total_frames"],
         "episodes_this_run": len(successes),
         "expert_success": f"{sum(successes)}/{len(successes)}",
         "record_seconds": round(record_seconds, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
-        "simulated_frames_per_second": round(recorded / record_seconds, 1) if todo else None,
-        "real_time_factor": round(recorded / record_seconds / cfg.dataset.fps, 2) if todo else None,
+        "total_seconds": round(total_seconds, 1),
+        "simulated_frames_per_second": round(recorded / record_seconds, 1) if results else None,
+        "real_time_factor": round(recorded / record_seconds / cfg.dataset.fps, 2) if results else None,
     }
+
+
+def record(cfg: TwinRecordConfig) -> dict:
+    """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.resume`); return a summary."""
+    run = _prepare(cfg)
+    start = time.perf_counter()
+    results = _record_missing_shards(cfg, run)
+    record_seconds = time.perf_counter() - start
+    info = _merge(cfg, run)
+    summary = _summary(cfg, info, results, record_seconds, time.perf_counter() - start)
     logger.info("recorded %s", json.dumps(summary))
     return summary
 

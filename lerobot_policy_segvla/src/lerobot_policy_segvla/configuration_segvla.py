@@ -118,6 +118,15 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
     def __post_init__(self):
         super().__post_init__()
         self._check_vlm_dtype()
+        self._check_cue_source()
+        self._check_classes()
+        self._check_cue_tokens()
+        self._check_geometry()
+        self._check_dropout_probabilities()
+        self._check_look_options()
+
+    def _check_cue_source(self) -> None:
+        """Where the scores come from, and the batch keys they arrive under."""
         check_perception_source(self.perception_source, PERCEPTION_SOURCES, "--policy.perception_source")
         for camera, key in self.segmentation_feature_map.items():
             if not key.startswith("observation."):
@@ -133,6 +142,8 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
                     f"perception_source={self.perception_source!r} gives the twin's {NUM_SEGMENTATION_CLASSES}"
                     f" classes; segmentation_num_classes is {self.segmentation_num_classes}"
                 )
+
+    def _check_classes(self) -> None:
         classes = self.segmentation_num_classes
         if classes < 1:
             raise ValueError(f"segmentation_num_classes must be >= 1, got {classes}")
@@ -140,6 +151,9 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
             bad = [c for c in getattr(self, name) if not 0 <= c < classes]
             if bad:
                 raise ValueError(f"{name} {bad} are outside 0..{classes - 1} (segmentation_num_classes={classes})")
+
+    def _check_cue_tokens(self) -> None:
+        """Each camera's tokens: regions on the score grid's cell borders, and a class slot for every task class."""
         g = self.segmentation_grid_size
         for spec in self.segmentation_region_specs:
             if len(spec) != 4:
@@ -159,6 +173,9 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
                 f" after 1 global + {len(self.segmentation_region_specs)} region tokens, fewer than the"
                 f" {len(self.segmentation_task_class_ids)} segmentation_task_class_ids"
             )
+
+    def _check_geometry(self) -> None:
+        """The geometry hint holds 4 values per geometry class (5 more for the first two's offset) per camera."""
         if self.segmentation_geometry_state_dim < 4 * min(1, len(self.segmentation_geometry_class_ids)):
             raise ValueError("segmentation_geometry_state_dim must hold at least 4 values per geometry class")
         geometry = len(self.segmentation_geometry_class_ids)
@@ -170,10 +187,15 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
                 f" ({geometry} segmentation_geometry_class_ids) need segmentation_geometry_state_dim >= {needed},"
                 f" got {self.segmentation_geometry_state_dim}"
             )
+
+    def _check_dropout_probabilities(self) -> None:
         if not 0.0 <= self.segmentation_dropout_prob < 1.0:
             raise ValueError(f"segmentation_dropout_prob must be in [0, 1), got {self.segmentation_dropout_prob}")
         if not 0.0 <= self.rgb_dropout_prob < 1.0:
             raise ValueError(f"rgb_dropout_prob must be in [0, 1), got {self.rgb_dropout_prob}")
+
+    def _check_look_options(self) -> None:
+        """rgb_dropout_prob and segmentation_image make the policy lean on the cues, so they need cues to lean on."""
         if self.rgb_dropout_prob > 0 and not self.segmentation_feature_map:
             raise ValueError(
                 f"rgb_dropout_prob={self.rgb_dropout_prob} greys the cued cameras, and segmentation_feature_map is"

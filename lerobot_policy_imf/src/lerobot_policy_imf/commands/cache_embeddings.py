@@ -37,8 +37,8 @@ from so101_policy_common.precompute import (
 )
 from so101_run_infra.cli import prepare_command_line
 
+from ..cache import dataset_fingerprint
 from ..configuration_imf import OBS_VIEW_EMBEDDINGS, IMFConfig
-from ..modeling_imf import dataset_fingerprint
 
 logger = logging.getLogger(__name__)
 
