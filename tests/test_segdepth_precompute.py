@@ -21,6 +21,7 @@ from lerobot_policy_segdepth.commands import precompute as segdepth_precompute
 from lerobot_policy_segdepth.commands.precompute import SegDepthPrecomputeConfig, precompute_segdepth
 from lerobot_policy_segdepth.observation_steps import StackChannelsStep, pack_uint8, packed_length, unpack_uint8
 from so101_policy_common.precompute import SourceDatasetConfig
+from so101_run_infra.cli import OutputRefused
 
 register_third_party_plugins()
 
@@ -228,9 +229,25 @@ def test_a_copy_made_for_another_config_is_refused_before_training(precomputed):
         policy.forward({SEGDEPTH: bad, "observation.state": torch.zeros(1, 3, 6), "action": torch.zeros(1, 6)})
 
 
-def test_precompute_refuses_an_existing_output_and_resumes(gt_dataset, precomputed, tmp_path, monkeypatch):
-    with pytest.raises(FileExistsError, match="exists"):
-        precompute(gt_dataset, precomputed)
+def test_precompute_over_its_finished_copy_does_nothing_and_refuses_others(gt_dataset, precomputed, tmp_path, capsys):
+    """Run again as it was: the copy is there, made with these settings, so it says so and computes nothing.
+    Another setting, or a folder it did not write: refused, naming the folder, the setting and the flag."""
+    before = sorted((p.relative_to(precomputed), p.stat().st_mtime_ns) for p in precomputed.rglob("*"))
+    summary = precompute(gt_dataset, precomputed, batch_size=7)  # the batch size does not change the values
+    assert summary["already_made"] and summary["frames_computed_this_run"] == 0
+    assert f"{precomputed}: already made with these settings" in capsys.readouterr().out
+    assert sorted((p.relative_to(precomputed), p.stat().st_mtime_ns) for p in precomputed.rglob("*")) == before
+    with pytest.raises(OutputRefused, match=r"made with other settings \(.*image_size.*--output_dir"):
+        precompute(gt_dataset, precomputed, policy={"image_size": 24})
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match=r"is not a copy this command finished.*another --output_dir"):
+        precompute(gt_dataset, stranger)
+    assert [p.name for p in stranger.iterdir()] == ["notes.txt"] and not (tmp_path / ".stranger.partial").exists()
+
+
+def test_precompute_killed_resumes(gt_dataset, precomputed, tmp_path, monkeypatch):
 
     out = tmp_path / "again"
     real, calls = segdepth_precompute.uint8_observation, []

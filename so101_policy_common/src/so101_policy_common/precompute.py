@@ -5,7 +5,8 @@ pooled Mask2Former scores; `segdepth-precompute`: SegDepth's policy-ready observ
 source dataset, a function that maps a batch of frames (as a DataLoader over the dataset yields them) to named
 arrays, LeRobot feature specs for those arrays and the settings that determine them; `precompute_features`:
 
-- refuses an output root that exists: nothing is overwritten, and the source dataset is only read;
+- over a copy it finished with the same settings, says so and does nothing; refuses a copy made with other
+  settings, or a folder it did not write, before any work: nothing is overwritten, the source is only read;
 - writes each computed batch to `.<output>.partial/shards/shard_NNNNNN.safetensors` (each written atomically)
   beside `manifest.json` (source and settings). A run started again with the same settings skips
   the frames already done (the batch size may differ); one with other settings is refused unless `restart`
@@ -41,6 +42,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from so101_run_infra.atomic import replace_folder, save_safetensors, staging_folder, write_json
+from so101_run_infra.cli import OutputRefused, SettingsRefused
 from so101_run_infra.runs import config_differences
 
 logger = logging.getLogger(__name__)
@@ -63,10 +65,35 @@ def stage_dir(output_root: Path) -> Path:
 
 
 def check_output_root(output_root: str | Path) -> Path:
+    """Refuses a folder this machinery did not write; a copy it finished is compared with the run's settings later
+    (`precompute_features`), when they are known."""
     output_root = Path(output_root)
-    if output_root.exists():
-        raise FileExistsError(f"{output_root} exists; remove it or pass another output root")
+    if output_root.exists() and not (output_root / DATASET_MANIFEST).is_file():
+        raise OutputRefused(
+            f"{output_root} exists and is not a copy this command finished (it has no {DATASET_MANIFEST}): pass "
+            "another --output_dir, or remove that folder"
+        )
     return output_root
+
+
+def _finished(output_root: Path, manifest: dict, output_repo_id: str, frames: int) -> dict:
+    """The summary of a copy already made with these settings; refuses one made with other settings."""
+    previous = json.loads((output_root / DATASET_MANIFEST).read_text())
+    if previous != manifest:
+        detail = "; ".join(config_differences(previous, manifest))
+        raise OutputRefused(
+            f"{output_root} is a copy made with other settings ({detail}): pass another --output_dir to keep both, "
+            "or remove that folder to make it again"
+        )
+    print(f"{output_root}: already made with these settings ({frames} frames); nothing to do")
+    return {
+        "output_root": str(output_root),
+        "output_repo_id": output_repo_id,
+        "frames": frames,
+        "frames_computed_this_run": 0,
+        "already_made": True,
+        "removed_features": manifest["removed_features"],
+    }
 
 
 def output_location(
@@ -227,9 +254,12 @@ def precompute_features(
     output_root = check_output_root(output_root)
     remove_features = list(remove_features or [])
     history = dict(history or {})
+    manifest = _manifest(dataset, remove_features, history, settings)
+    if output_root.exists():
+        return _finished(output_root, manifest, output_repo_id, len(dataset))
     per_frame = _per_frame_specs(dataset, features, remove_features, history)
     stage = stage_dir(output_root)
-    manifest = _open_stage(dataset, stage, remove_features, history, settings, restart)
+    _open_stage(stage, manifest, restart)
     start = time.perf_counter()
     computed = _compute_shards(dataset, compute, features, per_frame, stage / "shards", batch_size, num_workers,
                                desc, read_keys)  # fmt: skip
@@ -285,10 +315,8 @@ def _per_frame_specs(dataset, features: dict, remove_features: list[str], histor
     }
 
 
-def _open_stage(dataset, stage: Path, remove_features, history, settings, restart: bool) -> dict:
-    """The stage folder with its manifest: a new one, or the partial work of a run with the same settings."""
-    if restart and stage.exists():
-        shutil.rmtree(stage)
+def _manifest(dataset, remove_features: list[str], history: dict[str, int], settings: dict) -> dict:
+    """What made the copy: its source and the settings, as the manifest file reads back."""
     manifest = {
         "source_repo_id": dataset.repo_id,
         "source_root": str(Path(dataset.root).resolve()),
@@ -297,20 +325,25 @@ def _open_stage(dataset, stage: Path, remove_features, history, settings, restar
         **({"history": history} if history else {}),
         **settings,
     }
-    manifest = json.loads(json.dumps(manifest))  # tuples -> lists, as the file reads back
+    return json.loads(json.dumps(manifest))  # tuples -> lists, as the file reads back
+
+
+def _open_stage(stage: Path, manifest: dict, restart: bool) -> None:
+    """The stage folder with its manifest: a new one, or the partial work of a run with the same settings."""
+    if restart and stage.exists():
+        shutil.rmtree(stage)
     if (stage / MANIFEST).exists():
         previous = json.loads((stage / MANIFEST).read_text())
         if previous != manifest:
             changed = sorted(k for k in {*manifest, *previous} if previous.get(k) != manifest.get(k))
             detail = "; ".join(config_differences(previous, manifest))
-            raise ValueError(
+            raise SettingsRefused(
                 f"{stage} holds partial work made with other settings ({changed}): {detail}; pass --restart to "
                 "discard it"
             )
         logger.info("resuming from %s", stage)
     (stage / "shards").mkdir(parents=True, exist_ok=True)
     write_json(stage / MANIFEST, manifest, sort_keys=True)
-    return manifest
 
 
 def _compute_shards(

@@ -8,6 +8,9 @@ field comments). Two things it does not do:
   swapped for one that escapes the comment before argparse formats it.
 - **The plugins a config names.** A command whose config names a policy or env type (`--policy.type=segdepth`,
   `--policy.path=CKPT`) registers LeRobot's third-party plugins first (`plugins=True`).
+- **Refusals without a traceback.** A command that refuses its input or its output folder before any work raises a
+  `Refusal` (an OSError or ValueError too, for callers that catch those): the command prints its message alone and
+  exits 1. A traceback there reads as a crash, when the message already says what to change.
 
 Usage, in a command's `main`:
 
@@ -19,6 +22,37 @@ the commands call, and every command's distribution depends on LeRobot.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+
+class Refusal(Exception):
+    """Mixin for an exception that refuses a command's input before any work; see the module docstring."""
+
+
+class OutputRefused(Refusal, FileExistsError):
+    """An output folder the command did not make, or made with other settings."""
+
+
+class SettingsRefused(Refusal, ValueError):
+    """Settings or inputs the command cannot work with."""
+
+
+def _refusals_without_traceback() -> None:
+    import sys
+
+    if getattr(sys.excepthook, "shows_refusals", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if isinstance(value, Refusal):
+            print(f"{Path(sys.argv[0]).name}: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+
+    hook.shows_refusals = True
+    sys.excepthook = hook
 
 
 def _use_percent_safe_help() -> None:
@@ -51,6 +85,7 @@ def prepare_command_line(*, plugins: bool = False) -> None:
     (`--policy.type=segdepth`, `--policy.path=CKPT`).
     """
     _use_percent_safe_help()
+    _refusals_without_traceback()
     if plugins:
         from lerobot.utils.import_utils import register_third_party_plugins
 
