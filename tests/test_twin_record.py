@@ -14,6 +14,7 @@ from lerobot_env_so101_twin import SO101Twin
 from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
 from lerobot_env_so101_twin.config_so101_twin_expert import SO101TwinExpertConfig
 from lerobot_env_so101_twin.record import ExpertCannotSolveError, TwinDatasetConfig, TwinRecordConfig, record
+from so101_run_infra.cli import OutputRefused
 
 SMALL = {"cameras": ["wrist"], "camera_height": 48, "camera_width": 64, "depth": True, "segmentation": True}
 
@@ -100,10 +101,19 @@ def test_same_seed_same_episodes_whatever_the_sharding(tmp_path):
 def test_resume_continues_the_episode_numbering_and_seeds(tmp_path):
     record(config(tmp_path / "whole", 3))
     record(config(tmp_path / "parts", 2))
-    with pytest.raises(FileExistsError, match="--resume=true"):
+    with pytest.raises(OutputRefused, match=r"other settings \(dataset.num_episodes: saved 2, now 1\).*--resume=true"):
         record(config(tmp_path / "parts", 1))
     summary = record(config(tmp_path / "parts", 1, resume=True))
     assert summary["episodes"] == 3 and summary["episodes_this_run"] == 1
+    # the same two commands again: each says it is done, and nothing is recorded or appended twice
+    assert record(config(tmp_path / "parts", 1, resume=True)) | {"root": ""} == {
+        "root": "", "episodes": 3, "frames": 90, "episodes_this_run": 0, "already_recorded": True
+    }  # fmt: skip
+    assert record(config(tmp_path / "whole", 3))["already_recorded"]
+    stranger = tmp_path / "stranger"
+    (stranger / "meta").mkdir(parents=True)
+    with pytest.raises(OutputRefused, match=r"so101-twin-record did not finish it.*--resume=true.*--dataset.root"):
+        record(config(stranger, 1))
     a, b = columns(tmp_path / "whole"), columns(tmp_path / "parts")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -41,7 +41,7 @@ from lerobot.utils.utils import init_logging
 
 from so101_core import TASK_DESCRIPTIONS
 from so101_run_infra.atomic import replace_folder, staging_folder, write_json
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.hub import check_push, command_line
 from so101_run_infra.runs import config_differences
 
@@ -52,6 +52,7 @@ from .twin import LIFT_HEIGHT
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+RECORDED = "meta/so101_twin_record.json"  # the manifest of the run that made (or last appended to) a dataset
 
 
 @dataclass
@@ -407,18 +408,43 @@ class _Run:
     log_dir: Path
 
 
+def _already_recorded(cfg: TwinRecordConfig) -> dict | None:
+    """The dataset's summary when this very command already made it (or made this very append); None when there is
+    work to do. Refuses a dataset at the root that another command or other settings made, before any work."""
+    root = cfg.root
+    if not root.exists():
+        return None
+    saved = root / RECORDED
+    info_file = root / "meta" / "info.json"
+    if not saved.is_file() or not info_file.is_file():
+        if cfg.resume:
+            return None  # appending to a recording lerobot-record (or an older so101-twin-record) made
+        raise OutputRefused(
+            f"{root} exists and so101-twin-record did not finish it (no {RECORDED}): pass --resume=true to add "
+            "episodes to it, or choose another --dataset.root"
+        )
+    info = json.loads(info_file.read_text())
+    first = info["total_episodes"] - cfg.dataset.num_episodes if cfg.resume else 0
+    previous = json.loads(saved.read_text())
+    if previous == _manifest(cfg, first):
+        print(f"{root}: already recorded with these settings ({info['total_episodes']} episodes); nothing to do")
+        return {"root": str(root), "episodes": info["total_episodes"], "frames": info["total_frames"],
+                "episodes_this_run": 0, "already_recorded": True}  # fmt: skip
+    if cfg.resume:
+        return None
+    detail = "; ".join(config_differences(previous, _manifest(cfg, 0)))
+    raise OutputRefused(
+        f"{root} holds a recording made with other settings ({detail}): choose another --dataset.root, pass "
+        "--resume=true to add these episodes to it, or remove that folder to record it again"
+    )
+
+
 def _prepare(cfg: TwinRecordConfig) -> _Run:
-    """Refuse an existing root without --resume (or one new episodes would not fit), then claim the staging folder:
+    """Refuse a root new episodes would not fit (with --resume), then claim the staging folder:
     an interrupted recording there is resumed if its manifest matches, refused if not (or discarded with --restart)."""
     root = cfg.root
-    if cfg.resume:
-        first_episode = _check_appendable(cfg, root)
-    elif root.exists():
-        raise FileExistsError(
-            f"{root} exists: pass --resume=true to add episodes to it, or choose another --dataset.root"
-        )
-    else:
-        first_episode = 0
+    # without --resume the root does not exist: _already_recorded answered or refused every root that does
+    first_episode = _check_appendable(cfg, root) if cfg.resume else 0
     stage = root.with_name(f".{root.name}.partial")
     manifest = _manifest(cfg, first_episode)
     if (stage / MANIFEST).exists():
@@ -479,6 +505,7 @@ def _merge(cfg: TwinRecordConfig, run: _Run) -> dict:
     expected = run.first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
+    write_json(out_tmp / RECORDED, _manifest(cfg, run.first_episode))
     replace_folder(out_tmp, root)  # with --resume=true, the old dataset is moved aside, then deleted
     shutil.rmtree(run.stage)
     return info
@@ -505,6 +532,9 @@ def _summary(
 
 def record(cfg: TwinRecordConfig) -> dict:
     """Record `cfg.dataset.num_episodes` episodes into `cfg.root` (appending with `cfg.resume`); return a summary."""
+    done = _already_recorded(cfg)
+    if done is not None:
+        return done
     run = _prepare(cfg)
     start = time.perf_counter()
     results = _record_missing_shards(cfg, run)
@@ -563,7 +593,9 @@ def push_dataset(cfg: TwinRecordConfig, summary: dict) -> str:
 def record_cli(cfg: TwinRecordConfig) -> dict:
     summary = record(cfg)
     print(json.dumps(summary, indent=2))
-    if cfg.dataset.push_to_hub:
+    if cfg.dataset.push_to_hub and summary.get("already_recorded"):
+        logger.info("not pushed: this run recorded nothing (the dataset was already there)")
+    elif cfg.dataset.push_to_hub:
         summary["pushed_to"] = push_dataset(cfg, summary)
     return summary
 
