@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from so101_run_infra.cli import OutputRefused
 from so101_segmenter.classes import BACKGROUND, CUBE, MOVING_FINGER, NUM_CLASSES, STATIC_FINGER, TABLE, UNLABELED
 from so101_segmenter.coco_masks import generate_masks
 from so101_segmenter.data import SegmentationDataset, build_transforms, stratified_split
@@ -534,6 +535,17 @@ def test_sim_frames_render_randomised_exact_masks_and_resume(tmp_path):
     assert len(index.records) == 3 * 3 * 2 and {r.episode for r in index.records} == {5, 6, 7}
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "sim" / "images").iterdir()}
     assert all(after[name] == t for name, t in before.items())  # resumed: the first two episodes were not redone
+    # the same command again: nothing to do; other settings, or a folder it did not write: refused, nothing rendered
+    again = render_dataset(tmp_path / "sim", episodes=3, frames_per_episode=3, height=32, width=40, seed=5)
+    assert again.records == index.records
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "sim" / "images").iterdir()} == after
+    with pytest.raises(OutputRefused, match=r"rendered with other settings \(height: saved 32, now 48\)"):
+        render_dataset(tmp_path / "sim", episodes=4, frames_per_episode=3, height=48, width=40, seed=5)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "index.json").write_text("{}")
+    with pytest.raises(OutputRefused, match="so101-seg-render did not write"):
+        render_dataset(tmp_path / "labels", episodes=1, frames_per_episode=1, height=32, width=40)
+    assert len(DatasetIndex.load(tmp_path / "sim").records) == 3 * 3 * 2
 
     from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 

@@ -39,7 +39,7 @@ from lerobot.configs import parser
 
 from so101_policy_common.precompute import SourceDatasetConfig
 from so101_run_infra.atomic import replace_folder, staging_folder, write_json
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def make_training_copy(cfg: TrainingCopyConfig) -> dict:
     if output_root.exists():
         existing = read_manifest(output_root)
         if existing is None or existing.get("made_by") != MADE_BY:
-            raise FileExistsError(f"{output_root} exists and is not a {MADE_BY} copy; remove it or pass --output_dir")
+            raise OutputRefused(f"{output_root} exists and is not a {MADE_BY} copy: remove it or pass --output_dir")
         if existing == manifest:
             logger.info("%s is up to date with %s", output_root, source_root)
             return {**manifest, "status": "up_to_date", "root": str(output_root)}

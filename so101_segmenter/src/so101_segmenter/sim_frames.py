@@ -18,9 +18,10 @@ the episodes `index.json` already lists.
     so101-seg-render --output_dir=data/sim_train --episodes=400 --frames_per_episode=6 --height=84 --width=84
 """
 
+import json
 import logging
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,15 @@ from lerobot.configs import parser
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.atomic import write_json
+from so101_run_infra.cli import OutputRefused, prepare_command_line
+from so101_run_infra.runs import config_differences
 
 from .classes import NUM_CLASSES
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png
 from .hue_band import HueBand, fold_uint8
 
+RENDER_SETTINGS = "render_settings.json"  # what the frames were rendered with, checked on every run
 log = logging.getLogger(__name__)
 
 
@@ -171,9 +175,16 @@ def render_dataset(
             "--look_seed holds one look of --appearance=shifted or unseen; 'randomised' redraws every frame"
         )
     dr = randomization or RandomizationConfig()
+    settings = {"frames_per_episode": frames_per_episode, "height": height, "width": width, "cameras": list(cameras),
+                "seed": seed, "appearance": appearance, "look_seed": look_seed,
+                "randomization": asdict(dr) if appearance == "randomised" else None}  # fmt: skip
+    check_render_output(Path(output_dir), settings)
     index = DatasetIndex.open_or_create(output_dir)
     done = {r.episode for r in index.records if r.episode is not None}
     todo = [seed + i for i in range(episodes) if seed + i not in done]
+    if not todo:
+        print(f"{output_dir}: already rendered with these settings ({len(done)} episodes); nothing to do")
+        return index
     if done:
         log.info("resuming %s: %d episodes already rendered, %d to go", output_dir, len(done), len(todo))
     config = TwinConfig(
@@ -216,6 +227,29 @@ def render_dataset(
     finally:
         twin.close()
     return index
+
+
+def check_render_output(output_dir: Path, settings: dict) -> None:
+    """A new folder gets the settings (RENDER_SETTINGS); one rendered with the same settings is resumed or extended
+    (more --episodes); one rendered with other settings, or holding files this command did not write, is refused
+    before any frame is rendered: its episodes would mix with frames of another kind."""
+    saved = output_dir / RENDER_SETTINGS
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as the file reads back
+    if saved.is_file():
+        differences = config_differences(json.loads(saved.read_text()), settings)
+        if differences:
+            raise OutputRefused(
+                f"{output_dir} holds frames rendered with other settings ({'; '.join(differences)}): choose another "
+                "--output_dir, or remove that folder to render it again"
+            )
+        return
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise OutputRefused(
+            f"{output_dir} holds files so101-seg-render did not write ({RENDER_SETTINGS} is missing): choose another "
+            "--output_dir"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(saved, settings)
 
 
 @dataclass
