@@ -1,10 +1,11 @@
-"""SegVLA and LeRobot's SmolVLA under synchronous inference and under real-time chunking (RTC), on the CPU.
+"""SegVLA and LeRobot's SmolVLA under synchronous inference and under real-time chunking (RTC).
 
 Run from the repository root:
 
     .venv/bin/python benchmarks/rtc_latency.py                             # both sizes, chunks and 60 s loops
     .venv/bin/python benchmarks/rtc_latency.py --sizes='[twin]' --rollout_s=20
     .venv/bin/python benchmarks/rtc_latency.py --tiny=true                 # checks the script, measures nothing
+    .venv/bin/python benchmarks/rtc_latency.py --device=cuda --sizes='[smolvlm2-500m]'   # the policy on a GPU
 
 Sizes (random weights: nothing can be downloaded here):
     twin   configs/segvla_twin.yaml's architecture: `so101-make-random-vlm --size=twin` (256-wide text x 4 layers,
@@ -61,13 +62,13 @@ ARCHITECTURE = {
 }
 
 
-def policy_configs(vlm: Path, size: str, camera_hw: tuple[int, int]) -> dict:
+def policy_configs(vlm: Path, size: str, camera_hw: tuple[int, int], device: str) -> dict:
     features = {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, *camera_hw)) for c in CAMERAS}
     features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
     common = {
         "vlm_model_name": str(vlm),
         "load_vlm_weights": False,
-        "device": "cpu",
+        "device": device,
         "push_to_hub": False,
         "input_features": features,
         "output_features": {"action": PolicyFeature(FeatureType.ACTION, (6,))},
@@ -85,13 +86,13 @@ def policy_configs(vlm: Path, size: str, camera_hw: tuple[int, int]) -> dict:
     return {"smolvla": SmolVLAConfig(**common), "segvla": seg}
 
 
-def save_checkpoints(size: str, root: Path, camera_hw: tuple[int, int]) -> dict[str, Path]:
+def save_checkpoints(size: str, root: Path, camera_hw: tuple[int, int], device: str) -> dict[str, Path]:
     """Both policies at `size`, random weights, saved with their processors as lerobot-rollout loads them."""
     vlm = root / "vlm"
     SIZES[size](vlm)
     stats = {key: {"mean": torch.zeros(6), "std": torch.full((6,), 30.0)} for key in ("observation.state", "action")}
     out = {}
-    for name, cfg in policy_configs(vlm, size, camera_hw).items():
+    for name, cfg in policy_configs(vlm, size, camera_hw, device).items():
         torch.manual_seed(0)
         policy = (SegVLAPolicy if name == "segvla" else SmolVLAPolicy)(cfg)
         factory = make_segvla_pre_post_processors if name == "segvla" else make_smolvla_pre_post_processors
@@ -116,18 +117,18 @@ def observation(camera_hw: tuple[int, int]) -> dict:
     return frame
 
 
-def chunk_times(checkpoints: dict[str, Path], camera_hw: tuple[int, int], repeats: int) -> dict[str, tuple]:
+def chunk_times(checkpoints: dict[str, Path], camera_hw: tuple[int, int], repeats: int, device: str) -> dict:
     """(sync ms, rtc ms) per policy: median chunk times, the policies and engines interleaved."""
     from lerobot.policies.factory import make_pre_post_processors
 
     runs = {}
     for name, path in checkpoints.items():
         cls = SegVLAPolicy if name == "segvla" else SmolVLAPolicy
-        policy = cls.from_pretrained(path).eval()
+        policy = cls.from_pretrained(path).to(device).eval()
         pre, _ = make_pre_post_processors(policy.config, pretrained_path=str(path))
         batch = pre(observation(camera_hw))
         runs[name] = (policy, batch)
-    leftover = torch.randn(HORIZON, 6, generator=torch.Generator().manual_seed(2))
+    leftover = torch.randn(HORIZON, 6, generator=torch.Generator().manual_seed(2)).to(device)
 
     def sync(name):
         policy, batch = runs[name]
@@ -148,24 +149,24 @@ def chunk_times(checkpoints: dict[str, Path], camera_hw: tuple[int, int], repeat
     keys = list(times)
     for i in range(repeats + 1):
         for name, mode in keys[i % len(keys) :] + keys[: i % len(keys)]:
-            ms = timed_ms(lambda name=name, mode=mode: (sync if mode == "sync" else rtc)(name), "cpu")
+            ms = timed_ms(lambda name=name, mode=mode: (sync if mode == "sync" else rtc)(name), device)
             if i:
                 times[name, mode].append(ms)
         print(f"  chunks: repeat {i}/{repeats}", file=sys.stderr, flush=True)
     return {name: tuple(statistics.median(times[name, m]) for m in ("sync", "rtc")) for name in runs}
 
 
-def rollout(path: Path, engine: str, camera_hw: tuple[int, int], seconds: float, fps: int, cwd: Path) -> dict:
+def rollout(path: Path, engine: str, bench: "RTCLatencyConfig", cwd: Path) -> dict:
     """The stock lerobot-rollout on the twin robot; what its log says of the loop."""
     flags = ["--inference.type=rtc", f"--inference.rtc.execution_horizon={HORIZON}"] if engine == "rtc" else []
     cmd = [
         str(VENV_BIN / "lerobot-rollout"), "--strategy.type=base", f"--policy.path={path}", "--robot.type=so101_twin",
-        "--robot.cameras=[front,wrist]", "--robot.segmentation=true", f"--robot.camera_height={camera_hw[0]}",
-        f"--robot.camera_width={camera_hw[1]}", f"--task={TASK}", f"--duration={seconds}", f"--fps={fps}",
-        "--device=cpu", "--return_to_initial_position=false", *flags,
+        "--robot.cameras=[front,wrist]", "--robot.segmentation=true", f"--robot.camera_height={bench.camera_hw[0]}",
+        f"--robot.camera_width={bench.camera_hw[1]}", f"--task={TASK}", f"--duration={bench.rollout_s}",
+        f"--fps={bench.fps}", f"--device={bench.device}", "--return_to_initial_position=false", *flags,
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=seconds + 900)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=bench.rollout_s + 900)
     log = proc.stdout + proc.stderr
     done = re.search(r"disconnected after (\d+) actions \(.*?\); (\d+) observations", log)
     refusal = re.search(r"(RTC inference error[^\n]*|ValueError: [^\n]*|RuntimeError: [^\n]*)", log)
@@ -202,7 +203,10 @@ def print_row(size: str, name: str, engine: str, ms: float, loop: dict) -> None:
 @parser.wrap()
 def benchmark(bench: RTCLatencyConfig) -> None:
     sizes = ["tiny"] if bench.tiny else bench.sizes
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()} repeats={bench.repeats} fps={bench.fps}")
+    print(
+        f"device={bench.device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={bench.repeats} "
+        f"fps={bench.fps}"
+    )
     print(f"chunk: horizon {HORIZON}, delay {DELAY} (RTC); loops: {bench.rollout_s:g} s each on the twin robot")
     head = ("size", "policy", "engine", "chunk ms", "loop steps", "on time", "actions")
     print("{:<13} {:<8} {:<6} {:>9} {:>10} {:>8} {:>8}  outcome".format(*head), flush=True)
@@ -210,14 +214,14 @@ def benchmark(bench: RTCLatencyConfig) -> None:
         with tempfile.TemporaryDirectory(prefix=f"rtc_{size}_") as tmp:
             root = Path(tmp)
             print(f"[{size}] saving random-weight checkpoints", file=sys.stderr, flush=True)
-            checkpoints = save_checkpoints(size, root, bench.camera_hw)
-            times = chunk_times(checkpoints, bench.camera_hw, 1 if bench.tiny else bench.repeats)
+            checkpoints = save_checkpoints(size, root, bench.camera_hw, bench.device)
+            times = chunk_times(checkpoints, bench.camera_hw, 1 if bench.tiny else bench.repeats, bench.device)
             for name, path in checkpoints.items():
                 for engine in ("sync", "rtc"):
                     loop = {}
                     if bench.rollout_s > 0:
                         print(f"[{size}] lerobot-rollout {name} {engine}", file=sys.stderr, flush=True)
-                        loop = rollout(path, engine, bench.camera_hw, bench.rollout_s, bench.fps, root)
+                        loop = rollout(path, engine, bench, root)
                     print_row(size, name, engine, times[name][engine == "rtc"], loop)
 
 
