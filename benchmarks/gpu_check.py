@@ -24,7 +24,9 @@ Stages, in order, each a subprocess whose whole output goes to `<output_dir>/log
     benchmarks      benchmarks/segvla_vs_smolvla.py (--repeats=10 --batch=8), imf_speed.py (its training table at
                     --train_batch=32, then 256: `--skip=latency`; eager, and with --imf_compile_mode a
                     `--policy.compile_train=true` row in that torch.compile mode), drqv2_update_device.py
-                    (--updates=50), hlrp_speed.py (--batch=32 --repeats=5), each with --device=<device>
+                    (--updates=50), rtc_latency.py (SegVLA and SmolVLA at SmolVLM2-500M size: a chunk, sync
+                    against RTC), async_round_trip.py (so101-policy-server's round trip on the machine, 500M
+                    size), hlrp_speed.py (--batch=32 --repeats=5), each with --device=<device>
 
 A stage that fails, or runs past what is left of --budget_s, is reported as such in the table and the next stage
 runs; the stages after the budget is spent are reported as skipped. The table ("stage | figure | value | status")
@@ -75,7 +77,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 POLICIES = ("segdepth", "segvla", "imf", "hlrp")
 DEFAULT_POLICIES = ("segdepth", "segvla", "imf")  # hlrp on request: its ~45 s do not fit the 7 minutes
-BENCHMARKS = ("segvla_vs_smolvla", "imf_speed", "drqv2_update_device", "hlrp_speed")
+# in the order they run: those the suite's results still lack on a GPU before hlrp_speed, which a budget cuts first
+BENCHMARKS = (
+    "segvla_vs_smolvla",
+    "imf_speed",
+    "drqv2_update_device",
+    "rtc_latency",
+    "async_round_trip",
+    "hlrp_speed",
+)
 HEIGHT, WIDTH = 48, 64
 REPO_ID = "local/gpu_check"
 # Runs a console script by its entry point where no script file is installed (a `pip install --target` tree).
@@ -427,6 +437,8 @@ def text_figures(output: str) -> list[tuple[str, str]]:
             figures.append((f"segvla vs {m.group(1)}", m.group(2)))
         elif m := re.match(r"^cue path alone.*?: ([\d.]+ ms = [\d.]+%)", line):
             figures.append(("cue path alone", m.group(1)))
+        elif m := re.match(r"^(tiny|twin|smolvlm2-500m)\s+(smolvla|segvla)\s+(sync|rtc)\s+(\d+)", line):
+            figures.append((f"{m.group(1)} {m.group(2)} {m.group(3)}: chunk ms", m.group(4)))
         elif m := STAGE2_LINE.match(line):
             figures += [
                 (f"stage 2 step ms, batch {m.group(1)}", m.group(2)),
@@ -445,6 +457,8 @@ def benchmark_runs(cfg: GPUCheckConfig) -> list[tuple[str, str, list[str]]]:
             "imf_speed": [[dev, "--repeats=1", "--skip=training"]],
             "drqv2_update_device": [[dev, "--updates=1"]],
             "hlrp_speed": [[dev, "--tiny=true", "--repeats=1"]],
+            "rtc_latency": [[dev, "--tiny=true", "--repeats=1", "--rollout_s=0"]],
+            "async_round_trip": [[dev, "--tiny=true", "--observations=2", "--warmup=1"]],
         }
     else:
         runs = {
@@ -454,6 +468,10 @@ def benchmark_runs(cfg: GPUCheckConfig) -> list[tuple[str, str, list[str]]]:
             ],
             "drqv2_update_device": [[dev, "--updates=50"]],
             "hlrp_speed": [[dev, "--batch=32", "--repeats=5"]],
+            # the chunk at the real size, sync against RTC (the twin robot's loop runs on the CPU: not measured here)
+            "rtc_latency": [[dev, "--sizes=[smolvlm2-500m]", "--repeats=5", "--rollout_s=0"]],
+            # a CUDA server and its client on one machine: the round trip without the network
+            "async_round_trip": [[dev, "--sizes=[smolvlm2-500m]", "--observations=20"]],
         }
     out = []
     for name in cfg.benchmarks:

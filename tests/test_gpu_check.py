@@ -47,6 +47,18 @@ DRQ_OUT = """
 """
 
 
+RTC_OUT = """
+size          policy   engine  chunk ms loop steps  on time  actions  outcome
+smolvlm2-500m smolvla  sync        4875
+smolvlm2-500m segvla   rtc         5120       1492      82%     1491  ran
+"""
+ASYNC_OUT = """
+| size | chunk | round trip ms (median / p95) | server ms (median / p95) | transport ms (median / p95) |
+|---|---:|---:|---:|---:|
+| twin | 20 | 260 / 555 | 250 / 539 | 11 / 18 |
+"""
+
+
 def test_train_lines_give_update_and_data_time():
     m = gpu_check.STEP_LINE.search(TRAIN_LOG)
     assert m and m.groups() == ("1", "0.680", "1.124")
@@ -69,6 +81,9 @@ def test_benchmark_outputs_give_their_figures():
     hlrp = dict(gpu_check.text_figures(HLRP_OUT))
     assert hlrp["stage 2 step ms, batch 32"] == "323.9" and hlrp["stage 2 LAQ labelling ms"] == "45.8"
     assert hlrp["hlrp (flow head): select_action ms"] == "120.5" and hlrp["smolvla: select_action ms"] == "209.7"
+    rtc = dict(gpu_check.text_figures(RTC_OUT))
+    assert rtc == {"smolvlm2-500m smolvla sync: chunk ms": "4875", "smolvlm2-500m segvla rtc: chunk ms": "5120"}
+    assert dict(gpu_check.markdown_figures(ASYNC_OUT))["twin: round trip ms (median / p95)"] == "260 / 555"
     drq = gpu_check.markdown_figures(DRQ_OUT)
     assert drq == [
         ("configs/rl_reach.yaml: ms/update", "11.3"),
@@ -87,6 +102,8 @@ def test_benchmark_runs_follow_the_flags():
         "imf_speed (train_batch=32)",
         "imf_speed (train_batch=256)",
         "drqv2_update_device",
+        "rtc_latency",
+        "async_round_trip",
         "hlrp_speed",
     ]
     assert all("--device=cuda" in flags for _, _, flags in full)
@@ -144,7 +161,7 @@ def test_the_whole_check_runs_on_the_cpu_with_tiny_models(tmp_path):
             "--tiny=true",
             "--num_workers=0",
             "--policies=[segdepth]",
-            "--benchmarks=[hlrp_speed]",
+            "--benchmarks=[rtc_latency,hlrp_speed]",
             f"--output_dir={out}",
         ],
         cwd=REPO,
@@ -161,6 +178,7 @@ def test_the_whole_check_runs_on_the_cpu_with_tiny_models(tmp_path):
     assert float(rows[("train segdepth", "update ms/step, mean (median)")]["value"].split()[0]) > 0
     assert rows[("eval segdepth", "n_episodes")]["value"] == "1"
     assert ("hlrp_speed", "stage 2 step ms, batch 2") in rows
+    assert float(rows[("rtc_latency", "tiny segvla rtc: chunk ms")]["value"]) > 0
     assert "cpu" in summary["header"] and "--tiny" in summary["header"]
     assert log.rstrip().endswith((out / "summary.md").read_text().rstrip().splitlines()[-1])
 
