@@ -15,8 +15,19 @@ import torch
 
 from so101_run_infra import atomic
 from so101_run_infra.atomic import atomic_folder, replace_folder, torch_save, write_bytes, write_json, write_text
+from so101_run_infra.cli import OutputRefused
 from so101_run_infra.rng import capture_rng, restore_rng
-from so101_run_infra.runs import check_resume_config, claim_run_dir, config_differences
+from so101_run_infra.runs import (
+    RUN_FINISHED,
+    check_resume_config,
+    claim_run_dir,
+    config_differences,
+    finished_run,
+    mark_finished,
+    refuse_used_folder,
+    with_defaults,
+    without_fields,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = [
@@ -144,6 +155,52 @@ def test_claiming_a_run_folder(tmp_path):
         claim_run_dir(out, resume=True, checkpoint=out / "last")
     (out / "last").mkdir()
     claim_run_dir(out, resume=True, checkpoint=out / "last")
+
+
+def test_a_finished_run_is_known_again_and_a_used_folder_is_refused_naming_what_it_holds(tmp_path, capsys):
+    out, settings = tmp_path / "run", {"lr": 0.001, "steps": 20}
+    last = out / "checkpoints" / "last"
+    assert finished_run(out, settings) is None
+    last.mkdir(parents=True)
+    mark_finished(out, settings, "20 steps", step=20)
+    assert finished_run(out, {**settings, "steps": 30}) is None and capsys.readouterr().out == ""
+    assert finished_run(out, settings)["result"] == {"step": 20}
+    assert capsys.readouterr().out == f"{out}: already trained with these settings (20 steps); nothing to do\n"
+
+    def refused(**kwargs) -> str:
+        with pytest.raises(OutputRefused) as err:
+            refuse_used_folder(out, last, "a-trainer", **{"saved": settings, "now": settings, "settings": settings,
+                                                          "resumable": True, **kwargs})  # fmt: skip
+        return str(err.value)
+
+    # finished with other settings: its RUN_FINISHED settings are the ones compared
+    message = refused(settings={**settings, "steps": 30})
+    assert message == (
+        f"{out} holds a run made with other settings (steps: saved 20, now 30): pass --resume=true to continue it, "
+        "or choose another --output_dir to start a new run"
+    )
+    claim_run_dir(out, resume=True, checkpoint=last)  # resumed: no longer finished
+    assert not (out / RUN_FINISHED).exists()
+    assert "holds an unfinished run of these settings: pass --resume=true" in refused()
+    message = refused(now={**settings, "lr": 0.01}, resumable=False)
+    assert message.endswith(
+        "(lr: saved 0.001, now 0.01): choose another --output_dir, or remove that folder to start over"
+    )
+    assert refused(saved=None) == f"{out} is not empty and holds no a-trainer run: choose another --output_dir"
+    last.rmdir()
+    assert "stopped before its first checkpoint: remove that folder to start over" in refused()
+    refuse_used_folder(
+        tmp_path / "new", last, "a-trainer", saved=None, now=settings, settings=settings, resumable=False
+    )
+
+    config = {"output_dir": "x", "model": {"repo_id": "me/m", "dim": 8}, "lr": (1, 2)}
+    assert without_fields(config, ["output_dir", "model.repo_id", "absent.field"]) == {
+        "model": {"dim": 8},
+        "lr": [1, 2],
+    }
+    assert with_defaults({"model": {"dim": 8}}, {"model": {"dim": 4, "new": 1}, "lr": 3}) == {
+        "model": {"dim": 8, "new": 1}, "lr": 3
+    }  # fmt: skip
 
 
 # ----- RNG state ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from clitools import TASK, run_cli
+from run_again import mtimes, nothing_to_do
 from safetensors.torch import load_file
 
 import lerobot_policy_hlrp  # noqa: F401  (registers --policy.type=hlrp)
@@ -28,6 +29,8 @@ from lerobot_policy_hlrp.pretrain.frame_pairs import pair_starts
 from lerobot_policy_hlrp.pretrain.trunk_data import TrunkDatasetConfig, episode_bounds
 from lerobot_policy_hlrp.trunk import CoreConfig, FlowHead, SharedCore, load_vlm
 from so101_devtools.tiny_models import tiny_smolvlm_dir
+from so101_run_infra.cli import OutputRefused
+from so101_run_infra.runs import RUN_FINISHED
 
 TINY_LAQ = LAQConfig(
     image_size=32, patch_size=8, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, heads=2, dim_head=16,
@@ -229,9 +232,10 @@ def test_train_trunk_learns_online_and_resumes_exactly(gt_dataset, tiny_laq_dir,
         cwd=tmp_path,
         check=False,
     )
-    assert bad.returncode != 0 and "core.head_hidden: saved" in bad.stderr
+    assert bad.returncode != 0 and "core.head_hidden: saved" in bad.stderr and "Traceback" not in bad.stderr
     again = run_cli(trunk_args(gt_dataset, tiny_laq_dir, tmp_path / "split", 8), cwd=tmp_path, check=False)
-    assert again.returncode != 0 and "is not empty" in again.stderr
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+    assert "(steps: saved 6, now 8): pass --resume=true to continue it" in again.stderr
     # the other two modes: token cross-entropy on the LAQ codes, and actions alone (flow head) without a LAQ
     run_cli(trunk_args(gt_dataset, tiny_laq_dir, tmp_path / "codes", 2, ("--mode=codes",)), cwd=tmp_path)
     row = json.loads((tmp_path / "codes" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -441,6 +445,31 @@ def test_latent_only_stage2_reads_no_action_and_stage3_reports_it(gt_dataset, ti
     assert "(supervision latent_only, mode multitask, step 2" in caplog.text
     assert hlrp_policy(gt_dataset, init_mode="scratch", core=tiny_core_config(), load_vlm_weights=False,
                        n_action_steps=2).config.stage2 is None  # fmt: skip
+
+
+def test_train_trunk_started_again_does_nothing_resumes_with_the_flag_or_refuses(
+    gt_dataset, tiny_laq_dir, tmp_path, capsys
+):
+    from lerobot_policy_hlrp.pretrain.train_trunk import train
+
+    out = tmp_path / "run"
+    cfg = latent_only_config(gt_dataset, tiny_laq_dir, out)
+    train(cfg)
+    before = mtimes(out)
+    capsys.readouterr()
+    assert train(cfg)["already_trained"] and capsys.readouterr().out == nothing_to_do(out, "2 steps")
+    with pytest.raises(OutputRefused, match=r"\(lr: saved 0\.0001, now 0\.001\): pass --resume=true to continue"):
+        train(latent_only_config(gt_dataset, tiny_laq_dir, out, lr=1e-3))
+    wider = latent_only_config(gt_dataset, tiny_laq_dir, out, core=tiny_core_config(head_hidden=64))
+    with pytest.raises(OutputRefused, match=r"\(core\.head_hidden: saved 32, now 64\): choose another --output_dir"):
+        train(wider)
+    assert mtimes(out) == before
+    # as if killed after its last checkpoint: the same command again names --resume=true, which finishes the run
+    (out / RUN_FINISHED).unlink()
+    with pytest.raises(OutputRefused, match="holds an unfinished run of these settings: pass --resume=true"):
+        train(cfg)
+    train(dataclasses.replace(cfg, resume=True))
+    assert train(cfg)["already_trained"]
 
 
 def test_latent_only_stage2_refuses_a_laq_of_another_code_shape(gt_dataset, tmp_path):

@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 import torch
 from clitools import VENV_BIN, run_cli
+from run_again import mtimes, nothing_to_do
 
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig, LAQOutput, laq_checkpoint_hash
 from lerobot_policy_hlrp.pretrain.frame_pairs import FramePairs, gap_frames, pair_starts
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 from lerobot_policy_hlrp.pretrain.laq_evaluation import GRID_COLUMNS, grid_header, grid_title, write_grid
 from lerobot_policy_hlrp.pretrain.train_laq import split_episodes, train
+from so101_run_infra.cli import OutputRefused
+from so101_run_infra.runs import RUN_FINISHED
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONT = "observation.images.front"
@@ -348,7 +351,7 @@ def twin_args(dataset: Path, out: Path, steps: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
+def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     run_cli([*command(), *twin_args(gt_dataset, out, 20)], cwd=tmp_path)
     checkpoints = out / "checkpoints"
@@ -371,12 +374,25 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     assert metrics["laq_sha256"] == laq_checkpoint_hash(out / "laq")
     assert LAQ.from_pretrained(out / "laq").config.codebook_size == 16
 
-    # refusals, in process (their checks come before any data is read)
+    # run again, in process: the same settings (with or without --resume=true) do nothing; other settings, or more
+    # steps without --resume=true, are refused before any data is read
+    before = mtimes(out)
+    finished = twin_args(gt_dataset, out, 20)
+    capsys.readouterr()
+    for extra in ([], ["--resume=true"]):
+        again = train(draccus.parse(LAQTrainConfig, args=[*finished, *extra]))
+        assert again["already_trained"] and again["step"] == 20
+    assert capsys.readouterr().out == nothing_to_do(out, "20 steps") * 2
+    with pytest.raises(OutputRefused, match=r"\(lr: saved 0\.0005, now 0\.002\): pass --resume=true to continue it"):
+        train(draccus.parse(LAQTrainConfig, args=[*finished, "--lr=0.002"]))
+    with pytest.raises(OutputRefused, match=r"\(model\.dim: saved 128, now 96\): choose another --output_dir"):
+        train(draccus.parse(LAQTrainConfig, args=[*finished, "--model.dim=96"]))
     args = twin_args(gt_dataset, out, 30)
-    with pytest.raises(FileExistsError, match="not empty: pass --resume=true"):
+    with pytest.raises(FileExistsError, match=r"\(steps: saved 20, now 30\): pass --resume=true"):
         train(draccus.parse(LAQTrainConfig, args=args))
     with pytest.raises(ValueError, match=r"model\.dim: saved 128, now 96"):
         train(draccus.parse(LAQTrainConfig, args=[*args, "--resume=true", "--model.dim=96"]))
+    assert mtimes(out) == before
 
     run_cli([*command(), *args, "--resume=true"], cwd=tmp_path)
     assert (checkpoints / "last").resolve().name == "000030"
@@ -386,6 +402,10 @@ def test_train_command_end_to_end_then_resume(gt_dataset, tmp_path):
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["step"] == 30 and resumed["heldout_episodes"] == metrics["heldout_episodes"]
     assert resumed["laq_sha256"] != metrics["laq_sha256"]
+    # as if killed after its last checkpoint: the same command again names the flag that resumes it
+    (out / RUN_FINISHED).unlink()
+    with pytest.raises(OutputRefused, match=r"holds an unfinished run of these settings: pass --resume=true"):
+        train(draccus.parse(LAQTrainConfig, args=args))
 
 
 # ----- segmentation-weighted reconstruction ---------------------------------------------------------------------

@@ -15,10 +15,13 @@ import torch
 from clitools import eval_in_twin
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.utils.constants import ACTION, OBS_STATE
+from run_again import mtimes, nothing_to_do
 from safetensors.torch import load_file
 
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.configuration_segdepth import OBS_SEGDEPTH
+from so101_run_infra.cli import OutputRefused
+from so101_run_infra.runs import RUN_FINISHED
 from so101_segdepth_rl.config import EvalSettings, RLTrainConfig, TwinSettings
 from so101_segdepth_rl.drqv2 import DrQV2Agent, DrQV2Config, stddev
 from so101_segdepth_rl.evaluation import learning_curve_figure, learning_curve_title, plot_learning_curve
@@ -527,6 +530,13 @@ def test_resume_continues_with_the_batch_an_uninterrupted_run_would_draw(uninter
     a_out, a_result, a_batches = uninterrupted
     out = tmp_path / "b"
     train(tiny_run(out, 160))  # stops after its checkpoint at 160 frames
+    # as if a 320-frame run had been killed after that checkpoint: the same command again is refused before any work,
+    # naming the flag that resumes it (LeRobot's convention: only --resume=true continues a run)
+    (out / RUN_FINISHED).unlink()
+    before = mtimes(out)
+    with pytest.raises(OutputRefused, match=r"holds an unfinished run of these settings: pass --resume=true"):
+        train(tiny_run(out, 320))
+    assert mtimes(out) == before
     resumed = []
     result = train(tiny_run(out, 320, resume=True), on_update=lambda counters, batch: resumed.append((counters, batch)))
     checkpoint_frames = a_result["history"][0]["frames"]
@@ -550,7 +560,7 @@ def test_bad_runs_fail_before_training_and_overwrite_nothing(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="--resume=true"):
+    with pytest.raises(FileExistsError, match="holds no segdepth-rl-train run: choose another --output_dir"):
         train(tiny_run(out, 160))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(tiny_run(out, 160, resume=True))
@@ -571,6 +581,23 @@ def test_resuming_with_another_config_is_refused_and_keeps_the_checkpoint(uninte
     with pytest.raises(ValueError, match=r"differs.*agent"):
         train(changed)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_a_finished_run_started_again_does_nothing_and_one_of_other_settings_is_refused(uninterrupted, capsys):
+    out, result, _ = uninterrupted
+    before = mtimes(out)
+    capsys.readouterr()
+    for resume in (False, True):  # with or without --resume=true, the same settings: nothing to do
+        again = train(tiny_run(out, 320, resume=resume))
+        assert again["already_trained"] and again["counters"] == result["counters"]
+    assert capsys.readouterr().out == nothing_to_do(out, f"{result['counters']['frames']} frames") * 2
+    with pytest.raises(OutputRefused, match=r"other settings \(seed: saved 1, now 2\): choose another --output_dir"):
+        train(tiny_run(out, 320, seed=2))
+    # more frames: the run may be trained further, with --resume=true
+    with pytest.raises(OutputRefused, match=r"\(frames: saved 320, now 480\): pass --resume=true to continue it"):
+        train(tiny_run(out, 480))
+    assert mtimes(out) == before
 
 
 # ----- demonstrations -------------------------------------------------------------------------------------------

@@ -17,8 +17,10 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
+from run_again import mtimes, nothing_to_do
 
 from so101_run_infra.cli import OutputRefused
+from so101_run_infra.runs import RUN_FINISHED
 from so101_segmenter.classes import BACKGROUND, CUBE, MOVING_FINGER, NUM_CLASSES, STATIC_FINGER, TABLE, UNLABELED
 from so101_segmenter.coco_masks import generate_masks
 from so101_segmenter.data import SegmentationDataset, build_transforms, stratified_split
@@ -455,6 +457,44 @@ def test_train_resume_and_infer_end_to_end(tmp_path, monkeypatch):
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match=r"broken\.mp4"):
         infer.run(run / "best", broken, tmp_path / "inf_bad")
+
+
+def test_train_started_again_does_nothing_resumes_or_refuses(tmp_path, monkeypatch, capsys):
+    """so101-seg-train over its own output folder: an interrupted run of these settings resumes (the command has no
+    --resume flag), a finished one is left alone, one of other settings or a folder of other files is refused."""
+    from so101_segmenter import train
+
+    write_toy_dataset(tmp_path / "data", 12)
+
+    def command(out: Path, *flags: str) -> None:
+        monkeypatch.setattr(sys, "argv", [
+            "so101-seg-train", f"--data.path={tmp_path / 'data'}", "--data.img_height=36", "--data.img_width=44",
+            "--data.augment=none", "--model.pretrained=false", "--model.fpn_channels=8", "--batch_size=6",
+            "--threads=1", "--grid_size=2", f"--output_dir={out}", *flags,
+        ])  # fmt: skip
+        train.main()
+
+    run = tmp_path / "run"
+    command(run, "--epochs=1")
+    # as if a 2-epoch run had been killed after its first epoch (its last/ says 1 epoch, a length a resumed run may
+    # change): the command run again resumes it
+    (run / RUN_FINISHED).unlink()
+    capsys.readouterr()
+    command(run, "--epochs=2")
+    assert "resuming from" in capsys.readouterr().err
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    before = mtimes(run)
+    command(run, "--epochs=2")
+    assert capsys.readouterr().out == nothing_to_do(run, "2 epochs")
+    with pytest.raises(OutputRefused, match=r"\(optim\.lr: saved 0\.0001, now 0\.001\): choose another --output_dir"):
+        command(run, "--epochs=2", "--optim.lr=1e-3")
+    assert mtimes(run) == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match=f"{other} is not empty and holds no so101-seg-train run"):
+        command(other, "--epochs=1")
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
 def _error_chain(error: BaseException) -> str:

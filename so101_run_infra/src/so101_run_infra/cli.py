@@ -38,6 +38,10 @@ class SettingsRefused(Refusal, ValueError):
     """Settings or inputs the command cannot work with."""
 
 
+class NothingToResume(Refusal, FileNotFoundError):
+    """A resume asked for where there is no checkpoint to continue."""
+
+
 def _refusals_without_traceback() -> None:
     import sys
 

@@ -4,6 +4,7 @@ The policy defaults differ from SegDepthConfig's where RL wants it (`RL_POLICY_D
 of a config that a resumed run must share with the run it continues.
 """
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,6 +159,13 @@ def comparable(cfg: RLTrainConfig) -> dict:
     ):
         data.pop(key, None)
     return without_push(data)
+
+
+def run_settings(cfg: RLTrainConfig) -> dict:
+    """What a finished run is known again by: the comparable settings, plus its length and its evaluations (which
+    pick `best`); a run finished with these is not trained again."""
+    evaluation = json.loads(json.dumps(dataclasses.asdict(cfg.eval)))
+    return {**comparable(cfg), "frames": cfg.frames, "eval": evaluation}
 
 
 def in_todays_names(data: dict) -> dict:

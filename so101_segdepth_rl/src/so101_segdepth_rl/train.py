@@ -2,6 +2,7 @@
 
     segdepth-rl-train --config_path=configs/rl_reach.yaml [--seed=2 --output_dir=...]
     segdepth-rl-train --config_path=... --resume=true           # continues from output_dir/checkpoints/last
+    segdepth-rl-train --config_path=... --frames=200000 --resume=true   # trains a finished run further
     lerobot-eval --policy.path=<output_dir>/checkpoints/last/pretrained_model --env.type=so101_twin ...
 
 The loop is drqv2's train.py: `seed_frames` of uniform random actions, then one update per
@@ -39,9 +40,16 @@ from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint, 
 from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
 from so101_run_infra.rng import capture_rng, restore_rng
-from so101_run_infra.runs import check_resume_config, claim_run_dir
+from so101_run_infra.runs import (
+    check_resume_config,
+    claim_run_dir,
+    config_differences,
+    finished_run,
+    mark_finished,
+    refuse_used_folder,
+)
 
-from .config import RLTrainConfig, comparable, in_todays_names, without_push
+from .config import RLTrainConfig, comparable, in_todays_names, run_settings, without_push
 from .demos import demo_buffer, mixed_batch
 from .drqv2 import DrQV2Agent
 from .envs import make_vector_env, step_async, step_wait
@@ -115,13 +123,21 @@ def start_run(cfg: RLTrainConfig) -> Workspace:
 
 
 def claim_output_dir(cfg: RLTrainConfig) -> Path:
-    """The last checkpoint, after checking that the output folder may be used (see so101_run_infra.runs)."""
+    """The last checkpoint, after checking that the output folder may be used (see so101_run_infra.runs): a resumed
+    run must share `comparable(cfg)` with the one it continues; a new one refuses any folder in use, naming what
+    it holds."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume:
         refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
+    record = cfg.output_dir / "train_config.json"
+    saved = without_push(in_todays_names(json.loads(record.read_text()))) if record.is_file() else None
     if cfg.resume and last.exists():
-        saved = without_push(in_todays_names(json.loads((cfg.output_dir / "train_config.json").read_text())))
         check_resume_config(saved, comparable(cfg), cfg.output_dir)
+    elif not cfg.resume:
+        now = comparable(cfg)
+        resumable = saved is not None and not config_differences(saved, now)
+        refuse_used_folder(cfg.output_dir, last, "segdepth-rl-train", saved=saved, now=now,
+                           settings=run_settings(cfg), resumable=resumable)  # fmt: skip
     claim_run_dir(cfg.output_dir, cfg.resume, last)
     return last
 
@@ -304,7 +320,10 @@ def start_wandb(cfg: RLTrainConfig):
 
 # ----- the loop: collect, update, log, evaluate and save, in the order train calls them -------------------------------
 def train(cfg: RLTrainConfig, on_update=None) -> dict:
-    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned."""
+    """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned. A run
+    already finished in output_dir with these settings is not trained again (`already_trained` in the result)."""
+    if (done := finished_run(cfg.output_dir, run_settings(cfg))) is not None:
+        return {**done["result"], "already_trained": True}
     ws = start_run(cfg)
     try:
         if cfg.policy_path is not None and not cfg.resume and cfg.eval.at_start:
@@ -329,11 +348,13 @@ def train(cfg: RLTrainConfig, on_update=None) -> dict:
                 evaluate_and_save(ws)
     finally:
         close(ws)
-    return {
-        "history": ws.history,
-        "counters": ws.counters,
-        "checkpoint": str(cfg.output_dir / "checkpoints" / "last" / PRETRAINED),
-    }
+    checkpoint = str(cfg.output_dir / "checkpoints" / "last" / PRETRAINED)
+    frames = ws.counters["frames"]
+    summary = f"{frames} frames" + (f", stopped at max_minutes={cfg.max_minutes}" if frames < cfg.frames else "")
+    final = ws.history[-1] if ws.history else {}
+    mark_finished(cfg.output_dir, run_settings(cfg), summary, counters=ws.counters, checkpoint=checkpoint,
+                  final_eval=final)  # fmt: skip
+    return {"history": ws.history, "counters": ws.counters, "checkpoint": checkpoint}
 
 
 def choose_action(ws: Workspace) -> np.ndarray:
@@ -494,6 +515,8 @@ def restore_rng_state(state: dict, demos: ReplayBuffer | None) -> None:
 def run(cfg: RLTrainConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     result = train(cfg)
+    if result.get("already_trained"):  # said so in one line: nothing is trained, evaluated or pushed again
+        return
     last = result["history"][-1] if result["history"] else {}
     print(json.dumps({"final_eval": last, "checkpoint": result["checkpoint"]}, indent=2))
     if cfg.policy.push_to_hub:

@@ -36,14 +36,22 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from so101_run_infra.atomic import atomic_folder, write_text
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.hub import model_card, push_folder
-from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
+from so101_run_infra.resume_state import STATE_JSON, load_state, refuse_pickled, save_state
 from so101_run_infra.rng import capture_rng, restore_rng
+from so101_run_infra.runs import (
+    RUN_FINISHED,
+    config_differences,
+    finished_run,
+    mark_finished,
+    with_defaults,
+    without_fields,
+)
 
 from .augment import BandFold, PhotometricAugment
 from .classes import NUM_CLASSES
-from .configs import EvalConfig, TrainConfig
+from .configs import DataConfig, EvalConfig, TrainConfig
 from .data import DISPARITY_OFFSET, SegmentationDataset, build_transforms, load_index, stratified_split
 from .dataset_index import DatasetIndex, FrameRecord
 from .metrics import confusion_matrix, disparity_error_255, disparity_loss, make_loss, minmax_255, summarize
@@ -54,6 +62,12 @@ from .viz import colorize, save_grid
 log = logging.getLogger(__name__)
 TEST_SPLIT_SEED = 1_000_003  # --data.test_fraction's split: the same test frames whatever --seed
 STATE_NAME = "train_state"  # a so101_run_infra.resume_state folder: optimizer, progress, generators, config
+# Fields that shape neither the segmenter nor the run's files: where the run goes, how fast, where it is pushed.
+NOT_SETTINGS = ("output_dir", "threads", "data.num_workers", "model.push_to_hub", "model.repo_id", "model.private",
+                "model.tags", "model.license")  # fmt: skip
+# What a run continued from last/ may change: how long it trains, when it stops early (the cosine schedule follows a
+# new epoch count: epoch_scheduler) and the final grid's size.
+RESUMABLE = ("epochs", "patience", "time_limit_min", "grid_size")
 
 
 @torch.no_grad()
@@ -303,12 +317,48 @@ def _test(cfg: TrainConfig, best: EfficientViTFPN, out: Path) -> dict:
     return test
 
 
-def train(cfg: TrainConfig) -> dict:
-    out = Path(cfg.output_dir)
+def run_settings(config: dict) -> dict:
+    """What a run is known again by: an encoded TrainConfig without NOT_SETTINGS."""
+    return without_fields(config, NOT_SETTINGS)
+
+
+def _claim_output(cfg: TrainConfig, out: Path) -> dict | None:
+    """The result of a run already finished in `out` with these settings (after saying so in one line), or None once
+    `out` may be trained in: new, or holding a run of these settings (RESUMABLE aside) that is resumed from last/.
+    A run of other settings, or a folder of files this command did not write, is refused before any work.
+
+    Unlike the suite's other trainers, so101-seg-train has no --resume flag: it has always continued the run it
+    finds in its output_dir, so a re-run of the same command over an interrupted run resumes it."""
+    settings = run_settings(draccus.encode(cfg))
+    if (done := finished_run(out, settings)) is not None:
+        return {**done["result"], "already_trained": True}
     refuse_pickled(out / "last", f"{STATE_NAME}.pt")  # what 0.2.0 and before wrote
+    state = out / "last" / STATE_NAME / STATE_JSON
+    saved = json.loads(state.read_text()).get("config") if state.is_file() else None
+    if saved is not None:  # a train_state of before it held its config is resumed unchecked, as it always was
+        defaults = run_settings(draccus.encode(TrainConfig(data=DataConfig(path=Path("-")))))
+        saved = without_fields(with_defaults(run_settings(saved), defaults), RESUMABLE)
+        differences = config_differences(saved, without_fields(settings, RESUMABLE))
+        if differences:
+            raise OutputRefused(
+                f"{out} holds a run made with other settings ({'; '.join(differences)}): choose another --output_dir, "
+                "or remove that folder to start over"
+            )
+    elif out.exists() and any(out.iterdir()) and not (out / "train_config.yaml").is_file():
+        raise OutputRefused(f"{out} is not empty and holds no so101-seg-train run: choose another --output_dir")
+    (out / RUN_FINISHED).unlink(missing_ok=True)  # a finished run trained further is unfinished until it ends
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train_config.yaml", "w") as f:
         draccus.dump(cfg, f)
+    return None
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume, from output_dir/last) the segmenter; a run already finished in output_dir with these
+    settings is not trained again (`already_trained` in the result)."""
+    out = Path(cfg.output_dir)
+    if (done := _claim_output(cfg, out)) is not None:
+        return done
     _seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -416,6 +466,7 @@ def _finish(cfg: TrainConfig, out: Path, val_ds, best_miou: float, epochs_run: i
         if "disparity_error_255" in test:
             result["test_disparity_error_255"] = test["disparity_error_255"]
     log.info("done: %s", json.dumps(result))
+    mark_finished(out, run_settings(draccus.encode(cfg)), f"{epochs_run} epochs", **result)
     return result
 
 
@@ -467,7 +518,7 @@ def push_segmenter(cfg: TrainConfig, result: dict) -> str:
 def train_cli(cfg: TrainConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     result = train(cfg)
-    if cfg.model.push_to_hub:
+    if cfg.model.push_to_hub and not result.get("already_trained"):  # nothing is trained or pushed again
         result["pushed_to"] = push_segmenter(cfg, result)
     return result
 

@@ -3,6 +3,7 @@
     hlrp-train-laq --config_path=configs/hlrp_laq_twin.yaml [--steps=... --output_dir=... --model.codebook_size=...]
     hlrp-train-laq --config_path=configs/hlrp_laq_twin_seg.yaml   # --loss_weighting=segmentation
     hlrp-train-laq --config_path=... --resume=true            # continues from output_dir/checkpoints/last
+    hlrp-train-laq --config_path=... --steps=3000 --resume=true   # trains a finished run further
     torchrun --nproc_per_node=8 -m lerobot_policy_hlrp.pretrain.train_laq --config_path=configs/hlrp_laq_oxe.yaml
 
 `datasets` is a list: every entry's pairs form one corpus (each with its own camera and gap in seconds). A share of
@@ -38,7 +39,15 @@ from so101_run_infra.checkpoints import checkpoint_staging, publish_checkpoint
 from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
 from so101_run_infra.rng import capture_rng, restore_rng
-from so101_run_infra.runs import check_resume_config, claim_run_dir
+from so101_run_infra.runs import (
+    check_resume_config,
+    claim_run_dir,
+    config_differences,
+    finished_run,
+    mark_finished,
+    refuse_used_folder,
+    without_fields,
+)
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from .frame_pairs import FramePairs, info_file
@@ -51,6 +60,8 @@ logger = logging.getLogger("hlrp-train-laq")
 LAQ_DIR = "laq"
 STATE_DIR = "training_state"  # so101_run_infra.resume_state folders: optimizer, scheduler, step; rng_<rank>: generators
 CONFIG_FILE = "train_config.json"
+# Fields that shape neither the LAQ nor the run's files: where the run goes, how fast it goes, where it is pushed.
+NOT_SETTINGS = ("output_dir", "resume", "num_workers", "torch_threads", "laq")
 
 
 # ----- set-up: the run folder, the generators, the data, the optimizer, a resumed state -------------------------------
@@ -58,14 +69,42 @@ def check_resume(cfg: LAQTrainConfig) -> dict:
     """The saved record of the checkpoint to continue; refuses one trained with other model fields."""
     last = cfg.output_dir / "checkpoints" / "last"
     refuse_pickled(last, f"{STATE_DIR}.pt", "rng_*.pt")  # what 0.2.0 and before wrote
-    claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_DIR)
-    saved = json.loads((last / CONFIG_FILE).read_text())
-    before = {"model": saved["model"], "loss_weighting": saved.get("loss_weighting", "none")}
-    now = {"model": dataclasses.asdict(cfg.model), "loss_weighting": cfg.loss_weighting}
-    check_resume_config(before, now, last.resolve(), "model/loss_weighting")
+    saved = json.loads((last / CONFIG_FILE).read_text()) if (last / CONFIG_FILE).is_file() else None
+    if saved is not None:
+        check_resume_config(resumed_fields(saved), resumed_fields(config_record(cfg, [])), last.resolve(),
+                            "model/loss_weighting")  # fmt: skip
+    claim_run_dir(cfg.output_dir, resume=True, checkpoint=last / STATE_DIR)  # refuses a run with no checkpoint
     if isinstance(saved["split"], dict):  # one dataset, written before `datasets` was a list
         saved["split"] = [{"dataset": cfg.datasets[0].repo_id, **saved["split"]}]
     return saved
+
+
+def claim_new_run(cfg: LAQTrainConfig) -> None:
+    """Before a new run: refuse an output folder in use, naming what it holds (so101_run_infra.runs). None: a new
+    run continues no saved record (what `check_resume` returns for a resumed one)."""
+    out = cfg.output_dir
+    # the last checkpoint's record holds the settings of the run's latest start (a resumed run may change its steps)
+    found = [f for f in (out / "checkpoints" / "last" / CONFIG_FILE, out / CONFIG_FILE) if f.is_file()]
+    record = json.loads(found[0].read_text()) if found else None
+    now = run_settings(cfg)
+    saved = without_fields(record["config"], NOT_SETTINGS) if record else None
+    resumable = record is not None and not config_differences(
+        resumed_fields(record), resumed_fields(config_record(cfg, []))
+    )
+    checkpoint = out / "checkpoints" / "last" / STATE_DIR
+    refuse_used_folder(out, checkpoint, "hlrp-train-laq", saved=saved, now=now, settings=now, resumable=resumable)
+    claim_run_dir(out, resume=False, checkpoint=checkpoint)
+
+
+def resumed_fields(record: dict) -> dict:
+    """What a resumed run must share with the train_config.json `record` of the run it continues: the LAQ and its
+    loss; the rest (steps, learning rate, ...) a resumed run may change."""
+    return {"model": record["model"], "loss_weighting": record.get("loss_weighting", "none")}
+
+
+def run_settings(cfg: LAQTrainConfig) -> dict:
+    """What a finished run is known again by: every field but NOT_SETTINGS."""
+    return without_fields(draccus.encode(cfg), NOT_SETTINGS)
 
 
 def seed_rank(cfg: LAQTrainConfig, rank: int) -> None:
@@ -242,9 +281,9 @@ class StepBatches(torch.utils.data.Sampler):
 # ----- the loop, and the steps it calls -------------------------------------------------------------------------------
 def train(cfg: LAQTrainConfig) -> dict:
     out = cfg.output_dir
-    saved = check_resume(cfg) if cfg.resume else None
-    if not cfg.resume:
-        claim_run_dir(out, resume=False, checkpoint=out / "checkpoints" / "last")
+    if (done := finished_run(out, run_settings(cfg))) is not None:
+        return {**done["result"], "history": [], "already_trained": True}
+    saved = check_resume(cfg) if cfg.resume else claim_new_run(cfg)
 
     accelerator = make_accelerator(cfg.mixed_precision)
     quiet_unless_main(accelerator, logger)
@@ -405,6 +444,7 @@ def finish(cfg: LAQTrainConfig, plain: LAQ, eval_pairs, image_ids, split, step, 
     write_json(out / "metrics.json", metrics)
     shown = ("recon_mse", "copy_baseline_mse", "recon_mse_weighted", "perplexity", "used_codes", "pairs")
     logger.info("held-out: %s", json.dumps({k: metrics[k] for k in shown if k in metrics}))
+    mark_finished(out, run_settings(cfg), f"{step} steps", step=step, laq=str(out / LAQ_DIR))
     return metrics
 
 

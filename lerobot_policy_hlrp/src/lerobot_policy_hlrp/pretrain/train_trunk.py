@@ -2,6 +2,7 @@
 
     hlrp-train-trunk --config_path=configs/hlrp_trunk_twin.yaml [--steps=... --output_dir=...]
     hlrp-train-trunk --config_path=... --resume=true                # continues from output_dir/checkpoints/last
+    hlrp-train-trunk --config_path=... --steps=20000 --resume=true  # trains a finished run further
     torchrun --nproc_per_node=4 -m lerobot_policy_hlrp.pretrain.train_trunk --config_path=...   # several processes
 
 Supervision is online: every batch's LAQ frame pair goes through the frozen stage-1 LAQ as it is trained on, so
@@ -31,7 +32,15 @@ from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.hub import HubPushConfig, model_card, push_folder
 from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
 from so101_run_infra.rng import capture_rng, restore_rng
-from so101_run_infra.runs import check_resume_config, claim_run_dir
+from so101_run_infra.runs import (
+    check_resume_config,
+    claim_run_dir,
+    config_differences,
+    finished_run,
+    mark_finished,
+    refuse_used_folder,
+    without_fields,
+)
 
 from ..artifact import save_artifact
 from ..trunk import MODES, CoreConfig, SharedCore, load_vlm
@@ -40,6 +49,8 @@ from .processes import make_accelerator, quiet_unless_main
 from .trunk_data import TrunkDatasetConfig, trunk_dataset
 
 logger = logging.getLogger("hlrp-train-trunk")
+# Fields that shape neither the trunk nor the run's files: where the run goes, how fast it goes, where it is pushed.
+NOT_SETTINGS = ("output_dir", "resume", "num_workers", "torch_threads", "artifact")
 
 
 @dataclass
@@ -100,8 +111,13 @@ def trains_actions(cfg: TrunkTrainConfig) -> bool:
     return cfg.mode in ("actions", "multitask") and cfg.use_actions
 
 
+def run_settings(cfg: TrunkTrainConfig) -> dict:
+    """What a finished run is known again by: every field but NOT_SETTINGS."""
+    return without_fields(draccus.encode(cfg), NOT_SETTINGS)
+
+
 def model_fields(cfg: TrunkTrainConfig) -> dict:
-    """What a resumed run must share with the checkpoint it continues."""
+    """What a resumed run must share with the checkpoint it continues (the rest, steps included, it may change)."""
     fields = {"core": dataclasses.asdict(cfg.core), "mode": cfg.mode, "laq_path": cfg.laq_path}
     if not cfg.use_actions:  # absent from runs written before the switch, which all read actions
         fields["use_actions"] = False
@@ -170,13 +186,22 @@ def save_checkpoint(cfg, core, optimizer, scheduler, step: int, laq_info: dict) 
 
 
 def claim_output_dir(cfg: TrunkTrainConfig) -> Path:
-    """The checkpoint to resume from, after checking that the output folder may be used (see so101_run_infra.runs)."""
+    """The checkpoint to resume from, after checking that the output folder may be used (see so101_run_infra.runs):
+    a resumed run must share `model_fields` with the one it continues; a new one refuses any folder in use, naming
+    what it holds."""
     last = cfg.output_dir / "checkpoints" / "last"
     if cfg.resume:
         refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
+    record = cfg.output_dir / "train_config.json"
+    saved = json.loads(record.read_text()) if record.is_file() else None
     if cfg.resume and last.exists():
-        saved = json.loads((cfg.output_dir / "train_config.json").read_text())
         check_resume_config(saved["model"], model_fields(cfg), cfg.output_dir, "core/mode/LAQ")
+    elif not cfg.resume:
+        now = run_settings(cfg)
+        resumable = saved is not None and not config_differences(saved["model"], model_fields(cfg))
+        before = without_fields(saved["config"], NOT_SETTINGS) if saved else None
+        refuse_used_folder(cfg.output_dir, last, "hlrp-train-trunk", saved=before, now=now, settings=now,
+                           resumable=resumable)  # fmt: skip
     claim_run_dir(cfg.output_dir, cfg.resume, last)
     return last
 
@@ -225,6 +250,8 @@ def train(cfg: TrunkTrainConfig) -> dict:
     from transformers import AutoTokenizer
 
     out = cfg.output_dir
+    if (done := finished_run(out, run_settings(cfg))) is not None:
+        return {**done["result"], "history": [], "already_trained": True}
     last = claim_output_dir(cfg)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -248,7 +275,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
     if cfg.resume:
         step = restore_checkpoint(last, core, optimizer, scheduler)
         logger.info("resuming %s at step %d", out, step)
-    elif accelerator.is_main_process:
+    if accelerator.is_main_process:  # the settings of the latest start: a resumed run may have changed its steps
         record = {"model": model_fields(cfg), "config": json.loads(json.dumps(draccus.encode(cfg), default=str))}
         write_json(out / "train_config.json", record)
 
@@ -293,13 +320,19 @@ def train(cfg: TrunkTrainConfig) -> dict:
                 break
     bar.close()
     if accelerator.is_main_process:
-        save_artifact(out / "artifact", accelerator.unwrap_model(core), mode=cfg.mode, laq=laq_info, step=step,
-                      supervision=supervision(cfg))  # fmt: skip
-        metrics = out / "metrics.jsonl"
-        with metrics.open("a") as f:
-            for row in history:
-                f.write(json.dumps(row) + "\n")
+        finish(cfg, accelerator.unwrap_model(core), laq_info, step, history)
     return {"history": history, "artifact": str(out / "artifact"), "main_process": accelerator.is_main_process}
+
+
+def finish(cfg: TrunkTrainConfig, core, laq_info: dict, step: int, history: list[dict]) -> None:
+    """The run's end (main process): output_dir/artifact, the training rows in metrics.jsonl, and last, the record
+    that the run finished (so101_run_infra.runs.mark_finished)."""
+    out = cfg.output_dir
+    save_artifact(out / "artifact", core, mode=cfg.mode, laq=laq_info, step=step, supervision=supervision(cfg))
+    with (out / "metrics.jsonl").open("a") as f:
+        for row in history:
+            f.write(json.dumps(row) + "\n")
+    mark_finished(out, run_settings(cfg), f"{step} steps", step=step, artifact=str(out / "artifact"))
 
 
 @parser.wrap()
@@ -307,6 +340,8 @@ def run(cfg: TrunkTrainConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logger.setLevel(logging.INFO)  # importing lerobot leaves the root logger at WARNING
     result = train(cfg)
+    if result.get("already_trained"):  # said so in one line: nothing is trained or pushed again
+        return
     if result["main_process"]:  # one line for the run, not one per rank
         final = result["history"][-1] if result["history"] else {}
         print(json.dumps({"final": final, "artifact": result["artifact"]}))
