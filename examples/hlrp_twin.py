@@ -200,7 +200,7 @@ def record_stage(cfg: HLRPTwinConfig) -> dict[str, Path]:
 
 def recordings_fingerprint(cfg: HLRPTwinConfig) -> dict[str, dict]:
     """Every recording's content fingerprint, by its folder's name: what stages 1-3 of this machine train on."""
-    from lerobot_env_so101_twin.record import recording_fingerprint
+    from lerobot_env_so101_twin.fingerprint import recording_fingerprint
 
     configs = [*cfg.corpus_configs, cfg.labelled_config]
     return {data_root(cfg, c).name: recording_fingerprint(data_root(cfg, c)) for c in configs}

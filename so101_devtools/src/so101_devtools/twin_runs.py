@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from lerobot_env_so101_twin.record import recording_fingerprint
+from lerobot_env_so101_twin.fingerprint import recording_fingerprint
 from so101_devtools.stages import run_logged
 from so101_run_infra.atomic import write_json
 

@@ -164,16 +164,7 @@ def render_dataset(
     holds one look of that level for every episode (a user's own scene)."""
     from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
 
-    if episodes < 1 or frames_per_episode < 1:
-        raise ValueError(f"episodes and frames_per_episode must be >= 1, got {episodes}, {frames_per_episode}")
-    from lerobot_env_so101_twin.appearance import APPEARANCE_LEVELS
-
-    if appearance != "randomised" and appearance not in APPEARANCE_LEVELS:
-        raise ValueError(f"--appearance={appearance!r}: choose 'randomised' or one of {list(APPEARANCE_LEVELS)}")
-    if look_seed is not None and appearance == "randomised":
-        raise ValueError(
-            "--look_seed holds one look of --appearance=shifted or unseen; 'randomised' redraws every frame"
-        )
+    _check_render_args(episodes, frames_per_episode, appearance, look_seed)
     dr = randomization or RandomizationConfig()
     settings = {"frames_per_episode": frames_per_episode, "height": height, "width": width, "cameras": list(cameras),
                 "seed": seed, "appearance": appearance, "look_seed": look_seed,
@@ -227,6 +218,19 @@ def render_dataset(
     finally:
         twin.close()
     return index
+
+
+def _check_render_args(episodes: int, frames_per_episode: int, appearance: str, look_seed: int | None) -> None:
+    from lerobot_env_so101_twin.appearance import APPEARANCE_LEVELS
+
+    if episodes < 1 or frames_per_episode < 1:
+        raise ValueError(f"episodes and frames_per_episode must be >= 1, got {episodes}, {frames_per_episode}")
+    if appearance != "randomised" and appearance not in APPEARANCE_LEVELS:
+        raise ValueError(f"--appearance={appearance!r}: choose 'randomised' or one of {list(APPEARANCE_LEVELS)}")
+    if look_seed is not None and appearance == "randomised":
+        raise ValueError(
+            "--look_seed holds one look of --appearance=shifted or unseen; 'randomised' redraws every frame"
+        )
 
 
 def check_render_output(output_dir: Path, settings: dict) -> None:
