@@ -16,7 +16,7 @@ says what the folder holds and names the flag to pass.
 """
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +119,17 @@ def finished_record(output_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def finished_run(output_dir: str | Path, settings: Mapping) -> dict | None:
+def finished_run(output_dir: str | Path, settings: Mapping | Callable[[], Mapping]) -> dict | None:
     """The record of a run finished in `output_dir` with exactly `settings`, after saying so in one line (on the
     main process of a multi-process launch); None when none did (no run finished there, or one with other settings,
-    which the resume checks then continue or refuse)."""
+    which the resume checks then continue or refuse). `settings` may be a function, called only when a finished run
+    is there to compare with: a command's first checks (a pickled resume state refused) then come before it."""
     record = finished_record(output_dir)
-    if record is None or config_differences(record["settings"], as_json(settings)):
+    if record is None:
+        return None
+    if callable(settings):
+        settings = settings()
+    if config_differences(record["settings"], as_json(settings)):
         return None
     if is_main_process():
         print(f"{output_dir}: already trained with these settings ({record['summary']}); nothing to do")

@@ -322,7 +322,7 @@ def start_wandb(cfg: RLTrainConfig):
 def train(cfg: RLTrainConfig, on_update=None) -> dict:
     """Run (or resume) a training; `on_update(counters, batch)` sees every replay batch before it is learned. A run
     already finished in output_dir with these settings is not trained again (`already_trained` in the result)."""
-    if (done := finished_run(cfg.output_dir, run_settings(cfg))) is not None:
+    if (done := finished_run(cfg.output_dir, lambda: run_settings(cfg))) is not None:
         return {**done["result"], "already_trained": True}
     ws = start_run(cfg)
     try:

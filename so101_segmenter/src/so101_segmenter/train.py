@@ -329,10 +329,10 @@ def _claim_output(cfg: TrainConfig, out: Path) -> dict | None:
 
     Unlike the suite's other trainers, so101-seg-train has no --resume flag: it has always continued the run it
     finds in its output_dir, so a re-run of the same command over an interrupted run resumes it."""
+    refuse_pickled(out / "last", f"{STATE_NAME}.pt")  # what 0.2.0 and before wrote
     settings = run_settings(draccus.encode(cfg))
     if (done := finished_run(out, settings)) is not None:
         return {**done["result"], "already_trained": True}
-    refuse_pickled(out / "last", f"{STATE_NAME}.pt")  # what 0.2.0 and before wrote
     state = out / "last" / STATE_NAME / STATE_JSON
     saved = json.loads(state.read_text()).get("config") if state.is_file() else None
     if saved is not None:  # a train_state of before it held its config is resumed unchecked, as it always was

@@ -281,7 +281,7 @@ class StepBatches(torch.utils.data.Sampler):
 # ----- the loop, and the steps it calls -------------------------------------------------------------------------------
 def train(cfg: LAQTrainConfig) -> dict:
     out = cfg.output_dir
-    if (done := finished_run(out, run_settings(cfg))) is not None:
+    if (done := finished_run(out, lambda: run_settings(cfg))) is not None:
         return {**done["result"], "history": [], "already_trained": True}
     saved = check_resume(cfg) if cfg.resume else claim_new_run(cfg)
 

@@ -250,7 +250,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
     from transformers import AutoTokenizer
 
     out = cfg.output_dir
-    if (done := finished_run(out, run_settings(cfg))) is not None:
+    if (done := finished_run(out, lambda: run_settings(cfg))) is not None:
         return {**done["result"], "history": [], "already_trained": True}
     last = claim_output_dir(cfg)
     if cfg.torch_threads:
