@@ -29,23 +29,17 @@ from tqdm import tqdm
 
 from so101_run_infra.atomic import write_json
 from so101_run_infra.cli import prepare_command_line
-from so101_run_infra.runs import config_differences
+from so101_run_infra.runs import config_differences, with_defaults
 
 from .autolabel_config import REPORT, SETTINGS, AutolabelConfig, RecordingConfig
 
 log = logging.getLogger(__name__)
 
 
-def with_defaults(saved: dict) -> dict:
+def saved_with_defaults(saved: dict) -> dict:
     """Saved settings, with every setting added since they were written at its default (which keeps the labels as
     they were made then)."""
-    defaults = AutolabelConfig(dataset=RecordingConfig(repo_id="-"), output_dir=Path("-")).settings()
-
-    def fill(have: dict, default: dict) -> dict:
-        return {k: fill(have[k], v) if isinstance(v, dict) and isinstance(have.get(k), dict) else have.get(k, v)
-                for k, v in default.items()} | {k: v for k, v in have.items() if k not in default}  # fmt: skip
-
-    return fill(saved, defaults)
+    return with_defaults(saved, AutolabelConfig(dataset=RecordingConfig(repo_id="-"), output_dir=Path("-")).settings())
 
 
 def check_output(cfg: AutolabelConfig) -> bool:
@@ -60,7 +54,7 @@ def check_output(cfg: AutolabelConfig) -> bool:
             f"--output_dir {out} holds files so101-seg-autolabel did not write ({SETTINGS} is missing): choose "
             "another --output_dir"
         )
-    differences = config_differences(with_defaults(json.loads(saved.read_text())), cfg.settings())
+    differences = config_differences(saved_with_defaults(json.loads(saved.read_text())), cfg.settings())
     if differences:
         raise ValueError(
             f"--output_dir {out} holds labels made with other settings ({'; '.join(differences)}): give another "
