@@ -12,6 +12,7 @@ benchmarks and tests share is the installed so101_devtools).
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -52,6 +53,15 @@ TWIN_ALLOWED = {
 HLRP_PRETRAIN = "lerobot_policy_hlrp.pretrain"
 
 
+def build_output(parts: tuple[str, ...]) -> bool:
+    """A path inside what a build writes beside the sources, and may be removing while a test walks the tree (the
+    wheel tests build beside these): build/, dist/, caches, egg-info and an unpacked sdist (`<name>-<version>/`)."""
+    return any(
+        part in ("build", "dist", "__pycache__") or part.endswith(".egg-info") or re.fullmatch(r".+-\d+(\.\d+)+", part)
+        for part in parts
+    )
+
+
 def python_files(*, skip_tests: bool = True) -> list[Path]:
     """The suite's Python files: every top-level folder's, hidden and build folders, outputs/ and (with `skip_tests`)
     tests/ and benchmarks/ left out."""
@@ -62,7 +72,7 @@ def python_files(*, skip_tests: bool = True) -> list[Path]:
             continue
         for path in folder.rglob("*.py"):
             parts = path.relative_to(REPO).parts
-            if not any(part.startswith(".") or part in ("build", "__pycache__") for part in parts):
+            if not any(part.startswith(".") for part in parts) and not build_output(parts):
                 files.append(path)
     files += sorted(REPO.glob("*.py"))
     return sorted(files)
@@ -259,6 +269,7 @@ def sys_path_edits(root: Path) -> list[str]:
         if (
             parts[0] in {".venv", "outputs"}
             or any(p.startswith(".") for p in parts)
+            or build_output(parts)
             or parts == ("tests", "conftest.py")
         ):
             continue
