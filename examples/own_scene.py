@@ -43,7 +43,7 @@ VENV_BIN = Path(sys.executable).parent
 KINDS = ("look", "family")
 LOOKS = ("none", "shifted", "unseen")
 POLICY_LOOKS = ("unseen_look", "none", "shifted")  # unseen_look: `unseen` held at the recordings' look seed
-ARMS = ("zero_shot", "adapted")
+ARMS = ("zero_shot", "adapted", "adapted_r2")
 # name -> so101-seg-autolabel --errors.* flags: one error of a real install at a time
 ERRORS = {
     "camera_1cm": ["--errors.camera_pos_m=0.01"],
@@ -58,6 +58,9 @@ VARIANTS = {
     "no_camera_fit": ["--fit.cameras=false"],
     "cube_fit": ["--fit.cube=true"],
 }
+# the rows measured before the cube was fitted to its colour (at its grasp pose from the start, held where the jaws'
+# mean grasp puts it), kept as they are
+NO_COLOUR_FITS = ["--fit.held=false", "--fit.standing=false"]
 
 
 @dataclass
@@ -162,7 +165,7 @@ def labels(cfg: OwnSceneConfig, kind: str, n: int, extra: list[str] | None = Non
     def produce() -> dict:
         episodes = f"--dataset.episodes=[{','.join(map(str, range(n)))}]"
         args = [str(VENV_BIN / "so101-seg-autolabel"), f"--dataset.repo_id={repo_id}", f"--dataset.root={root}",
-                episodes, f"--output_dir={out}", *(extra or [])]  # fmt: skip
+                episodes, f"--output_dir={out}", *(NO_COLOUR_FITS if extra is None else extra)]  # fmt: skip
         _run(cfg, args, f"labels_{name}", f"labels {name}")
         return json.loads((out / "autolabel_report.json").read_text())
 
@@ -193,6 +196,28 @@ def adapted(cfg: OwnSceneConfig, name: str, data: Path, test: Path, replay: Path
     return run / "best"
 
 
+def policy_segmenters(cfg: OwnSceneConfig) -> dict[str, str]:
+    """Policy arm -> the adapted segmenter it is given (segmenters/<name>/best): the fixed look's, from
+    `policy_demos` demonstrations, labelled before the standing fit, and labelled twice with it."""
+    return {"adapted": f"look_n{cfg.policy_demos}_replay", "adapted_r2": f"look_n{cfg.policy_demos}_round2_replay"}
+
+
+def replayed(cfg: OwnSceneConfig, name: str, tests: dict[str, Path]) -> Path:
+    """The segmenter `look_n<N>[_standing|_round2]_replay`, trained on its labels with the randomised frames replayed
+    beside them. Round 2 labels the demonstrations again with round 1's segmenter (`_standing`), whose camera fit
+    then agrees with a segmenter that knows the scene."""
+    n = cfg.policy_demos
+    if name == f"look_n{n}_replay":  # before the standing fit
+        labels(cfg, "look", n)
+    elif name == f"look_n{n}_standing_replay":
+        labels(cfg, "look", n, [], f"look_n{n}_standing")
+    else:
+        first = replayed(cfg, f"look_n{n}_standing_replay", tests)
+        labels(cfg, "look", n, [f"--segmenter_path={first}"], f"look_n{n}_round2")
+    data = cfg.output_dir / "labels" / name.removesuffix("_replay")
+    return adapted(cfg, name, data, tests["test_look"], tests["replay"])
+
+
 def segmenter_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
     """Zero-shot and adapted segmenters on every look's test frames (both cameras, and the wrist alone)."""
     shipped = ROOT / "so101_segmenter" / "src" / "so101_segmenter" / "twin_segmenter"
@@ -204,12 +229,13 @@ def segmenter_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
             data = cfg.output_dir / "labels" / f"{kind}_n{n}"
             candidates[f"{kind}_n{n}"] = lambda k=kind, n=n, d=data, t=own: adapted(cfg, f"{k}_n{n}", d, t)
         candidates[f"{kind}_hand20"] = lambda k=kind, t=own: adapted(cfg, f"{k}_hand20", tests[f"hand_{k}"], t)
-    # the recipe the policies get: the fixed look's labels with the randomised frames replayed beside them
-    n, data = cfg.policy_demos, cfg.output_dir / "labels" / f"look_n{cfg.policy_demos}"
-    replayed = f"look_n{n}_replay"
-    candidates[replayed] = lambda: adapted(cfg, replayed, data, tests["test_look"], tests["replay"])
+    # the recipes the policies get: the fixed look's labels with the randomised frames replayed beside them, before
+    # the standing fit, with it, and labelled again with that segmenter
+    for name in [*policy_segmenters(cfg).values(), f"look_n{cfg.policy_demos}_standing_replay"]:
+        candidates[name] = lambda name=name: replayed(cfg, name, tests)
     for name, make in candidates.items():
-        needed = [f"seg_{name}_{t}.json" for t in ("test_look", "test_unseen", "test_none", "test_shifted")]
+        needed = [f"seg_{name}_{t}{w}.json" for t in ("test_look", "test_unseen", "test_none", "test_shifted")
+                  for w in ("", "_wrist")]  # fmt: skip
         # every score archived: the segmenter is not needed (nor trained again on another machine)
         folder = None if cfg.archive_dir and all((cfg.archive_dir / n).is_file() for n in needed) else make()
         scored[name] = {}
@@ -244,27 +270,27 @@ def eval_summary(data: dict) -> dict:
             "per_episode": "".join("1" if s else "0" for s in flags)}  # fmt: skip
 
 
-def policy_stage(cfg: OwnSceneConfig) -> dict:
-    """Each zero-shot checkpoint as it is and with the fixed look's adapted segmenter, look by look (every seed in the
-    first look before the next look)."""
-    segmenter = cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}_replay" / "best"
+def policy_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
+    """Each zero-shot checkpoint as it is and with each adapted segmenter of `policy_segmenters` swapped in, look by
+    look (every seed in the first look before the next look)."""
     with open(cfg.zero_shot_config) as f:
         steps = int(draccus.load(dict, f)["steps"])
     checkpoints = {}
     for seed in cfg.seeds:
         # the final checkpoint (checkpoints/last points at the latest saved one while training still runs)
         zero = cfg.zero_shot_dir / f"segdepth_rgbonly_s{seed}" / "checkpoints" / f"{steps:06d}" / "pretrained_model"
-        swapped = cfg.output_dir / "policies" / f"adapted_s{seed}"
-        names = [f"adapted_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for look in cfg.policy_looks]
-        archived = cfg.archive_dir is not None and all((cfg.archive_dir / n).is_file() for n in names)
-        if not archived and not (zero / "model.safetensors").is_file():
-            print(f"seed {seed}: no checkpoint at {zero} yet (train it with examples/robust_twin.py, above); left out")
-            continue
-        if not archived:
-            args = [str(VENV_BIN / "so101-seg-swap"), f"--policy.path={zero}", f"--segmenter_path={segmenter}",
-                    f"--output_dir={swapped}"]  # fmt: skip
-            _run(cfg, args, f"swap_s{seed}", f"swap seed {seed}")  # says so and returns when done already
-        checkpoints[seed] = {"zero_shot": zero, "adapted": swapped}
+        checkpoints[seed] = {"zero_shot": zero}
+        for arm, segmenter in policy_segmenters(cfg).items():
+            swapped = cfg.output_dir / "policies" / f"{arm}_s{seed}"
+            names = [f"{arm}_s{seed}_{look}_seed{cfg.eval_seed}_{cfg.eval_episodes}.json" for look in cfg.policy_looks]
+            if cfg.archive_dir is None or not all((cfg.archive_dir / n).is_file() for n in names):
+                if not (zero / "model.safetensors").is_file():
+                    print(f"seed {seed}: no checkpoint at {zero} yet (train it with examples/robust_twin.py, above)")
+                    continue
+                args = [str(VENV_BIN / "so101-seg-swap"), f"--policy.path={zero}",
+                        f"--segmenter_path={replayed(cfg, segmenter, tests)}", f"--output_dir={swapped}"]  # fmt: skip
+                _run(cfg, args, f"swap_{arm}_s{seed}", f"swap {arm} seed {seed}")  # returns at once when done
+            checkpoints[seed][arm] = swapped
     results = {}
     for look in cfg.policy_looks:
         for seed, arms in checkpoints.items():
@@ -297,16 +323,23 @@ def tables(cfg: OwnSceneConfig, results: dict) -> str:
                 for t in ("test_look", "test_unseen", "test_none", "test_shifted", "test_look_wrist")]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cell) + " |")
     if results.get("policies"):
-        lines += ["", "| look | zero-shot, seeds | pooled | adapted, seeds | pooled | adapted minus zero-shot, "
-                  "Newcombe 95% |", "|---|---|---|---|---|---|"]  # fmt: skip
+        adapted_arms = [arm for arm in ARMS[1:] if arm in results["policies"]]
+        header = "".join(f" {arm}, seeds | pooled | {arm} minus zero-shot, Newcombe 95% |" for arm in adapted_arms)
+        lines += [
+            "",
+            f"| look | zero-shot, seeds | pooled |{header}",
+            "|---|---|---|" + "---|---|---|" * len(adapted_arms),
+        ]
         for look in cfg.policy_looks:
             rates, cells = {}, {}
-            for arm in ARMS:
-                runs = [seeds[look] for seeds in results["policies"][arm].values()]
+            for arm in ["zero_shot", *adapted_arms]:
+                runs = [seeds[look] for seeds in results["policies"][arm].values() if look in seeds]
                 cells[arm] = ", ".join(f"{r['successes']}/{r['episodes']}" for r in runs)
                 rates[arm] = wilson(sum(r["successes"] for r in runs), sum(r["episodes"] for r in runs))
-            lines.append(f"| {look} | {cells['zero_shot']} | {rates['zero_shot']} | {cells['adapted']} | "
-                         f"{rates['adapted']} | {newcombe(rates['adapted'], rates['zero_shot'])} |")  # fmt: skip
+            row = f"| {look} | {cells['zero_shot']} | {rates['zero_shot']} |"
+            for arm in adapted_arms:
+                row += f" {cells[arm]} | {rates[arm]} | {newcombe(rates[arm], rates['zero_shot'])} |"
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -320,13 +353,16 @@ def own_scene(cfg: OwnSceneConfig) -> dict:
             results["labels"][f"{kind}_n{n}"] = labels(cfg, kind, n)
     if cfg.error_demos:
         for name, flags in {**ERRORS, **VARIANTS}.items():
-            report = labels(cfg, "look", cfg.error_demos, flags, f"look_{name}")
+            report = labels(cfg, "look", cfg.error_demos, NO_COLOUR_FITS + flags, f"look_{name}")
             results["labels"][f"look_{name}_n{cfg.error_demos}"] = report
     tests = frames(cfg)
-    if not (cfg.output_dir / "segmenters" / f"look_n{cfg.policy_demos}_replay" / "test_metrics.json").is_file():
-        adapted(cfg, f"look_n{cfg.policy_demos}_replay", cfg.output_dir / "labels" / f"look_n{cfg.policy_demos}",
-                tests["test_look"], tests["replay"])  # fmt: skip
-    results["policies"] = policy_stage(cfg)  # the longest stage's inputs first
+    results["policies"] = policy_stage(cfg, tests)  # the longest stage's inputs first
+    for name in (f"look_n{cfg.policy_demos}_standing", f"look_n{cfg.policy_demos}_round2"):
+        results["labels"][name] = (
+            json.loads((cfg.archive_dir / f"labels_{name}.json").read_text())
+            if cfg.archive_dir
+            else json.loads((cfg.output_dir / "labels" / name / "autolabel_report.json").read_text())
+        )
     results["segmenters"] = segmenter_stage(cfg, tests)
     write_json(cfg.output_dir / "results.json", results)
     print(tables(cfg, results))

@@ -11,9 +11,13 @@ from clitools import TASK, run_cli
 from PIL import Image
 
 from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from so101_segmenter.autolabel_fit import fit_held, fit_standing
+from so101_segmenter.autolabel_scene import LabelScene
 from so101_segmenter.autolabel_scores import boundary_band, confusion, iou_report
+from so101_segmenter.classes import CUBE, TABLE
+from so101_segmenter.cube_colour import CubeColour, soft_overlap
 from so101_segmenter.dataset_index import DatasetIndex
-from so101_segmenter.grasp import DROPPED, NO_GRASP, PUSHED, GraspConfig, find_grasp
+from so101_segmenter.grasp import DROPPED, NO_GRASP, NOT_FOUND, PUSHED, GraspConfig, find_grasp
 
 SIZE = (72, 96)
 
@@ -38,8 +42,10 @@ def test_closing_on_nothing_an_idle_half_open_gripper_and_a_drop():
     dropped = find_grasp(trace((45, 45, 5), (45, 13, 5), (13, 13, 20), (13, 2, 4), (2, 2, 10)), cfg)
     assert dropped.grasp == 9 and dropped.lost == 30 + 1  # the first frame more than 3 below the hold
     assert dropped.reason(29) is None and dropped.reason(31) == DROPPED
-    dropped.pushed_until = 4
-    assert dropped.reason(4) == PUSHED and dropped.reason(5) is None
+    dropped.pushed = (2, 5)
+    assert dropped.reason(1) is None and dropped.reason(4) == PUSHED and dropped.reason(5) is None
+    dropped.unsure = True  # where the cube stood not found: the frames before the grasp go, the held ones stay
+    assert dropped.reason(8) == NOT_FOUND and dropped.reason(9) is None
     assert find_grasp(trace((20, 20, 5)), cfg).reason(0) == NO_GRASP
 
 
@@ -55,6 +61,78 @@ def test_the_band_and_the_scores_by_hand():
     assert scores["per_class_iou"]["background"] == pytest.approx(17 / 18)  # 17 right of 17 + 1 wrong
     assert scores["per_class_iou"]["table"] == pytest.approx(17 / 18)
     assert scores["per_class_iou"]["cube"] is None
+
+
+# ----- where the cube stood, by its colour ---------------------------------------------------------------------------
+def test_the_cube_colour_by_hand():
+    label = np.full((8, 8), TABLE, np.uint8)
+    label[2:6, 2:6] = CUBE
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 2] = 200  # the rest blue
+    rgb[2:6, 2:6] = (220, 10, 10)  # the cube red
+    colour = CubeColour(bins=4)
+    colour.add(rgb, label, margin=1)
+    # margin 1: the cube's 2x2 core and the 48 pixels two or more off it; (c + 0.5) / (total + 0.5 * 64)
+    assert colour.cube.sum() == 4 and colour.rest.sum() == 64 - 36
+    p = colour.probability(np.array([[[220, 10, 10], [0, 0, 200], [0, 250, 0]]], np.uint8))[0]
+    cube, rest = 4.5 / (4 + 32), 0.5 / (28 + 32)
+    assert p[0] == pytest.approx(cube / (cube + rest), rel=1e-6) and p[0] > 0.9
+    assert p[1] < 0.1 and p[2] == pytest.approx(0.5 / 36 / (0.5 / 36 + 0.5 / 60), rel=1e-6)
+    inter, union = soft_overlap(np.array([[0.5, 1.0], [0.0, 0.25]], np.float32), np.array([[1, 1], [0, 0]]))
+    assert (inter, union) == (1.5, 1.75 + 2 - 1.5)
+
+
+def test_the_standing_fit_finds_a_cube_moved_before_the_grasp():
+    """The cube rendered 14 mm and 9 mm off its grasp pose and turned 20 degrees; the fit, started at the grasp pose
+    and shown only a noisy map of the moved cube's pixels, finds it within 1.5 mm."""
+    scene = LabelScene({"front": SIZE, "wrist": SIZE})
+    try:
+        joints = np.array([0.0, -30.0, 40.0, 60.0, 0.0, 30.0])  # reaching down in front of the base
+        start = scene.grasp_pose(np.array([0.0, 10.0, 10.0, 70.0, 0.0, 30.0]))
+        truth = (start[0] + np.array([0.014, -0.009, 0.0]), quat_yaw(start[1], 20.0))
+        rng = np.random.default_rng(0)
+        samples = []
+        for q in (joints, joints + np.array([15.0, 5.0, 0.0, 0.0, 0.0, 0.0])):
+            rendered = scene.render(q, *truth)
+            maps = {}
+            for cam, (mask, _) in rendered.items():
+                maps[cam] = np.clip(np.where(mask == CUBE, 0.85, 0.1) + rng.normal(0, 0.05, mask.shape), 0, 1)
+            samples.append((q, maps))
+        assert sum((m[0] == CUBE).sum() for m in rendered.values()) > 20  # the cube is in view
+        pose, report = fit_standing(scene, start, samples, reach=0.03)
+        assert np.linalg.norm(pose[0] - truth[0]) < 0.0015, report
+        assert report["soft_iou"] > report["soft_iou_at_grasp"] and report["precision"] > 0.7
+    finally:
+        scene.close()
+
+
+def test_the_held_fit_finds_where_between_the_jaws_the_cube_sits():
+    """A lift rendered with the cube 2 mm along the closing direction and 5 mm along the faces off where the jaws'
+    mean grasp puts it; the fit, shown noisy maps of those frames, finds the shift within 1 mm."""
+    scene = LabelScene({"front": SIZE, "wrist": SIZE})
+    try:
+        reach = np.array([0.0, 10.0, 10.0, 70.0, 0.0, 30.0])
+        joints = np.stack([reach + np.array([0.0, -2.0 * k, 0.0, 0.0, 0.0, 0.0]) for k in range(8)])  # lifting
+        grasp = find_grasp(np.full(8, 30.0), GraspConfig())  # a stand-in: held from frame 0
+        grasp.grasp, grasp.length = 0, 8
+        centres, quats = scene.cube_poses(joints, grasp, (0.002, -0.005))
+        rng = np.random.default_rng(1)
+        samples = []
+        for t in (0, 3, 7):
+            rendered = scene.render(joints[t], centres[t], quats[t])
+            samples.append((t, {cam: np.clip(np.where(m == CUBE, 0.85, 0.1) + rng.normal(0, 0.05, m.shape), 0, 1)
+                                for cam, (m, _) in rendered.items()}))  # fmt: skip
+        shift, before, after = fit_held(scene, joints, grasp, samples, (0.0, 0.0), (0.004, 0.008))
+        assert np.allclose(shift, (0.002, -0.005), atol=0.001) and after > before, (shift, before, after)
+    finally:
+        scene.close()
+
+
+def quat_yaw(quat: np.ndarray, degrees: float) -> np.ndarray:
+    half = np.deg2rad(degrees) / 2
+    w, z = np.cos(half), np.sin(half)
+    a = quat
+    return np.array([w * a[0] - z * a[3], w * a[1] - z * a[2], w * a[2] + z * a[1], w * a[3] + z * a[0]])
 
 
 # ----- the look seed -------------------------------------------------------------------------------------------------
@@ -128,6 +206,16 @@ def test_run_again_finished_killed_and_over_other_settings(recording, tmp_path):
     del settings["cube_band_px"]
     (out / "autolabel_settings.json").write_text(json.dumps(settings))
     assert "already labelled" in autolabel(recording, out, "--frame_stride=15").stdout
+    # labels made before the colour fits existed were made without them
+    for key in ("held", "standing"):
+        del settings["fit"][key]
+    (out / "autolabel_settings.json").write_text(json.dumps(settings))
+    refused = autolabel(recording, out, "--frame_stride=15", check=False)
+    assert refused.returncode != 0 and "fit.standing: saved False, now True" in refused.stderr
+    without = autolabel(recording, out, "--frame_stride=15", "--fit.standing=false", "--fit.held=false")
+    assert "already labelled" in without.stdout
+    fits = {**settings["fit"], "held": True, "standing": True}
+    (out / "autolabel_settings.json").write_text(json.dumps({**settings, "fit": fits}))
     fit = json.loads((out / "camera_fit.json").read_text())
     assert fit["frames"] == 4 and all(fit["agreement_after"][c] >= fit["agreement_before"][c] for c in fit["offsets"])
     # killed after the first episode: the report never written, the index naming one episode

@@ -39,7 +39,11 @@ log = logging.getLogger(__name__)
 def saved_with_defaults(saved: dict) -> dict:
     """Saved settings, with every setting added since they were written at its default (which keeps the labels as
     they were made then)."""
-    return with_defaults(saved, AutolabelConfig(dataset=RecordingConfig(repo_id="-"), output_dir=Path("-")).settings())
+    defaults = AutolabelConfig(dataset=RecordingConfig(repo_id="-"), output_dir=Path("-")).settings()
+    # the colour fits, on by default now, did not exist before `fit.held` and `fit.standing` were saved: such labels
+    # were made without them
+    defaults["fit"] |= {"held": False, "standing": False}
+    return with_defaults(saved, defaults)
 
 
 def check_output(cfg: AutolabelConfig) -> bool:

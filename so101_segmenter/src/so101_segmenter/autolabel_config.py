@@ -34,12 +34,33 @@ class FitConfig:
     cube_range: tuple[float, float] = (0.006, 0.015)
     # frames before the grasp the cube fit compares on, per episode
     cube_frames: int = 8
+    # fit where between the jaws the held cube sits to its colour, learnt from the episode's held frames
+    held: bool = True
+    # how far (m) that fit moves it: along the closing direction, along the jaws' faces
+    held_range: tuple[float, float] = (0.004, 0.008)
+    # place the cube where it stood before the arm reached it by its colour, learnt from the episode's frames where
+    # the jaws hold it; off: it stands where the grasp found it from the episode's start
+    standing: bool = True
+    # how far (m) from its grasp pose the standing cube is searched for, on the table
+    standing_range_m: float = 0.03
+    # held frames the cube's colour is learnt from, and frames before the arm comes near the fit compares on
+    colour_frames: int = 8
+    # see colour_frames
+    standing_frames: int = 6
+    # the fit is used when at least this share of its cube's pixels look like the cube; else the grasp pose is
+    standing_min_precision: float = 0.5
+    # a standing cube this close (m) to its grasp pose was only slid by the closing jaws: the frames between the arm
+    # touching it and the grasp are labelled at the grasp pose; farther, it was pushed, and they are skipped
+    standing_same_m: float = 0.004
 
     def validate(self) -> None:
-        if self.camera_frames < 1 or self.cube_frames < 1:
-            raise ValueError("--fit.camera_frames and --fit.cube_frames must be >= 1")
-        if min(self.camera_step) <= 0 or min(self.cube_range) < 0:
-            raise ValueError("--fit.camera_step must be > 0 and --fit.cube_range >= 0")
+        if min(self.camera_frames, self.cube_frames, self.colour_frames, self.standing_frames) < 1:
+            raise ValueError("--fit.camera_frames, cube_frames, colour_frames and standing_frames must be >= 1")
+        if self.standing_range_m <= 0 or self.standing_same_m < 0 or not 0 <= self.standing_min_precision <= 1:
+            raise ValueError("--fit.standing_range_m must be > 0, --fit.standing_same_m >= 0 and "
+                             "--fit.standing_min_precision in [0, 1]")  # fmt: skip
+        if min(self.camera_step) <= 0 or min(self.cube_range) < 0 or min(self.held_range) < 0:
+            raise ValueError("--fit.camera_step must be > 0, --fit.cube_range and --fit.held_range >= 0")
 
 
 @dataclass

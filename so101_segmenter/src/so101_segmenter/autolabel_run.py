@@ -15,10 +15,11 @@ from so101_core import MOTOR_KEYS, segmentation_from_code
 from so101_run_infra.atomic import write_json
 
 from .autolabel_config import CAMERA_FIT, EPISODES, AutolabelConfig
-from .autolabel_fit import fit_cameras, fit_cube
+from .autolabel_fit import fit_cameras, fit_cube, fit_held, fit_standing
 from .autolabel_scene import LabelScene
 from .autolabel_scores import boundary_band, class_band, confusion, iou_report
 from .classes import BACKGROUND, CUBE, TABLE, UNLABELED
+from .cube_colour import CubeColour
 from .dataset_index import DatasetIndex, FrameRecord, disparity_png
 from .grasp import BEFORE_GRASP, NO_GRASP, SKIP_REASONS, EpisodeGrasp, find_grasp
 from .viz import colorize, save_grid
@@ -139,11 +140,79 @@ def camera_fit(cfg: AutolabelConfig, recording: Recording, scene: LabelScene, se
 def _cube_shift(cfg, recording, scene, segmenter, episode: int, plan: EpisodeGrasp, joints) -> dict:
     if not cfg.fit.cube or segmenter is None:
         return {"shift_m": [0.0, 0.0]}
-    frames = [t for t in range(plan.pushed_until + 1, plan.closing) if t % cfg.frame_stride == 0] or [plan.closing]
-    frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(cfg.fit.cube_frames, len(frames))).astype(int)]
+    frames = [t for t in range(plan.pushed[1], plan.closing) if t % cfg.frame_stride == 0] or [plan.closing]
+    frames = _spread(frames, cfg.fit.cube_frames)
     samples = [(joints[t], segmenter(recording.frame(recording.bounds[episode][0] + t)[0])) for t in frames]
     shift, before, after = fit_cube(scene, joints[plan.grasp], samples, cfg.fit)
     return {"shift_m": list(shift), "agreement_before": before, "agreement_after": after}
+
+
+def _spread(items: list, count: int) -> list:
+    return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).astype(int)] if items else []
+
+
+def _colour_samples(recording, first: int, frames: list[int], colour: CubeColour, count: int) -> list:
+    """(frame, camera -> P(cube) per pixel) for `count` of `frames` spread over them."""
+    samples = []
+    for t in _spread(frames, count):
+        rgb, _ = recording.frame(first + t)
+        samples.append((t, {cam: colour.probability(rgb[cam]) for cam in recording.cameras}))
+    return samples
+
+
+def _cube_colour(cfg, recording, scene, episode: int, plan: EpisodeGrasp, joints, poses) -> CubeColour:
+    """The cube's colour in this episode, from its held frames posed as `poses` says."""
+    centres, quats = poses
+    colour = CubeColour()
+    for t in _spread(list(range(plan.grasp, plan.lost or plan.length)), cfg.fit.colour_frames):
+        rgb, _ = recording.frame(recording.bounds[episode][0] + t)
+        rendered = scene.render(joints[t], centres[t], quats[t])
+        for cam in recording.cameras:
+            colour.add(rgb[cam], rendered[cam][0])
+    return colour
+
+
+def _held(cfg, recording, scene, episode: int, plan: EpisodeGrasp, joints, colour: CubeColour, start) -> dict:
+    held = list(range(plan.grasp, plan.lost or plan.length))
+    samples = _colour_samples(recording, recording.bounds[episode][0], held, colour, cfg.fit.colour_frames)
+    shift, before, after = fit_held(scene, joints, plan, samples, start, cfg.fit.held_range)
+    return {"shift_m": list(shift), "soft_iou_before": before, "soft_iou": after}
+
+
+def _standing(cfg, recording, scene, episode: int, plan: EpisodeGrasp, joints, poses, colour: CubeColour) -> dict:
+    """Where the cube stood until the arm touched it, by its colour learnt from the episode's held frames. When the
+    fit is sure, `poses` (centres, quaternions) and `plan.pushed` are changed in place: the cube stands at the fitted
+    pose until the arm touches it; the frames from then to the grasp are skipped if it then stood elsewhere. When it
+    is not, every frame before the grasp is skipped (`plan.unsure`)."""
+    centres, quats = poses
+    first = recording.bounds[episode][0]
+    # frames where the jaws are farther from the grasp than the search reaches and a cube's length more
+    far = cfg.fit.standing_range_m + 0.02
+    early = [t for t in range(plan.closing) if np.linalg.norm((scene.grasp_point(joints[t]) - centres[0])[:2]) > far]
+    if not colour.ready or not early:
+        plan.unsure = True
+        return {"used": False, "why": "no cube pixels in the held frames" if not colour.ready else "no early frame"}
+    samples = [(joints[t], p) for t, p in _colour_samples(recording, first, early, colour, cfg.fit.standing_frames)]
+    pose, report = fit_standing(scene, (centres[0], quats[0]), samples, cfg.fit.standing_range_m)
+    # again, finer, on every frame before the arm touches it there: the wrist camera's approach sees it large
+    contact = scene.first_contact(joints, pose, plan.grasp, cfg.grasp.push_depth_m)
+    if contact > 0:
+        near = [(joints[t], p) for t, p in _colour_samples(recording, first, list(range(contact)), colour,
+                                                             cfg.fit.standing_frames)]  # fmt: skip
+        pose, fine = fit_standing(scene, pose, near, cfg.fit.standing_range_m / 3)
+        report = fine | {"coarse": report}
+    report["used"] = report["precision"] >= cfg.fit.standing_min_precision
+    report["from_grasp_mm"] = [round(1000 * v, 1) for v in (pose[0] - centres[0])[:2]]
+    plan.unsure = not report["used"]
+    if report["used"]:
+        contact = scene.first_contact(joints, pose, plan.grasp, cfg.grasp.push_depth_m)
+        yaw = 2 * np.arctan2(np.linalg.norm(pose[1][1:] * quats[0][0] - quats[0][1:] * pose[1][0]), pose[1] @ quats[0])
+        turned = abs((np.rad2deg(yaw) + 45) % 90 - 45) > 10
+        moved = turned or np.linalg.norm(pose[0] - centres[0]) > cfg.fit.standing_same_m
+        centres[:contact], quats[:contact] = pose
+        plan.pushed = (contact, plan.grasp) if moved else (0, 0)
+        report |= {"contact": contact, "moved": bool(moved)}
+    return report
 
 
 def label_episode(cfg, recording, scene, segmenter, index: DatasetIndex, episode: int, plan: EpisodeGrasp) -> dict:
@@ -155,9 +224,18 @@ def label_episode(cfg, recording, scene, segmenter, index: DatasetIndex, episode
     if plan.grasp is None:
         stats["skipped"][NO_GRASP] = len(frames)
         return stats | {"with_band": with_band.tolist(), "without_band": without_band.tolist()}
-    plan.pushed_until = scene.pushed_until(joints, plan, cfg.grasp)
+    plan.pushed = (0, scene.pushed_until(joints, plan, cfg.grasp) + 1)
     stats["cube_fit"] = _cube_shift(cfg, recording, scene, segmenter, episode, plan, joints)
-    centres, quats = scene.cube_poses(joints, plan, tuple(stats["cube_fit"]["shift_m"]))
+    shift = tuple(stats["cube_fit"]["shift_m"])
+    centres, quats = scene.cube_poses(joints, plan, shift)
+    if cfg.fit.held or cfg.fit.standing:
+        colour = _cube_colour(cfg, recording, scene, episode, plan, joints, (centres, quats))
+        if cfg.fit.held and colour.ready:
+            stats["held_fit"] = _held(cfg, recording, scene, episode, plan, joints, colour, shift)
+            centres, quats = scene.cube_poses(joints, plan, tuple(stats["held_fit"]["shift_m"]))
+        if cfg.fit.standing:
+            standing = _standing(cfg, recording, scene, episode, plan, joints, (centres, quats), colour)
+            stats["standing_fit"] = standing
     records, start = [], time.perf_counter()
     for t in frames:
         if (reason := plan.reason(t)) is None and t < plan.grasp and not cfg.label_before_grasp:

@@ -142,16 +142,31 @@ class LabelScene:
             quats[t] = _mat_quat(g_rot @ rot_in_gripper)
         return centres, quats
 
+    def first_contact(self, joints: np.ndarray, pose: tuple[np.ndarray, np.ndarray], stop: int, depth_m: float) -> int:
+        """The first frame before `stop` where the arm cuts deeper than `depth_m` into a cube standing at `pose`
+        (centre, quaternion): the frame it was touched; `stop` when it never is."""
+        for t in range(stop):
+            self.twin.place(joints[t], *pose)
+            if self.twin.cube_penetration() > depth_m:
+                return t
+        return stop
+
     def pushed_until(self, joints: np.ndarray, grasp: EpisodeGrasp, cfg: GraspConfig) -> int:
         """The last frame before the jaws start closing where the arm cuts into the cube's grasp pose deeper than
         `cfg.push_depth_m` (the cube cannot have stood there then), or -1."""
-        centre, quat = self.grasp_pose(joints[grasp.grasp])
+        pose = self.grasp_pose(joints[grasp.grasp])
         last = -1
         for t in range(grasp.closing):
-            self.twin.place(joints[t], centre, quat)
+            self.twin.place(joints[t], *pose)
             if self.twin.cube_penetration() > cfg.push_depth_m:
                 last = t
         return last
+
+    def grasp_point(self, joints: np.ndarray) -> np.ndarray:
+        """Where the jaws would hold a cube's centre at `joints`, in the world (m)."""
+        self.twin.place(joints, np.array([0.0, 0.0, -2.0]), np.array([1.0, 0.0, 0.0, 0.0]))
+        position, rot = self.twin.gripper_pose
+        return position + rot @ (GRASP_POINT_IN_GRIPPER + HELD_CUBE_OFFSET)
 
     def render(self, joints: np.ndarray, centre: np.ndarray, quat: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
         """camera -> (class mask (H, W) uint8, depth (H, W) float32 m) at one pose."""

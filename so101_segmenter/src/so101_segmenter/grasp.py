@@ -16,7 +16,8 @@ NO_GRASP = "no grasp found"
 PUSHED = "cube pushed before the grasp"
 DROPPED = "cube dropped"
 BEFORE_GRASP = "before the grasp, not asked for"  # --label_before_grasp=false
-SKIP_REASONS = (NO_GRASP, PUSHED, DROPPED, BEFORE_GRASP)
+NOT_FOUND = "where the cube stood not found"  # the standing fit unsure: only the frames from the grasp on
+SKIP_REASONS = (NO_GRASP, PUSHED, DROPPED, BEFORE_GRASP, NOT_FOUND)
 
 
 @dataclass
@@ -53,7 +54,8 @@ class EpisodeGrasp:
     grasp: int | None = None  # first frame the jaws hold the cube
     closing: int | None = None  # first frame of the closing motion that ended in the grasp
     lost: int | None = None  # first frame the cube is no longer held (None: held to the end)
-    pushed_until: int = -1  # frames up to this one are skipped: the cube was pushed before the grasp
+    pushed: tuple[int, int] = (0, 0)  # frames in [start, stop) are skipped: the cube was pushed before the grasp
+    unsure: bool = False  # where the cube stood is not known: the frames before the grasp are skipped
 
     def held(self, frame: int) -> bool:
         return self.grasp is not None and frame >= self.grasp and (self.lost is None or frame < self.lost)
@@ -62,8 +64,10 @@ class EpisodeGrasp:
         """Why a frame cannot be labelled, or None when it can."""
         if self.grasp is None:
             return NO_GRASP
-        if frame <= self.pushed_until:
+        if self.pushed[0] <= frame < self.pushed[1]:
             return PUSHED
+        if self.unsure and frame < self.grasp:
+            return NOT_FOUND
         if self.lost is not None and frame >= self.lost:
             return DROPPED
         return None
