@@ -43,9 +43,7 @@ def leftover(steps: int = 3, seed: int = 5) -> torch.Tensor:
 
 def rtc_chunk(policy, batch: dict, prev: torch.Tensor | None, delay: int = DELAY) -> torch.Tensor:
     policy.reset()
-    return policy.predict_action_chunk(
-        dict(batch), noise=noise(1), inference_delay=delay, prev_chunk_left_over=prev
-    )
+    return policy.predict_action_chunk(dict(batch), noise=noise(1), inference_delay=delay, prev_chunk_left_over=prev)
 
 
 def with_rtc(policy, config: RTCConfig | None):
@@ -201,7 +199,6 @@ def test_lerobot_rollout_rtc_drives_the_twin_robot_with_segvla(tmp_path):
     with pytest.raises(AssertionError, match="execution_horizon=10 is longer than this segvla checkpoint") as refused:
         rollout_in_twin(short, (HEIGHT, WIDTH), tmp_path, flags=flags[:2])
     assert "connected (task" not in str(refused.value)
-
 
 
 @pytest.mark.slow  # ~25 s: a tiny imf with one frame of history, 3 s on the twin robot
