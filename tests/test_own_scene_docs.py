@@ -17,11 +17,12 @@ from so101_segmenter.shipped import sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "real-so101.md"
-NAMES = ("so101-seg-autolabel", "so101-seg-render", "so101-seg-train", "so101-seg-swap")
+NAMES = ("so101-seg-render", "so101-seg-autolabel", "so101-seg-train", "so101-seg-autolabel", "so101-seg-train",
+         "so101-seg-swap")
 
 
 def section_commands() -> list[list[str]]:
-    """The section's four commands, in the page's order."""
+    """The section's commands, in the page's order: two rounds of labels and training."""
     found = []
     for shown in docs_commands.shown_commands(PAGE):
         words = docs_commands.command_words(shown.text)
@@ -35,7 +36,10 @@ def section_commands() -> list[list[str]]:
 
 @pytest.mark.slow
 def test_the_own_scene_lines_run_in_the_twin(tmp_path, monkeypatch):
-    autolabel, render, train, swap = section_commands()
+    render, autolabel, train, autolabel_2, train_2, swap = section_commands()
+    assert flag(autolabel_2, "segmenter_path") == f"{flag(train, 'output_dir')}/best"
+    assert flag(train_2, "data.path") == flag(autolabel_2, "output_dir")
+    assert flag(swap, "segmenter_path") == f"{flag(train_2, 'output_dir')}/best"
     # a home of its own: test_real_arm_docs records the same repo id into the worker's shared home
     home = tmp_path / "lerobot_home"
     monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
@@ -53,13 +57,14 @@ def test_the_own_scene_lines_run_in_the_twin(tmp_path, monkeypatch):
     (tmp_path / "outputs").mkdir()
     policy.rename(tmp_path / flag(swap, "policy.path"))
 
-    said = run_cli([*autolabel, "--fit.camera_frames=4"], cwd=tmp_path).stdout
-    labels = tmp_path / flag(autolabel, "output_dir")
-    report = json.loads((labels / "autolabel_report.json").read_text())
-    assert "labelled" in said and report["frames_labelled"] > 0 and report["label_iou"]["with_band"]["miou"] > 0.5
     run_cli([*render, "--episodes=2"], cwd=tmp_path)
-    run_cli([*train, "--epochs=1"], cwd=tmp_path)
-    best = tmp_path / flag(train, "output_dir") / "best"
+    for labeller, trainer in ((autolabel, train), (autolabel_2, train_2)):
+        said = run_cli([*labeller, "--fit.camera_frames=4"], cwd=tmp_path).stdout
+        labels = tmp_path / flag(labeller, "output_dir")
+        report = json.loads((labels / "autolabel_report.json").read_text())
+        assert "labelled" in said and report["frames_labelled"] > 0 and report["label_iou"]["with_band"]["miou"] > 0.5
+        run_cli([*trainer, "--epochs=1"], cwd=tmp_path)
+    best = tmp_path / flag(train_2, "output_dir") / "best"
     assert (best / "model.safetensors").is_file()
     run_cli(swap, cwd=tmp_path)
     out = tmp_path / flag(swap, "output_dir")

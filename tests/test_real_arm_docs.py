@@ -243,7 +243,7 @@ def test_real_so101_page_runs_top_to_bottom_in_the_twin(workspace, tmp_path):
         ran.append((line, argv))
 
     # a command added to the page is classified here on purpose: run, or left out with its reason
-    assert (len(ran), len(skipped)) == (12, 20), ([line for line, _ in ran], skipped)
+    assert (len(ran), len(skipped)) == (12, 22), ([line for line, _ in ran], skipped)
     by_name = {}
     for line, argv in ran:
         by_name.setdefault(argv[0], []).append((argv, said[line]))
