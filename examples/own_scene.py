@@ -7,13 +7,16 @@ hand labelling, measured end to end, resuming where it stopped. The twin plays t
 2. test frames of each look (`so101-seg-render`, seeds 200000-200059, which no recording uses) and 20 exactly labelled
    frames per look, standing in for 20 hand-labelled ones
 3. `so101-seg-autolabel` of the first N episodes, and its labels scored against the recording's own segmentation,
-   also under the errors a real install has (camera mounts, joint readings, table height, cube size), one at a time
+   also under the errors a real install has (camera mounts, joint readings, table height, cube size), one at a time;
+   the rows measured before the labeller fitted the cube to its colour are kept as they were (`NO_COLOUR_FITS`)
 4. the shipped segmenter as it is (zero-shot) and adapted (`so101-seg-train --config_path=<adapt_config>`), on each
-   look's test frames: the adapted look's, and `none` and `shifted` (what it must not forget)
+   look's test frames: the adapted look's, and `none` and `shifted` (what it must not forget); for the policies, the
+   fixed look's N = `policy_demos` labels with randomised frames replayed beside them, labelled twice with the colour
+   fits: round 1 fits the cameras to the shipped segmenter, round 2 to round 1's
 5. SegDepth from RGB alone: the checkpoints of `examples/robust_twin.py --config_dir=configs/own_scene
-   --arms='[segdepth_rgbonly]'` (trained on the `shifted` recording with the shipped segmenter), each given the
-   segmenter adapted to the fixed look (`so101-seg-swap`) and evaluated with `lerobot-eval --seed=1000` beside
-   themselves unchanged, in `none`, `shifted` and the fixed `unseen` look
+   --arms='[segdepth_rgbonly]'` (trained on the `shifted` recording with the shipped segmenter), each given an
+   adapted segmenter (`so101-seg-swap`: before the colour fits, and round 2's) and evaluated with `lerobot-eval
+   --seed=1000` beside themselves unchanged, in `none`, `shifted` and the fixed `unseen` look
 
     python examples/robust_twin.py --config_dir=configs/own_scene --arms='[segdepth_rgbonly]' \
         --output_dir=outputs/own_scene/zero_shot --archive_dir=docs/data/own_scene/zero_shot --action_error_arms='[]'
@@ -364,6 +367,14 @@ def own_scene(cfg: OwnSceneConfig) -> dict:
             else json.loads((cfg.output_dir / "labels" / name / "autolabel_report.json").read_text())
         )
     results["segmenters"] = segmenter_stage(cfg, tests)
+    # today's labeller (the colour fits on; round 1, the cameras fitted to the shipped segmenter) under the same
+    # errors, and on the family
+    if cfg.error_demos:
+        for name, flags in ERRORS.items():
+            report = labels(cfg, "look", cfg.error_demos, flags, f"look_{name}_colour")
+            results["labels"][f"look_{name}_colour_n{cfg.error_demos}"] = report
+    n = cfg.policy_demos
+    results["labels"][f"family_n{n}_colour"] = labels(cfg, "family", n, [], f"family_n{n}_colour")
     write_json(cfg.output_dir / "results.json", results)
     print(tables(cfg, results))
     return results
