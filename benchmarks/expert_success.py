@@ -28,7 +28,7 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
-from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_core import TASKS
 from so101_run_infra.cli import prepare_command_line
 
@@ -54,7 +54,7 @@ class ExpertSuccessConfig:
             raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
 
 
-def evaluate(twin: SO101Twin, kind: str, noise_std: float, episodes: int) -> dict:
+def evaluate(twin: TwinSimulation, kind: str, noise_std: float, episodes: int) -> dict:
     failures, seconds, durations = [], [], []
     for seed in tqdm(range(episodes), desc=f"{kind} noise {noise_std}", unit="ep", leave=False):
         start = time.perf_counter()
@@ -69,7 +69,7 @@ def evaluate(twin: SO101Twin, kind: str, noise_std: float, episodes: int) -> dic
 
 @parser.wrap()
 def benchmark(cfg: ExpertSuccessConfig) -> None:
-    twin = SO101Twin(TwinConfig(task=cfg.task, cameras={}), seed=0)
+    twin = TwinSimulation(TwinConfig(task=cfg.task, cameras={}), seed=0)
     rows = [
         "| task | expert | noise std | successes | success rate % | median s to success | ms per episode "
         "| failing seeds |",

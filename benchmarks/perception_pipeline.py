@@ -52,7 +52,7 @@ OUT = 84
 
 def render_frames(n_poses: int) -> dict[str, torch.Tensor]:
     """(n_poses, 3, 480, 640) float RGB in [0, 1] per camera, the arm moving between poses."""
-    from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+    from lerobot_env_so101_twin.env import SO101TwinEnv
 
     env = SO101TwinEnv(cameras=CAMERAS, camera_height=480, camera_width=640)
     obs, _ = env.reset(seed=0)

@@ -22,8 +22,8 @@ from pathlib import Path
 from lerobot.configs import parser
 from lerobot.configs.video import DepthEncoderConfig
 
-from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
-from lerobot_env_so101_twin.record import TwinDatasetConfig, TwinRecordConfig, record
+from lerobot_env_so101_twin.commands.record import TwinDatasetConfig, TwinRecordConfig, record
+from lerobot_env_so101_twin.config_robot import SO101TwinConfig
 from so101_run_infra.cli import prepare_command_line
 
 DEMO_ROBOT = {"cameras": ["wrist"], "camera_height": 120, "camera_width": 160, "depth": True, "segmentation": True}

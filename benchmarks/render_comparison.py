@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lerobot_env_so101_twin.expert import ScriptedExpert
 from lerobot_env_so101_twin.render import CameraFrame
-from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from lerobot_env_so101_twin.visualize import SEGMENTATION_PALETTE, colorize_segmentation
 from so101_core import SEGMENTATION_CLASSES
 from so101_run_infra.cli import prepare_command_line
@@ -78,7 +78,7 @@ def colorize_depth(depth: np.ndarray, far_clip: float) -> tuple[np.ndarray, str]
     return rgb.astype(np.uint8), f"{lo:.3f} m - {hi:.3f} m, {scale} scale"
 
 
-def pose_twins(twins: list[SO101Twin], steps: int) -> None:
+def pose_twins(twins: list[TwinSimulation], steps: int) -> None:
     """Drive the first twin with the expert, then copy its state into the others.
 
     The variants' collision meshes differ too, so simulating each would give slightly different poses; copying
@@ -98,7 +98,7 @@ def pose_twins(twins: list[SO101Twin], steps: int) -> None:
         mujoco.mj_forward(twin.model, twin.data)
 
 
-def time_render(twin: SO101Twin) -> dict[str, float]:
+def time_render(twin: TwinSimulation) -> dict[str, float]:
     """Median ms per render() call (both cameras), with every output the twin was built for and RGB only."""
     out = {}
     with_extras = (twin.config.depth, twin.config.segmentation)
@@ -200,7 +200,7 @@ def render_comparison(cfg: RenderComparisonConfig) -> None:
     cameras = dict.fromkeys(CAMERAS, TILE)
     variants = {"low-poly": 0.004, "full-detail": None}
     twins = {
-        name: SO101Twin(TwinConfig(cameras=cameras, depth=True, segmentation=True, mesh_cell=cell), seed=SEED)
+        name: TwinSimulation(TwinConfig(cameras=cameras, depth=True, segmentation=True, mesh_cell=cell), seed=SEED)
         for name, cell in variants.items()
     }
     try:

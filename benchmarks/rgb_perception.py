@@ -35,7 +35,7 @@ OUT = 84
 
 def render_frames(poses: int, height: int, width: int) -> torch.Tensor:
     """(poses, 3, height, width) float RGB in [0, 1] of the wrist camera, the arm moving between poses."""
-    from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+    from lerobot_env_so101_twin.env import SO101TwinEnv
 
     env = SO101TwinEnv(cameras=("wrist",), camera_height=height, camera_width=width)
     obs, _ = env.reset(seed=0)

@@ -92,7 +92,7 @@ def chunk_ms(checkpoint: Path, flags: list[str], seed: int, repeats: int) -> flo
     from lerobot.envs.utils import preprocess_observation
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    from lerobot_env_so101_twin.env_config import SO101TwinEnvConfig
+    from lerobot_env_so101_twin.config_env import SO101TwinEnvConfig
 
     env_args = ["--task=LiftCube", *[f.replace("--env.", "--") for f in flags]]
     env_cfg = draccus.parse(SO101TwinEnvConfig, args=env_args)

@@ -24,7 +24,7 @@ Columns of the table:
     build s            time to construct the twin (compile the scene, create the GL context)
     peak RSS MiB       ru_maxrss of the configuration's own process at the end of its run
     twin RSS MiB       how far building and running the twin raised that peak above the process's
-                       peak just after `import lerobot_env_so101_twin.twin` (which also imports lerobot and torch)
+                       peak just after `import lerobot_env_so101_twin.simulation` (which also imports lerobot and torch)
 
 The line under the table compares the physics alone (apply_action + step, no render call) of a twin built
 without cameras and of one with a renderer attached, over full scripted-expert episodes, in one process.
@@ -48,7 +48,7 @@ from so101_run_infra.cli import prepare_command_line
 if TYPE_CHECKING:  # the twin is imported lazily: the parent process only orchestrates and never builds one
     import numpy as np
 
-    from lerobot_env_so101_twin.twin import SO101Twin
+    from lerobot_env_so101_twin.simulation import TwinSimulation
 
 RESULT_MARKER = "TWIN_SPEED_RESULT "
 SMALL, LARGE = (128, 128), (480, 640)  # (height, width)
@@ -99,7 +99,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def _expert_actions(twin: "SO101Twin", seed: int, steps: int) -> "list[np.ndarray]":
+def _expert_actions(twin: "TwinSimulation", seed: int, steps: int) -> "list[np.ndarray]":
     """The scripted expert's first `steps` targets from `seed`'s start state; leaves the twin reset to it.
 
     The expert reads the twin only when it plans (its first action), then plays a fixed schedule, so its
@@ -114,13 +114,13 @@ def _expert_actions(twin: "SO101Twin", seed: int, steps: int) -> "list[np.ndarra
 
 def run_setup(setup: Setup, repeats: int, steps: int) -> Result:
     """Time one configuration in this process (call it in a fresh process for a clean peak RSS)."""
-    from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+    from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 
     baseline = _peak_rss_mib()
     cameras = {} if setup.size is None else {"front": setup.size, "wrist": setup.size}
     config = TwinConfig(cameras=cameras, depth=setup.extras, segmentation=setup.extras, mesh_cell=setup.mesh_cell)
     start = time.perf_counter()
-    twin = SO101Twin(config, seed=0)
+    twin = TwinSimulation(config, seed=0)
     build_s = time.perf_counter() - start
     rendering = bool(cameras)
     gl_renderer = _gl_renderer() if rendering else None
@@ -180,11 +180,11 @@ def physics_only(repeats: int) -> dict[str, float]:
     (whichever runs second after a switch gets warmer caches), so that the two numbers see the same CPU state;
     the attached renderer is never asked to render. Episodes are cheap, so this takes 4x `repeats` of them.
     """
-    from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+    from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 
     twins = {
-        "no renderer": SO101Twin(TwinConfig(cameras={}), seed=0),
-        "renderer attached (2x 128x128, not rendering)": SO101Twin(
+        "no renderer": TwinSimulation(TwinConfig(cameras={}), seed=0),
+        "renderer attached (2x 128x128, not rendering)": TwinSimulation(
             TwinConfig(cameras={"front": SMALL, "wrist": SMALL}), seed=0
         ),
     }

@@ -177,7 +177,7 @@ def data_root(cfg: HLRPTwinConfig, config: Path) -> Path:
 
 def record_stage(cfg: HLRPTwinConfig) -> dict[str, Path]:
     """Every recording (skipped when its dataset is there); repo_id -> the folder it is in."""
-    from lerobot_env_so101_twin.record import TwinRecordConfig
+    from lerobot_env_so101_twin.commands.record import TwinRecordConfig
 
     roots = {}
     for config in [*cfg.corpus_configs, cfg.labelled_config]:
@@ -264,7 +264,7 @@ def laq_stage(cfg: HLRPTwinConfig, name: str, roots: dict[str, Path]) -> dict:
 
 def trunk_stage(cfg: HLRPTwinConfig, name: str, roots: dict[str, Path], vlm: Path) -> dict:
     """hlrp-train-trunk for one stage-2 run; its final losses, supervision and wall time."""
-    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
+    from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig
 
     run = cfg.output_dir / name
     done = summary(cfg, f"stage2_{name}.json")

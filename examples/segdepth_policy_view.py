@@ -16,7 +16,7 @@ import torch
 from lerobot.configs import parser
 from PIL import Image, ImageDraw
 
-from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+from lerobot_env_so101_twin.env import SO101TwinEnv
 from lerobot_env_so101_twin.visualize import colorize_segmentation, write_video
 from so101_run_infra.cli import prepare_command_line
 

@@ -11,7 +11,7 @@ import numpy as np
 from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont
 
-from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_run_infra.cli import prepare_command_line
 
 TITLE_H = 26  # pixels of the title line above the column names
@@ -27,7 +27,7 @@ class TwinAppearanceConfig:
 def twin_appearance(cfg: TwinAppearanceConfig) -> Path:
     cams = {"front": (96, 128), "wrist": (96, 128)}
     levels = ("none", "shifted", "unseen")
-    twins = {level: SO101Twin(TwinConfig(cameras=dict(cams), appearance=level)) for level in levels}
+    twins = {level: TwinSimulation(TwinConfig(cameras=dict(cams), appearance=level)) for level in levels}
     rows = []
     for seed in range(1000, 1004):
         tiles = []

@@ -14,8 +14,8 @@ import numpy as np
 from lerobot.configs import parser
 from PIL import Image, ImageDraw, ImageFont
 
-from lerobot_env_so101_twin.camera_align import HIDDEN_GROUP, CameraPose, camera_poses, pose_arm
-from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from lerobot_env_so101_twin.commands.camera_align import HIDDEN_GROUP, CameraPose, camera_poses, pose_arm
+from lerobot_env_so101_twin.simulation import REST_POSE, TwinConfig, TwinSimulation
 from so101_run_infra.cli import prepare_command_line
 
 COLOURS = {"front": (0.15, 0.45, 1.0, 1.0), "wrist": (1.0, 0.55, 0.0, 1.0)}
@@ -68,7 +68,7 @@ def _label(draw: ImageDraw.ImageDraw, xy, text: str, colour, font) -> None:
     draw.text(xy, text, fill=colour, font=font, stroke_width=2, stroke_fill="white")
 
 
-def _third_person(twin: SO101Twin, poses: dict[str, CameraPose], size, *, lookat, distance: float, azimuth: float,
+def _third_person(twin: TwinSimulation, poses: dict[str, CameraPose], size, *, lookat, distance: float, azimuth: float,
                   elevation: float, radius: float = 0.0015, length: float | None = None) -> np.ndarray:  # fmt: skip
     """The twin from a free camera, with every twin camera's frustum drawn in."""
     renderer = mujoco.Renderer(twin.model, height=size[0], width=size[1])
@@ -88,7 +88,7 @@ def _third_person(twin: SO101Twin, poses: dict[str, CameraPose], size, *, lookat
 def twin_cameras(cfg: TwinCamerasConfig) -> Path:
     h, w = cfg.height, cfg.width
     small = (h // 2, w // 2)
-    twin = SO101Twin(TwinConfig(cameras={"front": (h, w), "wrist": small}))  # the offscreen buffer fits the view
+    twin = TwinSimulation(TwinConfig(cameras={"front": (h, w), "wrist": small}))  # the offscreen buffer fits the view
     twin.model.geom_group[twin.cube_geom] = HIDDEN_GROUP  # no cube: the picture is about the cameras
     poses = camera_poses(twin)
     own = twin.render()

@@ -10,7 +10,7 @@ import pytest
 from clitools import TASK, run_cli
 from PIL import Image
 
-from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_segmenter.autolabel_fit import fit_held, fit_standing
 from so101_segmenter.autolabel_scene import LabelScene
 from so101_segmenter.autolabel_scores import boundary_band, confusion, iou_report
@@ -138,11 +138,11 @@ def quat_yaw(quat: np.ndarray, degrees: float) -> np.ndarray:
 # ----- the look seed -------------------------------------------------------------------------------------------------
 def test_a_look_seed_holds_one_look_while_the_cube_moves():
     cams = {"front": (48, 64)}
-    twin = SO101Twin(TwinConfig(cameras=cams, appearance="unseen", look_seed=7), seed=1)
+    twin = TwinSimulation(TwinConfig(cameras=cams, appearance="unseen", look_seed=7), seed=1)
     first, cube = twin.model.mat_rgba.copy(), twin.cube_position
     twin.reset(2)
     assert np.array_equal(twin.model.mat_rgba, first) and not np.allclose(twin.cube_position, cube)
-    free = SO101Twin(TwinConfig(cameras=cams, appearance="unseen"), seed=1)
+    free = TwinSimulation(TwinConfig(cameras=cams, appearance="unseen"), seed=1)
     free.reset(2)
     assert not np.array_equal(free.model.mat_rgba, first)
     with pytest.raises(ValueError, match="look_seed=7 fixes a drawn look"):

@@ -15,10 +15,16 @@ from PIL import Image
 from playback_camera import PlaybackCamera  # noqa: F401  (registers --camera.type=so101_playback)
 
 from lerobot_env_so101_twin import camera_align
-from lerobot_env_so101_twin.camera_align import CameraAlignConfig, LiveSource, camera_poses, pose_table, run_alignment
-from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
+from lerobot_env_so101_twin.commands.camera_align import (
+    CameraAlignConfig,
+    LiveSource,
+    camera_poses,
+    pose_table,
+    run_alignment,
+)
+from lerobot_env_so101_twin.config_robot import SO101TwinConfig
 from lerobot_env_so101_twin.scene import _FRONT_EYE, _FRONT_TARGET
-from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import REST_POSE, TwinConfig, TwinSimulation
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (96, 128)  # (height, width)
@@ -92,7 +98,7 @@ def _run_command(monkeypatch, capsys, *flags: str) -> dict:
 def test_the_command_scores_a_lerobot_camera_against_the_twin_at_rest(tmp_path, monkeypatch, capsys):
     """--camera takes any LeRobot camera config; without --robot the twin is at rest. The "live" frames are the twin's
     wrist camera at rest, as mounted and remounted."""
-    twin = SO101Twin(TwinConfig(cameras={"wrist": SIZE}))
+    twin = TwinSimulation(TwinConfig(cameras={"wrist": SIZE}))
     try:
         twin.model.geom_group[twin.cube_geom] = camera_align.HIDDEN_GROUP
         camera_align.pose_arm(twin, twin.data, REST_POSE)

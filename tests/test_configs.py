@@ -8,9 +8,9 @@ import pytest
 from lerobot.configs.train import TrainPipelineConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
-from lerobot_env_so101_twin.record import TwinRecordConfig
+from lerobot_env_so101_twin.commands.record import TwinRecordConfig
+from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
-from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
 from so101_commands.submit import SubmitConfig
 from so101_devtools.demo import DemoConfig
 from so101_segdepth_rl.config import RLTrainConfig

@@ -271,7 +271,7 @@ def test_the_segmenter_schedule_is_the_closed_form_cosine_and_restarts_from_the_
 
 
 def test_the_trunk_schedule_is_the_linear_warmup_it_replaced():
-    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig, make_scheduler
+    from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig, make_scheduler
 
     cfg = TrunkTrainConfig(mode="actions", steps=50, warmup_steps=10, lr=1e-4)
     expected = [1e-4 * min(1.0, (s + 1) / max(1, cfg.warmup_steps)) for s in range(50)]
@@ -279,8 +279,8 @@ def test_the_trunk_schedule_is_the_linear_warmup_it_replaced():
 
 
 def test_the_laq_schedule_warms_up_as_before_and_decays_one_step_earlier():
+    from lerobot_policy_hlrp.commands.train_laq import make_scheduler
     from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
-    from lerobot_policy_hlrp.pretrain.train_laq import make_scheduler
 
     cfg = LAQTrainConfig(steps=60, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
 

@@ -31,7 +31,7 @@ def test_commands_are_read_as_a_shell_reads_them(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
         "text\n```bash\n# a comment\nMUJOCO_GL=egl lerobot-eval --policy.path=a \\\n  --env.type=so101_twin  # why\n"
-        "\ntorchrun --nproc_per_node=2 -m lerobot_policy_hlrp.pretrain.train_trunk --config_path=c.yaml\n```\n"
+        "\ntorchrun --nproc_per_node=2 -m lerobot_policy_hlrp.commands.train_trunk --config_path=c.yaml\n```\n"
         "```text\nlerobot-train --not-a-command\n```\n"
     )
     shown = docs_commands.shown_commands(page)
@@ -40,7 +40,7 @@ def test_commands_are_read_as_a_shell_reads_them(tmp_path):
     assert docs_commands.command_words(shown[1].text) == [
         "python",
         "-m",
-        "lerobot_policy_hlrp.pretrain.train_trunk",
+        "lerobot_policy_hlrp.commands.train_trunk",
         "--config_path=c.yaml",
     ]
     assert docs_commands.command_words("accelerate launch --cpu --num_processes 2 hlrp-train-laq --x=1") == [

@@ -248,7 +248,7 @@ def test_train_trunk_learns_online_and_resumes_exactly(gt_dataset, tiny_laq_dir,
 
 
 def test_train_trunk_refuses_an_uncovered_dataset_before_any_step(gt_dataset, tiny_laq_dir, tmp_path):
-    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig, train
+    from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig, train
 
     cfg = TrunkTrainConfig(
         datasets=[TrunkDatasetConfig(repo_id="local/twin_demo", root=str(gt_dataset))],
@@ -414,7 +414,7 @@ def test_lerobot_train_from_the_artifact_with_the_latent_loss(gt_dataset, artifa
 
 # ----- latent-only stage 2 ------------------------------------------------------------------------------------
 def latent_only_config(gt_dataset: Path, laq: Path, out: Path, **overrides):
-    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig
+    from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig
 
     fields = dict(
         datasets=[TrunkDatasetConfig(repo_id="local/twin_demo", root=str(gt_dataset), cameras=["front"])],
@@ -427,7 +427,7 @@ def latent_only_config(gt_dataset: Path, laq: Path, out: Path, **overrides):
 
 
 def test_latent_only_stage2_reads_no_action_and_stage3_reports_it(gt_dataset, tiny_laq_dir, tmp_path, caplog):
-    from lerobot_policy_hlrp.pretrain.train_trunk import train
+    from lerobot_policy_hlrp.commands.train_trunk import train
 
     with pytest.raises(ValueError, match="does not cover it"):  # the same corpus with actions needs the adapter
         train(latent_only_config(gt_dataset, tiny_laq_dir, tmp_path / "with", use_actions=True))
@@ -450,7 +450,7 @@ def test_latent_only_stage2_reads_no_action_and_stage3_reports_it(gt_dataset, ti
 def test_train_trunk_started_again_does_nothing_resumes_with_the_flag_or_refuses(
     gt_dataset, tiny_laq_dir, tmp_path, capsys
 ):
-    from lerobot_policy_hlrp.pretrain.train_trunk import train
+    from lerobot_policy_hlrp.commands.train_trunk import train
 
     out = tmp_path / "run"
     cfg = latent_only_config(gt_dataset, tiny_laq_dir, out)
@@ -473,7 +473,7 @@ def test_train_trunk_started_again_does_nothing_resumes_with_the_flag_or_refuses
 
 
 def test_latent_only_stage2_refuses_a_laq_of_another_code_shape(gt_dataset, tmp_path):
-    from lerobot_policy_hlrp.pretrain.train_trunk import train
+    from lerobot_policy_hlrp.commands.train_trunk import train
 
     LAQ(dataclasses.replace(TINY_LAQ, quant_dim=4)).save_pretrained(tmp_path / "laq_4")  # 1 x 4 codes, trunk: 8
     message = r"core\.latent_dim \(8\) must be the LAQ's code_seq_len x quant_dim \(1 x 4 = 4\) from .*laq_4/config"

@@ -170,7 +170,7 @@ def test_slurm_script_has_resources_setup_requeue_and_the_stage_command(tmp_path
     assert "--num_processes=4" in cmd and "--num_machines=1" in cmd and "--multi_gpu" in cmd
     assert cmd[cmd.index("-m", 3) :] == [
         "-m",
-        "lerobot_policy_hlrp.pretrain.train_laq",
+        "lerobot_policy_hlrp.commands.train_laq",
         "--config_path=hlrp_laq.yaml",
         "--steps=100",
     ]

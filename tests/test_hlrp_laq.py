@@ -13,11 +13,11 @@ import torch
 from clitools import VENV_BIN, run_cli
 from run_again import mtimes, nothing_to_do
 
+from lerobot_policy_hlrp.commands.train_laq import split_episodes, train
 from lerobot_policy_hlrp.laq import LAQ, LAQConfig, LAQOutput, laq_checkpoint_hash
 from lerobot_policy_hlrp.pretrain.frame_pairs import FramePairs, gap_frames, pair_starts
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
 from lerobot_policy_hlrp.pretrain.laq_evaluation import GRID_COLUMNS, grid_header, grid_title, write_grid
-from lerobot_policy_hlrp.pretrain.train_laq import split_episodes, train
 from so101_run_infra.cli import OutputRefused
 from so101_run_infra.runs import RUN_FINISHED
 
@@ -332,7 +332,7 @@ def test_config_files_parse(name):
 
 def command() -> list[str]:
     script = VENV_BIN / "hlrp-train-laq"
-    return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "lerobot_policy_hlrp.pretrain.train_laq"]
+    return ["hlrp-train-laq"] if script.exists() else [sys.executable, "-m", "lerobot_policy_hlrp.commands.train_laq"]
 
 
 def corpus(*roots: Path, **fields) -> str:

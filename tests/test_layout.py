@@ -293,11 +293,12 @@ def test_the_sys_path_check_sees_an_edit(tmp_path):
 
 # ----- HLRP: the policy without its pretraining --------------------------------------------------------------------
 def test_the_hlrp_policy_never_names_its_pretraining():
-    """No module of lerobot_policy_hlrp outside `pretrain/` imports from it, not even inside a function."""
+    """No module of lerobot_policy_hlrp outside `pretrain/` and its commands imports from it, not even inside a
+    function."""
     src = next(p for p in REPO.glob("*/src/lerobot_policy_hlrp") if not p.parents[1].is_symlink())
     bad = []
     for path in sorted(src.rglob("*.py")):
-        if "pretrain" in path.relative_to(src).parts:
+        if {"pretrain", "commands"} & set(path.relative_to(src).parts):
             continue
         bad += [
             f"{path.relative_to(REPO)}:{line} imports {m}" for line, m in imports(path) if m.startswith(HLRP_PRETRAIN)
@@ -344,8 +345,9 @@ def test_segdepths_configuration_stands_on_its_constants_alone():
     assert own(src / "constants.py") == []
 
 
-# ----- each policy: its trio and the model's parts at the top, its command-line tools in one subfolder -------------
-POLICY_TOOLS = {"lerobot_policy_hlrp": "pretrain"}  # the subfolder of a policy's commands; the others': `commands`
+# ----- each plugin: its trio (a policy's) or its env, robot and teleoperator (the twin's) at the top, its
+# command-line tools in `commands/` ---------------------------------------------------------------------------------
+PLUGINS = [*POLICIES, "lerobot_env_so101_twin"]
 
 
 def policy_src(room: str) -> Path:
@@ -369,12 +371,12 @@ def command_markers(path: Path) -> list[str]:
     return sorted(found, key=lambda m: int(m.split(":")[0]))
 
 
-@pytest.mark.parametrize("room", POLICIES)
-def test_every_command_of_a_policy_lives_in_its_tools_subfolder(room):
-    """Each `[project.scripts]` entry of a `lerobot_policy_*` distribution points into its package's `commands/`
-    (hlrp: `pretrain/`, its stage trainers), a package of its own."""
+@pytest.mark.parametrize("room", PLUGINS)
+def test_every_command_of_a_plugin_lives_in_its_commands_subfolder(room):
+    """Each `[project.scripts]` entry of a plugin distribution (the policies and the twin) points into its package's
+    `commands/`, a package of its own."""
     src = policy_src(room)
-    tools = POLICY_TOOLS.get(room, "commands")
+    tools = "commands"
     scripts = tomllib.loads((src.parents[1] / "pyproject.toml").read_text())["project"].get("scripts", {})
     assert scripts, f"{room} declares no command: is the search right?"
     outside = {name: entry for name, entry in scripts.items() if not entry.startswith(f"{room}.{tools}.")}
@@ -382,14 +384,13 @@ def test_every_command_of_a_policy_lives_in_its_tools_subfolder(room):
     assert (src / tools / "__init__.py").is_file()
 
 
-@pytest.mark.parametrize("room", POLICIES)
-def test_no_module_at_the_top_of_a_policy_is_a_command(room):
-    """The top of a policy's package holds the trio and the model's parts, as LeRobot's policies/<name>/ folders
-    do; a command-line tool (a `main`, a `parser.wrap`) belongs in its tools subfolder."""
+@pytest.mark.parametrize("room", PLUGINS)
+def test_no_module_of_a_plugin_outside_commands_is_a_command(room):
+    """The rest of a plugin's package holds its library: a policy's trio and the model's parts at the top, as
+    LeRobot's policies/<name>/ folders do; a command-line tool (a `main`, a `parser.wrap`) belongs in `commands/`."""
     src = policy_src(room)
-    bad = [
-        f"{path.relative_to(REPO)}:{marker}" for path in sorted(src.glob("*.py")) for marker in command_markers(path)
-    ]
+    modules = [path for path in sorted(src.rglob("*.py")) if "commands" not in path.relative_to(src).parts]
+    bad = [f"{path.relative_to(REPO)}:{marker}" for path in modules for marker in command_markers(path)]
     assert bad == []
 
 

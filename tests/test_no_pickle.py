@@ -104,7 +104,7 @@ def test_convert_drqv2_loads_pickled_modules_only_with_trust_pickle(tmp_path):
 
 
 def test_laq_resume_refuses_pickled_states(tmp_path):
-    from lerobot_policy_hlrp.pretrain.train_laq import train
+    from lerobot_policy_hlrp.commands.train_laq import train
 
     marker = tmp_path / "ran"
     path = hostile_checkpoint(tmp_path / "run", "training_state.pt", marker)
@@ -119,7 +119,7 @@ def test_laq_resume_refuses_pickled_states(tmp_path):
 
 
 def test_trunk_resume_refuses_a_pickled_state(tmp_path):
-    from lerobot_policy_hlrp.pretrain.train_trunk import train
+    from lerobot_policy_hlrp.commands.train_trunk import train
 
     marker = tmp_path / "ran"
     hostile_checkpoint(tmp_path / "run", "training_state.pt", marker)

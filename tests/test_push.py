@@ -169,9 +169,9 @@ def test_so101_seg_train_pushes_the_best_segmenter_with_a_model_card(hub, tmp_pa
 
 # ----- hlrp-train-laq and hlrp-train-trunk ----------------------------------------------------------------------------
 def test_hlrp_stage_trainers_push_their_outputs_with_model_cards(hub, tmp_path):
+    from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig, push_artifact
     from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig, PairDataConfig
     from lerobot_policy_hlrp.pretrain.laq_publish import push_laq
-    from lerobot_policy_hlrp.pretrain.train_trunk import TrunkTrainConfig, push_artifact
     from lerobot_policy_hlrp.pretrain.trunk_data import TrunkDatasetConfig
 
     (tmp_path / "laq").mkdir()

@@ -103,7 +103,7 @@ class FakeFeetechBus:
 @pytest.fixture(scope="module")
 def sim_frames(tmp_path_factory) -> Path:
     """Wrist-camera RGB frames of the twin while the arm moves, as the real camera would deliver them."""
-    from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+    from lerobot_env_so101_twin.env import SO101TwinEnv
 
     env = SO101TwinEnv(cameras=("wrist",), camera_height=HEIGHT, camera_width=WIDTH)
     obs, _ = env.reset(seed=0)
@@ -265,9 +265,9 @@ def test_an_exception_mid_rollout_leaves_torque_disabled(monkeypatch, checkpoint
 
 
 def test_the_twin_limits_are_the_twins_mjcf_ranges_and_only_the_fallback():
-    from lerobot_env_so101_twin.twin import SO101Twin
+    from lerobot_env_so101_twin.simulation import TwinSimulation
 
-    np.testing.assert_allclose(np.array(TWIN_JOINT_LIMITS), SO101Twin().joint_limits, atol=0.006)
+    np.testing.assert_allclose(np.array(TWIN_JOINT_LIMITS), TwinSimulation().joint_limits, atol=0.006)
     cfg = SegDepthConfig()
     assert cfg.joint_limits is None and cfg.joint_limits_source == "the so101_twin's MJCF ranges"
     np.testing.assert_allclose(np.array(cfg.resolved_joint_limits()), np.array(TWIN_JOINT_LIMITS))

@@ -18,7 +18,7 @@ from lerobot.utils.import_utils import register_third_party_plugins
 from test_perception import save_tiny_segmenter
 from torch import nn
 
-from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+from lerobot_env_so101_twin.env import SO101TwinEnv
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 
 register_third_party_plugins()

@@ -587,9 +587,9 @@ def test_sim_frames_render_randomised_exact_masks_and_resume(tmp_path):
         render_dataset(tmp_path / "labels", episodes=1, frames_per_episode=1, height=32, width=40)
     assert len(DatasetIndex.load(tmp_path / "sim").records) == 3 * 3 * 2
 
-    from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+    from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 
-    twin = SO101Twin(
+    twin = TwinSimulation(
         TwinConfig(cameras={}, appearance="shifted", appearance_ranges=RandomizationConfig().scene_ranges())
     )
     randomizer = twin.appearance

@@ -16,8 +16,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from safetensors.torch import load_file
 
-from lerobot_env_so101_twin.camera_align import pose_arm
-from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from lerobot_env_so101_twin.commands.camera_align import pose_arm
+from lerobot_env_so101_twin.simulation import REST_POSE, TwinConfig, TwinSimulation
 from so101_segmenter import coco_masks, train
 from so101_segmenter.classes import CLASS_NAMES
 from so101_segmenter.data import read_mask
@@ -31,7 +31,7 @@ def write_twin_coco(root: Path, frames: int = FRAMES) -> list[np.ndarray]:
     """Wrist-camera frames of the twin in varied poses and scenes: images/, and instances_default.json with one RLE
     annotation per class and frame (category ids unlike the class ids: the names are what counts). Returns the
     exact class masks, in order."""
-    twin = SO101Twin(TwinConfig(cameras={"wrist": SIZE}, segmentation=True))
+    twin = TwinSimulation(TwinConfig(cameras={"wrist": SIZE}, segmentation=True))
     rng = np.random.default_rng(0)
     images, annotations, masks = [], [], []
     categories = [{"id": 10 + i, "name": name, "supercategory": ""} for i, name in enumerate(CLASS_NAMES) if i]

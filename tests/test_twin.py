@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lerobot_env_so101_twin.expert import ReactiveExpert, ScriptedExpert, TopDownIK, rollout_expert
-from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import REST_POSE, TwinConfig, TwinSimulation
 from so101_core import (
     BACKGROUND,
     CUBE,
@@ -19,14 +19,16 @@ from so101_core import (
 
 @pytest.fixture(scope="module")
 def twin():
-    t = SO101Twin(TwinConfig(cameras={"front": (96, 128), "wrist": (96, 128)}, depth=True, segmentation=True), seed=3)
+    t = TwinSimulation(
+        TwinConfig(cameras={"front": (96, 128), "wrist": (96, 128)}, depth=True, segmentation=True), seed=3
+    )
     yield t
     t.close()
 
 
 @pytest.fixture(scope="module")
 def blind_twin():
-    t = SO101Twin(TwinConfig(cameras={}), seed=0)
+    t = TwinSimulation(TwinConfig(cameras={}), seed=0)
     yield t
     t.close()
 
@@ -91,7 +93,7 @@ def test_out_of_limit_targets_are_clipped_and_reported(blind_twin):
 )
 def test_bad_config_is_refused_before_mujoco(config, match):
     with pytest.raises(ValueError, match=match):
-        SO101Twin(config)
+        TwinSimulation(config)
 
 
 def test_blind_twin_refuses_to_render(blind_twin):
@@ -186,7 +188,7 @@ def test_success_needs_a_grasp(blind_twin):
 @pytest.mark.parametrize("kind", ["reactive", "scripted"])
 @pytest.mark.parametrize("task", ["LiftCube", "ReachCube"])
 def test_expert_solves_the_task(task, kind):
-    twin = SO101Twin(TwinConfig(task=task, cameras={}), seed=0)
+    twin = TwinSimulation(TwinConfig(task=task, cameras={}), seed=0)
     results = [rollout_expert(twin, seed, kind=kind)[0] for seed in range(4)]
     assert all(results), results
     twin.reset(0)
@@ -197,7 +199,7 @@ def test_expert_solves_the_task(task, kind):
 
 def test_reactive_expert_recovers_from_a_missed_grasp():
     """The cube is moved away while the jaws close: the expert must re-open, come back and still lift it."""
-    twin = SO101Twin(TwinConfig(task="LiftCube", cameras={}), seed=0)
+    twin = TwinSimulation(TwinConfig(task="LiftCube", cameras={}), seed=0)
     twin.reset(3)
     expert = ReactiveExpert(twin)
     phases = []
@@ -220,7 +222,7 @@ def test_reactive_expert_recovers_from_a_missed_grasp():
 
 
 def test_reactive_expert_commands_stay_within_its_step_limits():
-    twin = SO101Twin(TwinConfig(task="LiftCube", cameras={}), seed=0)
+    twin = TwinSimulation(TwinConfig(task="LiftCube", cameras={}), seed=0)
     twin.reset(5)
     expert = ReactiveExpert(twin, max_step_deg=2.5, max_gripper_step=12.0)
     for _ in range(120):

@@ -8,20 +8,20 @@ import pytest
 
 from lerobot_env_so101_twin.appearance import AppearanceRanges
 from lerobot_env_so101_twin.expert import ScriptedExpert
-from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_core import BACKGROUND, CUBE
 
 SIZE = {"front": (48, 64), "wrist": (48, 64)}
 
 
-def make_twin(appearance: str = "none", **ranges) -> SO101Twin:
+def make_twin(appearance: str = "none", **ranges) -> TwinSimulation:
     config = TwinConfig(
         cameras=dict(SIZE), segmentation=True, appearance=appearance, appearance_ranges=AppearanceRanges(**ranges)
     )
-    return SO101Twin(config)
+    return TwinSimulation(config)
 
 
-def rollout(twin: SO101Twin, seed: int, steps: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def rollout(twin: TwinSimulation, seed: int, steps: int = 40) -> tuple[np.ndarray, np.ndarray]:
     twin.reset(seed)
     expert = ScriptedExpert(twin)
     for _ in range(steps):
@@ -93,8 +93,8 @@ def test_distractors_keep_clear_of_the_cube():
 
 
 def test_unknown_appearance_level_is_refused_everywhere():
-    from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
-    from lerobot_env_so101_twin.env_config import SO101TwinEnvConfig
+    from lerobot_env_so101_twin.config_env import SO101TwinEnvConfig
+    from lerobot_env_so101_twin.config_robot import SO101TwinConfig
 
     with pytest.raises(ValueError, match=r"--env.appearance='dusk' is not an appearance level; choose one of"):
         SO101TwinEnvConfig(appearance="dusk")
@@ -105,8 +105,8 @@ def test_unknown_appearance_level_is_refused_everywhere():
 
 
 def test_env_config_passes_the_level_to_the_gym_env():
-    from lerobot_env_so101_twin.env_config import SO101TwinEnvConfig
-    from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+    from lerobot_env_so101_twin.config_env import SO101TwinEnvConfig
+    from lerobot_env_so101_twin.env import SO101TwinEnv
 
     config = SO101TwinEnvConfig(cameras=["front"], observation_height=48, observation_width=64, appearance="shifted")
     env = SO101TwinEnv(task="LiftCube", **config.gym_kwargs)
@@ -120,7 +120,7 @@ def test_env_config_passes_the_level_to_the_gym_env():
         env.close()
 
 
-def _look(twin: SO101Twin) -> dict:
+def _look(twin: TwinSimulation) -> dict:
     """What a level drew, factor by factor: object colours, the table's texture, the placed distractors' shapes,
     the key light's tilt (the larger x/y component at z = -1) and its least colour channel relative to its largest."""
     import mujoco

@@ -6,7 +6,7 @@ import torch
 from clitools import TASK, eval_in_twin, record_twin_dataset, rollout_in_twin, run_cli
 from conftest import GT_SIZE
 
-from lerobot_env_so101_twin.twin import REST_POSE, SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import REST_POSE, TwinConfig, TwinSimulation
 from so101_core import CUBE, MOTOR_KEYS, segmentation_from_code
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def test_segmentation_survives_storage_exactly(gt_dataset):
     from lerobot.datasets import LeRobotDataset
 
     ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
-    twin = SO101Twin(TwinConfig(cameras=dict.fromkeys(("front", "wrist"), SIZE), depth=True, segmentation=True))
+    twin = TwinSimulation(TwinConfig(cameras=dict.fromkeys(("front", "wrist"), SIZE), depth=True, segmentation=True))
     try:
         for episode in range(ds.num_episodes):
             first = int(ds.meta.episodes["dataset_from_index"][episode])
@@ -162,4 +162,4 @@ def test_lerobot_teleoperate_with_the_expert(tmp_path):
         ],
         cwd=tmp_path,
     )
-    assert "twin SO101Twin disconnected" in proc.stdout + proc.stderr
+    assert "twin TwinSimulation disconnected" in proc.stdout + proc.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lerobot_env_so101_twin import SO101Twin, SO101TwinConfig, SO101TwinEnvConfig, SO101TwinExpert
-from lerobot_env_so101_twin.config_so101_twin_expert import SO101TwinExpertConfig
+from lerobot_env_so101_twin.config_teleoperator import SO101TwinExpertConfig
 
 
 def test_distribution_name_is_discoverable():
@@ -38,8 +38,8 @@ print(json.dumps({
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found == {
         "env": True,
-        "robot": "lerobot_env_so101_twin.so101_twin.SO101Twin",
-        "teleop": "lerobot_env_so101_twin.so101_twin_expert.SO101TwinExpert",
+        "robot": "lerobot_env_so101_twin.robot.SO101Twin",
+        "teleop": "lerobot_env_so101_twin.teleoperator.SO101TwinExpert",
     }
 
 

@@ -11,9 +11,9 @@ from conftest import GT_SIZE
 from lerobot.datasets import LeRobotDataset
 
 from lerobot_env_so101_twin import SO101Twin
-from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
-from lerobot_env_so101_twin.config_so101_twin_expert import SO101TwinExpertConfig
-from lerobot_env_so101_twin.record import ExpertCannotSolveError, TwinDatasetConfig, TwinRecordConfig, record
+from lerobot_env_so101_twin.commands.record import ExpertCannotSolveError, TwinDatasetConfig, TwinRecordConfig, record
+from lerobot_env_so101_twin.config_robot import SO101TwinConfig
+from lerobot_env_so101_twin.config_teleoperator import SO101TwinExpertConfig
 from so101_run_infra.cli import OutputRefused
 
 SMALL = {"cameras": ["wrist"], "camera_height": 48, "camera_width": 64, "depth": True, "segmentation": True}

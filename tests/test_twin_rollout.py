@@ -14,8 +14,8 @@ from clitools import rollout_in_twin
 from conftest import GT_SIZE
 from lerobot.configs import FeatureType, PolicyFeature
 
-from lerobot_env_so101_twin.config_so101_twin import SO101TwinConfig
-from lerobot_env_so101_twin.so101_twin import SO101Twin
+from lerobot_env_so101_twin.config_robot import SO101TwinConfig
+from lerobot_env_so101_twin.robot import SO101Twin
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
 
 

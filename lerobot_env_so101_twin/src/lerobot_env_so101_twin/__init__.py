@@ -13,11 +13,11 @@ from so101_core import (
     segmentation_to_code,
 )
 
-from .config_so101_twin import SO101TwinConfig
-from .config_so101_twin_expert import SO101TwinExpertConfig
-from .env_config import SO101TwinEnvConfig, register_gym_envs
-from .so101_twin import SO101Twin
-from .so101_twin_expert import SO101TwinExpert
+from .config_env import SO101TwinEnvConfig, register_gym_envs
+from .config_robot import SO101TwinConfig
+from .config_teleoperator import SO101TwinExpertConfig
+from .robot import SO101Twin
+from .teleoperator import SO101TwinExpert
 
 register_gym_envs()
 

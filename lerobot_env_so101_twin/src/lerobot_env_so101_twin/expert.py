@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .twin import GRASP_POINT_IN_GRIPPER, ActuationNoise, SO101Twin
+from .simulation import GRASP_POINT_IN_GRIPPER, ActuationNoise, TwinSimulation
 
 GRIPPER_OPEN = 45.0  # ~6.5 cm between the pads
 GRIPPER_CLOSED = 0.0  # the position servo squeezes the cube at its torque limit
@@ -32,7 +32,7 @@ def _smoothstep(x: float) -> float:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _grasp_yaw(twin: SO101Twin) -> float:
+def _grasp_yaw(twin: TwinSimulation) -> float:
     """Closing direction along a cube face normal, picking the one nearest the arm's bearing."""
     cube = twin.cube_position
     bearing = np.arctan2(cube[1], cube[0])
@@ -48,7 +48,7 @@ class TopDownIK:
     A finite-difference Jacobian keeps it simple; a solve is ~50 forward-kinematics calls, well under a ms each.
     """
 
-    def __init__(self, twin: SO101Twin):
+    def __init__(self, twin: TwinSimulation):
         self.twin = twin
         self.model = twin.model
         self.data = mujoco.MjData(twin.model)
@@ -87,7 +87,7 @@ class TopDownIK:
 class ScriptedExpert:
     """Pick (LiftCube) or reach (ReachCube): call `reset()` at each episode start, then `action()` once a step."""
 
-    def __init__(self, twin: SO101Twin, hover_height: float = 0.06, lift_height: float = 0.10, speed: float = 1.0):
+    def __init__(self, twin: TwinSimulation, hover_height: float = 0.06, lift_height: float = 0.10, speed: float = 1.0):
         self.twin = twin
         self.ik = TopDownIK(twin)
         self.hover_height = hover_height
@@ -164,7 +164,7 @@ class ReactiveExpert:
 
     def __init__(
         self,
-        twin: SO101Twin,
+        twin: TwinSimulation,
         hover_height: float = 0.06,
         lift_height: float = 0.10,
         speed: float = 1.0,
@@ -268,7 +268,7 @@ EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert}
 
 
 def rollout_expert(
-    twin: SO101Twin, seed: int, max_steps: int | None = None, kind: str = "reactive", noise_std: float = 0.0
+    twin: TwinSimulation, seed: int, max_steps: int | None = None, kind: str = "reactive", noise_std: float = 0.0
 ) -> tuple[bool, int]:
     """Run one seeded episode with an expert (`EXPERTS` key), optionally under OU actuation noise of `noise_std`
     (follower units, as `--robot.action_noise_std`). Like the gym env, the episode ends at the first success.

@@ -9,7 +9,7 @@ r"""so101-submit: a stage on SLURM (or on this machine) through submitit, requeu
 The stage command's own flags go in `--args='[...]'` or after `--` (everything after it, unparsed: values with
 commas or brackets need no quoting there); both together: `--args` first.
 
-Stages: `laq` (lerobot_policy_hlrp.pretrain.train_laq), `trunk` (lerobot_policy_hlrp.pretrain.train_trunk), `lerobot`
+Stages: `laq` (lerobot_policy_hlrp.commands.train_laq), `trunk` (lerobot_policy_hlrp.commands.train_trunk), `lerobot`
 (lerobot.scripts.lerobot_train). Needs so101_commands' `cluster` extra (submitit, PyYAML).
 The job is a `StageJob` (stage_job.py): it runs the stage on every node, and on SLURM's warning of the job's end
 (timeout or preemption) stops it and requeues the same job with the stage's resume flag.
@@ -54,8 +54,8 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "laq": Stage("lerobot_policy_hlrp.pretrain.train_laq", needs_config=True),
-    "trunk": Stage("lerobot_policy_hlrp.pretrain.train_trunk", needs_config=True),
+    "laq": Stage("lerobot_policy_hlrp.commands.train_laq", needs_config=True),
+    "trunk": Stage("lerobot_policy_hlrp.commands.train_trunk", needs_config=True),
     "lerobot": Stage("lerobot.scripts.lerobot_train", needs_config=False),
 }
 EXECUTORS = ("slurm", "local")

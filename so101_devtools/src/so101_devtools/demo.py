@@ -25,7 +25,7 @@ from pathlib import Path
 import draccus
 from lerobot.configs import parser
 
-from lerobot_env_so101_twin.record import TwinRecordConfig, record
+from lerobot_env_so101_twin.commands.record import TwinRecordConfig, record
 from so101_devtools.stages import REPO, run_logged
 from so101_run_infra.atomic import move_aside, write_json
 from so101_run_infra.cli import prepare_command_line

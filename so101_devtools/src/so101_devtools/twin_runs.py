@@ -51,7 +51,7 @@ def record_stage(cfg) -> Path:
     record_config and output_dir."""
     import draccus
 
-    from lerobot_env_so101_twin.record import TwinRecordConfig
+    from lerobot_env_so101_twin.commands.record import TwinRecordConfig
 
     with open(cfg.record_config) as f:
         record = draccus.load(TwinRecordConfig, f)

@@ -42,14 +42,14 @@ class DemoSettings:
 
 def episode_rewards(dataset, episode: int, task: str, settings: DemoSettings) -> tuple[np.ndarray, np.ndarray]:
     """Replay one recorded episode in the twin: per-frame dense reward and success after each recorded action."""
-    from lerobot_env_so101_twin.twin import ActuationNoise, SO101Twin, TwinConfig
+    from lerobot_env_so101_twin.simulation import ActuationNoise, TwinConfig, TwinSimulation
 
     frames = dataset.meta.episodes[episode]
     start, end = int(frames["dataset_from_index"]), int(frames["dataset_to_index"])
     rows = dataset.hf_dataset.select(range(start, end)).with_format("numpy")
     states, actions = np.asarray(rows["observation.state"], np.float64), np.asarray(rows["action"], np.float64)
     fps = int(dataset.meta.fps)
-    twin = SO101Twin(TwinConfig(task=task, fps=fps, cameras={}))
+    twin = TwinSimulation(TwinConfig(task=task, fps=fps, cameras={}))
     noise = ActuationNoise(settings.action_noise_std, settings.action_noise_tau_s, fps)
     seed = settings.scene_seed + episode
     twin.reset(seed)

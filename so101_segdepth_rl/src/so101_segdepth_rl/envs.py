@@ -47,7 +47,7 @@ class SegDepthTwinEnv(gym.Env):
         from lerobot.envs.utils import preprocess_observation
         from lerobot.policies.factory import make_pre_post_processors
 
-        from lerobot_env_so101_twin.gym_env import SO101TwinEnv
+        from lerobot_env_so101_twin.env import SO101TwinEnv
         from lerobot_policy_segdepth import SegDepthConfig
 
         policy_config = SegDepthConfig.from_pretrained(policy_dir)

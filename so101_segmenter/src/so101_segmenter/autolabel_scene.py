@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 
 from lerobot_env_so101_twin.scene import CUBE_HALF_SIZE, WRIST_CAMERA
-from lerobot_env_so101_twin.twin import GRASP_POINT_IN_GRIPPER, SO101Twin, TwinConfig
+from lerobot_env_so101_twin.simulation import GRASP_POINT_IN_GRIPPER, TwinConfig, TwinSimulation
 
 from .autolabel_config import LabelErrors
 from .grasp import EpisodeGrasp, GraspConfig
@@ -54,7 +54,7 @@ class LabelScene:
         errors: LabelErrors | None = None,
     ):
         self.errors = errors or LabelErrors()
-        self.twin = SO101Twin(TwinConfig(cameras=dict(cameras), depth=True, segmentation=True))
+        self.twin = TwinSimulation(TwinConfig(cameras=dict(cameras), depth=True, segmentation=True))
         model = self.twin.model
         self.half = cube_size_m / 2 * self.errors.cube_scale
         cube = self.twin.cube_geom

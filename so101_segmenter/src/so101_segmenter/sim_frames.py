@@ -162,7 +162,7 @@ def render_dataset(
     level (`none`, `shifted`, `unseen`) keeps that level's look of each episode, as lerobot-eval shows it, with no
     image-space randomisation (test data: how the segmenter does in a look it was not trained on); `look_seed` then
     holds one look of that level for every episode (a user's own scene)."""
-    from lerobot_env_so101_twin.twin import SO101Twin, TwinConfig
+    from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 
     _check_render_args(episodes, frames_per_episode, appearance, look_seed)
     dr = randomization or RandomizationConfig()
@@ -190,7 +190,7 @@ def render_dataset(
         **({"appearance_ranges": dr.scene_ranges()} if appearance == "randomised" else {}),
         look_seed=look_seed,
     )
-    twin = SO101Twin(config, seed=seed)
+    twin = TwinSimulation(config, seed=seed)
     try:
         for ep in tqdm(todo, desc="render episodes", unit="ep"):
             records = []

@@ -109,7 +109,7 @@ class ActuationNoise:
         return self.value.copy()
 
 
-class SO101Twin:
+class TwinSimulation:
     def __init__(self, config: TwinConfig | None = None, seed: int | None = None):
         self.config = config or TwinConfig()
         self.config.validate()

@@ -58,9 +58,9 @@ from so101_core import (
 from so101_run_infra.atomic import write_with
 from so101_run_infra.cli import prepare_command_line
 
-from .render import CameraFrame
-from .scene import WRIST_CAMERA
-from .twin import GRASP_POINT_IN_GRIPPER, REST_POSE, SO101Twin, TwinConfig
+from ..render import CameraFrame
+from ..scene import WRIST_CAMERA
+from ..simulation import GRASP_POINT_IN_GRIPPER, REST_POSE, TwinConfig, TwinSimulation
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +105,11 @@ def _pixel(position, axis, up, fovy_deg: float, point, size: tuple[int, int]) ->
     return width / 2 + focal * x / depth, height / 2 - focal * y / depth
 
 
-def camera_poses(twin: SO101Twin | None = None, joints: np.ndarray = REST_POSE) -> dict[str, CameraPose]:
+def camera_poses(twin: TwinSimulation | None = None, joints: np.ndarray = REST_POSE) -> dict[str, CameraPose]:
     """Every twin camera's pose, read from the compiled scene with the arm at `joints` (follower units; the twin's
     rest pose by default); `twin`: a twin without cameras by default. The twin's own state is left alone."""
     own = twin is None
-    twin = twin or SO101Twin(TwinConfig(cameras={}))
+    twin = twin or TwinSimulation(TwinConfig(cameras={}))
     try:
         model, data = twin.model, mujoco.MjData(twin.model)
         data.qpos[:] = twin.data.qpos
@@ -139,7 +139,7 @@ def camera_poses(twin: SO101Twin | None = None, joints: np.ndarray = REST_POSE) 
             twin.close()
 
 
-def pose_arm(twin: SO101Twin, data: mujoco.MjData, joints: np.ndarray) -> None:
+def pose_arm(twin: TwinSimulation, data: mujoco.MjData, joints: np.ndarray) -> None:
     """Put the arm of `data` at `joints` (follower units) and update the kinematics (cameras included)."""
     radians = twin.to_radians(np.asarray(joints, dtype=np.float64))
     for name, value in zip(JOINT_NAMES, radians, strict=True):
@@ -194,7 +194,7 @@ class TwinReference:
         if camera not in CAMERA_NAMES:
             raise ValueError(f"--twin_camera={camera!r}: the twin's cameras are {list(CAMERA_NAMES)}")
         self.camera, self.size = camera, (int(size[0]), int(size[1]))
-        self.twin = SO101Twin(TwinConfig(cameras={camera: self.size}, depth=True, segmentation=True))
+        self.twin = TwinSimulation(TwinConfig(cameras={camera: self.size}, depth=True, segmentation=True))
         self.twin.model.geom_group[self.twin.cube_geom] = HIDDEN_GROUP
 
     def render(self, joints: np.ndarray | None = None) -> CameraFrame:

@@ -12,7 +12,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
-from .gym_env import EPISODE_STEPS, depth_key, segmentation_key
+from .env import EPISODE_STEPS, depth_key, segmentation_key
 
 ENV_TYPE = "so101_twin"
 GYM_NAMESPACE = f"gym_{ENV_TYPE}"
@@ -24,7 +24,7 @@ def register_gym_envs() -> None:
         if env_id not in gym.registry:
             gym.register(
                 id=env_id,
-                entry_point="lerobot_env_so101_twin.gym_env:SO101TwinEnv",
+                entry_point="lerobot_env_so101_twin.env:SO101TwinEnv",
                 kwargs={"task": task},
                 max_episode_steps=EPISODE_STEPS[task],
             )

@@ -11,9 +11,9 @@ from lerobot.teleoperators.teleoperator import Teleoperator
 
 from so101_core import MOTOR_KEYS
 
-from .config_so101_twin_expert import SO101TwinExpertConfig
+from .config_teleoperator import SO101TwinExpertConfig
 from .expert import EXPERTS, ReactiveExpert, ScriptedExpert
-from .so101_twin import active_twin
+from .robot import active_twin
 
 
 class SO101TwinExpert(Teleoperator):

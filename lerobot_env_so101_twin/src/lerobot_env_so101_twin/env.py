@@ -22,7 +22,7 @@ from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
 from so101_core import TASK_DESCRIPTIONS, segmentation_to_code
 
 from .appearance import AppearanceRanges
-from .twin import SO101Twin, TwinConfig
+from .simulation import TwinConfig, TwinSimulation
 
 EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
 
@@ -77,7 +77,7 @@ class SO101TwinEnv(gym.Env):
             appearance_ranges=appearance_ranges or AppearanceRanges(),
             look_seed=look_seed,
         )
-        self.twin = SO101Twin(twin_config)
+        self.twin = TwinSimulation(twin_config)
         self.task = task
         self.cameras = tuple(cameras)
         self.render_mode = render_mode

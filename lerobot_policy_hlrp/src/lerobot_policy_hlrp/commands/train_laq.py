@@ -4,7 +4,7 @@
     hlrp-train-laq --config_path=configs/hlrp_laq_twin_seg.yaml   # --loss_weighting=segmentation
     hlrp-train-laq --config_path=... --resume=true            # continues from output_dir/checkpoints/last
     hlrp-train-laq --config_path=... --steps=3000 --resume=true   # trains a finished run further
-    torchrun --nproc_per_node=8 -m lerobot_policy_hlrp.pretrain.train_laq --config_path=configs/hlrp_laq_oxe.yaml
+    torchrun --nproc_per_node=8 -m lerobot_policy_hlrp.commands.train_laq --config_path=configs/hlrp_laq_oxe.yaml
 
 `datasets` is a list: every entry's pairs form one corpus (each with its own camera and gap in seconds). A share of
 each dataset's episodes is held out; the result is output_dir/laq (LAQ.save_pretrained, what stage 2's --laq_path
@@ -50,11 +50,11 @@ from so101_run_infra.runs import (
 )
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
-from .frame_pairs import FramePairs, info_file
-from .laq_config import LAQTrainConfig
-from .laq_evaluation import evaluate, grid_title, spread, write_grid
-from .laq_publish import push_laq
-from .processes import make_accelerator, quiet_unless_main
+from ..pretrain.frame_pairs import FramePairs, info_file
+from ..pretrain.laq_config import LAQTrainConfig
+from ..pretrain.laq_evaluation import evaluate, grid_title, spread, write_grid
+from ..pretrain.laq_publish import push_laq
+from ..pretrain.processes import make_accelerator, quiet_unless_main
 
 logger = logging.getLogger("hlrp-train-laq")
 LAQ_DIR = "laq"
@@ -121,7 +121,7 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
     class source, frame sizes, split) happens here, dataset by dataset, before any step."""
     from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
-    from .frame_pairs import check_whole_gap
+    from ..pretrain.frame_pairs import check_whole_gap
 
     segmenter, size = load_segmenter_for(cfg)
     # every entry's metadata first (camera, gap, class source): a bad last entry fails before any frame is read
@@ -176,7 +176,7 @@ def load_segmenter_for(cfg: LAQTrainConfig):
 def class_source(cfg: LAQTrainConfig, meta, camera_key: str, segmenter) -> str | None:
     """Where a dataset's class maps come from ("ground_truth", "segmenter") or None when it gives none. With
     segmentation weighting, a dataset that has neither is refused here, before any step."""
-    from .frame_pairs import FramePairs
+    from ..pretrain.frame_pairs import FramePairs
 
     key = f"{FramePairs._check_camera(meta, camera_key, meta.repo_id)}_segmentation"
     has_truth = key in meta.features

@@ -45,9 +45,9 @@ from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.hub import check_push, command_line
 from so101_run_infra.runs import config_differences
 
-from .config_so101_twin import SO101TwinConfig
-from .config_so101_twin_expert import SO101TwinExpertConfig
-from .twin import LIFT_HEIGHT
+from ..config_robot import SO101TwinConfig
+from ..config_teleoperator import SO101TwinExpertConfig
+from ..simulation import LIFT_HEIGHT
 
 logger = logging.getLogger(__name__)
 
@@ -214,8 +214,8 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     from lerobot.utils.constants import ACTION, OBS_STR
     from lerobot.utils.feature_utils import build_dataset_frame
 
-    from .so101_twin import SO101Twin
-    from .so101_twin_expert import SO101TwinExpert
+    from ..robot import SO101Twin
+    from ..teleoperator import SO101TwinExpert
 
     final = stage / shard.name
     tmp = staging_folder(final, create=False)  # LeRobotDataset.create makes the folder itself
@@ -309,7 +309,7 @@ def _check_appendable(cfg: TwinRecordConfig, root: Path) -> int:
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.utils.constants import DEFAULT_FEATURES
 
-    from .so101_twin import SO101Twin
+    from ..robot import SO101Twin
 
     if not (root / "meta" / "info.json").exists():
         raise FileNotFoundError(f"--resume=true needs an existing dataset at {root}; found no meta/info.json there")

@@ -3,7 +3,7 @@
     hlrp-train-trunk --config_path=configs/hlrp_trunk_twin.yaml [--steps=... --output_dir=...]
     hlrp-train-trunk --config_path=... --resume=true                # continues from output_dir/checkpoints/last
     hlrp-train-trunk --config_path=... --steps=20000 --resume=true  # trains a finished run further
-    torchrun --nproc_per_node=4 -m lerobot_policy_hlrp.pretrain.train_trunk --config_path=...   # several processes
+    torchrun --nproc_per_node=4 -m lerobot_policy_hlrp.commands.train_trunk --config_path=...   # several processes
 
 Supervision is online: every batch's LAQ frame pair goes through the frozen stage-1 LAQ as it is trained on, so
 there is no relabelled copy of the data. Modes: `codes` (cross-entropy on the LAQ code indices), `actions` (the
@@ -43,10 +43,10 @@ from so101_run_infra.runs import (
 )
 
 from ..artifact import save_artifact
+from ..pretrain.action_adapter import ActionAdapter, ActionAdapterConfig
+from ..pretrain.processes import make_accelerator, quiet_unless_main
+from ..pretrain.trunk_data import TrunkDatasetConfig, trunk_dataset
 from ..trunk import MODES, CoreConfig, SharedCore, load_vlm
-from .action_adapter import ActionAdapter, ActionAdapterConfig
-from .processes import make_accelerator, quiet_unless_main
-from .trunk_data import TrunkDatasetConfig, trunk_dataset
 
 logger = logging.getLogger("hlrp-train-trunk")
 # Fields that shape neither the trunk nor the run's files: where the run goes, how fast it goes, where it is pushed.

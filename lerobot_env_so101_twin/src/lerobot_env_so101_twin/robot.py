@@ -20,9 +20,9 @@ from lerobot.robots.robot import Robot
 
 from so101_core import MOTOR_KEYS, segmentation_to_code
 
-from .config_so101_twin import SO101TwinConfig
-from .twin import ActuationNoise, TwinConfig
-from .twin import SO101Twin as Twin
+from .config_robot import SO101TwinConfig
+from .simulation import ActuationNoise, TwinConfig
+from .simulation import TwinSimulation as Twin
 
 logger = logging.getLogger(__name__)
 
