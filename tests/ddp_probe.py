@@ -93,7 +93,7 @@ def probe_before(module, name: str, model_arg: int) -> None:
 
 sys.argv = [sys.argv[0], *sys.argv[4:]]
 if STAGE == "trunk":
-    from lerobot_policy_hlrp.pretrain import train_trunk
+    from lerobot_policy_hlrp.commands import train_trunk
 
     probe_before(train_trunk, "losses", 0)  # losses(model, laq, batch, ...): one call per step
     train_trunk.main()

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from playback_camera import PlaybackCamera  # noqa: F401  (registers --camera.type=so101_playback)
 
-from lerobot_env_so101_twin import camera_align
+from lerobot_env_so101_twin.commands import camera_align
 from lerobot_env_so101_twin.commands.camera_align import (
     CameraAlignConfig,
     LiveSource,
