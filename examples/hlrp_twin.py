@@ -98,6 +98,11 @@ class HLRPTwinConfig:
     eval_batch_size: int = 10
     # smoke-size overrides, None: the configs' own. Episodes of every recording
     episodes: int | None = None
+    # seconds of every recorded episode (None: the configs' own)
+    episode_time_s: float | None = None
+    # so101-twin-record's --num_workers (None: the configs' own); 1 records in the command's own process, which spares
+    # a spawned worker's start-up (as long as a smoke-size recording itself)
+    record_workers: int | None = None
     # steps of stage 1 (None: the config's)
     laq_steps: int | None = None
     # steps of stage 2 (None: the config's)
@@ -189,6 +194,10 @@ def record_stage(cfg: HLRPTwinConfig) -> dict[str, Path]:
         args = [str(VENV_BIN / "so101-twin-record"), f"--config_path={config}", f"--dataset.root={root}"]
         if cfg.episodes is not None:
             args.append(f"--dataset.num_episodes={cfg.episodes}")
+        if cfg.episode_time_s is not None:
+            args.append(f"--dataset.episode_time_s={cfg.episode_time_s}")
+        if cfg.record_workers is not None:
+            args.append(f"--num_workers={cfg.record_workers}")
         seconds = run_logged(args, cfg.output_dir / "logs" / f"record_{root.name}.log", f"record {root.name}")
         keep(
             cfg,

@@ -3,6 +3,7 @@ both stage-2 kinds, stage 3 from an artifact and from scratch, lerobot-eval, the
 again in an empty folder from its archive alone (nothing recorded or trained: it spans machines)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,11 @@ from clitools import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [
-    "--episodes=1", "--laq_steps=2", "--trunk_steps=2", "--policy_steps=2", "--batch_size=4", "--eval_episodes=1",
-    "--eval_episode_length=10", "--seeds=[1]", "--torch_threads=1",
+    # one 1-s episode per recording, recorded in so101-twin-record's own process (a spawned worker's start-up would
+    # outlast it); one step of every trainer: each stage's outputs and summaries exist all the same
+    "--episodes=1", "--episode_time_s=1", "--record_workers=1", "--laq_steps=1", "--trunk_steps=1",
+    "--policy_steps=1", "--batch_size=4", "--eval_episodes=1", "--eval_episode_length=10", "--seeds=[1]",
+    "--torch_threads=1",
     # both LAQs, both stage-2 configs, both stage-3 configs (latent_only differs from latent_only_seg by its LAQ only)
     "--arms=[latent_only_seg,with_actions,scratch]",
 ]  # fmt: skip
@@ -21,7 +25,10 @@ SMOKE = [
 
 def run_example(out: Path, archive: Path) -> str:
     args = [sys.executable, str(ROOT / "examples" / "hlrp_twin.py"), f"--output_dir={out}", f"--archive_dir={archive}"]
-    proc = subprocess.run([*args, *SMOKE], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    # one torch thread in every stage, stage 2 included (its config leaves torch's default): at smoke size threads
+    # only contend, with each other and with whatever else the machine runs
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*args, *SMOKE], capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     return proc.stdout
 

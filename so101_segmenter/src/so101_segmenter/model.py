@@ -18,7 +18,6 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -97,6 +96,10 @@ class EfficientViTFPN(nn.Module):
     """Float RGB (B, 3, H, W) in [0, 1] -> class logits (B, num_classes, H, W) at the input size."""
 
     def __init__(self, config: SegmenterConfig | None = None) -> None:
+        # imported here, not with the module: timm (and the wandb it imports) costs every command that loads the
+        # policy plugins seconds of start-up, and only a model being built needs it
+        import timm
+
         super().__init__()
         self.config = config = config or SegmenterConfig()
         self.backbone = timm.create_model(
