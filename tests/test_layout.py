@@ -330,9 +330,10 @@ def test_the_import_reader_resolves_relative_imports_and_sees_function_level_one
     ]
 
 
-def test_segdepths_configuration_stands_on_its_constants_alone():
+def test_segdepths_configuration_stands_on_its_constants_and_perception_records():
     """configuration_segdepth is the bottom of its plugin, as LeRobot's configuration files are: of its own plugin it
-    imports only `constants`, which imports nothing of it."""
+    imports only `constants`, which imports nothing of it, and `perception_sources`, the records of its perception
+    sources, which imports only the step modules, and those only inside the step builders (when steps are made)."""
     src = next(p for p in REPO.glob("*/src/lerobot_policy_segdepth") if not p.parents[1].is_symlink())
     own = lambda path: sorted({m for _, m in imports(path) if m.startswith("lerobot_policy_segdepth.")})  # noqa: E731
     assert own(src / "configuration_segdepth.py") == [
@@ -340,8 +341,16 @@ def test_segdepths_configuration_stands_on_its_constants_alone():
         "lerobot_policy_segdepth.constants.DEPTH_ANYTHING_V2_SMALL",
         "lerobot_policy_segdepth.constants.OBS_SEGDEPTH",
         "lerobot_policy_segdepth.constants.packed_length",
+        "lerobot_policy_segdepth.perception_sources",
+        "lerobot_policy_segdepth.perception_sources.PERCEPTION_SOURCES",
+        "lerobot_policy_segdepth.perception_sources.PerceptionSource",
     ]
     assert own(src / "constants.py") == []
+    records = src / "perception_sources.py"
+    steps = ("lerobot_policy_segdepth.observation_steps", "lerobot_policy_segdepth.perception")
+    assert [m for m in own(records) if not m.startswith(steps)] == []
+    at_top = [node for node in ast.parse(records.read_text()).body if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert [ast.unparse(node) for node in at_top if isinstance(node, ast.ImportFrom) and node.level] == []
 
 
 # ----- each policy: its trio and the model's parts at the top, its command-line tools in one subfolder -------------
