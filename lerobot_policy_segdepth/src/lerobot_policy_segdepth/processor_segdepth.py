@@ -24,6 +24,7 @@ from lerobot.processor import (
 )
 
 from so101_core.segmentation import check_perception_source
+from so101_policy_common.pipeline import input_head, safety_steps
 from so101_policy_common.steps import ClipJointTargetsStep, RequireCamerasStep
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
@@ -100,8 +101,8 @@ def with_perception_source(preprocessor: PolicyProcessorPipeline, config: SegDep
 
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
-    cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
-    observation = [*config.input_head(steps, cameras), *segdepth_observation_steps(config)]
+    cameras, clip = safety_steps(config, skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
+    observation = [*input_head(config, steps, cameras), *segdepth_observation_steps(config)]
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(
             input_steps=[*observation, steps.to_device, steps.normalize],

@@ -17,6 +17,8 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
+from so101_policy_common.pipeline import input_head, safety_steps
+
 from .configuration_segvla import SegVLAConfig
 from .cue_steps import SegVLATaskClassesStep
 
@@ -60,9 +62,9 @@ def make_segvla_pre_post_processors(
     read = sorted(config.camera_features)
     if config.cue_source.reads_twin_segmentation:
         read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
-    cameras, clip = config.safety_steps(cameras=read)
+    cameras, clip = safety_steps(config, cameras=read)
     input_steps = [
-        *config.input_head(steps, cameras),
+        *input_head(config, steps, cameras),
         *semantic,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(
