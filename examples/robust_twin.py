@@ -40,6 +40,7 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin.appearance import check_level
+from lerobot_policy_segvla.cue_sources import CUE_SOURCES
 from so101_devtools.learning_curve import curve_figure, hold_reference
 from so101_devtools.stages import run_logged
 from so101_devtools.twin_eval import env_flags, eval_args
@@ -310,7 +311,8 @@ def copied_cameras(policy: dict) -> set[str]:
     """The camera features a recipe reads: its RGB cameras, and for ground-truth cues the twin's segmentation beside
     each cued camera, which SegVLA adds to its inputs only when the policy is built (not in the recipe's YAML)."""
     keep = {k for k in policy["input_features"] if k.startswith("observation.images.")}
-    if policy.get("perception_source") == "ground_truth":
+    source = CUE_SOURCES.get(policy.get("perception_source", "none"))
+    if source is not None and source.reads_twin_segmentation:
         keep |= {f"{camera}_segmentation" for camera in policy.get("segmentation_feature_map", {})}
     return keep
 

@@ -78,8 +78,8 @@ def policy_view(cfg: PolicyViewConfig) -> bool:
         camera_height=cfg.height,
         camera_width=cfg.width,
         # only what the checkpoint's source reads: from RGB, the twin's ground truth is not rendered at all
-        depth=policy.config.perception_source in ("ground_truth", "segmenter"),
-        segmentation=policy.config.perception_source == "ground_truth",
+        depth="depth" in policy.config.perception_record.reads,
+        segmentation="segmentation" in policy.config.perception_record.reads,
         appearance=cfg.appearance,
     )
     obs, info = env.reset(seed=cfg.seed)

@@ -23,6 +23,7 @@ from lerobot.processor import PolicyProcessorPipeline
 from test_policy_contract import CASES, tiny_config
 
 from so101_devtools.tiny_models import tiny_siglip_dir, tiny_smolvlm_dir
+from so101_policy_common.pipeline import camera_resize_step
 from so101_policy_common.pretrained import check_camera_resize_flags
 from so101_policy_common.steps import ResizeCamerasStep, fit_frame
 
@@ -89,7 +90,7 @@ def test_depth_and_label_maps_are_resized_by_nearest_neighbour():
             f"{FRONT}_depth": PolicyFeature(FeatureType.VISUAL, (1, *TRAINED)),
         },
     )
-    step = cfg.camera_resize_step()
+    step = camera_resize_step(cfg)
     assert step.nearest_keys == [f"{FRONT}_depth", f"{FRONT}_segmentation"]
     assert step.sizes == {key: list(TRAINED) for key in (FRONT, f"{FRONT}_depth", f"{FRONT}_segmentation")}
     torch.manual_seed(0)

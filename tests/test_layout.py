@@ -291,6 +291,62 @@ def test_the_sys_path_check_sees_an_edit(tmp_path):
     assert sys_path_edits(tmp_path) == ["examples/x.py:2", "examples/y.py:3"]
 
 
+# ----- perception sources: looked up in their records, never named in a comparison ----------------------------------
+COMPARISONS = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
+
+
+def _is_perception_source(node: ast.AST) -> bool:
+    """`x.perception_source`, a variable `perception_source`, `d["perception_source"]`, `d.get("perception_source")`:
+    the value of a perception source."""
+    named = lambda arg: isinstance(arg, ast.Constant) and arg.value == "perception_source"  # noqa: E731
+    if isinstance(node, ast.Attribute | ast.Name):
+        return getattr(node, "attr", getattr(node, "id", None)) == "perception_source"
+    if isinstance(node, ast.Subscript):
+        return named(node.slice)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return bool(node.args) and named(node.args[0])
+    return False
+
+
+def perception_source_comparisons(files: list[Path], root: Path = REPO) -> list[str]:
+    """`file:line` of each ==, !=, in or not in between a perception source and anything but another one (a name, a
+    tuple of names, a constant): what each source does belongs in its record (SegDepth's perception_sources.py,
+    SegVLA's cue_sources.py), so a new source is one record, not a hunt through every module that tells them apart."""
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            operands = [node.left, *node.comparators]
+            if any(
+                isinstance(op, COMPARISONS) and _is_perception_source(a) != _is_perception_source(b)
+                for op, a, b in zip(node.ops, operands[:-1], operands[1:], strict=True)
+            ):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_no_perception_source_is_told_apart_by_name_outside_tests():
+    files = [p for p in python_files(skip_tests=False) if p.relative_to(REPO).parts[0] != "tests"]
+    assert perception_source_comparisons(files) == [], "read the source's record instead"
+
+
+def test_the_perception_source_check_sees_a_comparison_by_name(tmp_path):
+    path = tmp_path / "x.py"
+    path.write_text(
+        "if config.perception_source == 'segmenter':\n    pass\n"
+        "ok = perception_source != MODELS\n"
+        "ok = cfg.policy.perception_source in ('ground_truth', 'segmenter')\n"
+        "ok = policy.get('perception_source') == 'ground_truth'\n"
+        "ok = 'segmenter' not in info['perception_source']\n"
+        # not comparisons by name: two sources compared, a key looked up, a record read
+        "ok = info['perception_source'] != config.perception_source\n"
+        "ok = 'perception_source' in info\n"
+        "ok = SOURCES[config.perception_source].ground_truth\n"
+    )
+    assert perception_source_comparisons([path], tmp_path) == ["x.py:1", "x.py:3", "x.py:4", "x.py:5", "x.py:6"]
+
+
 # ----- HLRP: the policy without its pretraining --------------------------------------------------------------------
 def test_the_hlrp_policy_never_names_its_pretraining():
     """No module of lerobot_policy_hlrp outside `pretrain/` and its commands imports from it, not even inside a
@@ -331,9 +387,10 @@ def test_the_import_reader_resolves_relative_imports_and_sees_function_level_one
     ]
 
 
-def test_segdepths_configuration_stands_on_its_constants_alone():
+def test_segdepths_configuration_stands_on_its_constants_and_perception_records():
     """configuration_segdepth is the bottom of its plugin, as LeRobot's configuration files are: of its own plugin it
-    imports only `constants`, which imports nothing of it."""
+    imports only `constants`, which imports nothing of it, and `perception_sources`, the records of its perception
+    sources, which imports only the step modules, and those only inside the step builders (when steps are made)."""
     src = next(p for p in REPO.glob("*/src/lerobot_policy_segdepth") if not p.parents[1].is_symlink())
     own = lambda path: sorted({m for _, m in imports(path) if m.startswith("lerobot_policy_segdepth.")})  # noqa: E731
     assert own(src / "configuration_segdepth.py") == [
@@ -341,8 +398,16 @@ def test_segdepths_configuration_stands_on_its_constants_alone():
         "lerobot_policy_segdepth.constants.DEPTH_ANYTHING_V2_SMALL",
         "lerobot_policy_segdepth.constants.OBS_SEGDEPTH",
         "lerobot_policy_segdepth.constants.packed_length",
+        "lerobot_policy_segdepth.perception_sources",
+        "lerobot_policy_segdepth.perception_sources.PERCEPTION_SOURCES",
+        "lerobot_policy_segdepth.perception_sources.PerceptionSource",
     ]
     assert own(src / "constants.py") == []
+    records = src / "perception_sources.py"
+    steps = ("lerobot_policy_segdepth.observation_steps", "lerobot_policy_segdepth.perception")
+    assert [m for m in own(records) if not m.startswith(steps)] == []
+    at_top = [node for node in ast.parse(records.read_text()).body if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert [ast.unparse(node) for node in at_top if isinstance(node, ast.ImportFrom) and node.level] == []
 
 
 # ----- each plugin: its trio (a policy's) or its env, robot and teleoperator (the twin's) at the top, its

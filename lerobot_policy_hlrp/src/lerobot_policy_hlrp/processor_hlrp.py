@@ -16,6 +16,8 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
+from so101_policy_common.pipeline import input_head, safety_steps
+
 from .configuration_hlrp import HLRPConfig
 
 
@@ -26,9 +28,9 @@ def make_hlrp_pre_post_processors(
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
     steps = make_default_policy_processor_steps(config, dataset_stats)
-    cameras, clip = config.safety_steps(cameras=config.camera_keys)
+    cameras, clip = safety_steps(config, cameras=config.camera_keys)
     input_steps = [
-        *config.input_head(steps, cameras),
+        *input_head(config, steps, cameras),
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(
             tokenizer_name=config.core.vlm_model_name,

@@ -16,12 +16,11 @@ from so101_policy_common.policy_config import JointLimitsFields, RenamedFields
 from so101_run_infra.config_decoding import renamed_field
 
 from .constants import DEPTH_ANYTHING_V2_SMALL, OBS_SEGDEPTH, packed_length
+from .perception_sources import PERCEPTION_SOURCES, PerceptionSource
 
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
-# The values of so101_core's PERCEPTION_SOURCES SegDepth's preprocessor can get its ids and disparity from.
-PERCEPTION_SOURCES = ("ground_truth", "segmenter", "segmenter_depth", "segmenter_depth_anything")
 # A config.json or precomputed copy saved before the rename names perception_source "source", and its value
 # segmenter_depth_anything "models".
 LEGACY_VALUES = {"models": "segmenter_depth_anything"}
@@ -105,38 +104,7 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_perception_source(self.perception_source, PERCEPTION_SOURCES, "--policy.perception_source")
-        if self.perception_source == "segmenter_depth_anything" and not self.segmenter_path:
-            raise ValueError(
-                "--policy.perception_source=segmenter_depth_anything needs --policy.segmenter_path=<folder written by "
-                "so101_segmenter> "
-                "(and --policy.depth_model if not the Hub's Depth-Anything-V2-Small-hf)"
-            )
-        if self.perception_source == "segmenter_depth":
-            if not self.segmenter_path:
-                raise ValueError(
-                    "--policy.perception_source=segmenter_depth needs --policy.segmenter_path=<so101-seg-train "
-                    "checkpoint folder of a segmenter with a depth head (--model.depth_head=true)>: it gives both ids "
-                    "and disparity"
-                )
-            if self.depth_model != DEPTH_ANYTHING_V2_SMALL:
-                raise ValueError(
-                    f"--policy.depth_model={self.depth_model!r} is not used with "
-                    "--policy.perception_source=segmenter_depth, whose disparity is the segmenter's depth head; drop "
-                    "it, or use --policy.perception_source=segmenter_depth_anything"
-                )
-        if self.perception_source == "segmenter":
-            if not self.segmenter_path:
-                raise ValueError(
-                    "--policy.perception_source=segmenter needs --policy.segmenter_path=<so101-seg-train checkpoint "
-                    "folder, e.g. outputs/segmenter/best>: the segmenter that turns the RGB camera into class ids"
-                )
-            if self.depth_model != DEPTH_ANYTHING_V2_SMALL:
-                raise ValueError(
-                    f"--policy.depth_model={self.depth_model!r} is not used with --policy.perception_source=segmenter,"
-                    f" whose depth is the twin's '{self.depth_key}'; drop it, or use "
-                    "--policy.perception_source=segmenter_depth_anything for Depth Anything"
-                )
+        self._check_perception_source()
         if self.segmenter_input_size < 16 or self.depth_input_size < 14 or self.depth_input_size % 14:
             raise ValueError(
                 f"segmenter_input_size ({self.segmenter_input_size}) must be >= 16 and depth_input_size "
@@ -154,6 +122,24 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
         if len(self.action_scale) != 6 or min(self.action_scale) <= 0:
             raise ValueError(f"action_scale needs 6 positive entries (one per joint), got {self.action_scale}")
 
+    def _check_perception_source(self) -> None:
+        """A source the plugin knows, given the models it runs and none it does not."""
+        check_perception_source(self.perception_source, tuple(PERCEPTION_SOURCES), "--policy.perception_source")
+        source = self.perception_record
+        flag = f"--policy.perception_source={self.perception_source}"
+        if source.segmenter_path_needed and not self.segmenter_path:
+            raise ValueError(f"{flag} needs --policy.segmenter_path={source.segmenter_path_needed}")
+        if source.depth_model_unused and self.depth_model != DEPTH_ANYTHING_V2_SMALL:
+            raise ValueError(
+                f"--policy.depth_model={self.depth_model!r} is not used with {flag}, "
+                + source.depth_model_unused.format(depth_key=self.depth_key)
+            )
+
+    @property
+    def perception_record(self) -> PerceptionSource:
+        """The record of `perception_source`: what it reads and needs, and its observation steps."""
+        return PERCEPTION_SOURCES[self.perception_source]
+
     @property
     def depth_key(self) -> str:
         return f"observation.images.{self.camera}_depth"
@@ -170,11 +156,8 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     def image_keys(self) -> list[str]:
         """The camera keys this perception source reads: the RGB camera for the models, the twin's depth and
         segmentation, or the RGB camera (segmenter) and the twin's depth."""
-        if self.perception_source == "segmenter":
-            return [self.rgb_key, self.depth_key]
-        if self.perception_source in ("segmenter_depth_anything", "segmenter_depth"):
-            return [self.rgb_key]
-        return [self.depth_key, self.segmentation_key]
+        streams = {"rgb": self.rgb_key, "depth": self.depth_key, "segmentation": self.segmentation_key}
+        return [streams[stream] for stream in self.perception_record.reads]
 
     def image_channels(self, key: str) -> int:
         """Channels of a camera key this perception source reads: 3 for the RGB camera, 1 for the twin's depth and
@@ -287,18 +270,7 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
         needed = images + ([OBS_STATE] if self.use_state else [])
         missing = [key for key in needed if key not in inputs]
         if missing:
-            if self.perception_source in ("segmenter_depth_anything", "segmenter_depth"):
-                fix = f"add the camera '{self.camera}' (RGB) to the robot, dataset or env"
-            elif self.perception_source == "segmenter":
-                fix = (
-                    f"add the camera '{self.camera}' (RGB) and its depth: record with --robot.depth=true, evaluate "
-                    "with --env.depth=true"
-                )
-            else:
-                fix = (
-                    "Record with --robot.depth=true --robot.segmentation=true, evaluate with --env.depth=true "
-                    "--env.segmentation=true"
-                )
+            fix = self.perception_record.missing_cameras_fix.format(camera=self.camera)
             raise ValueError(
                 f"segdepth (perception_source={self.perception_source}, camera={self.camera}) needs input features "
                 f"{missing}; the dataset or env provides {sorted(inputs)}. {fix}, "

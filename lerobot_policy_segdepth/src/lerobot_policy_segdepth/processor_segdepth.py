@@ -24,10 +24,11 @@ from lerobot.processor import (
 )
 
 from so101_core.segmentation import check_perception_source
+from so101_policy_common.pipeline import input_head, safety_steps
 from so101_policy_common.steps import ClipJointTargetsStep, RequireCamerasStep
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
-from .configuration_segdepth import OBS_SEGDEPTH, PERCEPTION_SOURCES, SegDepthConfig
+from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 from .observation_steps import (
     CenterCropSquareStep,
     DepthToDisparityStep,
@@ -36,6 +37,7 @@ from .observation_steps import (
     StackChannelsStep,
 )
 from .perception import DepthAnythingStep, SegmenterStep
+from .perception_sources import PERCEPTION_SOURCES
 
 OBSERVATION_STEP_TYPES = (
     SegmentationFromCodeStep,
@@ -59,44 +61,6 @@ class LegacyClipJointTargetsStep(ClipJointTargetsStep):
         return config if config["source"] else {"limits": config["limits"]}
 
 
-def _segmenter_step(
-    config: SegDepthConfig, ids_key: str, skip: dict, disparity_key: str | None = None
-) -> SegmenterStep:
-    """The RGB camera -> class ids at image_size ("segmenter_depth_anything" and "segmenter"), and with
-    `disparity_key` its depth head's disparity ("segmenter_depth"); it crops the centre square itself and runs at
-    segmenter_input_size (see perception.py). Its weights travel in the saved pipeline."""
-    step = SegmenterStep(
-        image_keys=[config.rgb_key],
-        output_keys=[ids_key],
-        output_size=config.image_size,
-        device=config.perception_device,
-        input_size=config.segmenter_input_size,
-        checkpoint=str(config.segmenter_path),
-        disparity_keys=[disparity_key] if disparity_key else [],
-        **skip,
-    )
-    classes = step.segmenter_config.get("num_classes")
-    if classes != config.num_classes:
-        raise ValueError(
-            f"--policy.segmenter_path={config.segmenter_path} is a segmenter of {classes} classes, but "
-            f"--policy.num_classes={config.num_classes}"
-        )
-    return step
-
-
-def _twin_steps(config: SegDepthConfig, ids_key: str | None, disparity_key: str, skip: dict) -> list:
-    """The twin's depth map (and, with `ids_key`, its depth-coded segmentation) -> disparity (and ids), centre
-    square, image_size: perception source "ground_truth", and the depth half of "segmenter" (`ids_key=None`)."""
-    ids = [ids_key] if ids_key else []
-    code = [SegmentationFromCodeStep(code_key=config.segmentation_key, ids_key=ids_key, **skip)] if ids_key else []
-    return [
-        *code,
-        DepthToDisparityStep(depth_key=config.depth_key, disparity_key=disparity_key, **skip),
-        CenterCropSquareStep(keys=[*ids, disparity_key], **skip),
-        ResizeStep(size=config.image_size, nearest_keys=ids, linear_keys=[disparity_key], **skip),
-    ]
-
-
 def segdepth_observation_steps(config: SegDepthConfig) -> list:
     """Ids + disparity of `config.camera` -> (..., 2, S, S) under observation.segdepth, on the uint8 grid.
 
@@ -106,26 +70,7 @@ def segdepth_observation_steps(config: SegDepthConfig) -> list:
     disparity_key = f"observation.{config.camera}_disparity"
     skip = {"skip_if_present": OBS_SEGDEPTH}
     stack = StackChannelsStep(keys=[ids_key, disparity_key], output_key=OBS_SEGDEPTH, quantize=True, **skip)
-    if config.perception_source == "segmenter_depth_anything":
-        # The models crop the centre square themselves and run on it at a small size (see perception.py).
-        segmenter = _segmenter_step(config, ids_key, skip)
-        depth = DepthAnythingStep(
-            image_keys=[config.rgb_key],
-            output_keys=[disparity_key],
-            output_size=config.image_size,
-            device=config.perception_device,
-            input_size=config.depth_input_size,
-            model_name_or_path=config.depth_model,
-            **skip,
-        )
-        return [segmenter, depth, stack]
-    if config.perception_source == "segmenter":
-        # ids as "segmenter_depth_anything" computes them, disparity as "ground_truth" does
-        segmenter = _segmenter_step(config, ids_key, skip)
-        return [segmenter, *_twin_steps(config, None, disparity_key, skip), stack]
-    if config.perception_source == "segmenter_depth":
-        return [_segmenter_step(config, ids_key, skip, disparity_key), stack]
-    return [*_twin_steps(config, ids_key, disparity_key, skip), stack]
+    return [*config.perception_record.steps(config, ids_key, disparity_key, skip), stack]
 
 
 def with_perception_source(preprocessor: PolicyProcessorPipeline, config: SegDepthConfig, **fields) -> SegDepthConfig:
@@ -136,7 +81,7 @@ def with_perception_source(preprocessor: PolicyProcessorPipeline, config: SegDep
     Returns the updated config.
     """
     check_perception_source(
-        fields.get("perception_source", config.perception_source), PERCEPTION_SOURCES, "perception_source"
+        fields.get("perception_source", config.perception_source), tuple(PERCEPTION_SOURCES), "perception_source"
     )
     previous, config = config, dataclasses.replace(config, **fields)
     at = [i for i, step in enumerate(preprocessor.steps) if isinstance(step, OBSERVATION_STEP_TYPES)]
@@ -156,8 +101,8 @@ def with_perception_source(preprocessor: PolicyProcessorPipeline, config: SegDep
 
 def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None):
     steps = make_default_policy_processor_steps(config, dataset_stats)
-    cameras, clip = config.safety_steps(skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
-    observation = [*config.input_head(steps, cameras), *segdepth_observation_steps(config)]
+    cameras, clip = safety_steps(config, skip_if_present=[OBS_SEGDEPTH], cameras=config.image_keys)
+    observation = [*input_head(config, steps, cameras), *segdepth_observation_steps(config)]
     if config.action_mode == "absolute":
         return make_policy_processor_pipelines(
             input_steps=[*observation, steps.to_device, steps.normalize],

@@ -17,37 +17,18 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
+from so101_policy_common.pipeline import input_head, safety_steps
+
 from .configuration_segvla import SegVLAConfig
-from .cue_steps import SegmentationScoresFromCodeStep, SegmenterScoresStep, SegVLATaskClassesStep
+from .cue_steps import SegVLATaskClassesStep
 
 
 def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
     """The step that fills the batch keys of `segmentation_feature_map`, chosen by `perception_source`."""
-    if not config.segmentation_feature_map or config.perception_source == "none":
+    build = config.cue_source.step
+    if not config.segmentation_feature_map or build is None:
         return None  # cues off, or the dataset / caller already provides the scores
-    if config.perception_source == "ground_truth":
-        return SegmentationScoresFromCodeStep(
-            key_map={f"{camera}_segmentation": key for camera, key in config.segmentation_feature_map.items()},
-            image_map={f"{camera}_segmentation": key for camera, key in config.segmentation_image_keys.items()},
-            num_classes=config.segmentation_num_classes,
-            grid_size=config.segmentation_grid_size,
-        )
-    if config.perception_source == "segmenter":
-        return SegmenterScoresStep(
-            feature_map=dict(config.segmentation_feature_map),
-            image_map=dict(config.segmentation_image_keys),
-            num_classes=config.segmentation_num_classes,
-            grid_size=config.segmentation_grid_size,
-            segmenter_path=config.segmentation_segmenter_path,
-            stored_scores_fingerprint=getattr(config, "_stored_segmenter_fingerprint", None),
-        )
-    from .mask2former import SegVLAAddSegmentationStep
-
-    return SegVLAAddSegmentationStep(
-        feature_map=dict(config.segmentation_feature_map),
-        model_name=config.segmentation_model_name,
-        grid_size=config.segmentation_grid_size,
-    )
+    return build(config)
 
 
 def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
@@ -55,7 +36,7 @@ def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
     if not (config.segmentation_feature_map and config.segmentation_classes_from_task):
         return None
     id2label = None
-    if config.perception_source in ("ground_truth", "segmenter"):
+    if config.cue_source.twin_classes:
         from so101_core.segmentation import SEGMENTATION_CLASSES
 
         id2label = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
@@ -79,11 +60,11 @@ def make_segvla_pre_post_processors(
     # what the policy reads: its RGB cameras, and the twin's segmentation beside them for ground-truth cues (a dataset's
     # other maps, depth say, are in input_features but never read)
     read = sorted(config.camera_features)
-    if config.perception_source == "ground_truth":
+    if config.cue_source.reads_twin_segmentation:
         read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
-    cameras, clip = config.safety_steps(cameras=read)
+    cameras, clip = safety_steps(config, cameras=read)
     input_steps = [
-        *config.input_head(steps, cameras),
+        *input_head(config, steps, cameras),
         *semantic,
         NewLineTaskProcessorStep(),
         TokenizerProcessorStep(

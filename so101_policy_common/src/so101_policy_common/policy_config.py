@@ -16,15 +16,7 @@ from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
 from so101_core.joint_limits import TWIN_JOINT_LIMITS, TWIN_SOURCE, check_joint_limits, read_joint_limits
 
-from .steps import (
-    CAMERA_RESIZE_MODES,
-    ClipJointTargetsStep,
-    RequireCamerasStep,
-    ResizeCamerasStep,
-    camera_sizes,
-    is_map_key,
-    visual_input_keys,
-)
+from .steps import CAMERA_RESIZE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +114,6 @@ class CameraResizeFields:
                 "of a frame that may be cropped or padded)"
             )
 
-    def camera_resize_step(self) -> ResizeCamerasStep:
-        """The preprocessor step, right after the camera check, that resizes each camera to its input feature's
-        size (depth and label maps by nearest neighbour)."""
-        features = self.input_features or {}
-        sizes = camera_sizes(self)
-        nearest = sorted(key for key in sizes if is_map_key(key, int(features[key].shape[0])))
-        return ResizeCamerasStep(
-            sizes=sizes, mode=self.camera_resize, aspect_tolerance=self.camera_aspect_tolerance, nearest_keys=nearest
-        )
-
 
 @dataclass
 class JointLimitsFields(CameraResizeFields):
@@ -188,20 +170,3 @@ class JointLimitsFields(CameraResizeFields):
     def resolved_joint_limits(self) -> list[list[float]]:
         """The limits the postprocessor clips into: joint_limits (given or read from the file), else the twin's."""
         return self.joint_limits if self.joint_limits is not None else [list(p) for p in TWIN_JOINT_LIMITS]
-
-    def safety_steps(
-        self, skip_if_present: list[str] | None = None, cameras: list[str] | None = None
-    ) -> tuple[RequireCamerasStep, ClipJointTargetsStep]:
-        """The camera check for the preprocessor (right after the rename) and the clip for the postprocessor (on the
-        absolute joint targets, before the move to the CPU) that every policy of the suite holds. `cameras`: the
-        keys the policy reads (default: its VISUAL input features)."""
-        wanted = sorted(cameras) if cameras else visual_input_keys(self)
-        check = RequireCamerasStep(cameras=wanted, skip_if_present=list(skip_if_present or []))
-        clip = ClipJointTargetsStep(limits=self.resolved_joint_limits(), source=self.joint_limits_source)
-        return check, clip
-
-    def input_head(self, steps, check: RequireCamerasStep) -> list:
-        """The steps every policy's preprocessor starts with: LeRobot's rename (`steps`, from
-        make_default_policy_processor_steps), the camera check `check` (from `safety_steps`), the resize of a camera
-        of another size to the trained one (aspect kept), LeRobot's batch dimension."""
-        return [steps.rename_observations, check, self.camera_resize_step(), steps.add_batch_dim]

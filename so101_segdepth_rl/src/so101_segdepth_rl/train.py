@@ -228,7 +228,7 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
     policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
     if env_action != policy_action:
         raise ValueError(f"the env takes actions of shape {env_action}, the policy emits {policy_action}")
-    if pc.perception_source != "ground_truth":
+    if not pc.perception_record.ground_truth:
         raise ValueError(
             "segdepth-rl-train learns from the twin's ground truth: the policy needs perception_source=ground_truth"
         )

@@ -104,15 +104,10 @@ def observation_info(config: SegDepthConfig, dataset) -> dict:
         "source_root": str(Path(dataset.root).resolve()),
         "raw_features": {key: list(raw[key].shape) for key in keys},
     }
-    if config.perception_source == "segmenter_depth_anything":
-        info |= {
-            "segmenter_path": str(config.segmenter_path),
-            "depth_model": config.depth_model,
-            "segmenter_input_size": config.segmenter_input_size,
-            "depth_input_size": config.depth_input_size,
-        }
-    if config.perception_source in ("segmenter", "segmenter_depth"):
-        info |= {"segmenter_path": str(config.segmenter_path), "segmenter_input_size": config.segmenter_input_size}
+    # the models' settings, as JSON holds them (a segmenter_path given as a Path is written as its text)
+    for name in config.perception_record.recorded_fields:
+        value = getattr(config, name)
+        info[name] = value if isinstance(value, int | str) else str(value)
     return info
 
 

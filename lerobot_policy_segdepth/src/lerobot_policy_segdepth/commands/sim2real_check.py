@@ -28,6 +28,7 @@ from so101_run_infra.atomic import atomic_folder, write_text, write_with
 from so101_run_infra.cli import prepare_command_line
 
 from ..configuration_segdepth import OBS_SEGDEPTH
+from ..perception_sources import PERCEPTION_SOURCES
 
 logger = logging.getLogger(__name__)
 # The two perception sources compared, ground truth first ("segmenter" is a twin-side mix of both, not compared here).
@@ -46,9 +47,9 @@ def _load(policy_path: Path, device: str, perception_source: str, overrides: dic
     config.device = device
     policy = get_policy_class("segdepth").from_pretrained(policy_path, config=config).eval()
     pre, post = make_pre_post_processors(config, pretrained_path=str(policy_path))
-    with_perception_source(
-        pre, config, perception_source=perception_source, **(overrides if perception_source == MODELS else {})
-    )
+    # the model overrides (segmenter_path, depth_model, ...) are for the side that runs models
+    models = {} if PERCEPTION_SOURCES[perception_source].ground_truth else overrides
+    with_perception_source(pre, config, perception_source=perception_source, **models)
     return policy, pre, post
 
 
