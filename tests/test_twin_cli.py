@@ -162,4 +162,4 @@ def test_lerobot_teleoperate_with_the_expert(tmp_path):
         ],
         cwd=tmp_path,
     )
-    assert "twin TwinSimulation disconnected" in proc.stdout + proc.stderr
+    assert "twin SO101Twin disconnected" in proc.stdout + proc.stderr
