@@ -206,17 +206,19 @@ def policy_segmenters(cfg: OwnSceneConfig) -> dict[str, str]:
 
 
 def replayed(cfg: OwnSceneConfig, name: str, tests: dict[str, Path]) -> Path:
-    """The segmenter `look_n<N>[_standing|_round2]_replay`, trained on its labels with the randomised frames replayed
-    beside them. Round 2 labels the demonstrations again with round 1's segmenter (`_standing`), whose camera fit
-    then agrees with a segmenter that knows the scene."""
+    """The segmenter `look_n<N>[_standing|_round2|_round2_tb]_replay`, trained on its labels with the randomised
+    frames replayed beside them. Round 2 labels the demonstrations again with round 1's segmenter (`_standing`), whose
+    camera fit then agrees with a segmenter that knows the scene; `_tb` fits the cameras to its table and background
+    alone (`--fit.camera_fingers=false`)."""
     n = cfg.policy_demos
     if name == f"look_n{n}_replay":  # before the standing fit
         labels(cfg, "look", n)
     elif name == f"look_n{n}_standing_replay":
         labels(cfg, "look", n, [], f"look_n{n}_standing")
-    else:
+    else:  # round 2, the cameras fitted with the fingers (the default) or without them
         first = replayed(cfg, f"look_n{n}_standing_replay", tests)
-        labels(cfg, "look", n, [f"--segmenter_path={first}"], f"look_n{n}_round2")
+        fingers = [] if name == f"look_n{n}_round2_replay" else ["--fit.camera_fingers=false"]
+        labels(cfg, "look", n, [f"--segmenter_path={first}", *fingers], name.removesuffix("_replay"))
     data = cfg.output_dir / "labels" / name.removesuffix("_replay")
     return adapted(cfg, name, data, tests["test_look"], tests["replay"])
 
@@ -234,7 +236,8 @@ def segmenter_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
         candidates[f"{kind}_hand20"] = lambda k=kind, t=own: adapted(cfg, f"{k}_hand20", tests[f"hand_{k}"], t)
     # the recipes the policies get: the fixed look's labels with the randomised frames replayed beside them, before
     # the standing fit, with it, and labelled again with that segmenter
-    for name in [*policy_segmenters(cfg).values(), f"look_n{cfg.policy_demos}_standing_replay"]:
+    n = cfg.policy_demos
+    for name in [*policy_segmenters(cfg).values(), f"look_n{n}_standing_replay", f"look_n{n}_round2_tb_replay"]:
         candidates[name] = lambda name=name: replayed(cfg, name, tests)
     for name, make in candidates.items():
         needed = [f"seg_{name}_{t}{w}.json" for t in ("test_look", "test_unseen", "test_none", "test_shifted")
@@ -360,20 +363,20 @@ def own_scene(cfg: OwnSceneConfig) -> dict:
             results["labels"][f"look_{name}_n{cfg.error_demos}"] = report
     tests = frames(cfg)
     results["policies"] = policy_stage(cfg, tests)  # the longest stage's inputs first
-    for name in (f"look_n{cfg.policy_demos}_standing", f"look_n{cfg.policy_demos}_round2"):
+    results["segmenters"] = segmenter_stage(cfg, tests)  # labels the rounds it trains on where they are missing
+    n = cfg.policy_demos
+    for name in (f"look_n{n}_standing", f"look_n{n}_round2", f"look_n{n}_round2_tb"):
         results["labels"][name] = (
             json.loads((cfg.archive_dir / f"labels_{name}.json").read_text())
             if cfg.archive_dir
             else json.loads((cfg.output_dir / "labels" / name / "autolabel_report.json").read_text())
         )
-    results["segmenters"] = segmenter_stage(cfg, tests)
     # today's labeller (the colour fits on; round 1, the cameras fitted to the shipped segmenter) under the same
     # errors, and on the family
     if cfg.error_demos:
         for name, flags in ERRORS.items():
             report = labels(cfg, "look", cfg.error_demos, flags, f"look_{name}_colour")
             results["labels"][f"look_{name}_colour_n{cfg.error_demos}"] = report
-    n = cfg.policy_demos
     results["labels"][f"family_n{n}_colour"] = labels(cfg, "family", n, [], f"family_n{n}_colour")
     write_json(cfg.output_dir / "results.json", results)
     print(tables(cfg, results))

@@ -11,10 +11,11 @@ from clitools import TASK, run_cli
 from PIL import Image
 
 from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
-from so101_segmenter.autolabel_fit import fit_held, fit_standing
+from so101_segmenter.autolabel_config import FitConfig
+from so101_segmenter.autolabel_fit import PARKED, UPRIGHT, class_agreement, fit_cameras, fit_held, fit_standing
 from so101_segmenter.autolabel_scene import LabelScene
 from so101_segmenter.autolabel_scores import boundary_band, confusion, iou_report
-from so101_segmenter.classes import CUBE, TABLE
+from so101_segmenter.classes import BACKGROUND, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 from so101_segmenter.cube_colour import CubeColour, soft_overlap
 from so101_segmenter.dataset_index import DatasetIndex
 from so101_segmenter.grasp import DROPPED, NO_GRASP, NOT_FOUND, PUSHED, GraspConfig, find_grasp
@@ -102,6 +103,39 @@ def test_the_standing_fit_finds_a_cube_moved_before_the_grasp():
         pose, report = fit_standing(scene, start, samples, reach=0.03)
         assert np.linalg.norm(pose[0] - truth[0]) < 0.0015, report
         assert report["soft_iou"] > report["soft_iou_at_grasp"] and report["precision"] > 0.7
+    finally:
+        scene.close()
+
+
+def test_the_camera_fit_moves_the_cameras_back_by_the_table_and_background_alone():
+    """Both cameras moved off their mounts (millimetres, a degree, the field of view); shown the labels rendered
+    there as the segmenter's prediction, the fit without the fingers brings every class back into agreement, the
+    fingers included, though it reads only the table and the background: swapping the prediction's two fingers
+    changes nothing (with them, it does)."""
+    scene = LabelScene({"front": SIZE, "wrist": SIZE})
+    try:
+        moved = {"front": np.array([0.006, -0.004, 0.0, 1.5, 0.0, -1.0, 2.0]),
+                 "wrist": np.array([-0.004, 0.008, 0.0, 0.0, 1.0, 0.0, -1.5])}  # fmt: skip
+        poses = [np.array([0.0, -30.0, 40.0, 60.0, 0.0, 30.0]), np.array([20.0, 10.0, 10.0, 70.0, 0.0, 30.0]),
+                 np.array([-25.0, -10.0, 30.0, 50.0, 40.0, 10.0])]  # fmt: skip
+        scene.set_camera_offsets(moved)
+        truth = [(q, {c: m for c, (m, _) in scene.render(q, PARKED, UPRIGHT).items()}) for q in poses]
+        swap = np.arange(256, dtype=np.uint8)
+        swap[[STATIC_FINGER, MOVING_FINGER]] = MOVING_FINGER, STATIC_FINGER
+        swapped = [(q, {c: swap[m] for c, m in p.items()}) for q, p in truth]
+        every = (BACKGROUND, TABLE, STATIC_FINGER, MOVING_FINGER)
+
+        def agreement(offsets):
+            scene.set_camera_offsets(offsets)
+            rendered = [scene.render(q, PARKED, UPRIGHT) for q, _ in truth]
+            pairs = zip(rendered, truth, strict=True)
+            return min(class_agreement(r[c][0], p[c], every) for r, (_, p) in pairs for c in p)
+
+        offsets, before, after = fit_cameras(scene, truth, FitConfig(camera_fingers=False))
+        assert all(after[c] > before[c] for c in after), (before, after)
+        at_mount = agreement({c: np.zeros(7) for c in moved})
+        assert agreement(offsets) > 0.8 and agreement(offsets) > at_mount + 0.3, (at_mount, offsets)
+        assert agreement(fit_cameras(scene, swapped, FitConfig(camera_fingers=False))[0]) == agreement(offsets)
     finally:
         scene.close()
 

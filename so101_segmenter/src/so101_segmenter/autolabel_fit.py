@@ -3,9 +3,11 @@
 Two things: where each camera really is (a remounted camera sits millimetres and a degree or two off the twin's, and
 at 96x128 that moves a finger by several pixels), and where along the jaws the cube sits (the jaws fix it along their
 closing direction, not along their faces). Both are fitted by rendering the twin's labels and comparing them with
-the segmenter's prediction on the recorded frames: the cameras on the arm, table and background (the classes the
-segmenter gets right in a look it never saw; the cube is left out), then the cube's place on its own class. A plain
-coordinate search: a handful of parameters, each render a few milliseconds, and no gradient through a rasteriser.
+the segmenter's prediction on the recorded frames: the cameras on the table and the background, which holds the arm's
+links, so the arm's outline against the table places them, and on the fingers unless told not to (a segmenter that
+knows the scene places them better without those few pixels); the cube is left out. Then the cube's place on its own
+class. A plain coordinate search: a handful of parameters, each render a few milliseconds, and no gradient through
+a rasteriser.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from .autolabel_scene import LabelScene
 from .classes import BACKGROUND, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 from .cube_colour import soft_overlap
 
-CAMERA_CLASSES = (BACKGROUND, TABLE, STATIC_FINGER, MOVING_FINGER)
+CAMERA_CLASSES = (BACKGROUND, TABLE)
+FINGERS = (STATIC_FINGER, MOVING_FINGER)
 PARKED = np.array([0.0, 0.0, -2.0])  # the cube below the floor, out of every view
 UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
 
@@ -36,12 +39,14 @@ def class_agreement(label: np.ndarray, predicted: np.ndarray, classes: tuple[int
     return float(np.mean(scores)) if scores else 0.0
 
 
-def _camera_scores(scene: LabelScene, samples: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> dict[str, float]:
+def _camera_scores(
+    scene: LabelScene, samples: list[tuple[np.ndarray, dict[str, np.ndarray]]], classes: tuple[int, ...]
+) -> dict[str, float]:
     totals = dict.fromkeys(scene.camera_ids, 0.0)
     for joints, predicted in samples:
         rendered = scene.render(joints, PARKED, UPRIGHT)
         for cam in totals:
-            totals[cam] += class_agreement(rendered[cam][0], predicted[cam], CAMERA_CLASSES) / len(samples)
+            totals[cam] += class_agreement(rendered[cam][0], predicted[cam], classes) / len(samples)
     return totals
 
 
@@ -51,9 +56,10 @@ def fit_cameras(
     """Each camera's offset (7,) from its mount (see `LabelScene.set_camera_offsets`) that best agrees with the
     segmenter on `samples` (believed joint positions, camera -> predicted ids); also the agreement before and after.
     The cameras are searched side by side: one render scores a step of every camera."""
+    classes = CAMERA_CLASSES + FINGERS if cfg.camera_fingers else CAMERA_CLASSES
     offsets = {cam: np.zeros(7) for cam in scene.camera_ids}
     scene.set_camera_offsets(offsets)
-    before = _camera_scores(scene, samples)
+    before = _camera_scores(scene, samples, classes)
     best = dict(before)
     base = np.array([cfg.camera_step[0]] * 3 + [cfg.camera_step[1]] * 3 + [cfg.camera_step[2]])
     limit = np.array([cfg.camera_limit[0]] * 3 + [cfg.camera_limit[1]] * 3 + [cfg.camera_limit[2]])
@@ -68,7 +74,7 @@ def fit_cameras(
                     for o in trial.values():
                         o[k] = np.clip(o[k] + sign * step[k], -limit[k], limit[k])
                     scene.set_camera_offsets(trial)
-                    scores = _camera_scores(scene, samples)
+                    scores = _camera_scores(scene, samples, classes)
                     for cam, score in scores.items():
                         if score > best[cam] + 1e-4:
                             offsets[cam], best[cam], improved = trial[cam], score, True
