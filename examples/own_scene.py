@@ -210,7 +210,7 @@ def replayed(cfg: OwnSceneConfig, name: str, tests: dict[str, Path]) -> Path:
     frames replayed beside them. Round 2 labels the demonstrations again with round 1's segmenter (`_standing`), whose
     camera fit then agrees with a segmenter that knows the scene; `_tb` fits the cameras to its table and background
     alone (`--fit.camera_fingers=false`)."""
-    n = cfg.policy_demos
+    n = int(name.removeprefix("look_n").split("_")[0])
     if name == f"look_n{n}_replay":  # before the standing fit
         labels(cfg, "look", n)
     elif name == f"look_n{n}_standing_replay":
@@ -237,7 +237,10 @@ def segmenter_stage(cfg: OwnSceneConfig, tests: dict[str, Path]) -> dict:
     # the recipes the policies get: the fixed look's labels with the randomised frames replayed beside them, before
     # the standing fit, with it, and labelled again with that segmenter
     n = cfg.policy_demos
-    for name in [*policy_segmenters(cfg).values(), f"look_n{n}_standing_replay", f"look_n{n}_round2_tb_replay"]:
+    names = [*policy_segmenters(cfg).values(), f"look_n{n}_standing_replay", f"look_n{n}_round2_tb_replay"]
+    # the other numbers of demonstrations with the colour fits, one round
+    names += [f"look_n{m}_standing_replay" for m in cfg.demos if m != n]
+    for name in names:
         candidates[name] = lambda name=name: replayed(cfg, name, tests)
     for name, make in candidates.items():
         needed = [f"seg_{name}_{t}{w}.json" for t in ("test_look", "test_unseen", "test_none", "test_shifted")
@@ -365,7 +368,8 @@ def own_scene(cfg: OwnSceneConfig) -> dict:
     results["policies"] = policy_stage(cfg, tests)  # the longest stage's inputs first
     results["segmenters"] = segmenter_stage(cfg, tests)  # labels the rounds it trains on where they are missing
     n = cfg.policy_demos
-    for name in (f"look_n{n}_standing", f"look_n{n}_round2", f"look_n{n}_round2_tb"):
+    others = [f"look_n{m}_standing" for m in cfg.demos if m != n]
+    for name in (f"look_n{n}_standing", f"look_n{n}_round2", f"look_n{n}_round2_tb", *others):
         results["labels"][name] = (
             json.loads((cfg.archive_dir / f"labels_{name}.json").read_text())
             if cfg.archive_dir

@@ -20,8 +20,8 @@ class FitConfig:
 
     # fit each camera's pose and field of view to the segmenter's table and background (the arm's links)
     cameras: bool = True
-    # ... and to its fingers: what the shipped segmenter finds best in a look it never saw. A segmenter adapted to the
-    # scene (round 2 of docs/real-so101.md) places the cameras better without them (docs/results.md)
+    # ... and to its fingers. Off, the arm's outline against the table alone places the cameras: measured worse with
+    # the shipped segmenter, and with an adapted one better on one recording and worse on another (docs/results.md)
     camera_fingers: bool = True
     # recorded frames the camera fit compares on (spread over the episodes)
     camera_frames: int = 24

@@ -4,9 +4,8 @@ Two things: where each camera really is (a remounted camera sits millimetres and
 at 96x128 that moves a finger by several pixels), and where along the jaws the cube sits (the jaws fix it along their
 closing direction, not along their faces). Both are fitted by rendering the twin's labels and comparing them with
 the segmenter's prediction on the recorded frames: the cameras on the table and the background, which holds the arm's
-links, so the arm's outline against the table places them, and on the fingers unless told not to (a segmenter that
-knows the scene places them better without those few pixels); the cube is left out. Then the cube's place on its own
-class. A plain coordinate search: a handful of parameters, each render a few milliseconds, and no gradient through
+links, so the arm's outline against the table places them, and on the fingers unless told not to; the cube is left
+out. Then the cube's place on its own class. A plain coordinate search: a handful of parameters, each render a few milliseconds, and no gradient through
 a rasteriser.
 """
 
