@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from so101_run_infra.atomic import replace_folder, save_safetensors, staging_folder, write_json
 from so101_run_infra.cli import OutputRefused, SettingsRefused
+from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.runs import config_differences
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,10 @@ DATASET_MANIFEST = "meta/precompute.json"  # the manifest, kept in the new datas
 
 
 @dataclass
-class SourceDatasetConfig:
+class SourceDatasetConfig(DatasetRef):
     """The dataset a precompute command reads (`--dataset.repo_id`, `--dataset.root`)."""
 
-    repo_id: str
-    root: str | None = None  # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
+    repo_id: str  # required; root: the dataset's folder (None: $HF_LEROBOT_HOME/repo_id)
 
 
 def stage_dir(output_root: Path) -> Path:

@@ -119,13 +119,11 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
     """The episode split of every dataset (the saved one when resuming: held-out episodes stay held out), and the
     training and held-out frame pairs of the corpus. Every data check (camera, gap against fps and episode lengths,
     class source, frame sizes, split) happens here, dataset by dataset, before any step."""
-    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
-
     from ..pretrain.frame_pairs import check_whole_gap
 
     segmenter, size = load_segmenter_for(cfg)
     # every entry's metadata first (camera, gap, class source): a bad last entry fails before any frame is read
-    metas = [LeRobotDatasetMetadata(d.repo_id, root=d.root) for d in cfg.datasets]
+    metas = [d.metadata() for d in cfg.datasets]
     sources, shapes = [], {}
     for d, meta in zip(cfg.datasets, metas, strict=True):
         key = FramePairs._check_camera(meta, d.camera_key, meta.repo_id)
@@ -143,7 +141,7 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
             train_eps, heldout_eps = split_episodes(episodes, d.holdout_share, cfg.seed + i)
             part = {"dataset": d.repo_id, "train": train_eps, "heldout": heldout_eps}
         split.append(part)
-        source = LeRobotDataset(d.repo_id, root=d.root, episodes=d.episodes, video_backend=d.video_backend)
+        source = d.open(episodes=d.episodes, video_backend=d.video_backend)
         pair_args = dict(
             video_backend=d.video_backend, cache_frames=d.cache_frames, segmenter=segmenter, segmenter_size=size
         )

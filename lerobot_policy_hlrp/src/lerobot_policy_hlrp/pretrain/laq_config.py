@@ -6,15 +6,15 @@ from pathlib import Path
 import torch
 
 from so101_core.segmentation import check_perception_source
+from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.hub import HubPushConfig
 
 from ..laq import LAQConfig
 
 
 @dataclass
-class PairDataConfig:
-    repo_id: str = "local/twin_data"
-    root: str | None = None  # a local dataset folder; None: the Hub (or LeRobot's cache) by repo_id
+class PairDataConfig(DatasetRef):
+    repo_id: str = "local/twin_data"  # root: a local dataset folder; None: the Hub (or LeRobot's cache) by repo_id
     camera_key: str = "observation.images.front"
     gap_s: float = 0.3  # t -> t+k in seconds; k = round(gap_s * fps), at least 1
     episodes: list[int] | None = None  # use only these episodes (None: all)
