@@ -235,13 +235,10 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
 
 
 def make_replay(cfg: RLTrainConfig, pc: SegDepthConfig) -> ReplayBuffer:
-    return ReplayBuffer(
+    return ReplayBuffer.for_policy(
+        pc,
         capacity=cfg.replay_capacity,
         num_envs=cfg.num_envs,
-        image_size=pc.image_size,
-        frame_stack=pc.frame_stack,
-        frames_per_step=pc.action_repeat,
-        state_dim=6,
         nstep=cfg.agent.nstep,
         discount=cfg.agent.discount,
         seed=cfg.seed,
@@ -287,14 +284,7 @@ def start_envs(ws: Workspace) -> None:
     obs, _ = ws.venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
     # The reset observations enter the replay after the first iteration's updates, so a resumed run draws its
     # first batch from exactly the replay it saved. Their stacks need no history: every episode starts here.
-    ws.opening = ReplayBuffer(
-        capacity=n,
-        num_envs=n,
-        image_size=pc.image_size,
-        frame_stack=pc.frame_stack,
-        frames_per_step=pc.action_repeat,
-        state_dim=6,
-    )
+    ws.opening = ReplayBuffer.for_policy(pc, capacity=n, num_envs=n)
     ws.opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
     ws.pending = obs
     ws.was_done = np.zeros(n, bool)
