@@ -224,6 +224,16 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
             f"the policy reads {missing}, which the env ({env_cfg.task}, cameras={env_cfg.cameras}) does not provide; "
             f"it provides {sorted(provided)}. Set --env.cameras to include '{pc.camera}' (with depth and segmentation)"
         )
+    # the preprocessor centre-crops the render's square and resizes it to image_size: a smaller square would be
+    # blown up, the policy seeing fewer pixels than it was built for
+    height, width = env_cfg.observation_height, env_cfg.observation_width
+    if min(height, width) < pc.image_size:
+        raise ValueError(
+            f"--env.observation_height={height} --env.observation_width={width} render a {min(height, width)}-pixel "
+            f"square, smaller than the policy's --policy.image_size={pc.image_size}: render at least that (e.g. "
+            f"--env.observation_height={pc.image_size} --env.observation_width={round(pc.image_size * 4 / 3)}) "
+            "or give the policy a smaller image_size"
+        )
     env_action = tuple(features[ACTION].shape)
     policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
     if env_action != policy_action:
