@@ -51,7 +51,7 @@ from so101_run_infra.runs import (
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from ..pretrain.frame_pairs import FramePairs, info_file
-from ..pretrain.laq_config import LAQTrainConfig
+from ..pretrain.laq_config import CLASS_SOURCES, LAQTrainConfig
 from ..pretrain.laq_evaluation import evaluate, grid_title, spread, write_grid
 from ..pretrain.laq_publish import push_laq
 from ..pretrain.processes import make_accelerator, quiet_unless_main
@@ -178,8 +178,8 @@ def class_source(cfg: LAQTrainConfig, meta, camera_key: str, segmenter) -> str |
 
     key = f"{FramePairs._check_camera(meta, camera_key, meta.repo_id)}_segmentation"
     has_truth = key in meta.features
-    source = cfg.segmentation.perception_source
-    if source == "ground_truth" or (source == "auto" and has_truth):
+    source = CLASS_SOURCES[cfg.segmentation.perception_source]
+    if source.only_ground_truth or (source.ground_truth and has_truth):
         if not has_truth and cfg.loss_weighting == "segmentation":
             FramePairs._check_classes(meta, key.removesuffix("_segmentation"), "ground_truth", None, meta.repo_id)
         return "ground_truth" if has_truth else None
