@@ -277,6 +277,25 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 # ----- the loop, and the steps it calls -------------------------------------------------------------------------------
+def start_model(cfg: LAQTrainConfig, accelerator, split: list[dict]) -> tuple:
+    """The LAQ, its optimizer and schedule, fresh (the run's config recorded) or restored from the run resumed,
+    prepared by `accelerator`; and the step they start at."""
+    model = LAQ(cfg.model)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = make_scheduler(cfg, optimizer)
+    step = 0
+    if cfg.resume:
+        step = restore_checkpoint(cfg, model, optimizer, scheduler, accelerator.process_index)
+    elif accelerator.is_main_process:
+        write_json(cfg.output_dir / CONFIG_FILE, config_record(cfg, split))
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("LAQ: %.2fM parameters, codebook %d x %d, %d code(s) per pair, image %d, patch %d",
+                n_params / 1e6, cfg.model.codebook_size, cfg.model.quant_dim, cfg.model.code_seq_len,
+                cfg.model.image_size, cfg.model.patch_size)  # fmt: skip
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, scheduler, step
+
+
 def train(cfg: LAQTrainConfig) -> dict:
     out = cfg.output_dir
     if (done := finished_run(out, lambda: run_settings(cfg))) is not None:
@@ -292,20 +311,7 @@ def train(cfg: LAQTrainConfig) -> dict:
     split, train_pairs, eval_pairs = load_pairs(cfg, saved)
     class_weights = cfg.segmentation.weight_table().to(device) if cfg.loss_weighting == "segmentation" else None
 
-    model = LAQ(cfg.model)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = make_scheduler(cfg, optimizer)
-    step = 0
-    if cfg.resume:
-        step = restore_checkpoint(cfg, model, optimizer, scheduler, accelerator.process_index)
-    elif accelerator.is_main_process:
-        write_json(out / CONFIG_FILE, config_record(cfg, split))
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info("LAQ: %.2fM parameters, codebook %d x %d, %d code(s) per pair, image %d, patch %d",
-                n_params / 1e6, cfg.model.codebook_size, cfg.model.quant_dim, cfg.model.code_seq_len,
-                cfg.model.image_size, cfg.model.patch_size)  # fmt: skip
-
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer, scheduler, step = start_model(cfg, accelerator, split)
     plain = accelerator.unwrap_model(model)
     world, rank = accelerator.num_processes, accelerator.process_index
     sampler = StepBatches(len(train_pairs), cfg.batch_size, cfg.seed, step, cfg.steps, world, rank)
