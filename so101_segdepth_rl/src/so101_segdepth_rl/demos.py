@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DemoSettings(DatasetRef):
-    # repo_id (None: no demonstrations) and root: a LeRobotDataset recorded in the twin with the policy's camera,
-    # depth and segmentation
+    """The demonstrations (repo_id None: none): a LeRobotDataset recorded in the twin with the policy's camera, depth
+    and segmentation."""
+
     share: float = 0.5  # fraction of every batch drawn from the demonstrations (RLPD: half)
     scene_seed: int = 0  # the recording's --robot.seed: episode k's scene is scene_seed + k
     action_noise_std: float = 0.0  # the recording's --robot.action_noise_std (the demo records with 1.0)
