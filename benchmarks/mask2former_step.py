@@ -95,23 +95,26 @@ def make_dataset(root: Path, frames: int) -> None:
 
 
 def offline_fps(folder: Path, dataset: Path, out: Path, batch_size: int, input_size: int, device: str, dtype: str):
-    from lerobot_policy_segvla.commands.precompute_segmentation import precompute_segmentation
+    from lerobot_policy_segvla.commands.precompute_segmentation import (
+        PrecomputeSegmentationConfig,
+        precompute_segmentation,
+    )
+    from so101_policy_common.precompute import SourceDatasetConfig
 
-    summary = precompute_segmentation(
-        repo_id="local/m2f_bench",
-        root=dataset,
+    cfg = PrecomputeSegmentationConfig(
+        dataset=SourceDatasetConfig(repo_id="local/m2f_bench", root=dataset),
         feature_map={
             "observation.images.front": "observation.segmentation.front",
             "observation.images.wrist": "observation.segmentation.wrist",
         },
-        output_root=out,
-        model=str(folder),
+        output_dir=out,
+        model_path=str(folder),
         input_size=input_size,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
     )
-    return summary
+    return precompute_segmentation(cfg)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from lerobot_policy_segvla.mask2former import (
     semantic_scores,
 )
 from so101_core import CUBE, SEGMENTATION_CLASSES, TABLE
+from so101_policy_common.precompute import SourceDatasetConfig
 
 ADE_ID2LABEL = dict(enumerate(ADE20K_150))
 # HF's own ADE id2label spells one class with a trailing space and some checkpoints use WordNet synonym lists.
@@ -348,12 +349,11 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
         "observation.images.wrist": "observation.segmentation.wrist",
     }
     settings = dict(
-        repo_id="local/twin_demo",
-        root=gt_dataset,
+        dataset=SourceDatasetConfig(repo_id="local/twin_demo", root=gt_dataset),
         feature_map=feature_map,
-        output_root=tmp_path / "with_seg",
+        output_dir=tmp_path / "with_seg",
         output_repo_id="local/twin_demo_seg",
-        model=tiny_model,
+        model_path=tiny_model,
         grid_size=4,
         input_size=64,
         batch_size=32,
@@ -369,16 +369,17 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
 
     monkeypatch.setattr(pre.Mask2FormerSegmenter, "__call__", interrupted_after_two_batches)
     with pytest.raises(KeyboardInterrupt):
-        pre.precompute_segmentation(**settings)
+        pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**settings))
     stage = tmp_path / ".with_seg.partial"
     assert len(list((stage / "shards").glob("shard_*.safetensors"))) == 2
     assert not (tmp_path / "with_seg").exists()
 
     with pytest.raises(ValueError, match=r"other settings \(\['grid_size'\]\).*--restart"):
-        pre.precompute_segmentation(**{**settings, "grid_size": 2})
+        pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "grid_size": 2}))
 
     monkeypatch.setattr(pre.Mask2FormerSegmenter, "__call__", real_call)
-    summary = pre.precompute_segmentation(**{**settings, "batch_size": 48})  # batch size may change on resume
+    # batch size may change on resume
+    summary = pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "batch_size": 48}))
     assert summary["frames_computed_this_run"] == total - 64
     assert summary["stored_bytes_per_frame"] == 2 * 150 * 4 * 4 * 4
     assert summary["full_map_bytes_per_camera_frame"] == 150 * 16 * 16 * 4

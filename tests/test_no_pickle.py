@@ -48,14 +48,15 @@ def test_the_crafted_pickle_does_create_the_marker_when_unpickled(tmp_path):
 
 # ----- each loader refuses it, and the marker is never created --------------------------------------------------
 def test_convert_drqv2_refuses_a_snapshot_that_imports_code(tmp_path):
-    from lerobot_policy_segdepth.commands.convert_drqv2 import convert
+    from lerobot_policy_segdepth.commands.convert_drqv2 import ConvertDrQV2Config, convert
 
     marker = tmp_path / "ran"
     snapshot = tmp_path / "snapshot.pt"
     torch.save({"encoder": MarkerOnLoad(marker), "actor": {}}, snapshot)
     with pytest.raises(UntrustedPickleError, match=r"wants to import the global getattr.*--trust_pickle=true") as e:
-        convert(snapshot, tmp_path / "out", frame_stack=3, id_encoding="scaled", camera="wrist", image_size=84,
-                action_scale=[4.0] * 5 + [15.0], action_repeat=2)  # fmt: skip
+        convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=tmp_path / "out", frame_stack=3,
+                                   id_encoding="scaled", camera="wrist", image_size=84,
+                                   action_scale=[4.0] * 5 + [15.0], action_repeat=2))  # fmt: skip
     assert str(snapshot) in str(e.value)
     assert not marker.exists() and not (tmp_path / "out").exists()
 
@@ -90,16 +91,16 @@ def test_convert_drqv2_loads_pickled_modules_only_with_trust_pickle(tmp_path):
     """DrQ-v2's own snapshots pickle modules: refused by name, converted with --trust_pickle=true."""
     from test_segdepth import drqv2_reference
 
-    from lerobot_policy_segdepth.commands.convert_drqv2 import convert
+    from lerobot_policy_segdepth.commands.convert_drqv2 import ConvertDrQV2Config, convert
 
     encoder, actor = drqv2_reference(in_channels=6)
     snapshot = tmp_path / "snapshot.pt"
     torch.save({"agent": SimpleNamespace(encoder=encoder, actor=actor)}, snapshot)
-    options = dict(frame_stack=3, id_encoding="scaled", camera="wrist", image_size=84, action_scale=[4.0] * 6,
-                   action_repeat=2)  # fmt: skip
+    options = dict(snapshot_path=snapshot, output_dir=tmp_path / "out", frame_stack=3, id_encoding="scaled",
+                   camera="wrist", image_size=84, action_scale=[4.0] * 6, action_repeat=2)  # fmt: skip
     with pytest.raises(UntrustedPickleError, match=r"the global types\.SimpleNamespace"):
-        convert(snapshot, tmp_path / "out", **options)
-    policy = convert(snapshot, tmp_path / "out", trust_pickle=True, **options)
+        convert(ConvertDrQV2Config(**options))
+    policy = convert(ConvertDrQV2Config(**options, trust_pickle=True))
     torch.testing.assert_close(policy.encoder.convnet[0].weight, encoder.convnet[0].weight)
 
 

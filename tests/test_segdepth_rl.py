@@ -573,6 +573,13 @@ def test_bad_runs_fail_before_training_and_overwrite_nothing(tmp_path):
         check_policy_fits_env(policy, env_cfg)
 
 
+def test_a_render_smaller_than_the_policys_image_is_refused_naming_both_flags():
+    env_cfg = TwinSettings(observation_height=48, observation_width=64).env_config("wrist")
+    check_policy_fits_env(tiny_policy(48), env_cfg)
+    with pytest.raises(ValueError, match=r"--env.observation_height=48 .*--policy.image_size=64"):
+        check_policy_fits_env(tiny_policy(64), env_cfg)
+
+
 @pytest.mark.slow
 def test_resuming_with_another_config_is_refused_and_keeps_the_checkpoint(uninterrupted):
     out, _, _ = uninterrupted

@@ -19,6 +19,7 @@ from lerobot_policy_segvla.mask2former import pack_scores
 from lerobot_policy_segvla.modeling_segvla import content_canvas
 from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
 from so101_devtools.tiny_models import save_smolvlm
+from so101_policy_common.precompute import SourceDatasetConfig
 
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 FRONT_SCORES, WRIST_SCORES = "observation.segmentation.front", "observation.segmentation.wrist"
@@ -434,7 +435,7 @@ def test_cue_dropout_is_per_sample_and_training_only(vlm_dir):
 @pytest.mark.parametrize(
     ("edit", "error", "match"),
     [
-        (lambda b: b.pop(FRONT_SCORES), KeyError, "maps camera 'observation.images.front' to "),
+        (lambda b: b.pop(FRONT_SCORES), KeyError, "camera 'observation.images.front'"),
         (lambda b: b.update({FRONT_SCORES: b[FRONT_SCORES][:, :5]}), ValueError, r"\(B, 6, 8, 8\).*\(2, 5, 8, 8\)"),
         (lambda b: b.update({FRONT_SCORES: b[FRONT_SCORES][..., :4, :4]}), ValueError, r"got \(2, 6, 4, 4\)"),
         (lambda b: b[FRONT_SCORES].__setitem__((0, 1, 2, 3), float("nan")), ValueError, "holds NaN scores"),
@@ -720,17 +721,17 @@ def test_precomputed_segmenter_cues_are_read_in_training_and_equal_the_online_on
 
     save_segmenter_checkpoint(tmp_path / "segmenter")
     feature_map = {FRONT: FRONT_SCORES, WRIST: WRIST_SCORES}
-    summary = pre.precompute_segmentation(
-        repo_id="local/twin_demo",
-        root=gt_dataset,
+    cfg = pre.PrecomputeSegmentationConfig(
+        dataset=SourceDatasetConfig(repo_id="local/twin_demo", root=gt_dataset),
         feature_map=feature_map,
-        output_root=tmp_path / "cues",
+        output_dir=tmp_path / "cues",
         output_repo_id="local/twin_demo_cues",
         grid_size=GRID,
         batch_size=5,
         previews=0,
         segmenter_path=tmp_path / "segmenter",
     )
+    summary = pre.precompute_segmentation(cfg)
     assert summary["stored_bytes_per_frame"] == 2 * CLASSES * GRID * GRID * 4
     # packed into int64 words: LeRobot reads an array column element by element through Python lists
     spec = LeRobotDataset("local/twin_demo_cues", root=tmp_path / "cues").meta.features[FRONT_SCORES]

@@ -137,9 +137,9 @@ def unseen_texture(name: str, size: int = 64) -> np.ndarray:
     return np.where(on, 230, 90).astype(np.uint8)
 
 
-def add_appearance_geoms(spec: mujoco.MjSpec, table_top_z: float, table_size: tuple[float, float]) -> None:
-    """The textured table cover and the distractors of `shifted` and `unseen`, hidden in `APPEARANCE_GROUP` and
-    parked below the floor until a level places them."""
+def _add_appearance_assets(spec: mujoco.MjSpec) -> None:
+    """The assets the appearance levels draw with: the cover's textures (built-in patterns and the unseen level's
+    own), the unseen distractors' meshes, and the table cover's material."""
     builtins = {
         "checker": mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
         "gradient": mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
@@ -173,6 +173,12 @@ def add_appearance_geoms(spec: mujoco.MjSpec, table_top_z: float, table_size: tu
     material.name = TABLE_COVER
     material.texrepeat = [6.0, 6.0]
     material.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = "appearance_checker"
+
+
+def add_appearance_geoms(spec: mujoco.MjSpec, table_top_z: float, table_size: tuple[float, float]) -> None:
+    """The textured table cover and the distractors of `shifted` and `unseen`, hidden in `APPEARANCE_GROUP` and
+    parked below the floor until a level places them."""
+    _add_appearance_assets(spec)
 
     world = spec.worldbody
     cover = world.add_geom()

@@ -135,6 +135,35 @@ def _set_mesh(mesh: mujoco.MjsMesh, vertices: np.ndarray, faces: np.ndarray) -> 
     mesh.userface = faces.astype(np.int32).reshape(-1)
 
 
+def _split_static_finger(spec: mujoco.MjSpec, vertices: np.ndarray, faces: np.ndarray) -> list[str]:
+    """Each gripper geom of the wrist-roll follower mesh (`vertices`, `faces`) replaced by two: the fixed jaw's faces
+    below STATIC_FINGER_SPLIT_Z (the static finger, its own segmentation class) and the rest; returns the names
+    of the static-finger geoms."""
+    gripper = spec.body("gripper")
+    finger_geoms = []
+    for geom in list(gripper.geoms):
+        if geom.meshname != "wrist_roll_follower_so101_v1":
+            continue
+        in_body = _quat_rotate(geom.quat, vertices) + np.asarray(geom.pos)
+        is_finger = in_body[faces].mean(axis=1)[:, 2] < STATIC_FINGER_SPLIT_Z
+        suffix = "visual" if geom.contype == 0 else "collision"
+        for part, mask in (("rest", ~is_finger), ("static_finger", is_finger)):
+            used = np.unique(faces[mask])
+            remap = np.full(len(vertices), -1)
+            remap[used] = np.arange(used.size)
+            mesh = spec.add_mesh(name=f"follower_{part}_{suffix}")
+            _set_mesh(mesh, vertices[used], remap[faces[mask]])
+            new = gripper.add_geom()
+            for attr in ("type", "pos", "quat", "contype", "conaffinity", "group", "material", "condim", "friction"):
+                setattr(new, attr, getattr(geom, attr))
+            new.meshname = mesh.name
+            new.name = f"{part}_{suffix}"
+            if part == "static_finger":
+                finger_geoms.append(new.name)
+        spec.delete(geom)
+    return finger_geoms
+
+
 def build_scene(
     camera_sizes: dict[str, tuple[int, int]], mesh_cell: float | None = 0.004, timestep: float = 0.002
 ) -> SceneModel:
@@ -164,29 +193,7 @@ def build_scene(
             split[mesh.name] = (vertices, faces)
         _set_mesh(mesh, vertices, faces)
 
-    gripper = spec.body("gripper")
-    finger_geoms = []
-    for geom in list(gripper.geoms):
-        if geom.meshname != "wrist_roll_follower_so101_v1":
-            continue
-        vertices, faces = split["wrist_roll_follower_so101_v1"]
-        in_body = _quat_rotate(geom.quat, vertices) + np.asarray(geom.pos)
-        is_finger = in_body[faces].mean(axis=1)[:, 2] < STATIC_FINGER_SPLIT_Z
-        suffix = "visual" if geom.contype == 0 else "collision"
-        for part, mask in (("rest", ~is_finger), ("static_finger", is_finger)):
-            used = np.unique(faces[mask])
-            remap = np.full(len(vertices), -1)
-            remap[used] = np.arange(used.size)
-            mesh = spec.add_mesh(name=f"follower_{part}_{suffix}")
-            _set_mesh(mesh, vertices[used], remap[faces[mask]])
-            new = gripper.add_geom()
-            for attr in ("type", "pos", "quat", "contype", "conaffinity", "group", "material", "condim", "friction"):
-                setattr(new, attr, getattr(geom, attr))
-            new.meshname = mesh.name
-            new.name = f"{part}_{suffix}"
-            if part == "static_finger":
-                finger_geoms.append(new.name)
-        spec.delete(geom)
+    finger_geoms = _split_static_finger(spec, *split["wrist_roll_follower_so101_v1"])
 
     # Arm geoms collide with the world (table, cube) but not with each other: the convex hulls of neighbouring
     # links overlap in folded poses the real arm reaches without contact.

@@ -16,6 +16,7 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import Tensor, nn
 
+from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors
 from so101_policy_common.rtc import RefusesRTC
 
@@ -104,14 +105,11 @@ class HLRPPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
 
     def condition(self, batch: dict[str, Tensor]) -> Tensor:
         for key in (*self.config.camera_keys, OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK):
-            if key not in batch:
-                raise KeyError(f"hlrp needs '{key}' (cameras {self.config.cameras}); the batch has {sorted(batch)}")
+            require_key(batch, key, "hlrp", f"cameras {self.config.cameras}")
         images = [self._now(batch[key], 4) for key in self.config.camera_keys]
         cond = self.core.pooled(images, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK])
         if self.state_proj is not None:
-            if OBS_STATE not in batch:
-                raise KeyError(f"hlrp (use_state=true) needs '{OBS_STATE}'; the batch has {sorted(batch)}")
-            state = self._now(batch[OBS_STATE], 2)
+            state = self._now(require_key(batch, OBS_STATE, "hlrp (use_state=true)"), 2)
             if state.shape[-1] != self.state_dim:
                 raise ValueError(f"'{OBS_STATE}' must have {self.state_dim} values, got {tuple(state.shape)}")
             cond = cond + self.state_proj(state)

@@ -23,6 +23,7 @@ from lerobot.policies.rtc.modeling_rtc import RTCProcessor
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
+from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors
 from so101_policy_common.rtc import check_rtc_delay, check_rtc_horizon, rtc_enabled
 
@@ -130,8 +131,7 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
     def frames(self, batch: dict[str, Tensor]) -> Tensor:
         """The cameras' frames stacked on a view axis: (..., V, 3, h, w), checked against the trained shapes."""
         for key in self.config.camera_keys:
-            if key not in batch:
-                raise KeyError(f"imf needs '{key}' (cameras {self.config.cameras}); the batch has {sorted(batch)}")
+            require_key(batch, key, "imf", f"cameras {self.config.cameras}")
             want = tuple(self.config.input_features[key].shape)
             if tuple(batch[key].shape[-3:]) != want:
                 # the preprocessor's so101_resize_cameras brings any camera to the trained size; a checkpoint
@@ -194,9 +194,7 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
 
     def _push(self, batch: dict[str, Tensor]) -> None:
         """This step's frames and state enter the history; they are encoded only if a chunk needs them."""
-        state = batch.get(OBS_STATE)
-        if self.config.use_state and state is None:
-            raise KeyError(f"imf (use_state=true) needs '{OBS_STATE}'; the batch has {sorted(batch)}")
+        state = require_key(batch, OBS_STATE, "imf (use_state=true)") if self.config.use_state else batch.get(OBS_STATE)
         entry = {"frames": self.frames(batch), "state": state, "embedding": None}
         if not self._history:  # a new episode: the history starts as copies of its first frame
             self._history.extend([entry] * self.config.n_obs_steps)

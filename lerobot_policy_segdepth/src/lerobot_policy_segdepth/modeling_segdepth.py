@@ -23,6 +23,7 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
 
+from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors
 from so101_policy_common.rtc import RefusesRTC
 
@@ -139,9 +140,7 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
 
     def stacked_frames(self, batch: dict[str, Tensor]) -> Tensor:
         """(B, T, 2, S, S) from training batches, or this step's (B, 2, S, S) pushed into the frame buffer."""
-        if OBS_SEGDEPTH not in batch:
-            raise KeyError(f"'{OBS_SEGDEPTH}' is missing: run the policy's preprocessor on the batch first")
-        segdepth = batch[OBS_SEGDEPTH]
+        segdepth = require_key(batch, OBS_SEGDEPTH, "segdepth", "run the policy's preprocessor on the batch first")
         self._check(segdepth)
         if segdepth.ndim == 5:
             if segdepth.shape[1] != self.config.frame_stack:

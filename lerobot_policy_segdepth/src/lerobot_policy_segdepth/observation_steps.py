@@ -22,7 +22,8 @@ from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from so101_policy_common.steps import ConfigFromFields, present_keys
+from so101_core.keys import require_key
+from so101_policy_common.steps import ConfigFromFields
 
 from .constants import OBS_SEGDEPTH, packed_length
 
@@ -30,9 +31,7 @@ DEPTH_UNITS = {"m": 1.0, "mm": 1e-3}
 
 
 def _require(observation: dict, key: str, step: str) -> torch.Tensor:
-    if key not in observation:
-        raise KeyError(f"{step} needs '{key}' in the observation; it has {present_keys(observation)}")
-    value = observation[key]
+    value = require_key(observation, key, step, where="observation", prefix="observation.")
     if not isinstance(value, torch.Tensor) or value.ndim < 3:
         shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
         raise ValueError(f"{step}: '{key}' must be a tensor shaped (..., C, H, W), got {shape}")

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
+from so101_core.keys import require_key
 from so101_policy_common.pretrained import pretrained_hint, require_pretrained
-from so101_policy_common.steps import ConfigFromFields, present_keys
+from so101_policy_common.steps import ConfigFromFields
 from so101_segmenter.carried import CarriesSegmenter
 
 from .mask2former import (
@@ -108,12 +109,15 @@ class SegmentationScoresFromCodeStep(SavesImageMapWhenSet, ConfigFromFields, Obs
 
         observation = dict(observation)
         for code_key, scores_key in self.key_map.items():
-            if code_key not in observation:
-                raise KeyError(
-                    f"SegmentationScoresFromCodeStep needs '{code_key}' (record with --robot.segmentation=true,"
-                    f" evaluate with --env.segmentation=true); the observation has {present_keys(observation)}"
-                )
-            code = observation[code_key]
+            hint = "record with --robot.segmentation=true, evaluate with --env.segmentation=true"
+            code = require_key(
+                observation,
+                code_key,
+                "SegmentationScoresFromCodeStep",
+                hint,
+                where="observation",
+                prefix="observation.",
+            )
             if code.ndim < 3 or code.shape[-3] != 1:
                 raise ValueError(f"'{code_key}' must be shaped (..., 1, H, W), got {tuple(code.shape)}")
             try:
@@ -202,12 +206,14 @@ class SegmenterScoresStep(SavesImageMapWhenSet, CarriesSegmenter, ConfigFromFiel
     def observation(self, observation: dict) -> dict:
         observation = dict(observation)
         for camera, key in self.feature_map.items():
-            if camera not in observation:
-                raise KeyError(
-                    f"the segmenter cue step needs camera '{camera}'; the observation has "
-                    f"{present_keys(observation, 'observation.images.')}"
-                )
-            image = observation[camera]
+            image = require_key(
+                observation,
+                camera,
+                "the segmenter cue step",
+                "a camera",
+                where="observation",
+                prefix="observation.images.",
+            )
             batched = image if image.ndim == 4 else image[None]
             if batched.shape[-3] != 3:
                 raise ValueError(f"'{camera}' must be RGB (..., 3, H, W) in [0, 1], got {tuple(image.shape)}")

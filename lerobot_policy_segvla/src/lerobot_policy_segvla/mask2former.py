@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from lerobot.configs import FeatureType, PipelineFeatureType, PolicyFeature
 from lerobot.processor import ObservationProcessorStep, ProcessorStepRegistry
 
+from so101_core.keys import require_key
 from so101_policy_common.pretrained import pretrained_hint, require_pretrained
-from so101_policy_common.steps import ConfigFromFields, present_keys
+from so101_policy_common.steps import ConfigFromFields
 
 logger = logging.getLogger(__name__)
 
@@ -359,12 +360,15 @@ class SegVLAAddSegmentationStep(ConfigFromFields, ObservationProcessorStep):
     def observation(self, observation: dict) -> dict:
         images = []
         for camera in self.feature_map:
-            if camera not in observation:
-                raise KeyError(
-                    f"SegVLAAddSegmentationStep needs camera '{camera}'; the observation has "
-                    f"{present_keys(observation, 'observation.images')}"
-                )
-            images.append(_check_image(observation[camera], camera))
+            image = require_key(
+                observation,
+                camera,
+                "SegVLAAddSegmentationStep",
+                "a camera",
+                where="observation",
+                prefix="observation.images",
+            )
+            images.append(_check_image(image, camera))
         segmenter = self.segmenter(images[0].device)
         flat = [img.reshape(-1, *img.shape[-3:]) for img in images]
         pooled = segmenter(flat)

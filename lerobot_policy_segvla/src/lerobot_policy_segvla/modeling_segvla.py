@@ -27,9 +27,9 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from torch import Tensor, nn
 
+from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors, pretrained_hint
 from so101_policy_common.rtc import check_rtc_delay, check_rtc_horizon, rtc_enabled
-from so101_policy_common.steps import present_keys
 
 from .configuration_segvla import SegVLAConfig
 from .mask2former import TASK_CLASSES_KEY, score_grid
@@ -368,12 +368,8 @@ class SegVLAPolicy(ChecksSavedProcessors, SmolVLAPolicy):
             content_hw = (int(height / ratio) / target[1], int(width / ratio) / target[0])
         if key is None:
             return CameraCues(None, content_hw)
-        if key not in batch:
-            raise KeyError(
-                f"segmentation_feature_map maps camera '{camera}' to '{key}', which the batch lacks; it has"
-                f" {present_keys(batch)}. Add the scores with perception_source=ground_truth/mask2former or"
-                " precompute them."
-            )
+        hint = "add the scores with perception_source=ground_truth/mask2former or precompute them"
+        require_key(batch, key, f"segmentation_feature_map's camera '{camera}'", hint, prefix="observation.")
         g, classes = self.config.segmentation_grid_size, self.config.segmentation_num_classes
         scores = score_grid(batch[key], classes, g)  # a dataset's stored columns are flat (segvla-precompute)
         scores = scores[:, -1] if scores.ndim == 5 else scores

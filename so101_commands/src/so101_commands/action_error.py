@@ -32,6 +32,7 @@ from lerobot.configs import parser
 
 from so101_run_infra.atomic import write_text
 from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.dataset_ref import DatasetRef
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,11 @@ class CheckpointConfig:
 
 
 @dataclass
-class HeldOutDatasetConfig:
+class HeldOutDatasetConfig(DatasetRef):
+    """The held-out recording: --dataset.root (its folder) is required."""
+
+    # the recording's repo id
     repo_id: str = "local/heldout"
-    # the recording's folder; required
-    root: Path | None = None
 
 
 @dataclass
@@ -156,17 +158,14 @@ def add_per_episode(totals: dict, episodes: list[int], predicted, expert, is_pad
 
 
 def score(cfg: ActionErrorConfig) -> dict:
-    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
     from lerobot.datasets.factory import resolve_delta_timestamps
 
     if cfg.dataset.root is None or not Path(cfg.dataset.root).is_dir():
         raise NotADirectoryError(f"--dataset.root={cfg.dataset.root} is not a folder (a held-out recording)")
     config, policy, pre, post = load_checkpoint(cfg.policy.path, cfg.device)
-    meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root)
+    meta = cfg.dataset.metadata()
     check_inputs(cfg, config.input_features, meta.features)
-    dataset = LeRobotDataset(
-        cfg.dataset.repo_id, root=cfg.dataset.root, delta_timestamps=resolve_delta_timestamps(config, meta)
-    )
+    dataset = cfg.dataset.open(delta_timestamps=resolve_delta_timestamps(config, meta))
     bounds = [(int(ep["dataset_from_index"]), int(ep["dataset_to_index"])) for ep in meta.episodes]
     indices = frame_indices(bounds, cfg.stride)
     executed = int(getattr(config, "n_action_steps", 1))

@@ -97,9 +97,7 @@ def read_manifest(output_root: Path) -> dict | None:
 def make_training_copy(cfg: TrainingCopyConfig) -> dict:
     """Write (or leave, when up to date) the copy `cfg` describes; return its manifest plus `status`: `built`,
     `rebuilt` (the source or the cameras changed) or `up_to_date`."""
-    from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
-
-    meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root)
+    meta = cfg.dataset.metadata()
     source_root = Path(meta.root)
     drop = plan(meta, cfg.keep)
     output_root = Path(cfg.output_dir) if cfg.output_dir else source_root.with_name(source_root.name + SUFFIX)
@@ -131,9 +129,8 @@ def make_training_copy(cfg: TrainingCopyConfig) -> dict:
 
 def _write_copy(cfg: TrainingCopyConfig, drop: list[str], output_root: Path, manifest: dict) -> None:
     from lerobot.datasets.dataset_tools import modify_features
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    dataset = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
+    dataset = cfg.dataset.open()
     staging = staging_folder(output_root, create=False)  # LeRobotDatasetMetadata.create makes the folder itself
     if drop:
         modify_features(dataset, remove_features=drop, output_dir=staging, repo_id=manifest["repo_id"])

@@ -4,6 +4,7 @@ map, the code that stores class ids in LeRobot depth-map features, and the class
 Numpy only, so the policies, processors and segmenter can use these on a real arm without the MuJoCo twin
 (`lerobot_env_so101_twin` takes them from here too)."""
 
+from .keys import present_keys, require_key
 from .palette import SEGMENTATION_PALETTE, colorize_segmentation
 from .robot import (
     BODY_JOINTS,
@@ -53,6 +54,8 @@ __all__ = [
     "UNLABELED",
     "check_perception_source",
     "colorize_segmentation",
+    "present_keys",
+    "require_key",
     "segmentation_from_code",
     "segmentation_to_code",
 ]

@@ -39,6 +39,44 @@ def _policy_config(image_channels: int, image_size: int, state_dim: int, action_
     )
 
 
+def _random_batch(
+    b: int, image_channels: int, size: int, state_dim: int, action_dim: int, dev: torch.device
+) -> dict[str, torch.Tensor]:
+    """A replay batch of `b` random transitions in the shape LeRobot's SAC learner samples."""
+    from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_STATE
+
+    def obs() -> dict[str, torch.Tensor]:
+        return {
+            OBS_IMAGE: torch.randn(b, image_channels, size, size, device=dev),
+            OBS_STATE: torch.rand(b, state_dim, device=dev) * 2 - 1,
+        }
+
+    return {
+        "state": obs(),
+        "next_state": obs(),
+        ACTION: torch.rand(b, action_dim, device=dev) * 2 - 1,
+        "reward": torch.rand(b, device=dev),
+        "done": torch.zeros(b, device=dev),
+        "truncated": torch.zeros(b, device=dev),
+    }
+
+
+def _timed_updates(algorithm, batch: dict, warmup: int, updates: int, dev: torch.device) -> list[float]:
+    """Seconds of each of `updates` full updates on `batch`, after `warmup` untimed ones (synchronised on a GPU)."""
+    batches = itertools.repeat(batch)
+    times = []
+    for i in range(warmup + updates):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        algorithm.update(batches)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def sac_update_rate(
     batch_size: int,
     image_size: int,
@@ -57,7 +95,6 @@ def sac_update_rate(
     from lerobot.policies.gaussian_actor.modeling_gaussian_actor import DefaultImageEncoder, GaussianActorPolicy
     from lerobot.rl.algorithms.factory import make_algorithm
     from lerobot.rl.algorithms.sac import SACAlgorithmConfig
-    from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_STATE
 
     size = image_size
     probe = _policy_config(image_channels, image_size, state_dim, action_dim, device)
@@ -71,34 +108,8 @@ def sac_update_rate(
     optimizers = algorithm.make_optimizers_and_scheduler()
 
     dev = torch.device(policy_cfg.device)
-    b = batch_size
-
-    def obs() -> dict[str, torch.Tensor]:
-        return {
-            OBS_IMAGE: torch.randn(b, image_channels, size, size, device=dev),
-            OBS_STATE: torch.rand(b, state_dim, device=dev) * 2 - 1,
-        }
-
-    batch = {
-        "state": obs(),
-        "next_state": obs(),
-        ACTION: torch.rand(b, action_dim, device=dev) * 2 - 1,
-        "reward": torch.rand(b, device=dev),
-        "done": torch.zeros(b, device=dev),
-        "truncated": torch.zeros(b, device=dev),
-    }
-    batches = itertools.repeat(batch)
-
-    times = []
-    for i in range(warmup + updates):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        start = time.perf_counter()
-        algorithm.update(batches)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    batch = _random_batch(batch_size, image_channels, size, state_dim, action_dim, dev)
+    times = _timed_updates(algorithm, batch, warmup, updates, dev)
 
     trainable = {id(p): p for opt in optimizers.values() for g in opt.param_groups for p in g["params"]}
     params = sum(p.numel() for p in trainable.values() if p.requires_grad)

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from so101_run_infra.atomic import replace_folder, save_safetensors, staging_folder, write_json
 from so101_run_infra.cli import OutputRefused, SettingsRefused
+from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.runs import config_differences
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,10 @@ DATASET_MANIFEST = "meta/precompute.json"  # the manifest, kept in the new datas
 
 
 @dataclass
-class SourceDatasetConfig:
+class SourceDatasetConfig(DatasetRef):
     """The dataset a precompute command reads (`--dataset.repo_id`, `--dataset.root`)."""
 
-    repo_id: str
-    root: str | None = None  # the dataset's folder; None: $HF_LEROBOT_HOME/repo_id
+    repo_id: str  # required; root: the dataset's folder (None: $HF_LEROBOT_HOME/repo_id)
 
 
 def stage_dir(output_root: Path) -> Path:
@@ -222,6 +222,43 @@ def _episode_runs(dataset, todo: list[int], size: int) -> list[tuple[int, int]]:
     return runs
 
 
+def _write_copy(
+    dataset,
+    stage: Path,
+    per_frame: dict[str, dict],
+    history: dict[str, int],
+    features: dict[str, dict],
+    remove_features: list[str],
+    output_root: Path,
+    output_repo_id: str,
+    manifest: dict,
+) -> None:
+    """The new dataset from the stage's shards: written by LeRobot beside `output_root`, a few rows read back and
+    compared with what was computed, the manifest added, then renamed into place."""
+    from lerobot.datasets.dataset_tools import modify_features
+
+    columns = _StoredColumns(stage, per_frame, history, len(dataset))
+    add = {
+        name: (lambda row, _ep, frame, name=name: columns.value(name, int(row["index"]), int(frame)), features[name])
+        for name in per_frame
+    }
+    tmp = staging_folder(output_root, create=False)  # modify_features makes the folder itself
+    new = modify_features(
+        dataset, add_features=add, remove_features=remove_features or None, output_dir=tmp, repo_id=output_repo_id
+    )
+    rows = sorted({0, min(1, len(new) - 1), len(new) // 2, len(new) - 1})  # row 1: a history's partial padding
+    for position in rows:
+        row = new.hf_dataset[position]
+        for name in per_frame:
+            expected = columns.value(name, int(row["index"]), int(row["frame_index"]))
+            if not np.array_equal(np.asarray(row[name]), expected):
+                raise RuntimeError(f"'{name}' read back from {tmp} (row {position}) differs from what was computed")
+    write_json(tmp / DATASET_MANIFEST, manifest, sort_keys=True)
+    del new, add
+    columns.close()  # the memmaps, before their folder goes
+    replace_folder(tmp, output_root)
+
+
 def precompute_features(
     dataset,
     compute: Callable[[dict[str, Any]], Mapping[str, torch.Tensor | np.ndarray]],
@@ -249,8 +286,6 @@ def precompute_features(
     t-k+1..t of the episode in row t (see the module docstring); that feature's spec shape is then (k, *per-frame
     shape) and `compute` still returns one frame per row. Returns a summary of the run.
     """
-    from lerobot.datasets.dataset_tools import modify_features
-
     output_root = check_output_root(output_root)
     remove_features = list(remove_features or [])
     history = dict(history or {})
@@ -265,26 +300,7 @@ def precompute_features(
                                desc, read_keys)  # fmt: skip
     elapsed = time.perf_counter() - start
 
-    columns = _StoredColumns(stage, per_frame, history, len(dataset))
-    add = {
-        name: (lambda row, _ep, frame, name=name: columns.value(name, int(row["index"]), int(frame)), features[name])
-        for name in per_frame
-    }
-    tmp = staging_folder(output_root, create=False)  # modify_features makes the folder itself
-    new = modify_features(
-        dataset, add_features=add, remove_features=remove_features or None, output_dir=tmp, repo_id=output_repo_id
-    )
-    rows = sorted({0, min(1, len(new) - 1), len(new) // 2, len(new) - 1})  # row 1: a history's partial padding
-    for position in rows:
-        row = new.hf_dataset[position]
-        for name in per_frame:
-            expected = columns.value(name, int(row["index"]), int(row["frame_index"]))
-            if not np.array_equal(np.asarray(row[name]), expected):
-                raise RuntimeError(f"'{name}' read back from {tmp} (row {position}) differs from what was computed")
-    write_json(tmp / DATASET_MANIFEST, manifest, sort_keys=True)
-    del new, add
-    columns.close()  # the memmaps, before their folder goes
-    replace_folder(tmp, output_root)
+    _write_copy(dataset, stage, per_frame, history, features, remove_features, output_root, output_repo_id, manifest)
     shutil.rmtree(stage)
 
     return {

@@ -6,13 +6,14 @@ frame of any size to the one the checkpoint was trained on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from lerobot.configs import FeatureType
 from lerobot.processor import ActionProcessorStep, ObservationProcessorStep, ProcessorStepRegistry
+
+from so101_core.keys import present_keys
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ class ConfigFromFields:
 
     def get_config(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-
-def present_keys(observation: Mapping, prefix: str = "observation.") -> list[str]:
-    """The sorted keys of `observation` that start with `prefix`: what an error about a missing key lists."""
-    return sorted(key for key in observation if key.startswith(prefix))
 
 
 @ProcessorStepRegistry.register("so101_clip_joint_targets")

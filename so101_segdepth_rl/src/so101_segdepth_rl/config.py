@@ -34,7 +34,8 @@ class TwinSettings:
     """
 
     task: str = "ReachCube"
-    # the rendered size; the policy's preprocessor centre-crops the square and resizes it to policy.image_size
+    # the rendered size; the policy's preprocessor centre-crops the square and resizes it to policy.image_size (the
+    # trainer refuses a square smaller than that); 48x64: RL_POLICY_DEFAULTS' 48 at the cameras' 4:3
     observation_height: int = 48
     observation_width: int = 64
     fps: int = 30

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from so101_run_infra.dataset_ref import DatasetRef
 
 from .replay import ReplayBuffer
 
@@ -26,9 +27,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DemoSettings:
-    repo_id: str | None = None  # a LeRobotDataset recorded in the twin with the policy's camera, depth and segmentation
-    root: Path | None = None
+class DemoSettings(DatasetRef):
+    """The demonstrations (repo_id None: none): a LeRobotDataset recorded in the twin with the policy's camera, depth
+    and segmentation."""
+
     share: float = 0.5  # fraction of every batch drawn from the demonstrations (RLPD: half)
     scene_seed: int = 0  # the recording's --robot.seed: episode k's scene is scene_seed + k
     action_noise_std: float = 0.0  # the recording's --robot.action_noise_std (the demo records with 1.0)
@@ -36,6 +38,7 @@ class DemoSettings:
     max_state_error: float = 1.0  # degrees (gripper units) the replay may drift from the recorded state
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0.0 <= self.share < 1.0:
             raise ValueError(f"demos.share must be in [0, 1), got {self.share}")
 
@@ -100,22 +103,12 @@ def demo_buffer(
     settings: DemoSettings, policy_config, preprocessor, task: str, nstep: int, discount: float, seed: int
 ) -> tuple[ReplayBuffer, dict]:
     """Every episode of the recording in a one-ring ReplayBuffer, ending by time limit (bootstrapped)."""
-    from lerobot.datasets import LeRobotDataset
-
-    dataset = LeRobotDataset(settings.repo_id, root=settings.root)
+    dataset = settings.open()
     check_demo_features(dataset, policy_config)
     total = dataset.meta.total_frames
-    pc = policy_config
-    buffer = ReplayBuffer(
-        capacity=total,
-        num_envs=1,
-        image_size=pc.image_size,
-        frame_stack=pc.frame_stack,
-        frames_per_step=1,
-        state_dim=6,
-        nstep=nstep,
-        discount=discount,
-        seed=seed,
+    # one frame per slot: the recording holds every env frame, each a decision
+    buffer = ReplayBuffer.for_policy(
+        policy_config, capacity=total, num_envs=1, frames_per_step=1, nstep=nstep, discount=discount, seed=seed
     )
     successes = []
     for episode in range(dataset.meta.total_episodes):

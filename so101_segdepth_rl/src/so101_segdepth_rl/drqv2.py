@@ -228,15 +228,48 @@ class DrQV2Agent:
         cfg = self.config
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         std = stddev(cfg.stddev_schedule, step)
+        features, next_features = self.batch_features(batch)
+        critic_loss, q, target_q = self.update_critic(batch, features, next_features, std)
+        # the actor learns on detached features: the encoder is shaped by the critic alone
+        actor_loss, extra = self.actor_loss(batch, features.detach(), std)
+        if actor and (update is None or update >= cfg.actor_warmup_updates):
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+
+        with torch.no_grad():
+            tau = cfg.critic_target_tau
+            for target, online in zip(self.critic_target.parameters(), self.critic.parameters(), strict=True):
+                target.lerp_(online, tau)
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "q": float(q.detach().mean()),
+            "target_q": float(target_q.mean()),
+            "reward": float(batch["reward"].mean()),
+            "stddev": std,
+            **extra,
+        }
+
+    def batch_features(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The batch's features and next features: encoded from augmented frames (with gradients for the critic's
+        step when the encoder learns), or read from a feature cache."""
         if "features" in batch:
             if not self.encoder_frozen:
                 raise ValueError("a batch of cached features needs a frozen encoder (agent.encoder_lr=0)")
-            features, next_features = batch["features"], batch["next_features"]
-        else:
-            with torch.set_grad_enabled(not self.encoder_frozen):
-                features = self.features(batch["frames"], augment=True)
-            with torch.no_grad():
-                next_features = self.features(batch["next_frames"], augment=True)
+            return batch["features"], batch["next_features"]
+        with torch.set_grad_enabled(not self.encoder_frozen):
+            features = self.features(batch["frames"], augment=True)
+        with torch.no_grad():
+            next_features = self.features(batch["next_frames"], augment=True)
+        return features, next_features
+
+    def update_critic(
+        self, batch: dict[str, Tensor], features: Tensor, next_features: Tensor, std: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The critic's (and a learning encoder's) step on the clipped double-Q target; returns the loss, the first
+        critic's Q and the target."""
+        cfg = self.config
         with torch.no_grad():
             next_mean = self.policy.actor(next_features, self._state(batch["next_state"]))
             next_action = sample_clipped(next_mean, std, cfg.stddev_clip)
@@ -252,9 +285,13 @@ class DrQV2Agent:
         self.critic_opt.step()
         if not self.encoder_frozen:
             self.encoder_opt.step()
+        return critic_loss, q1, target_q
 
-        # the actor learns on detached features: the encoder is shaped by the critic alone
-        features = features.detach()
+    def actor_loss(self, batch: dict[str, Tensor], features: Tensor, std: float) -> tuple[Tensor, dict[str, float]]:
+        """The actor's loss on (detached) features: DrQ-v2's -Q of a sampled action (scaled by mean|Q| under a BC
+        term) or AWR's weighted regression, plus bc_weight times the MSE to the demonstrations' actions; and the
+        extra statistics to log."""
+        cfg = self.config
         mean = self.policy.actor(features, self._state(batch["state"]))
         extra = {}
         if cfg.actor_objective == "awr":
@@ -275,24 +312,7 @@ class DrQV2Agent:
             bc = F.mse_loss(mean[demo], batch["action"][demo]) if demo.any() else mean.sum() * 0.0
             actor_loss = actor_loss + cfg.bc_weight * bc
             extra["bc_loss"] = float(bc.detach())
-        if actor and (update is None or update >= cfg.actor_warmup_updates):
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-
-        with torch.no_grad():
-            tau = cfg.critic_target_tau
-            for target, online in zip(self.critic_target.parameters(), self.critic.parameters(), strict=True):
-                target.lerp_(online, tau)
-        return {
-            "critic_loss": float(critic_loss.detach()),
-            "actor_loss": float(actor_loss.detach()),
-            "q": float(q1.detach().mean()),
-            "target_q": float(target_q.mean()),
-            "reward": float(batch["reward"].mean()),
-            "stddev": std,
-            **extra,
-        }
+        return actor_loss, extra
 
     @torch.no_grad()
     def awr_weights(self, features: Tensor, state: Tensor, action: Tensor, mean: Tensor) -> Tensor:

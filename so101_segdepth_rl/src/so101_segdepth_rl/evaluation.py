@@ -18,15 +18,7 @@ def evaluate(agent: DrQV2Agent, venv, cfg: RLTrainConfig, video_dir: Path | None
     returns, successes, videos = [], [], []
     agent.train(False)
     for start in range(0, cfg.eval.episodes, n):
-        history = ReplayBuffer(
-            capacity=4 * n,
-            num_envs=n,
-            image_size=pc.image_size,
-            frame_stack=pc.frame_stack,
-            frames_per_step=pc.action_repeat,
-            state_dim=6,
-            nstep=1,
-        )
+        history = ReplayBuffer.for_policy(pc, capacity=4 * n, num_envs=n, nstep=1)
         obs, _ = venv.reset(seed=[cfg.eval.seed + start + i for i in range(n)])
         history.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
         done, ret, success = np.zeros(n, bool), np.zeros(n), np.zeros(n, bool)

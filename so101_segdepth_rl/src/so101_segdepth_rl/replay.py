@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from so101_core import JOINT_NAMES
 from so101_run_infra.atomic import atomic_folder
 
 ARRAYS = ("frames", "state", "action", "reward", "first", "acted", "done", "terminal", "episode_start")
@@ -70,6 +71,34 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         self.features: np.ndarray | None = None  # see enable_feature_cache
         self.has_features: np.ndarray | None = None
+
+    @classmethod
+    def for_policy(
+        cls,
+        policy_config,
+        *,
+        capacity: int,
+        num_envs: int,
+        frames_per_step: int | None = None,
+        nstep: int = 3,
+        discount: float = 0.99,
+        seed: int = 0,
+    ) -> ReplayBuffer:
+        """A buffer shaped for `policy_config` (a SegDepthConfig): its image_size and frame_stack, and the state size
+        of its observation.state feature (the SO-101's joints when it reads none). `frames_per_step` None: the
+        policy's action_repeat (env frames between decisions)."""
+        state = (policy_config.input_features or {}).get("observation.state")
+        return cls(
+            capacity=capacity,
+            num_envs=num_envs,
+            image_size=policy_config.image_size,
+            frame_stack=policy_config.frame_stack,
+            frames_per_step=policy_config.action_repeat if frames_per_step is None else frames_per_step,
+            state_dim=int(state.shape[0]) if state is not None else len(JOINT_NAMES),
+            nstep=nstep,
+            discount=discount,
+            seed=seed,
+        )
 
     def enable_feature_cache(self, dim: int) -> None:
         """Keep each slot's encoded stack (float16, `dim` wide) once it is first sampled, for a frozen encoder

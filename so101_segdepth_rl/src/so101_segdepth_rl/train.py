@@ -224,6 +224,16 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
             f"the policy reads {missing}, which the env ({env_cfg.task}, cameras={env_cfg.cameras}) does not provide; "
             f"it provides {sorted(provided)}. Set --env.cameras to include '{pc.camera}' (with depth and segmentation)"
         )
+    # the preprocessor centre-crops the render's square and resizes it to image_size: a smaller square would be
+    # blown up, the policy seeing fewer pixels than it was built for
+    height, width = env_cfg.observation_height, env_cfg.observation_width
+    if min(height, width) < pc.image_size:
+        raise ValueError(
+            f"--env.observation_height={height} --env.observation_width={width} render a {min(height, width)}-pixel "
+            f"square, smaller than the policy's --policy.image_size={pc.image_size}: render at least that (e.g. "
+            f"--env.observation_height={pc.image_size} --env.observation_width={round(pc.image_size * 4 / 3)}) "
+            "or give the policy a smaller image_size"
+        )
     env_action = tuple(features[ACTION].shape)
     policy_action = tuple(pc.output_features[ACTION].shape) if ACTION in (pc.output_features or {}) else (6,)
     if env_action != policy_action:
@@ -235,13 +245,10 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
 
 
 def make_replay(cfg: RLTrainConfig, pc: SegDepthConfig) -> ReplayBuffer:
-    return ReplayBuffer(
+    return ReplayBuffer.for_policy(
+        pc,
         capacity=cfg.replay_capacity,
         num_envs=cfg.num_envs,
-        image_size=pc.image_size,
-        frame_stack=pc.frame_stack,
-        frames_per_step=pc.action_repeat,
-        state_dim=6,
         nstep=cfg.agent.nstep,
         discount=cfg.agent.discount,
         seed=cfg.seed,
@@ -287,14 +294,7 @@ def start_envs(ws: Workspace) -> None:
     obs, _ = ws.venv.reset(seed=[10_000 * (cfg.seed + 1) + counters["episodes"] + i for i in range(n)])
     # The reset observations enter the replay after the first iteration's updates, so a resumed run draws its
     # first batch from exactly the replay it saved. Their stacks need no history: every episode starts here.
-    ws.opening = ReplayBuffer(
-        capacity=n,
-        num_envs=n,
-        image_size=pc.image_size,
-        frame_stack=pc.frame_stack,
-        frames_per_step=pc.action_repeat,
-        state_dim=6,
-    )
+    ws.opening = ReplayBuffer.for_policy(pc, capacity=n, num_envs=n)
     ws.opening.add_observation(obs["frames"], obs["state"], np.ones(n, bool))
     ws.pending = obs
     ws.was_done = np.zeros(n, bool)

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from so101_run_infra.dataset_ref import DatasetRef
+
 from .grasp import GraspConfig
 
 SETTINGS = "autolabel_settings.json"  # what shaped an output folder's labels
@@ -91,11 +93,9 @@ class LabelErrors:
 
 
 @dataclass
-class RecordingConfig:
+class RecordingConfig(DatasetRef):
     """The recording to label: lerobot-record's --dataset.repo_id and --dataset.root, optionally some episodes."""
 
-    repo_id: str | None = None
-    root: Path | None = None
     # episode indices to label (e.g. '[0,1,2]'); null: all
     episodes: list[int] | None = None
 

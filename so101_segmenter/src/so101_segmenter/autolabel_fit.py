@@ -5,8 +5,8 @@ at 96x128 that moves a finger by several pixels), and where along the jaws the c
 closing direction, not along their faces). Both are fitted by rendering the twin's labels and comparing them with
 the segmenter's prediction on the recorded frames: the cameras on the table and the background, which holds the arm's
 links, so the arm's outline against the table places them, and on the fingers unless told not to; the cube is left
-out. Then the cube's place on its own class. A plain coordinate search: a handful of parameters, each render a few milliseconds, and no gradient through
-a rasteriser.
+out. Then the cube's place on its own class. A plain coordinate search: a handful of parameters, each render a few
+milliseconds, and no gradient through a rasteriser.
 """
 
 from __future__ import annotations

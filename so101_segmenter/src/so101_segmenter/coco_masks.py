@@ -115,6 +115,21 @@ def index_coco(coco: dict, ann_path: Path) -> tuple[dict[int, int], dict[int, di
     return category_class, images, by_image
 
 
+def paint_mask(
+    anns: list[dict], category_class: dict, size: tuple[int, int], is_grasp: bool, ann_path: Path, file_name: str
+) -> np.ndarray:
+    """One image's class mask from its annotations, painted class by class in its frame kind's order (a grasped
+    cube over the fingers: GRASP_ORDER, else DEFAULT_ORDER); a decoding error names the file and annotation."""
+    height, width = size
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for cls in GRASP_ORDER if is_grasp else DEFAULT_ORDER:
+        for ann in anns:
+            if category_class[ann["category_id"]] == cls:
+                where = f"{ann_path} annotation {ann.get('id')} ({file_name})"
+                mask[decode_segmentation(ann["segmentation"], height, width, where)] = cls
+    return mask
+
+
 def generate_masks(
     dataset_path: str | Path,
     output_dir: str | Path | None = None,
@@ -161,12 +176,7 @@ def generate_masks(
                 f"image {file_name!r} of {ann_path} is in none of {dataset}/images/default, {dataset}/images, {dataset}"
             )
         is_grasp = stem in grasp
-        mask = np.zeros((height, width), dtype=np.uint8)
-        for cls in GRASP_ORDER if is_grasp else DEFAULT_ORDER:
-            for ann in anns:
-                if category_class[ann["category_id"]] == cls:
-                    where = f"{ann_path} annotation {ann.get('id')} ({file_name})"
-                    mask[decode_segmentation(ann["segmentation"], height, width, where)] = cls
+        mask = paint_mask(anns, category_class, (height, width), is_grasp, ann_path, file_name)
         mask_path = out / f"{stem}.png"
         atomic_save_png(mask_path, mask)
         index.add(

@@ -144,6 +144,20 @@ def render_episode(twin, seed: int, frames: int, cameras: list[str], dr: Randomi
             yield cam, rgb, frame.segmentation, 1.0 / np.maximum(frame.depth, 1e-6), grasp, step
 
 
+def _write_frame(
+    index: DatasetIndex, ep: int, cam: str, rgb: np.ndarray, mask: np.ndarray, disparity: np.ndarray, grasp, step: int
+) -> FrameRecord:
+    """One rendered camera frame's image, mask and disparity PNGs, and its record (not yet in the index)."""
+    name = f"ep{ep:06d}_{step:04d}_{cam}"
+    image_rel, mask_rel, disparity_rel = f"images/{name}.png", f"masks/{name}.png", f"disparity/{name}.png"
+    index.write_png(image_rel, rgb)
+    index.write_png(mask_rel, mask)
+    index.write_png(disparity_rel, disparity_png(disparity))
+    return FrameRecord(
+        image=image_rel, mask=mask_rel, grasp=bool(grasp), episode=ep, camera=cam, disparity=disparity_rel
+    )
+
+
 def render_dataset(
     output_dir: str | os.PathLike,
     episodes: int,
@@ -193,25 +207,9 @@ def render_dataset(
     twin = TwinSimulation(config, seed=seed)
     try:
         for ep in tqdm(todo, desc="render episodes", unit="ep"):
-            records = []
             episode_dr = dr if appearance == "randomised" else None
             frames = render_episode(twin, ep, frames_per_episode, list(cameras), episode_dr)
-            for cam, rgb, mask, disparity, grasp, step in frames:
-                name = f"ep{ep:06d}_{step:04d}_{cam}"
-                image_rel, mask_rel, disparity_rel = f"images/{name}.png", f"masks/{name}.png", f"disparity/{name}.png"
-                index.write_png(image_rel, rgb)
-                index.write_png(mask_rel, mask)
-                index.write_png(disparity_rel, disparity_png(disparity))
-                records.append(
-                    FrameRecord(
-                        image=image_rel,
-                        mask=mask_rel,
-                        grasp=bool(grasp),
-                        episode=ep,
-                        camera=cam,
-                        disparity=disparity_rel,
-                    )
-                )
+            records = [_write_frame(index, ep, *frame) for frame in frames]
             # The index names an episode only once all its files exist, so an interrupted run redoes it whole.
             index.add(records)
             index.save()

@@ -353,6 +353,28 @@ def _claim_output(cfg: TrainConfig, out: Path) -> dict | None:
     return None
 
 
+def _report_epoch(
+    cfg: TrainConfig, out: Path, epoch: int, train_loss: float, lr: float, val: dict, elapsed: float, improved: bool
+) -> None:
+    """An epoch's line of metrics.jsonl and of the log."""
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "lr": lr,
+        "val_miou": val["miou"],
+        "val_per_class_iou": val["per_class_iou"],
+        **({"val_disparity_error_255": val["disparity_error_255"]} if "disparity_error_255" in val else {}),
+        "elapsed_s": round(elapsed, 1),
+    }
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    depth = f" | disparity error {val['disparity_error_255']:.1f}/255" if "disparity_error_255" in val else ""
+    log.info(
+        "epoch %d/%d loss %.4f val mIoU %.4f%s | %s%s | %.0fs", epoch + 1, cfg.epochs, train_loss, val["miou"],
+        " (best)" if improved else "", _format_iou(val), depth, elapsed,
+    )  # fmt: skip
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume, from output_dir/last) the segmenter; a run already finished in output_dir with these
     settings is not trained again (`already_trained` in the result)."""
@@ -398,22 +420,7 @@ def train(cfg: TrainConfig) -> dict:
             save_segmenter(model, out / "best", {"epoch": epoch, "val_miou": val["miou"], "img_size": list(size)})
         else:
             stale += 1
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "lr": lr,
-            "val_miou": val["miou"],
-            "val_per_class_iou": val["per_class_iou"],
-            **({"val_disparity_error_255": val["disparity_error_255"]} if "disparity_error_255" in val else {}),
-            "elapsed_s": round(elapsed, 1),
-        }
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        depth = f" | disparity error {val['disparity_error_255']:.1f}/255" if "disparity_error_255" in val else ""
-        log.info(
-            "epoch %d/%d loss %.4f val mIoU %.4f%s | %s%s | %.0fs", epoch + 1, cfg.epochs, train_loss, val["miou"],
-            " (best)" if improved else "", _format_iou(val), depth, elapsed,
-        )  # fmt: skip
+        _report_epoch(cfg, out, epoch, train_loss, lr, val, elapsed, improved)
         progress = {"epoch": epoch, "best_miou": best_miou, "stale": stale, "elapsed_s": elapsed}
         rng = capture_rng({"loader": generator})
         state = {"optimizer": optimizer.state_dict(), **progress, "rng": rng, "config": draccus.encode(cfg)}

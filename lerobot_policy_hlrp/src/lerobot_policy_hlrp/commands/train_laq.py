@@ -51,7 +51,7 @@ from so101_run_infra.runs import (
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from ..pretrain.frame_pairs import FramePairs, info_file
-from ..pretrain.laq_config import LAQTrainConfig
+from ..pretrain.laq_config import CLASS_SOURCES, LAQTrainConfig
 from ..pretrain.laq_evaluation import evaluate, grid_title, spread, write_grid
 from ..pretrain.laq_publish import push_laq
 from ..pretrain.processes import make_accelerator, quiet_unless_main
@@ -119,13 +119,11 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
     """The episode split of every dataset (the saved one when resuming: held-out episodes stay held out), and the
     training and held-out frame pairs of the corpus. Every data check (camera, gap against fps and episode lengths,
     class source, frame sizes, split) happens here, dataset by dataset, before any step."""
-    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
-
     from ..pretrain.frame_pairs import check_whole_gap
 
     segmenter, size = load_segmenter_for(cfg)
     # every entry's metadata first (camera, gap, class source): a bad last entry fails before any frame is read
-    metas = [LeRobotDatasetMetadata(d.repo_id, root=d.root) for d in cfg.datasets]
+    metas = [d.metadata() for d in cfg.datasets]
     sources, shapes = [], {}
     for d, meta in zip(cfg.datasets, metas, strict=True):
         key = FramePairs._check_camera(meta, d.camera_key, meta.repo_id)
@@ -143,7 +141,7 @@ def load_pairs(cfg: LAQTrainConfig, saved: dict | None) -> tuple[list[dict], Dat
             train_eps, heldout_eps = split_episodes(episodes, d.holdout_share, cfg.seed + i)
             part = {"dataset": d.repo_id, "train": train_eps, "heldout": heldout_eps}
         split.append(part)
-        source = LeRobotDataset(d.repo_id, root=d.root, episodes=d.episodes, video_backend=d.video_backend)
+        source = d.open(episodes=d.episodes, video_backend=d.video_backend)
         pair_args = dict(
             video_backend=d.video_backend, cache_frames=d.cache_frames, segmenter=segmenter, segmenter_size=size
         )
@@ -180,8 +178,8 @@ def class_source(cfg: LAQTrainConfig, meta, camera_key: str, segmenter) -> str |
 
     key = f"{FramePairs._check_camera(meta, camera_key, meta.repo_id)}_segmentation"
     has_truth = key in meta.features
-    source = cfg.segmentation.perception_source
-    if source == "ground_truth" or (source == "auto" and has_truth):
+    source = CLASS_SOURCES[cfg.segmentation.perception_source]
+    if source.only_ground_truth or (source.ground_truth and has_truth):
         if not has_truth and cfg.loss_weighting == "segmentation":
             FramePairs._check_classes(meta, key.removesuffix("_segmentation"), "ground_truth", None, meta.repo_id)
         return "ground_truth" if has_truth else None
@@ -279,6 +277,25 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 # ----- the loop, and the steps it calls -------------------------------------------------------------------------------
+def start_model(cfg: LAQTrainConfig, accelerator, split: list[dict]) -> tuple:
+    """The LAQ, its optimizer and schedule, fresh (the run's config recorded) or restored from the run resumed,
+    prepared by `accelerator`; and the step they start at."""
+    model = LAQ(cfg.model)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = make_scheduler(cfg, optimizer)
+    step = 0
+    if cfg.resume:
+        step = restore_checkpoint(cfg, model, optimizer, scheduler, accelerator.process_index)
+    elif accelerator.is_main_process:
+        write_json(cfg.output_dir / CONFIG_FILE, config_record(cfg, split))
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("LAQ: %.2fM parameters, codebook %d x %d, %d code(s) per pair, image %d, patch %d",
+                n_params / 1e6, cfg.model.codebook_size, cfg.model.quant_dim, cfg.model.code_seq_len,
+                cfg.model.image_size, cfg.model.patch_size)  # fmt: skip
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, scheduler, step
+
+
 def train(cfg: LAQTrainConfig) -> dict:
     out = cfg.output_dir
     if (done := finished_run(out, lambda: run_settings(cfg))) is not None:
@@ -294,20 +311,7 @@ def train(cfg: LAQTrainConfig) -> dict:
     split, train_pairs, eval_pairs = load_pairs(cfg, saved)
     class_weights = cfg.segmentation.weight_table().to(device) if cfg.loss_weighting == "segmentation" else None
 
-    model = LAQ(cfg.model)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = make_scheduler(cfg, optimizer)
-    step = 0
-    if cfg.resume:
-        step = restore_checkpoint(cfg, model, optimizer, scheduler, accelerator.process_index)
-    elif accelerator.is_main_process:
-        write_json(out / CONFIG_FILE, config_record(cfg, split))
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info("LAQ: %.2fM parameters, codebook %d x %d, %d code(s) per pair, image %d, patch %d",
-                n_params / 1e6, cfg.model.codebook_size, cfg.model.quant_dim, cfg.model.code_seq_len,
-                cfg.model.image_size, cfg.model.patch_size)  # fmt: skip
-
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer, scheduler, step = start_model(cfg, accelerator, split)
     plain = accelerator.unwrap_model(model)
     world, rank = accelerator.num_processes, accelerator.process_index
     sampler = StepBatches(len(train_pairs), cfg.batch_size, cfg.seed, step, cfg.steps, world, rank)

@@ -246,6 +246,26 @@ def epoch_batches(cfg: TrunkTrainConfig, data, accelerator, step: int, per_epoch
     return accelerator.skip_first_batches(accelerator.prepare(loader), done)
 
 
+def start_core(cfg: TrunkTrainConfig, accelerator, last) -> tuple:
+    """The trunk with the heads `cfg.mode` trains, its trainable parameters, optimizer and schedule, fresh or
+    restored from `last` (the run resumed), prepared by `accelerator`; and the step they start at."""
+    core = SharedCore(cfg.core, load_vlm(cfg.core.vlm_model_name, cfg.load_vlm_weights))
+    m = cfg.mode
+    core.use_heads(latent=m == "multitask", codes=m == "codes", actions=trains_actions(cfg))
+    params = [p for p in core.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(cfg, optimizer)
+    step = 0
+    if cfg.resume:
+        step = restore_checkpoint(last, core, optimizer, scheduler)
+        logger.info("resuming %s at step %d", cfg.output_dir, step)
+    if accelerator.is_main_process:  # the settings of the latest start: a resumed run may have changed its steps
+        record = {"model": model_fields(cfg), "config": json.loads(json.dumps(draccus.encode(cfg), default=str))}
+        write_json(cfg.output_dir / "train_config.json", record)
+    core, optimizer = accelerator.prepare(core, optimizer)
+    return core, params, optimizer, scheduler, step
+
+
 def train(cfg: TrunkTrainConfig) -> dict:
     from transformers import AutoTokenizer
 
@@ -265,21 +285,7 @@ def train(cfg: TrunkTrainConfig) -> dict:
     # every metadata check (cameras, adapter, gaps, stats, frame sizes) happens here, before any step
     data = trunk_dataset(cfg.datasets, cfg.core.chunk_size, adapter, cfg.frame_size, trains_actions(cfg))
     tokenizer = AutoTokenizer.from_pretrained(cfg.core.vlm_model_name)
-    core = SharedCore(cfg.core, load_vlm(cfg.core.vlm_model_name, cfg.load_vlm_weights))
-    m = cfg.mode
-    core.use_heads(latent=m == "multitask", codes=m == "codes", actions=trains_actions(cfg))
-    params = [p for p in core.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(cfg, optimizer)
-    step = 0
-    if cfg.resume:
-        step = restore_checkpoint(last, core, optimizer, scheduler)
-        logger.info("resuming %s at step %d", out, step)
-    if accelerator.is_main_process:  # the settings of the latest start: a resumed run may have changed its steps
-        record = {"model": model_fields(cfg), "config": json.loads(json.dumps(draccus.encode(cfg), default=str))}
-        write_json(out / "train_config.json", record)
-
-    core, optimizer = accelerator.prepare(core, optimizer)
+    core, params, optimizer, scheduler, step = start_core(cfg, accelerator, last)
     n_params = sum(p.numel() for p in params)
     world = accelerator.num_processes
     logger.info("stage 2: %d samples from %d dataset(s), %.1fM trainable parameters, mode %s, supervision %s, "

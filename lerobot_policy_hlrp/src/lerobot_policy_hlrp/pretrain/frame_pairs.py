@@ -106,20 +106,9 @@ class FramePairs(Dataset):
         segmenter: torch.nn.Module | None = None,
         segmenter_size: tuple[int, int] | None = None,
     ):
-        from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+        from lerobot.datasets import LeRobotDataset
 
-        if isinstance(dataset, LeRobotDataset):
-            meta = dataset.meta
-            if episodes is not None and dataset.episodes is not None and set(episodes) - set(dataset.episodes):
-                raise ValueError(
-                    f"episodes {sorted(set(episodes) - set(dataset.episodes))} are not among the loaded dataset's "
-                    f"episodes {dataset.episodes}"
-                )
-        else:
-            repo_id = str(dataset)
-            if root is None and (Path(repo_id) / "meta" / "info.json").is_file():
-                root, repo_id = Path(repo_id), f"local/{Path(repo_id).name}"
-            meta = LeRobotDatasetMetadata(repo_id, root=root)
+        meta, repo_id, root = self._open_metadata(dataset, root, episodes)
         name = meta.repo_id
         self.camera_key = self._check_camera(meta, camera_key, name)
         self.classes, self.segmenter, self.segmenter_size = classes, segmenter, segmenter_size
@@ -152,8 +141,36 @@ class FramePairs(Dataset):
             )
         self.meta = self.ds.meta
         self.is_video = self.camera_key in self.meta.video_keys
+        self._index_rows(bounds, name, chosen)
+        self._backend = video_backend or getattr(self.ds, "_video_backend", None)
+        self._cache: torch.Tensor | None = None
+        self._class_cache: torch.Tensor | None = None
+        self._cache_pos: dict[int, int] = {}
+        if cache_frames:
+            self._fill_cache(bounds)
+
+    @staticmethod
+    def _open_metadata(dataset, root: str | Path | None, episodes: list[int] | None) -> tuple:
+        """(metadata, repo id, root) of `dataset`: a loaded LeRobotDataset (the chosen episodes must be among its
+        own; repo id and root then unused), a repo id, or a dataset folder (named local/<folder name>)."""
+        from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+
+        if isinstance(dataset, LeRobotDataset):
+            if episodes is not None and dataset.episodes is not None and set(episodes) - set(dataset.episodes):
+                raise ValueError(
+                    f"episodes {sorted(set(episodes) - set(dataset.episodes))} are not among the loaded dataset's "
+                    f"episodes {dataset.episodes}"
+                )
+            return dataset.meta, None, root
+        repo_id = str(dataset)
+        if root is None and (Path(repo_id) / "meta" / "info.json").is_file():
+            root, repo_id = Path(repo_id), f"local/{Path(repo_id).name}"
+        return LeRobotDatasetMetadata(repo_id, root=root), repo_id, root
+
+    def _index_rows(self, bounds: list[tuple[int, int, int]], name: str, chosen: list[int]) -> None:
+        """Absolute frame index -> row of the (possibly episode-filtered) table, and each row's time and episode;
+        every chosen episode's first and last frame must have a row."""
         hf = self.ds.hf_dataset
-        # absolute frame index -> row of the (possibly episode-filtered) table, and each row's time and episode
         index = hf.data.column("index").to_numpy()
         self._row = {int(i): r for r, i in enumerate(index)}
         self._timestamp = hf.data.column("timestamp").to_numpy().astype(np.float64)
@@ -162,12 +179,6 @@ class FramePairs(Dataset):
         absent = sorted(ends - set(self._row))
         if absent:
             raise ValueError(f"dataset '{name}' has no rows for frame indices {absent[:10]} of episodes {chosen}")
-        self._backend = video_backend or getattr(self.ds, "_video_backend", None)
-        self._cache: torch.Tensor | None = None
-        self._class_cache: torch.Tensor | None = None
-        self._cache_pos: dict[int, int] = {}
-        if cache_frames:
-            self._fill_cache(bounds)
 
     def _fill_cache(self, bounds: list[tuple[int, int, int]]) -> None:
         """Decode the chosen episodes' frames once into memory (uint8), with their class maps when pairs carry them."""

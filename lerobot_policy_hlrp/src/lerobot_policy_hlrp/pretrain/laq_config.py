@@ -6,15 +6,15 @@ from pathlib import Path
 import torch
 
 from so101_core.segmentation import check_perception_source
+from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.hub import HubPushConfig
 
 from ..laq import LAQConfig
 
 
 @dataclass
-class PairDataConfig:
-    repo_id: str = "local/twin_data"
-    root: str | None = None  # a local dataset folder; None: the Hub (or LeRobot's cache) by repo_id
+class PairDataConfig(DatasetRef):
+    repo_id: str = "local/twin_data"  # root: a local dataset folder; None: the Hub (or LeRobot's cache) by repo_id
     camera_key: str = "observation.images.front"
     gap_s: float = 0.3  # t -> t+k in seconds; k = round(gap_s * fps), at least 1
     episodes: list[int] | None = None  # use only these episodes (None: all)
@@ -26,8 +26,27 @@ class PairDataConfig:
 LOSS_WEIGHTINGS = ("none", "segmentation")
 
 
+@dataclass(frozen=True)
+class ClassSource:
+    """Where the segmentation weighting reads a pixel's class from: one record per value of
+    --segmentation.perception_source, read by the config's check and by hlrp-train-laq's choice per dataset."""
+
+    name: str
+    # reads the dataset's <camera>_segmentation key where the dataset has one
+    ground_truth: bool
+    # reads nothing else: a dataset without that key gives no classes (or is refused under segmentation weighting)
+    only_ground_truth: bool
+    # runs so101_segmenter's model, so --segmentation.segmenter_path must be given
+    needs_segmenter: bool
+
+
 # The values of so101_core's PERCEPTION_SOURCES the weighting can read its classes from.
-PERCEPTION_SOURCES = ("auto", "ground_truth", "segmenter")
+CLASS_SOURCES = {
+    "auto": ClassSource("auto", ground_truth=True, only_ground_truth=False, needs_segmenter=False),
+    "ground_truth": ClassSource("ground_truth", ground_truth=True, only_ground_truth=True, needs_segmenter=False),
+    "segmenter": ClassSource("segmenter", ground_truth=False, only_ground_truth=False, needs_segmenter=True),
+}
+PERCEPTION_SOURCES = tuple(CLASS_SOURCES)
 
 
 def default_class_weights() -> dict[str, float]:
@@ -106,7 +125,7 @@ class LAQTrainConfig:
             raise ValueError(f"--loss_weighting={self.loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}")
         source = self.segmentation.perception_source
         check_perception_source(source, PERCEPTION_SOURCES, "--segmentation.perception_source")
-        if source == "segmenter" and not self.segmentation.segmenter_path:
+        if CLASS_SOURCES[source].needs_segmenter and not self.segmentation.segmenter_path:
             raise ValueError("--segmentation.perception_source=segmenter needs --segmentation.segmenter_path")
         self.segmentation.weight_table()  # every class given
         if self.mixed_precision not in ("no", "bf16", "fp16"):

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from so101_run_infra.dataset_ref import DatasetRef
+
 from .action_adapter import ActionAdapter
 from .frame_pairs import check_whole_gap, episode_bounds, gap_frames, info_file, pair_starts
 
 
 @dataclass
-class TrunkDatasetConfig:
-    repo_id: str
-    root: str | None = None
+class TrunkDatasetConfig(DatasetRef):
+    repo_id: str  # every dataset of the corpus is named; root: its folder (None: by repo_id)
     # Cameras the trunk sees at t (observation.images.<name>), in order; every dataset gives the same number.
     cameras: list[str] = field(default_factory=lambda: ["front"])
     laq_camera: str = "front"  # the camera LAQ labels (t, t + gap) on
@@ -36,9 +37,7 @@ class TrunkSamples(Dataset):
         frame_size: tuple[int, int] | None,
         use_actions: bool = True,
     ):
-        from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
-
-        meta = LeRobotDatasetMetadata(cfg.repo_id, root=cfg.root)
+        meta = cfg.metadata()
         self.name, self.use_actions = cfg.repo_id, use_actions
         keys = [f"observation.images.{c}" for c in cfg.cameras]
         self.laq_key = f"observation.images.{cfg.laq_camera}"
@@ -62,7 +61,7 @@ class TrunkSamples(Dataset):
         if use_actions:
             delta["action"] = [i / meta.fps for i in range(chunk_size)]
         # the dataset's own index is global; LeRobotDataset takes positions in its (possibly episode-filtered) rows
-        self.ds = LeRobotDataset(cfg.repo_id, root=cfg.root, episodes=cfg.episodes, delta_timestamps=delta)
+        self.ds = cfg.open(episodes=cfg.episodes, delta_timestamps=delta)
         self.offset = {int(i): pos for pos, i in enumerate(self.ds.hf_dataset["index"])} if cfg.episodes else None
 
     def _check_actions(self, meta, name: str) -> None:

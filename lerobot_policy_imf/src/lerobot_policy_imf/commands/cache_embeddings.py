@@ -70,10 +70,9 @@ def cache_info(policy, dataset) -> dict:
 
 def cache_embeddings(cfg: CacheEmbeddingsConfig) -> dict:
     """Write the copy described by `cfg`; return a summary of the run."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.factory import make_policy
 
-    dataset = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
+    dataset = cfg.dataset.open()
     if OBS_VIEW_EMBEDDINGS in dataset.meta.features:
         raise ValueError(f"dataset {dataset.repo_id} already holds '{OBS_VIEW_EMBEDDINGS}': train on it directly")
     output_root, output_repo_id = output_location(dataset, cfg.output_dir, cfg.output_repo_id, "_embeddings")

@@ -24,6 +24,7 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 from so101_run_infra.atomic import atomic_folder
 from so101_run_infra.checkpoints import save_policy
 from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
 
 from ..configuration_segdepth import SegDepthConfig
@@ -45,21 +46,55 @@ def _state_dict(snapshot: dict, part: str, path: Path) -> dict[str, torch.Tensor
     return value.state_dict() if isinstance(value, torch.nn.Module) else dict(value)
 
 
+@dataclass
+class StatsDatasetConfig(DatasetRef):
+    """A LeRobot dataset whose stats normalise the state (needed when the actor reads observation.state); read
+    only when --dataset.root is given."""
+
+    # the stats dataset's repo id
+    repo_id: str = "local/stats"
+
+
+@dataclass
+class ConvertDrQV2Config:
+    # a DrQ-v2 snapshot: a torch file with 'encoder' and 'actor'; required
+    snapshot_path: Path | None = None
+    # where the segdepth checkpoint goes (replaced whole if it exists); required
+    output_dir: Path | None = None
+    dataset: StatsDatasetConfig = field(default_factory=StatsDatasetConfig)
+    # frames stacked in the snapshot's input (pick-101: 3)
+    frame_stack: int = 3
+    # how the class ids were fed: scaled (ids/255, pick-101's), onehot or embedding
+    id_encoding: str = "scaled"
+    # the camera the snapshot saw: the checkpoint reads observation.images.<camera>_depth and _segmentation
+    camera: str = "wrist"
+    # the square side the snapshot was trained at
+    image_size: int = 84
+    # joint-delta scale per joint, gripper last
+    action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
+    # pick-101 trained with action_repeat=2
+    action_repeat: int = 2
+    # load a snapshot that pickles classes (DrQ-v2's whole agent) in full, which runs whatever code it names: true
+    # only for a file you trust
+    trust_pickle: bool = False
+
+    def __post_init__(self):
+        if self.snapshot_path is None or self.output_dir is None:
+            raise ValueError("--snapshot_path and --output_dir are required")
+        if self.id_encoding not in ("scaled", "onehot", "embedding"):
+            raise ValueError(f"--id_encoding must be scaled, onehot or embedding, got {self.id_encoding!r}")
+        if len(self.action_scale) != 6:
+            raise ValueError(f"--action_scale takes 6 values ('[a,b,c,d,e,f]'), got {self.action_scale}")
+
+
 def config_from_snapshot(
-    encoder: dict[str, torch.Tensor],
-    actor: dict[str, torch.Tensor],
-    *,
-    frame_stack: int,
-    id_encoding: str,
-    camera: str,
-    image_size: int,
-    action_scale: list[float],
-    action_repeat: int,
+    encoder: dict[str, torch.Tensor], actor: dict[str, torch.Tensor], cfg: ConvertDrQV2Config
 ) -> SegDepthConfig:
     needed = {"convnet.0.weight": encoder, "trunk.0.weight": actor, "policy.0.weight": actor, "policy.4.weight": actor}
     missing = [key for key, sd in needed.items() if key not in sd]
     if missing:
         raise KeyError(f"not a DrQ-v2 encoder/actor: missing {missing}")
+    camera, image_size, frame_stack, id_encoding = cfg.camera, cfg.image_size, cfg.frame_stack, cfg.id_encoding
     in_channels, channels = encoder["convnet.0.weight"].shape[1], encoder["convnet.0.weight"].shape[0]
     feature_dim = actor["trunk.0.weight"].shape[0]
     state_dim = actor["policy.0.weight"].shape[1] - feature_dim
@@ -82,8 +117,8 @@ def config_from_snapshot(
         encoder_channels=channels,
         feature_dim=feature_dim,
         hidden_dim=actor["policy.0.weight"].shape[0],
-        action_scale=action_scale,
-        action_repeat=action_repeat,
+        action_scale=cfg.action_scale,
+        action_repeat=cfg.action_repeat,
         input_features=features,
         output_features={ACTION: PolicyFeature(FeatureType.ACTION, (6,))},
         device="cpu",
@@ -97,12 +132,14 @@ def config_from_snapshot(
     return config
 
 
-def convert(
-    snapshot_path: Path, output_dir: Path, dataset_stats: dict | None = None, trust_pickle: bool = False, **options
-) -> SegDepthPolicy:
-    snapshot = load_trusted_pickle(snapshot_path) if trust_pickle else load_weights_only(snapshot_path)
+def convert(cfg: ConvertDrQV2Config) -> SegDepthPolicy:
+    """The segdepth policy of `cfg.snapshot_path`, saved to `cfg.output_dir` (its state normalised by the stats of
+    `cfg.dataset`, when its root is given)."""
+    dataset_stats = cfg.dataset.metadata().stats if cfg.dataset.root else None
+    snapshot_path = cfg.snapshot_path
+    snapshot = load_trusted_pickle(snapshot_path) if cfg.trust_pickle else load_weights_only(snapshot_path)
     encoder, actor = _state_dict(snapshot, "encoder", snapshot_path), _state_dict(snapshot, "actor", snapshot_path)
-    config = config_from_snapshot(encoder, actor, **options)
+    config = config_from_snapshot(encoder, actor, cfg)
     if config.use_state and not dataset_stats:
         raise ValueError("this actor reads observation.state: pass --dataset.root to take its normalisation stats")
     policy = SegDepthPolicy(config)
@@ -114,70 +151,16 @@ def convert(
     policy.encoder.load_state_dict(encoder, strict=True)
     policy.actor.load_state_dict({k: v for k, v in actor.items() if k.startswith(("trunk.", "policy."))}, strict=True)
     pre, post = make_segdepth_pre_post_processors(config, dataset_stats=dataset_stats)
-    with atomic_folder(output_dir) as staging:  # the checkpoint appears whole or not at all
+    with atomic_folder(cfg.output_dir) as staging:  # the checkpoint appears whole or not at all
         save_policy(staging, policy, pre, post)
     return policy
-
-
-@dataclass
-class StatsDatasetConfig:
-    # a LeRobot dataset whose stats normalise the state (needed when the actor reads observation.state)
-    root: Path | None = None
-    repo_id: str = "local/stats"
-
-
-@dataclass
-class ConvertDrQV2Config:
-    # a DrQ-v2 snapshot: a torch file with 'encoder' and 'actor'; required
-    snapshot_path: Path | None = None
-    # where the segdepth checkpoint goes (replaced whole if it exists); required
-    output_dir: Path | None = None
-    dataset: StatsDatasetConfig = field(default_factory=StatsDatasetConfig)
-    # frames stacked in the snapshot's input (pick-101: 3)
-    frame_stack: int = 3
-    # how the class ids were fed: scaled (ids/255, pick-101's), onehot or embedding
-    id_encoding: str = "scaled"
-    camera: str = "wrist"
-    # the square side the snapshot was trained at
-    image_size: int = 84
-    # joint-delta scale per joint, gripper last
-    action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
-    # pick-101 trained with action_repeat=2
-    action_repeat: int = 2
-    # load a snapshot that pickles classes (DrQ-v2's whole agent) in full, which runs whatever code it names: true
-    # only for a file you trust
-    trust_pickle: bool = False
-
-    def __post_init__(self):
-        if self.snapshot_path is None or self.output_dir is None:
-            raise ValueError("--snapshot_path and --output_dir are required")
-        if self.id_encoding not in ("scaled", "onehot", "embedding"):
-            raise ValueError(f"--id_encoding must be scaled, onehot or embedding, got {self.id_encoding!r}")
-        if len(self.action_scale) != 6:
-            raise ValueError(f"--action_scale takes 6 values ('[a,b,c,d,e,f]'), got {self.action_scale}")
 
 
 @parser.wrap()
 def convert_cli(cfg: ConvertDrQV2Config) -> None:
     if not cfg.snapshot_path.is_file():
         raise FileNotFoundError(f"--snapshot_path {cfg.snapshot_path} does not exist")
-    stats = None
-    if cfg.dataset.root:
-        from lerobot.datasets import LeRobotDatasetMetadata
-
-        stats = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root).stats
-    convert(
-        cfg.snapshot_path,
-        cfg.output_dir,
-        dataset_stats=stats,
-        frame_stack=cfg.frame_stack,
-        id_encoding=cfg.id_encoding,
-        camera=cfg.camera,
-        image_size=cfg.image_size,
-        action_scale=cfg.action_scale,
-        action_repeat=cfg.action_repeat,
-        trust_pickle=cfg.trust_pickle,
-    )
+    convert(cfg)
     print(f"wrote a segdepth checkpoint to {cfg.output_dir}")
 
 

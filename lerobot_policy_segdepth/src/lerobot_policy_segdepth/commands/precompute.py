@@ -147,10 +147,8 @@ def uint8_observation(segdepth: torch.Tensor, config: SegDepthConfig) -> torch.T
 
 def precompute_segdepth(cfg: SegDepthPrecomputeConfig) -> dict:
     """Write the copy described by `cfg`; return a summary of the run."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     config = cfg.policy
-    dataset = LeRobotDataset(cfg.dataset.repo_id, root=cfg.dataset.root)
+    dataset = cfg.dataset.open()
     _check_source(dataset, config)
     output_root, output_repo_id = output_location(dataset, cfg.output_dir, cfg.output_repo_id, "_segdepth")
 

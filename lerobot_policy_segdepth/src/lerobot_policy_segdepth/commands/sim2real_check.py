@@ -26,6 +26,7 @@ from tqdm import tqdm
 from so101_core import JOINT_NAMES, colorize_segmentation
 from so101_run_infra.atomic import atomic_folder, write_text, write_with
 from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.dataset_ref import DatasetRef
 
 from ..configuration_segdepth import OBS_SEGDEPTH
 from ..perception_sources import PERCEPTION_SOURCES
@@ -97,19 +98,17 @@ def _frame(dataset, index: int) -> dict:
 
 def compare(
     policy_path: Path,
-    dataset_root: Path,
-    repo_id: str = "local/twin_demo",
-    episodes: list[int] | None = None,
+    data: "Sim2RealDatasetConfig",
     max_frames: int | None = None,
     device: str = "cpu",
     **model_overrides,
 ) -> tuple[dict, dict]:
-    """Run both sources over the dataset's frames; returns (report, first-frame observations per source)."""
-    from lerobot.datasets import LeRobotDataset
-
+    """Run both sources over the chosen episodes' frames of `data`; returns (report, first-frame observations per
+    source)."""
     overrides = {k: v for k, v in model_overrides.items() if v is not None}
     runs = {source: _load(policy_path, device, source, overrides) for source in COMPARED}
-    dataset = LeRobotDataset(repo_id, root=dataset_root)
+    dataset_root, episodes = data.root, data.episodes
+    dataset = data.open()
     bounds = dataset.meta.episodes
     chosen = episodes if episodes is not None else list(range(dataset.meta.total_episodes))
     indices: list[tuple[bool, int]] = []
@@ -172,9 +171,10 @@ class PolicyCheckpointConfig:
 
 
 @dataclass
-class TwinDatasetConfig:
-    # a twin dataset with RGB + ground truth; required
-    root: Path | None = None
+class Sim2RealDatasetConfig(DatasetRef):
+    """A twin dataset with RGB + ground truth: --dataset.root is required."""
+
+    # the twin dataset's repo id
     repo_id: str = "local/twin_demo"
     # only these episodes, e.g. '[0,3]'; None: all
     episodes: list[int] | None = None
@@ -183,7 +183,7 @@ class TwinDatasetConfig:
 @dataclass
 class Sim2RealCheckConfig:
     policy: PolicyCheckpointConfig = field(default_factory=PolicyCheckpointConfig)
-    dataset: TwinDatasetConfig = field(default_factory=TwinDatasetConfig)
+    dataset: Sim2RealDatasetConfig = field(default_factory=Sim2RealDatasetConfig)
     # compare at most this many frames; None: all of the chosen episodes
     max_frames: int | None = None
     # the segmenter (a save_segmenter folder); None: the checkpoint's own, if it has one
@@ -214,9 +214,7 @@ def check_cli(cfg: Sim2RealCheckConfig) -> None:
     }
     report, first = compare(
         cfg.policy.path,
-        cfg.dataset.root,
-        repo_id=cfg.dataset.repo_id,
-        episodes=cfg.dataset.episodes,
+        cfg.dataset,
         max_frames=cfg.max_frames,
         device=cfg.device,
         **models,

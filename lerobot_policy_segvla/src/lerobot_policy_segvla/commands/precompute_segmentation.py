@@ -164,91 +164,6 @@ def scores_source(
     return pooled_scores, num_classes, class_names, info, settings
 
 
-def precompute_segmentation(
-    repo_id: str,
-    root: str | Path | None,
-    feature_map: dict[str, str],
-    output_root: str | Path | None = None,
-    output_repo_id: str | None = None,
-    model: str = DEFAULT_MODEL,
-    grid_size: int = 8,
-    input_size: int = 512,
-    batch_size: int = 8,
-    device: str = "cpu",
-    dtype: str = "float32",
-    num_workers: int = 0,
-    restart: bool = False,
-    previews: int = 3,
-    segmenter_path: str | Path | None = None,
-) -> dict:
-    """Write a copy of the dataset with pooled Mask2Former scores (or, with `segmenter_path`, the suite's segmenter's
-    pooled probabilities) under `feature_map`'s keys; return a summary."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    check_feature_map(feature_map)
-    if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    dataset = LeRobotDataset(repo_id, root=root)
-    _check_dataset(dataset, feature_map)
-    output_root, output_repo_id = output_location(dataset, output_root, output_repo_id, "_segmentation")
-
-    pooled_scores, num_classes, class_names, info, settings = scores_source(
-        feature_map, segmenter_path, model, grid_size, input_size, device, dtype
-    )
-
-    def compute(batch: dict) -> dict[str, torch.Tensor]:
-        pooled = pooled_scores(batch)
-        scores = {key: s.float().cpu().contiguous() for key, s in zip(feature_map.values(), pooled, strict=True)}
-        for key, value in scores.items():
-            check_segmentation_scores(value, key, num_classes, grid_size)
-        return {key: pack_scores(value) for key, value in scores.items()}
-
-    # Packed (see pack_scores): the policy's preprocessor and model read them back as float32 (C, g, g).
-    layout = {
-        "layout": f"float32 ({num_classes}, {grid_size}, {grid_size}) scores as little-endian int64 words (pack_scores)"
-    }
-    words = packed_scores_length(num_classes, grid_size)
-    spec = {"dtype": "int64", "shape": [words], "names": None, "info": {**info, **layout}}
-    summary = precompute_features(
-        dataset,
-        compute,
-        {key: spec for key in feature_map.values()},
-        output_root,
-        output_repo_id,
-        {**settings, "feature_map": feature_map},
-        batch_size=batch_size,
-        num_workers=num_workers,
-        restart=restart,
-        desc="Mask2Former" if segmenter_path is None else "segmenter",
-    )
-    preview_dir = output_root.with_name(output_root.name + "_previews")
-    if previews:
-        stored = open_result(summary).hf_dataset
-        columns = {key: _StoredColumn(stored, key) for key in feature_map.values()}
-        write_previews(dataset, columns, feature_map, class_names, preview_dir, previews, grid_size)
-
-    summary = {
-        **summary,
-        "num_classes": num_classes,
-        "previews": str(preview_dir) if previews else None,
-        **_bytes_report(num_classes, grid_size, input_size, len(feature_map)),
-    }
-    if segmenter_path is not None:  # Mask2Former's full map at input_size: not what the segmenter makes
-        summary.pop("full_map_bytes_per_camera_frame")
-    logger.info("wrote %s", json.dumps(summary))
-    return summary
-
-
-class _StoredColumn:
-    """A column of a dataset's parquet data, indexed by position (for previews)."""
-
-    def __init__(self, hf_dataset, key: str):
-        self.hf_dataset, self.key = hf_dataset, key
-
-    def __getitem__(self, position: int):
-        return self.hf_dataset[int(position)][self.key]
-
-
 @dataclass
 class PrecomputeSegmentationConfig:
     dataset: SourceDatasetConfig
@@ -277,26 +192,84 @@ class PrecomputeSegmentationConfig:
         check_feature_map(self.feature_map)
 
 
+def _packed_spec(info: dict, num_classes: int, grid_size: int) -> dict:
+    """The stored feature of one camera's scores. Packed (see pack_scores): the policy's preprocessor and model read
+    them back as float32 (C, g, g)."""
+    layout = {
+        "layout": f"float32 ({num_classes}, {grid_size}, {grid_size}) scores as little-endian int64 words (pack_scores)"
+    }
+    words = packed_scores_length(num_classes, grid_size)
+    return {"dtype": "int64", "shape": [words], "names": None, "info": {**info, **layout}}
+
+
+def precompute_segmentation(cfg: PrecomputeSegmentationConfig) -> dict:
+    """Write a copy of `cfg.dataset` with pooled Mask2Former scores (or, with `cfg.segmenter_path`, the suite's
+    segmenter's pooled probabilities) under `cfg.feature_map`'s keys; return a summary."""
+    feature_map, grid_size, segmenter_path = cfg.feature_map, cfg.grid_size, cfg.segmenter_path
+    check_feature_map(feature_map)
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {list(DTYPES)}, got {cfg.dtype!r}")
+    dataset = cfg.dataset.open()
+    _check_dataset(dataset, feature_map)
+    output_root, output_repo_id = output_location(dataset, cfg.output_dir, cfg.output_repo_id, "_segmentation")
+
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pooled_scores, num_classes, class_names, info, settings = scores_source(
+        feature_map, segmenter_path, cfg.model_path, grid_size, cfg.input_size, device, cfg.dtype
+    )
+
+    def compute(batch: dict) -> dict[str, torch.Tensor]:
+        pooled = pooled_scores(batch)
+        scores = {key: s.float().cpu().contiguous() for key, s in zip(feature_map.values(), pooled, strict=True)}
+        for key, value in scores.items():
+            check_segmentation_scores(value, key, num_classes, grid_size)
+        return {key: pack_scores(value) for key, value in scores.items()}
+
+    spec = _packed_spec(info, num_classes, grid_size)
+    summary = precompute_features(
+        dataset,
+        compute,
+        {key: spec for key in feature_map.values()},
+        output_root,
+        output_repo_id,
+        {**settings, "feature_map": feature_map},
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        restart=cfg.restart,
+        desc="Mask2Former" if segmenter_path is None else "segmenter",
+    )
+    preview_dir = output_root.with_name(output_root.name + "_previews")
+    if cfg.previews:
+        stored = open_result(summary).hf_dataset
+        columns = {key: _StoredColumn(stored, key) for key in feature_map.values()}
+        write_previews(dataset, columns, feature_map, class_names, preview_dir, cfg.previews, grid_size)
+
+    summary = {
+        **summary,
+        "num_classes": num_classes,
+        "previews": str(preview_dir) if cfg.previews else None,
+        **_bytes_report(num_classes, grid_size, cfg.input_size, len(feature_map)),
+    }
+    if segmenter_path is not None:  # Mask2Former's full map at input_size: not what the segmenter makes
+        summary.pop("full_map_bytes_per_camera_frame")
+    logger.info("wrote %s", json.dumps(summary))
+    return summary
+
+
+class _StoredColumn:
+    """A column of a dataset's parquet data, indexed by position (for previews)."""
+
+    def __init__(self, hf_dataset, key: str):
+        self.hf_dataset, self.key = hf_dataset, key
+
+    def __getitem__(self, position: int):
+        return self.hf_dataset[int(position)][self.key]
+
+
 @parser.wrap()
 def precompute_segmentation_cli(cfg: PrecomputeSegmentationConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = precompute_segmentation(
-        repo_id=cfg.dataset.repo_id,
-        root=cfg.dataset.root,
-        feature_map=cfg.feature_map,
-        output_root=cfg.output_dir,
-        output_repo_id=cfg.output_repo_id,
-        model=cfg.model_path,
-        grid_size=cfg.grid_size,
-        input_size=cfg.input_size,
-        batch_size=cfg.batch_size,
-        device=cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        dtype=cfg.dtype,
-        num_workers=cfg.num_workers,
-        restart=cfg.restart,
-        previews=cfg.previews,
-        segmenter_path=cfg.segmenter_path,
-    )
+    summary = precompute_segmentation(cfg)
     print(json.dumps(summary, indent=2))
     return summary
 
