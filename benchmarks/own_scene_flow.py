@@ -6,7 +6,7 @@ in its own process, as a user runs them (the recording is the user's own time an
 
 Run from the repository root, on a recording (examples/own_scene.py records configs/own_scene/record_look.yaml):
 
-    .venv/bin/python benchmarks/own_scene_flow.py --dataset.root=outputs/own_scene/data/look --demos=25
+    .venv/bin/python benchmarks/own_scene_flow.py --dataset_root=outputs/own_scene/data/look --demos=25
 
 Rows: each stage's wall seconds over --repeats runs (median, min-max), each run in a fresh folder; the per-frame
 labelling cost and the frames labelled come from the labelling report. Machine load is printed beside the table:
