@@ -219,7 +219,7 @@ def test_hlrp_comparison_stages_read_the_corpus_and_differ_only_in_what_they_com
     plain, seg = parsed("hlrp_laq_corpus.yaml"), parsed("hlrp_laq_corpus_seg.yaml")
     latent, actions = parsed("hlrp_trunk_corpus_latent.yaml"), parsed("hlrp_trunk_corpus_actions.yaml")
     for cfg in (plain, seg, latent, actions):
-        assert {d.repo_id: d.root for d in cfg.datasets} == corpus
+        assert {d.repo_id: str(d.root) for d in cfg.datasets} == corpus
     differ = {f.name for f in dataclasses.fields(plain) if getattr(plain, f.name) != getattr(seg, f.name)}
     assert differ == {"loss_weighting", "segmentation", "output_dir"} and seg.loss_weighting == "segmentation"
     # the plain LAQ's held-out weighted MSE uses the same class weights: the two compare on it
