@@ -3,14 +3,19 @@ twin's own segmentation of the same frames; the grasp read from the gripper trac
 finished run said and left alone, a killed one resumed, another settings' folder refused; and the twin's look seed."""
 
 import json
+import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
+import torch
 from clitools import TASK, run_cli
 from PIL import Image
+from run_again import mtimes
 
 from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
+from so101_run_infra.cli import OutputRefused, SettingsRefused
 from so101_segmenter.autolabel_config import FitConfig
 from so101_segmenter.autolabel_fit import PARKED, UPRIGHT, class_agreement, fit_cameras, fit_held, fit_standing
 from so101_segmenter.autolabel_scene import LabelScene
@@ -228,26 +233,41 @@ def test_labels_match_the_twins_own_segmentation_and_train_the_segmenter(recordi
     assert (tmp_path / "seg" / "best" / "model.safetensors").is_file()
 
 
+def autolabel_here(capsys, root: Path, out: Path, *flags: str) -> str:
+    """so101-seg-autolabel's own entry, in this process (the command's imports paid once); what it printed."""
+    from so101_segmenter.autolabel import autolabel_cli
+
+    threads = torch.get_num_threads()
+    argv = ["so101-seg-autolabel", "--dataset.repo_id=local/autolabel", f"--dataset.root={root}",
+            f"--output_dir={out}", "--fit.camera_frames=4", *flags]  # fmt: skip
+    capsys.readouterr()
+    try:
+        with patch.object(sys, "argv", argv):
+            autolabel_cli()
+    finally:
+        torch.set_num_threads(threads)  # the segmenter sets its own; the tests after it keep theirs
+    return capsys.readouterr().out
+
+
 @pytest.mark.slow
-def test_run_again_finished_killed_and_over_other_settings(recording, tmp_path):
+def test_run_again_finished_killed_and_over_other_settings(recording, tmp_path, capsys):
     out = tmp_path / "labels"
-    autolabel(recording, out, "--frame_stride=15")
+    autolabel_here(capsys, recording, out, "--frame_stride=15")
     full = json.loads((out / "index.json").read_text())
-    again = autolabel(recording, out, "--frame_stride=15")
-    assert "already labelled with these settings" in again.stdout
+    assert "already labelled with these settings" in autolabel_here(capsys, recording, out, "--frame_stride=15")
     # a folder labelled before a setting existed counts as labelled with its default
     settings = json.loads((out / "autolabel_settings.json").read_text())
     del settings["cube_band_px"]
     (out / "autolabel_settings.json").write_text(json.dumps(settings))
-    assert "already labelled" in autolabel(recording, out, "--frame_stride=15").stdout
+    assert "already labelled" in autolabel_here(capsys, recording, out, "--frame_stride=15")
     # labels made before the colour fits existed were made without them
     for key in ("held", "standing"):
         del settings["fit"][key]
     (out / "autolabel_settings.json").write_text(json.dumps(settings))
-    refused = autolabel(recording, out, "--frame_stride=15", check=False)
-    assert refused.returncode != 0 and "fit.standing: saved False, now True" in refused.stderr
-    without = autolabel(recording, out, "--frame_stride=15", "--fit.standing=false", "--fit.held=false")
-    assert "already labelled" in without.stdout
+    with pytest.raises(OutputRefused, match=r"fit\.standing: saved False, now True"):
+        autolabel_here(capsys, recording, out, "--frame_stride=15")
+    without = autolabel_here(capsys, recording, out, "--frame_stride=15", "--fit.standing=false", "--fit.held=false")
+    assert "already labelled" in without
     fits = {**settings["fit"], "held": True, "standing": True}
     (out / "autolabel_settings.json").write_text(json.dumps({**settings, "fit": fits}))
     fit = json.loads((out / "camera_fit.json").read_text())
@@ -257,26 +277,28 @@ def test_run_again_finished_killed_and_over_other_settings(recording, tmp_path):
     partial = {**full, "frames": [f for f in full["frames"] if f["episode"] == first]}
     (out / "index.json").write_text(json.dumps(partial))
     (out / "autolabel_report.json").unlink()
-    autolabel(recording, out, "--frame_stride=15")
+    autolabel_here(capsys, recording, out, "--frame_stride=15")
     assert json.loads((out / "index.json").read_text())["frames"] == full["frames"]
+    before = mtimes(out)
+    # the installed command: other settings refused in one line, exit code 1, no traceback, nothing touched
     refused = autolabel(recording, out, "--frame_stride=5", check=False)
     assert refused.returncode != 0 and "frame_stride: saved 15, now 5" in refused.stderr
-    assert "Traceback" not in refused.stderr.splitlines()[-1]
+    assert "Traceback" not in refused.stderr and mtimes(out) == before, refused.stderr[-3000:]
     strange = tmp_path / "strange"
     strange.mkdir()
     (strange / "notes.txt").write_text("mine")
-    refused = autolabel(recording, strange, check=False)
-    assert refused.returncode != 0 and "did not write" in refused.stderr
+    with pytest.raises(OutputRefused, match="did not write"):
+        autolabel_here(capsys, recording, strange)
 
 
 @pytest.mark.slow
-def test_refuses_before_any_work(recording, tmp_path):
+def test_refuses_before_any_work(recording, tmp_path, capsys):
     refused = autolabel(recording, tmp_path / "a", "--cameras=[front,top]", check=False)
     assert refused.returncode != 0 and "only its cameras 'front' and 'wrist'" in refused.stderr
     reach = record(tmp_path / "reach", task="ReachCube", cameras="[wrist]", episodes=1)
-    refused = autolabel(reach, tmp_path / "b", "--cameras=[wrist]", check=False)
-    assert refused.returncode != 0 and "shows a grasp" in refused.stderr
-    refused = autolabel(reach, tmp_path / "c", "--cameras=[front]", check=False)
-    assert refused.returncode != 0 and "the recording has no such camera" in refused.stderr
+    with pytest.raises(SettingsRefused, match="shows a grasp"):
+        autolabel_here(capsys, reach, tmp_path / "b", "--cameras=[wrist]")
+    with pytest.raises(SettingsRefused, match="the recording has no such camera"):
+        autolabel_here(capsys, reach, tmp_path / "c", "--cameras=[front]")
     for name in ("a", "b", "c"):
         assert not (tmp_path / name).exists()  # refused before anything was written

@@ -28,7 +28,7 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from so101_run_infra.atomic import write_json
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.runs import config_differences, with_defaults
 
 from .autolabel_config import REPORT, SETTINGS, AutolabelConfig, RecordingConfig
@@ -54,13 +54,13 @@ def check_output(cfg: AutolabelConfig) -> bool:
         return False
     saved = out / SETTINGS
     if not saved.is_file():
-        raise FileExistsError(
+        raise OutputRefused(
             f"--output_dir {out} holds files so101-seg-autolabel did not write ({SETTINGS} is missing): choose "
             "another --output_dir"
         )
     differences = config_differences(saved_with_defaults(json.loads(saved.read_text())), cfg.settings())
     if differences:
-        raise ValueError(
+        raise OutputRefused(
             f"--output_dir {out} holds labels made with other settings ({'; '.join(differences)}): give another "
             "--output_dir, or delete that folder to label again"
         )

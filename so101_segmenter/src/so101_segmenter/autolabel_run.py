@@ -13,6 +13,7 @@ import torch
 
 from so101_core import MOTOR_KEYS, segmentation_from_code
 from so101_run_infra.atomic import write_json
+from so101_run_infra.cli import SettingsRefused
 
 from .autolabel_config import CAMERA_FIT, EPISODES, AutolabelConfig
 from .autolabel_fit import fit_cameras, fit_cube, fit_held, fit_standing
@@ -52,14 +53,14 @@ class Recording:
         state = features.get("observation.state")
         if state is None or list(state.get("names") or []) != list(MOTOR_KEYS):
             found = "no observation.state" if state is None else f"observation.state names {state.get('names')}"
-            raise ValueError(
+            raise SettingsRefused(
                 f"{root or cfg.dataset.repo_id}: {found}; the labels are rendered at each frame's joint positions, "
                 f"so the recording needs an SO-101 follower's state {list(MOTOR_KEYS)}"
             )
         missing = [c for c in cfg.cameras if _image_key(c) not in features]
         if missing:
             present = sorted(k.removeprefix("observation.images.") for k in dataset.meta.camera_keys)
-            raise ValueError(
+            raise SettingsRefused(
                 f"--cameras {missing}: the recording has no such camera (it has {present}); the twin can place only "
                 "its 'front' and 'wrist' cameras: record with those names (--robot.cameras / --rename_map) or "
                 "label the cameras it has"
@@ -67,7 +68,7 @@ class Recording:
         total = dataset.meta.total_episodes
         episodes = cfg.dataset.episodes if cfg.dataset.episodes is not None else list(range(total))
         if bad := [e for e in episodes if not 0 <= e < total]:
-            raise ValueError(f"--dataset.episodes {bad} are not in the recording's {total} episodes")
+            raise SettingsRefused(f"--dataset.episodes {bad} are not in the recording's {total} episodes")
         table = dataset.meta.episodes
         bounds = {e: (int(table["dataset_from_index"][e]), int(table["dataset_to_index"][e])) for e in episodes}
         joints = {}
@@ -108,7 +109,7 @@ def plan_episodes(cfg: AutolabelConfig, joints: dict[int, np.ndarray]) -> dict[i
     """Each episode's grasp, from its gripper positions; refuses a recording with none."""
     plans = {e: find_grasp(q[:, 5], cfg.grasp) for e, q in joints.items()}
     if all(p.grasp is None for p in plans.values()):
-        raise ValueError(
+        raise SettingsRefused(
             f"none of the {len(plans)} episodes shows a grasp (the gripper never stops closed short of shut, "
             f"--grasp.closed_below={cfg.grasp.closed_below}): the cube's place cannot be found, so nothing can be "
             "labelled. Is this a pick recording, and the gripper in the follower's 0-100 units?"
