@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import shutil
+from pathlib import Path
+from unittest.mock import patch
 
 import draccus
 import pytest
@@ -20,6 +23,7 @@ from lerobot_policy_segvla.modeling_segvla import content_canvas
 from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
 from so101_devtools.tiny_models import save_smolvlm
 from so101_policy_common.precompute import SourceDatasetConfig
+from so101_run_infra.cli import OutputRefused
 
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 FRONT_SCORES, WRIST_SCORES = "observation.segmentation.front", "observation.segmentation.wrist"
@@ -578,6 +582,51 @@ def test_conversion_keeps_every_smolvla_field_and_refuses_what_is_not_smolvla(vl
         convert(str(tmp_path / "seg"), tmp_path / "out", [])
 
 
+def run_again_finished_killed_and_over_other_settings(command: list[str], source: Path, out: Path, tmp_path: Path):
+    """segvla-from-smolvla run again: over its own conversion nothing is done; another source's weights, other
+    flags or a folder it did not write are refused in one line; a run killed while writing leaves nothing, and
+    the same command then converts whole."""
+    from clitools import run_cli
+    from run_again import mtimes
+
+    from lerobot_policy_segvla.commands import from_smolvla
+
+    before = mtimes(out)
+    again = run_cli(command, cwd=tmp_path)
+    said = f"{out}: already made with these settings (SegVLA from {source}); nothing to do"
+    assert again.stdout.strip().endswith(said), again.stdout[-2000:]
+    assert mtimes(out) == before
+    other = run_cli([*command[:-1], "--policy.segmentation_task_classes=[table]"], cwd=tmp_path, check=False)
+    assert other.returncode != 0 and "Traceback" not in other.stderr, other.stderr[-3000:]
+    assert f"{out} holds a conversion made with other settings (overrides[" in other.stderr
+    assert "saved '--policy.segmentation_task_classes=[cube]', now '--policy.segmentation_task_classes=[table]'" in (
+        other.stderr
+    )
+    assert "choose another --output_dir, or remove that folder to convert again" in other.stderr
+    assert mtimes(out) == before
+    overrides = [a for a in command if a.startswith("--policy.") and not a.startswith("--policy.path")]
+    changed = tmp_path / "retrained"
+    shutil.copytree(source, changed)
+    (changed / "model.safetensors").write_bytes((changed / "model.safetensors").read_bytes() + b" ")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(OutputRefused, match=r"other settings \(source: saved .*source_weights_sha256: saved"):
+        from_smolvla.convert(str(changed), out, overrides)
+    (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match="holds no segvla-from-smolvla checkpoint"):
+        from_smolvla.convert(str(source), tmp_path / "elsewhere", overrides)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    killed_out = tmp_path / "killed"
+    with patch.object(from_smolvla, "save_policy", killed), pytest.raises(KeyboardInterrupt):
+        from_smolvla.convert(str(source), killed_out, overrides)
+    assert not killed_out.exists() and not list(tmp_path.glob(".killed*"))
+    from_smolvla.convert(str(source), killed_out, overrides)
+    for name in ("model.safetensors", "config.json", "policy_preprocessor.json", from_smolvla.RECORD):
+        assert (killed_out / name).read_bytes() == (out / name).read_bytes(), name
+
+
 @pytest.mark.slow
 def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vlm_dir, gt_dataset, tmp_path):
     """`segvla-from-smolvla` then `lerobot-train --policy.path`: SegVLA's processors, SmolVLA's actions at step 0."""
@@ -621,8 +670,7 @@ def test_converted_smolvla_acts_like_it_and_trains_with_the_segmentation_step(vl
     assert saved["type"] == "segvla" and saved["segmentation_task_class_ids"] == [3]
     steps = [s["registry_name"] for s in json.loads((converted / "policy_preprocessor.json").read_text())["steps"]]
     assert "so101_segmentation_scores_from_code" in steps
-    with pytest.raises(AssertionError, match="not empty"):
-        run_cli(convert, cwd=tmp_path)
+    run_again_finished_killed_and_over_other_settings(convert, smol_dir, converted, tmp_path)
 
     # step 0: the converted checkpoint acts exactly like the SmolVLA it came from
     cfg = PreTrainedConfig.from_pretrained(converted)

@@ -15,6 +15,7 @@ and SegVLA's own processors (with SmolVLA's normalisation stats, which lerobot-t
     lerobot-train --policy.path=outputs/segvla_init --dataset.repo_id=... --rename_map=...
 """
 
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -26,15 +27,18 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla import SmolVLAConfig
 from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
 
-from so101_run_infra.atomic import atomic_folder
+from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.checkpoints import save_policy
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
+from so101_run_infra.runs import config_differences
 
 from ..configuration_segvla import SegVLAConfig
 from ..modeling_segvla import SegVLAPolicy
 from ..processor_segvla import make_segvla_pre_post_processors
 
 PREPROCESSOR = "policy_preprocessor.json"
+# beside the checkpoint: what it was converted from, so that a run again knows its own output
+RECORD = "segvla_from_smolvla.json"
 
 
 def segvla_config(smolvla: SmolVLAConfig, overrides: list[str]) -> SegVLAConfig:
@@ -51,10 +55,42 @@ def segvla_config(smolvla: SmolVLAConfig, overrides: list[str]) -> SegVLAConfig:
         Path(f.name).unlink()
 
 
+def conversion_record(smolvla_path: str, overrides: list[str]) -> dict:
+    """What a conversion is made of: the source (and, for a local folder, its weights' sha256: a folder trained
+    further under the same name is another source) and the SegVLA flags given on top."""
+    weights = Path(smolvla_path) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    # the flags as the user spells them, whichever of LeRobot's two forms they came in
+    flags = [f"--policy.{a.removeprefix('--')}" if not a.startswith("--policy.") else a for a in overrides]
+    return {"source": str(smolvla_path), "source_weights_sha256": digest, "overrides": flags}
+
+
+def already_converted(output_dir: Path, record: dict) -> bool:
+    """`output_dir` holds this very conversion (run again); refuses a conversion of something else there, or a
+    folder this command did not write."""
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return False
+    saved = output_dir / RECORD
+    if not saved.is_file():
+        raise OutputRefused(
+            f"--output_dir {output_dir} is not empty and holds no segvla-from-smolvla checkpoint ({RECORD} is "
+            "missing): choose another --output_dir"
+        )
+    differences = config_differences(json.loads(saved.read_text()), record)
+    if differences:
+        raise OutputRefused(
+            f"--output_dir {output_dir} holds a conversion made with other settings ({'; '.join(differences)}): "
+            "choose another --output_dir, or remove that folder to convert again"
+        )
+    return True
+
+
 def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
     output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        raise FileExistsError(f"{output_dir} exists and is not empty; choose a new --output_dir")
+    record = conversion_record(smolvla_path, overrides)
+    if already_converted(output_dir, record):
+        print(f"{output_dir}: already made with these settings (SegVLA from {smolvla_path}); nothing to do")
+        return output_dir
     smolvla = PreTrainedConfig.from_pretrained(smolvla_path)
     if not isinstance(smolvla, SmolVLAConfig) or isinstance(smolvla, SegVLAConfig):
         raise ValueError(f"{smolvla_path} holds a '{smolvla.type}' checkpoint; expected a 'smolvla' one")
@@ -76,6 +112,8 @@ def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
     # Written beside the target and swapped into place: an interrupted run leaves no half checkpoint.
     with atomic_folder(output_dir) as staging:
         save_policy(staging, policy, preprocessor, postprocessor)
+        write_json(staging / RECORD, record)
+    print(f"SegVLA checkpoint written to {output_dir}; train it with lerobot-train --policy.path={output_dir}")
     return output_dir
 
 
@@ -99,8 +137,7 @@ def from_smolvla_cli(cfg: FromSmolVLAConfig) -> None:
     if not smolvla_path or cfg.output_dir is None:
         raise ValueError("give --policy.path (the SmolVLA checkpoint: a Hub id or a local folder) and --output_dir")
     overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy") or [])
-    out = convert(smolvla_path, cfg.output_dir, overrides)
-    print(f"SegVLA checkpoint written to {out}; train it with lerobot-train --policy.path={out}")
+    convert(smolvla_path, cfg.output_dir, overrides)
 
 
 def main() -> None:
