@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -15,11 +16,13 @@ from lerobot.envs.utils import preprocess_observation
 from lerobot.policies import get_policy_class
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
+from run_again import mtimes
 from test_perception import save_tiny_segmenter
 from torch import nn
 
 from lerobot_env_so101_twin.env import SO101TwinEnv
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
+from so101_run_infra.cli import OutputRefused
 
 register_third_party_plugins()
 
@@ -194,6 +197,44 @@ def test_drqv2_snapshot_converts_and_acts_like_drqv2(tmp_path):
     )
     targets = post(reference)
     torch.testing.assert_close(targets, state + reference * torch.tensor([4.0] * 5 + [15.0]))
+
+
+def test_the_converter_run_again_does_nothing_resumes_a_kill_and_refuses_other_settings(tmp_path):
+    from lerobot_policy_segdepth.commands import convert_drqv2
+    from lerobot_policy_segdepth.commands.convert_drqv2 import ConvertDrQV2Config, convert
+
+    encoder, actor = drqv2_reference(in_channels=6)
+    snapshot = tmp_path / "snap.pt"
+    torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict()}, snapshot)
+    out = tmp_path / "out"
+    command = ["segdepth-convert-drqv2", f"--snapshot_path={snapshot}", f"--output_dir={out}"]
+    run_cli(command, cwd=tmp_path)
+    before = mtimes(out)
+    again = run_cli(command, cwd=tmp_path)
+    assert again.stdout.strip().endswith(f"{out}: already made with these settings (from {snapshot}); nothing to do")
+    other = run_cli([*command, "--action_repeat=3"], cwd=tmp_path, check=False)
+    assert other.returncode != 0 and "Traceback" not in other.stderr, other.stderr[-3000:]
+    assert f"{out} holds a conversion made with other settings (settings.action_repeat: saved 2, now 3)" in other.stderr
+    assert "choose another --output_dir, or remove that folder to convert again" in other.stderr
+    assert mtimes(out) == before
+    torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict(), "_global_step": 5}, snapshot)
+    with pytest.raises(OutputRefused, match=r"other settings \(snapshot_sha256: saved"):
+        convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=out))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match="holds no segdepth-convert-drqv2 checkpoint"):
+        convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=tmp_path / "mine"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with patch.object(convert_drqv2, "save_policy", killed), pytest.raises(KeyboardInterrupt):
+        convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=tmp_path / "killed"))
+    assert not (tmp_path / "killed").exists() and not list(tmp_path.glob(".killed*"))
+    convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=tmp_path / "killed"))
+    convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=tmp_path / "clean"))
+    for name in ("model.safetensors", "config.json", convert_drqv2.RECORD):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
 
 
 def test_converter_rejects_a_mismatched_snapshot(tmp_path):

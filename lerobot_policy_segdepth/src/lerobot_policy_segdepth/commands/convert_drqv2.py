@@ -13,6 +13,9 @@ import, unless `--trust_pickle=true` says the file is trusted; then its `agent` 
 are unpickled in full, which needs DrQ-v2's code importable.
 """
 
+import dataclasses
+import hashlib
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +24,19 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature, parser
 from lerobot.utils.constants import ACTION, OBS_STATE
 
-from so101_run_infra.atomic import atomic_folder
+from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.checkpoints import save_policy
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
+from so101_run_infra.runs import as_json, config_differences
 
 from ..configuration_segdepth import SegDepthConfig
 from ..modeling_segdepth import SegDepthPolicy
 from ..processor_segdepth import make_segdepth_pre_post_processors
+
+# beside the checkpoint: what it was converted from, so that a run again knows its own output
+RECORD = "segdepth_from_drqv2.json"
 
 
 def _state_dict(snapshot: dict, part: str, path: Path) -> dict[str, torch.Tensor]:
@@ -59,7 +66,8 @@ class StatsDatasetConfig(DatasetRef):
 class ConvertDrQV2Config:
     # a DrQ-v2 snapshot: a torch file with 'encoder' and 'actor'; required
     snapshot_path: Path | None = None
-    # where the segdepth checkpoint goes (replaced whole if it exists); required
+    # where the segdepth checkpoint goes; required. Run again over its own conversion it does nothing; it refuses a
+    # folder holding anything else
     output_dir: Path | None = None
     dataset: StatsDatasetConfig = field(default_factory=StatsDatasetConfig)
     # frames stacked in the snapshot's input (pick-101: 3)
@@ -132,9 +140,42 @@ def config_from_snapshot(
     return config
 
 
-def convert(cfg: ConvertDrQV2Config) -> SegDepthPolicy:
+def conversion_record(cfg: ConvertDrQV2Config) -> dict:
+    """What a conversion is made of: the snapshot's bytes (sha256: a path may name another file later) and every
+    setting but the output folder."""
+    settings = as_json(dataclasses.asdict(cfg))
+    del settings["output_dir"]
+    digest = hashlib.sha256(Path(cfg.snapshot_path).read_bytes()).hexdigest()
+    return {"snapshot_sha256": digest, "settings": settings}
+
+
+def already_converted(output_dir: Path, record: dict) -> bool:
+    """`output_dir` holds this very conversion (run again); refuses another conversion there, or a folder this
+    command did not write."""
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return False
+    saved = output_dir / RECORD
+    if not saved.is_file():
+        raise OutputRefused(
+            f"--output_dir {output_dir} is not empty and holds no segdepth-convert-drqv2 checkpoint ({RECORD} is "
+            "missing): choose another --output_dir"
+        )
+    differences = config_differences(json.loads(saved.read_text()), record)
+    if differences:
+        raise OutputRefused(
+            f"--output_dir {output_dir} holds a conversion made with other settings ({'; '.join(differences)}): "
+            "choose another --output_dir, or remove that folder to convert again"
+        )
+    return True
+
+
+def convert(cfg: ConvertDrQV2Config) -> SegDepthPolicy | None:
     """The segdepth policy of `cfg.snapshot_path`, saved to `cfg.output_dir` (its state normalised by the stats of
-    `cfg.dataset`, when its root is given)."""
+    `cfg.dataset`, when its root is given); None when that folder already holds this conversion."""
+    record = conversion_record(cfg)
+    if already_converted(Path(cfg.output_dir), record):
+        print(f"{cfg.output_dir}: already made with these settings (from {cfg.snapshot_path}); nothing to do")
+        return None
     dataset_stats = cfg.dataset.metadata().stats if cfg.dataset.root else None
     snapshot_path = cfg.snapshot_path
     snapshot = load_trusted_pickle(snapshot_path) if cfg.trust_pickle else load_weights_only(snapshot_path)
@@ -153,6 +194,8 @@ def convert(cfg: ConvertDrQV2Config) -> SegDepthPolicy:
     pre, post = make_segdepth_pre_post_processors(config, dataset_stats=dataset_stats)
     with atomic_folder(cfg.output_dir) as staging:  # the checkpoint appears whole or not at all
         save_policy(staging, policy, pre, post)
+        write_json(staging / RECORD, record)
+    print(f"wrote a segdepth checkpoint to {cfg.output_dir}")
     return policy
 
 
@@ -161,7 +204,6 @@ def convert_cli(cfg: ConvertDrQV2Config) -> None:
     if not cfg.snapshot_path.is_file():
         raise FileNotFoundError(f"--snapshot_path {cfg.snapshot_path} does not exist")
     convert(cfg)
-    print(f"wrote a segdepth checkpoint to {cfg.output_dir}")
 
 
 def main() -> None:
