@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lerobot.policies.common.vla_utils import resize_with_pad
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.processor.converters import batch_to_transition, transition_to_batch
+from run_again import mtimes
 
 from lerobot_policy_segvla import ade20k
 from lerobot_policy_segvla.ade20k import ADE20K_150, PromptClassParser, class_id
@@ -27,6 +28,7 @@ from lerobot_policy_segvla.mask2former import (
 )
 from so101_core import CUBE, SEGMENTATION_CLASSES, TABLE
 from so101_policy_common.precompute import SourceDatasetConfig
+from so101_run_infra.cli import OutputRefused
 
 ADE_ID2LABEL = dict(enumerate(ADE20K_150))
 # HF's own ADE id2label spells one class with a trailing space and some checkpoints use WordNet synonym lists.
@@ -339,7 +341,9 @@ def test_packed_scores_read_back_bit_for_bit(classes):
 
 
 @pytest.mark.slow
-def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, tiny_model, tmp_path, monkeypatch):
+def test_precompute_resumes_and_stores_what_the_online_step_gives(
+    gt_dataset, tiny_model, tmp_path, monkeypatch, capsys
+):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from lerobot_policy_segvla.commands import precompute_segmentation as pre
@@ -402,6 +406,21 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, ti
         for key in feature_map.values():
             grid = score_grid(stored[key], 150, 4)
             torch.testing.assert_close(grid, online[key], rtol=1e-4, atol=1e-6, msg=f"batch {i} {key}")
+
+    # run again as it was: nothing computed, nothing rewritten; other settings or a folder it did not write: refused
+    out, said = tmp_path / "with_seg", capsys.readouterr()
+    before = mtimes(out)
+    again = pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**settings))
+    assert again["already_made"] and again["frames_computed_this_run"] == 0
+    assert f"{out}: already made with these settings" in capsys.readouterr().out and mtimes(out) == before
+    with pytest.raises(OutputRefused, match=r"made with other settings \(.*grid_size.*--output_dir"):
+        pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "grid_size": 2}))
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match=r"is not a copy this command finished.*another --output_dir"):
+        pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "output_dir": stranger}))
+    assert mtimes(out) == before and [p.name for p in stranger.iterdir()] == ["notes.txt"], said
 
 
 def test_feature_map_on_the_command_line():
