@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -526,3 +528,30 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert f"imf-cache-embeddings: {out} is a copy made with other settings (" in proc.stderr, proc.stderr[-3000:]
     assert "cameras" in proc.stderr and "--output_dir" in proc.stderr
+
+    # killed after two batches, then the same command again: it resumes, and the copy equals the uninterrupted one
+    from lerobot_policy_imf.commands import cache_embeddings as cache_command
+
+    resumed = tmp_path / "resumed"
+    killed_command = [w.replace(f"--output_dir={out}", f"--output_dir={resumed}") for w in command]
+    real_precompute, batches = cache_command.precompute_features, []
+
+    def killed_after_two_batches(dataset, compute, *args, **kwargs):
+        def counted(batch):
+            if len(batches) == 2:
+                raise KeyboardInterrupt
+            batches.append(1)
+            return compute(batch)
+
+        return real_precompute(dataset, counted, *args, **kwargs)
+
+    with patch.object(sys, "argv", killed_command):
+        killed = patch.object(cache_command, "precompute_features", killed_after_two_batches)
+        with killed, pytest.raises(KeyboardInterrupt):
+            cache_command.cache_main()
+        assert not resumed.exists()
+        summary = cache_command.cache_main()
+    assert summary["frames_computed_this_run"] == len(raw) - 2 * 16
+    again = LeRobotDataset("x", root=resumed)
+    for index in range(len(raw)):
+        assert torch.equal(again[index][OBS_VIEW_EMBEDDINGS], cached[index][OBS_VIEW_EMBEDDINGS]), index
