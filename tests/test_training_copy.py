@@ -88,6 +88,27 @@ def test_built_once_then_rebuilt_when_the_recording_changes(gt_dataset, tmp_path
 
 
 @pytest.mark.slow
+def test_killed_while_writing_then_run_again_builds_the_whole_copy(gt_dataset, wrist_copy, tmp_path, monkeypatch):
+    import so101_commands.training_copy as command
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(command, "_keep_stored_stats", killed)  # after LeRobot's tool wrote the staged copy
+        with pytest.raises(KeyboardInterrupt):
+            copy_of(gt_dataset, tmp_path / "wrist")
+    assert not (tmp_path / "wrist").exists()  # the staged half copy is never taken for the copy
+    assert copy_of(gt_dataset, tmp_path / "wrist")["status"] == "built"
+    assert not (tmp_path / ".wrist.tmp").exists()
+    clean, again = Path(wrist_copy["root"]), tmp_path / "wrist"
+    files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for name in files:
+        assert (clean / name).read_bytes() == (again / name).read_bytes(), name
+
+
+@pytest.mark.slow
 def test_refusals(gt_dataset, tmp_path):
     with pytest.raises(KeyError, match="not camera features"):
         copy_of(gt_dataset, tmp_path / "a", keep=["observation.images.nope"])
