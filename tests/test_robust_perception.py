@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from run_again import mtimes
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from so101_run_infra.cli import OutputRefused
 from so101_segmenter.augment import PhotometricAugment, PhotometricConfig
 from so101_segmenter.classes import CUBE, TABLE, UNLABELED
 from so101_segmenter.hue_band import HueBand, fold_out_of_band, fold_uint8, in_band, rgb_to_hsv
@@ -279,6 +281,79 @@ def test_train_a_depth_head_then_distil_a_teacher_on_unlabelled_frames(tmp_path)
     )  # fmt: skip
     metrics = [json.loads(line) for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()]
     assert "val_disparity_error_255" in metrics[-1]
+
+
+def test_disparity_run_again_resumes_does_nothing_or_refuses(tmp_path, monkeypatch, capsys):
+    """so101-seg-disparity over its own output: killed, it continues to what a clean run makes; finished, it does
+    nothing (one line on stdout); another teacher's settings are refused unless --restart=true, and with --images an
+    index.json it did not write is refused; --data_path over frames that all have targets does nothing."""
+    from test_perception import save_tiny_depth_anything
+
+    from so101_segmenter import teacher as teacher_module
+    from so101_segmenter.dataset_index import DatasetIndex, FrameRecord
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(images / f"f{i}.png")
+    depth_model = save_tiny_depth_anything(tmp_path / "teacher")
+
+    def command(*flags: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["so101-seg-disparity", f"--depth_model={depth_model}", "--input_size=28",
+                                          "--batch_size=2", "--device=cpu", *flags])  # fmt: skip
+        teacher_module.main()
+
+    clean, own = tmp_path / "clean", tmp_path / "own"
+    command(f"--images={images}", f"--output_dir={clean}")
+    real, batches = teacher_module.teacher_disparity, []
+
+    def killed_in_the_second_batch(*args):
+        batches.append(1)
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(teacher_module, "teacher_disparity", killed_in_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        command(f"--images={images}", f"--output_dir={own}")
+    monkeypatch.setattr(teacher_module, "teacher_disparity", real)
+    assert sum(bool(r.disparity) for r in DatasetIndex.load(own).records) == 2
+    command(f"--images={images}", f"--output_dir={own}")
+    for name in ["index.json", teacher_module.TEACHER_RECORD, *(f"disparity/f{i}.png" for i in range(5))]:
+        assert (own / name).read_bytes() == (clean / name).read_bytes(), name
+
+    capsys.readouterr()
+    before = mtimes(own)
+    command(f"--images={images}", f"--output_dir={own}")
+    said = "already made with these settings (5 frames with a target, 5 of them the teacher's); nothing to do"
+    assert capsys.readouterr().out == f"{own}: {said}\n"
+    with pytest.raises(
+        OutputRefused,
+        match=rf"{own} holds disparity targets a teacher made with other settings "
+        r"\(input_size: saved 28, now 42\): choose another --output_dir, or pass --restart=true",
+    ):
+        command(f"--images={images}", f"--output_dir={own}", "--input_size=42")  # fmt: skip
+    assert mtimes(own) == before
+    command(f"--images={images}", f"--output_dir={own}", "--input_size=42", "--restart=true")
+    record = json.loads((own / teacher_module.TEACHER_RECORD).read_text())
+    assert record["settings"]["input_size"] == 42 and len(record["frames"]) == 5
+    assert all((own / f"disparity/f{i}.png").stat().st_mtime_ns > before[f"disparity/f{i}.png"] for i in range(5))
+
+    labelled = tmp_path / "labelled"  # a dataset whose frames all have targets already (the twin's)
+    records = [FrameRecord(image=f"../images/f{i}.png", mask="", disparity=f"disparity/f{i}.png") for i in range(5)]
+    DatasetIndex(labelled, records).save()
+    before = mtimes(labelled)
+    with pytest.raises(
+        OutputRefused,
+        match=rf"{labelled} holds an index.json so101-seg-disparity did not write: "
+        rf"pass --data_path={labelled} to add targets to that dataset, or choose another --output_dir",
+    ):
+        command(f"--images={images}", f"--output_dir={labelled}")  # fmt: skip
+    capsys.readouterr()
+    command(f"--data_path={labelled}")
+    said = "every frame has a target already (5 frames with a target, 0 of them the teacher's); nothing to do"
+    assert capsys.readouterr().out == f"{labelled}: {said}\n" and mtimes(labelled) == before
 
 
 def _images(root: Path) -> list[str]:

@@ -329,9 +329,12 @@ def test_coco_masks_both_orders_polygons_and_rle(tmp_path):
         assert (m[:6, :4] == BACKGROUND).all() and (m[16:, 20:] == MOVING_FINGER).all()
         assert (m[19, 0] == TABLE) and set(np.unique(m)) <= set(range(1, 6))
     (tmp_path / "excluded.json").write_text(json.dumps({"marks": {"a.png": "Excluded"}}))
-    index = generate_masks(tmp_path, tmp_path / "out", tmp_path / "selections.json", tmp_path / "excluded.json")
+    # other settings: the dataset's one index.json is replaced only when asked to
+    index = generate_masks(
+        tmp_path, tmp_path / "out", tmp_path / "selections.json", tmp_path / "excluded.json", restart=True
+    )
     assert [r.image for r in index.records] == ["images/default/b.jpg"] and index.records[0].mask == "out/b.png"
-    index = generate_masks(tmp_path, require_class=None)  # keeps the frame with no static finger too
+    index = generate_masks(tmp_path, require_class=None, restart=True)  # keeps the frame with no static finger too
     assert len(index.records) == 3
 
 
@@ -350,6 +353,85 @@ def test_coco_bad_input_errors(tmp_path):
         generate_masks(tmp_path)
     with pytest.raises(FileNotFoundError, match="selections file"):
         generate_masks(tmp_path, selections=tmp_path / "missing.json")
+
+
+def test_coco_masks_again_do_nothing_redo_or_refuse(tmp_path, monkeypatch, capsys):
+    """so101-seg-masks over its own output: killed, it is made again as a clean run makes it; finished, it is left
+    alone (one line on stdout), also once so101-seg-disparity added targets to the index; other settings, an index it
+    did not write with these masks, or a mask folder of other files are refused before any mask is painted."""
+    from so101_segmenter import coco_masks
+
+    def command(data: Path, *flags: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["so101-seg-masks", f"--dataset_path={data}",
+                                          f"--selections={data / 'selections.json'}", *flags])  # fmt: skip
+        coco_masks.main()
+
+    clean, data = tmp_path / "clean", tmp_path / "data"
+    for root in (clean, data):
+        root.mkdir()
+        write_tiny_coco(root)
+        (root / "selections.json").write_text(json.dumps({"marks": {"b.png": "Grasping"}}))
+    command(clean)
+
+    real_paint, real_save = coco_masks.paint_mask, DatasetIndex.save
+    monkeypatch.setattr(coco_masks, "paint_mask", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # killed while painting: nothing is left
+        command(data)
+    assert sorted(p.name for p in data.iterdir()) == ["excluded.json", "images", "instances_default.json",
+                                                       "selections.json"]  # fmt: skip
+    monkeypatch.setattr(coco_masks, "paint_mask", real_paint)
+    monkeypatch.setattr(DatasetIndex, "save", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # killed once the masks were in place, before the index
+        command(data)
+    assert (data / "masks" / RUN_FINISHED).is_file() and not (data / "index.json").exists()
+    monkeypatch.setattr(DatasetIndex, "save", real_save)
+    (data / ".masks.tmp").mkdir()  # and what a kill while painting leaves when nothing cleans up after it
+    (data / ".masks.tmp" / "a.png").write_bytes(b"half")
+    command(data)
+    assert (data / "index.json").read_text() == (clean / "index.json").read_text()
+    for name in ("a.png", "b.png", RUN_FINISHED):
+        assert (data / "masks" / name).read_bytes() == (clean / "masks" / name).read_bytes(), name
+    assert not (data / ".masks.tmp").exists()
+
+    capsys.readouterr()
+    with_targets = DatasetIndex.load(data)  # so101-seg-disparity --data_path adds targets to the masks' frames
+    with_targets.records[0].disparity = "disparity/a.png"
+    with_targets.save()
+
+    def made() -> dict[str, int]:  # the dataset's files but the input rewritten below
+        return {k: v for k, v in mtimes(data).items() if k != "selections.json"}
+
+    before = made()
+    command(data)
+    assert (
+        capsys.readouterr().out
+        == f"{data / 'masks'}: already made with these settings (2 masks, 1 in grasp order); nothing to do\n"
+    )
+    with pytest.raises(
+        OutputRefused,
+        match=r"masks made with other settings \(require_class: saved 'static_finger', "
+        r"now None\): pass --restart=true to make them again with these, or choose another --output_dir",
+    ):
+        command(data, "--require_class=")  # fmt: skip
+    (data / "selections.json").write_text(json.dumps({"marks": {"a.png": "Grasping"}}))
+    with pytest.raises(OutputRefused, match=r"\(selections: saved 'sha256:\w{16}', now 'sha256:\w{16}'\)"):
+        command(data)
+    with pytest.raises(
+        OutputRefused,
+        match=rf"{data / 'index.json'} is not the index so101-seg-masks wrote with the "
+        rf"masks in {data / 'elsewhere'}: pass --restart=true to replace it",
+    ):
+        command(data, f"--output_dir={data / 'elsewhere'}")  # fmt: skip
+    (data / "selections.json").write_text(json.dumps({"marks": {"b.png": "Grasping"}}))
+    assert made() == before
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match=f"{other} is not empty and holds no masks so101-seg-masks made"):
+        command(data, f"--output_dir={other}", "--restart=true")
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    command(data, "--require_class=", "--restart=true")
+    assert len(DatasetIndex.load(data).records) == 3
 
 
 # ----- grids ---------------------------------------------------------------------------------------------------

@@ -2,17 +2,21 @@
 
 The frames reach the tower as SmolVLA's preprocessing gives them (checked against LeRobot's own resize_with_pad, and
 the masks against the image they label); the written folder loads as a SmolVLM with only the tower's weights
-changed; an interrupted run resumes to the weights an uninterrupted one reaches; bad input is refused by name."""
+changed; an interrupted run resumes to the weights an uninterrupted one reaches; run again over its own output it
+does nothing, and refuses a run of other settings or a folder it did not write; bad input is refused by name."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 from lerobot.policies.common.vla_utils import resize_with_pad
+from run_again import mtimes, nothing_to_do
 from safetensors.torch import load_file
 
+from so101_run_infra.cli import OutputRefused
 from so101_segmenter import vlm_tower
 from so101_segmenter.classes import UNLABELED
 
@@ -86,6 +90,59 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_inputs, tm
     parts = load_file(tmp_path / "parts" / "model.safetensors")
     for key in whole:
         torch.testing.assert_close(parts[key], whole[key], rtol=0, atol=0, msg=key)
+
+
+def test_pretrain_started_again_does_nothing_resumes_or_refuses(tiny_inputs, tmp_path, monkeypatch, capsys, caplog):
+    """The command over its own output: a killed run resumes only with its own settings, a finished one is left
+    alone (one line on stdout), one of other settings or a folder of other files is refused before any training."""
+    vlm, frames = tiny_inputs
+
+    def command(out, *flags: str) -> None:
+        monkeypatch.setattr(sys, "argv", [
+            "so101-seg-pretrain-tower", f"--vlm_path={vlm}", f"--data.path={frames}", "--data.img_height=24",
+            "--data.img_width=32", f"--test_paths=[{frames}]", "--batch_size=2", "--num_workers=0", "--threads=1",
+            "--epochs=2", f"--output_dir={out}", *flags,
+        ])  # fmt: skip
+        vlm_tower.main()
+
+    out, state = tmp_path / "tower", tmp_path / ("tower" + vlm_tower.STATE)
+    real_save = vlm_tower.save_state
+
+    def save_then_stop(folder, state):
+        real_save(folder, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vlm_tower, "save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        command(out)
+    monkeypatch.setattr(vlm_tower, "save_state", real_save)
+    killed = mtimes(state)
+    with pytest.raises(OutputRefused, match=rf"{state} holds an unfinished run of other settings \(lr: saved 0\.0005, "
+                       r"now 0\.001\): choose another --output_dir, or remove that folder"):  # fmt: skip
+        command(out, "--lr=1e-3")
+    assert mtimes(state) == killed and not out.exists()
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger=vlm_tower.__name__):
+        command(out, "--num_workers=1")  # how fast it runs is no setting
+    assert "resuming after epoch 1 of 2" in caplog.text
+    capsys.readouterr()
+    assert (out / "run_finished.json").is_file() and not state.exists()
+
+    finished = mtimes(out)
+    command(out)
+    assert capsys.readouterr().out == nothing_to_do(out, "2 epochs")
+    with pytest.raises(OutputRefused, match=r"tower pretrained with other settings \(epochs: saved 2, now 3\): choose "
+                       "another --output_dir, or remove that folder to start over"):  # fmt: skip
+        command(out, "--epochs=3")
+    assert mtimes(out) == finished and not state.exists()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match=f"{other} is not empty and holds no so101-seg-pretrain-tower run"):
+        command(other)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / ("other" + vlm_tower.STATE)).exists()
 
 
 def test_bad_input_is_refused_by_name(tiny_inputs, tmp_path):

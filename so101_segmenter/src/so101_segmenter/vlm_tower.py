@@ -15,6 +15,10 @@ logits of its `patch x patch` pixels (pixel shuffle), trained with `so101-seg-tr
 classes 1-5 on each `--test_paths` folder is reported and written to `tower_metrics.json`. Each epoch's state is
 saved; a run started again resumes after the last finished epoch.
 
+Run again with the same settings, the command finds the folder it finished (its `run_finished.json`) and does
+nothing. A resume state or a finished folder of other settings, or a folder this command did not write, is refused
+before any training, naming the differing settings: the run would otherwise continue, or replace, another run.
+
     so101-seg-pretrain-tower --vlm_path=outputs/models/smolvlm_twin \\
         --data.path=outputs/robust_twin/segmenter/sim_train \\
         --test_paths='[outputs/robust_twin/segmenter/test_none,outputs/robust_twin/segmenter/test_unseen]' \\
@@ -29,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import draccus
 import torch
 import torch.nn.functional as F
 from lerobot.configs import parser
@@ -37,8 +42,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from so101_run_infra.atomic import replace_folder, staging_folder, write_json
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.resume_state import load_state, save_state
+from so101_run_infra.runs import config_differences, finished_record, finished_run, mark_finished, without_fields
 
 from .augment import PhotometricAugment, PhotometricConfig
 from .classes import NUM_CLASSES, UNLABELED
@@ -49,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 STATE = ".tower_state"  # beside the output folder: the last finished epoch's weights, optimizer and RNG
 METRICS = "tower_metrics.json"
+NOT_SETTINGS = ("output_dir", "num_workers", "threads")  # where and how fast a run goes, not what it trains
 
 
 @dataclass
@@ -170,7 +177,56 @@ def tower_miou(model: TowerSegmenter, dataset: SegmentationDataset, size: int, b
     return summarize(confusion)
 
 
+def tower_settings(cfg: TowerPretrainConfig) -> dict:
+    """What a run is known again by: the encoded config without NOT_SETTINGS."""
+    return without_fields(draccus.encode(cfg), NOT_SETTINGS)
+
+
+def finished_here(cfg: TowerPretrainConfig, settings: dict) -> dict | None:
+    """The result of a run finished in output_dir with these settings (after saying so in one line), or None when
+    there is none. Anything else there is refused: the folder is swapped in whole when a run ends, so a non-empty one
+    is a finished run of other settings or a folder this command did not write."""
+    out = Path(cfg.output_dir)
+    if (done := finished_run(out, settings)) is not None:
+        return {**done["result"], "already_trained": True}
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        record = finished_record(out) if out.is_dir() else None
+        if record is None:
+            raise OutputRefused(
+                f"{out} is not empty and holds no so101-seg-pretrain-tower run: choose another --output_dir"
+            )
+        differences = "; ".join(config_differences(record["settings"], settings))
+        raise OutputRefused(
+            f"{out} holds a tower pretrained with other settings ({differences}): choose another --output_dir, or "
+            "remove that folder to start over"
+        )
+    return None
+
+
+def resume_state(state_dir: Path, settings: dict) -> dict | None:
+    """The last finished epoch's state of an interrupted run of these settings, or None; one of other settings is
+    refused (continuing it would mix two runs' epochs)."""
+    if not (state_dir / "state.json").is_file():
+        return None
+    state = load_state(state_dir)
+    saved = state.get("settings")  # None: a state written before it held its settings, resumed unchecked
+    differences = config_differences(saved, settings) if saved is not None else []
+    if differences:
+        raise OutputRefused(
+            f"{state_dir} holds an unfinished run of other settings ({'; '.join(differences)}): choose another "
+            "--output_dir, or remove that folder to start over"
+        )
+    return state
+
+
 def pretrain(cfg: TowerPretrainConfig) -> dict:
+    """Pretrain the tower and write output_dir; resumes an interrupted run of these settings, and does nothing over
+    a run finished with them (`already_trained` in the result)."""
+    settings = tower_settings(cfg)
+    if (done := finished_here(cfg, settings)) is not None:
+        return done
+    state_dir = Path(cfg.output_dir).with_name(Path(cfg.output_dir).name + STATE)
+    state = resume_state(state_dir, settings)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     vlm, hidden, patch, size = load_tower(cfg.vlm_path)
@@ -181,10 +237,8 @@ def pretrain(cfg: TowerPretrainConfig) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     generator = torch.Generator().manual_seed(cfg.seed)
-    state_dir = Path(cfg.output_dir).with_name(Path(cfg.output_dir).name + STATE)
     start, elapsed = 0, 0.0
-    if (state_dir / "state.json").is_file():
-        state = load_state(state_dir)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -212,33 +266,42 @@ def pretrain(cfg: TowerPretrainConfig) -> dict:
         state = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-            "elapsed_s": elapsed,
+            "elapsed_s": elapsed, "settings": settings,
         }  # fmt: skip
         save_state(state_dir, state)
     scores = {name: tower_miou(model, ds, size, cfg.batch_size) for name, ds in tests.items()}
     for name, summary in scores.items():
         logger.info("tower mIoU over classes 1-5 on %s: %.3f (cube %.3f)", name, summary["miou"],
                     summary["per_class_iou"]["cube"])  # fmt: skip
-    staging = staging_folder(cfg.output_dir)
-    (vlm if saved_with_head(cfg.vlm_path) else vlm.model).save_pretrained(staging)
-    for extra in Path(cfg.vlm_path).iterdir():  # tokenizer and processor files: the folder loads as the input did
-        if extra.is_file() and not (staging / extra.name).exists():
-            shutil.copy2(extra, staging / extra.name)
     parameters = sum(p.numel() for p in model.tower.parameters())
     record = {
         "vlm_path": str(cfg.vlm_path), "data": str(cfg.data.path), "epochs": cfg.epochs, "train_time_s": elapsed,
         "frames": len(train_ds), "image_size": size, "tower_parameters": parameters, "test": scores,
     }  # fmt: skip
-    write_json(staging / METRICS, record)
-    replace_folder(staging, cfg.output_dir)
+    write_output(cfg, vlm, record, settings)
     shutil.rmtree(state_dir, ignore_errors=True)
     return record
+
+
+def write_output(cfg: TowerPretrainConfig, vlm: nn.Module, record: dict, settings: dict) -> None:
+    """The SmolVLM folder, its metrics and the record of a finished run, swapped in whole: a folder at output_dir is
+    always a finished run."""
+    staging = staging_folder(cfg.output_dir)
+    (vlm if saved_with_head(cfg.vlm_path) else vlm.model).save_pretrained(staging)
+    for extra in Path(cfg.vlm_path).iterdir():  # tokenizer and processor files: the folder loads as the input did
+        if extra.is_file() and not (staging / extra.name).exists():
+            shutil.copy2(extra, staging / extra.name)
+    write_json(staging / METRICS, record)
+    mark_finished(staging, settings, f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}", **record)
+    replace_folder(staging, cfg.output_dir)
 
 
 @parser.wrap()
 def pretrain_cli(cfg: TowerPretrainConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     record = pretrain(cfg)
+    if record.get("already_trained"):  # finished_run said so in its one line
+        return record
     print(json.dumps({k: v for k, v in record.items() if k != "test"}))
     for name, summary in record["test"].items():
         print(f"{name}: mIoU over classes 1-5 {summary['miou']:.3f}, cube {summary['per_class_iou']['cube']:.3f}")
