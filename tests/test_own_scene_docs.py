@@ -17,8 +17,14 @@ from so101_segmenter.shipped import sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "real-so101.md"
-NAMES = ("so101-seg-render", "so101-seg-autolabel", "so101-seg-train", "so101-seg-autolabel", "so101-seg-train",
-         "so101-seg-swap")
+NAMES = (
+    "so101-seg-render",
+    "so101-seg-autolabel",
+    "so101-seg-train",
+    "so101-seg-autolabel",
+    "so101-seg-train",
+    "so101-seg-swap",
+)
 
 
 def section_commands() -> list[list[str]]:
