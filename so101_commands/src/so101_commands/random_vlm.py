@@ -11,11 +11,14 @@ Used by the recipes of two policies (SegVLA's SmolVLA backbone, HLRP's trunk). N
 (transformers).
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.atomic import atomic_folder, write_json
+from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.extras import missing_extra
+from so101_run_infra.runs import config_differences
 
 from .extras import VLM
 
@@ -25,6 +28,9 @@ try:
     from lerobot.configs import parser
 except ModuleNotFoundError as err:  # installed without the `vlm` extra
     raise missing_extra(VLM, err) from None
+
+# beside the model: the settings it was made with, so that a run again knows its own folder
+RECORD = "random_vlm.json"
 
 # The words the twin's task and the tests use; everything else maps to <unk>.
 _WORDS = ["pick", "up", "the", "red", "cube", "and", "lift", "it", ".", "reach", "move", "to", "a", "grasp", "place"]
@@ -175,7 +181,8 @@ SIZES = {
 
 @dataclass
 class RandomVLMConfig:
-    # new (or empty) folder for the SmolVLM config, tokenizer, processor and weights; required
+    # new (or empty) folder for the SmolVLM config, tokenizer, processor and weights; required. Run again over a
+    # folder it made with the same settings, the command does nothing
     output_dir: Path | None = None
     # tiny (the tests), twin (the twin-scale HLRP run), smolvlm2-500m (SmolVLM2-500M's real sizes, config only)
     size: str = "twin"
@@ -189,14 +196,42 @@ class RandomVLMConfig:
             raise ValueError(f"--size must be one of {', '.join(sorted(SIZES))}, got {self.size!r}")
 
 
+def already_made(cfg: RandomVLMConfig) -> bool:
+    """`output_dir` holds a SmolVLM this command made with these settings (run again); refuses one of other
+    settings, or a folder it did not write."""
+    out = Path(cfg.output_dir)
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    if not (out / RECORD).is_file():
+        raise OutputRefused(
+            f"--output_dir {out} is not empty and holds no so101-make-random-vlm folder ({RECORD} is missing): "
+            "choose another --output_dir"
+        )
+    differences = config_differences(json.loads((out / RECORD).read_text()), settings(cfg))
+    if differences:
+        raise OutputRefused(
+            f"--output_dir {out} holds a SmolVLM made with other settings ({'; '.join(differences)}): choose another "
+            "--output_dir, or remove that folder to make it again"
+        )
+    return True
+
+
+def settings(cfg: RandomVLMConfig) -> dict:
+    return {"size": cfg.size, "seed": cfg.seed}
+
+
 @parser.wrap()
 def make_random_vlm(cfg: RandomVLMConfig) -> None:
-    if cfg.output_dir.exists() and any(cfg.output_dir.iterdir()):
-        raise SystemExit(f"{cfg.output_dir} is not empty; choose another --output_dir")
+    if already_made(cfg):
+        print(f"{cfg.output_dir}: already made with these settings (size {cfg.size}, seed {cfg.seed}); nothing to do")
+        return
     import torch
 
     torch.manual_seed(cfg.seed)
-    print(SIZES[cfg.size](cfg.output_dir))
+    with atomic_folder(cfg.output_dir) as staging:  # a killed run leaves no half model for the next to refuse
+        SIZES[cfg.size](staging)
+        write_json(staging / RECORD, settings(cfg))
+    print(cfg.output_dir)
 
 
 def main() -> None:
