@@ -35,7 +35,7 @@ def test_run_again_finished_killed_and_over_other_settings(tmp_path, capsys):
         make(out, "--seed=1")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
-    with pytest.raises(OutputRefused, match="holds no so101-make-random-vlm folder"):
+    with pytest.raises(OutputRefused, match="holds nothing so101-make-random-vlm wrote"):
         make(tmp_path / "mine")
 
     def killed(folder):

@@ -215,14 +215,14 @@ def test_the_converter_run_again_does_nothing_resumes_a_kill_and_refuses_other_s
     other = run_cli([*command, "--action_repeat=3"], cwd=tmp_path, check=False)
     assert other.returncode != 0 and "Traceback" not in other.stderr, other.stderr[-3000:]
     assert f"{out} holds a conversion made with other settings (settings.action_repeat: saved 2, now 3)" in other.stderr
-    assert "choose another --output_dir, or remove that folder to convert again" in other.stderr
+    assert "choose another --output_dir, or remove that folder to make it again" in other.stderr
     assert mtimes(out) == before
     torch.save({"encoder": encoder.state_dict(), "actor": actor.state_dict(), "_global_step": 5}, snapshot)
     with pytest.raises(OutputRefused, match=r"other settings \(snapshot_sha256: saved"):
         convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=out))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
-    with pytest.raises(OutputRefused, match="holds no segdepth-convert-drqv2 checkpoint"):
+    with pytest.raises(OutputRefused, match="holds nothing segdepth-convert-drqv2 wrote"):
         convert(ConvertDrQV2Config(snapshot_path=snapshot, output_dir=tmp_path / "mine"))
 
     def killed(*args, **kwargs):

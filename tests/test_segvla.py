@@ -602,7 +602,7 @@ def run_again_finished_killed_and_over_other_settings(command: list[str], source
     assert "saved '--policy.segmentation_task_classes=[cube]', now '--policy.segmentation_task_classes=[table]'" in (
         other.stderr
     )
-    assert "choose another --output_dir, or remove that folder to convert again" in other.stderr
+    assert "choose another --output_dir, or remove that folder to make it again" in other.stderr
     assert mtimes(out) == before
     overrides = [a for a in command if a.startswith("--policy.") and not a.startswith("--policy.path")]
     changed = tmp_path / "retrained"
@@ -612,7 +612,7 @@ def run_again_finished_killed_and_over_other_settings(command: list[str], source
     with pytest.raises(OutputRefused, match=r"other settings \(source: saved .*source_weights_sha256: saved"):
         from_smolvla.convert(str(changed), out, overrides)
     (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
-    with pytest.raises(OutputRefused, match="holds no segvla-from-smolvla checkpoint"):
+    with pytest.raises(OutputRefused, match="holds nothing segvla-from-smolvla wrote"):
         from_smolvla.convert(str(source), tmp_path / "elsewhere", overrides)
 
     def killed(*args, **kwargs):

@@ -11,14 +11,13 @@ Used by the recipes of two policies (SegVLA's SmolVLA backbone, HLRP's trunk). N
 (transformers).
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from so101_run_infra.atomic import atomic_folder, write_json
-from so101_run_infra.cli import OutputRefused, prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.extras import missing_extra
-from so101_run_infra.runs import config_differences
+from so101_run_infra.runs import made_here
 
 from .extras import VLM
 
@@ -196,33 +195,13 @@ class RandomVLMConfig:
             raise ValueError(f"--size must be one of {', '.join(sorted(SIZES))}, got {self.size!r}")
 
 
-def already_made(cfg: RandomVLMConfig) -> bool:
-    """`output_dir` holds a SmolVLM this command made with these settings (run again); refuses one of other
-    settings, or a folder it did not write."""
-    out = Path(cfg.output_dir)
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    if not (out / RECORD).is_file():
-        raise OutputRefused(
-            f"--output_dir {out} is not empty and holds no so101-make-random-vlm folder ({RECORD} is missing): "
-            "choose another --output_dir"
-        )
-    differences = config_differences(json.loads((out / RECORD).read_text()), settings(cfg))
-    if differences:
-        raise OutputRefused(
-            f"--output_dir {out} holds a SmolVLM made with other settings ({'; '.join(differences)}): choose another "
-            "--output_dir, or remove that folder to make it again"
-        )
-    return True
-
-
 def settings(cfg: RandomVLMConfig) -> dict:
     return {"size": cfg.size, "seed": cfg.seed}
 
 
 @parser.wrap()
 def make_random_vlm(cfg: RandomVLMConfig) -> None:
-    if already_made(cfg):
+    if made_here(cfg.output_dir, RECORD, settings(cfg), "so101-make-random-vlm", "a SmolVLM"):
         print(f"{cfg.output_dir}: already made with these settings (size {cfg.size}, seed {cfg.seed}); nothing to do")
         return
     import torch

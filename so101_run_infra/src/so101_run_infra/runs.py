@@ -168,3 +168,27 @@ def refuse_used_folder(
     else:
         way = "choose another --output_dir, or remove that folder to start over"
     raise OutputRefused(f"{output_dir} holds {holds}: {way}")
+
+
+# ----- one-shot outputs -------------------------------------------------------------------------------------------
+def made_here(output_dir: str | Path, record_file: str, record: Mapping, made_by: str, what: str) -> bool:
+    """Whether `output_dir` already holds what a one-shot command (a converter, a model maker) would write now:
+    True when its `record_file` equals `record` (the command, run again, has nothing to do); False when the folder
+    is missing or empty. Anything else there is refused: `what` (e.g. "a conversion") made with other settings,
+    naming each differing one, or a folder `made_by` did not write."""
+    output_dir = Path(output_dir)
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return False
+    saved = output_dir / record_file
+    if not saved.is_file():
+        raise OutputRefused(
+            f"--output_dir {output_dir} is not empty and holds nothing {made_by} wrote ({record_file} is missing): "
+            "choose another --output_dir"
+        )
+    differences = config_differences(json.loads(saved.read_text()), as_json(record))
+    if differences:
+        raise OutputRefused(
+            f"--output_dir {output_dir} holds {what} made with other settings ({'; '.join(differences)}): choose "
+            "another --output_dir, or remove that folder to make it again"
+        )
+    return True

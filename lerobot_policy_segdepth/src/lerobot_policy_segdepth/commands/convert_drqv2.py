@@ -15,7 +15,6 @@ are unpickled in full, which needs DrQ-v2's code importable.
 
 import dataclasses
 import hashlib
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,10 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 
 from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.checkpoints import save_policy
-from so101_run_infra.cli import OutputRefused, prepare_command_line
+from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.pickled import UntrustedPickleError, load_trusted_pickle, load_weights_only
-from so101_run_infra.runs import as_json, config_differences
+from so101_run_infra.runs import as_json, made_here
 
 from ..configuration_segdepth import SegDepthConfig
 from ..modeling_segdepth import SegDepthPolicy
@@ -149,31 +148,11 @@ def conversion_record(cfg: ConvertDrQV2Config) -> dict:
     return {"snapshot_sha256": digest, "settings": settings}
 
 
-def already_converted(output_dir: Path, record: dict) -> bool:
-    """`output_dir` holds this very conversion (run again); refuses another conversion there, or a folder this
-    command did not write."""
-    if not output_dir.exists() or not any(output_dir.iterdir()):
-        return False
-    saved = output_dir / RECORD
-    if not saved.is_file():
-        raise OutputRefused(
-            f"--output_dir {output_dir} is not empty and holds no segdepth-convert-drqv2 checkpoint ({RECORD} is "
-            "missing): choose another --output_dir"
-        )
-    differences = config_differences(json.loads(saved.read_text()), record)
-    if differences:
-        raise OutputRefused(
-            f"--output_dir {output_dir} holds a conversion made with other settings ({'; '.join(differences)}): "
-            "choose another --output_dir, or remove that folder to convert again"
-        )
-    return True
-
-
 def convert(cfg: ConvertDrQV2Config) -> SegDepthPolicy | None:
     """The segdepth policy of `cfg.snapshot_path`, saved to `cfg.output_dir` (its state normalised by the stats of
     `cfg.dataset`, when its root is given); None when that folder already holds this conversion."""
     record = conversion_record(cfg)
-    if already_converted(Path(cfg.output_dir), record):
+    if made_here(cfg.output_dir, RECORD, record, "segdepth-convert-drqv2", "a conversion"):
         print(f"{cfg.output_dir}: already made with these settings (from {cfg.snapshot_path}); nothing to do")
         return None
     dataset_stats = cfg.dataset.metadata().stats if cfg.dataset.root else None

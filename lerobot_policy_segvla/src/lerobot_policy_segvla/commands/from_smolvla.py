@@ -29,8 +29,8 @@ from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
 
 from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.checkpoints import save_policy
-from so101_run_infra.cli import OutputRefused, prepare_command_line
-from so101_run_infra.runs import config_differences
+from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.runs import made_here
 
 from ..configuration_segvla import SegVLAConfig
 from ..modeling_segvla import SegVLAPolicy
@@ -65,30 +65,10 @@ def conversion_record(smolvla_path: str, overrides: list[str]) -> dict:
     return {"source": str(smolvla_path), "source_weights_sha256": digest, "overrides": flags}
 
 
-def already_converted(output_dir: Path, record: dict) -> bool:
-    """`output_dir` holds this very conversion (run again); refuses a conversion of something else there, or a
-    folder this command did not write."""
-    if not output_dir.exists() or not any(output_dir.iterdir()):
-        return False
-    saved = output_dir / RECORD
-    if not saved.is_file():
-        raise OutputRefused(
-            f"--output_dir {output_dir} is not empty and holds no segvla-from-smolvla checkpoint ({RECORD} is "
-            "missing): choose another --output_dir"
-        )
-    differences = config_differences(json.loads(saved.read_text()), record)
-    if differences:
-        raise OutputRefused(
-            f"--output_dir {output_dir} holds a conversion made with other settings ({'; '.join(differences)}): "
-            "choose another --output_dir, or remove that folder to convert again"
-        )
-    return True
-
-
 def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
     output_dir = Path(output_dir)
     record = conversion_record(smolvla_path, overrides)
-    if already_converted(output_dir, record):
+    if made_here(output_dir, RECORD, record, "segvla-from-smolvla", "a conversion"):
         print(f"{output_dir}: already made with these settings (SegVLA from {smolvla_path}); nothing to do")
         return output_dir
     smolvla = PreTrainedConfig.from_pretrained(smolvla_path)
