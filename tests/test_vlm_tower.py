@@ -70,17 +70,22 @@ def test_the_folder_written_is_the_smolvlm_with_only_its_tower_trained(tiny_inpu
     assert not (tmp_path / ("out" + vlm_tower.STATE)).exists()  # the resume state goes once the folder is written
 
 
+def stopping_after(save):
+    """`save`, then a kill: the run dies just after its first epoch's state is on disk."""
+
+    def save_then_stop(folder, state):
+        save(folder, state)
+        raise KeyboardInterrupt
+
+    return save_then_stop
+
+
 def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_inputs, tmp_path, monkeypatch):
     vlm, frames = tiny_inputs
     vlm_tower.pretrain(config(vlm, frames, tmp_path / "whole", epochs=2))
 
     real_save = vlm_tower.save_state
-
-    def save_then_stop(folder, state):
-        real_save(folder, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(vlm_tower, "save_state", save_then_stop)
+    monkeypatch.setattr(vlm_tower, "save_state", stopping_after(real_save))
     with pytest.raises(KeyboardInterrupt):
         vlm_tower.pretrain(config(vlm, frames, tmp_path / "parts", epochs=2))
     assert not (tmp_path / "parts").exists()
@@ -107,12 +112,7 @@ def test_pretrain_started_again_does_nothing_resumes_or_refuses(tiny_inputs, tmp
 
     out, state = tmp_path / "tower", tmp_path / ("tower" + vlm_tower.STATE)
     real_save = vlm_tower.save_state
-
-    def save_then_stop(folder, state):
-        real_save(folder, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(vlm_tower, "save_state", save_then_stop)
+    monkeypatch.setattr(vlm_tower, "save_state", stopping_after(real_save))
     with pytest.raises(KeyboardInterrupt):
         command(out)
     monkeypatch.setattr(vlm_tower, "save_state", real_save)
