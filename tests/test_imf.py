@@ -521,7 +521,8 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
     command = ["imf-cache-embeddings", "--dataset.repo_id=local/twin_demo", f"--dataset.root={gt_dataset}",
                f"--policy.siglip_model={siglip}", *CACHE_POLICY, f"--output_dir={out}", "--batch_size=16"]  # fmt: skip
     before = (out / "meta" / "precompute.json").stat().st_mtime_ns
-    assert f"{out}: already made with these settings" in run_cli(command, cwd=tmp_path).stdout
+    said = f"{out}: already made with these settings ({len(raw)} frames); nothing to do\n"
+    assert run_cli(command, cwd=tmp_path).stdout == said
     assert (out / "meta" / "precompute.json").stat().st_mtime_ns == before
     other = [w.replace("cameras=[front,wrist]", "cameras=[wrist]") for w in command]
     proc = run_cli(other, cwd=tmp_path, check=False)

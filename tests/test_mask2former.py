@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from clitools import run_cli
 from lerobot.policies.common.vla_utils import resize_with_pad
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.processor.converters import batch_to_transition, transition_to_batch
@@ -341,9 +342,7 @@ def test_packed_scores_read_back_bit_for_bit(classes):
 
 
 @pytest.mark.slow
-def test_precompute_resumes_and_stores_what_the_online_step_gives(
-    gt_dataset, tiny_model, tmp_path, monkeypatch, capsys
-):
+def test_precompute_resumes_and_stores_what_the_online_step_gives(gt_dataset, tiny_model, tmp_path, monkeypatch):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from lerobot_policy_segvla.commands import precompute_segmentation as pre
@@ -378,8 +377,25 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(
     assert len(list((stage / "shards").glob("shard_*.safetensors"))) == 2
     assert not (tmp_path / "with_seg").exists()
 
-    with pytest.raises(ValueError, match=r"other settings \(\['grid_size'\]\).*--restart"):
-        pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "grid_size": 2}))
+    # the installed command over that partial work with other settings: refused in one line, no traceback
+    command = [
+        "segvla-precompute",
+        "--dataset.repo_id=local/twin_demo",
+        f"--dataset.root={gt_dataset}",
+        f"--feature_map={json.dumps(feature_map)}",
+        f"--output_dir={tmp_path / 'with_seg'}",
+        "--output_repo_id=local/twin_demo_seg",
+        f"--model_path={tiny_model}",
+        "--grid_size=4",
+        "--input_size=64",
+        "--batch_size=32",
+    ]
+    refused = run_cli([*command, "--grid_size=2"], cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert f"segvla-precompute: {stage} holds partial work made with other settings (['grid_size']): grid_size: " in (
+        refused.stderr
+    )
+    assert "saved 4, now 2; pass --restart=true to discard it, or another --output_dir" in refused.stderr
 
     monkeypatch.setattr(pre.Mask2FormerSegmenter, "__call__", real_call)
     # batch size may change on resume
@@ -407,20 +423,24 @@ def test_precompute_resumes_and_stores_what_the_online_step_gives(
             grid = score_grid(stored[key], 150, 4)
             torch.testing.assert_close(grid, online[key], rtol=1e-4, atol=1e-6, msg=f"batch {i} {key}")
 
-    # run again as it was: nothing computed, nothing rewritten; other settings or a folder it did not write: refused
-    out, said = tmp_path / "with_seg", capsys.readouterr()
-    before = mtimes(out)
-    again = pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**settings))
-    assert again["already_made"] and again["frames_computed_this_run"] == 0
-    assert f"{out}: already made with these settings" in capsys.readouterr().out and mtimes(out) == before
-    with pytest.raises(OutputRefused, match=r"made with other settings \(.*grid_size.*--output_dir"):
-        pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "grid_size": 2}))
+    # the command run again as it was: one line, nothing computed, nothing rewritten (previews neither); with other
+    # settings: refused in one line, no traceback; a folder it did not write: refused
+    out, previews = tmp_path / "with_seg", tmp_path / "with_seg_previews"
+    before = mtimes(out), mtimes(previews)
+    again = run_cli(command, cwd=tmp_path)
+    assert again.stdout == f"{out}: already made with these settings ({total} frames); nothing to do\n", again.stdout
+    assert (mtimes(out), mtimes(previews)) == before
+    other = run_cli([*command, "--grid_size=2"], cwd=tmp_path, check=False)
+    assert other.returncode == 1 and "Traceback" not in other.stderr, other.stderr[-3000:]
+    assert f"segvla-precompute: {out} is a copy made with other settings (" in other.stderr
+    assert "grid_size: saved 4, now 2" in other.stderr and "pass another --output_dir" in other.stderr
+    assert (mtimes(out), mtimes(previews)) == before
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(OutputRefused, match=r"is not a copy this command finished.*another --output_dir"):
         pre.precompute_segmentation(pre.PrecomputeSegmentationConfig(**{**settings, "output_dir": stranger}))
-    assert mtimes(out) == before and [p.name for p in stranger.iterdir()] == ["notes.txt"], said
+    assert mtimes(out) == before[0] and [p.name for p in stranger.iterdir()] == ["notes.txt"]
 
 
 def test_feature_map_on_the_command_line():

@@ -20,7 +20,7 @@ from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy
 from lerobot_policy_segdepth.commands import precompute as segdepth_precompute
 from lerobot_policy_segdepth.commands.precompute import SegDepthPrecomputeConfig, precompute_segdepth
 from lerobot_policy_segdepth.observation_steps import StackChannelsStep, pack_uint8, packed_length, unpack_uint8
-from so101_policy_common.precompute import SourceDatasetConfig
+from so101_policy_common.precompute import SourceDatasetConfig, print_summary
 from so101_run_infra.cli import OutputRefused
 
 register_third_party_plugins()
@@ -235,7 +235,9 @@ def test_precompute_over_its_finished_copy_does_nothing_and_refuses_others(gt_da
     before = sorted((p.relative_to(precomputed), p.stat().st_mtime_ns) for p in precomputed.rglob("*"))
     summary = precompute(gt_dataset, precomputed, batch_size=7)  # the batch size does not change the values
     assert summary["already_made"] and summary["frames_computed_this_run"] == 0
-    assert f"{precomputed}: already made with these settings" in capsys.readouterr().out
+    print_summary(summary, "segdepth", "--policy.camera=wrist")  # the command's closing words: none over its copy
+    said = f"{precomputed}: already made with these settings ({summary['frames']} frames); nothing to do\n"
+    assert capsys.readouterr().out == said
     assert sorted((p.relative_to(precomputed), p.stat().st_mtime_ns) for p in precomputed.rglob("*")) == before
     with pytest.raises(OutputRefused, match=r"made with other settings \(.*image_size.*--output_dir"):
         precompute(gt_dataset, precomputed, policy={"image_size": 24})

@@ -23,7 +23,7 @@ from lerobot_policy_segvla.modeling_segvla import content_canvas
 from lerobot_policy_segvla.processor_segvla import make_segvla_pre_post_processors
 from so101_devtools.tiny_models import save_smolvlm
 from so101_policy_common.precompute import SourceDatasetConfig
-from so101_run_infra.cli import OutputRefused
+from so101_run_infra.cli import OutputRefused, SettingsRefused
 
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 FRONT_SCORES, WRIST_SCORES = "observation.segmentation.front", "observation.segmentation.wrist"
@@ -582,6 +582,40 @@ def test_conversion_keeps_every_smolvla_field_and_refuses_what_is_not_smolvla(vl
         convert(str(tmp_path / "seg"), tmp_path / "out", [])
 
 
+def test_a_conversion_is_known_by_every_source_file_it_reads(tmp_path, monkeypatch):
+    """The source's weights, config and preprocessor (its normalisation stats) each make another conversion; a file
+    the conversion does not read does not. A Hub id is fingerprinted by its cached snapshot's files."""
+    from lerobot_policy_segvla.commands import from_smolvla
+
+    source = tmp_path / "smolvla"
+    source.mkdir()
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "policy_preprocessor.json",
+        "policy_preprocessor_step_0.safetensors",
+    ):
+        (source / name).write_text(name)
+    flags = ["--policy.segmentation_task_classes=[cube]"]
+    first = from_smolvla.conversion_record(str(source), flags)
+    assert sorted(first["source_sha256"]) == sorted(p.name for p in source.iterdir())
+    (source / "train_config.json").write_text("{}")
+    assert from_smolvla.conversion_record(str(source), flags) == first
+    for name in first["source_sha256"]:
+        (source / name).write_text(name + " trained further")
+        now = from_smolvla.conversion_record(str(source), flags)
+        assert {k for k in now["source_sha256"] if now["source_sha256"][k] != first["source_sha256"][k]} == {name}
+        (source / name).write_text(name)
+
+    fetched = []
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda repo_id, **kw: fetched.append(kw) or str(source))
+    hub = from_smolvla.conversion_record("lerobot/smolvla_base", flags)
+    assert hub == {**first, "source": "lerobot/smolvla_base"}
+    assert fetched == [{"allow_patterns": from_smolvla.SOURCE_FILES}]
+    with pytest.raises(SettingsRefused, match=f"--policy.path={tmp_path / 'gone'}: no such folder on this machine"):
+        from_smolvla.conversion_record(str(tmp_path / "gone"), flags)
+
+
 def run_again_finished_killed_and_over_other_settings(command: list[str], source: Path, out: Path, tmp_path: Path):
     """segvla-from-smolvla run again: over its own conversion nothing is done; another source's weights, other
     flags or a folder it did not write are refused in one line; a run killed while writing leaves nothing, and
@@ -609,7 +643,7 @@ def run_again_finished_killed_and_over_other_settings(command: list[str], source
     shutil.copytree(source, changed)
     (changed / "model.safetensors").write_bytes((changed / "model.safetensors").read_bytes() + b" ")
     (tmp_path / "elsewhere").mkdir()
-    with pytest.raises(OutputRefused, match=r"other settings \(source: saved .*source_weights_sha256: saved"):
+    with pytest.raises(OutputRefused, match=r"other settings \(source: saved .*source_sha256.model.safetensors: saved"):
         from_smolvla.convert(str(changed), out, overrides)
     (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
     with pytest.raises(OutputRefused, match="holds nothing segvla-from-smolvla wrote"):

@@ -143,7 +143,9 @@ class PolicyPrecomputeConfig:
 
 def print_summary(summary: dict, policy_type: str, flags: str) -> None:
     """A front end's closing words: the run's summary, then the lerobot-train command for the copy (`flags`: the
-    policy flags it must be given)."""
+    policy flags it must be given). Nothing over a copy already made: its one line said it all."""
+    if summary.get("already_made"):
+        return
     print(json.dumps(summary, indent=2))
     print(
         f"train on it: lerobot-train --policy.type={policy_type} --dataset.repo_id={summary['output_repo_id']} "
@@ -354,8 +356,8 @@ def _open_stage(stage: Path, manifest: dict, restart: bool) -> None:
             changed = sorted(k for k in {*manifest, *previous} if previous.get(k) != manifest.get(k))
             detail = "; ".join(config_differences(previous, manifest))
             raise SettingsRefused(
-                f"{stage} holds partial work made with other settings ({changed}): {detail}; pass --restart to "
-                "discard it"
+                f"{stage} holds partial work made with other settings ({changed}): {detail}; pass --restart=true to "
+                "discard it, or another --output_dir"
             )
         logger.info("resuming from %s", stage)
     (stage / "shards").mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from lerobot.processor import NormalizerProcessorStep, PolicyProcessorPipeline
 
 from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.checkpoints import save_policy
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import SettingsRefused, prepare_command_line
 from so101_run_infra.runs import made_here
 
 from ..configuration_segvla import SegVLAConfig
@@ -37,6 +37,8 @@ from ..modeling_segvla import SegVLAPolicy
 from ..processor_segvla import make_segvla_pre_post_processors
 
 PREPROCESSOR = "policy_preprocessor.json"
+# what the conversion reads from the SmolVLA checkpoint: its config, weights and preprocessor (normalisation stats)
+SOURCE_FILES = ["config.json", "model.safetensors", "policy_preprocessor*"]
 # beside the checkpoint: what it was converted from, so that a run again knows its own output
 RECORD = "segvla_from_smolvla.json"
 
@@ -55,14 +57,30 @@ def segvla_config(smolvla: SmolVLAConfig, overrides: list[str]) -> SegVLAConfig:
         Path(f.name).unlink()
 
 
+def source_folder(smolvla_path: str) -> Path:
+    """The folder the conversion reads: `smolvla_path` itself, or a Hub id's snapshot in the Hugging Face cache
+    (fetched as `from_pretrained` would, only the files the conversion reads)."""
+    if Path(smolvla_path).is_dir():
+        return Path(smolvla_path)
+    if smolvla_path.startswith((".", "/", "~")) or smolvla_path.count("/") > 1:  # a path, not a Hub id
+        raise SettingsRefused(f"--policy.path={smolvla_path}: no such folder on this machine")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(smolvla_path, allow_patterns=SOURCE_FILES))
+
+
 def conversion_record(smolvla_path: str, overrides: list[str]) -> dict:
-    """What a conversion is made of: the source (and, for a local folder, its weights' sha256: a folder trained
-    further under the same name is another source) and the SegVLA flags given on top."""
-    weights = Path(smolvla_path) / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    """What a conversion is made of: the source, the sha256 of each file of it the conversion reads (a folder
+    trained further under the same name, or a Hub id pushed to since, is another source) and the SegVLA flags
+    given on top."""
+    folder = source_folder(smolvla_path)
+    digests = {}
+    for path in sorted(p for pattern in SOURCE_FILES for p in folder.glob(pattern) if p.is_file()):
+        with path.open("rb") as f:
+            digests[path.name] = hashlib.file_digest(f, "sha256").hexdigest()
     # the flags as the user spells them, whichever of LeRobot's two forms they came in
     flags = [f"--policy.{a.removeprefix('--')}" if not a.startswith("--policy.") else a for a in overrides]
-    return {"source": str(smolvla_path), "source_weights_sha256": digest, "overrides": flags}
+    return {"source": str(smolvla_path), "source_sha256": digests, "overrides": flags}
 
 
 def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
@@ -73,10 +91,10 @@ def convert(smolvla_path: str, output_dir: Path, overrides: list[str]) -> Path:
         return output_dir
     smolvla = PreTrainedConfig.from_pretrained(smolvla_path)
     if not isinstance(smolvla, SmolVLAConfig) or isinstance(smolvla, SegVLAConfig):
-        raise ValueError(f"{smolvla_path} holds a '{smolvla.type}' checkpoint; expected a 'smolvla' one")
+        raise SettingsRefused(f"{smolvla_path} holds a '{smolvla.type}' checkpoint; expected a 'smolvla' one")
     config = segvla_config(smolvla, overrides)
     if not config.segmentation_feature_map:
-        raise ValueError(
+        raise SettingsRefused(
             "give --policy.segmentation_feature_map (camera key -> scores key); without it SegVLA is SmolVLA"
         )
     config.pretrained_path = None  # the converted folder is the pretrained path from now on
@@ -115,7 +133,9 @@ class FromSmolVLAConfig:
 def from_smolvla_cli(cfg: FromSmolVLAConfig) -> None:
     smolvla_path = parser.get_path_arg("policy")
     if not smolvla_path or cfg.output_dir is None:
-        raise ValueError("give --policy.path (the SmolVLA checkpoint: a Hub id or a local folder) and --output_dir")
+        raise SettingsRefused(
+            "give --policy.path (the SmolVLA checkpoint: a Hub id or a local folder) and --output_dir"
+        )
     overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy") or [])
     convert(smolvla_path, cfg.output_dir, overrides)
 

@@ -238,6 +238,8 @@ def precompute_segmentation(cfg: PrecomputeSegmentationConfig) -> dict:
         restart=cfg.restart,
         desc="Mask2Former" if segmenter_path is None else "segmenter",
     )
+    if summary.get("already_made"):  # its previews were drawn when it was made
+        return summary
     preview_dir = output_root.with_name(output_root.name + "_previews")
     if cfg.previews:
         stored = open_result(summary).hf_dataset
@@ -270,7 +272,8 @@ class _StoredColumn:
 def precompute_segmentation_cli(cfg: PrecomputeSegmentationConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = precompute_segmentation(cfg)
-    print(json.dumps(summary, indent=2))
+    if not summary.get("already_made"):  # over a copy already made, its one line said it all
+        print(json.dumps(summary, indent=2))
     return summary
 
 
