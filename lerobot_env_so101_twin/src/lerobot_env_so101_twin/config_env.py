@@ -12,6 +12,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
+from .arm import ArmParams, ArmRanges, validate_arm
 from .env import EPISODE_STEPS, depth_key, segmentation_key
 
 ENV_TYPE = "so101_twin"
@@ -53,6 +54,13 @@ class SO101TwinEnvConfig(EnvConfig):
     # one look for every episode, drawn from this seed (a user's own scene while the cube moves); None: each episode
     # the look of its own seed
     look_seed: int | None = None
+    # The arm the twin plays (arm.py): "none" plays arm_params (the ideal arm unless set, e.g.
+    # --env.arm_params.latency_ms=67), "varied" draws an arm per episode from arm_ranges, "unseen" from the bands
+    # outside them that nothing trains on; arm_seed holds one drawn arm for every episode (a user's arm is one arm)
+    arm: str = "none"
+    arm_params: ArmParams = field(default_factory=ArmParams)
+    arm_ranges: ArmRanges = field(default_factory=ArmRanges)
+    arm_seed: int | None = None
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
@@ -72,6 +80,7 @@ class SO101TwinEnvConfig(EnvConfig):
         check_level(self.appearance, "env.appearance")
         check_look_seed(self.look_seed, self.appearance, "env.look_seed")
         self.appearance_ranges.validate()
+        validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "env.")
         h, w = self.observation_height, self.observation_width
         self.features = {
             ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(6,)),
@@ -101,5 +110,9 @@ class SO101TwinEnvConfig(EnvConfig):
             "appearance": self.appearance,
             "appearance_ranges": self.appearance_ranges,
             "look_seed": self.look_seed,
+            "arm": self.arm,
+            "arm_params": self.arm_params,
+            "arm_ranges": self.arm_ranges,
+            "arm_seed": self.arm_seed,
             "max_episode_steps": self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30,
         }

@@ -9,6 +9,7 @@ from lerobot.robots.config import RobotConfig
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
+from .arm import ArmParams, ArmRanges, validate_arm
 
 
 @RobotConfig.register_subclass("so101_twin")
@@ -30,6 +31,11 @@ class SO101TwinConfig(RobotConfig):
     action_noise_std: float = 0.0
     action_noise_tau_s: float = 0.3
     fps: int = 30  # physics advances 1/fps s per send_action; match --dataset.fps / --fps
+    # Keep time: the physics follows the wall clock, advancing between two calls by the time that really passed and
+    # holding the last target meanwhile, as a real servo does while the loop reads, thinks and sleeps. A
+    # lerobot-rollout dry run then shows what the arm does at the rate this computer reaches. false: each
+    # send_action advances exactly 1/fps s, whatever the loop took (simulated time, as lerobot-record's twin needs)
+    wall_clock: bool = False
     seed: int = 0  # episode k of a session starts from seed + k
     # "none" (the plain twin), "shifted" (colours, textures, light, distractors and camera jitter drawn from each
     # episode's seed over appearance_ranges) or "unseen" (a look drawn from ranges no other level or the segmenter's
@@ -39,6 +45,13 @@ class SO101TwinConfig(RobotConfig):
     # one look for every episode, drawn from this seed (a user's own scene while the cube moves); None: each episode
     # the look of its own seed
     look_seed: int | None = None
+    # The arm the twin plays (arm.py): "none" plays arm_params (the ideal arm unless set, e.g.
+    # --robot.arm_params.latency_ms=67), "varied" draws an arm per episode from arm_ranges, "unseen" from the bands
+    # outside them that nothing trains on; arm_seed holds one drawn arm for every episode (a user's arm is one arm)
+    arm: str = "none"
+    arm_params: ArmParams = field(default_factory=ArmParams)
+    arm_ranges: ArmRanges = field(default_factory=ArmRanges)
+    arm_seed: int | None = None
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
     reset_on_new_episode: bool = True
 
@@ -63,3 +76,4 @@ class SO101TwinConfig(RobotConfig):
         check_level(self.appearance, "robot.appearance")
         check_look_seed(self.look_seed, self.appearance, "robot.look_seed")
         self.appearance_ranges.validate()
+        validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "robot.")

@@ -22,6 +22,7 @@ from lerobot.datasets.depth_utils import dequantize_depth, quantize_depth
 from so101_core import TASK_DESCRIPTIONS, segmentation_to_code
 
 from .appearance import AppearanceRanges
+from .arm import ArmParams, ArmRanges
 from .simulation import TwinConfig, TwinSimulation
 
 EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
@@ -60,6 +61,10 @@ class SO101TwinEnv(gym.Env):
         appearance: str = "none",
         appearance_ranges: AppearanceRanges | None = None,
         look_seed: int | None = None,
+        arm: str = "none",
+        arm_params: ArmParams | None = None,
+        arm_ranges: ArmRanges | None = None,
+        arm_seed: int | None = None,
     ):
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
@@ -76,6 +81,10 @@ class SO101TwinEnv(gym.Env):
             appearance=appearance,
             appearance_ranges=appearance_ranges or AppearanceRanges(),
             look_seed=look_seed,
+            arm=arm,
+            arm_params=arm_params or ArmParams(),
+            arm_ranges=arm_ranges or ArmRanges(),
+            arm_seed=arm_seed,
         )
         self.twin = TwinSimulation(twin_config)
         self.task = task
@@ -107,7 +116,7 @@ class SO101TwinEnv(gym.Env):
         return TASK_DESCRIPTIONS[self.task]
 
     def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {"agent_pos": self.twin.joint_positions().astype(np.float32)}
+        obs: dict[str, Any] = {"agent_pos": self.twin.follower_positions().astype(np.float32)}
         if not self.twin.config.cameras:
             return obs
         frames = self.twin.render()
@@ -128,6 +137,7 @@ class SO101TwinEnv(gym.Env):
             "is_grasped": self.twin.is_grasped(),
             "lift_height": self.twin.lift_height(),
             "episode_seed": self.twin.episode_seed,
+            "arm_seed": self.twin.arm_draw_seed,
         }
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -136,9 +146,16 @@ class SO101TwinEnv(gym.Env):
         self.twin.reset(episode_seed)
         return self._observation(), self._info()
 
+    @property
+    def periods_per_action(self) -> int:
+        """Physics periods each action is held: the arm's loop runs at control_fps, the physics at fps."""
+        rate = self.twin.arm.control_fps
+        return 1 if rate is None else self.twin.config.fps // rate
+
     def step(self, action):
         report = self.twin.apply_action(np.asarray(action, dtype=np.float64))
-        self.twin.step()
+        for _ in range(self.periods_per_action):
+            self.twin.step()
         success = self.twin.is_success()
         reward = float(success) if self.reward_type == "sparse" else self.twin.dense_reward()
         info = self._info()

@@ -279,7 +279,7 @@ def rollout_expert(
     noise.reset(seed)
     steps = max_steps or int(8 * twin.config.fps)
     for step in range(1, steps + 1):
-        target = expert.action()
+        target = twin.follower_command(expert.action())
         twin.apply_action(target + noise.sample() if noise_std > 0 else target)
         twin.step()
         if twin.is_success():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from functools import cached_property
 
 import numpy as np
@@ -126,9 +127,15 @@ class SO101Twin(Robot):
                 appearance=cfg.appearance,
                 appearance_ranges=cfg.appearance_ranges,
                 look_seed=cfg.look_seed,
+                arm=cfg.arm,
+                arm_params=cfg.arm_params,
+                arm_ranges=cfg.arm_ranges,
+                arm_seed=cfg.arm_seed,
             ),
             seed=cfg.seed,
         )
+        self._clock: float | None = None  # wall-clock time the physics has reached (wall_clock mode)
+        self._wall_start: float | None = None
         self._noise = ActuationNoise(cfg.action_noise_std, cfg.action_noise_tau_s, cfg.fps, cfg.seed)
         self.actions_sent = 0
         self.observations_read = 0
@@ -147,6 +154,7 @@ class SO101Twin(Robot):
         self._require_connected()
         self.twin.reset(seed)
         self._noise.reset(seed)
+        self._clock = None
         self.scene_version += 1
         logger.info("%s: new scene, seed %s, cube at %s", self, seed, np.round(self.twin.cube_position, 3).tolist())
 
@@ -154,8 +162,25 @@ class SO101Twin(Robot):
         if self.twin is None:
             raise RuntimeError(f"{self} is not connected: call connect() first")
 
+    def _keep_time(self) -> None:
+        """wall_clock: advance the physics by the wall time since it last caught up, holding the servos' targets, as
+        a real arm moves on while the loop reads, thinks and sleeps."""
+        now = time.perf_counter()
+        if self._clock is None:
+            self._clock = now
+            self._wall_start = self._wall_start or now
+            return
+        timestep = self.twin.model.opt.timestep
+        substeps = int((now - self._clock) / timestep)
+        if substeps > 0:
+            self.twin.advance(substeps)
+            self._clock += substeps * timestep
+            self.twin.steps = round(self.twin.physics_time * self.config.fps)
+
     def get_observation(self) -> dict:
         self._require_connected()
+        if self.config.wall_clock:
+            self._keep_time()
         self.observations_read += 1
         obs: dict = self.twin.observation_state()
         if not self.config.cameras:
@@ -184,6 +209,8 @@ class SO101Twin(Robot):
             limits = self.twin.joint_limits
             noisy = np.clip(target + self._noise.sample(), limits[:, 0], limits[:, 1])
             target = np.where((target >= limits[:, 0]) & (target <= limits[:, 1]), noisy, target)
+        if self.config.wall_clock:
+            self._keep_time()  # the policy's thinking time passed with the last target still at the servos
         report = self.twin.apply_action(target, max_relative_target=self.config.max_relative_target)
         if report.clipped:
             logger.warning(
@@ -193,7 +220,8 @@ class SO101Twin(Robot):
             )
         self.last_clip_report = report
         self.actions_sent += 1
-        self.twin.step()
+        if not self.config.wall_clock:
+            self.twin.step()
         return dict(zip(MOTOR_KEYS, report.sent.tolist(), strict=True))
 
     def disconnect(self) -> None:
@@ -209,6 +237,15 @@ class SO101Twin(Robot):
         # A dry run's summary: how many actions, the simulated time they took and the cap they ran under, so a run
         # whose rate or max_relative_target differs from the follower command's shows it at the end.
         cfg = self.config
+        if cfg.wall_clock:
+            wall = time.perf_counter() - self._wall_start if self._wall_start is not None else 0.0
+            logger.info(
+                "%s disconnected after %d actions in %.1f s of wall clock (%.1f actions/s against --robot.fps=%d, "
+                "max_relative_target=%s, arm %s); %d observations",
+                self, self.actions_sent, wall, self.actions_sent / wall if wall > 0 else 0.0, cfg.fps,
+                cfg.max_relative_target, cfg.arm, self.observations_read,
+            )  # fmt: skip
+            return
         logger.info(
             "%s disconnected after %d actions (%.1f s simulated at %d fps, max_relative_target=%s); %d observations",
             self, self.actions_sent, self.actions_sent / cfg.fps, cfg.fps, cfg.max_relative_target,

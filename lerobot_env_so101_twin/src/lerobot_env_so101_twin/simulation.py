@@ -23,6 +23,8 @@ from .appearance import (
     check_level,
     check_look_seed,
 )
+from .arm import ARM_STREAM, CAMERA_STREAM, ArmParams, ArmRanges, arm_rng, draw_arm, validate_arm
+from .arm_physics import ArmModel, TargetPath, camera_effects, image_motion
 from .render import CameraFrame, MultiCameraRenderer
 from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
 
@@ -35,6 +37,8 @@ REACH_TOLERANCE = 0.02  # metres between the grasp point and the cube centre for
 # fingertip pad, along the closing direction (the gripper body's +x axis). Fixed in the gripper, so it does not
 # move with the jaw's opening.
 GRASP_POINT_IN_GRIPPER = np.array([0.0074, 0.0, -0.098])
+# The distance at which camera motion blur is measured: about the wrist camera's to the cube while it reaches
+BLUR_DEPTH_M = 0.25
 
 
 @dataclass
@@ -61,6 +65,13 @@ class TwinConfig:
     # One look for every episode (a user's own scene: the same table, light and cameras while the cube moves), drawn
     # from this seed instead of each episode's; None: each episode its own look. Needs appearance != "none"
     look_seed: int | None = None
+    # The arm the twin plays (arm.py): "none" plays `arm_params` (the ideal arm unless set), "varied" draws an arm
+    # per episode from `arm_ranges`, "unseen" from the bands outside them; `arm_seed` holds one drawn arm for every
+    # episode (a user's arm is one arm)
+    arm: str = "none"
+    arm_params: ArmParams = field(default_factory=ArmParams)
+    arm_ranges: ArmRanges = field(default_factory=ArmRanges)
+    arm_seed: int | None = None
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -77,6 +88,7 @@ class TwinConfig:
         check_level(self.appearance)
         check_look_seed(self.look_seed, self.appearance)
         self.appearance_ranges.validate()
+        validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps)
 
 
 @dataclass
@@ -157,6 +169,13 @@ class TwinSimulation:
             else None
         )
         self._appearance_seeds = np.random.default_rng(APPEARANCE_STREAM)  # for resets without a seed
+        self._arm_seeds = np.random.default_rng(ARM_STREAM)
+        self._camera_ids = dict(scene.camera_ids)
+        self._arm_model = ArmModel(self.model, self._actuators, self._joint_dof, self.cube_geom)
+        self.arm = self.config.arm_params
+        self._path: TargetPath | None = None
+        self._camera_rng: np.random.Generator | None = None
+        self._substep = 0
         self._rng = np.random.default_rng(seed)
         self.episode_seed: int | None = seed
         self.cube_start = np.zeros(3)
@@ -189,19 +208,55 @@ class TwinSimulation:
         rest = self.to_radians(REST_POSE)
         self.data.qpos[self._joint_qpos] = rest
         self.data.ctrl[self._actuators] = rest
+        self._set_arm(seed)
         distance = self._rng.uniform(*cfg.cube_distance)
         bearing = np.deg2rad(self._rng.uniform(*cfg.cube_bearing_deg))
         yaw = np.deg2rad(self._rng.uniform(*cfg.cube_yaw_deg))
-        pos = np.array([distance * np.cos(bearing), distance * np.sin(bearing), TABLE_HEIGHT + CUBE_HALF_SIZE])
+        pos = np.array([distance * np.cos(bearing), distance * np.sin(bearing), TABLE_HEIGHT + self.cube_half_size])
         self.data.qpos[self._cube_qpos : self._cube_qpos + 3] = pos
         self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
         if self._appearance is not None:
             look = seed if seed is not None else int(self._appearance_seeds.integers(2**31 - 1))
             look = look if self.config.look_seed is None else self.config.look_seed
             self._appearance.apply(appearance_rng(look), cube_xy=pos[:2])
+            self._arm_model.apply_cube(self.arm)  # the look restored every geom's size, the cube's too
         mujoco.mj_forward(self.model, self.data)
         self.cube_start = pos.copy()
         self.steps = 0
+
+    def _set_arm(self, seed: int | None) -> None:
+        """This episode's arm: the fixed one, or one drawn from its seed (or `arm_seed`), applied to the model."""
+        cfg = self.config
+        if cfg.arm != "none":
+            draw = seed if seed is not None else int(self._arm_seeds.integers(2**31 - 1))
+            self.arm_draw_seed = draw if cfg.arm_seed is None else cfg.arm_seed
+            self.arm = draw_arm(cfg.arm, arm_rng(self.arm_draw_seed), cfg.arm_ranges)
+        else:
+            self.arm_draw_seed = None
+        self._substep = 0
+        self.ideal_arm = self.arm.is_ideal
+        if self.ideal_arm:  # the MJCF's own values, untouched: the ideal arm is the twin as it always was
+            self._path, self._camera_rng = None, None
+            return
+        self._arm_model.apply(self.arm)
+        stream = seed if seed is not None else 0
+        path = TargetPath(self.arm, self.model.opt.timestep, np.random.default_rng([stream, ARM_STREAM, 1]))
+        path.held = self.data.ctrl[self._actuators].copy()
+        self._path = None if path.immediate and not np.any(path.backlash > 0) else path
+        self._camera_rng = np.random.default_rng([stream, CAMERA_STREAM])
+
+    @property
+    def cube_half_size(self) -> float:
+        return CUBE_HALF_SIZE * self.arm.cube_size
+
+    @property
+    def calibration(self) -> np.ndarray:
+        """(6,) the follower's zero minus the twin's, in follower units: reading = true + this."""
+        return self.arm.calibration()
+
+    def arm_record(self) -> dict:
+        """This episode's arm as JSON values: what a recording writes with the episode, to replay and explain it."""
+        return {"level": self.config.arm, "arm_seed": self.arm_draw_seed, "params": self.arm.as_dict()}
 
     @property
     def appearance(self) -> AppearanceRandomizer | None:
@@ -212,6 +267,7 @@ class TwinSimulation:
         if self._appearance is None:
             raise RuntimeError('redraw_appearance needs a twin built with appearance="shifted" or "unseen"')
         self._appearance.apply(rng, cube_xy=self.cube_position[:2])
+        self._arm_model.apply_cube(self.arm)
         mujoco.mj_kinematics(self.model, self.data)  # the moved distractors' world poses, before the next render
 
     def place(self, joints: np.ndarray, cube_position: np.ndarray, cube_quat: np.ndarray) -> None:
@@ -246,8 +302,21 @@ class TwinSimulation:
         """The last commanded joint targets (6,) in follower units."""
         return self.to_follower_units(self.data.ctrl[self._actuators])
 
+    def follower_positions(self) -> np.ndarray:
+        """What the follower reads (6,): the true joint positions seen through its calibration."""
+        if self.ideal_arm:
+            return self.joint_positions()
+        return self.joint_positions() + self.calibration
+
+    def follower_command(self, true_target: np.ndarray) -> np.ndarray:
+        """The command (follower units) that puts the joints at `true_target`: what a person teleoperating corrects
+        for by watching the arm."""
+        if self.ideal_arm:
+            return np.asarray(true_target, dtype=np.float64)
+        return np.asarray(true_target, dtype=np.float64) + self.calibration
+
     def observation_state(self) -> dict[str, float]:
-        return dict(zip(MOTOR_KEYS, self.joint_positions().tolist(), strict=True))
+        return dict(zip(MOTOR_KEYS, self.follower_positions().tolist(), strict=True))
 
     @property
     def cube_position(self) -> np.ndarray:
@@ -271,7 +340,8 @@ class TwinSimulation:
     # ----- control -------------------------------------------------------------------------------------
     def apply_action(self, target: np.ndarray, max_relative_target: float | None = None) -> ClipReport:
         """Set absolute joint targets (6,) in follower units, clipped to the joint limits and, like the real
-        follower's `max_relative_target`, to a maximum distance from the present position."""
+        follower's `max_relative_target`, to a maximum distance from the present position. Under a non-ideal arm the
+        target is the follower's (its calibration) and reaches the servos after the arm's latency."""
         requested = np.asarray(target, dtype=np.float64).reshape(-1)
         if requested.shape != (6,):
             raise ValueError(f"action must hold 6 joint targets {list(MOTOR_KEYS)}, got shape {requested.shape}")
@@ -280,7 +350,7 @@ class TwinSimulation:
             raise ValueError(f"action has non-finite targets for {bad}")
         sent = requested.copy()
         if max_relative_target is not None:
-            present = self.joint_positions()
+            present = self.follower_positions()
             sent = np.clip(sent, present - max_relative_target, present + max_relative_target)
         sent = np.clip(sent, self.joint_limits[:, 0], self.joint_limits[:, 1])
         clipped = {
@@ -288,13 +358,39 @@ class TwinSimulation:
             for key, r, s in zip(MOTOR_KEYS, requested, sent, strict=True)
             if abs(r - s) > 1e-6
         }
-        self.data.ctrl[self._actuators] = self.to_radians(sent)
+        if self.ideal_arm:
+            self.data.ctrl[self._actuators] = self.to_radians(sent)
+        elif self._path is None:
+            self.data.ctrl[self._actuators] = self.to_radians(sent - self.calibration)
+        else:
+            self._path.send(self.to_radians(sent - self.calibration), self._substep)
         return ClipReport(requested=requested, sent=sent, clipped=clipped)
 
     def step(self) -> None:
-        """Advance one control period (1/fps s)."""
-        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        """Advance one control period (1/fps s); a target on its way reaches the servos at its substep."""
+        self.advance(self.n_substeps)
         self.steps += 1
+
+    def advance(self, substeps: int) -> None:
+        """Advance `substeps` physics steps, holding the servos' targets but for those that arrive meanwhile."""
+        if self._path is None:
+            mujoco.mj_step(self.model, self.data, nstep=substeps)
+            self._substep += substeps
+            return
+        end = self._substep + substeps
+        while self._substep < end:
+            target = self._path.pop_due(self._substep)
+            if target is not None:
+                self.data.ctrl[self._actuators] = self._path.through_gears(target)
+            due = self._path.next_due()
+            stop = end if due is None else min(end, max(due, self._substep + 1))
+            mujoco.mj_step(self.model, self.data, nstep=stop - self._substep)
+            self._substep = stop
+
+    @property
+    def physics_time(self) -> float:
+        """Seconds simulated since the episode's reset."""
+        return self._substep * self.model.opt.timestep
 
     # ----- task --------------------------------------------------------------------------------------
     def _touching(self, geoms: set[int]) -> bool:
@@ -309,7 +405,7 @@ class TwinSimulation:
         return self._touching(self._static_finger_geoms) and self._touching(self._moving_finger_geoms)
 
     def lift_height(self) -> float:
-        return float(self.cube_position[2] - CUBE_HALF_SIZE - TABLE_HEIGHT)
+        return float(self.cube_position[2] - self.cube_half_size - TABLE_HEIGHT)
 
     def is_success(self) -> bool:
         if self.config.task == "ReachCube":
@@ -336,9 +432,18 @@ class TwinSimulation:
             raise RuntimeError("this twin was built with no cameras (TwinConfig.cameras is empty)")
         cfg = self.config
         gt = None if cfg.ground_truth_cameras is None else set(cfg.ground_truth_cameras)
-        return self._renderer.render(
+        frames = self._renderer.render(
             self.data, depth=cfg.depth, segmentation=cfg.segmentation, ground_truth_cameras=gt, rgb=rgb
         )
+        if self._camera_rng is not None and self.arm.has_camera_effects:
+            exposure = self.arm.camera_exposure_ms / 1000.0
+            for name, frame in frames.items():
+                if frame.rgb is None:
+                    continue
+                camera = self._camera_ids[name]
+                shift = image_motion(self.model, self.data, camera, frame.rgb.shape[0], BLUR_DEPTH_M) * exposure
+                frame.rgb = camera_effects(frame.rgb, self.arm, shift, self._camera_rng)
+        return frames
 
     def close(self) -> None:
         if self._renderer is not None:

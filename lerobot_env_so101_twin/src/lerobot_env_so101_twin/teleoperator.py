@@ -67,7 +67,9 @@ class SO101TwinExpert(Teleoperator):
                 lift_height=self.config.lift_height,
                 speed=self.config.speed,
             )
-        return dict(zip(MOTOR_KEYS, self._expert.action().tolist(), strict=True))
+        # the expert sees the true arm, as a person does: it commands through the follower's calibration
+        command = robot.twin.follower_command(self._expert.action())
+        return dict(zip(MOTOR_KEYS, command.tolist(), strict=True))
 
     def send_feedback(self, feedback: dict) -> None:
         pass

@@ -40,7 +40,7 @@ from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
 from so101_core import TASK_DESCRIPTIONS
-from so101_run_infra.atomic import replace_folder, staging_folder, write_json
+from so101_run_infra.atomic import replace_folder, staging_folder, write_json, write_text
 from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.hub import check_push, command_line
 from so101_run_infra.runs import config_differences
@@ -52,6 +52,7 @@ from ..simulation import LIFT_HEIGHT
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+ARMS_FILE = "meta/so101_twin_arms.jsonl"  # one line per episode: the arm it was recorded with (arm.py)
 RECORDED = "meta/so101_twin_record.json"  # the manifest of the run that made (or last appended to) a dataset
 
 
@@ -126,6 +127,14 @@ class TwinRecordConfig:
         from lerobot.utils.constants import HF_LEROBOT_HOME
 
         return Path(self.dataset.root) if self.dataset.root else HF_LEROBOT_HOME / self.dataset.repo_id
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class ExpertCannotSolveError(RuntimeError):
@@ -243,11 +252,13 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
         encoder_queue_maxsize=max(ds_cfg.encoder_queue_maxsize, cfg.frames_per_episode + 1),
     )
     successes: list[bool] = []
+    arms: list[dict] = []  # each episode's arm, to replay and explain it (written only for a non-ideal arm)
     teleop.connect()
     robot.connect()
     try:
         for episode in shard.episodes:
             robot.reset_scene(cfg.robot.seed + episode)
+            arms.append({"episode_index": episode, **robot.twin.arm_record()})
             success = False
             for _ in range(cfg.frames_per_episode):
                 # the calls and their order are lerobot-record's record_loop's
@@ -271,6 +282,8 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
                     "configured; check --robot.* / --teleop.* (or --fail_fast_episodes=0 to record anyway)"
                 )
         dataset.finalize()
+        if not robot.twin.ideal_arm or cfg.robot.arm != "none":
+            write_jsonl(tmp / ARMS_FILE, arms)
     finally:
         if robot.is_connected:
             robot.disconnect()
@@ -505,6 +518,9 @@ def _merge(cfg: TwinRecordConfig, run: _Run) -> dict:
     expected = run.first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
+    arms = [row for r in roots if (r / ARMS_FILE).is_file() for row in read_jsonl(r / ARMS_FILE)]
+    if arms:
+        write_jsonl(out_tmp / ARMS_FILE, arms)
     write_json(out_tmp / RECORDED, _manifest(cfg, run.first_episode))
     replace_folder(out_tmp, root)  # with --resume=true, the old dataset is moved aside, then deleted
     shutil.rmtree(run.stage)
