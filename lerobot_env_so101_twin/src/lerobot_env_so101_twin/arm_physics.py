@@ -24,6 +24,10 @@ class ArmModel:
         self.cube_size = model.geom_size[cube_geom].copy()
         self.cube_rbound = float(model.geom_rbound[cube_geom])
         self.cube_aabb = model.geom_aabb[cube_geom].copy()
+        # the collision mid-phase's bounding boxes of the cube's body, computed at compile time from its size
+        bvh = model.body_bvhadr[self.cube_body]
+        self.cube_bvh = slice(int(bvh), int(bvh + model.body_bvhnum[self.cube_body]))
+        self.cube_bvh_aabb = model.bvh_aabb[self.cube_bvh].copy()
         self.cube_friction = model.geom_friction[cube_geom].copy()
         self.cube_mass = float(model.body_mass[self.cube_body])
         self.cube_inertia = model.body_inertia[self.cube_body].copy()
@@ -44,6 +48,7 @@ class ArmModel:
         m.geom_size[g] = self.cube_size * s
         m.geom_rbound[g] = self.cube_rbound * s
         m.geom_aabb[g] = self.cube_aabb * s
+        m.bvh_aabb[self.cube_bvh] = self.cube_bvh_aabb * s
         m.geom_friction[g] = self.cube_friction * [arm.cube_friction, 1.0, 1.0]
         m.body_mass[self.cube_body] = self.cube_mass * arm.cube_mass
         # a solid cube's inertia goes with its mass and the square of its size

@@ -11,6 +11,8 @@ quantisation a recording does (LeRobot's default `DepthEncoderConfig`), so they 
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -24,6 +26,8 @@ from so101_core import TASK_DESCRIPTIONS, segmentation_to_code
 from .appearance import AppearanceRanges
 from .arm import ArmParams, ArmRanges
 from .simulation import TwinConfig, TwinSimulation
+
+logger = logging.getLogger(__name__)
 
 EPISODE_STEPS = {"LiftCube": 300, "ReachCube": 150}  # 10 s and 5 s at 30 fps
 
@@ -144,6 +148,8 @@ class SO101TwinEnv(gym.Env):
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
         self.twin.reset(episode_seed)
+        if not self.twin.ideal_arm:  # what lerobot-eval's log keeps of the run: each episode's arm, to replay it
+            logger.info("so101_twin episode seed %s: arm %s", episode_seed, json.dumps(self.twin.arm_record()))
         return self._observation(), self._info()
 
     @property
