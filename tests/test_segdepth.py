@@ -274,6 +274,31 @@ def test_absolute_action_mode_maps_the_actor_range_onto_the_recorded_targets(gt_
     assert ((action >= low - 1e-4) & (action <= high + 1e-4)).all()
 
 
+def test_an_action_lead_trains_on_the_action_that_many_periods_later(gt_dataset):
+    """With action_lead=2 the training target for frame t is the delta from t's state to the recorded action at
+    t + 2, computed by hand here; the loss equals the one on that target without a time axis."""
+    from lerobot_policy_segdepth.actions import absolute_to_delta
+
+    cfg, meta, policy, pre, _ = build(gt_dataset, action_lead=2)
+    assert cfg.action_delta_indices == [2]
+    lead = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(cfg, meta))
+    single = LeRobotDataset("local/twin_demo", root=gt_dataset)
+    start = int(meta.episodes["dataset_from_index"][1])
+    item = frame(lead, start + 5)
+    batch = pre({k: v[None] if hasattr(v, "ndim") else [v] for k, v in item.items()})
+    later, state = single[start + 7]["action"], single[start + 5]["observation.state"]
+    expected = absolute_to_delta(later[None], state[None], list(cfg.action_scale))
+    torch.testing.assert_close(batch["action"][:, 0], expected)
+    policy.train()
+    torch.manual_seed(0)
+    loss, _ = policy.forward(batch)
+    flat = {**batch, "action": batch["action"][:, 0]}
+    torch.manual_seed(0)
+    assert torch.equal(loss, policy.forward(flat)[0])
+    with pytest.raises(ValueError, match=r"--policy.action_lead=-1"):
+        SegDepthConfig(action_lead=-1)
+
+
 # ----- perception_source="segmenter": ids from the segmenter on the RGB camera, disparity from the twin's depth -----
 SEGMENTER_SOURCE = {"perception_source": "segmenter", "segmenter_input_size": 32}
 

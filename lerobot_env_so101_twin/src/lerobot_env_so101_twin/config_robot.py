@@ -36,6 +36,9 @@ class SO101TwinConfig(RobotConfig):
     # lerobot-rollout dry run then shows what the arm does at the rate this computer reaches. false: each
     # send_action advances exactly 1/fps s, whatever the loop took (simulated time, as lerobot-record's twin needs)
     wall_clock: bool = False
+    # With wall_clock: a JSON file written at disconnect with every loop step's wall times (capture, target sent,
+    # period), so a dry run measures its own latency from a frame's capture to its target at the servos
+    timing_path: str | None = None
     seed: int = 0  # episode k of a session starts from seed + k
     # "none" (the plain twin), "shifted" (colours, textures, light, distractors and camera jitter drawn from each
     # episode's seed over appearance_ranges) or "unseen" (a look drawn from ranges no other level or the segmenter's
@@ -73,6 +76,8 @@ class SO101TwinConfig(RobotConfig):
             raise ValueError("--robot.action_noise_std must be >= 0 and --robot.action_noise_tau_s > 0")
         if self.fps <= 0:
             raise ValueError(f"--robot.fps must be positive, got {self.fps}")
+        if self.timing_path is not None and not self.wall_clock:
+            raise ValueError("--robot.timing_path measures wall-clock loop times: give --robot.wall_clock=true with it")
         check_level(self.appearance, "robot.appearance")
         check_look_seed(self.look_seed, self.appearance, "robot.look_seed")
         self.appearance_ranges.validate()

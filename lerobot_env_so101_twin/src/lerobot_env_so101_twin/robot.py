@@ -136,6 +136,9 @@ class SO101Twin(Robot):
         )
         self._clock: float | None = None  # wall-clock time the physics has reached (wall_clock mode)
         self._wall_start: float | None = None
+        self._captures: list[float] = []  # wall times of every get_observation (wall_clock mode)
+        # (wall time, the capture it followed, the arm's latency in ms) of every send_action
+        self._sends: list[tuple[float, float, float]] = []
         self._noise = ActuationNoise(cfg.action_noise_std, cfg.action_noise_tau_s, cfg.fps, cfg.seed)
         self.actions_sent = 0
         self.observations_read = 0
@@ -181,6 +184,7 @@ class SO101Twin(Robot):
         self._require_connected()
         if self.config.wall_clock:
             self._keep_time()
+            self._captures.append(time.perf_counter())
         self.observations_read += 1
         obs: dict = self.twin.observation_state()
         if not self.config.cameras:
@@ -211,6 +215,8 @@ class SO101Twin(Robot):
             target = np.where((target >= limits[:, 0]) & (target <= limits[:, 1]), noisy, target)
         if self.config.wall_clock:
             self._keep_time()  # the policy's thinking time passed with the last target still at the servos
+            captured = self._captures[-1] if self._captures else float("nan")
+            self._sends.append((time.perf_counter(), captured, self.twin.arm.latency_ms))
         report = self.twin.apply_action(target, max_relative_target=self.config.max_relative_target)
         if report.clipped:
             logger.warning(
@@ -223,6 +229,18 @@ class SO101Twin(Robot):
         if not self.config.wall_clock:
             self.twin.step()
         return dict(zip(MOTOR_KEYS, report.sent.tolist(), strict=True))
+
+    def loop_timing(self) -> dict:
+        """The wall-clock loop so far: per step, the time from the frame's capture to its target leaving for the
+        servos (plus the arm's latency: at the servos), and the period between captures, in milliseconds."""
+        to_servos = [1000.0 * (sent - captured) + latency for sent, captured, latency in self._sends]
+        periods = [1000.0 * (b - a) for a, b in zip(self._captures, self._captures[1:], strict=False)]
+        return {"fps": self.config.fps, "capture_to_servos_ms": to_servos, "period_ms": periods}
+
+    def _write_timing(self, wall: float) -> None:
+        from so101_run_infra.atomic import write_json
+
+        write_json(self.config.timing_path, {**self.loop_timing(), "wall_s": wall, "actions": self.actions_sent})
 
     def disconnect(self) -> None:
         if self.twin is None:
@@ -239,6 +257,8 @@ class SO101Twin(Robot):
         cfg = self.config
         if cfg.wall_clock:
             wall = time.perf_counter() - self._wall_start if self._wall_start is not None else 0.0
+            if cfg.timing_path is not None:
+                self._write_timing(wall)
             logger.info(
                 "%s disconnected after %d actions in %.1f s of wall clock (%.1f actions/s against --robot.fps=%d, "
                 "max_relative_target=%s, arm %s); %d observations",

@@ -86,6 +86,9 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # "delta" (pick-101's, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
     # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
     action_mode: str = "delta"
+    # Train on the action this many control periods after the frame (the dataset's action at t + lead): a target for
+    # when it reaches the servos on an arm whose loop lags, not for when the frame was taken. 0: the frame's own.
+    action_lead: int = 0
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
     # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
@@ -114,6 +117,8 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
             raise ValueError(f"--policy.id_encoding={self.id_encoding!r}; choose one of {list(ID_ENCODINGS)}")
         if self.frame_stack < 1 or self.image_size < 16 or self.action_repeat < 1:
             raise ValueError("frame_stack and action_repeat must be >= 1 and image_size >= 16")
+        if not 0 <= self.action_lead <= 30:
+            raise ValueError(f"--policy.action_lead={self.action_lead}: a lead of 0-30 control periods")
         if self.action_mode not in ("delta", "absolute"):
             raise ValueError(f"--policy.action_mode={self.action_mode!r}; choose 'delta' or 'absolute'")
         if self.action_mode == "absolute" and self.normalization_mapping.get("ACTION") == NormalizationMode.IDENTITY:
@@ -292,8 +297,8 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
         return list(range(1 - self.frame_stack, 1))
 
     @property
-    def action_delta_indices(self) -> None:
-        return None
+    def action_delta_indices(self) -> list[int] | None:
+        return [self.action_lead] if self.action_lead else None
 
     @property
     def reward_delta_indices(self) -> None:

@@ -181,6 +181,7 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
         frames = self.stacked_frames(batch)
         predicted = self._mean_action(frames, batch)
         target = batch[ACTION]
+        target = target[:, -1] if target.ndim == 3 else target  # (B, 1, 6) with an action lead
         per_sample = F.mse_loss(predicted, target, reduction="none").mean(dim=-1)
         loss = per_sample if reduction == "none" else per_sample.mean()
         return loss, {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The user's arm, measured (docs/results.md, "The user's arm"): today's SegDepth recipe (the demo) and recipes meant to
+# hold under the arm family, three training seeds each, then every checkpoint under every arm condition.
+# Resumable: each finished stage is kept (the demo's own stages, a training's last checkpoint, each evaluation);
+# run it again after an interruption. Everything lands in outputs/arm/.
+#   bash examples/arm_family/run.sh            # all of it
+#   STAGES="base varied" bash examples/arm_family/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
+PY=.venv/bin/python
+OUT=outputs/arm
+STAGES=${STAGES:-"base varied lead conditions"}
+mkdir -p $OUT
+
+# lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
+train() {  # dataset_root output_dir seed [extra --policy.* flags]
+  local data=$1 out=$2 seed=$3; shift 3
+  if [ -d "$out/checkpoints/last/pretrained_model" ]; then return; fi
+  rm -rf "$out"  # an interrupted training: lerobot-train starts again (2000 steps, one checkpoint at the end)
+  OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE .venv/bin/lerobot-train --policy.type=segdepth --policy.camera=wrist \
+    --policy.device=cpu --policy.push_to_hub=false --policy.use_amp=false --policy.stacked_frames=true "$@" \
+    --dataset.repo_id=local/so101_twin_liftcube_segdepth --dataset.root="$data" --steps=2000 --batch_size=32 \
+    --num_workers=2 --save_freq=2000 --log_freq=100 --output_dir="$out" --wandb.enable=false --seed="$seed" \
+    > "$out.log" 2>&1
+}
+
+for stage in $STAGES; do
+  case $stage in
+    base)  # the demo as it ships: ideal-arm demonstrations; seeds 2-3 train on seed 1's recording
+      $PY scripts/demo.py --train.seed=1 --output_dir=$OUT/base_s1 > $OUT/base_s1.log 2>&1
+      for s in 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/base_s$s/train $s; done ;;
+    varied)  # the same, with the demonstrations recorded under the `varied` arm family (an arm per episode)
+      $PY scripts/demo.py --record.robot.arm=varied --train.seed=1 --output_dir=$OUT/varied_s1 > $OUT/varied_s1.log 2>&1
+      for s in 2 3; do train $OUT/varied_s1/dataset_segdepth $OUT/varied_s$s/train $s; done ;;
+    lead)  # varied demonstrations, each frame labelled with the action one period later: a target for when it arrives
+      for s in 1 2 3; do mkdir -p $OUT/lead_s$s; train $OUT/varied_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
+    conditions)
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_segdepth_gt.yaml ;;
+  esac
+done
