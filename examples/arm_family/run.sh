@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 PY=.venv/bin/python
 OUT=outputs/arm
-STAGES=${STAGES:-"base varied lead conditions"}
+STAGES=${STAGES:-"base varied conditions lead recipes"}
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
@@ -35,7 +35,9 @@ for stage in $STAGES; do
       for s in 2 3; do train $OUT/varied_s1/dataset_segdepth $OUT/varied_s$s/train $s; done ;;
     lead)  # varied demonstrations, each frame labelled with the action one period later: a target for when it arrives
       for s in 1 2 3; do mkdir -p $OUT/lead_s$s; train $OUT/varied_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
-    conditions)
+    conditions)  # today's recipe under every arm condition
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_segdepth_gt.yaml ;;
+    recipes)  # the three recipes in the user's look, on the ideal arm and the `unseen` family
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/recipes_segdepth_gt.yaml ;;
   esac
 done
