@@ -35,6 +35,25 @@ def test_frames_are_every_stride_th_of_each_episode():
         action_error.frame_indices([(0, 5)], 0)
 
 
+def test_the_swap_partner_is_the_same_moment_of_the_episode_half_the_recording_away():
+    # unequal episodes, as a real-time recording has: the frame half the scored list away from frame 0 is frame 60,
+    # of the same episode
+    bounds = [(0, 100), (100, 110), (110, 130)]
+    indices = action_error.frame_indices(bounds, 10)
+    assert indices[len(indices) // 2] == 60
+    partners = action_error.partner_indices(bounds, indices)
+    # episode k's partner is k + 3 // 2 = k + 1 (cyclically), at the same fraction of its length, rounded down
+    assert partners == [*range(100, 110), 110, 0, 50]
+
+    # equal episodes, an even number of them: the frame half the scored list away, as before
+    bounds = [(0, 30), (30, 60), (60, 90), (90, 120)]
+    indices = action_error.frame_indices(bounds, 7)
+    n = len(indices)
+    assert action_error.partner_indices(bounds, indices) == [indices[(j + n // 2) % n] for j in range(n)]
+    with pytest.raises(ValueError, match=r"--swap_keys needs a recording of 2 or more episodes .* it has 1"):
+        action_error.partner_indices([(0, 30)], [0, 7])
+
+
 @pytest.fixture(scope="module")
 def segvla_checkpoint(gt_dataset, tmp_path_factory):
     (case,) = [c for c in CASES if c.type == "segvla"]
@@ -117,22 +136,26 @@ def test_a_recording_without_an_input_the_policy_reads_is_refused_naming_it(segv
         action_error.score(cfg)
 
 
-def test_swapped_inputs_come_from_the_frame_half_the_list_away(segvla_checkpoint, gt_dataset, tmp_path):
-    """--swap_keys: those inputs from another episode's frame, every other input and the targets from the scored one;
-    the policy's chunks then change, and what cannot be swapped is refused by name. --compare_to: the paired
-    difference per episode against another report on the same frames, and a report on other frames refused."""
+def test_swapped_inputs_come_from_the_same_moment_of_another_episode(segvla_checkpoint, gt_dataset, tmp_path):
+    """--swap_keys: those inputs from another episode's frame at the same moment of it (lerobot-record's real-time
+    episodes differ in length under load), every other input and the targets from the scored one; the policy's
+    chunks then change, and what cannot be swapped is refused by name. --compare_to: the paired difference per
+    episode against another report on the same frames, and a report on other frames refused."""
     meta = LeRobotDatasetMetadata("local/twin_demo", root=gt_dataset)
     ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
-    indices = action_error.frame_indices(
-        [(int(ep["dataset_from_index"]), int(ep["dataset_to_index"])) for ep in meta.episodes], 7
-    )
+    bounds = [(int(ep["dataset_from_index"]), int(ep["dataset_to_index"])) for ep in meta.episodes]
+    indices = action_error.frame_indices(bounds, 7)
+    partners = action_error.partner_indices(bounds, indices)
     keys = ["observation.images.front", *(k for k in meta.features if k.endswith("_segmentation"))]
     assert len(keys) == 3
-    batch, n = action_error.load_batch(ds, indices, 1, 3, keys)
+    batch, n = action_error.load_batch(ds, indices, 1, 3, keys, partners)
     assert n == 3
+    lengths = [stop - start for start, stop in bounds]
     for row in range(n):
-        own, partner = ds[indices[1 + row]], ds[indices[(1 + row + len(indices) // 2) % len(indices)]]
-        assert own["episode_index"] != partner["episode_index"]
+        own, partner = ds[indices[1 + row]], ds[partners[1 + row]]
+        mine, theirs = int(own["episode_index"]), int(partner["episode_index"])
+        assert mine != theirs
+        assert int(partner["frame_index"]) == int(own["frame_index"]) * lengths[theirs] // lengths[mine]
         for key in keys:
             torch.testing.assert_close(batch[key][row], partner[key])
         for key in ("observation.state", "observation.images.wrist", "action"):

@@ -8,13 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import draccus
 import pytest
 import submitit
 
-from so101_commands.stage_job import StageJob, launch_command
+from so101_commands.stage_job import RecordTaskJob, StageJob, launch_command
 from so101_commands.submit import ClusterConfig, SubmitConfig, keep_first_started, make_executor, prepare, submit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,9 +60,10 @@ print(f"done at step {state['step']}", flush=True)
 
 @pytest.fixture
 def fake_stage(tmp_path, monkeypatch):
-    """The stand-in as module `hlrp_fake_stage`; PYTHONPATH reaches local jobs, which copy this environment."""
+    """The stand-in as module `hlrp_fake_stage`; PYTHONPATH (ahead of the caller's) reaches local jobs, which copy this
+    environment."""
     (tmp_path / "hlrp_fake_stage.py").write_text(FAKE_STAGE)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
     return tmp_path
 
 
@@ -432,3 +434,34 @@ print(type(job).__name__, sorted(m for m in ("lerobot_policy_hlrp", "torch", "le
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == ["StageJob", "[]"]
+
+
+def test_a_recording_is_one_slurm_array_of_plain_tasks(tmp_path, fake_slurm):
+    """--stage=record: the recording is checked and staged here, then one sbatch submits an array whose task i
+    records group i of the shards as one plain process, on a node without GPUs if the cluster config says so."""
+    cfg = lrz_config(
+        tmp_path, "--stage=record", "--cluster.second_partition=null", "--cluster.gpus_per_node=0", "--array_tasks=2"
+    )
+    record = ["--dataset.repo_id=local/rec", "--dataset.root=data/rec", "--dataset.num_episodes=4"]
+    job_args = [*record, "--episodes_per_shard=1"]
+    jobs = submit(replace(cfg, args=job_args), workdir=tmp_path)
+    assert len(jobs) == 2 and len((fake_slurm / "sbatch_calls").read_text().splitlines()) == 1
+    (script,) = (path.read_text().splitlines() for path in tmp_path.glob("logs/*/*_submission.sh"))
+    for line in (
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --job-name=so101-record",
+        "#SBATCH --requeue",
+        "module load slurm_setup",
+    ):
+        assert line in script, (line, script)
+    assert not [line for line in script if "--gres" in line]  # gpus_per_node=0: a node without GPUs will do
+    tasks = [job.submission().function for job in jobs]
+    assert all(isinstance(task, RecordTaskJob) for task in tasks)
+    for i, task in enumerate(tasks):
+        assert task.output_dir == tmp_path / "data" / "rec" and task.workdir == tmp_path
+        assert task.args[:2] == ["--array_tasks=2", f"--array_task={i}"] and task.args[3:] == job_args
+        # the same command after a requeue: the recorder keeps its finished shards by itself
+        assert task.command() == task.checkpoint().function.command()
+        assert task.command() == [sys.executable, "-m", "lerobot_env_so101_twin.commands.record_array", *task.args]
+    assert tasks[0].args[2] == tasks[1].args[2]  # one merge claim for the whole array
+    assert (tmp_path / "data" / ".rec.partial" / "manifest.json").is_file()  # staged before submitting

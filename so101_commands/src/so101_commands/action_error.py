@@ -22,6 +22,7 @@ trains on, `resolve_delta_timestamps`), the checkpoint's own preprocessor, then
         --output=outputs/robust_twin/action_error/segvla_s1_002600_unseen.json
 """
 
+import bisect
 import json
 import logging
 from dataclasses import dataclass, field
@@ -64,9 +65,10 @@ class ActionErrorConfig:
     device: str = "cpu"
     # where the scores go (JSON); None: printed only
     output: Path | None = None
-    # inputs read from another episode's frame (the scored frame half the list away: another cube pose, the same
-    # look), the others from the scored frame: how far the error rises says how much the policy reads them (e.g.
-    # '[observation.images.front,observation.images.wrist]'; hold_mae holds the state as given); empty: as recorded
+    # inputs read from another episode's frame (the same moment of the episode half the recording away: another cube
+    # pose, the same look), the others from the scored frame: how far the error rises says how much the policy reads
+    # them (e.g. '[observation.images.front,observation.images.wrist]'; hold_mae holds the state as given); empty:
+    # as recorded
     swap_keys: list[str] = field(default_factory=list)
     # another report of this command on the same frames (a JSON --output): the mean per-episode difference of the
     # action error, this one minus that one, with a 95% paired bootstrap interval over the episodes
@@ -80,6 +82,24 @@ def frame_indices(episode_bounds: list[tuple[int, int]], stride: int) -> list[in
     return [i for start, stop in episode_bounds for i in range(start, stop, stride)]
 
 
+def partner_indices(episode_bounds: list[tuple[int, int]], indices: list[int]) -> list[int]:
+    """For each scored frame, the frame at the same relative position in the episode half the recording away
+    (episode k's partner is episode k + E // 2 of E, cyclically): another episode by construction, whatever the
+    episodes' lengths. Where every episode has the same length (so101-twin-record's do) and E is even, it is the
+    frame half the scored list away, the pairing this command used before, so earlier reports stay comparable."""
+    episodes = [(start, stop) for start, stop in episode_bounds if stop > start]
+    if len(episodes) < 2:
+        raise ValueError(f"--swap_keys needs a recording of 2 or more episodes to swap between; it has {len(episodes)}")
+    starts = [start for start, _ in episodes]
+    partners = []
+    for i in indices:
+        k = bisect.bisect_right(starts, i) - 1
+        (start, stop), (other, other_stop) = episodes[k], episodes[(k + len(episodes) // 2) % len(episodes)]
+        # floor((i - start) / length * other_length) < other_length: inside the other episode
+        partners.append(other + (i - start) * (other_stop - other) // (stop - start))
+    return partners
+
+
 def chunk_abs_error(predicted: torch.Tensor, expert: torch.Tensor, is_pad: torch.Tensor, steps: int) -> torch.Tensor:
     """Per joint, the summed |predicted - expert| over the first `steps` steps not past the episode's end, and the
     count of those steps: shapes (B, T, A), (B, T, A), (B, T) -> (A,) sums, () count."""
@@ -91,13 +111,17 @@ def chunk_abs_error(predicted: torch.Tensor, expert: torch.Tensor, is_pad: torch
     return diff.sum(dim=(0, 1)), valid.sum()
 
 
-def load_batch(dataset, indices: list[int], start: int, size: int, swap_keys: list[str]) -> tuple[dict, int]:
-    """The samples of indices[start:start + size] stacked, with `swap_keys` taken from the samples half the list
-    away; and how many samples."""
+def load_batch(
+    dataset, indices: list[int], start: int, size: int, swap_keys: list[str], partners: list[int] | None = None
+) -> tuple[dict, int]:
+    """The samples of indices[start:start + size] stacked, with `swap_keys` taken from the samples at the same places
+    of `partners` (partner_indices); and how many samples."""
     items = [dataset[i] for i in indices[start : start + size]]
     if swap_keys:
-        for k, item in enumerate(items):
-            partner = dataset[indices[(start + k + len(indices) // 2) % len(indices)]]
+        if partners is None or len(partners) != len(indices):
+            raise ValueError("swapping inputs needs a partner frame for every scored frame (partner_indices)")
+        for item, partner_index in zip(items, partners[start : start + size], strict=True):
+            partner = dataset[partner_index]
             item.update({key: partner[key] for key in swap_keys})
     batch = {k: torch.stack([it[k] for it in items]) for k, v in items[0].items() if isinstance(v, torch.Tensor)}
     batch["task"] = [it["task"] for it in items]
@@ -168,6 +192,7 @@ def score(cfg: ActionErrorConfig) -> dict:
     dataset = cfg.dataset.open(delta_timestamps=resolve_delta_timestamps(config, meta))
     bounds = [(int(ep["dataset_from_index"]), int(ep["dataset_to_index"])) for ep in meta.episodes]
     indices = frame_indices(bounds, cfg.stride)
+    partners = partner_indices(bounds, indices) if cfg.swap_keys else None
     executed = int(getattr(config, "n_action_steps", 1))
     names = meta.features["action"].get("names") or [f"a{i}" for i in range(meta.features["action"]["shape"][0])]
     sums, count, losses = torch.zeros(len(names), dtype=torch.float64), 0.0, []
@@ -175,7 +200,7 @@ def score(cfg: ActionErrorConfig) -> dict:
     hold_sums, per_episode = torch.zeros(len(names), dtype=torch.float64), {}
     torch.manual_seed(cfg.seed)
     for start in range(0, len(indices), cfg.batch_size):
-        batch, n = load_batch(dataset, indices, start, cfg.batch_size, cfg.swap_keys)
+        batch, n = load_batch(dataset, indices, start, cfg.batch_size, cfg.swap_keys, partners)
         expert, is_pad = batch["action"], batch.get("action_is_pad")
         if expert.ndim == 2:  # a one-step policy: its sample holds the one action
             expert = expert.unsqueeze(1)

@@ -1,4 +1,5 @@
-"""The job so101-submit submits: one stage as a requeueable submitit job (`StageJob`, a submitit Checkpointable).
+"""The job so101-submit submits: one stage as a requeueable submitit job (`StageJob`, a submitit Checkpointable), or
+one task of a recording array (`RecordTaskJob`).
 
 On every node it starts `accelerate launch` over the node's GPUs (a plain `python -m <module>` for one process). When
 SLURM announces the end of the job (timeout or preemption, submitit's `--signal=USR2@<signal_delay_s>`), submitit
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from so101_run_infra.atomic import move_aside
+from so101_run_infra.atomic import claim_once, move_aside
 from so101_run_infra.extras import missing_extra
 
 from .extras import CLUSTER
@@ -176,16 +177,7 @@ class StageJob(Checkpointable):
         if self.claim_token is None:
             return True
         claim = self.output_dir.parent / f".{self.output_dir.name}.claim-{self.claim_token}"
-        claim.parent.mkdir(parents=True, exist_ok=True)
-        tmp = claim.with_name(f"{claim.name}.{job_id}.{os.getpid()}")
-        tmp.write_text(job_id)
-        try:
-            os.link(tmp, claim)  # atomic, also on NFS, and the claim is complete the moment it is visible
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-        owner = claim.read_text()
+        owner = claim_once(claim, job_id)
         if owner != job_id:
             logger.warning("twin job %s already runs %s: this job (%s) exits without running", owner, claim, job_id)
         return owner == job_id
@@ -258,6 +250,23 @@ class StageJob(Checkpointable):
             return None  # submitit then ends the job as failed
         logger.info("requeuing with resume (%d/%d)", self.requeues + 1, self.max_requeues)
         return DelayedSubmission(replace(self, resume=True, requeues=self.requeues + 1))
+
+
+@dataclass
+class RecordTaskJob(StageJob):
+    """One task of so101-submit's recording array (`--stage=record`): the recorder keeps every finished shard, so
+    running the same command again is its resume. Unlike a training stage's job it adds no resume flag, never sets
+    its output (the dataset root, which another task may just have merged) aside, and is one plain process, as
+    so101-twin-record is, whatever GPUs the task has."""
+
+    def stage_args(self) -> list[str]:
+        return list(self.args)
+
+    def _set_aside_unresumable_output(self) -> None:
+        return None
+
+    def command(self, env: submitit.JobEnvironment | None = None) -> list[str]:
+        return [sys.executable, "-m", self.module, *self.args]
 
 
 def _reap(proc: subprocess.Popen, exited: threading.Event) -> None:

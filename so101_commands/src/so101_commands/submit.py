@@ -10,9 +10,18 @@ The stage command's own flags go in `--args='[...]'` or after `--` (everything a
 commas or brackets need no quoting there); both together: `--args` first.
 
 Stages: `laq` (lerobot_policy_hlrp.commands.train_laq), `trunk` (lerobot_policy_hlrp.commands.train_trunk), `lerobot`
-(lerobot.scripts.lerobot_train). Needs so101_commands' `cluster` extra (submitit, PyYAML).
+(lerobot.scripts.lerobot_train), and `record`: so101-twin-record as an array of tasks, each recording a contiguous
+group of its shards into its staging folder, the last to finish merging them into the root
+(lerobot_env_so101_twin.commands.record_array, which also checks and stages the recording before anything is
+submitted; `--array_tasks`, default one task per shard):
+
+    so101-submit --config_path=configs/cluster_local.yaml --stage=record --array_tasks=4 \
+        -- --config_path=configs/twin_liftcube_rgb.yaml
+
+Needs so101_commands' `cluster` extra (submitit, PyYAML); `record` needs the twin where it runs.
 The job is a `StageJob` (stage_job.py): it runs the stage on every node, and on SLURM's warning of the job's end
-(timeout or preemption) stops it and requeues the same job with the stage's resume flag.
+(timeout or preemption) stops it and requeues the same job with the stage's resume flag (a recording's task, a
+`RecordTaskJob`, is requeued as it was: the recorder keeps its finished shards by itself).
 
 Dual queue (`cluster.second_partition`): the same job goes to two partitions; `keep_first_started` cancels the one
 that starts later. The two twins also claim the output directory at start, so if so101-submit is stopped before a
@@ -22,8 +31,10 @@ Parsed with `lerobot.configs.parser.wrap` like every suite command, imported in 
 loads no LeRobot. A suite-wide command: it launches HLRP's stages and lerobot-train alike.
 """
 
+import json
 import logging
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -32,11 +43,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from so101_run_infra.cli import prepare_command_line
+from so101_run_infra.cli import SettingsRefused, prepare_command_line
 from so101_run_infra.extras import missing_extra
 
 from .extras import CLUSTER
-from .stage_job import StageJob, flag_value, without_flag
+from .stage_job import RecordTaskJob, StageJob, flag_value, without_flag
 
 try:
     import submitit
@@ -57,7 +68,11 @@ STAGES: dict[str, Stage] = {
     "laq": Stage("lerobot_policy_hlrp.commands.train_laq", needs_config=True),
     "trunk": Stage("lerobot_policy_hlrp.commands.train_trunk", needs_config=True),
     "lerobot": Stage("lerobot.scripts.lerobot_train", needs_config=False),
+    "record": Stage("lerobot_env_so101_twin.commands.record_array", needs_config=False),
 }
+RECORD_FLAGS = ("array_tasks", "array_task", "array_claim")  # record_array's own, which so101-submit sets
+PLAN_PREFIX = "so101-record-plan: "  # record_array's plan line
+WHO_SAYS = re.compile(r"^(\S+\.py|[\w.]*(Error|Refused|Exception)|error): ")
 EXECUTORS = ("slurm", "local")
 PLACEHOLDER = re.compile(r"<your_[a-z_]+>")
 
@@ -93,13 +108,16 @@ class ClusterConfig:
 @dataclass
 class SubmitConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    stage: str = ""  # "laq" | "trunk" | "lerobot"
+    stage: str = ""  # "laq" | "trunk" | "lerobot" | "record"
     # The stage command's own flags, e.g. '[--config_path=x.yaml]'; or give them after `--` on the command line
     args: list[str] = field(default_factory=list)
     # The stage's output_dir: taken from --output_dir in args, else from the stage's config file; set here, it
     # is passed on as --output_dir (it must agree with args). Needed to resume after a requeue.
     output_dir: Path | None = None
     wait: bool = False  # block until the job ends and fail if it fails
+    # --stage=record: the array's tasks, each recording an equal, contiguous group of the recording's shards
+    # (--dataset.num_episodes / --episodes_per_shard); None: one task per shard
+    array_tasks: int | None = None
 
 
 # ------------------------------------------------------------------------------------------------ submission
@@ -114,15 +132,13 @@ def _config_output_dir(config_path: Path) -> str | None:
     return str(value) if value else None
 
 
-def prepare(cfg: SubmitConfig, workdir: Path | None = None) -> tuple[list[str], Path, bool]:
-    """Check the submission before anything is submitted.
-
-    Returns the stage args (without --resume), its absolute output_dir, and whether the args asked to resume.
-    """
-    workdir = workdir or Path.cwd()
+def check_cluster(cfg: SubmitConfig) -> None:
+    """Check the stage's name and the cluster settings before anything is submitted."""
     cluster = cfg.cluster
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}: use --stage= one of {', '.join(STAGES)}")
+    if cfg.array_tasks is not None and cfg.stage != "record":
+        raise SettingsRefused(f"--array_tasks={cfg.array_tasks} is for --stage=record only")
     if cluster.executor not in EXECUTORS:
         raise ValueError(f"unknown cluster.executor {cluster.executor!r}: one of {', '.join(EXECUTORS)}")
     for key in ("partition", "second_partition", "account", "qos", "second_qos", "constraint"):
@@ -132,7 +148,7 @@ def prepare(cfg: SubmitConfig, workdir: Path | None = None) -> tuple[list[str], 
     for line in cluster.setup:
         if PLACEHOLDER.search(line):
             raise ValueError(f"cluster.setup line {line!r} still holds a placeholder: edit it in the cluster config")
-    if cluster.executor == "slurm" and cluster.gpus_per_node < 1:
+    if cluster.executor == "slurm" and cluster.gpus_per_node < 1 and cfg.stage != "record":
         raise ValueError(f"cluster.gpus_per_node={cluster.gpus_per_node}: a SLURM job of an HLRP stage needs >= 1")
     if cluster.executor == "local" and cluster.nodes != 1:
         raise ValueError(f"cluster.nodes={cluster.nodes}: the local executor runs on this machine only (nodes=1)")
@@ -154,6 +170,14 @@ def prepare(cfg: SubmitConfig, workdir: Path | None = None) -> tuple[list[str], 
     if cluster.max_requeues < 0:
         raise ValueError(f"cluster.max_requeues={cluster.max_requeues} must be >= 0")
 
+
+def prepare(cfg: SubmitConfig, workdir: Path | None = None) -> tuple[list[str], Path, bool]:
+    """Check the submission of a training stage before anything is submitted.
+
+    Returns the stage args (without --resume), its absolute output_dir, and whether the args asked to resume.
+    """
+    workdir = workdir or Path.cwd()
+    check_cluster(cfg)
     args = without_flag(cfg.args, "resume")  # the job adds it when there is something to resume (see StageJob)
     config_path = flag_value(args, "config_path")
     if config_path is None and STAGES[cfg.stage].needs_config:
@@ -202,7 +226,7 @@ def make_executor(
         "qos": qos,
         "nodes": cluster.nodes,
         "ntasks_per_node": 1,  # one task per node; accelerate starts the per-GPU processes
-        "gres": f"gpu:{cluster.gpus_per_node}",
+        "gres": f"gpu:{cluster.gpus_per_node}" if cluster.gpus_per_node else None,  # a recording may need none
         "cpus_per_task": cluster.cpus_per_task,
         "mem": f"{cluster.mem_gb}GB" if cluster.mem_gb else None,
         "time": cluster.timeout_min,
@@ -217,8 +241,11 @@ def make_executor(
 
 
 def submit(cfg: SubmitConfig, workdir: Path | None = None) -> list[submitit.Job]:
-    """Check, then submit the stage: one job, or two (dual queue) that share one output_dir claim."""
+    """Check, then submit the stage: one job, or two (dual queue) that share one output_dir claim; for `record`, the
+    array's tasks (none when the recording is already there)."""
     workdir = (workdir or Path.cwd()).resolve()
+    if cfg.stage == "record":
+        return submit_recording(cfg, workdir)
     args, output_dir, resume = prepare(cfg, workdir)
     cluster = cfg.cluster
     queues = [(cluster.partition, cluster.qos)]
@@ -243,6 +270,84 @@ def submit(cfg: SubmitConfig, workdir: Path | None = None) -> list[submitit.Job]
         jobs.append(executor.submit(job))
         logger.info("submitted %s to %s: job %s", cfg.stage, partition or cluster.executor, jobs[-1].job_id)
     return jobs
+
+
+# ------------------------------------------------------------------------------------------------ recording array
+
+
+def check_recording(cfg: SubmitConfig, workdir: Path) -> list[str]:
+    """Check an array submission's own settings; so101-twin-record's flags, to which the plan adds the rest."""
+    check_cluster(cfg)
+    cluster = cfg.cluster
+    if cluster.second_partition is not None:
+        raise SettingsRefused("--stage=record has no dual queue: set --cluster.second_partition=null")
+    if cluster.nodes != 1:
+        raise SettingsRefused(f"--cluster.nodes={cluster.nodes}: each task of a recording array runs on one node")
+    if cfg.output_dir is not None:
+        raise SettingsRefused("--output_dir is not for --stage=record: the recording goes to its --dataset.root")
+    for name in RECORD_FLAGS:
+        if flag_value(cfg.args, name) is not None:
+            raise SettingsRefused(f"--{name} is so101-submit's to set, not a so101-twin-record flag: use --array_tasks")
+    config_path = flag_value(cfg.args, "config_path")
+    if config_path is not None and not (workdir / config_path).is_file():
+        raise SettingsRefused(f"so101-twin-record's --config_path={config_path} not found (looked in {workdir})")
+    return list(cfg.args)
+
+
+def plan_recording(args: Sequence[str], array_tasks: int | None, workdir: Path) -> dict:
+    """Run the recording's plan (record_array): it refuses what so101-twin-record would refuse, and stages the
+    recording, in a process of its own, so that this command never imports the twin."""
+    tasks = [] if array_tasks is None else [f"--array_tasks={array_tasks}"]
+    run = subprocess.run(
+        [sys.executable, "-m", STAGES["record"].module, *tasks, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    plans = [line for line in run.stdout.splitlines() if line.startswith(PLAN_PREFIX)]
+    if run.returncode != 0 or not plans:
+        lines = [line.strip() for line in run.stderr.splitlines() if line.strip()]
+        lines = lines or [line.strip() for line in run.stdout.splitlines() if line.strip()] or ["no output"]
+        # its last line says why: a refusal ("record_array.py: ..."), an exception's, or the parser's ("error: ...")
+        raise SettingsRefused(f"--stage=record: {WHO_SAYS.sub('', lines[-1])}")
+    return json.loads(plans[-1].removeprefix(PLAN_PREFIX))
+
+
+def submit_recording(cfg: SubmitConfig, workdir: Path) -> list[submitit.Job]:
+    """Check and stage the recording, then submit one array task per group of shards (nothing when it is recorded)."""
+    args = check_recording(cfg, workdir)
+    plan = plan_recording(args, cfg.array_tasks, workdir)
+    if plan["already_recorded"]:
+        logger.info("%s is already recorded with these settings (%d episodes): nothing to submit", plan["root"],
+                    plan["episodes"])  # fmt: skip
+        return []
+    cluster, tasks, claim = cfg.cluster, plan["tasks"], uuid.uuid4().hex
+    executor = make_executor(cluster, cluster.partition, cluster.qos, job_name="so101-record")
+    jobs = []
+    with executor.batch():  # one SLURM array
+        for task in range(tasks):
+            job = RecordTaskJob(
+                stage="record",
+                module=STAGES["record"].module,
+                args=[f"--array_tasks={tasks}", f"--array_task={task}", f"--array_claim={claim}", *args],
+                output_dir=Path(plan["root"]),
+                workdir=workdir,
+                max_requeues=cluster.max_requeues,
+                stop_grace_s=cluster.signal_delay_s / 2,
+            )
+            jobs.append(executor.submit(job))
+    logger.info("submitted %d tasks recording %d shards (%d already recorded) into %s: jobs %s", tasks,
+                plan["shards"], plan["finished_shards"], plan["root"], ", ".join(j.job_id for j in jobs))  # fmt: skip
+    return jobs
+
+
+def wait_for_recording(jobs: Sequence[submitit.Job], root: Path) -> None:
+    """Wait for every task (failing if one fails), then check that the last one merged."""
+    for job in jobs:
+        job.result()  # raises submitit.core.utils.FailedJobError with the task's last lines
+    if not (root / "meta" / "info.json").exists():
+        raise RuntimeError(f"every task ended but none merged into {root}: submit the same array again to merge")
+    logger.info("recorded %s", root)
 
 
 # ------------------------------------------------------------------------------------------------ dual queue
@@ -311,6 +416,12 @@ def submit_cli(cfg: SubmitConfig, trailing: Sequence[str] = ()) -> None:
         cfg = replace(cfg, args=[*cfg.args, *trailing])
     jobs = submit(cfg)
     cluster = cfg.cluster
+    if cfg.stage == "record":
+        for job in jobs:
+            logger.info("job %s: log %s", job.job_id, job.paths.stdout)
+        if cfg.wait and jobs:
+            wait_for_recording(jobs, jobs[0].submission().function.output_dir)
+        return
     if len(jobs) > 1:
         labels = [f"{cluster.partition}", f"{cluster.second_partition}"]
         ids = ", ".join(job.job_id for job in jobs)
@@ -338,7 +449,8 @@ def main() -> None:
     except ModuleNotFoundError as err:
         raise missing_extra(CLUSTER, err) from None
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: importing LeRobot's parser already gave the root logger a WARNING-level handler, which hid every line
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     prepare_command_line()
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)

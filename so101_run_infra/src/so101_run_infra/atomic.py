@@ -146,3 +146,20 @@ def move_aside(path: str | Path, aside: str | Path) -> Path:
         raise FileExistsError(f"cannot move {path} aside to {aside}: it exists")
     os.replace(path, aside)
     return aside
+
+
+def claim_once(path: str | Path, owner: str) -> str:
+    """Create `path` holding `owner` unless it exists, and return the owner it holds: of several processes (on several
+    machines) claiming the same path, the first wins and every one of them reads the same owner. The claim is linked
+    into place whole (os.link is atomic, also on NFS), so no one reads a half-written owner."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{owner}.{os.getpid()}")
+    tmp.write_text(owner)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text()
