@@ -183,3 +183,23 @@ def test_appearance_shift_is_recorded_per_episode_with_the_same_physics(tmp_path
     second = frames(tmp_path / "shifted", [image], [0, 6])[image]
     assert (first - second).abs().mean() > 0.05
     assert (second[0] - second[1]).abs().mean() > 0.05  # each episode its own look
+
+
+def test_each_episode_is_written_with_the_arm_it_was_recorded_with(tmp_path):
+    """Under the `varied` family every episode's arm is in meta/so101_twin_arms.jsonl, drawn from the episode's seed
+    (replayable), across shards; the ideal arm writes no such file."""
+    from lerobot_env_so101_twin.arm import arm_rng, draw_arm
+    from lerobot_env_so101_twin.commands.record import ARMS_FILE
+
+    varied = record(config(tmp_path / "varied", 3, seconds=0.2, robot={"depth": False, "arm": "varied"}))
+    plain = record(config(tmp_path / "plain", 1, seconds=0.2, robot={"depth": False}))
+    assert varied["frames"] == 18 and plain["frames"] == 6
+    rows = [json.loads(line) for line in (tmp_path / "varied" / ARMS_FILE).read_text().splitlines()]
+    assert [r["episode_index"] for r in rows] == [0, 1, 2]
+    for row in rows:
+        seed = 3 + row["episode_index"]  # the robot's seed plus the episode index
+        assert row["level"] == "varied" and row["arm_seed"] == seed
+        assert row["params"] == draw_arm("varied", arm_rng(seed)).as_dict()
+    assert not (tmp_path / "plain" / ARMS_FILE).exists()
+    manifest = json.loads((tmp_path / "varied" / "meta" / "so101_twin_record.json").read_text())
+    assert manifest["robot"]["arm"] == "varied"  # the settings are recorded with the run

@@ -70,6 +70,11 @@ def write_json(path: str | Path, data: Any, indent: int | None = 2, **dumps_kwar
     return write_text(path, json.dumps(data, indent=indent, **dumps_kwargs))
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    """One JSON object a line, written whole or not at all."""
+    return write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
 def torch_save(obj: Any, path: str | Path) -> Path:
     import torch
 

@@ -40,7 +40,7 @@ from lerobot.configs.dataset import DatasetRecordConfig
 from lerobot.utils.utils import init_logging
 
 from so101_core import TASK_DESCRIPTIONS
-from so101_run_infra.atomic import replace_folder, staging_folder, write_json, write_text
+from so101_run_infra.atomic import replace_folder, staging_folder, write_json, write_jsonl
 from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.hub import check_push, command_line
 from so101_run_infra.runs import config_differences
@@ -127,14 +127,6 @@ class TwinRecordConfig:
         from lerobot.utils.constants import HF_LEROBOT_HOME
 
         return Path(self.dataset.root) if self.dataset.root else HF_LEROBOT_HOME / self.dataset.repo_id
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class ExpertCannotSolveError(RuntimeError):
@@ -518,7 +510,7 @@ def _merge(cfg: TwinRecordConfig, run: _Run) -> dict:
     expected = run.first_episode + cfg.dataset.num_episodes
     if info["total_episodes"] != expected:
         raise RuntimeError(f"merged dataset in {out_tmp} has {info['total_episodes']} episodes, expected {expected}")
-    arms = [row for r in roots if (r / ARMS_FILE).is_file() for row in read_jsonl(r / ARMS_FILE)]
+    arms = [json.loads(line) for r in roots if (r / ARMS_FILE).is_file() for line in (r / ARMS_FILE).open()]
     if arms:
         write_jsonl(out_tmp / ARMS_FILE, arms)
     write_json(out_tmp / RECORDED, _manifest(cfg, run.first_episode))
