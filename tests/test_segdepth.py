@@ -393,6 +393,7 @@ def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_datase
             "--policy.perception_source=segmenter",
             f"--policy.segmenter_path={seg_dir}",
             *[f"--policy.{k}={v}" for k, v in {**TINY, "segmenter_input_size": 32}.items()],
+            "--policy.action_lead=1",
             "--dataset.repo_id=local/twin_demo",
             f"--dataset.root={gt_dataset}",
             *short_train_flags(tmp_path / "train", steps=2),
@@ -405,4 +406,8 @@ def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_datase
     assert "so101_segmentation_from_code" not in steps and "so101_depth_anything" not in steps
     shutil.rmtree(seg_dir)
     overall = eval_in_twin(ckpt, tmp_path / "eval", GT_SIZE, tmp_path, flags=("--env.depth=true",))
+    assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0
+    # the same stock evaluation on an arm of the `unseen` family: its camera effects reach the segmenter's RGB
+    arm = ("--env.depth=true", "--env.arm=unseen", "--env.arm_seed=3")
+    overall = eval_in_twin(ckpt, tmp_path / "eval_unseen_arm", GT_SIZE, tmp_path, flags=arm, episode_length=30)
     assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0
