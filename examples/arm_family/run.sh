@@ -28,10 +28,11 @@ train() {  # dataset_root output_dir seed [extra --policy.* flags]
 for stage in $STAGES; do
   case $stage in
     base)  # the demo as it ships: ideal-arm demonstrations; seeds 2-3 train on seed 1's recording
-      $PY scripts/demo.py --train.seed=1 --output_dir=$OUT/base_s1 > $OUT/base_s1.log 2>&1
+      [ -f $OUT/base_s1/summary.json ] || $PY scripts/demo.py --train.seed=1 --output_dir=$OUT/base_s1 > $OUT/base_s1.log 2>&1
       for s in 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/base_s$s/train $s; done ;;
     varied)  # the same, with the demonstrations recorded under the `varied` arm family (an arm per episode)
-      $PY scripts/demo.py --record.robot.arm=varied --train.seed=1 --output_dir=$OUT/varied_s1 > $OUT/varied_s1.log 2>&1
+      [ -f $OUT/varied_s1/summary.json ] ||
+        $PY scripts/demo.py --record.robot.arm=varied --train.seed=1 --output_dir=$OUT/varied_s1 > $OUT/varied_s1.log 2>&1
       for s in 2 3; do train $OUT/varied_s1/dataset_segdepth $OUT/varied_s$s/train $s; done ;;
     lead)  # varied demonstrations, each frame labelled with the action one period later: a target for when it arrives
       for s in 1 2 3; do mkdir -p $OUT/lead_s$s; train $OUT/varied_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
