@@ -196,6 +196,21 @@ def check_arm_settings(level: str, params: ArmParams, arm_seed: int | None, pref
         )
 
 
+def load_arm(path: str, flag: str = "arm_path") -> ArmParams:
+    """An arm file (so101-twin-identify's `arm.json`: ArmParams' fields as JSON), refused naming the flag and file."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--{flag}={path}: no such file (so101-twin-identify writes <output_dir>/arm.json)")
+    try:
+        arm = ArmParams.from_dict(json.loads(file.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--{flag}={path} is not an arm file: {err}") from None
+    return arm
+
+
 def validate_arm(
     level: str, params: ArmParams, ranges: ArmRanges, arm_seed: int | None, fps: int, prefix: str = ""
 ) -> None:

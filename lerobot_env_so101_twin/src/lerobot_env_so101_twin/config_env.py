@@ -12,7 +12,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
-from .arm import ArmParams, ArmRanges, validate_arm
+from .arm import ArmParams, ArmRanges, load_arm, validate_arm
 from .env import EPISODE_STEPS, depth_key, segmentation_key
 
 ENV_TYPE = "so101_twin"
@@ -61,6 +61,9 @@ class SO101TwinEnvConfig(EnvConfig):
     arm_params: ArmParams = field(default_factory=ArmParams)
     arm_ranges: ArmRanges = field(default_factory=ArmRanges)
     arm_seed: int | None = None
+    # an arm file (so101-twin-identify's arm.json: the user's own arm, identified from their demonstrations), played
+    # as arm_params; needs arm=none and arm_params left alone
+    arm_path: str | None = None
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
@@ -80,6 +83,13 @@ class SO101TwinEnvConfig(EnvConfig):
         check_level(self.appearance, "env.appearance")
         check_look_seed(self.look_seed, self.appearance, "env.look_seed")
         self.appearance_ranges.validate()
+        if self.arm_path is not None:
+            if self.arm != "none" or not self.arm_params.is_ideal:
+                raise ValueError(
+                    "--env.arm_path plays one identified arm: it needs --env.arm=none and no --env.arm_params"
+                )
+            self.arm_params = load_arm(self.arm_path, "env.arm_path")
+            self.arm_path = None  # loaded: a saved config holds the arm itself
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "env.")
         h, w = self.observation_height, self.observation_width
         self.features = {

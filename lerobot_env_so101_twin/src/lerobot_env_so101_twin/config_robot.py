@@ -9,7 +9,7 @@ from lerobot.robots.config import RobotConfig
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
-from .arm import ArmParams, ArmRanges, validate_arm
+from .arm import ArmParams, ArmRanges, load_arm, validate_arm
 
 
 @RobotConfig.register_subclass("so101_twin")
@@ -55,6 +55,9 @@ class SO101TwinConfig(RobotConfig):
     arm_params: ArmParams = field(default_factory=ArmParams)
     arm_ranges: ArmRanges = field(default_factory=ArmRanges)
     arm_seed: int | None = None
+    # an arm file (so101-twin-identify's arm.json: the user's own arm, identified from their demonstrations), played
+    # as arm_params; needs arm=none and arm_params left alone
+    arm_path: str | None = None
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
     reset_on_new_episode: bool = True
 
@@ -81,4 +84,11 @@ class SO101TwinConfig(RobotConfig):
         check_level(self.appearance, "robot.appearance")
         check_look_seed(self.look_seed, self.appearance, "robot.look_seed")
         self.appearance_ranges.validate()
+        if self.arm_path is not None:
+            if self.arm != "none" or not self.arm_params.is_ideal:
+                raise ValueError(
+                    "--robot.arm_path plays one identified arm: it needs --robot.arm=none and no --robot.arm_params"
+                )
+            self.arm_params = load_arm(self.arm_path, "robot.arm_path")
+            self.arm_path = None  # loaded: a saved config holds the arm itself
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "robot.")

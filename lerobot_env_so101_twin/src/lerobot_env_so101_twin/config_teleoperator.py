@@ -19,11 +19,18 @@ class SO101TwinExpertConfig(TeleoperatorConfig):
     hover_height: float = 0.06  # metres above the cube before descending
     lift_height: float = 0.10  # metres the cube is raised to
     speed: float = 1.0  # >1 plays the script faster
+    # A person's own unsteadiness on the leader arm: Ornstein-Uhlenbeck noise (follower units) added to the expert's
+    # command and recorded with it, unlike --robot.action_noise_std (DART), which the recorded action leaves out.
+    # What a recording for so101-twin-identify holds: the action is what the follower was sent.
+    noise_std: float = 0.0
+    noise_tau_s: float = 0.3
 
     def __post_init__(self):
         if self.expert not in ("reactive", "scripted"):
             raise ValueError(f"--teleop.expert must be 'reactive' or 'scripted', got {self.expert!r}")
         if self.speed <= 0:
             raise ValueError(f"--teleop.speed must be positive, got {self.speed}")
+        if self.noise_std < 0 or self.noise_tau_s <= 0:
+            raise ValueError("--teleop.noise_std must be >= 0 and --teleop.noise_tau_s > 0")
         if not 0.0 < self.lift_height < 0.3:
             raise ValueError(f"--teleop.lift_height must be in (0, 0.3) m, got {self.lift_height}")

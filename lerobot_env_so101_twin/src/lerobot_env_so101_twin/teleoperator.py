@@ -7,6 +7,7 @@ targets, as a leader arm's would be.
 
 from __future__ import annotations
 
+import numpy as np
 from lerobot.teleoperators.teleoperator import Teleoperator
 
 from so101_core import MOTOR_KEYS
@@ -14,6 +15,7 @@ from so101_core import MOTOR_KEYS
 from .config_teleoperator import SO101TwinExpertConfig
 from .expert import EXPERTS, ReactiveExpert, ScriptedExpert
 from .robot import active_twin
+from .simulation import ActuationNoise
 
 
 class SO101TwinExpert(Teleoperator):
@@ -61,6 +63,8 @@ class SO101TwinExpert(Teleoperator):
         if robot is not self._robot or robot.scene_version != self._scene_version:
             self._robot = robot
             self._scene_version = robot.scene_version
+            self._noise = ActuationNoise(self.config.noise_std, self.config.noise_tau_s, robot.config.fps)
+            self._noise.reset(robot.twin.episode_seed)
             self._expert = EXPERTS[self.config.expert](
                 robot.twin,
                 hover_height=self.config.hover_height,
@@ -69,6 +73,9 @@ class SO101TwinExpert(Teleoperator):
             )
         # the expert sees the true arm, as a person does: it commands through the follower's calibration
         command = robot.twin.follower_command(self._expert.action())
+        if self.config.noise_std > 0:
+            limits = robot.twin.joint_limits
+            command = np.clip(command + self._noise.sample(), limits[:, 0], limits[:, 1])
         return dict(zip(MOTOR_KEYS, command.tolist(), strict=True))
 
     def send_feedback(self, feedback: dict) -> None:

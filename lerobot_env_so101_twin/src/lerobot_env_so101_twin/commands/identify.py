@@ -1,0 +1,217 @@
+"""`so101-twin-identify`: the twin's arm fitted to a user's own demonstrations (lerobot_env_so101_twin.identify).
+
+    so101-twin-identify --dataset.repo_id=local/my_demos --dataset.root=data/my_demos --output_dir=outputs/my_arm
+
+Writes, whole or not at all, into --output_dir:
+    arm.json        the identified arm (ArmParams' fields): --env.arm_path / --robot.arm_path play it
+    report.json     every parameter with its standard error and whether the recording identifies it, the joints'
+                    tracking error of held-out episodes before (the nominal twin) and after, what was left out
+    tracking.png    recorded against replayed joints, nominal and identified, for the worst held-out episode
+    identify.json   the settings it was made with: run again, it does nothing; other settings are refused
+"""
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from lerobot.configs import parser
+
+from so101_core import JOINT_NAMES, MOTOR_KEYS
+from so101_run_infra.atomic import atomic_folder, write_json
+from so101_run_infra.cli import SettingsRefused, prepare_command_line
+from so101_run_infra.dataset_ref import DatasetRef
+from so101_run_infra.runs import made_here
+
+from ..arm import ArmParams
+from ..identify import FITTED, Episode, Replay, contact_frames, fit
+
+logger = logging.getLogger(__name__)
+RECORD = "identify.json"
+MIN_MOVING_FRAMES = 60  # two seconds at 30 fps of joints actually moving
+
+
+@dataclass
+class IdentifyConfig:
+    dataset: DatasetRef = field(default_factory=DatasetRef)
+    output_dir: Path | None = None
+    # every n-th episode (from the first) is held out of the fit, to score the tracking error on; 0: none held out
+    holdout_every: int = 5
+    # gripper units (0-100) its reading may stay above its target before the frame counts as holding something
+    contact_threshold: float = 3.0
+    # the latency grid's reach and step, milliseconds
+    latency_max_ms: float = 200.0
+    latency_step_ms: float = 1000.0 / 60
+    # least-squares evaluations (each a Jacobian's worth of replays): a cap on the time it takes
+    max_nfev: int = 8
+    threads: int = 2  # MuJoCo rollout threads
+
+    def __post_init__(self) -> None:
+        if self.output_dir is None:
+            raise ValueError("--output_dir is required: where arm.json and the report go")
+        self.output_dir = Path(self.output_dir)
+        if self.holdout_every < 0 or self.holdout_every == 1:
+            raise ValueError(f"--holdout_every={self.holdout_every}: 0 (no held-out episodes) or at least 2")
+        if self.max_nfev < 1 or self.threads < 1 or self.latency_step_ms <= 0 or self.latency_max_ms < 0:
+            raise ValueError("--max_nfev and --threads must be >= 1, --latency_step_ms > 0, --latency_max_ms >= 0")
+
+
+def load_episodes(cfg: IdentifyConfig) -> tuple[list[Episode], int]:
+    """The recording's episodes, refused before any work when it cannot be replayed (naming what is missing)."""
+    ref = cfg.dataset.require("dataset")
+    meta = ref.metadata()
+    where = f"{ref.repo_id} ({ref.root})"
+    for key in ("action", "observation.state"):
+        if key not in meta.features:
+            raise SettingsRefused(f"--dataset {where} has no '{key}': identification replays the recorded targets "
+                                  "('action') against where the follower was ('observation.state')")  # fmt: skip
+        names = meta.features[key].get("names")
+        names = next(iter(names.values())) if isinstance(names, dict) else names
+        if list(names or []) != list(MOTOR_KEYS):
+            raise SettingsRefused(f"--dataset {where}: '{key}' names {names}, not an SO-101's {list(MOTOR_KEYS)}")
+    fps = meta.fps
+    if not isinstance(fps, int) or not 5 <= fps <= 250:
+        raise SettingsRefused(f"--dataset {where} runs at {fps} fps: the twin replays whole frames of 5-250 fps")
+    table = ref.open().hf_dataset.with_format("numpy")
+    state = np.asarray(table["observation.state"], dtype=np.float64)
+    action = np.asarray(table["action"], dtype=np.float64)
+    index = np.asarray(table["episode_index"])
+    episodes = []
+    for k in np.unique(index):
+        rows = index == k
+        s, a = state[rows], action[rows]
+        used = ~contact_frames(s, a, cfg.contact_threshold)
+        used[0] = False  # the start state is given, not replayed
+        episodes.append(Episode(int(k), s, a, used))
+    moving = sum(int((np.abs(np.diff(e.state, axis=0)).max(axis=1) > 0.1).sum()) for e in episodes)
+    if moving < MIN_MOVING_FRAMES:
+        raise SettingsRefused(f"--dataset {where} has {moving} frames where a joint moves: identification needs at "
+                              f"least {MIN_MOVING_FRAMES}")  # fmt: skip
+    return episodes, fps
+
+
+def split(episodes: list[Episode], every: int) -> tuple[list[Episode], list[Episode]]:
+    if every == 0 or len(episodes) < 2:
+        return episodes, []
+    held = [e for i, e in enumerate(episodes) if i % every == 0]
+    return [e for i, e in enumerate(episodes) if i % every != 0], held
+
+
+GRIPPER_FORCE_WHY = "the gripper's force limit acts only while it closes on something, and those frames are left out"
+
+
+def unidentified(parameters: dict) -> dict[str, str]:
+    """Parameters the recording leaves open, and why."""
+    out = {}
+    for name, rows in parameters.items():
+        for r in rows:
+            if not r["identified"]:
+                out[f"{name}[{r['joint']}]"] = "its Jacobian column is near zero: the recording does not excite it"
+            elif r["at_bound"]:
+                out[f"{name}[{r['joint']}]"] = "it sits on its bound"
+    return out
+
+
+def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_set, held) -> dict:
+    values, out, i = arm.as_dict(), {}, 0
+    for name, count, *_ in FITTED:
+        rows = []
+        for j in range(count):
+            identified = bool(info["identified"][i])
+            rows.append({
+                "joint": JOINT_NAMES[j], "value": values[name][j], "std": float(info[name][j]),
+                "identified": identified, "jacobian_column_norm": float(info["jacobian_column_norm"][i]),
+                "at_bound": bool(info["active_bound"][i]),
+            })  # fmt: skip
+            i += 1
+        out[name] = rows
+    left_out = sum(int((~e.used[1:]).sum()) for e in episodes)
+    segments = sum(int(np.sum(np.diff(np.r_[0, (~e.used[1:]).astype(int)]) == 1)) for e in episodes)
+    return {
+        "parameters": out,
+        "latency_ms": values["latency_ms"],
+        "latency_grid_ms": info["latency_grid_ms"].tolist(),
+        "latency_grid_cost": info["latency_costs"].tolist(),
+        "not_identified": {"gripper_force": GRIPPER_FORCE_WHY, **unidentified(out)},
+        "tracking_rmse_held_out": {
+            "nominal": dict(zip(JOINT_NAMES, np.round(nominal_rmse, 4).tolist(), strict=True)),
+            "identified": dict(zip(JOINT_NAMES, np.round(fitted_rmse, 4).tolist(), strict=True)),
+        },
+        "episodes": {"fit": [e.index for e in fit_set], "held_out": [e.index for e in held]},
+        "contact": {
+            "frames_left_out": left_out,
+            "segments_left_out": segments,
+            "frames_scored": int(sum(int(e.used.sum()) for e in episodes)),
+        },
+    }
+
+
+def plot(path: Path, episode: Episode, nominal: np.ndarray, fitted: np.ndarray, fps: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.arange(len(episode.state)) / fps
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6), sharex=True)
+    for j, ax in enumerate(axes.ravel()):
+        ax.plot(t, episode.state[:, j], "k", lw=1.6, label="recorded")
+        ax.plot(t, nominal[: len(t), j], "C0", lw=1, label="nominal twin")
+        ax.plot(t, fitted[: len(t), j], "C3", lw=1, label="identified twin")
+        ax.plot(t, episode.action[:, j], "0.6", lw=0.8, ls="--", label="target")
+        ax.fill_between(t, *ax.get_ylim(), where=~episode.used, color="0.9", step="mid", label="left out (contact)")
+        ax.set_title(JOINT_NAMES[j])
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"episode {episode.index}: recorded joints against the replayed ones (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def identify(cfg: IdentifyConfig) -> dict:
+    settings = {"dataset": str(cfg.dataset.repo_id), "root": str(cfg.dataset.root), **{
+        k: v for k, v in asdict(cfg).items() if k not in ("dataset", "output_dir", "threads")}}  # fmt: skip
+    if made_here(cfg.output_dir, RECORD, settings, "so101-twin-identify", "an identification"):
+        print(f"{cfg.output_dir}: already identified with these settings (arm.json); nothing to do")
+        return json.loads((cfg.output_dir / "report.json").read_text())
+    start = time.perf_counter()
+    episodes, fps = load_episodes(cfg)
+    fit_set, held = split(episodes, cfg.holdout_every)
+    print(f"[identify] {len(episodes)} episodes at {fps} fps: {len(fit_set)} fitted, {len(held)} held out", flush=True)
+    grid = np.arange(0.0, cfg.latency_max_ms + 1e-9, cfg.latency_step_ms)
+    arm, info = fit(Replay(fit_set, fps, cfg.threads), grid, cfg.max_nfev,
+                    progress=lambda m: print(f"[identify] {m}", flush=True))  # fmt: skip
+    scored = Replay(held or fit_set, fps, cfg.threads)
+    nominal_rmse, fitted_rmse = scored.rmse_per_joint(ArmParams()), scored.rmse_per_joint(arm)
+    result = report(arm, info, nominal_rmse, fitted_rmse, episodes, fit_set, held)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    nominal, fitted = scored.run(ArmParams()), scored.run(arm)
+    errors = [np.sqrt(np.mean((fitted[k, : len(e.state)] - e.state)[e.used] ** 2)) for k, e in
+              enumerate(scored.episodes)]  # fmt: skip
+    worst = int(np.argmax(errors))
+    with atomic_folder(cfg.output_dir) as out:
+        write_json(out / "arm.json", arm.as_dict())
+        write_json(out / "report.json", result)
+        plot(out / "tracking.png", scored.episodes[worst], nominal[worst], fitted[worst], fps)
+        write_json(out / RECORD, settings)
+    drop = 1 - fitted_rmse.mean() / nominal_rmse.mean()
+    print(f"[identify] {cfg.output_dir}/arm.json in {result['seconds']:.0f} s; held-out tracking error "
+          f"{nominal_rmse.mean():.2f} -> {fitted_rmse.mean():.2f} (follower units, {100 * drop:.0f}% lower); latency "
+          f"{arm.latency_ms:.0f} ms; play it with --env.arm_path / --robot.arm_path")  # fmt: skip
+    return result
+
+
+@parser.wrap()
+def identify_cli(cfg: IdentifyConfig) -> dict:
+    return identify(cfg)
+
+
+def main() -> None:
+    prepare_command_line()
+    identify_cli()
+
+
+if __name__ == "__main__":
+    main()

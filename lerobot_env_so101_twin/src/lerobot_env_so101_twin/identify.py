@@ -1,0 +1,234 @@
+"""System identification of a user's arm from the demonstrations they record anyway.
+
+A recording holds, frame by frame, the target sent to the follower (`action`) and where the follower was
+(`observation.state`). Replaying the recorded targets in the twin from each episode's recorded start state and
+fitting the arm (arm.py's `ArmParams`) that makes the twin's joints follow the recorded ones identifies the follower:
+per joint its servo gain, damping, force limit, backlash and calibration offset, and for the whole loop its latency.
+
+How:
+- the replay is open loop, as the recording's targets were absolute, batched over episodes in MuJoCo's own threaded
+  `rollout` (C), with the cube taken out of the scene: contact with it is not what is identified;
+- frames where the gripper is held open by something (the recorded gripper stays above its target) are left out,
+  with a margin, in every joint: that is the cube in the hand, whose load the replay does not carry;
+- a target's way to the servos (latency, then the gears' play) depends on the targets alone, not the state, so it is
+  computed once per parameter set in numpy; a fractional latency blends the switching substep, so the fit is smooth
+  in it;
+- latency is searched on a grid first (the error has local minima a period apart), then every parameter is fitted by
+  scipy's bounded least squares (trust region reflective); the uncertainty is the Gauss-Newton covariance
+  s^2 (J^T J)^-1 at the solution, and a parameter whose Jacobian column is near zero is reported as not identified
+  by this recording, with that evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+from scipy.optimize import least_squares
+
+from so101_core import JOINT_NAMES
+
+from .arm import BODY_JOINTS, JOINTS, ArmParams
+from .arm_physics import play
+from .simulation import TwinConfig, TwinSimulation
+
+# The parameters fitted, in order: (name in ArmParams, joints it has, log-scaled, lower bound, upper bound)
+FITTED = (
+    ("gain", JOINTS, True, 0.2, 3.0),
+    ("damping", JOINTS, True, 0.1, 5.0),
+    ("force", BODY_JOINTS, True, 0.1, 3.0),
+    ("backlash_deg", BODY_JOINTS, False, 0.0, 5.0),
+    ("calibration_deg", JOINTS, False, -10.0, 10.0),
+)
+CONTACT_MARGIN = 5  # frames left out on either side of a contact
+
+
+@dataclass
+class Episode:
+    """One recorded episode: `state` and `action` (T, 6) in follower units; `used` (T,) frames scored."""
+
+    index: int
+    state: np.ndarray
+    action: np.ndarray
+    used: np.ndarray
+
+
+def contact_frames(state: np.ndarray, action: np.ndarray, threshold: float) -> np.ndarray:
+    """(T,) frames where the gripper is held open by something: its reading stays `threshold` units (0-100) above its
+    target, widened by CONTACT_MARGIN frames on each side."""
+    blocked = state[:, 5] - action[:, 5] > threshold
+    if not blocked.any():
+        return blocked
+    kernel = np.ones(2 * CONTACT_MARGIN + 1, dtype=bool)
+    return np.convolve(blocked, kernel, mode="same") > 0
+
+
+def pack(arm: ArmParams) -> np.ndarray:
+    values = arm.as_dict()
+    out = []
+    for name, count, log, _, _ in FITTED:
+        v = np.asarray(values[name], dtype=np.float64)[:count]
+        out.append(np.log(v) if log else v)
+    return np.concatenate(out)
+
+
+def unpack(x: np.ndarray, latency_ms: float, base: ArmParams | None = None) -> ArmParams:
+    values = (base or ArmParams()).as_dict()
+    i = 0
+    for name, count, log, _, _ in FITTED:
+        v = x[i : i + count]
+        values[name] = (np.exp(v) if log else v).tolist()
+        i += count
+    values["latency_ms"] = float(latency_ms)
+    return ArmParams.from_dict(values)
+
+
+def bounds() -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = [], []
+    for _, count, log, low, high in FITTED:
+        lo += [np.log(low) if log else low] * count
+        hi += [np.log(high) if log else high] * count
+    return np.array(lo), np.array(hi)
+
+
+def parameter_names() -> list[str]:
+    return [f"{name}[{JOINT_NAMES[j]}]" for name, count, *_ in FITTED for j in range(count)]
+
+
+class Replay:
+    """Open-loop replays of recorded episodes in the twin without its cube, for any arm."""
+
+    def __init__(self, episodes: list[Episode], fps: int, threads: int = 2) -> None:
+        self.episodes = episodes
+        self.twin = TwinSimulation(TwinConfig(cameras={}, fps=fps))
+        model = self.twin.model
+        cube = self.twin.cube_geom
+        model.geom_contype[cube] = model.geom_conaffinity[cube] = 0  # the cube leaves the replay
+        self.model = model
+        self.n = self.twin.n_substeps
+        self.datas = [mujoco.MjData(model) for _ in range(max(1, threads))]
+        self.length = max(len(e.state) for e in episodes)
+        self.spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        self.nstate = mujoco.mj_stateSize(model, self.spec)
+        self.qpos = 1 + np.asarray(self.twin._joint_qpos)  # the state vector starts with the time
+        self.act = np.asarray(self.twin._actuators)
+        self.ctrl_spec = mujoco.mjtState.mjSTATE_CTRL
+
+    def _initial_states(self, calibration: np.ndarray) -> np.ndarray:
+        data, twin = self.datas[0], self.twin
+        states = np.zeros((len(self.episodes), self.nstate))
+        for k, e in enumerate(self.episodes):
+            mujoco.mj_resetData(self.model, data)
+            data.qpos[twin._joint_qpos] = twin.to_radians(e.state[0] - calibration)
+            data.qpos[twin._cube_qpos : twin._cube_qpos + 3] = [2.0, 2.0, 0.0]  # far away, colliding with nothing
+            data.ctrl[self.act] = twin.to_radians(e.state[0] - calibration)
+            mujoco.mj_forward(self.model, data)
+            mujoco.mj_getState(self.model, data, states[k], self.spec)
+        return states
+
+    def _controls(self, arm: ArmParams) -> np.ndarray:
+        """(episodes, frames * n, nu) the servos' targets per substep: the recorded targets through the gears'
+        play, switching `latency` after the frame they were sent at (a fractional substep blends)."""
+        calibration, width = arm.calibration(), arm.backlash_rad()
+        delay = arm.latency_ms / 1000.0 / self.model.opt.timestep
+        steps = self.length * self.n
+        controls = np.zeros((len(self.episodes), steps, self.model.nu))
+        for k, e in enumerate(self.episodes):
+            # the follower clips its targets to its joint limits, in its own calibration, as the twin does
+            sent = np.clip(e.action, self.twin.joint_limits[:, 0], self.twin.joint_limits[:, 1])
+            targets = self.twin.to_radians(sent - calibration)  # (T, 6)
+            if np.any(width > 0):
+                held = self.twin.to_radians(e.state[0] - calibration)
+                for t in range(len(targets)):
+                    held = targets[t] = play(held, targets[t], width)
+            start = self.twin.to_radians(e.state[0] - calibration)
+            padded = np.vstack([targets, np.repeat(targets[-1:], self.length - len(targets), axis=0)])
+            switch = np.arange(self.length) * self.n + delay  # the substep each target takes over
+            # per substep, the index of the last target switched in (-1: the start pose still held)
+            s = np.arange(steps)
+            last = np.searchsorted(switch, s, side="right") - 1
+            ctrl = np.where(last[:, None] >= 0, padded[np.maximum(last, 0)], start)
+            # the substep in which a switch falls holds the new target for the part of it after the switch
+            frac = switch - np.floor(switch)
+            for t in np.flatnonzero(frac > 1e-9):
+                at = int(np.floor(switch[t]))
+                if at < steps:
+                    before = padded[t - 1] if t > 0 else start
+                    ctrl[at] = (1 - frac[t]) * padded[t] + frac[t] * before
+            controls[k][:, self.act] = ctrl
+        return controls
+
+    def run(self, arm: ArmParams) -> np.ndarray:
+        """(episodes, frames, 6) the replayed follower readings at every frame (frame 0: the start state)."""
+        self.twin._arm_model.apply(arm)  # the replay's model is the twin's
+        states, _ = rollout.rollout(
+            self.model, self.datas, self._initial_states(arm.calibration()), self._controls(arm),
+            control_spec=self.ctrl_spec,
+        )  # fmt: skip
+        at_frames = states[:, self.n - 1 :: self.n][:, : self.length - 1]  # after each frame's substeps
+        q = at_frames[:, :, self.qpos]
+        readings = self.twin.to_follower_units(q) + arm.calibration()
+        first = np.stack([e.state[0] for e in self.episodes])[:, None]
+        return np.concatenate([first, readings], axis=1)
+
+    def residuals(self, arm: ArmParams) -> np.ndarray:
+        replayed = self.run(arm)
+        out = []
+        for k, e in enumerate(self.episodes):
+            error = replayed[k, : len(e.state)] - e.state
+            out.append(error[e.used].ravel())
+        return np.concatenate(out)
+
+    def rmse_per_joint(self, arm: ArmParams) -> np.ndarray:
+        replayed = self.run(arm)
+        errors = [(replayed[k, : len(e.state)] - e.state)[e.used] for k, e in enumerate(self.episodes)]
+        return np.sqrt(np.mean(np.concatenate(errors) ** 2, axis=0))
+
+
+def fit(
+    replay: Replay, latency_grid_ms: np.ndarray, max_nfev: int, progress=print
+) -> tuple[ArmParams, dict[str, np.ndarray]]:
+    """The arm that best replays the recording, with each parameter's standard error (None: not identified)."""
+    nominal = ArmParams()
+    costs = [float(np.sum(replay.residuals(ArmParams(latency_ms=float(ms))) ** 2)) for ms in latency_grid_ms]
+    latency = float(latency_grid_ms[int(np.argmin(costs))])
+    progress(f"latency grid: best {latency:.0f} ms with the nominal servos")
+    lo, hi = bounds()
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        return replay.residuals(unpack(x, latency))
+
+    solution = least_squares(residual, pack(nominal), bounds=(lo, hi), method="trf", max_nfev=max_nfev,
+                             x_scale="jac", diff_step=1e-3)  # fmt: skip
+    x = solution.x
+    progress(f"least squares: {solution.nfev} replays, cost {solution.cost:.1f}")
+    # latency again, finely, with the fitted servos
+    step = 1000.0 / 30 / 8
+    fine = np.clip(latency + np.arange(-8, 9) * step, 0.0, None)
+    costs = [float(np.sum(replay.residuals(unpack(x, ms)) ** 2)) for ms in fine]
+    latency = float(fine[int(np.argmin(costs))])
+    solution = least_squares(residual, x, bounds=(lo, hi), method="trf", max_nfev=max(5, max_nfev // 3),
+                             x_scale="jac", diff_step=1e-3)  # fmt: skip
+    x = solution.x
+    jac, res = solution.jac, solution.fun
+    dof = max(1, res.size - x.size)
+    s2 = float(res @ res) / dof
+    jtj = jac.T @ jac
+    column = np.sqrt(np.diag(jtj))
+    identified = column > 1e-6 * max(1.0, column.max())
+    cov = np.full((x.size, x.size), np.nan)
+    keep = np.flatnonzero(identified)
+    if keep.size:
+        cov[np.ix_(keep, keep)] = s2 * np.linalg.pinv(jtj[np.ix_(keep, keep)])
+    std_x = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    arm = unpack(x, latency)
+    # standard errors in the parameters' own units (log-scaled ones by the delta method)
+    std, i = {}, 0
+    for name, count, log, *_ in FITTED:
+        values = np.exp(x[i : i + count]) if log else x[i : i + count]
+        std[name] = std_x[i : i + count] * (values if log else 1.0)
+        i += count
+    evidence = {"jacobian_column_norm": column, "identified": identified, "active_bound": solution.active_mask != 0}
+    return arm, {**std, **evidence, "latency_grid_ms": fine, "latency_costs": np.array(costs)}
