@@ -1,0 +1,159 @@
+"""so101-twin-identify: the replay against the twin itself, the fit against a known arm, the command's files, its
+refusals and its run-again behaviour, and the identified arm played by the recorder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mujoco
+import numpy as np
+import pytest
+from clitools import TASK, run_cli
+
+from lerobot_env_so101_twin.arm import ArmParams, load_arm
+from lerobot_env_so101_twin.expert import EXPERTS
+from lerobot_env_so101_twin.identify import Episode, Replay, contact_frames, fit
+from lerobot_env_so101_twin.simulation import ActuationNoise, TwinConfig, TwinSimulation
+
+PERIOD_MS = 1000.0 / 30
+KNOWN = ArmParams(
+    gain=[0.7, 1.25, 0.8, 1.2, 0.75, 1.1],
+    damping=[1.3],
+    backlash_deg=[0.6],
+    calibration_deg=[1.0, -1.5, 0.5, 2.0, -1.0, 0.0],
+    latency_ms=2 * PERIOD_MS,  # a whole number of physics substeps: the twin rounds a latency to one
+)
+
+
+def demonstrations(arm: ArmParams, episodes: int, frames: int = 150) -> list[Episode]:
+    """The reactive expert on the twin playing `arm`, its unsteadiness recorded with the action, contacts off (as the
+    replay has them), read as a recording holds them: the follower's reading, then the action sent."""
+    twin = TwinSimulation(TwinConfig(cameras={}, arm_params=arm), seed=0)
+    twin.model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
+    out = []
+    for k in range(episodes):
+        twin.reset(100 + k)
+        expert = EXPERTS["reactive"](twin)
+        noise = ActuationNoise(1.0, 0.3, 30, 100 + k)
+        noise.reset(100 + k)
+        states, actions = [], []
+        for _ in range(frames):
+            states.append(twin.follower_positions())
+            actions.append(twin.follower_command(expert.action()) + noise.sample())
+            twin.apply_action(actions[-1])
+            twin.step()
+        s, a = np.array(states), np.array(actions)
+        used = ~contact_frames(s, a, 3.0)
+        used[0] = False
+        out.append(Episode(k, s, a, used))
+    return out
+
+
+def test_the_replay_of_a_twin_recording_with_its_own_arm_is_exact():
+    episodes = demonstrations(KNOWN, 3, frames=90)
+    replay = Replay(episodes, 30)
+    replayed = replay.run(KNOWN)
+    recorded = np.stack([e.state for e in episodes])
+    np.testing.assert_allclose(replayed, recorded, atol=1e-6)
+    assert replay.rmse_per_joint(ArmParams()).mean() > 0.5  # the nominal arm does not
+
+
+def test_contact_frames_are_where_the_gripper_is_held_open():
+    state = np.zeros((40, 6))
+    action = np.zeros((40, 6))
+    state[20:25, 5] = 10.0  # the gripper reads 10 units above its target: something is in the jaws
+    frames = contact_frames(state, action, threshold=3.0)
+    assert frames[15:30].all() and not frames[:15].any() and not frames[30:].any()
+
+
+@pytest.mark.slow
+def test_the_fit_recovers_a_known_arm_from_its_demonstrations():
+    """Gains of the joints the demonstrations move within 15%, the latency within one control period, and the
+    held-out tracking error far below the nominal twin's."""
+    episodes = demonstrations(KNOWN, 5)
+    fitted, info = fit(Replay(episodes[:4], 30), np.arange(0.0, 134.0, PERIOD_MS / 2), max_nfev=12)
+    assert abs(fitted.latency_ms - KNOWN.latency_ms) <= PERIOD_MS
+    gains, true_gains = np.array(fitted.gain), np.array(KNOWN.gain)
+    moved = [1, 2, 3]  # shoulder lift, elbow, wrist flex: what reaching and lifting moves most
+    assert np.all(np.abs(gains[moved] / true_gains[moved] - 1) < 0.15), gains
+    held = Replay(episodes[4:], 30)
+    assert held.rmse_per_joint(fitted).mean() < 0.5 * held.rmse_per_joint(ArmParams()).mean()
+    assert set(info) >= {"gain", "damping", "identified", "jacobian_column_norm"}
+
+
+def _record(root, *flags, episodes=4, seconds=2.0):
+    run_cli(
+        [
+            "so101-twin-record",
+            "--robot.cameras=[]",
+            "--teleop.noise_std=1.0",
+            "--dataset.repo_id=local/identify",
+            f"--dataset.root={root}",
+            f"--dataset.num_episodes={episodes}",
+            f"--dataset.episode_time_s={seconds}",
+            f"--dataset.single_task={TASK}",
+            "--num_workers=1",
+            "--fail_fast_episodes=0",
+            *flags,
+        ],
+        cwd=root.parent,
+    )
+
+
+@pytest.mark.slow
+def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_path):
+    data = tmp_path / "demos"
+    _record(data, "--robot.arm_params.latency_ms=67", "--robot.arm_params.gain=[0.7]")
+    out = tmp_path / "my_arm"
+    flags = ["so101-twin-identify", "--dataset.repo_id=local/identify", f"--dataset.root={data}",
+             f"--output_dir={out}", "--max_nfev=2", "--holdout_every=4", "--latency_step_ms=33.3333"]  # fmt: skip
+    run_cli(flags, cwd=tmp_path)
+    arm = load_arm(str(out / "arm.json"))
+    report = json.loads((out / "report.json").read_text())
+    assert abs(arm.latency_ms - 67) <= PERIOD_MS
+    assert report["episodes"] == {"fit": [1, 2, 3], "held_out": [0]}
+    assert set(report["tracking_rmse_held_out"]) == {"nominal", "identified"}
+    assert "gripper_force" in report["not_identified"]
+    assert (out / "tracking.png").stat().st_size > 10_000
+    # run again: nothing to do, exit 0, one line
+    again = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:]],
+                           capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and "already identified" in again.stdout
+    # other settings over it: refused in one line, naming the setting
+    other = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:],
+                            "--contact_threshold=5"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert other.returncode != 0 and "contact_threshold" in other.stderr and "Traceback" not in other.stderr
+    # the identified arm, played by the recorder
+    _record(tmp_path / "replayed", f"--robot.arm_path={out / 'arm.json'}", episodes=1, seconds=0.5)
+    rows = (tmp_path / "replayed" / "meta" / "so101_twin_arms.jsonl").read_text().splitlines()
+    assert json.loads(rows[0])["params"] == arm.as_dict()
+
+
+def test_a_recording_that_barely_moves_is_refused_before_any_work(tmp_path):
+    data = tmp_path / "still"
+    _record(data, episodes=1, seconds=0.3)
+    result = subprocess.run(
+        [sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", "--dataset.repo_id=local/identify",
+         f"--dataset.root={data}", f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode != 0 and "frames where a joint moves" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_arm_file_is_played_as_arm_params_and_refused_when_it_is_not_one(tmp_path):
+    from lerobot_env_so101_twin.config_env import SO101TwinEnvConfig
+
+    path = tmp_path / "arm.json"
+    path.write_text(json.dumps(KNOWN.as_dict()))
+    cfg = SO101TwinEnvConfig(arm_path=str(path))
+    assert cfg.arm_params.as_dict() == KNOWN.as_dict() and cfg.arm_path is None
+    with pytest.raises(ValueError, match=r"--env\.arm_path .* needs --env\.arm=none"):
+        SO101TwinEnvConfig(arm_path=str(path), arm="varied")
+    path.write_text(json.dumps({"gain": [1.0], "wheels": 4}))
+    with pytest.raises(ValueError, match=r"--env\.arm_path=.*not an arm file.*wheels"):
+        SO101TwinEnvConfig(arm_path=str(path))
+    with pytest.raises(FileNotFoundError, match=r"--env\.arm_path=.*no such file"):
+        SO101TwinEnvConfig(arm_path=str(tmp_path / "missing.json"))
