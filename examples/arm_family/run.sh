@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 PY=.venv/bin/python
 OUT=outputs/arm
-STAGES=${STAGES:-"base varied conditions lead recipes"}
+STAGES=${STAGES:-"base conditions varied recipes lead"}
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy

@@ -37,6 +37,8 @@ MIN_MOVING_FRAMES = 60  # two seconds at 30 fps of joints actually moving
 class IdentifyConfig:
     dataset: DatasetRef = field(default_factory=DatasetRef)
     output_dir: Path | None = None
+    # the recording's episodes to use (None: all)
+    episodes: list[int] | None = None
     # every n-th episode (from the first) is held out of the fit, to score the tracking error on; 0: none held out
     holdout_every: int = 5
     # gripper units (0-100) its reading may stay above its target before the frame counts as holding something
@@ -79,7 +81,11 @@ def load_episodes(cfg: IdentifyConfig) -> tuple[list[Episode], int]:
     action = np.asarray(table["action"], dtype=np.float64)
     index = np.asarray(table["episode_index"])
     episodes = []
-    for k in np.unique(index):
+    present = np.unique(index)
+    missing = sorted(set(cfg.episodes or []) - set(present.tolist()))
+    if missing:
+        raise SettingsRefused(f"--episodes names {missing}, which --dataset {where} does not hold")
+    for k in present if cfg.episodes is None else sorted(cfg.episodes):
         rows = index == k
         s, a = state[rows], action[rows]
         used = ~contact_frames(s, a, cfg.contact_threshold)
