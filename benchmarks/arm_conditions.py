@@ -13,8 +13,6 @@ pooled over seeds with Newcombe's 95% interval, and seed by seed.
 The table lands in `<output_dir>/table.md` and every figure in `<output_dir>/results.json`.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess
