@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 from lerobot.configs import FeatureType, PolicyFeature
@@ -67,6 +68,10 @@ class SO101TwinEnvConfig(EnvConfig):
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
+    def played_arm(self) -> ArmParams:
+        """The fixed arm to play: `arm_params`, or the arm file's when it was not there at parse time."""
+        return load_arm(self.arm_path, "env.arm_path") if self.arm_path is not None else self.arm_params
+
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"--env.task={self.task!r} is not a so101_twin task; choose one of {list(TASKS)}")
@@ -88,8 +93,9 @@ class SO101TwinEnvConfig(EnvConfig):
                 raise ValueError(
                     "--env.arm_path plays one identified arm: it needs --env.arm=none and no --env.arm_params"
                 )
-            self.arm_params = load_arm(self.arm_path, "env.arm_path")
-            self.arm_path = None  # loaded: a saved config holds the arm itself
+            if Path(self.arm_path).is_file():  # else at first use: a file an earlier command has yet to write
+                self.arm_params = load_arm(self.arm_path, "env.arm_path")
+                self.arm_path = None  # loaded: a saved config holds the arm itself
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "env.")
         h, w = self.observation_height, self.observation_width
         self.features = {
@@ -121,7 +127,7 @@ class SO101TwinEnvConfig(EnvConfig):
             "appearance_ranges": self.appearance_ranges,
             "look_seed": self.look_seed,
             "arm": self.arm,
-            "arm_params": self.arm_params,
+            "arm_params": self.played_arm(),
             "arm_ranges": self.arm_ranges,
             "arm_seed": self.arm_seed,
             "max_episode_steps": self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30,

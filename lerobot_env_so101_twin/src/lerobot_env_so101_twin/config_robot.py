@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lerobot.robots.config import RobotConfig
 
@@ -61,6 +62,10 @@ class SO101TwinConfig(RobotConfig):
     # Start a new scene (arm at rest, new cube pose) whenever lerobot-record starts an episode.
     reset_on_new_episode: bool = True
 
+    def played_arm(self) -> ArmParams:
+        """The fixed arm to play: `arm_params`, or the arm file's when it was not there at parse time."""
+        return load_arm(self.arm_path, "robot.arm_path") if self.arm_path is not None else self.arm_params
+
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"--robot.task={self.task!r} is not a so101_twin task; choose one of {list(TASKS)}")
@@ -89,6 +94,7 @@ class SO101TwinConfig(RobotConfig):
                 raise ValueError(
                     "--robot.arm_path plays one identified arm: it needs --robot.arm=none and no --robot.arm_params"
                 )
-            self.arm_params = load_arm(self.arm_path, "robot.arm_path")
-            self.arm_path = None  # loaded: a saved config holds the arm itself
+            if Path(self.arm_path).is_file():  # else at first use: a file an earlier command has yet to write
+                self.arm_params = load_arm(self.arm_path, "robot.arm_path")
+                self.arm_path = None  # loaded: a saved config holds the arm itself
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "robot.")

@@ -13,10 +13,10 @@ How:
 - a target's way to the servos (latency, then the gears' play) depends on the targets alone, not the state, so it is
   computed once per parameter set in numpy; a fractional latency blends the switching substep, so the fit is smooth
   in it;
-- latency is searched on a grid first (the error has local minima a period apart), then every parameter is fitted by
-  scipy's bounded least squares (trust region reflective); the uncertainty is the Gauss-Newton covariance
-  s^2 (J^T J)^-1 at the solution, and a parameter whose Jacobian column is near zero is reported as not identified
-  by this recording, with that evidence.
+- latency is searched on a grid first (the error has local minima a period apart), then every parameter, latency
+  included, is fitted by scipy's bounded least squares (trust region reflective); the uncertainty is the
+  Gauss-Newton covariance s^2 (J^T J)^-1 at the solution, and a parameter whose Jacobian column is near zero is
+  reported as not identified by this recording, with that evidence.
 """
 
 from __future__ import annotations
@@ -192,33 +192,27 @@ class Replay:
 def fit(
     replay: Replay, latency_grid_ms: np.ndarray, max_nfev: int, progress=print
 ) -> tuple[ArmParams, dict[str, np.ndarray]]:
-    """The arm that best replays the recording, with each parameter's standard error (None: not identified)."""
+    """The arm that best replays the recording, with each parameter's standard error and whether it is identified."""
     nominal = ArmParams()
-    costs = [float(np.sum(replay.residuals(ArmParams(latency_ms=float(ms))) ** 2)) for ms in latency_grid_ms]
+    costs = np.array([float(np.sum(replay.residuals(ArmParams(latency_ms=float(ms))) ** 2)) for ms in latency_grid_ms])
     latency = float(latency_grid_ms[int(np.argmin(costs))])
     progress(f"latency grid: best {latency:.0f} ms with the nominal servos")
     lo, hi = bounds()
+    lo, hi = np.append(lo, 0.0), np.append(hi, max(float(latency_grid_ms[-1]), latency) + 1.0)
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return replay.residuals(unpack(x, latency))
+        return replay.residuals(unpack(x[:-1], x[-1]))
 
-    # from the nominal arm, the play a little inside its bound: the reflective trust region cannot leave a bound
-    # it starts on; no Jacobian scaling, which the weakly excited calibrations would blow up into wild first steps
-    start = pack(dataclasses.replace(nominal, backlash_deg=[0.1]))
-    solution = least_squares(residual, start, bounds=(lo, hi), method="trf", max_nfev=max_nfev, diff_step=1e-3)
-    x = solution.x
-    progress(f"least squares: {solution.nfev} replays, cost {solution.cost:.1f}")
-    # latency again, finely, with the fitted servos
-    step = 1000.0 / 30 / 8
-    fine = np.clip(latency + np.arange(-8, 9) * step, 0.0, None)
-    costs = [float(np.sum(replay.residuals(unpack(x, ms)) ** 2)) for ms in fine]
-    latency = float(fine[int(np.argmin(costs))])
-    solution = least_squares(residual, x, bounds=(lo, hi), method="trf", max_nfev=max(3, max_nfev // 3),
-                             diff_step=1e-3)  # fmt: skip
-    x = solution.x
-    jac, res = solution.jac, solution.fun
-    dof = max(1, res.size - x.size)
-    s2 = float(res @ res) / dof
+    # from the nominal arm, the play a little inside its bound (a reflective trust region cannot leave a bound it
+    # starts on), each parameter scaled by how far it plausibly moves: log factors, degrees, milliseconds
+    start = np.append(pack(dataclasses.replace(nominal, backlash_deg=[0.1])), latency)
+    scale = np.concatenate([[0.3] * (JOINTS + JOINTS + BODY_JOINTS), [0.5] * BODY_JOINTS, [1.0] * JOINTS, [20.0]])
+    # finite differences of 1%: the joints' dry friction makes the replay slightly rough at finer steps
+    solution = least_squares(residual, start, bounds=(lo, hi), method="trf", max_nfev=max_nfev, x_scale=scale,
+                             diff_step=1e-2)  # fmt: skip
+    progress(f"least squares: {solution.nfev} steps, cost {solution.cost:.1f} from {0.5 * costs.min():.1f}")
+    x, jac, res = solution.x, solution.jac, solution.fun
+    s2 = float(res @ res) / max(1, res.size - x.size)
     jtj = jac.T @ jac
     column = np.sqrt(np.diag(jtj))
     identified = column > 1e-6 * max(1.0, column.max())
@@ -227,12 +221,13 @@ def fit(
     if keep.size:
         cov[np.ix_(keep, keep)] = s2 * np.linalg.pinv(jtj[np.ix_(keep, keep)])
     std_x = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    arm = unpack(x, latency)
+    arm = unpack(x[:-1], x[-1])
     # standard errors in the parameters' own units (log-scaled ones by the delta method)
     std, i = {}, 0
     for name, count, log, *_ in FITTED:
         values = np.exp(x[i : i + count]) if log else x[i : i + count]
         std[name] = std_x[i : i + count] * (values if log else 1.0)
         i += count
+    std["latency_ms"] = std_x[-1:]
     evidence = {"jacobian_column_norm": column, "identified": identified, "active_bound": solution.active_mask != 0}
-    return arm, {**std, **evidence, "latency_grid_ms": fine, "latency_costs": np.array(costs)}
+    return arm, {**std, **evidence, "latency_grid_ms": latency_grid_ms, "latency_costs": costs}

@@ -128,7 +128,7 @@ class SO101Twin(Robot):
                 appearance_ranges=cfg.appearance_ranges,
                 look_seed=cfg.look_seed,
                 arm=cfg.arm,
-                arm_params=cfg.arm_params,
+                arm_params=cfg.played_arm(),
                 arm_ranges=cfg.arm_ranges,
                 arm_seed=cfg.arm_seed,
             ),

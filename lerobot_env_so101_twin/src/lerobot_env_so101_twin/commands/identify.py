@@ -47,7 +47,7 @@ class IdentifyConfig:
     latency_max_ms: float = 200.0
     latency_step_ms: float = 1000.0 / 60
     # least-squares evaluations (each a Jacobian's worth of replays): a cap on the time it takes
-    max_nfev: int = 8
+    max_nfev: int = 30
     threads: int = 2  # MuJoCo rollout threads
 
     def __post_init__(self) -> None:
@@ -138,6 +138,7 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
     return {
         "parameters": out,
         "latency_ms": values["latency_ms"],
+        "latency_std_ms": float(info["latency_ms"][0]),
         "latency_grid_ms": info["latency_grid_ms"].tolist(),
         "latency_grid_cost": info["latency_costs"].tolist(),
         "not_identified": {"gripper_force": GRIPPER_FORCE_WHY, **unidentified(out)},
