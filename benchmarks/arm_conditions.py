@@ -15,6 +15,7 @@ The table lands in `<output_dir>/table.md` and every figure in `<output_dir>/res
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class ArmConditionsConfig:
     n_episodes: int = 20
     seed: int = 1000  # lerobot-eval's --seed: the same cube poses in every cell
     batch_size: int = 1
+    # evaluations run side by side, each on one torch thread (a 2-core machine: 2)
+    jobs: int = 1
     output_dir: Path = Path("outputs/arm_conditions")
 
     def __post_init__(self) -> None:
@@ -104,10 +107,11 @@ def evaluate(cfg: ArmConditionsConfig, name: str, checkpoint: Path, flags: list[
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"[arm_conditions] {name} under {condition}: lerobot-eval on {cfg.n_episodes} episodes", flush=True)
         start = time.perf_counter()
+        env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if cfg.jobs > 1 else {})}
         with open(log, "w") as f:
             f.write(" ".join(args) + "\n")
             f.flush()
-            code = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+            code = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, check=False, env=env).returncode
         if code:
             raise SystemExit(f"lerobot-eval failed for {name} under {condition}, exit {code}; see {log}")
         print(f"[arm_conditions]     {time.perf_counter() - start:.0f} s", flush=True)
@@ -151,13 +155,16 @@ def arm_conditions(cfg: ArmConditionsConfig) -> None:
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict[str, dict]]] = {}
     # condition by condition across the checkpoints, so a partial run already fills whole columns
+    cells = []
     for condition in cfg.conditions:
         for entry in cfg.policies:
             name, _, rest = entry.partition("=")
             path, *extra = rest.split("|")
-            checkpoint = Path(path)
+            cells.append((name, Path(path), extra or env_flags(Path(path)), condition))
+    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+        done = pool.map(lambda c: evaluate(cfg, *c), cells)
+        for (name, _, _, condition), cell in zip(cells, done, strict=True):
             row, seed = name.split("/")
-            cell = evaluate(cfg, name, checkpoint, extra or env_flags(checkpoint), condition)
             results.setdefault(row, {}).setdefault(seed, {})[condition] = cell
     write_json(cfg.output_dir / "results.json", {"conditions": {c: CONDITIONS[c] for c in cfg.conditions},
                                                    "common_flags": cfg.common_flags, "results": results})  # fmt: skip
