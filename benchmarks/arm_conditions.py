@@ -15,9 +15,9 @@ The table lands in `<output_dir>/table.md` and every figure in `<output_dir>/res
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
