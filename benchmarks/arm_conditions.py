@@ -67,11 +67,12 @@ class ArmConditionsConfig:
     common_flags: list[str] = field(default_factory=list)
     # row pairs "a-b" whose difference the table gives per condition
     compare: list[str] = field(default_factory=list)
-    n_episodes: int = 20
+    n_episodes: int = 20  # lerobot-eval's --eval.n_episodes per cell
     seed: int = 1000  # lerobot-eval's --seed: the same cube poses in every cell
-    batch_size: int = 1
+    batch_size: int = 1  # lerobot-eval's --eval.batch_size (1: one twin at a time, the fastest on 2 cores)
     # evaluations run side by side, each on one torch thread (a 2-core machine: 2)
     jobs: int = 1
+    # where the cells, their logs, table.md and results.json go (a finished cell is reused)
     output_dir: Path = Path("outputs/arm_conditions")
 
     def __post_init__(self) -> None:

@@ -31,9 +31,12 @@ TOLERANCE = {"gain": ("relative", 0.15), "damping": ("relative", 0.15), "force":
 
 @dataclass
 class IdentifyArmConfig:
+    # the recording on the hidden arm (configs/arm/identify_record.yaml)
     repo_id: str = "local/so101_twin_identify_unseen"
-    root: Path = Path("outputs/identify/data")
+    root: Path = Path("outputs/identify/data")  # its folder
+    # how many demonstrations each identification fits
     demonstrations: list[int] = field(default_factory=lambda: [10, 25])
+    # where each identification goes, as n<N>/
     output_dir: Path = Path("outputs/identify")
 
 

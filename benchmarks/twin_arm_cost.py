@@ -24,11 +24,11 @@ from so101_run_infra.cli import prepare_command_line
 
 @dataclass
 class TwinArmCostConfig:
-    repeats: int = 5
+    repeats: int = 5  # rounds in which every configuration runs once, in turn
     steps: int = 60  # env steps per repeat
-    camera_height: int = 120
-    camera_width: int = 160
-    seed: int = 1000
+    camera_height: int = 120  # the wrist camera's size (the demo's)
+    camera_width: int = 160  # and its width
+    seed: int = 1000  # the first repeat's episode seed
 
 
 def configurations() -> dict[str, dict]:
