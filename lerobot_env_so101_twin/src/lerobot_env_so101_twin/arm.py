@@ -229,40 +229,48 @@ class ArmRanges:
     """What `varied` draws (uniformly, per joint where the factor is per joint), and the wider interval `unseen`
     draws from outside it: for each factor `unseen` takes the part of `unseen_<factor>` not in `<factor>`."""
 
+    # servo position gain, times (per joint)
     gain: tuple[float, float] = (0.7, 1.3)
-    unseen_gain: tuple[float, float] = (0.5, 1.6)
+    unseen_gain: tuple[float, float] = (0.5, 1.6)  # unseen: the part outside
+    # the servo's velocity term and the joint's damping, times (per joint)
     damping: tuple[float, float] = (0.7, 1.4)
-    unseen_damping: tuple[float, float] = (0.5, 2.0)
+    unseen_damping: tuple[float, float] = (0.5, 2.0)  # unseen: the part outside
+    # the body joints' force limit, times (per joint)
     force: tuple[float, float] = (0.8, 1.2)
-    unseen_force: tuple[float, float] = (0.6, 1.4)
+    unseen_force: tuple[float, float] = (0.6, 1.4)  # unseen: the part outside
+    # the gripper's closing force, times
     gripper_force: tuple[float, float] = (0.7, 1.3)
-    unseen_gripper_force: tuple[float, float] = (0.5, 1.5)
+    unseen_gripper_force: tuple[float, float] = (0.5, 1.5)  # unseen: the part outside
     # measured on real STS3215s: 0.87-1.3 degrees (shared/reference, SO-ARM100 #134)
     backlash_deg: tuple[float, float] = (0.0, 0.8)
-    unseen_backlash_deg: tuple[float, float] = (0.0, 1.3)
+    unseen_backlash_deg: tuple[float, float] = (0.0, 1.3)  # unseen: the part outside
+    # the follower's zero minus the twin's, per joint
     calibration_deg: tuple[float, float] = (-1.5, 1.5)
-    unseen_calibration_deg: tuple[float, float] = (-3.0, 3.0)
+    unseen_calibration_deg: tuple[float, float] = (-3.0, 3.0)  # unseen: the part outside
+    # from the frame to the servos, and its jitter
     latency_ms: tuple[float, float] = (0.0, 50.0)
-    unseen_latency_ms: tuple[float, float] = (0.0, 80.0)
-    latency_jitter_ms: tuple[float, float] = (0.0, 8.0)
-    unseen_latency_jitter_ms: tuple[float, float] = (0.0, 15.0)
+    unseen_latency_ms: tuple[float, float] = (0.0, 80.0)  # unseen: the part outside
+    latency_jitter_ms: tuple[float, float] = (0.0, 8.0)  # varied
+    unseen_latency_jitter_ms: tuple[float, float] = (0.0, 15.0)  # unseen: the part outside
     # the loop's rate, drawn from these (each must divide fps)
-    control_fps: tuple[int, ...] = (30, 15)
-    unseen_control_fps: tuple[int, ...] = (10,)
+    control_fps: tuple[int, ...] = (30, 15)  # varied
+    unseen_control_fps: tuple[int, ...] = (10,)  # unseen: the part outside
+    # the cube's mass, sliding friction and size, times
     cube_mass: tuple[float, float] = (0.7, 1.5)
-    unseen_cube_mass: tuple[float, float] = (0.5, 2.0)
-    cube_friction: tuple[float, float] = (0.7, 1.3)
-    unseen_cube_friction: tuple[float, float] = (0.5, 1.5)
-    cube_size: tuple[float, float] = (0.93, 1.07)
-    unseen_cube_size: tuple[float, float] = (0.88, 1.12)
+    unseen_cube_mass: tuple[float, float] = (0.5, 2.0)  # unseen: the part outside
+    cube_friction: tuple[float, float] = (0.7, 1.3)  # varied
+    unseen_cube_friction: tuple[float, float] = (0.5, 1.5)  # unseen: the part outside
+    cube_size: tuple[float, float] = (0.93, 1.07)  # varied
+    unseen_cube_size: tuple[float, float] = (0.88, 1.12)  # unseen: the part outside
+    # the camera: exposure (motion blur), gain, noise (0-255), JPEG quality
     camera_exposure_ms: tuple[float, float] = (0.0, 8.0)
-    unseen_camera_exposure_ms: tuple[float, float] = (0.0, 16.0)
-    camera_gain: tuple[float, float] = (0.8, 1.25)
-    unseen_camera_gain: tuple[float, float] = (0.65, 1.5)
-    camera_noise: tuple[float, float] = (0.0, 3.0)
-    unseen_camera_noise: tuple[float, float] = (0.0, 6.0)
-    camera_jpeg_quality: tuple[float, float] = (70.0, 95.0)
-    unseen_camera_jpeg_quality: tuple[float, float] = (40.0, 95.0)
+    unseen_camera_exposure_ms: tuple[float, float] = (0.0, 16.0)  # unseen: the part outside
+    camera_gain: tuple[float, float] = (0.8, 1.25)  # varied
+    unseen_camera_gain: tuple[float, float] = (0.65, 1.5)  # unseen: the part outside
+    camera_noise: tuple[float, float] = (0.0, 3.0)  # varied
+    unseen_camera_noise: tuple[float, float] = (0.0, 6.0)  # unseen: the part outside
+    camera_jpeg_quality: tuple[float, float] = (70.0, 95.0)  # varied
+    unseen_camera_jpeg_quality: tuple[float, float] = (40.0, 95.0)  # unseen: the part outside
 
     CONTINUOUS: ClassVar[tuple[str, ...]] = (
         "gain", "damping", "force", "gripper_force", "backlash_deg", "calibration_deg", "latency_ms",

@@ -35,8 +35,9 @@ MIN_MOVING_FRAMES = 60  # two seconds at 30 fps of joints actually moving
 
 @dataclass
 class IdentifyConfig:
+    # the demonstrations: a LeRobot recording of an SO-101 (real or twin) with `action` and `observation.state`
     dataset: DatasetRef = field(default_factory=DatasetRef)
-    output_dir: Path | None = None
+    output_dir: Path | None = None  # where arm.json, report.json and tracking.png go (written whole)
     # the recording's episodes to use (None: all)
     episodes: list[int] | None = None
     # every n-th episode (from the first) is held out of the fit, to score the tracking error on; 0: none held out
