@@ -60,7 +60,7 @@ from so101_run_infra.cli import prepare_command_line
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SEGMENTER = Path("so101_segmenter/src/so101_segmenter/twin_segmenter")
 TASK = "Pick up the red cube and lift it."
-SEGMENTER_INPUT_SIZES = {"segmenter_depth": 96, "segmenter_depth_anything": 168}
+RGBONLY_SEGMENTER_INPUT_SIZE = 96  # configs/own_scene/segdepth_rgbonly.yaml's, with the segmenter's depth head
 ON_TIME_PERIOD = 1.05  # a period up to 5% over 1/fps still counts as on time
 
 
@@ -109,10 +109,29 @@ class RolloutLoopConfig:
             parse_size(size)
         if self.repeats < 1 or self.duration <= 0 or not self.rates or not self.threads:
             raise ValueError("--repeats >= 1, --duration > 0 and non-empty --rates and --threads, please")
-        if self.perception_source not in SEGMENTER_INPUT_SIZES:
-            raise ValueError(f"--perception_source={self.perception_source!r}: one of {list(SEGMENTER_INPUT_SIZES)}")
+        rgb_source(self.perception_source)
         if self.policy_path is not None and not (self.policy_path / "config.json").is_file():
             raise FileNotFoundError(f"--policy_path={self.policy_path}: no config.json there")
+
+
+def rgb_source(name: str):
+    """The perception source `name`'s record (SegDepth's perception_sources.py), which must read the RGB camera
+    alone: what a real arm gives."""
+    from lerobot_policy_segdepth.perception_sources import PERCEPTION_SOURCES
+
+    record = PERCEPTION_SOURCES.get(name)
+    if record is None or record.reads != ("rgb",):
+        alone = [n for n, r in PERCEPTION_SOURCES.items() if r.reads == ("rgb",)]
+        raise ValueError(
+            f"--perception_source={name!r}: this benchmark times a source reading RGB alone, one of {alone}"
+        )
+    return record
+
+
+def runs_depth_anything(record) -> bool:
+    """A source reading RGB alone that lets --policy.depth_model through runs Depth Anything for its disparity (the
+    depth head's source refuses the field)."""
+    return record.depth_model_unused is None
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -166,8 +185,11 @@ def save_random_checkpoint(
     from lerobot_policy_segdepth.modeling_segdepth import SegDepthPolicy
 
     torch.manual_seed(0)
-    fields = {"segmenter_input_size": segmenter_input_size or SEGMENTER_INPUT_SIZES[perception_source]}
-    if perception_source == "segmenter_depth_anything":
+    depth_anything = runs_depth_anything(rgb_source(perception_source))
+    fields = {}
+    if segmenter_input_size or not depth_anything:  # else SegDepth's default, as the export keeps it
+        fields["segmenter_input_size"] = segmenter_input_size or RGBONLY_SEGMENTER_INPUT_SIZE
+    if depth_anything:
         from transformers import DepthAnythingForDepthEstimation
 
         from lerobot_policy_segdepth.perception import depth_anything_v2_small_config
@@ -203,7 +225,7 @@ def save_random_checkpoint(
     pre.save_pretrained(folder)
     post.save_pretrained(folder)
     note = "policy weights random (seed 0), for timing only"
-    if perception_source == "segmenter_depth_anything":
+    if depth_anything:
         note += "; Depth Anything V2 Small's architecture with random weights"
     (folder / "random_weights.txt").write_text(note + "\n")
     return folder
