@@ -100,7 +100,7 @@ class RolloutLoopConfig:
     nice: int = 0
     # timed calls per peer row, after the warm-up calls (0: no peer table)
     peer_repeats: int = 30
-    peer_warmup: int = 3
+    peer_warmup: int = 3  # untimed calls before them
     # where the checkpoint, the timing files and the rollouts' logs go
     output_dir: Path = Path("outputs/rollout_loop")
 
