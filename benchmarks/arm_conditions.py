@@ -82,12 +82,9 @@ class ArmConditionsConfig:
         if unknown:
             raise ValueError(f"--conditions has unknown {unknown}; known: {list(CONDITIONS)}")
         for entry in self.policies:
-            name, sep, rest = entry.partition("=")
+            name, sep, _ = entry.partition("=")
             if not sep or "/" not in name:
                 raise ValueError(f"--policies entry {entry!r} is not row/seed=checkpoint[|--env.flag=value...]")
-            path = Path(rest.split("|")[0])
-            if not (path / "config.json").is_file():
-                raise FileNotFoundError(f"--policies entry {name!r}: {path / 'config.json'} does not exist")
         rows = {entry.partition("=")[0].split("/")[0] for entry in self.policies}
         for pair in self.compare:
             a, sep, b = pair.partition("-")
@@ -153,6 +150,10 @@ def arm_conditions(cfg: ArmConditionsConfig) -> None:
 
     register_third_party_plugins()
     os.environ.setdefault("MUJOCO_GL", "egl")
+    for entry in cfg.policies:  # every checkpoint there before the first evaluation
+        name, _, rest = entry.partition("=")
+        if not (Path(rest.split("|")[0]) / "config.json").is_file():
+            raise FileNotFoundError(f"--policies entry {name!r}: {Path(rest.split('|')[0]) / 'config.json'} is missing")
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict[str, dict]]] = {}
     # condition by condition across the checkpoints, so a partial run already fills whole columns

@@ -21,6 +21,17 @@ register_third_party_plugins()  # --policy.type=imf / hlrp in the lerobot-train 
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _benchmark_config(script: str, name: str) -> type:
+    """A benchmark script's config class (benchmarks/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{script}", ROOT / "benchmarks" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
 CONFIGS = {
     "demo.yaml": DemoConfig,
     "demo_long.yaml": DemoConfig,
@@ -68,6 +79,9 @@ CONFIGS = {
     "vision_tower_twin.yaml": TowerPretrainConfig,
     "robust_twin_record.yaml": TwinRecordConfig,
     "own_scene/record_look.yaml": TwinRecordConfig,
+    "arm/identify_record.yaml": TwinRecordConfig,
+    "arm/conditions_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/recipes_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,
     "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,
     "own_scene/segmenter_adapt.yaml": TrainConfig,
