@@ -44,7 +44,6 @@ whole policy call (preprocessor + select_action + postprocessor, as the rollout'
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
+from so101_devtools.timing import cpu_model
 from so101_run_infra.cli import prepare_command_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,16 +140,6 @@ def parse_size(size: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"camera size {size!r} is not HEIGHTxWIDTH, e.g. 480x640") from None
     return height, width
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> str:

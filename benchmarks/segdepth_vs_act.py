@@ -37,7 +37,6 @@ Columns of the table:
 
 import atexit
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -67,6 +66,7 @@ from lerobot.utils.constants import OBS_STATE  # noqa: E402
 from lerobot.utils.feature_utils import dataset_to_policy_features  # noqa: E402
 from lerobot.utils.import_utils import register_third_party_plugins  # noqa: E402
 
+from so101_devtools.timing import cpu_model  # noqa: E402
 from so101_run_infra.cli import prepare_command_line  # noqa: E402
 
 register_third_party_plugins()
@@ -210,16 +210,6 @@ def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @dataclass
 class RecordedDataset:
     # a recorded twin dataset (repo id local/twin_demo) to reuse instead of recording (None: record one)
@@ -275,7 +265,7 @@ def benchmark(cfg: SegDepthVsACTConfig) -> None:
 
     print(
         f"torch {torch.__version__}, lerobot {lerobot.__version__}, {torch.get_num_threads()} threads, "
-        f"CPU: {cpu_name()} ({os.cpu_count()} logical cores); dataset {meta.total_episodes} episodes / "
+        f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); dataset {meta.total_episodes} episodes / "
         f"{meta.total_frames} frames at {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]}; {cfg.repeats} latency calls, "
         f"{train_steps} train steps (batch {BATCH_SIZE}), {chunks} ACT chunks"
     )

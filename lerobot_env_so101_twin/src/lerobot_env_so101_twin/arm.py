@@ -211,6 +211,22 @@ def load_arm(path: str, flag: str = "arm_path") -> ArmParams:
     return arm
 
 
+def read_arm_path(arm_path: str | None, level: str, params: ArmParams, prefix: str) -> tuple[ArmParams, str | None]:
+    """A config's (arm_params, arm_path) once its `--<prefix>arm_path` is read: the file's arm when it is there, the
+    path kept for first use when an earlier command has yet to write it."""
+    from pathlib import Path
+
+    if arm_path is None:
+        return params, None
+    if level != "none" or not params.is_ideal:
+        raise ValueError(
+            f"--{prefix}arm_path plays one identified arm: it needs --{prefix}arm=none and no --{prefix}arm_params"
+        )
+    if Path(arm_path).is_file():  # loaded: a saved config holds the arm itself
+        return load_arm(arm_path, f"{prefix}arm_path"), None
+    return params, arm_path
+
+
 def validate_arm(
     level: str, params: ArmParams, ranges: ArmRanges, arm_seed: int | None, fps: int, prefix: str = ""
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 from lerobot.configs import FeatureType, PolicyFeature
@@ -13,7 +12,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
-from .arm import ArmParams, ArmRanges, load_arm, validate_arm
+from .arm import ArmParams, ArmRanges, load_arm, read_arm_path, validate_arm
 from .env import EPISODE_STEPS, depth_key, segmentation_key
 
 ENV_TYPE = "so101_twin"
@@ -88,14 +87,7 @@ class SO101TwinEnvConfig(EnvConfig):
         check_level(self.appearance, "env.appearance")
         check_look_seed(self.look_seed, self.appearance, "env.look_seed")
         self.appearance_ranges.validate()
-        if self.arm_path is not None:
-            if self.arm != "none" or not self.arm_params.is_ideal:
-                raise ValueError(
-                    "--env.arm_path plays one identified arm: it needs --env.arm=none and no --env.arm_params"
-                )
-            if Path(self.arm_path).is_file():  # else at first use: a file an earlier command has yet to write
-                self.arm_params = load_arm(self.arm_path, "env.arm_path")
-                self.arm_path = None  # loaded: a saved config holds the arm itself
+        self.arm_params, self.arm_path = read_arm_path(self.arm_path, self.arm, self.arm_params, "env.")
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "env.")
         h, w = self.observation_height, self.observation_width
         self.features = {

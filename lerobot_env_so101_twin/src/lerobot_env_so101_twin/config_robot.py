@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lerobot.robots.config import RobotConfig
 
 from so101_core import CAMERA_NAMES, TASKS
 
 from .appearance import AppearanceRanges, check_level, check_look_seed
-from .arm import ArmParams, ArmRanges, load_arm, validate_arm
+from .arm import ArmParams, ArmRanges, load_arm, read_arm_path, validate_arm
 
 
 @RobotConfig.register_subclass("so101_twin")
@@ -89,12 +88,5 @@ class SO101TwinConfig(RobotConfig):
         check_level(self.appearance, "robot.appearance")
         check_look_seed(self.look_seed, self.appearance, "robot.look_seed")
         self.appearance_ranges.validate()
-        if self.arm_path is not None:
-            if self.arm != "none" or not self.arm_params.is_ideal:
-                raise ValueError(
-                    "--robot.arm_path plays one identified arm: it needs --robot.arm=none and no --robot.arm_params"
-                )
-            if Path(self.arm_path).is_file():  # else at first use: a file an earlier command has yet to write
-                self.arm_params = load_arm(self.arm_path, "robot.arm_path")
-                self.arm_path = None  # loaded: a saved config holds the arm itself
+        self.arm_params, self.arm_path = read_arm_path(self.arm_path, self.arm, self.arm_params, "robot.")
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "robot.")

@@ -24,6 +24,19 @@ def timed_ms(fn: Callable[[], object], device: str) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what platform knows): the machine kind a table names."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def smolvlm_folder(tiny: bool) -> Path:
     """A fresh folder holding a tiny SmolVLM (`tiny`) or SmolVLM2-500M's config with random weights."""
     folder = Path(tempfile.mkdtemp(prefix="smolvlm_"))
