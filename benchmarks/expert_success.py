@@ -5,6 +5,8 @@ Run from the repository root:
     .venv/bin/python benchmarks/expert_success.py                        # LiftCube, seeds 0..49, both experts
     .venv/bin/python benchmarks/expert_success.py --noise_std='[0,0.5,1.0]'  # DART-style actuation noise, degrees
     .venv/bin/python benchmarks/expert_success.py --task=ReachCube --episodes=20
+    .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm=varied
+    .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm_params.latency_ms=25
 
 Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
 `rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most 8 s of simulated time and, as in
@@ -27,6 +29,7 @@ import numpy as np
 from lerobot.configs import parser
 from tqdm import tqdm
 
+from lerobot_env_so101_twin.arm import ArmParams, ArmRanges, validate_arm
 from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
 from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_core import TASKS
@@ -43,12 +46,17 @@ class ExpertSuccessConfig:
     experts: list[str] = field(default_factory=lambda: list(EXPERTS))
     # Ornstein-Uhlenbeck actuation noise levels, degrees (follower units)
     noise_std: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    # the arm the twin plays (arm.py): none (arm_params, the ideal arm by default), varied, unseen
+    arm: str = "none"
+    # one fixed arm with --arm=none, e.g. --arm_params.latency_ms=25
+    arm_params: ArmParams = field(default_factory=ArmParams)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes must be at least 1, got {self.episodes}")
         if self.task not in TASKS:
             raise ValueError(f"--task must be one of {list(TASKS)}, got {self.task!r}")
+        validate_arm(self.arm, self.arm_params, ArmRanges(), None, 30)
         unknown = sorted(set(self.experts) - set(EXPERTS))
         if unknown:
             raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
@@ -69,8 +77,10 @@ def evaluate(twin: TwinSimulation, kind: str, noise_std: float, episodes: int) -
 
 @parser.wrap()
 def benchmark(cfg: ExpertSuccessConfig) -> None:
-    twin = TwinSimulation(TwinConfig(task=cfg.task, cameras={}), seed=0)
+    twin = TwinSimulation(TwinConfig(task=cfg.task, cameras={}, arm=cfg.arm, arm_params=cfg.arm_params), seed=0)
     rows = [
+        f"arm: {cfg.arm}" + ("" if cfg.arm != "none" or cfg.arm_params.is_ideal else f" {cfg.arm_params}"),
+        "",
         "| task | expert | noise std | successes | success rate % | median s to success | ms per episode "
         "| failing seeds |",
         "|---|---|---|---|---|---|---|---|",
