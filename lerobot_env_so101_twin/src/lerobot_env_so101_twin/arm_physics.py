@@ -53,6 +53,10 @@ class ArmModel:
         m.body_mass[self.cube_body] = self.cube_mass * arm.cube_mass
         # a solid cube's inertia goes with its mass and the square of its size
         m.body_inertia[self.cube_body] = self.cube_inertia * arm.cube_mass * s**2
+        # the constraint solver's inverse weights are computed from the masses at compile time: a heavier cube with
+        # the old ones is pushed too hard by its contacts and the simulation blows up
+        if arm.cube_mass != 1.0 or s != 1.0:
+            mujoco.mj_setConst(m, mujoco.MjData(m))
 
 
 def play(held: np.ndarray, command: np.ndarray, width: np.ndarray) -> np.ndarray:
