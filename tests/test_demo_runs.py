@@ -168,3 +168,41 @@ def test_the_progress_bar_reads_a_rounded_step_as_the_least_it_can_be(tmp_path, 
         demo.run_logged([sys.executable, "-c", script], tmp_path / "log", "train", 2600, r"step:(\S+) ")
     positions = [int(m) for m in re.findall(r"(\d+)/2600", capsys.readouterr().err)]
     assert positions[-1] == 1950 and 1500 in positions and max(positions) == 1950
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--record.robot.arm=varied"],
+        ["--record.robot.arm=unseen", "--record.robot.arm_seed=5", "--record.robot.arm_ranges.latency_ms=[0,40]"],
+        ["--record.robot.arm_params.latency_ms=67", "--record.robot.arm_params.backlash_deg=[1.0]",
+         "--record.robot.arm_params.control_fps=10", "--record.robot.arm_params.gain=[0.8,0.9,1,1,1.1,1.2]"],
+        ["--record.robot.arm_path=ARM"],  # written after the config is read: passed on as a path
+        ["--record.robot.arm_path=ARM", "written"],  # there when the config is read: the arm itself
+    ],
+)  # fmt: skip
+def test_the_evaluation_plays_the_arm_the_recording_played(tmp_path, args):
+    """lerobot-eval's env config, parsed from the demo's evaluation flags, plays the recording's arm: the same level,
+    seed and ranges, the same fixed arm; the ideal arm adds no flag."""
+    import draccus
+
+    from lerobot_env_so101_twin import SO101TwinEnvConfig
+    from lerobot_env_so101_twin.arm import ArmParams
+
+    arm_file = tmp_path / "arm.json"
+    identified = ArmParams(latency_ms=90.0, calibration_deg=[1.0, -2.0, 0.5, 0.0, 0.0, 3.0], force=[0.8])
+    if "written" in args:
+        arm_file.write_text(json.dumps(identified.as_dict()))
+    args = [a.replace("ARM", str(arm_file)) for a in args if a != "written"]
+    config = ROOT / "configs" / "demo.yaml"
+    parse = draccus.parse
+    assert demo.arm_flags(parse(demo.DemoConfig, config_path=config, args=[]).record.robot) == []
+    robot = parse(demo.DemoConfig, config_path=config, args=args).record.robot
+    flags = demo.eval_args(parse(demo.DemoConfig, config_path=config, args=args), 1, tmp_path / "eval")
+    arm_flags = [f.removeprefix("--env.") for f in flags if f.startswith("--env.arm")]
+    assert arm_flags, flags
+    arm_file.write_text(json.dumps(identified.as_dict()))  # what so101-twin-identify writes meanwhile
+    env = parse(SO101TwinEnvConfig, args=[f"--{f}" for f in arm_flags])
+    for name in ("arm", "arm_seed", "arm_ranges"):
+        assert getattr(env, name) == getattr(robot, name), name
+    assert env.played_arm().as_dict() == robot.played_arm().as_dict()

@@ -22,6 +22,7 @@ from pathlib import Path
 import docs_commands
 import pytest
 from test_camera_resize import save_checkpoint
+from test_identify_docs import in_the_identify_flow
 from test_policy_contract import CASES
 from test_real_arm_rollout import write_calibration
 from twin_dry_run import drives_the_follower, flag, require_safe, twin_dry_run
@@ -154,6 +155,8 @@ OWN_SCENE = {"so101-seg-autolabel", "so101-seg-swap", "so101-seg-render"}
 
 def skip_reason(words: list[str]) -> str | None:
     """Why the twin cannot stand in for a command of the page, or None when it runs."""
+    if in_the_identify_flow(words):
+        return "identifies an arm from demonstrations: tests/test_identify_docs.py runs these lines on a twin recording"
     if words[0] in ("bash", "pip"):
         return "installs: tests/test_dependencies.py builds the wheels and resolves and installs these lines"
     if words[0] in NEEDS_THE_ARM:
@@ -243,7 +246,7 @@ def test_real_so101_page_runs_top_to_bottom_in_the_twin(workspace, tmp_path):
         ran.append((line, argv))
 
     # a command added to the page is classified here on purpose: run, or left out with its reason
-    assert (len(ran), len(skipped)) == (12, 22), ([line for line, _ in ran], skipped)
+    assert (len(ran), len(skipped)) == (12, 25), ([line for line, _ in ran], skipped)
     by_name = {}
     for line, argv in ran:
         by_name.setdefault(argv[0], []).append((argv, said[line]))

@@ -783,3 +783,28 @@ def test_a_run_saved_before_the_perception_source_rename_compares_equal_on_resum
     assert in_todays_names(now) == now
     models = in_todays_names({**before, "policy": {**before["policy"], "source": "models"}})
     assert models["policy"]["perception_source"] == "segmenter_depth_anything"
+
+
+def test_the_agent_learns_on_the_arm_its_twin_settings_name(tmp_path):
+    """--env.arm* reach the twin the agent steps, as lerobot-eval's do; an ideal-arm config still compares equal to
+    one saved before the arm settings existed, and a bad arm is refused naming the flag."""
+    from lerobot_env_so101_twin.arm import ArmParams, ArmRanges
+    from so101_segdepth_rl.config import comparable
+
+    arm = ArmParams(latency_ms=40.0, backlash_deg=[0.5], calibration_deg=[1.0, 0.0, -1.0, 0.0, 0.0, 0.0])
+    (tmp_path / "arm.json").write_text(json.dumps(arm.as_dict()))
+    played = TwinSettings(task="LiftCube", arm_path=str(tmp_path / "arm.json")).env_config("wrist")
+    assert played.gym_kwargs["arm_params"].as_dict() == arm.as_dict()
+    varied = TwinSettings(arm="varied", arm_seed=3, arm_ranges=ArmRanges(latency_ms=(0.0, 20.0))).env_config("wrist")
+    kwargs = varied.gym_kwargs
+    assert (kwargs["arm"], kwargs["arm_seed"], kwargs["arm_ranges"].latency_ms) == ("varied", 3, (0.0, 20.0))
+
+    ideal = comparable(RLTrainConfig(policy=SegDepthConfig(image_size=48, push_to_hub=False)))
+    assert not {"arm", "arm_params", "arm_ranges", "arm_seed", "arm_path"} & set(ideal["env"])
+    delayed = RLTrainConfig(env=TwinSettings(arm_params=ArmParams(latency_ms=40.0)),
+                            policy=SegDepthConfig(image_size=48, push_to_hub=False))  # fmt: skip
+    assert comparable(delayed)["env"]["arm_params"]["latency_ms"] == 40.0
+    with pytest.raises(ValueError, match=r"--env\.arm_params\.latency_ms=-1"):
+        TwinSettings(arm_params=ArmParams(latency_ms=-1.0))
+    with pytest.raises(ValueError, match=r"--env\.arm_path plays one identified arm"):
+        TwinSettings(arm="varied", arm_path=str(tmp_path / "arm.json"))

@@ -16,6 +16,7 @@ A re-run never deletes earlier work. With the same settings it continues the run
 `<output_dir>-2` (-3, ...) and leaves `<output_dir>` as it is.
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import draccus
 from lerobot.configs import parser
 
+from lerobot_env_so101_twin.arm import ArmParams, ArmRanges
 from lerobot_env_so101_twin.commands.record import TwinRecordConfig, record
 from so101_devtools.stages import REPO, run_logged
 from so101_run_infra.atomic import move_aside, write_json
@@ -121,9 +123,33 @@ class DemoConfig:
     policy_view: bool = True
 
 
+def _flag_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def arm_flags(robot) -> list[str]:
+    """The `--env.arm*` flags that make lerobot-eval play the arm the recording played: its level and seed, its
+    arm file, or its fixed arm (only the settings that differ from the ideal arm, so the ideal arm adds none)."""
+    if robot.arm_path is not None:  # the file was not there when the config was read
+        return [f"--env.arm_path={robot.arm_path}"]
+    flags = [] if robot.arm == "none" else [f"--env.arm={robot.arm}"]
+    if robot.arm_seed is not None:
+        flags.append(f"--env.arm_seed={robot.arm_seed}")
+    for group, ideal in (("arm_params", ArmParams()), ("arm_ranges", ArmRanges())):
+        if group == "arm_ranges" and robot.arm == "none":
+            continue
+        for name, value in dataclasses.asdict(getattr(robot, group)).items():
+            if value != getattr(ideal, name) and value is not None:
+                flags.append(f"--env.{group}.{name}={_flag_value(value)}")
+    return flags
+
+
 def eval_args(cfg: DemoConfig, n_episodes: int, output: Path) -> list[str]:
     robot = cfg.record.robot
     return [
+        *arm_flags(robot),
         "--env.type=so101_twin",
         f"--env.task={robot.task}",
         f"--env.cameras=[{','.join(robot.cameras)}]",

@@ -14,6 +14,7 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin import SO101TwinEnvConfig
+from lerobot_env_so101_twin.arm import ArmParams, ArmRanges, read_arm_path, validate_arm
 from lerobot_policy_segdepth import SegDepthConfig
 from lerobot_policy_segdepth.configuration_segdepth import LEGACY_VALUES
 from so101_run_infra.config_decoding import decode_rewritten, renamed_field
@@ -47,6 +48,19 @@ class TwinSettings:
     # ReachCube success); evaluation still reports the task's success and the twin's return
     success_bonus: float = 0.0
     render_cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])  # eval videos
+    # the arm the agent learns on, as --env.arm* of lerobot-eval (lerobot_env_so101_twin/arm.py): "none" plays
+    # arm_params (ideal unless set), "varied" an arm per episode from arm_ranges, "unseen" one from outside them;
+    # arm_seed holds one drawn arm; arm_path plays so101-twin-identify's arm.json (the user's own arm)
+    arm: str = "none"
+    arm_params: ArmParams = field(default_factory=ArmParams)
+    arm_ranges: ArmRanges = field(default_factory=ArmRanges)
+    arm_seed: int | None = None
+    arm_path: str | None = None
+
+    def __post_init__(self) -> None:
+        # refused at parse time, before any work, and an arm file is read here so a saved config holds the arm
+        self.arm_params, self.arm_path = read_arm_path(self.arm_path, self.arm, self.arm_params, "env.")
+        validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "env.")
 
     def env_config(self, camera: str) -> SO101TwinEnvConfig:
         return SO101TwinEnvConfig(
@@ -60,6 +74,11 @@ class TwinSettings:
             depth=True,
             segmentation=True,
             reward_type=self.reward_type,
+            arm=self.arm,
+            arm_params=self.arm_params,
+            arm_ranges=self.arm_ranges,
+            arm_seed=self.arm_seed,
+            arm_path=self.arm_path,
         )
 
 
@@ -159,6 +178,11 @@ def comparable(cfg: RLTrainConfig) -> dict:
         "device",
     ):
         data.pop(key, None)
+    env = cfg.env
+    if env.arm == "none" and env.arm_params.is_ideal and env.arm_path is None:
+        # the ideal arm, as every run saved before the arm settings existed trained on it
+        for key in ("arm", "arm_params", "arm_ranges", "arm_seed", "arm_path"):
+            data["env"].pop(key, None)
     return without_push(data)
 
 
