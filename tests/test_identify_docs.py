@@ -21,7 +21,7 @@ from lerobot_env_so101_twin.arm import load_arm
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "real-so101.md"
 PERIOD_MS = 1000.0 / 30
-NAMES = ("so101-twin-identify", "bash", "lerobot-eval")
+NAMES = ("so101-twin-identify", "python", "lerobot-eval")  # `bash scripts/demo.sh` reads as its scripts/demo.py
 
 
 def in_the_identify_flow(words: list[str]) -> bool:
@@ -43,7 +43,7 @@ def section_commands() -> list[list[str]]:
 def test_the_identified_arm_lines_run_in_the_twin(tmp_path, monkeypatch):
     identify, demo, evaluate = section_commands()
     arm_file = f"{flag(identify, 'output_dir')}/arm.json"
-    assert demo[1] == "scripts/demo.sh" and flag(demo, "record.robot.arm_path") == arm_file
+    assert demo[1] == "scripts/demo.py" and flag(demo, "record.robot.arm_path") == arm_file
     assert flag(evaluate, "env.arm_path") == arm_file
     home = tmp_path / "lerobot_home"
     monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
@@ -62,13 +62,16 @@ def test_the_identified_arm_lines_run_in_the_twin(tmp_path, monkeypatch):
             "--train.steps=2", "--eval.n_episodes=1", "--policy_view=false"]  # fmt: skip
     args = [sys.executable, str(ROOT / "scripts" / "demo.py"), f"--config_path={ROOT / 'configs' / 'demo.yaml'}"]
     env = {**os.environ, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([*args, *demo[2:], *tiny], capture_output=True, text=True, env=env, cwd=tmp_path,
+    # scripts/demo.sh runs from the repository, as its stages do: the page's paths are the workspace's here
+    paths = [f"--{name}={tmp_path / flag(demo, name)}" for name in ("record.robot.arm_path", "output_dir")]
+    done = subprocess.run([*args, *demo[2:], *paths, *tiny], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     settings = json.loads((out / "demo_config.json").read_text())
     assert settings["record"]["robot"]["arm_params"]["latency_ms"] == load_arm(str(tmp_path / arm_file)).latency_ms
     identified = load_arm(str(tmp_path / arm_file)).as_dict()
-    assert played_arms(next((out / "logs").glob("eval_trained*.log")).read_text()) == [identified]
+    played = played_arms(next((out / "logs").glob("eval_trained*.log")).read_text())
+    assert played and all(arm == identified for arm in played)  # each reset logs its arm
     assert json.loads((out / "summary.json").read_text())["results"]["trained"]["episodes"] == 1
 
     # the README's SegDepth, trained on the ideal arm: the tiny demo's checkpoint stands in for it
@@ -77,7 +80,8 @@ def test_the_identified_arm_lines_run_in_the_twin(tmp_path, monkeypatch):
     )
     said = run_cli([*evaluate, "--eval.n_episodes=1", "--env.episode_length=15"], cwd=tmp_path)
     overall = json.loads((tmp_path / flag(evaluate, "output_dir") / "eval_info.json").read_text())["overall"]
-    assert overall["n_episodes"] == 1 and played_arms(said.stdout + said.stderr) == [identified]
+    played = played_arms(said.stdout + said.stderr)
+    assert overall["n_episodes"] == 1 and played and all(arm == identified for arm in played)
 
 
 def played_arms(log: str) -> list[dict]:
