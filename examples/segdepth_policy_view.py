@@ -18,18 +18,13 @@ from PIL import Image, ImageDraw
 
 from lerobot_env_so101_twin.env import SO101TwinEnv
 from lerobot_env_so101_twin.visualize import colorize_segmentation, write_video
+from so101_run_infra.checkpoint_ref import CheckpointRef
 from so101_run_infra.cli import prepare_command_line
 
 
 @dataclass
-class PolicyRef:
-    # a segdepth pretrained_model folder; required
-    path: Path | None = None
-
-
-@dataclass
 class PolicyViewConfig:
-    policy: PolicyRef = field(default_factory=PolicyRef)
+    policy: CheckpointRef = field(default_factory=CheckpointRef)
     # where policy_view.mp4 and policy_channels.png go; required
     output_dir: Path | None = None
     # the twin task to roll out
@@ -44,8 +39,9 @@ class PolicyViewConfig:
     appearance: str = "none"
 
     def __post_init__(self) -> None:
-        if self.policy.path is None or self.output_dir is None:
-            raise ValueError("--policy.path and --output_dir are required")
+        self.policy.require()
+        if self.output_dir is None:
+            raise ValueError("--output_dir is required: where policy_view.mp4 and policy_channels.png go")
 
 
 def upscale(image: np.ndarray, height: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from test_policy_contract import CASES, policy_and_processors
 
 from so101_commands import action_error
+from so101_run_infra.checkpoint_ref import CheckpointRef
 
 
 def test_the_chunk_error_skips_padded_steps_and_steps_past_the_executed_ones():
@@ -68,7 +69,7 @@ def segvla_checkpoint(gt_dataset, tmp_path_factory):
 def test_the_error_is_the_policys_own_chunks_against_the_recording(segvla_checkpoint, gt_dataset, tmp_path, capsys):
     out = tmp_path / "scores" / "error.json"
     cfg = action_error.ActionErrorConfig(
-        policy=action_error.CheckpointConfig(path=segvla_checkpoint),
+        policy=CheckpointRef(path=segvla_checkpoint),
         dataset=action_error.HeldOutDatasetConfig(repo_id="local/twin_demo", root=gt_dataset),
         stride=7,
         batch_size=1,  # flow matching's seeded noise is drawn per batch: one frame a batch, as the calls below
@@ -126,7 +127,7 @@ def test_a_recording_without_an_input_the_policy_reads_is_refused_naming_it(segv
     config["input_features"]["observation.images.top"] = {"type": "VISUAL", "shape": [3, 64, 80]}
     (tampered / "config.json").write_text(json.dumps(config))
     cfg = action_error.ActionErrorConfig(
-        policy=action_error.CheckpointConfig(path=tampered),
+        policy=CheckpointRef(path=tampered),
         dataset=action_error.HeldOutDatasetConfig(repo_id="local/twin_demo", root=gt_dataset),
     )
     with pytest.raises(KeyError, match=r"the policy reads \['observation.images.top'\]"):
@@ -163,7 +164,7 @@ def test_swapped_inputs_come_from_the_same_moment_of_another_episode(segvla_chec
 
     def run(swap):
         cfg = action_error.ActionErrorConfig(
-            policy=action_error.CheckpointConfig(path=segvla_checkpoint),
+            policy=CheckpointRef(path=segvla_checkpoint),
             dataset=action_error.HeldOutDatasetConfig(repo_id="local/twin_demo", root=gt_dataset),
             stride=7,
             swap_keys=swap,

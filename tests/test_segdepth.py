@@ -137,6 +137,32 @@ def test_a_dataset_without_ground_truth_is_refused_with_the_fix():
         SegDepthPolicy(cfg)
 
 
+def test_state_and_action_sizes_come_from_the_features():
+    """The actor reads the state and writes the action its features give; an action the scale does not cover is
+    refused naming both."""
+    from lerobot.configs import FeatureType, PolicyFeature
+
+    def config(state: int, action: int, use_state: bool = True) -> SegDepthConfig:
+        return SegDepthConfig(
+            device="cpu",
+            use_state=use_state,
+            image_size=32,
+            input_features={
+                "observation.images.wrist_segmentation": PolicyFeature(FeatureType.VISUAL, (1, 32, 32)),
+                "observation.images.wrist_depth": PolicyFeature(FeatureType.VISUAL, (1, 32, 32)),
+                "observation.state": PolicyFeature(FeatureType.STATE, (state,)),
+            },
+            output_features={"action": PolicyFeature(FeatureType.ACTION, (action,))},
+        )
+
+    for state, use_state, width in ((6, True, 6), (9, True, 9), (9, False, 0)):
+        cfg = config(state, 6, use_state)
+        policy = SegDepthPolicy(cfg).actor.policy
+        assert (policy[0].in_features, policy[-1].out_features) == (cfg.feature_dim + width, 6)
+    with pytest.raises(ValueError, match=r"'action' has 7 entries.*action_scale gives 6"):
+        SegDepthPolicy(config(6, 7))
+
+
 # ----- DrQ-v2 snapshots -----------------------------------------------------------------------------------
 def drqv2_reference(in_channels: int, feature_dim: int = 50, hidden_dim: int = 64):
     """facebookresearch/drqv2's Encoder and Actor layouts, written out independently of the plugin."""

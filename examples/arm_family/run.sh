@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 PY=.venv/bin/python
 OUT=outputs/arm
-STAGES=${STAGES:-"base conditions lead varied recipes"}
+STAGES=${STAGES:-"base conditions lead varied long recipes"}
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
@@ -36,6 +36,11 @@ for stage in $STAGES; do
         $PY scripts/demo.py --record.robot.arm=varied --record.dataset.episode_time_s=8 --train.seed=1 \
           --output_dir=$OUT/varied_s1 > $OUT/varied_s1.log 2>&1
       for s in 2 3; do train $OUT/varied_s1/dataset_segdepth $OUT/varied_s$s/train $s; done ;;
+    long)  # the demo's ideal-arm demonstrations at varied's 8-s episodes: what the longer episodes alone give
+      [ -f $OUT/long_s1/summary.json ] ||
+        $PY scripts/demo.py --record.dataset.episode_time_s=8 --train.seed=1 --output_dir=$OUT/long_s1 \
+          > $OUT/long_s1.log 2>&1
+      for s in 2 3; do train $OUT/long_s1/dataset_segdepth $OUT/long_s$s/train $s; done ;;
     lead)  # the demo's demonstrations, each frame labelled with the action one period later: a target for when it
       # arrives (the varied recording is not a lever with this expert: it fails under latency, docs/results.md)
       for s in 1 2 3; do mkdir -p $OUT/lead_s$s; train $OUT/base_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature, PreTrainedConfig
 from lerobot.optim import AdamWConfig
-from lerobot.utils.constants import OBS_STATE
+from lerobot.utils.constants import ACTION, OBS_STATE
 
 from so101_core.segmentation import check_perception_source
 from so101_policy_common.policy_config import JointLimitsFields, RenamedFields
@@ -249,7 +249,25 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
         info = ", ".join(f"{k}={made['info'][k]}" for k in keys if k in made["info"]) or "no info"
         return f"stored as {made['dtype']} {list(made['shape'])} (precomputed with {info})"
 
+    @property
+    def state_dim(self) -> int:
+        """The joint state's size, from its input feature (0 without the state)."""
+        if not self.use_state:
+            return 0
+        return int((self.input_features or {})[OBS_STATE].shape[-1])
+
+    @property
+    def action_dim(self) -> int:
+        """The action's size, from its output feature (a delta per joint, scaled by action_scale)."""
+        feature = (self.output_features or {}).get(ACTION)
+        return len(self.action_scale) if feature is None else int(feature.shape[-1])
+
     def validate_features(self) -> None:
+        if self.action_dim != len(self.action_scale):
+            raise ValueError(
+                f"'{ACTION}' has {self.action_dim} entries, but --policy.action_scale gives {len(self.action_scale)} "
+                "(one per joint): segdepth acts on the SO-101's joints as the dataset or env lists them"
+            )
         inputs = self.input_features or {}
         images = self.image_keys
         if OBS_SEGDEPTH in inputs:  # a dataset precomputed by segdepth-precompute: no raw keys needed

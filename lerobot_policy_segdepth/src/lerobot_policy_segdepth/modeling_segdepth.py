@@ -109,8 +109,9 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
             self.id_embedding = nn.Embedding(config.num_classes, config.id_embedding_dim)
         in_channels = config.frame_stack * (config.id_channels + 1)
         self.encoder = Encoder(in_channels, config.image_size, config.encoder_channels)
-        state_dim = 6 if config.use_state else 0
-        self.actor = Actor(self.encoder.repr_dim, state_dim, 6, config.feature_dim, config.hidden_dim)
+        self.actor = Actor(
+            self.encoder.repr_dim, config.state_dim, config.action_dim, config.feature_dim, config.hidden_dim
+        )
         self.aug = RandomShiftsAug(config.augment_pad)
         self.reset()
 

@@ -32,16 +32,11 @@ import torch
 from lerobot.configs import parser
 
 from so101_run_infra.atomic import write_text
+from so101_run_infra.checkpoint_ref import CheckpointRef
 from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class CheckpointConfig:
-    # a pretrained_model folder (config.json, the weights and the processors' files); required
-    path: Path | None = None
 
 
 @dataclass
@@ -54,7 +49,7 @@ class HeldOutDatasetConfig(DatasetRef):
 
 @dataclass
 class ActionErrorConfig:
-    policy: CheckpointConfig = field(default_factory=CheckpointConfig)
+    policy: CheckpointRef = field(default_factory=CheckpointRef)
     # a recording from episode seeds the policy never trained on, with the inputs the policy reads
     dataset: HeldOutDatasetConfig = field(default_factory=HeldOutDatasetConfig)
     # every stride-th frame of each episode is scored (a 150-frame episode: 15 frames at 10)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from so101_core import JOINT_NAMES, colorize_segmentation
 from so101_run_infra.atomic import atomic_folder, write_text, write_with
+from so101_run_infra.checkpoint_ref import CheckpointRef
 from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
 
@@ -165,12 +166,6 @@ def first_frame_picture(first: dict[str, torch.Tensor], scale: int = 4) -> np.nd
 
 
 @dataclass
-class PolicyCheckpointConfig:
-    # a segdepth pretrained_model folder; required
-    path: Path | None = None
-
-
-@dataclass
 class Sim2RealDatasetConfig(DatasetRef):
     """A twin dataset with RGB + ground truth: --dataset.root is required."""
 
@@ -182,7 +177,7 @@ class Sim2RealDatasetConfig(DatasetRef):
 
 @dataclass
 class Sim2RealCheckConfig:
-    policy: PolicyCheckpointConfig = field(default_factory=PolicyCheckpointConfig)
+    policy: CheckpointRef = field(default_factory=CheckpointRef)
     dataset: Sim2RealDatasetConfig = field(default_factory=Sim2RealDatasetConfig)
     # compare at most this many frames; None: all of the chosen episodes
     max_frames: int | None = None
@@ -203,9 +198,9 @@ class Sim2RealCheckConfig:
 @parser.wrap()
 def check_cli(cfg: Sim2RealCheckConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    for path, what in ((cfg.policy.path, "--policy.path"), (cfg.dataset.root, "--dataset.root")):
-        if path is None or not Path(path).is_dir():
-            raise NotADirectoryError(f"{what} {path} is not a folder")
+    cfg.policy.require()
+    if cfg.dataset.root is None or not Path(cfg.dataset.root).is_dir():
+        raise NotADirectoryError(f"--dataset.root {cfg.dataset.root} is not a folder")
     models = {
         "segmenter_path": cfg.segmenter_path,
         "depth_model": cfg.depth_model,
