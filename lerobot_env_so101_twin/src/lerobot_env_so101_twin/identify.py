@@ -199,9 +199,18 @@ def fit(
     progress(f"latency grid: best {latency:.0f} ms with the nominal servos")
     lo, hi = bounds()
     lo, hi = np.append(lo, 0.0), np.append(hi, max(float(latency_grid_ms[-1]), latency) + 1.0)
+    # A Gaussian prior at the nominal arm, one spread per parameter (log factors, degrees; none on the latency):
+    # where the recording says nothing (the base's calibration offset, which gravity never loads, cancels between
+    # reading and command) the nominal value stays, instead of whatever the solver last wandered to. Its rows are
+    # weighted by the nominal replay's error per frame at the best latency, as if that error were the noise.
+    spread = np.concatenate([[0.3] * (JOINTS + JOINTS + BODY_JOINTS), [0.5] * BODY_JOINTS, [2.0] * JOINTS])
+    prior = pack(dataclasses.replace(nominal, backlash_deg=[0.0]))
+    n_data = replay.residuals(ArmParams(latency_ms=latency)).size
+    sigma = float(np.sqrt(costs.min() / max(1, n_data)))
+    weight = sigma / spread
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return replay.residuals(unpack(x[:-1], x[-1]))
+        return np.concatenate([replay.residuals(unpack(x[:-1], x[-1])), weight * (x[:-1] - prior)])
 
     # from the nominal arm, the play a little inside its bound (a reflective trust region cannot leave a bound it
     # starts on), each parameter scaled by how far it plausibly moves: log factors, degrees, milliseconds
@@ -212,14 +221,14 @@ def fit(
                              diff_step=1e-2)  # fmt: skip
     progress(f"least squares: {solution.nfev} steps, cost {solution.cost:.1f} from {0.5 * costs.min():.1f}")
     x, jac, res = solution.x, solution.jac, solution.fun
-    s2 = float(res @ res) / max(1, res.size - x.size)
-    jtj = jac.T @ jac
-    column = np.sqrt(np.diag(jtj))
-    identified = column > 1e-6 * max(1.0, column.max())
-    cov = np.full((x.size, x.size), np.nan)
-    keep = np.flatnonzero(identified)
-    if keep.size:
-        cov[np.ix_(keep, keep)] = s2 * np.linalg.pinv(jtj[np.ix_(keep, keep)])
+    data_jac, data_res = jac[:n_data], res[:n_data]
+    s2 = float(data_res @ data_res) / max(1, n_data - x.size)
+    # the posterior covariance (the prior's rows included, so every parameter has one); a parameter is identified
+    # when the recording's information on it exceeds the prior's
+    column = np.sqrt(np.diag(data_jac.T @ data_jac))
+    prior_column = np.append(weight, 0.0)
+    identified = column > prior_column
+    cov = s2 * np.linalg.pinv(jac.T @ jac)
     std_x = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     arm = unpack(x[:-1], x[-1])
     # standard errors in the parameters' own units (log-scaled ones by the delta method)
