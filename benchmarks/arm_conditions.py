@@ -61,8 +61,11 @@ CONDITIONS: dict[str, list[str]] = {
 class ArmConditionsConfig:
     # the checkpoints, each row/seed=checkpoint[|--env.flag=value...]; required
     policies: list[str] = field(default_factory=list)
-    # the columns, names of CONDITIONS
+    # the columns, names of CONDITIONS or of more_conditions
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS)[:-1])
+    # columns of this config's own, name: its --env.* flags (an arm file, a fixed arm of a family: hidden_arm:
+    # ["--env.arm=unseen", "--env.arm_seed=424242"])
+    more_conditions: dict[str, list[str]] = field(default_factory=dict)
     # flags every evaluation gets (a fixed look, say: --env.appearance=unseen --env.look_seed=61)
     common_flags: list[str] = field(default_factory=list)
     # row pairs "a-b" whose difference the table gives per condition
@@ -78,9 +81,12 @@ class ArmConditionsConfig:
     def __post_init__(self) -> None:
         if not self.policies:
             raise ValueError("--policies is empty: give '[row/seed=checkpoint,...]'")
-        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        clash = sorted(set(self.more_conditions) & set(CONDITIONS))
+        if clash:
+            raise ValueError(f"--more_conditions names {clash}, which CONDITIONS already holds: name them otherwise")
+        unknown = [c for c in self.conditions if c not in self.known_conditions]
         if unknown:
-            raise ValueError(f"--conditions has unknown {unknown}; known: {list(CONDITIONS)}")
+            raise ValueError(f"--conditions has unknown {unknown}; known: {list(self.known_conditions)}")
         for entry in self.policies:
             name, sep, _ = entry.partition("=")
             if not sep or "/" not in name:
@@ -91,13 +97,17 @@ class ArmConditionsConfig:
             if not sep or a not in rows or b not in rows:
                 raise ValueError(f"--compare entry {pair!r} is not a-b with rows from --policies ({sorted(rows)})")
 
+    @property
+    def known_conditions(self) -> dict[str, list[str]]:
+        return {**CONDITIONS, **self.more_conditions}
+
 
 def evaluate(cfg: ArmConditionsConfig, name: str, checkpoint: Path, flags: list[str], condition: str) -> dict:
     row, seed = name.split("/")
     out = cfg.output_dir / f"{row}_{seed}" / condition
     info = out / "eval_info.json"
     if not info.is_file():
-        args = eval_args(checkpoint, flags + cfg.common_flags + CONDITIONS[condition], "none", cfg.n_episodes,
+        args = eval_args(checkpoint, flags + cfg.common_flags + cfg.known_conditions[condition], "none", cfg.n_episodes,
                          cfg.batch_size, cfg.seed, out)  # fmt: skip
         if any(f.startswith("--env.appearance=") for f in cfg.common_flags):
             args = [a for a in args if a != "--env.appearance=none"]
@@ -168,7 +178,7 @@ def arm_conditions(cfg: ArmConditionsConfig) -> None:
         for (name, _, _, condition), cell in zip(cells, done, strict=True):
             row, seed = name.split("/")
             results.setdefault(row, {}).setdefault(seed, {})[condition] = cell
-    write_json(cfg.output_dir / "results.json", {"conditions": {c: CONDITIONS[c] for c in cfg.conditions},
+    write_json(cfg.output_dir / "results.json", {"conditions": {c: cfg.known_conditions[c] for c in cfg.conditions},
                                                    "common_flags": cfg.common_flags, "results": results})  # fmt: skip
     text = table(cfg, results)
     write_text(cfg.output_dir / "table.md", text)

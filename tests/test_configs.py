@@ -82,6 +82,7 @@ CONFIGS = {
     "arm/identify_record.yaml": TwinRecordConfig,
     "arm/conditions_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/recipes_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/hidden_arm_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,
     "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,
     "own_scene/segmenter_adapt.yaml": TrainConfig,

@@ -18,6 +18,7 @@ train() {  # dataset_root output_dir seed [extra --policy.* flags]
   local data=$1 out=$2 seed=$3; shift 3
   if [ -d "$out/checkpoints/last/pretrained_model" ]; then return; fi
   rm -rf "$out"  # an interrupted training: lerobot-train starts again (2000 steps, one checkpoint at the end)
+  mkdir -p "$(dirname "$out")"
   OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE .venv/bin/lerobot-train --policy.type=segdepth --policy.camera=wrist \
     --policy.device=cpu --policy.push_to_hub=false --policy.use_amp=false --policy.stacked_frames=true "$@" \
     --dataset.repo_id=local/so101_twin_liftcube_segdepth --dataset.root="$data" --steps=2000 --batch_size=32 \
@@ -43,7 +44,7 @@ for stage in $STAGES; do
       for s in 2 3; do train $OUT/long_s1/dataset_segdepth $OUT/long_s$s/train $s; done ;;
     lead)  # the demo's demonstrations, each frame labelled with the action one period later: a target for when it
       # arrives (the varied recording is not a lever with this expert: it fails under latency, docs/results.md)
-      for s in 1 2 3; do mkdir -p $OUT/lead_s$s; train $OUT/base_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
+      for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
     conditions)  # today's recipe under every arm condition
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_segdepth_gt.yaml ;;
     recipes)  # the three recipes in the user's look, on the ideal arm and the `unseen` family
