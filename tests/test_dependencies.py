@@ -219,6 +219,18 @@ def test_the_segmenter_modules_behind_its_sim_extra_are_all_excepted():
     assert loading <= set(SEGMENTER_SIM_MODULES), sorted(loading - set(SEGMENTER_SIM_MODULES))
 
 
+def import_walk(packages: list[str], skipped) -> str:
+    """Python source that imports every module of `packages` (walked from their folders) but those in `skipped`."""
+    return f"""
+import importlib, pkgutil, sys
+for pkg in {packages!r}:
+    module = importlib.import_module(pkg)
+    for info in pkgutil.walk_packages(module.__path__, pkg + "."):
+        if info.name not in {sorted(skipped)!r}:
+            importlib.import_module(info.name)
+"""
+
+
 @pytest.mark.slow  # ~25 s: importing LeRobot and transformers in a fresh interpreter
 def test_importing_real_arm_packages_does_not_import_the_simulator():
     """Every module of every import package the real-arm distributions build (found from their folders, so a module
@@ -228,15 +240,12 @@ def test_importing_real_arm_packages_does_not_import_the_simulator():
     local = _local_distributions()
     packages = [package for dist in REAL_ARM for package in _import_packages(local[_norm(dist)])]
     assert len(packages) >= len(REAL_ARM), packages
-    code = f"""
-import importlib, pkgutil, sys
-for pkg in {packages!r}:
-    module = importlib.import_module(pkg)
-    for info in pkgutil.walk_packages(module.__path__, pkg + "."):
-        if info.name not in {SEGMENTER_SIM_MODULES!r}:
-            importlib.import_module(info.name)
+    code = (
+        import_walk(packages, SEGMENTER_SIM_MODULES)
+        + f"""
 print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
 """
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout
@@ -340,17 +349,14 @@ def test_one_policy_installs_from_the_wheels_without_the_twin(wheels, tmp_path, 
     assert {_norm(dist), "so101-core", "so101-run-infra", "so101-policy-common"} <= added, sorted(added)
     assert not added & SIMULATOR, f"{dist} installed {sorted(added & SIMULATOR)}"
     packages = sorted({p for name in added & local.keys() for p in _import_packages(local[name])})
-    code = f"""
-import importlib, pkgutil, sys
-for pkg in {packages!r}:
-    module = importlib.import_module(pkg)
-    for info in pkgutil.walk_packages(module.__path__, pkg + "."):
-        if info.name not in {EXTRA_MODULES!r}:
-            importlib.import_module(info.name)
+    code = (
+        import_walk(packages, EXTRA_MODULES)
+        + f"""
 from lerobot.configs import PreTrainedConfig
 simulator = sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r})
 print(PreTrainedConfig.get_choice_class({POLICIES[dist]!r}).__module__, simulator)
 """
+    )
     run = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.split()[-2:] == [f"{dist}.configuration_{POLICIES[dist]}", "[]"], run.stdout

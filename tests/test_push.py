@@ -11,7 +11,6 @@ from typing import ClassVar
 
 import pytest
 import torch
-from lerobot.configs import FeatureType, PolicyFeature
 
 from so101_run_infra.hub import HubPushConfig, check_push
 
@@ -93,26 +92,21 @@ def test_a_push_without_a_repo_id_is_refused_before_any_work_naming_the_flags():
 
 # ----- segdepth-rl-train ---------------------------------------------------------------------------------------------
 def test_segdepth_rl_train_pushes_its_last_checkpoint_with_a_model_card(hub, tmp_path):
+    from tiny_segdepth import TINY, tiny_config
+
     from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
     from so101_run_infra.checkpoints import save_policy
     from so101_segdepth_rl.config import RLTrainConfig
     from so101_segdepth_rl.publish import push_policy
 
-    tiny = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
-    policy_cfg = SegDepthConfig(device="cpu", push_to_hub=False, **tiny)
-    policy_cfg.input_features = {
-        "observation.images.wrist_depth": PolicyFeature(FeatureType.VISUAL, (1, 32, 43)),
-        "observation.images.wrist_segmentation": PolicyFeature(FeatureType.VISUAL, (1, 32, 43)),
-        "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
-    }
-    policy_cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (6,))}
+    policy_cfg = tiny_config((32, 43))
     stats = {"observation.state": {"mean": torch.zeros(6), "std": torch.ones(6)}}
     numbered = tmp_path / "run/checkpoints/0000000320"
     save_policy(
         numbered / "pretrained_model", SegDepthPolicy(policy_cfg), *make_segdepth_pre_post_processors(policy_cfg, stats)
     )
     (tmp_path / "run/checkpoints/last").symlink_to(numbered.name)
-    cfg = RLTrainConfig(policy=SegDepthConfig(repo_id="me/segdepth_rl", **tiny), output_dir=tmp_path / "run")
+    cfg = RLTrainConfig(policy=SegDepthConfig(repo_id="me/segdepth_rl", **TINY), output_dir=tmp_path / "run")
     assert cfg.policy.push_to_hub  # lerobot-train's default
     history = [{"frames": 320, "updates": 60, "success_rate": 0.5, "return": 12.25, "episodes": 2, "wall_min": 1.5}]
     url = push_policy(cfg, {"checkpoint": str(tmp_path / "run/checkpoints/last/pretrained_model"), "history": history})

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import torch
 from clitools import run_cli
-from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.processor import PolicyProcessorPipeline
 from test_perception import frames, save_tiny_segmenter
+from tiny_segdepth import WRIST, save_checkpoint, tiny_config
 
-from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
 from lerobot_policy_segdepth.perception import SegmenterStep
 from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, load_segmenter, save_segmenter
 from so101_segmenter.shipped import sha256
 
-TINY = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
-KEY = "observation.images.wrist"
+KEY = WRIST
 
 
 def save_tiny_depth_segmenter(folder: Path, seed: int) -> Path:
@@ -27,26 +25,16 @@ def save_tiny_depth_segmenter(folder: Path, seed: int) -> Path:
     return save_segmenter(model.eval(), folder)
 
 
+def rgb_checkpoint(root: Path, **perception) -> Path:
+    """A tiny segdepth checkpoint from RGB alone, saved as lerobot-train saves it; `perception`: its
+    perception_source and models."""
+    cfg = tiny_config((40, 48), rgb=True, ground_truth=False, segmenter_input_size=32, **perception)
+    return save_checkpoint(cfg, root / "pretrained_model", state_std=50.0)
+
+
 def checkpoint(root: Path, segmenter: Path) -> Path:
     """A tiny segdepth checkpoint from RGB alone (perception_source=segmenter_depth)."""
-    cfg = SegDepthConfig(
-        device="cpu",
-        push_to_hub=False,
-        perception_source="segmenter_depth",
-        segmenter_path=str(segmenter),
-        segmenter_input_size=32,
-        input_features={
-            KEY: PolicyFeature(FeatureType.VISUAL, (3, 40, 48)),
-            "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
-        },
-        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
-        **TINY,
-    )
-    stats = {"observation.state": {"mean": torch.zeros(6), "std": torch.full((6,), 50.0)}}
-    out = root / "pretrained_model"
-    for part in (SegDepthPolicy(cfg), *make_segdepth_pre_post_processors(cfg, dataset_stats=stats)):
-        part.save_pretrained(out)
-    return out
+    return rgb_checkpoint(root, perception_source="segmenter_depth", segmenter_path=str(segmenter))
 
 
 def segmenter_of(folder: Path) -> SegmenterStep:

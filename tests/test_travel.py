@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.processor import DataProcessorPipeline
 from test_perception import IDS, KEYS, frames, save_tiny_depth_anything, save_tiny_segmenter
+from test_seg_swap import rgb_checkpoint
+from tiny_segdepth import save_checkpoint, tiny_config
 
-from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
+from lerobot_policy_segdepth import SegDepthPolicy
 from lerobot_policy_segdepth.perception import DepthAnythingStep, SegmenterStep
 from so101_policy_common.pretrained import PretrainedModelMissingError, check_saved_pipeline
 
 NOT_CACHED = "so101-tests/not-a-cached-model"  # a Hub id no cache here holds (HF_HUB_OFFLINE=1 in conftest)
-TINY = {"image_size": 32, "feature_dim": 8, "hidden_dim": 16, "encoder_channels": 8}
 
 
 @pytest.fixture(autouse=True)
@@ -40,25 +40,13 @@ def depth_dir(tmp_path_factory) -> Path:
 def models_checkpoint(root: Path, depth_dir: Path) -> Path:
     """A tiny segdepth checkpoint with perception_source=segmenter_depth_anything; the segmenter folder it was made
     from is deleted."""
-    cfg = SegDepthConfig(
-        device="cpu",
-        push_to_hub=False,
+    out = rgb_checkpoint(
+        root,
         perception_source="segmenter_depth_anything",
         segmenter_path=str(save_tiny_segmenter(root / "segmenter")),
         depth_model=str(depth_dir),
-        segmenter_input_size=32,
         depth_input_size=28,
-        input_features={
-            "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 40, 48)),
-            "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
-        },
-        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
-        **TINY,
     )
-    stats = {"observation.state": {"mean": torch.zeros(6), "std": torch.full((6,), 50.0)}}
-    out = root / "pretrained_model"
-    for part in (SegDepthPolicy(cfg), *make_segdepth_pre_post_processors(cfg, dataset_stats=stats)):
-        part.save_pretrained(out)
     shutil.rmtree(root / "segmenter")
     return out
 
@@ -150,19 +138,8 @@ def test_the_policy_checks_its_processors_models_before_its_weights_load(tmp_pat
 def test_sim2real_export_carries_the_segmenter(tmp_path, depth_dir):
     from lerobot_policy_segdepth.commands.sim2real_check import export_models_checkpoint
 
-    cfg = SegDepthConfig(device="cpu", push_to_hub=False, **TINY)
-    cfg.input_features = {
-        # what perception_source=segmenter_depth_anything reads
-        "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 40, 48)),
-        "observation.images.wrist_depth": PolicyFeature(FeatureType.VISUAL, (1, 40, 48)),
-        "observation.images.wrist_segmentation": PolicyFeature(FeatureType.VISUAL, (1, 40, 48)),
-        "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
-    }
-    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (6,))}
-    stats = {"observation.state": {"mean": torch.zeros(6), "std": torch.ones(6)}}
-    gt = tmp_path / "gt"
-    for part in (SegDepthPolicy(cfg), *make_segdepth_pre_post_processors(cfg, dataset_stats=stats)):
-        part.save_pretrained(gt)
+    # what perception_source=segmenter_depth_anything reads, trained on the twin's ground truth
+    gt = save_checkpoint(tiny_config((40, 48), rgb=True), tmp_path / "gt")
     seg_dir = save_tiny_segmenter(tmp_path / "segmenter")
     out = export_models_checkpoint(
         gt, tmp_path / "export", segmenter_path=str(seg_dir), depth_model=str(depth_dir), depth_input_size=28
