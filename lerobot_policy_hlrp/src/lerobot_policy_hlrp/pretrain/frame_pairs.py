@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .laq_config import CLASS_SOURCES
+
 
 def gap_frames(fps: float, gap_s: float) -> int:
     """The frame gap k for a gap of `gap_s` seconds at `fps`: rounded, at least 1."""
@@ -113,6 +115,7 @@ class FramePairs(Dataset):
         self.camera_key = self._check_camera(meta, camera_key, name)
         self.classes, self.segmenter, self.segmenter_size = classes, segmenter, segmenter_size
         self.seg_key = self._check_classes(meta, self.camera_key, classes, segmenter, name)
+        self.source = None if classes is None else CLASS_SOURCES[classes]
         self.fps = float(meta.fps)
         gap_frames(self.fps, gap_s)  # positive
         self.gap = check_whole_gap(meta, gap_s)
@@ -207,11 +210,14 @@ class FramePairs(Dataset):
     @staticmethod
     def _check_classes(meta, camera_key: str, classes: str | None, segmenter, name: str) -> str | None:
         """The ground-truth segmentation key of the camera (for classes="ground_truth"), checked to exist."""
-        if classes not in (None, "ground_truth", "segmenter"):
-            raise ValueError(f"classes must be None, 'ground_truth' or 'segmenter', got {classes!r}")
-        if classes == "segmenter" and segmenter is None:
-            raise ValueError("classes='segmenter' needs a segmenter model")
-        if classes != "ground_truth":
+        # a dataset's own origin of classes: a source that reads one thing (`auto` chooses among them per dataset)
+        origins = [name for name, s in CLASS_SOURCES.items() if s.only_ground_truth or s.needs_segmenter]
+        if classes is not None and classes not in origins:
+            raise ValueError(f"classes must be None or one of {origins}, got {classes!r}")
+        source = None if classes is None else CLASS_SOURCES[classes]
+        if source is not None and source.needs_segmenter and segmenter is None:
+            raise ValueError(f"classes={classes!r} needs a segmenter model")
+        if source is None or not source.only_ground_truth:
             return None
         key = f"{camera_key}_segmentation"
         if key not in meta.features:
@@ -224,7 +230,7 @@ class FramePairs(Dataset):
 
     def _class_ids(self, rows: list[int], frames_uint8: torch.Tensor | None = None) -> torch.Tensor:
         """[len(rows), H, W] uint8 class ids for rows of one episode, from the ground truth or the segmenter."""
-        if self.classes == "segmenter":
+        if self.source.needs_segmenter:
             frames = self._frames(rows, uint8=True) if frames_uint8 is None else frames_uint8
             return segment_frames(self.segmenter, frames, self.segmenter_size)
         return self._ground_truth(rows)
@@ -289,7 +295,7 @@ class FramePairs(Dataset):
         if self.classes is not None:
             if self._class_cache is not None:
                 item["classes"] = self._class_cache[[self._cache_pos[r] for r in rows]]
-            elif self.classes == "segmenter":  # the pair's own frames, not decoded again
+            elif self.source.needs_segmenter:  # the pair's own frames, not decoded again
                 item["classes"] = segment_frames(self.segmenter, (frames * 255).round().to(torch.uint8),
                                                  self.segmenter_size)  # fmt: skip
             else:
