@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 PY=.venv/bin/python
 OUT=outputs/arm
-STAGES=${STAGES:-"base conditions lead varied long recipes"}
+STAGES=${STAGES:-"base conditions lead varied long absolute recipes"}
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
@@ -45,6 +45,9 @@ for stage in $STAGES; do
     lead)  # the demo's demonstrations, each frame labelled with the action one period later: a target for when it
       # arrives (the varied recording is not a lever with this expert: it fails under latency, docs/results.md)
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
+    absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
+      # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
+      for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;
     conditions)  # today's recipe under every arm condition
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_segdepth_gt.yaml ;;
     recipes)  # the three recipes in the user's look, on the ideal arm and the `unseen` family
