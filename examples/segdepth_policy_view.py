@@ -24,6 +24,7 @@ from so101_run_infra.cli import prepare_command_line
 
 @dataclass
 class PolicyViewConfig:
+    # the segdepth checkpoint (--policy.path: its pretrained_model folder); required
     policy: CheckpointRef = field(default_factory=CheckpointRef)
     # where policy_view.mp4 and policy_channels.png go; required
     output_dir: Path | None = None

@@ -49,6 +49,7 @@ class HeldOutDatasetConfig(DatasetRef):
 
 @dataclass
 class ActionErrorConfig:
+    # the trained checkpoint (--policy.path: its pretrained_model folder); required
     policy: CheckpointRef = field(default_factory=CheckpointRef)
     # a recording from episode seeds the policy never trained on, with the inputs the policy reads
     dataset: HeldOutDatasetConfig = field(default_factory=HeldOutDatasetConfig)

@@ -177,6 +177,7 @@ class Sim2RealDatasetConfig(DatasetRef):
 
 @dataclass
 class Sim2RealCheckConfig:
+    # the segdepth checkpoint (--policy.path: its pretrained_model folder); required
     policy: CheckpointRef = field(default_factory=CheckpointRef)
     dataset: Sim2RealDatasetConfig = field(default_factory=Sim2RealDatasetConfig)
     # compare at most this many frames; None: all of the chosen episodes
