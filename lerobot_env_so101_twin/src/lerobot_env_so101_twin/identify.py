@@ -14,9 +14,10 @@ How:
   computed once per parameter set in numpy; a fractional latency blends the switching substep, so the fit is smooth
   in it;
 - latency is searched on a grid first (the error has local minima a period apart), then every parameter, latency
-  included, is fitted by scipy's bounded least squares (trust region reflective); the uncertainty is the
-  Gauss-Newton covariance s^2 (J^T J)^-1 at the solution, and a parameter whose Jacobian column is near zero is
-  reported as not identified by this recording, with that evidence.
+  included, is fitted by scipy's bounded least squares (trust region reflective) under a Gaussian prior at the
+  nominal arm; the uncertainty is the posterior covariance s^2 (J^T J)^-1 at the solution (the prior's rows in J),
+  and a parameter on which the recording's Jacobian column is smaller than the prior's is reported as not identified
+  by this recording, with that evidence.
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ def split(episodes: list[Episode], every: int) -> tuple[list[Episode], list[Epis
     return [e for i, e in enumerate(episodes) if i % every != 0], held
 
 
+NOT_IDENTIFIED_WHY = "the recording tells less about it than the prior at the nominal arm: it stays nominal"
 GRIPPER_FORCE_WHY = "the gripper's force limit acts only while it closes on something, and those frames are left out"
 
 
@@ -115,7 +116,7 @@ def unidentified(parameters: dict) -> dict[str, str]:
     for name, rows in parameters.items():
         for r in rows:
             if not r["identified"]:
-                out[f"{name}[{r['joint']}]"] = "its Jacobian column is near zero: the recording does not excite it"
+                out[f"{name}[{r['joint']}]"] = NOT_IDENTIFIED_WHY
             elif r["at_bound"]:
                 out[f"{name}[{r['joint']}]"] = "it sits on its bound"
     return out
