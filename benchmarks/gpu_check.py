@@ -276,8 +276,8 @@ def record(runner: Runner) -> Path:
     args = [
         *command("so101-twin-record"),
         "--robot.cameras=[front,wrist]",
-        f"--robot.camera_height={HEIGHT}",
-        f"--robot.camera_width={WIDTH}",
+        f"--robot.observation_height={HEIGHT}",
+        f"--robot.observation_width={WIDTH}",
         "--robot.depth=true",
         "--robot.segmentation=true",
         "--robot.action_noise_std=1.0",

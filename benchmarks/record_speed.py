@@ -26,7 +26,13 @@ from lerobot_env_so101_twin.commands.record import TwinDatasetConfig, TwinRecord
 from lerobot_env_so101_twin.config_robot import SO101TwinConfig
 from so101_run_infra.cli import prepare_command_line
 
-DEMO_ROBOT = {"cameras": ["wrist"], "camera_height": 120, "camera_width": 160, "depth": True, "segmentation": True}
+DEMO_ROBOT = {
+    "cameras": ["wrist"],
+    "observation_height": 120,
+    "observation_width": 160,
+    "depth": True,
+    "segmentation": True,
+}
 # --settings name: (the table's label, robot settings, dataset encoder settings). LeRobot's default encoders, and
 # configs/demo.yaml's (x265's fastest preset for the lossless depth streams: the same decoded values)
 SETTINGS = {
@@ -38,7 +44,7 @@ SETTINGS = {
     ),
     "rgb_640x480": (
         "front + wrist 640x480 RGB",
-        {"cameras": ["front", "wrist"], "camera_height": 480, "camera_width": 640},
+        {"cameras": ["front", "wrist"], "observation_height": 480, "observation_width": 640},
         {},
     ),
 }
@@ -71,8 +77,8 @@ def stock(settings: tuple, root: Path, episodes: int) -> tuple[float, None]:
         str(Path(sys.executable).parent / "lerobot-record"),
         "--robot.type=so101_twin",
         f"--robot.cameras=[{','.join(robot['cameras'])}]",
-        f"--robot.camera_height={robot['camera_height']}",
-        f"--robot.camera_width={robot['camera_width']}",
+        f"--robot.observation_height={robot['observation_height']}",
+        f"--robot.observation_width={robot['observation_width']}",
         f"--robot.depth={bool_flag[robot.get('depth', False)]}",
         f"--robot.segmentation={bool_flag[robot.get('segmentation', False)]}",
         "--robot.action_noise_std=1.0",

@@ -18,7 +18,7 @@ ones cost, and the output says which it timed.
 Each setting (camera size x --fps x torch threads; --frozen_segmenter adds one with the segmenter frozen) runs
 
     lerobot-rollout --strategy.type=base --policy.path=CKPT --robot.type=so101_twin --robot.cameras='[wrist]'
-        --robot.camera_height=H --robot.camera_width=W --robot.wall_clock=true --robot.timing_path=FILE
+        --robot.observation_height=H --robot.observation_width=W --robot.wall_clock=true --robot.timing_path=FILE
         --robot.fps=F --robot.max_relative_target=5 --fps=F --duration=D --device=cpu
         --return_to_initial_position=false
 
@@ -294,8 +294,8 @@ def rollout_args(
         f"--policy.path={checkpoint}",
         "--robot.type=so101_twin",
         "--robot.cameras=[wrist]",
-        f"--robot.camera_height={size[0]}",
-        f"--robot.camera_width={size[1]}",
+        f"--robot.observation_height={size[0]}",
+        f"--robot.observation_width={size[1]}",
         "--robot.wall_clock=true",
         f"--robot.timing_path={timing}",
         f"--robot.fps={fps}",
@@ -418,7 +418,9 @@ def peer_times(
             if isinstance(step, SegmenterStep):
                 freeze_segmenter(step)
     robot = SO101Twin(
-        SO101TwinConfig(id="rollout_loop_peer", cameras=["wrist"], camera_height=size[0], camera_width=size[1])
+        SO101TwinConfig(
+            id="rollout_loop_peer", cameras=["wrist"], observation_height=size[0], observation_width=size[1]
+        )
     )
     robot.connect()
     features = hw_to_dataset_features(robot.observation_features, OBS_STR)

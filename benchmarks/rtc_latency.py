@@ -161,8 +161,9 @@ def rollout(path: Path, engine: str, bench: "RTCLatencyConfig", cwd: Path) -> di
     flags = ["--inference.type=rtc", f"--inference.rtc.execution_horizon={HORIZON}"] if engine == "rtc" else []
     cmd = [
         str(VENV_BIN / "lerobot-rollout"), "--strategy.type=base", f"--policy.path={path}", "--robot.type=so101_twin",
-        "--robot.cameras=[front,wrist]", "--robot.segmentation=true", f"--robot.camera_height={bench.camera_hw[0]}",
-        f"--robot.camera_width={bench.camera_hw[1]}", f"--task={TASK}", f"--duration={bench.rollout_s}",
+        "--robot.cameras=[front,wrist]", "--robot.segmentation=true",
+        f"--robot.observation_height={bench.camera_hw[0]}", f"--robot.observation_width={bench.camera_hw[1]}",
+        f"--task={TASK}", f"--duration={bench.rollout_s}",
         f"--fps={bench.fps}", f"--device={bench.device}", "--return_to_initial_position=false", *flags,
     ]  # fmt: skip
     start = time.perf_counter()

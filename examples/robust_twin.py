@@ -40,7 +40,7 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin.appearance import check_level
-from lerobot_policy_segvla.cue_sources import CUE_SOURCES
+from lerobot_policy_segvla.perception_sources import PERCEPTION_SOURCES
 from so101_devtools.learning_curve import curve_figure, hold_reference
 from so101_devtools.stages import run_logged
 from so101_devtools.twin_eval import env_flags, eval_args
@@ -93,7 +93,7 @@ class RobustTwinConfig:
     perception_config: Path = Path("configs/segmenter_robust.yaml")
     # where the robust segmenter's renders, run (run/best) and evaluations go
     perception_dir: Path = Path("outputs/perception")
-    # so101-seg-pretrain-tower's config: the twin-size backbone's vision tower pretrained on the robust segmenter's
+    # segvla-pretrain-tower's config: the twin-size backbone's vision tower pretrained on the robust segmenter's
     # randomised frames, for the arms whose vlm_model_name is tower_dir (a frozen pretrained tower, as SmolVLA's)
     tower_config: Path = Path("configs/vision_tower_twin.yaml")
     # the pretrained tower's SmolVLM folder, as the frozen-tower arms' vlm_model_name names it
@@ -232,13 +232,13 @@ def reads_tower(cfg: RobustTwinConfig, arms: list[str]) -> bool:
 
 
 def tower_stage(cfg: RobustTwinConfig) -> dict:
-    """The vision tower pretrained on segmentation (so101-seg-pretrain-tower), on the robust segmenter's frames (made
+    """The vision tower pretrained on segmentation (segvla-pretrain-tower), on the robust segmenter's frames (made
     first when missing); its mIoU per look, archived as vision_tower.json."""
     metrics = cfg.tower_dir / "tower_metrics.json"
     if not metrics.is_file():
         perception_stage(cfg)  # its renders: the training frames and each look's test frames
         args = [
-            str(VENV_BIN / "so101-seg-pretrain-tower"),
+            str(VENV_BIN / "segvla-pretrain-tower"),
             f"--config_path={cfg.tower_config}",
             f"--vlm_path={cfg.vlm_dir}",
             f"--data.path={cfg.perception_dir / 'sim_train'}",
@@ -311,7 +311,7 @@ def copied_cameras(policy: dict) -> set[str]:
     """The camera features a recipe reads: its RGB cameras, and for ground-truth cues the twin's segmentation beside
     each cued camera, which SegVLA adds to its inputs only when the policy is built (not in the recipe's YAML)."""
     keep = {k for k in policy["input_features"] if k.startswith("observation.images.")}
-    source = CUE_SOURCES.get(policy.get("perception_source", "none"))
+    source = PERCEPTION_SOURCES.get(policy.get("perception_source", "none"))
     if source is not None and source.reads_twin_segmentation:
         keep |= {f"{camera}_segmentation" for camera in policy.get("segmentation_feature_map", {})}
     return keep

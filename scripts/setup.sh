@@ -33,11 +33,11 @@ fi
 # camera aid's viewer), pynput (the record and rollout keys) and placo (lerobot-find-joint-limits).
 .venv/bin/uv pip install --python .venv/bin/python -q \
   "torch>=2.7,<2.12" "lerobot[feetech,dataset,training,smolvla,timm-dep,diffusion,core-scripts,kinematics]>=0.6.1,<0.7" pycocotools \
-  -e ./so101_core -e ./so101_run_infra -e ./lerobot_env_so101_twin -e ./so101_policy_common -e './so101_commands[vlm,cluster,serve]' -e ./so101_segmenter -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e ./lerobot_policy_hlrp -e ./so101_devtools \
+  -e ./so101_core -e ./so101_run_infra -e ./lerobot_env_so101_twin -e ./so101_policy_common -e './so101_commands[vlm,cluster,serve]' -e ./so101_segmenter -e ./so101_twin_data -e ./lerobot_policy_segdepth -e ./lerobot_policy_segvla -e ./so101_segdepth_rl -e ./lerobot_policy_imf -e ./lerobot_policy_hlrp -e ./so101_devtools \
   -r requirements-dev.txt
 # Bytecode for everything installed: with PYTHONDONTWRITEBYTECODE set (as on some CI images and this project's
 # machines) Python would otherwise compile LeRobot, torch and transformers from source on every start, ~25 s per
 # command instead of ~10 s (every lerobot-* command, each recording worker, each test subprocess).
 .venv/bin/python -m compileall -q -j 2 .venv/lib/python3.12/site-packages so101_core/src so101_run_infra/src lerobot_env_so101_twin/src \
-  so101_policy_common/src so101_commands/src so101_devtools/src so101_segmenter/src lerobot_policy_segdepth/src lerobot_policy_segvla/src so101_segdepth_rl/src lerobot_policy_imf/src lerobot_policy_hlrp/src >/dev/null 2>&1 || true
+  so101_policy_common/src so101_commands/src so101_devtools/src so101_segmenter/src so101_twin_data/src lerobot_policy_segdepth/src lerobot_policy_segvla/src so101_segdepth_rl/src lerobot_policy_imf/src lerobot_policy_hlrp/src >/dev/null 2>&1 || true
 echo "[setup] ready: $(.venv/bin/python -c 'import lerobot, torch, mujoco; print("lerobot", lerobot.__version__, "| torch", torch.__version__, "| mujoco", mujoco.__version__)')"

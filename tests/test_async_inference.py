@@ -144,7 +144,8 @@ def refused(call) -> grpc.RpcError:
 def test_lerobots_robot_client_drives_the_twin_through_the_server(server, segvla, tmp_path):
     log = tmp_path / "client.log"
     command = [str(VENV_BIN / "python"), "-m", "lerobot.async_inference.robot_client", "--robot.type=so101_twin",
-               "--robot.cameras=[front,wrist]", f"--robot.camera_height={HEIGHT}", f"--robot.camera_width={WIDTH}",
+               "--robot.cameras=[front,wrist]", f"--robot.observation_height={HEIGHT}",
+               f"--robot.observation_width={WIDTH}",
                f"--task={TASK}", f"--server_address=127.0.0.1:{server.port}", "--policy_type=segvla",
                f"--pretrained_name_or_path={segvla}", "--policy_device=cpu", "--client_device=cpu",
                "--actions_per_chunk=4", "--chunk_size_threshold=0.5"]  # fmt: skip

@@ -16,14 +16,14 @@ from run_again import mtimes
 
 from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_run_infra.cli import OutputRefused, SettingsRefused
-from so101_segmenter.autolabel_config import FitConfig
-from so101_segmenter.autolabel_fit import PARKED, UPRIGHT, class_agreement, fit_cameras, fit_held, fit_standing
-from so101_segmenter.autolabel_scene import LabelScene
-from so101_segmenter.autolabel_scores import boundary_band, confusion, iou_report
 from so101_segmenter.classes import BACKGROUND, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
-from so101_segmenter.cube_colour import CubeColour, soft_overlap
 from so101_segmenter.dataset_index import DatasetIndex
-from so101_segmenter.grasp import DROPPED, NO_GRASP, NOT_FOUND, PUSHED, GraspConfig, find_grasp
+from so101_twin_data.autolabel_config import FitConfig
+from so101_twin_data.autolabel_fit import PARKED, UPRIGHT, class_agreement, fit_cameras, fit_held, fit_standing
+from so101_twin_data.autolabel_scene import LabelScene
+from so101_twin_data.autolabel_scores import boundary_band, confusion, iou_report
+from so101_twin_data.cube_colour import CubeColour, soft_overlap
+from so101_twin_data.grasp import DROPPED, NO_GRASP, NOT_FOUND, PUSHED, GraspConfig, find_grasp
 
 SIZE = (72, 96)
 
@@ -191,7 +191,8 @@ def test_a_look_seed_holds_one_look_while_the_cube_moves():
 # ----- the command, end to end ----------------------------------------------------------------------------------------
 def record(root: Path, task: str = "LiftCube", cameras: str = "[front,wrist]", episodes: int = 3) -> Path:
     run_cli(["so101-twin-record", f"--robot.task={task}", f"--robot.cameras={cameras}",
-             f"--robot.camera_height={SIZE[0]}", f"--robot.camera_width={SIZE[1]}", "--robot.segmentation=true",
+             f"--robot.observation_height={SIZE[0]}", f"--robot.observation_width={SIZE[1]}",
+             "--robot.segmentation=true",
              "--robot.seed=11", "--dataset.repo_id=local/autolabel", f"--dataset.root={root}",
              f"--dataset.num_episodes={episodes}", "--dataset.episode_time_s=5", f"--dataset.single_task={TASK}",
              "--num_workers=1"], cwd=root.parent)  # fmt: skip
@@ -235,7 +236,7 @@ def test_labels_match_the_twins_own_segmentation_and_train_the_segmenter(recordi
 
 def autolabel_here(capsys, root: Path, out: Path, *flags: str) -> str:
     """so101-seg-autolabel's own entry, in this process (the command's imports paid once); what it printed."""
-    from so101_segmenter.autolabel import autolabel_cli
+    from so101_twin_data.autolabel import autolabel_cli
 
     threads = torch.get_num_threads()
     argv = ["so101-seg-autolabel", "--dataset.repo_id=local/autolabel", f"--dataset.root={root}",

@@ -65,8 +65,8 @@ def test_the_poses_are_the_scene_and_the_docs_show_their_table():
 def test_a_moved_camera_scores_worse_than_the_twins_own(camera):
     """The twin robot is the live source (with its segmentation): its own camera matches the reference render
     exactly; remounted 1 cm and 2 degrees off, every score moves the wrong way by a clear margin."""
-    robot = SO101TwinConfig(id=f"align_{camera}", cameras=[camera], camera_height=SIZE[0], camera_width=SIZE[1],
-                            segmentation=True)  # fmt: skip
+    robot = SO101TwinConfig(id=f"align_{camera}", cameras=[camera], observation_height=SIZE[0],
+                            observation_width=SIZE[1], segmentation=True)  # fmt: skip
     cfg = CameraAlignConfig(twin_camera=camera, robot=robot, output=None, frames=1, display_data=False)
     source = LiveSource(cfg)
     source.connect()
@@ -128,7 +128,7 @@ def test_the_command_with_the_twin_robot_writes_a_video(tmp_path, monkeypatch, c
     output = tmp_path / "align.mp4"
     result = _run_command(
         monkeypatch, capsys, "--twin_camera=front", "--robot.type=so101_twin", "--robot.id=align_cmd",
-        "--robot.cameras=[front]", f"--robot.camera_height={SIZE[0]}", f"--robot.camera_width={SIZE[1]}",
+        "--robot.cameras=[front]", f"--robot.observation_height={SIZE[0]}", f"--robot.observation_width={SIZE[1]}",
         "--robot.segmentation=true", "--frames=3", f"--output={output}",
     )  # fmt: skip
     assert result["mask_miou"] == pytest.approx(1.0) and result["edge_match"] > 0.95

@@ -194,7 +194,10 @@ def test_a_96x128_checkpoint_rolls_out_on_the_twins_480x640_cameras(case, tmp_pa
     ("flags", "refusal"),
     [
         (("--robot.cameras=[front]",), "missing ['observation.images.wrist']"),
-        (("--robot.camera_height=480", "--robot.camera_width=480"), "is 480x480 (height x width), but this checkpoint"),
+        (
+            ("--robot.observation_height=480", "--robot.observation_width=480"),
+            "is 480x480 (height x width), but this checkpoint",
+        ),
     ],
     ids=["missing_camera", "other_aspect"],
 )

@@ -11,11 +11,11 @@ from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot_env_so101_twin.commands.record import TwinRecordConfig
 from lerobot_policy_hlrp.commands.train_trunk import TrunkTrainConfig
 from lerobot_policy_hlrp.pretrain.laq_config import LAQTrainConfig
+from lerobot_policy_segvla.commands.pretrain_tower import TowerPretrainConfig
 from so101_commands.submit import SubmitConfig
 from so101_devtools.demo import DemoConfig
 from so101_segdepth_rl.config import RLTrainConfig
 from so101_segmenter.configs import TrainConfig
-from so101_segmenter.vlm_tower import TowerPretrainConfig
 
 register_third_party_plugins()  # --policy.type=imf / hlrp in the lerobot-train configs
 
@@ -83,6 +83,7 @@ CONFIGS = {
     "arm/conditions_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/recipes_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/hidden_arm_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/tuning/lead_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,
     "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,
     "own_scene/segmenter_adapt.yaml": TrainConfig,

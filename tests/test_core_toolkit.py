@@ -21,6 +21,7 @@ from so101_run_infra.runs import (
     RUN_FINISHED,
     check_resume_config,
     claim_run_dir,
+    claim_training_dir,
     config_differences,
     finished_run,
     mark_finished,
@@ -155,6 +156,22 @@ def test_claiming_a_run_folder(tmp_path):
         claim_run_dir(out, resume=True, checkpoint=out / "last")
     (out / "last").mkdir()
     claim_run_dir(out, resume=True, checkpoint=out / "last")
+
+
+def test_claiming_a_training_folder_checks_the_shape_on_resume_and_the_holder_when_new(tmp_path):
+    """The trainers' one claim: a resume must keep the saved shape (named in the refusal); a new run into a used
+    folder is refused, saying whether --resume=true would continue it."""
+    out, last = tmp_path / "run", tmp_path / "run" / "last"
+    shape = {"model": {"width": 8}}
+    claim = dict(shape_now=shape, now={"steps": 5}, settings={"steps": 5})
+    assert claim_training_dir(out, False, last, "trainer", shape_saved=None, saved=None, **claim).is_dir()
+    last.mkdir()
+    with pytest.raises(ValueError, match=r"--resume=true with a model that differs .*model.width: saved 4, now 8"):
+        claim_training_dir(out, True, last, "trainer", shape_saved={"model": {"width": 4}}, saved={}, what="model",
+                           **claim)  # fmt: skip
+    claim_training_dir(out, True, last, "trainer", shape_saved=shape, saved={"steps": 3}, **claim)
+    with pytest.raises(FileExistsError, match="--resume=true"):
+        claim_training_dir(out, False, last, "trainer", shape_saved=shape, saved={"steps": 3}, **claim)
 
 
 def test_a_finished_run_is_known_again_and_a_used_folder_is_refused_naming_what_it_holds(tmp_path, capsys):

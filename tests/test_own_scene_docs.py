@@ -50,8 +50,8 @@ def test_the_own_scene_lines_run_in_the_twin(tmp_path, monkeypatch):
     home = tmp_path / "lerobot_home"
     monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
     repo_id = flag(autolabel, "dataset.repo_id")
-    run_cli(["so101-twin-record", "--robot.cameras=[front,wrist]", "--robot.camera_height=96",
-             "--robot.camera_width=128", "--robot.appearance=unseen", "--robot.look_seed=61", "--robot.seed=11",
+    run_cli(["so101-twin-record", "--robot.cameras=[front,wrist]", "--robot.observation_height=96",
+             "--robot.observation_width=128", "--robot.appearance=unseen", "--robot.look_seed=61", "--robot.seed=11",
              "--robot.segmentation=true", f"--dataset.repo_id={repo_id}", f"--dataset.root={home / repo_id}",
              "--dataset.num_episodes=2", "--dataset.episode_time_s=5", f"--dataset.single_task={TASK}",
              "--num_workers=1"], cwd=tmp_path)  # fmt: skip

@@ -355,3 +355,29 @@ def test_one_segdepth_checkpoint_runs_on_ground_truth_and_on_the_models(gt_datas
     exported.pretrained_path = tmp_path / "for_the_real_arm"
     e_pre, _ = make_pre_post_processors(exported, pretrained_path=str(tmp_path / "for_the_real_arm"))
     assert torch.equal(e_pre(dict(item))["observation.segdepth"], m_obs["observation.segdepth"])
+
+
+def test_each_perception_source_builds_exactly_the_step_types_its_record_names(tmp_path, seg_dir, depth_dir):
+    """The types a saved preprocessor's perception block is found by (OBSERVATION_STEP_TYPES) come from the records:
+    each source builds steps of exactly the types its record names, and the block's types are their union and the
+    stack, so a new source's steps are found without a list kept by hand."""
+    from lerobot_policy_segdepth import SegDepthConfig
+    from lerobot_policy_segdepth.observation_steps import StackChannelsStep
+    from lerobot_policy_segdepth.perception_sources import PERCEPTION_SOURCES
+    from lerobot_policy_segdepth.processor_segdepth import OBSERVATION_STEP_TYPES, segdepth_observation_steps
+    from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, save_segmenter
+
+    with_head = save_segmenter(
+        EfficientViTFPN(SegmenterConfig(pretrained=False, fpn_channels=8, depth_head=True)).eval(), tmp_path / "head"
+    )
+    paths = {"segmenter_depth": with_head, "segmenter": seg_dir, "segmenter_depth_anything": seg_dir}
+    for name, record in PERCEPTION_SOURCES.items():
+        extra = {"segmenter_path": str(paths[name])} if name in paths else {}
+        if name == "segmenter_depth_anything":
+            extra["depth_model"] = str(depth_dir)
+        config = SegDepthConfig(device="cpu", push_to_hub=False, perception_source=name, image_size=32, **extra)
+        *built, stack = segdepth_observation_steps(config)
+        assert isinstance(stack, StackChannelsStep)
+        assert [type(step) for step in built] == list(record.step_types()), name
+    union = {kind for record in PERCEPTION_SOURCES.values() for kind in record.step_types()}
+    assert set(OBSERVATION_STEP_TYPES) == union | {StackChannelsStep} and len(OBSERVATION_STEP_TYPES) == len(union) + 1

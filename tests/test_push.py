@@ -210,7 +210,7 @@ def test_hlrp_stage_trainers_push_their_outputs_with_model_cards(hub, tmp_path):
 def test_so101_twin_record_pushes_like_lerobot_record(hub, tmp_path, monkeypatch):
     from lerobot_env_so101_twin.commands import record
 
-    flags = ["--robot.cameras=[wrist]", "--robot.camera_height=24", "--robot.camera_width=32",
+    flags = ["--robot.cameras=[wrist]", "--robot.observation_height=24", "--robot.observation_width=32",
              "--dataset.repo_id=me/twin_reach", f"--dataset.root={tmp_path / 'data'}", "--dataset.num_episodes=1",
              "--dataset.episode_time_s=0.2", "--robot.task=ReachCube", "--num_workers=1", "--fail_fast_episodes=0",
              "--dataset.push_to_hub=true", "--dataset.private=true", "--dataset.tags=[so101]"]  # fmt: skip

@@ -79,8 +79,8 @@ def test_each_dry_run_shown_is_its_follower_command_with_the_documented_substitu
     )  # fmt: skip
     assert substituted == [
         "lerobot-record", "--robot.type=so101_twin", "--robot.id=arm", "--robot.cameras=[wrist]",
-        "--robot.camera_height=240", "--robot.camera_width=320", "--teleop.type=so101_twin_expert", "--dataset.fps=15",
-        "--robot.fps=15",
+        "--robot.observation_height=240", "--robot.observation_width=320", "--teleop.type=so101_twin_expert",
+        "--dataset.fps=15", "--robot.fps=15",
     ]  # fmt: skip
 
 

@@ -207,7 +207,7 @@ def test_segdepth_source_segmenter_depth_reads_rgb_alone(tmp_path):
 
 
 def _render(folder: Path, episodes: int = 2, **kwargs):
-    from so101_segmenter.sim_frames import render_dataset
+    from so101_twin_data.sim_frames import render_dataset
 
     return render_dataset(folder, episodes=episodes, frames_per_episode=2, height=32, width=40, **kwargs)
 

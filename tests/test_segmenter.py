@@ -636,7 +636,7 @@ def test_train_config_file_flag_overrides_and_clear_errors():
 
 @pytest.mark.slow
 def test_sim_frames_render_randomised_exact_masks_and_resume(tmp_path):
-    from so101_segmenter.sim_frames import RandomizationConfig, render_dataset
+    from so101_twin_data.sim_frames import RandomizationConfig, render_dataset
 
     index = render_dataset(tmp_path / "sim", episodes=2, frames_per_episode=3, height=32, width=40, seed=5)
     assert len(index.records) == 2 * 3 * 2  # episodes x frames x cameras

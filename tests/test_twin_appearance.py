@@ -142,7 +142,7 @@ def _look(twin: TwinSimulation) -> dict:
 
 def test_unseen_draws_never_fall_inside_what_shifted_and_the_segmenter_draw():
     from lerobot_env_so101_twin.appearance import in_unseen_band
-    from so101_segmenter.sim_frames import RandomizationConfig
+    from so101_twin_data.sim_frames import RandomizationConfig
 
     unseen = make_twin("unseen")
     others = {"shifted": make_twin("shifted"), "segmenter": make_twin("shifted")}

@@ -112,11 +112,18 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     _record(data, "--robot.arm_params.latency_ms=67", "--robot.arm_params.gain=[0.7]")
     out = tmp_path / "my_arm"
     flags = ["so101-twin-identify", "--dataset.repo_id=local/identify", f"--dataset.root={data}",
-             f"--output_dir={out}", "--max_nfev=2", "--holdout_every=4", "--latency_step_ms=33.3333"]  # fmt: skip
+             f"--output_dir={out}", "--max_nfev=2", "--holdout_every=4", "--latency_step_ms=33.3333",
+             "--control_fps=10"]  # fmt: skip
     run_cli(flags, cwd=tmp_path)
     arm = load_arm(str(out / "arm.json"))
     report = json.loads((out / "report.json").read_text())
     assert abs(arm.latency_ms - 67) <= PERIOD_MS
+    assert arm.control_fps == 10  # the policy loop's rate, as given: written, not fitted
+    slower = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:3],
+                             f"--output_dir={tmp_path / 'seven'}", "--control_fps=7"], capture_output=True, text=True,
+                            cwd=tmp_path)  # fmt: skip
+    assert slower.returncode != 0 and "--control_fps=7: the loop's rate must divide" in slower.stderr
+    assert "Traceback" not in slower.stderr and not (tmp_path / "seven").exists()
     assert report["episodes"] == {"fit": [1, 2, 3], "held_out": [0]}
     assert set(report["tracking_rmse_held_out"]) == {"nominal", "identified"}
     assert "gripper_force" in report["not_identified"]

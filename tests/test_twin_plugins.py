@@ -64,7 +64,7 @@ def test_features_match_the_real_so101_follower(tmp_path):
 
 def test_robot_steps_clips_and_resets(tmp_path):
     robot = SO101Twin(
-        SO101TwinConfig(camera_height=48, camera_width=64, max_relative_target=10.0, calibration_dir=tmp_path)
+        SO101TwinConfig(observation_height=48, observation_width=64, max_relative_target=10.0, calibration_dir=tmp_path)
     )
     with pytest.raises(RuntimeError, match="not connected"):
         robot.get_observation()
@@ -155,3 +155,42 @@ def test_env_features_follow_the_dataset_layout():
     assert feats["observation.images.wrist_segmentation"].shape == (1, 48, 64)
     assert feats["observation.state"].shape == (6,)
     assert feats["action"].shape == (6,)
+
+
+def test_the_robot_the_env_and_the_simulation_share_one_setup():
+    """One dataclass holds what the three share; the robot and the env add the cameras with one size spelling, and
+    refuse the same bad value naming their own flag."""
+    from dataclasses import fields
+
+    from lerobot_env_so101_twin.simulation import TwinConfig
+    from lerobot_env_so101_twin.twin_setup import TwinCameras, TwinSetup
+
+    shared = {f.name for f in fields(TwinSetup)}
+    assert {"task", "fps", "depth", "segmentation", "appearance", "look_seed", "arm", "arm_params"} <= shared
+    for config in (SO101TwinConfig, SO101TwinEnvConfig, TwinConfig):
+        assert issubclass(config, TwinSetup), config
+    for config in (SO101TwinConfig, SO101TwinEnvConfig):
+        assert issubclass(config, TwinCameras)
+        assert {f.name for f in fields(TwinCameras)} <= {f.name for f in fields(config)}
+    for prefix, config in (("robot", SO101TwinConfig), ("env", SO101TwinEnvConfig)):
+        with pytest.raises(ValueError, match=rf"--{prefix}\.look_seed=3 fixes a drawn look"):
+            config(look_seed=3)
+        with pytest.raises(ValueError, match=rf"--{prefix}\.observation_height/observation_width must be positive"):
+            config(observation_width=0)
+    robot, env = (
+        SO101TwinConfig(appearance="unseen", look_seed=61),
+        SO101TwinEnvConfig(appearance="unseen", look_seed=61),
+    )
+    assert {name: getattr(robot, name) for name in shared} == {name: getattr(env, name) for name in shared}
+
+
+def test_the_robots_former_camera_size_flags_still_work_and_say_the_new_name(caplog):
+    import draccus
+
+    with caplog.at_level("WARNING"):
+        robot = draccus.parse(SO101TwinConfig, args=["--camera_height=96", "--camera_width=128"])
+    assert (robot.observation_height, robot.observation_width) == (96, 128)
+    assert (robot.camera_height, robot.camera_width) == (None, None)
+    said = [r.getMessage() for r in caplog.records]
+    assert "--robot.camera_height is now --robot.observation_height; the old name will go" in said
+    assert "--robot.camera_width is now --robot.observation_width; the old name will go" in said

@@ -16,7 +16,7 @@ from lerobot_env_so101_twin.config_robot import SO101TwinConfig
 from lerobot_env_so101_twin.config_teleoperator import SO101TwinExpertConfig
 from so101_run_infra.cli import OutputRefused
 
-SMALL = {"cameras": ["wrist"], "camera_height": 48, "camera_width": 64, "depth": True, "segmentation": True}
+SMALL = {"cameras": ["wrist"], "observation_height": 48, "observation_width": 64, "depth": True, "segmentation": True}
 
 
 def config(root: Path, episodes: int, seconds: float = 1.0, robot: dict | None = None, **kwargs) -> TwinRecordConfig:
@@ -49,8 +49,8 @@ def test_same_dataset_as_lerobot_record(gt_dataset, tmp_path):
         [
             "so101-twin-record",
             "--robot.cameras=[front,wrist]",
-            f"--robot.camera_height={h}",
-            f"--robot.camera_width={w}",
+            f"--robot.observation_height={h}",
+            f"--robot.observation_width={w}",
             "--robot.depth=true",
             "--robot.segmentation=true",
             "--dataset.repo_id=local/twin_demo",
@@ -122,7 +122,7 @@ def test_resume_continues_the_episode_numbering_and_seeds(tmp_path):
 def test_resume_refuses_a_dataset_with_other_features(tmp_path):
     record(config(tmp_path / "ds", 1))
     with pytest.raises(ValueError, match=r"feature .observation\.images\.wrist"):
-        record(config(tmp_path / "ds", 1, robot={"camera_height": 32}, resume=True))
+        record(config(tmp_path / "ds", 1, robot={"observation_height": 32}, resume=True))
     assert columns(tmp_path / "ds")["episode_index"].max() == 0
 
 

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # 4 episodes of 1 s in 2 shards, a tiny wrist camera with the lossless depth and segmentation streams
 RECORD = [
     "--robot.cameras=[wrist]",
-    "--robot.camera_height=48",
-    "--robot.camera_width=64",
+    "--robot.observation_height=48",
+    "--robot.observation_width=64",
     "--robot.depth=true",
     "--robot.segmentation=true",
     "--robot.action_noise_std=1.0",

@@ -25,7 +25,9 @@ def test_every_frame_the_twin_hands_out_is_c_contiguous_and_its_own():
     from lerobot.policies.utils import prepare_observation_for_inference
 
     robot = SO101Twin(
-        SO101TwinConfig(cameras=["front", "wrist"], camera_height=24, camera_width=32, depth=True, segmentation=True)
+        SO101TwinConfig(
+            cameras=["front", "wrist"], observation_height=24, observation_width=32, depth=True, segmentation=True
+        )
     )
     robot.connect()
     try:

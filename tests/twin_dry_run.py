@@ -64,5 +64,5 @@ def _twin_cameras(value: str) -> list[str]:
     if sizes and sizes != {TWIN_SIZE}:
         assert len(sizes) == 1, f"the twin renders every camera at one size; these ask for {sorted(sizes)}"
         ((height, width),) = sizes
-        flags += [f"--robot.camera_height={height}", f"--robot.camera_width={width}"]
+        flags += [f"--robot.observation_height={height}", f"--robot.observation_width={width}"]
     return flags

@@ -42,9 +42,26 @@ for stage in $STAGES; do
         $PY scripts/demo.py --record.dataset.episode_time_s=8 --train.seed=1 --output_dir=$OUT/long_s1 \
           > $OUT/long_s1.log 2>&1
       for s in 2 3; do train $OUT/long_s1/dataset_segdepth $OUT/long_s$s/train $s; done ;;
+    identified)  # the demo's recipe (8-s episodes) recorded where the twin moves like the user's arm: the arm
+      # so101-twin-identify fitted (with its prior) to 25 demonstrations on the hidden arm (benchmarks/identify_arm.py
+      # --output_dir=outputs/identify_prior)
+      [ -f $OUT/identified_s1/summary.json ] ||
+        $PY scripts/demo.py --record.robot.arm_path=outputs/identify_prior/n25/arm.json \
+          --record.dataset.episode_time_s=8 --train.seed=1 --output_dir=$OUT/identified_s1 > $OUT/identified_s1.log 2>&1
+      for s in 2 3; do train $OUT/identified_s1/dataset_segdepth $OUT/identified_s$s/train $s; done ;;
+    true_arm)  # the same recipe recorded on the hidden arm itself: what identification is measured against
+      [ -f $OUT/true_arm_s1/summary.json ] ||
+        $PY scripts/demo.py --record.robot.arm=unseen --record.robot.arm_seed=424242 \
+          --record.dataset.episode_time_s=8 --train.seed=1 --output_dir=$OUT/true_arm_s1 > $OUT/true_arm_s1.log 2>&1
+      for s in 2 3; do train $OUT/true_arm_s1/dataset_segdepth $OUT/true_arm_s$s/train $s; done ;;
     lead)  # the demo's demonstrations, each frame labelled with the action one period later: a target for when it
       # arrives (the varied recording is not a lever with this expert: it fails under latency, docs/results.md)
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/lead_s$s/train $s --policy.action_lead=1; done ;;
+    lead_tune)  # the lead for `lead`, chosen on a training seed (11) and poses (--seed=2000) no reported run uses
+      for l in 1 2 3; do
+        train $OUT/base_s1/dataset_segdepth $OUT/tuning/lead${l}_s11/train 11 --policy.action_lead=$l
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/lead_segdepth_gt.yaml ;;
     absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
       # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;

@@ -11,7 +11,7 @@ physics is the same in both levels, and they sit in geom group `APPEARANCE_GROUP
 when the level is `shifted`: `none` renders what the twin always rendered. Ground-truth segmentation stays exact:
 the cover is `table`, distractors are `background`, the cube keeps class `cube` whatever its colour.
 
-The segmenter's domain randomisation (`so101_segmenter.sim_frames`) uses the same `AppearanceRandomizer`, with
+The segmenter's domain randomisation (`so101_twin_data.sim_frames`) uses the same `AppearanceRandomizer`, with
 wider `AppearanceRanges`, redrawn per frame.
 
 `unseen` is disjoint from both by construction, factor by factor: every object's colour has its hue in

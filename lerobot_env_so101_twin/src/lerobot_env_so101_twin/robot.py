@@ -76,7 +76,7 @@ class SO101Twin(Robot):
 
     @cached_property
     def cameras(self) -> dict[str, tuple[int, int]]:
-        return {name: (self.config.camera_height, self.config.camera_width) for name in self.config.cameras}
+        return {name: (self.config.observation_height, self.config.observation_width) for name in self.config.cameras}
 
     @property
     def _motors_ft(self) -> dict[str, type]:
@@ -85,7 +85,7 @@ class SO101Twin(Robot):
     @property
     def observation_features(self) -> dict:
         features: dict = dict(self._motors_ft)
-        h, w = self.config.camera_height, self.config.camera_width
+        h, w = self.config.observation_height, self.config.observation_width
         for cam in self.config.cameras:
             features[cam] = (h, w, 3)
         for cam in self.config.cameras:
@@ -118,20 +118,7 @@ class SO101Twin(Robot):
             raise RuntimeError(f"{self} is already connected")
         cfg = self.config
         self.twin = Twin(
-            TwinConfig(
-                task=cfg.task,
-                fps=cfg.fps,
-                cameras=dict(self.cameras),
-                depth=cfg.depth,
-                segmentation=cfg.segmentation,
-                appearance=cfg.appearance,
-                appearance_ranges=cfg.appearance_ranges,
-                look_seed=cfg.look_seed,
-                arm=cfg.arm,
-                arm_params=cfg.played_arm(),
-                arm_ranges=cfg.arm_ranges,
-                arm_seed=cfg.arm_seed,
-            ),
+            TwinConfig(cameras=dict(self.cameras), **cfg.setup("robot.")),
             seed=cfg.seed,
         )
         self._clock: float | None = None  # wall-clock time the physics has reached (wall_clock mode)

@@ -12,21 +12,14 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from so101_core import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE, TASKS
+from so101_core import BACKGROUND, CAMERA_NAMES, JOINT_NAMES, MOTOR_KEYS, NATIVE_CAMERA_SIZE
 
-from .appearance import (
-    APPEARANCE_GROUP,
-    APPEARANCE_STREAM,
-    AppearanceRandomizer,
-    AppearanceRanges,
-    appearance_rng,
-    check_level,
-    check_look_seed,
-)
-from .arm import ARM_STREAM, CAMERA_STREAM, ArmParams, ArmRanges, arm_rng, draw_arm, validate_arm
+from .appearance import APPEARANCE_GROUP, APPEARANCE_STREAM, AppearanceRandomizer, appearance_rng
+from .arm import ARM_STREAM, CAMERA_STREAM, arm_rng, draw_arm
 from .arm_physics import ArmModel, TargetPath, camera_effects, image_motion
 from .render import CameraFrame, MultiCameraRenderer
 from .scene import CUBE_HALF_SIZE, TABLE_HEIGHT, build_scene
+from .twin_setup import TwinSetup
 
 # Folded rest pose, in follower units; the pose an SO-101 is usually left in.
 REST_POSE = np.array([0.0, -98.0, 70.0, 90.0, 0.0, 20.0])
@@ -42,13 +35,12 @@ BLUR_DEPTH_M = 0.25
 
 
 @dataclass
-class TwinConfig:
-    task: str = "LiftCube"
-    fps: int = 30
+class TwinConfig(TwinSetup):
+    """The simulation's config: what the robot and the env share (TwinSetup), with each camera's size and what only
+    the simulation sets (the cube's spawn region, the physics step, the meshes)."""
+
     # camera name -> (height, width); an empty dict turns rendering off
     cameras: dict[str, tuple[int, int]] = field(default_factory=lambda: dict.fromkeys(CAMERA_NAMES, NATIVE_CAMERA_SIZE))
-    depth: bool = False
-    segmentation: bool = False
     # cameras that get depth/segmentation when those are on (None: every camera)
     ground_truth_cameras: tuple[str, ...] | None = None
     # cube spawn region: distance from the base (m) and bearing (deg), yaw (deg)
@@ -57,27 +49,8 @@ class TwinConfig:
     cube_yaw_deg: tuple[float, float] = (-45.0, 45.0)
     physics_timestep: float = 0.002
     mesh_cell: float | None = 0.004  # low-poly cell (m); None renders the full-detail CAD meshes
-    # "none": the plain twin; "shifted": colours, textures, light, distractors and camera jitter drawn per episode
-    # from its seed over `appearance_ranges`; "unseen": the same factors from ranges the others never draw
-    # (appearance.py). Physics and cube poses are the same in all three.
-    appearance: str = "none"
-    appearance_ranges: AppearanceRanges = field(default_factory=AppearanceRanges)
-    # One look for every episode (a user's own scene: the same table, light and cameras while the cube moves), drawn
-    # from this seed instead of each episode's; None: each episode its own look. Needs appearance != "none"
-    look_seed: int | None = None
-    # The arm the twin plays (arm.py): "none" plays `arm_params` (the ideal arm unless set), "varied" draws an arm
-    # per episode from `arm_ranges`, "unseen" from the bands outside them; `arm_seed` holds one drawn arm for every
-    # episode (a user's arm is one arm)
-    arm: str = "none"
-    arm_params: ArmParams = field(default_factory=ArmParams)
-    arm_ranges: ArmRanges = field(default_factory=ArmRanges)
-    arm_seed: int | None = None
 
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; the twin has {list(TASKS)}")
-        if not isinstance(self.fps, int) or self.fps <= 0:
-            raise ValueError(f"fps must be a positive integer, got {self.fps!r}")
         for name, size in self.cameras.items():
             if name not in CAMERA_NAMES:
                 raise ValueError(f"unknown camera {name!r}; the twin has {list(CAMERA_NAMES)}")
@@ -85,10 +58,7 @@ class TwinConfig:
                 raise ValueError(f"camera {name!r} needs a positive (height, width), got {tuple(size)}")
         if (self.depth or self.segmentation) and not self.cameras:
             raise ValueError("depth and segmentation need at least one camera")
-        check_level(self.appearance)
-        check_look_seed(self.look_seed, self.appearance)
-        self.appearance_ranges.validate()
-        validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps)
+        self.check_setup()
 
 
 @dataclass

@@ -40,6 +40,9 @@ class PerceptionSource:
     # (config, ids_key, disparity_key, skip) -> the steps that write class ids under ids_key and disparity under
     # disparity_key at image_size; `skip` holds the keyword arguments that make each step skip a precomputed frame.
     steps: Callable[[Any, str, str, dict], list]
+    # () -> the classes of the steps `steps` builds: where a saved preprocessor's perception block starts and ends
+    # (processor_segdepth.OBSERVATION_STEP_TYPES derives from these), imported only when asked for
+    step_types: Callable[[], tuple[type, ...]]
 
     @property
     def ground_truth(self) -> bool:
@@ -85,6 +88,34 @@ def _twin_steps(config, ids_key: str | None, disparity_key: str, skip: dict) -> 
         CenterCropSquareStep(keys=[*ids, disparity_key], **skip),
         ResizeStep(size=config.image_size, nearest_keys=ids, linear_keys=[disparity_key], **skip),
     ]
+
+
+def _twin_depth_step_types() -> tuple[type, ...]:
+    from .observation_steps import CenterCropSquareStep, DepthToDisparityStep, ResizeStep
+
+    return (DepthToDisparityStep, CenterCropSquareStep, ResizeStep)
+
+
+def _twin_step_types() -> tuple[type, ...]:
+    from .observation_steps import SegmentationFromCodeStep
+
+    return (SegmentationFromCodeStep, *_twin_depth_step_types())
+
+
+def _segmenter_step_types() -> tuple[type, ...]:
+    from .perception import SegmenterStep
+
+    return (SegmenterStep,)
+
+
+def _segmenter_and_twin_depth_step_types() -> tuple[type, ...]:
+    return (*_segmenter_step_types(), *_twin_depth_step_types())
+
+
+def _segmenter_and_depth_anything_step_types() -> tuple[type, ...]:
+    from .perception import DepthAnythingStep
+
+    return (*_segmenter_step_types(), DepthAnythingStep)
 
 
 def _ground_truth_steps(config, ids_key: str, disparity_key: str, skip: dict) -> list:
@@ -135,6 +166,7 @@ PERCEPTION_SOURCES: dict[str, PerceptionSource] = {
             depth_model_unused=None,
             recorded_fields=(),
             steps=_ground_truth_steps,
+            step_types=_twin_step_types,
         ),
         PerceptionSource(
             name="segmenter",
@@ -153,6 +185,7 @@ PERCEPTION_SOURCES: dict[str, PerceptionSource] = {
             ),
             recorded_fields=_SEGMENTER_RECORDED,
             steps=_segmenter_and_twin_depth_steps,
+            step_types=_segmenter_and_twin_depth_step_types,
         ),
         PerceptionSource(
             name="segmenter_depth",
@@ -168,6 +201,7 @@ PERCEPTION_SOURCES: dict[str, PerceptionSource] = {
             ),
             recorded_fields=_SEGMENTER_RECORDED,
             steps=_segmenter_depth_head_steps,
+            step_types=_segmenter_step_types,
         ),
         PerceptionSource(
             name="segmenter_depth_anything",
@@ -180,6 +214,7 @@ PERCEPTION_SOURCES: dict[str, PerceptionSource] = {
             depth_model_unused=None,
             recorded_fields=("segmenter_path", "depth_model", "segmenter_input_size", "depth_input_size"),
             steps=_segmenter_and_depth_anything_steps,
+            step_types=_segmenter_and_depth_anything_step_types,
         ),
     )
 }

@@ -29,23 +29,12 @@ from so101_policy_common.steps import ClipJointTargetsStep, RequireCamerasStep
 
 from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
-from .observation_steps import (
-    CenterCropSquareStep,
-    DepthToDisparityStep,
-    ResizeStep,
-    SegmentationFromCodeStep,
-    StackChannelsStep,
-)
-from .perception import DepthAnythingStep, SegmenterStep
+from .observation_steps import StackChannelsStep
 from .perception_sources import PERCEPTION_SOURCES
 
+# The perception block of a saved preprocessor: every step a perception source builds, and the stack after them.
 OBSERVATION_STEP_TYPES = (
-    SegmentationFromCodeStep,
-    DepthToDisparityStep,
-    CenterCropSquareStep,
-    ResizeStep,
-    SegmenterStep,
-    DepthAnythingStep,
+    *dict.fromkeys(kind for source in PERCEPTION_SOURCES.values() for kind in source.step_types()),
     StackChannelsStep,
 )
 

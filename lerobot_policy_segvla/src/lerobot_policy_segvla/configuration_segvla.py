@@ -11,7 +11,7 @@ from lerobot.policies.smolvla import SmolVLAConfig
 from so101_core.segmentation import check_perception_source
 from so101_policy_common.policy_config import JointLimitsFields, RenamedFields
 
-from .cue_sources import CUE_SOURCES, CueSource
+from .perception_sources import PERCEPTION_SOURCES, PerceptionSource
 
 SEGMENTATION_IMAGE_MODES = ("none", "beside", "instead")
 SEGMENTATION_IMAGE_SUFFIX = "_segmentation_rgb"  # "beside": camera key + this names the class-coloured image
@@ -93,7 +93,7 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
             return
         from .ade20k import class_ids
 
-        if self.cue_source.twin_classes:
+        if self.perception_record.twin_classes:
             from so101_core.segmentation import SEGMENTATION_CLASSES as id2label
         else:
             from transformers import AutoConfig
@@ -118,23 +118,23 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
     def __post_init__(self):
         super().__post_init__()
         self._check_vlm_dtype()
-        self._check_cue_source()
+        self._check_perception_source()
         self._check_classes()
         self._check_cue_tokens()
         self._check_geometry()
         self._check_dropout_probabilities()
         self._check_look_options()
 
-    def _check_cue_source(self) -> None:
+    def _check_perception_source(self) -> None:
         """Where the scores come from, and the batch keys they arrive under."""
-        check_perception_source(self.perception_source, tuple(CUE_SOURCES), "--policy.perception_source")
+        check_perception_source(self.perception_source, tuple(PERCEPTION_SOURCES), "--policy.perception_source")
         for camera, key in self.segmentation_feature_map.items():
             if not key.startswith("observation."):
                 raise ValueError(
                     f"segmentation_feature_map[{camera!r}] = {key!r}: the batch key must start with 'observation.'"
                     " (LeRobot's batch_to_transition drops other keys)"
                 )
-        if self.cue_source.twin_classes and self.segmentation_feature_map:
+        if self.perception_record.twin_classes and self.segmentation_feature_map:
             from so101_core.segmentation import NUM_SEGMENTATION_CLASSES
 
             if self.segmentation_num_classes != NUM_SEGMENTATION_CLASSES:
@@ -205,8 +205,10 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
             raise ValueError(
                 f"segmentation_image must be one of {SEGMENTATION_IMAGE_MODES}, got {self.segmentation_image!r}"
             )
-        if self.segmentation_image != "none" and not (self.segmentation_feature_map and self.cue_source.twin_classes):
-            drawable = " or ".join(name for name, source in CUE_SOURCES.items() if source.twin_classes)
+        if self.segmentation_image != "none" and not (
+            self.segmentation_feature_map and self.perception_record.twin_classes
+        ):
+            drawable = " or ".join(name for name, source in PERCEPTION_SOURCES.items() if source.twin_classes)
             raise ValueError(
                 f"segmentation_image={self.segmentation_image!r} draws the twin's 6 classes, so it needs cues"
                 f" (segmentation_feature_map) from perception_source={drawable}; got"
@@ -215,10 +217,10 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
             )
 
     @property
-    def cue_source(self) -> CueSource:
+    def perception_record(self) -> PerceptionSource:
         """The record of `perception_source`: the classes its scores cover, what it reads, the step that writes
         them."""
-        return CUE_SOURCES[self.perception_source]
+        return PERCEPTION_SOURCES[self.perception_source]
 
     @property
     def num_class_slots(self) -> int:
@@ -279,7 +281,7 @@ class SegVLAConfig(RenamedFields, JointLimitsFields, SmolVLAConfig):
                 f"segmentation_feature_map names cameras {unknown} the policy does not have; its cameras are"
                 f" {sorted(cameras)}"
             )
-        if self.cue_source.reads_twin_segmentation:
+        if self.perception_record.reads_twin_segmentation:
             # The twin's depth-coded segmentation beside each camera is an input of the preprocessor: listed here
             # (a checkpoint converted from SmolVLA lacks it), so the saved config says what an env or robot must give.
             for camera in self.segmentation_feature_map:

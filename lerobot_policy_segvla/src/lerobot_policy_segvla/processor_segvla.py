@@ -25,7 +25,7 @@ from .cue_steps import SegVLATaskClassesStep
 
 def segmentation_step(config: SegVLAConfig) -> ProcessorStep | None:
     """The step that fills the batch keys of `segmentation_feature_map`, chosen by `perception_source`."""
-    build = config.cue_source.step
+    build = config.perception_record.step
     if not config.segmentation_feature_map or build is None:
         return None  # cues off, or the dataset / caller already provides the scores
     return build(config)
@@ -36,7 +36,7 @@ def task_classes_step(config: SegVLAConfig) -> ProcessorStep | None:
     if not (config.segmentation_feature_map and config.segmentation_classes_from_task):
         return None
     id2label = None
-    if config.cue_source.twin_classes:
+    if config.perception_record.twin_classes:
         from so101_core.segmentation import SEGMENTATION_CLASSES
 
         id2label = {str(k): v for k, v in SEGMENTATION_CLASSES.items()}
@@ -60,7 +60,7 @@ def make_segvla_pre_post_processors(
     # what the policy reads: its RGB cameras, and the twin's segmentation beside them for ground-truth cues (a dataset's
     # other maps, depth say, are in input_features but never read)
     read = sorted(config.camera_features)
-    if config.cue_source.reads_twin_segmentation:
+    if config.perception_record.reads_twin_segmentation:
         read += [f"{camera}_segmentation" for camera in config.segmentation_feature_map]
     cameras, clip = safety_steps(config, cameras=read)
     input_steps = [

@@ -154,8 +154,8 @@ def eval_args(cfg: DemoConfig, n_episodes: int, output: Path) -> list[str]:
         f"--env.task={robot.task}",
         f"--env.cameras=[{','.join(robot.cameras)}]",
         "--env.render_cameras=[front,wrist]",
-        f"--env.observation_height={robot.camera_height}",
-        f"--env.observation_width={robot.camera_width}",
+        f"--env.observation_height={robot.observation_height}",
+        f"--env.observation_width={robot.observation_width}",
         f"--env.depth={str(robot.depth).lower()}",
         f"--env.segmentation={str(robot.segmentation).lower()}",
         f"--eval.n_episodes={n_episodes}",
@@ -348,8 +348,8 @@ def policy_view_stage(cfg: DemoConfig, run: RunFolder, ckpt: Path) -> float:
         f"--policy.path={ckpt}",
         f"--output_dir={run.root}",
         f"--seed={cfg.eval.seed}",
-        f"--height={robot.camera_height}",
-        f"--width={robot.camera_width}",
+        f"--height={robot.observation_height}",
+        f"--width={robot.observation_width}",
     ]
     outputs = [run.root / "policy_view.mp4", run.root / "policy_channels.png"]
     return command_stage(run, "policy_view", outputs, args, desc="policy view")

@@ -194,8 +194,8 @@ class ResizeCamerasStep(ConfigFromFields, ObservationProcessorStep):
                     f"'{key}' is {size[0]}x{size[1]} (height x width), but this checkpoint was trained on {h}x{w} "
                     f"frames: camera_resize={self.mode} would {'cut off' if self.mode == 'crop' else 'pad'} "
                     f"{loss:.0%} of the frame, more than its camera_aspect_tolerance={self.aspect_tolerance}. Give "
-                    f"the camera the trained aspect {w}:{h}, e.g. 480x{round(480 * w / h)} (--robot.camera_height/"
-                    "--robot.camera_width on the twin, height/width in --robot.cameras on the arm, "
+                    f"the camera the trained aspect {w}:{h}, e.g. 480x{round(480 * w / h)} (--robot.observation_height/"
+                    "--robot.observation_width on the twin, height/width in --robot.cameras on the arm, "
                     "--env.observation_height/width in lerobot-eval), or train the checkpoint with "
                     f"{CAMERA_RESIZE_FLAGS} (recorded in its preprocessor)."
                 )

@@ -105,6 +105,33 @@ def claim_run_dir(output_dir: str | Path, resume: bool, checkpoint: str | Path) 
     return output_dir
 
 
+def claim_training_dir(
+    output_dir: str | Path,
+    resume: bool,
+    checkpoint: str | Path,
+    made_by: str,
+    *,
+    shape_saved: Mapping | None,
+    shape_now: Mapping,
+    saved: Mapping | None,
+    now: Mapping,
+    settings: Mapping,
+    what: str = "config",
+) -> Path:
+    """Before a training run, the folder checked and claimed: a resumed run (from an existing `checkpoint`) must have
+    the `shape_saved` of the run it continues (what a resume may not change: the model, say; `what` names it in the
+    refusal); a new run refuses a folder in use, naming what it holds (refuse_used_folder, with `saved`, `now` and
+    `settings`; resumable when the shapes agree). Then claim_run_dir."""
+    if resume and Path(checkpoint).exists():
+        check_resume_config(shape_saved, shape_now, output_dir, what)
+    elif not resume:
+        resumable = shape_saved is not None and not config_differences(shape_saved, shape_now)
+        refuse_used_folder(
+            output_dir, checkpoint, made_by, saved=saved, now=now, settings=settings, resumable=resumable
+        )
+    return claim_run_dir(output_dir, resume, checkpoint)
+
+
 # ----- finished runs --------------------------------------------------------------------------------------------
 def mark_finished(output_dir: str | Path, settings: Mapping, summary: str, **result: Any) -> Path:
     """Record, last thing in a run, that `output_dir` holds a run finished with `settings`: what `finished_run`

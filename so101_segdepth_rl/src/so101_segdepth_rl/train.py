@@ -41,12 +41,9 @@ from so101_run_infra.cli import prepare_command_line
 from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
 from so101_run_infra.rng import capture_rng, restore_rng
 from so101_run_infra.runs import (
-    check_resume_config,
-    claim_run_dir,
-    config_differences,
+    claim_training_dir,
     finished_run,
     mark_finished,
-    refuse_used_folder,
 )
 
 from .config import RLTrainConfig, comparable, in_todays_names, run_settings, without_push
@@ -131,14 +128,9 @@ def claim_output_dir(cfg: RLTrainConfig) -> Path:
         refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
     record = cfg.output_dir / "train_config.json"
     saved = without_push(in_todays_names(json.loads(record.read_text()))) if record.is_file() else None
-    if cfg.resume and last.exists():
-        check_resume_config(saved, comparable(cfg), cfg.output_dir)
-    elif not cfg.resume:
-        now = comparable(cfg)
-        resumable = saved is not None and not config_differences(saved, now)
-        refuse_used_folder(cfg.output_dir, last, "segdepth-rl-train", saved=saved, now=now,
-                           settings=run_settings(cfg), resumable=resumable)  # fmt: skip
-    claim_run_dir(cfg.output_dir, cfg.resume, last)
+    now = comparable(cfg)
+    claim_training_dir(cfg.output_dir, cfg.resume, last, "segdepth-rl-train", shape_saved=saved, shape_now=now,
+                       saved=saved, now=now, settings=run_settings(cfg))  # fmt: skip
     return last
 
 

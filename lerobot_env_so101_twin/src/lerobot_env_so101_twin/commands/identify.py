@@ -25,7 +25,7 @@ from so101_run_infra.cli import SettingsRefused, prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.runs import made_here
 
-from ..arm import ArmParams
+from ..arm import ArmParams, check_control_fps
 from ..identify import FITTED, Episode, Replay, contact_frames, fit
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ class IdentifyConfig:
     # least-squares evaluations (each a Jacobian's worth of replays): a cap on the time it takes
     max_nfev: int = 30
     threads: int = 2  # MuJoCo rollout threads
+    # The loop rate the identified arm plays in: the rate your policy reaches on the arm's computer (lerobot-rollout's
+    # --fps, or what its log says it reached), a divisor of the recording's fps. Written to arm.json, not fitted:
+    # demonstrations show the teleoperation loop, not the policy's. None: a target every period
+    control_fps: int | None = None
 
     def __post_init__(self) -> None:
         if self.output_dir is None:
@@ -182,11 +186,17 @@ def plot(path: Path, episode: Episode, nominal: np.ndarray, fitted: np.ndarray, 
 def identify(cfg: IdentifyConfig) -> dict:
     settings = {"dataset": str(cfg.dataset.repo_id), "root": str(cfg.dataset.root), **{
         k: v for k, v in asdict(cfg).items() if k not in ("dataset", "output_dir", "threads")}}  # fmt: skip
+    if cfg.control_fps is None:  # as identifications made before the field recorded it
+        del settings["control_fps"]
     if made_here(cfg.output_dir, RECORD, settings, "so101-twin-identify", "an identification"):
         print(f"{cfg.output_dir}: already identified with these settings (arm.json); nothing to do")
         return json.loads((cfg.output_dir / "report.json").read_text())
     start = time.perf_counter()
     episodes, fps = load_episodes(cfg)
+    try:  # before the fit: the arm file must play at the recording's fps
+        check_control_fps(cfg.control_fps, fps, "control_fps")
+    except ValueError as err:
+        raise SettingsRefused(str(err)) from None
     fit_set, held = split(episodes, cfg.holdout_every)
     print(f"[identify] {len(episodes)} episodes at {fps} fps: {len(fit_set)} fitted, {len(held)} held out", flush=True)
     grid = np.arange(0.0, cfg.latency_max_ms + 1e-9, cfg.latency_step_ms)
@@ -201,7 +211,7 @@ def identify(cfg: IdentifyConfig) -> dict:
               enumerate(scored.episodes)]  # fmt: skip
     worst = int(np.argmax(errors))
     with atomic_folder(cfg.output_dir) as out:
-        write_json(out / "arm.json", arm.as_dict())
+        write_json(out / "arm.json", {**arm.as_dict(), "control_fps": cfg.control_fps})
         write_json(out / "report.json", result)
         plot(out / "tracking.png", scored.episodes[worst], nominal[worst], fitted[worst], fps)
         write_json(out / RECORD, settings)

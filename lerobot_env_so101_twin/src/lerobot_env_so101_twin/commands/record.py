@@ -15,7 +15,7 @@ lets a partial episode through. Running the same command again resumes: finished
 recorded again. When every shard is there, LeRobot's `aggregate_datasets` merges them (after the existing episodes
 with `--resume=true`) into `.<root>.tmp`, which then replaces `root`.
 
-    so101-twin-record --robot.cameras='[wrist]' --robot.camera_height=120 --robot.camera_width=160 \\
+    so101-twin-record --robot.cameras='[wrist]' --robot.observation_height=120 --robot.observation_width=160 \\
         --robot.depth=true --robot.segmentation=true --robot.action_noise_std=1.0 \\
         --dataset.repo_id=local/liftcube --dataset.root=data/liftcube --dataset.num_episodes=100 \\
         --dataset.episode_time_s=5 --num_workers=2

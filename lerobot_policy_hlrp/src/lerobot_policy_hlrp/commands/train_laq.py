@@ -42,16 +42,15 @@ from so101_run_infra.rng import capture_rng, restore_rng
 from so101_run_infra.runs import (
     check_resume_config,
     claim_run_dir,
-    config_differences,
+    claim_training_dir,
     finished_run,
     mark_finished,
-    refuse_used_folder,
     without_fields,
 )
 
 from ..laq import LAQ, laq_checkpoint_hash, segmentation_pixel_weights
 from ..pretrain.frame_pairs import FramePairs, info_file
-from ..pretrain.laq_config import CLASS_SOURCES, LAQTrainConfig
+from ..pretrain.laq_config import LAQTrainConfig
 from ..pretrain.laq_evaluation import evaluate, grid_title, spread, write_grid
 from ..pretrain.laq_publish import push_laq
 from ..pretrain.processes import make_accelerator, quiet_unless_main
@@ -87,13 +86,11 @@ def claim_new_run(cfg: LAQTrainConfig) -> None:
     found = [f for f in (out / "checkpoints" / "last" / CONFIG_FILE, out / CONFIG_FILE) if f.is_file()]
     record = json.loads(found[0].read_text()) if found else None
     now = run_settings(cfg)
-    saved = without_fields(record["config"], NOT_SETTINGS) if record else None
-    resumable = record is not None and not config_differences(
-        resumed_fields(record), resumed_fields(config_record(cfg, []))
-    )
-    checkpoint = out / "checkpoints" / "last" / STATE_DIR
-    refuse_used_folder(out, checkpoint, "hlrp-train-laq", saved=saved, now=now, settings=now, resumable=resumable)
-    claim_run_dir(out, resume=False, checkpoint=checkpoint)
+    claim_training_dir(
+        out, False, out / "checkpoints" / "last" / STATE_DIR, "hlrp-train-laq",
+        shape_saved=resumed_fields(record) if record else None, shape_now=resumed_fields(config_record(cfg, [])),
+        saved=without_fields(record["config"], NOT_SETTINGS) if record else None, now=now, settings=now,
+    )  # fmt: skip
 
 
 def resumed_fields(record: dict) -> dict:
@@ -178,7 +175,7 @@ def class_source(cfg: LAQTrainConfig, meta, camera_key: str, segmenter) -> str |
 
     key = f"{FramePairs._check_camera(meta, camera_key, meta.repo_id)}_segmentation"
     has_truth = key in meta.features
-    source = CLASS_SOURCES[cfg.segmentation.perception_source]
+    source = cfg.segmentation.perception_record
     if source.only_ground_truth or (source.ground_truth and has_truth):
         if not has_truth and cfg.loss_weighting == "segmentation":
             FramePairs._check_classes(meta, key.removesuffix("_segmentation"), "ground_truth", None, meta.repo_id)

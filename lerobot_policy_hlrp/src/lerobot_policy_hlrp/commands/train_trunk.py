@@ -33,12 +33,9 @@ from so101_run_infra.hub import HubPushConfig, model_card, push_folder
 from so101_run_infra.resume_state import load_state, refuse_pickled, save_state
 from so101_run_infra.rng import capture_rng, restore_rng
 from so101_run_infra.runs import (
-    check_resume_config,
-    claim_run_dir,
-    config_differences,
+    claim_training_dir,
     finished_run,
     mark_finished,
-    refuse_used_folder,
     without_fields,
 )
 
@@ -194,15 +191,13 @@ def claim_output_dir(cfg: TrunkTrainConfig) -> Path:
         refuse_pickled(last, "training_state.pt")  # what 0.2.0 and before wrote
     record = cfg.output_dir / "train_config.json"
     saved = json.loads(record.read_text()) if record.is_file() else None
-    if cfg.resume and last.exists():
-        check_resume_config(saved["model"], model_fields(cfg), cfg.output_dir, "core/mode/LAQ")
-    elif not cfg.resume:
-        now = run_settings(cfg)
-        resumable = saved is not None and not config_differences(saved["model"], model_fields(cfg))
-        before = without_fields(saved["config"], NOT_SETTINGS) if saved else None
-        refuse_used_folder(cfg.output_dir, last, "hlrp-train-trunk", saved=before, now=now, settings=now,
-                           resumable=resumable)  # fmt: skip
-    claim_run_dir(cfg.output_dir, cfg.resume, last)
+    now = run_settings(cfg)
+    claim_training_dir(
+        cfg.output_dir, cfg.resume, last, "hlrp-train-trunk",
+        shape_saved=saved["model"] if saved else None, shape_now=model_fields(cfg),
+        saved=without_fields(saved["config"], NOT_SETTINGS) if saved else None, now=now, settings=now,
+        what="core/mode/LAQ",
+    )  # fmt: skip
     return last
 
 

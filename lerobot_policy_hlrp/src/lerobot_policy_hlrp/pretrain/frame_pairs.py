@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .laq_config import CLASS_SOURCES
+from .perception_sources import PERCEPTION_SOURCES
 
 
 def gap_frames(fps: float, gap_s: float) -> int:
@@ -115,7 +115,7 @@ class FramePairs(Dataset):
         self.camera_key = self._check_camera(meta, camera_key, name)
         self.classes, self.segmenter, self.segmenter_size = classes, segmenter, segmenter_size
         self.seg_key = self._check_classes(meta, self.camera_key, classes, segmenter, name)
-        self.source = None if classes is None else CLASS_SOURCES[classes]
+        self.source = None if classes is None else PERCEPTION_SOURCES[classes]
         self.fps = float(meta.fps)
         gap_frames(self.fps, gap_s)  # positive
         self.gap = check_whole_gap(meta, gap_s)
@@ -211,10 +211,10 @@ class FramePairs(Dataset):
     def _check_classes(meta, camera_key: str, classes: str | None, segmenter, name: str) -> str | None:
         """The ground-truth segmentation key of the camera (for classes="ground_truth"), checked to exist."""
         # a dataset's own origin of classes: a source that reads one thing (`auto` chooses among them per dataset)
-        origins = [name for name, s in CLASS_SOURCES.items() if s.only_ground_truth or s.needs_segmenter]
+        origins = [name for name, s in PERCEPTION_SOURCES.items() if s.only_ground_truth or s.needs_segmenter]
         if classes is not None and classes not in origins:
             raise ValueError(f"classes must be None or one of {origins}, got {classes!r}")
-        source = None if classes is None else CLASS_SOURCES[classes]
+        source = None if classes is None else PERCEPTION_SOURCES[classes]
         if source is not None and source.needs_segmenter and segmenter is None:
             raise ValueError(f"classes={classes!r} needs a segmenter model")
         if source is None or not source.only_ground_truth:

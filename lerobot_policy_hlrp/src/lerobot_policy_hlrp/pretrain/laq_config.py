@@ -10,6 +10,7 @@ from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.hub import HubPushConfig
 
 from ..laq import LAQConfig
+from .perception_sources import PERCEPTION_SOURCES, PerceptionSource
 
 
 @dataclass
@@ -24,29 +25,6 @@ class PairDataConfig(DatasetRef):
 
 
 LOSS_WEIGHTINGS = ("none", "segmentation")
-
-
-@dataclass(frozen=True)
-class ClassSource:
-    """Where the segmentation weighting reads a pixel's class from: one record per value of
-    --segmentation.perception_source, read by the config's check and by hlrp-train-laq's choice per dataset."""
-
-    name: str
-    # reads the dataset's <camera>_segmentation key where the dataset has one
-    ground_truth: bool
-    # reads nothing else: a dataset without that key gives no classes (or is refused under segmentation weighting)
-    only_ground_truth: bool
-    # runs so101_segmenter's model, so --segmentation.segmenter_path must be given
-    needs_segmenter: bool
-
-
-# The values of so101_core's PERCEPTION_SOURCES the weighting can read its classes from.
-CLASS_SOURCES = {
-    "auto": ClassSource("auto", ground_truth=True, only_ground_truth=False, needs_segmenter=False),
-    "ground_truth": ClassSource("ground_truth", ground_truth=True, only_ground_truth=True, needs_segmenter=False),
-    "segmenter": ClassSource("segmenter", ground_truth=False, only_ground_truth=False, needs_segmenter=True),
-}
-PERCEPTION_SOURCES = tuple(CLASS_SOURCES)
 
 
 def default_class_weights() -> dict[str, float]:
@@ -67,6 +45,11 @@ class SegmentationWeightingConfig:
     # weight of each class in the reconstruction loss (a weighted mean: only the ratios matter); every class of the
     # 6-class map must be given
     class_weights: dict[str, float] = field(default_factory=default_class_weights)
+
+    @property
+    def perception_record(self) -> PerceptionSource:
+        """The record of `perception_source`: what it reads and whether it runs the segmenter."""
+        return PERCEPTION_SOURCES[self.perception_source]
 
     def weight_table(self) -> torch.Tensor:
         from so101_core import SEGMENTATION_CLASSES
@@ -124,8 +107,8 @@ class LAQTrainConfig:
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"--loss_weighting={self.loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}")
         source = self.segmentation.perception_source
-        check_perception_source(source, PERCEPTION_SOURCES, "--segmentation.perception_source")
-        if CLASS_SOURCES[source].needs_segmenter and not self.segmentation.segmenter_path:
+        check_perception_source(source, tuple(PERCEPTION_SOURCES), "--segmentation.perception_source")
+        if self.segmentation.perception_record.needs_segmenter and not self.segmentation.segmenter_path:
             raise ValueError("--segmentation.perception_source=segmenter needs --segmentation.segmenter_path")
         self.segmentation.weight_table()  # every class given
         if self.mixed_precision not in ("no", "bf16", "fp16"):

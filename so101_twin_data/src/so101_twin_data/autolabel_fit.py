@@ -14,9 +14,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from so101_segmenter.classes import BACKGROUND, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
+
 from .autolabel_config import FitConfig
 from .autolabel_scene import LabelScene
-from .classes import BACKGROUND, CUBE, MOVING_FINGER, STATIC_FINGER, TABLE
 from .cube_colour import soft_overlap
 
 CAMERA_CLASSES = (BACKGROUND, TABLE)

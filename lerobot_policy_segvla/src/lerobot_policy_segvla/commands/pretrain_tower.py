@@ -1,4 +1,4 @@
-"""`so101-seg-pretrain-tower`: pretrain a SmolVLM folder's vision tower on the twin's segmentation, as a stand-in for
+"""`segvla-pretrain-tower`: pretrain a SmolVLM folder's vision tower on the twin's segmentation, as a stand-in for
 the internet-scale pretraining of the SigLIP tower real SmolVLA freezes.
 
 Why: SmolVLA (and SegVLA, which is SmolVLA plus cues) freeze a vision tower that arrived pretrained. In the twin no
@@ -19,7 +19,7 @@ Run again with the same settings, the command finds the folder it finished (its 
 nothing. A resume state or a finished folder of other settings, or a folder this command did not write, is refused
 before any training, naming the differing settings: the run would otherwise continue, or replace, another run.
 
-    so101-seg-pretrain-tower --vlm_path=outputs/models/smolvlm_twin \\
+    segvla-pretrain-tower --vlm_path=outputs/models/smolvlm_twin \\
         --data.path=outputs/robust_twin/segmenter/sim_train \\
         --test_paths='[outputs/robust_twin/segmenter/test_none,outputs/robust_twin/segmenter/test_unseen]' \\
         --output_dir=outputs/models/smolvlm_twin_segtower
@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +46,10 @@ from so101_run_infra.atomic import replace_folder, staging_folder, write_json
 from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.resume_state import load_state, save_state
 from so101_run_infra.runs import config_differences, finished_record, finished_run, mark_finished, without_fields
-
-from .augment import PhotometricAugment, PhotometricConfig
-from .classes import NUM_CLASSES, UNLABELED
-from .data import SegmentationDataset, build_transforms, load_index
-from .metrics import confusion_matrix, make_loss, summarize
+from so101_segmenter.augment import PhotometricAugment, PhotometricConfig
+from so101_segmenter.classes import NUM_CLASSES, UNLABELED
+from so101_segmenter.data import SegmentationDataset, build_transforms, load_index
+from so101_segmenter.metrics import confusion_matrix, make_loss, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def finished_here(cfg: TowerPretrainConfig, settings: dict) -> dict | None:
         record = finished_record(out) if out.is_dir() else None
         if record is None:
             raise OutputRefused(
-                f"{out} is not empty and holds no so101-seg-pretrain-tower run: choose another --output_dir"
+                f"{out} is not empty and holds no segvla-pretrain-tower run: choose another --output_dir"
             )
         differences = "; ".join(config_differences(record["settings"], settings))
         raise OutputRefused(
@@ -312,6 +312,13 @@ def pretrain_cli(cfg: TowerPretrainConfig) -> dict:
 def main() -> None:
     prepare_command_line()
     pretrain_cli()
+
+
+def deprecated_main() -> None:
+    """`so101-seg-pretrain-tower`, the command's name while it lived in the segmenter: still runs, and says the new
+    name."""
+    print("so101-seg-pretrain-tower is now segvla-pretrain-tower; the old name will go", file=sys.stderr)
+    main()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classes import CUBE, UNLABELED
+from so101_segmenter.classes import CUBE, UNLABELED
 
 
 class CubeColour:

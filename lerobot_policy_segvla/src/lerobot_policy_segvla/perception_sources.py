@@ -1,5 +1,7 @@
-"""SegVLA's cue sources: one record per value of `--policy.perception_source`, saying where the preprocessor gets
-the semantic scores of the cued cameras, over which classes, from which inputs, and the step that writes them.
+"""SegVLA's perception sources (where its cues come from): one record per value of `--policy.perception_source`,
+saying where the preprocessor gets the semantic scores of the cued cameras, over which classes, from which inputs,
+and the step that writes them. The pattern of every policy with sources: the field `perception_source`, the record
+`PerceptionSource` in `PERCEPTION_SOURCES`, the config's `perception_record`.
 
 The configuration and the processor factory read these records instead of naming sources; a new source is one more
 record here and its step builder. The step builders import the step modules when they run, so the configuration,
@@ -16,7 +18,7 @@ from lerobot.processor import ProcessorStep
 
 
 @dataclass(frozen=True)
-class CueSource:
+class PerceptionSource:
     """Where a SegVLA preprocessor gets the scores of `segmentation_feature_map`."""
 
     name: str
@@ -64,17 +66,21 @@ def _scores_from_mask2former(config) -> ProcessorStep:
 
 
 # In the order the error for an unknown source lists them.
-CUE_SOURCES: dict[str, CueSource] = {
+PERCEPTION_SOURCES: dict[str, PerceptionSource] = {
     source.name: source
     for source in (
-        CueSource(name="none", twin_classes=False, reads_twin_segmentation=False, step=None),
-        CueSource(
+        PerceptionSource(name="none", twin_classes=False, reads_twin_segmentation=False, step=None),
+        PerceptionSource(
             name="ground_truth",
             twin_classes=True,
             reads_twin_segmentation=True,
             step=_scores_from_twin_segmentation,
         ),
-        CueSource(name="segmenter", twin_classes=True, reads_twin_segmentation=False, step=_scores_from_segmenter),
-        CueSource(name="mask2former", twin_classes=False, reads_twin_segmentation=False, step=_scores_from_mask2former),
+        PerceptionSource(
+            name="segmenter", twin_classes=True, reads_twin_segmentation=False, step=_scores_from_segmenter
+        ),
+        PerceptionSource(
+            name="mask2former", twin_classes=False, reads_twin_segmentation=False, step=_scores_from_mask2former
+        ),
     )
 }

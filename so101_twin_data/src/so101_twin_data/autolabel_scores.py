@@ -3,7 +3,7 @@ confusion and IoU against a frame's true segmentation."""
 
 import numpy as np
 
-from .classes import CLASS_NAMES, EVAL_CLASSES, NUM_CLASSES, UNLABELED
+from so101_segmenter.classes import CLASS_NAMES, EVAL_CLASSES, NUM_CLASSES, UNLABELED
 
 
 def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:

@@ -14,16 +14,16 @@ import torch
 from so101_core import MOTOR_KEYS, segmentation_from_code
 from so101_run_infra.atomic import write_json
 from so101_run_infra.cli import SettingsRefused
+from so101_segmenter.classes import BACKGROUND, CUBE, TABLE, UNLABELED
+from so101_segmenter.dataset_index import DatasetIndex, FrameRecord, disparity_png
+from so101_segmenter.viz import colorize, save_grid
 
 from .autolabel_config import CAMERA_FIT, EPISODES, AutolabelConfig
 from .autolabel_fit import fit_cameras, fit_cube, fit_held, fit_standing
 from .autolabel_scene import LabelScene
 from .autolabel_scores import boundary_band, class_band, confusion, iou_report
-from .classes import BACKGROUND, CUBE, TABLE, UNLABELED
 from .cube_colour import CubeColour
-from .dataset_index import DatasetIndex, FrameRecord, disparity_png
 from .grasp import BEFORE_GRASP, NO_GRASP, SKIP_REASONS, EpisodeGrasp, find_grasp
-from .viz import colorize, save_grid
 
 
 def _image_key(camera: str) -> str:
@@ -93,9 +93,9 @@ class Segmenter:
     """The current segmenter, whose predictions the fits compare with."""
 
     def __init__(self, path: str, threads: int):
-        from .infer import segment
-        from .model import load_segmenter
-        from .shipped import is_shipped, resolve_init_from
+        from so101_segmenter.infer import segment
+        from so101_segmenter.model import load_segmenter
+        from so101_segmenter.shipped import is_shipped, resolve_init_from
 
         torch.set_num_threads(threads)
         self.model = load_segmenter(resolve_init_from(path) if is_shipped(path) else path).eval()

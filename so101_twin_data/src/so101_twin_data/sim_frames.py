@@ -32,10 +32,9 @@ from tqdm import tqdm
 from so101_run_infra.atomic import write_json
 from so101_run_infra.cli import OutputRefused, prepare_command_line
 from so101_run_infra.runs import config_differences
-
-from .classes import NUM_CLASSES
-from .dataset_index import DatasetIndex, FrameRecord, disparity_png
-from .hue_band import HueBand, fold_uint8
+from so101_segmenter.classes import NUM_CLASSES
+from so101_segmenter.dataset_index import DatasetIndex, FrameRecord, disparity_png
+from so101_segmenter.hue_band import HueBand, fold_uint8
 
 RENDER_SETTINGS = "render_settings.json"  # what the frames were rendered with, checked on every run
 log = logging.getLogger(__name__)
