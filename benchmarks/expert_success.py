@@ -7,6 +7,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/expert_success.py --task=ReachCube --episodes=20
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm=varied
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm_params.latency_ms=25
+    .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --arm_path=outputs/my_arm/arm.json
 
 Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
 `rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most 8 s of simulated time and, as in
@@ -29,7 +30,7 @@ import numpy as np
 from lerobot.configs import parser
 from tqdm import tqdm
 
-from lerobot_env_so101_twin.arm import ArmParams, ArmRanges, validate_arm
+from lerobot_env_so101_twin.arm import ArmParams, ArmRanges, read_arm_path, validate_arm
 from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
 from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_core import TASKS
@@ -50,13 +51,18 @@ class ExpertSuccessConfig:
     arm: str = "none"
     # one fixed arm with --arm=none, e.g. --arm_params.latency_ms=25
     arm_params: ArmParams = field(default_factory=ArmParams)
+    # one drawn arm of the family for every episode (a user's arm), as --env.arm_seed
+    arm_seed: int | None = None
+    # an arm file (so101-twin-identify's arm.json: an identified arm), played as arm_params
+    arm_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes must be at least 1, got {self.episodes}")
         if self.task not in TASKS:
             raise ValueError(f"--task must be one of {list(TASKS)}, got {self.task!r}")
-        validate_arm(self.arm, self.arm_params, ArmRanges(), None, 30)
+        self.arm_params, self.arm_path = read_arm_path(self.arm_path, self.arm, self.arm_params, "")
+        validate_arm(self.arm, self.arm_params, ArmRanges(), self.arm_seed, 30)
         unknown = sorted(set(self.experts) - set(EXPERTS))
         if unknown:
             raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
@@ -77,7 +83,9 @@ def evaluate(twin: TwinSimulation, kind: str, noise_std: float, episodes: int) -
 
 @parser.wrap()
 def benchmark(cfg: ExpertSuccessConfig) -> None:
-    twin = TwinSimulation(TwinConfig(task=cfg.task, cameras={}, arm=cfg.arm, arm_params=cfg.arm_params), seed=0)
+    twin = TwinSimulation(
+        TwinConfig(task=cfg.task, cameras={}, arm=cfg.arm, arm_params=cfg.arm_params, arm_seed=cfg.arm_seed), seed=0
+    )
     rows = [
         f"arm: {cfg.arm}" + ("" if cfg.arm != "none" or cfg.arm_params.is_ideal else f" {cfg.arm_params}"),
         "",

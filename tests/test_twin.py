@@ -85,7 +85,7 @@ def test_out_of_limit_targets_are_clipped_and_reported(blind_twin):
 @pytest.mark.parametrize(
     ("config", "match"),
     [
-        (TwinConfig(task="StackCubes"), "unknown task"),
+        (TwinConfig(task="StackCubes"), "is not a so101_twin task"),
         (TwinConfig(cameras={"front": (0, 128)}), "positive"),
         (TwinConfig(cameras={"top": (64, 64)}), "unknown camera"),
         (TwinConfig(cameras={}, depth=True), "at least one camera"),

@@ -318,7 +318,8 @@ def deprecated_main() -> None:
     """`so101-seg-pretrain-tower`, the command's name while it lived in the segmenter: still runs, and says the new
     name."""
     print("so101-seg-pretrain-tower is now segvla-pretrain-tower; the old name will go", file=sys.stderr)
-    main()
+    prepare_command_line()
+    pretrain_cli()
 
 
 if __name__ == "__main__":
