@@ -10,8 +10,8 @@ Run from the repository root:
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --arm_path=outputs/my_arm/arm.json
 
 Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
-`rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most 8 s of simulated time and, as in
-the gym env, ends at its first success.
+`rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most `--episode_s` (8 s) of simulated
+time and, as in the gym env, ends at its first success.
 
 Columns of the table:
     expert             "reactive" (closed loop, the teleoperator's default) or "scripted" (time-indexed plan)
@@ -55,10 +55,14 @@ class ExpertSuccessConfig:
     arm_seed: int | None = None
     # an arm file (so101-twin-identify's arm.json: an identified arm), played as arm_params
     arm_path: str | None = None
+    # the most simulated seconds an episode may take (a recording's --dataset.episode_time_s)
+    episode_s: float = 8.0
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes must be at least 1, got {self.episodes}")
+        if self.episode_s <= 0:
+            raise ValueError(f"--episode_s must be positive, got {self.episode_s}")
         if self.task not in TASKS:
             raise ValueError(f"--task must be one of {list(TASKS)}, got {self.task!r}")
         self.arm_params, self.arm_path = read_arm_path(self.arm_path, self.arm, self.arm_params, "")
@@ -68,11 +72,12 @@ class ExpertSuccessConfig:
             raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
 
 
-def evaluate(twin: TwinSimulation, kind: str, noise_std: float, episodes: int) -> dict:
+def evaluate(twin: TwinSimulation, kind: str, noise_std: float, episodes: int, episode_s: float = 8.0) -> dict:
     failures, seconds, durations = [], [], []
     for seed in tqdm(range(episodes), desc=f"{kind} noise {noise_std}", unit="ep", leave=False):
         start = time.perf_counter()
-        success, steps = rollout_expert(twin, seed, kind=kind, noise_std=noise_std)
+        max_steps = round(episode_s * twin.config.fps)
+        success, steps = rollout_expert(twin, seed, max_steps=max_steps, kind=kind, noise_std=noise_std)
         durations.append(time.perf_counter() - start)
         if success:
             seconds.append(steps / twin.config.fps)
@@ -96,7 +101,7 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
     try:
         for kind in cfg.experts:
             for std in cfg.noise_std:
-                r = evaluate(twin, kind, std, cfg.episodes)
+                r = evaluate(twin, kind, std, cfg.episodes, cfg.episode_s)
                 ok = cfg.episodes - len(r["failures"])
                 median_s = f"{np.median(r['seconds']):.2f}" if r["seconds"] else "-"
                 failing = ", ".join(map(str, r["failures"])) or "none"

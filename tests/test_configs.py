@@ -84,6 +84,7 @@ CONFIGS = {
     "arm/recipes_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/hidden_arm_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/lead_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/identified_training_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,
     "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,
     "own_scene/segmenter_adapt.yaml": TrainConfig,

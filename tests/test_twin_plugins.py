@@ -194,3 +194,21 @@ def test_the_robots_former_camera_size_flags_still_work_and_say_the_new_name(cap
     said = [r.getMessage() for r in caplog.records]
     assert "--robot.camera_height is now --robot.observation_height; the old name will go" in said
     assert "--robot.camera_width is now --robot.observation_width; the old name will go" in said
+
+
+@pytest.mark.parametrize("length", [45, 450])
+def test_the_episode_length_flag_sets_the_twins_own_limit_longer_or_shorter_than_the_tasks(length):
+    """--env.episode_length beyond the task's 300 periods lengthens the episode: gym.make keeps `max_episode_steps`
+    for its TimeLimit, so the twin gets its own limit from the config too."""
+    import gymnasium as gym
+
+    cfg = SO101TwinEnvConfig(task="LiftCube", episode_length=length, cameras=[])
+    env = gym.make(cfg.gym_id, disable_env_checker=True, **cfg.gym_kwargs)
+    env.reset(seed=0)
+    rest = np.array([0.0, -98.0, 70.0, 90.0, 0.0, 20.0])
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(rest)
+        steps, done = steps + 1, terminated or truncated
+    assert (steps, env.unwrapped.twin.steps) == (length, length)
+    env.close()

@@ -67,5 +67,11 @@ class SO101TwinEnvConfig(EnvConfig, TwinCameras):
             "camera_width": self.observation_width,
             "reward_type": self.reward_type,
             **{k: v for k, v in self.setup("env.").items() if k != "task"},  # the env's id names the task
-            "max_episode_steps": self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30,
+            # gym's TimeLimit, in env steps (each one period or more): never before the twin's own limit
+            "max_episode_steps": self.episode_periods,
+            "episode_periods": self.episode_periods,  # the twin's own limit, in physics periods
         }
+
+    @property
+    def episode_periods(self) -> int:
+        return self.episode_length or EPISODE_STEPS[self.task] * self.fps // 30

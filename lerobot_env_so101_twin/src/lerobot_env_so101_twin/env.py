@@ -62,6 +62,7 @@ class SO101TwinEnv(gym.Env):
         reward_type: str = "dense",
         max_episode_steps: int | None = None,
         render_cameras: tuple[str, ...] | None = None,
+        episode_periods: int | None = None,
         appearance: str = "none",
         appearance_ranges: AppearanceRanges | None = None,
         look_seed: int | None = None,
@@ -95,7 +96,9 @@ class SO101TwinEnv(gym.Env):
         self.cameras = tuple(cameras)
         self.render_mode = render_mode
         self.reward_type = reward_type
-        self._max_episode_steps = max_episode_steps or EPISODE_STEPS[task] * fps // 30
+        # The episode's length in physics periods. gym.make takes `max_episode_steps` for its own TimeLimit and never
+        # passes it here, so the env config gives the length again as `episode_periods`.
+        self._max_episode_steps = episode_periods or max_episode_steps or EPISODE_STEPS[task] * fps // 30
         self.metadata = {**self.metadata, "render_fps": fps}
 
         limits = self.twin.joint_limits.astype(np.float32)
