@@ -4,6 +4,7 @@ compared with the true one parameter by parameter.
 
     so101-twin-record --config_path=configs/arm/identify_record.yaml        # 31 demonstrations on the hidden arm
     .venv/bin/python benchmarks/identify_arm.py                               # N = 10 and 25, identify, compare
+    .venv/bin/python benchmarks/identify_arm.py --excitation_root=outputs/identify_excite/data   # and the excitation
 
 Each N is `so101-twin-identify` on the recording's first 6N/5 episodes with every sixth held out (N fitted), into
 `<output_dir>/n<N>` (a finished one is reused: the command run again does nothing). The true arm is the recording's
@@ -38,16 +39,21 @@ class IdentifyArmConfig:
     demonstrations: list[int] = field(default_factory=lambda: [10, 25])
     # where each identification goes, as n<N>/
     output_dir: Path = Path("outputs/identify")
+    # the optional excitation on the same hidden arm (so101-twin-excite --robot.type=so101_twin --robot.arm=unseen
+    # --robot.arm_seed=424242 ...): identified alone into <output_dir>/excitation, and scored, as the N rows are, on
+    # the demonstrations held out of the largest N. None: the demonstrations only
+    excitation_repo_id: str = "local/so101_twin_excite_unseen"
+    excitation_root: Path | None = None
 
 
-def identify(cfg: IdentifyArmConfig, n: int) -> Path:
-    out = cfg.output_dir / f"n{n}"
+def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = None) -> Path:
+    out = cfg.output_dir / (name or f"n{n}")
     episodes = list(range(n + n // 5 + (1 if n % 5 else 0)))
     args = [str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.repo_id}", f"--dataset.root={cfg.root}",
             f"--output_dir={out}", "--holdout_every=6", f"--episodes=[{','.join(map(str, episodes))}]"]  # fmt: skip
     if n >= 25:  # the whole recording: the same run as the docs' command without --episodes
         args = [a for a in args if not a.startswith("--episodes")]
-    subprocess.run(args, check=True)
+    subprocess.run([*args, *extra], check=True)
     return out
 
 
@@ -65,6 +71,34 @@ def compare(true: dict, out: Path) -> list[list[str]]:
     rows.append(["latency_ms", f"{t:.1f}", f"{f:.1f} ± {report['latency_std_ms']:.1f}", f"{abs(f - t):.1f}",
                  "yes" if abs(f - t) <= 1000 / 30 else "no"])  # fmt: skip
     return rows
+
+
+def identify_excitation(cfg: IdentifyArmConfig) -> Path:
+    out = cfg.output_dir / "excitation"
+    subprocess.run([str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.excitation_repo_id}",
+                    f"--dataset.root={cfg.excitation_root}", f"--output_dir={out}", "--holdout_every=0"],
+                   check=True)  # fmt: skip
+    return out
+
+
+def held_out_tracking(cfg: IdentifyArmConfig, arms: dict) -> dict[str, np.ndarray]:
+    """Each arm's tracking error per joint on the demonstrations the largest N held out (follower units)."""
+    from lerobot_env_so101_twin.arm import ArmParams
+    from lerobot_env_so101_twin.commands.identify import IdentifyConfig, load_episodes, split
+    from lerobot_env_so101_twin.identify import Replay
+    from so101_run_infra.dataset_ref import DatasetRef
+
+    ref = DatasetRef(cfg.repo_id, cfg.root)
+    episodes, fps = load_episodes(IdentifyConfig(dataset=ref, output_dir=cfg.output_dir))
+    _, held = split(episodes, 6)
+    replay = Replay(held, fps)
+    return {name: replay.rmse_per_joint(ArmParams.from_dict(params)) for name, params in arms.items()}
+
+
+def print_rows(rows: list[list[str]]) -> None:
+    print("| parameter | true | fitted ± std | error | within target |\n|---|---:|---:|---:|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 @parser.wrap()
@@ -88,9 +122,34 @@ def identify_arm(cfg: IdentifyArmConfig) -> None:
         drop = 100 * (1 - fitted / nominal)
         print(f"held-out tracking error (mean over joints, follower units): nominal {nominal:.2f}, identified "
               f"{fitted:.2f} ({drop:.0f}% lower); {met}/{len(rows)} parameters within target\n")  # fmt: skip
-        print("| parameter | true | fitted ± std | error | within target |\n|---|---:|---:|---:|---|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print_rows(rows)
+    if cfg.excitation_root is None:
+        return
+    out = identify_excitation(cfg)
+    report = json.loads((out / "report.json").read_text())
+    rows = compare(true, out)
+    met = sum(r[4] == "yes" for r in rows)
+    print(f"\nexcitation alone: {report['seconds']:.0f} s; {met}/{len(rows)} parameters within target\n")
+    print_rows(rows)
+    n = max(cfg.demonstrations)
+    both = identify(cfg, n, f"--excitation.repo_id={cfg.excitation_repo_id}",
+                    f"--excitation.root={cfg.excitation_root}", name=f"n{n}_excitation")  # fmt: skip
+    rows = compare(true, both)
+    met = sum(r[4] == "yes" for r in rows)
+    seconds = json.loads((both / "report.json").read_text())["seconds"]
+    print(f"\n{n} demonstrations and the excitation: {seconds:.0f} s; {met}/{len(rows)} parameters within target\n")
+    print_rows(rows)
+    arms = {"nominal": {}, f"{n} demonstrations": json.loads((cfg.output_dir / f"n{n}" / "arm.json").read_text()),
+            "excitation": json.loads((out / "arm.json").read_text()),
+            f"{n} demonstrations and the excitation": json.loads((both / "arm.json").read_text()),
+            "true arm": true}  # fmt: skip
+    for params in arms.values():
+        params.pop("control_fps", None)
+    tracking = held_out_tracking(cfg, arms)
+    print("\nheld-out demonstrations' tracking error (follower units, mean over joints):\n")
+    print("| arm | error |\n|---|---:|")
+    for name, rmse in tracking.items():
+        print(f"| {name} | {rmse.mean():.2f} |")
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ class IdentifyConfig:
     output_dir: Path | None = None  # where arm.json, report.json and tracking.png go (written whole)
     # the recording's episodes to use (None: all)
     episodes: list[int] | None = None
+    # optional: the recording so101-twin-excite made on the same arm (--excitation.repo_id, --excitation.root), every
+    # episode of it fitted along with the demonstrations (none held out: the held-out demonstrations score the fit)
+    excitation: DatasetRef = field(default_factory=DatasetRef)
     # every n-th episode (from the first) is held out of the fit, to score the tracking error on; 0: none held out
     holdout_every: int = 5
     # gripper units (0-100) its reading may stay above its target before the frame counts as holding something
@@ -65,42 +68,61 @@ class IdentifyConfig:
             raise ValueError("--max_nfev and --threads must be >= 1, --latency_step_ms > 0, --latency_max_ms >= 0")
 
 
-def load_episodes(cfg: IdentifyConfig) -> tuple[list[Episode], int]:
-    """The recording's episodes, refused before any work when it cannot be replayed (naming what is missing)."""
-    ref = cfg.dataset.require("dataset")
+def load_recording(
+    ref: DatasetRef, flag: str, episodes: list[int] | None, contact_threshold: float
+) -> tuple[list[Episode], int]:
+    """A recording's episodes, refused before any work when it cannot be replayed (naming `--<flag>` and what is
+    missing)."""
     meta = ref.metadata()
     where = f"{ref.repo_id} ({ref.root})"
     for key in ("action", "observation.state"):
         if key not in meta.features:
-            raise SettingsRefused(f"--dataset {where} has no '{key}': identification replays the recorded targets "
+            raise SettingsRefused(f"--{flag} {where} has no '{key}': identification replays the recorded targets "
                                   "('action') against where the follower was ('observation.state')")  # fmt: skip
         names = meta.features[key].get("names")
         names = next(iter(names.values())) if isinstance(names, dict) else names
         if list(names or []) != list(MOTOR_KEYS):
-            raise SettingsRefused(f"--dataset {where}: '{key}' names {names}, not an SO-101's {list(MOTOR_KEYS)}")
+            raise SettingsRefused(f"--{flag} {where}: '{key}' names {names}, not an SO-101's {list(MOTOR_KEYS)}")
     fps = meta.fps
     if not isinstance(fps, int) or not 5 <= fps <= 250:
-        raise SettingsRefused(f"--dataset {where} runs at {fps} fps: the twin replays whole frames of 5-250 fps")
+        raise SettingsRefused(f"--{flag} {where} runs at {fps} fps: the twin replays whole frames of 5-250 fps")
     table = ref.open().hf_dataset.with_format("numpy")
     state = np.asarray(table["observation.state"], dtype=np.float64)
     action = np.asarray(table["action"], dtype=np.float64)
     index = np.asarray(table["episode_index"])
-    episodes = []
+    out = []
     present = np.unique(index)
-    missing = sorted(set(cfg.episodes or []) - set(present.tolist()))
+    missing = sorted(set(episodes or []) - set(present.tolist()))
     if missing:
-        raise SettingsRefused(f"--episodes names {missing}, which --dataset {where} does not hold")
-    for k in present if cfg.episodes is None else sorted(cfg.episodes):
+        raise SettingsRefused(f"--episodes names {missing}, which --{flag} {where} does not hold")
+    for k in present if episodes is None else sorted(episodes):
         rows = index == k
         s, a = state[rows], action[rows]
-        used = ~contact_frames(s, a, cfg.contact_threshold)
+        used = ~contact_frames(s, a, contact_threshold)
         used[0] = False  # the start state is given, not replayed
-        episodes.append(Episode(int(k), s, a, used))
+        out.append(Episode(int(k), s, a, used))
+    return out, fps
+
+
+def load_episodes(cfg: IdentifyConfig) -> tuple[list[Episode], int]:
+    """The demonstrations' episodes, refused before any work when they cannot be replayed."""
+    episodes, fps = load_recording(cfg.dataset.require("dataset"), "dataset", cfg.episodes, cfg.contact_threshold)
     moving = sum(int((np.abs(np.diff(e.state, axis=0)).max(axis=1) > 0.1).sum()) for e in episodes)
     if moving < MIN_MOVING_FRAMES:
-        raise SettingsRefused(f"--dataset {where} has {moving} frames where a joint moves: identification needs at "
-                              f"least {MIN_MOVING_FRAMES}")  # fmt: skip
+        raise SettingsRefused(f"--dataset {cfg.dataset.repo_id} ({cfg.dataset.root}) has {moving} frames where a "
+                              f"joint moves: identification needs at least {MIN_MOVING_FRAMES}")  # fmt: skip
     return episodes, fps
+
+
+def load_excitation(cfg: IdentifyConfig, fps: int) -> list[Episode]:
+    """The excitation's episodes (none without --excitation.repo_id), at the demonstrations' fps."""
+    if not cfg.excitation.repo_id:
+        return []
+    episodes, rate = load_recording(cfg.excitation, "excitation", None, cfg.contact_threshold)
+    if rate != fps:
+        raise SettingsRefused(f"--excitation {cfg.excitation.repo_id} runs at {rate} fps, the demonstrations at {fps}: "
+                              f"record it with so101-twin-excite --fps={fps}")  # fmt: skip
+    return episodes
 
 
 def split(episodes: list[Episode], every: int) -> tuple[list[Episode], list[Episode]]:
@@ -184,10 +206,13 @@ def plot(path: Path, episode: Episode, nominal: np.ndarray, fitted: np.ndarray, 
 
 
 def identify(cfg: IdentifyConfig) -> dict:
+    left = ("dataset", "output_dir", "threads", "excitation")
     settings = {"dataset": str(cfg.dataset.repo_id), "root": str(cfg.dataset.root), **{
-        k: v for k, v in asdict(cfg).items() if k not in ("dataset", "output_dir", "threads")}}  # fmt: skip
+        k: v for k, v in asdict(cfg).items() if k not in left}}  # fmt: skip
     if cfg.control_fps is None:  # as identifications made before the field recorded it
         del settings["control_fps"]
+    if cfg.excitation.repo_id:
+        settings["excitation"] = {"repo_id": cfg.excitation.repo_id, "root": str(cfg.excitation.root)}
     if made_here(cfg.output_dir, RECORD, settings, "so101-twin-identify", "an identification"):
         print(f"{cfg.output_dir}: already identified with these settings (arm.json); nothing to do")
         return json.loads((cfg.output_dir / "report.json").read_text())
@@ -197,14 +222,21 @@ def identify(cfg: IdentifyConfig) -> dict:
         check_control_fps(cfg.control_fps, fps, "control_fps")
     except ValueError as err:
         raise SettingsRefused(str(err)) from None
+    excitation = load_excitation(cfg, fps)
     fit_set, held = split(episodes, cfg.holdout_every)
-    print(f"[identify] {len(episodes)} episodes at {fps} fps: {len(fit_set)} fitted, {len(held)} held out", flush=True)
+    fit_set = fit_set + excitation
+    print(f"[identify] {len(episodes)} episodes at {fps} fps: {len(fit_set) - len(excitation)} fitted, {len(held)} "
+          f"held out" + (f"; {len(excitation)} of the excitation fitted too" if excitation else ""),
+          flush=True)  # fmt: skip
     grid = np.arange(0.0, cfg.latency_max_ms + 1e-9, cfg.latency_step_ms)
     arm, info = fit(Replay(fit_set, fps, cfg.threads), grid, cfg.max_nfev,
                     progress=lambda m: print(f"[identify] {m}", flush=True))  # fmt: skip
     scored = Replay(held or fit_set, fps, cfg.threads)
     nominal_rmse, fitted_rmse = scored.rmse_per_joint(ArmParams()), scored.rmse_per_joint(arm)
-    result = report(arm, info, nominal_rmse, fitted_rmse, episodes, fit_set, held)
+    result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held)
+    if excitation:  # the fit set's list names the demonstrations; the excitation's episodes are its own
+        result["episodes"]["fit"] = [e.index for e in fit_set[: len(fit_set) - len(excitation)]]
+        result["episodes"]["excitation"] = [e.index for e in excitation]
     result["seconds"] = round(time.perf_counter() - start, 1)
     nominal, fitted = scored.run(ArmParams()), scored.run(arm)
     errors = [np.sqrt(np.mean((fitted[k, : len(e.state)] - e.state)[e.used] ** 2)) for k, e in
