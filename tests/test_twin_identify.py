@@ -87,6 +87,24 @@ def test_the_fit_finds_the_latency_and_tracks_held_out_episodes_far_better_than_
     assert np.isfinite(info["calibration_deg"]).all()  # a posterior spread for it all the same
 
 
+@pytest.mark.slow
+def test_the_least_squares_goes_on_from_the_latency_start_that_replays_best():
+    """Three starts a period apart around the grid's best, each probed, and the fit goes on from the cheapest: on a
+    slow arm with jitter and play, as a real one, that basin holds the true latency."""
+    import re
+
+    slow = ArmParams(gain=[0.55], damping=[1.5], backlash_deg=[1.1], latency_ms=75.0, latency_jitter_ms=15.0)
+    said: list[str] = []
+    fitted, _ = fit(Replay(demonstrations(slow, 3), 30), np.arange(0.0, 200.0, PERIOD_MS / 2), max_nfev=5,
+                    progress=said.append, starts=3, start_spacing_ms=PERIOD_MS)  # fmt: skip
+    grid_best = float(re.search(r"best (\d+) ms", said[0]).group(1))
+    probes = [(float(ms), float(cost)) for ms, cost in re.findall(r"(\d+) ms: ([\d.]+)", said[1])]
+    assert [ms for ms, _ in probes] == pytest.approx([grid_best - PERIOD_MS, grid_best, grid_best + PERIOD_MS], abs=1)
+    chosen = float(re.search(r"on from (\d+) ms", said[1]).group(1))
+    assert chosen == min(probes, key=lambda p: p[1])[0]
+    assert abs(fitted.latency_ms - slow.latency_ms) <= PERIOD_MS
+
+
 def _record(root, *flags, episodes=4, seconds=2.0):
     run_cli(
         [

@@ -191,9 +191,19 @@ class Replay:
 
 
 def fit(
-    replay: Replay, latency_grid_ms: np.ndarray, max_nfev: int, progress=print
+    replay: Replay,
+    latency_grid_ms: np.ndarray,
+    max_nfev: int,
+    progress=print,
+    starts: int = 1,
+    start_spacing_ms: float = 1000.0 / 30,
 ) -> tuple[ArmParams, dict[str, np.ndarray]]:
-    """The arm that best replays the recording, with each parameter's standard error and whether it is identified."""
+    """The arm that best replays the recording, with each parameter's standard error and whether it is identified.
+
+    The least squares starts from the latency grid's best and, with `starts` > 1, from latencies `start_spacing_ms`
+    apart around it: the grid is searched with the nominal servos, and an arm slower than nominal shows there as extra
+    latency, a basin the solver does not leave (gain and latency trade off). Each start runs a fifth of `max_nfev`;
+    the one that replays best goes on with the rest."""
     nominal = ArmParams()
     costs = np.array([float(np.sum(replay.residuals(ArmParams(latency_ms=float(ms))) ** 2)) for ms in latency_grid_ms])
     latency = float(latency_grid_ms[int(np.argmin(costs))])
@@ -215,12 +225,28 @@ def fit(
 
     # from the nominal arm, the play a little inside its bound (a reflective trust region cannot leave a bound it
     # starts on), each parameter scaled by how far it plausibly moves: log factors, degrees, milliseconds
-    start = np.append(pack(dataclasses.replace(nominal, backlash_deg=[0.1])), latency)
+    servos = pack(dataclasses.replace(nominal, backlash_deg=[0.1]))
     scale = np.concatenate([[0.3] * (JOINTS + JOINTS + BODY_JOINTS), [0.5] * BODY_JOINTS, [1.0] * JOINTS, [20.0]])
-    # finite differences of 1%: the joints' dry friction makes the replay slightly rough at finer steps
-    solution = least_squares(residual, start, bounds=(lo, hi), method="trf", max_nfev=max_nfev, x_scale=scale,
+
+    def solve(x0: np.ndarray, nfev: int):
+        # finite differences of 1%: the joints' dry friction makes the replay slightly rough at finer steps
+        return least_squares(residual, x0, bounds=(lo, hi), method="trf", max_nfev=nfev, x_scale=scale,
                              diff_step=1e-2)  # fmt: skip
-    progress(f"least squares: {solution.nfev} steps, cost {solution.cost:.1f} from {0.5 * costs.min():.1f}")
+
+    first = [latency + k * start_spacing_ms for k in range(-(starts // 2), starts - starts // 2)]
+    first = [ms for ms in first if lo[-1] <= ms <= hi[-1]]
+    start = np.append(servos, latency)
+    probe = max(1, max_nfev // 5) if len(first) > 1 else 0
+    if probe:
+        trials = [solve(np.append(servos, ms), probe) for ms in first]
+        best = int(np.argmin([t.cost for t in trials]))
+        shown = ", ".join(f"{ms:.0f} ms: {t.cost:.1f}" for ms, t in zip(first, trials, strict=True))
+        progress(f"least squares from {len(first)} latencies, {probe} steps each (cost {shown}): on from "
+                 f"{first[best]:.0f} ms")  # fmt: skip
+        start = trials[best].x
+    solution = solve(start, max(1, max_nfev - probe))
+    progress(f"least squares: {solution.nfev + probe * len(first)} steps, cost {solution.cost:.1f} from "
+             f"{0.5 * costs.min():.1f}")  # fmt: skip
     x, jac, res = solution.x, solution.jac, solution.fun
     data_jac, data_res = jac[:n_data], res[:n_data]
     s2 = float(data_res @ data_res) / max(1, n_data - x.size)

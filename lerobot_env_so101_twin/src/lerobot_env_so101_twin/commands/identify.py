@@ -52,6 +52,10 @@ class IdentifyConfig:
     latency_step_ms: float = 1000.0 / 60
     # least-squares evaluations (each a Jacobian's worth of replays): a cap on the time it takes
     max_nfev: int = 30
+    # The least squares starts from the latency grid's best and from one recording period either side of it, a
+    # fifth of --max_nfev each, and goes on from the start that replays best: the grid is searched with the nominal
+    # servos, where an arm slower than nominal looks like extra latency. 1: from the grid's best only
+    latency_starts: int = 3
     threads: int = 2  # MuJoCo rollout threads
     # The loop rate the identified arm plays in: the rate your policy reaches on the arm's computer (lerobot-rollout's
     # --fps, or what its log says it reached), a divisor of the recording's fps. Written to arm.json, not fitted:
@@ -66,6 +70,8 @@ class IdentifyConfig:
             raise ValueError(f"--holdout_every={self.holdout_every}: 0 (no held-out episodes) or at least 2")
         if self.max_nfev < 1 or self.threads < 1 or self.latency_step_ms <= 0 or self.latency_max_ms < 0:
             raise ValueError("--max_nfev and --threads must be >= 1, --latency_step_ms > 0, --latency_max_ms >= 0")
+        if self.latency_starts < 1:
+            raise ValueError(f"--latency_starts={self.latency_starts}: at least 1 (the latency grid's best)")
 
 
 def load_recording(
@@ -230,7 +236,8 @@ def identify(cfg: IdentifyConfig) -> dict:
           flush=True)  # fmt: skip
     grid = np.arange(0.0, cfg.latency_max_ms + 1e-9, cfg.latency_step_ms)
     arm, info = fit(Replay(fit_set, fps, cfg.threads), grid, cfg.max_nfev,
-                    progress=lambda m: print(f"[identify] {m}", flush=True))  # fmt: skip
+                    progress=lambda m: print(f"[identify] {m}", flush=True), starts=cfg.latency_starts,
+                    start_spacing_ms=1000.0 / fps)  # fmt: skip
     scored = Replay(held or fit_set, fps, cfg.threads)
     nominal_rmse, fitted_rmse = scored.rmse_per_joint(ArmParams()), scored.rmse_per_joint(arm)
     result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held)
