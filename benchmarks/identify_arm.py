@@ -44,13 +44,16 @@ class IdentifyArmConfig:
     # the demonstrations held out of the largest N. None: the demonstrations only
     excitation_repo_id: str = "local/so101_twin_excite_unseen"
     excitation_root: Path | None = None
+    # so101-twin-identify's --latency_starts (1: the least squares from the latency grid's best alone)
+    latency_starts: int = 3
 
 
 def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = None) -> Path:
     out = cfg.output_dir / (name or f"n{n}")
     episodes = list(range(n + n // 5 + (1 if n % 5 else 0)))
     args = [str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.repo_id}", f"--dataset.root={cfg.root}",
-            f"--output_dir={out}", "--holdout_every=6", f"--episodes=[{','.join(map(str, episodes))}]"]  # fmt: skip
+            f"--output_dir={out}", "--holdout_every=6", f"--episodes=[{','.join(map(str, episodes))}]",
+            f"--latency_starts={cfg.latency_starts}"]  # fmt: skip
     if n >= 25:  # the whole recording: the same run as the docs' command without --episodes
         args = [a for a in args if not a.startswith("--episodes")]
     subprocess.run([*args, *extra], check=True)
@@ -76,7 +79,8 @@ def compare(true: dict, out: Path) -> list[list[str]]:
 def identify_excitation(cfg: IdentifyArmConfig) -> Path:
     out = cfg.output_dir / "excitation"
     subprocess.run([str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.excitation_repo_id}",
-                    f"--dataset.root={cfg.excitation_root}", f"--output_dir={out}", "--holdout_every=0"],
+                    f"--dataset.root={cfg.excitation_root}", f"--output_dir={out}", "--holdout_every=0",
+                    f"--latency_starts={cfg.latency_starts}"],
                    check=True)  # fmt: skip
     return out
 

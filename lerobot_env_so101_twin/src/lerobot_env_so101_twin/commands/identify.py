@@ -217,6 +217,8 @@ def identify(cfg: IdentifyConfig) -> dict:
         k: v for k, v in asdict(cfg).items() if k not in left}}  # fmt: skip
     if cfg.control_fps is None:  # as identifications made before the field recorded it
         del settings["control_fps"]
+    if cfg.latency_starts == 1:  # the fit made before the field: such a folder is its run again
+        del settings["latency_starts"]
     if cfg.excitation.repo_id:
         settings["excitation"] = {"repo_id": cfg.excitation.repo_id, "root": str(cfg.excitation.root)}
     if made_here(cfg.output_dir, RECORD, settings, "so101-twin-identify", "an identification"):
