@@ -39,10 +39,10 @@ class IdentifyArmConfig:
     demonstrations: list[int] = field(default_factory=lambda: [10, 25])
     # where each identification goes, as n<N>/
     output_dir: Path = Path("outputs/identify")
-    # the optional excitation on the same hidden arm (so101-twin-excite --robot.type=so101_twin --robot.arm=unseen
-    # --robot.arm_seed=424242 ...): identified alone into <output_dir>/excitation, and scored, as the N rows are, on
-    # the demonstrations held out of the largest N. None: the demonstrations only
+    # the optional excitation's repo id (so101-twin-excite on the twin robot playing the same hidden arm)
     excitation_repo_id: str = "local/so101_twin_excite_unseen"
+    # its folder: identified alone into <output_dir>/excitation and with the largest N's demonstrations, each scored
+    # on the demonstrations that N held out. None: the demonstrations only
     excitation_root: Path | None = None
     # so101-twin-identify's --latency_starts (1: the least squares from the latency grid's best alone)
     latency_starts: int = 3
