@@ -165,3 +165,25 @@ def test_an_amplitude_past_the_limits_is_refused_before_the_arm_moves(tmp_path):
     result = _excite(tmp_path, f"--dataset.root={root}", "--yes=true", "--amplitude=[8,8,8,60,8,8]")
     assert result.returncode != 0 and "wrist_flex" in result.stderr and "the twin's MJCF ranges" in result.stderr
     assert "Traceback" not in result.stderr and not root.exists()
+
+
+def test_a_real_followers_limits_come_from_its_calibration_or_are_refused_naming_the_id(tmp_path):
+    import lerobot.robots.so_follower  # noqa: F401  registers so101_follower
+    from lerobot.robots.so_follower import SOFollowerRobotConfig
+
+    from so101_core import JOINT_NAMES
+
+    def config(robot_id: str) -> ExciteConfig:
+        robot = SOFollowerRobotConfig(port="/dev/null", id=robot_id, calibration_dir=tmp_path, max_relative_target=5)
+        return ExciteConfig(robot=robot, dataset=DatasetRef("local/x", "x"))
+
+    with pytest.raises(FileNotFoundError, match=r"no calibration for --robot.id=ghost: .*ghost\.json does not exist"):
+        config("ghost").limits()
+    # 2048 +- 1000 ticks on every body joint: +-87.9 degrees, as LeRobot's bus reads them
+    calibration = {name: {"id": i + 1, "drive_mode": 0, "homing_offset": 0, "range_min": 1048, "range_max": 3048}
+                   for i, name in enumerate(JOINT_NAMES)}  # fmt: skip
+    (tmp_path / "mine.json").write_text(json.dumps(calibration))
+    limits, source = config("mine").limits()
+    assert source == str(tmp_path / "mine.json")
+    np.testing.assert_allclose(limits[:5], [[-87.91, 87.91]] * 5, atol=0.01)
+    np.testing.assert_allclose(limits[5], [0.0, 100.0])

@@ -21,12 +21,7 @@ from pathlib import Path
 
 from lerobot.configs import parser
 
-from so101_core.joint_limits import (
-    TWIN_JOINT_LIMITS,
-    calibration_path,
-    limits_from_calibration,
-    read_joint_limits,
-)
+from so101_core.joint_limits import TWIN_JOINT_LIMITS, follower_limits, read_joint_limits
 from so101_policy_common.steps import ClipJointTargetsStep, ResizeCamerasStep, is_map_key
 from so101_run_infra.atomic import atomic_folder, write_json
 from so101_run_infra.cli import prepare_command_line
@@ -58,15 +53,9 @@ class JointLimitsCommandConfig:
             raise ValueError("give the arm's limits by exactly one of --robot_id=<id> or --joint_limits_file=<file>")
         if self.joint_limits_file is not None:
             return read_joint_limits(self.joint_limits_file), str(Path(self.joint_limits_file).expanduser())
-        folder = Path(self.calibration_dir).expanduser() if self.calibration_dir else None
-        path = folder / f"{self.robot_id}.json" if folder else calibration_path(self.robot_id)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no calibration for --robot_id={self.robot_id}: {path} does not exist (lerobot-calibrate "
-                "--robot.type=so101_follower --robot.id=<id> writes it; or give --calibration_dir or "
-                "--joint_limits_file)"
-            )
-        return limits_from_calibration(path), str(path)
+        limits, path = follower_limits(self.robot_id, self.calibration_dir, "--robot_id",
+                                       "--calibration_dir or --joint_limits_file")  # fmt: skip
+        return limits, str(path)
 
 
 def set_joint_limits(checkpoint: Path, output_dir: Path, limits: list[list[float]], source: str) -> list[list[float]]:

@@ -60,6 +60,21 @@ def calibration_path(robot_id: str, robot_name: str = "so_follower") -> Path:
     return calibration_dir() / "robots" / robot_name / f"{robot_id}.json"
 
 
+def follower_limits(
+    robot_id: str, calibration_dir: str | Path | None = None, flag: str = "--robot.id", instead: str = ""
+) -> tuple[list[list[float]], Path]:
+    """The limits of the follower `robot_id` from its LeRobot calibration (in `calibration_dir` when given, as
+    --robot.calibration_dir, else LeRobot's folder) and that file's path. A missing file is a FileNotFoundError naming
+    `flag` and the path, and what else the command takes (`instead`)."""
+    path = Path(calibration_dir).expanduser() / f"{robot_id}.json" if calibration_dir else calibration_path(robot_id)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no calibration for {flag}={robot_id}: {path} does not exist (lerobot-calibrate "
+            f"--robot.type=so101_follower --robot.id=<id> writes it{'; or give ' + instead if instead else ''})"
+        )
+    return limits_from_calibration(path), path
+
+
 def limits_from_calibration(path: str | Path, use_degrees: bool = True) -> list[list[float]]:
     """The follower's reachable range per joint, in the units its bus reports, from LeRobot's calibration file.
 

@@ -7,7 +7,8 @@
 Demonstrations alone are enough to identify an arm; this motion (lerobot_env_so101_twin.excitation) tells the fit
 more in 100 s, for a user willing to let the arm move on its own. Before it moves, the command reads the arm's pose,
 plans the motion from it, and refuses a plan that leaves the joint limits (the follower's calibration, less a margin)
-or moves faster than --max_step a frame (at most --robot.max_relative_target, so the follower never clips it); it
+or moves faster than --max_step a frame (at most --robot.max_relative_target: a follower that keeps up never clips
+it); it
 then asks for the workspace to be clear. The gripper stays open.
 
 The recording is a LeRobot dataset with `action` (the targets the follower was sent, as it returned them) and
@@ -28,7 +29,7 @@ from lerobot.configs import parser
 from lerobot.robots import RobotConfig
 
 from so101_core import JOINT_NAMES, MOTOR_KEYS
-from so101_core.joint_limits import TWIN_JOINT_LIMITS, calibration_path, limits_from_calibration, read_joint_limits
+from so101_core.joint_limits import TWIN_JOINT_LIMITS, follower_limits, read_joint_limits
 from so101_run_infra.atomic import replace_folder, staging_folder, write_json, write_jsonl
 from so101_run_infra.cli import SettingsRefused, prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
@@ -126,12 +127,8 @@ class ExciteConfig:
         if self.robot.id is None:
             raise ValueError("--robot.id is required: the arm's limits come from its calibration (or give "
                              "--joint_limits_file)")  # fmt: skip
-        folder = self.robot.calibration_dir
-        path = Path(folder) / f"{self.robot.id}.json" if folder else calibration_path(self.robot.id)
-        if not path.is_file():
-            raise FileNotFoundError(f"no calibration for --robot.id={self.robot.id}: {path} does not exist "
-                                    "(lerobot-calibrate writes it; or give --joint_limits_file)")  # fmt: skip
-        return np.array(limits_from_calibration(path)), str(path)
+        limits, path = follower_limits(self.robot.id, self.robot.calibration_dir, "--robot.id", "--joint_limits_file")
+        return np.array(limits), str(path)
 
 
 def settings(cfg: ExciteConfig) -> dict:
