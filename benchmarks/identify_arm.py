@@ -46,6 +46,8 @@ class IdentifyArmConfig:
     excitation_root: Path | None = None
     # so101-twin-identify's --latency_starts (1: the least squares from the latency grid's best alone)
     latency_starts: int = 3
+    # so101-twin-identify's --search_evals (0: the least squares alone, from --latency_starts)
+    search_evals: int = 700
 
 
 def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = None) -> Path:
@@ -53,7 +55,7 @@ def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = Non
     episodes = list(range(n + n // 5 + (1 if n % 5 else 0)))
     args = [str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.repo_id}", f"--dataset.root={cfg.root}",
             f"--output_dir={out}", "--holdout_every=6", f"--episodes=[{','.join(map(str, episodes))}]",
-            f"--latency_starts={cfg.latency_starts}"]  # fmt: skip
+            f"--latency_starts={cfg.latency_starts}", f"--search_evals={cfg.search_evals}"]  # fmt: skip
     if n >= 25:  # the whole recording: the same run as the docs' command without --episodes
         args = [a for a in args if not a.startswith("--episodes")]
     subprocess.run([*args, *extra], check=True)
@@ -80,7 +82,7 @@ def identify_excitation(cfg: IdentifyArmConfig) -> Path:
     out = cfg.output_dir / "excitation"
     subprocess.run([str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.excitation_repo_id}",
                     f"--dataset.root={cfg.excitation_root}", f"--output_dir={out}", "--holdout_every=0",
-                    f"--latency_starts={cfg.latency_starts}"],
+                    f"--latency_starts={cfg.latency_starts}", f"--search_evals={cfg.search_evals}"],
                    check=True)  # fmt: skip
     return out
 
@@ -97,6 +99,26 @@ def held_out_tracking(cfg: IdentifyArmConfig, arms: dict) -> dict[str, np.ndarra
     _, held = split(episodes, 6)
     replay = Replay(held, fps)
     return {name: replay.rmse_per_joint(ArmParams.from_dict(params)) for name, params in arms.items()}
+
+
+def saturation(cfg: IdentifyArmConfig, n: int, arms: dict[str, dict]) -> None:
+    """Per joint, the share of the replay's physics steps, on the N fitted demonstrations, in which each arm's servo
+    asks for more than its force limit (where a gain shows and where a force limit does)."""
+    from lerobot_env_so101_twin.arm import ArmParams
+    from lerobot_env_so101_twin.commands.identify import IdentifyConfig, load_episodes, split
+    from lerobot_env_so101_twin.identify import Replay
+    from so101_core import JOINT_NAMES
+    from so101_run_infra.dataset_ref import DatasetRef
+
+    episodes = None if n >= 25 else list(range(n + n // 5 + (1 if n % 5 else 0)))
+    loaded, fps = load_episodes(IdentifyConfig(dataset=DatasetRef(cfg.repo_id, cfg.root), output_dir=cfg.output_dir,
+                                               episodes=episodes))  # fmt: skip
+    replay = Replay(split(loaded, 6)[0], fps)
+    print("\nservo saturation (share of the replay's physics steps at the force limit, fitted demonstrations):\n")
+    print("| arm | " + " | ".join(JOINT_NAMES) + " |\n|---|" + "---:|" * len(JOINT_NAMES))
+    for name, params in arms.items():
+        shares = replay.saturation(ArmParams.from_dict({k: v for k, v in params.items() if k != "control_fps"}))
+        print(f"| {name} | " + " | ".join(f"{100 * v:.0f}%" for v in shares) + " |")
 
 
 def print_rows(rows: list[list[str]]) -> None:
@@ -127,6 +149,7 @@ def identify_arm(cfg: IdentifyArmConfig) -> None:
         print(f"held-out tracking error (mean over joints, follower units): nominal {nominal:.2f}, identified "
               f"{fitted:.2f} ({drop:.0f}% lower); {met}/{len(rows)} parameters within target\n")  # fmt: skip
         print_rows(rows)
+        saturation(cfg, n, {"true arm": true, "identified": json.loads((out / "arm.json").read_text())})
     if cfg.excitation_root is None:
         return
     out = identify_excitation(cfg)

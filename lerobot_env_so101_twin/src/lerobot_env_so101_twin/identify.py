@@ -13,11 +13,14 @@ How:
 - a target's way to the servos (latency, then the gears' play) depends on the targets alone, not the state, so it is
   computed once per parameter set in numpy; a fractional latency blends the switching substep, so the fit is smooth
   in it;
-- latency is searched on a grid first (the error has local minima a period apart), then every parameter, latency
-  included, is fitted by scipy's bounded least squares (trust region reflective) under a Gaussian prior at the
-  nominal arm; the uncertainty is the posterior covariance s^2 (J^T J)^-1 at the solution (the prior's rows in J),
-  and a parameter on which the recording's Jacobian column is smaller than the prior's is reported as not identified
-  by this recording, with that evidence.
+- latency is searched on a grid first (the error has local minima a period apart); then CMA-ES (`cma`) searches every
+  parameter at once, latency included, and scipy's bounded least squares (trust region reflective) finishes from its
+  best, both under a Gaussian prior at the nominal arm. The global search is there because the servos saturate: past
+  a fraction of a degree of error an STS3215 pushes at its force limit whatever its gain, so a slow arm can be
+  replayed by a weak linear servo with extra latency as well as by a strong saturating one, and a local solver
+  started at the nominal arm stays in the first basin (a gain traded for latency). The uncertainty is the posterior
+  covariance s^2 (J^T J)^-1 at the solution (the prior's rows in J), and a parameter on which the recording's
+  Jacobian column is smaller than the prior's is reported as not identified by this recording, with that evidence.
 """
 
 from __future__ import annotations
@@ -176,6 +179,29 @@ class Replay:
         first = np.stack([e.state[0] for e in self.episodes])[:, None]
         return np.concatenate([first, readings], axis=1)
 
+    def saturation(self, arm: ArmParams) -> np.ndarray:
+        """(6,) per joint, the share of the scored frames' physics steps in which the servo, replaying the recording,
+        asks for more than its force limit: where its gain shows (below it) and where its force limit does (at it)."""
+        self.twin._arm_model.apply(arm)
+        controls = self._controls(arm)
+        states, _ = rollout.rollout(self.model, self.datas, self._initial_states(arm.calibration()), controls,
+                                    control_spec=self.ctrl_spec)  # fmt: skip
+        m, a = self.model, self.act
+        q = states[:, :-1, self.qpos]  # the state each step starts from (after the one before)
+        qdot = states[:, :-1, 1 + m.nq + np.asarray(self.twin._joint_dof)]
+        # a position servo: gain * (target - position) - damping * velocity, clipped to its force range
+        demand = m.actuator_gainprm[a, 0] * (controls[:, 1:, a] - q) + m.actuator_biasprm[a, 2] * qdot
+        saturated = np.abs(demand) > m.actuator_forcerange[a, 1]
+        frame = np.arange(1, controls.shape[1]) // self.n + 1  # the frame whose reading each step leads to
+        counts, total = np.zeros(len(a)), 0
+        for k, e in enumerate(self.episodes):
+            scored = np.zeros(len(frame), dtype=bool)
+            inside = frame < len(e.state)
+            scored[inside] = e.used[frame[inside]]
+            counts += saturated[k][scored].sum(axis=0)
+            total += int(scored.sum())
+        return counts / max(1, total)
+
     def residuals(self, arm: ArmParams) -> np.ndarray:
         replayed = self.run(arm)
         out = []
@@ -197,10 +223,14 @@ def fit(
     progress=print,
     starts: int = 1,
     start_spacing_ms: float = 1000.0 / 30,
+    search_evals: int = 0,
+    seed: int = 0,
 ) -> tuple[ArmParams, dict[str, np.ndarray]]:
     """The arm that best replays the recording, with each parameter's standard error and whether it is identified.
 
-    The least squares starts from the latency grid's best and, with `starts` > 1, from latencies `start_spacing_ms`
+    With `search_evals` > 0, CMA-ES spends that many replays searching every parameter from the nominal servos at the
+    latency grid's best, and the least squares finishes from its best with a third of `max_nfev`. Without it, the
+    least squares starts from the latency grid's best and, with `starts` > 1, from latencies `start_spacing_ms`
     apart around it: the grid is searched with the nominal servos, and an arm slower than nominal shows there as extra
     latency, a basin the solver does not leave (gain and latency trade off). Each start runs a fifth of `max_nfev`;
     the one that replays best goes on with the rest."""
@@ -236,7 +266,10 @@ def fit(
     first = [latency + k * start_spacing_ms for k in range(-(starts // 2), starts - starts // 2)]
     first = [ms for ms in first if lo[-1] <= ms <= hi[-1]]
     start = np.append(servos, latency)
-    probe = max(1, max_nfev // 5) if len(first) > 1 else 0
+    probe = max(1, max_nfev // 5) if len(first) > 1 and search_evals == 0 else 0
+    if search_evals > 0:
+        start = global_search(residual, start, (lo, hi), scale, search_evals, seed, progress)
+        max_nfev = max(1, max_nfev // 3)
     if probe:
         trials = [solve(np.append(servos, ms), probe) for ms in first]
         best = int(np.argmin([t.cost for t in trials]))
@@ -265,5 +298,34 @@ def fit(
         std[name] = std_x[i : i + count] * (values if log else 1.0)
         i += count
     std["latency_ms"] = std_x[-1:]
-    evidence = {"jacobian_column_norm": column, "identified": identified, "active_bound": solution.active_mask != 0}
+    # the parameter each one trades against most: a recording that fixes only a combination of two (a gain and a
+    # force limit on a servo that saturates) leaves them correlated near +-1 whatever their standard errors say
+    corr = cov / np.maximum(np.outer(std_x, std_x), 1e-300)
+    np.fill_diagonal(corr, 0.0)
+    partner = np.argmax(np.abs(corr), axis=1)
+    evidence = {"jacobian_column_norm": column, "identified": identified, "active_bound": solution.active_mask != 0,
+                "partner": partner, "correlation": corr[np.arange(x.size), partner]}  # fmt: skip
     return arm, {**std, **evidence, "latency_grid_ms": latency_grid_ms, "latency_costs": costs}
+
+
+def global_search(residual, x0: np.ndarray, box: tuple[np.ndarray, np.ndarray], scale: np.ndarray, evals: int,
+                  seed: int, progress=print) -> np.ndarray:  # fmt: skip
+    """CMA-ES on the sum of squared residuals, `evals` replays from `x0`, each coordinate in units of `scale` (one
+    standard deviation of the first generation), inside the bounds `box`: the best parameters seen."""
+    import cma
+
+    lo, hi = box
+    options = {"bounds": [list((lo - x0) / scale), list((hi - x0) / scale)], "maxfevals": evals, "seed": seed + 1,
+               "verbose": -9}  # fmt: skip
+    es = cma.CMAEvolutionStrategy(np.zeros(x0.size), 1.0, options)
+    shown = 0
+    while not es.stop():
+        z = es.ask()
+        es.tell(z, [float(np.sum(residual(x0 + zi * scale) ** 2)) for zi in z])
+        if es.countevals >= shown + evals // 5:
+            shown = es.countevals
+            progress(f"CMA-ES: {es.countevals}/{evals} replays, best cost {0.5 * es.result.fbest:.1f}")
+    best = x0 + np.asarray(es.result.xbest) * scale
+    progress(f"CMA-ES: {es.countevals} replays, cost {0.5 * es.result.fbest:.1f}, latency {best[-1]:.1f} ms")
+    inside = 1e-6 * (hi - lo)  # the least squares that follows cannot leave a bound it starts on
+    return np.clip(best, lo + inside, hi - inside)

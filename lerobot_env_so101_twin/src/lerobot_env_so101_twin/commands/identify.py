@@ -26,7 +26,7 @@ from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.runs import made_here
 
 from ..arm import ArmParams, check_control_fps
-from ..identify import FITTED, Episode, Replay, contact_frames, fit
+from ..identify import FITTED, Episode, Replay, contact_frames, fit, parameter_names
 
 logger = logging.getLogger(__name__)
 RECORD = "identify.json"
@@ -56,6 +56,11 @@ class IdentifyConfig:
     # fifth of --max_nfev each, and goes on from the start that replays best: the grid is searched with the nominal
     # servos, where an arm slower than nominal looks like extra latency. 1: from the grid's best only
     latency_starts: int = 3
+    # CMA-ES replays that search every parameter at once before the least squares, which then finishes from the
+    # best with a third of --max_nfev (and --latency_starts is not used): a saturating servo replays like a weaker
+    # one with more latency, and only a global search tells them apart. 0: the least squares alone
+    search_evals: int = 700
+    seed: int = 0  # the global search's random seed
     threads: int = 2  # MuJoCo rollout threads
     # The loop rate the identified arm plays in: the rate your policy reaches on the arm's computer (lerobot-rollout's
     # --fps, or what its log says it reached), a divisor of the recording's fps. Written to arm.json, not fitted:
@@ -70,6 +75,8 @@ class IdentifyConfig:
             raise ValueError(f"--holdout_every={self.holdout_every}: 0 (no held-out episodes) or at least 2")
         if self.max_nfev < 1 or self.threads < 1 or self.latency_step_ms <= 0 or self.latency_max_ms < 0:
             raise ValueError("--max_nfev and --threads must be >= 1, --latency_step_ms > 0, --latency_max_ms >= 0")
+        if self.search_evals < 0:
+            raise ValueError(f"--search_evals={self.search_evals}: 0 (the least squares alone) or more replays")
         if self.latency_starts < 1:
             raise ValueError(f"--latency_starts={self.latency_starts}: at least 1 (the latency grid's best)")
 
@@ -138,23 +145,35 @@ def split(episodes: list[Episode], every: int) -> tuple[list[Episode], list[Epis
     return [e for i, e in enumerate(episodes) if i % every != 0], held
 
 
-NOT_IDENTIFIED_WHY = "the recording tells less about it than the prior at the nominal arm: it stays nominal"
+NAMES = [*parameter_names(), "latency_ms"]
+NOT_IDENTIFIED_WHY = (
+    "the recording tells less about it than the prior at the nominal arm: its value is the prior's as much as the "
+    "recording's, within the prior's spread of nominal"
+)
 GRIPPER_FORCE_WHY = "the gripper's force limit acts only while it closes on something, and those frames are left out"
 
 
-def unidentified(parameters: dict) -> dict[str, str]:
+UNREACHED = 0.01  # a force limit the identified servo exceeds on fewer of the replay's steps than this is unseen
+
+
+def unidentified(parameters: dict, saturation: dict[str, float]) -> dict[str, str]:
     """Parameters the recording leaves open, and why."""
     out = {}
     for name, rows in parameters.items():
         for r in rows:
+            key = f"{name}[{r['joint']}]"
             if not r["identified"]:
-                out[f"{name}[{r['joint']}]"] = NOT_IDENTIFIED_WHY
+                out[key] = NOT_IDENTIFIED_WHY
             elif r["at_bound"]:
-                out[f"{name}[{r['joint']}]"] = "it sits on its bound"
+                out[key] = "it sits on its bound"
+            elif name == "force" and saturation[r["joint"]] < UNREACHED:
+                out[key] = (f"the identified servo asks for more than this limit on {100 * saturation[r['joint']]:.1f}%"
+                            " of the replay's steps: the recording shows only that the limit is above what it "
+                            "needed")  # fmt: skip
     return out
 
 
-def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_set, held) -> dict:
+def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_set, held, saturation) -> dict:
     values, out, i = arm.as_dict(), {}, 0
     for name, count, *_ in FITTED:
         rows = []
@@ -164,6 +183,8 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
                 "joint": JOINT_NAMES[j], "value": values[name][j], "std": float(info[name][j]),
                 "identified": identified, "jacobian_column_norm": float(info["jacobian_column_norm"][i]),
                 "at_bound": bool(info["active_bound"][i]),
+                "trades_against": NAMES[int(info["partner"][i])],
+                "correlation": round(float(info["correlation"][i]), 3),
             })  # fmt: skip
             i += 1
         out[name] = rows
@@ -173,9 +194,14 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
         "parameters": out,
         "latency_ms": values["latency_ms"],
         "latency_std_ms": float(info["latency_ms"][0]),
+        "latency_trades_against": NAMES[int(info["partner"][-1])],
+        "latency_correlation": round(float(info["correlation"][-1]), 3),
         "latency_grid_ms": info["latency_grid_ms"].tolist(),
         "latency_grid_cost": info["latency_costs"].tolist(),
-        "not_identified": {"gripper_force": GRIPPER_FORCE_WHY, **unidentified(out)},
+        "not_identified": {"gripper_force": GRIPPER_FORCE_WHY, **unidentified(out, saturation)},
+        # per joint, the share of the replay's physics steps (the fitted episodes, identified arm) in which the servo
+        # asks for more than its force limit: a gain shows below the limit, a force limit only at it
+        "servo_saturation": saturation,
         "tracking_rmse_held_out": {
             "nominal": dict(zip(JOINT_NAMES, np.round(nominal_rmse, 4).tolist(), strict=True)),
             "identified": dict(zip(JOINT_NAMES, np.round(fitted_rmse, 4).tolist(), strict=True)),
@@ -219,6 +245,8 @@ def identify(cfg: IdentifyConfig) -> dict:
         del settings["control_fps"]
     if cfg.latency_starts == 1:  # the fit made before the field: such a folder is its run again
         del settings["latency_starts"]
+    if cfg.search_evals == 0:  # the least squares alone, as fits made before the global search
+        del settings["search_evals"], settings["seed"]
     if cfg.excitation.repo_id:
         settings["excitation"] = {"repo_id": cfg.excitation.repo_id, "root": str(cfg.excitation.root)}
     if made_here(cfg.output_dir, RECORD, settings, "so101-twin-identify", "an identification"):
@@ -239,10 +267,12 @@ def identify(cfg: IdentifyConfig) -> dict:
     grid = np.arange(0.0, cfg.latency_max_ms + 1e-9, cfg.latency_step_ms)
     arm, info = fit(Replay(fit_set, fps, cfg.threads), grid, cfg.max_nfev,
                     progress=lambda m: print(f"[identify] {m}", flush=True), starts=cfg.latency_starts,
-                    start_spacing_ms=1000.0 / fps)  # fmt: skip
+                    start_spacing_ms=1000.0 / fps, search_evals=cfg.search_evals, seed=cfg.seed)  # fmt: skip
     scored = Replay(held or fit_set, fps, cfg.threads)
     nominal_rmse, fitted_rmse = scored.rmse_per_joint(ArmParams()), scored.rmse_per_joint(arm)
-    result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held)
+    shares = Replay(fit_set, fps, cfg.threads).saturation(arm)
+    saturation = {j: round(float(v), 4) for j, v in zip(JOINT_NAMES, shares, strict=True)}
+    result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held, saturation)
     if excitation:  # the fit set's list names the demonstrations; the excitation's episodes are its own
         result["episodes"]["fit"] = [e.index for e in fit_set[: len(fit_set) - len(excitation)]]
         result["episodes"]["excitation"] = [e.index for e in excitation]
