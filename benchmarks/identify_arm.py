@@ -101,9 +101,9 @@ def held_out_tracking(cfg: IdentifyArmConfig, arms: dict) -> dict[str, np.ndarra
     return {name: replay.rmse_per_joint(ArmParams.from_dict(params)) for name, params in arms.items()}
 
 
-def saturation(cfg: IdentifyArmConfig, n: int, arms: dict[str, dict]) -> None:
-    """Per joint, the share of the replay's physics steps, on the N fitted demonstrations, in which each arm's servo
-    asks for more than its force limit (where a gain shows and where a force limit does)."""
+def replayed(cfg: IdentifyArmConfig, n: int, arms: dict[str, dict]) -> None:
+    """Each arm replaying the N fitted demonstrations: its sum of squared errors, and per joint the share of the
+    physics steps in which its servo asks for more than its force limit (where a gain shows and a force limit does)."""
     from lerobot_env_so101_twin.arm import ArmParams
     from lerobot_env_so101_twin.commands.identify import IdentifyConfig, load_episodes, split
     from lerobot_env_so101_twin.identify import Replay
@@ -114,11 +114,15 @@ def saturation(cfg: IdentifyArmConfig, n: int, arms: dict[str, dict]) -> None:
     loaded, fps = load_episodes(IdentifyConfig(dataset=DatasetRef(cfg.repo_id, cfg.root), output_dir=cfg.output_dir,
                                                episodes=episodes))  # fmt: skip
     replay = Replay(split(loaded, 6)[0], fps)
-    print("\nservo saturation (share of the replay's physics steps at the force limit, fitted demonstrations):\n")
-    print("| arm | " + " | ".join(JOINT_NAMES) + " |\n|---|" + "---:|" * len(JOINT_NAMES))
+    print("\non the fitted demonstrations: the replay's sum of squared errors (follower units), and per joint the share"
+          " of its physics steps at the force limit\n")  # fmt: skip
+    print("| arm | squared errors | " + " | ".join(JOINT_NAMES) + " |\n|---|---:|" + "---:|" * len(JOINT_NAMES))
     for name, params in arms.items():
-        shares = replay.saturation(ArmParams.from_dict({k: v for k, v in params.items() if k != "control_fps"}))
-        print(f"| {name} | " + " | ".join(f"{100 * v:.0f}%" for v in shares) + " |")
+        # the true arm without its jitter, which no replay plays: what the fitted arm is up against
+        arm = ArmParams.from_dict({k: v for k, v in params.items() if k != "control_fps"} | {"latency_jitter_ms": 0.0})
+        errors = replay.residuals(arm)
+        shares = replay.saturation(arm)
+        print(f"| {name} | {errors @ errors:.0f} | " + " | ".join(f"{100 * v:.0f}%" for v in shares) + " |")
 
 
 def print_rows(rows: list[list[str]]) -> None:
@@ -149,7 +153,7 @@ def identify_arm(cfg: IdentifyArmConfig) -> None:
         print(f"held-out tracking error (mean over joints, follower units): nominal {nominal:.2f}, identified "
               f"{fitted:.2f} ({drop:.0f}% lower); {met}/{len(rows)} parameters within target\n")  # fmt: skip
         print_rows(rows)
-        saturation(cfg, n, {"true arm": true, "identified": json.loads((out / "arm.json").read_text())})
+        replayed(cfg, n, {"true arm": true, "identified": json.loads((out / "arm.json").read_text())})
     if cfg.excitation_root is None:
         return
     out = identify_excitation(cfg)

@@ -85,6 +85,17 @@ def test_the_saturation_share_is_where_mujoco_clips_the_servo_force():
     assert shares.max() > 0.05  # this weak arm does reach its limits
 
 
+def test_a_force_limit_the_servo_never_reaches_is_reported_as_not_identified():
+    from lerobot_env_so101_twin.commands.identify import unidentified
+
+    row = {"identified": True, "at_bound": False}
+    parameters = {"force": [{**row, "joint": "shoulder_pan"}, {**row, "joint": "shoulder_lift"}],
+                  "gain": [{**row, "joint": "shoulder_pan"}]}  # fmt: skip
+    out = unidentified(parameters, {"shoulder_pan": 0.002, "shoulder_lift": 0.3})
+    assert list(out) == ["force[shoulder_pan]"]  # a gain is not judged by saturation, a reached limit is kept
+    assert "0.2% of the replay's steps" in out["force[shoulder_pan]"]
+
+
 def test_contact_frames_are_where_the_gripper_is_held_open():
     state = np.zeros((40, 6))
     action = np.zeros((40, 6))
