@@ -280,17 +280,24 @@ def fit(
     solution = solve(start, max(1, max_nfev - probe))
     progress(f"least squares: {solution.nfev + probe * len(first)} steps, cost {solution.cost:.1f} from "
              f"{0.5 * costs.min():.1f}")  # fmt: skip
+    arm = unpack(solution.x[:-1], solution.x[-1])
+    return arm, {**posterior(solution, n_data, np.append(weight, 0.0)), "latency_grid_ms": latency_grid_ms,
+                 "latency_costs": costs}  # fmt: skip
+
+
+def posterior(solution, n_data: int, prior_column: np.ndarray) -> dict[str, np.ndarray]:
+    """From the least squares' solution (the recording's `n_data` residuals first, then the prior's rows, whose
+    Jacobian column per parameter is `prior_column`): each parameter's standard error in its own units and the
+    evidence on it."""
     x, jac, res = solution.x, solution.jac, solution.fun
     data_jac, data_res = jac[:n_data], res[:n_data]
     s2 = float(data_res @ data_res) / max(1, n_data - x.size)
     # the posterior covariance (the prior's rows included, so every parameter has one); a parameter is identified
     # when the recording's information on it exceeds the prior's
     column = np.sqrt(np.diag(data_jac.T @ data_jac))
-    prior_column = np.append(weight, 0.0)
     identified = column > prior_column
     cov = s2 * np.linalg.pinv(jac.T @ jac)
     std_x = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    arm = unpack(x[:-1], x[-1])
     # standard errors in the parameters' own units (log-scaled ones by the delta method)
     std, i = {}, 0
     for name, count, log, *_ in FITTED:
@@ -303,9 +310,8 @@ def fit(
     corr = cov / np.maximum(np.outer(std_x, std_x), 1e-300)
     np.fill_diagonal(corr, 0.0)
     partner = np.argmax(np.abs(corr), axis=1)
-    evidence = {"jacobian_column_norm": column, "identified": identified, "active_bound": solution.active_mask != 0,
-                "partner": partner, "correlation": corr[np.arange(x.size), partner]}  # fmt: skip
-    return arm, {**std, **evidence, "latency_grid_ms": latency_grid_ms, "latency_costs": costs}
+    return {**std, "jacobian_column_norm": column, "identified": identified, "active_bound": solution.active_mask != 0,
+            "partner": partner, "correlation": corr[np.arange(x.size), partner]}  # fmt: skip
 
 
 def global_search(residual, x0: np.ndarray, box: tuple[np.ndarray, np.ndarray], scale: np.ndarray, evals: int,
