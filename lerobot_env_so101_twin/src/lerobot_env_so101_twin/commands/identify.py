@@ -265,12 +265,13 @@ def identify(cfg: IdentifyConfig) -> dict:
           f"held out" + (f"; {len(excitation)} of the excitation fitted too" if excitation else ""),
           flush=True)  # fmt: skip
     grid = np.arange(0.0, cfg.latency_max_ms + 1e-9, cfg.latency_step_ms)
-    arm, info = fit(Replay(fit_set, fps, cfg.threads), grid, cfg.max_nfev,
+    replay = Replay(fit_set, fps, cfg.threads)
+    arm, info = fit(replay, grid, cfg.max_nfev,
                     progress=lambda m: print(f"[identify] {m}", flush=True), starts=cfg.latency_starts,
                     start_spacing_ms=1000.0 / fps, search_evals=cfg.search_evals, seed=cfg.seed)  # fmt: skip
     scored = Replay(held or fit_set, fps, cfg.threads)
     nominal_rmse, fitted_rmse = scored.rmse_per_joint(ArmParams()), scored.rmse_per_joint(arm)
-    shares = Replay(fit_set, fps, cfg.threads).saturation(arm)
+    shares = replay.saturation(arm)
     saturation = {j: round(float(v), 4) for j, v in zip(JOINT_NAMES, shares, strict=True)}
     result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held, saturation)
     if excitation:  # the fit set's list names the demonstrations; the excitation's episodes are its own
