@@ -166,13 +166,17 @@ class Replay:
             controls[k][:, self.act] = ctrl
         return controls
 
+    def _rollout(self, arm: ArmParams) -> tuple[np.ndarray, np.ndarray]:
+        """(episodes, substeps, state) after each physics step, and (episodes, substeps, nu) the targets it took."""
+        self.twin._arm_model.apply(arm)  # the replay's model is the twin's
+        controls = self._controls(arm)
+        states, _ = rollout.rollout(self.model, self.datas, self._initial_states(arm.calibration()), controls,
+                                    control_spec=self.ctrl_spec)  # fmt: skip
+        return states, controls
+
     def run(self, arm: ArmParams) -> np.ndarray:
         """(episodes, frames, 6) the replayed follower readings at every frame (frame 0: the start state)."""
-        self.twin._arm_model.apply(arm)  # the replay's model is the twin's
-        states, _ = rollout.rollout(
-            self.model, self.datas, self._initial_states(arm.calibration()), self._controls(arm),
-            control_spec=self.ctrl_spec,
-        )  # fmt: skip
+        states, _ = self._rollout(arm)
         at_frames = states[:, self.n - 1 :: self.n][:, : self.length - 1]  # after each frame's substeps
         q = at_frames[:, :, self.qpos]
         readings = self.twin.to_follower_units(q) + arm.calibration()
@@ -182,10 +186,7 @@ class Replay:
     def saturation(self, arm: ArmParams) -> np.ndarray:
         """(6,) per joint, the share of the scored frames' physics steps in which the servo, replaying the recording,
         asks for more than its force limit: where its gain shows (below it) and where its force limit does (at it)."""
-        self.twin._arm_model.apply(arm)
-        controls = self._controls(arm)
-        states, _ = rollout.rollout(self.model, self.datas, self._initial_states(arm.calibration()), controls,
-                                    control_spec=self.ctrl_spec)  # fmt: skip
+        states, controls = self._rollout(arm)
         m, a = self.model, self.act
         q = states[:, :-1, self.qpos]  # the state each step starts from (after the one before)
         qdot = states[:, :-1, 1 + m.nq + np.asarray(self.twin._joint_dof)]
