@@ -106,7 +106,7 @@ def replayed(cfg: IdentifyArmConfig, n: int, arms: dict[str, dict]) -> None:
     physics steps in which its servo asks for more than its force limit (where a gain shows and a force limit does)."""
     from lerobot_env_so101_twin.arm import ArmParams
     from lerobot_env_so101_twin.commands.identify import IdentifyConfig, load_episodes, split
-    from lerobot_env_so101_twin.identify import Replay
+    from lerobot_env_so101_twin.identify import Replay, jitter_upper_bound
     from so101_core import JOINT_NAMES
     from so101_run_infra.dataset_ref import DatasetRef
 
@@ -114,15 +114,19 @@ def replayed(cfg: IdentifyArmConfig, n: int, arms: dict[str, dict]) -> None:
     loaded, fps = load_episodes(IdentifyConfig(dataset=DatasetRef(cfg.repo_id, cfg.root), output_dir=cfg.output_dir,
                                                episodes=episodes))  # fmt: skip
     replay = Replay(split(loaded, 6)[0], fps)
-    print("\non the fitted demonstrations: the replay's sum of squared errors (follower units), and per joint the share"
-          " of its physics steps at the force limit\n")  # fmt: skip
-    print("| arm | squared errors | " + " | ".join(JOINT_NAMES) + " |\n|---|---:|" + "---:|" * len(JOINT_NAMES))
+    print("\non the fitted demonstrations: the replay's sum of squared errors (follower units), the latency jitter it "
+          "would take to explain all of them (ms, an upper bound), and per joint the share of its physics steps at the "
+          "force limit\n")  # fmt: skip
+    print("| arm | squared errors | jitter bound | " + " | ".join(JOINT_NAMES) + " |\n|---|---:|---:|"
+          + "---:|" * len(JOINT_NAMES))  # fmt: skip
     for name, params in arms.items():
         # the true arm without its jitter, which no replay plays: what the fitted arm is up against
         arm = ArmParams.from_dict({k: v for k, v in params.items() if k != "control_fps"} | {"latency_jitter_ms": 0.0})
         errors = replay.residuals(arm)
         shares = replay.saturation(arm)
-        print(f"| {name} | {errors @ errors:.0f} | " + " | ".join(f"{100 * v:.0f}%" for v in shares) + " |")
+        bound = jitter_upper_bound(replay, arm)[0]
+        print(f"| {name} | {errors @ errors:.0f} | {bound:.1f} | " + " | ".join(f"{100 * v:.0f}%" for v in shares)
+              + " |")  # fmt: skip
 
 
 def print_rows(rows: list[list[str]]) -> None:

@@ -3,6 +3,7 @@ refusals and its run-again behaviour, and the identified arm played by the recor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 from clitools import TASK, run_cli
 
-from lerobot_env_so101_twin.arm import ArmParams, load_arm
+from lerobot_env_so101_twin.arm import ARM_STREAM, ArmParams, load_arm
 from lerobot_env_so101_twin.expert import EXPERTS
-from lerobot_env_so101_twin.identify import Episode, Replay, contact_frames, fit, parameter_names
+from lerobot_env_so101_twin.identify import Episode, Replay, contact_frames, fit, jitter_upper_bound, parameter_names
 from lerobot_env_so101_twin.simulation import ActuationNoise, TwinConfig, TwinSimulation
 from so101_core import JOINT_NAMES
 
@@ -59,6 +60,25 @@ def test_the_replay_of_a_twin_recording_with_its_own_arm_is_exact():
     recorded = np.stack([e.state for e in episodes])
     np.testing.assert_allclose(replayed, recorded, atol=1e-6)
     assert replay.rmse_per_joint(ArmParams()).mean() > 0.5  # the nominal arm does not
+
+
+def test_a_jittered_replay_draws_the_twin_s_own_jitter_and_the_residual_bounds_it():
+    # the gears' play left out: the twin runs a target through them when it arrives, the replay when it is sent, and
+    # the two differ only where jitter makes a target overtake another within one substep
+    arm = dataclasses.replace(KNOWN, backlash_deg=[0.0], latency_jitter_ms=20.0)
+    episodes = demonstrations(arm, 3, frames=120)
+    replay = Replay(episodes[:1], 30)
+    # the twin draws each episode's delays from its own stream (arm.py's ARM_STREAM), one per target, in order
+    same = replay.run(arm, np.random.default_rng([100, ARM_STREAM, 1]))
+    np.testing.assert_allclose(same[0], episodes[0].state, atol=1e-6)
+    steady = replay.run(arm)  # no rng: the latency without its jitter
+    assert np.abs(steady[0] - episodes[0].state).max() > 0.5
+    # a recording the arm replays exactly but for its jitter: the bound lands near the jitter; without jitter, at 0
+    bound, spread = jitter_upper_bound(Replay(episodes, 30), dataclasses.replace(arm, latency_jitter_ms=0.0))
+    assert 14.0 < bound < 26.0, (bound, spread)
+    assert spread["squared_error"][0] == 0.0 and spread["observed_squared_error"] > 0
+    exact = demonstrations(dataclasses.replace(arm, latency_jitter_ms=0.0), 2, frames=90)
+    assert jitter_upper_bound(Replay(exact, 30), dataclasses.replace(arm, latency_jitter_ms=0.0))[0] < 0.5
 
 
 def test_the_saturation_share_is_where_mujoco_clips_the_servo_force():
@@ -196,6 +216,9 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert report["episodes"] == {"fit": [1, 2, 3], "held_out": [0]}
     assert set(report["tracking_rmse_held_out"]) == {"nominal", "identified"}
     assert "gripper_force" in report["not_identified"]
+    # the twin's recorder plays the nominal arm here, without jitter: only what the fit missed is left to bound it
+    assert "latency_jitter_ms" in report["not_identified"]
+    assert 0 <= report["latency_jitter_upper_bound_ms"] <= report["latency_jitter_spread"]["jitter_ms"][-1]
     assert set(report["servo_saturation"]) == set(JOINT_NAMES)
     assert all(0 <= v <= 1 for v in report["servo_saturation"].values())
     assert all(row["trades_against"] != f"gain[{row['joint']}]" for row in report["parameters"]["gain"])

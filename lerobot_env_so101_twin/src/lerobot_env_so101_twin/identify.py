@@ -134,11 +134,13 @@ class Replay:
             mujoco.mj_getState(self.model, data, states[k], self.spec)
         return states
 
-    def _controls(self, arm: ArmParams) -> np.ndarray:
+    def _controls(self, arm: ArmParams, rng: np.random.Generator | None = None) -> np.ndarray:
         """(episodes, frames * n, nu) the servos' targets per substep: the recorded targets through the gears'
-        play, switching `latency` after the frame they were sent at (a fractional substep blends)."""
+        play, switching `latency` after the frame they were sent at (a fractional substep blends). With `rng`, each
+        target's latency is drawn with the arm's jitter, in order, as the twin's `TargetPath` draws it."""
         calibration, width = arm.calibration(), arm.backlash_rad()
         delay = arm.latency_ms / 1000.0 / self.model.opt.timestep
+        jitter = arm.latency_jitter_ms / 1000.0 / self.model.opt.timestep if rng is not None else 0.0
         steps = self.length * self.n
         controls = np.zeros((len(self.episodes), steps, self.model.nu))
         for k, e in enumerate(self.episodes):
@@ -152,6 +154,9 @@ class Replay:
             start = self.twin.to_radians(e.state[0] - calibration)
             padded = np.vstack([targets, np.repeat(targets[-1:], self.length - len(targets), axis=0)])
             switch = np.arange(self.length) * self.n + delay  # the substep each target takes over
+            if jitter > 0:  # one bus: a later target never overtakes an earlier one
+                drawn = np.arange(self.length) * self.n + np.maximum(0.0, delay + rng.normal(0.0, jitter, self.length))
+                switch = np.maximum.accumulate(np.round(drawn))
             # per substep, the index of the last target switched in (-1: the start pose still held)
             s = np.arange(steps)
             last = np.searchsorted(switch, s, side="right") - 1
@@ -166,17 +171,18 @@ class Replay:
             controls[k][:, self.act] = ctrl
         return controls
 
-    def _rollout(self, arm: ArmParams) -> tuple[np.ndarray, np.ndarray]:
+    def _rollout(self, arm: ArmParams, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(episodes, substeps, state) after each physics step, and (episodes, substeps, nu) the targets it took."""
         self.twin._arm_model.apply(arm)  # the replay's model is the twin's
-        controls = self._controls(arm)
+        controls = self._controls(arm, rng)
         states, _ = rollout.rollout(self.model, self.datas, self._initial_states(arm.calibration()), controls,
                                     control_spec=self.ctrl_spec)  # fmt: skip
         return states, controls
 
-    def run(self, arm: ArmParams) -> np.ndarray:
-        """(episodes, frames, 6) the replayed follower readings at every frame (frame 0: the start state)."""
-        states, _ = self._rollout(arm)
+    def run(self, arm: ArmParams, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(episodes, frames, 6) the replayed follower readings at every frame (frame 0: the start state); with
+        `rng`, each target's latency drawn with the arm's jitter."""
+        states, _ = self._rollout(arm, rng)
         at_frames = states[:, self.n - 1 :: self.n][:, : self.length - 1]  # after each frame's substeps
         q = at_frames[:, :, self.qpos]
         readings = self.twin.to_follower_units(q) + arm.calibration()
@@ -215,6 +221,34 @@ class Replay:
         replayed = self.run(arm)
         errors = [(replayed[k, : len(e.state)] - e.state)[e.used] for k, e in enumerate(self.episodes)]
         return np.sqrt(np.mean(np.concatenate(errors) ** 2, axis=0))
+
+
+def jitter_upper_bound(replay: Replay, arm: ArmParams, grid_ms: tuple[float, ...] = (2.5, 5, 10, 20, 40, 80),
+                    draws: int = 2, seed: int = 0) -> tuple[float, dict[str, list[float]]]:  # fmt: skip
+    """The latency jitter it would take to explain all of the fitted arm's residual: the recording's squared error
+    against the arm's deterministic replay, matched to what jitter alone puts between the arm's jittered replays and
+    that same replay (`draws` of them per value of `grid_ms`, interpolated). Whatever else the residual holds (what
+    the fit missed, the readings' own noise) counts as jitter too, so this bounds the jitter from above and does not
+    measure it; past the grid's end, its end."""
+    base = replay.run(arm)
+
+    def squared(replayed: np.ndarray, other: np.ndarray) -> float:
+        return sum(float(np.sum((replayed[k, : len(e.state)] - other[k, : len(e.state)])[e.used] ** 2))
+                   for k, e in enumerate(replay.episodes))  # fmt: skip
+
+    recorded = np.stack([np.vstack([e.state, np.repeat(e.state[-1:], replay.length - len(e.state), 0)])
+                         for e in replay.episodes])  # fmt: skip
+    observed = squared(base, recorded)
+    rng = np.random.default_rng(seed)
+    spread = [0.0]
+    for ms in grid_ms:
+        jittered = dataclasses.replace(arm, latency_jitter_ms=float(ms))
+        spread.append(float(np.mean([squared(replay.run(jittered, rng), base) for _ in range(draws)])))
+    grid = np.array([0.0, *grid_ms])
+    curve = np.maximum.accumulate(np.array(spread))  # jitter only adds spread; a draw's noise should not fold it
+    jitter = float(np.interp(observed, curve, grid)) if observed < curve[-1] else float(grid[-1])
+    return jitter, {"jitter_ms": grid.tolist(), "squared_error": [round(v, 1) for v in spread],
+                    "observed_squared_error": round(observed, 1)}  # fmt: skip
 
 
 def fit(

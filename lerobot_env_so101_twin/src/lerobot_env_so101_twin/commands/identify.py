@@ -26,7 +26,7 @@ from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.runs import made_here
 
 from ..arm import ArmParams, check_control_fps
-from ..identify import FITTED, Episode, Replay, contact_frames, fit, parameter_names
+from ..identify import FITTED, Episode, Replay, contact_frames, fit, jitter_upper_bound, parameter_names
 
 logger = logging.getLogger(__name__)
 RECORD = "identify.json"
@@ -150,6 +150,10 @@ NOT_IDENTIFIED_WHY = (
     "the recording tells less about it than the prior at the nominal arm: its value is the prior's as much as the "
     "recording's, within the prior's spread of nominal"
 )
+JITTER_WHY = (
+    "the replay is deterministic: the residual it leaves would take {bound:.0f} ms of jitter to explain, but what the "
+    "fit missed counts the same (latency_jitter_upper_bound_ms); arm.json plays none"
+)
 GRIPPER_FORCE_WHY = "the gripper's force limit acts only while it closes on something, and those frames are left out"
 
 
@@ -173,7 +177,8 @@ def unidentified(parameters: dict, saturation: dict[str, float]) -> dict[str, st
     return out
 
 
-def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_set, held, saturation) -> dict:
+def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_set, held, saturation,
+           jitter: tuple[float, dict]) -> dict:  # fmt: skip
     values, out, i = arm.as_dict(), {}, 0
     for name, count, *_ in FITTED:
         rows = []
@@ -198,7 +203,15 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
         "latency_correlation": round(float(info["correlation"][-1]), 3),
         "latency_grid_ms": info["latency_grid_ms"].tolist(),
         "latency_grid_cost": info["latency_costs"].tolist(),
-        "not_identified": {"gripper_force": GRIPPER_FORCE_WHY, **unidentified(out, saturation)},
+        "not_identified": {
+            "gripper_force": GRIPPER_FORCE_WHY,
+            **unidentified(out, saturation),
+            "latency_jitter_ms": JITTER_WHY.format(bound=jitter[0]),
+        },
+        # the jitter that all of the fitted arm's residual would take (an upper bound), and the spread each jitter
+        # puts between the arm's replays that it is read from
+        "latency_jitter_upper_bound_ms": round(jitter[0], 1),
+        "latency_jitter_spread": jitter[1],
         # per joint, the share of the replay's physics steps (the fitted episodes, identified arm) in which the servo
         # asks for more than its force limit: a gain shows below the limit, a force limit only at it
         "servo_saturation": saturation,
@@ -273,7 +286,8 @@ def identify(cfg: IdentifyConfig) -> dict:
     nominal_rmse, fitted_rmse = scored.rmse_per_joint(ArmParams()), scored.rmse_per_joint(arm)
     shares = replay.saturation(arm)
     saturation = {j: round(float(v), 4) for j, v in zip(JOINT_NAMES, shares, strict=True)}
-    result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held, saturation)
+    jitter = jitter_upper_bound(replay, arm, seed=cfg.seed)
+    result = report(arm, info, nominal_rmse, fitted_rmse, episodes + excitation, fit_set, held, saturation, jitter)
     if excitation:  # the fit set's list names the demonstrations; the excitation's episodes are its own
         result["episodes"]["fit"] = [e.index for e in fit_set[: len(fit_set) - len(excitation)]]
         result["episodes"]["excitation"] = [e.index for e in excitation]
