@@ -26,8 +26,6 @@ from lerobot.configs import parser
 from so101_run_infra.cli import prepare_command_line
 
 VENV_BIN = Path(sys.executable).parent
-TOLERANCE = {"gain": ("relative", 0.15), "damping": ("relative", 0.15), "force": ("relative", 0.15),
-             "backlash_deg": ("absolute", 0.3), "calibration_deg": ("absolute", 0.5)}  # fmt: skip
 
 
 @dataclass
@@ -48,6 +46,8 @@ class IdentifyArmConfig:
     latency_starts: int = 3
     # so101-twin-identify's --search_evals (0: the least squares alone, from --latency_starts)
     search_evals: int = 700
+    # so101-twin-identify's --second_search_evals (0: one global search, as identifications made before the second)
+    second_search_evals: int = 350
 
 
 def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = None) -> Path:
@@ -55,7 +55,8 @@ def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = Non
     episodes = list(range(n + n // 5 + (1 if n % 5 else 0)))
     args = [str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.repo_id}", f"--dataset.root={cfg.root}",
             f"--output_dir={out}", "--holdout_every=6", f"--episodes=[{','.join(map(str, episodes))}]",
-            f"--latency_starts={cfg.latency_starts}", f"--search_evals={cfg.search_evals}"]  # fmt: skip
+            f"--latency_starts={cfg.latency_starts}", f"--search_evals={cfg.search_evals}",
+            f"--second_search_evals={cfg.second_search_evals}"]  # fmt: skip
     if n >= 25:  # the whole recording: the same run as the docs' command without --episodes
         args = [a for a in args if not a.startswith("--episodes")]
     subprocess.run([*args, *extra], check=True)
@@ -63,14 +64,17 @@ def identify(cfg: IdentifyArmConfig, n: int, *extra: str, name: str | None = Non
 
 
 def compare(true: dict, out: Path) -> list[list[str]]:
+    from lerobot_env_so101_twin.identify import AGREEMENT, disagree
+
     report = json.loads((out / "report.json").read_text())
     rows = []
-    for name, (kind, tol) in TOLERANCE.items():
+    for name, (kind, _) in AGREEMENT.items():
         for j, fitted in enumerate(report["parameters"][name]):
             t, f = true[name][j], fitted["value"]
             error = abs(f / t - 1) if kind == "relative" else abs(f - t)
             shown = f"{100 * error:.0f}%" if kind == "relative" else f"{error:.2f}"
-            ok = "yes" if error <= tol else ("not identified" if not fitted["identified"] else "no")
+            left_open = f"{name}[{fitted['joint']}]" in report["not_identified"]
+            ok = "yes" if not disagree(name, t, f) else ("not identified" if left_open else "no")
             rows.append([f"{name}[{fitted['joint']}]", f"{t:.2f}", f"{f:.2f} ± {fitted['std']:.2f}", shown, ok])
     t, f = true["latency_ms"], report["latency_ms"]
     rows.append(["latency_ms", f"{t:.1f}", f"{f:.1f} ± {report['latency_std_ms']:.1f}", f"{abs(f - t):.1f}",
@@ -82,7 +86,8 @@ def identify_excitation(cfg: IdentifyArmConfig) -> Path:
     out = cfg.output_dir / "excitation"
     subprocess.run([str(VENV_BIN / "so101-twin-identify"), f"--dataset.repo_id={cfg.excitation_repo_id}",
                     f"--dataset.root={cfg.excitation_root}", f"--output_dir={out}", "--holdout_every=0",
-                    f"--latency_starts={cfg.latency_starts}", f"--search_evals={cfg.search_evals}"],
+                    f"--latency_starts={cfg.latency_starts}", f"--search_evals={cfg.search_evals}",
+                    f"--second_search_evals={cfg.second_search_evals}"],
                    check=True)  # fmt: skip
     return out
 

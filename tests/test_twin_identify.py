@@ -116,6 +116,23 @@ def test_a_force_limit_the_servo_never_reaches_is_reported_as_not_identified():
     assert "0.2% of the replay's steps" in out["force[shoulder_pan]"]
 
 
+def test_a_parameter_a_second_search_about_as_good_disagrees_on_is_reported_as_not_identified():
+    from lerobot_env_so101_twin.commands.identify import unidentified
+
+    row = {"identified": True, "at_bound": False}
+    parameters = {
+        "gain": [{**row, "joint": "shoulder_pan", "value": 1.0, "second_search": 1.3},  # 30% apart
+                 {**row, "joint": "shoulder_lift", "value": 1.0, "second_search": 1.1}],  # within 15%
+        "backlash_deg": [{**row, "joint": "shoulder_pan", "value": 1.0, "second_search": 1.2},  # within 0.3 deg
+                         {**row, "joint": "shoulder_lift", "value": 1.0, "second_search": 0.6}],
+    }  # fmt: skip
+    out = unidentified(parameters, {}, {"as_good": True, "cost_ratio": 1.04})
+    assert sorted(out) == ["backlash_deg[shoulder_lift]", "gain[shoulder_pan]"]
+    assert "1.04 of the first's squared errors" in out["gain[shoulder_pan]"] and "at 1.30" in out["gain[shoulder_pan]"]
+    # a second search that ended clearly worse is no evidence against the first
+    assert unidentified(parameters, {}, {"as_good": False, "cost_ratio": 1.5}) == {}
+
+
 def test_contact_frames_are_where_the_gripper_is_held_open():
     state = np.zeros((40, 6))
     action = np.zeros((40, 6))
@@ -201,8 +218,8 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     _record(data, "--robot.arm_params.latency_ms=67", "--robot.arm_params.gain=[0.7]")
     out = tmp_path / "my_arm"
     flags = ["so101-twin-identify", "--dataset.repo_id=local/identify", f"--dataset.root={data}",
-             f"--output_dir={out}", "--max_nfev=2", "--search_evals=40", "--holdout_every=4",
-             "--latency_step_ms=33.3333", "--control_fps=10"]  # fmt: skip
+             f"--output_dir={out}", "--max_nfev=2", "--search_evals=40", "--second_search_evals=20",
+             "--holdout_every=4", "--latency_step_ms=33.3333", "--control_fps=10"]  # fmt: skip
     run_cli(flags, cwd=tmp_path)
     arm = load_arm(str(out / "arm.json"))
     report = json.loads((out / "report.json").read_text())
@@ -222,6 +239,10 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert set(report["servo_saturation"]) == set(JOINT_NAMES)
     assert all(0 <= v <= 1 for v in report["servo_saturation"].values())
     assert all(row["trades_against"] != f"gain[{row['joint']}]" for row in report["parameters"]["gain"])
+    # the second search: its cost against the first's after its 20 replays, and where it put every parameter
+    second = report["second_search"]
+    assert second["cost_ratio"] > 0 and second["as_good"] == (second["cost_ratio"] <= 1.1)
+    assert all("second_search" in row for rows in report["parameters"].values() for row in rows)
     assert (out / "tracking.png").stat().st_size > 10_000
     # run again: nothing to do, exit 0, one line
     again = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:]],

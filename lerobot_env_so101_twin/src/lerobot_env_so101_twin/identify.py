@@ -48,6 +48,15 @@ FITTED = (
     ("calibration_deg", JOINTS, False, -10.0, 10.0),
 )
 CONTACT_MARGIN = 5  # frames left out on either side of a contact
+# How close two arms must agree on a parameter to count as the same: the identification's targets (relative for the
+# servo factors, degrees for the play and the calibration)
+AGREEMENT = {"gain": ("relative", 0.15), "damping": ("relative", 0.15), "force": ("relative", 0.15),
+             "backlash_deg": ("absolute", 0.3), "calibration_deg": ("absolute", 0.5)}  # fmt: skip
+
+
+def disagree(name: str, a: float, b: float) -> bool:
+    kind, tolerance = AGREEMENT[name]
+    return abs(b / a - 1) > tolerance if kind == "relative" else abs(b - a) > tolerance
 
 
 @dataclass
@@ -260,6 +269,7 @@ def fit(
     start_spacing_ms: float = 1000.0 / 30,
     search_evals: int = 0,
     seed: int = 0,
+    check_evals: int = 0,
 ) -> tuple[ArmParams, dict[str, np.ndarray]]:
     """The arm that best replays the recording, with each parameter's standard error and whether it is identified.
 
@@ -268,7 +278,8 @@ def fit(
     least squares starts from the latency grid's best and, with `starts` > 1, from latencies `start_spacing_ms`
     apart around it: the grid is searched with the nominal servos, and an arm slower than nominal shows there as extra
     latency, a basin the solver does not leave (gain and latency trade off). Each start runs a fifth of `max_nfev`;
-    the one that replays best goes on with the rest."""
+    the one that replays best goes on with the rest. With `check_evals` > 0 a second search from another seed spends
+    that many replays, to show which parameters arms that replay about as well disagree on (`second_search`)."""
     nominal = ArmParams()
     costs = np.array([float(np.sum(replay.residuals(ArmParams(latency_ms=float(ms))) ** 2)) for ms in latency_grid_ms])
     latency = float(latency_grid_ms[int(np.argmin(costs))])
@@ -302,9 +313,16 @@ def fit(
     first = [ms for ms in first if lo[-1] <= ms <= hi[-1]]
     start = np.append(servos, latency)
     probe = max(1, max_nfev // 5) if len(first) > 1 and search_evals == 0 else 0
+    second = {}
     if search_evals > 0:
-        start = global_search(residual, start, (lo, hi), scale, search_evals, seed, progress)
+        origin = start
+        start, trace = global_search(residual, origin, (lo, hi), scale, search_evals, seed, progress)
         max_nfev = max(1, max_nfev // 3)
+        if check_evals > 0:
+            other, other_trace = global_search(residual, origin, (lo, hi), scale, check_evals, seed + 1, progress)
+            # each search's best after the same number of replays: equal effort, comparable costs
+            second = {"second_search": other, "second_cost": other_trace[-1, 1],
+                      "first_cost": trace[trace[:, 0] <= other_trace[-1, 0], 1].min()}  # fmt: skip
     if probe:
         trials = [solve(np.append(servos, ms), probe) for ms in first]
         best = int(np.argmin([t.cost for t in trials]))
@@ -317,7 +335,7 @@ def fit(
              f"{0.5 * costs.min():.1f}")  # fmt: skip
     arm = unpack(solution.x[:-1], solution.x[-1])
     return arm, {**posterior(solution, n_data, np.append(weight, 0.0)), "latency_grid_ms": latency_grid_ms,
-                 "latency_costs": costs}  # fmt: skip
+                 "latency_costs": costs, **second}  # fmt: skip
 
 
 def posterior(solution, n_data: int, prior_column: np.ndarray) -> dict[str, np.ndarray]:
@@ -350,23 +368,25 @@ def posterior(solution, n_data: int, prior_column: np.ndarray) -> dict[str, np.n
 
 
 def global_search(residual, x0: np.ndarray, box: tuple[np.ndarray, np.ndarray], scale: np.ndarray, evals: int,
-                  seed: int, progress=print) -> np.ndarray:  # fmt: skip
+                  seed: int, progress=print) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """CMA-ES on the sum of squared residuals, `evals` replays from `x0`, each coordinate in units of `scale` (one
-    standard deviation of the first generation), inside the bounds `box`: the best parameters seen."""
+    standard deviation of the first generation), inside the bounds `box`: the best parameters seen, and (generations,
+    2) the replays spent and the best cost so far after each generation."""
     import cma
 
     lo, hi = box
     options = {"bounds": [list((lo - x0) / scale), list((hi - x0) / scale)], "maxfevals": evals, "seed": seed + 1,
                "verbose": -9}  # fmt: skip
     es = cma.CMAEvolutionStrategy(np.zeros(x0.size), 1.0, options)
-    shown = 0
+    shown, trace = 0, []
     while not es.stop():
         z = es.ask()
         es.tell(z, [float(np.sum(residual(x0 + zi * scale) ** 2)) for zi in z])
+        trace.append((es.countevals, es.result.fbest))
         if es.countevals >= shown + evals // 5:
             shown = es.countevals
             progress(f"CMA-ES: {es.countevals}/{evals} replays, best cost {0.5 * es.result.fbest:.1f}")
     best = x0 + np.asarray(es.result.xbest) * scale
     progress(f"CMA-ES: {es.countevals} replays, cost {0.5 * es.result.fbest:.1f}, latency {best[-1]:.1f} ms")
     inside = 1e-6 * (hi - lo)  # the least squares that follows cannot leave a bound it starts on
-    return np.clip(best, lo + inside, hi - inside)
+    return np.clip(best, lo + inside, hi - inside), np.array(trace)
