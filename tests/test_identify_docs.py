@@ -53,8 +53,8 @@ def test_the_identified_arm_lines_run_in_the_twin(tmp_path, monkeypatch):
              f"--dataset.root={home / repo_id}", "--dataset.num_episodes=4", "--dataset.episode_time_s=2",
              f"--dataset.single_task={TASK}", "--num_workers=1", "--fail_fast_episodes=0"], cwd=tmp_path)  # fmt: skip
 
-    run_cli([*identify, "--max_nfev=2", "--search_evals=40", "--holdout_every=4", "--latency_step_ms=33.3333"],
-            cwd=tmp_path)  # fmt: skip
+    run_cli([*identify, "--max_nfev=2", "--search_evals=40", "--second_search_evals=20", "--holdout_every=4",
+             "--latency_step_ms=33.3333"], cwd=tmp_path)  # fmt: skip
     assert abs(load_arm(str(tmp_path / arm_file)).latency_ms - 67) <= PERIOD_MS
 
     # the demo through its script's own interpreter line (scripts/demo.sh runs the set-up first, which the suite has)
