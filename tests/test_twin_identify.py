@@ -219,12 +219,15 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     out = tmp_path / "my_arm"
     flags = ["so101-twin-identify", "--dataset.repo_id=local/identify", f"--dataset.root={data}",
              f"--output_dir={out}", "--max_nfev=2", "--search_evals=40", "--second_search_evals=20",
-             "--holdout_every=4", "--latency_step_ms=33.3333", "--control_fps=10"]  # fmt: skip
+             "--holdout_every=4", "--latency_step_ms=33.3333", "--control_fps=10", "--cube.mass_g=54",
+             "--cube.size_mm=33"]  # fmt: skip
     run_cli(flags, cwd=tmp_path)
     arm = load_arm(str(out / "arm.json"))
     report = json.loads((out / "report.json").read_text())
     assert abs(arm.latency_ms - 67) <= PERIOD_MS
     assert arm.control_fps == 10  # the policy loop's rate, as given: written, not fitted
+    # the cube as weighed and measured, times the twin's 30 g and 30 mm: written, not fitted
+    assert arm.cube_mass == pytest.approx(1.8) and arm.cube_size == pytest.approx(1.1) and arm.cube_friction == 1.0
     slower = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:3],
                              f"--output_dir={tmp_path / 'seven'}", "--control_fps=7"], capture_output=True, text=True,
                             cwd=tmp_path)  # fmt: skip
@@ -232,7 +235,8 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert "Traceback" not in slower.stderr and not (tmp_path / "seven").exists()
     assert report["episodes"] == {"fit": [1, 2, 3], "held_out": [0]}
     assert set(report["tracking_rmse_held_out"]) == {"nominal", "identified"}
-    assert "gripper_force" in report["not_identified"]
+    assert "gripper_force" in report["not_identified"] and "cube_mass" not in report["not_identified"]
+    assert report["cube"]["factors"] == {"cube_mass": pytest.approx(1.8), "cube_size": pytest.approx(1.1)}
     # the twin's recorder plays the nominal arm here, without jitter: only what the fit missed is left to bound it
     assert "latency_jitter_ms" in report["not_identified"]
     assert 0 <= report["latency_jitter_upper_bound_ms"] <= report["latency_jitter_spread"]["jitter_ms"][-1]
@@ -258,16 +262,18 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert json.loads(rows[0])["params"] == arm.as_dict()
 
 
-def test_a_recording_that_barely_moves_is_refused_before_any_work(tmp_path):
+def test_a_recording_that_barely_moves_or_a_cube_the_twin_cannot_play_is_refused_before_any_work(tmp_path):
     data = tmp_path / "still"
     _record(data, episodes=1, seconds=0.3)
-    result = subprocess.run(
-        [sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", "--dataset.repo_id=local/identify",
-         f"--dataset.root={data}", f"--output_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", "--dataset.repo_id=local/identify",
+               f"--dataset.root={data}", f"--output_dir={tmp_path / 'out'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0 and "frames where a joint moves" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    # the cube is checked before the recording is read: 50 mm is 1.67 times the twin's cube, past its 1.3
+    big = subprocess.run([*command, "--cube.size_mm=50"], capture_output=True, text=True, cwd=tmp_path)
+    assert big.returncode != 0 and "--cube.size_mm=50.0: the twin plays a cube of 21 to 39" in big.stderr
+    assert "Traceback" not in big.stderr and not (tmp_path / "out").exists()
 
 
 def test_an_arm_file_is_played_as_arm_params_and_refused_when_it_is_not_one(tmp_path):

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 PY=.venv/bin/python
 OUT=outputs/arm
-STAGES=${STAGES:-"base conditions lead lead_tune varied long absolute recipes identified identified_starts identified_search true_arm identified_jitter identified_cube identified_eval"}
+STAGES=${STAGES:-"base conditions lead lead_tune varied long absolute recipes identified identified_starts identified_search true_arm identified_jitter identified_cube identified_measured identified_grip identified_eval"}
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
@@ -69,17 +69,19 @@ for stage in $STAGES; do
           --record.dataset.episode_time_s=15 --record.fail_fast_episodes=0 --train.seed=1 --eval.n_episodes=2 \
           --output_dir=$OUT/identified_search_s1 > $OUT/identified_search_s1.log 2>&1
       for s in 2 3; do train $OUT/identified_search_s1/dataset_segdepth $OUT/identified_search_s$s/train $s; done ;;
-    identified_jitter | identified_cube)  # what the identified arm lacks, added from the hidden arm: its latency's
-      # jitter (15 ms), or its cube and grip (mass x1.82, friction x1.50, size x1.11, gripper force x0.50); an oracle
-      # ablation of the global search's fit
+    identified_jitter | identified_cube | identified_measured | identified_grip)  # what the identified arm lacks,
+      # added from the hidden arm: its latency's jitter (15 ms), or its cube and grip (mass x1.82, friction x1.50,
+      # size x1.11, gripper force x0.50), or of those what a scale and a ruler measure (the cube's mass and size), or
+      # the rest (friction, gripper force); an oracle ablation of the global search's fit
       # (outputs/identify_cma/n25/arm.json) telling which gap costs the policy, not an arm a user could identify
       arm=$OUT/ablation/$stage.json
       [ -f $arm ] || { mkdir -p $OUT/ablation && $PY -c "
 import json, sys
 from lerobot_env_so101_twin.arm import arm_rng, draw_arm
 fit, hidden = json.load(open('outputs/identify_cma/n25/arm.json')), draw_arm('unseen', arm_rng(424242))
-keys = ['latency_jitter_ms'] if sys.argv[1] == 'identified_jitter' else ['cube_mass', 'cube_friction', 'cube_size',
-                                                                       'gripper_force']
+keys = {'identified_jitter': ['latency_jitter_ms'], 'identified_measured': ['cube_mass', 'cube_size'],
+        'identified_grip': ['cube_friction', 'gripper_force'],
+        'identified_cube': ['cube_mass', 'cube_friction', 'cube_size', 'gripper_force']}[sys.argv[1]]
 json.dump({**fit, **{k: getattr(hidden, k) for k in keys}}, open(sys.argv[2], 'w'), indent=1)" $stage $arm; }
       [ -f $OUT/${stage}_s1/summary.json ] ||
         $PY scripts/demo.py --record.robot.arm_path=$arm \

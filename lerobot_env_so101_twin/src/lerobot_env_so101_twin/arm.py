@@ -52,6 +52,25 @@ def _per_joint(values: list[float] | tuple[float, ...], count: int, flag: str) -
     return array
 
 
+# what the twin's physics can play, per parameter (times nominal, degrees, milliseconds)
+LIMITS: dict[str, tuple[float, float]] = {
+    "gain": (0.05, 3.0),
+    "damping": (0.0, 5.0),
+    "force": (0.1, 3.0),
+    "gripper_force": (0.1, 3.0),
+    "backlash_deg": (0.0, 5.0),
+    "calibration_deg": (-10.0, 10.0),
+    "latency_ms": (0.0, 1000.0),
+    "latency_jitter_ms": (0.0, 200.0),
+    "cube_mass": (0.1, 5.0),
+    "cube_friction": (0.1, 3.0),
+    "cube_size": (0.7, 1.3),
+    "camera_exposure_ms": (0.0, 100.0),
+    "camera_gain": (0.1, 4.0),
+    "camera_noise": (0.0, 50.0),
+}
+
+
 @dataclass
 class ArmParams:
     """One arm. Every multiplier is relative to the twin's MJCF (TheRobotStudio's STS3215 model); defaults: the ideal
@@ -87,22 +106,23 @@ class ArmParams:
     def validate(self, fps: int = 30, prefix: str = "arm_params") -> None:
         """Refuse what the twin's physics cannot hold, naming the flag and what is allowed."""
         checks = {
-            "gain": (_per_joint(self.gain, JOINTS, f"{prefix}.gain"), 0.05, 3.0),
-            "damping": (_per_joint(self.damping, JOINTS, f"{prefix}.damping"), 0.0, 5.0),
-            "force": (_per_joint(self.force, BODY_JOINTS, f"{prefix}.force"), 0.1, 3.0),
-            "gripper_force": (np.array([self.gripper_force]), 0.1, 3.0),
-            "backlash_deg": (_per_joint(self.backlash_deg, BODY_JOINTS, f"{prefix}.backlash_deg"), 0.0, 5.0),
-            "calibration_deg": (_per_joint(self.calibration_deg, JOINTS, f"{prefix}.calibration_deg"), -10.0, 10.0),
-            "latency_ms": (np.array([self.latency_ms]), 0.0, 1000.0),
-            "latency_jitter_ms": (np.array([self.latency_jitter_ms]), 0.0, 200.0),
-            "cube_mass": (np.array([self.cube_mass]), 0.1, 5.0),
-            "cube_friction": (np.array([self.cube_friction]), 0.1, 3.0),
-            "cube_size": (np.array([self.cube_size]), 0.7, 1.3),
-            "camera_exposure_ms": (np.array([self.camera_exposure_ms]), 0.0, 100.0),
-            "camera_gain": (np.array([self.camera_gain]), 0.1, 4.0),
-            "camera_noise": (np.array([self.camera_noise]), 0.0, 50.0),
+            "gain": _per_joint(self.gain, JOINTS, f"{prefix}.gain"),
+            "damping": _per_joint(self.damping, JOINTS, f"{prefix}.damping"),
+            "force": _per_joint(self.force, BODY_JOINTS, f"{prefix}.force"),
+            "gripper_force": np.array([self.gripper_force]),
+            "backlash_deg": _per_joint(self.backlash_deg, BODY_JOINTS, f"{prefix}.backlash_deg"),
+            "calibration_deg": _per_joint(self.calibration_deg, JOINTS, f"{prefix}.calibration_deg"),
+            "latency_ms": np.array([self.latency_ms]),
+            "latency_jitter_ms": np.array([self.latency_jitter_ms]),
+            "cube_mass": np.array([self.cube_mass]),
+            "cube_friction": np.array([self.cube_friction]),
+            "cube_size": np.array([self.cube_size]),
+            "camera_exposure_ms": np.array([self.camera_exposure_ms]),
+            "camera_gain": np.array([self.camera_gain]),
+            "camera_noise": np.array([self.camera_noise]),
         }
-        for name, (values, lo, hi) in checks.items():
+        for name, values in checks.items():
+            lo, hi = LIMITS[name]
             if not np.all(np.isfinite(values)) or values.min() < lo or values.max() > hi:
                 raise ValueError(
                     f"--{prefix}.{name}={_show(getattr(self, name))} is outside what the twin can play: "

