@@ -70,7 +70,7 @@ def compare(true: dict, out: Path) -> list[list[str]]:
     rows = []
     for name, (kind, _) in AGREEMENT.items():
         for j, fitted in enumerate(report["parameters"][name]):
-            t, f = true[name][j], fitted["value"]
+            t, f = float(np.atleast_1d(true[name])[j]), fitted["value"]
             error = abs(f / t - 1) if kind == "relative" else abs(f - t)
             shown = f"{100 * error:.0f}%" if kind == "relative" else f"{error:.2f}"
             left_open = f"{name}[{fitted['joint']}]" in report["not_identified"]

@@ -15,7 +15,16 @@ from clitools import TASK, run_cli
 
 from lerobot_env_so101_twin.arm import ARM_STREAM, ArmParams, load_arm
 from lerobot_env_so101_twin.expert import EXPERTS
-from lerobot_env_so101_twin.identify import Episode, Replay, contact_frames, fit, jitter_upper_bound, parameter_names
+from lerobot_env_so101_twin.identify import (
+    Episode,
+    Replay,
+    contact_frames,
+    fit,
+    jitter_upper_bound,
+    pack,
+    parameter_names,
+    unpack,
+)
 from lerobot_env_so101_twin.simulation import ActuationNoise, TwinConfig, TwinSimulation
 from so101_core import JOINT_NAMES
 
@@ -133,6 +142,26 @@ def test_a_parameter_a_second_search_about_as_good_disagrees_on_is_reported_as_n
     assert unidentified(parameters, {}, {"as_good": False, "cost_ratio": 1.5}) == {}
 
 
+def test_the_gripper_s_force_limit_is_fitted_and_its_free_closing_shows_it():
+    """The gripper's force limit is one fitted parameter named for the gripper, packed and unpacked as the scalar
+    ArmParams holds; a weak gripper saturates as it closes and opens in free air, so the replay picks its force out of
+    a grid, no cube needed."""
+    weak = dataclasses.replace(KNOWN, gain=[0.7, 1.25, 0.8, 1.2, 0.75, 1.5], gripper_force=0.5)
+    names = parameter_names()
+    assert names.count("gripper_force[gripper]") == 1 and len(names) == 6 + 6 + 5 + 1 + 5 + 6
+    x = pack(weak)
+    assert x[names.index("gripper_force[gripper]")] == pytest.approx(np.log(0.5))
+    back = unpack(x, weak.latency_ms)
+    assert back.gripper_force == pytest.approx(0.5) and isinstance(back.gripper_force, float)
+    replay = Replay([dataclasses.replace(e, used=np.r_[False, np.ones(len(e.used) - 1, bool)])
+                     for e in demonstrations(weak, 3, frames=120)], 30)  # fmt: skip
+    costs = {g: float(np.sum(replay.residuals(dataclasses.replace(weak, gripper_force=g)) ** 2)) for g in
+             (0.3, 0.5, 0.8, 1.2)}  # fmt: skip
+    assert min(costs, key=costs.get) == 0.5, costs
+    assert costs[1.2] > 10 * max(costs[0.5], 1e-9), costs  # a nominal gripper replays it far worse
+    assert replay.saturation(weak)[5] > 0.05  # it saturates in free air
+
+
 def test_contact_frames_are_where_the_gripper_is_held_open():
     state = np.zeros((40, 6))
     action = np.zeros((40, 6))
@@ -235,7 +264,8 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert "Traceback" not in slower.stderr and not (tmp_path / "seven").exists()
     assert report["episodes"] == {"fit": [1, 2, 3], "held_out": [0]}
     assert set(report["tracking_rmse_held_out"]) == {"nominal", "identified"}
-    assert "gripper_force" in report["not_identified"] and "cube_mass" not in report["not_identified"]
+    assert [r["joint"] for r in report["parameters"]["gripper_force"]] == ["gripper"]  # fitted, as the body's
+    assert "cube_mass" not in report["not_identified"]
     assert report["cube"]["factors"] == {"cube_mass": pytest.approx(1.8), "cube_size": pytest.approx(1.1)}
     # the twin's recorder plays the nominal arm here, without jitter: only what the fit missed is left to bound it
     assert "latency_jitter_ms" in report["not_identified"]

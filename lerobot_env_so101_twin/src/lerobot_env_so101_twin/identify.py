@@ -39,19 +39,26 @@ from .arm import BODY_JOINTS, JOINTS, ArmParams
 from .arm_physics import play
 from .simulation import TwinConfig, TwinSimulation
 
-# The parameters fitted, in order: (name in ArmParams, joints it has, log-scaled, lower bound, upper bound)
+# The parameters fitted, in order: (name in ArmParams, the joints it has, log-scaled, lower bound, upper bound). The
+# gripper's force limit is its own field; it shows as the body joints' do, in how fast the gripper closes and opens
+# in free air, where its servo saturates
+ALL, BODY = tuple(range(JOINTS)), tuple(range(BODY_JOINTS))
 FITTED = (
-    ("gain", JOINTS, True, 0.2, 3.0),
-    ("damping", JOINTS, True, 0.1, 5.0),
-    ("force", BODY_JOINTS, True, 0.1, 3.0),
-    ("backlash_deg", BODY_JOINTS, False, 0.0, 5.0),
-    ("calibration_deg", JOINTS, False, -10.0, 10.0),
+    ("gain", ALL, True, 0.2, 3.0),
+    ("damping", ALL, True, 0.1, 5.0),
+    ("force", BODY, True, 0.1, 3.0),
+    ("gripper_force", (JOINTS - 1,), True, 0.1, 3.0),
+    ("backlash_deg", BODY, False, 0.0, 5.0),
+    ("calibration_deg", ALL, False, -10.0, 10.0),
 )
+# how far each plausibly moves from nominal: the prior's spread and the searches' first step (log factors, degrees)
+SPREAD = {"gain": 0.3, "damping": 0.3, "force": 0.3, "gripper_force": 0.3, "backlash_deg": 0.5, "calibration_deg": 2.0}
 CONTACT_MARGIN = 5  # frames left out on either side of a contact
 # How close two arms must agree on a parameter to count as the same: the identification's targets (relative for the
 # servo factors, degrees for the play and the calibration)
 AGREEMENT = {"gain": ("relative", 0.15), "damping": ("relative", 0.15), "force": ("relative", 0.15),
-             "backlash_deg": ("absolute", 0.3), "calibration_deg": ("absolute", 0.5)}  # fmt: skip
+             "gripper_force": ("relative", 0.15), "backlash_deg": ("absolute", 0.3),
+             "calibration_deg": ("absolute", 0.5)}  # fmt: skip
 
 
 def disagree(name: str, a: float, b: float) -> bool:
@@ -82,8 +89,8 @@ def contact_frames(state: np.ndarray, action: np.ndarray, threshold: float) -> n
 def pack(arm: ArmParams) -> np.ndarray:
     values = arm.as_dict()
     out = []
-    for name, count, log, _, _ in FITTED:
-        v = np.asarray(values[name], dtype=np.float64)[:count]
+    for name, joints, log, _, _ in FITTED:
+        v = np.atleast_1d(np.asarray(values[name], dtype=np.float64))[: len(joints)]
         out.append(np.log(v) if log else v)
     return np.concatenate(out)
 
@@ -91,24 +98,30 @@ def pack(arm: ArmParams) -> np.ndarray:
 def unpack(x: np.ndarray, latency_ms: float, base: ArmParams | None = None) -> ArmParams:
     values = (base or ArmParams()).as_dict()
     i = 0
-    for name, count, log, _, _ in FITTED:
-        v = x[i : i + count]
-        values[name] = (np.exp(v) if log else v).tolist()
-        i += count
+    for name, joints, log, _, _ in FITTED:
+        v = x[i : i + len(joints)]
+        v = (np.exp(v) if log else v).tolist()
+        values[name] = v if isinstance(values[name], list) else v[0]  # a per-joint list, or one value
+        i += len(joints)
     values["latency_ms"] = float(latency_ms)
     return ArmParams.from_dict(values)
 
 
 def bounds() -> tuple[np.ndarray, np.ndarray]:
     lo, hi = [], []
-    for _, count, log, low, high in FITTED:
-        lo += [np.log(low) if log else low] * count
-        hi += [np.log(high) if log else high] * count
+    for _, joints, log, low, high in FITTED:
+        lo += [np.log(low) if log else low] * len(joints)
+        hi += [np.log(high) if log else high] * len(joints)
     return np.array(lo), np.array(hi)
 
 
 def parameter_names() -> list[str]:
-    return [f"{name}[{JOINT_NAMES[j]}]" for name, count, *_ in FITTED for j in range(count)]
+    return [f"{name}[{JOINT_NAMES[j]}]" for name, joints, *_ in FITTED for j in joints]
+
+
+def per_parameter(values: dict[str, float], last: list[float] | None = None) -> np.ndarray:
+    """One value per fitted parameter, in FITTED's order, from one value per kind (`last`: appended, the latency's)."""
+    return np.array([values[name] for name, joints, *_ in FITTED for _ in joints] + (last or []))
 
 
 class Replay:
@@ -290,7 +303,7 @@ def fit(
     # where the recording says nothing (the base's calibration offset, which gravity never loads, cancels between
     # reading and command) the nominal value stays, instead of whatever the solver last wandered to. Its rows are
     # weighted by the nominal replay's error per frame at the best latency, as if that error were the noise.
-    spread = np.concatenate([[0.3] * (JOINTS + JOINTS + BODY_JOINTS), [0.5] * BODY_JOINTS, [2.0] * JOINTS])
+    spread = per_parameter(SPREAD)
     prior = pack(dataclasses.replace(nominal, backlash_deg=[0.0]))
     n_data = replay.residuals(ArmParams(latency_ms=latency)).size
     sigma = float(np.sqrt(costs.min() / max(1, n_data)))
@@ -302,7 +315,7 @@ def fit(
     # from the nominal arm, the play a little inside its bound (a reflective trust region cannot leave a bound it
     # starts on), each parameter scaled by how far it plausibly moves: log factors, degrees, milliseconds
     servos = pack(dataclasses.replace(nominal, backlash_deg=[0.1]))
-    scale = np.concatenate([[0.3] * (JOINTS + JOINTS + BODY_JOINTS), [0.5] * BODY_JOINTS, [1.0] * JOINTS, [20.0]])
+    scale = per_parameter({**SPREAD, "calibration_deg": 1.0}, [20.0])
 
     def solve(x0: np.ndarray, nfev: int):
         # finite differences of 1%: the joints' dry friction makes the replay slightly rough at finer steps
@@ -353,7 +366,8 @@ def posterior(solution, n_data: int, prior_column: np.ndarray) -> dict[str, np.n
     std_x = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     # standard errors in the parameters' own units (log-scaled ones by the delta method)
     std, i = {}, 0
-    for name, count, log, *_ in FITTED:
+    for name, joints, log, *_ in FITTED:
+        count = len(joints)
         values = np.exp(x[i : i + count]) if log else x[i : i + count]
         std[name] = std_x[i : i + count] * (values if log else 1.0)
         i += count

@@ -205,7 +205,6 @@ CUBE_WHY = (
     "the joints do not show the cube: the frames that touch it are left out. arm.json plays the twin's cube; "
     "give --cube.{flag}"
 )
-GRIPPER_FORCE_WHY = "the gripper's force limit acts only while it closes on something, and those frames are left out"
 
 
 UNREACHED = 0.01  # a force limit the identified servo exceeds on fewer of the replay's steps than this is unseen
@@ -225,7 +224,7 @@ def unidentified(parameters: dict, saturation: dict[str, float], second: dict | 
                 out[key] = (f"a second global search ended about as good ({second['cost_ratio']:.2f} of the first's "
                             f"squared errors after as many replays) at {r['second_search']:.2f}: the recording does "
                             "not tell the two arms apart")  # fmt: skip
-            elif name == "force" and saturation[r["joint"]] < UNREACHED:
+            elif name in ("force", "gripper_force") and saturation[r["joint"]] < UNREACHED:
                 out[key] = (f"the identified servo asks for more than this limit on {100 * saturation[r['joint']]:.1f}%"
                             " of the replay's steps: the recording shows only that the limit is above what it "
                             "needed")  # fmt: skip
@@ -244,19 +243,19 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
            jitter: tuple[float, dict], as_good: float = 0.1) -> dict:  # fmt: skip
     values, out, i = arm.as_dict(), {}, 0
     second = second_search(info, as_good)
-    for name, count, *_ in FITTED:
+    for name, joints, *_ in FITTED:
         rows = []
-        for j in range(count):
+        for k, j in enumerate(joints):
             identified = bool(info["identified"][i])
             rows.append({
-                "joint": JOINT_NAMES[j], "value": values[name][j], "std": float(info[name][j]),
+                "joint": JOINT_NAMES[j], "value": float(np.atleast_1d(values[name])[k]), "std": float(info[name][k]),
                 "identified": identified, "jacobian_column_norm": float(info["jacobian_column_norm"][i]),
                 "at_bound": bool(info["active_bound"][i]),
                 "trades_against": NAMES[int(info["partner"][i])],
                 "correlation": round(float(info["correlation"][i]), 3),
             })  # fmt: skip
             if second:  # where an arm about as good found it
-                rows[-1]["second_search"] = second["values"][name][j]
+                rows[-1]["second_search"] = float(np.atleast_1d(second["values"][name])[k])
             i += 1
         out[name] = rows
     left_out = sum(int((~e.used[1:]).sum()) for e in episodes)
@@ -270,7 +269,6 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
         "latency_grid_ms": info["latency_grid_ms"].tolist(),
         "latency_grid_cost": info["latency_costs"].tolist(),
         "not_identified": {
-            "gripper_force": GRIPPER_FORCE_WHY,
             **unidentified(out, saturation, second),
             "latency_jitter_ms": JITTER_WHY.format(bound=jitter[0]),
         },
