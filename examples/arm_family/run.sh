@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 HF_LEROBOT_HOME=${HF_LEROBOT_HOME:-$PWD/outputs/lerobot_home}
 PY=.venv/bin/python
 OUT=outputs/arm
-STAGES=${STAGES:-"base conditions lead lead_tune varied long absolute recipes identified identified_starts identified_search true_arm identified_jitter identified_cube identified_measured identified_grip identified_eval"}
+STAGES=${STAGES:-"base conditions lead lead_tune varied long absolute recipes identified identified_starts identified_search true_arm identified_jitter identified_cube identified_measured identified_grip identified_user identified_eval"}
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
@@ -83,6 +83,25 @@ keys = {'identified_jitter': ['latency_jitter_ms'], 'identified_measured': ['cub
         'identified_grip': ['cube_friction', 'gripper_force'],
         'identified_cube': ['cube_mass', 'cube_friction', 'cube_size', 'gripper_force']}[sys.argv[1]]
 json.dump({**fit, **{k: getattr(hidden, k) for k in keys}}, open(sys.argv[2], 'w'), indent=1)" $stage $arm; }
+      [ -f $OUT/${stage}_s1/summary.json ] ||
+        $PY scripts/demo.py --record.robot.arm_path=$arm \
+          --record.dataset.episode_time_s=15 --record.fail_fast_episodes=0 --train.seed=1 --eval.n_episodes=2 \
+          --output_dir=$OUT/${stage}_s1 > $OUT/${stage}_s1.log 2>&1
+      for s in 2 3; do train $OUT/${stage}_s1/dataset_segdepth $OUT/${stage}_s$s/train $s; done ;;
+    identified_user)  # the arm a user gets today, no oracle: so101-twin-identify's fit with the gripper's force limit
+      # (outputs/identify_gripper/n25), and the cube as a kitchen scale and a ruler give it (--cube.mass_g to 1 g,
+      # --cube.size_mm to 0.5 mm: the hidden cube's), written by the command's own CubeMeasured
+      arm=$OUT/ablation/identified_user.json
+      [ -f $arm ] || { mkdir -p $OUT/ablation && $PY -c "
+import json, sys
+from lerobot_env_so101_twin.arm import arm_rng, draw_arm
+from lerobot_env_so101_twin.commands.identify import CubeMeasured
+from lerobot_env_so101_twin.scene import CUBE_HALF_SIZE, CUBE_MASS_KG
+hidden = draw_arm('unseen', arm_rng(424242))
+cube = CubeMeasured(mass_g=round(hidden.cube_mass * CUBE_MASS_KG * 1e3),
+                    size_mm=round(hidden.cube_size * CUBE_HALF_SIZE * 4e3) / 2)
+json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.factors()}, open(sys.argv[1], 'w'),
+          indent=1)" $arm; }
       [ -f $OUT/${stage}_s1/summary.json ] ||
         $PY scripts/demo.py --record.robot.arm_path=$arm \
           --record.dataset.episode_time_s=15 --record.fail_fast_episodes=0 --train.seed=1 --eval.n_episodes=2 \
