@@ -108,7 +108,7 @@ class IdentifyConfig:
     # demonstrations show the teleoperation loop, not the policy's. None: a target every period
     control_fps: int | None = None
     # the cube your demonstrations lift, weighed and measured (--cube.mass_g, --cube.size_mm): written to arm.json as
-    # the twin's cube, not fitted. The cube and the grip are what the fitted arm lacks most (docs/results.md)
+    # the twin's cube, not fitted. On a hidden arm they were what the fitted arm lacked most (docs/results.md)
     cube: CubeMeasured = field(default_factory=CubeMeasured)
 
     def __post_init__(self) -> None:
