@@ -12,6 +12,7 @@ import builtins
 import hashlib
 import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -56,6 +57,19 @@ def _probing_save_file(tensors, filename, *args, **kwargs):
 
 
 safetensors.torch.save_file = _probing_save_file
+
+import torch.nn.parallel  # noqa: E402
+
+_ddp_init = torch.nn.parallel.DistributedDataParallel.__init__
+_kept: list = []  # every DDP model, alive until the rank leaves (see the end of this file)
+
+
+def _keeping_init(self, *args, **kwargs):
+    _ddp_init(self, *args, **kwargs)
+    _kept.append(self)
+
+
+torch.nn.parallel.DistributedDataParallel.__init__ = _keeping_init
 
 
 def weights_hash(model) -> str:
@@ -102,3 +116,12 @@ else:
 
     probe_before(lerobot_train, "update_policy", 1)  # update_policy(train_metrics, policy, batch, ...)
     lerobot_train.main()
+
+# The stage is done. Freeing DDP's reducer frees gloo's process group with the GIL held, and its destructor waits on a
+# worker thread that needs the GIL to free a finished barrier's tensors: now and then a rank hangs there for good
+# (pytorch/pytorch#56297; seen in lerobot-train's return). The rank records and leaves without that teardown.
+_write_record()
+sys.stdout.flush()
+sys.stderr.flush()
+logging.shutdown()
+os._exit(0)
