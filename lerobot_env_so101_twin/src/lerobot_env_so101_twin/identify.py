@@ -292,7 +292,9 @@ def fit(
     apart around it: the grid is searched with the nominal servos, and an arm slower than nominal shows there as extra
     latency, a basin the solver does not leave (gain and latency trade off). Each start runs a fifth of `max_nfev`;
     the one that replays best goes on with the rest. With `check_evals` > 0 a second search from another seed spends
-    that many replays, to show which parameters arms that replay about as well disagree on (`second_search`)."""
+    that many replays and is finished by the least squares as the first is; the better of the two is the arm, the
+    other (`second_search`, its squared errors over the arm's: `second_cost_ratio` >= 1) shows which parameters an arm
+    that replays about as well puts elsewhere."""
     nominal = ArmParams()
     costs = np.array([float(np.sum(replay.residuals(ArmParams(latency_ms=float(ms))) ** 2)) for ms in latency_grid_ms])
     latency = float(latency_grid_ms[int(np.argmin(costs))])
@@ -326,29 +328,42 @@ def fit(
     first = [ms for ms in first if lo[-1] <= ms <= hi[-1]]
     start = np.append(servos, latency)
     probe = max(1, max_nfev // 5) if len(first) > 1 and search_evals == 0 else 0
-    second = {}
+    other = None
     if search_evals > 0:
         origin = start
-        start, trace = global_search(residual, origin, (lo, hi), scale, search_evals, seed, progress)
+        start, _ = global_search(residual, origin, (lo, hi), scale, search_evals, seed, progress)
         max_nfev = max(1, max_nfev // 3)
         if check_evals > 0:
-            other, other_trace = global_search(residual, origin, (lo, hi), scale, check_evals, seed + 1, progress)
-            # each search's best after the same number of replays: equal effort, comparable costs
-            second = {"second_search": other, "second_cost": other_trace[-1, 1],
-                      "first_cost": trace[trace[:, 0] <= other_trace[-1, 0], 1].min()}  # fmt: skip
+            # finished by the least squares as the first is: an unfinished search ends worse than the first for
+            # want of steps, and says nothing then about which arms replay about as well
+            other, _ = global_search(residual, origin, (lo, hi), scale, check_evals, seed + 1, progress)
+            other = solve(other, max_nfev)
+            progress(f"second search, finished: {other.nfev} least-squares steps, cost {other.cost:.1f}")
     if probe:
-        trials = [solve(np.append(servos, ms), probe) for ms in first]
-        best = int(np.argmin([t.cost for t in trials]))
-        shown = ", ".join(f"{ms:.0f} ms: {t.cost:.1f}" for ms, t in zip(first, trials, strict=True))
-        progress(f"least squares from {len(first)} latencies, {probe} steps each (cost {shown}): on from "
-                 f"{first[best]:.0f} ms")  # fmt: skip
-        start = trials[best].x
+        start = best_start(solve, servos, first, probe, progress)
     solution = solve(start, max(1, max_nfev - probe))
     progress(f"least squares: {solution.nfev + probe * len(first)} steps, cost {solution.cost:.1f} from "
              f"{0.5 * costs.min():.1f}")  # fmt: skip
+    second = {}
+    if other is not None:
+        if other.cost < solution.cost:  # the second search found the better arm: it is the one identified
+            solution, other = other, solution
+            progress("the second search's arm replays better: it is the arm")
+        second = {"second_search": other.x, "second_cost_ratio": float(other.cost / max(solution.cost, 1e-300))}
     arm = unpack(solution.x[:-1], solution.x[-1])
     return arm, {**posterior(solution, n_data, np.append(weight, 0.0)), "latency_grid_ms": latency_grid_ms,
                  "latency_costs": costs, **second}  # fmt: skip
+
+
+def best_start(solve, servos: np.ndarray, latencies: list[float], steps: int, progress=print) -> np.ndarray:
+    """The least squares from the nominal servos at each latency, `steps` each: where the one that replays best
+    ended."""
+    trials = [solve(np.append(servos, ms), steps) for ms in latencies]
+    best = int(np.argmin([t.cost for t in trials]))
+    shown = ", ".join(f"{ms:.0f} ms: {t.cost:.1f}" for ms, t in zip(latencies, trials, strict=True))
+    progress(f"least squares from {len(latencies)} latencies, {steps} steps each (cost {shown}): on from "
+             f"{latencies[best]:.0f} ms")  # fmt: skip
+    return trials[best].x
 
 
 def posterior(solution, n_data: int, prior_column: np.ndarray) -> dict[str, np.ndarray]:

@@ -96,11 +96,12 @@ class IdentifyConfig:
     # one with more latency, and only a global search tells them apart. 0: the least squares alone
     search_evals: int = 700
     seed: int = 0  # the global search's random seed
-    # A second global search from the next seed, this many replays: where it ends about as good as the first did
-    # after as many (within --as_good), a parameter the two disagree on beyond the targets (15% on a servo factor,
-    # 0.3 degrees of play, 0.5 of calibration) is reported as not identified. 0: none
+    # A second global search from the next seed, this many replays, finished by the least squares as the first is;
+    # the better of the two is the arm. A parameter the two disagree on beyond the targets (15% on a servo factor,
+    # 0.3 degrees of play, 0.5 of calibration) is reported as not identified where the other ended about as good
+    # (within --as_good), and as not confirmed where it ended worse. 0: none
     second_search_evals: int = 350
-    # how much larger the second search's squared errors may be and still count as about as good (a fraction)
+    # how much larger the other search's squared errors may be and still count as about as good (a fraction)
     as_good: float = 0.1
     threads: int = 2  # MuJoCo rollout threads
     # The loop rate the identified arm plays in: the rate your policy reaches on the arm's computer (lerobot-rollout's
@@ -207,6 +208,18 @@ CUBE_WHY = (
 )
 
 
+# A second search finished as the first is, that ends about as good, shows an arm the recording does not tell
+# apart. One that ends worse shows nothing either way: it may sit in a worse basin or on a slope, so a value the two
+# disagree on is not claimed (the report then errs on the side of caution)
+SECOND_AS_GOOD = (
+    "a second global search, finished as the first, ended about as good ({ratio:.2f} of the identified "
+    "arm's squared errors) at {value:.2f}: the recording does not tell the two arms apart"
+)
+SECOND_WORSE = (
+    "not confirmed: a second global search, finished as the first, ended at {ratio:.2f} of the identified "
+    "arm's squared errors with {value:.2f}; whether an arm that replays as well puts it there too, the "
+    "two searches do not show"
+)
 UNREACHED = 0.01  # a force limit the identified servo exceeds on fewer of the replay's steps than this is unseen
 
 
@@ -220,10 +233,10 @@ def unidentified(parameters: dict, saturation: dict[str, float], second: dict | 
                 out[key] = NOT_IDENTIFIED_WHY
             elif r["at_bound"]:
                 out[key] = "it sits on its bound"
-            elif second and second["as_good"] and disagree(name, r["value"], r["second_search"]):
-                out[key] = (f"a second global search ended about as good ({second['cost_ratio']:.2f} of the first's "
-                            f"squared errors after as many replays) at {r['second_search']:.2f}: the recording does "
-                            "not tell the two arms apart")  # fmt: skip
+            elif second and disagree(name, r["value"], r["second_search"]):
+                out[key] = (SECOND_AS_GOOD if second["as_good"] else SECOND_WORSE).format(
+                    ratio=second["cost_ratio"], value=r["second_search"]
+                )
             elif name in ("force", "gripper_force") and saturation[r["joint"]] < UNREACHED:
                 out[key] = (f"the identified servo asks for more than this limit on {100 * saturation[r['joint']]:.1f}%"
                             " of the replay's steps: the recording shows only that the limit is above what it "
@@ -232,10 +245,10 @@ def unidentified(parameters: dict, saturation: dict[str, float], second: dict | 
 
 
 def second_search(info: dict, as_good: float) -> dict | None:
-    """The second global search's arm and how its squared errors compare with the first's after as many replays."""
+    """The other search's arm and how its squared errors compare with the identified arm's (>= 1)."""
     if "second_search" not in info:
         return None
-    x, ratio = info["second_search"], float(info["second_cost"] / max(info["first_cost"], 1e-12))
+    x, ratio = info["second_search"], float(info["second_cost_ratio"])
     return {"values": unpack(x[:-1], x[-1]).as_dict(), "cost_ratio": round(ratio, 3), "as_good": ratio <= 1 + as_good}
 
 
@@ -275,7 +288,7 @@ def report(arm: ArmParams, info: dict, nominal_rmse, fitted_rmse, episodes, fit_
         # the jitter that all of the fitted arm's residual would take (an upper bound), and the spread each jitter
         # puts between the arm's replays that it is read from
         "latency_jitter_upper_bound_ms": round(jitter[0], 1),
-        # the second global search: its squared errors over the first's after as many replays, and its latency
+        # the other global search (finished as the first): its squared errors over the identified arm's, its latency
         "second_search": None
         if second is None
         else {k: second[k] for k in ("cost_ratio", "as_good")} | {"latency_ms": second["values"]["latency_ms"]},
@@ -330,6 +343,8 @@ def identify(cfg: IdentifyConfig) -> dict:
         del settings["search_evals"], settings["seed"], settings["second_search_evals"], settings["as_good"]
     elif cfg.second_search_evals == 0:  # one global search, as fits made before the second
         del settings["second_search_evals"], settings["as_good"]
+    else:  # a folder whose second search was left unfinished was made another way
+        settings["second_search"] = "finished"
     if cfg.cube.mass_g is None and cfg.cube.size_mm is None:  # the twin's cube, as identifications before the flags
         del settings["cube"]
     if cfg.excitation.repo_id:
