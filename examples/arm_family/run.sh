@@ -122,6 +122,17 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         train $OUT/base_s1/dataset_segdepth $OUT/tuning/lead${l}_s11/train 11 --policy.action_lead=$l
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/lead_segdepth_gt.yaml ;;
+    rl_varied_tune)  # DrQ-v2 fine-tuning of the demo's clone online in the `varied` twin, a pilot on a training seed
+      # (11) and poses (--seed=2000) no reported run uses, before it is worth three seeds: the clone is the demo run
+      # with that training seed, its own recording the demonstrations (configs/arm/tuning/rl_varied_s11.yaml)
+      [ -f $OUT/tuning/base_s11/summary.json ] ||
+        $PY scripts/demo.py --train.seed=11 --output_dir=$OUT/tuning/base_s11 > $OUT/tuning/base_s11.log 2>&1
+      # a finished run is not trained again; an interrupted one resumes from its last checkpoint, or starts again
+      # when it had none yet
+      [ -d $OUT/tuning/rl_varied_s11/checkpoints/last ] || rm -rf $OUT/tuning/rl_varied_s11
+      .venv/bin/segdepth-rl-train --config_path=configs/arm/tuning/rl_varied_s11.yaml \
+        $([ -d $OUT/tuning/rl_varied_s11/checkpoints/last ] && echo --resume=true) >> $OUT/tuning/rl_varied_s11.log 2>&1
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/rl_varied_segdepth_gt.yaml ;;
     absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
       # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;
