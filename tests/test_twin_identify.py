@@ -146,6 +146,26 @@ def test_a_parameter_a_second_search_about_as_good_disagrees_on_is_reported_as_n
     assert worse["gain[shoulder_pan]"].startswith("not confirmed") and "1.50" in worse["gain[shoulder_pan]"]
 
 
+def test_a_joint_whose_servo_is_left_open_in_part_claims_neither_its_other_servo_factors_nor_its_calibration():
+    from lerobot_env_so101_twin.commands.identify import unidentified
+
+    row = {"identified": True, "at_bound": False}
+    parameters = {
+        "gain": [{**row, "joint": "wrist_roll", "identified": False}, {**row, "joint": "elbow_flex"}],
+        "damping": [{**row, "joint": "wrist_roll"}, {**row, "joint": "elbow_flex"}],
+        "force": [{**row, "joint": "wrist_roll"}, {**row, "joint": "elbow_flex"}],
+        "backlash_deg": [{**row, "joint": "wrist_roll"}],
+        "calibration_deg": [{**row, "joint": "wrist_roll"}, {**row, "joint": "elbow_flex"}],
+    }  # fmt: skip
+    out = unidentified(parameters, {"wrist_roll": 0.4, "elbow_flex": 0.3})
+    # the open gain takes its servo's damping and force limit and the joint's calibration with it; the play is the
+    # gears', before the servo, and the other joint's servo is claimed whole
+    tied = ["calibration_deg[wrist_roll]", "damping[wrist_roll]", "force[wrist_roll]", "gain[wrist_roll]"]
+    assert sorted(out) == tied
+    assert out["force[wrist_roll]"].startswith("not confirmed: it trades against gain[wrist_roll]")
+    assert out["gain[wrist_roll]"].startswith("the recording tells less about it")  # its own reason stays
+
+
 def test_the_gripper_s_force_limit_is_fitted_and_its_free_closing_shows_it():
     """The gripper's force limit is one fitted parameter named for the gripper, packed and unpacked as the scalar
     ArmParams holds; a weak gripper saturates as it closes and opens in free air, so the replay picks its force out of
