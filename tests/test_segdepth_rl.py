@@ -808,3 +808,20 @@ def test_the_agent_learns_on_the_arm_its_twin_settings_name(tmp_path):
         TwinSettings(arm_params=ArmParams(latency_ms=-1.0))
     with pytest.raises(ValueError, match=r"--env\.arm_path plays one identified arm"):
         TwinSettings(arm="varied", arm_path=str(tmp_path / "arm.json"))
+
+
+def test_the_agent_learns_in_the_look_its_twin_settings_name():
+    """--env.appearance and --env.look_seed reach the twin the agent steps (a user's own scene); the plain look
+    compares equal to a run saved before the fields existed, and a bad look is refused naming the flag."""
+    from so101_segdepth_rl.config import comparable
+
+    kwargs = TwinSettings(appearance="unseen", look_seed=61).env_config("wrist").gym_kwargs
+    assert (kwargs["appearance"], kwargs["look_seed"]) == ("unseen", 61)
+    policy = SegDepthConfig(image_size=48, push_to_hub=False)
+    assert not {"appearance", "look_seed"} & set(comparable(RLTrainConfig(policy=policy))["env"])
+    own = comparable(RLTrainConfig(env=TwinSettings(appearance="unseen", look_seed=61), policy=policy))["env"]
+    assert (own["appearance"], own["look_seed"]) == ("unseen", 61)
+    with pytest.raises(ValueError, match=r"--env\.appearance='odd'"):
+        TwinSettings(appearance="odd")
+    with pytest.raises(ValueError, match=r"--env\.look_seed=61"):
+        TwinSettings(look_seed=61)

@@ -14,6 +14,7 @@ import draccus
 from lerobot.configs import parser
 
 from lerobot_env_so101_twin import SO101TwinEnvConfig
+from lerobot_env_so101_twin.appearance import check_level, check_look_seed
 from lerobot_env_so101_twin.arm import ArmParams, ArmRanges, read_arm_path, validate_arm
 from lerobot_policy_segdepth import SegDepthConfig
 from lerobot_policy_segdepth.configuration_segdepth import LEGACY_VALUES
@@ -56,8 +57,14 @@ class TwinSettings:
     arm_ranges: ArmRanges = field(default_factory=ArmRanges)
     arm_seed: int | None = None
     arm_path: str | None = None
+    # the look the agent learns in, as lerobot-eval's --env.appearance and --env.look_seed: "unseen" with a
+    # look_seed is one user's own scene (the own-scene flow's fixed look); "none" the plain twin
+    appearance: str = "none"
+    look_seed: int | None = None
 
     def __post_init__(self) -> None:
+        check_level(self.appearance, "env.appearance")
+        check_look_seed(self.look_seed, self.appearance, "env.look_seed")
         # refused at parse time, before any work, and an arm file is read here so a saved config holds the arm
         self.arm_params, self.arm_path = read_arm_path(self.arm_path, self.arm, self.arm_params, "env.")
         validate_arm(self.arm, self.arm_params, self.arm_ranges, self.arm_seed, self.fps, "env.")
@@ -79,6 +86,8 @@ class TwinSettings:
             arm_ranges=self.arm_ranges,
             arm_seed=self.arm_seed,
             arm_path=self.arm_path,
+            appearance=self.appearance,
+            look_seed=self.look_seed,
         )
 
 
@@ -182,6 +191,9 @@ def comparable(cfg: RLTrainConfig) -> dict:
     if env.arm == "none" and env.arm_params.is_ideal and env.arm_path is None:
         # the ideal arm, as every run saved before the arm settings existed trained on it
         for key in ("arm", "arm_params", "arm_ranges", "arm_seed", "arm_path"):
+            data["env"].pop(key, None)
+    if env.appearance == "none" and env.look_seed is None:  # the plain look, as every run saved before the field
+        for key in ("appearance", "look_seed"):
             data["env"].pop(key, None)
     return without_push(data)
 
