@@ -236,7 +236,7 @@ TIED_WHY = (
 
 def unidentified(parameters: dict, saturation: dict[str, float], second: dict | None = None) -> dict[str, str]:
     """Parameters the recording leaves open, and why."""
-    out = {}
+    out, unreached = {}, set()
     for name, rows in parameters.items():
         for r in rows:
             key = f"{name}[{r['joint']}]"
@@ -250,14 +250,14 @@ def unidentified(parameters: dict, saturation: dict[str, float], second: dict | 
                 )
             elif name in ("force", "gripper_force") and saturation[r["joint"]] < UNREACHED:
                 out[key] = UNREACHED_WHY.format(share=100 * saturation[r["joint"]])
-    return out | tied(parameters, out)
+                unreached.add(key)
+    # a force limit the servo never reaches ties nothing: it never acts on the replay
+    return out | tied(parameters, out, set(out) - unreached)
 
 
-def tied(parameters: dict, open_: dict[str, str]) -> dict[str, str]:
-    """The servo factors and calibration offset of a joint whose servo is left open in part (`open_`), and why. A
-    force limit the servo never reaches ties nothing: it never acts on the replay."""
-    unreached = UNREACHED_WHY.split("{", 1)[0]
-    ambiguous = {key for key, why in open_.items() if not why.startswith(unreached)}
+def tied(parameters: dict, open_: dict[str, str], ambiguous: set[str]) -> dict[str, str]:
+    """The servo factors and calibration offset of a joint with a servo factor in `ambiguous` (left open because
+    arms that replay alike disagree on it), unless already in `open_`, and why."""
     out = {}
     for name in (*SERVO, "calibration_deg"):
         for r in parameters.get(name, []):
