@@ -26,6 +26,29 @@ train() {  # dataset_root output_dir seed [extra --policy.* flags]
     > "$out.log" 2>&1
 }
 
+# so101-twin-record of a config into a root, once: an interrupted recording starts again
+record() {  # config root [more flags]
+  local config=$1 root=$2; shift 2
+  if [ -f "$root.done" ]; then return; fi
+  rm -rf "$root"
+  .venv/bin/so101-twin-record --config_path="$config" --dataset.root="$root" "$@" > "$root.log" 2>&1
+  touch "$root.done"
+}
+
+# imf's training, checkpointed every 500 of its 2500 steps so an interruption resumes rather than restarts
+imf_train() {  # seed
+  local out=$OUT/imf/train_s$1
+  if [ -f "$out/checkpoints/002500/pretrained_model/config.json" ]; then return; fi
+  if [ -f "$out/checkpoints/last/pretrained_model/train_config.json" ]; then
+    OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path="$out/checkpoints/last/pretrained_model/train_config.json" \
+      --resume=true >> "$out.log" 2>&1
+  else
+    rm -rf "$out"
+    OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path=configs/imf_twin_cnn.yaml --dataset.root=$OUT/imf/data \
+      --seed="$1" --save_freq=500 --output_dir="$out" > "$out.log" 2>&1
+  fi
+}
+
 for stage in $STAGES; do
   case $stage in
     base)  # the demo as it ships: ideal-arm demonstrations; seeds 2-3 train on seed 1's recording
@@ -143,6 +166,41 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         $([ -d $OUT/tuning/rl_varied_look_s11/checkpoints/last ] && echo --resume=true) \
         >> $OUT/tuning/rl_varied_look_s11.log 2>&1
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/rl_varied_look_segdepth_gt.yaml ;;
+    imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
+      # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition: item 3's imf row
+      mkdir -p $OUT/imf
+      record configs/twin_liftcube_rgb.yaml $OUT/imf/data
+      for s in 1 2 3; do imf_train $s; done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_imf.yaml ;;
+    rgb)  # SegDepth from the wrist camera's RGB alone (configs/own_scene/segdepth_rgbonly.yaml, trained in the `shifted`
+      # look with the shipped segmenter), seeds 1-3, and each given the segmenter adapted to the user's look by
+      # docs/real-so101.md's own-scene flow as a user runs it (25 demonstrations in the fixed look, two rounds of
+      # labels), then under every arm condition: item 3's two RGB rows, each in the look it is meant for
+      R=$OUT/rgb
+      mkdir -p $R
+      record configs/robust_twin_record.yaml $R/data_shifted
+      record configs/own_scene/record_look.yaml $R/data_look --dataset.num_episodes=25
+      .venv/bin/so101-seg-render --output_dir=$R/replay_frames --episodes=150 --frames_per_episode=4 --height=96 \
+        --width=128 --cameras='[front,wrist]' > $R/replay_frames.log 2>&1
+      local_look="--dataset.repo_id=local/own_scene_look --dataset.root=$R/data_look"
+      .venv/bin/so101-seg-autolabel $local_look --output_dir=$R/labels > $R/labels.log 2>&1
+      .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml --data.path=$R/labels \
+        --data.replay_path=$R/replay_frames --output_dir=$R/segmenter > $R/segmenter.log 2>&1
+      .venv/bin/so101-seg-autolabel $local_look --output_dir=$R/labels_2 --segmenter_path=$R/segmenter/best \
+        > $R/labels_2.log 2>&1
+      .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml --data.path=$R/labels_2 \
+        --data.replay_path=$R/replay_frames --output_dir=$R/segmenter_2 > $R/segmenter_2.log 2>&1
+      for s in 1 2 3; do
+        if [ ! -f $R/zero_shot_s$s/checkpoints/002000/pretrained_model/config.json ]; then
+          rm -rf $R/zero_shot_s$s
+          OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path=configs/own_scene/segdepth_rgbonly.yaml \
+            --dataset.root=$R/data_shifted --seed=$s --output_dir=$R/zero_shot_s$s > $R/zero_shot_s$s.log 2>&1
+        fi
+        .venv/bin/so101-seg-swap --policy.path=$R/zero_shot_s$s/checkpoints/002000/pretrained_model \
+          --segmenter_path=$R/segmenter_2/best --output_dir=$R/adapted_s$s > $R/adapted_s$s.log 2>&1
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_shipped.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml ;;
     absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
       # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;
