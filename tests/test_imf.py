@@ -555,4 +555,6 @@ def test_cached_embeddings_equal_the_live_encoder_and_stale_caches_are_refused(g
     assert summary["frames_computed_this_run"] == len(raw) - 2 * 16
     again = LeRobotDataset("x", root=resumed)
     for index in range(len(raw)):
-        assert torch.equal(again[index][OBS_VIEW_EMBEDDINGS], cached[index][OBS_VIEW_EMBEDDINGS]), index
+        # two processes: MKL's float32 kernels may round their last bits differently with the buffers' alignment
+        torch.testing.assert_close(again[index][OBS_VIEW_EMBEDDINGS], cached[index][OBS_VIEW_EMBEDDINGS], rtol=1e-5,
+                                   atol=1e-5, msg=lambda m, i=index: f"frame {i}: {m}")  # fmt: skip
