@@ -5,10 +5,11 @@ under each arm condition (one factor at a realistic setting, or the `unseen` arm
 
 `policies` entries are `row/seed=checkpoint[|--env.flag=value...]` (in double quotes in YAML when they hold `|`):
 checkpoints of one row are its training seeds. Without flags the env follows the checkpoint's inputs
-(so101_devtools.twin_eval.env_flags). `conditions` name columns of `CONDITIONS` below. Each cell is one lerobot-eval
-into `<output_dir>/<row>_<seed>/<condition>/` (a finished one is reused, so an interrupted run resumes), its log beside
-it, holding each episode's arm (the env logs it). `compare` pairs rows (`a-b`) for their difference per condition:
-pooled over seeds with Newcombe's 95% interval, and seed by seed.
+(so101_devtools.twin_eval.env_flags). A row's flags come after its column's, so a row may hold a `--policy.*` setting
+against a column that sets it (`--policy.action_delay_steps`). `conditions` name columns of `CONDITIONS` below. Each
+cell is one lerobot-eval into `<output_dir>/<row>_<seed>/<condition>/` (a finished one is reused, so an interrupted
+run resumes), its log beside it, holding each episode's arm (the env logs it). `compare` pairs rows (`a-b`) for
+their difference per condition: pooled over seeds with Newcombe's 95% interval, and seed by seed.
 
 The table lands in `<output_dir>/table.md` and every figure in `<output_dir>/results.json`.
 """
@@ -64,7 +65,7 @@ class ArmConditionsConfig:
     # the columns, names of CONDITIONS or of more_conditions
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS)[:-1])
     # columns of this config's own, name: its --env.* flags (an arm file, a fixed arm of a family: hidden_arm:
-    # ["--env.arm=unseen", "--env.arm_seed=424242"])
+    # ["--env.arm=unseen", "--env.arm_seed=424242"]), and --policy.* settings a user would give for that arm
     more_conditions: dict[str, list[str]] = field(default_factory=dict)
     # flags every evaluation gets (a fixed look, say: --env.appearance=unseen --env.look_seed=61)
     common_flags: list[str] = field(default_factory=list)
@@ -107,7 +108,8 @@ def evaluate(cfg: ArmConditionsConfig, name: str, checkpoint: Path, flags: list[
     out = cfg.output_dir / f"{row}_{seed}" / condition
     info = out / "eval_info.json"
     if not info.is_file():
-        args = eval_args(checkpoint, flags + cfg.common_flags + cfg.known_conditions[condition], "none", cfg.n_episodes,
+        # the row's own flags last: a policy's setting (--policy.action_delay_steps=0, say) holds in every column
+        args = eval_args(checkpoint, cfg.common_flags + cfg.known_conditions[condition] + flags, "none", cfg.n_episodes,
                          cfg.batch_size, cfg.seed, out)  # fmt: skip
         if any(f.startswith("--env.appearance=") for f in cfg.common_flags):
             args = [a for a in args if a != "--env.appearance=none"]

@@ -82,6 +82,7 @@ CONFIGS = {
     "arm/identify_record.yaml": TwinRecordConfig,
     "arm/conditions_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/conditions_imf.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/conditions_imf_delay.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/conditions_rgb_shipped.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/conditions_rgb_adapted.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/recipes_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),

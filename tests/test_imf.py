@@ -277,7 +277,7 @@ def test_select_action_encodes_each_frame_once_and_replans_every_n_action_steps(
     encoded, chunks = [], []
     encode, sample = policy.backbone.encoder.forward, policy._sample
     policy.backbone.encoder.forward = lambda images: encoded.append(images.clone()) or encode(images)
-    policy._sample = lambda condition: chunks.append(sample(condition)) or chunks[-1]
+    policy._sample = lambda condition, guide=None: chunks.append(sample(condition, guide)) or chunks[-1]
     frames = [{f"observation.images.{v}": torch.rand(1, 3, 32, 32) for v in CAMERAS} for _ in range(5)]
     for frame in frames:
         frame["observation.state"] = torch.randn(1, 6)

@@ -8,6 +8,7 @@ a chunk shorter than the measured delay is refused at the chunk instead of silen
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import docs_commands
@@ -160,6 +161,61 @@ def test_imf_refusals_name_the_reason():
     with pytest.raises(ValueError, match=r"longer than this imf checkpoint's chunk \(horizon=4\)"):
         with_rtc(tiny_imf(n_obs_steps=1), rtc(horizon=5))
     with_rtc(tiny_imf(n_obs_steps=2), None)  # synchronous inference keeps the history
+
+
+def delayed_run(guidance: bool, steps: int = 6) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """select_action over `steps` frames of a tiny imf (horizon 6, 2 executed, 2 periods of delay, two frames of
+    history as lerobot-eval keeps it): the actions and the chunks they came from."""
+    torch.manual_seed(0)
+    args = {"horizon": 6, "n_action_steps": 2, "action_delay_steps": 2, "inference_noise_seed": 3}
+    policy = tiny_imf(delay_guidance=guidance, **args)
+    policy.eval()
+    chunks, sample = [], policy._sample
+    policy._sample = lambda condition, guide=None: chunks.append(sample(condition, guide)) or chunks[-1]
+    with torch.inference_mode():  # as lerobot-eval acts
+        actions = [policy.select_action(imf_batch(seed)) for seed in range(steps)]
+    return actions, chunks
+
+
+@pytest.mark.parametrize("guidance", [False, True])
+def test_a_delayed_imf_plays_each_chunk_from_when_its_actions_arrive(guidance):
+    actions, chunks = delayed_run(guidance)
+    assert len(chunks) == 3  # frames 0, 2 and 4
+    for step, action in enumerate(actions):  # action i of a chunk is meant for i periods after its frame
+        torch.testing.assert_close(action, chunks[step // 2][:, 2 + step % 2], rtol=0, atol=0)
+
+
+def test_delay_guidance_makes_each_chunk_continue_what_the_servos_still_play():
+    _, free = delayed_run(guidance=False)
+    _, steered = delayed_run(guidance=True)
+    torch.testing.assert_close(steered[0], free[0], rtol=0, atol=0)  # the first chunk has nothing to continue
+    for before, after in itertools.pairwise(steered):
+        # the previous chunk's actions 4-5 (this frame's periods 0-1) are still on their way to the servos: one
+        # MeanFlow jump at the capped weight lands the new chunk's first two on them
+        torch.testing.assert_close(after[:, :2], before[:, 4:6], rtol=0, atol=1e-5)
+    gap = (free[1][:, :2] - free[0][:, 4:6]).norm()
+    assert gap > 0.1  # unsteered, the chunks disagree where they overlap, so the check above is not vacuous
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"action_delay_steps": -1}, r"--policy.action_delay_steps=-1: a delay is 0 or more"),
+        (
+            {"action_delay_steps": 3},
+            r"action_delay_steps=3 with n_action_steps=2 needs a horizon of at least 5, "
+            r"this checkpoint's is 4",
+        ),
+        ({"delay_guidance": True}, r"--policy.delay_guidance=true steers .* set --policy.action_delay_steps"),
+        (
+            {"action_delay_steps": 2, "n_action_steps": 1, "delay_guidance": True},
+            r"needs a horizon of at least 5 \(each chunk's leftover must hold the 2 actions",
+        ),
+    ],
+)
+def test_a_delay_the_chunk_cannot_hold_is_refused_by_flag(args, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_imf(**args)  # horizon 4, 2 executed
 
 
 # ----- refusals of the policies RTC cannot drive ----------------------------------------------------------------------

@@ -167,11 +167,13 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         >> $OUT/tuning/rl_varied_look_s11.log 2>&1
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/rl_varied_look_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
-      # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition: item 3's imf row
+      # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),
+      # then told the arm's latency, with and without RTC's guidance (the lever of chunks with RTC)
       mkdir -p $OUT/imf
       record configs/twin_liftcube_rgb.yaml $OUT/imf/data
       for s in 1 2 3; do imf_train $s; done
-      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_imf.yaml ;;
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_imf.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_imf_delay.yaml ;;
     rgb)  # SegDepth from the wrist camera's RGB alone (configs/own_scene/segdepth_rgbonly.yaml, trained in the `shifted`
       # look with the shipped segmenter), seeds 1-3, and each given the segmenter adapted to the user's look by
       # docs/real-so101.md's own-scene flow as a user runs it (25 demonstrations in the fixed look, two rounds of

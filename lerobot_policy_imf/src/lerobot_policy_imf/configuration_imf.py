@@ -78,6 +78,15 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
     # Real-time chunking, set by `lerobot-rollout --inference.type=rtc` (LeRobot's RTCConfig, as SmolVLA's): each
     # chunk's first actions are steered toward the previous chunk's leftover. None: plain sampling.
     rtc_config: RTCConfig | None = None
+    # Control periods from a frame to its chunk's actions reaching the servos (the arm's latency over the loop's
+    # period, rounded: 3 for 100 ms at 30 Hz, as so101-twin-identify measures it). select_action (lerobot-eval)
+    # then executes each chunk from that action on, the ones meant for when they arrive, as RTC drops the actions
+    # an inference's delay has passed; the servos still play the previous chunk meanwhile. 0: from the first.
+    action_delay_steps: int = 0
+    # With action_delay_steps, steer each chunk's first actions toward the previous chunk's that the servos still
+    # play while it is on its way: RTC's guidance (LeRobot's RTCProcessor, its default schedule and horizon clamped
+    # to the leftover) in lerobot-eval's simulated time, where lerobot-rollout runs it on the wall clock.
+    delay_guidance: bool = False
     # Train through a torch.compile'd loss (the head's no-grad velocity, its forward-mode derivative and the
     # compound, fused by inductor; backward included): each eager step launches thousands of small kernels, which
     # bound imf's cached-embedding step on a GPU. The first step pays the compilation (~1 min on 2 CPU
@@ -130,6 +139,28 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
             raise ValueError(f"--policy.compile_train_mode={mode!r}; choose one of {list(COMPILE_MODES)}")
         if not 0.0 <= self.equal_time_share <= 1.0:
             raise ValueError(f"equal_time_share must be in [0, 1], got {self.equal_time_share}")
+        self._check_action_delay()
+
+    def _check_action_delay(self) -> None:
+        d, n, h = self.action_delay_steps, self.n_action_steps, self.horizon
+        if d < 0:
+            raise ValueError(f"--policy.action_delay_steps={d}: a delay is 0 or more control periods")
+        if d + n > h:
+            raise ValueError(
+                f"--policy.action_delay_steps={d} with n_action_steps={n} needs a horizon of at least {d + n}, "
+                f"this checkpoint's is {h}: lower --policy.n_action_steps to {h - d} or less"
+            )
+        if self.delay_guidance and d == 0:
+            raise ValueError(
+                "--policy.delay_guidance=true steers the part of a chunk a delay skips: set --policy.action_delay_steps"
+            )
+        if self.delay_guidance and 2 * d + n > h:
+            # the previous chunk's leftover must cover the d actions the servos play while the next is on its way
+            raise ValueError(
+                f"--policy.delay_guidance=true with action_delay_steps={d} and n_action_steps={n} needs a horizon of "
+                f"at least {2 * d + n} (each chunk's leftover must hold the {d} actions played meanwhile), this "
+                f"checkpoint's is {h}: lower --policy.n_action_steps to {h - 2 * d} or less"
+            )
 
     # ----- features ---------------------------------------------------------------------------------------------
     @property

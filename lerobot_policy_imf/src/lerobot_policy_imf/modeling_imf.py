@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.policies.rtc.configuration_rtc import RTCConfig
 from lerobot.policies.rtc.modeling_rtc import RTCProcessor
 from lerobot.utils.constants import ACTION, OBS_STATE
 from torch import Tensor, nn
@@ -124,6 +125,7 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
     def reset(self) -> None:
         self._history: deque[dict] = deque(maxlen=self.config.n_obs_steps)
         self._actions: deque[Tensor] = deque()
+        self._leftover: Tensor | None = None  # (B, H - d - n, A): the last chunk past what select_action played
         seed = self.config.inference_noise_seed
         self._generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
 
@@ -237,22 +239,38 @@ class IMFPolicy(ChecksSavedProcessors, PreTrainedPolicy):
         if self.rtc_processor is None or prev_chunk_left_over is None:
             return self._sample(condition)
         check_rtc_delay(self.name, inference_delay, self.config.horizon)
-
-        def guide(x_t: Tensor, t: Tensor, r: Tensor, velocity: Callable) -> Tensor:
-            # LeRobot's guidance weight (up to max_guidance_weight, 10) suits SmolVLA's ten small Euler steps; over
-            # one MeanFlow jump of length t - r a weight above 1 / (t - r) overshoots the leftover (9x past it at
-            # 10 for a single jump), so the weight is capped there: at the cap the steered actions land on it.
-            rtc = self.config.rtc_config
-            cap = min(rtc.max_guidance_weight, 1.0 / float(t - r))
-            processor = RTCProcessor(dataclasses.replace(rtc, max_guidance_weight=cap))
-            return processor.denoise_step(x_t, prev_chunk_left_over, inference_delay, t, velocity)
-
-        return self._sample(condition, guide)
+        return self._sample(condition, rtc_guide(self.config.rtc_config, prev_chunk_left_over, inference_delay))
 
     @torch.no_grad()
     def select_action(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
         self._push(batch)  # every step, so the history never skips a frame
         if not self._actions:
-            chunk = self._sample(self._history_condition())
-            self._actions.extend(chunk[:, : self.config.n_action_steps].transpose(0, 1))
+            d, n = self.config.action_delay_steps, self.config.n_action_steps
+            condition = self._history_condition()
+            if self.config.delay_guidance and self._leftover is not None:
+                # lerobot-eval acts under inference mode, where the guidance cannot differentiate the head: it
+                # steers outside it, from copies of the inference tensors
+                with torch.inference_mode(False):
+                    guide = rtc_guide(RTCConfig(), self._leftover.clone(), d)
+                    chunk = self._sample(condition.clone(), guide)  # (B, H, A)
+            else:
+                chunk = self._sample(condition)
+            # chunk[:, i] is meant for i periods after its frame; the first d arrive too late to play
+            self._actions.extend(chunk[:, d : d + n].transpose(0, 1))
+            self._leftover = chunk[:, d + n :]  # from the period the next chunk's frame is taken at
         return self._actions.popleft()
+
+
+def rtc_guide(rtc: RTCConfig, leftover: Tensor, delay: int) -> Callable:
+    """A sampler guide steering a chunk's first `delay` actions (and, fading, those up to the execution horizon)
+    toward `leftover`, the previous chunk's actions from this chunk's frame on (normalised, (B, L, A))."""
+
+    def guide(x_t: Tensor, t: Tensor, r: Tensor, velocity: Callable) -> Tensor:
+        # LeRobot's guidance weight (up to max_guidance_weight, 10) suits SmolVLA's ten small Euler steps; over
+        # one MeanFlow jump of length t - r a weight above 1 / (t - r) overshoots the leftover (9x past it at
+        # 10 for a single jump), so the weight is capped there: at the cap the steered actions land on it.
+        cap = min(rtc.max_guidance_weight, 1.0 / float(t - r))
+        processor = RTCProcessor(dataclasses.replace(rtc, max_guidance_weight=cap))
+        return processor.denoise_step(x_t, leftover, delay, t, velocity)
+
+    return guide
