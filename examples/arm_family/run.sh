@@ -201,8 +201,9 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         .venv/bin/so101-seg-swap --policy.path=$R/zero_shot_s$s/checkpoints/002000/pretrained_model \
           --segmenter_path=$R/segmenter_2/best --output_dir=$R/adapted_s$s > $R/adapted_s$s.log 2>&1
       done
-      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_shipped.yaml
-      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml ;;
+      # the adapted row first: its ideal and `unseen` family columns are where the targets are measured
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_shipped.yaml ;;
     absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
       # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;
