@@ -207,9 +207,14 @@ def test_delay_guidance_makes_each_chunk_continue_what_the_servos_still_play():
             r"this checkpoint's is 4",
         ),
         ({"delay_guidance": True}, r"--policy.delay_guidance=true steers .* set --policy.action_delay_steps"),
+        ({"action_delay_steps": 4, "n_action_steps": 1}, r"holds 4 actions, so a delay must be at most 3"),
         (
             {"action_delay_steps": 2, "n_action_steps": 1, "delay_guidance": True},
-            r"needs a horizon of at least 5 \(each chunk's leftover must hold the 2 actions",
+            r"action_delay_steps=2 needs a horizon above 4 \(each chunk's leftover must hold the 2 actions",
+        ),
+        (
+            {"action_delay_steps": 1, "n_action_steps": 3, "delay_guidance": True},
+            r"needs a horizon of at least 5 \(each chunk's leftover must hold the 1 actions",
         ),
     ],
 )

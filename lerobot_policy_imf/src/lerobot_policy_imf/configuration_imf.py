@@ -145,6 +145,11 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
         d, n, h = self.action_delay_steps, self.n_action_steps, self.horizon
         if d < 0:
             raise ValueError(f"--policy.action_delay_steps={d}: a delay is 0 or more control periods")
+        if d >= h:
+            raise ValueError(
+                f"--policy.action_delay_steps={d}: a chunk of this checkpoint holds {h} actions, so a delay must be "
+                f"at most {h - 1} control periods for any of it to remain"
+            )
         if d + n > h:
             raise ValueError(
                 f"--policy.action_delay_steps={d} with n_action_steps={n} needs a horizon of at least {d + n}, "
@@ -153,6 +158,11 @@ class IMFConfig(JointLimitsFields, AdamWCosinePresets, PreTrainedConfig):
         if self.delay_guidance and d == 0:
             raise ValueError(
                 "--policy.delay_guidance=true steers the part of a chunk a delay skips: set --policy.action_delay_steps"
+            )
+        if self.delay_guidance and 2 * d >= h:
+            raise ValueError(
+                f"--policy.delay_guidance=true with action_delay_steps={d} needs a horizon above {2 * d} (each "
+                f"chunk's leftover must hold the {d} actions played meanwhile), this checkpoint's is {h}"
             )
         if self.delay_guidance and 2 * d + n > h:
             # the previous chunk's leftover must cover the d actions the servos play while the next is on its way
