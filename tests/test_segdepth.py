@@ -410,7 +410,7 @@ def test_segmenter_source_refuses_bad_combinations_naming_the_field(tmp_path):
 def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_dataset, tmp_path):
     """lerobot-train --policy.perception_source=segmenter on a recording with RGB and depth, then lerobot-eval in the
     twin with only --env.depth=true; the segmenter's folder is deleted in between (its weights are in the
-    checkpoint)."""
+    checkpoint). The policy leads its targets by a period and chains them, as the arm-family recipes train."""
     seg_dir = save_tiny_segmenter(tmp_path / "segmenter")
     run_cli(
         [
@@ -420,6 +420,7 @@ def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_datase
             f"--policy.segmenter_path={seg_dir}",
             *[f"--policy.{k}={v}" for k, v in {**TINY, "segmenter_input_size": 32}.items()],
             "--policy.action_lead=1",
+            "--policy.action_mode=chained",
             "--dataset.repo_id=local/twin_demo",
             f"--dataset.root={gt_dataset}",
             *short_train_flags(tmp_path / "train", steps=2),
@@ -430,6 +431,8 @@ def test_segmenter_source_trains_and_evaluates_with_the_stock_commands(gt_datase
     steps = [s["registry_name"] for s in json.loads((ckpt / "policy_preprocessor.json").read_text())["steps"]]
     assert "so101_segmenter" in steps and "so101_depth_to_disparity" in steps
     assert "so101_segmentation_from_code" not in steps and "so101_depth_anything" not in steps
+    post = [s["registry_name"] for s in json.loads((ckpt / "policy_postprocessor.json").read_text())["steps"]]
+    assert post.index("so101_remember_joint_target") == post.index("so101_clip_joint_targets") + 1
     shutil.rmtree(seg_dir)
     overall = eval_in_twin(ckpt, tmp_path / "eval", GT_SIZE, tmp_path, flags=("--env.depth=true",))
     assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0

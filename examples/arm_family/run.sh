@@ -166,6 +166,12 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         $([ -d $OUT/tuning/rl_varied_look_s11/checkpoints/last ] && echo --resume=true) \
         >> $OUT/tuning/rl_varied_look_s11.log 2>&1
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/rl_varied_look_segdepth_gt.yaml ;;
+    chained_tune)  # chained actions (each delta added to the target sent last, not to the lagging reading), a pilot
+      # on the clone's training seed (11), recording and poses (--seed=2000), before it is worth three seeds
+      [ -f $OUT/tuning/base_s11/summary.json ] ||
+        $PY scripts/demo.py --train.seed=11 --output_dir=$OUT/tuning/base_s11 > $OUT/tuning/base_s11.log 2>&1
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/chained_s11/train 11 --policy.action_mode=chained
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/chained_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
       # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),
       # then told the arm's latency, with and without RTC's guidance (the lever of chunks with RTC)

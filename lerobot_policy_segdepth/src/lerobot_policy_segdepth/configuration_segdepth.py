@@ -21,6 +21,7 @@ from .perception_sources import PERCEPTION_SOURCES, PerceptionSource
 # What `segdepth-precompute` records in the stored feature's info and the policy must match.
 PRECOMPUTED_MUST_MATCH = ("camera", "image_size", "num_classes")
 ID_ENCODINGS = ("onehot", "embedding", "scaled")
+ACTION_MODES = ("delta", "absolute", "chained")
 # A config.json or precomputed copy saved before the rename names perception_source "source", and its value
 # segmenter_depth_anything "models".
 LEGACY_VALUES = {"models": "segmenter_depth_anything"}
@@ -85,6 +86,8 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     action_repeat: int = 1
     # "delta" (pick-101's, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
     # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
+    # "chained": a delta added to the target sent last, not to the present reading (trained on the recorded
+    # target minus the one before), so a reading that lags the targets (latency, a slow loop) does not pull them back.
     action_mode: str = "delta"
     # Train on the action this many control periods after the frame (the dataset's action at t + lead): a target for
     # when it reaches the servos on an arm whose loop lags, not for when the frame was taken. 0: the frame's own.
@@ -119,8 +122,13 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
             raise ValueError("frame_stack and action_repeat must be >= 1 and image_size >= 16")
         if not 0 <= self.action_lead <= 30:
             raise ValueError(f"--policy.action_lead={self.action_lead}: a lead of 0-30 control periods")
-        if self.action_mode not in ("delta", "absolute"):
-            raise ValueError(f"--policy.action_mode={self.action_mode!r}; choose 'delta' or 'absolute'")
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"--policy.action_mode={self.action_mode!r}; choose one of {list(ACTION_MODES)}")
+        if self.action_mode == "chained" and self.action_repeat != 1:
+            raise ValueError(
+                f"--policy.action_mode=chained with --policy.action_repeat={self.action_repeat}: chained deltas are "
+                "trained one control period apart; use action_repeat=1"
+            )
         if self.action_mode == "absolute" and self.normalization_mapping.get("ACTION") == NormalizationMode.IDENTITY:
             # the actor's tanh range [-1, 1] is what MIN_MAX maps the recorded targets to
             self.normalization_mapping = {**self.normalization_mapping, "ACTION": NormalizationMode.MIN_MAX}
@@ -316,6 +324,8 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
 
     @property
     def action_delta_indices(self) -> list[int] | None:
+        if self.action_mode == "chained":  # each target and the one before it
+            return [self.action_lead - 1, self.action_lead]
         return [self.action_lead] if self.action_lead else None
 
     @property

@@ -27,6 +27,7 @@ from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors
 from so101_policy_common.rtc import RefusesRTC
 
+from .actions import forget_targets
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 
 
@@ -119,6 +120,8 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
         return self.parameters()
 
     def reset(self) -> None:
+        if self.config.action_mode == "chained":
+            forget_targets()  # a new episode's first target is added to its present state
         self._frames: deque[Tensor] = deque(maxlen=self.config.frame_stack)
         self._held_action: Tensor | None = None
         self._held_steps = 0

@@ -27,7 +27,7 @@ from so101_core.segmentation import check_perception_source
 from so101_policy_common.pipeline import input_head, safety_steps
 from so101_policy_common.steps import ClipJointTargetsStep, RequireCamerasStep
 
-from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep
+from .actions import JointAbsoluteFromDeltaStep, JointDeltaFromAbsoluteStep, RememberJointTargetStep
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 from .observation_steps import StackChannelsStep
 from .perception_sources import PERCEPTION_SOURCES
@@ -97,13 +97,16 @@ def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None
             input_steps=[*observation, steps.to_device, steps.normalize],
             output_steps=[steps.unnormalize, clip, steps.to_cpu],
         )
-    to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale))
+    chained = config.action_mode == "chained"
+    to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale), chained=chained)
+    remember = [RememberJointTargetStep(pair_id=to_delta.pair_id)] if chained else []
     return make_policy_processor_pipelines(
         input_steps=[*observation, to_delta, steps.to_device, steps.normalize],  # to_delta sees the raw state
         output_steps=[
             steps.unnormalize,
             JointAbsoluteFromDeltaStep(action_scale=list(config.action_scale), pair_id=to_delta.pair_id),
             clip,
+            *remember,  # the clipped target, which a chained step adds to next
             steps.to_cpu,
         ],
     )
