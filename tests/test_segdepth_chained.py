@@ -22,8 +22,8 @@ def observation(ds: LeRobotDataset, index: int) -> dict:
 
 
 def test_chained_training_targets_are_each_recorded_target_minus_the_one_before(gt_dataset):
-    """By hand from the recording: inside an episode the delta from the previous recorded target; on its first frame,
-    where the previous is LeRobot's padding, the delta from the state the arm started at."""
+    """By hand from the recording: inside an episode the arm's deltas from the previous recorded target and the
+    gripper's from its reading; on the first frame, where the previous is LeRobot's padding, all from the state."""
     cfg, meta, policy, pre, _ = build(gt_dataset, action_mode="chained")
     assert cfg.action_delta_indices == [-1, 0]
     pair = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(cfg, meta))
@@ -31,8 +31,13 @@ def test_chained_training_targets_are_each_recorded_target_minus_the_one_before(
     start = int(meta.episodes["dataset_from_index"][1])
     scale = list(cfg.action_scale)
     inside = pre(batch_of(frame(pair, start + 5)))["action"]
-    expected = absolute_to_delta(single[start + 5]["action"][None], single[start + 4]["action"][None], scale)
+    reference = torch.cat([single[start + 4]["action"][:5], single[start + 5]["observation.state"][5:]])
+    expected = absolute_to_delta(single[start + 5]["action"][None], reference[None], scale)
     torch.testing.assert_close(inside, expected)
+    # every joint chained, the gripper too
+    *_, pre6, _ = build(gt_dataset, action_mode="chained", chained_joints=[0, 1, 2, 3, 4, 5])
+    expected = absolute_to_delta(single[start + 5]["action"][None], single[start + 4]["action"][None], scale)
+    torch.testing.assert_close(pre6(batch_of(frame(pair, start + 5)))["action"], expected)
     first = pre(batch_of(frame(pair, start)))["action"]
     expected = absolute_to_delta(single[start]["action"][None], single[start]["observation.state"][None], scale)
     torch.testing.assert_close(first, expected)
@@ -58,9 +63,12 @@ def test_chained_inference_adds_each_step_to_the_target_sent_last(gt_dataset):
     torch.testing.assert_close(first, first_obs["observation.state"][None] + delta.clamp(-1, 1) * scale)
     delta = policy.select_action(pre(batch_of(second_obs)))
     second = post(delta)
-    # the second reading (six periods later) plays no part: the step is added to the first target
-    torch.testing.assert_close(second, first + delta.clamp(-1, 1) * scale)
-    assert not torch.allclose(second, second_obs["observation.state"][None] + delta.clamp(-1, 1) * scale)
+    # the arm's joints are added to the first target, the second reading (six periods later) playing no part; the
+    # gripper to its reading
+    step = delta.clamp(-1, 1) * scale
+    torch.testing.assert_close(second[:, :5], first[:, :5] + step[:, :5])
+    torch.testing.assert_close(second[:, 5], second_obs["observation.state"][None, 5] + step[:, 5])
+    assert not torch.allclose(second[:, :5], second_obs["observation.state"][None, :5] + step[:, :5])
     policy.reset()  # a new episode starts from its present state
     delta = policy.select_action(pre(batch_of(second_obs)))
     torch.testing.assert_close(post(delta), second_obs["observation.state"][None] + delta.clamp(-1, 1) * scale)
@@ -103,4 +111,7 @@ def test_chained_settings_it_cannot_hold_are_refused():
         SegDepthConfig(action_mode="bogus")
     with pytest.raises(ValueError, match=r"action_mode=chained with --policy.action_repeat=2.*use action_repeat=1"):
         SegDepthConfig(action_mode="chained", action_repeat=2)
+    for joints in ([], [0, 0], [6]):
+        with pytest.raises(ValueError, match=r"--policy.chained_joints=.*distinct joint indices 0-5"):
+            SegDepthConfig(action_mode="chained", chained_joints=joints)
     assert SegDepthConfig(action_mode="chained", action_lead=1).action_delta_indices == [0, 1]

@@ -167,9 +167,12 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         >> $OUT/tuning/rl_varied_look_s11.log 2>&1
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/rl_varied_look_segdepth_gt.yaml ;;
     chained_tune)  # chained actions (each delta added to the target sent last, not to the lagging reading), a pilot
-      # on the clone's training seed (11), recording and poses (--seed=2000), before it is worth three seeds
+      # on the clone's training seed (11), recording and poses (--seed=2000), before it is worth three seeds: every
+      # joint chained, then the arm's joints only (the default, the gripper from its reading)
       [ -f $OUT/tuning/base_s11/summary.json ] ||
         $PY scripts/demo.py --train.seed=11 --output_dir=$OUT/tuning/base_s11 > $OUT/tuning/base_s11.log 2>&1
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/chained6_s11/train 11 --policy.action_mode=chained \
+        --policy.chained_joints=[0,1,2,3,4,5]
       train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/chained_s11/train 11 --policy.action_mode=chained
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/chained_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml

@@ -9,7 +9,7 @@ postprocessor step reads it. The pair is linked by `pair_id`, which both steps s
 `save_pretrained`/`from_pretrained` and needs no help from LeRobot's factory (whose re-wiring only knows its
 own relative-action steps, which the sync rollout engine refuses).
 
-Chained (`action_mode="chained"`): `present` is replaced by the target the policy sent last, so
+Chained (`action_mode="chained"`): for the chained joints, `present` is replaced by the target the policy sent last,
 
     delta = clip((target_t - target_t-1) / action_scale, -1, 1)   (training; the state at an episode's start)
     target = previous target + clip(delta, -1, 1) * action_scale   (inference; the state at the first step)
@@ -75,7 +75,7 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
     action_scale: list[float] = field(default_factory=lambda: [4.0, 4.0, 4.0, 4.0, 4.0, 15.0])
     state_key: str = OBS_STATE
     pair_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    chained: bool = False  # deltas from the previous target, not from the present state
+    chained: list[int] = field(default_factory=list)  # the joints whose deltas start from the previous target
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
         transition = transition.copy()
@@ -83,7 +83,9 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
         action = transition.get(TransitionKey.ACTION)
         with _lock:
             last = _last_target.get(self.pair_id) if self.chained and action is None else None
-            reference = last if last is not None and last.shape == present.shape else present.detach()
+            reference = present.detach()
+            if last is not None and last.shape == present.shape:
+                reference = _with(reference, last, self.chained)
             _present_state[self.pair_id] = reference
         if action is not None:
             if action.shape[-1] != present.shape[-1]:
@@ -106,10 +108,17 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
         pad = (transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}).get(f"{ACTION}_is_pad")
         if pad is not None:  # an episode's first frame: LeRobot repeats its own target; the arm started at the state
             previous = torch.where(pad[:, :1].to(torch.bool), present, previous)
-        return absolute_to_delta(action[:, 1], previous, self.action_scale)
+        return absolute_to_delta(action[:, 1], _with(present, previous, self.chained), self.action_scale)
 
     def transform_features(self, features):
         return features
+
+
+def _with(present: torch.Tensor, previous: torch.Tensor, joints: list[int]) -> torch.Tensor:
+    """The present state with the chained joints' entries taken from the previous target."""
+    reference = present.clone()
+    reference[..., joints] = previous[..., joints].to(present.dtype)
+    return reference
 
 
 @ProcessorStepRegistry.register("so101_joint_absolute_from_delta")

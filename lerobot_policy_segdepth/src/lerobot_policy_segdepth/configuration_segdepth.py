@@ -86,9 +86,13 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     action_repeat: int = 1
     # "delta" (pick-101's, above) or "absolute": the actor's [-1, 1] output is the absolute joint target,
     # min-max normalised with the dataset's action stats. Cloned delta policies integrate their errors.
-    # "chained": a delta added to the target sent last, not to the present reading (trained on the recorded
-    # target minus the one before), so a reading that lags the targets (latency, a slow loop) does not pull them back.
+    # "chained": for `chained_joints`, a delta added to the target sent last, not to the present reading (trained on
+    # the recorded target minus the one before), so a reading that lags the targets (latency, a slow loop) does not
+    # pull them back.
     action_mode: str = "delta"
+    # The gripper is left out by default: its recorded target moves in a few jumps, which cloning averages away,
+    # where from its reading it is a steady squeeze on the cube.
+    chained_joints: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     # Train on the action this many control periods after the frame (the dataset's action at t + lead): a target for
     # when it reaches the servos on an arm whose loop lags, not for when the frame was taken. 0: the frame's own.
     action_lead: int = 0
@@ -124,6 +128,15 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
             raise ValueError(f"--policy.action_lead={self.action_lead}: a lead of 0-30 control periods")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"--policy.action_mode={self.action_mode!r}; choose one of {list(ACTION_MODES)}")
+        if self.action_mode == "chained" and (
+            not self.chained_joints
+            or len(set(self.chained_joints)) != len(self.chained_joints)
+            or not set(self.chained_joints) <= set(range(6))
+        ):
+            raise ValueError(
+                f"--policy.chained_joints={self.chained_joints}: distinct joint indices 0-5 (0-4 the arm, 5 the "
+                "gripper), at least one"
+            )
         if self.action_mode == "chained" and self.action_repeat != 1:
             raise ValueError(
                 f"--policy.action_mode=chained with --policy.action_repeat={self.action_repeat}: chained deltas are "

@@ -97,7 +97,7 @@ def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None
             input_steps=[*observation, steps.to_device, steps.normalize],
             output_steps=[steps.unnormalize, clip, steps.to_cpu],
         )
-    chained = config.action_mode == "chained"
+    chained = list(config.chained_joints) if config.action_mode == "chained" else []
     to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale), chained=chained)
     remember = [RememberJointTargetStep(pair_id=to_delta.pair_id)] if chained else []
     return make_policy_processor_pipelines(
