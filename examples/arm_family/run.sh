@@ -35,18 +35,24 @@ record() {  # config root [more flags]
   touch "$root.done"
 }
 
-# imf's training, checkpointed every 500 of its 2500 steps so an interruption resumes rather than restarts
-imf_train() {  # seed
-  local out=$OUT/imf/train_s$1
-  if [ -f "$out/checkpoints/002500/pretrained_model/config.json" ]; then return; fi
+# lerobot-train of a config that checkpoints every few hundred steps: an interrupted run resumes from its last
+# checkpoint rather than restarting, a finished one is not trained again
+resumable_train() {  # final_step output_dir [lerobot-train flags of a fresh run]
+  local step=$(printf %06d $1) out=$2; shift 2
+  if [ -f "$out/checkpoints/$step/pretrained_model/config.json" ]; then return; fi
   if [ -f "$out/checkpoints/last/pretrained_model/train_config.json" ]; then
     OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path="$out/checkpoints/last/pretrained_model/train_config.json" \
       --resume=true >> "$out.log" 2>&1
   else
     rm -rf "$out"
-    OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path=configs/imf_twin_cnn.yaml --dataset.root=$OUT/imf/data \
-      --seed="$1" --save_freq=500 --output_dir="$out" > "$out.log" 2>&1
+    OMP_NUM_THREADS=2 .venv/bin/lerobot-train "$@" --output_dir="$out" > "$out.log" 2>&1
   fi
+}
+
+# imf's training, checkpointed every 500 of its 2500 steps
+imf_train() {  # seed
+  resumable_train 2500 $OUT/imf/train_s$1 --config_path=configs/imf_twin_cnn.yaml --dataset.root=$OUT/imf/data \
+    --seed="$1" --save_freq=500
 }
 
 for stage in $STAGES; do
@@ -202,11 +208,8 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml --data.path=$R/labels_2 \
         --data.replay_path=$R/replay_frames --output_dir=$R/segmenter_2 > $R/segmenter_2.log 2>&1
       for s in 1 2 3; do
-        if [ ! -f $R/zero_shot_s$s/checkpoints/002000/pretrained_model/config.json ]; then
-          rm -rf $R/zero_shot_s$s
-          OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path=configs/own_scene/segdepth_rgbonly.yaml \
-            --dataset.root=$R/data_shifted --seed=$s --output_dir=$R/zero_shot_s$s > $R/zero_shot_s$s.log 2>&1
-        fi
+        resumable_train 2000 $R/zero_shot_s$s --config_path=configs/own_scene/segdepth_rgbonly.yaml \
+          --dataset.root=$R/data_shifted --seed=$s  # checkpointed every 500 steps
         .venv/bin/so101-seg-swap --policy.path=$R/zero_shot_s$s/checkpoints/002000/pretrained_model \
           --segmenter_path=$R/segmenter_2/best --output_dir=$R/adapted_s$s > $R/adapted_s$s.log 2>&1
       done
