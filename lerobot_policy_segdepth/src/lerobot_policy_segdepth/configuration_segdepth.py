@@ -90,8 +90,7 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # the recorded target minus the one before), so a reading that lags the targets (latency, a slow loop) does not
     # pull them back.
     action_mode: str = "delta"
-    # The gripper is left out by default: its recorded target moves in a few jumps, which cloning averages away,
-    # where from its reading it is a steady squeeze on the cube.
+    # The gripper is left out by default: from its reading, its step is a steady squeeze on the cube.
     chained_joints: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     # Train on the action this many control periods after the frame (the dataset's action at t + lead): a target for
     # when it reaches the servos on an arm whose loop lags, not for when the frame was taken. 0: the frame's own.
