@@ -77,6 +77,12 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
     pair_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     chained: list[int] = field(default_factory=list)  # the joints whose deltas start from the previous target
 
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if not self.chained:  # a delta pipeline saves what it saved before chaining existed
+            del config["chained"]
+        return config
+
     def __call__(self, transition: EnvTransition) -> EnvTransition:
         transition = transition.copy()
         present = _present(transition.get(TransitionKey.OBSERVATION) or {}, self.state_key)
