@@ -94,10 +94,10 @@ def test_actions_under_bf16_autocast_are_float32_and_close(gt_dataset):
     _, _, policy, pre, _ = build(gt_dataset)
     ds = LeRobotDataset("local/twin_demo", root=gt_dataset)
     policy.reset()
-    reference = policy.select_action(pre(frame(ds, 60)))
+    reference = policy.select_action(pre(frame(ds, len(ds) // 2)))
     policy.reset()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        action = policy.select_action(pre(frame(ds, 60)))
+        action = policy.select_action(pre(frame(ds, len(ds) // 2)))
     assert action.dtype == torch.float32
     action.numpy()
     torch.testing.assert_close(action, reference, atol=0.05, rtol=0.05)
@@ -293,11 +293,11 @@ def test_absolute_action_mode_maps_the_actor_range_onto_the_recorded_targets(gt_
     torch.testing.assert_close(post(-torch.ones(1, 6)), low[None])
     # training targets are the recorded absolute actions, scaled into the actor's [-1, 1]
     ds = LeRobotDataset("local/twin_demo", root=gt_dataset, delta_timestamps=resolve_delta_timestamps(cfg, meta))
-    item = frame(ds, 30)
+    item = frame(ds, len(ds) // 2)
     batch = pre({k: v[None] if hasattr(v, "ndim") else [v] for k, v in item.items()})
     torch.testing.assert_close(batch["action"][0], 2 * (item["action"] - low) / (high - low) - 1)
     policy.reset()
-    action = post(policy.select_action(pre(frame(LeRobotDataset("local/twin_demo", root=gt_dataset), 30))))
+    action = post(policy.select_action(pre(frame(LeRobotDataset("local/twin_demo", root=gt_dataset), len(ds) // 2))))
     assert ((action >= low - 1e-4) & (action <= high + 1e-4)).all()
 
 
