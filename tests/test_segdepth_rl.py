@@ -571,8 +571,10 @@ def test_bad_runs_fail_before_training_and_overwrite_nothing(tmp_path):
     policy.config.output_features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(7,))}
     with pytest.raises(ValueError, match=r"actions of shape \(6,\).*emits \(7,\)"):
         check_policy_fits_env(policy, env_cfg)
-    with pytest.raises(ValueError, match=r"--policy.action_mode=delta or absolute; this one is chained"):
+    with pytest.raises(ValueError, match=r"action_mode=delta or absolute and no.*this one is chained with action_h"):
         check_policy_fits_env(tiny_policy(32, action_repeat=1, action_mode="chained"), env_cfg)
+    with pytest.raises(ValueError, match=r"this one is delta with action_history=1"):
+        check_policy_fits_env(tiny_policy(32, action_repeat=1, action_history=1), env_cfg)
 
 
 def test_a_render_smaller_than_the_policys_image_is_refused_naming_both_flags():

@@ -181,6 +181,22 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         --policy.chained_joints=[0,1,2,3,4,5]
       train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/chained_s11/train 11 --policy.action_mode=chained
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/chained_segdepth_gt.yaml ;;
+    history_tune)  # an action history (the targets sent last, fed to the actor; trained on the recorded targets just
+      # before the label at t + lead), a pilot on the clone's training seed (11), recording and poses (--seed=2000),
+      # against the clone and `lead` alone, before it is worth three seeds
+      [ -f $OUT/tuning/base_s11/summary.json ] ||
+        $PY scripts/demo.py --train.seed=11 --output_dir=$OUT/tuning/base_s11 > $OUT/tuning/base_s11.log 2>&1
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/lead1_s11/train 11 --policy.action_lead=1
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/lead1_history1_s11/train 11 --policy.action_lead=1 \
+        --policy.action_history=1
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/lead2_history2_s11/train 11 --policy.action_lead=2 \
+        --policy.action_history=2
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/history_segdepth_gt.yaml ;;
+    lead_scale_tune)  # lead 1 with 6° steps, where a lead's labels no longer fit 4° ones (stage history_tune first: it
+      # trains lead 1 at 4°), the same pilot's seed, recording and poses
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/lead1_scale6_s11/train 11 --policy.action_lead=1 \
+        --policy.action_scale=[6,6,6,6,6,15]
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/lead_scale_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
       # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),
       # then told the arm's latency, with and without RTC's guidance (the lever of chunks with RTC)

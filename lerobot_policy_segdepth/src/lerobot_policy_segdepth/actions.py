@@ -19,6 +19,15 @@ behind the targets already sent; a step added to the last target does not depend
 the one the joint-limit clip let through (remembered by `RememberJointTargetStep`), so a policy pushing against a
 limit does not wind the target up beyond it. `forget_targets()`, called by the policy's `reset()`, starts every
 episode from the present state: `lerobot-eval` resets the policy, not its processors.
+
+Action history (`action_history=H`): the preprocessor also writes the last H targets sent, relative to the present
+reading in action_scale units, under `observation.action_history` (B, H*D), oldest first:
+
+    history = (a_t+lead-H, ..., a_t+lead-1) - present) / action_scale   (training: the recorded targets before the
+                                                                          label; the state before an episode's start)
+    history = (the H targets sent last - present) / action_scale         (inference; the state before the first)
+
+Under a latency of `lead` periods these are the targets still on their way to the servos when the frame is read.
 """
 
 from __future__ import annotations
@@ -35,14 +44,16 @@ from lerobot.utils.constants import ACTION, OBS_STATE
 from so101_policy_common.steps import ConfigFromFields
 
 _present_state: dict[str, torch.Tensor] = {}
-_last_target: dict[str, torch.Tensor] = {}  # chained mode: pair_id -> the clipped target sent last
+_sent: dict[str, list[torch.Tensor]] = {}  # pair_id -> the clipped targets sent, oldest first, the newest SENT_KEPT
 _lock = threading.Lock()
+SENT_KEPT = 16
+OBS_ACTION_HISTORY = "observation.action_history"  # (B, H*D): the targets sent last, relative to the reading
 
 
 def forget_targets() -> None:
     """Start every chained policy of this process from its present state at the next step (a new episode)."""
     with _lock:
-        _last_target.clear()
+        _sent.clear()
 
 
 def _scale(action_scale: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -76,11 +87,13 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
     state_key: str = OBS_STATE
     pair_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     chained: list[int] = field(default_factory=list)  # the joints whose deltas start from the previous target
+    history: int = 0  # the targets sent last given to the policy (OBS_ACTION_HISTORY); 0: none
 
     def get_config(self) -> dict:
         config = super().get_config()
-        if not self.chained:  # a delta pipeline saves what it saved before chaining existed
-            del config["chained"]
+        for name in ("chained", "history"):  # a delta pipeline saves what it saved before either existed
+            if not config[name]:
+                del config[name]
         return config
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
@@ -88,16 +101,22 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
         present = _present(transition.get(TransitionKey.OBSERVATION) or {}, self.state_key)
         action = transition.get(TransitionKey.ACTION)
         with _lock:
-            last = _last_target.get(self.pair_id) if self.chained and action is None else None
+            sent = [t for t in _sent.get(self.pair_id, []) if t.shape == present.shape] if action is None else []
+            sent = [t.to(present.device, present.dtype) for t in sent]
             reference = present.detach()
-            if last is not None and last.shape == present.shape:
-                reference = _with(reference, last, self.chained)
+            if self.chained and sent:
+                reference = _with(reference, sent[-1], self.chained)
             _present_state[self.pair_id] = reference
+        if self.history and action is None:  # before an episode's first target, the servos hold the present state
+            targets = [present.detach()] * max(self.history - len(sent), 0) + sent[len(sent) - self.history :]
+            transition = self._with_history(transition, torch.stack(targets, dim=-2), present)
         if action is not None:
             if action.shape[-1] != present.shape[-1]:
                 raise ValueError(f"action has {action.shape[-1]} dims but '{self.state_key}' has {present.shape[-1]}")
             if self.chained:
                 transition[TransitionKey.ACTION] = self._chained_delta(action, present, transition)
+            elif self.history:
+                transition[TransitionKey.ACTION] = self._history_delta(action, present, transition)
             else:
                 reference = present if action.ndim == present.ndim else present.unsqueeze(-2)
                 transition[TransitionKey.ACTION] = absolute_to_delta(action, reference, self.action_scale)
@@ -115,6 +134,36 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
         if pad is not None:  # an episode's first frame: LeRobot repeats its own target; the arm started at the state
             previous = torch.where(pad[:, :1].to(torch.bool), present, previous)
         return absolute_to_delta(action[:, 1], _with(present, previous, self.chained), self.action_scale)
+
+    def _history_delta(self, action: torch.Tensor, present: torch.Tensor, transition: EnvTransition) -> torch.Tensor:
+        """(B, H+1, D) recorded targets [history..., label] -> the label's (B, D) delta, the history written to the
+        observation; targets padded before an episode's start are the state."""
+        if action.ndim != 3 or action.shape[1] != self.history + 1:
+            raise ValueError(
+                f"an action history of {self.history} trains on the {self.history} targets before each label: "
+                f"'action' must be (B, {self.history + 1}, D), got {tuple(action.shape)} (the config's "
+                "action_delta_indices give them)"
+            )
+        pad = (transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}).get(f"{ACTION}_is_pad")
+        history = action[:, :-1]
+        if pad is not None:
+            pad = pad.to(torch.bool)
+            # a leading run of padding, with the label itself real, lies before the episode's start; padding after
+            # its end repeats its last target, where the arm stays
+            before = torch.cumprod(pad[:, :-1].to(torch.int64), dim=1).bool() & ~pad[:, -1:]
+            history = torch.where(before[..., None], present[:, None], history)
+        transition.update(self._with_history(transition, history, present))
+        return absolute_to_delta(action[:, -1], present, self.action_scale)
+
+    def _with_history(self, transition: EnvTransition, targets: torch.Tensor, present: torch.Tensor) -> EnvTransition:
+        """`targets` (B, H, D) written, relative to `present` (B, D), as (B, H*D) under OBS_ACTION_HISTORY."""
+        scale = _scale(self.action_scale, present)
+        relative = (targets.to(present.dtype) - present[..., None, :]) / scale
+        transition = transition.copy()
+        observation = dict(transition.get(TransitionKey.OBSERVATION) or {})
+        observation[OBS_ACTION_HISTORY] = relative.flatten(-2)
+        transition[TransitionKey.OBSERVATION] = observation
+        return transition
 
     def transform_features(self, features):
         return features
@@ -157,18 +206,21 @@ class JointAbsoluteFromDeltaStep(ConfigFromFields, ProcessorStep):
 @ProcessorStepRegistry.register("so101_remember_joint_target")
 @dataclass
 class RememberJointTargetStep(ConfigFromFields, ProcessorStep):
-    """Postprocessor, after the joint-limit clip: remembers the target sent, which its chained pair adds to next."""
+    """Postprocessor, after the joint-limit clip: remembers the targets sent, which its pair adds to (chained) or
+    shows the policy (action history)."""
 
     pair_id: str = ""
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
         with _lock:
-            _last_target[self.pair_id] = transition[TransitionKey.ACTION].detach().clone()
+            sent = _sent.setdefault(self.pair_id, [])
+            sent.append(transition[TransitionKey.ACTION].detach().clone())
+            del sent[:-SENT_KEPT]
         return transition
 
     def reset(self) -> None:
         with _lock:
-            _last_target.pop(self.pair_id, None)
+            _sent.pop(self.pair_id, None)
 
     def transform_features(self, features: dict[PipelineFeatureType, dict]) -> dict[PipelineFeatureType, dict]:
         return features

@@ -95,6 +95,11 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # Train on the action this many control periods after the frame (the dataset's action at t + lead): a target for
     # when it reaches the servos on an arm whose loop lags, not for when the frame was taken. 0: the frame's own.
     action_lead: int = 0
+    # Also feed the actor the last `action_history` joint targets sent, relative to the present reading in action_scale
+    # units; trained on the recorded targets just before the label (t + lead - H .. t + lead - 1). With
+    # action_history = action_lead, under a latency of `lead` periods these are the targets still on their way to the
+    # servos when the frame is read. 0: none.
+    action_history: int = 0
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
     # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
@@ -135,6 +140,14 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
             raise ValueError(
                 f"--policy.chained_joints={self.chained_joints}: distinct joint indices 0-5 (0-4 the arm, 5 the "
                 "gripper), at least one"
+            )
+        if not 0 <= self.action_history <= 10:
+            raise ValueError(f"--policy.action_history={self.action_history}: 0-10 targets")
+        if self.action_history and (self.action_mode != "delta" or self.action_repeat != 1):
+            raise ValueError(
+                f"--policy.action_history={self.action_history} with --policy.action_mode={self.action_mode} and "
+                f"--policy.action_repeat={self.action_repeat}: a history of the targets sent needs action_mode=delta "
+                "and action_repeat=1 (one target a control period)"
             )
         if self.action_mode == "chained" and self.action_repeat != 1:
             raise ValueError(
@@ -335,9 +348,16 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
         return list(range(1 - self.frame_stack, 1))
 
     @property
+    def history_dim(self) -> int:
+        """The actor's extra input: action_history targets of action_dim joints each."""
+        return self.action_history * self.action_dim
+
+    @property
     def action_delta_indices(self) -> list[int] | None:
         if self.action_mode == "chained":  # each target and the one before it
             return [self.action_lead - 1, self.action_lead]
+        if self.action_history:  # the targets before the label, then the label
+            return list(range(self.action_lead - self.action_history, self.action_lead + 1))
         return [self.action_lead] if self.action_lead else None
 
     @property

@@ -27,7 +27,7 @@ from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors
 from so101_policy_common.rtc import RefusesRTC
 
-from .actions import forget_targets
+from .actions import OBS_ACTION_HISTORY, forget_targets
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 
 
@@ -111,7 +111,11 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
         in_channels = config.frame_stack * (config.id_channels + 1)
         self.encoder = Encoder(in_channels, config.image_size, config.encoder_channels)
         self.actor = Actor(
-            self.encoder.repr_dim, config.state_dim, config.action_dim, config.feature_dim, config.hidden_dim
+            self.encoder.repr_dim,
+            config.state_dim + config.history_dim,
+            config.action_dim,
+            config.feature_dim,
+            config.hidden_dim,
         )
         self.aug = RandomShiftsAug(config.augment_pad)
         self.reset()
@@ -120,8 +124,8 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
         return self.parameters()
 
     def reset(self) -> None:
-        if self.config.action_mode == "chained":
-            forget_targets()  # a new episode's first target is added to its present state
+        if self.config.action_mode == "chained" or self.config.action_history:
+            forget_targets()  # a new episode starts from its present state, no target sent yet
         self._frames: deque[Tensor] = deque(maxlen=self.config.frame_stack)
         self._held_action: Tensor | None = None
         self._held_steps = 0
@@ -172,10 +176,19 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
     def _mean_action(self, frames: Tensor, batch: dict[str, Tensor]) -> Tensor:
         if self.training:
             frames = self.aug(frames)
-        state = None
+        inputs = []
         if self.config.use_state:
             state = batch[OBS_STATE]
-            state = state[:, -1] if state.ndim == 3 else state
+            inputs.append(state[:, -1] if state.ndim == 3 else state)
+        if self.config.action_history:
+            history = require_key(batch, OBS_ACTION_HISTORY, "segdepth", "run the policy's preprocessor first")
+            if history.shape[-1] != self.config.history_dim:
+                raise ValueError(
+                    f"'{OBS_ACTION_HISTORY}' has {history.shape[-1]} entries; --policy.action_history="
+                    f"{self.config.action_history} needs {self.config.history_dim}"
+                )
+            inputs.append(history.to(frames.dtype))
+        state = torch.cat(inputs, dim=-1) if inputs else None
         return self.actor(self.encoder(self.encoder_input(frames)), state)
 
     # ----- LeRobot API -----------------------------------------------------------------------------

@@ -98,15 +98,17 @@ def make_segdepth_pre_post_processors(config: SegDepthConfig, dataset_stats=None
             output_steps=[steps.unnormalize, clip, steps.to_cpu],
         )
     chained = list(config.chained_joints) if config.action_mode == "chained" else []
-    to_delta = JointDeltaFromAbsoluteStep(action_scale=list(config.action_scale), chained=chained)
-    remember = [RememberJointTargetStep(pair_id=to_delta.pair_id)] if chained else []
+    to_delta = JointDeltaFromAbsoluteStep(
+        action_scale=list(config.action_scale), chained=chained, history=config.action_history
+    )
+    remember = [RememberJointTargetStep(pair_id=to_delta.pair_id)] if chained or config.action_history else []
     return make_policy_processor_pipelines(
         input_steps=[*observation, to_delta, steps.to_device, steps.normalize],  # to_delta sees the raw state
         output_steps=[
             steps.unnormalize,
             JointAbsoluteFromDeltaStep(action_scale=list(config.action_scale), pair_id=to_delta.pair_id),
             clip,
-            *remember,  # the clipped target, which a chained step adds to next
+            *remember,  # the clipped target, which a chained step adds to next, or the history shows
             steps.to_cpu,
         ],
     )

@@ -209,11 +209,12 @@ def check_policy_fits_env(policy: SegDepthPolicy, env_cfg: SO101TwinEnvConfig) -
     features = env_to_policy_features(env_cfg)
     provided = {key for key, f in features.items() if f.type is not FeatureType.ACTION}
     pc = policy.config
-    if pc.action_mode == "chained":
+    if pc.action_mode == "chained" or pc.action_history:
         # the workers hold a delta for action_repeat env steps around each step's present state, and reset their
-        # envs one by one, where a chained policy adds to the target its processors sent last
+        # envs one by one, where a chained policy adds to the target its processors sent last and a history reads them
         raise ValueError(
-            "segdepth-rl-train fine-tunes policies with --policy.action_mode=delta or absolute; this one is chained"
+            "segdepth-rl-train fine-tunes policies with --policy.action_mode=delta or absolute and no "
+            f"--policy.action_history; this one is {pc.action_mode} with action_history={pc.action_history}"
         )
     needed = [pc.depth_key, pc.segmentation_key] + ([OBS_STATE] if pc.use_state else [])
     missing = [key for key in needed if key not in provided]
