@@ -42,12 +42,14 @@ from lerobot.utils.utils import init_logging
 from so101_core import TASK_DESCRIPTIONS
 from so101_run_infra.atomic import replace_folder, staging_folder, write_json, write_jsonl
 from so101_run_infra.cli import OutputRefused, prepare_command_line
-from so101_run_infra.hub import check_push, command_line
+from so101_run_infra.hub import check_push
 from so101_run_infra.runs import config_differences
 
 from ..config_robot import SO101TwinConfig
 from ..config_teleoperator import SO101TwinExpertConfig
 from ..simulation import LIFT_HEIGHT
+from .driver import DriverConfig, PolicyDriver, periods_per_action
+from .record_hub import push_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class TwinRecordConfig:
     robot: SO101TwinConfig = field(default_factory=SO101TwinConfig)
     teleop: SO101TwinExpertConfig = field(default_factory=SO101TwinExpertConfig)
     dataset: TwinDatasetConfig = field(default_factory=TwinDatasetConfig)
+    # A policy at the controls, the expert's commands recorded as its labels (DAgger; commands/driver.py)
+    driver: DriverConfig = field(default_factory=DriverConfig)
     # Worker processes, each recording whole shards; 1 records in this process.
     num_workers: int = 2
     # Episodes per shard: the unit of work a crash or an interrupt can lose.
@@ -117,6 +121,9 @@ class TwinRecordConfig:
             )
         if not ds.single_task:
             ds.single_task = TASK_DESCRIPTIONS[self.robot.task]
+        if self.driver.policy_path and self.teleop.expert != "reactive":
+            raise ValueError("--driver.policy_path needs --teleop.expert=reactive: the scripted expert replays a plan "
+                             "by time and has no label for the states a policy leads the arm to")  # fmt: skip
 
     @property
     def frames_per_episode(self) -> int:
@@ -243,6 +250,9 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
         # recorder stepping faster than the encoders would hit: a queue that holds a whole episode never fills.
         encoder_queue_maxsize=max(ds_cfg.encoder_queue_maxsize, cfg.frames_per_episode + 1),
     )
+    driver = None
+    if cfg.driver.policy_path:
+        driver = PolicyDriver(cfg.driver, dataset.features, ds_cfg.single_task, robot.name)
     successes: list[bool] = []
     arms: list[dict] = []  # each episode's arm, to replay and explain it (written only for a non-ideal arm)
     teleop.connect()
@@ -250,6 +260,8 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
     try:
         for episode in shard.episodes:
             robot.reset_scene(cfg.robot.seed + episode)
+            if driver is not None:
+                driver.reset()
             arms.append({"episode_index": episode, **robot.twin.arm_record()})
             success = False
             for _ in range(cfg.frames_per_episode):
@@ -258,7 +270,8 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
                 obs_processed = obs_proc(obs)
                 observation_frame = build_dataset_frame(dataset.features, obs_processed, prefix=OBS_STR)
                 action = teleop_proc((teleop.get_action(), obs))
-                robot.send_action(robot_proc((action, obs)))
+                sent = action if driver is None else driver.action(observation_frame, periods_per_action(robot.twin))
+                robot.send_action(robot_proc((sent, obs)))
                 action_frame = build_dataset_frame(dataset.features, action, prefix=ACTION)
                 dataset.add_frame({**observation_frame, **action_frame, "task": ds_cfg.single_task})
                 success = success or robot.twin.is_success()
@@ -266,7 +279,7 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
             dataset.save_episode()
             successes.append(success)
             _report("episode", episode, success, cfg.frames_per_episode)
-            n = cfg.fail_fast_episodes
+            n = cfg.fail_fast_episodes if driver is None else 0  # a failing policy is what DAgger records
             if n and len(successes) == n and not any(successes):
                 raise ExpertCannotSolveError(
                     f"the {cfg.teleop.expert} expert failed all of the first {n} episodes of {shard.name} "
@@ -352,7 +365,7 @@ class _EpisodeBar:
         if kind == "episode":
             self.succeeded.append(ok)
             self.progress.update(frames)
-            self.progress.set_postfix(expert_success=f"{sum(self.succeeded)}/{len(self.succeeded)}")
+            self.progress.set_postfix(solved=f"{sum(self.succeeded)}/{len(self.succeeded)}")
 
 
 def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress, log_dir: Path) -> list[dict]:
@@ -383,7 +396,7 @@ def _run_shards(cfg: TwinRecordConfig, todo: list[Shard], stage: Path, progress,
                 if kind == "episode":
                     succeeded.append(ok)
                     progress.update(frames)
-                    progress.set_postfix(expert_success=f"{sum(succeeded)}/{len(succeeded)}")
+                    progress.set_postfix(solved=f"{sum(succeeded)}/{len(succeeded)}")
             for future in done:
                 shard = pending.pop(future)
                 try:
@@ -530,7 +543,8 @@ def _summary(
         "episodes": info["total_episodes"],
         "frames": info["total_frames"],
         "episodes_this_run": len(successes),
-        "expert_success": f"{sum(successes)}/{len(successes)}",
+        # who solved them: the expert, or the policy at the controls (--driver.policy_path)
+        "expert_success" if cfg.driver.policy_path is None else "policy_success": f"{sum(successes)}/{len(successes)}",
         "record_seconds": round(record_seconds, 1),
         "total_seconds": round(total_seconds, 1),
         "simulated_frames_per_second": round(recorded / record_seconds, 1) if results else None,
@@ -543,6 +557,7 @@ def record(cfg: TwinRecordConfig) -> dict:
     done = _already_recorded(cfg)
     if done is not None:
         return done
+    cfg.driver.check()
     run = _prepare(cfg)
     start = time.perf_counter()
     results = _record_missing_shards(cfg, run)
@@ -551,28 +566,6 @@ def record(cfg: TwinRecordConfig) -> dict:
     summary = _summary(cfg, info, results, record_seconds, time.perf_counter() - start)
     logger.info("recorded %s", json.dumps(summary))
     return summary
-
-
-def push_dataset(cfg: TwinRecordConfig, summary: dict) -> str:
-    """Push the merged dataset as lerobot-record does (`LeRobotDataset.push_to_hub(tags, private)`: LeRobot's dataset
-    card), the card's description saying how it was recorded: the twin's expert, the command and its success."""
-    from lerobot.datasets import LeRobotDataset
-
-    robot, ds = cfg.robot, cfg.dataset
-    description = (
-        f"Recorded in the SO-101 MuJoCo twin (task {robot.task}, cameras {list(robot.cameras)}, depth={robot.depth}, "
-        f"segmentation={robot.segmentation}) by its scripted expert with `so101-twin-record`: the robot and "
-        f"teleoperator plugins through lerobot-record's own calls, stepped in simulated time.\n\n"
-        f"Command:\n\n```bash\n{command_line()}\n```\n\n"
-        f"Result: {summary['episodes']} episodes, {summary['frames']} frames; the expert solved "
-        f"{summary['expert_success']} of the episodes recorded by this run."
-    )
-    LeRobotDataset(ds.repo_id, root=cfg.root).push_to_hub(
-        tags=ds.tags, private=ds.private, dataset_description=description
-    )
-    url = f"https://huggingface.co/datasets/{ds.repo_id}"
-    logger.info("Dataset pushed to %s", url)
-    return url
 
 
 @parser.wrap()
