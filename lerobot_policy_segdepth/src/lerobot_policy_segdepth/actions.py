@@ -51,7 +51,7 @@ OBS_ACTION_HISTORY = "observation.action_history"  # (B, H*D): the targets sent 
 
 
 def forget_targets() -> None:
-    """Start every chained policy of this process from its present state at the next step (a new episode)."""
+    """Start every chained or history policy of this process from its present state at the next step (a new episode)."""
     with _lock:
         _sent.clear()
 
