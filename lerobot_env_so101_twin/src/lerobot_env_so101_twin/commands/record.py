@@ -349,9 +349,20 @@ def _check_appendable(cfg: TwinRecordConfig, root: Path) -> int:
             problems.append(f"feature '{key}' only in the {'new recording' if key in want else 'dataset'}")
         elif json.dumps(have[key], default=list) != json.dumps(want[key], default=list):
             problems.append(f"feature '{key}': dataset {have[key]} vs new {want[key]}")
+    problems += _encoder_changes(cfg, root)
     if problems:
         raise ValueError(f"cannot append to {root}: " + "; ".join(problems))
     return meta.total_episodes
+
+
+def _encoder_changes(cfg: TwinRecordConfig, root: Path) -> list[str]:
+    """The video encoder settings that differ from those the dataset was recorded with (its so101-twin-record manifest):
+    LeRobot's merge joins the streams packet by packet, and x265 streams of another preset lose frames at the join."""
+    before = json.loads((root / RECORDED).read_text()).get("dataset", {}) if (root / RECORDED).is_file() else {}
+    now = json.loads(json.dumps(asdict(cfg.dataset), default=str))
+    keys = [k for k in ("rgb_encoder", "depth_encoder") if k in before and before[k] != now[k]]
+    return [f"--dataset.{k}.{f} {before[k].get(f)!r} vs new {now[k].get(f)!r}" for k in keys
+            for f in sorted(set(before[k]) | set(now[k])) if before[k].get(f) != now[k].get(f)]  # fmt: skip
 
 
 class _EpisodeBar:
