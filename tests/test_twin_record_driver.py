@@ -14,6 +14,7 @@ from test_twin_record import SMALL, columns, config
 
 from lerobot_env_so101_twin.commands.driver import DriverConfig, PolicyDriver
 from lerobot_env_so101_twin.commands.record import record
+from lerobot_env_so101_twin.commands.record_array import plan
 from lerobot_env_so101_twin.config_teleoperator import SO101TwinExpertConfig
 from lerobot_policy_segdepth import SegDepthConfig, SegDepthPolicy, make_segdepth_pre_post_processors
 
@@ -101,6 +102,9 @@ def test_a_driver_is_refused_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--driver.policy_path=.*no config.json.*pretrained_model"):
         record(config(tmp_path / "nothing", 1, driver=DriverConfig(policy_path=str(tmp_path))))
     assert not (tmp_path / "nothing").exists() and not (tmp_path / ".nothing.partial").exists()
+    with pytest.raises(FileNotFoundError, match=r"--driver.policy_path="):  # an array's submission, as early
+        plan(config(tmp_path / "array", 1, driver=DriverConfig(policy_path=str(tmp_path))), None)
+    assert not (tmp_path / ".array.partial").exists()
     checkpoint = segdepth_checkpoint(tmp_path / "c", hold=True)
     good = config(tmp_path / "ds", 1, driver=DriverConfig(policy_path=str(checkpoint)))
     with pytest.raises(ValueError, match=r"--driver.policy_path needs --teleop.expert=reactive"):

@@ -84,6 +84,7 @@ def plan(cfg: TwinRecordConfig, tasks: int | None) -> dict:
     done = _already_recorded(cfg)
     if done is not None:
         return {**done, "root": str(cfg.root.resolve()), "tasks": 0}
+    cfg.driver.check()
     run = _prepare(cfg)
     return {
         "root": str(cfg.root.resolve()),
@@ -149,7 +150,8 @@ def run_task(cfg: TwinRecordConfig, task: int, tasks: int, claim: str) -> dict:
     info = merge_when_complete(cfg, run, claim, owner=f"task-{task}")
     successes = [ok for r in results for ok in r["successes"]]
     summary = {"task": task, "recorded": [r["shard"] for r in results], "kept": kept, "merged": info is not None,
-               "expert_success": f"{sum(successes)}/{len(successes)}"}  # fmt: skip
+               "expert_success" if cfg.driver.policy_path is None else "policy_success":
+                   f"{sum(successes)}/{len(successes)}"}  # fmt: skip
     if info is not None:
         summary |= {"root": str(cfg.root), "episodes": info["total_episodes"], "frames": info["total_frames"]}
     return summary
