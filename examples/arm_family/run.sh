@@ -213,6 +213,21 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         > $D/precompute.log 2>&1
       train $D/dataset_segdepth $OUT/tuning/dagger_lead1_s11/train 11 --policy.action_lead=1
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_segdepth_gt.yaml ;;
+    dagger_edge_tune)  # the same with the driven episodes' arms from the training ranges' upper ends (latency 40-50 ms,
+      # a 15 Hz loop), where the lead policy fails more (stage dagger_tune first: it holds the other rows' cells)
+      D=$OUT/tuning/dagger_edge_s11
+      mkdir -p $D
+      if [ ! -f $D/dataset.done ]; then
+        [ -d $D/dataset ] || cp -r $OUT/tuning/base_s11/dataset $D/dataset
+        .venv/bin/so101-twin-record --config_path=configs/arm/tuning/dagger_edge_record_s11.yaml >> $D/dataset.log 2>&1
+        touch $D/dataset.done
+      fi
+      [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
+        --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
+        --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
+        > $D/precompute.log 2>&1
+      train $D/dataset_segdepth $OUT/tuning/dagger_edge_lead1_s11/train 11 --policy.action_lead=1
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_edge_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
       # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),
       # then told the arm's latency, with and without RTC's guidance (the lever of chunks with RTC)
