@@ -55,6 +55,23 @@ imf_train() {  # seed
     --seed="$1" --save_freq=500
 }
 
+# DAgger on seed 11's recording: a copy of it, 50 episodes appended by so101-twin-record with the lead policy at the
+# controls (the config names it and the arms), the policy's observation precomputed, then trained as `lead` is
+dagger_pilot() {  # folder_under_tuning record_config training_folder_under_tuning
+  local D=$OUT/tuning/$1
+  mkdir -p $D
+  if [ ! -f $D/dataset.done ]; then
+    [ -d $D/dataset ] || cp -r $OUT/tuning/base_s11/dataset $D/dataset
+    .venv/bin/so101-twin-record --config_path=$2 >> $D/dataset.log 2>&1
+    touch $D/dataset.done
+  fi
+  [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
+    --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
+    --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
+    > $D/precompute.log 2>&1
+  train $D/dataset_segdepth $OUT/tuning/$3/train 11 --policy.action_lead=1
+}
+
 for stage in $STAGES; do
   case $stage in
     base)  # the demo as it ships: ideal-arm demonstrations; seeds 2-3 train on seed 1's recording
@@ -200,33 +217,11 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
     dagger_tune)  # DAgger (stage history_tune first: it trains the lead-1 policy that drives): the demo's recording
       # plus 50 episodes driven by that policy under the `varied` family, labelled by the reactive expert, trained as
       # `lead` is; a pilot on the same seed, recording and poses
-      D=$OUT/tuning/dagger_s11
-      mkdir -p $D
-      if [ ! -f $D/dataset.done ]; then
-        [ -d $D/dataset ] || cp -r $OUT/tuning/base_s11/dataset $D/dataset
-        .venv/bin/so101-twin-record --config_path=configs/arm/tuning/dagger_record_s11.yaml >> $D/dataset.log 2>&1
-        touch $D/dataset.done
-      fi
-      [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
-        --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
-        --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
-        > $D/precompute.log 2>&1
-      train $D/dataset_segdepth $OUT/tuning/dagger_lead1_s11/train 11 --policy.action_lead=1
+      dagger_pilot dagger_s11 configs/arm/tuning/dagger_record_s11.yaml dagger_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_segdepth_gt.yaml ;;
     dagger_edge_tune)  # the same with the driven episodes' arms from the training ranges' upper ends (latency 40-50 ms,
       # a 15 Hz loop), where the lead policy fails more (stage dagger_tune first: it holds the other rows' cells)
-      D=$OUT/tuning/dagger_edge_s11
-      mkdir -p $D
-      if [ ! -f $D/dataset.done ]; then
-        [ -d $D/dataset ] || cp -r $OUT/tuning/base_s11/dataset $D/dataset
-        .venv/bin/so101-twin-record --config_path=configs/arm/tuning/dagger_edge_record_s11.yaml >> $D/dataset.log 2>&1
-        touch $D/dataset.done
-      fi
-      [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
-        --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
-        --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
-        > $D/precompute.log 2>&1
-      train $D/dataset_segdepth $OUT/tuning/dagger_edge_lead1_s11/train 11 --policy.action_lead=1
+      dagger_pilot dagger_edge_s11 configs/arm/tuning/dagger_edge_record_s11.yaml dagger_edge_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_edge_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
       # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),
