@@ -223,6 +223,16 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # a 15 Hz loop), where the lead policy fails more (stage dagger_tune first: it holds the other rows' cells)
       dagger_pilot dagger_edge_s11 configs/arm/tuning/dagger_edge_record_s11.yaml dagger_edge_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_edge_segdepth_gt.yaml ;;
+    predictive_tune)  # demonstrations that keep their pace under latency: the `varied` family recorded by the predictive
+      # expert (steps from its own last target, knowing the arm's latency), trained as `lead`, against `lead` alone
+      D=$OUT/tuning/predictive_s11
+      record configs/arm/tuning/predictive_record_s11.yaml $D/dataset
+      [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
+        --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
+        --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
+        > $D/precompute.log 2>&1
+      train $D/dataset_segdepth $OUT/tuning/predictive_lead1_s11/train 11 --policy.action_lead=1
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
       # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),
       # then told the arm's latency, with and without RTC's guidance (the lever of chunks with RTC)

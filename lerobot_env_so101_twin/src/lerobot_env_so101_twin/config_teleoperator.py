@@ -15,6 +15,8 @@ class SO101TwinExpertConfig(TeleoperatorConfig):
     # "reactive": closed loop, re-decides from the measured arm and cube every step and recovers from a missed
     # grasp, so demonstrations recorded with --robot.action_noise_std show recoveries (DART).
     # "scripted": a time-indexed plan made once per episode (open loop).
+    # "predictive": the reactive expert stepping from its own last target on an arm with latency (knowing the arm's
+    # true latency), so its demonstrations keep the ideal arm's pace; on an arm without latency, the reactive one.
     expert: str = "reactive"
     hover_height: float = 0.06  # metres above the cube before descending
     lift_height: float = 0.10  # metres the cube is raised to
@@ -26,8 +28,8 @@ class SO101TwinExpertConfig(TeleoperatorConfig):
     noise_tau_s: float = 0.3
 
     def __post_init__(self):
-        if self.expert not in ("reactive", "scripted"):
-            raise ValueError(f"--teleop.expert must be 'reactive' or 'scripted', got {self.expert!r}")
+        if self.expert not in ("reactive", "scripted", "predictive"):
+            raise ValueError(f"--teleop.expert must be 'reactive', 'scripted' or 'predictive', got {self.expert!r}")
         if self.speed <= 0:
             raise ValueError(f"--teleop.speed must be positive, got {self.speed}")
         if self.noise_std < 0 or self.noise_tau_s <= 0:

@@ -158,8 +158,7 @@ class SO101TwinEnv(gym.Env):
     @property
     def periods_per_action(self) -> int:
         """Physics periods each action is held: the arm's loop runs at control_fps, the physics at fps."""
-        rate = self.twin.arm.control_fps
-        return 1 if rate is None else self.twin.config.fps // rate
+        return self.twin.periods_per_action
 
     def step(self, action):
         report = self.twin.apply_action(np.asarray(action, dtype=np.float64))

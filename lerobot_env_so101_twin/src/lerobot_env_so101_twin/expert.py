@@ -244,10 +244,11 @@ class ReactiveExpert:
             "lift": (None, GRIPPER_CLOSED),
             "reopen": (None, GRIPPER_OPEN),
         }[phase]
+        base = self._move_base(measured)
         if phase == "lift":
             arm = self._lift_goal
         elif point is None:
-            arm = measured[:ARM_JOINTS]
+            arm = base[:ARM_JOINTS]
         else:
             # integral action in task space: a slowly drifting disturbance (servo sag, OU actuation noise) would
             # otherwise leave a steady offset that the millimetre tolerances of a grasp never forgive
@@ -255,16 +256,52 @@ class ReactiveExpert:
             if np.linalg.norm(error) < 0.02 and phase != "lift":
                 self._bias = np.clip(self._bias + self.integral_gain * error, -0.02, 0.02)
             arm = self._goal(point + self._bias)
-        move = arm - measured[:ARM_JOINTS]
+        move = arm - base[:ARM_JOINTS]
         # one scale for all joints keeps the path straight in joint space
         move *= min(1.0, self.max_step / max(float(np.abs(move).max()), 1e-9))
-        target = measured.copy()
+        target = base.copy()
         target[:ARM_JOINTS] += move
-        target[5] += np.clip(gripper - measured[5], -self.max_gripper_step, self.max_gripper_step)
+        target[5] += np.clip(gripper - base[5], -self.max_gripper_step, self.max_gripper_step)
         return np.clip(target, self.twin.joint_limits[:, 0], self.twin.joint_limits[:, 1])
 
+    def _move_base(self, measured: np.ndarray) -> np.ndarray:
+        """Where each step starts from: the reading."""
+        return measured
 
-EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert}
+
+class PredictiveExpert(ReactiveExpert):
+    """The reactive expert stepping from its own last target, not from the reading, on an arm with latency.
+
+    Under latency the reading lags the targets sent, so the reactive expert's step from it covers ground already
+    commanded: it moves `max_step` per latency rather than per period, and a step decided on a late reading near the
+    goal overshoots. Stepping from the last target keeps the commanded path, and the arm follows it one latency
+    later. The distance from the reading is capped at what the targets in flight can hold (`max_step` for each
+    period of latency, and one for the servo's own lag), so an arm that stalls (a weak servo, the table, the
+    cube) does not wind the targets up; the gripper steps from its reading, since a grip is a target past the
+    jaws. The expert knows the arm's true latency, as a demonstrator with a model of the arm would; on an arm
+    without it it is the reactive expert exactly.
+    """
+
+    def reset(self) -> None:
+        super().reset()
+        self._last_target: np.ndarray | None = None
+
+    def action(self) -> np.ndarray:
+        target = super().action()
+        self._last_target = target
+        return target
+
+    def _move_base(self, measured: np.ndarray) -> np.ndarray:
+        periods = self.twin.arm.latency_ms / 1000.0 * self.twin.config.fps
+        if self._last_target is None or periods <= 0:
+            return measured
+        cap = self.max_step * (1 + np.ceil(periods))
+        base = measured.copy()
+        base[:ARM_JOINTS] += np.clip(self._last_target[:ARM_JOINTS] - measured[:ARM_JOINTS], -cap, cap)
+        return base
+
+
+EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert, "predictive": PredictiveExpert}
 
 
 def rollout_expert(

@@ -272,6 +272,12 @@ class TwinSimulation:
         """The last commanded joint targets (6,) in follower units."""
         return self.to_follower_units(self.data.ctrl[self._actuators])
 
+    @property
+    def periods_per_action(self) -> int:
+        """Physics periods each of the arm's loop steps lasts: its loop runs at control_fps, the physics at fps."""
+        rate = self.arm.control_fps
+        return 1 if rate is None else self.config.fps // rate
+
     def follower_positions(self) -> np.ndarray:
         """What the follower reads (6,): the true joint positions seen through its calibration."""
         if self.ideal_arm:

@@ -84,9 +84,3 @@ class PolicyDriver:
         self._frames += 1
         assert self._held is not None
         return dict(self._held)
-
-
-def periods_per_action(twin) -> int:
-    """Physics periods each of the arm's loop steps lasts (`SO101TwinEnv.periods_per_action`)."""
-    rate = twin.arm.control_fps
-    return 1 if rate is None else twin.config.fps // rate

@@ -48,7 +48,7 @@ from so101_run_infra.runs import config_differences
 from ..config_robot import SO101TwinConfig
 from ..config_teleoperator import SO101TwinExpertConfig
 from ..simulation import LIFT_HEIGHT
-from .driver import DriverConfig, PolicyDriver, periods_per_action
+from .driver import DriverConfig, PolicyDriver
 from .record_hub import push_dataset
 
 logger = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def record_shard(cfg: TwinRecordConfig, shard: Shard, stage: Path) -> dict:
                 obs_processed = obs_proc(obs)
                 observation_frame = build_dataset_frame(dataset.features, obs_processed, prefix=OBS_STR)
                 action = teleop_proc((teleop.get_action(), obs))
-                sent = action if driver is None else driver.action(observation_frame, periods_per_action(robot.twin))
+                sent = action if driver is None else driver.action(observation_frame, robot.twin.periods_per_action)
                 robot.send_action(robot_proc((sent, obs)))
                 action_frame = build_dataset_frame(dataset.features, action, prefix=ACTION)
                 dataset.add_frame({**observation_frame, **action_frame, "task": ds_cfg.single_task})
