@@ -2,19 +2,21 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/expert_success.py                        # LiftCube, seeds 0..49, both experts
+    .venv/bin/python benchmarks/expert_success.py                        # LiftCube, seeds 0..49, every expert
     .venv/bin/python benchmarks/expert_success.py --noise_std='[0,0.5,1.0]'  # DART-style actuation noise, degrees
     .venv/bin/python benchmarks/expert_success.py --task=ReachCube --episodes=20
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm=varied
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm_params.latency_ms=25
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --arm_path=outputs/my_arm/arm.json
+    .venv/bin/python benchmarks/expert_success.py --arm=unseen --episode_s=10 --at_loop_rate=true
 
 Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
 `rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most `--episode_s` (8 s) of simulated
 time and, as in the gym env, ends at its first success.
 
 Columns of the table:
-    expert             "reactive" (closed loop, the teleoperator's default) or "scripted" (time-indexed plan)
+    expert             "reactive" (closed loop, the teleoperator's default), "scripted" (time-indexed plan) or
+                       "predictive" (reactive, stepping from its last target under latency)
     noise std          Ornstein-Uhlenbeck actuation noise added to every command (follower units, tau 0.3 s)
     successes          episodes that reached success / episodes run
     success rate %     successes / episodes
@@ -57,6 +59,9 @@ class ExpertSuccessConfig:
     arm_path: str | None = None
     # the most simulated seconds an episode may take (a recording's --dataset.episode_time_s)
     episode_s: float = 8.0
+    # act only on the arm's loop periods (its control_fps), the target held between, as a policy in lerobot-eval;
+    # false: every period, as the expert records
+    at_loop_rate: bool = False
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -72,12 +77,14 @@ class ExpertSuccessConfig:
             raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
 
 
-def evaluate(twin: TwinSimulation, kind: str, noise_std: float, episodes: int, episode_s: float = 8.0) -> dict:
+def evaluate(
+    twin: TwinSimulation, kind: str, noise_std: float, episodes: int, episode_s: float = 8.0, at_loop_rate: bool = False
+) -> dict:
     failures, seconds, durations = [], [], []
     for seed in tqdm(range(episodes), desc=f"{kind} noise {noise_std}", unit="ep", leave=False):
         start = time.perf_counter()
         max_steps = round(episode_s * twin.config.fps)
-        success, steps = rollout_expert(twin, seed, max_steps=max_steps, kind=kind, noise_std=noise_std)
+        success, steps = rollout_expert(twin, seed, max_steps, kind, noise_std, at_loop_rate)
         durations.append(time.perf_counter() - start)
         if success:
             seconds.append(steps / twin.config.fps)
@@ -92,7 +99,9 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
         TwinConfig(task=cfg.task, cameras={}, arm=cfg.arm, arm_params=cfg.arm_params, arm_seed=cfg.arm_seed), seed=0
     )
     rows = [
-        f"arm: {cfg.arm}" + ("" if cfg.arm != "none" or cfg.arm_params.is_ideal else f" {cfg.arm_params}"),
+        f"arm: {cfg.arm}"
+        + ("" if cfg.arm != "none" or cfg.arm_params.is_ideal else f" {cfg.arm_params}")
+        + (", the expert at the arm's loop rate" if cfg.at_loop_rate else ""),
         "",
         "| task | expert | noise std | successes | success rate % | median s to success | ms per episode "
         "| failing seeds |",
@@ -101,7 +110,7 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
     try:
         for kind in cfg.experts:
             for std in cfg.noise_std:
-                r = evaluate(twin, kind, std, cfg.episodes, cfg.episode_s)
+                r = evaluate(twin, kind, std, cfg.episodes, cfg.episode_s, cfg.at_loop_rate)
                 ok = cfg.episodes - len(r["failures"])
                 median_s = f"{np.median(r['seconds']):.2f}" if r["seconds"] else "-"
                 failing = ", ".join(map(str, r["failures"])) or "none"

@@ -102,6 +102,7 @@ CONFIGS = {
     "arm/tuning/dagger_edge_record_s11.yaml": TwinRecordConfig,
     "arm/tuning/dagger_edge_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/predictive_record_s11.yaml": TwinRecordConfig,
+    "arm/tuning/predictive_mix_record_s11.yaml": TwinRecordConfig,
     "arm/tuning/predictive_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/identified_training_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,

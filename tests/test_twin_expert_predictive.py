@@ -78,3 +78,20 @@ def test_the_teleoperator_takes_it_and_names_the_experts_when_refusing():
     assert SO101TwinExpertConfig(expert="predictive").expert == "predictive"
     with pytest.raises(ValueError, match=r"'reactive', 'scripted' or 'predictive'.*'clairvoyant'"):
         SO101TwinExpertConfig(expert="clairvoyant")
+
+
+def test_at_the_loop_rate_the_expert_acts_on_every_kth_period_and_holds(monkeypatch):
+    """A 10 Hz loop on the 30 Hz physics: the expert is asked on periods 0, 3, 6, ... and its target held between."""
+    twin = _twin(ArmParams(control_fps=10))
+    asked, original = [], PredictiveExpert.action
+
+    def spy(self):
+        asked.append(twin.steps)
+        return original(self)
+
+    monkeypatch.setattr(PredictiveExpert, "action", spy)
+    rollout_expert(twin, 0, max_steps=12, kind="predictive", at_loop_rate=True)
+    assert asked == [0, 3, 6, 9]
+    asked.clear()
+    rollout_expert(twin, 0, max_steps=12, kind="predictive")
+    assert asked == list(range(12))

@@ -55,9 +55,10 @@ imf_train() {  # seed
     --seed="$1" --save_freq=500
 }
 
-# DAgger on seed 11's recording: a copy of it, 50 episodes appended by so101-twin-record with the lead policy at the
-# controls (the config names it and the arms), the policy's observation precomputed, then trained as `lead` is
-dagger_pilot() {  # folder_under_tuning record_config training_folder_under_tuning
+# Episodes appended to seed 11's recording: a copy of it, then so101-twin-record (resume) as the config says (DAgger's
+# with the lead policy at the controls; the predictive expert's), the policy's observation precomputed, trained as
+# `lead` is
+append_pilot() {  # folder_under_tuning record_config training_folder_under_tuning
   local D=$OUT/tuning/$1
   mkdir -p $D
   if [ ! -f $D/dataset.done ]; then
@@ -217,11 +218,11 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
     dagger_tune)  # DAgger (stage history_tune first: it trains the lead-1 policy that drives): the demo's recording
       # plus 50 episodes driven by that policy under the `varied` family, labelled by the reactive expert, trained as
       # `lead` is; a pilot on the same seed, recording and poses
-      dagger_pilot dagger_s11 configs/arm/tuning/dagger_record_s11.yaml dagger_lead1_s11
+      append_pilot dagger_s11 configs/arm/tuning/dagger_record_s11.yaml dagger_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_segdepth_gt.yaml ;;
     dagger_edge_tune)  # the same with the driven episodes' arms from the training ranges' upper ends (latency 40-50 ms,
       # a 15 Hz loop), where the lead policy fails more (stage dagger_tune first: it holds the other rows' cells)
-      dagger_pilot dagger_edge_s11 configs/arm/tuning/dagger_edge_record_s11.yaml dagger_edge_lead1_s11
+      append_pilot dagger_edge_s11 configs/arm/tuning/dagger_edge_record_s11.yaml dagger_edge_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/dagger_edge_segdepth_gt.yaml ;;
     predictive_tune)  # demonstrations that keep their pace under latency: the `varied` family recorded by the predictive
       # expert (steps from its own last target, knowing the arm's latency), trained as `lead`, against `lead` alone
@@ -232,6 +233,12 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
         > $D/precompute.log 2>&1
       train $D/dataset_segdepth $OUT/tuning/predictive_lead1_s11/train 11 --policy.action_lead=1
+      # the step depends on where the last target lies from the reading: shown to the actor, and not
+      train $D/dataset_segdepth $OUT/tuning/predictive_history1_s11/train 11 --policy.action_history=1
+      train $D/dataset_segdepth $OUT/tuning/predictive_clone_s11/train 11
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
+    predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
+      append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
     imf)  # imf, action chunks from both RGB cameras, as the imf-vs-diffusion pair run trains it (configs/imf_twin_cnn.yaml
       # on configs/twin_liftcube_rgb.yaml's recording), seeds 1-3, then under every arm condition (item 3's imf row),

@@ -305,18 +305,27 @@ EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert, "predictive":
 
 
 def rollout_expert(
-    twin: TwinSimulation, seed: int, max_steps: int | None = None, kind: str = "reactive", noise_std: float = 0.0
+    twin: TwinSimulation,
+    seed: int,
+    max_steps: int | None = None,
+    kind: str = "reactive",
+    noise_std: float = 0.0,
+    at_loop_rate: bool = False,
 ) -> tuple[bool, int]:
     """Run one seeded episode with an expert (`EXPERTS` key), optionally under OU actuation noise of `noise_std`
-    (follower units, as `--robot.action_noise_std`). Like the gym env, the episode ends at the first success.
-    Returns (success, steps run)."""
+    (follower units, as `--robot.action_noise_std`). Like the gym env, the episode ends at the first success. With
+    `at_loop_rate` the expert acts only on every `periods_per_action`-th period of the arm's loop and its target is
+    held between, as a policy's is in `lerobot-eval`; otherwise it acts every period, as it records.
+    Returns (success, periods run)."""
     twin.reset(seed)
     expert = EXPERTS[kind](twin)
     noise = ActuationNoise(noise_std, tau_s=0.3, fps=twin.config.fps, seed=seed)
     noise.reset(seed)
     steps = max_steps or int(8 * twin.config.fps)
+    hold = twin.periods_per_action if at_loop_rate else 1
     for step in range(1, steps + 1):
-        target = twin.follower_command(expert.action())
+        if (step - 1) % hold == 0:
+            target = twin.follower_command(expert.action())
         twin.apply_action(target + noise.sample() if noise_std > 0 else target)
         twin.step()
         if twin.is_success():
