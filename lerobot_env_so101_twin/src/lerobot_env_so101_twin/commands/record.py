@@ -54,6 +54,7 @@ from .record_hub import push_dataset
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+UNRECORDED = ("num_workers", "worker_threads", "restart", "log_dir", "fail_fast_episodes")  # a resume may change them
 ARMS_FILE = "meta/so101_twin_arms.jsonl"  # one line per episode: the arm it was recorded with (arm.py)
 RECORDED = "meta/so101_twin_record.json"  # the manifest of the run that made (or last appended to) a dataset
 
@@ -136,8 +137,7 @@ class TwinRecordConfig:
         return Path(self.dataset.root) if self.dataset.root else HF_LEROBOT_HOME / self.dataset.repo_id
 
 
-class ExpertCannotSolveError(RuntimeError):
-    pass
+class ExpertCannotSolveError(RuntimeError): ...
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ def _stderr_to(path: Path):
 # ----- driver side -----------------------------------------------------------------------------------------------
 def _manifest(cfg: TwinRecordConfig, first_episode: int) -> dict:
     settings = asdict(cfg)
-    for key in ("num_workers", "worker_threads", "restart", "log_dir"):  # do not change what is recorded
+    for key in UNRECORDED:
         settings.pop(key)
     settings["append"] = settings.pop("resume")  # the key a partial recording made before the rename has
     settings["first_episode"] = first_episode
@@ -477,7 +477,7 @@ def _prepare(cfg: TwinRecordConfig) -> _Run:
     stage = root.with_name(f".{root.name}.partial")
     manifest = _manifest(cfg, first_episode)
     if (stage / MANIFEST).exists():
-        previous = json.loads((stage / MANIFEST).read_text())
+        previous = {k: v for k, v in json.loads((stage / MANIFEST).read_text()).items() if k not in UNRECORDED}
         if previous != manifest and not cfg.restart:
             changed = sorted(k for k in manifest if previous.get(k) != manifest[k])
             detail = "; ".join(config_differences(previous, manifest))
