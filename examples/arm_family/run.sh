@@ -236,6 +236,8 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # the step depends on where the last target lies from the reading: shown to the actor, and not
       train $D/dataset_segdepth $OUT/tuning/predictive_history1_s11/train 11 --policy.action_history=1
       train $D/dataset_segdepth $OUT/tuning/predictive_clone_s11/train 11
+      # its labels lie further from the reading than the 4-degree steps reach: cloned with 6-degree ones
+      train $D/dataset_segdepth $OUT/tuning/predictive_scale6_s11/train 11 --policy.action_scale=[6,6,6,6,6,15]
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
