@@ -9,8 +9,9 @@ Run from the repository root:
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --noise_std='[1.0]' --arm_params.latency_ms=25
     .venv/bin/python benchmarks/expert_success.py --experts='[reactive]' --arm_path=outputs/my_arm/arm.json
     .venv/bin/python benchmarks/expert_success.py --arm=unseen --episode_s=10 --at_loop_rate=true
+    .venv/bin/python benchmarks/expert_success.py --arm=unseen --episode_s=10 --clearance_mm=3 --first_seed=100
 
-Episode i uses seed i (cube pose and noise), so a failing seed reproduces with
+Episode i uses seed `--first_seed` + i (cube pose, noise and a family's arm), so a failing seed reproduces with
 `rollout_expert(twin, seed, kind=..., noise_std=...)`. An episode lasts at most `--episode_s` (8 s) of simulated
 time and, as in the gym env, ends at its first success.
 
@@ -33,7 +34,7 @@ from lerobot.configs import parser
 from tqdm import tqdm
 
 from lerobot_env_so101_twin.arm import ArmParams, ArmRanges, read_arm_path, validate_arm
-from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert
+from lerobot_env_so101_twin.expert import EXPERTS, rollout_expert, validate_clearance
 from lerobot_env_so101_twin.simulation import TwinConfig, TwinSimulation
 from so101_core import TASKS
 from so101_run_infra.cli import prepare_command_line
@@ -41,7 +42,7 @@ from so101_run_infra.cli import prepare_command_line
 
 @dataclass
 class ExpertSuccessConfig:
-    # episodes per expert and noise level, seeds 0..N-1
+    # episodes per expert and noise level, seeds first_seed..first_seed+N-1
     episodes: int = 50
     # the twin task
     task: str = "LiftCube"
@@ -62,6 +63,11 @@ class ExpertSuccessConfig:
     # act only on the arm's loop periods (its control_fps), the target held between, as a policy in lerobot-eval;
     # false: every period, as the expert records
     at_loop_rate: bool = False
+    # the fixed finger's clearance off the cube's face during the descent, mm (the teleoperator's clearance_mm);
+    # None: the descent onto the cube's centre
+    clearance_mm: float | None = None
+    # episode i uses seed first_seed + i: tune on one range, report on another
+    first_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -75,16 +81,26 @@ class ExpertSuccessConfig:
         unknown = sorted(set(self.experts) - set(EXPERTS))
         if unknown:
             raise ValueError(f"--experts has unknown expert(s) {unknown}; the experts are {list(EXPERTS)}")
+        for kind in self.experts:
+            validate_clearance(self.clearance_mm, kind, "--clearance_mm")
 
 
 def evaluate(
-    twin: TwinSimulation, kind: str, noise_std: float, episodes: int, episode_s: float = 8.0, at_loop_rate: bool = False
+    twin: TwinSimulation,
+    kind: str,
+    noise_std: float,
+    episodes: int,
+    episode_s: float = 8.0,
+    at_loop_rate: bool = False,
+    clearance_mm: float | None = None,
+    first_seed: int = 0,
 ) -> dict:
     failures, seconds, durations = [], [], []
-    for seed in tqdm(range(episodes), desc=f"{kind} noise {noise_std}", unit="ep", leave=False):
+    seeds = range(first_seed, first_seed + episodes)
+    for seed in tqdm(seeds, desc=f"{kind} noise {noise_std}", unit="ep", leave=False):
         start = time.perf_counter()
         max_steps = round(episode_s * twin.config.fps)
-        success, steps = rollout_expert(twin, seed, max_steps, kind, noise_std, at_loop_rate)
+        success, steps = rollout_expert(twin, seed, max_steps, kind, noise_std, at_loop_rate, clearance_mm)
         durations.append(time.perf_counter() - start)
         if success:
             seconds.append(steps / twin.config.fps)
@@ -101,7 +117,9 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
     rows = [
         f"arm: {cfg.arm}"
         + ("" if cfg.arm != "none" or cfg.arm_params.is_ideal else f" {cfg.arm_params}")
-        + (", the expert at the arm's loop rate" if cfg.at_loop_rate else ""),
+        + (", the expert at the arm's loop rate" if cfg.at_loop_rate else "")
+        + (f", clearance {cfg.clearance_mm:g} mm" if cfg.clearance_mm is not None else "")
+        + (f", seeds {cfg.first_seed}..{cfg.first_seed + cfg.episodes - 1}" if cfg.first_seed else ""),
         "",
         "| task | expert | noise std | successes | success rate % | median s to success | ms per episode "
         "| failing seeds |",
@@ -110,7 +128,9 @@ def benchmark(cfg: ExpertSuccessConfig) -> None:
     try:
         for kind in cfg.experts:
             for std in cfg.noise_std:
-                r = evaluate(twin, kind, std, cfg.episodes, cfg.episode_s, cfg.at_loop_rate)
+                r = evaluate(
+                    twin, kind, std, cfg.episodes, cfg.episode_s, cfg.at_loop_rate, cfg.clearance_mm, cfg.first_seed
+                )
                 ok = cfg.episodes - len(r["failures"])
                 median_s = f"{np.median(r['seconds']):.2f}" if r["seconds"] else "-"
                 failing = ", ".join(map(str, r["failures"])) or "none"

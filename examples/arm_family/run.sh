@@ -55,6 +55,14 @@ imf_train() {  # seed
     --seed="$1" --save_freq=500
 }
 
+# The policy's observation added to the recording in <folder>/dataset (segdepth-precompute), once
+precompute() {  # folder
+  [ -f $1/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
+    --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$1/dataset --output_dir=$1/dataset_segdepth \
+    --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
+    > $1/precompute.log 2>&1
+}
+
 # Episodes appended to seed 11's recording: a copy of it, then so101-twin-record (resume) as the config says (DAgger's
 # with the lead policy at the controls; the predictive expert's), the policy's observation precomputed, trained as
 # `lead` is
@@ -66,10 +74,7 @@ append_pilot() {  # folder_under_tuning record_config training_folder_under_tuni
     .venv/bin/so101-twin-record --config_path=$2 >> $D/dataset.log 2>&1
     touch $D/dataset.done
   fi
-  [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
-    --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
-    --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
-    > $D/precompute.log 2>&1
+  precompute $D
   train $D/dataset_segdepth $OUT/tuning/$3/train 11 --policy.action_lead=1
 }
 
@@ -228,10 +233,7 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # expert (steps from its own last target, knowing the arm's latency), trained as `lead`, against `lead` alone
       D=$OUT/tuning/predictive_s11
       record configs/arm/tuning/predictive_record_s11.yaml $D/dataset
-      [ -f $D/dataset_segdepth/meta/info.json ] || .venv/bin/segdepth-precompute \
-        --dataset.repo_id=local/so101_twin_liftcube --dataset.root=$D/dataset --output_dir=$D/dataset_segdepth \
-        --output_repo_id=local/so101_twin_liftcube_segdepth --policy.camera=wrist --num_workers=2 --stack_frames=true \
-        > $D/precompute.log 2>&1
+      precompute $D
       train $D/dataset_segdepth $OUT/tuning/predictive_lead1_s11/train 11 --policy.action_lead=1
       # the step depends on where the last target lies from the reading: shown to the actor, and not
       train $D/dataset_segdepth $OUT/tuning/predictive_history1_s11/train 11 --policy.action_history=1
@@ -239,6 +241,18 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # its labels lie further from the reading than the 4-degree steps reach: cloned with 6-degree ones
       train $D/dataset_segdepth $OUT/tuning/predictive_scale6_s11/train 11 --policy.action_scale=[6,6,6,6,6,15]
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
+    clearance_tune)  # demonstrations whose grasp holds on cubes of other sizes: the fixed finger 6 mm off the cube's
+      # face (--teleop.clearance_mm=6) in the demo's ideal-arm recipe and in the predictive expert's `varied` one, each
+      # trained as `lead`, against `lead` alone on the demo's recording (seed 11's pilot)
+      [ -f $OUT/tuning/base_s11/summary.json ] ||
+        $PY scripts/demo.py --train.seed=11 --output_dir=$OUT/tuning/base_s11 > $OUT/tuning/base_s11.log 2>&1
+      train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/lead1_s11/train 11 --policy.action_lead=1
+      for name in clearance clearance_predictive; do
+        record configs/arm/tuning/${name}_record_s11.yaml $OUT/tuning/${name}_s11/dataset
+        precompute $OUT/tuning/${name}_s11
+        train $OUT/tuning/${name}_s11/dataset_segdepth $OUT/tuning/${name}_lead1_s11/train 11 --policy.action_lead=1
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from lerobot.teleoperators.config import TeleoperatorConfig
 
+from .expert import validate_clearance
+
 
 @TeleoperatorConfig.register_subclass("so101_twin_expert")
 @dataclass
@@ -21,6 +23,11 @@ class SO101TwinExpertConfig(TeleoperatorConfig):
     hover_height: float = 0.06  # metres above the cube before descending
     lift_height: float = 0.10  # metres the cube is raised to
     speed: float = 1.0  # >1 plays the script faster
+    # The closed-loop experts' descent: the gripper's fixed finger stands this many mm off the cube's face, whatever
+    # the cube's size, and the closing jaw pushes the cube onto it (6 lifts the most on every arm family,
+    # docs/results.md). None: onto the cube's centre, where that finger's face meets the twin's own cube's (the
+    # recordings made before it, the demo's among them).
+    clearance_mm: float | None = None
     # A person's own unsteadiness on the leader arm: Ornstein-Uhlenbeck noise (follower units) added to the expert's
     # command and recorded with it, unlike --robot.action_noise_std (DART), which the recorded action leaves out.
     # What a recording for so101-twin-identify holds: the action is what the follower was sent.
@@ -30,6 +37,7 @@ class SO101TwinExpertConfig(TeleoperatorConfig):
     def __post_init__(self):
         if self.expert not in ("reactive", "scripted", "predictive"):
             raise ValueError(f"--teleop.expert must be 'reactive', 'scripted' or 'predictive', got {self.expert!r}")
+        validate_clearance(self.clearance_mm, self.expert, "--teleop.clearance_mm")
         if self.speed <= 0:
             raise ValueError(f"--teleop.speed must be positive, got {self.speed}")
         if self.noise_std < 0 or self.noise_tau_s <= 0:

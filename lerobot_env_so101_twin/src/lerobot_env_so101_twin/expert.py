@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .simulation import GRASP_POINT_IN_GRIPPER, ActuationNoise, TwinSimulation
+from .simulation import CUBE_HALF_SIZE, GRASP_POINT_IN_GRIPPER, ActuationNoise, TwinSimulation
 
 GRIPPER_OPEN = 45.0  # ~6.5 cm between the pads
 GRIPPER_CLOSED = 0.0  # the position servo squeezes the cube at its torque limit
@@ -160,6 +160,13 @@ class ReactiveExpert:
     command is the measured position moved at most `max_step` towards the phase's IK goal, so the labels recorded
     under perturbation (DART, `--robot.action_noise_std`) point back to the task. A missed grasp re-opens and
     tries again.
+
+    The gripper has one fixed finger: the grasp point sits where the twin's own cube, held, touches it, so a descent
+    onto the cube's centre brings that finger's face level with the cube's. A larger cube, or a descent a few
+    millimetres towards that finger, puts it on the cube's top, where the descent stalls for good (the `unseen` arm
+    family's failures). `clearance_mm` aims the descent that far past the cube's face instead, whatever the cube's
+    size, and the closing jaw pushes the cube onto the finger. None keeps the descent onto the centre (the expert of
+    the recordings made before it).
     """
 
     def __init__(
@@ -171,8 +178,10 @@ class ReactiveExpert:
         max_step_deg: float = 2.5,
         max_gripper_step: float = 12.0,
         integral_gain: float = 0.05,
+        clearance_mm: float | None = None,
     ):
         self.twin = twin
+        self.clearance = None if clearance_mm is None else clearance_mm / 1000.0
         self.ik = TopDownIK(twin)
         self.hover_height = hover_height
         self.lift_height = lift_height
@@ -202,9 +211,19 @@ class ReactiveExpert:
         self._seed_rad = q
         return self.twin.to_follower_units(q)[:ARM_JOINTS]
 
+    def _grasp_centre(self) -> np.ndarray:
+        """Where the grasp point descends to: the cube's centre, or, with a clearance, moved towards the fixed finger
+        until that finger's face stands `clearance` off the cube's (the finger's face is `CUBE_HALF_SIZE` from the
+        grasp point)."""
+        cube = self.twin.cube_position
+        if self.clearance is None:
+            return cube
+        shift = self.twin.cube_half_size - CUBE_HALF_SIZE + self.clearance
+        return cube - shift * self.twin.closing_direction
+
     def _next_phase(self, measured: np.ndarray) -> str:
         twin, phase = self.twin, self._phase
-        offset = twin.grasp_point - twin.cube_position
+        offset = twin.grasp_point - self._grasp_centre()
         xy_error, grip = float(np.linalg.norm(offset[:2])), measured[5]
         above = offset[2] < self.hover_height + 0.02
         if phase == "approach" and xy_error < 0.015 and grip > GRIPPER_OPEN - 5 and above:
@@ -220,7 +239,7 @@ class ReactiveExpert:
             self._settle = self._settle + 1 if twin.is_grasped() else 0
             if self._settle >= 8:
                 # solved once, from the grasp posture: re-solving each step lets the wrist wander to another branch
-                lifted = twin.cube_position + [0.0, 0.0, self.lift_height]
+                lifted = self._grasp_centre() + [0.0, 0.0, self.lift_height]
                 self._lift_goal = self._goal(lifted)
                 return "lift"
         if phase == "lift" and not twin.is_grasped():
@@ -236,7 +255,7 @@ class ReactiveExpert:
         if phase != self._phase:
             self._bias[:] = 0.0
         self._phase = phase
-        cube = self.twin.cube_position
+        cube = self._grasp_centre()
         point, gripper = {
             "approach": (cube + [0.0, 0.0, self.hover_height], GRIPPER_OPEN),
             "descend": (cube, GRIPPER_OPEN),
@@ -302,6 +321,18 @@ class PredictiveExpert(ReactiveExpert):
 
 
 EXPERTS = {"scripted": ScriptedExpert, "reactive": ReactiveExpert, "predictive": PredictiveExpert}
+# the open jaws leave about 34 mm between the twin's cube and the moving jaw: a clearance past this starts to crowd it
+MAX_CLEARANCE_MM = 15.0
+
+
+def validate_clearance(clearance_mm: float | None, expert: str, flag: str) -> None:
+    """Refuse a clearance the gripper cannot hold, or one given to an expert that does not descend closed-loop."""
+    if clearance_mm is None:
+        return
+    if not 0.0 <= clearance_mm <= MAX_CLEARANCE_MM:
+        raise ValueError(f"{flag} must be in [0, {MAX_CLEARANCE_MM:g}] mm, got {clearance_mm}")
+    if expert == "scripted":
+        raise ValueError(f"{flag} is the closed-loop experts' (reactive, predictive); the scripted expert has none")
 
 
 def rollout_expert(
@@ -311,14 +342,15 @@ def rollout_expert(
     kind: str = "reactive",
     noise_std: float = 0.0,
     at_loop_rate: bool = False,
+    clearance_mm: float | None = None,
 ) -> tuple[bool, int]:
     """Run one seeded episode with an expert (`EXPERTS` key), optionally under OU actuation noise of `noise_std`
     (follower units, as `--robot.action_noise_std`). Like the gym env, the episode ends at the first success. With
     `at_loop_rate` the expert acts only on every `periods_per_action`-th period of the arm's loop and its target is
     held between, as a policy's is in `lerobot-eval`; otherwise it acts every period, as it records.
-    Returns (success, periods run)."""
+    `clearance_mm` is the closed-loop experts' (`ReactiveExpert`). Returns (success, periods run)."""
     twin.reset(seed)
-    expert = EXPERTS[kind](twin)
+    expert = EXPERTS[kind](twin) if clearance_mm is None else EXPERTS[kind](twin, clearance_mm=clearance_mm)
     noise = ActuationNoise(noise_std, tau_s=0.3, fps=twin.config.fps, seed=seed)
     noise.reset(seed)
     steps = max_steps or int(8 * twin.config.fps)

@@ -308,6 +308,13 @@ class TwinSimulation:
         return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
     @property
+    def closing_direction(self) -> np.ndarray:
+        """The horizontal unit vector (3,) from the fixed finger towards the moving jaw (the gripper's x axis)."""
+        axis = self.data.xmat[self._gripper_body].reshape(3, 3)[:, 0].copy()
+        axis[2] = 0.0
+        return axis / max(float(np.linalg.norm(axis)), 1e-9)
+
+    @property
     def grasp_point(self) -> np.ndarray:
         """Where a grasped cube's centre sits (`GRASP_POINT_IN_GRIPPER`), in world coordinates."""
         rot = self.data.xmat[self._gripper_body].reshape(3, 3)

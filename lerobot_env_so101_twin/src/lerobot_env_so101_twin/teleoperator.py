@@ -65,11 +65,13 @@ class SO101TwinExpert(Teleoperator):
             self._scene_version = robot.scene_version
             self._noise = ActuationNoise(self.config.noise_std, self.config.noise_tau_s, robot.config.fps)
             self._noise.reset(robot.twin.episode_seed)
+            closed_loop = {} if self.config.clearance_mm is None else {"clearance_mm": self.config.clearance_mm}
             self._expert = EXPERTS[self.config.expert](
                 robot.twin,
                 hover_height=self.config.hover_height,
                 lift_height=self.config.lift_height,
                 speed=self.config.speed,
+                **closed_loop,
             )
         # the expert sees the true arm, as a person does: it commands through the follower's calibration
         command = robot.twin.follower_command(self._expert.action())

@@ -94,8 +94,7 @@ class TwinRecordConfig:
     worker_threads: int | None = 1
     # Drop the partial work of an interrupted run with other settings instead of refusing to start.
     restart: bool = False
-    # Where the workers' output goes (video encoder chatter, per-episode logs); None: a folder kept with the
-    # partial work until the recording is complete.
+    # the workers' output (encoder chatter, per-episode logs); None: a folder kept with the partial work until done
     log_dir: Path | None = None
 
     def __post_init__(self):
@@ -116,10 +115,9 @@ class TwinRecordConfig:
         if self.num_workers < 1 or self.episodes_per_shard < 1 or self.fail_fast_episodes < 0:
             raise ValueError("--num_workers and --episodes_per_shard must be >= 1, --fail_fast_episodes >= 0")
         if self.robot.task == "LiftCube" and self.teleop.lift_height <= LIFT_HEIGHT:
-            raise ValueError(
-                f"--teleop.lift_height={self.teleop.lift_height} m cannot solve LiftCube, whose success needs the "
-                f"cube {LIFT_HEIGHT} m above the table: use a lift height above {LIFT_HEIGHT} (default 0.10)"
-            )
+            raise ValueError(f"--teleop.lift_height={self.teleop.lift_height} m cannot solve LiftCube, whose "
+                             f"success needs the cube {LIFT_HEIGHT} m above the table: use a lift height above "
+                             f"{LIFT_HEIGHT} (default 0.10)")  # fmt: skip
         if not ds.single_task:
             ds.single_task = TASK_DESCRIPTIONS[self.robot.task]
         if self.driver.policy_path and self.teleop.expert != "reactive":
@@ -319,6 +317,8 @@ def _manifest(cfg: TwinRecordConfig, first_episode: int) -> dict:
         settings.pop(key)
     settings["append"] = settings.pop("resume")  # the key a partial recording made before the rename has
     settings["first_episode"] = first_episode
+    if settings["teleop"].get("clearance_mm", 0) is None:  # a descent onto the centre, as manifests before the option
+        settings["teleop"].pop("clearance_mm")
     return json.loads(json.dumps(settings, default=str))
 
 
