@@ -31,6 +31,7 @@ record() {  # config root [more flags]
   local config=$1 root=$2; shift 2
   if [ -f "$root.done" ]; then return; fi
   rm -rf "$root"
+  mkdir -p "$(dirname "$root")"
   .venv/bin/so101-twin-record --config_path="$config" --dataset.root="$root" "$@" > "$root.log" 2>&1
   touch "$root.done"
 }
