@@ -107,6 +107,8 @@ CONFIGS = {
     "arm/tuning/clearance_record_s11.yaml": TwinRecordConfig,
     "arm/tuning/clearance_predictive_record_s11.yaml": TwinRecordConfig,
     "arm/tuning/clearance_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/tuning/cube_sizes_record_s11.yaml": TwinRecordConfig,
+    "arm/tuning/cube_sizes_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/identified_training_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,
     "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,

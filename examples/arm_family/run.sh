@@ -254,6 +254,12 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         train $OUT/tuning/${name}_s11/dataset_segdepth $OUT/tuning/${name}_lead1_s11/train 11 --policy.action_lead=1
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance_segdepth_gt.yaml ;;
+    cube_sizes_tune)  # the demo's recording with the cube's size drawn from `varied`'s range, nothing else of the arm
+      # changed, as `lead`, against `lead` alone (stage clearance_tune first: it trains lead 1)
+      record configs/arm/tuning/cube_sizes_record_s11.yaml $OUT/tuning/cube_sizes_s11/dataset
+      precompute $OUT/tuning/cube_sizes_s11
+      train $OUT/tuning/cube_sizes_s11/dataset_segdepth $OUT/tuning/cube_sizes_lead1_s11/train 11 --policy.action_lead=1
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
