@@ -258,8 +258,15 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # changed, as `lead`, against `lead` alone (stage clearance_tune first: it trains lead 1)
       record configs/arm/tuning/cube_sizes_record_s11.yaml $OUT/tuning/cube_sizes_s11/dataset
       precompute $OUT/tuning/cube_sizes_s11
-      train $OUT/tuning/cube_sizes_s11/dataset_segdepth $OUT/tuning/cube_sizes_lead1_s11/train 11 --policy.action_lead=1
+      # a second tuning seed (12) on the same recordings: a training seed changes the training, not the demonstrations
+      for s in 11 12; do
+        train $OUT/tuning/base_s11/dataset_segdepth $OUT/tuning/lead1_s$s/train $s --policy.action_lead=1
+        train $OUT/tuning/cube_sizes_s11/dataset_segdepth $OUT/tuning/cube_sizes_lead1_s$s/train $s --policy.action_lead=1
+      done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_segdepth_gt.yaml ;;
+    step_from_sent_tune)  # `lead`'s tuning checkpoints stepping from the target sent last at inference
+      # (--policy.step_from_sent_deg), three caps, against the same checkpoints from the reading (after cube_sizes_tune)
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;

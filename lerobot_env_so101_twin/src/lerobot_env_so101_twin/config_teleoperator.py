@@ -24,9 +24,9 @@ class SO101TwinExpertConfig(TeleoperatorConfig):
     lift_height: float = 0.10  # metres the cube is raised to
     speed: float = 1.0  # >1 plays the script faster
     # The closed-loop experts' descent: the gripper's fixed finger stands this many mm off the cube's face, whatever
-    # the cube's size, and the closing jaw pushes the cube onto it (6 lifts the most on every arm family,
-    # docs/results.md). None: onto the cube's centre, where that finger's face meets the twin's own cube's (the
-    # recordings made before it, the demo's among them).
+    # the cube's size, and the closing jaw pushes the cube onto it (chosen on tuning seeds, where 6-8 mm lift the
+    # most on the `unseen` family; docs/results.md). None: onto the cube's centre, where that finger's face meets the
+    # twin's own cube's (the recordings made before it, the demo's among them).
     clearance_mm: float | None = None
     # A person's own unsteadiness on the leader arm: Ornstein-Uhlenbeck noise (follower units) added to the expert's
     # command and recorded with it, unlike --robot.action_noise_std (DART), which the recorded action leaves out.

@@ -28,6 +28,15 @@ reading in action_scale units, under `observation.action_history` (B, H*D), olde
     history = (the H targets sent last - present) / action_scale         (inference; the state before the first)
 
 Under a latency of `lead` periods these are the targets still on their way to the servos when the frame is read.
+
+From the target sent (`step_from_sent(cap)`, inference only, a delta policy trained from the reading): each step of
+the arm's joints is added to where the targets already sent will take the arm, the reading plus the lead of the target
+sent last over it, capped (a Smith predictor's estimate, bounded as the predictive expert bounds it):
+
+    target = present + clamp(previous target - present, -cap, cap) + clip(delta, -1, 1) * action_scale
+
+On the ideal arm the reading reaches each target within the period, so the cap barely acts; under latency it keeps a
+step from falling behind the targets in flight, and, unlike chained training, the reading still bounds the base.
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ _present_state: dict[str, torch.Tensor] = {}
 _sent: dict[str, list[torch.Tensor]] = {}  # pair_id -> the clipped targets sent, oldest first, the newest SENT_KEPT
 _lock = threading.Lock()
 SENT_KEPT = 16
+ARM_JOINTS = slice(0, 5)  # the gripper (5) always steps from its reading: its step is a squeeze on the cube
+_step_cap = [0.0]  # degrees: the base's lead over the reading (step_from_sent); 0 steps from the reading
+_stepped: dict[str, torch.Tensor] = {}  # pair_id -> the target its postprocessor returned last (step_from_sent)
 OBS_ACTION_HISTORY = "observation.action_history"  # (B, H*D): the targets sent last, relative to the reading
 
 
@@ -54,6 +66,24 @@ def forget_targets() -> None:
     """Start every chained or history policy of this process from its present state at the next step (a new episode)."""
     with _lock:
         _sent.clear()
+        _stepped.clear()
+
+
+def step_from_sent(cap_deg: float) -> None:
+    """At inference, add every arm step of this process's delta policies to the target sent last, kept within
+    `cap_deg` of the reading, rather than to the reading (0, as trained). Set by the policy from its config."""
+    if not 0.0 <= cap_deg <= 30.0:
+        raise ValueError(f"step_from_sent: a cap of 0-30 degrees, got {cap_deg}")
+    with _lock:
+        _step_cap[0] = float(cap_deg)
+
+
+def sent_base(present: torch.Tensor, previous: torch.Tensor, cap_deg: float) -> torch.Tensor:
+    """The reading with the arm's joints moved toward the previous target by at most `cap_deg`."""
+    base = present.clone()
+    lead = (previous[..., ARM_JOINTS].to(present.dtype) - present[..., ARM_JOINTS]).clamp(-cap_deg, cap_deg)
+    base[..., ARM_JOINTS] = present[..., ARM_JOINTS] + lead
+    return base
 
 
 def _scale(action_scale: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -106,6 +136,9 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
             reference = present.detach()
             if self.chained and sent:
                 reference = _with(reference, sent[-1], self.chained)
+            previous = _stepped.get(self.pair_id) if action is None and _step_cap[0] > 0 else None
+            if previous is not None and previous.shape == present.shape and not self.chained:
+                reference = sent_base(reference, previous.to(present.device), _step_cap[0])
             _present_state[self.pair_id] = reference
         if self.history and action is None:  # before an episode's first target, the servos hold the present state
             targets = [present.detach()] * max(self.history - len(sent), 0) + sent[len(sent) - self.history :]
@@ -196,7 +229,12 @@ class JointAbsoluteFromDeltaStep(ConfigFromFields, ProcessorStep):
         delta = transition[TransitionKey.ACTION]
         present = present.to(delta.device, delta.dtype)
         reference = present if delta.ndim == present.ndim else present.unsqueeze(-2)  # chunks: (B, T, D)
-        transition[TransitionKey.ACTION] = delta_to_absolute(delta, reference, self.action_scale)
+        target = delta_to_absolute(delta, reference, self.action_scale)
+        transition[TransitionKey.ACTION] = target
+        if _step_cap[0] > 0 and target.ndim == present.ndim:
+            # before the joint-limit clip: a base held at a limit by the cap's width at most, which the clip catches
+            with _lock:
+                _stepped[self.pair_id] = target.detach().clone()
         return transition
 
     def transform_features(self, features: dict[PipelineFeatureType, dict]) -> dict[PipelineFeatureType, dict]:

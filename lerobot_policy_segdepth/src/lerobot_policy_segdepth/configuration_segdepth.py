@@ -100,6 +100,10 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # action_history = action_lead, under a latency of `lead` periods these are the targets still on their way to the
     # servos when the frame is read. 0: none.
     action_history: int = 0
+    # Inference only, for a delta policy trained from the reading: add each arm step to the target sent last, kept
+    # within this many degrees of the reading, instead of to the reading, which under latency lags the targets in
+    # flight (docs/segdepth.md). Set at lerobot-eval or lerobot-rollout (--policy.step_from_sent_deg); 0: the reading.
+    step_from_sent_deg: float = 0.0
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
     # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
@@ -148,6 +152,14 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
                 f"--policy.action_history={self.action_history} with --policy.action_mode={self.action_mode} and "
                 f"--policy.action_repeat={self.action_repeat}: a history of the targets sent needs action_mode=delta "
                 "and action_repeat=1 (one target a control period)"
+            )
+        if not 0.0 <= self.step_from_sent_deg <= 30.0:
+            raise ValueError(f"--policy.step_from_sent_deg={self.step_from_sent_deg}: 0-30 degrees")
+        if self.step_from_sent_deg and (self.action_mode != "delta" or self.action_history or self.action_repeat != 1):
+            raise ValueError(
+                f"--policy.step_from_sent_deg={self.step_from_sent_deg} with --policy.action_mode={self.action_mode}, "
+                f"--policy.action_history={self.action_history} and --policy.action_repeat={self.action_repeat}: "
+                "stepping from the target sent needs a delta policy without a history, one target a control period"
             )
         if self.action_mode == "chained" and self.action_repeat != 1:
             raise ValueError(

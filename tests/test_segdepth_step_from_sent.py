@@ -1,0 +1,95 @@
+"""SegDepth stepping from the target sent (`--policy.step_from_sent_deg`): at inference each arm step is added to the
+target sent last, kept within a cap of the reading, so an arm whose reading lags its targets is not held back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lerobot.datasets import LeRobotDataset
+from test_segdepth import build
+from test_segdepth_chained import batch_of, observation
+
+from lerobot_policy_segdepth import SegDepthConfig
+from lerobot_policy_segdepth.actions import step_from_sent
+
+UP = torch.tensor([[1.0, 0, 0, 0, 0, -1.0]])  # a full step up the shoulder pan, the gripper closing
+
+
+@pytest.fixture(autouse=True)
+def _from_the_reading_after():
+    yield
+    step_from_sent(0.0)  # the setting is the process's: later tests step from the reading
+
+
+def lagging_arm(gt_dataset, cap: float, lag: int, periods: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """A policy sending UP on every frame to an arm whose reading is the target sent `lag` periods earlier (the
+    reading at rest before that); returns the targets (periods, 6) and the rest state (6,)."""
+    _, _, policy, pre, post = build(gt_dataset, step_from_sent_deg=cap)
+    obs = batch_of(observation(LeRobotDataset("local/twin_demo", root=gt_dataset), 3))
+    rest = obs["observation.state"][0].clone()
+    policy.reset()
+    targets: list[torch.Tensor] = []
+    for t in range(periods):
+        reading = targets[t - lag] if t >= lag else rest
+        pre({**obs, "observation.state": reading[None].clone()})
+        targets.append(post(UP.clone())[0])
+    return torch.stack(targets), rest
+
+
+def test_under_a_lag_each_step_is_added_to_the_target_sent(gt_dataset):
+    """By hand, a reading two periods behind and 4° steps: from the reading the pan gains 4° every other period
+    (target_t = target_t-2 + 4); from the target sent with an 8° cap, 4° every period (its lead over the reading, 4°,
+    lies inside the cap); with a 2° cap the lead is cut to 2°. The gripper steps from its reading in every case."""
+    step = SegDepthConfig().action_scale
+    t = torch.arange(12, dtype=torch.float32)
+    reading, rest = lagging_arm(gt_dataset, cap=0.0, lag=2)
+    torch.testing.assert_close(reading[:, 0], rest[0] + step[0] * (t.div(2, rounding_mode="floor") + 1))
+    sent, _ = lagging_arm(gt_dataset, cap=8.0, lag=2)
+    torch.testing.assert_close(sent[:, 0], rest[0] + step[0] * (t + 1))
+    torch.testing.assert_close(sent[:, 1:5], reading[:, 1:5])  # joints the policy does not move stay at rest
+    capped, _ = lagging_arm(gt_dataset, cap=2.0, lag=2)
+    expected, previous = [], None
+    for k in range(12):  # float64 reference of target = reading + clamp(previous - reading, -2, 2) + 4
+        r = float(expected[k - 2]) if k >= 2 else float(rest[0])
+        base = r if previous is None else r + max(-2.0, min(2.0, previous - r))
+        previous = base + step[0]
+        expected.append(previous)
+    torch.testing.assert_close(capped[:, 0], torch.tensor(expected, dtype=torch.float32))
+    # the gripper steps from its reading alike in all three: its reading at rest, then the lagged target, minus one
+    # full step, held at its closed end by the joint-limit clip
+    for targets in (reading, sent, capped):
+        lagged = torch.cat([rest[None, 5].expand(2), targets[:-2, 5]])
+        torch.testing.assert_close(targets[:, 5], (lagged - step[5]).clamp(min=0.0))
+
+
+def test_on_an_arm_that_keeps_up_the_cap_changes_nothing(gt_dataset):
+    """The ideal arm reaches each target within the period: the reading is the target sent last, the same base."""
+    reading, _ = lagging_arm(gt_dataset, cap=0.0, lag=1)
+    sent, _ = lagging_arm(gt_dataset, cap=8.0, lag=1)
+    torch.testing.assert_close(sent, reading)
+
+
+def test_a_new_episode_steps_from_its_reading(gt_dataset):
+    cfg, _, policy, pre, post = build(gt_dataset, step_from_sent_deg=8.0)
+    obs = batch_of(observation(LeRobotDataset("local/twin_demo", root=gt_dataset), 3))
+    state = obs["observation.state"]
+    policy.reset()
+    for _ in range(3):  # the arm does not move: the target sent leads the reading by up to the cap
+        pre(obs)
+        last = post(UP.clone())
+    assert last[0, 0] == pytest.approx(float(state[0, 0]) + 8.0 + cfg.action_scale[0])
+    policy.reset()
+    pre(obs)
+    assert post(UP.clone())[0, 0] == pytest.approx(float(state[0, 0]) + cfg.action_scale[0])
+
+
+def test_settings_it_cannot_hold_are_refused():
+    for bad in (-1.0, 31.0):
+        with pytest.raises(ValueError, match=r"--policy.step_from_sent_deg=.*0-30 degrees"):
+            SegDepthConfig(step_from_sent_deg=bad)
+    for other in ({"action_mode": "chained"}, {"action_history": 1}, {"action_repeat": 2}):
+        with pytest.raises(ValueError, match=r"--policy.step_from_sent_deg=4.0 with .*needs a delta policy"):
+            SegDepthConfig(step_from_sent_deg=4.0, **other)
+    with pytest.raises(ValueError, match=r"step_from_sent: a cap of 0-30 degrees, got -2"):
+        step_from_sent(-2)
+    assert SegDepthConfig(step_from_sent_deg=4.0, action_lead=1).step_from_sent_deg == 4.0
