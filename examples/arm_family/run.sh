@@ -267,6 +267,12 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
     step_from_sent_tune)  # `lead`'s tuning checkpoints stepping from the target sent last at inference
       # (--policy.step_from_sent_deg), three caps, against the same checkpoints from the reading (after cube_sizes_tune)
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_segdepth_gt.yaml ;;
+    step_from_sent_wide_tune)  # the same with wider caps (after `base`: the demo's recording is the same for any
+      # training seed, so `lead`'s tuning checkpoints train on seed 1's, as stage lead_tune's do)
+      for s in 11 12; do
+        train $OUT/base_s1/dataset_segdepth $OUT/tuning/lead1_s$s/train $s --policy.action_lead=1
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_wide_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
