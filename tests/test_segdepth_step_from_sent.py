@@ -21,10 +21,12 @@ def _from_the_reading_after():
     step_from_sent(0.0)  # the setting is the process's: later tests step from the reading
 
 
-def lagging_arm(gt_dataset, cap: float, lag: int, periods: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+def lagging_arm(
+    gt_dataset, cap: float, lag: int, periods: int = 12, steps: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A policy sending UP on every frame to an arm whose reading is the target sent `lag` periods earlier (the
     reading at rest before that); returns the targets (periods, 6) and the rest state (6,)."""
-    _, _, policy, pre, post = build(gt_dataset, step_from_sent_deg=cap)
+    _, _, policy, pre, post = build(gt_dataset, step_from_sent_deg=cap, step_from_sent_steps=steps)
     obs = batch_of(observation(LeRobotDataset("local/twin_demo", root=gt_dataset), 3))
     rest = obs["observation.state"][0].clone()
     policy.reset()
@@ -83,6 +85,32 @@ def test_a_new_episode_steps_from_its_reading(gt_dataset):
     assert post(UP.clone())[0, 0] == pytest.approx(float(state[0, 0]) + cfg.action_scale[0])
 
 
+def test_a_held_joint_leads_by_its_last_steps_not_the_cap(gt_dataset):
+    """The arm held where it stands (a finger on the cube): with the cap alone the pan's lead winds up by a step a
+    period to the cap (8°: target = rest + 8 + 4 from the third period); bounded by the last step it stays one step
+    (rest + 4 + 4), by the last two steps two (rest + 8 + 4, here the cap's own); a cap below the steps still binds.
+    4° is action_scale's pan step."""
+    held = 10_000  # a lag longer than the run: the reading stays at rest
+    capped, rest = lagging_arm(gt_dataset, cap=8.0, lag=held, periods=6)
+    torch.testing.assert_close(capped[:, 0] - rest[0], torch.tensor([4.0, 8.0, 12.0, 12.0, 12.0, 12.0]))
+    one, _ = lagging_arm(gt_dataset, cap=8.0, lag=held, periods=6, steps=1)
+    torch.testing.assert_close(one[:, 0] - rest[0], torch.tensor([4.0, 8.0, 8.0, 8.0, 8.0, 8.0]))
+    two, _ = lagging_arm(gt_dataset, cap=8.0, lag=held, periods=6, steps=2)
+    torch.testing.assert_close(two[:, 0] - rest[0], torch.tensor([4.0, 8.0, 12.0, 12.0, 12.0, 12.0]))
+    narrow, _ = lagging_arm(gt_dataset, cap=6.0, lag=held, periods=6, steps=2)
+    torch.testing.assert_close(narrow[:, 0] - rest[0], torch.tensor([4.0, 8.0, 10.0, 10.0, 10.0, 10.0]))
+
+
+def test_under_a_lag_of_one_step_the_bound_keeps_the_steps_in_flight(gt_dataset):
+    """A reading two periods behind: the lead over it is the one step in flight (4°), inside a bound of the last
+    step, so the targets are the cap's alone, 4° every period."""
+    capped, _ = lagging_arm(gt_dataset, cap=8.0, lag=2)
+    bounded, _ = lagging_arm(gt_dataset, cap=8.0, lag=2, steps=1)
+    torch.testing.assert_close(bounded, capped)
+    keeps_up, _ = lagging_arm(gt_dataset, cap=0.0, lag=1)
+    torch.testing.assert_close(lagging_arm(gt_dataset, cap=8.0, lag=1, steps=1)[0], keeps_up)
+
+
 def test_settings_it_cannot_hold_are_refused():
     for bad in (-1.0, 31.0):
         with pytest.raises(ValueError, match=r"--policy.step_from_sent_deg=.*0-30 degrees"):
@@ -93,3 +121,8 @@ def test_settings_it_cannot_hold_are_refused():
     with pytest.raises(ValueError, match=r"step_from_sent: a cap of 0-30 degrees, got -2"):
         step_from_sent(-2)
     assert SegDepthConfig(step_from_sent_deg=4.0, action_lead=1).step_from_sent_deg == 4.0
+    for bad in ({"step_from_sent_steps": -1}, {"step_from_sent_steps": 17}, {"step_from_sent_deg": 0.0}):
+        with pytest.raises(ValueError, match=r"--policy.step_from_sent_steps=.*0-16 steps, and only with"):
+            SegDepthConfig(**{"step_from_sent_deg": 8.0, "step_from_sent_steps": 1, **bad})
+    with pytest.raises(ValueError, match=r"step_from_sent: a bound of 0-16 last steps, got 20"):
+        step_from_sent(8.0, 20)

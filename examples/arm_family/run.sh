@@ -273,6 +273,9 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         train $OUT/base_s1/dataset_segdepth $OUT/tuning/lead1_s$s/train $s --policy.action_lead=1
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_wide_segdepth_gt.yaml ;;
+    step_from_sent_steps_tune)  # the 8-degree cap with each joint's lead also bounded by its last 1 or 2 steps
+      # (--policy.step_from_sent_steps), on step_from_sent_wide_tune's checkpoints
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_steps_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;

@@ -37,6 +37,11 @@ sent last over it, capped (a Smith predictor's estimate, bounded as the predicti
 
 On the ideal arm the reading reaches each target within the period, so the cap barely acts; under latency it keeps a
 step from falling behind the targets in flight, and, unlike chained training, the reading still bounds the base.
+Where the arm is held (a finger on the cube, the jaw on the table) the reading never reaches the target, and the lead
+winds up to the cap, one step more of push each period. `step_from_sent(cap, steps=N)` also bounds each joint's lead
+by the size of its last N steps, what the targets in flight can have left undone:
+
+    lead = clamp(previous target - present, -b, b),   b = min(cap, |step_t-1| + ... + |step_t-N|)
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ SENT_KEPT = 16
 ARM_JOINTS = slice(0, 5)  # the gripper (5) always steps from its reading: its step is a squeeze on the cube
 _step_cap = [0.0]  # degrees: the base's lead over the reading (step_from_sent); 0 steps from the reading
 _stepped: dict[str, torch.Tensor] = {}  # pair_id -> the target its postprocessor returned last (step_from_sent)
+_step_window = [0]  # the last steps whose size bounds the lead (step_from_sent); 0: the cap alone
+_steps: dict[str, list[torch.Tensor]] = {}  # pair_id -> its last steps (target - base), oldest first (step_from_sent)
 OBS_ACTION_HISTORY = "observation.action_history"  # (B, H*D): the targets sent last, relative to the reading
 
 
@@ -67,22 +74,34 @@ def forget_targets() -> None:
     with _lock:
         _sent.clear()
         _stepped.clear()
+        _steps.clear()
 
 
-def step_from_sent(cap_deg: float) -> None:
+def step_from_sent(cap_deg: float, steps: int = 0) -> None:
     """At inference, add every arm step of this process's delta policies to the target sent last, kept within
-    `cap_deg` of the reading, rather than to the reading (0, as trained). Set by the policy from its config."""
+    `cap_deg` of the reading (and, with `steps`, within the size of each joint's last `steps` steps), rather than to
+    the reading (0, as trained). Set by the policy from its config."""
     if not 0.0 <= cap_deg <= 30.0:
         raise ValueError(f"step_from_sent: a cap of 0-30 degrees, got {cap_deg}")
+    if not 0 <= steps <= SENT_KEPT:
+        raise ValueError(f"step_from_sent: a bound of 0-{SENT_KEPT} last steps, got {steps}")
     with _lock:
         _step_cap[0] = float(cap_deg)
+        _step_window[0] = int(steps)
 
 
-def sent_base(present: torch.Tensor, previous: torch.Tensor, cap_deg: float) -> torch.Tensor:
-    """The reading with the arm's joints moved toward the previous target by at most `cap_deg`."""
+def sent_base(
+    present: torch.Tensor, previous: torch.Tensor, cap_deg: float, steps: list[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """The reading with the arm's joints moved toward the previous target by at most `cap_deg`, and, given the last
+    steps sent, by at most the sum of their sizes per joint (none sent: the reading)."""
     base = present.clone()
-    lead = (previous[..., ARM_JOINTS].to(present.dtype) - present[..., ARM_JOINTS]).clamp(-cap_deg, cap_deg)
-    base[..., ARM_JOINTS] = present[..., ARM_JOINTS] + lead
+    bound = torch.full_like(present[..., ARM_JOINTS], cap_deg)
+    if steps is not None:
+        done = sum((s[..., ARM_JOINTS].to(present.dtype).abs() for s in steps), torch.zeros_like(bound))
+        bound = torch.minimum(bound, done)
+    lead = previous[..., ARM_JOINTS].to(present.dtype) - present[..., ARM_JOINTS]
+    base[..., ARM_JOINTS] = present[..., ARM_JOINTS] + torch.maximum(torch.minimum(lead, bound), -bound)
     return base
 
 
@@ -138,7 +157,9 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
                 reference = _with(reference, sent[-1], self.chained)
             previous = _stepped.get(self.pair_id) if action is None and _step_cap[0] > 0 else None
             if previous is not None and previous.shape == present.shape and not self.chained:
-                reference = sent_base(reference, previous.to(present.device), _step_cap[0])
+                window = _step_window[0]
+                steps = [t.to(present.device) for t in _steps.get(self.pair_id, [])][-window:] if window else None
+                reference = sent_base(reference, previous.to(present.device), _step_cap[0], steps)
             _present_state[self.pair_id] = reference
         if self.history and action is None:  # before an episode's first target, the servos hold the present state
             targets = [present.detach()] * max(self.history - len(sent), 0) + sent[len(sent) - self.history :]
@@ -235,6 +256,9 @@ class JointAbsoluteFromDeltaStep(ConfigFromFields, ProcessorStep):
             # before the joint-limit clip: a base held at a limit by the cap's width at most, which the clip catches
             with _lock:
                 _stepped[self.pair_id] = target.detach().clone()
+                steps = _steps.setdefault(self.pair_id, [])
+                steps.append((target - present).detach().clone())
+                del steps[:-SENT_KEPT]
         return transition
 
     def transform_features(self, features: dict[PipelineFeatureType, dict]) -> dict[PipelineFeatureType, dict]:

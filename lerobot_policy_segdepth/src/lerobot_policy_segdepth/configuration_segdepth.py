@@ -104,6 +104,10 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # within this many degrees of the reading, instead of to the reading, which under latency lags the targets in
     # flight (docs/segdepth.md). Set at lerobot-eval or lerobot-rollout (--policy.step_from_sent_deg); 0: the reading.
     step_from_sent_deg: float = 0.0
+    # With step_from_sent_deg, also keep each joint's lead within the size of its last this-many steps, what the
+    # targets in flight can have left undone, so a joint held at a contact does not wind its target up to the cap.
+    # 0: the cap alone.
+    step_from_sent_steps: int = 0
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
     # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
@@ -155,6 +159,11 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
             )
         if not 0.0 <= self.step_from_sent_deg <= 30.0:
             raise ValueError(f"--policy.step_from_sent_deg={self.step_from_sent_deg}: 0-30 degrees")
+        if not 0 <= self.step_from_sent_steps <= 16 or (self.step_from_sent_steps and not self.step_from_sent_deg):
+            raise ValueError(
+                f"--policy.step_from_sent_steps={self.step_from_sent_steps}: 0-16 steps, and only with "
+                f"--policy.step_from_sent_deg > 0 (got {self.step_from_sent_deg})"
+            )
         if self.step_from_sent_deg and (self.action_mode != "delta" or self.action_history or self.action_repeat != 1):
             raise ValueError(
                 f"--policy.step_from_sent_deg={self.step_from_sent_deg} with --policy.action_mode={self.action_mode}, "
