@@ -22,17 +22,20 @@ def _from_the_reading_after():
 
 
 def lagging_arm(
-    gt_dataset, cap: float, lag: int, periods: int = 12, steps: int = 0
+    gt_dataset, cap: float, lag: int, periods: int = 12, steps: int = 0, ahead: bool = False, overshoot: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A policy sending UP on every frame to an arm whose reading is the target sent `lag` periods earlier (the
-    reading at rest before that); returns the targets (periods, 6) and the rest state (6,)."""
-    _, _, policy, pre, post = build(gt_dataset, step_from_sent_deg=cap, step_from_sent_steps=steps)
+    """A policy sending UP on every frame to an arm whose reading is the target sent `lag` periods earlier, the pan
+    past it by `overshoot` degrees (the reading at rest before that); returns the targets (periods, 6) and the rest
+    state (6,)."""
+    _, _, policy, pre, post = build(
+        gt_dataset, step_from_sent_deg=cap, step_from_sent_steps=steps, step_from_sent_ahead=ahead
+    )
     obs = batch_of(observation(LeRobotDataset("local/twin_demo", root=gt_dataset), 3))
     rest = obs["observation.state"][0].clone()
     policy.reset()
     targets: list[torch.Tensor] = []
     for t in range(periods):
-        reading = targets[t - lag] if t >= lag else rest
+        reading = targets[t - lag] + torch.tensor([overshoot, 0, 0, 0, 0, 0]) if t >= lag else rest
         pre({**obs, "observation.state": reading[None].clone()})
         targets.append(post(UP.clone())[0])
     return torch.stack(targets), rest
@@ -111,6 +114,21 @@ def test_under_a_lag_of_one_step_the_bound_keeps_the_steps_in_flight(gt_dataset)
     torch.testing.assert_close(lagging_arm(gt_dataset, cap=8.0, lag=1, steps=1)[0], keeps_up)
 
 
+def test_ahead_steps_from_the_reading_where_the_arm_passed_its_target(gt_dataset):
+    """By hand, an arm that keeps up and overshoots each target by 1° (the ideal arm's free motion): from the reading
+    the pan gains 4 + 1° a period; from the target sent it steps back to the target and gains 4°, slower than the
+    demonstrations; ahead keeps the reading there (the lead, -1°, points against the last step). Under a lag of two
+    periods the lead points along the steps and ahead is the cap's alone."""
+    t = torch.arange(12, dtype=torch.float32)
+    reading, rest = lagging_arm(gt_dataset, cap=0.0, lag=1, overshoot=1.0)
+    torch.testing.assert_close(reading[:, 0] - rest[0], 4.0 + 5.0 * t)
+    sent, _ = lagging_arm(gt_dataset, cap=8.0, lag=1, overshoot=1.0)
+    torch.testing.assert_close(sent[:, 0] - rest[0], 4.0 + 4.0 * t)
+    torch.testing.assert_close(lagging_arm(gt_dataset, cap=8.0, lag=1, overshoot=1.0, ahead=True)[0], reading)
+    capped, _ = lagging_arm(gt_dataset, cap=8.0, lag=2)
+    torch.testing.assert_close(lagging_arm(gt_dataset, cap=8.0, lag=2, ahead=True)[0], capped)
+
+
 def test_settings_it_cannot_hold_are_refused():
     for bad in (-1.0, 31.0):
         with pytest.raises(ValueError, match=r"--policy.step_from_sent_deg=.*0-30 degrees"):
@@ -124,5 +142,7 @@ def test_settings_it_cannot_hold_are_refused():
     for bad in ({"step_from_sent_steps": -1}, {"step_from_sent_steps": 17}, {"step_from_sent_deg": 0.0}):
         with pytest.raises(ValueError, match=r"--policy.step_from_sent_steps=.*0-16 steps, and only with"):
             SegDepthConfig(**{"step_from_sent_deg": 8.0, "step_from_sent_steps": 1, **bad})
+    with pytest.raises(ValueError, match=r"--policy.step_from_sent_ahead=true needs --policy.step_from_sent_deg > 0"):
+        SegDepthConfig(step_from_sent_ahead=True)
     with pytest.raises(ValueError, match=r"step_from_sent: a bound of 0-16 last steps, got 20"):
         step_from_sent(8.0, 20)

@@ -276,6 +276,12 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
     step_from_sent_steps_tune)  # the 8-degree cap with each joint's lead also bounded by its last 1 or 2 steps
       # (--policy.step_from_sent_steps), on step_from_sent_wide_tune's checkpoints
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_steps_segdepth_gt.yaml ;;
+    step_from_sent_ahead_tune)  # the 8-degree cap kept only where the target sent lies the way each joint's last step
+      # went (--policy.step_from_sent_ahead), on step_from_sent_wide_tune's checkpoints
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_ahead_segdepth_gt.yaml ;;
+    step_from_sent)  # `lead` stepping from the target sent as step_from_sent_ahead_tune chose it, on the reported
+      # seeds (after `base` and `lead`)
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;

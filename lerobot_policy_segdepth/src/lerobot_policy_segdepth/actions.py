@@ -42,6 +42,11 @@ winds up to the cap, one step more of push each period. `step_from_sent(cap, ste
 by the size of its last N steps, what the targets in flight can have left undone:
 
     lead = clamp(previous target - present, -b, b),   b = min(cap, |step_t-1| + ... + |step_t-N|)
+
+The ideal arm's reading overshoots its target by about a fifth of the step in free motion, so the plain base steps
+back from the reading there and the arm moves slower than in the demonstrations it was cloned from.
+`step_from_sent(cap, ahead=True)` keeps a joint's lead only where it points the way that joint's last step did (the
+arm lagging behind the targets in flight) and steps from the reading where the arm has passed its target.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ _step_cap = [0.0]  # degrees: the base's lead over the reading (step_from_sent);
 _stepped: dict[str, torch.Tensor] = {}  # pair_id -> the target its postprocessor returned last (step_from_sent)
 _step_window = [0]  # the last steps whose size bounds the lead (step_from_sent); 0: the cap alone
 _steps: dict[str, list[torch.Tensor]] = {}  # pair_id -> its last steps (target - base), oldest first (step_from_sent)
+_step_ahead = [False]  # keep a joint's lead only along its last step (step_from_sent); False: either way
 OBS_ACTION_HISTORY = "observation.action_history"  # (B, H*D): the targets sent last, relative to the reading
 
 
@@ -77,10 +83,11 @@ def forget_targets() -> None:
         _steps.clear()
 
 
-def step_from_sent(cap_deg: float, steps: int = 0) -> None:
+def step_from_sent(cap_deg: float, steps: int = 0, ahead: bool = False) -> None:
     """At inference, add every arm step of this process's delta policies to the target sent last, kept within
-    `cap_deg` of the reading (and, with `steps`, within the size of each joint's last `steps` steps), rather than to
-    the reading (0, as trained). Set by the policy from its config."""
+    `cap_deg` of the reading (and, with `steps`, within the size of each joint's last `steps` steps; with `ahead`, only
+    where the target lies the way the joint's last step went), rather than to the reading (0, as trained). Set by
+    the policy from its config."""
     if not 0.0 <= cap_deg <= 30.0:
         raise ValueError(f"step_from_sent: a cap of 0-30 degrees, got {cap_deg}")
     if not 0 <= steps <= SENT_KEPT:
@@ -88,19 +95,27 @@ def step_from_sent(cap_deg: float, steps: int = 0) -> None:
     with _lock:
         _step_cap[0] = float(cap_deg)
         _step_window[0] = int(steps)
+        _step_ahead[0] = bool(ahead)
 
 
 def sent_base(
-    present: torch.Tensor, previous: torch.Tensor, cap_deg: float, steps: list[torch.Tensor] | None = None
+    present: torch.Tensor,
+    previous: torch.Tensor,
+    cap_deg: float,
+    steps: list[torch.Tensor] | None = None,
+    ahead: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The reading with the arm's joints moved toward the previous target by at most `cap_deg`, and, given the last
-    steps sent, by at most the sum of their sizes per joint (none sent: the reading)."""
+    steps sent, by at most the sum of their sizes per joint (none sent: the reading); given `ahead` (the last step),
+    only the joints whose previous target lies the way that step went are moved."""
     base = present.clone()
     bound = torch.full_like(present[..., ARM_JOINTS], cap_deg)
     if steps is not None:
         done = sum((s[..., ARM_JOINTS].to(present.dtype).abs() for s in steps), torch.zeros_like(bound))
         bound = torch.minimum(bound, done)
     lead = previous[..., ARM_JOINTS].to(present.dtype) - present[..., ARM_JOINTS]
+    if ahead is not None:
+        lead = torch.where(lead * ahead[..., ARM_JOINTS].to(present.dtype) > 0, lead, torch.zeros_like(lead))
     base[..., ARM_JOINTS] = present[..., ARM_JOINTS] + torch.maximum(torch.minimum(lead, bound), -bound)
     return base
 
@@ -157,9 +172,10 @@ class JointDeltaFromAbsoluteStep(ConfigFromFields, ProcessorStep):
                 reference = _with(reference, sent[-1], self.chained)
             previous = _stepped.get(self.pair_id) if action is None and _step_cap[0] > 0 else None
             if previous is not None and previous.shape == present.shape and not self.chained:
-                window = _step_window[0]
-                steps = [t.to(present.device) for t in _steps.get(self.pair_id, [])][-window:] if window else None
-                reference = sent_base(reference, previous.to(present.device), _step_cap[0], steps)
+                window, kept = _step_window[0], [t.to(present.device) for t in _steps.get(self.pair_id, [])]
+                steps = kept[-window:] if window else None
+                ahead = (kept[-1] if kept else torch.zeros_like(present)) if _step_ahead[0] else None
+                reference = sent_base(reference, previous.to(present.device), _step_cap[0], steps, ahead)
             _present_state[self.pair_id] = reference
         if self.history and action is None:  # before an episode's first target, the servos hold the present state
             targets = [present.detach()] * max(self.history - len(sent), 0) + sent[len(sent) - self.history :]

@@ -108,6 +108,10 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # targets in flight can have left undone, so a joint held at a contact does not wind its target up to the cap.
     # 0: the cap alone.
     step_from_sent_steps: int = 0
+    # With step_from_sent_deg, keep a joint's lead only where the target sent lies the way its last step went (the
+    # arm lagging), and step from the reading where the arm has passed its target (the ideal arm overshoots by about
+    # a fifth of a step in free motion, and stepping back from there slows it). false: the lead either way.
+    step_from_sent_ahead: bool = False
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
     # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
@@ -164,6 +168,8 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
                 f"--policy.step_from_sent_steps={self.step_from_sent_steps}: 0-16 steps, and only with "
                 f"--policy.step_from_sent_deg > 0 (got {self.step_from_sent_deg})"
             )
+        if self.step_from_sent_ahead and not self.step_from_sent_deg:
+            raise ValueError("--policy.step_from_sent_ahead=true needs --policy.step_from_sent_deg > 0 (got 0)")
         if self.step_from_sent_deg and (self.action_mode != "delta" or self.action_history or self.action_repeat != 1):
             raise ValueError(
                 f"--policy.step_from_sent_deg={self.step_from_sent_deg} with --policy.action_mode={self.action_mode}, "

@@ -124,7 +124,9 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
         return self.parameters()
 
     def reset(self) -> None:
-        step_from_sent(self.config.step_from_sent_deg, self.config.step_from_sent_steps)
+        step_from_sent(
+            self.config.step_from_sent_deg, self.config.step_from_sent_steps, self.config.step_from_sent_ahead
+        )
         if self.config.action_mode == "chained" or self.config.action_history or self.config.step_from_sent_deg:
             forget_targets()  # a new episode starts from its present state, no target sent yet
         self._frames: deque[Tensor] = deque(maxlen=self.config.frame_stack)
