@@ -282,6 +282,20 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
     step_from_sent)  # `lead` stepping from the target sent as step_from_sent_ahead_tune chose it, on the reported
       # seeds (after `base` and `lead`)
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_segdepth_gt.yaml ;;
+    cube_sizes_sent_tune)  # the cube's size in the demonstrations as stage cube_sizes_tune records it, trained as `lead`
+      # on the tuning seeds, stepping from the target sent; against step_from_sent_ahead_tune's cells (after it)
+      record configs/arm/tuning/cube_sizes_record_s11.yaml $OUT/tuning/cube_sizes_s11/dataset
+      precompute $OUT/tuning/cube_sizes_s11
+      for s in 11 12; do
+        train $OUT/tuning/cube_sizes_s11/dataset_segdepth $OUT/tuning/cube_sizes_lead1_s$s/train $s --policy.action_lead=1
+      done
+      mkdir -p $OUT/tuning/cube_sizes_sent
+      for s in 11 12; do  # the same cells: copied, not run again
+        cp -rn $OUT/tuning/step_from_sent_ahead/sent8_ahead_last1_s$s $OUT/tuning/cube_sizes_sent/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_sent_segdepth_gt.yaml ;;
+    step_from_sent_factors)  # the same setting and the demo's recipe under each factor alone (after `base` and `lead`)
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_factors_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
