@@ -294,6 +294,14 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         cp -rn $OUT/tuning/step_from_sent_ahead/sent8_ahead_last1_s$s $OUT/tuning/cube_sizes_sent/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_sent_segdepth_gt.yaml ;;
+    step_from_sent_latency_tune)  # the bound of the last 2 and 3 steps at 100 ms of latency, on
+      # step_from_sent_wide_tune's checkpoints; against step_from_sent_ahead_tune's ideal-arm cells (after it)
+      for s in 11 12; do  # the same cells: copied, not run again
+        mkdir -p $OUT/tuning/step_from_sent_latency/sent8_ahead_last1_s$s
+        cp -rn $OUT/tuning/step_from_sent_ahead/sent8_ahead_last1_s$s/ideal* \
+          $OUT/tuning/step_from_sent_latency/sent8_ahead_last1_s$s/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_latency_segdepth_gt.yaml ;;
     step_from_sent_factors)  # the same setting and the demo's recipe under each factor alone (after `base` and `lead`)
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_factors_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
