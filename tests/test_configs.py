@@ -117,6 +117,7 @@ CONFIGS = {
     "arm/tuning/cube_sizes_sent_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/step_from_sent_latency_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/step_from_sent_factors_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/step_from_sent_100ms_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/identified_training_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,
     "own_scene/segdepth_rgbonly.yaml": TrainPipelineConfig,

@@ -302,6 +302,13 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
           $OUT/tuning/step_from_sent_latency/sent8_ahead_last1_s$s/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_from_sent_latency_segdepth_gt.yaml ;;
+    step_from_sent_100ms)  # the last 2 steps' bound, as step_from_sent_latency_tune chose it for 100 ms, on the
+      # reported seeds; the other rows' cells are step_from_sent's and step_from_sent_factors' (after both)
+      for r in lead_sent_s1 lead_sent_s2 lead_sent_s3 segdepth_gt_s1 segdepth_gt_s2 segdepth_gt_s3; do
+        mkdir -p $OUT/step_from_sent_100ms/$r  # the same cells: copied, not run again
+        cp -rn $OUT/step_from_sent/$r/* $OUT/step_from_sent_factors/$r/latency_100ms* $OUT/step_from_sent_100ms/$r/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_100ms_segdepth_gt.yaml ;;
     step_from_sent_factors)  # the same setting and the demo's recipe under each factor alone (after `base` and `lead`)
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_factors_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
