@@ -306,7 +306,7 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # reported seeds; the other rows' cells are step_from_sent's and step_from_sent_factors' (after both)
       for r in lead_sent_s1 lead_sent_s2 lead_sent_s3 segdepth_gt_s1 segdepth_gt_s2 segdepth_gt_s3; do
         mkdir -p $OUT/step_from_sent_100ms/$r  # the same cells: copied, not run again
-        cp -rn $OUT/step_from_sent/$r/* $OUT/step_from_sent_factors/$r/latency_100ms* $OUT/step_from_sent_100ms/$r/
+        cp -rn $OUT/step_from_sent/$r/* $OUT/step_from_sent_factors/$r/* $OUT/step_from_sent_100ms/$r/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_100ms_segdepth_gt.yaml ;;
     step_from_sent_factors)  # the same setting and the demo's recipe under each factor alone (after `base` and `lead`)
