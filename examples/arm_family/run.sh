@@ -311,6 +311,22 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_100ms_segdepth_gt.yaml ;;
     step_from_sent_factors)  # the same setting and the demo's recipe under each factor alone (after `base` and `lead`)
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_from_sent_factors_segdepth_gt.yaml ;;
+    cube_factors)  # the cube's size and friction each alone, stepping from the target sent and the demo's recipe
+      # (after `base` and `lead`)
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/cube_factors_segdepth_gt.yaml ;;
+    clearance3_sent_tune)  # the demo's recording with the fixed finger 3 mm off the cube's face, trained as `lead` on
+      # the tuning seeds, stepping from the target sent; against step_from_sent_ahead_tune's cells (after it)
+      record configs/arm/tuning/clearance3_record_s11.yaml $OUT/tuning/clearance3_s11/dataset
+      precompute $OUT/tuning/clearance3_s11
+      for s in 11 12; do
+        train $OUT/tuning/clearance3_s11/dataset_segdepth $OUT/tuning/clearance3_lead1_s$s/train $s --policy.action_lead=1
+      done
+      for s in 11 12; do  # the same cells: copied, not run again
+        mkdir -p $OUT/tuning/clearance3_sent/sent8_ahead_last1_s$s
+        cp -rn $OUT/tuning/step_from_sent_ahead/sent8_ahead_last1_s$s/{ideal,unseen_family}* \
+          $OUT/tuning/clearance3_sent/sent8_ahead_last1_s$s/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance3_sent_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
