@@ -10,7 +10,7 @@ from test_segdepth import build
 from test_segdepth_chained import batch_of, observation
 
 from lerobot_policy_segdepth import SegDepthConfig
-from lerobot_policy_segdepth.actions import step_from_sent
+from lerobot_policy_segdepth.actions import scale_steps, step_from_sent
 
 UP = torch.tensor([[1.0, 0, 0, 0, 0, -1.0]])  # a full step up the shoulder pan, the gripper closing
 
@@ -19,16 +19,24 @@ UP = torch.tensor([[1.0, 0, 0, 0, 0, -1.0]])  # a full step up the shoulder pan,
 def _from_the_reading_after():
     yield
     step_from_sent(0.0)  # the setting is the process's: later tests step from the reading
+    scale_steps(1.0)
 
 
 def lagging_arm(
-    gt_dataset, cap: float, lag: int, periods: int = 12, steps: int = 0, ahead: bool = False, overshoot: float = 0.0
+    gt_dataset,
+    cap: float,
+    lag: int,
+    periods: int = 12,
+    steps: int = 0,
+    ahead: bool = False,
+    overshoot: float = 0.0,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A policy sending UP on every frame to an arm whose reading is the target sent `lag` periods earlier, the pan
     past it by `overshoot` degrees (the reading at rest before that); returns the targets (periods, 6) and the rest
     state (6,)."""
     _, _, policy, pre, post = build(
-        gt_dataset, step_from_sent_deg=cap, step_from_sent_steps=steps, step_from_sent_ahead=ahead
+        gt_dataset, step_from_sent_deg=cap, step_from_sent_steps=steps, step_from_sent_ahead=ahead, step_scale=scale
     )
     obs = batch_of(observation(LeRobotDataset("local/twin_demo", root=gt_dataset), 3))
     rest = obs["observation.state"][0].clone()
@@ -146,3 +154,37 @@ def test_settings_it_cannot_hold_are_refused():
         SegDepthConfig(step_from_sent_ahead=True)
     with pytest.raises(ValueError, match=r"step_from_sent: a bound of 0-16 last steps, got 20"):
         step_from_sent(8.0, 20)
+
+
+def test_scaled_steps_keep_the_recordings_pace_on_a_slower_loop(gt_dataset):
+    """By hand, an arm that reaches each target (the reading is the target sent last): a full pan step is 4° a loop
+    step as trained, 12° with step_scale=3; the gripper's 15 units become 45, held at its closed end by the clip.
+    With the target sent as well, the scaled step is added to the same base."""
+    _, _, policy, pre, post = build(gt_dataset, step_scale=3.0)
+    obs = batch_of(observation(LeRobotDataset("local/twin_demo", root=gt_dataset), 3))
+    rest = obs["observation.state"][0].clone()
+    policy.reset()
+    reading, targets = rest.clone(), []
+    for _ in range(4):
+        pre({**obs, "observation.state": reading[None].clone()})
+        reading = post(UP.clone())[0]
+        targets.append(reading)
+    pan = torch.stack(targets)[:, 0] - rest[0]
+    torch.testing.assert_close(pan, torch.tensor([12.0, 24.0, 36.0, 48.0]))
+    assert targets[0][5] == pytest.approx(max(float(rest[5]) - 45.0, 0.0))
+    policy.config.step_scale = 1.0
+    policy.reset()  # the setting is read at reset: back to the trained step
+    pre({**obs, "observation.state": rest[None].clone()})
+    assert post(UP.clone())[0, 0] == pytest.approx(float(rest[0]) + 4.0)
+    # a reading two periods behind, from the target sent (8° cap): the lead over the reading, the scaled step in flight
+    # (12°), is cut to the cap, then the 12° step is added: 12, 0 + 8 + 12, 12 + 8 + 12, 20 + 8 + 12
+    sent, rest = lagging_arm(gt_dataset, cap=8.0, lag=2, periods=4, scale=3.0)
+    torch.testing.assert_close(sent[:, 0] - rest[0], torch.tensor([12.0, 20.0, 32.0, 40.0]))
+
+
+def test_a_step_scale_it_cannot_hold_is_refused():
+    for bad in (0.5, 11.0):
+        with pytest.raises(ValueError, match=r"--policy.step_scale=.*1-10"):
+            SegDepthConfig(step_scale=bad)
+    with pytest.raises(ValueError, match=r"--policy.step_scale=3.0 with --policy.action_mode=absolute"):
+        SegDepthConfig(step_scale=3.0, action_mode="absolute")

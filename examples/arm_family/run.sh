@@ -327,6 +327,30 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
           $OUT/tuning/clearance3_sent/sent8_ahead_last1_s$s/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance3_sent_segdepth_gt.yaml ;;
+    step_scale_tune)  # steps scaled to the loop's period (3 at the family's 10 Hz, 6 at 5 Hz), on `lead`'s tuning
+      # checkpoints stepping from the target sent; against step_from_sent_ahead_tune's family cells (after it)
+      for s in 11 12; do  # the same cells: copied, not run again
+        mkdir -p $OUT/tuning/step_scale/sent8_ahead_last1_s$s
+        cp -rn $OUT/tuning/step_from_sent_ahead/sent8_ahead_last1_s$s/unseen_family* \
+          $OUT/tuning/step_scale/sent8_ahead_last1_s$s/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_scale_segdepth_gt.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_scale_5hz_segdepth_gt.yaml ;;
+    step_scale_5hz)  # steps scaled to a 5 Hz loop on the reported seeds, as step_scale_tune chose it; the unscaled
+      # rows' cells are step_from_sent_factors' (after it)
+      for r in lead_sent_s1 lead_sent_s2 lead_sent_s3 segdepth_gt_s1 segdepth_gt_s2 segdepth_gt_s3; do
+        mkdir -p $OUT/step_scale_5hz/$r  # the same cells: copied, not run again
+        cp -rn $OUT/step_from_sent_factors/$r/loop_5hz* $OUT/step_scale_5hz/$r/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_5hz_segdepth_gt.yaml ;;
+    step_scale_reading_tune)  # steps scaled to the family's 10 Hz loop from the reading: `lead`'s tuning checkpoints
+      # and the demo's recipe on the tuning seeds; against step_scale_tune's cells (after it)
+      for s in 11 12; do train $OUT/base_s1/dataset_segdepth $OUT/tuning/demo_s$s/train $s; done
+      for r in sent8_ahead_last1_s11 sent8_ahead_last1_s12 scaled3_sent_s11 scaled3_sent_s12; do
+        mkdir -p $OUT/tuning/step_scale_reading/$r  # the same cells: copied, not run again
+        cp -rn $OUT/tuning/step_scale/$r/* $OUT/tuning/step_scale_reading/$r/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_scale_reading_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;

@@ -43,6 +43,12 @@ by the size of its last N steps, what the targets in flight can have left undone
 
     lead = clamp(previous target - present, -b, b),   b = min(cap, |step_t-1| + ... + |step_t-N|)
 
+Scaled steps (`scale_steps(k)`, inference only): each step times k, for a loop k times slower than the recording
+the policy was cloned from. Its steps are a control period's reach; held k periods, they leave the arm at a k-th of
+the demonstrations' pace, and a task timed for that pace runs out of time:
+
+    target = base + k * clip(delta, -1, 1) * action_scale
+
 The ideal arm's reading overshoots its target by about a fifth of the step in free motion, so the plain base steps
 back from the reading there and the arm moves slower than in the demonstrations it was cloned from.
 `step_from_sent(cap, ahead=True)` keeps a joint's lead only where it points the way that joint's last step did (the
@@ -72,6 +78,7 @@ _stepped: dict[str, torch.Tensor] = {}  # pair_id -> the target its postprocesso
 _step_window = [0]  # the last steps whose size bounds the lead (step_from_sent); 0: the cap alone
 _steps: dict[str, list[torch.Tensor]] = {}  # pair_id -> its last steps (target - base), oldest first (step_from_sent)
 _step_ahead = [False]  # keep a joint's lead only along its last step (step_from_sent); False: either way
+_step_gain = [1.0]  # every step times this at inference (scale_steps): the loop's periods per recording period
 OBS_ACTION_HISTORY = "observation.action_history"  # (B, H*D): the targets sent last, relative to the reading
 
 
@@ -96,6 +103,15 @@ def step_from_sent(cap_deg: float, steps: int = 0, ahead: bool = False) -> None:
         _step_cap[0] = float(cap_deg)
         _step_window[0] = int(steps)
         _step_ahead[0] = bool(ahead)
+
+
+def scale_steps(gain: float) -> None:
+    """At inference, multiply every step of this process's delta policies by `gain` (1: as trained), for a loop
+    `gain` times slower than the recording's. Set by the policy from its config."""
+    if not 1.0 <= gain <= 10.0:
+        raise ValueError(f"scale_steps: a gain of 1-10, got {gain}")
+    with _lock:
+        _step_gain[0] = float(gain)
 
 
 def sent_base(
@@ -266,7 +282,9 @@ class JointAbsoluteFromDeltaStep(ConfigFromFields, ProcessorStep):
         delta = transition[TransitionKey.ACTION]
         present = present.to(delta.device, delta.dtype)
         reference = present if delta.ndim == present.ndim else present.unsqueeze(-2)  # chunks: (B, T, D)
-        target = delta_to_absolute(delta, reference, self.action_scale)
+        with _lock:
+            gain = _step_gain[0]
+        target = delta_to_absolute(delta, reference, [gain * s for s in self.action_scale])
         transition[TransitionKey.ACTION] = target
         if _step_cap[0] > 0 and target.ndim == present.ndim:
             # before the joint-limit clip: a base held at a limit by the cap's width at most, which the clip catches

@@ -112,6 +112,10 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
     # arm lagging), and step from the reading where the arm has passed its target (the ideal arm overshoots by about
     # a fifth of a step in free motion, and stepping back from there slows it). false: the lead either way.
     step_from_sent_ahead: bool = False
+    # Inference only, for a delta policy run by a loop slower than its recording's: each step times this, the loop's
+    # period over the recording's (3 for a 10 Hz loop and a 30 Hz recording), so the arm keeps the demonstrations'
+    # pace. Set at lerobot-eval or lerobot-rollout (--policy.step_scale); 1: as trained.
+    step_scale: float = 1.0
     # The postprocessor clips every target into the joint limits (joint_limits / joint_limits_file, from
     # JointLimitsFields), so neither a delta near a limit nor an absolute target outside the range reaches the motors.
 
@@ -175,6 +179,11 @@ class SegDepthConfig(RenamedFields, JointLimitsFields, PreTrainedConfig):
                 f"--policy.step_from_sent_deg={self.step_from_sent_deg} with --policy.action_mode={self.action_mode}, "
                 f"--policy.action_history={self.action_history} and --policy.action_repeat={self.action_repeat}: "
                 "stepping from the target sent needs a delta policy without a history, one target a control period"
+            )
+        if not 1.0 <= self.step_scale <= 10.0 or (self.step_scale != 1.0 and self.action_mode == "absolute"):
+            raise ValueError(
+                f"--policy.step_scale={self.step_scale} with --policy.action_mode={self.action_mode}: 1-10, the loop's "
+                "period over the recording's, and only for steps (action_mode delta or chained)"
             )
         if self.action_mode == "chained" and self.action_repeat != 1:
             raise ValueError(

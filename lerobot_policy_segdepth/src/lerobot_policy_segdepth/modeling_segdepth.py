@@ -27,7 +27,7 @@ from so101_core.keys import require_key
 from so101_policy_common.pretrained import ChecksSavedProcessors
 from so101_policy_common.rtc import RefusesRTC
 
-from .actions import OBS_ACTION_HISTORY, forget_targets, step_from_sent
+from .actions import OBS_ACTION_HISTORY, forget_targets, scale_steps, step_from_sent
 from .configuration_segdepth import OBS_SEGDEPTH, SegDepthConfig
 
 
@@ -127,6 +127,7 @@ class SegDepthPolicy(RefusesRTC, ChecksSavedProcessors, PreTrainedPolicy):
         step_from_sent(
             self.config.step_from_sent_deg, self.config.step_from_sent_steps, self.config.step_from_sent_ahead
         )
+        scale_steps(self.config.step_scale)
         if self.config.action_mode == "chained" or self.config.action_history or self.config.step_from_sent_deg:
             forget_targets()  # a new episode starts from its present state, no target sent yet
         self._frames: deque[Tensor] = deque(maxlen=self.config.frame_stack)
