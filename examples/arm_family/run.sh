@@ -351,6 +351,14 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         cp -rn $OUT/tuning/step_scale/$r/* $OUT/tuning/step_scale_reading/$r/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_scale_reading_segdepth_gt.yaml ;;
+    step_scale_10hz)  # the demo's recipe with steps scaled to a 10 Hz loop on the reported seeds; the unscaled
+      # row's cells are step_from_sent's and step_from_sent_factors' (after both)
+      for s in 1 2 3; do
+        mkdir -p $OUT/step_scale_10hz/segdepth_gt_s$s  # the same cells: copied, not run again
+        cp -rn $OUT/step_from_sent/segdepth_gt_s$s/unseen_family* $OUT/step_from_sent_factors/segdepth_gt_s$s/loop_10hz* \
+          $OUT/step_scale_10hz/segdepth_gt_s$s/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_10hz_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
