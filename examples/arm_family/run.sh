@@ -352,13 +352,22 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/step_scale_reading_segdepth_gt.yaml ;;
     step_scale_10hz)  # the demo's recipe with steps scaled to a 10 Hz loop on the reported seeds; the unscaled
-      # row's cells are step_from_sent's and step_from_sent_factors' (after both)
+      # row's cells are step_from_sent's, step_from_sent_factors' and cube_factors' (after them)
       for s in 1 2 3; do
         mkdir -p $OUT/step_scale_10hz/segdepth_gt_s$s  # the same cells: copied, not run again
         cp -rn $OUT/step_from_sent/segdepth_gt_s$s/unseen_family* $OUT/step_from_sent_factors/segdepth_gt_s$s/loop_10hz* \
-          $OUT/step_scale_10hz/segdepth_gt_s$s/
+          $OUT/cube_factors/segdepth_gt_s$s/unseen_family_twins_cube* $OUT/step_scale_10hz/segdepth_gt_s$s/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_10hz_segdepth_gt.yaml ;;
+    cube_sizes_scaled_tune)  # the cube's sizes in the demonstrations, trained as the demo's recipe on the tuning
+      # seeds, steps scaled to the family's loop; against step_scale_reading_tune's cells (after it and cube_sizes_tune)
+      for s in 11 12; do
+        train $OUT/tuning/cube_sizes_s11/dataset_segdepth $OUT/tuning/cube_sizes_demo_s$s/train $s
+        mkdir -p $OUT/tuning/cube_sizes_scaled/demo_scaled3_s$s  # the same cells: copied, not run again
+        cp -rn $OUT/tuning/step_scale_reading/demo_scaled3_s$s/unseen_family* $OUT/tuning/cube_sizes_scaled/demo_scaled3_s$s/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_ideal_segdepth_gt.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_scaled_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
