@@ -79,6 +79,42 @@ append_pilot() {  # folder_under_tuning record_config training_folder_under_tuni
   train $D/dataset_segdepth $OUT/tuning/$3/train 11 --policy.action_lead=1
 }
 
+# a step that is not resumable by itself, run until it finishes once (an interrupted one starts again)
+once() {  # marker command...
+  local marker=$1; shift
+  if [ -f "$marker" ]; then return; fi
+  "$@"
+  touch "$marker"
+}
+
+# SegDepth from the wrist camera's RGB alone (configs/own_scene/segdepth_rgbonly.yaml, trained in the `shifted` look
+# with the shipped segmenter), seeds 1-3, and each given the segmenter adapted to the user's look by
+# docs/real-so101.md's own-scene flow as a user runs it (25 demonstrations in the fixed look, two rounds of labels)
+rgb_checkpoints() {
+  R=$OUT/rgb
+  mkdir -p $R
+  record configs/robust_twin_record.yaml $R/data_shifted
+  record configs/own_scene/record_look.yaml $R/data_look --dataset.num_episodes=25
+  once $R/replay_frames.done .venv/bin/so101-seg-render --output_dir=$R/replay_frames --episodes=150 \
+    --frames_per_episode=4 --height=96 --width=128 --cameras='[front,wrist]' > $R/replay_frames.log 2>&1
+  local_look="--dataset.repo_id=local/own_scene_look --dataset.root=$R/data_look"
+  once $R/labels.done .venv/bin/so101-seg-autolabel $local_look --output_dir=$R/labels > $R/labels.log 2>&1
+  once $R/segmenter.done .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml \
+    --data.path=$R/labels --data.replay_path=$R/replay_frames --output_dir=$R/segmenter > $R/segmenter.log 2>&1
+  once $R/labels_2.done .venv/bin/so101-seg-autolabel $local_look --output_dir=$R/labels_2 \
+    --segmenter_path=$R/segmenter/best > $R/labels_2.log 2>&1
+  once $R/segmenter_2.done .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml \
+    --data.path=$R/labels_2 --data.replay_path=$R/replay_frames --output_dir=$R/segmenter_2 \
+    > $R/segmenter_2.log 2>&1
+  for s in 1 2 3; do
+    resumable_train 2000 $R/zero_shot_s$s --config_path=configs/own_scene/segdepth_rgbonly.yaml \
+      --dataset.root=$R/data_shifted --seed=$s  # checkpointed every 500 steps
+    once $R/adapted_s$s.done .venv/bin/so101-seg-swap \
+      --policy.path=$R/zero_shot_s$s/checkpoints/002000/pretrained_model --segmenter_path=$R/segmenter_2/best \
+      --output_dir=$R/adapted_s$s > $R/adapted_s$s.log 2>&1
+  done
+}
+
 for stage in $STAGES; do
   case $stage in
     base)  # the demo as it ships: ideal-arm demonstrations; seeds 2-3 train on seed 1's recording
@@ -379,33 +415,23 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       for s in 1 2 3; do imf_train $s; done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_imf.yaml
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_imf_delay.yaml ;;
-    rgb)  # SegDepth from the wrist camera's RGB alone (configs/own_scene/segdepth_rgbonly.yaml, trained in the `shifted`
-      # look with the shipped segmenter), seeds 1-3, and each given the segmenter adapted to the user's look by
-      # docs/real-so101.md's own-scene flow as a user runs it (25 demonstrations in the fixed look, two rounds of
-      # labels), then under every arm condition: item 3's two RGB rows, each in the look it is meant for
-      R=$OUT/rgb
-      mkdir -p $R
-      record configs/robust_twin_record.yaml $R/data_shifted
-      record configs/own_scene/record_look.yaml $R/data_look --dataset.num_episodes=25
-      .venv/bin/so101-seg-render --output_dir=$R/replay_frames --episodes=150 --frames_per_episode=4 --height=96 \
-        --width=128 --cameras='[front,wrist]' > $R/replay_frames.log 2>&1
-      local_look="--dataset.repo_id=local/own_scene_look --dataset.root=$R/data_look"
-      .venv/bin/so101-seg-autolabel $local_look --output_dir=$R/labels > $R/labels.log 2>&1
-      .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml --data.path=$R/labels \
-        --data.replay_path=$R/replay_frames --output_dir=$R/segmenter > $R/segmenter.log 2>&1
-      .venv/bin/so101-seg-autolabel $local_look --output_dir=$R/labels_2 --segmenter_path=$R/segmenter/best \
-        > $R/labels_2.log 2>&1
-      .venv/bin/so101-seg-train --config_path=configs/own_scene/segmenter_adapt.yaml --data.path=$R/labels_2 \
-        --data.replay_path=$R/replay_frames --output_dir=$R/segmenter_2 > $R/segmenter_2.log 2>&1
-      for s in 1 2 3; do
-        resumable_train 2000 $R/zero_shot_s$s --config_path=configs/own_scene/segdepth_rgbonly.yaml \
-          --dataset.root=$R/data_shifted --seed=$s  # checkpointed every 500 steps
-        .venv/bin/so101-seg-swap --policy.path=$R/zero_shot_s$s/checkpoints/002000/pretrained_model \
-          --segmenter_path=$R/segmenter_2/best --output_dir=$R/adapted_s$s > $R/adapted_s$s.log 2>&1
-      done
+    rgb)  # the RGB checkpoints (rgb_checkpoints), then under every arm condition: item 3's two RGB rows, each in the
+      # look it is meant for
+      rgb_checkpoints
       # the adapted row first: its ideal and `unseen` family columns are where the targets are measured
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_shipped.yaml ;;
+    rgb_step_scale)  # the adapted RGB checkpoints with steps scaled to the loop (3 at 10 Hz, 6 at 5 Hz), against
+      # themselves as trained: the ideal arm and the family first (conditions_rgb_adapted's cells), then copied
+      rgb_checkpoints
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml \
+        --conditions='[ideal,unseen_family]'
+      for s in 1 2 3; do
+        mkdir -p $OUT/step_scale_rgb_adapted/rgb_adapted_s$s  # the same cells: copied, not run again
+        cp -rn $OUT/conditions_rgb_adapted/rgb_adapted_s$s/unseen_family* $OUT/step_scale_rgb_adapted/rgb_adapted_s$s/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_rgb_adapted.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_5hz_rgb_adapted.yaml ;;
     absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
       # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;
