@@ -129,6 +129,7 @@ CONFIGS = {
     "arm/step_scale_10hz_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/step_scale_rgb_adapted.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/step_scale_5hz_rgb_adapted.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/step_scale_15hz_rgb_adapted.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/step_from_sent_100ms_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/identified_training_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "own_scene/record_family.yaml": TwinRecordConfig,

@@ -42,11 +42,12 @@ resumable_train() {  # final_step output_dir [lerobot-train flags of a fresh run
   local step=$(printf %06d $1) out=$2; shift 2
   if [ -f "$out/checkpoints/$step/pretrained_model/config.json" ]; then return; fi
   if [ -f "$out/checkpoints/last/pretrained_model/train_config.json" ]; then
-    OMP_NUM_THREADS=2 .venv/bin/lerobot-train --config_path="$out/checkpoints/last/pretrained_model/train_config.json" \
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE .venv/bin/lerobot-train \
+      --config_path="$out/checkpoints/last/pretrained_model/train_config.json" \
       --resume=true >> "$out.log" 2>&1
   else
     rm -rf "$out"
-    OMP_NUM_THREADS=2 .venv/bin/lerobot-train "$@" --output_dir="$out" > "$out.log" 2>&1
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE .venv/bin/lerobot-train "$@" --output_dir="$out" > "$out.log" 2>&1
   fi
 }
 
@@ -95,6 +96,14 @@ rgb_checkpoints() {
   mkdir -p $R
   record configs/robust_twin_record.yaml $R/data_shifted
   record configs/own_scene/record_look.yaml $R/data_look --dataset.num_episodes=25
+  # the recording with the wrist camera's RGB alone, what the policy reads: LeRobot's reader decodes every video of a
+  # sample, and the five others made training twice as slow (the same samples, the same losses)
+  local drop=observation.images.front,observation.images.front_depth,observation.images.front_segmentation
+  drop+=,observation.images.wrist_depth,observation.images.wrist_segmentation
+  [ -f $R/data_shifted_wrist/meta/info.json ] || .venv/bin/lerobot-edit-dataset \
+    --repo_id=local/so101_twin_liftcube_shifted --root=$R/data_shifted \
+    --new_repo_id=local/so101_twin_liftcube_shifted_wrist --new_root=$R/data_shifted_wrist \
+    --operation.type=remove_feature --operation.feature_names="[$drop]" > $R/data_shifted_wrist.log 2>&1
   once $R/replay_frames.done .venv/bin/so101-seg-render --output_dir=$R/replay_frames --episodes=150 \
     --frames_per_episode=4 --height=96 --width=128 --cameras='[front,wrist]' > $R/replay_frames.log 2>&1
   local_look="--dataset.repo_id=local/own_scene_look --dataset.root=$R/data_look"
@@ -108,7 +117,7 @@ rgb_checkpoints() {
     > $R/segmenter_2.log 2>&1
   for s in 1 2 3; do
     resumable_train 2000 $R/zero_shot_s$s --config_path=configs/own_scene/segdepth_rgbonly.yaml \
-      --dataset.root=$R/data_shifted --seed=$s  # checkpointed every 500 steps
+      --dataset.root=$R/data_shifted_wrist --seed=$s  # checkpointed every 500 steps
     once $R/adapted_s$s.done .venv/bin/so101-seg-swap \
       --policy.path=$R/zero_shot_s$s/checkpoints/002000/pretrained_model --segmenter_path=$R/segmenter_2/best \
       --output_dir=$R/adapted_s$s > $R/adapted_s$s.log 2>&1
@@ -431,7 +440,8 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
         cp -rn $OUT/conditions_rgb_adapted/rgb_adapted_s$s/unseen_family* $OUT/step_scale_rgb_adapted/rgb_adapted_s$s/
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_rgb_adapted.yaml
-      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_5hz_rgb_adapted.yaml ;;
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_5hz_rgb_adapted.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/step_scale_15hz_rgb_adapted.yaml ;;
     absolute)  # the demo's demonstrations, the actor giving absolute joint targets rather than steps from the present
       # reading: under latency a step is added to a reading that lags the targets already sent, and the steps pile up
       for s in 1 2 3; do train $OUT/base_s1/dataset_segdepth $OUT/absolute_s$s/train $s --policy.action_mode=absolute; done ;;
