@@ -430,7 +430,7 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       # the adapted row first: its ideal and `unseen` family columns are where the targets are measured
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_shipped.yaml ;;
-    rgb_step_scale)  # the adapted RGB checkpoints with steps scaled to the loop (3 at 10 Hz, 6 at 5 Hz), against
+    rgb_step_scale)  # the adapted RGB checkpoints with steps scaled to the loop (3 at 10 Hz, 6 at 5, 2 at 15), against
       # themselves as trained: the ideal arm and the family first (conditions_rgb_adapted's cells), then copied
       rgb_checkpoints
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/conditions_rgb_adapted.yaml \
