@@ -121,6 +121,8 @@ CONFIGS = {
     "arm/tuning/step_scale_reading_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/cube_sizes_scaled_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/cube_sizes_ideal_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/tuning/clearance3_scaled_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
+    "arm/tuning/clearance3_ideal_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/step_scale_5hz_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/tuning/step_from_sent_latency_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),
     "arm/step_from_sent_factors_segdepth_gt.yaml": _benchmark_config("arm_conditions", "ArmConditionsConfig"),

@@ -413,6 +413,16 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_ideal_segdepth_gt.yaml
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/cube_sizes_scaled_segdepth_gt.yaml ;;
+    clearance3_scaled_tune)  # the demo's recording with the fixed finger 3 mm off the cube's face, trained as the demo's
+      # recipe on the tuning seeds, steps scaled to the family's loop; against the demo's recipe, same seeds (after `base`)
+      record configs/arm/tuning/clearance3_record_s11.yaml $OUT/tuning/clearance3_s11/dataset
+      precompute $OUT/tuning/clearance3_s11
+      for s in 11 12; do
+        train $OUT/base_s1/dataset_segdepth $OUT/tuning/demo_s$s/train $s
+        train $OUT/tuning/clearance3_s11/dataset_segdepth $OUT/tuning/clearance3_demo_s$s/train $s
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance3_ideal_segdepth_gt.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance3_scaled_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
