@@ -14,15 +14,15 @@ STAGES=${STAGES:-"base conditions lead lead_tune varied long absolute recipes id
 mkdir -p $OUT
 
 # lerobot-train as the demo's training stage runs it (so101_devtools.demo.train_stage), on a finished demo's copy
-train() {  # dataset_root output_dir seed [extra --policy.* flags]
-  local data=$1 out=$2 seed=$3; shift 3
+train() {  # dataset_root output_dir seed [extra --policy.* flags]; TRAIN_STEPS=n trains n steps, not 2000
+  local data=$1 out=$2 seed=$3 steps=${TRAIN_STEPS:-2000}; shift 3
   if [ -d "$out/checkpoints/last/pretrained_model" ]; then return; fi
-  rm -rf "$out"  # an interrupted training: lerobot-train starts again (2000 steps, one checkpoint at the end)
+  rm -rf "$out"  # an interrupted training: lerobot-train starts again (one checkpoint, at the end)
   mkdir -p "$(dirname "$out")"
   OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE .venv/bin/lerobot-train --policy.type=segdepth --policy.camera=wrist \
     --policy.device=cpu --policy.push_to_hub=false --policy.use_amp=false --policy.stacked_frames=true "$@" \
-    --dataset.repo_id=local/so101_twin_liftcube_segdepth --dataset.root="$data" --steps=2000 --batch_size=32 \
-    --num_workers=2 --save_freq=2000 --log_freq=100 --output_dir="$out" --wandb.enable=false --seed="$seed" \
+    --dataset.repo_id=local/so101_twin_liftcube_segdepth --dataset.root="$data" --steps=$steps --batch_size=32 \
+    --num_workers=2 --save_freq=$steps --log_freq=100 --output_dir="$out" --wandb.enable=false --seed="$seed" \
     > "$out.log" 2>&1
 }
 
@@ -423,6 +423,20 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance3_ideal_segdepth_gt.yaml
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/clearance3_scaled_segdepth_gt.yaml ;;
+    scale_tune)  # three times the demo's demonstrations and training (300 episodes, 6000 steps), the demo's recipe on
+      # the tuning seeds, steps scaled to the family's loop; against the demo's recipe, same seeds (after
+      # clearance3_scaled_tune, whose cells of the demo's checkpoints are copied, not run again)
+      record configs/arm/tuning/scale_record_s11.yaml $OUT/tuning/scale_s11/dataset
+      precompute $OUT/tuning/scale_s11
+      for s in 11 12; do
+        train $OUT/base_s1/dataset_segdepth $OUT/tuning/demo_s$s/train $s
+        TRAIN_STEPS=6000 train $OUT/tuning/scale_s11/dataset_segdepth $OUT/tuning/scale_demo_s$s/train $s
+        mkdir -p $OUT/tuning/scale_ideal $OUT/tuning/scale_scaled
+        cp -rn $OUT/tuning/clearance3_ideal/demo_s$s $OUT/tuning/scale_ideal/
+        cp -rn $OUT/tuning/clearance3_scaled/demo_scaled3_s$s $OUT/tuning/scale_scaled/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/scale_ideal_segdepth_gt.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/scale_scaled_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
