@@ -4,6 +4,9 @@ import pytest
 from clitools import record_twin_dataset
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# commands the tests run (and the demo's and examples' stages they start) fork from a parent that imported LeRobot
+# once (so101_devtools.warm_start); SO101_WARM_START=0 runs every one as a plain subprocess
+os.environ.setdefault("SO101_WARM_START", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ from test_identify_docs import in_the_identify_flow
 from test_policy_contract import CASES
 from test_real_arm_rollout import write_calibration
 from twin_dry_run import drives_the_follower, flag, require_safe, twin_dry_run
+
+from so101_devtools import warm_start
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -91,8 +92,7 @@ def run(text: str, words: list[str], cwd: Path, timeout: int = 600) -> str:
     prefix = dict(w.split("=", 1) for w in shlex.split(text)[: len(shlex.split(text)) - len(words)] if "=" in w)
     exe = str(VENV_BIN / words[0])
     started = time.monotonic()
-    proc = subprocess.run([exe, *words[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **prefix})  # fmt: skip
+    proc = warm_start.run([exe, *words[1:]], cwd=cwd, env={**os.environ, **prefix}, timeout=timeout)
     said = proc.stdout + proc.stderr
     print(f"{time.monotonic() - started:6.1f} s  {' '.join(words)[:150]}")
     assert proc.returncode == 0, f"{' '.join(words)} exited {proc.returncode}:\n{said[-6000:]}"

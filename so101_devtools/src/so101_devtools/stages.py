@@ -4,9 +4,12 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
+
+from so101_devtools import warm_start
 
 # The repository, where every stage's command runs (so101_devtools is only ever installed editable from it).
 REPO = Path(__file__).resolve().parents[3]
@@ -28,17 +31,9 @@ def run_logged(
     start = time.perf_counter()
     # Without a total there is nothing to count: the bar shows the elapsed time only.
     bar_format = None if total else "{desc}: {elapsed}"
-    with open(log, "w") as out, tqdm(total=total, desc=desc, unit="", bar_format=bar_format, leave=True) as bar:
-        proc = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-        )
-        for line in proc.stdout:
-            out.write(line)
+    ended: dict[str, int] = {}
+    with tqdm(total=total, desc=desc, unit="", bar_format=bar_format, leave=True) as bar:
+        for line in _output(args, log, {**os.environ, **(env or {})}, ended):
             match = re.search(pattern, line) if pattern else None
             # lerobot-train's checkpoint line is the one place it logs a step past 999 exactly
             exact = re.search(r"Checkpoint policy after step (\d+)", line)
@@ -48,10 +43,37 @@ def run_logged(
                 loss = re.search(r"loss:([0-9.]+)", line)
                 if loss:
                     bar.set_postfix(loss=loss.group(1))
-        code = proc.wait()
+        code = ended["code"]
         if total and code == 0:
             bar.update(total - bar.n)
     if code != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
         raise SystemExit(f"[demo] {desc} failed (exit {code}); last lines of {log}:\n{tail}")
     return time.perf_counter() - start
+
+
+def _output(args: list[str], log: Path, env: dict[str, str], ended: dict[str, int]) -> Iterator[str]:
+    """The command's output lines (stdout and stderr together) as it writes them to `log`; its exit code goes to
+    ended["code"]. Started warm where the test suite asks (so101_devtools.warm_start)."""
+    log.write_text("")
+    started = warm_start.start(args, REPO, env, log, log) if warm_start.enabled() else None
+    if started is None:
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env
+            )
+            for line in proc.stdout:
+                out.write(line)
+                yield line
+            ended["code"] = proc.wait()
+        return
+    with open(log, errors="replace") as written:
+        pending, code = "", None
+        while code is None:
+            code = started.wait(timeout=0.5)
+            pending += written.read()
+            *lines, pending = pending.split("\n")
+            yield from (line + "\n" for line in lines)
+        if pending:
+            yield pending
+    ended["code"] = code

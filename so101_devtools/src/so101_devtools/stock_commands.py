@@ -6,15 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from so101_devtools import warm_start
+
 VENV_BIN = Path(sys.executable).parent
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a stock lerobot-* command (or python) from this venv; on failure show the tail of its output."""
+    """Run a stock lerobot-* command (or python) from this venv, started warm (`warm_start`); on failure show the
+    tail of its output."""
     exe = args[0] if args[0] == sys.executable else str(VENV_BIN / args[0])
-    proc = subprocess.run(
-        [exe, *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ}
-    )
+    proc = warm_start.run([exe, *args[1:]], cwd=cwd, env={**os.environ}, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-6000:]}")
     return proc
