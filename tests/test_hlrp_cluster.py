@@ -14,6 +14,7 @@ from pathlib import Path
 import draccus
 import pytest
 import submitit
+from clitools import run_cli
 
 from so101_commands.stage_job import RecordTaskJob, StageJob, launch_command
 from so101_commands.submit import ClusterConfig, SubmitConfig, keep_first_started, make_executor, prepare, submit
@@ -288,19 +289,8 @@ def test_shipped_configs_need_their_placeholders_replaced(tmp_path):
 )
 def test_command_line_reports_bad_input(tmp_path, stage_flags):
     # the stage's flags as a list field or after `--`: either way the stage's --config_path, not so101-submit's
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "so101_commands.submit",
-            f"--config_path={ROOT}/configs/cluster_local.yaml",
-        ]
-        + ["--stage=trunk", *stage_flags],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = ["so101-submit", f"--config_path={ROOT}/configs/cluster_local.yaml", "--stage=trunk", *stage_flags]
+    result = run_cli(command, cwd=tmp_path, timeout=60, check=False)
     assert result.returncode != 0 and "--config_path=missing.yaml not found" in result.stderr
 
 

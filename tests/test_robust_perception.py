@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import colorsys
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from clitools import run_cli
 from PIL import Image
 from run_again import mtimes
 from torchvision.transforms.v2 import InterpolationMode
@@ -25,7 +25,6 @@ from so101_segmenter.metrics import disparity_error_255, disparity_loss, minmax_
 from so101_segmenter.model import EfficientViTFPN, SegmenterConfig, load_segmenter, save_segmenter
 
 BAND = HueBand(0.70, 0.88, 0.3)
-VENV_BIN = Path(sys.executable).parent
 
 
 def colorsys_in_band(rgb: np.ndarray, band: HueBand = BAND) -> np.ndarray:
@@ -247,12 +246,12 @@ def test_train_a_depth_head_then_distil_a_teacher_on_unlabelled_frames(tmp_path)
     _render(tmp_path / "sim", episodes=4, seed=0)
     common = ["--data.img_height=32", "--data.img_width=40", "--batch_size=4", "--threads=1"]
     common += ["--data.val_fraction=0.25"]
-    subprocess.run(
-        [str(VENV_BIN / "so101-seg-train"), f"--data.path={tmp_path / 'sim'}", f"--data.test_path={tmp_path / 'sim'}",
+    run_cli(
+        ["so101-seg-train", f"--data.path={tmp_path / 'sim'}", f"--data.test_path={tmp_path / 'sim'}",
          "--data.augment=robust", "--data.excluded_hue_band=[0.70,0.88,0.3]", "--model.pretrained=false",
          "--model.depth_head=true", "--model.fpn_channels=8", "--loss=iou+ce", "--class_weights=[0,1,1,3,1,1]",
          "--epochs=2", f"--output_dir={tmp_path / 'run'}", *common],
-        check=True, capture_output=True, text=True,
+        cwd=tmp_path,
     )  # fmt: skip
     test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert 0 <= test["disparity_error_255"] <= 255 and 0 <= test["miou"] <= 1
@@ -265,19 +264,19 @@ def test_train_a_depth_head_then_distil_a_teacher_on_unlabelled_frames(tmp_path)
     for i, record in enumerate(_images(tmp_path / "sim")[:6]):
         Image.open(tmp_path / "sim" / record).save(frames / "images" / f"f{i}.png")
     teacher = save_tiny_depth_anything(tmp_path / "teacher")
-    done = subprocess.run(
-        [str(VENV_BIN / "so101-seg-disparity"), f"--images={frames / 'images'}", f"--output_dir={frames}",
+    done = run_cli(
+        ["so101-seg-disparity", f"--images={frames / 'images'}", f"--output_dir={frames}",
          f"--depth_model={teacher}", "--input_size=28"],
-        check=True, capture_output=True, text=True,
+        cwd=tmp_path,
     )  # fmt: skip
     index = json.loads((frames / "index.json").read_text())
     assert len(index["frames"]) == 6 and all(f["mask"] == "" and f["disparity"] for f in index["frames"]), done.stdout
-    subprocess.run(
-        [str(VENV_BIN / "so101-seg-train"), f"--data.path={frames}", "--data.augment=robust",
+    run_cli(
+        ["so101-seg-train", f"--data.path={frames}", "--data.augment=robust",
          f"--model.init_from={tmp_path / 'run' / 'best'}", "--model.depth_head=true", "--epochs=1",
          "--data.val_fraction=0.34", f"--output_dir={tmp_path / 'tuned'}", "--data.img_height=32",
          "--data.img_width=40", "--batch_size=2", "--threads=1"],
-        check=True, capture_output=True, text=True,
+        cwd=tmp_path,
     )  # fmt: skip
     metrics = [json.loads(line) for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()]
     assert "val_disparity_error_255" in metrics[-1]

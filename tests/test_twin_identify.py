@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import mujoco
 import numpy as np
@@ -285,9 +283,7 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert arm.control_fps == 10  # the policy loop's rate, as given: written, not fitted
     # the cube as weighed and measured, times the twin's 30 g and 30 mm: written, not fitted
     assert arm.cube_mass == pytest.approx(1.8) and arm.cube_size == pytest.approx(1.1) and arm.cube_friction == 1.0
-    slower = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:3],
-                             f"--output_dir={tmp_path / 'seven'}", "--control_fps=7"], capture_output=True, text=True,
-                            cwd=tmp_path)  # fmt: skip
+    slower = run_cli([*flags[:3], f"--output_dir={tmp_path / 'seven'}", "--control_fps=7"], cwd=tmp_path, check=False)
     assert slower.returncode != 0 and "--control_fps=7: the loop's rate must divide" in slower.stderr
     assert "Traceback" not in slower.stderr and not (tmp_path / "seven").exists()
     assert report["episodes"] == {"fit": [1, 2, 3], "held_out": [0]}
@@ -307,12 +303,10 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
     assert all("second_search" in row for rows in report["parameters"].values() for row in rows)
     assert (out / "tracking.png").stat().st_size > 10_000
     # run again: nothing to do, exit 0, one line
-    again = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:]],
-                           capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    again = run_cli(flags, cwd=tmp_path, check=False)
     assert again.returncode == 0 and "already identified" in again.stdout
     # other settings over it: refused in one line, naming the setting
-    other = subprocess.run([sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", *flags[1:],
-                            "--contact_threshold=5"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    other = run_cli([*flags, "--contact_threshold=5"], cwd=tmp_path, check=False)
     assert other.returncode != 0 and "contact_threshold" in other.stderr and "Traceback" not in other.stderr
     # the identified arm, played by the recorder
     _record(tmp_path / "replayed", f"--robot.arm_path={out / 'arm.json'}", episodes=1, seconds=0.5)
@@ -323,13 +317,13 @@ def test_the_command_writes_the_arm_report_and_plot_runs_again_and_refuses(tmp_p
 def test_a_recording_that_barely_moves_or_a_cube_the_twin_cannot_play_is_refused_before_any_work(tmp_path):
     data = tmp_path / "still"
     _record(data, episodes=1, seconds=0.3)
-    command = [sys.executable, "-m", "lerobot_env_so101_twin.commands.identify", "--dataset.repo_id=local/identify",
-               f"--dataset.root={data}", f"--output_dir={tmp_path / 'out'}"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    command = ["so101-twin-identify", "--dataset.repo_id=local/identify", f"--dataset.root={data}",
+               f"--output_dir={tmp_path / 'out'}"]  # fmt: skip
+    result = run_cli(command, cwd=tmp_path, check=False)
     assert result.returncode != 0 and "frames where a joint moves" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
     # the cube is checked before the recording is read: 50 mm is 1.67 times the twin's cube, past its 1.3
-    big = subprocess.run([*command, "--cube.size_mm=50"], capture_output=True, text=True, cwd=tmp_path)
+    big = run_cli([*command, "--cube.size_mm=50"], cwd=tmp_path, check=False)
     assert big.returncode != 0 and "--cube.size_mm=50.0: the twin plays a cube of 21 to 39" in big.stderr
     assert "Traceback" not in big.stderr and not (tmp_path / "out").exists()
 

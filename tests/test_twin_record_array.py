@@ -6,14 +6,13 @@ root is not submitted again, and bad input is refused in one line before anythin
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import draccus
 import numpy as np
 import pytest
 import torch
-from clitools import TASK
+from clitools import TASK, run_cli
 from lerobot.datasets import LeRobotDataset
 
 from lerobot_env_so101_twin.commands.record import TwinRecordConfig, record
@@ -130,9 +129,9 @@ def test_bad_input_is_refused_before_anything_is_staged(tmp_path, fields, flags,
 
 
 def submit_command(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "so101_commands.submit", f"--config_path={ROOT}/configs/cluster_local.yaml"]
+    cmd = ["so101-submit", f"--config_path={ROOT}/configs/cluster_local.yaml"]
     cmd += ["--stage=record", f"--cluster.folder={tmp_path}/logs/%j", *flags]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return run_cli(cmd, cwd=tmp_path, timeout=300, check=False)
 
 
 def test_command_line_says_a_recording_is_there_and_refuses_an_uneven_array(tmp_path):
@@ -144,7 +143,7 @@ def test_command_line_says_a_recording_is_there_and_refuses_an_uneven_array(tmp_
     uneven = submit_command(tmp_path, "--array_tasks=3", "--", *RECORD, f"--dataset.root={tmp_path / 'new'}")
     assert uneven.returncode == 1 and "Traceback" not in uneven.stderr, uneven.stderr[-3000:]
     assert uneven.stderr.strip().splitlines()[-1] == (
-        "submit.py: --stage=record: --array_tasks=3 does not divide the recording's 2 shards "
+        "so101-submit: --stage=record: --array_tasks=3 does not divide the recording's 2 shards "
         "(--dataset.num_episodes=4 in shards of --episodes_per_shard=2): use one of 1, 2"
     )
     assert not (tmp_path / "logs").exists() and not (tmp_path / ".new.partial").exists()
