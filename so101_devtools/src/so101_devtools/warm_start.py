@@ -5,9 +5,9 @@ per environment instead of once per command.
 Python's `forkserver` would fit, but it runs functions, not console scripts, and its server cannot be keyed by the
 environment the command must see; hence this small server. What keeps a warm command equal to a cold one:
 
-- the parent imports only third-party modules (torch, transformers, LeRobot's own scripts), never this repository's
-  packages, so each command still finds its plugins as a fresh process does (LeRobot's plugin discovery runs in the
-  child);
+- the parent imports only third-party modules (torch, transformers, LeRobot's own scripts) and this module, never a
+  plugin or another package of this repository, so each command still finds its plugins as a fresh process does
+  (LeRobot's plugin discovery runs in the child);
 - a parent serves exactly one environment (LeRobot reads HF_LEROBOT_HOME, libgomp OMP_NUM_THREADS and MuJoCo
   MUJOCO_GL when they are imported): another environment gets another parent;
 - the parent runs no torch operation, so no OpenMP thread pool exists when it forks;
@@ -170,7 +170,8 @@ class _Server:
 
 
 _servers: OrderedDict[tuple, _Server] = OrderedDict()
-_logs = tempfile.mkdtemp(prefix="so101_warm_start_")
+_logs: list[str] = []  # the folder of this process's server logs, made with the first server
+_started: list[dict[str, str]] = []  # the environment each server of this process was started in
 
 
 def _key(env: dict[str, str]) -> tuple:
@@ -186,7 +187,15 @@ def _server_for(env: dict[str, str]) -> _Server:
             return server
     while len(_servers) >= KEPT_SERVERS:
         _servers.popitem(last=False)[1].close()
-    _servers[key] = _Server(env, Path(_logs) / f"server_{len(os.listdir(_logs))}.log")
+    if not _logs:
+        _logs.append(tempfile.mkdtemp(prefix="so101_warm_start_"))
+    log = Path(_logs[0]) / f"server_{len(_started)}.log"
+    if _started:  # why another parent: what differs from the last one's environment
+        last = _started[-1]
+        changed = sorted(k for k in {*env, *last} if k not in IGNORED and env.get(k) != last.get(k))
+        log.with_suffix(".why").write_text("\n".join(changed) + "\n")
+    _started.append(dict(env))
+    _servers[key] = _Server(env, log)
     return _servers[key]
 
 
