@@ -10,6 +10,7 @@ of the page therefore cannot drift from what the commands do."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -34,6 +35,7 @@ PAGE = ROOT / "docs" / "real-so101.md"
 VENV_BIN = Path(sys.executable).parent
 ROBOT_ID = "my_follower"
 CALIBRATED = "calibration/robots/so_follower/my_follower.json"  # under HF_LEROBOT_HOME, where lerobot-calibrate writes
+ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")  # `VAR=value` before a command (the words run may be cut)
 RETURN_ACTIONS = 150  # lerobot-rollout's way back to the start pose at the end: 3 s at 50 Hz, whatever --fps
 
 
@@ -89,7 +91,7 @@ def test_each_dry_run_shown_is_its_follower_command_with_the_documented_substitu
 def run(text: str, words: list[str], cwd: Path, timeout: int = 600) -> str:
     """A shown command's words (its own console script from this venv), with the `VAR=value` prefixes its text puts
     before it; the combined output, or an AssertionError with its tail."""
-    prefix = dict(w.split("=", 1) for w in shlex.split(text)[: len(shlex.split(text)) - len(words)] if "=" in w)
+    prefix = dict(w.split("=", 1) for w in itertools.takewhile(ENV_WORD.match, shlex.split(text)))
     exe = str(VENV_BIN / words[0])
     started = time.monotonic()
     proc = warm_start.run([exe, *words[1:]], cwd=cwd, env={**os.environ, **prefix}, timeout=timeout)
