@@ -36,8 +36,15 @@ def test_a_warm_command_sees_what_a_fresh_process_would(tmp_path):
     second = json.loads(probe(["report"], tmp_path, env).stdout)
     assert second["draw"] != said["draw"]
     # LeRobot reads HF_LEROBOT_HOME when imported: another environment is served by another parent
-    other = json.loads(probe(["report"], tmp_path, {**env, "HF_LEROBOT_HOME": str(tmp_path / "home_b")}).stdout)
+    env_b = {**env, "HF_LEROBOT_HOME": str(tmp_path / "home_b")}
+    other = json.loads(probe(["report"], tmp_path, env_b).stdout)
     assert other["home"] == str(tmp_path / "home_b")
+    # a caller interrupted while its command runs stops the command and that parent, whose answers would be out of step
+    stuck = warm_start.start(
+        [str(PROBE), "sleep", "60"], tmp_path, env_b, tmp_path / "o", tmp_path / "e", "warm_probe:main"
+    )
+    stuck.abandon()
+    assert stuck.server.proc.wait(timeout=10) != 0 and stuck.server not in warm_start._servers.values()
     # exit codes and failures as the interpreter gives them
     assert probe(["exit", "3"], tmp_path, env).returncode == 3
     failed = probe(["raise"], tmp_path, env)

@@ -67,13 +67,17 @@ def _output(args: list[str], log: Path, env: dict[str, str], ended: dict[str, in
                 yield line
             ended["code"] = proc.wait()
         return
-    with open(log, errors="replace") as written:
-        pending, code = "", None
-        while code is None:
-            code = started.wait(timeout=0.5)
-            pending += written.read()
-            *lines, pending = pending.split("\n")
-            yield from (line + "\n" for line in lines)
-        if pending:
-            yield pending
+    pending, code = "", None
+    try:
+        with open(log, errors="replace") as written:
+            while code is None:
+                code = started.wait(timeout=0.5)
+                pending += written.read()
+                *lines, pending = pending.split("\n")
+                yield from (line + "\n" for line in lines)
+    finally:
+        if code is None:  # interrupted while it ran: stop it, as a terminal's Ctrl-C stops a subprocess
+            started.abandon()
+    if pending:
+        yield pending
     ended["code"] = code

@@ -21,6 +21,7 @@ Only where SO101_WARM_START=1 (the test suite sets it); elsewhere every command 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import json
 import os
@@ -225,6 +226,15 @@ class Started:
         os.kill(self.pid, signal.SIGKILL)
         return self.wait(timeout=60)
 
+    def abandon(self) -> None:
+        """Stop the command and its parent, whose answers would otherwise come out of step (the caller was
+        interrupted while the command ran); the next command in that environment starts a new parent."""
+        for pid in (self.pid, self.server.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for key in [k for k, v in _servers.items() if v is self.server]:
+            del _servers[key]
+
 
 def start(argv: list[str], cwd: Path, env: dict[str, str], stdout: Path, stderr: Path, entry: str | None = None):
     """Start the console script argv[0] of this venv (or the function `entry`, `module:function`, as the script
@@ -249,7 +259,11 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, entry: 
         started = start(argv, cwd, env, out, err, entry) if enabled() or entry else None
         if started is None:
             return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-        code = started.wait(timeout)
+        try:
+            code = started.wait(timeout)
+        except BaseException:
+            started.abandon()
+            raise
         said = [p.read_text(errors="replace") if p.exists() else "" for p in (out, err)]
         if code is None:
             started.kill()
