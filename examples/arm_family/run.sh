@@ -437,6 +437,20 @@ json.dump({**json.load(open('outputs/identify_gripper/n25/arm.json')), **cube.fa
       done
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/scale_ideal_segdepth_gt.yaml
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/scale_scaled_segdepth_gt.yaml ;;
+    sized_clearance_scaled_tune)  # the cube's sizes and a clearance that follows them in the demonstrations, trained
+      # as the demo's recipe on the tuning seeds, steps scaled to the family's loop; against the demo's recipe, same
+      # seeds (after clearance3_scaled_tune, whose cells of the demo's checkpoints are copied, not run again)
+      record configs/arm/tuning/sized_clearance_record_s11.yaml $OUT/tuning/sized_clearance_s11/dataset
+      precompute $OUT/tuning/sized_clearance_s11
+      for s in 11 12; do
+        train $OUT/base_s1/dataset_segdepth $OUT/tuning/demo_s$s/train $s
+        train $OUT/tuning/sized_clearance_s11/dataset_segdepth $OUT/tuning/sized_clearance_demo_s$s/train $s
+        mkdir -p $OUT/tuning/sized_clearance_ideal $OUT/tuning/sized_clearance_scaled
+        cp -rn $OUT/tuning/clearance3_ideal/demo_s$s $OUT/tuning/sized_clearance_ideal/
+        cp -rn $OUT/tuning/clearance3_scaled/demo_scaled3_s$s $OUT/tuning/sized_clearance_scaled/
+      done
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/sized_clearance_ideal_segdepth_gt.yaml
+      $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/sized_clearance_scaled_segdepth_gt.yaml ;;
     predictive_mix_tune)  # the demo's recording with the predictive expert's `varied` episodes appended, as `lead`
       append_pilot predictive_mix_s11 configs/arm/tuning/predictive_mix_record_s11.yaml predictive_mix_lead1_s11
       $PY benchmarks/arm_conditions.py --config_path=configs/arm/tuning/predictive_segdepth_gt.yaml ;;
