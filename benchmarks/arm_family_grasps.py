@@ -20,7 +20,8 @@ Each episode is put in one class:
 The columns give what tells them apart, from when both fingers first touch the cube: the grasp point's height over
 the cube's centre (the fixed finger on the cube's top reads about its half-size or more) and its offset along the
 jaws' closing direction (positive: towards the moving jaw, the cube nearer the fixed finger); then the cube's largest
-tilt and the jaws' closest reading (near 0: closed on nothing).
+tilt, the jaws' closest reading (near 0: closed on nothing), and whether the policy re-opened the jaws after the grasp
+(its gripper target rising 5 units over its lowest since then: how many steps after the grasp, and how wide).
 """
 
 import json
@@ -41,8 +42,9 @@ OFF_TABLE_M = 0.01
 CLASSES = ("lifted", "no grasp", "not off the table", "dropped")
 # one row per step: grasp point minus cube centre (m) along the jaws' closing direction (from the fixed finger to the
 # moving jaw), across it and up; fixed finger on the cube, moving finger on the cube, lift height (m), gripper reading
-# (0-100), cube tilt (degrees)
-STEP_FIELDS = ("along", "across", "dz", "fixed", "moving", "lift", "gripper", "tilt")
+# (0-100), cube tilt (degrees), the gripper's target sent (0-100)
+STEP_FIELDS = ("along", "across", "dz", "fixed", "moving", "lift", "gripper", "tilt", "command")
+REOPEN_UNITS = 5.0  # a re-open: the gripper's target rising this far over its lowest since the first grasp
 
 
 @dataclass
@@ -94,7 +96,7 @@ def watch_twin(episodes: list[dict]) -> None:
         tilt = float(np.degrees(np.arccos(np.clip(1 - 2 * (x * x + y * y), -1.0, 1.0))))
         fixed, moving = twin._touching(twin._static_finger_geoms), twin._touching(twin._moving_finger_geoms)
         episodes[-1]["steps"].append([along, across, float(offset[2]), float(fixed), float(moving), twin.lift_height(),
-                                      float(twin.follower_positions()[5]), tilt])  # fmt: skip
+                                      float(twin.follower_positions()[5]), tilt, float(action[5])])  # fmt: skip
         return out
 
     twin_env.SO101TwinEnv.reset, twin_env.SO101TwinEnv.step = watched_reset, watched_step
@@ -114,6 +116,13 @@ def episode_row(steps: np.ndarray) -> dict:
     else:
         kind = "dropped"
     first = int(np.argmax(held)) if held.any() else None
+    reopen, reopen_to = None, None
+    if first is not None:
+        command = col["command"][first:]
+        rise = command - np.minimum.accumulate(command)
+        if (rise >= REOPEN_UNITS).any():
+            reopen = int(np.argmax(rise >= REOPEN_UNITS))
+            reopen_to = round(float(command[reopen:].max()), 1)
     return {
         "class": kind,
         "first_grasp_step": first,
@@ -122,21 +131,26 @@ def episode_row(steps: np.ndarray) -> dict:
         "max_lift_mm": round(1000 * float(col["lift"].max()), 1),
         "max_tilt_deg": round(float(col["tilt"].max()), 1),
         "min_gripper": round(float(col["gripper"].min()), 1),
+        "reopen_steps": reopen,
+        "reopen_to": reopen_to,
     }
 
 
 def grasps_table(rows: list[dict]) -> str:
     lines = ["| episode | cell's success | class | cube size | friction | gripper force | first grasp: step, height "
              "over centre, along the closing jaws (mm) | cube's half-size (mm) | max lift (mm) | max tilt (°) | "
-             "jaws' closest |", "|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+             "jaws' closest | re-opened: steps after the grasp, to |",
+             "|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in rows:
         arm, first = r["arm"], r["first_grasp_step"]
         grasp = "-" if first is None else f"{first}, {r['grasp_height_mm']:+.0f}, {r['grasp_along_mm']:+.0f}"
         cube = f"{arm.get('cube_size', 1.0):.3f} | {arm.get('cube_friction', 1.0):.2f}"
+        reopen = "-" if r["reopen_steps"] is None else f"{r['reopen_steps']}, {r['reopen_to']:.0f}"
         lines.append(
             f"| {r['episode']} | {'yes' if r['cell_success'] else 'no'} | {r['class']} | {cube} | "
             f"{arm.get('gripper_force', 1.0):.2f} | {grasp} | "
-            f"{r['half_size_mm']:.1f} | {r['max_lift_mm']:.0f} | {r['max_tilt_deg']:.0f} | {r['min_gripper']:.1f} |"
+            f"{r['half_size_mm']:.1f} | {r['max_lift_mm']:.0f} | {r['max_tilt_deg']:.0f} | {r['min_gripper']:.1f} | "
+            f"{reopen} |"
         )
     counts = {k: sum(r["class"] == k for r in rows) for k in CLASSES}
     lines += ["", ", ".join(f"{k}: {n}" for k, n in counts.items())]

@@ -40,11 +40,13 @@ def test_the_experts_lift_is_watched_as_a_grasp_at_the_cubes_centre(watched: lis
     offset = env.twin.grasp_point - env.twin.cube_position
     along = offset @ env.twin.closing_direction
     np.testing.assert_allclose(steps[-1, [0, 2, 5]], [along, offset[2], env.twin.lift_height()], atol=1e-9)
+    assert steps[-1, 8] == pytest.approx(env.twin.joint_targets()[5], abs=1e-4)  # the gripper target it was sent
     assert steps[-1, 3] == 1 and steps[-1, 4] == 1  # both fingers on the cube as it is lifted
     row = grasps.episode_row(steps)
     assert row["class"] == "lifted" and row["max_lift_mm"] > 50
     # the expert descends onto the cube's centre: both fingers touch it with the grasp point within a few millimetres
     assert abs(row["grasp_height_mm"]) < 6 and abs(row["grasp_along_mm"]) < 6
+    assert row["reopen_steps"] is None  # a grasp that holds: the expert keeps its jaws closed
 
 
 def test_a_hold_never_grasps(watched: list[dict]) -> None:
@@ -62,6 +64,15 @@ def episode(lifts_mm: list[float], held: list[bool]) -> np.ndarray:
     steps[:, 3] = steps[:, 4] = held
     steps[:, 5] = np.asarray(lifts_mm) / 1000
     return steps
+
+
+def test_a_reopen_by_hand() -> None:
+    steps = episode([0, 0, 0, 0, 0], [True, True, False, False, False])
+    steps[:, 8] = [10, 2, 0, 4, 30]  # closing to 0, then opening: 4 over the lowest is not a re-open, 30 is
+    row = grasps.episode_row(steps)
+    assert row["reopen_steps"] == 4 and row["reopen_to"] == 30
+    steps[:, 8] = [40, 20, 10, 9, 6]  # closing all the way: no re-open
+    assert grasps.episode_row(steps)["reopen_steps"] is None
 
 
 def test_each_class_by_hand() -> None:
