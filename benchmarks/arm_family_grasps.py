@@ -41,9 +41,9 @@ LIFT_M = 0.05  # the twin's LiftCube success height (simulation.LIFT_HEIGHT)
 OFF_TABLE_M = 0.01
 CLASSES = ("lifted", "no grasp", "not off the table", "dropped")
 # one row per step: grasp point minus cube centre (m) along the jaws' closing direction (from the fixed finger to the
-# moving jaw), across it and up; fixed finger on the cube, moving finger on the cube, lift height (m), gripper reading
+# moving jaw) and up; fixed finger on the cube, moving finger on the cube, lift height (m), gripper reading
 # (0-100), cube tilt (degrees), the gripper's target sent (0-100)
-STEP_FIELDS = ("along", "across", "dz", "fixed", "moving", "lift", "gripper", "tilt", "command")
+STEP_FIELDS = ("along", "dz", "fixed", "moving", "lift", "gripper", "tilt", "command")
 REOPEN_UNITS = 5.0  # a re-open: the gripper's target rising this far over its lowest since the first grasp
 
 
@@ -89,13 +89,11 @@ def watch_twin(episodes: list[dict]) -> None:
         out = step(self, action)
         twin = self.twin
         offset = twin.grasp_point - twin.cube_position
-        closing = twin.closing_direction
-        along = float(offset @ closing)
-        across = float(np.hypot(*(offset[:2] - along * closing[:2])))
+        along = float(offset @ twin.closing_direction)
         _, x, y, _ = twin.cube_quat
         tilt = float(np.degrees(np.arccos(np.clip(1 - 2 * (x * x + y * y), -1.0, 1.0))))
         fixed, moving = twin._touching(twin._static_finger_geoms), twin._touching(twin._moving_finger_geoms)
-        episodes[-1]["steps"].append([along, across, float(offset[2]), float(fixed), float(moving), twin.lift_height(),
+        episodes[-1]["steps"].append([along, float(offset[2]), float(fixed), float(moving), twin.lift_height(),
                                       float(twin.follower_positions()[5]), tilt, float(action[5])])  # fmt: skip
         return out
 

@@ -39,9 +39,11 @@ def test_the_experts_lift_is_watched_as_a_grasp_at_the_cubes_centre(watched: lis
     assert len(steps) == env.twin.steps  # one row per env step at 30 Hz (one period each)
     offset = env.twin.grasp_point - env.twin.cube_position
     along = offset @ env.twin.closing_direction
-    np.testing.assert_allclose(steps[-1, [0, 2, 5]], [along, offset[2], env.twin.lift_height()], atol=1e-9)
-    assert steps[-1, 8] == pytest.approx(env.twin.joint_targets()[5], abs=1e-4)  # the gripper target it was sent
-    assert steps[-1, 3] == 1 and steps[-1, 4] == 1  # both fingers on the cube as it is lifted
+    last = dict(zip(grasps.STEP_FIELDS, steps[-1], strict=True))
+    expected = {"along": along, "dz": offset[2], "lift": env.twin.lift_height()}
+    np.testing.assert_allclose([last[k] for k in expected], list(expected.values()), atol=1e-9)
+    assert last["command"] == pytest.approx(env.twin.joint_targets()[5], abs=1e-4)  # the gripper target it was sent
+    assert last["fixed"] == 1 and last["moving"] == 1  # both fingers on the cube as it is lifted
     row = grasps.episode_row(steps)
     assert row["class"] == "lifted" and row["max_lift_mm"] > 50
     # the expert descends onto the cube's centre: both fingers touch it with the grasp point within a few millimetres
@@ -59,19 +61,21 @@ def test_a_hold_never_grasps(watched: list[dict]) -> None:
 
 
 def episode(lifts_mm: list[float], held: list[bool]) -> np.ndarray:
+    column = {name: i for i, name in enumerate(grasps.STEP_FIELDS)}
     steps = np.zeros((len(lifts_mm), len(grasps.STEP_FIELDS)))
-    steps[:, 2] = 0.02  # 20 mm over the centre
-    steps[:, 3] = steps[:, 4] = held
-    steps[:, 5] = np.asarray(lifts_mm) / 1000
+    steps[:, column["dz"]] = 0.02  # 20 mm over the centre
+    steps[:, column["fixed"]] = steps[:, column["moving"]] = held
+    steps[:, column["lift"]] = np.asarray(lifts_mm) / 1000
     return steps
 
 
 def test_a_reopen_by_hand() -> None:
     steps = episode([0, 0, 0, 0, 0], [True, True, False, False, False])
-    steps[:, 8] = [10, 2, 0, 4, 30]  # closing to 0, then opening: 4 over the lowest is not a re-open, 30 is
+    command = grasps.STEP_FIELDS.index("command")
+    steps[:, command] = [10, 2, 0, 4, 30]  # closing to 0, then opening: 4 over the lowest is not a re-open, 30 is
     row = grasps.episode_row(steps)
     assert row["reopen_steps"] == 4 and row["reopen_to"] == 30
-    steps[:, 8] = [40, 20, 10, 9, 6]  # closing all the way: no re-open
+    steps[:, command] = [40, 20, 10, 9, 6]  # closing all the way: no re-open
     assert grasps.episode_row(steps)["reopen_steps"] is None
 
 
